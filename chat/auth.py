@@ -1,0 +1,98 @@
+"""Credentials on requests: app keys and sessions (classic), bot/bearer tokens (KOOK).
+
+The decorators resolve the caller and leave them in ``g.user`` (and the token in
+``g.token``); a route reads them through ``current_user()``.
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import g, request
+
+from chat.errors import ServiceError
+from chat.models import Token, User
+from chat.services import accounts
+
+APP_KEY_HEADERS = ("X-APP-Key", "X-HA-Key")
+SESSION_HEADERS = ("X-APP-Session", "X-HA-Session")
+
+SECURITY_SCHEMES = {
+    "AppKey": {"type": "apiKey", "in": "header", "name": "X-APP-Key"},
+    "AppSession": {"type": "apiKey", "in": "header", "name": "X-APP-Session"},
+    "HaKey": {"type": "apiKey", "in": "header", "name": "X-HA-Key"},
+    "HaSession": {"type": "apiKey", "in": "header", "name": "X-HA-Session"},
+    "Token": {"type": "apiKey", "in": "header", "name": "Authorization",
+              "description": "`Bot <token>` or `Bearer <token>`"},
+}
+APP_KEY_SECURITY = [{"AppKey": []}, {"HaKey": []}]
+SESSION_SECURITY = [{"AppKey": [], "AppSession": []}, {"HaKey": [], "HaSession": []}]
+TOKEN_SECURITY = [{"Token": []}]
+
+
+def _first_header(names: tuple[str, ...]) -> str:
+    for name in names:
+        value = request.headers.get(name, "").strip()
+        if value:
+            return value
+    return ""
+
+
+def _check_app_key() -> None:
+    if not accounts.app_key_is_valid(_first_header(APP_KEY_HEADERS)):
+        raise ServiceError("unauthorized", "missing or invalid app key: send it in the X-APP-Key header")
+
+
+def _authenticate(raw: str, what: str) -> None:
+    found = accounts.user_for_token(raw)
+    if found is None:
+        raise ServiceError("unauthorized", f"missing, expired or revoked {what}")
+    g.user, g.token = found
+
+
+def require_app_key(view):
+    """Classic routes open to an app without a user (register, login)."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        _check_app_key()
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def require_session(view):
+    """Classic routes: a valid app key and a live session token."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        _check_app_key()
+        _authenticate(_first_header(SESSION_HEADERS), "session: log in and send it in X-APP-Session")
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def bearer_token() -> str:
+    """The token from ``Authorization: Bot <token>`` or ``Bearer <token>``."""
+    scheme, _, raw = request.headers.get("Authorization", "").strip().partition(" ")
+    return raw.strip() if scheme.lower() in ("bot", "bearer") else ""
+
+
+def require_token(view):
+    """KOOK routes: ``Authorization: Bot <token>`` or ``Bearer <token>``."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        _authenticate(bearer_token(), "token: send Authorization: Bot <token>")
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def current_user() -> User:
+    return g.user
+
+
+def current_token() -> Token:
+    return g.token

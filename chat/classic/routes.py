@@ -1,0 +1,125 @@
+"""Classic dialect (seed 000): accounts, conversations and messages.
+
+Every route: schema.load -> service -> schema.dump in the classic envelope. Both header
+spellings (X-APP-* and X-HA-*) are accepted, see ``chat.auth``.
+"""
+
+from __future__ import annotations
+
+from chat.auth import APP_KEY_SECURITY, SESSION_SECURITY, current_token, current_user, require_app_key, require_session
+from chat.classic import schemas as s
+from chat.schemas import Blueprint
+from chat.services import accounts, conversations, messages
+
+auth_blp = Blueprint("classic_auth", __name__, url_prefix="/auth", description="Accounts (classic envelope)")
+conversation_blp = Blueprint("classic_conversation", __name__, url_prefix="/conversation",
+                             description="Conversations (seed 000)")
+message_blp = Blueprint("classic_message", __name__, url_prefix="/message", description="Messages (seed 000)")
+blueprints = (auth_blp, conversation_blp, message_blp)
+
+
+@auth_blp.route("/register", methods=["POST"])
+@auth_blp.response(200, s.UserEnvelope)
+@auth_blp.doc(security=APP_KEY_SECURITY)
+@require_app_key
+@auth_blp.arguments(s.RegisterSchema)
+def register_user(args):
+    """Create an account."""
+    return {"data": accounts.register(**args)}
+
+
+@auth_blp.route("/login", methods=["POST"])
+@auth_blp.response(200, s.SessionEnvelope)
+@auth_blp.doc(security=APP_KEY_SECURITY)
+@require_app_key
+@auth_blp.arguments(s.LoginSchema)
+def login_user(args):
+    """Open a session: the token goes in X-APP-Session."""
+    raw, token, user = accounts.login(args["username"], args["password"])
+    return {"data": {"session": raw, "expires_at": token.expires_at, "user": user}}
+
+
+@auth_blp.route("/logout", methods=["POST"])
+@auth_blp.response(200, s.EmptyEnvelope)
+@auth_blp.doc(security=SESSION_SECURITY)
+@require_session
+def logout_user():
+    """Revoke the current session."""
+    accounts.logout(current_token())
+    return {}
+
+
+@conversation_blp.route("", methods=["POST"])
+@conversation_blp.response(200, s.ConversationCreatedEnvelope)
+@conversation_blp.doc(security=SESSION_SECURITY)
+@require_session
+@conversation_blp.arguments(s.ConversationCreateSchema)
+def create_conversation(args):
+    """Open the conversation with another user (the same one on every call)."""
+    view, _ = conversations.open_conversation(current_user(), args["passiveuser"])
+    return {"data": view}
+
+
+@conversation_blp.route("", methods=["GET"])
+@conversation_blp.response(200, s.ConversationPageEnvelope)
+@conversation_blp.doc(security=SESSION_SECURITY)
+@require_session
+@conversation_blp.arguments(s.PageQuerySchema, location="query")
+def list_conversations(args):
+    """List my conversations, newest activity first, with unread counts."""
+    views, _ = conversations.list_for_user(current_user(), args["start"], args["limit"])
+    return {"data": views}
+
+
+@message_blp.route("", methods=["POST"])
+@message_blp.response(200, s.MessageSentEnvelope)
+@message_blp.doc(security=SESSION_SECURITY)
+@require_session
+@message_blp.arguments(s.MessageCreateSchema)
+def send_message(args):
+    """Send a message; a retry with the same nonce returns the original."""
+    me = current_user()
+    view = conversations.get_for_member(me, conversation_id=args["conversationid"])
+    sent, _ = messages.send(me, view, s.FROM_CLASSIC[args["type"]], args["content"], args["time"],
+                            nonce=args.get("nonce"))
+    return {"data": sent}
+
+
+@message_blp.route("", methods=["GET"])
+@message_blp.response(200, s.MessageListEnvelope)
+@message_blp.doc(security=SESSION_SECURITY)
+@require_session
+@message_blp.arguments(s.MessageListQuerySchema, location="query")
+def list_messages(args):
+    """Page a conversation's history, newest first; the newest page marks it read."""
+    me = current_user()
+    view = conversations.get_for_member(me, conversation_id=args["conversationid"])
+    page = messages.history(me, view, start=args["start"], limit=args["limit"], before_key=args.get("before"))
+    return {"data": page}
+
+
+@message_blp.route("", methods=["DELETE"])
+@message_blp.response(200, s.EmptyEnvelope)
+@message_blp.doc(security=SESSION_SECURITY)
+@require_session
+@message_blp.arguments(s.MessageDeleteSchema, location="body_or_query")
+def delete_message(args):
+    """Delete a message: type 1 for me, type 2 for both sides (sender only)."""
+    if args["type"] == 1:
+        messages.hide_for_me(current_user(), args["messagekey"])
+    else:
+        messages.delete_for_everyone(current_user(), args["messagekey"])
+    return {}
+
+
+@message_blp.route("/read", methods=["POST"])
+@message_blp.response(200, s.EmptyEnvelope)
+@message_blp.doc(security=SESSION_SECURITY)
+@require_session
+@message_blp.arguments(s.MessageReadSchema)
+def mark_messages_read(args):
+    """Mark the conversation read up to a message (default: the newest)."""
+    me = current_user()
+    view = conversations.get_for_member(me, conversation_id=args["conversationid"])
+    messages.read_up_to(me, view, args.get("messagekey"))
+    return {}

@@ -1,0 +1,145 @@
+"""marshmallow schemas of the classic dialect (seed 000): every input and output goes through one."""
+
+from __future__ import annotations
+
+from marshmallow import fields, validate
+
+from chat.message_types import FROM_CLASSIC, classic_number
+from chat.schemas import BaseSchema, IntegerId, MillisString, envelope
+from chat.services import presence
+
+CLASSIC_TYPES = sorted(FROM_CLASSIC, reverse=True)
+NONCE = fields.String(validate=validate.Length(1, 64), metadata={
+    "description": "Optional, up to 64 characters: a retry with the same nonce returns the original message."})
+
+
+# ---- inputs -------------------------------------------------------------------------------
+
+class RegisterSchema(BaseSchema):
+    username = fields.String(required=True, validate=validate.Length(1, 32))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(8, 1024))
+    nickname = fields.String(load_default="", validate=validate.Length(max=64))
+    avatar = fields.URL(load_default="", schemes={"http", "https"}, validate=validate.Length(max=2048))
+
+
+class LoginSchema(BaseSchema):
+    username = fields.String(required=True, validate=validate.Length(1, 64))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(1, 1024))
+
+
+class ConversationCreateSchema(BaseSchema):
+    passiveuser = IntegerId(required=True, metadata={"description": "The other user's id."})
+    time = MillisString(required=True, metadata={"description": "Client time, ms timestamp as a string."})
+
+
+class PageQuerySchema(BaseSchema):
+    start = fields.Integer(load_default=0, validate=validate.Range(min=0, max=1_000_000))
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+
+
+class MessageCreateSchema(BaseSchema):
+    conversationid = IntegerId(required=True)
+    type = fields.Integer(required=True, validate=validate.OneOf(
+        CLASSIC_TYPES, error="must be one of -1 text, -2 image, -3 video, -4 file, -5 location, -6 audio"))
+    content = fields.String(required=True)
+    time = MillisString(required=True, metadata={"description": "Client time, ms timestamp as a string."})
+    nonce = NONCE
+
+
+class MessageListQuerySchema(PageQuerySchema):
+    conversationid = IntegerId(required=True)
+    before = fields.String(validate=validate.Length(1, 36), metadata={
+        "description": "A messagekey: return only older messages (stable paging)."})
+
+
+class MessageDeleteSchema(BaseSchema):
+    messagekey = fields.String(required=True, validate=validate.Length(1, 36))
+    type = fields.Integer(required=True, validate=validate.OneOf(
+        [1, 2], error="must be 1 (delete for me) or 2 (delete for both)"))
+
+
+class MessageReadSchema(BaseSchema):
+    conversationid = IntegerId(required=True)
+    messagekey = fields.String(validate=validate.Length(1, 36))
+
+
+# ---- outputs ------------------------------------------------------------------------------
+
+class UserSchema(BaseSchema):
+    id = fields.Integer()
+    username = fields.String()
+    nickname = fields.String()
+    avatar = fields.String()
+    identify_num = fields.String()
+    is_bot = fields.Boolean()
+
+
+class SessionSchema(BaseSchema):
+    session = fields.String()
+    expires_at = fields.Integer()
+    user = fields.Nested(UserSchema)
+
+
+class ConversationCreatedSchema(BaseSchema):
+    conversationid = fields.Integer(attribute="conversation.id")
+    match = fields.Function(lambda v: [str(v.member.user_id), str(v.target.id)])
+
+
+class TargetInfoSchema(BaseSchema):
+    id = fields.Integer()
+    username = fields.String()
+    nickname = fields.String()
+    avatar = fields.String()
+    online = fields.Function(lambda user: presence.is_online(user.id))
+
+
+class ConversationSchema(ConversationCreatedSchema):
+    code = fields.String(attribute="conversation.code")
+    unread_count = fields.Integer(attribute="member.unread_count")
+    last_read_time = fields.Integer(attribute="member.last_read_time")
+    latest_msg_time = fields.Integer(attribute="member.latest_msg_time")
+    target_info = fields.Nested(TargetInfoSchema, attribute="target")
+
+
+class _MessageStateSchema(BaseSchema):
+    issent = fields.Constant(1)
+    ispushed = fields.Function(lambda v: int(v.ispushed))
+    isread = fields.Function(lambda v: int(v.isread))
+    messagekey = fields.String(attribute="message.key")
+    time = MillisString(attribute="message.client_time")
+
+
+class MessageSentSchema(_MessageStateSchema):
+    conversationid = fields.Integer(attribute="message.conversation_id")
+    created_at = fields.Integer(attribute="message.created_at")
+
+
+class MessageSchema(_MessageStateSchema):
+    conversationid = fields.Integer(attribute="message.conversation_id")
+    type = fields.Function(lambda v: classic_number(v.message.type))
+    content = fields.String(attribute="message.content")
+    created_at = fields.Integer(attribute="message.created_at")
+    # The sender, as the seed lists it.
+    id = fields.Integer(attribute="sender.id")
+    username = fields.String(attribute="sender.username")
+    nickname = fields.String(attribute="sender.nickname")
+    avatar = fields.String(attribute="sender.avatar")
+
+
+class EventMessageSchema(MessageSchema):
+    """A message on the event stream: the classic form plus the KOOK names."""
+
+    msg_id = fields.Function(lambda v: v.message.key)
+    chat_code = fields.String(attribute="conversation.code")
+    deleted = fields.Function(lambda v: v.message.deleted_at is not None)
+
+
+event_message_schema = EventMessageSchema()
+
+UserEnvelope = envelope("ClassicUserEnvelope", UserSchema)
+SessionEnvelope = envelope("ClassicSessionEnvelope", SessionSchema)
+EmptyEnvelope = envelope("ClassicEmptyEnvelope", None)
+ConversationCreatedEnvelope = envelope("ClassicConversationCreatedEnvelope", ConversationCreatedSchema)
+ConversationPageEnvelope = envelope("ClassicConversationListEnvelope", ConversationSchema, many=True)
+MessageSentEnvelope = envelope("ClassicMessageSentEnvelope", MessageSentSchema)
+MessageListEnvelope = envelope("ClassicMessageListEnvelope", MessageSchema, many=True)

@@ -1,0 +1,152 @@
+"""One error type for the whole service and its translation into each dialect's envelope.
+
+Services raise ``ServiceError(kind, message)``; the app-wide handlers registered here turn it
+(and every HTTP error, unknown routes and wrong methods included) into the classic envelope
+``{"code": 1, "msg", "data"}`` or, under ``/api/v3``, KOOK's ``{"code", "message", "data"}``.
+Anything unexpected is logged and answered as a generic server error, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, request
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+# kind -> (HTTP status, KOOK code)
+KINDS: dict[str, tuple[int, int]] = {
+    "invalid": (400, 40000),
+    "unauthorized": (401, 401),
+    "forbidden": (403, 40300),
+    "not_found": (404, 40400),
+    "method_not_allowed": (405, 40000),
+    "conflict": (409, 40900),
+    "too_large": (413, 40014),
+    "rate_limited": (429, 42900),
+    "server": (500, 50000),
+    "unavailable": (503, 50000),
+}
+
+STATUS_TO_KIND = {status: kind for kind, (status, _) in KINDS.items()}
+
+
+class ServiceError(Exception):
+    """A failure a client can act on: a kind (see ``KINDS``), a human message, field errors."""
+
+    def __init__(self, kind: str, message: str, errors: dict | None = None):
+        if kind not in KINDS:
+            raise ValueError(f"unknown error kind {kind!r}")
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.errors = errors
+
+    @property
+    def status(self) -> int:
+        return KINDS[self.kind][0]
+
+    @property
+    def kook_code(self) -> int:
+        return KINDS[self.kind][1]
+
+
+def not_found(what: str) -> ServiceError:
+    return ServiceError("not_found", f"{what} not found")
+
+
+def invalid(message: str, field: str | None = None) -> ServiceError:
+    return ServiceError("invalid", message, {field: [message]} if field else None)
+
+
+def is_kook_request() -> bool:
+    return request.path.startswith("/api/v3")
+
+
+def error_response(err: ServiceError):
+    """Render ``err`` in the envelope of the dialect the request belongs to."""
+    if is_kook_request():
+        body = {"code": err.kook_code, "message": err.message, "data": {}}
+        if err.errors:
+            body["data"] = {"errors": err.errors}
+    else:
+        body = {"code": 1, "msg": err.message, "data": {"errors": err.errors} if err.errors else None}
+    return jsonify(body), err.status
+
+
+def _flatten_webargs_messages(messages: dict) -> dict:
+    """webargs nests errors by location ({"json": {"field": [...]}}); clients want fields."""
+    flat: dict = {}
+    for location_errors in messages.values():
+        if isinstance(location_errors, dict):
+            flat.update(location_errors)
+        else:
+            flat.setdefault("_schema", []).extend(location_errors)
+    return flat
+
+
+def _describe(errors: dict) -> str:
+    parts = []
+    for field, msgs in errors.items():
+        text = msgs if isinstance(msgs, str) else "; ".join(
+            m if isinstance(m, str) else str(m) for m in (msgs if isinstance(msgs, list) else [msgs])
+        )
+        parts.append(text if field == "_schema" else f"{field}: {text}")
+    return "invalid parameters: " + ", ".join(parts) if parts else "invalid parameters"
+
+
+def http_error_to_service_error(exc: HTTPException) -> ServiceError:
+    """Translate a werkzeug/webargs HTTP error into a ServiceError with a readable message."""
+    messages = getattr(exc, "data", {}).get("messages") if getattr(exc, "data", None) else None
+    if messages:
+        errors = _flatten_webargs_messages(messages)
+        return ServiceError("invalid", _describe(errors), errors)
+    status = exc.code or 500
+    if status == 404:
+        return ServiceError("not_found", f"no such route: {request.method} {request.path}")
+    if status == 405:
+        return ServiceError(
+            "method_not_allowed", f"{request.method} is not allowed on {request.path}"
+        )
+    if status == 413:
+        return ServiceError("too_large", "request body is too large")
+    if status == 400 and "JSON" in (exc.description or ""):
+        return ServiceError("invalid", "request body is not valid JSON")
+    kind = STATUS_TO_KIND.get(status)
+    if kind is None:
+        kind = "invalid" if 400 <= status < 500 else "server"
+    return ServiceError(kind, exc.description or exc.name)
+
+
+def register_error_handlers(app: Flask) -> None:
+    """App-wide, so unknown URLs and wrong methods get an envelope too."""
+
+    @app.errorhandler(ServiceError)
+    def handle_service_error(err: ServiceError):
+        return error_response(err)
+
+    @app.errorhandler(HTTPException)
+    def handle_http_exception(exc: HTTPException):
+        response = error_response(http_error_to_service_error(exc))
+        if exc.code == 429 and getattr(exc, "response", None) is not None:
+            # Flask-Limiter's 429 carries its own response; keep its headers.
+            body, status = response
+            for header, value in exc.response.headers.items():
+                if header.lower().startswith(("x-rate", "retry-after")):
+                    body.headers[header] = value
+        return response
+
+    @app.errorhandler(OperationalError)
+    def handle_database_down(exc: OperationalError):
+        log.error("database unavailable: %s", exc.orig.__class__.__name__)
+        from chat.extensions import db
+
+        db.session.rollback()
+        return error_response(ServiceError("unavailable", "database is unavailable, try again"))
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(ServiceError("server", "internal server error"))

@@ -1,0 +1,60 @@
+"""Liveness and readiness probes for load balancers and the Procfile's release checks."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import current_app
+from marshmallow import fields
+from sqlalchemy import text
+
+from chat.extensions import db
+from chat.schemas import BaseSchema, Blueprint
+
+log = logging.getLogger(__name__)
+health_blp = Blueprint("health", __name__, description="Probes")
+
+
+class ReadySchema(BaseSchema):
+    status = fields.String()
+    checks = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+@health_blp.route("/livez", methods=["GET"])
+def livez():
+    """Answer at once, touching nothing: the process is up."""
+    return {"status": "ok"}
+
+
+def _check_database() -> str:
+    try:
+        db.session.execute(text("SELECT 1"))
+        return "ok"
+    except Exception as exc:  # any failure means "not ready"
+        log.warning("readiness: database check failed: %s", exc.__class__.__name__)
+        db.session.rollback()
+        return "down"
+
+
+def _check_redis() -> str:
+    url = current_app.config.get("REDIS_URL")
+    if not url:
+        return "not configured"
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping()
+        return "ok"
+    except redis.RedisError as exc:
+        log.warning("readiness: redis check failed: %s", exc.__class__.__name__)
+        return "down"
+
+
+@health_blp.route("/readyz", methods=["GET"])
+@health_blp.response(200, ReadySchema)
+@health_blp.alt_response(503, schema=ReadySchema, description="A dependency is down")
+def readyz():
+    """Check the database (and Redis when configured); 503 names what is down."""
+    checks = {"database": _check_database(), "redis": _check_redis()}
+    ready = "down" not in checks.values()
+    return {"status": "ok" if ready else "unavailable", "checks": checks}, (200 if ready else 503)

@@ -1,0 +1,116 @@
+"""Message types: canonical names, their classic and KOOK numbers, and the content rules.
+
+One table for both dialects, so a message sent in one reads correctly in the other.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from chat.errors import ServiceError
+
+TEXT_MAX = 5000
+URL_MAX = 2048
+CARD_MAX = 20000
+
+
+@dataclass(frozen=True)
+class MessageType:
+    name: str
+    classic: int  # what classic clients send and see
+    kook: int  # what KOOK clients send and see
+    classic_accepts: bool = True  # may a classic client send it
+    kook_accepts: bool = True  # may a KOOK client send it
+
+
+TYPES = (
+    MessageType("text", -1, 1),
+    MessageType("image", -2, 2),
+    MessageType("video", -3, 3),
+    MessageType("file", -4, 4),
+    # KOOK has no location type: KOOK clients see it as text.
+    MessageType("location", -5, 1, kook_accepts=False),
+    MessageType("audio", -6, 8),
+    # Classic has no rich types: classic clients see them as text.
+    MessageType("kmarkdown", -1, 9, classic_accepts=False),
+    MessageType("card", -1, 10, classic_accepts=False),
+)
+
+BY_NAME = {t.name: t for t in TYPES}
+FROM_CLASSIC = {t.classic: t.name for t in TYPES if t.classic_accepts}
+FROM_KOOK = {t.kook: t.name for t in TYPES if t.kook_accepts}
+
+
+def classic_number(name: str) -> int:
+    return BY_NAME[name].classic
+
+
+def kook_number(name: str) -> int:
+    return BY_NAME[name].kook
+
+
+def _bad(message: str) -> ServiceError:
+    return ServiceError("invalid", message, {"content": [message]})
+
+
+def _check_url(content: str, kind: str) -> None:
+    if len(content) > URL_MAX:
+        raise _bad(f"{kind} content must be a URL of at most {URL_MAX} characters")
+    parts = urlsplit(content)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in content):
+        raise _bad(f"{kind} content must be an absolute http(s) URL, e.g. https://example.com/a.png")
+
+
+def _check_location(content: str) -> None:
+    hint = 'location content must be "lat,lng" in decimal degrees, e.g. "31.2304,121.4737"'
+    pieces = content.split(",")
+    if len(pieces) != 2:
+        raise _bad(hint)
+    try:
+        lat, lng = (float(p.strip()) for p in pieces)
+    except ValueError:
+        raise _bad(hint) from None
+    if not (math.isfinite(lat) and math.isfinite(lng)):
+        raise _bad(hint)
+    if not -90 <= lat <= 90 or not -180 <= lng <= 180:
+        raise _bad("location out of range: latitude must be within ±90 and longitude within ±180")
+
+
+def _check_card(content: str) -> None:
+    if len(content) > CARD_MAX:
+        raise _bad(f"card content must be at most {CARD_MAX} characters")
+    try:
+        cards = json.loads(content)
+    except ValueError:
+        raise _bad("card content must be a JSON array of card objects") from None
+    if isinstance(cards, dict):
+        cards = [cards]
+    if not isinstance(cards, list) or not cards or not all(
+        isinstance(c, dict) and c.get("type") == "card" for c in cards
+    ):
+        raise _bad('card content must be a JSON array of objects with "type": "card"')
+
+
+def validate_content(type_name: str, content: str) -> str:
+    """Check ``content`` against the rules of its type; return it (stripped where harmless)."""
+    if not isinstance(content, str):
+        raise _bad("content must be a string")
+    if type_name in ("text", "kmarkdown"):
+        if not content.strip():
+            raise _bad(f"{type_name} content must not be empty")
+        if len(content) > TEXT_MAX:
+            raise _bad(f"{type_name} content must be at most {TEXT_MAX} characters")
+        return content
+    content = content.strip()
+    if type_name in ("image", "video", "file", "audio"):
+        _check_url(content, type_name)
+    elif type_name == "location":
+        _check_location(content)
+    elif type_name == "card":
+        _check_card(content)
+    else:  # pragma: no cover - callers map numbers through FROM_CLASSIC / FROM_KOOK
+        raise ServiceError("invalid", f"unknown message type {type_name!r}")
+    return content

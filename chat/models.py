@@ -1,0 +1,204 @@
+"""SQLAlchemy 2 typed models: the one data model both API dialects read and write.
+
+Every server time is integer milliseconds since the epoch. Schema changes go through
+Alembic migrations (``migrations/``); nothing here creates tables at run time.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from chat.extensions import db
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def now_ms() -> int:
+    """The current time in integer milliseconds since the epoch."""
+    return int(time.time() * 1000)
+
+
+class User(db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    username: Mapped[str] = mapped_column(String(32))
+    # Lower-cased copy: usernames are unique case-insensitively on every database.
+    username_key: Mapped[str] = mapped_column(String(32), unique=True)
+    nickname: Mapped[str] = mapped_column(String(64), default="")
+    avatar: Mapped[str] = mapped_column(String(2048), default="")
+    identify_num: Mapped[str] = mapped_column(String(4))
+    password_hash: Mapped[Optional[str]] = mapped_column(String(255))
+    is_bot: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+
+class AppKey(db.Model):
+    __tablename__ = "app_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+    revoked_at: Mapped[Optional[int]] = mapped_column(BigInteger)
+
+
+class Token(db.Model):
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "session" or "bot"
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+    expires_at: Mapped[Optional[int]] = mapped_column(BigInteger)
+    revoked_at: Mapped[Optional[int]] = mapped_column(BigInteger)
+
+
+class Conversation(db.Model):
+    __tablename__ = "conversations"
+    __table_args__ = (UniqueConstraint("user_low", "user_high"),)
+
+    # Negative nine-digit random id: the classic ``conversationid``.
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    # 32 lowercase hex: the KOOK ``chat_code``.
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    user_low: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    user_high: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+    def other(self, user_id: int) -> int:
+        """The participant who is not ``user_id``."""
+        return self.user_high if user_id == self.user_low else self.user_low
+
+
+class ConversationMember(db.Model):
+    __tablename__ = "conversation_members"
+    __table_args__ = (Index("ix_members_user_latest", "user_id", "latest_msg_time"),)
+
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    unread_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_read_message_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_read_time: Mapped[int] = mapped_column(BigInteger, default=0)
+    latest_msg_time: Mapped[int] = mapped_column(BigInteger, default=0)
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    # History up to and including this message id was deleted by this user with the chat.
+    cleared_before_id: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Message(db.Model):
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("sender_id", "nonce"),
+        Index("ix_messages_conversation_id_id", "conversation_id", "id"),
+        Index("ix_messages_unpushed", "pushed_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(36), unique=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    sender_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    type: Mapped[str] = mapped_column(String(16))  # canonical name, see chat.message_types
+    content: Mapped[str] = mapped_column(Text)
+    quote_key: Mapped[Optional[str]] = mapped_column(String(36))
+    client_time: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+    updated_at: Mapped[Optional[int]] = mapped_column(BigInteger)
+    deleted_at: Mapped[Optional[int]] = mapped_column(BigInteger)
+    pushed_at: Mapped[Optional[int]] = mapped_column(BigInteger)
+    nonce: Mapped[Optional[str]] = mapped_column(String(64))
+
+
+class MessageHide(db.Model):
+    """A message deleted for one user only."""
+
+    __tablename__ = "message_hides"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+
+class Reaction(db.Model):
+    __tablename__ = "reactions"
+
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    emoji: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+
+class Friendship(db.Model):
+    __tablename__ = "friendships"
+
+    user_low: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    user_high: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+
+class FriendRequest(db.Model):
+    __tablename__ = "friend_requests"
+    __table_args__ = (UniqueConstraint("from_user_id", "to_user_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    from_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    to_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+
+class Block(db.Model):
+    __tablename__ = "blocks"
+
+    blocker_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    blocked_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+
+class Webhook(db.Model):
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    # The signing secret, encrypted with a key derived from SECRET_KEY (never stored in clear).
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+
+class WebhookDelivery(db.Model):
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_webhook_created", "webhook_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # X-Chat-Delivery
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status_code: Mapped[Optional[int]] = mapped_column(Integer)
+    last_error: Mapped[Optional[str]] = mapped_column(String(255))
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+    delivered_at: Mapped[Optional[int]] = mapped_column(BigInteger)

@@ -1,0 +1,63 @@
+"""Celery wiring: the app bound to Flask, and enqueue helpers that services call after commit.
+
+Tasks live in ``workers/tasks.py``; they are imported lazily here because the worker package
+imports the Flask app. In the embedded default Celery runs tasks eagerly, in-process.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery, Task
+from flask import Flask, has_app_context
+from kombu.exceptions import OperationalError as BrokerError
+
+log = logging.getLogger(__name__)
+
+
+def celery_init_app(app: Flask) -> Celery:
+    """Create the Celery app for ``app`` the way Flask documents it."""
+
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            # An eager task inside a request shares that request's context and session.
+            if has_app_context():
+                return self.run(*args, **kwargs)
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery(app.import_name, task_cls=FlaskTask)
+    celery_app.config_from_object(app.config["CELERY"])
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    import workers.tasks  # noqa: F401  (registers the tasks on this app)
+
+    return celery_app
+
+
+def _tasks():
+    import workers.tasks
+
+    return workers.tasks
+
+
+def enqueue_delivery(message_id: int) -> bool:
+    """Queue the push of a stored message. Never raises: when the broker cannot be reached
+    the message stays unpushed and the periodic sweeper queues it again."""
+    try:
+        _tasks().deliver_message.delay(message_id)
+        return True
+    except Exception:  # broker down, or an eager run that failed: the sweeper retries
+        log.warning("could not queue delivery of message %s; the sweeper will retry", message_id,
+                    exc_info=True)
+        return False
+
+
+def enqueue_mark_read(user_id: int, conversation_id: int, up_to_id: int) -> None:
+    """Queue a read-pointer move; when the broker is down, do it in this process instead."""
+    tasks = _tasks()
+    try:
+        tasks.mark_read.delay(user_id, conversation_id, up_to_id)
+    except (BrokerError, OSError):
+        log.warning("could not queue mark_read; running it inline", exc_info=True)
+        tasks.mark_read.run(user_id, conversation_id, up_to_id)

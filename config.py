@@ -1,0 +1,111 @@
+"""Configuration classes, chosen by ``CHAT_ENV`` (development, testing, production).
+
+Development is the embedded default: SQLite under ``instance/``, Celery tasks run eagerly
+in-process, events on an in-process bus and rate limits in memory. Setting ``DATABASE_URL``
+and ``REDIS_URL`` switches each piece to its production backend; production refuses to
+start without them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+
+
+def normalize_database_url(url: str) -> str:
+    """Make a Heroku-style ``postgres://`` URL use the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+class Config:
+    """Settings shared by every environment; values come from the environment."""
+
+    ENV_NAME = "development"
+    SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-not-secret")
+    SQLALCHEMY_DATABASE_URI = normalize_database_url(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'instance' / 'chat.db'}"
+    )
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    REDIS_URL = os.environ.get("REDIS_URL") or None
+
+    # Requests larger than this answer 413 before any handler reads them.
+    MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
+    SESSION_TTL_SECONDS = _env_int("SESSION_TTL_SECONDS", 30 * 24 * 3600)
+    JSON_SORT_KEYS = False
+
+    # OpenAPI (flask-smorest): the document is served at /openapi.json.
+    API_TITLE = "chat: direct messaging"
+    API_VERSION = "1.0"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/"
+    OPENAPI_JSON_PATH = "openapi.json"
+
+    # Rate limits (Flask-Limiter); memory in the embedded default, Redis when configured.
+    RATELIMIT_STORAGE_URI = REDIS_URL or "memory://"
+    RATELIMIT_ENABLED = True
+
+    @classmethod
+    def celery_settings(cls) -> dict:
+        """Celery settings: Redis broker when configured, eager in-process otherwise."""
+        eager = not cls.REDIS_URL
+        return {
+            "broker_url": cls.REDIS_URL or "memory://",
+            "task_always_eager": eager,
+            "task_eager_propagates": True,
+            "task_ignore_result": True,
+            "task_acks_late": True,
+            "worker_prefetch_multiplier": 1,
+        }
+
+
+class DevelopmentConfig(Config):
+    ENV_NAME = "development"
+
+
+class TestingConfig(Config):
+    ENV_NAME = "testing"
+    TESTING = True
+    SQLALCHEMY_DATABASE_URI = normalize_database_url(
+        os.environ.get("TEST_DATABASE_URL") or "sqlite://"
+    )
+    RATELIMIT_ENABLED = False
+
+
+class ProductionConfig(Config):
+    ENV_NAME = "production"
+    REQUIRED = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL")
+
+    @classmethod
+    def check(cls) -> None:
+        """Stop at start-up, naming the variable, when a production secret is missing."""
+        missing = [name for name in cls.REQUIRED if not os.environ.get(name)]
+        if missing:
+            raise SystemExit(
+                "CHAT_ENV=production needs these environment variables: " + ", ".join(missing)
+            )
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def config_from_env() -> type[Config]:
+    """The configuration class named by ``CHAT_ENV`` (development when unset)."""
+    name = os.environ.get("CHAT_ENV", "development")
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise SystemExit(f"CHAT_ENV must be one of {', '.join(CONFIGS)}, not {name!r}") from None
