@@ -37,6 +37,9 @@ class Config:
     )
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
     REDIS_URL = os.environ.get("REDIS_URL") or None
+    # Every Redis key the service makes (broker queues included) starts with this, so several
+    # deployments (or test runs) can share one Redis.
+    REDIS_KEY_PREFIX = os.environ.get("REDIS_KEY_PREFIX", "chat:")
 
     # Requests larger than this answer 413 before any handler reads them.
     MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
@@ -60,6 +63,7 @@ class Config:
         eager = not cls.REDIS_URL
         return {
             "broker_url": cls.REDIS_URL or "memory://",
+            "broker_transport_options": {"global_keyprefix": cls.REDIS_KEY_PREFIX},
             "task_always_eager": eager,
             "task_eager_propagates": True,
             "task_ignore_result": True,

@@ -135,3 +135,68 @@ def bob(make_user):
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+# ---- real processes (integration tests) ----------------------------------------------------
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _server_url(url: str, database: str) -> str:
+    """``url`` pointing at another database on the same server."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(database=database).render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def live_database_url(tmp_path) -> str:
+    """A fresh, migrated database for processes started by the test; dropped afterwards."""
+    from tests.live import flask_command
+
+    base = os.environ.get("TEST_DATABASE_URL")
+    if not base:
+        url = f"sqlite:///{tmp_path / 'live.db'}"
+        flask_command({"DATABASE_URL": url, "CHAT_ENV": "development"}, "db", "upgrade")
+        yield url
+        return
+    import psycopg
+
+    base = normalize_database_url(base)
+    name = f"chat_live_{os.getpid()}_{next(_names)}_{os.urandom(3).hex()}"
+    admin = _server_url(base, "postgres").replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _server_url(base, name)
+    try:
+        flask_command({"DATABASE_URL": url, "CHAT_ENV": "development"}, "db", "upgrade")
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix of this test's own, so parallel runs can share one Redis; its keys are
+    deleted afterwards."""
+    import redis
+
+    prefix = f"test:{os.getpid()}:{os.urandom(4).hex()}:"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture
+def live_env(live_database_url, redis_prefix) -> dict[str, str]:
+    """Environment for production-mode processes: the test's database, Redis and prefix."""
+    return {
+        "CHAT_ENV": "production",
+        "DATABASE_URL": live_database_url,
+        "REDIS_URL": REDIS_URL,
+        "REDIS_KEY_PREFIX": redis_prefix,
+        "SECRET_KEY": "integration-test-secret",
+    }
