@@ -15,7 +15,7 @@ from sqlalchemy import and_, exists, func, select, update
 
 from chat.extensions import db
 from chat.models import Conversation, ConversationMember, Message, MessageHide, now_ms
-from chat.services import events, social
+from chat.services import events, social, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,9 @@ def deliver(message_id: int) -> bool:
     recipient_id = conversation.other(message.sender_id)
     # A block stops pushes; a message deleted before its push has nothing to announce.
     announce = message.deleted_at is None and not social.blocked_either_way(message.sender_id, recipient_id)
+    payload = events.message_payload(message, conversation) if announce else None
     if announce:
-        events.publish_message(recipient_id, "message.created", message, conversation)
+        events.publish(recipient_id, "message.created", payload)
     claimed = db.session.execute(
         update(Message)
         .where(Message.id == message_id, Message.pushed_at.is_(None))
@@ -85,6 +86,8 @@ def deliver(message_id: int) -> bool:
         if message.id > member.cleared_before_id:
             member.hidden = False
     db.session.commit()
+    if announce:
+        webhooks.fan_out(recipient_id, "message.created", payload)
     return True
 
 
@@ -107,7 +110,10 @@ def mark_read(user_id: int, conversation_id: int, up_to_id: int | None = None) -
     db.session.commit()
     if moved:
         conversation = db.session.get(Conversation, conversation_id)
-        events.publish_read(conversation.other(user_id), conversation, reader_id=user_id, up_to_id=target)
+        other = conversation.other(user_id)
+        payload = events.read_payload(conversation, reader_id=user_id, up_to_id=target)
+        events.publish(other, "message.read", payload)
+        webhooks.fan_out(other, "message.read", payload)
     return moved
 
 

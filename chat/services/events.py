@@ -28,17 +28,13 @@ def message_payload(message: Message, conversation: Conversation) -> dict:
     return event_message_schema.dump(view_of(message, conversation))
 
 
-def publish_message(user_id: int, event: str, message: Message, conversation: Conversation) -> str:
-    return publish(user_id, event, message_payload(message, conversation))
-
-
-def publish_read(user_id: int, conversation: Conversation, *, reader_id: int, up_to_id: int) -> str:
-    """Tell ``user_id`` that ``reader_id`` has read up to message ``up_to_id``."""
+def read_payload(conversation: Conversation, *, reader_id: int, up_to_id: int) -> dict:
+    """What a ``message.read`` event says: who read which conversation up to which message."""
     up_to = db.session.get(Message, up_to_id) if up_to_id else None
-    return publish(user_id, "message.read", {
+    return {
         "conversationid": conversation.id,
         "chat_code": conversation.code,
         "reader_id": reader_id,
         "messagekey": up_to.key if up_to else None,
         "msg_id": up_to.key if up_to else None,
-    })
+    }

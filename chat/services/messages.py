@@ -17,7 +17,7 @@ from chat.errors import ServiceError
 from chat.extensions import db
 from chat.message_types import validate_content
 from chat.models import Conversation, ConversationMember, Message, MessageHide, User, now_ms
-from chat.services import counters, events, social
+from chat.services import counters, events, social, webhooks
 from chat.services.conversations import ConversationView
 
 NONCE_MAX = 64
@@ -195,8 +195,10 @@ def delete_for_everyone(me: User, key: str) -> None:
     message.content = ""
     counters.refresh_unread(message.conversation_id, view.target.id)
     db.session.commit()
+    payload = events.message_payload(message, view.conversation)
     for user_id in (view.target.id, me.id):
-        events.publish_message(user_id, "message.deleted", message, view.conversation)
+        events.publish(user_id, "message.deleted", payload)
+        webhooks.fan_out(user_id, "message.deleted", payload)
 
 
 def read_up_to(me: User, view: ConversationView, key: str | None = None) -> None:
