@@ -44,6 +44,9 @@ class Config:
     # Requests larger than this answer 413 before any handler reads them.
     MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
     SESSION_TTL_SECONDS = _env_int("SESSION_TTL_SECONDS", 30 * 24 * 3600)
+    # Argon2id cost; the defaults are argon2-cffi's (RFC 9106 low-memory profile).
+    ARGON2_TIME_COST = _env_int("ARGON2_TIME_COST", 3)
+    ARGON2_MEMORY_COST_KIB = _env_int("ARGON2_MEMORY_COST_KIB", 65536)
     JSON_SORT_KEYS = False
 
     # OpenAPI (flask-smorest): the document is served at /openapi.json.
@@ -83,6 +86,9 @@ class TestingConfig(Config):
         os.environ.get("TEST_DATABASE_URL") or "sqlite://"
     )
     RATELIMIT_ENABLED = False
+    # Cheap hashing keeps the suite fast; the algorithm and code path are the production ones.
+    ARGON2_TIME_COST = 1
+    ARGON2_MEMORY_COST_KIB = 1024
 
 
 class ProductionConfig(Config):

@@ -24,9 +24,21 @@ USERNAME_MAX = 32
 PASSWORD_MIN = 8
 USER_ID_RANGE = (100_000_000, 2_147_483_647)
 
-_hasher = PasswordHasher()
-# Verified against when the username is unknown, so both failures take the same time.
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
+_dummy_hashes: dict[tuple, str] = {}
+
+
+def _hasher() -> PasswordHasher:
+    """Argon2id with the configured cost (production uses the library's defaults)."""
+    cfg = current_app.config
+    return PasswordHasher(time_cost=cfg["ARGON2_TIME_COST"], memory_cost=cfg["ARGON2_MEMORY_COST_KIB"])
+
+
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    """A hash to verify against when the username is unknown, so both failures cost the same."""
+    params = (hasher.time_cost, hasher.memory_cost)
+    if params not in _dummy_hashes:
+        _dummy_hashes[params] = hasher.hash("not-a-real-password")
+    return _dummy_hashes[params]
 
 
 def digest(secret: str) -> str:
@@ -63,7 +75,7 @@ def _create_user(username: str, *, password: str | None, nickname: str, avatar: 
             nickname=nickname or username,
             avatar=avatar or "",
             identify_num=f"{secrets.randbelow(10000):04d}",
-            password_hash=_hasher.hash(password) if password is not None else None,
+            password_hash=_hasher().hash(password) if password is not None else None,
             is_bot=is_bot,
         )
 
@@ -103,17 +115,18 @@ def _issue_token(user: User, kind: str, ttl_seconds: int | None) -> tuple[str, T
 
 def login(username: str, password: str) -> tuple[str, Token, User]:
     """Check a password and open a session; returns (raw token, token row, user)."""
+    hasher = _hasher()
     user = db.session.scalar(select(User).where(User.username_key == username.strip().casefold()))
-    stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH
+    stored = user.password_hash if user is not None and user.password_hash else _dummy_hash(hasher)
     try:
-        _hasher.verify(stored, password)
+        hasher.verify(stored, password)
         ok = user is not None and user.password_hash is not None
     except (VerificationError, InvalidHashError):
         ok = False
     if not ok:
         raise ServiceError("unauthorized", "username or password is wrong")
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
+    if hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hasher.hash(password)
     raw, token = _issue_token(user, "session", current_app.config["SESSION_TTL_SECONDS"])
     db.session.commit()
     return raw, token, user
