@@ -1,0 +1,85 @@
+"""App-wide behaviour: error envelopes for unknown routes and methods, probes, OpenAPI, CLI."""
+
+import pytest
+
+from chat import create_app
+from chat.services import accounts
+
+
+def test_unknown_route_and_wrong_method_use_the_classic_envelope(client):
+    missing = client.get("/no/such/thing")
+    assert missing.status_code == 404
+    assert missing.json == {"code": 1, "msg": "no such route: GET /no/such/thing", "data": None}
+    wrong = client.put("/message")
+    assert wrong.status_code == 405 and wrong.json["code"] == 1
+
+
+def test_unknown_kook_route_uses_the_kook_envelope(client):
+    response = client.get("/api/v3/nope")
+    assert response.status_code == 404
+    assert response.json["code"] == 40400 and response.json["message"]
+
+
+def test_livez_and_readyz(client):
+    assert client.get("/livez").json == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json["checks"]["database"] == "ok"
+
+
+def test_openapi_describes_every_route(client, app):
+    spec = client.get("/openapi.json").json
+    documented = {(path, method.upper()) for path, ops in spec["paths"].items() for method in ops}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in ("static",) or rule.endpoint.startswith("api-docs"):
+            continue
+        path = str(rule).replace("<", "{").replace(">", "}")
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert (path, method) in documented, f"{method} {path} missing from /openapi.json"
+
+
+def test_unexpected_errors_are_enveloped_without_details(config_class):
+    app = create_app(config_class)
+
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("secret internals")
+
+    response = app.test_client().get("/boom")
+    assert response.status_code == 500
+    assert response.json == {"code": 1, "msg": "internal server error", "data": None}
+
+
+def test_production_needs_its_secrets(monkeypatch):
+    from config import ProductionConfig
+
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("SECRET_KEY", "x")
+    monkeypatch.setenv("DATABASE_URL", "sqlite://")
+    with pytest.raises(SystemExit, match="REDIS_URL"):
+        create_app(ProductionConfig)
+
+
+def test_cli_app_key_bot_and_counters(app):
+    runner = app.test_cli_runner()
+    created = runner.invoke(args=["app-key", "create", "mobile"])
+    assert created.exit_code == 0
+    key = created.output.strip().splitlines()[-1]
+    assert accounts.app_key_is_valid(key)
+    assert runner.invoke(args=["app-key", "create", "mobile"]).exit_code != 0
+    assert runner.invoke(args=["app-key", "revoke", "mobile"]).exit_code == 0
+    assert not accounts.app_key_is_valid(key)
+
+    bot = runner.invoke(args=["bot", "create", "helper-bot"])
+    assert bot.exit_code == 0
+    token = bot.output.strip().splitlines()[-1]
+    user, _ = accounts.user_for_token(token)
+    assert user.is_bot and user.username == "helper-bot"
+
+    assert "0 member rows" in runner.invoke(args=["counters", "rebuild"]).output
+
+
+def test_demo_seeds_an_empty_database_once(app):
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["demo"])
+    assert "app key" in first.output and accounts.count_users() == 2
+    assert "already has users" in runner.invoke(args=["demo"]).output
