@@ -1,0 +1,39 @@
+"""The README's curl flow, run exactly as written against a real server on the embedded default."""
+
+import re
+import subprocess
+
+import pytest
+
+from tests.live import ROOT, flask_command, start_server
+
+pytestmark = pytest.mark.integration
+
+
+def readme_flow() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Try it with curl", 1)[1]
+    return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_curl_flow_works(tmp_path):
+    env = {"CHAT_ENV": "development", "DATABASE_URL": f"sqlite:///{tmp_path / 'readme.db'}"}
+    flask_command(env, "db", "upgrade")
+    demo = flask_command(env, "demo")
+    key = re.search(r"app key:\s+(\S+)", demo).group(1)
+    server, base = start_server(env, tmp_path)
+    try:
+        script = readme_flow()
+        script = re.sub(r"^KEY=.*$", f"KEY='{key}'", script, flags=re.M)
+        script = re.sub(r"^B=.*$", f"B={base}", script, flags=re.M)
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        answers = result.stdout.strip().splitlines()
+        assert len(answers) == 3, answers
+        history, conversations, deleted = answers
+        assert '"content":"hi bob"' in history and '"ispushed":1' in history
+        assert '"username":"bob"' in conversations
+        assert deleted == '{"code":0,"msg":"success","data":null}'
+    finally:
+        server.stop()
