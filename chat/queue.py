@@ -50,6 +50,10 @@ def enqueue_delivery(message_id: int) -> bool:
     except Exception:  # broker down, or an eager run that failed: the sweeper retries
         log.warning("could not queue delivery of message %s; the sweeper will retry", message_id,
                     exc_info=True)
+        # An eager run shares the request's session; the message itself is committed already.
+        from chat.extensions import db
+
+        db.session.rollback()
         return False
 
 
