@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from contextlib import contextmanager
 import tempfile
 from pathlib import Path
 
@@ -59,13 +60,22 @@ def _empty_tables() -> None:
     db.session.commit()
 
 
-@pytest.fixture
-def app(config_class, _schema):
+@contextmanager
+def app_with_clean_database(config_class):
+    """An app in its context; every table is emptied when the block ends."""
     app = create_app(config_class)
     with app.app_context():
+        try:
+            yield app
+        finally:
+            db.session.remove()
+            _empty_tables()
+
+
+@pytest.fixture
+def app(config_class, _schema):
+    with app_with_clean_database(config_class) as app:
         yield app
-        db.session.remove()
-        _empty_tables()
 
 
 @pytest.fixture

@@ -10,10 +10,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from chat import create_app
-from chat.extensions import db
 from chat.services import accounts, conversations, messages
 from config import TestingConfig
-from tests.conftest import _empty_tables
+from tests.conftest import app_with_clean_database
 
 # The operations are read from the spec at collection time (no database is touched);
 # schemathesis' own pytest plugin is not used, its fixture support lags pytest 9.
@@ -26,11 +25,8 @@ OPERATIONS = sorted(
 
 @pytest.fixture(scope="module")
 def fuzz_app(config_class, _schema):
-    app = create_app(config_class)
-    with app.app_context():
+    with app_with_clean_database(config_class) as app:
         yield app
-        db.session.remove()
-        _empty_tables()
 
 
 @pytest.fixture(scope="module")
