@@ -73,6 +73,8 @@ class Config:
     WEBHOOK_MAX_PER_USER = _env_int("WEBHOOK_MAX_PER_USER", 5)
     WEBHOOK_CONNECT_TIMEOUT = _env_float("WEBHOOK_CONNECT_TIMEOUT", 3.0)
     WEBHOOK_READ_TIMEOUT = _env_float("WEBHOOK_READ_TIMEOUT", 10.0)
+    # CA bundle for https receivers; unset means the bundled public CAs (certifi).
+    WEBHOOK_CA_BUNDLE = os.environ.get("WEBHOOK_CA_BUNDLE") or None
     # Retry delays: full jitter over base * 2**n seconds, each step capped at the maximum;
     # a delivery still failing this long after its event gives up ("failed").
     WEBHOOK_BACKOFF_BASE = _env_float("WEBHOOK_BACKOFF_BASE", 1.0)

@@ -39,6 +39,7 @@ from requests.adapters import HTTPAdapter
 from sqlalchemy import func, select, update
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from chat.errors import ServiceError, invalid, not_found
 from chat.extensions import db
@@ -158,8 +159,19 @@ def resolve(host: str, port: int) -> list[str]:
     return addresses
 
 
+def _is_text(value: str) -> bool:
+    """Whether ``value`` can be stored and sent: JSON can carry lone surrogates, UTF-8 not."""
+    try:
+        value.encode()
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def parse_url(url: str) -> tuple[str, int]:
     """Check a webhook URL's form; returns (host, port). Raises ``ServiceError`` (invalid)."""
+    if not _is_text(url):
+        raise invalid("url must be valid text (it has an unpaired surrogate)", "url")
     if len(url) > MAX_URL_LENGTH:
         raise invalid(f"url is longer than {MAX_URL_LENGTH} characters", "url")
     if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
@@ -196,7 +208,9 @@ def check_url(url: str) -> None:
 def create(user: User, url: str, secret: str | None = None) -> dict:
     """Register a webhook; the returned dict carries the secret, shown this once only."""
     url = url.strip()
-    check_url(url)  # before taking the lock: resolving a name can take a while
+    check_url(url)
+    if secret is not None and not _is_text(secret):
+        raise invalid("secret must be valid text (it has an unpaired surrogate)", "secret")  # before taking the lock: resolving a name can take a while
     # Lock the user's row so two concurrent creates cannot both pass the limit.
     db.session.execute(select(User.id).where(User.id == user.id).with_for_update())
     mine = db.session.scalars(select(Webhook.url).where(Webhook.user_id == user.id)).all()
@@ -293,16 +307,22 @@ def _retry_after(response: requests.Response) -> float:
     return float(value) if value.isdigit() else 0.0
 
 
-def _pinned_session(address: str) -> requests.Session:
-    """A session whose connections go to ``address`` whatever the URL's host resolves to by
-    then; the URL keeps its host name, so Host, TLS SNI and certificate checks are unchanged."""
+def _pinned_session(addresses: list[str]) -> requests.Session:
+    """A session whose connections go only to ``addresses`` (tried in order, as the resolver
+    would), whatever the URL's host resolves to by then; the URL keeps its host name, so Host,
+    TLS SNI and certificate checks are unchanged."""
 
     class PinnedMixin:
         def _new_conn(self):
             host = self._dns_host
-            self._dns_host = address
             try:
-                return super()._new_conn()
+                for n, address in enumerate(addresses):
+                    self._dns_host = address
+                    try:
+                        return super()._new_conn()
+                    except (NewConnectionError, ConnectTimeoutError):
+                        if n == len(addresses) - 1:
+                            raise
             finally:
                 self._dns_host = host
 
@@ -313,7 +333,8 @@ def _pinned_session(address: str) -> requests.Session:
     adapter = HTTPAdapter(max_retries=0)
     adapter.poolmanager.pool_classes_by_scheme = {"http": http_pool, "https": https_pool}
     session = requests.Session()
-    session.trust_env = False  # no proxies or .netrc from the environment
+    session.trust_env = False  # no proxies, .netrc or CA bundle from the environment
+    session.verify = current_app.config["WEBHOOK_CA_BUNDLE"] or True
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
@@ -332,34 +353,35 @@ def _describe(exc: requests.RequestException) -> str:
         return "could not connect: timed out"
     if isinstance(exc, requests.ReadTimeout):
         return "no response in time"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS failed: the certificate is not valid for this host"
     if isinstance(exc, requests.ConnectionError):
         return "could not connect"
     return f"request failed: {type(exc).__name__}"
 
 
-def _post(url: str, secret: str, delivery: WebhookDelivery, attempt: int) -> _Outcome:
+def _post(url: str, secret: str, delivery_id: str, event: str, body: bytes, attempt: int) -> _Outcome:
     config = current_app.config
     host, port = parse_url(url)
     try:
-        address = resolve(host, port)[0]  # again: the name may point elsewhere since registration
+        addresses = resolve(host, port)  # again: the name may point elsewhere since registration
     except Unresolvable as exc:
         return _Outcome(False, False, None, str(exc))
     except UnsafeAddress as exc:
         return _Outcome(False, True, None, str(exc))
-    body = delivery.payload.encode()
     timestamp = str(int(time.time()))
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
-        "X-Chat-Event": delivery.event,
-        "X-Chat-Delivery": delivery.id,
+        "X-Chat-Event": event,
+        "X-Chat-Delivery": delivery_id,
         "X-Chat-Timestamp": timestamp,
         "X-Chat-Attempt": str(attempt),
         "X-Chat-Signature": signature(secret, timestamp, body),
     }
     timeout = (config["WEBHOOK_CONNECT_TIMEOUT"], config["WEBHOOK_READ_TIMEOUT"])
     try:
-        with _pinned_session(address) as session:
+        with _pinned_session(addresses) as session:
             # No redirects: a redirect could lead to an address the checks above refuse.
             response = session.post(url, data=body, headers=headers, timeout=timeout,
                                     allow_redirects=False, stream=True)
@@ -385,7 +407,8 @@ def deliver(delivery_id: str, expected_attempts: int | None = None) -> RetryLate
     row = db.session.get(WebhookDelivery, delivery_id, populate_existing=True)
     if row is None or row.status != PENDING:
         return None
-    seen = row.attempts
+    # Read now: after the claim's commit the row may be gone (its webhook deleted meanwhile).
+    seen, webhook_id, event, payload = row.attempts, row.webhook_id, row.event, row.payload
     if expected_attempts is not None and seen != expected_attempts:
         return None
     now = now_ms()
@@ -407,7 +430,7 @@ def deliver(delivery_id: str, expected_attempts: int | None = None) -> RetryLate
     db.session.commit()  # the claim is visible before the request goes out
     attempt = seen + 1
 
-    webhook = db.session.get(Webhook, row.webhook_id)
+    webhook = db.session.get(Webhook, webhook_id)
     if webhook is None:
         return None
     try:
@@ -416,7 +439,7 @@ def deliver(delivery_id: str, expected_attempts: int | None = None) -> RetryLate
         _finish(delivery_id, FAILED, None,
                 "the webhook's secret cannot be decrypted (SECRET_KEY changed): create it again")
         return None
-    outcome = _post(webhook.url, secret, row, attempt)
+    outcome = _post(webhook.url, secret, delivery_id, event, payload.encode(), attempt)
 
     if outcome.delivered:
         _finish(delivery_id, DELIVERED, outcome.status_code, None)

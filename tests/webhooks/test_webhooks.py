@@ -15,7 +15,7 @@ import pytest
 from chat.extensions import db
 from chat.models import Webhook, WebhookDelivery
 from chat.services import webhooks
-from tests.webhooks.receiver import Receiver
+from tests.webhooks.receiver import Receiver, self_signed
 
 API = "/api/v3/webhooks"
 
@@ -263,6 +263,49 @@ def test_an_unreachable_receiver_waits_for_the_sweeper_then_gives_up(app, client
         assert receiver.count() == count
     item = deliveries(client, bob)["items"][0]
     assert item["status"] == "failed" and item["last_error"].startswith("gave up")
+
+
+def test_https_receivers_get_the_host_name_checked_against_the_certificate(app, client, alice, bob, tmp_path):
+    # The connection goes to the address checked a moment before, yet TLS still verifies the
+    # URL's host name (SNI and certificate), so pinning costs https nothing.
+    good = self_signed(tmp_path, "localhost")
+    app.config["WEBHOOK_CA_BUNDLE"] = str(good[0])
+    with Receiver(tls=good, host="localhost") as receiver:
+        secret = create(client, bob, receiver.url).json["data"]["secret"]
+        alice.send(alice.open_with(bob), "over tls")
+        assert receiver.count() == 1
+        assert receiver.requests[0].signature_is_valid(secret)
+    assert deliveries(client, bob)["items"][0]["status"] == "delivered"
+
+
+def test_an_https_certificate_for_another_name_is_refused(app, client, alice, bob, tmp_path):
+    wrong = self_signed(tmp_path, "someone-else.test")
+    app.config["WEBHOOK_CA_BUNDLE"] = str(wrong[0])
+    with Receiver(tls=wrong, host="localhost") as receiver:
+        create(client, bob, receiver.url)
+        alice.send(alice.open_with(bob), "to an impostor")
+        assert receiver.count() == 0
+    item = deliveries(client, bob)["items"][0]
+    assert item["status"] == "pending" and item["last_error"].startswith("TLS failed")
+
+
+def test_a_message_deleted_for_everyone_is_announced(client, alice, bob):
+    with Receiver() as receiver:
+        create(client, bob, receiver.url)
+        key = alice.send(alice.open_with(bob), "oops").json["data"]["messagekey"]
+        assert alice.delete("/message", json={"messagekey": key, "type": 2}).json["code"] == 0
+        events = [json.loads(r.body) for r in receiver.requests]
+    assert [e["event"] for e in events] == ["message.created", "message.deleted"]
+    assert events[1]["data"]["messagekey"] == key
+
+
+def test_unpaired_surrogates_are_refused_not_a_500(client, alice):
+    for body, field in (({"url": "http://127.0.0.1/\ud800"}, "url"),
+                        ({"url": "http://127.0.0.1/", "secret": "\ud800" * 20}, "secret")):
+        response = client.post(API, data=json.dumps(body), content_type="application/json",
+                               headers=auth(alice))
+        assert response.status_code == 400, response.json
+        assert field in response.json["data"]["errors"]
 
 
 def test_an_address_that_turned_private_is_refused_at_delivery(app, client, alice, bob):
