@@ -185,6 +185,8 @@ def parse_url(url: str) -> tuple[str, int]:
         raise invalid("url must start with http:// or https://", "url")
     if not parts.hostname:
         raise invalid("url has no host", "url")
+    if port == 0:
+        raise invalid("url has port 0: give a port from 1 to 65535", "url")
     if parts.username is not None or parts.password is not None:
         # Credentials would be stored and listed in clear; the signature authenticates us.
         raise invalid("url must not contain a user name or password: verify X-Chat-Signature "

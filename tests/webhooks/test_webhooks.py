@@ -96,6 +96,7 @@ def test_the_same_url_twice_is_a_conflict(client, alice):
     ({"url": "127.0.0.1/hook"}, "url"),
     ({"url": "http:///nohost"}, "url"),
     ({"url": "http://127.0.0.1:99999/"}, "url"),
+    ({"url": "https://127.0.0.1:0/"}, "url"),
     ({"url": "http://[::1/"}, "url"),
     ({"url": "http://user:pw@127.0.0.1/"}, "url"),
     ({"url": "http://127.0.0.1/a b"}, "url"),
