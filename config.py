@@ -27,6 +27,16 @@ def _env_int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    return value.strip().lower() in ("1", "true", "yes", "on") if value else default
+
+
 class Config:
     """Settings shared by every environment; values come from the environment."""
 
@@ -60,6 +70,26 @@ class Config:
     RATELIMIT_STORAGE_URI = REDIS_URL or "memory://"
     RATELIMIT_ENABLED = True
 
+    # Webhooks (see docs/webhooks.md). Private, loopback, link-local and reserved addresses
+    # are refused unless this is on: a webhook must not be a way into the service's network.
+    WEBHOOK_ALLOW_PRIVATE = _env_bool("WEBHOOK_ALLOW_PRIVATE", False)
+    WEBHOOK_MAX_PER_USER = _env_int("WEBHOOK_MAX_PER_USER", 5)
+    WEBHOOK_CONNECT_TIMEOUT = _env_float("WEBHOOK_CONNECT_TIMEOUT", 3.0)
+    WEBHOOK_READ_TIMEOUT = _env_float("WEBHOOK_READ_TIMEOUT", 10.0)
+    # CA bundle for https receivers; unset means the bundled public CAs (certifi).
+    WEBHOOK_CA_BUNDLE = os.environ.get("WEBHOOK_CA_BUNDLE") or None
+    # Retry delays: full jitter over base * 2**n seconds, each step capped at the maximum;
+    # a delivery still failing this long after its event gives up ("failed").
+    WEBHOOK_BACKOFF_BASE = _env_float("WEBHOOK_BACKOFF_BASE", 1.0)
+    WEBHOOK_BACKOFF_MAX = _env_float("WEBHOOK_BACKOFF_MAX", 3600.0)
+    WEBHOOK_GIVE_UP_AFTER = _env_float("WEBHOOK_GIVE_UP_AFTER", 24 * 3600.0)
+    # When Celery runs eagerly (embedded default) retries cannot wait: this many attempts
+    # are made at once, then the delivery waits, pending, for the sweeper.
+    WEBHOOK_EAGER_ATTEMPTS = _env_int("WEBHOOK_EAGER_ATTEMPTS", 3)
+    # A pending delivery this many seconds past its due time has lost its queued task
+    # (broker down, worker killed): the sweeper queues it again.
+    WEBHOOK_REQUEUE_AFTER = _env_float("WEBHOOK_REQUEUE_AFTER", 60.0)
+
     @classmethod
     def celery_settings(cls) -> dict:
         """Celery settings: Redis broker when configured, eager in-process otherwise."""
@@ -89,6 +119,10 @@ class TestingConfig(Config):
     # Cheap hashing keeps the suite fast; the algorithm and code path are the production ones.
     ARGON2_TIME_COST = 1
     ARGON2_MEMORY_COST_KIB = 1024
+    # The tests' webhook receivers listen on 127.0.0.1; the SSRF tests turn this off.
+    WEBHOOK_ALLOW_PRIVATE = True
+    WEBHOOK_BACKOFF_BASE = 0.2
+    WEBHOOK_BACKOFF_MAX = 0.5
 
 
 class ProductionConfig(Config):

@@ -190,15 +190,20 @@ class Webhook(db.Model):
 
 class WebhookDelivery(db.Model):
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (Index("ix_webhook_deliveries_webhook_created", "webhook_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_webhook_deliveries_webhook_created", "webhook_id", "created_at"),
+        Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)  # X-Chat-Delivery
     webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
     event: Mapped[str] = mapped_column(String(32))
     payload: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # delivered, failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_status_code: Mapped[Optional[int]] = mapped_column(Integer)
     last_error: Mapped[Optional[str]] = mapped_column(String(255))
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
     delivered_at: Mapped[Optional[int]] = mapped_column(BigInteger)
+    # While pending: when the next attempt is due (the sweeper re-queues it when overdue).
+    next_attempt_at: Mapped[Optional[int]] = mapped_column(BigInteger)

@@ -57,6 +57,19 @@ def enqueue_delivery(message_id: int) -> bool:
         return False
 
 
+def enqueue_webhook(delivery_id: str, attempts: int = 0) -> bool:
+    """Queue an attempt at a webhook delivery (``attempts``: how many it has had, so a
+    duplicate task can tell it is one). Never raises: when the broker cannot be reached the
+    delivery stays pending and ``webhooks.requeue_due`` (the sweeper) queues it again."""
+    try:
+        _tasks().deliver_webhook.delay(delivery_id, attempts)
+        return True
+    except Exception:  # broker down, or an eager run that failed: the sweeper retries
+        log.warning("could not queue webhook delivery %s; the sweeper will retry", delivery_id,
+                    exc_info=True)
+        return False
+
+
 def enqueue_mark_read(user_id: int, conversation_id: int, up_to_id: int) -> None:
     """Queue a read-pointer move; when the broker is down, do it in this process instead."""
     tasks = _tasks()
