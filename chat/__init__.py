@@ -75,6 +75,11 @@ def register_blueprints(app: Flask) -> None:
     from chat.classic.routes import blueprints as classic_blueprints
     from chat.extensions import api
     from chat.health import health_blp
+    from chat.kook.direct_message import direct_message_blp
+    from chat.kook.friend import friend_blp
+    from chat.kook.user import user_blp
+    from chat.kook.user_chat import user_chat_blp
 
-    for blueprint in (health_blp, *classic_blueprints):
+    kook_blueprints = (user_chat_blp, direct_message_blp, friend_blp, user_blp)
+    for blueprint in (health_blp, *classic_blueprints, *kook_blueprints):
         api.register_blueprint(blueprint)
