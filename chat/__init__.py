@@ -54,7 +54,7 @@ def _tune_sqlite(engine) -> None:
 
 def register_extensions(app: Flask) -> None:
     from chat.auth import SECURITY_SCHEMES
-    from chat.extensions import api, db, limiter, migrate
+    from chat.extensions import api, db, migrate
     from chat.queue import celery_init_app
     from chat.realtime import init_event_bus
 
@@ -66,7 +66,9 @@ def register_extensions(app: Flask) -> None:
             _tune_sqlite(db.engine)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
     api.init_app(app, spec_kwargs={"components": {"securitySchemes": SECURITY_SCHEMES}})
-    limiter.init_app(app)
+    from chat import ratelimit
+
+    ratelimit.init_app(app)
     celery_init_app(app)
     init_event_bus(app)
 
