@@ -1,10 +1,31 @@
-"""KOOK test helpers: a user who speaks both dialects (classic headers and a Bearer token)."""
+"""KOOK test helpers: a user who speaks both dialects (classic headers and a Bearer token).
+
+The users are bots made by the accounts service (the same rows `flask bot create` makes): no
+password hashing, so tests stay fast. A bot's token works as a classic session too.
+"""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
+from chat.services import accounts
 from tests.conftest import ClassicUser
+
+_names = itertools.count(1)
+
+
+class BotClassicUser(ClassicUser):
+    """A ClassicUser whose session is a bot token (no register/login round trips)."""
+
+    def __init__(self, client, app_key: str, username: str):
+        self.client = client
+        self.username = username
+        user, token = accounts.create_bot(username)
+        self.id = user.id
+        self.session = token
+        self.headers = {"X-APP-Key": app_key, "X-APP-Session": token}
 
 
 class KookUser:
@@ -41,9 +62,9 @@ class KookUser:
 
 
 @pytest.fixture
-def make_kook_user(make_user):
+def make_kook_user(client, app_key):
     def make(username: str | None = None) -> KookUser:
-        return KookUser(make_user(username))
+        return KookUser(BotClassicUser(client, app_key, username or f"kuser{next(_names)}"))
 
     return make
 
