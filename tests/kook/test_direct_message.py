@@ -152,6 +152,7 @@ def test_update_edits_content_and_tells_both_sides(app, kalice, kbob):
     for user in (kalice, kbob):
         updates = _events(app, user, "message.updated")
         assert [(e["msg_id"], e["content"]) for e in updates] == [(key, "fixed")]
+        assert updates[0]["updated_at"] == item["updated_at"]
 
     kalice.ok("post", "/direct-message/update", json={"msg_id": key, "content": "fixed again"})
     assert kbob.ok("get", "/direct-message/view", query_string={"msg_id": key})["quote"]["id"] == other
@@ -190,13 +191,15 @@ def test_delete_is_for_everyone_and_only_the_senders(kalice, kbob):
     assert response.status_code == 404
 
 
-def test_reactions(kalice, kbob, make_kook_user):
+def test_reactions(app, kalice, kbob, make_kook_user):
     key = kalice.send(kbob, "react to me").json["data"]["msg_id"]
     assert kbob.ok("post", "/direct-message/add-reaction", json={"msg_id": key, "emoji": "👍"}) == {}
     assert kbob.ok("post", "/direct-message/add-reaction", json={"msg_id": key, "emoji": "👍"}) == {}
     kalice.ok("post", "/direct-message/add-reaction", data={"msg_id": key, "emoji": "👍"})
     kalice.ok("post", "/direct-message/add-reaction", json={"msg_id": key, "emoji": "🎉"})
 
+    reacted = [e["reaction"] for e in _events(app, kalice, "message.updated")]
+    assert reacted[0] == {"emoji": "👍", "user_id": str(kbob.id), "added": True}
     users = kalice.ok("get", "/direct-message/reaction-list", query_string={"msg_id": key, "emoji": "👍"})
     assert [u["id"] for u in users] == [str(kbob.id), str(kalice.id)]
     assert set(users[0]) >= {"id", "username", "identify_num", "online", "avatar", "bot", "nickname", "reaction_time"}

@@ -125,3 +125,22 @@ def test_friend_errors(kalice, kbob):
         assert (response.status_code, response.json["code"]) == (status, code), (path, body)
     response = kalice.get("/friend", query_string={"type": "enemies"})
     assert (response.status_code, response.json["code"]) == (400, 40000)
+
+
+def test_a_block_stops_the_push_of_a_message_still_waiting_for_it(app, kalice, kbob):
+    """A message stored before the block but not yet pushed (broker down) is never pushed."""
+    from chat.models import Message, now_ms
+    from chat.services import conversations, counters
+
+    code = kalice.open_chat(kbob)
+    view = conversations.get_for_member(db.session.get(User, kalice.id), code=code)
+    waiting = Message(key="00000000-0000-0000-0000-00000000b10c", conversation_id=view.conversation.id,
+                      sender_id=kalice.id, type="text", content="queued", client_time=1, created_at=now_ms())
+    db.session.add(waiting)
+    db.session.commit()
+    kbob.ok("post", "/friend/block", json={"user_id": kalice.id})
+
+    assert counters.deliver(waiting.id) is True  # claimed, so the sweeper stops retrying it
+    events = [event for _, event, _ in app.extensions["event_bus"].read(kbob.id, None)]
+    assert "message.created" not in events
+    assert kbob.ok("get", "/user-chat/view", query_string={"chat_code": code})["unread_count"] == 0
