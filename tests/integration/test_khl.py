@@ -73,6 +73,8 @@ async def _scenario(tokens: dict) -> dict:
         await friend.exec_req(api.Friend.handleRequest(id=requests_["request"][0]["id"], accept=1))
         seen["friends"] = (await me.request("GET", "friend", params={"type": "friend"}))["friend"]
         seen["view_friend"] = await me.exec_req(api.UserChat.view(chat_code=created[0]["code"]))
+        await me.exec_req(api.Friend.delete(user_id=friend_id))
+        seen["friends_after_delete"] = (await friend.request("GET", "friend", params={"type": "friend"}))["friend"]
 
         # A block stops sending from both sides until it is lifted.
         await friend.exec_req(api.Friend.block(user_id=seen["me"]["id"]))
@@ -146,6 +148,7 @@ def test_khl_sdk_against_a_live_server(live_database_url, tmp_path, monkeypatch)
     assert [r["friend_info"]["id"] for r in seen["incoming"]] == [seen["me"]["id"]]
     assert [f["friend_info"]["id"] for f in seen["friends"]] == [seen["friend"]["id"]]
     assert seen["view_friend"]["is_friend"] is True
+    assert seen["friends_after_delete"] == []
     assert seen["blocked_view"]["is_target_blocked"] is True
     assert seen["blocked_view"]["is_friend"] is False  # a block ends the friendship
     assert seen["blocked_send_me"] == 40300
