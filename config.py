@@ -66,9 +66,21 @@ class Config:
     OPENAPI_URL_PREFIX = "/"
     OPENAPI_JSON_PATH = "openapi.json"
 
-    # Rate limits (Flask-Limiter); memory in the embedded default, Redis when configured.
-    RATELIMIT_STORAGE_URI = REDIS_URL or "memory://"
+    # Rate limits (Flask-Limiter, see chat/ratelimit.py): per caller, in memory in the embedded
+    # default, in Redis (keys under REDIS_KEY_PREFIX) when configured, falling back to
+    # in-process counts while Redis is unreachable. Limits are Flask-Limiter strings.
     RATELIMIT_ENABLED = True
+    RATELIMIT_STORAGE_URI = REDIS_URL or "memory://"
+    # The key prefix goes to the Redis storage itself, so every key starts with it.
+    RATELIMIT_STORAGE_OPTIONS = (
+        {"key_prefix": f"{REDIS_KEY_PREFIX}limits", "socket_connect_timeout": 1, "socket_timeout": 1}
+        if REDIS_URL else {}
+    )
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    RATELIMIT_STRATEGY = "fixed-window"
+    RATELIMIT_GLOBAL = os.environ.get("RATELIMIT_GLOBAL", "300 per 10 seconds")  # all routes together
+    RATELIMIT_ROUTE = os.environ.get("RATELIMIT_ROUTE", "120 per 10 seconds")  # each route bucket
+    RATELIMIT_SEND = os.environ.get("RATELIMIT_SEND", "60 per 10 seconds")  # sends, both dialects
 
     # Webhooks (see docs/webhooks.md). Private, loopback, link-local and reserved addresses
     # are refused unless this is on: a webhook must not be a way into the service's network.

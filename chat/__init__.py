@@ -54,7 +54,7 @@ def _tune_sqlite(engine) -> None:
 
 def register_extensions(app: Flask) -> None:
     from chat.auth import SECURITY_SCHEMES
-    from chat.extensions import api, db, limiter, migrate
+    from chat.extensions import api, db, migrate
     from chat.queue import celery_init_app
     from chat.realtime import init_event_bus
 
@@ -66,7 +66,9 @@ def register_extensions(app: Flask) -> None:
             _tune_sqlite(db.engine)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
     api.init_app(app, spec_kwargs={"components": {"securitySchemes": SECURITY_SCHEMES}})
-    limiter.init_app(app)
+    from chat import ratelimit
+
+    ratelimit.init_app(app)
     celery_init_app(app)
     init_event_bus(app)
 
@@ -75,7 +77,12 @@ def register_blueprints(app: Flask) -> None:
     from chat.classic.routes import blueprints as classic_blueprints
     from chat.extensions import api
     from chat.health import health_blp
+    from chat.kook.direct_message import direct_message_blp
+    from chat.kook.friend import friend_blp
+    from chat.kook.user import user_blp
+    from chat.kook.user_chat import user_chat_blp
     from chat.kook.webhooks import webhooks_blp
 
-    for blueprint in (health_blp, *classic_blueprints, webhooks_blp):
+    kook_blueprints = (user_chat_blp, direct_message_blp, friend_blp, user_blp, webhooks_blp)
+    for blueprint in (health_blp, *classic_blueprints, *kook_blueprints):
         api.register_blueprint(blueprint)

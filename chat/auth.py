@@ -43,8 +43,23 @@ def _check_app_key() -> None:
         raise ServiceError("unauthorized", "missing or invalid app key: send it in the X-APP-Key header")
 
 
+def resolve_token(raw: str) -> tuple[User, Token] | None:
+    """The live token's (user, token), looked up once per request: the rate limiter asks
+    who is calling before the route's own check does."""
+    # Kept on the request, not on ``g``: an app context (and its ``g``) can outlive a request.
+    cache = request.environ.setdefault("chat.resolved_tokens", {})
+    if raw not in cache:
+        cache[raw] = accounts.user_for_token(raw)
+    return cache[raw]
+
+
+def caller_token() -> str:
+    """Whatever credential the request carries, in either dialect ("" when none)."""
+    return bearer_token() or _first_header(SESSION_HEADERS)
+
+
 def _authenticate(raw: str, what: str) -> None:
-    found = accounts.user_for_token(raw)
+    found = resolve_token(raw)
     if found is None:
         raise ServiceError("unauthorized", f"missing, expired or revoked {what}")
     g.user, g.token = found

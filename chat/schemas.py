@@ -14,10 +14,20 @@ BIGINT_LIMIT = 2**63
 
 
 class BaseSchema(Schema):
-    """Unknown fields are ignored, as clients of both dialects send extras."""
+    """Unknown fields are ignored, as clients of both dialects send extras. NUL characters
+    are refused: PostgreSQL cannot store them, and no legitimate input contains one."""
 
     class Meta:
         unknown = EXCLUDE
+
+    @pre_load
+    def refuse_nul(self, data, **kwargs):
+        if hasattr(data, "items"):
+            for key, value in data.items():
+                values = value if isinstance(value, list) else [value]
+                if any(isinstance(v, str) and "\x00" in v for v in values):
+                    raise ValidationError("must not contain NUL characters", key)
+        return data
 
 
 class LenientSchema(BaseSchema):

@@ -132,6 +132,7 @@ class EventMessageSchema(MessageSchema):
     msg_id = fields.Function(lambda v: v.message.key)
     chat_code = fields.String(attribute="conversation.code")
     deleted = fields.Function(lambda v: v.message.deleted_at is not None)
+    updated_at = fields.Function(lambda v: v.message.updated_at or 0)  # set by an edit
 
 
 event_message_schema = EventMessageSchema()

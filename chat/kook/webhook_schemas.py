@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
+from chat.kook.schemas import PageMetaSchema
 from chat.schemas import IntegerId, LenientSchema, envelope
 from chat.services.webhooks import MAX_URL_LENGTH
 
@@ -56,13 +57,6 @@ class DeliverySchema(LenientSchema):
     created_at = fields.Integer()
     delivered_at = fields.Integer(allow_none=True)
     next_attempt_at = fields.Integer(allow_none=True)
-
-
-class PageMetaSchema(LenientSchema):
-    page = fields.Integer()
-    page_total = fields.Integer()
-    page_size = fields.Integer()
-    total = fields.Integer()
 
 
 class DeliveryPageSchema(LenientSchema):

@@ -6,10 +6,10 @@ returned once, by the create call; see docs/webhooks.md for what a receiver gets
 
 from __future__ import annotations
 
-import math
 
 from chat.auth import TOKEN_SECURITY, current_user, require_token
 from chat.kook import webhook_schemas as s
+from chat.kook.schemas import page_meta
 from chat.schemas import Blueprint
 from chat.services import webhooks
 
@@ -56,5 +56,5 @@ def list_webhook_deliveries(args):
     """Page my webhooks' delivery log, newest first."""
     page, size = args["page"], args["page_size"]
     rows, total = webhooks.deliveries(current_user(), args.get("webhook_id"), page, size)
-    meta = {"page": page, "page_total": math.ceil(total / size), "page_size": size, "total": total}
+    meta = page_meta(page, size, total)
     return {"data": {"items": rows, "meta": meta}}

@@ -91,6 +91,26 @@ def get_for_member(me: User, *, conversation_id: int | None = None, code: str | 
     return ConversationView(conversation, member, get_user(conversation.other(me.id)))
 
 
+def get_with_user(me: User, target_id: int) -> ConversationView:
+    """The caller's existing conversation with ``target_id``, without creating one."""
+    low, high = _pair(me.id, target_id)
+    conversation = db.session.scalar(
+        select(Conversation).where(Conversation.user_low == low, Conversation.user_high == high)
+    )
+    if conversation is None or target_id == me.id:
+        raise ServiceError("not_found", "conversation not found")
+    return get_for_member(me, conversation_id=conversation.id)
+
+
+def find_or_open(me: User, target_id: int) -> ConversationView:
+    """The chat with ``target_id`` as it is (a chat the caller deleted stays deleted), opened
+    when there is none yet: KOOK clients address chats by the other user's id."""
+    try:
+        return get_with_user(me, target_id)
+    except ServiceError:
+        return open_conversation(me, target_id)[0]
+
+
 def list_for_user(me: User, offset: int, limit: int) -> tuple[list[ConversationView], int]:
     """The caller's visible conversations, newest activity first, and how many there are."""
     visible = (ConversationMember.user_id == me.id) & (ConversationMember.hidden.is_(False))

@@ -217,3 +217,126 @@ def read_up_to(me: User, view: ConversationView, key: str | None = None) -> None
         ) or 0
     db.session.commit()
     queue.enqueue_mark_read(me.id, view.conversation.id, up_to)
+
+
+# ---- editing, relative paging and details (used by the KOOK dialect; rules for both) ---------
+
+# Types whose content is text a person can rewrite; media URLs are replaced by sending anew.
+EDITABLE_TYPES = ("text", "kmarkdown", "card", "location")
+RELATIVE_FLAGS = ("before", "around", "after")
+
+
+def find_visible(me: User, key: str) -> tuple[Message, ConversationView]:
+    """A message the caller can still see (not deleted, hidden or cleared); else not found."""
+    message, view = find_for_member(me, key)
+    if db.session.scalar(select(Message.id).where(Message.id == message.id, _visible_in(view, me.id))) is None:
+        raise ServiceError("not_found", "message not found")
+    return message, view
+
+
+def publish_update(message: Message, conversation: Conversation, extra: dict | None = None,
+                   announce_to_other: bool = True) -> None:
+    """Tell both sides (after the commit that made it true) that a message changed."""
+    payload = {**events.message_payload(message, conversation), **(extra or {})}
+    recipients = [message.sender_id, conversation.other(message.sender_id)]
+    for user_id in dict.fromkeys(recipients):
+        if user_id != message.sender_id and not announce_to_other:
+            continue
+        events.publish(user_id, "message.updated", payload)
+        webhooks.fan_out(user_id, "message.updated", payload)
+
+
+def update(me: User, key: str, content: str, quote_key: str | None = None) -> MessageView:
+    """Edit one's own message: new content (checked against its type), and the quote replaced
+    (``quote_key``), removed (``""``) or left alone (None). Sets ``updated_at`` and tells both
+    sides. Refused while either side blocks the other, as sending is."""
+    message, view = find_visible(me, key)
+    if message.sender_id != me.id:
+        raise ServiceError("forbidden", "only the sender can edit a message")
+    if message.type not in EDITABLE_TYPES:
+        raise ServiceError("invalid", f"{message.type} messages cannot be edited; send a new one",
+                           {"msg_id": ["only text, KMarkdown, card and location messages can be edited"]})
+    social.ensure_not_blocked(me.id, view.target.id)
+    content = validate_content(message.type, content)
+    if quote_key == "":
+        message.quote_key = None
+    elif quote_key is not None:
+        if quote_key == message.key or db.session.scalar(
+            select(Message.id).where(Message.key == quote_key, _visible_in(view, me.id))
+        ) is None:
+            raise ServiceError("invalid", "the quoted message is not in this conversation",
+                               {"quote": ["no such message in this conversation"]})
+        message.quote_key = quote_key
+    message.content = content
+    message.updated_at = now_ms()
+    db.session.commit()
+    publish_update(message, view.conversation)
+    return view_of(message, view.conversation)
+
+
+def page_relative(me: User, view: ConversationView, anchor_key: str, flag: str,
+                  limit: int) -> list[MessageView]:
+    """Up to ``limit`` messages the caller can see next to the message ``anchor_key``, oldest
+    first: ``before`` or ``after`` it (without it), or ``around`` it (with it, when visible).
+    The anchor may be any message of the conversation, so paging survives deletions."""
+    if flag not in RELATIVE_FLAGS:
+        raise ServiceError("invalid", "flag must be before, around or after", {"flag": ["unknown flag"]})
+    anchor = db.session.scalar(
+        select(Message.id).where(Message.key == anchor_key, Message.conversation_id == view.conversation.id)
+    )
+    if anchor is None:
+        raise ServiceError("not_found", "the message given in msg_id was not found")
+    visible = _visible_in(view, me.id)
+
+    def older(count: int) -> list[Message]:
+        if count <= 0:
+            return []
+        rows = db.session.scalars(select(Message).where(visible, Message.id < anchor)
+                                  .order_by(Message.id.desc()).limit(count))
+        return list(reversed(list(rows)))
+
+    def newer(count: int) -> list[Message]:
+        if count <= 0:
+            return []
+        return list(db.session.scalars(select(Message).where(visible, Message.id > anchor)
+                                       .order_by(Message.id).limit(count)))
+
+    if flag == "before":
+        found = older(limit)
+    elif flag == "after":
+        found = newer(limit)
+    else:
+        centre = list(db.session.scalars(select(Message).where(visible, Message.id == anchor)))
+        before = older((limit - len(centre)) // 2)
+        found = before + centre + newer(limit - len(centre) - len(before))
+    return _views(found, view.conversation)
+
+
+@dataclass
+class MessageDetail:
+    """A message with what a rich client shows beside it: reactions and the quoted message."""
+
+    view: MessageView
+    reactions: list[dict]
+    quote: MessageView | None
+
+
+def details(me: User, views: list[MessageView]) -> list[MessageDetail]:
+    """Attach reactions (with whether ``me`` reacted) and quoted messages to ``views``.
+    A quote of a message deleted for everyone shows as no quote."""
+    from chat.services import reactions
+
+    if not views:
+        return []
+    summary = reactions.summary([v.message.id for v in views], me.id)
+    conversation = views[0].conversation
+    keys = {v.message.quote_key for v in views if v.message.quote_key}
+    quoted = {}
+    if keys:
+        rows = list(db.session.scalars(select(Message).where(
+            Message.key.in_(keys), Message.conversation_id == conversation.id, Message.deleted_at.is_(None))))
+        quoted = {v.message.key: v for v in _views(rows, conversation)} if rows else {}
+    return [
+        MessageDetail(v, summary.get(v.message.id, []), quoted.get(v.message.quote_key))
+        for v in views
+    ]

@@ -1,16 +1,26 @@
-"""Blocks and friendships between users.
+"""Blocks, friendships and friend requests between users.
 
 A block in either direction stops everything between the pair in both dialects: no new
-conversation, no sending, no push.
+conversation, no sending, editing or reacting, no push. Blocking someone also ends any
+friendship and pending request between the two, as a person blocking someone would expect.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+from dataclasses import dataclass
+
+from sqlalchemy import delete, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from chat.errors import ServiceError
 from chat.extensions import db
-from chat.models import Block, Friendship
+from chat.models import Block, Friendship, FriendRequest, User
+
+FRIEND_LIST_TYPES = ("friend", "request", "blocked")
+
+
+def _pair(a: int, b: int) -> tuple[int, int]:
+    return (a, b) if a < b else (b, a)
 
 
 def blocks(blocker_id: int, blocked_id: int) -> bool:
@@ -38,5 +48,157 @@ def ensure_not_blocked(me_id: int, other_id: int) -> None:
 
 
 def are_friends(a: int, b: int) -> bool:
-    low, high = (a, b) if a < b else (b, a)
-    return db.session.get(Friendship, (low, high)) is not None
+    return db.session.get(Friendship, _pair(a, b)) is not None
+
+
+# ---- friend requests and friendships ---------------------------------------------------------
+
+@dataclass
+class FriendEntry:
+    """One row of a friend list as its owner sees it."""
+
+    id: int  # the request id for requests; the other user's id for friends and blocks
+    type: str  # "friend", "request" or "blocked"
+    user: User
+    own: bool  # for requests: did the caller send it
+    created_at: int
+
+
+def _other_user(me: User, user_id: int) -> User:
+    from chat.services.accounts import get_user
+
+    if user_id == me.id:
+        raise ServiceError("invalid", "you cannot do this to yourself", {"user_id": ["must be another user"]})
+    return get_user(user_id)
+
+
+def _make_friends(a: int, b: int) -> None:
+    low, high = _pair(a, b)
+    if db.session.get(Friendship, (low, high)) is None:
+        try:
+            with db.session.begin_nested():
+                db.session.add(Friendship(user_low=low, user_high=high))
+        except IntegrityError:
+            pass  # a parallel accept got there first
+    _drop_requests_between(a, b)
+
+
+def _drop_requests_between(a: int, b: int) -> None:
+    db.session.execute(delete(FriendRequest).where(or_(
+        (FriendRequest.from_user_id == a) & (FriendRequest.to_user_id == b),
+        (FriendRequest.from_user_id == b) & (FriendRequest.to_user_id == a),
+    )))
+
+
+def request_friend(me: User, target: User) -> FriendRequest | None:
+    """Ask ``target`` to be friends. Asking again is harmless; when they already asked the
+    caller, this accepts their request instead (returns None: you are friends now)."""
+    if target.id == me.id:
+        raise ServiceError("invalid", "you cannot befriend yourself", {"user_code": ["must be another user"]})
+    if blocks(me.id, target.id):
+        raise ServiceError("forbidden", "you have blocked this user; unblock them first")
+    if blocks(target.id, me.id):
+        raise ServiceError("forbidden", "this user does not accept friend requests from you")
+    if are_friends(me.id, target.id):
+        raise ServiceError("conflict", "you are friends already")
+    theirs = db.session.scalar(select(FriendRequest).where(
+        FriendRequest.from_user_id == target.id, FriendRequest.to_user_id == me.id))
+    if theirs is not None:
+        _make_friends(me.id, target.id)
+        db.session.commit()
+        return None
+
+    def mine() -> FriendRequest | None:
+        return db.session.scalar(select(FriendRequest).where(
+            FriendRequest.from_user_id == me.id, FriendRequest.to_user_id == target.id))
+
+    existing = mine()
+    if existing is not None:
+        return existing
+    request = FriendRequest(from_user_id=me.id, to_user_id=target.id)
+    try:
+        with db.session.begin_nested():
+            db.session.add(request)
+    except IntegrityError:
+        request = mine()  # a parallel repeat got there first
+    db.session.commit()
+    return request
+
+
+def handle_request(me: User, request_id: int, accept: bool) -> None:
+    """Accept or decline a request sent to the caller; others' requests look unknown."""
+    request = db.session.get(FriendRequest, request_id)
+    if request is None or request.to_user_id != me.id:
+        raise ServiceError("not_found", "friend request not found")
+    if accept:
+        ensure_not_blocked(me.id, request.from_user_id)
+        _make_friends(me.id, request.from_user_id)
+    else:
+        db.session.delete(request)
+    db.session.commit()
+
+
+def remove_friend(me: User, user_id: int) -> None:
+    """End a friendship (and withdraw the caller's pending request to them); repeating succeeds."""
+    other = _other_user(me, user_id)
+    db.session.execute(delete(Friendship).where(
+        Friendship.user_low == _pair(me.id, other.id)[0], Friendship.user_high == _pair(me.id, other.id)[1]))
+    db.session.execute(delete(FriendRequest).where(
+        FriendRequest.from_user_id == me.id, FriendRequest.to_user_id == other.id))
+    db.session.commit()
+
+
+def block(me: User, user_id: int) -> None:
+    """Block a user: nothing passes between the two any more, in either dialect, until
+    unblocked. Ends friendship and pending requests. Repeating succeeds."""
+    other = _other_user(me, user_id)
+    if not blocks(me.id, other.id):
+        try:
+            with db.session.begin_nested():
+                db.session.add(Block(blocker_id=me.id, blocked_id=other.id))
+        except IntegrityError:
+            pass  # a parallel repeat got there first
+    low, high = _pair(me.id, other.id)
+    db.session.execute(delete(Friendship).where(Friendship.user_low == low, Friendship.user_high == high))
+    _drop_requests_between(me.id, other.id)
+    db.session.commit()
+
+
+def unblock(me: User, user_id: int) -> None:
+    """Lift the caller's block on a user; repeating succeeds."""
+    other = _other_user(me, user_id)
+    db.session.execute(delete(Block).where(Block.blocker_id == me.id, Block.blocked_id == other.id))
+    db.session.commit()
+
+
+def friend_lists(me: User, only: str | None = None) -> dict[str, list[FriendEntry]]:
+    """The caller's friends, requests (sent and received) and blocks, newest first; ``only``
+    picks one of ``FRIEND_LIST_TYPES``."""
+    wanted = (only,) if only else FRIEND_LIST_TYPES
+    lists: dict[str, list[FriendEntry]] = {}
+    if "friend" in wanted:
+        rows = db.session.execute(
+            select(Friendship, User)
+            .join(User, ((Friendship.user_low == me.id) & (User.id == Friendship.user_high))
+                  | ((Friendship.user_high == me.id) & (User.id == Friendship.user_low)))
+            .order_by(Friendship.created_at.desc(), User.id)
+        ).all()
+        lists["friend"] = [FriendEntry(u.id, "friend", u, False, f.created_at) for f, u in rows]
+    if "request" in wanted:
+        rows = db.session.execute(
+            select(FriendRequest, User)
+            .join(User, ((FriendRequest.to_user_id == me.id) & (User.id == FriendRequest.from_user_id))
+                  | ((FriendRequest.from_user_id == me.id) & (User.id == FriendRequest.to_user_id)))
+            .order_by(FriendRequest.created_at.desc(), FriendRequest.id.desc())
+        ).all()
+        lists["request"] = [
+            FriendEntry(r.id, "request", u, r.from_user_id == me.id, r.created_at) for r, u in rows
+        ]
+    if "blocked" in wanted:
+        rows = db.session.execute(
+            select(Block, User).join(User, User.id == Block.blocked_id)
+            .where(Block.blocker_id == me.id)
+            .order_by(Block.created_at.desc(), User.id)
+        ).all()
+        lists["blocked"] = [FriendEntry(u.id, "blocked", u, True, b.created_at) for b, u in rows]
+    return lists

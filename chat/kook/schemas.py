@@ -1,0 +1,273 @@
+"""marshmallow schemas of the KOOK v3 dialect: every input is loaded, every output dumped here.
+
+Inputs are lenient the way KOOK clients need (``LenientSchema``: unknown fields and explicit
+nulls ignored; ids as strings or numbers). Outputs follow KOOK's documents: ids are strings,
+times are integer milliseconds, lists are ``{items, meta, sort}``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from urllib.parse import urlsplit
+
+from marshmallow import ValidationError, fields, pre_load, validate, validates_schema
+
+from chat.message_types import FROM_KOOK, kook_number
+from chat.schemas import BaseSchema, IntegerId, LenientSchema, StringId, envelope
+from chat.services import presence, social
+
+KOOK_TYPES = sorted(FROM_KOOK)
+PAGE_SIZE_DEFAULT = 50
+PAGE_SIZE_MAX = 100
+MSG_ID = validate.Length(1, 36)
+CHAT_CODE = validate.Length(1, 64)
+
+
+def _either(data: dict, *names: str) -> None:
+    if not any(data.get(name) not in (None, "") for name in names):
+        message = f"give {' or '.join(names)}"
+        raise ValidationError(message, names[0])
+
+
+# ---- inputs -------------------------------------------------------------------------------
+
+class PageQuerySchema(LenientSchema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000),
+                          metadata={"description": "Page number, from 1."})
+    page_size = fields.Integer(load_default=PAGE_SIZE_DEFAULT, validate=validate.Range(1, PAGE_SIZE_MAX),
+                               metadata={"description": f"Items per page, 1-{PAGE_SIZE_MAX}, default {PAGE_SIZE_DEFAULT}."})
+
+
+class ChatCodeQuerySchema(LenientSchema):
+    chat_code = StringId(required=True, validate=CHAT_CODE)
+
+
+class UserChatCreateSchema(LenientSchema):
+    target_id = IntegerId(required=True, metadata={"description": "The other user's id."})
+
+
+class UserChatDeleteSchema(LenientSchema):
+    chat_code = StringId(validate=CHAT_CODE)
+    target_id = IntegerId(metadata={"description": "Instead of chat_code, as older clients send."})
+
+    @validates_schema
+    def needs_one(self, data, **kwargs):
+        _either(data, "chat_code", "target_id")
+
+
+class DirectMessageListQuerySchema(PageQuerySchema):
+    chat_code = StringId(validate=CHAT_CODE)
+    target_id = IntegerId(metadata={"description": "Instead of chat_code; opens the chat if needed."})
+    msg_id = fields.String(validate=MSG_ID, metadata={
+        "description": "Reference message; without it the newest page is returned (and marks the chat read)."})
+    flag = fields.String(validate=validate.OneOf(["before", "around", "after"]), metadata={
+        "description": "With msg_id: before (default), around or after the reference message."})
+
+    @validates_schema
+    def needs_one(self, data, **kwargs):
+        _either(data, "chat_code", "target_id")
+
+
+class DirectMessageViewQuerySchema(LenientSchema):
+    msg_id = fields.String(required=True, validate=MSG_ID)
+    chat_code = StringId(validate=CHAT_CODE)
+
+
+class DirectMessageCreateSchema(LenientSchema):
+    type = fields.Integer(load_default=1, validate=validate.OneOf(
+        KOOK_TYPES, error="must be one of 1 text, 2 image, 3 video, 4 file, 8 audio, 9 KMarkdown, 10 card"))
+    target_id = IntegerId(metadata={"description": "The other user's id; opens the chat if needed."})
+    chat_code = StringId(validate=CHAT_CODE)
+    content = fields.String(required=True)
+    quote = fields.String(validate=validate.Length(max=36), metadata={"description": "msg_id to reply to."})
+    nonce = fields.String(validate=validate.Length(max=64), metadata={
+        "description": "Echoed back; a retry with the same nonce returns the original message."})
+
+    @validates_schema
+    def needs_one(self, data, **kwargs):
+        _either(data, "chat_code", "target_id")
+
+
+class DirectMessageUpdateSchema(LenientSchema):
+    msg_id = fields.String(required=True, validate=MSG_ID)
+    content = fields.String(required=True)
+    quote = fields.String(validate=validate.Length(max=36), metadata={
+        "description": "msg_id to quote; an empty string removes the quote; leave out to keep it."})
+
+
+class MsgIdSchema(LenientSchema):
+    msg_id = fields.String(required=True, validate=MSG_ID)
+
+
+class ReactionSchema(MsgIdSchema):
+    emoji = fields.String(required=True, validate=validate.Length(1, 64))
+
+
+class ReactionDeleteSchema(ReactionSchema):
+    user_id = IntegerId(metadata={"description": "Whose reaction; only your own can be removed."})
+
+
+class FriendListQuerySchema(LenientSchema):
+    type = fields.String(validate=validate.OneOf(["friend", "request", "blocked", "block"]), metadata={
+        "description": "Only this list: friend, request, blocked (block is the same)."})
+
+
+class FriendRequestSchema(LenientSchema):
+    user_code = fields.String(required=True, validate=validate.Length(1, 64), metadata={
+        "description": '"username#1234" or "username".'})
+    from_ = fields.Integer(data_key="from", load_default=0, metadata={
+        "description": "How the user was found (0 search, 2 guild); `_from` is accepted too."})
+
+    @pre_load
+    def accept_underscore_from(self, data, **kwargs):
+        # khl.py sends the parameter as `_from` (a Python keyword workaround).
+        if hasattr(data, "get") and "from" not in data and data.get("_from") is not None:
+            data = {**data, "from": data.get("_from")}
+        return data
+
+
+class HandleRequestSchema(LenientSchema):
+    id = IntegerId(required=True, metadata={"description": "The friend request's id."})
+    accept = fields.Boolean(required=True, metadata={"description": "1 accept, 0 decline."})
+
+
+class UserIdSchema(LenientSchema):
+    user_id = IntegerId(required=True)
+
+
+# ---- outputs ------------------------------------------------------------------------------
+
+
+class KookUserSchema(BaseSchema):
+    id = fields.Function(lambda u: str(u.id))
+    username = fields.String()
+    nickname = fields.String()
+    identify_num = fields.String()
+    online = fields.Function(lambda u: presence.is_online(u.id))
+    status = fields.Constant(0)
+    avatar = fields.String()
+    bot = fields.Boolean(attribute="is_bot")
+
+
+class KookTargetInfoSchema(BaseSchema):
+    id = fields.Function(lambda u: str(u.id))
+    username = fields.String()
+    nickname = fields.String()
+    online = fields.Function(lambda u: presence.is_online(u.id))
+    avatar = fields.String()
+
+
+class UserChatSchema(BaseSchema):
+    code = fields.String(attribute="conversation.code")
+    last_read_time = fields.Integer(attribute="member.last_read_time")
+    latest_msg_time = fields.Integer(attribute="member.latest_msg_time")
+    unread_count = fields.Integer(attribute="member.unread_count")
+    target_info = fields.Nested(KookTargetInfoSchema, attribute="target")
+
+
+class UserChatDetailSchema(UserChatSchema):
+    is_friend = fields.Function(lambda v: social.are_friends(v.member.user_id, v.target.id))
+    is_blocked = fields.Function(lambda v: social.blocks(v.member.user_id, v.target.id))
+    is_target_blocked = fields.Function(lambda v: social.blocks(v.target.id, v.member.user_id))
+
+
+class PageMetaSchema(BaseSchema):
+    page = fields.Integer()
+    page_total = fields.Integer()
+    page_size = fields.Integer()
+    total = fields.Integer()
+
+
+def page_meta(page: int, page_size: int, total: int) -> dict:
+    """KOOK's ``meta`` of a paged list (pages start at 1; ``page_total`` is 0 when empty)."""
+    return {"page": page, "page_total": math.ceil(total / page_size), "page_size": page_size, "total": total}
+
+
+class UserChatPageSchema(BaseSchema):
+    items = fields.List(fields.Nested(UserChatSchema))
+    meta = fields.Nested(PageMetaSchema)
+    sort = fields.Dict(keys=fields.String(), values=fields.Integer(), metadata={
+        "description": "Sort order: key -> 1 ascending, -1 descending."})
+
+
+class MessageReactionSchema(BaseSchema):
+    emoji = fields.Function(lambda r: {"id": r["emoji"], "name": r["emoji"]},
+                            metadata={"description": "{id, name}"})
+    count = fields.Integer()
+    me = fields.Boolean()
+
+
+class QuoteSchema(BaseSchema):
+    id = fields.String(attribute="message.key")
+    type = fields.Function(lambda v: kook_number(v.message.type))
+    content = fields.String(attribute="message.content")
+    create_at = fields.Integer(attribute="message.created_at")
+    author = fields.Nested(KookUserSchema, attribute="sender")
+
+
+MEDIA_TYPES = ("image", "video", "file", "audio")
+
+
+def _attachments(detail) -> list[dict]:
+    message = detail.view.message
+    if message.type not in MEDIA_TYPES:
+        return []
+    name = urlsplit(message.content).path.rsplit("/", 1)[-1]
+    return [{"type": message.type, "url": message.content, "name": name}]
+
+
+class DirectMessageSchema(BaseSchema):
+    id = fields.String(attribute="view.message.key")
+    type = fields.Function(lambda d: kook_number(d.view.message.type))
+    author_id = fields.Function(lambda d: str(d.view.message.sender_id))
+    content = fields.String(attribute="view.message.content")
+    embeds = fields.Constant([])
+    attachments = fields.Function(_attachments, metadata={"description": "[{type, url, name}] for media"})
+    reactions = fields.List(fields.Nested(MessageReactionSchema))
+    quote = fields.Nested(QuoteSchema, allow_none=True)
+    read_status = fields.Boolean(attribute="view.isread", metadata={
+        "description": "Whether the recipient has read it."})
+    create_at = fields.Integer(attribute="view.message.created_at")
+    updated_at = fields.Function(lambda d: d.view.message.updated_at or 0)
+    chat_code = fields.String(attribute="view.conversation.code")
+
+
+class DirectMessageListSchema(BaseSchema):
+    items = fields.List(fields.Nested(DirectMessageSchema), metadata={"description": "Oldest first."})
+
+
+class MessageCreatedSchema(BaseSchema):
+    msg_id = fields.String(attribute="view.message.key")
+    msg_timestamp = fields.Integer(attribute="view.message.created_at")
+    nonce = fields.String()
+
+
+class ReactionUserSchema(KookUserSchema):
+    reaction_time = fields.Integer()
+
+
+class FriendEntrySchema(BaseSchema):
+    id = fields.Integer(metadata={"description": "Request id for requests (for handle-request); "
+                                                 "the user's id for friends and blocks."})
+    type = fields.String()
+    friend_info = fields.Nested(KookUserSchema, attribute="user")
+    own = fields.Boolean(metadata={"description": "For requests: you sent it."})
+    create_at = fields.Integer(attribute="created_at")
+
+
+class FriendListsSchema(BaseSchema):
+    friend = fields.List(fields.Nested(FriendEntrySchema))
+    request = fields.List(fields.Nested(FriendEntrySchema))
+    blocked = fields.List(fields.Nested(FriendEntrySchema))
+
+
+EmptyEnvelope = envelope("KookEmptyEnvelope", None, kook=True)
+UserEnvelope = envelope("KookUserEnvelope", KookUserSchema, kook=True)
+UserChatEnvelope = envelope("KookUserChatEnvelope", UserChatDetailSchema, kook=True)
+UserChatPageEnvelope = envelope("KookUserChatPageEnvelope", UserChatPageSchema, kook=True)
+DirectMessageEnvelope = envelope("KookDirectMessageEnvelope", DirectMessageSchema, kook=True)
+DirectMessageListEnvelope = envelope("KookDirectMessageListEnvelope", DirectMessageListSchema, kook=True)
+MessageCreatedEnvelope = envelope("KookMessageCreatedEnvelope", MessageCreatedSchema, kook=True)
+ReactionUsersEnvelope = envelope("KookReactionUsersEnvelope", ReactionUserSchema, many=True, kook=True)
+FriendListsEnvelope = envelope("KookFriendListsEnvelope", FriendListsSchema, kook=True)

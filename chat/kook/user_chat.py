@@ -1,0 +1,65 @@
+"""KOOK ``/api/v3/user-chat/*``: list, view, create and delete private chats."""
+
+from __future__ import annotations
+
+
+from chat.auth import TOKEN_SECURITY, current_user, require_token
+from chat.kook import schemas as s
+from chat.schemas import Blueprint
+from chat.services import conversations
+
+user_chat_blp = Blueprint("kook_user_chat", __name__, url_prefix="/api/v3/user-chat",
+                          description="KOOK private chats (seed 003)")
+
+# KOOK lists say how they are sorted as {key: 1 | -1}; chats are newest activity first.
+CHAT_SORT = {"latest_msg_time": -1}
+
+
+@user_chat_blp.route("/list", methods=["GET"])
+@user_chat_blp.response(200, s.UserChatPageEnvelope)
+@user_chat_blp.doc(security=TOKEN_SECURITY)
+@require_token
+@user_chat_blp.arguments(s.PageQuerySchema, location="query")
+def list_user_chats(args):
+    """List my chats, newest activity first; chats I deleted stay out until a new message."""
+    page, page_size = args["page"], args["page_size"]
+    views, total = conversations.list_for_user(current_user(), (page - 1) * page_size, page_size)
+    meta = s.page_meta(page, page_size, total)
+    return {"data": {"items": views, "meta": meta, "sort": CHAT_SORT}}
+
+
+@user_chat_blp.route("/view", methods=["GET"])
+@user_chat_blp.response(200, s.UserChatEnvelope)
+@user_chat_blp.doc(security=TOKEN_SECURITY)
+@require_token
+@user_chat_blp.arguments(s.ChatCodeQuerySchema, location="query")
+def view_user_chat(args):
+    """Show one of my chats, with friendship and block state."""
+    return {"data": conversations.get_for_member(current_user(), code=args["chat_code"])}
+
+
+@user_chat_blp.route("/create", methods=["POST"])
+@user_chat_blp.response(200, s.UserChatEnvelope)
+@user_chat_blp.doc(security=TOKEN_SECURITY)
+@require_token
+@user_chat_blp.arguments(s.UserChatCreateSchema, location="json_or_form")
+def create_user_chat(args):
+    """Open the chat with another user (the same one on every call, from either dialect)."""
+    view, _ = conversations.open_conversation(current_user(), args["target_id"])
+    return {"data": view}
+
+
+@user_chat_blp.route("/delete", methods=["POST"])
+@user_chat_blp.response(200, s.EmptyEnvelope)
+@user_chat_blp.doc(security=TOKEN_SECURITY)
+@require_token
+@user_chat_blp.arguments(s.UserChatDeleteSchema, location="json_or_form")
+def delete_user_chat(args):
+    """Delete a chat for me only: off my list with its history, until a new message arrives."""
+    me = current_user()
+    if args.get("chat_code"):
+        view = conversations.get_for_member(me, code=args["chat_code"])
+    else:
+        view = conversations.get_with_user(me, args["target_id"])
+    conversations.hide_for_user(view)
+    return {"data": {}}
