@@ -25,7 +25,13 @@ OPERATIONS = sorted(
 
 @pytest.fixture(scope="module")
 def fuzz_app(config_class, _schema):
-    with app_with_clean_database(config_class) as app:
+    class FuzzConfig(config_class):
+        # Generated webhook URLs must never be called: this machine may send traffic only to
+        # itself. With no webhook slots, every registration is refused before any request.
+        WEBHOOK_MAX_PER_USER = 0
+        WEBHOOK_ALLOW_PRIVATE = False
+
+    with app_with_clean_database(FuzzConfig) as app:
         yield app
 
 

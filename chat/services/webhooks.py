@@ -210,9 +210,9 @@ def check_url(url: str) -> None:
 def create(user: User, url: str, secret: str | None = None) -> dict:
     """Register a webhook; the returned dict carries the secret, shown this once only."""
     url = url.strip()
-    check_url(url)
+    check_url(url)  # before taking the lock: resolving a name can take a while
     if secret is not None and not _is_text(secret):
-        raise invalid("secret must be valid text (it has an unpaired surrogate)", "secret")  # before taking the lock: resolving a name can take a while
+        raise invalid("secret must be valid text (it has an unpaired surrogate)", "secret")
     # Lock the user's row so two concurrent creates cannot both pass the limit.
     db.session.execute(select(User.id).where(User.id == user.id).with_for_update())
     mine = db.session.scalars(select(Webhook.url).where(Webhook.user_id == user.id)).all()
