@@ -211,22 +211,27 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture
-def live_database_url(tmp_path) -> str:
-    """A fresh, migrated database for processes started by the test; dropped afterwards."""
-    from tests.live import flask_command
-
+def empty_database_url(tmp_path) -> str:
+    """A new, empty database of this pass's kind (no schema); dropped afterwards."""
     server = postgres_server_url()
     if not server:
-        url = f"sqlite:///{tmp_path / 'live.db'}"
-        flask_command({"DATABASE_URL": url, "CHAT_ENV": "development"}, "db", "upgrade")
-        yield url
+        yield f"sqlite:///{tmp_path / 'live.db'}"
         return
     url = create_database(server, "live")
     try:
-        flask_command({"DATABASE_URL": url, "CHAT_ENV": "development"}, "db", "upgrade")
         yield url
     finally:
         drop_database(server, url)
+
+
+@pytest.fixture
+def live_database_url(empty_database_url) -> str:
+    """A fresh database migrated by the real ``flask db upgrade``, for processes started by
+    the test; dropped afterwards."""
+    from tests.live import flask_command
+
+    flask_command({"DATABASE_URL": empty_database_url, "CHAT_ENV": "development"}, "db", "upgrade")
+    return empty_database_url
 
 
 @pytest.fixture
