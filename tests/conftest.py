@@ -97,8 +97,8 @@ def is_postgres(database_url) -> bool:
 def postgres_only(is_postgres):
     """Skip, saying why, a test whose point only a real database server can show."""
     if not is_postgres:
-        pytest.skip("needs PostgreSQL (row locks and many connections at once); "
-                    "runs in the PostgreSQL pass of `make test`")
+        pytest.skip("needs a PostgreSQL server (SQLite serializes every writer and cannot fail "
+                    "under a running server); runs in the PostgreSQL pass of `make test`")
 
 
 @pytest.fixture(scope="session")

@@ -149,7 +149,7 @@ def test_a_thousand_parallel_sends_count_exactly_a_thousand_unread(live_env, tmp
                 "time": "1700000000000"})
             return r.status_code
 
-        with ThreadPoolExecutor(16) as pool:
+        with ThreadPoolExecutor(8) as pool:
             statuses = list(pool.map(send, range(total)))
         assert statuses == [200] * total
 
