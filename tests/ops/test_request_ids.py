@@ -49,6 +49,12 @@ def test_json_lines_carry_the_current_request_id():
     assert line["level"] == "WARNING" and line["logger"] == "chat.test"
 
 
+def test_text_lines_carry_it_too():
+    record = logging.LogRecord("chat.test", logging.INFO, __file__, 1, "plain", (), None)
+    RequestIdFilter().filter(record)  # outside any request: "-"
+    assert "[chat.test] [-] plain" in make_formatter("text").format(record)
+
+
 def _json_lines(path) -> list[dict]:
     lines = []
     for raw in path.read_text().splitlines():
