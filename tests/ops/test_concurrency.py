@@ -129,6 +129,38 @@ def test_parallel_retries_with_one_nonce_make_one_message(live_env, tmp_path, se
     assert _scalar(live_env["DATABASE_URL"], "SELECT count(*) FROM messages") == 1
 
 
+def test_parallel_sends_never_move_the_senders_latest_time_backwards(live_env, tmp_path):
+    """Each round ends with a burst of simultaneous sends; whichever commits last must not
+    write an older time over a newer one."""
+    rounds, burst = 12, 12
+    key, (alice, bob) = _seed(live_env["DATABASE_URL"], 2)
+    server, base = start_server(live_env, tmp_path, extra_args=SERVER_ARGS)
+    url = live_env["DATABASE_URL"]
+    stale = []
+    try:
+        h = _headers(key, alice)
+        cid = requests.post(f"{base}/conversation", headers=h, json={
+            "passiveuser": bob["id"], "time": "1"}).json()["data"]["conversationid"]
+        for round_ in range(rounds):
+            barrier = threading.Barrier(burst)
+
+            def send(n):
+                barrier.wait()
+                r = requests.post(f"{base}/message", headers=h, timeout=30, json={
+                    "conversationid": cid, "type": -1, "content": f"{round_}/{n}", "time": "1"})
+                assert r.status_code == 200, r.text
+
+            with ThreadPoolExecutor(burst) as pool:
+                list(pool.map(send, range(burst)))
+            listed = requests.get(f"{base}/conversation", headers=h).json()["data"][0]["latest_msg_time"]
+            newest = _scalar(url, "SELECT max(created_at) FROM messages")
+            if listed != newest:
+                stale.append((round_, listed, newest))
+    finally:
+        server.stop()
+    assert stale == []
+
+
 def test_a_thousand_parallel_sends_count_exactly_a_thousand_unread(live_env, tmp_path):
     total = 1000
     key, (alice, bob) = _seed(live_env["DATABASE_URL"], 2)
