@@ -119,9 +119,9 @@ class DevelopmentConfig(Config):
 class TestingConfig(Config):
     ENV_NAME = "testing"
     TESTING = True
-    SQLALCHEMY_DATABASE_URI = normalize_database_url(
-        os.environ.get("TEST_DATABASE_URL") or "sqlite://"
-    )
+    # The test fixtures point this at the run's own database (a temporary SQLite file, or a
+    # throwaway database they create on the TEST_DATABASE_URL server): never a shared one.
+    SQLALCHEMY_DATABASE_URI = "sqlite://"
     RATELIMIT_ENABLED = False
     CONFIGURE_LOGGING = False
 
