@@ -4,6 +4,7 @@ there is no race to lose there).
 
 - both sides open their conversation at the same moment: one conversation;
 - many retries of one send (same nonce) at the same moment: one message;
+- bursts of simultaneous sends: the sender's latest_msg_time never moves backwards;
 - a thousand sends at once: the recipient's unread count is exactly a thousand.
 """
 
