@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 
-.PHONY: run test install install-dev migrate bench clean
+.PHONY: run test test-sqlite test-postgres install install-dev migrate bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +29,23 @@ run: migrate
 	$(BIN)/flask demo
 	$(BIN)/flask run --host 127.0.0.1 --port $${PORT:-5000}
 
-## Run the whole test suite.
+# The PostgreSQL server of the second test pass; the run makes and drops a database of its own.
+TEST_PG_SERVER ?= $(or $(TEST_DATABASE_URL),postgresql://postgres@127.0.0.1:5432/)
+
+## Run the whole test suite twice: on SQLite, then on PostgreSQL. The first failing pass stops
+## the run (make stops at the first failing line); pytest's exit code 5 (no test ran) fails too.
 test: install-dev
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@echo "== test pass 1 of 2: SQLite =="
+	env -u TEST_DATABASE_URL $(BIN)/python -m pytest $(PYTEST_ARGS)
+	@echo "== test pass 2 of 2: PostgreSQL =="
+	TEST_DATABASE_URL='$(TEST_PG_SERVER)' $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## One pass only: `make test-sqlite` / `make test-postgres`.
+test-sqlite: install-dev
+	env -u TEST_DATABASE_URL $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-postgres: install-dev
+	TEST_DATABASE_URL='$(TEST_PG_SERVER)' $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install-dev
 	$(BIN)/python -m bench

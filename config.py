@@ -24,7 +24,19 @@ def normalize_database_url(url: str) -> str:
 
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
-    return int(value) if value else default
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"{name} must be a whole number, not {value!r}") from None
+
+
+def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (os.environ.get(name) or default).lower()
+    if value not in choices:
+        raise SystemExit(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
 
 
 def _env_float(name: str, default: float) -> float:
@@ -45,7 +57,6 @@ class Config:
     SQLALCHEMY_DATABASE_URI = normalize_database_url(
         os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'instance' / 'chat.db'}"
     )
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
     REDIS_URL = os.environ.get("REDIS_URL") or None
     # Every Redis key the service makes (broker queues included) starts with this, so several
     # deployments (or test runs) can share one Redis.
@@ -65,6 +76,13 @@ class Config:
     OPENAPI_VERSION = "3.0.3"
     OPENAPI_URL_PREFIX = "/"
     OPENAPI_JSON_PATH = "openapi.json"
+
+    # Logs: "text" for people, "json" (one object per line) for log collectors. Every line
+    # carries the request id (X-Request-ID) of the request or task it belongs to.
+    LOG_FORMAT = _env_choice("LOG_FORMAT", "text", ("text", "json"))
+    LOG_LEVEL = _env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
+    # The test runner owns logging in tests; every other process sets it up at start.
+    CONFIGURE_LOGGING = True
 
     # Rate limits (Flask-Limiter, see chat/ratelimit.py): per caller, in memory in the embedded
     # default, in Redis (keys under REDIS_KEY_PREFIX) when configured, falling back to
@@ -102,6 +120,28 @@ class Config:
     # (broker down, worker killed): the sweeper queues it again.
     WEBHOOK_REQUEUE_AFTER = _env_float("WEBHOOK_REQUEUE_AFTER", 60.0)
 
+    @staticmethod
+    def engine_options(url: str) -> dict:
+        """SQLAlchemy engine options for ``url``: one pool per process, sized from the
+        environment.
+
+        A gunicorn worker process (threads or gevent greenlets alike) and a Celery worker
+        process each hold one pool: at most DB_POOL_SIZE + DB_MAX_OVERFLOW connections, and a
+        request that waits DB_POOL_TIMEOUT seconds for one answers 503 instead of hanging.
+        Connections are checked before use and renewed after DB_POOL_RECYCLE seconds, so a
+        restarted or failed-over database is picked up without restarting the service.
+        """
+        options: dict = {"pool_pre_ping": True}
+        if url.startswith("postgresql"):
+            options.update(
+                pool_size=_env_int("DB_POOL_SIZE", 5),
+                max_overflow=_env_int("DB_MAX_OVERFLOW", 10),
+                pool_timeout=_env_int("DB_POOL_TIMEOUT", 10),
+                pool_recycle=_env_int("DB_POOL_RECYCLE", 1800),
+                connect_args={"connect_timeout": _env_int("DB_CONNECT_TIMEOUT", 5)},
+            )
+        return options
+
     @classmethod
     def celery_settings(cls) -> dict:
         """Celery settings: Redis broker when configured, eager in-process otherwise."""
@@ -124,9 +164,9 @@ class DevelopmentConfig(Config):
 class TestingConfig(Config):
     ENV_NAME = "testing"
     TESTING = True
-    SQLALCHEMY_DATABASE_URI = normalize_database_url(
-        os.environ.get("TEST_DATABASE_URL") or "sqlite://"
-    )
+    # The test fixtures point this at the run's own database (a temporary SQLite file, or a
+    # throwaway database they create on the TEST_DATABASE_URL server): never a shared one.
+    SQLALCHEMY_DATABASE_URI = "sqlite://"
     RATELIMIT_ENABLED = False
     # Cheap hashing keeps the suite fast; the algorithm and code path are the production ones.
     ARGON2_TIME_COST = 1
@@ -135,11 +175,13 @@ class TestingConfig(Config):
     WEBHOOK_ALLOW_PRIVATE = True
     WEBHOOK_BACKOFF_BASE = 0.2
     WEBHOOK_BACKOFF_MAX = 0.5
+    CONFIGURE_LOGGING = False
 
 
 class ProductionConfig(Config):
     ENV_NAME = "production"
     REQUIRED = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL")
+    LOG_FORMAT = _env_choice("LOG_FORMAT", "json", ("text", "json"))
 
     @classmethod
     def check(cls) -> None:

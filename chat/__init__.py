@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from flask import Flask
-from sqlalchemy import event
+from sqlalchemy import event, exc
 
 from config import Config, config_from_env
 
@@ -20,9 +20,15 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
         config_class.check()
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_object(config_class)
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = config_class.engine_options(
+        app.config["SQLALCHEMY_DATABASE_URI"]
+    )
     app.config["CELERY"] = config_class.celery_settings()
     app.json.sort_keys = False
 
+    from chat import logging_setup
+
+    logging_setup.init_app(app)
     register_extensions(app)
     register_blueprints(app)
     from chat.errors import register_error_handlers
@@ -52,6 +58,22 @@ def _tune_sqlite(engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _guard_against_fork(engine) -> None:
+    """Never let two processes share one connection: a pooled connection opened before a fork
+    (gunicorn's preload, Celery's prefork pool) is dropped, not used, in the child (the
+    SQLAlchemy documentation's recipe)."""
+
+    @event.listens_for(engine, "connect")
+    def on_connect(_dbapi_connection, record):
+        record.info["pid"] = os.getpid()
+
+    @event.listens_for(engine, "checkout")
+    def on_checkout(_dbapi_connection, record, proxy):
+        if record.info.get("pid") != os.getpid():
+            record.dbapi_connection = proxy.dbapi_connection = None
+            raise exc.DisconnectionError("connection was opened by another process")
+
+
 def register_extensions(app: Flask) -> None:
     from chat.auth import SECURITY_SCHEMES
     from chat.extensions import api, db, migrate
@@ -64,6 +86,7 @@ def register_extensions(app: Flask) -> None:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             _tune_sqlite(db.engine)
+        _guard_against_fork(db.engine)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
     api.init_app(app, spec_kwargs={"components": {"securitySchemes": SECURITY_SCHEMES}})
     from chat import ratelimit

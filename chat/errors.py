@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify, request
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -138,13 +139,22 @@ def register_error_handlers(app: Flask) -> None:
                     body.headers[header] = value
         return response
 
-    @app.errorhandler(OperationalError)
-    def handle_database_down(exc: OperationalError):
-        log.error("database unavailable: %s", exc.orig.__class__.__name__)
+    def handle_database_down(exc: Exception):
+        # Unreachable, restarting, or every pooled connection busy: the client may retry.
+        # The pool drops dead connections (pre-ping), so the service recovers by itself.
+        cause = getattr(exc, "orig", None) or exc
+        log.error("database unavailable: %s: %s", cause.__class__.__name__,
+                  str(cause).strip().splitlines()[0] if str(cause).strip() else "")
         from chat.extensions import db
 
-        db.session.rollback()
+        try:
+            db.session.rollback()
+        except Exception:  # the connection may be gone already; the next request gets a new one
+            log.debug("rollback after a database failure failed", exc_info=True)
         return error_response(ServiceError("unavailable", "database is unavailable, try again"))
+
+    for database_failure in (OperationalError, InterfaceError, PoolTimeoutError):
+        app.register_error_handler(database_failure, handle_database_down)
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception):

@@ -10,9 +10,12 @@ from alembic import context
 # access to the values within the .ini file in use.
 config = context.config
 
-# Interpret the config file for Python logging.
-# This line sets up loggers basically.
-fileConfig(config.config_file_name)
+# Alembic's own logging setup only when the process has none: the app has already set up its
+# log format (JSON in production, so `release` logs like every other process), and pytest owns
+# logging in tests. Never disable the loggers that exist already (fileConfig's default would
+# silence the app's own loggers for the rest of the process).
+if not logging.getLogger().handlers:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger('alembic.env')
 
 

@@ -1,8 +1,11 @@
 """Fixtures: an app and a clean database per test, and a client that speaks the classic API.
 
-The database is SQLite in a temporary file by default; set ``TEST_DATABASE_URL`` to run the
-same tests on PostgreSQL. The schema is made once per run by the migrations (the only way
-the schema is ever made) and emptied after every test.
+The database is SQLite in a temporary file by default. With ``TEST_DATABASE_URL`` set to a
+PostgreSQL server (``make test`` uses postgresql://postgres@127.0.0.1:5432/ for its second
+pass), the run creates a throwaway database of its own on that server and drops it at the end,
+whatever the outcome; the database named in the URL, if any, is only used to connect. The
+schema is made once per run by the migrations (the only way the schema is ever made) and
+emptied after every test.
 """
 
 from __future__ import annotations
@@ -10,12 +13,11 @@ from __future__ import annotations
 import itertools
 import os
 from contextlib import contextmanager
-import tempfile
 from pathlib import Path
 
 import pytest
 from flask_migrate import upgrade
-from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from chat import create_app
 from chat.extensions import db
@@ -25,12 +27,79 @@ from config import TestingConfig, normalize_database_url
 _names = itertools.count(1)
 
 
+def postgres_server_url() -> str | None:
+    """The PostgreSQL server this run uses (``TEST_DATABASE_URL``), or None for SQLite."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    return normalize_database_url(url) if url else None
+
+
+def _server_url(url: str, database: str) -> str:
+    """``url`` pointing at another database on the same server."""
+    return make_url(url).set(database=database).render_as_string(hide_password=False)
+
+
+def _admin_url(server: str) -> str:
+    """A libpq URL to run CREATE/DROP DATABASE from: the database the URL names, else
+    ``postgres``."""
+    url = make_url(server)
+    return _server_url(server, url.database or "postgres").replace("postgresql+psycopg://", "postgresql://")
+
+
+def create_database(server: str, kind: str) -> str:
+    """Create an empty database with a name of its own on ``server``; returns its URL."""
+    import psycopg
+
+    name = f"chat_{kind}_{os.getpid()}_{next(_names)}_{os.urandom(3).hex()}"
+    with psycopg.connect(_admin_url(server), autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return _server_url(server, name)
+
+
+def drop_database(server: str, url: str) -> None:
+    """Drop a database made by ``create_database``, ending any connection still open to it."""
+    import psycopg
+
+    name = make_url(url).database
+    with psycopg.connect(_admin_url(server), autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pytest_report_header(config):
+    server = postgres_server_url()
+    if server:
+        shown = make_url(server).set(database=None).render_as_string(hide_password=True)
+        return f"database: PostgreSQL, a throwaway database on {shown}"
+    return "database: SQLite (a temporary file); set TEST_DATABASE_URL for PostgreSQL"
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory) -> str:
-    url = os.environ.get("TEST_DATABASE_URL")
-    if url:
-        return normalize_database_url(url)
-    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    """This run's database: made here, dropped when the run ends (also when tests fail)."""
+    server = postgres_server_url()
+    if not server:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+        return
+    try:
+        url = create_database(server, "test")
+    except Exception as exc:  # the PostgreSQL pass must never quietly become no pass
+        pytest.exit(f"TEST_DATABASE_URL is set but PostgreSQL cannot be used: {exc}", returncode=3)
+    try:
+        yield url
+    finally:
+        drop_database(server, url)
+
+
+@pytest.fixture(scope="session")
+def is_postgres(database_url) -> bool:
+    return make_url(database_url).get_backend_name() == "postgresql"
+
+
+@pytest.fixture
+def postgres_only(is_postgres):
+    """Skip, saying why, a test whose point only a real database server can show."""
+    if not is_postgres:
+        pytest.skip("needs a PostgreSQL server (SQLite serializes every writer and cannot fail "
+                    "under a running server); runs in the PostgreSQL pass of `make test`")
 
 
 @pytest.fixture(scope="session")
@@ -46,12 +115,8 @@ def _schema(config_class):
     app = create_app(config_class)
     with app.app_context():
         upgrade()
-    yield
-    with app.app_context():
-        db.drop_all()
-        db.session.execute(text("DROP TABLE IF EXISTS alembic_version"))
-        db.session.commit()
         db.engine.dispose()
+    yield
 
 
 def _empty_tables() -> None:
@@ -70,6 +135,9 @@ def app_with_clean_database(config_class):
         finally:
             db.session.remove()
             _empty_tables()
+            # Every app has its own engine: close its connections now rather than at GC time,
+            # so a long PostgreSQL run never piles up idle connections.
+            db.engine.dispose()
 
 
 @pytest.fixture
@@ -142,48 +210,34 @@ def bob(make_user):
     return make_user("bob")
 
 
-@pytest.fixture
-def repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
-
 
 # ---- real processes (integration tests) ----------------------------------------------------
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-def _server_url(url: str, database: str) -> str:
-    """``url`` pointing at another database on the same server."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).set(database=database).render_as_string(hide_password=False)
+@pytest.fixture
+def empty_database_url(tmp_path) -> str:
+    """A new, empty database of this pass's kind (no schema); dropped afterwards."""
+    server = postgres_server_url()
+    if not server:
+        yield f"sqlite:///{tmp_path / 'live.db'}"
+        return
+    url = create_database(server, "live")
+    try:
+        yield url
+    finally:
+        drop_database(server, url)
 
 
 @pytest.fixture
-def live_database_url(tmp_path) -> str:
-    """A fresh, migrated database for processes started by the test; dropped afterwards."""
+def live_database_url(empty_database_url) -> str:
+    """A fresh database migrated by the real ``flask db upgrade``, for processes started by
+    the test; dropped afterwards."""
     from tests.live import flask_command
 
-    base = os.environ.get("TEST_DATABASE_URL")
-    if not base:
-        url = f"sqlite:///{tmp_path / 'live.db'}"
-        flask_command({"DATABASE_URL": url, "CHAT_ENV": "development"}, "db", "upgrade")
-        yield url
-        return
-    import psycopg
-
-    base = normalize_database_url(base)
-    name = f"chat_live_{os.getpid()}_{next(_names)}_{os.urandom(3).hex()}"
-    admin = _server_url(base, "postgres").replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = _server_url(base, name)
-    try:
-        flask_command({"DATABASE_URL": url, "CHAT_ENV": "development"}, "db", "upgrade")
-        yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    flask_command({"DATABASE_URL": empty_database_url, "CHAT_ENV": "development"}, "db", "upgrade")
+    return empty_database_url
 
 
 @pytest.fixture

@@ -123,9 +123,12 @@ def send(me: User, view: ConversationView, type_name: str, content: str, client_
             raise
         db.session.commit()
         return view_of(original, conversation), False
-    # Sending brings the chat back to the sender's own list and to its top.
-    view.member.hidden = False
-    view.member.latest_msg_time = max(view.member.latest_msg_time, message.created_at)
+    # Sending brings the chat back to the sender's own list and to its top. Read and written
+    # under the member's row lock: without it, parallel sends from one user could each read the
+    # old time and the slower one write it backwards (a lost update PostgreSQL really shows).
+    member = counters.lock_member(conversation.id, me.id)
+    member.hidden = False
+    member.latest_msg_time = max(member.latest_msg_time, message.created_at)
     db.session.commit()
     queue.enqueue_delivery(message.id)
     db.session.refresh(message)  # the push may already have happened (eager mode)

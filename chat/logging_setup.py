@@ -1,0 +1,190 @@
+"""Logs: one line per record, plain text for people or JSON for collectors (``LOG_FORMAT``),
+each line carrying the id of the request it belongs to.
+
+The request id comes from the client's ``X-Request-ID`` header when it is a sane token, or is
+made up; it is echoed in the response, put on every log line of the request (a
+``logging.Filter`` reading a context variable, so threads and gevent greenlets each keep
+their own), and travels with every Celery task the request queues (a message header), so
+the worker's lines for that task carry it too.
+
+Processes wire it up as follows: ``create_app`` calls ``init_app`` (web, CLI, and the Celery
+worker, which builds the app); the Celery worker's own logging setup is replaced by ours
+(``setup_logging`` signal); gunicorn uses ``GunicornLogger`` when its configuration names it
+(``logger_class = "chat.logging_setup.GunicornLogger"``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import uuid
+from contextvars import ContextVar
+
+from celery import signals
+from flask import Flask, g, request
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# A client's id is kept only when it is a short token: anything else (too long, spaces, control
+# characters that could forge log lines) is replaced by one of ours.
+_ACCEPTABLE_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
+# Celery message header that carries the id from the web request to the task.
+TASK_HEADER = "request_id"
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s [%(name)s] [%(request_id)s] %(message)s"
+JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(request_id)s %(process)d %(message)s"
+_HANDLER_MARK = "_chat_log_handler"
+
+
+def current_request_id() -> str | None:
+    return request_id_var.get()
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def accept_request_id(value: str | None) -> str:
+    """The client's id when it is acceptable, else a new one."""
+    if value and _ACCEPTABLE_ID.fullmatch(value):
+        return value
+    return new_request_id()
+
+
+class RequestIdFilter(logging.Filter):
+    """Put the current request id (``-`` outside any request or task) on every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "request_id", None):
+            record.request_id = request_id_var.get() or "-"
+        return True
+
+
+def make_formatter(log_format: str) -> logging.Formatter:
+    if log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        return JsonFormatter(
+            JSON_FIELDS,
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        )
+    return logging.Formatter(TEXT_FORMAT)
+
+
+def configure_logging(log_format: str = "text", level: str | int = "INFO") -> None:
+    """Send the root logger's records to stderr in ``log_format``, with request ids.
+
+    Idempotent: calling it again (a second app in one process, Celery's own setup) replaces
+    the handler installed before instead of adding another.
+    """
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    setattr(handler, _HANDLER_MARK, True)
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(make_formatter(log_format))
+    root.addHandler(handler)
+    root.setLevel(level)
+    # Alembic announces each of its plugins at INFO whenever it is imported: noise, not news.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+def init_app(app: Flask) -> None:
+    """Request ids for ``app``'s requests; the process's logging when the config asks."""
+    if app.config.get("CONFIGURE_LOGGING"):
+        configure_logging(app.config["LOG_FORMAT"], app.config["LOG_LEVEL"])
+        _celery_logging["format"] = app.config["LOG_FORMAT"]
+
+    @app.before_request
+    def take_request_id():
+        request_id = accept_request_id(request.headers.get(REQUEST_ID_HEADER))
+        g.request_id = request_id
+        g._request_id_token = request_id_var.set(request_id)
+
+    @app.after_request
+    def echo_request_id(response):
+        request_id = g.get("request_id")
+        if request_id:
+            response.headers[REQUEST_ID_HEADER] = request_id
+        return response
+
+    @app.teardown_request
+    def forget_request_id(_exc):
+        token = g.pop("_request_id_token", None)
+        if token is not None:
+            request_id_var.reset(token)
+
+
+# ---- Celery: the id travels in a message header; the worker logs the way the web does -----
+
+_celery_logging = {"format": "text"}
+_task_tokens: dict[str, object] = {}
+
+
+@signals.before_task_publish.connect
+def _send_request_id(headers=None, **_kwargs):
+    request_id = request_id_var.get()
+    if request_id and headers is not None:
+        headers.setdefault(TASK_HEADER, request_id)
+
+
+@signals.task_prerun.connect
+def _receive_request_id(task_id=None, task=None, **_kwargs):
+    request_id = getattr(task.request, TASK_HEADER, None) if task is not None else None
+    if not request_id:
+        # An eager task inside a request keeps that request's id; a task nobody's request
+        # queued (the sweeper's) is known by its own id.
+        if request_id_var.get():
+            return
+        request_id = f"task-{task_id}"
+    _task_tokens[task_id] = request_id_var.set(request_id)
+
+
+@signals.task_postrun.connect
+def _forget_task_request_id(task_id=None, **_kwargs):
+    token = _task_tokens.pop(task_id, None)
+    if token is not None:
+        request_id_var.reset(token)
+
+
+@signals.setup_logging.connect
+def _celery_setup_logging(loglevel=None, **_kwargs):
+    """Connected, this replaces Celery's own logging setup in ``celery worker``/``beat``."""
+    configure_logging(_celery_logging["format"], loglevel or logging.INFO)
+
+
+# ---- gunicorn -------------------------------------------------------------------------------
+
+try:
+    from gunicorn.glogging import Logger as _GunicornLogger
+except ImportError:  # gunicorn is only needed by the web process
+    _GunicornLogger = object
+
+
+class GunicornLogger(_GunicornLogger):
+    """gunicorn's error and access logs in the service's format, access lines with the
+    request's id (taken from the response's ``X-Request-ID``)."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        from config import config_from_env
+
+        log_format = config_from_env().LOG_FORMAT
+        for logger in (self.error_log, self.access_log):
+            for handler in logger.handlers:
+                handler.addFilter(RequestIdFilter())
+                handler.setFormatter(make_formatter(log_format))
+
+    def access(self, resp, req, environ, request_time):
+        request_id = next(
+            (value for name, value in resp.headers if name.lower() == REQUEST_ID_HEADER.lower()),
+            None,
+        )
+        token = request_id_var.set(request_id)
+        try:
+            super().access(resp, req, environ, request_time)
+        finally:
+            request_id_var.reset(token)
