@@ -263,4 +263,9 @@ def live_env(live_database_url, redis_prefix) -> dict[str, str]:
         "REDIS_URL": REDIS_URL,
         "REDIS_KEY_PREFIX": redis_prefix,
         "SECRET_KEY": "integration-test-secret",
+        # Integration tests drive bursts and races, not rate limits (tests/kook covers those):
+        # the limiter stays on, with limits no test reaches.
+        "RATELIMIT_GLOBAL": "1000000 per second",
+        "RATELIMIT_ROUTE": "1000000 per second",
+        "RATELIMIT_SEND": "1000000 per second",
     }
