@@ -75,6 +75,7 @@ def register_blueprints(app: Flask) -> None:
     from chat.classic.routes import blueprints as classic_blueprints
     from chat.extensions import api
     from chat.health import health_blp
+    from chat.stream import events_blp
 
-    for blueprint in (health_blp, *classic_blueprints):
+    for blueprint in (health_blp, *classic_blueprints, events_blp):
         api.register_blueprint(blueprint)
