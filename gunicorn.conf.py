@@ -7,6 +7,11 @@ cooperates with gevent by itself (since 3.1.14, no psycogreen needed), redis-py 
 are pure-Python sockets (patched), and SQLAlchemy's pool locks are patched with threading.
 See docs/architecture.md, "Event stream", for the measurement behind this choice.
 
+SQLite is the exception: its C library waits for a database lock inside the call (busy
+timeout), which blocks the whole gevent loop, so the greenlet holding the lock can never
+finish and concurrent writes stall. With a SQLite ``DATABASE_URL`` (development, some
+tests) the workers are threaded instead.
+
 Every value can be overridden from the environment (or the command line, which wins).
 """
 
@@ -17,9 +22,12 @@ bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{os.environ.get('PORT', '500
 
 # Processes: about one per core; each serves many concurrent requests as greenlets.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
-# Concurrent connections per worker (open streams count): far above any thread pool.
+_sqlite = os.environ.get("DATABASE_URL", "").startswith("sqlite")
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread" if _sqlite else "gevent")
+# Concurrent connections per gevent worker (open streams count): far above any thread pool.
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
+# Threads per gthread worker (SQLite only): each open stream holds one.
+threads = int(os.environ.get("GUNICORN_THREADS", "16"))
 
 # A worker that stops answering its arbiter for this long is restarted. With gevent this is
 # about a blocked event loop, not about long requests: open streams are fine.

@@ -28,6 +28,8 @@ from collections import Counter, defaultdict, deque
 
 import redis
 from flask import Flask
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +221,14 @@ def presence_ttl(heartbeat_seconds: float) -> float:
     return 2 * heartbeat_seconds + 10
 
 
+def redis_client(url: str, timeout: float, read_timeout: float | None = None) -> redis.Redis:
+    """A client that fails fast: a short connect timeout and one immediate retry (enough to
+    replace a pooled connection that died with a Redis restart), never redis-py's default
+    backoff, which would hold a request for seconds while Redis is down."""
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=read_timeout or timeout,
+                                retry=Retry(NoBackoff(), 1))
+
+
 def init_event_bus(app: Flask) -> None:
     """In-process bus and presence by default; Redis ones when ``REDIS_URL`` is set."""
     heartbeat = float(app.config["SSE_HEARTBEAT_SECONDS"])
@@ -230,8 +240,8 @@ def init_event_bus(app: Flask) -> None:
         return
     prefix = app.config["REDIS_KEY_PREFIX"]
     timeout = float(app.config["REDIS_SOCKET_TIMEOUT"])
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
-    blocking = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=heartbeat + 5)
+    client = redis_client(url, timeout)
+    blocking = redis_client(url, timeout, read_timeout=heartbeat + 5)
     app.extensions["redis"] = client
     app.extensions["event_bus"] = RedisStreamBus(client, blocking, prefix, maxlen)
     app.extensions["presence"] = RedisPresence(client, prefix, presence_ttl(heartbeat))

@@ -32,6 +32,8 @@ def mark_read(self, user_id: int, conversation_id: int, up_to_id: int, announce:
     try:
         return counters.mark_read(user_id, conversation_id, up_to_id, announce=announce)
     except TRANSIENT as exc:
+        if self.request.is_eager:
+            raise  # in-process (embedded default): the caller decides, nothing to retry on
         # The pointer may have moved before the event failed: the retry must announce even
         # if it finds nothing left to move.
         raise self.retry(exc=exc, args=(user_id, conversation_id, up_to_id),

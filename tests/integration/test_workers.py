@@ -6,6 +6,7 @@ touching the machine's shared Redis, plus a fresh database (``live_env``).
 
 from __future__ import annotations
 
+import itertools
 import re
 import signal
 import threading
@@ -95,11 +96,12 @@ def test_a_message_reaches_the_open_stream_and_counts_once_then_reading_clears_i
     assert bob_stream.status == 200 and alice_stream.status == 200
     wait_until(lambda: alice.conversation(cid)["target_info"]["online"], 10, what="bob to show online")
 
-    sent = [alice.send(cid, f"hello {i}") for i in range(2)]
-    for message in sent:
-        event_id, event, data, _ = bob_stream.next(event="message.created")
-        assert data["messagekey"] == message["messagekey"] and data["msg_id"] == message["messagekey"]
-        assert data["conversationid"] == cid and data["id"] == alice.id and data["chat_code"]
+    sent = {m["messagekey"]: m for m in (alice.send(cid, f"hello {i}") for i in range(2))}
+    arrived = [bob_stream.next(event="message.created") for _ in sent]  # any order: two workers
+    assert {data["messagekey"] for _, _, data, _ in arrived} == set(sent)
+    for event_id, _, data, _ in arrived:
+        assert data["msg_id"] == data["messagekey"] and data["conversationid"] == cid
+        assert data["id"] == alice.id and data["chat_code"] and data["ispushed"] == 1
         assert re.fullmatch(r"\d+-\d+", event_id)
     wait_until(lambda: _sender_view_pushed(alice, cid, 2), 10, what="ispushed to turn 1")
     # Counted exactly once each, in the classic list; the rebuild agrees.
@@ -109,7 +111,7 @@ def test_a_message_reaches_the_open_stream_and_counts_once_then_reading_clears_i
     bob.call("POST", "/message/read", json={"conversationid": cid})
     _, _, read, _ = alice_stream.next(event="message.read")
     assert read["conversationid"] == cid and read["reader_id"] == bob.id
-    assert read["messagekey"] == sent[-1]["messagekey"]
+    assert read["messagekey"] == list(sent)[-1]  # up to the newest message
     wait_until(lambda: bob.conversation(cid)["unread_count"] == 0, 10, what="bob's count to drop to 0")
     assert bob.conversation(cid)["last_read_time"] > 0
     assert _sender_view_read(alice, cid)
@@ -170,24 +172,30 @@ def test_a_worker_killed_mid_burst_loses_and_doubles_nothing(stack):
     pairs = [(alice, alice.open_with(bob)), (carol, carol.open_with(bob)), (bob, bob.open_with(alice))]
     total = 500
     sent = []
-    killed = threading.Event()
+    count = itertools.count(1)
+    lock = threading.Lock()
 
-    def send(index):
-        sender, cid = pairs[index % len(pairs)]
-        sent.append(sender.send(cid, f"burst {index}"))
+    def burst(sender, cid, n):
+        for i in range(n):
+            sent.append(sender.send(cid, f"burst {i}"))
+            with lock:
+                done = next(count)
+                if done == total // 3:
+                    worker.kill(signal.SIGKILL)  # mid-burst, mid-task: the worker is busy all along
+                elif done == 2 * total // 3:
+                    stack.worker(concurrency=2)  # a fresh one; the killed one's tasks come back
 
-    for index in range(total):
-        send(index)
-        if index == total // 3:
-            worker.kill(signal.SIGKILL)  # mid-burst, mid-task: the worker is busy all along
-            killed.set()
-        if index == 2 * total // 3:
-            stack.worker(concurrency=2)  # a fresh worker; the killed one's tasks come back
-    assert killed.is_set() and len(sent) == total
+    shares = [total // len(pairs) + (1 if i < total % len(pairs) else 0) for i in range(len(pairs))]
+    threads = [threading.Thread(target=burst, args=(sender, cid, n)) for (sender, cid), n in zip(pairs, shares)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(sent) == total and not worker.alive()
 
     wait_until(lambda: stack.unpushed() == 0, 90, interval=0.5, what="every message to be pushed")
     assert stack.rebuild_changed() == 0
-    expected_bob = sum(1 for i in range(total) if pairs[i % 3][0] is not bob)
+    expected_bob = sum(n for (sender, _), n in zip(pairs, shares) if sender is not bob)
     bob_total = sum(c["unread_count"] for c in bob.call("GET", "/conversation", params={"limit": 100}))
     assert bob_total == expected_bob
 
