@@ -270,6 +270,10 @@ class EventStream:
         assert self._opened.wait(timeout), "the event stream did not open"
         return self
 
+    def is_open(self, timeout: float = 0) -> bool:
+        """Whether the server has started the stream (waiting up to ``timeout``)."""
+        return self._opened.wait(timeout) and self.status == 200
+
     def next(self, timeout: float = 15, event: str | None = None) -> tuple[str, str, dict, float]:
         """The next event (of type ``event`` when given, skipping others)."""
         import queue
@@ -283,7 +287,9 @@ class EventStream:
             if event is None or found[1] == event:
                 return found
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Disconnect; the reader thread ends at the next chunk (a heartbeat at the latest)."""
         if self._response is not None:
             self._response.close()
-        self._thread.join(5)
+        if wait:
+            self._thread.join(5)
