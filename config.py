@@ -111,7 +111,6 @@ class Config:
             # A worker killed mid-task (SIGKILL, OOM) gives its task back instead of acking it.
             "task_reject_on_worker_lost": True,
             "worker_prefetch_multiplier": 1,
-            "worker_hijack_root_logger": False,
             # One queue per kind of work, so a webhook backlog never delays pushes or counters;
             # a worker started without -Q consumes all three.
             "task_default_queue": "push",
