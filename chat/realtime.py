@@ -66,13 +66,17 @@ class InProcessBus:
 
     def __init__(self, maxlen: int = STREAM_MAXLEN):
         self._streams: dict[int, deque] = defaultdict(lambda: deque(maxlen=maxlen))
+        self._trimmed: dict[int, str] = {}  # per user: the newest event id dropped for length
         self._counter = itertools.count(1)
         self._changed = threading.Condition()
 
     def append(self, user_id: int, event: str, data: dict) -> str:
         with self._changed:
             event_id = f"{int(time.time() * 1000)}-{next(self._counter)}"
-            self._streams[user_id].append((event_id, event, json.dumps(data)))
+            stream = self._streams[user_id]
+            if len(stream) == stream.maxlen:
+                self._trimmed[user_id] = stream[0][0]
+            stream.append((event_id, event, json.dumps(data)))
             self._changed.notify_all()
         return event_id
 
@@ -81,6 +85,12 @@ class InProcessBus:
         with self._changed:
             stream = self._streams.get(user_id)
             return stream[-1][0] if stream else "0-0"
+
+    def lost_after(self, user_id: int, after: str) -> bool:
+        """Whether events after ``after`` were already dropped (a resume cannot be complete)."""
+        with self._changed:
+            trimmed = self._trimmed.get(user_id)
+        return trimmed is not None and parse_event_id(trimmed) > parse_event_id(after)
 
     def read(self, user_id: int, after: str | None, block_ms: int = 0) -> list[tuple[str, str, str]]:
         """Events after ``after`` (all retained events when None), waiting up to ``block_ms``."""
@@ -126,6 +136,24 @@ class RedisStreamBus:
         except redis.RedisError as exc:
             raise EventBusDown(str(exc)) from exc
         return _text(newest[0][0]) if newest else "0-0"
+
+    def lost_after(self, user_id: int, after: str) -> bool:
+        """Whether events after ``after`` may have been trimmed away: the stream was trimmed
+        (Redis 7 counts every entry ever added) and ``after`` is older than its first kept
+        entry. When ``after`` is exactly the last trimmed event this says True though
+        nothing was lost (Redis does not keep that id); a needless reload is the cost."""
+        try:
+            info = self._client.xinfo_stream(self._key(user_id))
+        except redis.ResponseError:
+            return False  # no such stream yet: nothing was ever trimmed
+        except redis.RedisError as exc:
+            raise EventBusDown(str(exc)) from exc
+        info = {_text(k): v for k, v in info.items()}
+        added, length = info.get("entries-added"), info.get("length") or 0
+        first = info.get("recorded-first-entry-id") or (info.get("first-entry") or [None])[0]
+        if added is None or added <= length or first is None:
+            return False  # never trimmed (or a Redis too old to say)
+        return parse_event_id(after) < parse_event_id(_text(first))
 
     def read(self, user_id: int, after: str | None, block_ms: int = 0) -> list[tuple[str, str, str]]:
         try:
@@ -257,15 +285,26 @@ def sse_frame(event_id: str, event: str, data: str) -> str:
     return f"id: {event_id}\nevent: {event}\ndata: {data}\n\n"
 
 
+RESET_EVENT = "stream.reset"
+
+
 def sse_stream(bus, presence, user_id: int, after: str, heartbeat_seconds: float,
-               connection_id: str):
+               connection_id: str, *, incomplete: bool = False):
     """The body of ``GET /api/v3/events``: events after ``after`` as they come, a heartbeat
     comment whenever a heartbeat passes without one, presence refreshed at each heartbeat.
 
     It holds no database connection and no app context. It ends when the bus goes away (the
     client reconnects with ``Last-Event-ID`` and gets a 503 until Redis is back).
+
+    ``incomplete``: the client resumed from an id older than what the stream still holds; a
+    ``stream.reset`` event tells it to reload its conversations before trusting the rest.
     """
     yield f"retry: {RETRY_MS}\n: connected\n\n"
+    if incomplete:
+        yield sse_frame(after, RESET_EVENT, json.dumps({
+            "reason": "some events after your Last-Event-ID are no longer kept; reload your "
+                      "conversations, then carry on with the events that follow",
+        }))
     block_ms = max(1, int(heartbeat_seconds * 1000))
     refreshed = time.monotonic()
     while True:

@@ -27,7 +27,7 @@ STREAM_DOC = {
         "text/event-stream. Each event has `id:`, `event:` (message.created, message.updated, "
         "message.deleted, message.read, chat.updated) and `data:` (a JSON object); a comment "
         "line is sent at least every heartbeat. Reconnect with `Last-Event-ID` to receive what "
-        "was missed."
+        "was missed; `stream.reset` first means some of it is no longer kept."
     ),
     "content": {"text/event-stream": {"schema": {"type": "string"}}},
 }
@@ -47,7 +47,8 @@ class EventStreamQuerySchema(LenientSchema):
 def stream_events(args):
     """Stream my events; a reconnect with Last-Event-ID receives what it missed."""
     user_id = current_user().id
-    after = events.stream_start(user_id, request.headers.get("Last-Event-ID") or args.get("last_event_id"))
+    after, incomplete = events.stream_start(user_id, request.headers.get("Last-Event-ID")
+                                            or args.get("last_event_id"))
     db.session.remove()  # an open stream must not hold a database connection
     app = current_app._get_current_object()
     bus, presence = app.extensions["event_bus"], app.extensions["presence"]
@@ -64,7 +65,7 @@ def stream_events(args):
             pass  # the entry expires by itself
 
     body = sse_stream(bus, presence, user_id, after, float(app.config["SSE_HEARTBEAT_SECONDS"]),
-                      connection_id)
+                      connection_id, incomplete=incomplete)
     response = Response(body, mimetype="text/event-stream", headers={
         "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no",  # proxies must pass events through as they come

@@ -157,3 +157,57 @@ def test_the_stream_answers_503_while_redis_is_down(app, bob):
 def test_presence_reads_offline_while_redis_is_down(app):
     presence = RedisPresence(dead_redis(), "test:", ttl_seconds=30)
     assert presence.is_online(123456) is False
+
+
+def test_a_resume_from_before_what_is_kept_starts_with_stream_reset(app, alice, bob):
+    from chat.realtime import InProcessBus
+
+    app.extensions["event_bus"] = InProcessBus(maxlen=2)
+    cid = alice.open_with(bob)
+    stream = Reader(open_stream(bob.client, bob.session))
+    alice.send(cid, "first")
+    first_id = stream.events(1)[0]["id"]
+    stream.close()
+    keys = [alice.send(cid, f"m{i}").json["data"]["messagekey"] for i in range(3)]
+
+    resumed = Reader(open_stream(bob.client, bob.session, headers={"Last-Event-ID": first_id}))
+    reset, *rest = resumed.events(3)
+    assert reset["event"] == "stream.reset" and reset["id"] == first_id and reset["data"]["reason"]
+    assert [e["data"]["messagekey"] for e in rest] == keys[1:]  # what is still kept
+    resumed.close()
+
+
+# ---- the Redis backends, on the test Redis under this test's own prefix ----------------------
+
+@pytest.fixture
+def redis_url():
+    from tests.conftest import REDIS_URL
+
+    return REDIS_URL
+
+
+def test_redis_streams_resume_and_know_when_events_were_trimmed(redis_url, redis_prefix):
+    client = redis_client(redis_url, 1)
+    bus = RedisStreamBus(client, client, redis_prefix, maxlen=10)
+    assert bus.last_id(1) == "0-0" and bus.lost_after(1, "0-0") is False
+    ids = [bus.append(1, "message.created", {"n": n}) for n in range(300)]
+    assert bus.last_id(1) == ids[-1]
+    assert [json.loads(data)["n"] for _, _, data in bus.read(1, ids[-3])] == [298, 299]
+    assert bus.read(1, ids[-1], block_ms=10) == []
+    assert bus.lost_after(1, ids[0]) is True  # trimmed to about 10
+    assert bus.lost_after(1, ids[-2]) is False
+
+
+def test_redis_presence_is_per_stream_and_expires(redis_url, redis_prefix):
+    import time
+
+    presence = RedisPresence(redis_client(redis_url, 1), redis_prefix, ttl_seconds=0.5)
+    presence.enter(7, "a")
+    presence.enter(7, "b")
+    presence.leave(7, "a")
+    assert presence.is_online(7) is True
+    presence.leave(7, "b")
+    assert presence.is_online(7) is False
+    presence.enter(7, "c")  # a stream whose process dies never leaves...
+    time.sleep(0.6)
+    assert presence.is_online(7) is False  # ...and stops counting once unrefreshed

@@ -42,11 +42,12 @@ def publish(user_id: int, event: str, data: dict) -> str | None:
         return None
 
 
-def stream_start(user_id: int, last_event_id: str | None) -> str:
+def stream_start(user_id: int, last_event_id: str | None) -> tuple[str, bool]:
     """Where a user's event stream starts: after ``last_event_id`` when the client resumes
     (header ``Last-Event-ID`` or ``?last_event_id=``), else after the newest event (a new
-    stream gets what happens from now on). 400 for an id that is not an event id, 503 when
-    the bus is down."""
+    stream gets what happens from now on). Also whether the resume is incomplete (events
+    after that id were trimmed away). 400 for an id that is not an event id, 503 when the
+    bus is down."""
     if last_event_id is not None and last_event_id.strip():
         parsed = parse_event_id(last_event_id)
         if parsed is None:
@@ -57,9 +58,10 @@ def stream_start(user_id: int, last_event_id: str | None) -> str:
         start = None
     try:
         newest = bus().last_id(user_id)  # also tells whether the bus is there at all
+        incomplete = start is not None and bus().lost_after(user_id, start)
     except EventBusDown:
         raise ServiceError("unavailable", "the event stream is unavailable right now; retry shortly") from None
-    return start or newest
+    return start or newest, incomplete
 
 
 def message_payload(message: Message, conversation: Conversation) -> dict:
