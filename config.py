@@ -49,6 +49,11 @@ def _env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on") if value else default
 
 
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
 class Config:
     """Settings shared by every environment; values come from the environment."""
 
@@ -119,6 +124,8 @@ class Config:
     # A pending delivery this many seconds past its due time has lost its queued task
     # (broker down, worker killed): the sweeper queues it again.
     WEBHOOK_REQUEUE_AFTER = _env_float("WEBHOOK_REQUEUE_AFTER", 60.0)
+    # How often beat looks for such deliveries (and for ones past WEBHOOK_GIVE_UP_AFTER).
+    WEBHOOK_SWEEP_INTERVAL_SECONDS = _env_float("WEBHOOK_SWEEP_INTERVAL_SECONDS", 30.0)
 
     @staticmethod
     def engine_options(url: str) -> dict:
@@ -142,18 +149,73 @@ class Config:
             )
         return options
 
+    # The workers (DESIGN.md section 8). A message left unpushed this long is queued again by
+    # the beat sweeper, which runs this often; a task a dead worker held comes back to the
+    # queue after the visibility timeout (the Redis broker has no real acknowledgements).
+    PUSH_SWEEP_INTERVAL_SECONDS = _env_float("PUSH_SWEEP_INTERVAL_SECONDS", 10)
+    PUSH_SWEEP_MIN_AGE_SECONDS = _env_float("PUSH_SWEEP_MIN_AGE_SECONDS", 5)
+    PUSH_SWEEP_BATCH = _env_int("PUSH_SWEEP_BATCH", 1000)
+    CELERY_VISIBILITY_TIMEOUT = _env_int("CELERY_VISIBILITY_TIMEOUT", 60)
+    # Timeouts for every Redis call made on a request's behalf: a Redis outage must cost a
+    # request at most this much, never a hang.
+    REDIS_SOCKET_TIMEOUT = _env_float("REDIS_SOCKET_TIMEOUT", 1)
+
+    # The event stream: each user's stream keeps about this many events for resuming; an open
+    # stream sends a heartbeat comment (and refreshes presence) this often.
+    EVENT_STREAM_MAXLEN = _env_int("EVENT_STREAM_MAXLEN", 1000)
+    SSE_HEARTBEAT_SECONDS = _env_float("SSE_HEARTBEAT_SECONDS", 15)
+
     @classmethod
     def celery_settings(cls) -> dict:
         """Celery settings: Redis broker when configured, eager in-process otherwise."""
         eager = not cls.REDIS_URL
+        visibility = cls.CELERY_VISIBILITY_TIMEOUT
         return {
             "broker_url": cls.REDIS_URL or "memory://",
-            "broker_transport_options": {"global_keyprefix": cls.REDIS_KEY_PREFIX},
+            "broker_transport_options": {
+                "global_keyprefix": cls.REDIS_KEY_PREFIX,
+                # Redis has no acknowledgements: a message a worker took stays in an "unacked"
+                # set and goes back to its queue once it is older than this. Keep it short
+                # (our tasks take milliseconds) so a SIGKILLed worker's tasks come back soon;
+                # a task that runs twice is harmless (every task here is idempotent).
+                "visibility_timeout": visibility,
+                # Look for such messages every few seconds rather than kombu's ~100 s.
+                "unacked_restore_interval": max(1, min(10, visibility // 2)),
+                "unacked_restore_throttle": 1,
+                # A publish from a web request must fail fast when Redis is gone, never hang.
+                "socket_connect_timeout": cls.REDIS_SOCKET_TIMEOUT,
+                "socket_timeout": max(5.0, cls.REDIS_SOCKET_TIMEOUT),
+                "max_retries": 0,
+            },
+            "broker_connection_timeout": cls.REDIS_SOCKET_TIMEOUT,
+            "broker_connection_retry_on_startup": True,
+            "broker_connection_max_retries": None,  # a worker waits for Redis to come back
+            "task_publish_retry": False,  # the sweeper, not the request, retries a lost publish
             "task_always_eager": eager,
             "task_eager_propagates": True,
             "task_ignore_result": True,
             "task_acks_late": True,
+            # A worker killed mid-task (SIGKILL, OOM) gives its task back instead of acking it.
+            "task_reject_on_worker_lost": True,
             "worker_prefetch_multiplier": 1,
+            # One queue per kind of work, so a webhook backlog never delays pushes or counters;
+            # a worker started without -Q consumes all three.
+            "task_default_queue": "push",
+            "task_queues": {name: {"routing_key": name} for name in ("push", "counters", "webhooks")},
+            "task_create_missing_queues": True,
+            "task_routes": {
+                "deliver_message": {"queue": "push"},
+                "sweep_unpushed": {"queue": "push"},
+                "mark_read": {"queue": "counters"},
+                "deliver_webhook": {"queue": "webhooks"},
+                "requeue_webhooks": {"queue": "webhooks"},
+            },
+            "beat_schedule": {
+                "sweep-unpushed": {"task": "sweep_unpushed", "schedule": cls.PUSH_SWEEP_INTERVAL_SECONDS,
+                                   "options": {"expires": cls.PUSH_SWEEP_INTERVAL_SECONDS * 2}},
+                "requeue-webhooks": {"task": "requeue_webhooks", "schedule": cls.WEBHOOK_SWEEP_INTERVAL_SECONDS,
+                                     "options": {"expires": cls.WEBHOOK_SWEEP_INTERVAL_SECONDS * 2}},
+            },
         }
 
 

@@ -105,7 +105,8 @@ def register_blueprints(app: Flask) -> None:
     from chat.kook.user import user_blp
     from chat.kook.user_chat import user_chat_blp
     from chat.kook.webhooks import webhooks_blp
+    from chat.stream import events_blp
 
-    kook_blueprints = (user_chat_blp, direct_message_blp, friend_blp, user_blp, webhooks_blp)
+    kook_blueprints = (user_chat_blp, direct_message_blp, friend_blp, user_blp, webhooks_blp, events_blp)
     for blueprint in (health_blp, *classic_blueprints, *kook_blueprints):
         api.register_blueprint(blueprint)

@@ -24,10 +24,13 @@ SECURITY_SCHEMES = {
     "HaSession": {"type": "apiKey", "in": "header", "name": "X-HA-Session"},
     "Token": {"type": "apiKey", "in": "header", "name": "Authorization",
               "description": "`Bot <token>` or `Bearer <token>`"},
+    "QueryToken": {"type": "apiKey", "in": "query", "name": "token",
+                   "description": "The same token, for clients that cannot set headers (browsers' EventSource)"},
 }
 APP_KEY_SECURITY = [{"AppKey": []}, {"HaKey": []}]
 SESSION_SECURITY = [{"AppKey": [], "AppSession": []}, {"HaKey": [], "HaSession": []}]
 TOKEN_SECURITY = [{"Token": []}]
+STREAM_SECURITY = [{"Token": []}, {"QueryToken": []}]
 
 
 def _first_header(names: tuple[str, ...]) -> str:
@@ -100,6 +103,19 @@ def require_token(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
         _authenticate(bearer_token(), "token: send Authorization: Bot <token>")
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def require_stream_token(view):
+    """The event stream: the KOOK header, or ``?token=`` (browsers' EventSource cannot send
+    headers)."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        raw = bearer_token() or request.args.get("token", "").strip()
+        _authenticate(raw, "token: send Authorization: Bot <token>, or ?token=<token>")
         return view(*args, **kwargs)
 
     return wrapper

@@ -71,10 +71,22 @@ def enqueue_webhook(delivery_id: str, attempts: int = 0) -> bool:
 
 
 def enqueue_mark_read(user_id: int, conversation_id: int, up_to_id: int) -> None:
-    """Queue a read-pointer move; when the broker is down, do it in this process instead."""
+    """Queue a read-pointer move; when the broker is down, do it in this process instead
+    (the counters are in the database; only the ``message.read`` event may be lost then)."""
+    from chat.realtime import EventBusDown
+
     tasks = _tasks()
     try:
         tasks.mark_read.delay(user_id, conversation_id, up_to_id)
+    except EventBusDown:
+        # Eager run (embedded default) whose event could not be published: the read is
+        # committed, only the message.read event is lost.
+        log.warning("message.read event for conversation %s was not published", conversation_id)
     except (BrokerError, OSError):
         log.warning("could not queue mark_read; running it inline", exc_info=True)
-        tasks.mark_read.run(user_id, conversation_id, up_to_id)
+        from chat.services import counters
+
+        try:
+            counters.mark_read(user_id, conversation_id, up_to_id)
+        except EventBusDown:
+            log.warning("message.read event for conversation %s was not published", conversation_id)

@@ -136,3 +136,160 @@ def flask_command(env: dict[str, str], *args: str) -> str:
     if result.returncode != 0:
         raise AssertionError(f"flask {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result.stdout
+
+
+def start_redis(log_dir: Path, port: int | None = None) -> tuple[LiveProcess, str]:
+    """A private redis-server on a free port (no persistence): tests may stop and restart
+    it without touching anyone else's Redis. Returns (process, URL) once it answers."""
+    import redis
+
+    port = port or free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--daemonize", "no"]
+    server = LiveProcess(f"redis-{port}", argv, {}, log_dir).start()
+    url = f"redis://127.0.0.1:{port}/0"
+
+    def up():
+        if not server.alive():
+            raise AssertionError(f"redis-server exited:\n{server.log_tail()}")
+        try:
+            return redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+        except redis.RedisError:
+            return False
+
+    wait_until(up, 10, what="redis-server")
+    return server, url
+
+
+class ApiUser:
+    """A registered, logged-in user of a live server, speaking the classic API (and the KOOK
+    event stream with the same token)."""
+
+    def __init__(self, base: str, app_key: str, username: str, password: str = "live-password"):
+        self.base = base
+        self.http = requests.Session()
+        headers = {"X-APP-Key": app_key}
+        body = {"username": username, "password": password}
+        response = self.http.post(f"{base}/auth/register", json=body, headers=headers, timeout=10)
+        assert response.status_code == 200, response.text
+        self.id = response.json()["data"]["id"]
+        response = self.http.post(f"{base}/auth/login", json=body, headers=headers, timeout=10)
+        assert response.status_code == 200, response.text
+        self.token = response.json()["data"]["session"]
+        self.http.headers.update({"X-APP-Key": app_key, "X-APP-Session": self.token})
+
+    def call(self, method: str, path: str, **kwargs):
+        """The ``data`` of a successful classic call (fails the test otherwise)."""
+        response = self.http.request(method, f"{self.base}{path}", timeout=kwargs.pop("timeout", 10), **kwargs)
+        assert response.status_code == 200, f"{method} {path}: {response.status_code} {response.text}"
+        return response.json()["data"]
+
+    def open_with(self, other: "ApiUser") -> int:
+        return self.call("POST", "/conversation", json={"passiveuser": other.id, "time": "1"})["conversationid"]
+
+    def send(self, conversation_id: int, content: str = "hello", **kwargs) -> dict:
+        return self.call("POST", "/message", json={"conversationid": conversation_id, "type": -1,
+                                                   "content": content, "time": "1700000000000"}, **kwargs)
+
+    def conversation(self, conversation_id: int) -> dict:
+        found = [c for c in self.call("GET", "/conversation", params={"limit": 100})
+                 if c["conversationid"] == conversation_id]
+        assert found, f"conversation {conversation_id} not in the list"
+        return found[0]
+
+    def stream(self, **kwargs) -> "EventStream":
+        return EventStream(self.base, self.token, **kwargs)
+
+
+class EventStream:
+    """A client of ``GET /api/v3/events`` reading in a background thread.
+
+    ``events`` receives (id, event, data dict, monotonic arrival time) in order; ``comments``
+    counts comment lines (heartbeats). ``status`` and ``body`` tell how a refused stream
+    was answered."""
+
+    def __init__(self, base: str, token: str, *, last_event_id: str | None = None,
+                 token_in_query: bool = False, query_last_event_id: str | None = None):
+        import queue
+        import threading
+
+        self.events: "queue.Queue[tuple[str, str, dict, float]]" = queue.Queue()
+        self.comments = 0
+        self.status: int | None = None
+        self.body = ""
+        self._opened = threading.Event()
+        self._response = None
+        headers, params = {}, {}
+        if token_in_query:
+            params["token"] = token
+        else:
+            headers["Authorization"] = f"Bearer {token}"
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
+        if query_last_event_id is not None:
+            params["last_event_id"] = query_last_event_id
+        self._thread = threading.Thread(target=self._run, args=(f"{base}/api/v3/events", headers, params),
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, url, headers, params):
+        import json
+
+        try:
+            response = requests.get(url, headers=headers, params=params, stream=True, timeout=(5, 60))
+        except requests.RequestException as exc:
+            self.body = repr(exc)
+            self._opened.set()
+            return
+        self._response = response
+        self.status = response.status_code
+        if response.status_code != 200:
+            self.body = response.text
+            self._opened.set()
+            return
+        fields: dict[str, str] = {}
+        try:
+            for line in response.iter_lines(chunk_size=None, decode_unicode=True):
+                if line.startswith(":"):
+                    self.comments += 1
+                    self._opened.set()  # the server's first chunk is a comment
+                elif line == "":
+                    if "data" in fields:
+                        self.events.put((fields.get("id", ""), fields.get("event", "message"),
+                                         json.loads(fields["data"]), time.monotonic()))
+                    fields = {}
+                else:
+                    name, _, value = line.partition(":")
+                    fields[name] = value[1:] if value.startswith(" ") else value
+        except Exception:  # closed by close(), or the server went away
+            pass
+        finally:
+            self._opened.set()
+
+    def wait_open(self, timeout: float = 10) -> "EventStream":
+        assert self._opened.wait(timeout), "the event stream did not open"
+        return self
+
+    def is_open(self, timeout: float = 0) -> bool:
+        """Whether the server has started the stream (waiting up to ``timeout``)."""
+        return self._opened.wait(timeout) and self.status == 200
+
+    def next(self, timeout: float = 15, event: str | None = None) -> tuple[str, str, dict, float]:
+        """The next event (of type ``event`` when given, skipping others)."""
+        import queue
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                found = self.events.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no {event or 'event'} on the stream within {timeout}s") from None
+            if event is None or found[1] == event:
+                return found
+
+    def close(self, wait: bool = True) -> None:
+        """Disconnect; the reader thread ends at the next chunk (a heartbeat at the latest)."""
+        if self._response is not None:
+            self._response.close()
+        if wait:
+            self._thread.join(5)

@@ -13,6 +13,7 @@ import logging
 
 from sqlalchemy import and_, exists, func, select, update
 
+from chat import queue
 from chat.extensions import db
 from chat.models import Conversation, ConversationMember, Message, MessageHide, now_ms
 from chat.services import events, social, webhooks
@@ -59,17 +60,23 @@ def deliver(message_id: int) -> bool:
     The event goes out first (clients de-duplicate by message key); then, in one transaction,
     the message is claimed (``pushed_at`` set only where it was null) and only the claimer
     moves the recipient's counters. Returns whether this call claimed the message.
+
+    Raises ``EventBusDown`` when the event cannot be published: nothing is claimed, so the
+    message stays unpushed and a retry (or the sweeper) delivers it later.
     """
     message = db.session.get(Message, message_id)
     if message is None or message.pushed_at is not None:
+        db.session.rollback()  # end the read transaction; nothing to do
         return False
     conversation = db.session.get(Conversation, message.conversation_id)
     recipient_id = conversation.other(message.sender_id)
     # A block stops pushes; a message deleted before its push has nothing to announce.
     announce = message.deleted_at is None and not social.blocked_either_way(message.sender_id, recipient_id)
-    payload = events.message_payload(message, conversation) if announce else None
+    payload = None
     if announce:
-        events.publish(recipient_id, "message.created", payload)
+        payload = events.message_payload(message, conversation)
+        payload["ispushed"] = 1  # true by the time anyone reads the event
+        events.publish_or_fail(recipient_id, "message.created", payload)
     claimed = db.session.execute(
         update(Message)
         .where(Message.id == message_id, Message.pushed_at.is_(None))
@@ -80,23 +87,32 @@ def deliver(message_id: int) -> bool:
         return False
     member = lock_member(conversation.id, recipient_id)
     member.latest_msg_time = max(member.latest_msg_time, message.created_at)
-    if announce:
-        if db.session.scalar(select(exists().where(Message.id == message_id, countable(member)))):
-            member.unread_count += 1
-        if message.id > member.cleared_before_id:
-            member.hidden = False
+    # Counted by the same rule as ``recount``/``rebuild_all``, announced or not (a message
+    # delivered after a block is still in the recipient's history), so the live counter and
+    # the rebuilt one never disagree.
+    if db.session.scalar(select(exists().where(Message.id == message_id, countable(member)))):
+        member.unread_count += 1
+    if announce and message.id > member.cleared_before_id:
+        member.hidden = False
     db.session.commit()
     if announce:
         webhooks.fan_out(recipient_id, "message.created", payload)
     return True
 
 
-def mark_read(user_id: int, conversation_id: int, up_to_id: int | None = None) -> bool:
+def mark_read(user_id: int, conversation_id: int, up_to_id: int | None = None, *,
+              announce: bool = False) -> bool:
     """Move the member's read pointer forward to ``up_to_id`` (default: the newest message),
     set ``last_read_time`` and recompute ``unread_count``; tell the other side. Returns
-    whether the pointer moved."""
+    whether the pointer moved.
+
+    The ``message.read`` event goes out after the commit, when the pointer moved or when
+    ``announce`` asks for it (a retry after the event could not be published). Raises
+    ``EventBusDown`` after the commit when it cannot be published.
+    """
     member = lock_member(conversation_id, user_id)
     if member is None:
+        db.session.rollback()
         return False
     newest = db.session.scalar(
         select(func.max(Message.id)).where(Message.conversation_id == conversation_id)
@@ -107,14 +123,36 @@ def mark_read(user_id: int, conversation_id: int, up_to_id: int | None = None) -
         member.last_read_message_id = target
     member.last_read_time = now_ms()
     recount(member)
+    pointer = member.last_read_message_id
     db.session.commit()
-    if moved:
+    if moved or (announce and pointer):
         conversation = db.session.get(Conversation, conversation_id)
         other = conversation.other(user_id)
-        payload = events.read_payload(conversation, reader_id=user_id, up_to_id=target)
-        events.publish(other, "message.read", payload)
+        payload = events.read_payload(conversation, reader_id=user_id, up_to_id=pointer)
+        events.publish_or_fail(other, "message.read", payload)
         webhooks.fan_out(other, "message.read", payload)
     return moved
+
+
+def sweep_unpushed(min_age_ms: int, limit: int) -> int:
+    """Queue again the push of every message left unpushed for ``min_age_ms`` (its first
+    enqueue was lost, or its worker died); oldest first, at most ``limit``. Returns how
+    many were queued. A message queued twice is harmless: delivery is idempotent."""
+    ids = db.session.scalars(
+        select(Message.id)
+        .where(Message.pushed_at.is_(None), Message.created_at <= now_ms() - min_age_ms)
+        .order_by(Message.created_at, Message.id)
+        .limit(limit)
+    ).all()
+    db.session.rollback()  # end the read transaction before anything is queued
+    queued = 0
+    for message_id in ids:
+        if not queue.enqueue_delivery(message_id):
+            break  # the broker is gone: the next sweep tries again
+        queued += 1
+    if ids:
+        log.info("sweeper queued %d of %d unpushed messages again", queued, len(ids))
+    return queued
 
 
 def refresh_unread(conversation_id: int, user_id: int) -> None:

@@ -1,0 +1,51 @@
+"""``python -m bench``: start the production stack, run every benchmark, print a table.
+
+To add a benchmark, write a function ``(stack) -> list[Row]`` and append it to BENCHMARKS.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from bench.push import push_latency
+from bench.stack import Row, production_stack
+from bench.streams import streams_vs_requests
+
+BENCHMARKS = [push_latency, streams_vs_requests]
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def print_table(rows: list[Row]) -> None:
+    header = ("benchmark", "n", "p50 ms", "p90 ms", "p99 ms", "worst ms", "note")
+    lines = [header] + [
+        (r.benchmark, str(r.n), _cell(r.p50), _cell(r.p90), _cell(r.p99), _cell(r.worst), r.note)
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    for number, line in enumerate(lines):
+        print("  ".join(cell.ljust(width) if i in (0, 6) else cell.rjust(width)
+                        for i, (cell, width) in enumerate(zip(line, widths))).rstrip())
+        if number == 0:
+            print("  ".join("-" * width for width in widths))
+
+
+def main() -> int:
+    rows: list[Row] = []
+    started = time.monotonic()
+    with production_stack() as stack:
+        for benchmark in BENCHMARKS:
+            print(f"running {benchmark.__name__} ...", file=sys.stderr, flush=True)
+            rows.extend(benchmark(stack))
+    print_table(rows)
+    worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent (gunicorn.conf.py)")
+    print(f"\n({time.monotonic() - started:.0f} s, {stack.database}, web workers: {worker_class}, this machine)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

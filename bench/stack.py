@@ -1,0 +1,92 @@
+"""The production stack for benchmarks: a private redis-server, a fresh database, gunicorn
+(as configured by gunicorn.conf.py) and a Celery worker, all on this machine's loopback.
+
+The database is a new PostgreSQL database on ``BENCH_DATABASE_URL`` (default: the local
+server at 127.0.0.1:5432), dropped afterwards; SQLite when no PostgreSQL answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.live import ApiUser, LiveProcess, flask_command, start_redis, start_server, start_worker
+
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@dataclass
+class Row:
+    """One line of the results table; latencies in milliseconds."""
+
+    benchmark: str
+    n: int
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    worst: float | None = None
+    note: str = ""
+
+
+@dataclass
+class Stack:
+    base: str
+    env: dict[str, str]
+    app_key: str
+    log_dir: Path
+    database: str
+    processes: list[LiveProcess] = field(default_factory=list)
+    _users: int = 0
+
+    def user(self, prefix: str = "bench") -> ApiUser:
+        self._users += 1
+        return ApiUser(self.base, self.app_key, f"{prefix}{self._users}")
+
+
+@contextlib.contextmanager
+def _database(log_dir: Path):
+    import psycopg
+
+    admin = os.environ.get("BENCH_DATABASE_URL", DEFAULT_POSTGRES)
+    name = f"chat_bench_{os.getpid()}_{os.urandom(3).hex()}"
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error:
+        yield f"sqlite:///{log_dir / 'bench.db'}", "SQLite"
+        return
+    base, _, _ = admin.rpartition("/")
+    try:
+        yield f"{base}/{name}", "PostgreSQL"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def production_stack(worker_concurrency: int = 2):
+    """Start everything; yield a ``Stack``; stop everything."""
+    with tempfile.TemporaryDirectory(prefix="chat-bench-") as tmp:
+        log_dir = Path(tmp)
+        processes: list[LiveProcess] = []
+        with _database(log_dir) as (database_url, database):
+            try:
+                redis, redis_url = start_redis(log_dir)
+                processes.append(redis)
+                env = {
+                    "CHAT_ENV": "production", "DATABASE_URL": database_url, "REDIS_URL": redis_url,
+                    "REDIS_KEY_PREFIX": "bench:", "SECRET_KEY": "bench-secret",
+                    "SSE_HEARTBEAT_SECONDS": "2",  # closed streams are noticed sooner
+                }
+                flask_command(env, "db", "upgrade")
+                app_key = flask_command(env, "app-key", "create", "bench").strip().splitlines()[-1]
+                server, base = start_server(env, log_dir, extra_args=["--threads", "16"])
+                processes.append(server)
+                processes.append(start_worker(env, log_dir, concurrency=worker_concurrency))
+                yield Stack(base, env, app_key, log_dir, database, processes)
+            finally:
+                for process in reversed(processes):
+                    process.stop()

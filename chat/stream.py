@@ -1,0 +1,74 @@
+"""``GET /api/v3/events``: the caller's event stream as Server-Sent Events.
+
+Authenticated by ``Authorization: Bot|Bearer <token>`` or ``?token=``; resumed with the
+``Last-Event-ID`` header (or ``?last_event_id=``, which a browser can put in the URL). The
+body is produced by ``chat.realtime.sse_stream``; errors before it starts (bad token, bad
+id, Redis down) answer in the KOOK envelope like any /api/v3 route.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Response, current_app, request
+from marshmallow import fields, validate
+
+from chat.auth import STREAM_SECURITY, current_user, require_stream_token
+from chat.extensions import db
+from chat.realtime import EventBusDown, sse_stream
+from chat.schemas import Blueprint, LenientSchema
+from chat.services import events
+
+events_blp = Blueprint("kook_events", __name__, url_prefix="/api/v3/events",
+                       description="Event stream (Server-Sent Events)")
+
+STREAM_DOC = {
+    "description": (
+        "text/event-stream. Each event has `id:`, `event:` (message.created, message.updated, "
+        "message.deleted, message.read, chat.updated) and `data:` (a JSON object); a comment "
+        "line is sent at least every heartbeat. Reconnect with `Last-Event-ID` to receive what "
+        "was missed; `stream.reset` first means some of it is no longer kept."
+    ),
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}
+
+
+class EventStreamQuerySchema(LenientSchema):
+    token = fields.String(validate=validate.Length(max=512), metadata={
+        "description": "The token, when the client cannot send an Authorization header."})
+    last_event_id = fields.String(validate=validate.Length(max=64), metadata={
+        "description": "Resume after this event id (the Last-Event-ID header wins when both are sent)."})
+
+
+@events_blp.route("", methods=["GET"])
+@events_blp.doc(security=STREAM_SECURITY, responses={"200": STREAM_DOC})
+@require_stream_token
+@events_blp.arguments(EventStreamQuerySchema, location="query")
+def stream_events(args):
+    """Stream my events; a reconnect with Last-Event-ID receives what it missed."""
+    user_id = current_user().id
+    after, incomplete = events.stream_start(user_id, request.headers.get("Last-Event-ID")
+                                            or args.get("last_event_id"))
+    db.session.remove()  # an open stream must not hold a database connection
+    app = current_app._get_current_object()
+    bus, presence = app.extensions["event_bus"], app.extensions["presence"]
+    connection_id = uuid.uuid4().hex
+    try:
+        presence.enter(user_id, connection_id)
+    except EventBusDown:
+        pass  # the stream itself reports the outage
+
+    def leave():
+        try:
+            presence.leave(user_id, connection_id)
+        except EventBusDown:
+            pass  # the entry expires by itself
+
+    body = sse_stream(bus, presence, user_id, after, float(app.config["SSE_HEARTBEAT_SECONDS"]),
+                      connection_id, incomplete=incomplete)
+    response = Response(body, mimetype="text/event-stream", headers={
+        "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no",  # proxies must pass events through as they come
+    })
+    response.call_on_close(leave)
+    return response

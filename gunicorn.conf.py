@@ -1,0 +1,45 @@
+"""gunicorn settings for the web process (``gunicorn wsgi:app``; the Procfile's ``web`` line).
+
+Open event streams (``GET /api/v3/events``) last for hours and mostly wait, so a worker must
+not be tied up by one: gevent workers serve each request in a greenlet, and one process
+holds thousands of idle streams while it keeps answering ordinary requests. psycopg 3
+cooperates with gevent by itself (since 3.1.14, no psycogreen needed), redis-py and kombu
+are pure-Python sockets (patched), and SQLAlchemy's pool locks are patched with threading.
+See docs/architecture.md, "Event stream", for the measurement behind this choice.
+
+SQLite is the exception: its C library waits for a database lock inside the call (busy
+timeout), which blocks the whole gevent loop, so the greenlet holding the lock can never
+finish and concurrent writes stall. With a SQLite ``DATABASE_URL`` (development, some
+tests) the workers are threaded instead.
+
+Every value can be overridden from the environment (or the command line, which wins).
+"""
+
+import os
+
+# Production listens on every interface, on the port the platform gives.
+bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{os.environ.get('PORT', '5000')}"
+
+# Processes: about one per core; each serves many concurrent requests as greenlets.
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+_sqlite = os.environ.get("DATABASE_URL", "").startswith("sqlite")
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread" if _sqlite else "gevent")
+# Concurrent connections per gevent worker (open streams count): far above any thread pool.
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
+# Threads per gthread worker (SQLite only): each open stream holds one.
+threads = int(os.environ.get("GUNICORN_THREADS", "16"))
+
+# A worker that stops answering its arbiter for this long is restarted. With gevent this is
+# about a blocked event loop, not about long requests: open streams are fine.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+# On restart/deploy, streams are cut after this (clients reconnect with Last-Event-ID).
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "10"))
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+
+# Recycle workers now and then, with jitter so they do not all restart at once.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
+max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "0"))
+
+# ---- logging ------------------------------------------------------------------------------
+# Access/error log settings and the JSON log format belong here (accesslog, errorlog,
+# logconfig_dict); they are set by the logging work.

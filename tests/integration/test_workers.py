@@ -1,0 +1,249 @@
+"""The workers on real processes: Redis, gunicorn (gevent), Celery worker and beat.
+
+Each test runs its own redis-server on a free port, so it can stop and restart it without
+touching the machine's shared Redis, plus a fresh database (``live_env``).
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+
+import pytest
+import requests
+from sqlalchemy import create_engine, text
+
+from tests.live import ApiUser, flask_command, start_beat, start_redis, start_server, start_worker, wait_until
+
+pytestmark = pytest.mark.integration
+
+FAST = {
+    "SSE_HEARTBEAT_SECONDS": "1",
+    "CELERY_VISIBILITY_TIMEOUT": "4",
+    "PUSH_SWEEP_INTERVAL_SECONDS": "1",
+    "PUSH_SWEEP_MIN_AGE_SECONDS": "2",
+    "GUNICORN_GRACEFUL_TIMEOUT": "2",
+}
+
+
+@pytest.fixture
+def stack(live_env, tmp_path):
+    """Start what a test asks for; stop everything afterwards."""
+    started = []
+
+    class Stack:
+        env = dict(live_env, **FAST)
+        redis = None
+
+        def start_redis(self, port=None):
+            self.redis, url = start_redis(tmp_path, port)
+            started.append(self.redis)
+            self.redis_port = int(url.rsplit(":", 1)[1].split("/")[0])
+            self.env["REDIS_URL"] = url
+            return self.redis
+
+        def web(self):
+            server, self.base = start_server(self.env, tmp_path)
+            started.append(server)
+            self.app_key = flask_command(self.env, "app-key", "create", "live").strip().splitlines()[-1]
+            return server
+
+        def worker(self, **kwargs):
+            worker = start_worker(self.env, tmp_path, **kwargs)
+            started.append(worker)
+            return worker
+
+        def beat(self):
+            beat = start_beat(self.env, tmp_path)
+            started.append(beat)
+            return beat
+
+        def user(self, name):
+            return ApiUser(self.base, self.app_key, name)
+
+        def unpushed(self) -> int:
+            return _scalar(self.env["DATABASE_URL"], "SELECT count(*) FROM messages WHERE pushed_at IS NULL")
+
+        def rebuild_changed(self) -> int:
+            out = flask_command(self.env, "counters", "rebuild")
+            return int(re.search(r"(\d+) member rows", out).group(1))
+
+    yield Stack()
+    for process in reversed(started):
+        process.stop()
+
+
+def _scalar(url: str, sql: str) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text(sql)).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def test_a_message_reaches_the_open_stream_and_counts_once_then_reading_clears_it(stack):
+    stack.start_redis()
+    stack.web()
+    stack.worker()
+    alice, bob = stack.user("alice"), stack.user("bob")
+    cid = alice.open_with(bob)
+
+    bob_stream = bob.stream().wait_open()  # KOOK token path: Authorization: Bearer
+    alice_stream = alice.stream(token_in_query=True).wait_open()  # browsers: ?token=
+    assert bob_stream.status == 200 and alice_stream.status == 200
+    wait_until(lambda: alice.conversation(cid)["target_info"]["online"], 10, what="bob to show online")
+
+    sent = {m["messagekey"]: m for m in (alice.send(cid, f"hello {i}") for i in range(2))}
+    arrived = [bob_stream.next(event="message.created") for _ in sent]  # any order: two workers
+    assert {data["messagekey"] for _, _, data, _ in arrived} == set(sent)
+    for event_id, _, data, _ in arrived:
+        assert data["msg_id"] == data["messagekey"] and data["conversationid"] == cid
+        assert data["id"] == alice.id and data["chat_code"] and data["ispushed"] == 1
+        assert re.fullmatch(r"\d+-\d+", event_id)
+    wait_until(lambda: _sender_view_pushed(alice, cid, 2), 10, what="ispushed to turn 1")
+    # Counted exactly once each, in the classic list; the rebuild agrees.
+    assert bob.conversation(cid)["unread_count"] == 2
+    assert stack.rebuild_changed() == 0
+
+    bob.call("POST", "/message/read", json={"conversationid": cid})
+    _, _, read, _ = alice_stream.next(event="message.read")
+    assert read["conversationid"] == cid and read["reader_id"] == bob.id
+    assert read["messagekey"] == list(sent)[-1]  # up to the newest message
+    wait_until(lambda: bob.conversation(cid)["unread_count"] == 0, 10, what="bob's count to drop to 0")
+    assert bob.conversation(cid)["last_read_time"] > 0
+    assert _sender_view_read(alice, cid)
+
+    bob_stream.close()
+    wait_until(lambda: not alice.conversation(cid)["target_info"]["online"], 15, what="bob to show offline")
+    alice_stream.close()
+    assert stack.rebuild_changed() == 0
+
+
+def _sender_view_pushed(sender: ApiUser, cid: int, count: int) -> bool:
+    page = sender.call("GET", "/message", params={"conversationid": cid, "limit": 100, "start": 0})
+    return len(page) >= count and all(m["ispushed"] == 1 for m in page)
+
+
+def _sender_view_read(sender: ApiUser, cid: int) -> bool:
+    page = sender.call("GET", "/message", params={"conversationid": cid, "limit": 100, "start": 0})
+    return all(m["isread"] == 1 for m in page if m["id"] == sender.id)
+
+
+def test_a_reconnect_with_last_event_id_gets_exactly_what_it_missed(stack):
+    stack.start_redis()
+    stack.web()
+    stack.worker()
+    alice, bob = stack.user("alice"), stack.user("bob")
+    cid = alice.open_with(bob)
+
+    stream = bob.stream().wait_open()
+    first = alice.send(cid, "seen")
+    seen_id, _, data, _ = stream.next(event="message.created")
+    assert data["messagekey"] == first["messagekey"]
+    stream.close()
+
+    missed = [alice.send(cid, f"missed {i}")["messagekey"] for i in range(3)]
+    # (Not through alice's newest page: that would mark it read, itself an event for bob.)
+    wait_until(lambda: stack.unpushed() == 0, 15, what="the missed messages to be pushed")
+
+    # Resumed by the header (what EventSource sends), then by the query (a URL a browser
+    # builds): each gets every event after the id, in order, once, and then the live ones.
+    for resumed in (bob.stream(last_event_id=seen_id),
+                    bob.stream(query_last_event_id=seen_id, token_in_query=True)):
+        resumed.wait_open()
+        got = [resumed.next(timeout=10) for _ in missed]
+        # Two worker processes push in parallel, so arrival order may differ from send order.
+        assert sorted((e, d["messagekey"]) for _, e, d, _ in got) == sorted(("message.created", k) for k in missed)
+        live = alice.send(cid, "after the reconnect")
+        _, event, data, _ = resumed.next(timeout=10)
+        assert (event, data["messagekey"]) == ("message.created", live["messagekey"])
+        resumed.close()
+        missed.append(live["messagekey"])
+
+
+def test_a_worker_killed_mid_burst_loses_and_doubles_nothing(stack):
+    stack.start_redis()
+    stack.web()
+    # Beat too: a worker killed just as Redis hands it a message (BRPOP popped it, the
+    # "unacked" record is not written yet) loses that message from the broker for good; the
+    # sweeper is what brings such a message back.
+    stack.beat()
+    first = stack.worker(concurrency=2)
+    alice, bob, carol = stack.user("alice"), stack.user("bob"), stack.user("carol")
+    pairs = [(alice, alice.open_with(bob)), (carol, carol.open_with(bob)), (bob, bob.open_with(alice))]
+    total = 500
+    sent = []
+
+    def burst(count):
+        """``count`` sends spread over the three pairs, one thread per sender."""
+        shares = [count // 3 + (1 if i < count % 3 else 0) for i in range(3)]
+
+        def run(sender, cid, n):
+            for i in range(n):
+                sent.append((sender, sender.send(cid, f"burst {len(sent)}")))
+
+        threads = [threading.Thread(target=run, args=(s, c, n)) for (s, c), n in zip(pairs, shares)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    # The first half while a worker keeps up, then SIGKILL it (its last tasks may be running);
+    # the second half piles up with no worker.
+    burst(total // 2)
+    first.kill(signal.SIGKILL)
+    burst(total - total // 2)
+    assert len(sent) == total
+    backlog = stack.unpushed()
+    assert backlog > 0
+    # A second worker starts draining the backlog and is SIGKILLed in the middle of it, with
+    # tasks taken and unacknowledged; a third one finishes.
+    second = stack.worker(concurrency=2)
+    wait_until(lambda: stack.unpushed() <= backlog - 10, 60, interval=0.02, what="the drain to start")
+    second.kill(signal.SIGKILL)
+    assert stack.unpushed() > 0, "the second worker finished before it could be killed mid-drain"
+    stack.worker(concurrency=2)
+
+    wait_until(lambda: stack.unpushed() == 0, 90, interval=0.5, what="every message to be pushed")
+    assert stack.rebuild_changed() == 0
+    expected_bob = sum(1 for sender, _ in sent if sender is not bob)
+    bob_total = sum(c["unread_count"] for c in bob.call("GET", "/conversation", params={"limit": 100}))
+    assert bob_total == expected_bob
+
+
+def test_sends_survive_a_redis_outage_and_are_pushed_when_it_is_back(stack):
+    stack.start_redis()
+    stack.web()
+    stack.worker()
+    stack.beat()
+    alice, bob = stack.user("alice"), stack.user("bob")
+    cid = alice.open_with(bob)
+    alice.send(cid, "before")
+    wait_until(lambda: stack.unpushed() == 0, 15, what="the first message to be pushed")
+
+    stack.redis.stop()  # now nothing listens on REDIS_URL's port
+    # The broker is unreachable: each send still answers at once (a hung publish would hit
+    # the client's timeout), stored but not pushed.
+    during = [alice.send(cid, f"during {i}", timeout=3) for i in range(5)]
+    assert all(m["issent"] == 1 and m["ispushed"] == 0 for m in during)
+    # Everything else keeps working: lists (presence reads offline), reads; only the stream is 503.
+    assert bob.conversation(cid)["target_info"]["online"] is False
+    refused = requests.get(f"{stack.base}/api/v3/events", headers={"Authorization": f"Bearer {bob.token}"},
+                           timeout=5)
+    assert refused.status_code == 503
+    assert refused.json()["code"] == 50000 and refused.json()["message"]
+    bob.call("POST", "/message/read", json={"conversationid": cid}, timeout=5)
+
+    stack.start_redis(stack.redis_port)  # the same address, empty (no persistence)
+    wait_until(lambda: stack.unpushed() == 0, 60, interval=0.5, what="the outage's messages to be pushed")
+    # Nobody resent anything; the stream works again and new sends are pushed as usual.
+    stream = bob.stream().wait_open()
+    assert stream.status == 200
+    after = alice.send(cid, "after the outage")
+    wait_until(lambda: stream.next(event="message.created", timeout=30)[2]["messagekey"] == after["messagekey"],
+               60, what="the new message on the stream")
+    stream.close()
+    wait_until(lambda: bob.conversation(cid)["unread_count"] == 1, 15, what="the count after the outage")
+    assert stack.rebuild_changed() == 0

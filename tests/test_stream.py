@@ -1,0 +1,213 @@
+"""The event stream ``GET /api/v3/events`` through the test client (embedded default:
+in-process bus, eager tasks): SSE framing, resuming, tokens, presence, Redis outages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chat.realtime import RedisPresence, RedisStreamBus, redis_client
+from tests.live import free_port
+
+
+@pytest.fixture(autouse=True)
+def quick_heartbeat(app):
+    app.config["SSE_HEARTBEAT_SECONDS"] = 0.05
+
+
+def open_stream(client, token=None, *, query=False, headers=None, **params):
+    headers = dict(headers or {})
+    if token and not query:
+        headers["Authorization"] = f"Bearer {token}"
+    elif token:
+        params["token"] = token
+    return client.get("/api/v3/events", headers=headers, query_string=params, buffered=False)
+
+
+class Reader:
+    """Reads an open stream's chunks and parses the events in them."""
+
+    def __init__(self, response):
+        assert response.status_code == 200, response.get_data(as_text=True)
+        assert response.mimetype == "text/event-stream"
+        self.response = response
+        self.chunks = iter(response.response)
+        self.first = next(self.chunks).decode()
+
+    def chunk(self) -> str:
+        return next(self.chunks).decode()
+
+    def events(self, count: int, limit: int = 50) -> list[dict]:
+        found = []
+        for _ in range(limit):
+            for block in self.chunk().split("\n\n"):
+                lines = [line for line in block.split("\n") if line and not line.startswith(":")]
+                if lines:
+                    fields = dict(line.split(": ", 1) for line in lines)
+                    fields["data"] = json.loads(fields["data"])
+                    found.append(fields)
+            if len(found) >= count:
+                return found
+        raise AssertionError(f"only {len(found)} of {count} events arrived")
+
+    def close(self):
+        self.response.close()
+
+
+def dead_redis() -> redis.Redis:
+    """A client for a port where nothing listens: Redis is "down"."""
+    return redis_client(f"redis://127.0.0.1:{free_port()}/0", 0.5)
+
+
+def test_events_are_framed_with_id_event_and_json_data(alice, bob):
+    cid = alice.open_with(bob)
+    stream = Reader(open_stream(bob.client, bob.session))
+    assert stream.first.startswith("retry: ") and ": connected" in stream.first
+    sent = alice.send(cid, "hi bob").json["data"]
+    (event,) = stream.events(1)
+    assert set(event) == {"id", "event", "data"}
+    assert event["event"] == "message.created"
+    data = event["data"]
+    assert data["messagekey"] == data["msg_id"] == sent["messagekey"]
+    assert data["conversationid"] == cid and data["content"] == "hi bob" and data["type"] == -1
+    assert data["id"] == alice.id and len(data["chat_code"]) == 32 and data["ispushed"] == 1
+    stream.close()
+
+
+def test_a_quiet_stream_sends_heartbeat_comments(alice, bob):
+    stream = Reader(open_stream(bob.client, bob.session))
+    assert stream.chunk() == ": heartbeat\n\n"
+    stream.close()
+
+
+def test_last_event_id_resumes_after_that_event_by_header_or_query(alice, bob):
+    cid = alice.open_with(bob)
+    stream = Reader(open_stream(bob.client, bob.session))
+    keys = [alice.send(cid, f"m{i}").json["data"]["messagekey"] for i in range(3)]
+    seen = stream.events(3)
+    stream.close()
+    assert [e["data"]["messagekey"] for e in seen] == keys
+
+    by_header = Reader(open_stream(bob.client, bob.session, headers={"Last-Event-ID": seen[0]["id"]}))
+    assert [e["data"]["messagekey"] for e in by_header.events(2)] == keys[1:]
+    by_header.close()
+    by_query = Reader(open_stream(bob.client, bob.session, last_event_id=seen[1]["id"]))
+    assert [e["data"]["messagekey"] for e in by_query.events(1)] == keys[2:]
+    by_query.close()
+    # The header wins over the query (a browser's reconnect sends the newer id there).
+    both = Reader(open_stream(bob.client, bob.session, headers={"Last-Event-ID": seen[1]["id"]},
+                              last_event_id=seen[0]["id"]))
+    assert [e["data"]["messagekey"] for e in both.events(1)] == keys[2:]
+    both.close()
+
+
+def test_a_new_stream_starts_from_now(alice, bob):
+    cid = alice.open_with(bob)
+    alice.send(cid, "before the stream")
+    stream = Reader(open_stream(bob.client, bob.session))
+    after = alice.send(cid, "after").json["data"]["messagekey"]
+    assert [e["data"]["messagekey"] for e in stream.events(1)] == [after]
+    stream.close()
+
+
+@pytest.mark.parametrize("bad", ["abc", "1-2-3", "-1", "12-", "1.5", "99999999999999999999", "1-" + "9" * 21])
+def test_a_bad_last_event_id_is_a_400_in_the_kook_envelope(bob, bad):
+    for response in (open_stream(bob.client, bob.session, headers={"Last-Event-ID": bad}),
+                     open_stream(bob.client, bob.session, last_event_id=bad)):
+        assert response.status_code == 400
+        body = response.json
+        assert body["code"] == 40000 and "Last-Event-ID" in body["message"]
+
+
+def test_the_token_may_come_in_the_query_or_as_bot(alice, bob):
+    Reader(open_stream(bob.client, bob.session, query=True)).close()
+    bot = bob.client.get("/api/v3/events", headers={"Authorization": f"Bot {bob.session}"}, buffered=False)
+    Reader(bot).close()
+    for response in (open_stream(bob.client), open_stream(bob.client, "not-a-token", query=True),
+                     open_stream(bob.client, "not-a-token")):
+        assert response.status_code == 401
+        assert response.json["code"] == 401 and response.json["message"]
+
+
+def test_a_user_is_online_while_a_stream_is_open(alice, bob):
+    cid = alice.open_with(bob)
+
+    def bob_online():
+        (item,) = [c for c in alice.get("/conversation").json["data"] if c["conversationid"] == cid]
+        return item["target_info"]["online"]
+
+    assert bob_online() is False
+    first = Reader(open_stream(bob.client, bob.session))
+    second = Reader(open_stream(bob.client, bob.session, query=True))
+    assert bob_online() is True
+    first.close()
+    assert bob_online() is True  # one stream still open
+    second.close()
+    assert bob_online() is False
+
+
+def test_the_stream_answers_503_while_redis_is_down(app, bob):
+    app.extensions["event_bus"] = RedisStreamBus(dead_redis(), dead_redis(), "test:")
+    response = open_stream(bob.client, bob.session)
+    assert response.status_code == 503
+    assert response.json["code"] == 50000 and "unavailable" in response.json["message"]
+
+
+def test_presence_reads_offline_while_redis_is_down(app):
+    presence = RedisPresence(dead_redis(), "test:", ttl_seconds=30)
+    assert presence.is_online(123456) is False
+
+
+def test_a_resume_from_before_what_is_kept_starts_with_stream_reset(app, alice, bob):
+    from chat.realtime import InProcessBus
+
+    app.extensions["event_bus"] = InProcessBus(maxlen=2)
+    cid = alice.open_with(bob)
+    stream = Reader(open_stream(bob.client, bob.session))
+    alice.send(cid, "first")
+    first_id = stream.events(1)[0]["id"]
+    stream.close()
+    keys = [alice.send(cid, f"m{i}").json["data"]["messagekey"] for i in range(3)]
+
+    resumed = Reader(open_stream(bob.client, bob.session, headers={"Last-Event-ID": first_id}))
+    reset, *rest = resumed.events(3)
+    assert reset["event"] == "stream.reset" and reset["id"] == first_id and reset["data"]["reason"]
+    assert [e["data"]["messagekey"] for e in rest] == keys[1:]  # what is still kept
+    resumed.close()
+
+
+# ---- the Redis backends, on the test Redis under this test's own prefix ----------------------
+
+@pytest.fixture
+def redis_url():
+    from tests.conftest import REDIS_URL
+
+    return REDIS_URL
+
+
+def test_redis_streams_resume_and_know_when_events_were_trimmed(redis_url, redis_prefix):
+    client = redis_client(redis_url, 1)
+    bus = RedisStreamBus(client, client, redis_prefix, maxlen=10)
+    assert bus.last_id(1) == "0-0" and bus.lost_after(1, "0-0") is False
+    ids = [bus.append(1, "message.created", {"n": n}) for n in range(300)]
+    assert bus.last_id(1) == ids[-1]
+    assert [json.loads(data)["n"] for _, _, data in bus.read(1, ids[-3])] == [298, 299]
+    assert bus.read(1, ids[-1], block_ms=10) == []
+    assert bus.lost_after(1, ids[0]) is True  # trimmed to about 10
+    assert bus.lost_after(1, ids[-2]) is False
+
+
+def test_redis_presence_is_per_stream_and_expires(redis_url, redis_prefix):
+    import time
+
+    presence = RedisPresence(redis_client(redis_url, 1), redis_prefix, ttl_seconds=0.5)
+    presence.enter(7, "a")
+    presence.enter(7, "b")
+    presence.leave(7, "a")
+    assert presence.is_online(7) is True
+    presence.leave(7, "b")
+    assert presence.is_online(7) is False
+    presence.enter(7, "c")  # a stream whose process dies never leaves...
+    time.sleep(0.6)
+    assert presence.is_online(7) is False  # ...and stops counting once unrefreshed
