@@ -9,11 +9,13 @@ import os
 import sys
 import time
 
+from bench.growth import history_and_list_growth
 from bench.push import push_latency
 from bench.stack import Row, production_stack
 from bench.streams import streams_vs_requests
+from bench.throughput import send_throughput
 
-BENCHMARKS = [push_latency, streams_vs_requests]
+BENCHMARKS = [send_throughput, push_latency, history_and_list_growth, streams_vs_requests]
 
 
 def _cell(value: float | None) -> str:

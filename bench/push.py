@@ -7,18 +7,12 @@ it. Time is measured on the client: request start to the event's arrival.
 
 from __future__ import annotations
 
-import statistics
 import time
 
-from bench.stack import Row, Stack
+from bench.stack import Row, Stack, row_of
 
 MESSAGES = 250
 WARMUP = 10
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
 def push_latency(stack: Stack) -> list[Row]:
@@ -41,10 +35,6 @@ def push_latency(stack: Stack) -> list[Row]:
     finally:
         stream.close()
     note = f"{stack.database}, 2 worker processes, one message at a time"
-    return [_row("push latency (send -> event stream)", latencies, note),
-            _row("  of which: the send request", sends, "POST /message until its answer")]
+    return [row_of("push latency (send -> event stream)", latencies, note),
+            row_of("  of which: the send request", sends, "POST /message until its answer")]
 
-
-def _row(name: str, values: list[float], note: str) -> Row:
-    return Row(name, len(values), p50=statistics.median(values), p90=percentile(values, 0.9),
-               p99=percentile(values, 0.99), worst=max(values), note=note)

@@ -6,11 +6,9 @@ memory, not request slots; with a thread per request they would take every threa
 from __future__ import annotations
 
 import os
-import statistics
 import time
 
-from bench.push import percentile
-from bench.stack import Row, Stack
+from bench.stack import Row, Stack, row_of
 
 OPEN_STREAMS = int(os.environ.get("BENCH_OPEN_STREAMS", "200"))
 REQUESTS = 100
@@ -50,6 +48,5 @@ def streams_vs_requests(stack: Stack) -> list[Row]:
         if not values:
             rows.append(Row(name, 0, note=note))
             continue
-        rows.append(Row(name, len(values), p50=statistics.median(values), p90=percentile(values, 0.9),
-                        p99=percentile(values, 0.99), worst=max(values), note=note))
+        rows.append(row_of(name, values, note))
     return rows

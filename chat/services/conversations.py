@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from chat.errors import ServiceError
 from chat.extensions import db
 from chat.models import Conversation, ConversationMember, Message, User
-from chat.services import social
+from chat.services import events, social
 from chat.services.accounts import get_user
 from chat.services.ids import insert_with_random_id
 
@@ -148,3 +148,5 @@ def hide_for_user(view: ConversationView) -> None:
         .values(hidden=True, cleared_before_id=newest, unread_count=0, last_read_message_id=newest)
     )
     db.session.commit()
+    db.session.refresh(view.member)
+    events.publish_chat_updated(view.conversation, view.member)

@@ -125,8 +125,10 @@ def mark_read(user_id: int, conversation_id: int, up_to_id: int | None = None, *
     recount(member)
     pointer = member.last_read_message_id
     db.session.commit()
+    conversation = db.session.get(Conversation, conversation_id)
+    if moved:
+        events.publish_chat_updated(conversation, member)
     if moved or (announce and pointer):
-        conversation = db.session.get(Conversation, conversation_id)
         other = conversation.other(user_id)
         payload = events.read_payload(conversation, reader_id=user_id, up_to_id=pointer)
         events.publish_or_fail(other, "message.read", payload)

@@ -81,3 +81,16 @@ def read_payload(conversation: Conversation, *, reader_id: int, up_to_id: int) -
         "messagekey": up_to.key if up_to else None,
         "msg_id": up_to.key if up_to else None,
     }
+
+
+def publish_chat_updated(conversation: Conversation, member) -> None:
+    """Tell a member's own clients (their other devices) that their view of a chat changed:
+    its unread count, read time or place in their list. Best effort."""
+    publish(member.user_id, "chat.updated", {
+        "conversationid": conversation.id,
+        "chat_code": conversation.code,
+        "unread_count": member.unread_count,
+        "last_read_time": member.last_read_time,
+        "latest_msg_time": member.latest_msg_time,
+        "hidden": member.hidden,
+    })

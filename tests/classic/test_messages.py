@@ -1,5 +1,7 @@
 """POST/GET/DELETE /message and POST /message/read: types, nonce, paging, deletes, reads."""
 
+import json
+
 import pytest
 from sqlalchemy import select
 
@@ -217,3 +219,19 @@ def test_counters_match_a_rebuild(app, alice, bob, chat):
     assert counters.rebuild_all() == 0
     members = db.session.scalars(select(ConversationMember)).all()
     assert sorted(m.unread_count for m in members) == [1, 4]
+
+
+def test_reading_and_deleting_a_chat_tell_my_other_devices(app, alice, bob, chat):
+    bus = app.extensions["event_bus"]
+    alice.send(chat, "hello")
+    history(bob, chat)
+    updates = [json.loads(data) for _, event, data in bus.read(bob.id, None) if event == "chat.updated"]
+    assert updates[-1]["conversationid"] == chat and updates[-1]["unread_count"] == 0
+    code = updates[-1]["chat_code"]
+    response = bob.client.post("/api/v3/user-chat/delete", json={"chat_code": code},
+                               headers={"Authorization": f"Bearer {bob.session}"})
+    assert response.status_code == 200, response.json
+    updates = [json.loads(data) for _, event, data in bus.read(bob.id, None) if event == "chat.updated"]
+    assert updates[-1]["hidden"] is True
+    # Nothing of Bob's own view goes to Alice.
+    assert all(event != "chat.updated" for _, event, _ in bus.read(alice.id, None))

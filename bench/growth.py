@@ -1,0 +1,94 @@
+"""History and conversation-list latency as data grows.
+
+Data is added straight into the database with set-based SQL (PostgreSQL's generate_series),
+so a conversation of 100,000 messages or a user with 2,000 conversations takes seconds to
+make; the reads go through the real HTTP API. Each size is measured with READS requests.
+"""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+
+from bench.stack import Row, Stack, row_of
+
+READS = 100
+HISTORY_SIZES = (100, 10_000, 100_000)
+LIST_SIZES = (10, 200, 2_000)
+
+
+def _timed(call) -> list[float]:
+    values = []
+    for _ in range(READS):
+        started = time.monotonic()
+        call()
+        values.append((time.monotonic() - started) * 1000)
+    return values
+
+
+def _psycopg_url(stack: Stack) -> str:
+    return stack.env["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
+
+
+def _add_messages(stack: Stack, conversation_id: int, sender_id: int, count: int) -> None:
+    with psycopg.connect(_psycopg_url(stack), autocommit=True) as conn:
+        conn.execute(
+            """INSERT INTO messages (key, conversation_id, sender_id, type, content, client_time,
+                                     created_at, pushed_at)
+               SELECT gen_random_uuid()::text, %(cid)s, %(sender)s, 'text', 'bench ' || n, 1,
+                      (extract(epoch from now()) * 1000)::bigint, (extract(epoch from now()) * 1000)::bigint
+               FROM generate_series(1, %(count)s) AS n""",
+            {"cid": conversation_id, "sender": sender_id, "count": count},
+        )
+
+
+def _add_conversations(stack: Stack, user_id: int, count: int, first_peer_id: int) -> None:
+    """``count`` more conversations for ``user_id``, with freshly made peer users."""
+    with psycopg.connect(_psycopg_url(stack), autocommit=True) as conn:
+        conn.execute(
+            """INSERT INTO users (id, username, username_key, nickname, avatar, identify_num, is_bot, created_at)
+               SELECT %(first)s + n, 'peer' || (%(first)s + n), 'peer' || (%(first)s + n), 'peer', '', '0001', false, 0
+               FROM generate_series(1, %(count)s) AS n""",
+            {"first": first_peer_id, "count": count},
+        )
+        conn.execute(
+            """INSERT INTO conversations (id, code, user_low, user_high, created_at)
+               SELECT -100000000 - %(first)s % 800000000 - n, md5(random()::text || n), least(%(me)s, %(first)s + n),
+                      greatest(%(me)s, %(first)s + n), 0
+               FROM generate_series(1, %(count)s) AS n""",
+            {"first": first_peer_id, "count": count, "me": user_id},
+        )
+        conn.execute(
+            """INSERT INTO conversation_members (conversation_id, user_id, unread_count, last_read_message_id,
+                                                 last_read_time, latest_msg_time, hidden, cleared_before_id)
+               SELECT c.id, u.uid, 0, 0, 0, (random() * 1e12)::bigint, false, 0
+               FROM conversations c CROSS JOIN LATERAL (VALUES (c.user_low), (c.user_high)) AS u(uid)
+               WHERE c.created_at = 0 AND (c.user_low = %(me)s OR c.user_high = %(me)s)
+               ON CONFLICT DO NOTHING""",
+            {"me": user_id},
+        )
+
+
+def history_and_list_growth(stack: Stack) -> list[Row]:
+    if stack.database != "PostgreSQL":
+        return [Row("history / list growth", 0, note="skipped: needs PostgreSQL")]
+    rows = []
+    reader, writer = stack.user("reader"), stack.user("writer")
+    cid = reader.open_with(writer)
+    have = 0
+    for size in HISTORY_SIZES:
+        _add_messages(stack, cid, writer.id, size - have)
+        have = size
+        newest = _timed(lambda: reader.call("GET", "/message", params={"conversationid": cid, "limit": 20}))
+        deep = _timed(lambda: reader.call("GET", "/message", params={"conversationid": cid, "start": size - 40,
+                                                                       "limit": 20}))
+        rows.append(row_of(f"GET /message newest page, {size:,} msgs", newest, "limit 20, marks read"))
+        rows.append(row_of(f"GET /message offset {size - 40:,}", deep, "start= paging, limit 20"))
+    have = 1  # the reader's conversation with the writer
+    for index, size in enumerate(LIST_SIZES):
+        _add_conversations(stack, reader.id, size - have, first_peer_id=1_000_000 + index * 10_000)
+        have = size
+        listed = _timed(lambda: reader.call("GET", "/conversation", params={"limit": 20}))
+        rows.append(row_of(f"GET /conversation, {size:,} chats", listed, "newest 20"))
+    return rows
