@@ -70,7 +70,7 @@ def enqueue_webhook(delivery_id: str, attempts: int = 0) -> bool:
         return False
 
 
-def enqueue_mark_read(user_id: int, conversation_id: int, up_to_id: int) -> None:
+def enqueue_mark_read(user_id: int, conversation_id: int, up_to_id: int | None) -> None:
     """Queue a read-pointer move; when the broker is down, do it in this process instead
     (the counters are in the database; only the ``message.read`` event may be lost then)."""
     from chat.realtime import EventBusDown

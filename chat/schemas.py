@@ -4,6 +4,8 @@ and fields for values the seeds spell loosely (ids as strings or numbers, ms tim
 
 from __future__ import annotations
 
+import re
+
 from flask_smorest import Blueprint as SmorestBlueprint
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load
 from webargs.core import missing
@@ -11,22 +13,37 @@ from webargs.flaskparser import FlaskParser
 
 MAX_TIMESTAMP_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
 BIGINT_LIMIT = 2**63
+ASCII_DIGITS = re.compile(r"[0-9]+")
+SIGNED_ASCII_DIGITS = re.compile(r"-?[0-9]+")
+
+
+def storable_text(value: str) -> bool:
+    """Can ``value`` be stored and hashed as text? Not with a NUL (PostgreSQL refuses it) nor
+    with a lone UTF-16 surrogate (JSON's "\\ud800" decodes to one; it has no UTF-8 form)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class BaseSchema(Schema):
-    """Unknown fields are ignored, as clients of both dialects send extras. NUL characters
-    are refused: PostgreSQL cannot store them, and no legitimate input contains one."""
+    """Unknown fields are ignored, as clients of both dialects send extras. Text that cannot
+    be stored (NUL characters, lone surrogates) is refused: no legitimate input contains it."""
 
     class Meta:
         unknown = EXCLUDE
 
     @pre_load
-    def refuse_nul(self, data, **kwargs):
+    def refuse_unstorable_text(self, data, **kwargs):
         if hasattr(data, "items"):
             for key, value in data.items():
                 values = value if isinstance(value, list) else [value]
-                if any(isinstance(v, str) and "\x00" in v for v in values):
-                    raise ValidationError("must not contain NUL characters", key)
+                if any(isinstance(v, str) and not storable_text(v) for v in values):
+                    raise ValidationError(
+                        "must be valid text (no NUL characters or unpaired surrogates)", key)
         return data
 
 
@@ -80,7 +97,7 @@ class IntegerId(fields.Integer):
     def _validated(self, value):
         if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
             raise self.make_error("invalid")
-        if isinstance(value, str) and not value.strip().lstrip("-").isdigit():
+        if isinstance(value, str) and not SIGNED_ASCII_DIGITS.fullmatch(value.strip()):
             raise self.make_error("invalid")
         number = super()._validated(value)
         if not -BIGINT_LIMIT < number < BIGINT_LIMIT:  # would overflow the database column
@@ -102,7 +119,8 @@ class MillisString(fields.Field):
 
     def _deserialize(self, value, attr, data, **kwargs):
         hint = 'must be a millisecond timestamp as a string, e.g. "1700000000000"'
-        if not isinstance(value, str) or not value.strip().isdigit():
+        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+        if not isinstance(value, str) or not ASCII_DIGITS.fullmatch(value.strip()):
             raise ValidationError(hint)
         number = int(value.strip())
         if number > MAX_TIMESTAMP_MS:

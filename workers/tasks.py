@@ -28,7 +28,7 @@ def deliver_message(message_id: int) -> bool:
 
 
 @shared_task(name="mark_read", bind=True, **RETRY)
-def mark_read(self, user_id: int, conversation_id: int, up_to_id: int, announce: bool = False) -> bool:
+def mark_read(self, user_id: int, conversation_id: int, up_to_id: int | None, announce: bool = False) -> bool:
     """Move a reader's pointer forward, recompute their unread count, tell the sender."""
     try:
         return counters.mark_read(user_id, conversation_id, up_to_id, announce=announce)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from chat.kook.schemas import PageMetaSchema
+from chat.kook.schemas import PageMetaSchema, PageQuerySchema
 from chat.schemas import IntegerId, LenientSchema, envelope
 from chat.services.webhooks import MAX_URL_LENGTH
 
@@ -23,10 +23,8 @@ class WebhookDeleteSchema(LenientSchema):
     id = IntegerId(required=True, metadata={"description": "The webhook's id."})
 
 
-class DeliveryQuerySchema(LenientSchema):
+class DeliveryQuerySchema(PageQuerySchema):
     webhook_id = IntegerId(metadata={"description": "Only this webhook's deliveries."})
-    page = fields.Integer(load_default=1, validate=validate.Range(1, 1_000_000))
-    page_size = fields.Integer(load_default=50, validate=validate.Range(1, 100))
 
 
 # ---- outputs ------------------------------------------------------------------------------

@@ -52,7 +52,9 @@ def new_secret() -> str:
 
 def _check_username(username: str) -> str:
     username = username.strip()
-    if not 1 <= len(username) <= USERNAME_MAX or not username.isprintable():
+    # The case-folded form is what is stored and compared; some letters fold longer (ß -> ss).
+    if (not 1 <= len(username) <= USERNAME_MAX or len(username.casefold()) > USERNAME_MAX
+            or not username.isprintable()):
         raise ServiceError(
             "invalid",
             f"username must be 1-{USERNAME_MAX} printable characters",

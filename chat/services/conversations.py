@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
 
+from chat import queue
 from chat.errors import ServiceError
 from chat.extensions import db
 from chat.models import Conversation, ConversationMember, Message, User
@@ -31,10 +32,6 @@ class ConversationView:
     target: User
 
 
-def _pair(a: int, b: int) -> tuple[int, int]:
-    return (a, b) if a < b else (b, a)
-
-
 def open_conversation(me: User, target_id: int) -> tuple[ConversationView, bool]:
     """The one conversation between ``me`` and ``target_id``, created when missing.
 
@@ -45,7 +42,7 @@ def open_conversation(me: User, target_id: int) -> tuple[ConversationView, bool]
                            {"target": ["must be another user"]})
     target = get_user(target_id)
     social.ensure_not_blocked(me.id, target.id)
-    low, high = _pair(me.id, target.id)
+    low, high = social.ordered_pair(me.id, target.id)
 
     def existing() -> Conversation | None:
         return db.session.scalar(
@@ -93,7 +90,7 @@ def get_for_member(me: User, *, conversation_id: int | None = None, code: str | 
 
 def get_with_user(me: User, target_id: int) -> ConversationView:
     """The caller's existing conversation with ``target_id``, without creating one."""
-    low, high = _pair(me.id, target_id)
+    low, high = social.ordered_pair(me.id, target_id)
     conversation = db.session.scalar(
         select(Conversation).where(Conversation.user_low == low, Conversation.user_high == high)
     )
@@ -144,9 +141,12 @@ def hide_for_user(view: ConversationView) -> None:
             ConversationMember.conversation_id == view.conversation.id,
             ConversationMember.user_id == view.member.user_id,
         )
-        # Nothing up to ``newest`` can be unread any more; the pointer only moves forward.
-        .values(hidden=True, cleared_before_id=newest, unread_count=0, last_read_message_id=newest)
+        # Nothing up to ``newest`` can be unread any more.
+        .values(hidden=True, cleared_before_id=newest, unread_count=0)
     )
     db.session.commit()
     db.session.refresh(view.member)
     events.publish_chat_updated(view.conversation, view.member)
+    # What was cleared counts as read: the pointer moves (and the other side hears of it) the
+    # way every read does.
+    queue.enqueue_mark_read(view.member.user_id, view.conversation.id, newest)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 
 from chat import queue
@@ -63,7 +63,11 @@ def view_of(message: Message, conversation: Conversation) -> MessageView:
 
 
 def _same_request(message: Message, conversation_id: int, type_name: str, content: str) -> bool:
-    return (message.conversation_id, message.type, message.content) == (conversation_id, type_name, content)
+    """Is a send with these values a retry of ``message``? Once the message was edited or
+    deleted its content no longer says what was sent, so conversation and type decide."""
+    if (message.conversation_id, message.type) != (conversation_id, type_name):
+        return False
+    return message.updated_at is not None or message.content == content
 
 
 def _replay(me: User, nonce: str, conversation_id: int, type_name: str, content: str) -> Message | None:
@@ -150,10 +154,13 @@ def history(me: User, view: ConversationView, *, start: int = 0, limit: int = 20
         if anchor is None:
             raise ServiceError("not_found", "the message given in before was not found")
         query = query.where(Message.id < anchor)
-    messages = list(db.session.scalars(query.order_by(Message.id.desc()).offset(start).limit(limit)))
     if start == 0 and before_key is None:
+        # Mark read before loading the page: a commit after it would expire every loaded row
+        # and cost a query per message to reload.
+        newest = db.session.scalar(select(func.max(Message.id)).where(_visible_in(view, me.id))) or 0
         db.session.commit()  # end the read transaction before the task takes its own
-        queue.enqueue_mark_read(me.id, view.conversation.id, messages[0].id if messages else 0)
+        queue.enqueue_mark_read(me.id, view.conversation.id, newest)
+    messages = list(db.session.scalars(query.order_by(Message.id.desc()).offset(start).limit(limit)))
     return _views(messages, view.conversation)
 
 
@@ -206,18 +213,13 @@ def delete_for_everyone(me: User, key: str) -> None:
 
 def read_up_to(me: User, view: ConversationView, key: str | None = None) -> None:
     """Mark the conversation read for the caller up to ``key`` (default: the newest)."""
-    up_to = None
+    up_to = None  # mark_read's default: the newest message
     if key is not None:
         up_to = db.session.scalar(
             select(Message.id).where(Message.key == key, Message.conversation_id == view.conversation.id)
         )
         if up_to is None:
             raise ServiceError("not_found", "message not found")
-    else:
-        up_to = db.session.scalar(
-            select(Message.id).where(Message.conversation_id == view.conversation.id)
-            .order_by(Message.id.desc()).limit(1)
-        ) or 0
     db.session.commit()
     queue.enqueue_mark_read(me.id, view.conversation.id, up_to)
 

@@ -19,7 +19,8 @@ from chat.models import Block, Friendship, FriendRequest, User
 FRIEND_LIST_TYPES = ("friend", "request", "blocked")
 
 
-def _pair(a: int, b: int) -> tuple[int, int]:
+def ordered_pair(a: int, b: int) -> tuple[int, int]:
+    """Two user ids as (low, high): how pairs (conversations, friendships) are stored."""
     return (a, b) if a < b else (b, a)
 
 
@@ -48,7 +49,7 @@ def ensure_not_blocked(me_id: int, other_id: int) -> None:
 
 
 def are_friends(a: int, b: int) -> bool:
-    return db.session.get(Friendship, _pair(a, b)) is not None
+    return db.session.get(Friendship, ordered_pair(a, b)) is not None
 
 
 # ---- friend requests and friendships ---------------------------------------------------------
@@ -73,7 +74,7 @@ def _other_user(me: User, user_id: int) -> User:
 
 
 def _make_friends(a: int, b: int) -> None:
-    low, high = _pair(a, b)
+    low, high = ordered_pair(a, b)
     if db.session.get(Friendship, (low, high)) is None:
         try:
             with db.session.begin_nested():
@@ -141,8 +142,8 @@ def handle_request(me: User, request_id: int, accept: bool) -> None:
 def remove_friend(me: User, user_id: int) -> None:
     """End a friendship (and withdraw the caller's pending request to them); repeating succeeds."""
     other = _other_user(me, user_id)
-    db.session.execute(delete(Friendship).where(
-        Friendship.user_low == _pair(me.id, other.id)[0], Friendship.user_high == _pair(me.id, other.id)[1]))
+    low, high = ordered_pair(me.id, other.id)
+    db.session.execute(delete(Friendship).where(Friendship.user_low == low, Friendship.user_high == high))
     db.session.execute(delete(FriendRequest).where(
         FriendRequest.from_user_id == me.id, FriendRequest.to_user_id == other.id))
     db.session.commit()
@@ -158,7 +159,7 @@ def block(me: User, user_id: int) -> None:
                 db.session.add(Block(blocker_id=me.id, blocked_id=other.id))
         except IntegrityError:
             pass  # a parallel repeat got there first
-    low, high = _pair(me.id, other.id)
+    low, high = ordered_pair(me.id, other.id)
     db.session.execute(delete(Friendship).where(Friendship.user_low == low, Friendship.user_high == high))
     _drop_requests_between(me.id, other.id)
     db.session.commit()

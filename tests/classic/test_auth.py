@@ -76,3 +76,13 @@ def test_missing_or_bogus_session_is_401(client, app_key):
     assert client.get("/conversation", headers={"X-APP-Key": app_key}).status_code == 401
     response = client.get("/conversation", headers={"X-APP-Key": app_key, "X-APP-Session": "bogus"})
     assert response.status_code == 401
+
+
+def test_a_username_that_folds_longer_than_32_is_refused(client, app_key):
+    response = client.post("/auth/register", headers={"X-APP-Key": app_key},
+                           json={"username": "ß" * 32, "password": "long enough"})
+    assert response.status_code == 400 and "username" in response.json["data"]["errors"]
+    for password in ("\ud800 surrogate", "long enough"):
+        response = client.post("/auth/register", headers={"X-APP-Key": app_key},
+                               json={"username": "ok", "password": password})
+        assert response.status_code == (400 if "\ud800" in password else 200)

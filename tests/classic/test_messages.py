@@ -235,3 +235,41 @@ def test_reading_and_deleting_a_chat_tell_my_other_devices(app, alice, bob, chat
     assert updates[-1]["hidden"] is True
     # Nothing of Bob's own view goes to Alice.
     assert all(event != "chat.updated" for _, event, _ in bus.read(alice.id, None))
+
+
+@pytest.mark.parametrize("patch", [
+    {"content": "hi \ud800"}, {"nonce": "\udc00"}, {"content": "nul \x00 inside"}, {"time": "²"},
+])
+def test_text_that_cannot_be_stored_is_a_400(alice, chat, patch):
+    body = {"conversationid": chat, "type": -1, "content": "hi", "time": "1700000000000", **patch}
+    response = alice.post("/message", json=body)
+    assert response.status_code == 400
+    assert set(patch) <= set(response.json["data"]["errors"])
+
+
+def test_a_nonce_retry_after_an_edit_or_delete_returns_the_original(alice, bob, chat):
+    key = alice.send(chat, "first words", nonce="n-1").json["data"]["messagekey"]
+    alice.delete("/message", json={"messagekey": key, "type": 2})
+    again = alice.send(chat, "first words", nonce="n-1")
+    assert again.status_code == 200 and again.json["data"]["messagekey"] == key
+
+
+def test_reading_the_newest_page_costs_the_same_queries_for_any_page_size(app, alice, bob, chat):
+    from sqlalchemy import event
+
+    from chat.extensions import db as database
+
+    for i in range(30):
+        alice.send(chat, f"m{i}")
+    history(bob, chat)  # the first read moves the pointer: compare reads that find it moved
+    counts = []
+    for limit in (5, 30):
+        statements = []
+        listener = lambda *args: statements.append(1)  # noqa: E731
+        event.listen(database.engine, "before_cursor_execute", listener)
+        try:
+            history(bob, chat, limit=limit)
+        finally:
+            event.remove(database.engine, "before_cursor_execute", listener)
+        counts.append(len(statements))
+    assert counts[0] == counts[1], counts
