@@ -22,7 +22,9 @@ bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{os.environ.get('PORT', '500
 
 # Processes: about one per core; each serves many concurrent requests as greenlets.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-_sqlite = os.environ.get("DATABASE_URL", "").startswith("sqlite")
+# No DATABASE_URL means the embedded default, which is SQLite (config.py).
+_database_url = os.environ.get("DATABASE_URL", "")
+_sqlite = not _database_url or _database_url.startswith("sqlite")
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread" if _sqlite else "gevent")
 # Concurrent connections per gevent worker (open streams count): far above any thread pool.
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
