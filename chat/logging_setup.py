@@ -38,10 +38,6 @@ JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(request_id)s %(process)d %(m
 _HANDLER_MARK = "_chat_log_handler"
 
 
-def current_request_id() -> str | None:
-    return request_id_var.get()
-
-
 def new_request_id() -> str:
     return uuid.uuid4().hex
 
