@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import random
+import re
 import secrets
 import socket
 import time
@@ -303,10 +304,15 @@ def backoff_seconds(attempts: int) -> float:
     return random.uniform(min(base, ceiling), ceiling)
 
 
+# Retry-After's seconds form is ASCII digits (RFC 9110 delay-seconds). str.isdigit() would
+# also accept "²" or "٣", which float() then refuses: the receiver would crash the attempt.
+_DELAY_SECONDS = re.compile(r"[0-9]+")
+
+
 def _retry_after(response: requests.Response) -> float:
     """A receiver's ``Retry-After`` in seconds (only the seconds form), else 0."""
     value = response.headers.get("Retry-After", "").strip()
-    return float(value) if value.isdigit() else 0.0
+    return float(value) if _DELAY_SECONDS.fullmatch(value) else 0.0
 
 
 def _pinned_session(addresses: list[str]) -> requests.Session:

@@ -391,3 +391,34 @@ def test_the_delivery_log_pages_newest_first_and_is_private(client, alice, bob):
     for params in ({"page": 0}, {"page_size": 101}, {"page": "x"}, {"webhook_id": "x"}):
         response = client.get(f"{API}/deliveries", query_string=params, headers=auth(bob))
         assert response.status_code == 400 and response.json["code"] == 40000
+
+
+# ---- receivers' answers ----------------------------------------------------------------------
+
+def _pending_delivery(webhook_id: int, now: int) -> str:
+    """A delivery as ``fan_out`` records it, without queueing its task (the tests run it)."""
+    row = WebhookDelivery(id=f"00000000-0000-4000-8000-{now % 10**12:012d}", webhook_id=webhook_id,
+                          event="message.created", payload='{"event":"message.created"}',
+                          status="pending", attempts=0, created_at=now, next_attempt_at=now)
+    db.session.add(row)
+    db.session.commit()
+    return row.id
+
+
+def test_a_non_ascii_digit_retry_after_is_ignored_not_a_crash(client, alice, bob):
+    # "²".isdigit() is True but float("²") raises: the attempt must still be recorded and
+    # retried, the header read as absent.
+    with Receiver([503], headers={"Retry-After": "²"}) as receiver:
+        create(client, bob, receiver.url)
+        alice.send(alice.open_with(bob), "superscript")
+        assert receiver.count() == 2
+    item = deliveries(client, bob)["items"][0]
+    assert (item["status"], item["attempts"], item["last_status_code"]) == ("delivered", 2, 200)
+
+
+def test_a_non_ascii_digit_retry_after_gives_an_ordinary_backoff(app, client, bob):
+    with Receiver([503], headers={"Retry-After": "³"}) as receiver:  # latin-1, so sendable
+        hook = int(create(client, bob, receiver.url).json["data"]["id"])
+        delivery_id = _pending_delivery(hook, int(time.time() * 1000))
+        later = webhooks.deliver(delivery_id, 0)
+    assert later is not None and 0 < later.seconds <= app.config["WEBHOOK_BACKOFF_MAX"]
