@@ -139,8 +139,9 @@ class Config:
     # When Celery runs eagerly (embedded default) retries cannot wait: this many attempts
     # are made at once, then the delivery waits, pending, for the sweeper.
     WEBHOOK_EAGER_ATTEMPTS = _env_int("WEBHOOK_EAGER_ATTEMPTS", 3)
-    # A pending delivery this many seconds past its due time has lost its queued task
-    # (broker down, worker killed): the sweeper queues it again.
+    # A delivery's queued task this many seconds late is taken as lost (broker down): the
+    # sweeper queues it again. Retries too long for a Celery countdown (over half
+    # CELERY_VISIBILITY_TIMEOUT) are left to the sweeper on purpose, and queued when due.
     WEBHOOK_REQUEUE_AFTER = _env_float("WEBHOOK_REQUEUE_AFTER", 60.0)
     # How often beat looks for such deliveries (and for ones past WEBHOOK_GIVE_UP_AFTER).
     WEBHOOK_SWEEP_INTERVAL_SECONDS = _env_float("WEBHOOK_SWEEP_INTERVAL_SECONDS", 30.0)
