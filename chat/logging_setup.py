@@ -7,10 +7,15 @@ made up; it is echoed in the response, put on every log line of the request (a
 their own), and travels with every Celery task the request queues (a message header), so
 the worker's lines for that task carry it too.
 
+No line carries the event stream's ``?token=`` (a session token in the query string, the
+one way a browser's EventSource can authenticate): ``RedactTokensFilter`` sits on our
+handlers, on the development server's "werkzeug" logger and on gunicorn's handlers, and
+gunicorn's access atoms are redacted one by one.
+
 Processes wire it up as follows: ``create_app`` calls ``init_app`` (web, CLI, and the Celery
 worker, which builds the app); the Celery worker's own logging setup is replaced by ours
-(``setup_logging`` signal); gunicorn uses ``GunicornLogger`` when its configuration names it
-(``logger_class = "chat.logging_setup.GunicornLogger"``).
+(``setup_logging`` signal); gunicorn uses ``GunicornLogger``, which gunicorn.conf.py names
+(``logger_class``).
 """
 
 from __future__ import annotations
