@@ -8,6 +8,7 @@ start without them.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -39,19 +40,36 @@ def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 def _env_bool(name: str, default: bool) -> bool:
+    """A switch: 1/true/yes/on or 0/false/no/off (any case). Anything else stops start-up,
+    so a typo such as ``WEBHOOK_ALLOW_PRIVATE=ture`` is not silently read as "off"."""
     value = os.environ.get(name)
-    return value.strip().lower() in ("1", "true", "yes", "on") if value else default
+    if not value or not value.strip():
+        return default
+    word = value.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise SystemExit(f"{name} must be one of {', '.join(_TRUE + _FALSE)}, not {value!r}")
 
 
 def _env_float(name: str, default: float) -> float:
     value = os.environ.get(name)
-    return float(value) if value else default
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number, not {value!r}") from None
+    # float() also reads "nan" and "inf": neither is a usable delay, timeout or interval.
+    if not math.isfinite(number):
+        raise SystemExit(f"{name} must be a finite number, not {value!r}")
+    return number
 
 
 class Config:
@@ -121,8 +139,9 @@ class Config:
     # When Celery runs eagerly (embedded default) retries cannot wait: this many attempts
     # are made at once, then the delivery waits, pending, for the sweeper.
     WEBHOOK_EAGER_ATTEMPTS = _env_int("WEBHOOK_EAGER_ATTEMPTS", 3)
-    # A pending delivery this many seconds past its due time has lost its queued task
-    # (broker down, worker killed): the sweeper queues it again.
+    # A delivery's queued task this many seconds late is taken as lost (broker down): the
+    # sweeper queues it again. Retries too long for a Celery countdown (over half
+    # CELERY_VISIBILITY_TIMEOUT) are left to the sweeper on purpose, and queued when due.
     WEBHOOK_REQUEUE_AFTER = _env_float("WEBHOOK_REQUEUE_AFTER", 60.0)
     # How often beat looks for such deliveries (and for ones past WEBHOOK_GIVE_UP_AFTER).
     WEBHOOK_SWEEP_INTERVAL_SECONDS = _env_float("WEBHOOK_SWEEP_INTERVAL_SECONDS", 30.0)

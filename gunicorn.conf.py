@@ -22,7 +22,9 @@ bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{os.environ.get('PORT', '500
 
 # Processes: about one per core; each serves many concurrent requests as greenlets.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-_sqlite = os.environ.get("DATABASE_URL", "").startswith("sqlite")
+# No DATABASE_URL means the embedded default, which is SQLite (config.py).
+_database_url = os.environ.get("DATABASE_URL", "")
+_sqlite = not _database_url or _database_url.startswith("sqlite")
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread" if _sqlite else "gevent")
 # Concurrent connections per gevent worker (open streams count): far above any thread pool.
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
@@ -40,6 +42,14 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "0"))
 
+# No control socket (gunicorn 27's ``gunicornc`` interface): its default path is one per user
+# (~/.gunicorn/gunicorn.ctl), so several gunicorns on one machine (parallel test runs, two
+# services under one account) would take it from each other; nothing here uses it.
+control_socket_disable = True
+
 # ---- logging ------------------------------------------------------------------------------
-# Access/error log settings and the JSON log format belong here (accesslog, errorlog,
-# logconfig_dict); they are set by the logging work.
+# gunicorn's own lines in the service's format (LOG_FORMAT: text, or JSON in production), with
+# request ids on access lines and the event stream's ``?token=`` redacted from every atom
+# (chat/logging_setup.py). Access lines are off unless asked for (``--access-logfile -`` or
+# GUNICORN_CMD_ARGS): the platform's router usually logs requests already.
+logger_class = "chat.logging_setup.GunicornLogger"

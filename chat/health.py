@@ -37,13 +37,16 @@ def _check_database() -> str:
 
 
 def _check_redis() -> str:
-    url = current_app.config.get("REDIS_URL")
-    if not url:
+    """Ping with the app's own client (chat/realtime.py): its pooled connection is reused
+    across probes, and it fails fast (REDIS_SOCKET_TIMEOUT, 1 s by default, connect and
+    read). A probe every few seconds must not open and drop a connection each time."""
+    if not current_app.config.get("REDIS_URL"):
         return "not configured"
     import redis
 
+    client = current_app.extensions["redis"]
     try:
-        redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping()
+        client.ping()
         return "ok"
     except redis.RedisError as exc:
         log.warning("readiness: redis check failed: %s", exc.__class__.__name__)

@@ -7,10 +7,15 @@ made up; it is echoed in the response, put on every log line of the request (a
 their own), and travels with every Celery task the request queues (a message header), so
 the worker's lines for that task carry it too.
 
+No line carries the event stream's ``?token=`` (a session token in the query string, the
+one way a browser's EventSource can authenticate): ``RedactTokensFilter`` sits on our
+handlers, on the development server's "werkzeug" logger and on gunicorn's handlers, and
+gunicorn's access atoms are redacted one by one.
+
 Processes wire it up as follows: ``create_app`` calls ``init_app`` (web, CLI, and the Celery
 worker, which builds the app); the Celery worker's own logging setup is replaced by ours
-(``setup_logging`` signal); gunicorn uses ``GunicornLogger`` when its configuration names it
-(``logger_class = "chat.logging_setup.GunicornLogger"``).
+(``setup_logging`` signal); gunicorn uses ``GunicornLogger``, which gunicorn.conf.py names
+(``logger_class``).
 """
 
 from __future__ import annotations
@@ -37,9 +42,18 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s [%(name)s] [%(request_id)s] %(message)s
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(request_id)s %(process)d %(message)s"
 _HANDLER_MARK = "_chat_log_handler"
 
+# The event stream takes its token in the query string (``GET /api/v3/events?token=...``:
+# browsers' EventSource cannot send headers), so a request line or URL in a log would carry a
+# live credential. The value runs to the next parameter, space or quote (a request line ends
+# with " HTTP/1.1", an access line quotes it). ``^`` covers a bare query string (gunicorn's
+# ``%(q)s`` atom).
+_TOKEN_IN_QUERY = re.compile(r'((?:^|[?&])token=)[^&\s"]+')
+REDACTED = "[redacted]"
 
-def current_request_id() -> str | None:
-    return request_id_var.get()
+
+def redact(text: str) -> str:
+    """``text`` with the value of every ``token=`` query parameter replaced."""
+    return _TOKEN_IN_QUERY.sub(r"\1" + REDACTED, text)
 
 
 def new_request_id() -> str:
@@ -60,6 +74,34 @@ class RequestIdFilter(logging.Filter):
         if not getattr(record, "request_id", None):
             record.request_id = request_id_var.get() or "-"
         return True
+
+
+class RedactTokensFilter(logging.Filter):
+    """Redact query-string tokens from a record's message before any formatter sees it.
+
+    The message is formatted here (``msg % args``), redacted, and put back as a plain
+    message, because the token usually arrives as an argument (werkzeug's request line is
+    ``'"%s" %s %s'`` with the line as the first argument). On a handler it covers every record
+    that handler writes, whichever logger it came from; on a logger (werkzeug's) it covers the
+    record for every handler, so no other handler ever sees the token either."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: leave it to logging's own error report
+            return True
+        redacted = redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+_REDACT_TOKENS = RedactTokensFilter()
+
+
+def _add_filter_once(target: logging.Filterer, wanted: logging.Filter) -> None:
+    if not any(isinstance(f, type(wanted)) for f in target.filters):
+        target.addFilter(wanted)
 
 
 def make_formatter(log_format: str) -> logging.Formatter:
@@ -84,10 +126,15 @@ def configure_logging(log_format: str = "text", level: str | int = "INFO") -> No
         root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     setattr(handler, _HANDLER_MARK, True)
+    handler.addFilter(RedactTokensFilter())
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(make_formatter(log_format))
     root.addHandler(handler)
     root.setLevel(level)
+    # The development server (``flask run``, ``make run``) logs each request line, query
+    # string included, on the "werkzeug" logger: redacted there, before any handler (ours,
+    # one werkzeug added itself, a test's capture) sees it.
+    _add_filter_once(logging.getLogger("werkzeug"), _REDACT_TOKENS)
     # Alembic announces each of its plugins at INFO whenever it is imported: noise, not news.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
@@ -166,7 +213,8 @@ except ImportError:  # gunicorn is only needed by the web process
 
 class GunicornLogger(_GunicornLogger):
     """gunicorn's error and access logs in the service's format, access lines with the
-    request's id (taken from the response's ``X-Request-ID``)."""
+    request's id (taken from the response's ``X-Request-ID``) and without query-string
+    tokens (every atom is redacted, so any ``access_log_format`` is safe)."""
 
     def setup(self, cfg):
         super().setup(cfg)
@@ -175,8 +223,17 @@ class GunicornLogger(_GunicornLogger):
         log_format = config_from_env().LOG_FORMAT
         for logger in (self.error_log, self.access_log):
             for handler in logger.handlers:
-                handler.addFilter(RequestIdFilter())
+                _add_filter_once(handler, RedactTokensFilter())
+                _add_filter_once(handler, RequestIdFilter())
                 handler.setFormatter(make_formatter(log_format))
+
+    def atoms(self, resp, req, environ, request_time):
+        """The access line's values with tokens redacted: the request line (``r``), the query
+        string (``q``), and any header or environ atom that carries the URL (``{raw_uri}e``,
+        ``{referer}i``...)."""
+        atoms = super().atoms(resp, req, environ, request_time)
+        return {name: redact(value) if isinstance(value, str) else value
+                for name, value in atoms.items()}
 
     def access(self, resp, req, environ, request_time):
         request_id = next(

@@ -60,12 +60,13 @@ def _backoff(retries: int) -> float:
 def deliver_webhook(self, delivery_id: str, attempts: int | None = None) -> None:
     """POST one event to one webhook; on failure retry later with Celery's own mechanism.
 
-    The service decides the delay (exponential backoff with jitter, until the give-up time)
-    and claims each attempt in the database, so a duplicated task sends nothing twice."""
+    The service decides the delay (exponential backoff with jitter, until the give-up time),
+    and whether it is short enough for a countdown (longer ones go to the sweeper), and
+    claims each attempt in the database, so a duplicated task sends nothing twice."""
     if self.request.is_eager:  # in-process: retries cannot wait, see deliver_inline
         webhooks.deliver_inline(delivery_id, attempts)
         return
-    later = webhooks.deliver(delivery_id, attempts)
+    later = webhooks.deliver_queued(delivery_id, attempts)
     if later is not None:
         raise self.retry(args=(delivery_id, later.attempts), countdown=later.seconds)
 

@@ -8,8 +8,10 @@ derived from ``SECRET_KEY``: the secret is shown once, when the webhook is creat
 one delivery per registered webhook, then queues it. ``deliver`` makes one attempt: it claims
 the attempt in the database (so a duplicated task cannot send twice), POSTs with the address
 pinned to the one it just checked (so DNS cannot be re-pointed between check and connect),
-and records the outcome; the task retries it after the delay ``deliver`` returns.
-``requeue_due`` is for the periodic sweeper: it queues again deliveries whose task was lost.
+and records the outcome; the task retries it after the delay ``deliver`` returns when that
+fits a Celery countdown (``deliver_queued``), else leaves it to the sweeper.
+``requeue_due`` is for the periodic sweeper: it queues again deliveries that are due and that
+no task holds (a long wait, or a task that was lost).
 See docs/webhooks.md for the receiver's side.
 """
 
@@ -23,6 +25,7 @@ import json
 import logging
 import math
 import random
+import re
 import secrets
 import socket
 import time
@@ -36,7 +39,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 from requests.adapters import HTTPAdapter
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
@@ -303,10 +306,15 @@ def backoff_seconds(attempts: int) -> float:
     return random.uniform(min(base, ceiling), ceiling)
 
 
+# Retry-After's seconds form is ASCII digits (RFC 9110 delay-seconds). str.isdigit() would
+# also accept "²" or "٣", which float() then refuses: the receiver would crash the attempt.
+_DELAY_SECONDS = re.compile(r"[0-9]+")
+
+
 def _retry_after(response: requests.Response) -> float:
     """A receiver's ``Retry-After`` in seconds (only the seconds form), else 0."""
     value = response.headers.get("Retry-After", "").strip()
-    return float(value) if value.isdigit() else 0.0
+    return float(value) if _DELAY_SECONDS.fullmatch(value) else 0.0
 
 
 def _pinned_session(addresses: list[str]) -> requests.Session:
@@ -458,6 +466,32 @@ def deliver(delivery_id: str, expected_attempts: int | None = None) -> RetryLate
     return RetryLater(delay, attempt)
 
 
+def longest_task_wait() -> float:
+    """The longest a retry may wait as a Celery countdown, in seconds: half the broker's
+    visibility timeout.
+
+    A task waiting on a countdown sits in the Redis broker's unacknowledged set (tasks are
+    acknowledged after they run), and the broker hands out again any message older than the
+    visibility timeout: a wait close to or past it would be delivered again and again while
+    it waits. The other half is the margin for the attempt itself and for clock skew."""
+    return current_app.config["CELERY_VISIBILITY_TIMEOUT"] / 2
+
+
+def deliver_queued(delivery_id: str, expected_attempts: int | None = None) -> RetryLater | None:
+    """``deliver`` for a worker fed by the broker: a retry comes back only when its wait fits
+    a Celery countdown (``longest_task_wait``).
+
+    A longer wait (backoff grows to ``WEBHOOK_BACKOFF_MAX``, an hour; a receiver's
+    ``Retry-After``) leaves the delivery pending, due at the ``next_attempt_at`` that
+    ``deliver`` recorded, and the periodic sweeper (``requeue_due``) queues it when due."""
+    later = deliver(delivery_id, expected_attempts)
+    if later is None or later.seconds <= longest_task_wait():
+        return later
+    log.info("webhook delivery %s: next attempt in %.0f s, left to the sweeper", delivery_id,
+             later.seconds)
+    return None
+
+
 def deliver_inline(delivery_id: str, expected_attempts: int | None = None) -> None:
     """``deliver`` when Celery runs tasks in-process (the embedded default).
 
@@ -505,19 +539,29 @@ def _finish(delivery_id: str, status: str, status_code: int | None, error: str |
 
 
 def requeue_due(now: int, limit: int = 500) -> int:
-    """For the periodic sweeper: queue again every pending delivery whose next attempt is
-    overdue by ``WEBHOOK_REQUEUE_AFTER`` (its task was lost: broker down at fan-out, worker
-    killed mid-attempt, or an in-process run that stopped retrying), and fail the ones past
-    the give-up time. ``now`` is in ms. Returns how many were queued."""
+    """For the periodic sweeper: queue again every pending delivery that is due and that no
+    task can be expected to hold, and fail the ones past the give-up time. ``now`` is in ms.
+    Returns how many were queued.
+
+    - A delivery never attempted (``attempts`` 0) had its task queued by ``fan_out``; only
+      when it is ``WEBHOOK_REQUEUE_AFTER`` overdue is that task taken as lost (the broker was
+      down). Merely late behind a queue backlog, it is not queued twice.
+    - After a failed attempt, the delivery is due at ``next_attempt_at``: either a short
+      Celery countdown retries it on time, or nobody does (a wait longer than a countdown may
+      be, see ``deliver_queued``; an in-process run that stopped retrying), and it is queued
+      as soon as it is due. An attempt in flight holds it until its lease ends, so a worker
+      that died mid-attempt is noticed then.
+    """
     from chat.queue import enqueue_webhook
 
     config = current_app.config
-    overdue = now - int(config["WEBHOOK_REQUEUE_AFTER"] * 1000)
+    grace_ms = int(config["WEBHOOK_REQUEUE_AFTER"] * 1000)
     give_up_ms = int(config["WEBHOOK_GIVE_UP_AFTER"] * 1000)
     rows = db.session.execute(
         select(WebhookDelivery.id, WebhookDelivery.attempts, WebhookDelivery.created_at,
                WebhookDelivery.last_error)
-        .where(WebhookDelivery.status == PENDING, WebhookDelivery.next_attempt_at <= overdue)
+        .where(WebhookDelivery.status == PENDING, WebhookDelivery.next_attempt_at <= now,
+               or_(WebhookDelivery.attempts > 0, WebhookDelivery.next_attempt_at <= now - grace_ms))
         .order_by(WebhookDelivery.next_attempt_at)
         .limit(limit)
     ).all()
@@ -527,13 +571,15 @@ def requeue_due(now: int, limit: int = 500) -> int:
         if now >= created_at + give_up_ms:
             _fail_stale(delivery_id, attempts, last_error)
             continue
-        # Marked due "now" first, so the next sweep leaves it alone while the task waits in
-        # the queue; only if nothing has touched the row since it was read.
+        # Marked first, only if nothing has touched the row since it was read, so the next
+        # sweeps leave it alone while the task waits in the queue: for WEBHOOK_REQUEUE_AFTER,
+        # then it is taken as lost again (a never-attempted delivery gets that margin from
+        # the rule above, so it is marked due now, which is also what the log shows).
         db.session.execute(
             update(WebhookDelivery)
             .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == PENDING,
                    WebhookDelivery.attempts == attempts)
-            .values(next_attempt_at=now)
+            .values(next_attempt_at=now if attempts == 0 else now + grace_ms)
         )
         db.session.commit()
         if enqueue_webhook(delivery_id, attempts):

@@ -79,3 +79,53 @@ def test_the_pool_is_sized_from_the_environment():
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {
         "size": 7, "overflow": 3, "recycle": 600, "timeout": 4}
 
+
+
+def test_a_malformed_number_is_named_at_start_up():
+    result = _flask({**PRODUCTION, "WEBHOOK_READ_TIMEOUT": "10s"}, "routes")
+    assert result.returncode != 0
+    assert "WEBHOOK_READ_TIMEOUT must be a number, not '10s'" in result.stderr
+
+
+def test_a_malformed_switch_is_named_at_start_up():
+    result = _flask({**PRODUCTION, "WEBHOOK_ALLOW_PRIVATE": "ture"}, "routes")
+    assert result.returncode != 0
+    assert "WEBHOOK_ALLOW_PRIVATE must be one of" in result.stderr and "'ture'" in result.stderr
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("1", True), ("true", True), ("Yes", True), (" ON ", True),
+    ("0", False), ("false", False), ("NO", False), ("off", False),
+])
+def test_switch_words(monkeypatch, raw, expected):
+    from config import _env_bool
+
+    monkeypatch.setenv("CHAT_TEST_SWITCH", raw)
+    assert _env_bool("CHAT_TEST_SWITCH", not expected) is expected
+
+
+@pytest.mark.parametrize("raw", ["2", "enabled", "nope", "true!"])
+def test_other_switch_words_are_refused(monkeypatch, raw):
+    from config import _env_bool
+
+    monkeypatch.setenv("CHAT_TEST_SWITCH", raw)
+    with pytest.raises(SystemExit, match="CHAT_TEST_SWITCH must be one of"):
+        _env_bool("CHAT_TEST_SWITCH", False)
+
+
+@pytest.mark.parametrize("raw", ["fast", "nan", "inf", "1e999"])
+def test_malformed_numbers_are_refused(monkeypatch, raw):
+    from config import _env_float
+
+    monkeypatch.setenv("CHAT_TEST_NUMBER", raw)
+    with pytest.raises(SystemExit, match="CHAT_TEST_NUMBER must be a"):
+        _env_float("CHAT_TEST_NUMBER", 1.0)
+
+
+def test_numbers_and_defaults(monkeypatch):
+    from config import _env_float
+
+    monkeypatch.setenv("CHAT_TEST_NUMBER", "2.5")
+    assert _env_float("CHAT_TEST_NUMBER", 1.0) == 2.5
+    monkeypatch.delenv("CHAT_TEST_NUMBER")
+    assert _env_float("CHAT_TEST_NUMBER", 1.0) == 1.0

@@ -39,6 +39,16 @@ def test_ready_when_everything_answers(config_class, _schema):
     assert response.json == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
 
 
+def test_probes_reuse_the_apps_redis_connection(config_class, _schema):
+    app = _app(config_class, REDIS_URL=REDIS_URL)
+    client = app.test_client()
+    for _ in range(3):
+        assert client.get("/readyz").json["checks"]["redis"] == "ok"
+    # One pooled connection of the app's own client served every probe (redis-py's count of
+    # the connections its pool has opened), not a new client and connection per probe.
+    assert app.extensions["redis"].connection_pool._created_connections == 1
+
+
 def test_redis_down_is_named(config_class, _schema):
     app = _app(config_class, REDIS_URL=_closed_port_redis())
     response = app.test_client().get("/readyz")

@@ -32,8 +32,9 @@ class Receiver:
     """``with Receiver([500, 500]) as r:`` -> ``r.url``; ``r.requests`` is what arrived."""
 
     def __init__(self, statuses: list[int] | None = None, *, tls: tuple[Path, Path] | None = None,
-                 host: str = "127.0.0.1"):
+                 host: str = "127.0.0.1", headers: dict[str, str] | None = None):
         self.statuses = list(statuses or [])
+        self.headers = dict(headers or {})  # sent with every answer
         self.requests: list[Received] = []
         self._lock = threading.Lock()
         receiver = self
@@ -46,6 +47,8 @@ class Receiver:
                     receiver.requests.append(Received(self.path, dict(self.headers), body))
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
+                for name, value in receiver.headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")

@@ -250,12 +250,12 @@ def test_an_unreachable_receiver_waits_for_the_sweeper_then_gives_up(app, client
         assert item["last_error"] == "answered HTTP 500"
         assert item["next_attempt_at"] > item["created_at"]
 
-        # Not yet overdue: the sweeper leaves it alone.
-        assert webhooks.requeue_due(item["next_attempt_at"]) == 0
+        # Not yet due: the sweeper leaves it alone.
+        assert webhooks.requeue_due(item["next_attempt_at"] - 1) == 0
         assert receiver.count() == eager_attempts
-        # Overdue (its task was lost): queued again, and tried again.
-        later = item["next_attempt_at"] + int(app.config["WEBHOOK_REQUEUE_AFTER"] * 1000) + 1
-        assert webhooks.requeue_due(later) == 1
+        # Due, and no task holds it (the in-process run stopped retrying): queued again at
+        # once, and tried again.
+        assert webhooks.requeue_due(item["next_attempt_at"]) == 1
         assert receiver.count() > eager_attempts
         # Past the give-up time: failed, and never tried again.
         count = receiver.count()
@@ -391,3 +391,83 @@ def test_the_delivery_log_pages_newest_first_and_is_private(client, alice, bob):
     for params in ({"page": 0}, {"page_size": 101}, {"page": "x"}, {"webhook_id": "x"}):
         response = client.get(f"{API}/deliveries", query_string=params, headers=auth(bob))
         assert response.status_code == 400 and response.json["code"] == 40000
+
+
+# ---- receivers' answers ----------------------------------------------------------------------
+
+def _pending_delivery(webhook_id: int, now: int) -> str:
+    """A delivery as ``fan_out`` records it, without queueing its task (the tests run it)."""
+    row = WebhookDelivery(id=f"00000000-0000-4000-8000-{now % 10**12:012d}", webhook_id=webhook_id,
+                          event="message.created", payload='{"event":"message.created"}',
+                          status="pending", attempts=0, created_at=now, next_attempt_at=now)
+    db.session.add(row)
+    db.session.commit()
+    return row.id
+
+
+def test_a_non_ascii_digit_retry_after_is_ignored_not_a_crash(client, alice, bob):
+    # "²".isdigit() is True but float("²") raises: the attempt must still be recorded and
+    # retried, the header read as absent.
+    with Receiver([503], headers={"Retry-After": "²"}) as receiver:
+        create(client, bob, receiver.url)
+        alice.send(alice.open_with(bob), "superscript")
+        assert receiver.count() == 2
+    item = deliveries(client, bob)["items"][0]
+    assert (item["status"], item["attempts"], item["last_status_code"]) == ("delivered", 2, 200)
+
+
+def test_a_non_ascii_digit_retry_after_gives_an_ordinary_backoff(app, client, bob):
+    with Receiver([503], headers={"Retry-After": "³"}) as receiver:  # latin-1, so sendable
+        hook = int(create(client, bob, receiver.url).json["data"]["id"])
+        delivery_id = _pending_delivery(hook, int(time.time() * 1000))
+        later = webhooks.deliver(delivery_id, 0)
+    assert later is not None and 0 < later.seconds <= app.config["WEBHOOK_BACKOFF_MAX"]
+
+
+# ---- waits the broker cannot hold ----------------------------------------------------------
+
+def test_a_wait_longer_than_a_countdown_may_be_is_left_to_the_sweeper(app, client, bob):
+    # A Celery countdown this long would outlive the broker's visibility timeout and be handed
+    # out again while it waits: the delivery stays pending for the sweeper instead.
+    app.config.update(CELERY_VISIBILITY_TIMEOUT=60, WEBHOOK_BACKOFF_MAX=3600)
+    with Receiver([503], headers={"Retry-After": "120"}) as receiver:
+        hook = int(create(client, bob, receiver.url).json["data"]["id"])
+        now = int(time.time() * 1000)
+        delivery_id = _pending_delivery(hook, now)
+
+        assert webhooks.deliver_queued(delivery_id, 0) is None
+        assert receiver.count() == 1
+        row = db.session.get(WebhookDelivery, delivery_id, populate_existing=True)
+        assert (row.status, row.attempts, row.last_status_code) == ("pending", 1, 503)
+        assert row.next_attempt_at >= now + 120_000  # the receiver's Retry-After, recorded
+        due = row.next_attempt_at
+
+        assert webhooks.requeue_due(due - 1) == 0  # not yet due
+        assert receiver.count() == 1
+        assert webhooks.requeue_due(due) == 1  # due: queued (run in-process here), delivered
+        assert receiver.count() == 2
+    row = db.session.get(WebhookDelivery, delivery_id, populate_existing=True)
+    assert (row.status, row.attempts) == ("delivered", 2)
+
+
+def test_a_short_wait_is_a_countdown(app, client, bob):
+    app.config.update(CELERY_VISIBILITY_TIMEOUT=60)  # testing backoff: at most 0.5 s
+    with Receiver([500]) as receiver:
+        hook = int(create(client, bob, receiver.url).json["data"]["id"])
+        delivery_id = _pending_delivery(hook, int(time.time() * 1000))
+        later = webhooks.deliver_queued(delivery_id, 0)
+    assert later is not None and later.attempts == 1
+    assert 0 < later.seconds <= webhooks.longest_task_wait() == 30
+
+
+def test_a_first_attempt_behind_a_backlog_is_not_queued_twice(app, client, bob):
+    # fan_out queued its task; late behind other work is not lost.
+    with Receiver() as receiver:
+        hook = int(create(client, bob, receiver.url).json["data"]["id"])
+        now = int(time.time() * 1000)
+        _pending_delivery(hook, now)
+        grace = int(app.config["WEBHOOK_REQUEUE_AFTER"] * 1000)
+        assert webhooks.requeue_due(now + grace - 1) == 0
+        assert receiver.count() == 0
+        assert webhooks.requeue_due(now + grace) == 1  # that late, its task was lost
+        assert receiver.count() == 1

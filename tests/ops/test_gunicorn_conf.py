@@ -1,0 +1,38 @@
+"""gunicorn.conf.py: the settings it derives from the environment, read the way gunicorn
+reads the file (executed as a module), and that gunicorn itself accepts every name in it."""
+
+from __future__ import annotations
+
+import runpy
+
+import pytest
+
+from tests.live import ROOT
+
+CONF = str(ROOT / "gunicorn.conf.py")
+
+
+def _settings(monkeypatch, **env) -> dict:
+    for name in ("DATABASE_URL", "GUNICORN_WORKER_CLASS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(CONF)
+
+
+@pytest.mark.parametrize(("env", "worker_class"), [
+    ({}, "gthread"),  # no DATABASE_URL: the embedded default, SQLite
+    ({"DATABASE_URL": "sqlite:////tmp/chat.db"}, "gthread"),
+    ({"DATABASE_URL": "postgresql://u@db/chat"}, "gevent"),
+    ({"DATABASE_URL": "postgresql://u@db/chat", "GUNICORN_WORKER_CLASS": "sync"}, "sync"),
+])
+def test_sqlite_gets_threads_everything_else_gevent(monkeypatch, env, worker_class):
+    assert _settings(monkeypatch, **env)["worker_class"] == worker_class
+
+
+def test_every_setting_is_one_gunicorn_knows(monkeypatch):
+    from gunicorn.config import Config
+
+    known = set(Config().settings)
+    names = {name for name in _settings(monkeypatch) if not name.startswith("_") and name != "os"}
+    assert names and names <= known, names - known

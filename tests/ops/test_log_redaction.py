@@ -1,0 +1,122 @@
+"""The event stream's ``?token=`` (browsers cannot send it in a header) never reaches a log
+in clear: not the development server's request lines (werkzeug, ``flask run``), not
+gunicorn's access lines, whatever their format."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+import requests
+
+from chat import create_app
+from chat.logging_setup import RedactTokensFilter, configure_logging, redact
+from tests.live import BIN, ROOT, LiveProcess, free_port, start_server, wait_until
+
+SECRET = "s3cr3t-T0KEN_value"
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    (f"GET /api/v3/events?token={SECRET} HTTP/1.1",
+     "GET /api/v3/events?token=[redacted] HTTP/1.1"),
+    (f'"GET /api/v3/events?last_event_id=1-0&token={SECRET}&x=1 HTTP/1.1" 401 -',
+     '"GET /api/v3/events?last_event_id=1-0&token=[redacted]&x=1 HTTP/1.1" 401 -'),
+    (f"token={SECRET}&last_event_id=2", "token=[redacted]&last_event_id=2"),  # a bare query
+    (f'"http://host/app?token={SECRET}"', '"http://host/app?token=[redacted]"'),
+    ("GET /api/v3/events?mytoken=keep&tokens=keep HTTP/1.1",
+     "GET /api/v3/events?mytoken=keep&tokens=keep HTTP/1.1"),
+])
+def test_redact(line, expected):
+    assert redact(line) == expected
+
+
+def test_the_filter_redacts_the_formatted_message_args_included():
+    record = logging.LogRecord("werkzeug", logging.INFO, __file__, 1, '"%s" %s %s',
+                               (f"GET /api/v3/events?token={SECRET} HTTP/1.1", "200", "-"), None)
+    assert RedactTokensFilter().filter(record) is True
+    assert record.getMessage() == '"GET /api/v3/events?token=[redacted] HTTP/1.1" 200 -'
+
+
+@pytest.fixture
+def restore_logging():
+    """configure_logging changes the process's root logger: put it back for the next tests."""
+    root, werkzeug = logging.getLogger(), logging.getLogger("werkzeug")
+    saved = (list(root.handlers), root.level, list(werkzeug.filters))
+    yield
+    root.handlers[:], werkzeug.filters[:] = saved[0], saved[2]
+    root.setLevel(saved[1])
+
+
+def test_the_development_servers_request_lines_are_redacted(config_class, _schema, restore_logging,
+                                                             caplog, capsys):
+    from werkzeug.serving import make_server
+
+    class Configured(config_class):
+        CONFIGURE_LOGGING = True  # as in development and production: our handler on root
+
+    app = create_app(Configured)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/api/v3/events"
+        response = requests.get(url, params={"last_event_id": "1-0", "token": SECRET}, timeout=10)
+        assert response.status_code == 401
+    finally:
+        server.shutdown()
+        server.server_close()
+    captured = capsys.readouterr().err  # what our handler wrote
+    for text in (caplog.text, captured):
+        assert "/api/v3/events?last_event_id=1-0&token=[redacted]" in text
+        assert SECRET not in text
+
+
+@pytest.mark.integration
+def test_flask_run_does_not_log_the_token(live_database_url, tmp_path):
+    """``make run``: the development configuration, served by ``flask run``."""
+    port = free_port()
+    env = {"CHAT_ENV": "development", "DATABASE_URL": live_database_url, "FLASK_APP": "wsgi"}
+    env.pop("REDIS_URL", None)
+    server = LiveProcess("flask-run", [str(BIN / "flask"), "run", "--host", "127.0.0.1",
+                                       "--port", str(port)], env, tmp_path).start()
+    try:
+        def answered():
+            assert server.alive(), server.log_tail()
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/api/v3/events",
+                                    params={"token": SECRET}, timeout=2).status_code == 401
+            except requests.RequestException:
+                return False
+
+        wait_until(answered, 30, interval=0.1, what="flask run to answer")
+        wait_until(lambda: "token=[redacted]" in server.log_path.read_text(), 10,
+                   what="the request line in the log")
+    finally:
+        server.stop()
+    assert SECRET not in server.log_path.read_text()
+
+
+@pytest.mark.integration
+def test_gunicorn_access_lines_never_carry_the_token(live_env, tmp_path):
+    access_log = tmp_path / "access.log"
+    # Every atom that can hold the URL: the request line, the query string, the raw URI, the
+    # Referer (a browser page opened with ?token=...).
+    log_format = '%(r)s | %(q)s | %(U)s | %({raw_uri}e)s | %(f)s'
+    server, base = start_server({**live_env, "LOG_FORMAT": "text"}, tmp_path, extra_args=[
+        "--config", str(ROOT / "gunicorn.conf.py"), "--access-logfile", str(access_log),
+        "--access-logformat", log_format])
+    try:
+        response = requests.get(f"{base}/api/v3/events", params={"token": SECRET},
+                                headers={"Referer": f"https://app.example/chat?token={SECRET}"},
+                                timeout=10)
+        assert response.status_code == 401
+        wait_until(lambda: access_log.exists() and "/api/v3/events" in access_log.read_text(), 10,
+                   what="the access line")
+    finally:
+        server.stop()
+    text = access_log.read_text()
+    assert SECRET not in text and SECRET not in server.log_path.read_text()
+    line = next(line for line in text.splitlines() if "/api/v3/events" in line)
+    assert ("GET /api/v3/events?token=[redacted] HTTP/1.1 | token=[redacted] | /api/v3/events"
+            " | /api/v3/events?token=[redacted] | https://app.example/chat?token=[redacted]") in line
