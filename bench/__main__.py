@@ -42,7 +42,10 @@ def main() -> int:
     with production_stack() as stack:
         for benchmark in BENCHMARKS:
             print(f"running {benchmark.__name__} ...", file=sys.stderr, flush=True)
-            rows.extend(benchmark(stack))
+            try:
+                rows.extend(benchmark(stack))
+            except Exception as exc:  # one broken benchmark must not hide the others' numbers
+                rows.append(Row(benchmark.__name__, 0, note=f"failed: {exc.__class__.__name__}: {exc}"))
     print_table(rows)
     worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent (gunicorn.conf.py)")
     print(f"\n({time.monotonic() - started:.0f} s, {stack.database}, web workers: {worker_class}, this machine)")

@@ -162,19 +162,8 @@ def resolve(host: str, port: int) -> list[str]:
     return addresses
 
 
-def _is_text(value: str) -> bool:
-    """Whether ``value`` can be stored and sent: JSON can carry lone surrogates, UTF-8 not."""
-    try:
-        value.encode()
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
 def parse_url(url: str) -> tuple[str, int]:
     """Check a webhook URL's form; returns (host, port). Raises ``ServiceError`` (invalid)."""
-    if not _is_text(url):
-        raise invalid("url must be valid text (it has an unpaired surrogate)", "url")
     if len(url) > MAX_URL_LENGTH:
         raise invalid(f"url is longer than {MAX_URL_LENGTH} characters", "url")
     if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
@@ -214,8 +203,6 @@ def create(user: User, url: str, secret: str | None = None) -> dict:
     """Register a webhook; the returned dict carries the secret, shown this once only."""
     url = url.strip()
     check_url(url)  # before taking the lock: resolving a name can take a while
-    if secret is not None and not _is_text(secret):
-        raise invalid("secret must be valid text (it has an unpaired surrogate)", "secret")
     # Lock the user's row so two concurrent creates cannot both pass the limit.
     db.session.execute(select(User.id).where(User.id == user.id).with_for_update())
     mine = db.session.scalars(select(Webhook.url).where(Webhook.user_id == user.id)).all()
