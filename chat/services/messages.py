@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 
 from chat import queue
@@ -157,7 +157,10 @@ def history(me: User, view: ConversationView, *, start: int = 0, limit: int = 20
     if start == 0 and before_key is None:
         # Mark read before loading the page: a commit after it would expire every loaded row
         # and cost a query per message to reload.
-        newest = db.session.scalar(select(func.max(Message.id)).where(_visible_in(view, me.id))) or 0
+        # ORDER BY ... LIMIT 1, not max(): the index scan stops at the first visible row
+        # instead of anti-joining the whole history against the hides.
+        newest = db.session.scalar(select(Message.id).where(_visible_in(view, me.id))
+                                   .order_by(Message.id.desc()).limit(1)) or 0
         db.session.commit()  # end the read transaction before the task takes its own
         queue.enqueue_mark_read(me.id, view.conversation.id, newest)
     messages = list(db.session.scalars(query.order_by(Message.id.desc()).offset(start).limit(limit)))
