@@ -48,7 +48,7 @@ test-postgres: install-dev
 	TEST_DATABASE_URL='$(TEST_PG_SERVER)' $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install-dev
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

@@ -1,4 +1,5 @@
-"""``python -m bench``: start the production stack, run every benchmark, print a table.
+"""``python -m bench [NAME ...]`` (``make bench [BENCH="NAME ..."]``): start the production
+stack, run every benchmark (or the named ones), print a table.
 
 To add a benchmark, write a function ``(stack) -> list[Row]`` and append it to BENCHMARKS.
 """
@@ -36,11 +37,16 @@ def print_table(rows: list[Row]) -> None:
             print("  ".join("-" * width for width in widths))
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    """Run every benchmark, or only those named on the command line."""
+    chosen = [b for b in BENCHMARKS if not argv or b.__name__ in argv]
+    if not chosen:
+        print(f"unknown benchmark; choose from: {', '.join(b.__name__ for b in BENCHMARKS)}", file=sys.stderr)
+        return 2
     rows: list[Row] = []
     started = time.monotonic()
     with production_stack() as stack:
-        for benchmark in BENCHMARKS:
+        for benchmark in chosen:
             print(f"running {benchmark.__name__} ...", file=sys.stderr, flush=True)
             try:
                 rows.extend(benchmark(stack))
@@ -53,4 +59,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
