@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 
-.PHONY: run test test-sqlite test-postgres install install-dev migrate bench clean
+.PHONY: run test test-sqlite test-postgres lint install install-dev migrate bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +32,15 @@ run: migrate
 # The PostgreSQL server of the second test pass; the run makes and drops a database of its own.
 TEST_PG_SERVER ?= $(or $(TEST_DATABASE_URL),postgresql://postgres@127.0.0.1:5432/)
 
+## The code's shape, held by CI: ruff (imports at the top, unused names, import order) on the
+## app, and import-linter's contracts (.importlinter: the layers, one way down).
+lint: install-dev
+	$(BIN)/ruff check chat workers
+	$(BIN)/lint-imports
+
 ## Run the whole test suite twice: on SQLite, then on PostgreSQL. The first failing pass stops
 ## the run (make stops at the first failing line); pytest's exit code 5 (no test ran) fails too.
-test: install-dev
+test: install-dev lint
 	@echo "== test pass 1 of 2: SQLite =="
 	env -u TEST_DATABASE_URL $(BIN)/python -m pytest $(PYTEST_ARGS)
 	@echo "== test pass 2 of 2: PostgreSQL =="
@@ -47,7 +53,11 @@ test-sqlite: install-dev
 test-postgres: install-dev
 	TEST_DATABASE_URL='$(TEST_PG_SERVER)' $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## The benchmark drives the server with wrk (a compiled load generator: a Python client would be
+## the bottleneck); Debian's package is installed when missing.
 bench: install-dev
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } \
+	  || { echo "make bench needs wrk (Debian: apt-get install wrk)" >&2; exit 1; }
 	$(BIN)/python -m bench $(BENCH)
 
 clean:

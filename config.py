@@ -1,18 +1,30 @@
-"""Configuration classes, chosen by ``CHAT_ENV`` (development, testing, production).
+"""Configuration: ``load_config`` builds every setting from the environment when an app is
+created (``create_app``), never when this module is imported.
 
-Development is the embedded default: SQLite under ``instance/``, Celery tasks run eagerly
-in-process, events on an in-process bus and rate limits in memory. Setting ``DATABASE_URL``
-and ``REDIS_URL`` switches each piece to its production backend; production refuses to
-start without them.
+A profile, chosen by ``CHAT_ENV`` (development, testing, production), adjusts what the
+environment gives. Development is the embedded default: SQLite under ``instance/``, tasks
+run in-process, events on an in-process bus and rate limits in memory. Setting
+``DATABASE_URL`` and ``REDIS_URL`` switches each piece to its production backend; production
+refuses to start without them. A missing or malformed setting stops the process at start with
+one message naming the variable (``ConfigError``), the same in every process type.
+
+The Celery settings derived from this configuration are in ``chat/celery_config.py``.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
+
+
+class ConfigError(SystemExit):
+    """A missing or malformed setting. A ``SystemExit`` so that any entry point that does not
+    catch it (``flask``, ``celery``, gunicorn's start-up hook) prints just the message, without
+    a traceback, and exits with status 1."""
 
 
 def normalize_database_url(url: str) -> str:
@@ -23,20 +35,38 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
+# ---- reading one variable ------------------------------------------------------------------
+# Each reader takes the mapping to read (os.environ in a process, a plain dict in a test); an
+# unset or empty variable means the default.
+
+def env_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    value = environ.get(name)
     if not value:
         return default
     try:
         return int(value)
     except ValueError:
-        raise SystemExit(f"{name} must be a whole number, not {value!r}") from None
+        raise ConfigError(f"{name} must be a whole number, not {value!r}") from None
 
 
-def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = (os.environ.get(name) or default).lower()
+def env_float(environ: Mapping[str, str], name: str, default: float) -> float:
+    value = environ.get(name)
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {value!r}") from None
+    # float() also reads "nan" and "inf": neither is a usable delay, timeout or interval.
+    if not math.isfinite(number):
+        raise ConfigError(f"{name} must be a finite number, not {value!r}")
+    return number
+
+
+def env_choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (environ.get(name) or default).lower()
     if value not in choices:
-        raise SystemExit(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
     return value
 
 
@@ -44,10 +74,10 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
 
-def _env_bool(name: str, default: bool) -> bool:
+def env_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     """A switch: 1/true/yes/on or 0/false/no/off (any case). Anything else stops start-up,
     so a typo such as ``WEBHOOK_ALLOW_PRIVATE=ture`` is not silently read as "off"."""
-    value = os.environ.get(name)
+    value = environ.get(name)
     if not value or not value.strip():
         return default
     word = value.strip().lower()
@@ -55,195 +85,93 @@ def _env_bool(name: str, default: bool) -> bool:
         return True
     if word in _FALSE:
         return False
-    raise SystemExit(f"{name} must be one of {', '.join(_TRUE + _FALSE)}, not {value!r}")
+    raise ConfigError(f"{name} must be one of {', '.join(_TRUE + _FALSE)}, not {value!r}")
 
 
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    if not value:
-        return default
+def env_rate_limit(environ: Mapping[str, str], name: str, default: str) -> str:
+    """A Flask-Limiter limit such as ``60 per 10 seconds``, checked now: a malformed one would
+    otherwise fail on every request."""
+    from limits import parse_many
+
+    value = environ.get(name) or default
     try:
-        number = float(value)
+        parse_many(value)
     except ValueError:
-        raise SystemExit(f"{name} must be a number, not {value!r}") from None
-    # float() also reads "nan" and "inf": neither is a usable delay, timeout or interval.
-    if not math.isfinite(number):
-        raise SystemExit(f"{name} must be a finite number, not {value!r}")
-    return number
+        raise ConfigError(f"{name} must be a rate limit such as '60 per 10 seconds', not {value!r}") from None
+    return value
+
+
+# The databases the service runs on: PostgreSQL through psycopg 3, and SQLite (embedded default).
+_DATABASE_DRIVERS = {"postgresql": ("psycopg",), "sqlite": ("pysqlite",)}
+
+
+def env_database_url(environ: Mapping[str, str]) -> str:
+    """``DATABASE_URL`` normalized for SQLAlchemy; the SQLite file under ``instance/`` when
+    unset. Only the scheme is ever quoted back: the rest may hold a password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    value = environ.get("DATABASE_URL")
+    if not value:
+        return f"sqlite:///{BASE_DIR / 'instance' / 'chat.db'}"
+    url = normalize_database_url(value)
+    wanted = "DATABASE_URL must be a postgresql:// (or postgres://) or sqlite:/// URL"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"{wanted}; it is not a URL") from None
+    drivers = _DATABASE_DRIVERS.get(parsed.get_backend_name())
+    if drivers is None or parsed.get_driver_name() not in drivers:
+        raise ConfigError(f"{wanted}, not {parsed.drivername + '://'!r}")
+    return url
+
+
+def env_redis_url(environ: Mapping[str, str]) -> str | None:
+    """``REDIS_URL``, or None (in-process bus and tasks) when unset."""
+    value = environ.get("REDIS_URL") or None
+    if value is not None:
+        scheme = value.partition("://")[0] if "://" in value else ""
+        if scheme not in ("redis", "rediss", "unix"):
+            shown = f"{scheme + '://'!r}" if scheme else "a URL without a scheme"
+            raise ConfigError(f"REDIS_URL must be a redis://, rediss:// or unix:// URL, not {shown}")
+    return value
+
+
+# ---- profiles ------------------------------------------------------------------------------
 
 
 class Config:
-    """Settings shared by every environment; values come from the environment."""
+    """A profile: what ``CHAT_ENV`` changes in the configuration the environment gives.
 
-    ENV_NAME = "development"
-    SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-not-secret")
-    SQLALCHEMY_DATABASE_URI = normalize_database_url(
-        os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'instance' / 'chat.db'}"
-    )
-    REDIS_URL = os.environ.get("REDIS_URL") or None
-    # Every Redis key the service makes (broker queues included) starts with this, so several
-    # deployments (or test runs) can share one Redis.
-    REDIS_KEY_PREFIX = os.environ.get("REDIS_KEY_PREFIX", "chat:")
+    - ``required``: variables that must be set (all missing ones are named at once);
+    - ``defaults``: defaults that differ from the usual ones (the environment still wins);
+    - uppercase attributes: fixed values that win over the environment. Tests subclass a
+      profile to set some (``SQLALCHEMY_DATABASE_URI``, ``RATELIMIT_ENABLED``...).
+    """
 
-    # Requests larger than this answer 413 before any handler reads them.
-    MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
-    SESSION_TTL_SECONDS = _env_int("SESSION_TTL_SECONDS", 30 * 24 * 3600)
-    # Argon2id cost; the defaults are argon2-cffi's (RFC 9106 low-memory profile).
-    ARGON2_TIME_COST = _env_int("ARGON2_TIME_COST", 3)
-    ARGON2_MEMORY_COST_KIB = _env_int("ARGON2_MEMORY_COST_KIB", 65536)
-    JSON_SORT_KEYS = False
-
-    # OpenAPI (flask-smorest): the document is served at /openapi.json.
-    API_TITLE = "chat: direct messaging"
-    API_VERSION = "1.0"
-    OPENAPI_VERSION = "3.0.3"
-    OPENAPI_URL_PREFIX = "/"
-    OPENAPI_JSON_PATH = "openapi.json"
-
-    # Logs: "text" for people, "json" (one object per line) for log collectors. Every line
-    # carries the request id (X-Request-ID) of the request or task it belongs to.
-    LOG_FORMAT = _env_choice("LOG_FORMAT", "text", ("text", "json"))
-    LOG_LEVEL = _env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
-    # The test runner owns logging in tests; every other process sets it up at start.
-    CONFIGURE_LOGGING = True
-
-    # Rate limits (Flask-Limiter, see chat/ratelimit.py): per caller, in memory in the embedded
-    # default, in Redis (keys under REDIS_KEY_PREFIX) when configured, falling back to
-    # in-process counts while Redis is unreachable. Limits are Flask-Limiter strings.
-    RATELIMIT_ENABLED = True
-    RATELIMIT_STORAGE_URI = REDIS_URL or "memory://"
-    # The key prefix goes to the Redis storage itself, so every key starts with it.
-    RATELIMIT_STORAGE_OPTIONS = (
-        {"key_prefix": f"{REDIS_KEY_PREFIX}limits", "socket_connect_timeout": 1, "socket_timeout": 1}
-        if REDIS_URL else {}
-    )
-    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
-    RATELIMIT_STRATEGY = "fixed-window"
-    RATELIMIT_GLOBAL = os.environ.get("RATELIMIT_GLOBAL", "300 per 10 seconds")  # all routes together
-    RATELIMIT_ROUTE = os.environ.get("RATELIMIT_ROUTE", "120 per 10 seconds")  # each route bucket
-    RATELIMIT_SEND = os.environ.get("RATELIMIT_SEND", "60 per 10 seconds")  # sends, both dialects
-
-    # Webhooks (see docs/webhooks.md). Private, loopback, link-local and reserved addresses
-    # are refused unless this is on: a webhook must not be a way into the service's network.
-    WEBHOOK_ALLOW_PRIVATE = _env_bool("WEBHOOK_ALLOW_PRIVATE", False)
-    WEBHOOK_MAX_PER_USER = _env_int("WEBHOOK_MAX_PER_USER", 5)
-    WEBHOOK_CONNECT_TIMEOUT = _env_float("WEBHOOK_CONNECT_TIMEOUT", 3.0)
-    WEBHOOK_READ_TIMEOUT = _env_float("WEBHOOK_READ_TIMEOUT", 10.0)
-    # CA bundle for https receivers; unset means the bundled public CAs (certifi).
-    WEBHOOK_CA_BUNDLE = os.environ.get("WEBHOOK_CA_BUNDLE") or None
-    # Retry delays: full jitter over base * 2**n seconds, each step capped at the maximum;
-    # a delivery still failing this long after its event gives up ("failed").
-    WEBHOOK_BACKOFF_BASE = _env_float("WEBHOOK_BACKOFF_BASE", 1.0)
-    WEBHOOK_BACKOFF_MAX = _env_float("WEBHOOK_BACKOFF_MAX", 3600.0)
-    WEBHOOK_GIVE_UP_AFTER = _env_float("WEBHOOK_GIVE_UP_AFTER", 24 * 3600.0)
-    # When Celery runs eagerly (embedded default) retries cannot wait: this many attempts
-    # are made at once, then the delivery waits, pending, for the sweeper.
-    WEBHOOK_EAGER_ATTEMPTS = _env_int("WEBHOOK_EAGER_ATTEMPTS", 3)
-    # A delivery's queued task this many seconds late is taken as lost (broker down): the
-    # sweeper queues it again. Retries too long for a Celery countdown (over half
-    # CELERY_VISIBILITY_TIMEOUT) are left to the sweeper on purpose, and queued when due.
-    WEBHOOK_REQUEUE_AFTER = _env_float("WEBHOOK_REQUEUE_AFTER", 60.0)
-    # How often beat looks for such deliveries (and for ones past WEBHOOK_GIVE_UP_AFTER).
-    WEBHOOK_SWEEP_INTERVAL_SECONDS = _env_float("WEBHOOK_SWEEP_INTERVAL_SECONDS", 30.0)
-
-    @staticmethod
-    def engine_options(url: str) -> dict:
-        """SQLAlchemy engine options for ``url``: one pool per process, sized from the
-        environment.
-
-        A gunicorn worker process (threads or gevent greenlets alike) and a Celery worker
-        process each hold one pool: at most DB_POOL_SIZE + DB_MAX_OVERFLOW connections, and a
-        request that waits DB_POOL_TIMEOUT seconds for one answers 503 instead of hanging.
-        Connections are checked before use and renewed after DB_POOL_RECYCLE seconds, so a
-        restarted or failed-over database is picked up without restarting the service.
-        """
-        options: dict = {"pool_pre_ping": True}
-        if url.startswith("postgresql"):
-            options.update(
-                pool_size=_env_int("DB_POOL_SIZE", 5),
-                max_overflow=_env_int("DB_MAX_OVERFLOW", 10),
-                pool_timeout=_env_int("DB_POOL_TIMEOUT", 10),
-                pool_recycle=_env_int("DB_POOL_RECYCLE", 1800),
-                connect_args={"connect_timeout": _env_int("DB_CONNECT_TIMEOUT", 5)},
-            )
-        return options
-
-    # The workers (DESIGN.md section 8). A message left unpushed this long is queued again by
-    # the beat sweeper, which runs this often; a task a dead worker held comes back to the
-    # queue after the visibility timeout (the Redis broker has no real acknowledgements).
-    PUSH_SWEEP_INTERVAL_SECONDS = _env_float("PUSH_SWEEP_INTERVAL_SECONDS", 10)
-    PUSH_SWEEP_MIN_AGE_SECONDS = _env_float("PUSH_SWEEP_MIN_AGE_SECONDS", 5)
-    PUSH_SWEEP_BATCH = _env_int("PUSH_SWEEP_BATCH", 1000)
-    CELERY_VISIBILITY_TIMEOUT = _env_int("CELERY_VISIBILITY_TIMEOUT", 60)
-    # Timeouts for every Redis call made on a request's behalf: a Redis outage must cost a
-    # request at most this much, never a hang.
-    REDIS_SOCKET_TIMEOUT = _env_float("REDIS_SOCKET_TIMEOUT", 1)
-
-    # The event stream: each user's stream keeps about this many events for resuming; an open
-    # stream sends a heartbeat comment (and refreshes presence) this often.
-    EVENT_STREAM_MAXLEN = _env_int("EVENT_STREAM_MAXLEN", 1000)
-    SSE_HEARTBEAT_SECONDS = _env_float("SSE_HEARTBEAT_SECONDS", 15)
+    required: tuple[str, ...] = ()
+    defaults: Mapping[str, str] = {}
 
     @classmethod
-    def celery_settings(cls) -> dict:
-        """Celery settings: Redis broker when configured, eager in-process otherwise."""
-        eager = not cls.REDIS_URL
-        visibility = cls.CELERY_VISIBILITY_TIMEOUT
-        return {
-            "broker_url": cls.REDIS_URL or "memory://",
-            "broker_transport_options": {
-                "global_keyprefix": cls.REDIS_KEY_PREFIX,
-                # Redis has no acknowledgements: a message a worker took stays in an "unacked"
-                # set and goes back to its queue once it is older than this. Keep it short
-                # (our tasks take milliseconds) so a SIGKILLed worker's tasks come back soon;
-                # a task that runs twice is harmless (every task here is idempotent).
-                "visibility_timeout": visibility,
-                # Look for such messages every few seconds rather than kombu's ~100 s.
-                "unacked_restore_interval": max(1, min(10, visibility // 2)),
-                "unacked_restore_throttle": 1,
-                # A publish from a web request must fail fast when Redis is gone, never hang.
-                "socket_connect_timeout": cls.REDIS_SOCKET_TIMEOUT,
-                "socket_timeout": max(5.0, cls.REDIS_SOCKET_TIMEOUT),
-                "max_retries": 0,
-            },
-            "broker_connection_timeout": cls.REDIS_SOCKET_TIMEOUT,
-            "broker_connection_retry_on_startup": True,
-            "broker_connection_max_retries": None,  # a worker waits for Redis to come back
-            "task_publish_retry": False,  # the sweeper, not the request, retries a lost publish
-            "task_always_eager": eager,
-            "task_eager_propagates": True,
-            "task_ignore_result": True,
-            "task_acks_late": True,
-            # A worker killed mid-task (SIGKILL, OOM) gives its task back instead of acking it.
-            "task_reject_on_worker_lost": True,
-            "worker_prefetch_multiplier": 1,
-            # One queue per kind of work, so a webhook backlog never delays pushes or counters;
-            # a worker started without -Q consumes all three.
-            "task_default_queue": "push",
-            "task_queues": {name: {"routing_key": name} for name in ("push", "counters", "webhooks")},
-            "task_create_missing_queues": True,
-            "task_routes": {
-                "deliver_message": {"queue": "push"},
-                "sweep_unpushed": {"queue": "push"},
-                "mark_read": {"queue": "counters"},
-                "deliver_webhook": {"queue": "webhooks"},
-                "requeue_webhooks": {"queue": "webhooks"},
-            },
-            "beat_schedule": {
-                "sweep-unpushed": {"task": "sweep_unpushed", "schedule": cls.PUSH_SWEEP_INTERVAL_SECONDS,
-                                   "options": {"expires": cls.PUSH_SWEEP_INTERVAL_SECONDS * 2}},
-                "requeue-webhooks": {"task": "requeue_webhooks", "schedule": cls.WEBHOOK_SWEEP_INTERVAL_SECONDS,
-                                     "options": {"expires": cls.WEBHOOK_SWEEP_INTERVAL_SECONDS * 2}},
-            },
-        }
+    def fixed(cls) -> dict:
+        """The profile's fixed values: its uppercase attributes, a subclass's included."""
+        return {name: getattr(cls, name) for name in dir(cls) if name.isupper()}
+
+    @classmethod
+    def check(cls, environ: Mapping[str, str]) -> None:
+        """Stop at start-up, naming the variables, when a required one is missing."""
+        missing = [name for name in cls.required if not environ.get(name)]
+        if missing:
+            raise ConfigError(
+                "CHAT_ENV=production needs these environment variables: " + ", ".join(missing)
+            )
 
 
 class DevelopmentConfig(Config):
-    ENV_NAME = "development"
+    """The embedded default: everything from the environment, nothing required."""
 
 
 class TestingConfig(Config):
-    ENV_NAME = "testing"
     TESTING = True
     # The test fixtures point this at the run's own database (a temporary SQLite file, or a
     # throwaway database they create on the TEST_DATABASE_URL server): never a shared one.
@@ -256,22 +184,18 @@ class TestingConfig(Config):
     WEBHOOK_ALLOW_PRIVATE = True
     WEBHOOK_BACKOFF_BASE = 0.2
     WEBHOOK_BACKOFF_MAX = 0.5
+    # The test runner owns logging in tests.
     CONFIGURE_LOGGING = False
+    # Never the developer's instance/ file: tests set the key they mean.
+    WEB_APP_KEY = None
+    WEB_APP_KEY_FILE = None
 
 
 class ProductionConfig(Config):
-    ENV_NAME = "production"
-    REQUIRED = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL")
-    LOG_FORMAT = _env_choice("LOG_FORMAT", "json", ("text", "json"))
-
-    @classmethod
-    def check(cls) -> None:
-        """Stop at start-up, naming the variable, when a production secret is missing."""
-        missing = [name for name in cls.REQUIRED if not os.environ.get(name)]
-        if missing:
-            raise SystemExit(
-                "CHAT_ENV=production needs these environment variables: " + ", ".join(missing)
-            )
+    required = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL")
+    defaults = {"LOG_FORMAT": "json"}
+    # Behind a proxy every client may look local: /metrics needs METRICS_TOKEN, or is off.
+    METRICS_ALLOW_LOOPBACK = False
 
 
 CONFIGS = {
@@ -281,10 +205,200 @@ CONFIGS = {
 }
 
 
-def config_from_env() -> type[Config]:
-    """The configuration class named by ``CHAT_ENV`` (development when unset)."""
-    name = os.environ.get("CHAT_ENV", "development")
+def config_from_env(environ: Mapping[str, str] = os.environ) -> type[Config]:
+    """The profile named by ``CHAT_ENV`` (development when unset)."""
+    name = environ.get("CHAT_ENV") or "development"
     try:
         return CONFIGS[name]
     except KeyError:
-        raise SystemExit(f"CHAT_ENV must be one of {', '.join(CONFIGS)}, not {name!r}") from None
+        raise ConfigError(f"CHAT_ENV must be one of {', '.join(CONFIGS)}, not {name!r}") from None
+
+
+def log_format(environ: Mapping[str, str] = os.environ) -> str:
+    """``LOG_FORMAT`` as the ``CHAT_ENV`` profile reads it, for gunicorn's logger, which is set
+    up before any app exists."""
+    profile = config_from_env(environ)
+    return env_choice(environ, "LOG_FORMAT", profile.defaults.get("LOG_FORMAT", "text"), ("text", "json"))
+
+
+# ---- the whole configuration ---------------------------------------------------------------
+
+
+def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Config] | None = None) -> dict:
+    """Every Flask setting, read from ``environ`` for ``config_class`` (the ``CHAT_ENV``
+    profile when None). Raises ``ConfigError`` for a missing or malformed variable."""
+    profile = config_class or config_from_env(environ)
+    profile.check(environ)
+    default = {"LOG_FORMAT": "text", **profile.defaults}
+    settings: dict = {
+        "SECRET_KEY": environ.get("SECRET_KEY") or "dev-only-not-secret",
+        "SQLALCHEMY_DATABASE_URI": env_database_url(environ),
+        "REDIS_URL": env_redis_url(environ),
+        # Every Redis key the service makes (broker queues included) starts with this, so
+        # several deployments (or test runs) can share one Redis.
+        "REDIS_KEY_PREFIX": environ.get("REDIS_KEY_PREFIX", "chat:"),
+        # Requests larger than this answer 413 before any handler reads them.
+        "MAX_CONTENT_LENGTH": env_int(environ, "MAX_CONTENT_LENGTH", 1024 * 1024),
+        "SESSION_TTL_SECONDS": env_int(environ, "SESSION_TTL_SECONDS", 30 * 24 * 3600),
+        # How long a process reuses a token or app key lookup: a logout or revocation made in
+        # the same process counts at once, one made in another process within this many seconds.
+        "AUTH_CACHE_SECONDS": env_float(environ, "AUTH_CACHE_SECONDS", 5.0),
+        # Argon2id cost; the defaults are argon2-cffi's (RFC 9106 low-memory profile).
+        "ARGON2_TIME_COST": env_int(environ, "ARGON2_TIME_COST", 3),
+        "ARGON2_MEMORY_COST_KIB": env_int(environ, "ARGON2_MEMORY_COST_KIB", 65536),
+        # Hashes run on this many OS threads per process (off the gevent loop, see
+        # chat/passwords.py) with at most PASSWORD_HASH_QUEUE more waiting; beyond that a
+        # login or sign-up answers 503.
+        "PASSWORD_HASH_THREADS": env_int(environ, "PASSWORD_HASH_THREADS", 2),
+        "PASSWORD_HASH_QUEUE": env_int(environ, "PASSWORD_HASH_QUEUE", 16),
+        # The connection pool (see engine_options).
+        "DB_POOL_SIZE": env_int(environ, "DB_POOL_SIZE", 5),
+        "DB_MAX_OVERFLOW": env_int(environ, "DB_MAX_OVERFLOW", 10),
+        "DB_POOL_TIMEOUT": env_int(environ, "DB_POOL_TIMEOUT", 10),
+        "DB_POOL_RECYCLE": env_int(environ, "DB_POOL_RECYCLE", 1800),
+        "DB_CONNECT_TIMEOUT": env_int(environ, "DB_CONNECT_TIMEOUT", 5),
+        # OpenAPI (flask-smorest): the document is served at /openapi.json.
+        "API_TITLE": "chat: direct messaging",
+        "API_VERSION": "1.0",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        # Logs: "text" for people, "json" (one object per line) for log collectors. Every line
+        # carries the request id (X-Request-ID) of the request or task it belongs to.
+        "LOG_FORMAT": env_choice(environ, "LOG_FORMAT", default["LOG_FORMAT"], ("text", "json")),
+        "LOG_LEVEL": env_choice(environ, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
+        # Every process sets logging up at start (the testing profile leaves it to pytest).
+        "CONFIGURE_LOGGING": True,
+        # Rate limits (Flask-Limiter, see chat/ratelimit.py): per caller, in memory in the
+        # embedded default, in Redis (keys under REDIS_KEY_PREFIX) when configured, falling back
+        # to in-process counts while Redis is unreachable.
+        "RATELIMIT_ENABLED": True,
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+        "RATELIMIT_STRATEGY": "fixed-window",
+        "RATELIMIT_GLOBAL": env_rate_limit(environ, "RATELIMIT_GLOBAL", "300 per 10 seconds"),  # all routes
+        "RATELIMIT_ROUTE": env_rate_limit(environ, "RATELIMIT_ROUTE", "120 per 10 seconds"),  # each bucket
+        "RATELIMIT_SEND": env_rate_limit(environ, "RATELIMIT_SEND", "60 per 10 seconds"),  # sends, both dialects
+        # Logins and sign-ups (each costs a password hash) per client address, whoever they name.
+        "RATELIMIT_LOGIN": env_rate_limit(environ, "RATELIMIT_LOGIN", "10 per minute"),
+        # Reactions: distinct emojis on one message, and one person's own reactions on it. Caps,
+        # so one side cannot bloat the other's history and stream with endless distinct ones.
+        "REACTION_EMOJIS_PER_MESSAGE": env_int(environ, "REACTION_EMOJIS_PER_MESSAGE", 20),
+        "REACTIONS_PER_USER_PER_MESSAGE": env_int(environ, "REACTIONS_PER_USER_PER_MESSAGE", 10),
+        # How many reverse proxies sit in front of the web process and append X-Forwarded-For /
+        # X-Forwarded-Proto (Werkzeug's ProxyFix). 0 (the default): the headers are ignored and
+        # the client address is the connection's, so a client cannot choose its own bucket.
+        "TRUSTED_PROXIES": env_int(environ, "TRUSTED_PROXIES", 0),
+        # Webhooks (see docs/webhooks.md). Private, loopback, link-local and reserved addresses
+        # are refused unless this is on: a webhook must not be a way into the service's network.
+        "WEBHOOK_ALLOW_PRIVATE": env_bool(environ, "WEBHOOK_ALLOW_PRIVATE", False),
+        "WEBHOOK_MAX_PER_USER": env_int(environ, "WEBHOOK_MAX_PER_USER", 5),
+        "WEBHOOK_CONNECT_TIMEOUT": env_float(environ, "WEBHOOK_CONNECT_TIMEOUT", 3.0),
+        "WEBHOOK_READ_TIMEOUT": env_float(environ, "WEBHOOK_READ_TIMEOUT", 10.0),
+        # CA bundle for https receivers; unset means the bundled public CAs (certifi).
+        "WEBHOOK_CA_BUNDLE": environ.get("WEBHOOK_CA_BUNDLE") or None,
+        # Retry delays: full jitter over base * 2**n seconds, each step capped at the maximum;
+        # a delivery still failing this long after its event gives up ("failed").
+        "WEBHOOK_BACKOFF_BASE": env_float(environ, "WEBHOOK_BACKOFF_BASE", 1.0),
+        "WEBHOOK_BACKOFF_MAX": env_float(environ, "WEBHOOK_BACKOFF_MAX", 3600.0),
+        "WEBHOOK_GIVE_UP_AFTER": env_float(environ, "WEBHOOK_GIVE_UP_AFTER", 24 * 3600.0),
+        # Without a broker (embedded default) tasks run in this process: a task asking to be
+        # retried later (a webhook attempt that failed) is retried, after its backoff, at most
+        # this many attempts in a row; then it waits, pending, for a sweep.
+        "INPROCESS_RETRY_LIMIT": env_int(environ, "INPROCESS_RETRY_LIMIT", 3),
+        # A delivery's queued task this many seconds late is taken as lost (broker down): the
+        # sweeper queues it again. Retries too long for a Celery countdown (over half
+        # CELERY_VISIBILITY_TIMEOUT) are left to the sweeper on purpose, and queued when due.
+        "WEBHOOK_REQUEUE_AFTER": env_float(environ, "WEBHOOK_REQUEUE_AFTER", 60.0),
+        # How often beat looks for such deliveries (and for ones past WEBHOOK_GIVE_UP_AFTER).
+        "WEBHOOK_SWEEP_INTERVAL_SECONDS": env_float(environ, "WEBHOOK_SWEEP_INTERVAL_SECONDS", 30.0),
+        # The workers. A message left unpushed this long is queued again by the beat sweeper,
+        # which runs this often; a task a dead worker held comes back to the queue after the
+        # visibility timeout (the Redis broker has no real acknowledgements).
+        "PUSH_SWEEP_INTERVAL_SECONDS": env_float(environ, "PUSH_SWEEP_INTERVAL_SECONDS", 10),
+        "PUSH_SWEEP_MIN_AGE_SECONDS": env_float(environ, "PUSH_SWEEP_MIN_AGE_SECONDS", 5),
+        "PUSH_SWEEP_BATCH": env_int(environ, "PUSH_SWEEP_BATCH", 1000),
+        "CELERY_VISIBILITY_TIMEOUT": env_int(environ, "CELERY_VISIBILITY_TIMEOUT", 60),
+        # Timeouts for every Redis call made on a request's behalf: a Redis outage must cost a
+        # request at most this much, never a hang.
+        "REDIS_SOCKET_TIMEOUT": env_float(environ, "REDIS_SOCKET_TIMEOUT", 1),
+        # The event stream: each user's stream keeps about this many events for resuming; an
+        # open stream sends a heartbeat comment (and refreshes presence) this often.
+        "EVENT_STREAM_MAXLEN": env_int(environ, "EVENT_STREAM_MAXLEN", 1000),
+        "SSE_HEARTBEAT_SECONDS": env_float(environ, "SSE_HEARTBEAT_SECONDS", 15),
+        # KOOK's WebSocket gateway (chat/kook/gateway.py): a session can be resumed (and a bot
+        # reconnecting with the same token picks up where its last connection stopped) for this
+        # long after its last activity; a PING whose sn lags behind events sent longer ago than
+        # the grace gets them again (younger ones are taken to be still on their way).
+        "GATEWAY_SESSION_TTL_SECONDS": env_int(environ, "GATEWAY_SESSION_TTL_SECONDS", 1800),
+        "GATEWAY_RESEND_GRACE_SECONDS": env_float(environ, "GATEWAY_RESEND_GRACE_SECONDS", 2),
+        # A gateway client that sends no frame (PING) for this long is disconnected: KOOK's SDKs
+        # PING every 26-30 s, and a dead peer never says goodbye.
+        "GATEWAY_IDLE_TIMEOUT_SECONDS": env_float(environ, "GATEWAY_IDLE_TIMEOUT_SECONDS", 90),
+        # The web page at "/" (chat/web): the classic API needs an app key, and a page cannot
+        # keep one secret, so the server hands the page this one. Production sets WEB_APP_KEY
+        # to the last line of `flask app-key create web`; otherwise the key `flask demo` wrote
+        # to WEB_APP_KEY_FILE is used (the embedded default). Neither: the page says so.
+        "WEB_APP_KEY": environ.get("WEB_APP_KEY") or None,
+        "WEB_APP_KEY_FILE": environ.get("WEB_APP_KEY_FILE") or str(BASE_DIR / "instance" / "web-app-key"),
+        # GET /metrics (Prometheus): with METRICS_TOKEN set it answers only to
+        # "Authorization: Bearer <METRICS_TOKEN>"; unset, only to loopback clients (the
+        # embedded default; production fixes this off: unset there means disabled).
+        "METRICS_TOKEN": environ.get("METRICS_TOKEN") or None,
+        "METRICS_ALLOW_LOOPBACK": True,
+    }
+    fixed = profile.fixed()
+    settings.update(fixed)
+    # Derived after the fixed values, so that a profile's REDIS_URL or database URL counts,
+    # unless the profile fixes the derived setting itself.
+    redis_url = settings["REDIS_URL"]
+    derived = {
+        "RATELIMIT_STORAGE_URI": redis_url or "memory://",
+        # The key prefix goes to the Redis storage itself, so every key starts with it.
+        "RATELIMIT_STORAGE_OPTIONS": (
+            {"key_prefix": f"{settings['REDIS_KEY_PREFIX']}limits", "socket_connect_timeout": 1,
+             "socket_timeout": 1}
+            if redis_url else {}
+        ),
+        "SQLALCHEMY_ENGINE_OPTIONS": engine_options(settings),
+    }
+    settings.update({name: value for name, value in derived.items() if name not in fixed})
+    return settings
+
+
+def engine_options(settings: Mapping) -> dict:
+    """SQLAlchemy engine options for the configured database: one pool per process.
+
+    A gunicorn worker process (threads or gevent greenlets alike) and a Celery worker process
+    each hold one pool: at most DB_POOL_SIZE + DB_MAX_OVERFLOW connections, and a request that
+    waits DB_POOL_TIMEOUT seconds for one answers 503 instead of hanging. Connections are
+    checked before use and renewed after DB_POOL_RECYCLE seconds, so a restarted or
+    failed-over database is picked up without restarting the service.
+    """
+    options: dict = {"pool_pre_ping": True}
+    if settings["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        options.update(
+            pool_size=settings["DB_POOL_SIZE"],
+            max_overflow=settings["DB_MAX_OVERFLOW"],
+            pool_timeout=settings["DB_POOL_TIMEOUT"],
+            pool_recycle=settings["DB_POOL_RECYCLE"],
+            connect_args={"connect_timeout": settings["DB_CONNECT_TIMEOUT"]},
+        )
+    return options
+
+
+def prometheus_multiproc_dir() -> str | None:
+    """The directory prometheus-client's multiprocess mode shares between processes, set in
+    ``PROMETHEUS_MULTIPROC_DIR`` before prometheus-client is imported (it reads it then).
+
+    Production defaults it to ``instance/metrics`` of the checkout, so the gunicorn workers
+    and the Celery worker processes started from one checkout (the Procfile's lines) write to
+    one place and ``/metrics`` sums them all. Elsewhere (one ``flask run`` process, tests)
+    it stays unset unless given: one process needs no sharing.
+    """
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path and os.environ.get("CHAT_ENV", "development") == "production":
+        path = str(BASE_DIR / "instance" / "metrics")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    if path:
+        os.makedirs(path, exist_ok=True)
+    return path or None

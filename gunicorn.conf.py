@@ -12,35 +12,39 @@ timeout), which blocks the whole gevent loop, so the greenlet holding the lock c
 finish and concurrent writes stall. With a SQLite ``DATABASE_URL`` (development, some
 tests) the workers are threaded instead.
 
-Every value can be overridden from the environment (or the command line, which wins).
+Every value can be overridden from the environment (or the command line, which wins). A
+malformed number stops gunicorn here, naming the variable; so does anything missing or
+malformed in the app's own configuration (``on_starting`` below), before a port is bound.
 """
 
 import os
+
+from config import env_int as _int
 
 # Production listens on every interface, on the port the platform gives.
 bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 
 # Processes: about one per core; each serves many concurrent requests as greenlets.
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+workers = _int(os.environ, "WEB_CONCURRENCY", 2)
 # No DATABASE_URL means the embedded default, which is SQLite (config.py).
 _database_url = os.environ.get("DATABASE_URL", "")
 _sqlite = not _database_url or _database_url.startswith("sqlite")
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread" if _sqlite else "gevent")
 # Concurrent connections per gevent worker (open streams count): far above any thread pool.
-worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
+worker_connections = _int(os.environ, "GUNICORN_WORKER_CONNECTIONS", 1000)
 # Threads per gthread worker (SQLite only): each open stream holds one.
-threads = int(os.environ.get("GUNICORN_THREADS", "16"))
+threads = _int(os.environ, "GUNICORN_THREADS", 16)
 
 # A worker that stops answering its arbiter for this long is restarted. With gevent this is
 # about a blocked event loop, not about long requests: open streams are fine.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+timeout = _int(os.environ, "GUNICORN_TIMEOUT", 30)
 # On restart/deploy, streams are cut after this (clients reconnect with Last-Event-ID).
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "10"))
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+graceful_timeout = _int(os.environ, "GUNICORN_GRACEFUL_TIMEOUT", 10)
+keepalive = _int(os.environ, "GUNICORN_KEEPALIVE", 5)
 
 # Recycle workers now and then, with jitter so they do not all restart at once.
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
-max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "0"))
+max_requests = _int(os.environ, "GUNICORN_MAX_REQUESTS", 0)
+max_requests_jitter = _int(os.environ, "GUNICORN_MAX_REQUESTS_JITTER", 0)
 
 # No control socket (gunicorn 27's ``gunicornc`` interface): its default path is one per user
 # (~/.gunicorn/gunicorn.ctl), so several gunicorns on one machine (parallel test runs, two
@@ -53,3 +57,33 @@ control_socket_disable = True
 # (chat/logging_setup.py). Access lines are off unless asked for (``--access-logfile -`` or
 # GUNICORN_CMD_ARGS): the platform's router usually logs requests already.
 logger_class = "chat.logging_setup.GunicornLogger"
+
+
+# ---- start-up check -----------------------------------------------------------------------
+
+
+def on_starting(server):
+    """Build the app's configuration once in the master, before it binds the port or boots a
+    worker. A missing or malformed variable raises ``config.ConfigError`` (a SystemExit):
+    gunicorn exits 1 with its message, printed once. Left to the workers, the same error
+    would only make the master boot them again and again, with the port bound, forever."""
+    from config import load_config
+
+    load_config()
+
+
+# ---- metrics ------------------------------------------------------------------------------
+# prometheus-client's multiprocess mode (chat/metrics.py): the shared directory is settled
+# here, in the arbiter, so every worker inherits the same one (production defaults it to
+# instance/metrics, where the Celery workers of this checkout write too).
+from config import prometheus_multiproc_dir as _metrics_dir  # noqa: E402
+
+_metrics_dir()
+
+
+def child_exit(server, worker):
+    """A worker that exited no longer has open streams: drop its live gauges' files."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

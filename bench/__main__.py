@@ -15,8 +15,9 @@ from bench.push import push_latency
 from bench.stack import Row, production_stack
 from bench.streams import streams_vs_requests
 from bench.throughput import send_throughput
+from bench.wrk import send_vs_livez
 
-BENCHMARKS = [send_throughput, push_latency, history_and_list_growth, streams_vs_requests]
+BENCHMARKS = [send_vs_livez, send_throughput, push_latency, history_and_list_growth, streams_vs_requests]
 
 
 def _cell(value: float | None) -> str:

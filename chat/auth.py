@@ -10,7 +10,7 @@ from functools import wraps
 
 from flask import g, request
 
-from chat.errors import ServiceError
+from chat.errors import Kind, ServiceError
 from chat.models import Token, User
 from chat.services import accounts
 
@@ -24,6 +24,8 @@ SECURITY_SCHEMES = {
     "HaSession": {"type": "apiKey", "in": "header", "name": "X-HA-Session"},
     "Token": {"type": "apiKey", "in": "header", "name": "Authorization",
               "description": "`Bot <token>` or `Bearer <token>`"},
+    "MetricsToken": {"type": "http", "scheme": "bearer",
+                     "description": "METRICS_TOKEN, for GET /metrics (Prometheus' bearer_token)"},
     "QueryToken": {"type": "apiKey", "in": "query", "name": "token",
                    "description": "The same token, for clients that cannot set headers (browsers' EventSource)"},
 }
@@ -43,7 +45,7 @@ def _first_header(names: tuple[str, ...]) -> str:
 
 def _check_app_key() -> None:
     if not accounts.app_key_is_valid(_first_header(APP_KEY_HEADERS)):
-        raise ServiceError("unauthorized", "missing or invalid app key: send it in the X-APP-Key header")
+        raise ServiceError(Kind.UNAUTHORIZED, "missing or invalid app key: send it in the X-APP-Key header")
 
 
 def resolve_token(raw: str) -> tuple[User, Token] | None:
@@ -56,15 +58,28 @@ def resolve_token(raw: str) -> tuple[User, Token] | None:
     return cache[raw]
 
 
-def caller_token() -> str:
-    """Whatever credential the request carries, in either dialect ("" when none)."""
-    return bearer_token() or _first_header(SESSION_HEADERS)
+KOOK_PREFIX = "/api/v3/"
+STREAM_PATH = "/api/v3/events"
+
+
+def route_credential() -> str:
+    """The credential this request's route authenticates with ("" when none): KOOK routes
+    read ``Authorization`` (the event stream also ``?token=``), classic routes
+    ``X-APP-Session`` / ``X-HA-Session``. The rate limiter keys on exactly this, so a header
+    the route ignores (``Authorization: Bearer junk`` on a classic route) cannot move a
+    caller into another bucket."""
+    if request.path.startswith(KOOK_PREFIX):
+        raw = bearer_token()
+        if not raw and request.path == STREAM_PATH:
+            raw = request.args.get("token", "").strip()
+        return raw
+    return _first_header(SESSION_HEADERS)
 
 
 def _authenticate(raw: str, what: str) -> None:
     found = resolve_token(raw)
     if found is None:
-        raise ServiceError("unauthorized", f"missing, expired or revoked {what}")
+        raise ServiceError(Kind.UNAUTHORIZED, f"missing, expired or revoked {what}")
     g.user, g.token = found
 
 

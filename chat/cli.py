@@ -1,16 +1,23 @@
 """Operator commands: ``flask app-key``, ``flask bot``, ``flask counters``, ``flask demo``.
 
-Commands that create a secret print it once, as the last line of their output.
+Commands that create a secret print it once, as the last line of their output. Commands that
+walk all the data show a progress bar and end with a summary.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+import time
+from pathlib import Path
+
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from chat.errors import ServiceError
-from chat.services import accounts, counters
+from chat.delivery import counters
+from chat.errors import Kind, ServiceError
+from chat.services import accounts
 
 app_key_cli = AppGroup("app-key", help="Create and revoke app keys (X-APP-Key).")
 bot_cli = AppGroup("bot", help="Create bot users and their tokens.")
@@ -59,30 +66,95 @@ def create_bot(username: str, nickname: str) -> None:
     click.echo(raw)
 
 
+def _progress(label: str, seen: list[int]):
+    """A ``progress`` wrapper for services that walk many rows: a bar on the terminal
+    (click prints just the label when the output is not one), counting into ``seen``."""
+
+    def wrap(items):
+        with click.progressbar(items, label=label, show_pos=True, show_eta=True) as bar:
+            for item in bar:
+                seen[0] += 1
+                yield item
+
+    return wrap
+
+
 @counters_cli.command("rebuild")
 def rebuild_counters() -> None:
     """Recompute every unread count and latest message time from the messages."""
-    changed = counters.rebuild_all()
-    click.echo(f"counters rebuilt; {changed} member rows were wrong and are fixed")
+    seen, started = [0], time.monotonic()
+    changed = counters.rebuild_all(progress=_progress("checking member rows", seen))
+    # The changed count is the number scripts read ("N member rows were wrong").
+    click.echo(f"counters rebuilt in {time.monotonic() - started:.1f} s: {seen[0]} checked, "
+               f"{changed} member rows were wrong and are fixed")
+
+
+def _write_secret(path: Path, value: str) -> None:
+    """Write a secret readable by this account only (created 0600, never world-readable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(value + "\n")
+
+
+def ensure_web_app_key() -> str:
+    """Make sure the web page has an app key (the embedded default); says what was done.
+
+    ``WEB_APP_KEY`` set: nothing to do. Otherwise the key in ``WEB_APP_KEY_FILE`` is kept
+    while it is valid, and replaced by a new one (named ``web``, or ``web-<random>`` when
+    that name is taken) when it is missing or revoked.
+    """
+    config = current_app.config
+    if config.get("WEB_APP_KEY"):
+        return "the web page uses the app key in WEB_APP_KEY"
+    if not config.get("WEB_APP_KEY_FILE"):
+        return "the web page has no app key: set WEB_APP_KEY (see docs/operations.md)"
+    path = Path(config["WEB_APP_KEY_FILE"])
+    try:
+        existing = path.read_text().strip()
+    except OSError:
+        existing = ""
+    if existing and accounts.app_key_is_valid(existing):
+        return f"the web page uses the app key in {path}"
+    for name in ("web", *(f"web-{secrets.token_hex(3)}" for _ in range(5))):
+        try:
+            raw = accounts.create_app_key(name)
+            break
+        except ServiceError as err:
+            if err.kind != Kind.CONFLICT:
+                _fail(err)
+    else:
+        raise click.ClickException("could not find a free name for the web page's app key")
+    _write_secret(path, raw)
+    return f"the web page got a new app key {name!r}, kept in {path}"
 
 
 @click.command("demo")
 def demo() -> None:
-    """On an empty database: create a demo app key and two users, and show how to call the API."""
+    """Make demo data on an empty database, give the web page its app key, say what to open."""
+    # `make run` serves on $PORT (default 5000): show the address it really listens on.
+    port = os.environ.get("PORT", "").strip()
+    base = f"http://127.0.0.1:{port if port.isascii() and port.isdigit() else '5000'}"
     if accounts.count_users():
-        click.echo("the database already has users; demo data is only made on an empty one")
-        return
-    key = accounts.create_app_key("demo")
-    users = [accounts.register(name, password) for name, password in DEMO_USERS]
-    alice, bob = users
-    click.echo(f"""demo data created:
+        click.echo("the database already has users; demo users are only made on an empty one")
+        key = None
+    else:
+        key = accounts.create_app_key("demo")
+        alice, bob = (accounts.register(name, password) for name, password in DEMO_USERS)
+        click.echo(f"""demo data created:
   app key:  {key}
-  users:    alice (id {alice.id}, password alice-password), bob (id {bob.id}, password bob-password)
-
-try it (the README walks through the whole flow):
-  curl -s -X POST http://127.0.0.1:5000/auth/login -H 'X-APP-Key: {key}' \\
-       -H 'Content-Type: application/json' -d '{{"username":"alice","password":"alice-password"}}'
-""")
+  users:    alice (id {alice.id}, password alice-password), bob (id {bob.id}, password bob-password)""")
+    click.echo(ensure_web_app_key())
+    click.echo(f"""
+open in a browser:
+  {base}/          the chat: log in as alice here and as bob in a private window
+  {base}/docs      the API documentation (Swagger UI; Authorize to try calls)
+  {base}/metrics   Prometheus metrics (answered to this machine only)""")
+    if key:
+        click.echo(f"""
+or try it with curl (the README walks through the whole flow):
+  curl -s -X POST {base}/auth/login -H 'X-APP-Key: {key}' \\
+       -H 'Content-Type: application/json' -d '{{"username":"alice","password":"alice-password"}}'""")
 
 
 def register_cli(app: Flask) -> None:

@@ -9,26 +9,45 @@ Anything unexpected is logged and answered as a generic server error, never a st
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 
 from flask import Flask, jsonify, request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import WebsocketMismatch
+
+from chat.extensions import db
 
 log = logging.getLogger(__name__)
 
+class Kind(StrEnum):
+    """What went wrong, in terms a client can act on; each has one HTTP status and KOOK code."""
+
+    INVALID = "invalid"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    CONFLICT = "conflict"
+    TOO_LARGE = "too_large"
+    RATE_LIMITED = "rate_limited"
+    SERVER = "server"
+    UNAVAILABLE = "unavailable"
+
+
 # kind -> (HTTP status, KOOK code)
-KINDS: dict[str, tuple[int, int]] = {
-    "invalid": (400, 40000),
-    "unauthorized": (401, 401),
-    "forbidden": (403, 40300),
-    "not_found": (404, 40400),
-    "method_not_allowed": (405, 40000),
-    "conflict": (409, 40900),
-    "too_large": (413, 40014),
-    "rate_limited": (429, 42900),
-    "server": (500, 50000),
-    "unavailable": (503, 50000),
+KINDS: dict[Kind, tuple[int, int]] = {
+    Kind.INVALID: (400, 40000),
+    Kind.UNAUTHORIZED: (401, 401),
+    Kind.FORBIDDEN: (403, 40300),
+    Kind.NOT_FOUND: (404, 40400),
+    Kind.METHOD_NOT_ALLOWED: (405, 40000),
+    Kind.CONFLICT: (409, 40900),
+    Kind.TOO_LARGE: (413, 40014),
+    Kind.RATE_LIMITED: (429, 42900),
+    Kind.SERVER: (500, 50000),
+    Kind.UNAVAILABLE: (503, 50000),
 }
 
 STATUS_TO_KIND = {status: kind for kind, (status, _) in KINDS.items()}
@@ -37,7 +56,7 @@ STATUS_TO_KIND = {status: kind for kind, (status, _) in KINDS.items()}
 class ServiceError(Exception):
     """A failure a client can act on: a kind (see ``KINDS``), a human message, field errors."""
 
-    def __init__(self, kind: str, message: str, errors: dict | None = None):
+    def __init__(self, kind: Kind, message: str, errors: dict | None = None):
         if kind not in KINDS:
             raise ValueError(f"unknown error kind {kind!r}")
         super().__init__(message)
@@ -55,15 +74,21 @@ class ServiceError(Exception):
 
 
 def not_found(what: str) -> ServiceError:
-    return ServiceError("not_found", f"{what} not found")
+    return ServiceError(Kind.NOT_FOUND, f"{what} not found")
 
 
 def invalid(message: str, field: str | None = None) -> ServiceError:
-    return ServiceError("invalid", message, {field: [message]} if field else None)
+    return ServiceError(Kind.INVALID, message, {field: [message]} if field else None)
+
+
+def is_kook_path(path: str) -> bool:
+    """Whether ``path`` belongs to the KOOK-compatible API (and answers in its envelope).
+    /gateway is KOOK's WebSocket gateway (chat/kook/gateway.py), outside /api/v3 as KOOK's is."""
+    return path.startswith("/api/v3") or path == "/gateway"
 
 
 def is_kook_request() -> bool:
-    return request.path.startswith("/api/v3")
+    return is_kook_path(request.path)
 
 
 def error_response(err: ServiceError):
@@ -103,18 +128,20 @@ def http_error_to_service_error(exc: HTTPException) -> ServiceError:
     messages = getattr(exc, "data", {}).get("messages") if getattr(exc, "data", None) else None
     if messages:
         errors = _flatten_webargs_messages(messages)
-        return ServiceError("invalid", _describe(errors), errors)
+        return ServiceError(Kind.INVALID, _describe(errors), errors)
     status = exc.code or 500
     if status == 404:
-        return ServiceError("not_found", f"no such route: {request.method} {request.path}")
+        return ServiceError(Kind.NOT_FOUND, f"no such route: {request.method} {request.path}")
     if status == 405:
         return ServiceError(
-            "method_not_allowed", f"{request.method} is not allowed on {request.path}"
+            Kind.METHOD_NOT_ALLOWED, f"{request.method} is not allowed on {request.path}"
         )
+    if isinstance(exc, WebsocketMismatch):
+        return ServiceError(Kind.INVALID, f"{request.path} is a WebSocket: connect with Upgrade: websocket")
     if status == 413:
-        return ServiceError("too_large", "request body is too large")
+        return ServiceError(Kind.TOO_LARGE, "request body is too large")
     if status == 400 and "JSON" in (exc.description or ""):
-        return ServiceError("invalid", "request body is not valid JSON")
+        return ServiceError(Kind.INVALID, "request body is not valid JSON")
     kind = STATUS_TO_KIND.get(status)
     if kind is None:
         kind = "invalid" if 400 <= status < 500 else "server"
@@ -145,13 +172,11 @@ def register_error_handlers(app: Flask) -> None:
         cause = getattr(exc, "orig", None) or exc
         log.error("database unavailable: %s: %s", cause.__class__.__name__,
                   str(cause).strip().splitlines()[0] if str(cause).strip() else "")
-        from chat.extensions import db
-
         try:
             db.session.rollback()
         except Exception:  # the connection may be gone already; the next request gets a new one
             log.debug("rollback after a database failure failed", exc_info=True)
-        return error_response(ServiceError("unavailable", "database is unavailable, try again"))
+        return error_response(ServiceError(Kind.UNAVAILABLE, "database is unavailable, try again"))
 
     for database_failure in (OperationalError, InterfaceError, PoolTimeoutError):
         app.register_error_handler(database_failure, handle_database_down)
@@ -159,4 +184,4 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(ServiceError("server", "internal server error"))
+        return error_response(ServiceError(Kind.SERVER, "internal server error"))

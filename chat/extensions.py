@@ -1,6 +1,5 @@
 """Unbound extension instances; ``create_app`` binds them to an application."""
 
-from flask_limiter import ApplicationLimit, Limit, Limiter
 from flask_migrate import Migrate
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
@@ -21,29 +20,9 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-db = SQLAlchemy(model_class=Base)
+# Rows are not expired by a commit: a request that commits and then answers builds its answer
+# from what it holds instead of reloading every row (each request has its own session).
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 api = Api()
 
-
-def _ratelimit(name: str):
-    """A late-bound hook from ``chat.ratelimit`` (which imports models, so not at import time)."""
-
-    def call(*args):
-        from chat import ratelimit
-
-        return getattr(ratelimit, name)(*args)
-
-    call.__name__ = name
-    return call
-
-
-# Limits are read from the app's config on every request (see chat.ratelimit).
-limiter = Limiter(
-    key_func=_ratelimit("caller_key"),
-    application_limits=[ApplicationLimit(_ratelimit("global_limit"),
-                                         error_message=_ratelimit("global_breach_message"))],
-    default_limits=[Limit(_ratelimit("route_limit"), scope=_ratelimit("bucket_name"), shared=True,
-                          error_message=_ratelimit("route_breach_message"))],
-    request_identifier=_ratelimit("request_identifier"),
-)

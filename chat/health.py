@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import redis
 from flask import current_app
 from marshmallow import fields
 from sqlalchemy import text
@@ -15,12 +16,17 @@ log = logging.getLogger(__name__)
 health_blp = Blueprint("health", __name__, description="Probes")
 
 
+class LiveSchema(BaseSchema):
+    status = fields.String()
+
+
 class ReadySchema(BaseSchema):
     status = fields.String()
     checks = fields.Dict(keys=fields.String(), values=fields.String())
 
 
 @health_blp.route("/livez", methods=["GET"])
+@health_blp.response(200, LiveSchema)
 def livez():
     """Answer at once, touching nothing: the process is up."""
     return {"status": "ok"}
@@ -37,13 +43,11 @@ def _check_database() -> str:
 
 
 def _check_redis() -> str:
-    """Ping with the app's own client (chat/realtime.py): its pooled connection is reused
+    """Ping with the app's own client (chat/realtime/__init__.py): its pooled connection is reused
     across probes, and it fails fast (REDIS_SOCKET_TIMEOUT, 1 s by default, connect and
     read). A probe every few seconds must not open and drop a connection each time."""
     if not current_app.config.get("REDIS_URL"):
         return "not configured"
-    import redis
-
     client = current_app.extensions["redis"]
     try:
         client.ping()

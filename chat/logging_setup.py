@@ -7,10 +7,12 @@ made up; it is echoed in the response, put on every log line of the request (a
 their own), and travels with every Celery task the request queues (a message header), so
 the worker's lines for that task carry it too.
 
-No line carries the event stream's ``?token=`` (a session token in the query string, the
-one way a browser's EventSource can authenticate): ``RedactTokensFilter`` sits on our
-handlers, on the development server's "werkzeug" logger and on gunicorn's handlers, and
-gunicorn's access atoms are redacted one by one.
+No line carries a credential sent in a query string: the event stream's ``?token=`` (the one
+way a browser's EventSource can authenticate), and any other parameter whose name looks like
+a credential (``?X-APP-Session=``, ``?app_key=``, ``?password=``... a client may put
+anything there, and the request line is logged before any route can refuse it).
+``RedactTokensFilter`` sits on our handlers, on the development server's "werkzeug" logger
+and on gunicorn's handlers, and gunicorn's access atoms are redacted one by one.
 
 Processes wire it up as follows: ``create_app`` calls ``init_app`` (web, CLI, and the Celery
 worker, which builds the app); the Celery worker's own logging setup is replaced by ours
@@ -25,9 +27,13 @@ import re
 import sys
 import uuid
 from contextvars import ContextVar
+from urllib.parse import unquote_plus
 
 from celery import signals
 from flask import Flask, g, request
+from pythonjsonlogger.json import JsonFormatter
+
+from config import log_format as configured_log_format
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A client's id is kept only when it is a short token: anything else (too long, spaces, control
@@ -42,18 +48,33 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s [%(name)s] [%(request_id)s] %(message)s
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(request_id)s %(process)d %(message)s"
 _HANDLER_MARK = "_chat_log_handler"
 
-# The event stream takes its token in the query string (``GET /api/v3/events?token=...``:
-# browsers' EventSource cannot send headers), so a request line or URL in a log would carry a
-# live credential. The value runs to the next parameter, space or quote (a request line ends
-# with " HTTP/1.1", an access line quotes it). ``^`` covers a bare query string (gunicorn's
-# ``%(q)s`` atom).
-_TOKEN_IN_QUERY = re.compile(r'((?:^|[?&])token=)[^&\s"]+')
+# A query parameter: its name and value each run to the next separator, space or quote (a
+# request line ends with " HTTP/1.1", an access line quotes it). ``^`` covers a bare query
+# string (gunicorn's ``%(q)s`` atom).
+_QUERY_PARAMETER = re.compile(r'((?:^|[?&;])([^=&;?#\s"]+)=)([^&;#\s"]*)')
+# Parts of a parameter name that mark a credential (compared in lower case, "-" as "_",
+# percent-escapes decoded): session and bot tokens, app keys, passwords, signatures.
+_CREDENTIAL_WORDS = ("token", "session", "secret", "passw", "pwd", "auth", "signature",
+                     "credential", "apikey", "appkey")
 REDACTED = "[redacted]"
 
 
+def is_credential_name(name: str) -> bool:
+    """Does a query parameter called ``name`` look like it carries a credential?"""
+    normal = unquote_plus(name).lower().replace("-", "_")
+    return (any(word in normal for word in _CREDENTIAL_WORDS)
+            or normal == "key" or normal.endswith("_key"))
+
+
+def _redact_parameter(match: re.Match) -> str:
+    if match.group(3) and is_credential_name(match.group(2)):
+        return match.group(1) + REDACTED
+    return match.group(0)
+
+
 def redact(text: str) -> str:
-    """``text`` with the value of every ``token=`` query parameter replaced."""
-    return _TOKEN_IN_QUERY.sub(r"\1" + REDACTED, text)
+    """``text`` with the value of every credential-looking query parameter replaced."""
+    return _QUERY_PARAMETER.sub(_redact_parameter, text)
 
 
 def new_request_id() -> str:
@@ -106,8 +127,6 @@ def _add_filter_once(target: logging.Filterer, wanted: logging.Filter) -> None:
 
 def make_formatter(log_format: str) -> logging.Formatter:
     if log_format == "json":
-        from pythonjsonlogger.json import JsonFormatter
-
         return JsonFormatter(
             JSON_FIELDS,
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
@@ -218,9 +237,7 @@ class GunicornLogger(_GunicornLogger):
 
     def setup(self, cfg):
         super().setup(cfg)
-        from config import config_from_env
-
-        log_format = config_from_env().LOG_FORMAT
+        log_format = configured_log_format()
         for logger in (self.error_log, self.access_log):
             for handler in logger.handlers:
                 _add_filter_once(handler, RedactTokensFilter())

@@ -6,15 +6,18 @@ One table for both dialects, so a message sent in one reads correctly in the oth
 from __future__ import annotations
 
 import json
-import math
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from chat.errors import ServiceError
+from chat import strict_json
+from chat.errors import Kind, ServiceError
 
 TEXT_MAX = 5000
 URL_MAX = 2048
 CARD_MAX = 20000
+# Decimal degrees in ASCII: float() would also read "١", "１", "1_0", "1e1", "nan" and "inf".
+DEGREES = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -24,24 +27,28 @@ class MessageType:
     kook: int  # what KOOK clients send and see
     classic_accepts: bool = True  # may a classic client send it
     kook_accepts: bool = True  # may a KOOK client send it
+    media: bool = False  # content is the URL of a file (shown to KOOK clients as an attachment)
+    editable: bool = False  # text a person can rewrite; media is replaced by sending anew
 
 
 TYPES = (
-    MessageType("text", -1, 1),
-    MessageType("image", -2, 2),
-    MessageType("video", -3, 3),
-    MessageType("file", -4, 4),
+    MessageType("text", -1, 1, editable=True),
+    MessageType("image", -2, 2, media=True),
+    MessageType("video", -3, 3, media=True),
+    MessageType("file", -4, 4, media=True),
     # KOOK has no location type: KOOK clients see it as text.
-    MessageType("location", -5, 1, kook_accepts=False),
-    MessageType("audio", -6, 8),
+    MessageType("location", -5, 1, kook_accepts=False, editable=True),
+    MessageType("audio", -6, 8, media=True),
     # Classic has no rich types: classic clients see them as text.
-    MessageType("kmarkdown", -1, 9, classic_accepts=False),
-    MessageType("card", -1, 10, classic_accepts=False),
+    MessageType("kmarkdown", -1, 9, classic_accepts=False, editable=True),
+    MessageType("card", -1, 10, classic_accepts=False, editable=True),
 )
 
 BY_NAME = {t.name: t for t in TYPES}
 FROM_CLASSIC = {t.classic: t.name for t in TYPES if t.classic_accepts}
 FROM_KOOK = {t.kook: t.name for t in TYPES if t.kook_accepts}
+MEDIA_TYPES = frozenset(t.name for t in TYPES if t.media)
+EDITABLE_TYPES = frozenset(t.name for t in TYPES if t.editable)
 
 
 def classic_number(name: str) -> int:
@@ -53,7 +60,7 @@ def kook_number(name: str) -> int:
 
 
 def _bad(message: str) -> ServiceError:
-    return ServiceError("invalid", message, {"content": [message]})
+    return ServiceError(Kind.INVALID, message, {"content": [message]})
 
 
 def _check_url(content: str, kind: str) -> None:
@@ -69,12 +76,10 @@ def _check_location(content: str) -> None:
     pieces = content.split(",")
     if len(pieces) != 2:
         raise _bad(hint)
-    try:
-        lat, lng = (float(p.strip()) for p in pieces)
-    except ValueError:
-        raise _bad(hint) from None
-    if not (math.isfinite(lat) and math.isfinite(lng)):
+    pieces = [p.strip(" \t") for p in pieces]
+    if not all(DEGREES.fullmatch(p) for p in pieces):
         raise _bad(hint)
+    lat, lng = (float(p) for p in pieces)
     if not -90 <= lat <= 90 or not -180 <= lng <= 180:
         raise _bad("location out of range: latitude must be within ±90 and longitude within ±180")
 
@@ -83,9 +88,11 @@ def _check_card(content: str) -> None:
     if len(content) > CARD_MAX:
         raise _bad(f"card content must be at most {CARD_MAX} characters")
     try:
-        cards = json.loads(content)
-    except ValueError:
-        raise _bad("card content must be a JSON array of card objects") from None
+        # Strict: NaN/Infinity would be stored and handed to clients that cannot parse them
+        # back, and content nested hundreds deep must be a 400, not a RecursionError.
+        cards = strict_json.loads(content)
+    except json.JSONDecodeError as exc:
+        raise _bad(f"card content must be a JSON array of card objects ({exc.msg})") from None
     if isinstance(cards, dict):
         cards = [cards]
     if not isinstance(cards, list) or not cards or not all(
@@ -105,12 +112,12 @@ def validate_content(type_name: str, content: str) -> str:
             raise _bad(f"{type_name} content must be at most {TEXT_MAX} characters")
         return content
     content = content.strip()
-    if type_name in ("image", "video", "file", "audio"):
+    if type_name in MEDIA_TYPES:
         _check_url(content, type_name)
     elif type_name == "location":
         _check_location(content)
     elif type_name == "card":
         _check_card(content)
     else:  # pragma: no cover - callers map numbers through FROM_CLASSIC / FROM_KOOK
-        raise ServiceError("invalid", f"unknown message type {type_name!r}")
+        raise ServiceError(Kind.INVALID, f"unknown message type {type_name!r}")
     return content

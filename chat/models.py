@@ -18,7 +18,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
+    false,
+    or_,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from chat.extensions import db
@@ -32,6 +36,13 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def insert_unless_taken(model, values: dict, *columns: str):
+    """``INSERT ... ON CONFLICT (columns) DO NOTHING`` on PostgreSQL and SQLite alike: a row a
+    parallel request inserted first makes this a no-op instead of an error."""
+    make = postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return make(model).values(values).on_conflict_do_nothing(index_elements=list(columns) or None)
+
+
 class User(db.Model):
     __tablename__ = "users"
 
@@ -39,6 +50,10 @@ class User(db.Model):
     username: Mapped[str] = mapped_column(String(32))
     # Lower-cased copy: usernames are unique case-insensitively on every database.
     username_key: Mapped[str] = mapped_column(String(32), unique=True)
+    # Unicode TR39 skeleton of the key (chat.names): unique, so no new name can pose as an
+    # existing one. Null for an account made before the rule whose name is confusable with an
+    # older account's (see docs/decisions.md): kept as it was, flagged by the null.
+    username_skeleton: Mapped[Optional[str]] = mapped_column(Text, unique=True, index=True)
     nickname: Mapped[str] = mapped_column(String(64), default="")
     avatar: Mapped[str] = mapped_column(String(2048), default="")
     identify_num: Mapped[str] = mapped_column(String(4))
@@ -161,11 +176,19 @@ class Friendship(db.Model):
 
 class FriendRequest(db.Model):
     __tablename__ = "friend_requests"
-    __table_args__ = (UniqueConstraint("from_user_id", "to_user_id"),)
+    __table_args__ = (
+        UniqueConstraint("from_user_id", "to_user_id"),
+        # One pending request per pair, whichever way: two people asking each other at the
+        # same moment cannot both store a request (the second one accepts the first instead).
+        UniqueConstraint("pair_low", "pair_high"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     from_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     to_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    # The pair as (low, high), as friendships and conversations store it.
+    pair_low: Mapped[int] = mapped_column(BigInteger)
+    pair_high: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
 
 
@@ -175,6 +198,12 @@ class Block(db.Model):
     blocker_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
     blocked_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+    @classmethod
+    def either_way(cls, a, b):
+        """SQL criteria: a block between ``a`` and ``b``, in either direction (ids or columns)."""
+        return or_(and_(cls.blocker_id == a, cls.blocked_id == b),
+                   and_(cls.blocker_id == b, cls.blocked_id == a))
 
 
 class Webhook(db.Model):
@@ -186,6 +215,12 @@ class Webhook(db.Model):
     # The signing secret, encrypted with a key derived from SECRET_KEY (never stored in clear).
     secret_encrypted: Mapped[str] = mapped_column(Text)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+    # "signed" (our JSON, HMAC-signed) or "kook" (KOOK's callback format, chat/webhooks/kook_format.py:
+    # then the encrypted secret holds its verify token and encrypt key). KOOK numbers a
+    # callback's events (``sn``) and may deflate them (``compress``).
+    format: Mapped[str] = mapped_column(String(16), default="signed", server_default="signed")
+    compress: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    sn: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class WebhookDelivery(db.Model):

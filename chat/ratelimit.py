@@ -1,12 +1,19 @@
 """Rate limits (Flask-Limiter) and KOOK's rate-limit headers.
 
-Every caller (the user behind the request's token or session, else the client address) has:
+Every caller has the limits below. The caller is the user behind the credential the route
+authenticates with (``chat.auth.route_credential``: the session headers on classic routes,
+``Authorization`` on KOOK ones), else, with no credential or an unknown one, the client
+address (behind ``TRUSTED_PROXIES`` proxies, the address they forwarded):
 
 - a global limit over all their requests (``RATELIMIT_GLOBAL``);
 - a limit per route bucket (``RATELIMIT_ROUTE``): KOOK routes are named by their path
   under ``/api/v3`` (``user-chat/list``), classic ones by method and path (``GET /message``);
 - one send bucket, ``message/send`` (``RATELIMIT_SEND``), shared by classic ``POST /message``
-  and KOOK ``direct-message/create``, so switching dialects does not double the rate.
+  and KOOK ``direct-message/create``, so switching dialects does not double the rate;
+- one login bucket per client address, ``auth/password`` (``RATELIMIT_LOGIN``), shared by
+  ``POST /auth/login`` and ``POST /auth/register``: each costs a password hash, and a burst of
+  them from one address must hit its limit long before the hashing threads are saturated
+  (``chat.passwords``). Counted by address whatever username or credential the body names.
 
 Counts live in Redis when configured (keys under ``REDIS_KEY_PREFIX``), else in memory; when
 Redis is unreachable Flask-Limiter falls back to in-process counts and returns to Redis once it
@@ -27,41 +34,81 @@ import zlib
 
 from flask import Flask, current_app, request
 from flask.wrappers import Response
+from flask_limiter import ApplicationLimit, Limit
 from sqlalchemy.exc import SQLAlchemyError
 
-from chat.extensions import limiter
+from chat import metrics
+from chat.auth import resolve_token, route_credential
+from chat.endpoints import hashes_password, is_send
+from chat.extensions import db
+from chat.limiter_fallback import FallbackLimiter
 
 log = logging.getLogger(__name__)
 
 GLOBAL_SCOPE = "global"  # Flask-Limiter's scope for application-wide limits
 SEND_BUCKET = "message/send"
-SEND_ENDPOINTS = frozenset({"classic_message.send_message", "kook_direct_message.create_direct_message"})
+LOGIN_BUCKET = "auth/password"
 UNROUTED = "unrouted"  # requests that match no route still count, so probing is limited too
-EXEMPT_BLUEPRINTS = frozenset({"health", "api-docs"})  # probes and the OpenAPI document
+# Probes, the OpenAPI document, the scrape endpoint, and the web page with its files.
+EXEMPT_BLUEPRINTS = frozenset({"health", "api-docs", "metrics", "web"})
 KOOK_PREFIX = "/api/v3/"
+DATABASE_FAILURE = "chat.ratelimit.database_failure"  # request.environ key
 
 
 def caller_key() -> str:
-    """Who the limits count against: the authenticated user, else the client address."""
-    from chat.auth import caller_token, resolve_token
-    from chat.extensions import db
-
-    raw = caller_token()
-    if raw:
+    """Who the limits count against: the user behind the credential the route authenticates
+    with, else (no credential, or an unknown one) the client address."""
+    raw = route_credential()
+    if raw and DATABASE_FAILURE not in request.environ:
         try:
             found = resolve_token(raw)
-        except SQLAlchemyError:
-            # The database is down: count by address; the route itself will answer 503.
+        except SQLAlchemyError as exc:
+            # The database is down or every pooled connection is busy: count by address, and
+            # remember it, so neither a second look-up nor the route waits for the pool again
+            # (``answer_database_failure`` answers 503 at once).
             db.session.rollback()
+            request.environ[DATABASE_FAILURE] = exc
             found = None
         if found is not None:
             return f"user:{found[0].id}"
+    return address_key()
+
+
+def address_key() -> str:
+    """The client address, for limits that must not depend on who the request claims to be."""
     return f"ip:{request.remote_addr or 'unknown'}"
+
+
+def answer_database_failure() -> None:
+    """After the limiter's check: a request whose caller could not be looked up because the
+    database failed answers 503 now (the app's database handler) instead of waiting again
+    for a connection. One wait per request, ``DB_POOL_TIMEOUT`` at most, as documented."""
+    failure = request.environ.get(DATABASE_FAILURE)
+    if failure is not None:
+        raise failure
+
+
+def hashes_no_password() -> bool:
+    """Is this request exempt from the login limit (it computes no password hash)?"""
+    return not hashes_password()
+
+
+def login_bucket(_endpoint: str = "") -> str:
+    return LOGIN_BUCKET
+
+
+def login_limit() -> str:
+    return current_app.config["RATELIMIT_LOGIN"]
+
+
+def login_breach_message() -> str:
+    return (f"too many sign-ins from this address (at most {login_limit()}); "
+            "wait and retry (see Retry-After)")
 
 
 def bucket_name(_endpoint: str = "") -> str:
     """The bucket of the current request (Flask-Limiter passes the endpoint; the rule is used)."""
-    if request.endpoint in SEND_ENDPOINTS:
+    if is_send():
         return SEND_BUCKET
     rule = request.url_rule
     if rule is None:
@@ -103,7 +150,23 @@ def is_exempt() -> bool:
     return request.blueprint in EXEMPT_BLUEPRINTS
 
 
-limiter.request_filter(is_exempt)
+LIMITER = "chat.limiter"  # app.extensions key
+
+
+def _new_limiter() -> FallbackLimiter:
+    """A limiter for one app; its limits are read from the app's config on every request
+    (the functions above). One per app, so an outage one app saw (tests build many) never
+    leaves another on the in-memory fallback."""
+    limiter = FallbackLimiter(
+        key_func=caller_key,
+        application_limits=[ApplicationLimit(global_limit, error_message=global_breach_message)],
+        default_limits=[Limit(route_limit, scope=bucket_name, shared=True, error_message=route_breach_message),
+                        Limit(login_limit, key_function=address_key, scope=login_bucket, shared=True,
+                              exempt_when=hashes_no_password, error_message=login_breach_message)],
+        request_identifier=request_identifier,
+    )
+    limiter.request_filter(is_exempt)
+    return limiter
 
 
 def _scope(request_limit) -> str:
@@ -112,6 +175,7 @@ def _scope(request_limit) -> str:
 
 def add_headers(response: Response) -> Response:
     """Write KOOK's headers for the bucket that applied to this request (see module doc)."""
+    limiter = current_app.extensions[LIMITER]
     if not limiter.enabled:
         return response
     evaluated = list(limiter.current_limits)
@@ -126,6 +190,8 @@ def add_headers(response: Response) -> Response:
         log.warning("rate limit headers skipped: storage unavailable", exc_info=True)
         return response
     reset = max(0, math.ceil(reset_at - time.time()))
+    if chosen.breached:
+        metrics.rate_limited(_scope(chosen))
     if response.status_code == 429:
         response.headers["Retry-After"] = str(max(1, reset))
     if not request.path.startswith(KOOK_PREFIX):
@@ -143,8 +209,7 @@ def add_headers(response: Response) -> Response:
 
 def init_app(app: Flask) -> None:
     """Bind the limiter to ``app`` and add the KOOK headers."""
-    # The extension object is shared by every app this process builds (tests build many);
-    # an outage seen by an earlier app must not leave this one on the in-memory fallback.
-    limiter._storage_dead = False
-    limiter.init_app(app)
+    limiter = app.extensions[LIMITER] = _new_limiter()
+    limiter.init_app(app)  # its check runs before every later before_request hook
+    app.before_request(answer_database_failure)
     app.after_request(add_headers)

@@ -1,5 +1,5 @@
 """Pieces every dialect's schemas share: the base schema, the request parser, envelopes,
-and fields for values the seeds spell loosely (ids as strings or numbers, ms timestamps).
+and fields for values the two APIs spell loosely (ids as strings or numbers, ms timestamps).
 """
 
 from __future__ import annotations
@@ -8,8 +8,10 @@ import re
 
 from flask_smorest import Blueprint as SmorestBlueprint
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load
-from webargs.core import missing
-from webargs.flaskparser import FlaskParser
+from webargs.core import is_json, missing
+from webargs.flaskparser import FlaskParser, abort
+
+from chat import strict_json
 
 MAX_TIMESTAMP_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
 BIGINT_LIMIT = 2**63
@@ -63,6 +65,16 @@ class Parser(FlaskParser):
     DEFAULT_UNKNOWN_BY_LOCATION = {location: None for location in FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION}
     DEFAULT_VALIDATION_STATUS = 400
 
+    def _raw_load_json(self, req):
+        """The body through ``chat.strict_json``: no NaN, no endless digits or nesting."""
+        if not is_json(req.mimetype):
+            return missing
+        return strict_json.loads(req.get_data(cache=True))
+
+    def _handle_invalid_json_error(self, error, req, *args, **kwargs):
+        reason = getattr(error, "msg", None) or getattr(error, "reason", None) or "not valid JSON"
+        abort(400, exc=error, messages={"json": [f"Invalid JSON body: {reason}."]})
+
 
 parser = Parser()
 
@@ -85,20 +97,49 @@ class Blueprint(SmorestBlueprint):
         "body_or_query": "application/json",
     }
 
+    def operation(self, rule: str, method: str, envelope, *, auth, security: list,
+                  args=None, location: str = "json", **doc):
+        """One API operation in one decorator: its route and method, the envelope it answers
+        200 with, how it authenticates (``auth`` checks, ``security`` documents), and what it
+        reads (``args`` from ``location``); further OpenAPI ``doc`` as flask-smorest takes it."""
+        def decorate(view):
+            if args is not None:
+                view = self.arguments(args, location=location)(view)
+            view = auth(view)
+            view = self.doc(security=security, **doc)(view)
+            view = self.response(200, envelope)(view)
+            return self.route(rule, methods=[method])(view)
 
-class IntegerId(fields.Integer):
-    """An integer id given as a number or as a string of digits."""
+        return decorate
 
-    default_error_messages = {"invalid": "Not a valid id: give an integer."}
+
+class StrictInteger(fields.Integer):
+    """An integer given as a JSON integer or as a string of ASCII digits (query strings and
+    form bodies are strings). Python's int() would also take 1.5 (as 1), "١" or "２" (other
+    scripts' digits), "1_0" and "²"-like forms: all refused, as are booleans and any float."""
+
+    default_error_messages = {"invalid": "Not a valid integer: give ASCII digits, e.g. 20."}
 
     def __init__(self, **kwargs):
         super().__init__(strict=False, **kwargs)
 
     def _validated(self, value):
-        if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+        if isinstance(value, (bool, float)):
             raise self.make_error("invalid")
-        if isinstance(value, str) and not SIGNED_ASCII_DIGITS.fullmatch(value.strip()):
+        if isinstance(value, str):
+            if not SIGNED_ASCII_DIGITS.fullmatch(value.strip()):
+                raise self.make_error("invalid")
+        elif not isinstance(value, int):
             raise self.make_error("invalid")
+        return super()._validated(value)
+
+
+class IntegerId(StrictInteger):
+    """An integer id given as a number or as a string of digits."""
+
+    default_error_messages = {"invalid": "Not a valid id: give an integer."}
+
+    def _validated(self, value):
         number = super()._validated(value)
         if not -BIGINT_LIMIT < number < BIGINT_LIMIT:  # would overflow the database column
             raise self.make_error("invalid")
@@ -115,7 +156,7 @@ class StringId(fields.String):
 
 
 class MillisString(fields.Field):
-    """A millisecond timestamp sent as a string of digits (as the classic seed specifies)."""
+    """A millisecond timestamp sent as a string of digits (as the classic API specifies)."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         hint = 'must be a millisecond timestamp as a string, e.g. "1700000000000"'
@@ -129,6 +170,25 @@ class MillisString(fields.Field):
 
     def _serialize(self, value, attr, obj, **kwargs):
         return None if value is None else str(value)
+
+
+class ProfileSchema(BaseSchema):
+    """What both dialects show of a user to others (each adds its own ``id`` form)."""
+
+    username = fields.String()
+    nickname = fields.String()
+    avatar = fields.String()
+    online = fields.Boolean(metadata={"description": "Whether the user has an event stream open."})
+
+
+class ChatStateSchema(BaseSchema):
+    """A member's own view of a chat, the same in both dialects: its KOOK code, how much of it
+    is unread, when they last read it and when it last had a message (ms)."""
+
+    code = fields.String(attribute="conversation.code")
+    unread_count = fields.Integer(attribute="member.unread_count")
+    last_read_time = fields.Integer(attribute="member.last_read_time")
+    latest_msg_time = fields.Integer(attribute="member.latest_msg_time")
 
 
 _envelopes: dict[str, type[Schema]] = {}

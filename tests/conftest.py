@@ -147,6 +147,25 @@ def app(config_class, _schema):
 
 
 @pytest.fixture
+def app_with(config_class):
+    """Build and enter apps with other settings (``make(NAME=value, ...)`` returns a test
+    client); each is left when the test ends."""
+    contexts = []
+
+    def make(**settings):
+        built = create_app(type("AdjustedConfig", (config_class,), settings))
+        context = built.app_context()
+        context.push()
+        contexts.append(context)
+        return built.test_client()
+
+    yield make
+    for context in reversed(contexts):
+        db.session.remove()
+        context.pop()
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 
@@ -234,7 +253,7 @@ def empty_database_url(tmp_path) -> str:
 def live_database_url(empty_database_url) -> str:
     """A fresh database migrated by the real ``flask db upgrade``, for processes started by
     the test; dropped afterwards."""
-    from tests.live import flask_command
+    from devstack import flask_command
 
     flask_command({"DATABASE_URL": empty_database_url, "CHAT_ENV": "development"}, "db", "upgrade")
     return empty_database_url
@@ -255,10 +274,12 @@ def redis_prefix() -> str:
 
 
 @pytest.fixture
-def live_env(live_database_url, redis_prefix) -> dict[str, str]:
+def live_env(live_database_url, redis_prefix, tmp_path) -> dict[str, str]:
     """Environment for production-mode processes: the test's database, Redis and prefix."""
     return {
         "CHAT_ENV": "production",
+        # The test's own metrics directory, not the checkout's instance/metrics.
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         "DATABASE_URL": live_database_url,
         "REDIS_URL": REDIS_URL,
         "REDIS_KEY_PREFIX": redis_prefix,
@@ -268,4 +289,5 @@ def live_env(live_database_url, redis_prefix) -> dict[str, str]:
         "RATELIMIT_GLOBAL": "1000000 per second",
         "RATELIMIT_ROUTE": "1000000 per second",
         "RATELIMIT_SEND": "1000000 per second",
+        "RATELIMIT_LOGIN": "1000000 per second",
     }

@@ -19,6 +19,8 @@ class TcpProxy:
         self._listener.listen(128)
         self.port = self._listener.getsockname()[1]
         self._up = True
+        self._holding = False
+        self._held: list[socket.socket] = []
         self._closed = False
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -30,20 +32,26 @@ class TcpProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            if self._holding:
+                self._held.append(client)  # connected when the link comes back
+                continue
             if not self._up:
                 # A server that is down: the connection ends before the first byte.
                 client.close()
                 continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-                upstream.settimeout(None)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._sockets.update((client, upstream))
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+            self._forward(client)
+
+    def _forward(self, client: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(self.target, timeout=5)
+            upstream.settimeout(None)
+        except OSError:
+            client.close()
+            return
+        with self._lock:
+            self._sockets.update((client, upstream))
+        for src, dst in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
@@ -72,8 +80,19 @@ class TcpProxy:
         for sock in open_sockets:
             self._drop(sock)
 
+    def hold(self) -> None:
+        """Drop every open connection; new ones wait (accepted, silent) until ``restore()``,
+        as behind a network that is down for a while: a client retrying gets no error."""
+        self._holding = True
+        self.cut()
+
     def restore(self) -> None:
         self._up = True
+        if self._holding:
+            self._holding = False
+            held, self._held = self._held, []
+            for client in held:
+                self._forward(client)
 
     def close(self) -> None:
         self._closed = True

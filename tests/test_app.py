@@ -30,7 +30,8 @@ def test_openapi_describes_every_route(client, app):
     spec = client.get("/openapi.json").json
     documented = {(path, method.upper()) for path, ops in spec["paths"].items() for method in ops}
     for rule in app.url_map.iter_rules():
-        if rule.endpoint in ("static",) or rule.endpoint.startswith("api-docs"):
+        # The document itself, and the pages for people (the chat, the docs viewer, their files).
+        if rule.endpoint in ("static",) or rule.endpoint.startswith(("api-docs", "web.")):
             continue
         path = str(rule).replace("<", "{").replace(">", "}")
         for method in rule.methods - {"HEAD", "OPTIONS"}:
@@ -83,3 +84,9 @@ def test_demo_seeds_an_empty_database_once(app):
     first = runner.invoke(args=["demo"])
     assert "app key" in first.output and accounts.count_users() == 2
     assert "already has users" in runner.invoke(args=["demo"]).output
+
+
+def test_the_demo_banner_shows_the_port_make_run_serves_on(app):
+    runner = app.test_cli_runner()
+    output = runner.invoke(args=["demo"], env={"PORT": "5077"}).output
+    assert "http://127.0.0.1:5077/auth/login" in output and ":5000" not in output

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from chat.extensions import db
 from chat.models import ConversationMember, Message
 from chat.realtime import EventBusDown, RedisStreamBus, redis_client
-from chat.services import counters
-from tests.live import free_port
+from chat.delivery import counters, push, reads
+from devstack import free_port
 
 
 def dead_bus() -> RedisStreamBus:
@@ -33,7 +33,7 @@ def test_delivering_again_changes_nothing(alice, bob):
     cid = alice.open_with(bob)
     sent = alice.send(cid).json["data"]
     assert sent["ispushed"] == 1 and unread(cid, bob.id) == 1
-    assert counters.deliver(message_id(sent["messagekey"])) is False
+    assert push.deliver(message_id(sent["messagekey"])) is False
     assert unread(cid, bob.id) == 1
     assert counters.rebuild_all() == 0
 
@@ -45,11 +45,11 @@ def test_a_send_while_the_bus_is_down_succeeds_unpushed_and_the_sweeper_pushes_i
     sent = alice.send(cid, "during the outage").json["data"]
     assert sent["issent"] == 1 and sent["ispushed"] == 0
     assert unread(cid, bob.id) == 0  # not delivered, so not counted yet
-    assert counters.sweep_unpushed(0, 100) == 0  # still down: the delivery fails again
+    assert push.sweep_unpushed(0, 100) == 0  # still down: the delivery fails again
 
     app.extensions["event_bus"] = bus
-    assert counters.sweep_unpushed(60_000, 100) == 0  # too young to sweep
-    assert counters.sweep_unpushed(0, 100) == 1
+    assert push.sweep_unpushed(60_000, 100) == 0  # too young to sweep
+    assert push.sweep_unpushed(0, 100) == 1
     assert unread(cid, bob.id) == 1
     assert bus.read(bob.id, None)[-1][1] == "message.created"
     assert counters.rebuild_all() == 0
@@ -60,7 +60,7 @@ def test_delivery_fails_before_its_claim_when_the_bus_is_down(app, alice, bob):
     app.extensions["event_bus"] = dead_bus()
     sent = alice.send(cid).json["data"]
     with pytest.raises(EventBusDown):
-        counters.deliver(message_id(sent["messagekey"]))
+        push.deliver(message_id(sent["messagekey"]))
     db.session.rollback()
     assert db.session.scalar(select(Message.pushed_at).where(Message.key == sent["messagekey"])) is None
 
@@ -76,7 +76,7 @@ def test_reading_moves_forward_only_and_tells_the_sender(app, alice, bob):
     event = bus.read(alice.id, None)[-1]
     assert event[1] == "message.read" and keys[1] in event[2]
     # An older pointer does not move it back, and says nothing new.
-    assert counters.mark_read(bob.id, cid, message_id(keys[0])) is False
+    assert reads.mark_read(bob.id, cid, message_id(keys[0])) is False
     assert unread(cid, bob.id) == 1
     page = alice.get("/message", query_string={"conversationid": cid}).json["data"]
     assert [m["isread"] for m in page] == [0, 1, 1]  # newest first
@@ -88,11 +88,11 @@ def test_a_read_whose_event_was_lost_is_announced_on_retry(app, alice, bob):
     bus = app.extensions["event_bus"]
     app.extensions["event_bus"] = dead_bus()
     with pytest.raises(EventBusDown):
-        counters.mark_read(bob.id, cid, message_id(key))
+        reads.mark_read(bob.id, cid, message_id(key))
     assert unread(cid, bob.id) == 0  # the read itself is committed
 
     app.extensions["event_bus"] = bus
-    assert counters.mark_read(bob.id, cid, message_id(key), announce=True) is False
+    assert reads.mark_read(bob.id, cid, message_id(key), announce=True) is False
     event = bus.read(alice.id, None)[-1]
     assert event[1] == "message.read" and key in event[2]
 

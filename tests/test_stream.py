@@ -8,7 +8,7 @@ import json
 import pytest
 
 from chat.realtime import RedisPresence, RedisStreamBus, redis_client
-from tests.live import free_port
+from devstack import free_port, wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -211,3 +211,42 @@ def test_redis_presence_is_per_stream_and_expires(redis_url, redis_prefix):
     presence.enter(7, "c")  # a stream whose process dies never leaves...
     time.sleep(0.6)
     assert presence.is_online(7) is False  # ...and stops counting once unrefreshed
+
+
+def test_waiting_streams_share_one_blocking_reader(tmp_path):
+    # Thousands of idle event streams must not hold a blocking Redis connection each: one
+    # reader per process waits on all of them and wakes the ones whose stream grew.
+    import threading
+
+    import redis
+
+    from devstack import start_redis
+
+    server, url = start_redis(tmp_path)
+    try:
+        bus = RedisStreamBus(redis_client(url, 1), redis_client(url, 1, read_timeout=10), "t:")
+        got: dict[int, list] = {}
+        readers = [threading.Thread(target=lambda u=u: got.__setitem__(u, bus.read(u, "0-0", block_ms=8000)))
+                   for u in range(1, 41)]
+        for reader in readers:
+            reader.start()
+        watcher = redis.Redis.from_url(url)
+
+        def blocked_readers() -> int:
+            return sum(1 for c in watcher.client_list() if c.get("cmd") == "xread" and "b" in c.get("flags", ""))
+
+        wait_until(lambda: blocked_readers() == 1 and len(bus._waker._seen) == 40, 10,
+                   what="one blocking reader for all 40 waiting streams")
+        bus.append(7, "message.created", {"n": 7})
+        bus.append(23, "message.created", {"n": 23})
+        for user in (7, 23):
+            readers[user - 1].join(5)
+            assert [json.loads(data)["n"] for _, _, data in got[user]] == [user]
+        assert blocked_readers() == 1  # the other 38 still wait, on the same connection
+        for user in range(1, 41):
+            bus.append(user, "message.created", {"n": user})
+        for reader in readers:
+            reader.join(5)
+        assert all(got[user] for user in range(1, 41))
+    finally:
+        server.stop()

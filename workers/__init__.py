@@ -1,5 +1,5 @@
 """Celery workers: ``celery -A workers worker`` / ``celery -A workers beat``.
 
-Celery finds the app in ``workers.celery``; the tasks are in ``workers.tasks``. This package
-itself imports nothing, so the web process can import the tasks without building a second app.
+This package is only the entry point: Celery finds the app in ``workers.celery``, which
+builds the Flask app; the tasks are ``chat.tasks``.
 """

@@ -1,4 +1,4 @@
-"""Classic dialect (seed 000): accounts, conversations and messages.
+"""The classic API: accounts, conversations and messages.
 
 Every route: schema.load -> service -> schema.dump in the classic envelope. Both header
 spellings (X-APP-* and X-HA-*) are accepted, see ``chat.auth``.
@@ -6,76 +6,68 @@ spellings (X-APP-* and X-HA-*) are accepted, see ``chat.auth``.
 
 from __future__ import annotations
 
-from chat.auth import APP_KEY_SECURITY, SESSION_SECURITY, current_token, current_user, require_app_key, require_session
+from chat.auth import (
+    APP_KEY_SECURITY,
+    SESSION_SECURITY,
+    current_token,
+    current_user,
+    require_app_key,
+    require_session,
+)
 from chat.classic import schemas as s
+from chat.endpoints import checks_password, counts_as_send
 from chat.schemas import Blueprint
 from chat.services import accounts, conversations, messages
 
 auth_blp = Blueprint("classic_auth", __name__, url_prefix="/auth", description="Accounts (classic envelope)")
 conversation_blp = Blueprint("classic_conversation", __name__, url_prefix="/conversation",
-                             description="Conversations (seed 000)")
-message_blp = Blueprint("classic_message", __name__, url_prefix="/message", description="Messages (seed 000)")
+                             description="Conversations (classic API)")
+message_blp = Blueprint("classic_message", __name__, url_prefix="/message", description="Messages (classic API)")
 blueprints = (auth_blp, conversation_blp, message_blp)
 
 
-@auth_blp.route("/register", methods=["POST"])
-@auth_blp.response(200, s.UserEnvelope)
-@auth_blp.doc(security=APP_KEY_SECURITY)
-@require_app_key
-@auth_blp.arguments(s.RegisterSchema)
+@checks_password
+@auth_blp.operation("/register", "POST", s.UserEnvelope,
+                    auth=require_app_key, security=APP_KEY_SECURITY, args=s.RegisterSchema)
 def register_user(args):
     """Create an account."""
     return {"data": accounts.register(**args)}
 
 
-@auth_blp.route("/login", methods=["POST"])
-@auth_blp.response(200, s.SessionEnvelope)
-@auth_blp.doc(security=APP_KEY_SECURITY)
-@require_app_key
-@auth_blp.arguments(s.LoginSchema)
+@checks_password
+@auth_blp.operation("/login", "POST", s.SessionEnvelope,
+                    auth=require_app_key, security=APP_KEY_SECURITY, args=s.LoginSchema)
 def login_user(args):
     """Open a session: the token goes in X-APP-Session."""
     raw, token, user = accounts.login(args["username"], args["password"])
     return {"data": {"session": raw, "expires_at": token.expires_at, "user": user}}
 
 
-@auth_blp.route("/logout", methods=["POST"])
-@auth_blp.response(200, s.EmptyEnvelope)
-@auth_blp.doc(security=SESSION_SECURITY)
-@require_session
+@auth_blp.operation("/logout", "POST", s.EmptyEnvelope, auth=require_session, security=SESSION_SECURITY)
 def logout_user():
     """Revoke the current session."""
     accounts.logout(current_token())
     return {}
 
 
-@conversation_blp.route("", methods=["POST"])
-@conversation_blp.response(200, s.ConversationCreatedEnvelope)
-@conversation_blp.doc(security=SESSION_SECURITY)
-@require_session
-@conversation_blp.arguments(s.ConversationCreateSchema)
+@conversation_blp.operation("", "POST", s.ConversationCreatedEnvelope,
+                            auth=require_session, security=SESSION_SECURITY, args=s.ConversationCreateSchema)
 def create_conversation(args):
     """Open the conversation with another user (the same one on every call)."""
-    view, _ = conversations.open_conversation(current_user(), args["passiveuser"])
-    return {"data": view}
+    return {"data": conversations.open_conversation(current_user(), args["passiveuser"])}
 
 
-@conversation_blp.route("", methods=["GET"])
-@conversation_blp.response(200, s.ConversationPageEnvelope)
-@conversation_blp.doc(security=SESSION_SECURITY)
-@require_session
-@conversation_blp.arguments(s.PageQuerySchema, location="query")
+@conversation_blp.operation("", "GET", s.ConversationPageEnvelope,
+                            auth=require_session, security=SESSION_SECURITY, args=s.PageQuerySchema, location="query")
 def list_conversations(args):
     """List my conversations, newest activity first, with unread counts."""
     views, _ = conversations.list_for_user(current_user(), args["start"], args["limit"])
     return {"data": views}
 
 
-@message_blp.route("", methods=["POST"])
-@message_blp.response(200, s.MessageSentEnvelope)
-@message_blp.doc(security=SESSION_SECURITY)
-@require_session
-@message_blp.arguments(s.MessageCreateSchema)
+@counts_as_send
+@message_blp.operation("", "POST", s.MessageSentEnvelope,
+                       auth=require_session, security=SESSION_SECURITY, args=s.MessageCreateSchema)
 def send_message(args):
     """Send a message; a retry with the same nonce returns the original."""
     me = current_user()
@@ -85,11 +77,8 @@ def send_message(args):
     return {"data": sent}
 
 
-@message_blp.route("", methods=["GET"])
-@message_blp.response(200, s.MessageListEnvelope)
-@message_blp.doc(security=SESSION_SECURITY)
-@require_session
-@message_blp.arguments(s.MessageListQuerySchema, location="query")
+@message_blp.operation("", "GET", s.MessageListEnvelope,
+                       auth=require_session, security=SESSION_SECURITY, args=s.MessageListQuerySchema, location="query")
 def list_messages(args):
     """Page a conversation's history, newest first; the newest page marks it read."""
     me = current_user()
@@ -98,11 +87,8 @@ def list_messages(args):
     return {"data": page}
 
 
-@message_blp.route("", methods=["DELETE"])
-@message_blp.response(200, s.EmptyEnvelope)
-@message_blp.doc(security=SESSION_SECURITY)
-@require_session
-@message_blp.arguments(s.MessageDeleteSchema, location="body_or_query")
+@message_blp.operation("", "DELETE", s.EmptyEnvelope,
+                       auth=require_session, security=SESSION_SECURITY, args=s.MessageDeleteSchema, location="body_or_query")
 def delete_message(args):
     """Delete a message: type 1 for me, type 2 for both sides (sender only)."""
     if args["type"] == 1:
@@ -112,11 +98,8 @@ def delete_message(args):
     return {}
 
 
-@message_blp.route("/read", methods=["POST"])
-@message_blp.response(200, s.EmptyEnvelope)
-@message_blp.doc(security=SESSION_SECURITY)
-@require_session
-@message_blp.arguments(s.MessageReadSchema)
+@message_blp.operation("/read", "POST", s.EmptyEnvelope,
+                       auth=require_session, security=SESSION_SECURITY, args=s.MessageReadSchema)
 def mark_messages_read(args):
     """Mark the conversation read up to a message (default: the newest)."""
     me = current_user()

@@ -1,12 +1,19 @@
-"""marshmallow schemas of the classic dialect (seed 000): every input and output goes through one."""
+"""marshmallow schemas of the classic API: every input and output goes through one."""
 
 from __future__ import annotations
 
 from marshmallow import fields, validate
 
 from chat.message_types import FROM_CLASSIC, classic_number
-from chat.schemas import BaseSchema, IntegerId, MillisString, envelope
-from chat.services import presence
+from chat.schemas import (
+    BaseSchema,
+    ChatStateSchema,
+    IntegerId,
+    MillisString,
+    ProfileSchema,
+    StrictInteger,
+    envelope,
+)
 
 CLASSIC_TYPES = sorted(FROM_CLASSIC, reverse=True)
 NONCE = fields.String(validate=validate.Length(1, 64), metadata={
@@ -33,13 +40,13 @@ class ConversationCreateSchema(BaseSchema):
 
 
 class PageQuerySchema(BaseSchema):
-    start = fields.Integer(load_default=0, validate=validate.Range(min=0, max=1_000_000))
-    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+    start = StrictInteger(load_default=0, validate=validate.Range(min=0, max=1_000_000))
+    limit = StrictInteger(load_default=20, validate=validate.Range(1, 100))
 
 
 class MessageCreateSchema(BaseSchema):
     conversationid = IntegerId(required=True)
-    type = fields.Integer(required=True, validate=validate.OneOf(
+    type = StrictInteger(required=True, validate=validate.OneOf(
         CLASSIC_TYPES, error="must be one of -1 text, -2 image, -3 video, -4 file, -5 location, -6 audio"))
     content = fields.String(required=True)
     time = MillisString(required=True, metadata={"description": "Client time, ms timestamp as a string."})
@@ -54,7 +61,7 @@ class MessageListQuerySchema(PageQuerySchema):
 
 class MessageDeleteSchema(BaseSchema):
     messagekey = fields.String(required=True, validate=validate.Length(1, 36))
-    type = fields.Integer(required=True, validate=validate.OneOf(
+    type = StrictInteger(required=True, validate=validate.OneOf(
         [1, 2], error="must be 1 (delete for me) or 2 (delete for both)"))
 
 
@@ -85,20 +92,12 @@ class ConversationCreatedSchema(BaseSchema):
     match = fields.Function(lambda v: [str(v.member.user_id), str(v.target.id)])
 
 
-class TargetInfoSchema(BaseSchema):
+class TargetInfoSchema(ProfileSchema):
     id = fields.Integer()
-    username = fields.String()
-    nickname = fields.String()
-    avatar = fields.String()
-    online = fields.Function(lambda user: presence.is_online(user.id))
 
 
-class ConversationSchema(ConversationCreatedSchema):
-    code = fields.String(attribute="conversation.code")
-    unread_count = fields.Integer(attribute="member.unread_count")
-    last_read_time = fields.Integer(attribute="member.last_read_time")
-    latest_msg_time = fields.Integer(attribute="member.latest_msg_time")
-    target_info = fields.Nested(TargetInfoSchema, attribute="target")
+class ConversationSchema(ConversationCreatedSchema, ChatStateSchema):
+    target_info = fields.Nested(TargetInfoSchema)
 
 
 class _MessageStateSchema(BaseSchema):
@@ -119,23 +118,12 @@ class MessageSchema(_MessageStateSchema):
     type = fields.Function(lambda v: classic_number(v.message.type))
     content = fields.String(attribute="message.content")
     created_at = fields.Integer(attribute="message.created_at")
-    # The sender, as the seed lists it.
+    # The sender, as the classic API lists it.
     id = fields.Integer(attribute="sender.id")
     username = fields.String(attribute="sender.username")
     nickname = fields.String(attribute="sender.nickname")
     avatar = fields.String(attribute="sender.avatar")
 
-
-class EventMessageSchema(MessageSchema):
-    """A message on the event stream: the classic form plus the KOOK names."""
-
-    msg_id = fields.Function(lambda v: v.message.key)
-    chat_code = fields.String(attribute="conversation.code")
-    deleted = fields.Function(lambda v: v.message.deleted_at is not None)
-    updated_at = fields.Function(lambda v: v.message.updated_at or 0)  # set by an edit
-
-
-event_message_schema = EventMessageSchema()
 
 UserEnvelope = envelope("ClassicUserEnvelope", UserSchema)
 SessionEnvelope = envelope("ClassicSessionEnvelope", SessionSchema)

@@ -7,7 +7,8 @@ sent from classic reads as text here; KMarkdown and cards read as text in classi
 from __future__ import annotations
 
 from chat.auth import TOKEN_SECURITY, current_user, require_token
-from chat.errors import ServiceError
+from chat.endpoints import counts_as_send
+from chat.errors import Kind, ServiceError
 from chat.kook import schemas as s
 from chat.message_types import FROM_KOOK
 from chat.models import now_ms
@@ -23,17 +24,14 @@ def _chat(me, args):
     if args.get("chat_code"):
         view = conversations.get_for_member(me, code=args["chat_code"])
         if args.get("target_id") is not None and args["target_id"] != view.target.id:
-            raise ServiceError("invalid", "chat_code and target_id name different chats",
+            raise ServiceError(Kind.INVALID, "chat_code and target_id name different chats",
                                {"target_id": ["does not match chat_code"]})
         return view
     return conversations.find_or_open(me, args["target_id"])
 
 
-@direct_message_blp.route("/list", methods=["GET"])
-@direct_message_blp.response(200, s.DirectMessageListEnvelope)
-@direct_message_blp.doc(security=TOKEN_SECURITY)
-@require_token
-@direct_message_blp.arguments(s.DirectMessageListQuerySchema, location="query")
+@direct_message_blp.operation("/list", "GET", s.DirectMessageListEnvelope,
+                              auth=require_token, security=TOKEN_SECURITY, args=s.DirectMessageListQuerySchema, location="query")
 def list_direct_messages(args):
     """List messages oldest first: the newest page (which marks the chat read), or the page
     before, around or after msg_id."""
@@ -45,28 +43,23 @@ def list_direct_messages(args):
         newest_first = messages.history(me, view, start=(args["page"] - 1) * args["page_size"],
                                         limit=args["page_size"])
         page = list(reversed(newest_first))
-    return {"data": {"items": messages.details(me, page)}}
+    return {"data": {"items": messages.details(me, page, view)}}
 
 
-@direct_message_blp.route("/view", methods=["GET"])
-@direct_message_blp.response(200, s.DirectMessageEnvelope)
-@direct_message_blp.doc(security=TOKEN_SECURITY)
-@require_token
-@direct_message_blp.arguments(s.DirectMessageViewQuerySchema, location="query")
+@direct_message_blp.operation("/view", "GET", s.DirectMessageEnvelope,
+                              auth=require_token, security=TOKEN_SECURITY, args=s.DirectMessageViewQuerySchema, location="query")
 def view_direct_message(args):
     """Show one message."""
     me = current_user()
     message, view = messages.find_visible(me, args["msg_id"])
     if args.get("chat_code") and args["chat_code"] != view.conversation.code:
-        raise ServiceError("not_found", "message not found")
-    return {"data": messages.details(me, [messages.view_of(message, view.conversation)])[0]}
+        raise ServiceError(Kind.NOT_FOUND, "message not found")
+    return {"data": messages.details(me, [messages.view_of(message, view)], view)[0]}
 
 
-@direct_message_blp.route("/create", methods=["POST"])
-@direct_message_blp.response(200, s.MessageCreatedEnvelope)
-@direct_message_blp.doc(security=TOKEN_SECURITY)
-@require_token
-@direct_message_blp.arguments(s.DirectMessageCreateSchema, location="json_or_form")
+@counts_as_send
+@direct_message_blp.operation("/create", "POST", s.MessageCreatedEnvelope,
+                              auth=require_token, security=TOKEN_SECURITY, args=s.DirectMessageCreateSchema, location="json_or_form")
 def create_direct_message(args):
     """Send a message; the nonce is echoed, and a retry with it returns the original."""
     me = current_user()
@@ -76,67 +69,41 @@ def create_direct_message(args):
     return {"data": {"view": sent, "nonce": args.get("nonce", "")}}
 
 
-@direct_message_blp.route("/update", methods=["POST"])
-@direct_message_blp.response(200, s.EmptyEnvelope)
-@direct_message_blp.doc(security=TOKEN_SECURITY)
-@require_token
-@direct_message_blp.arguments(s.DirectMessageUpdateSchema, location="json_or_form")
+@direct_message_blp.operation("/update", "POST", s.EmptyEnvelope,
+                              auth=require_token, security=TOKEN_SECURITY, args=s.DirectMessageUpdateSchema, location="json_or_form")
 def update_direct_message(args):
     """Edit my message's content (and quote); both sides are told."""
     messages.update(current_user(), args["msg_id"], args["content"], args.get("quote"))
     return {"data": {}}
 
 
-@direct_message_blp.route("/delete", methods=["POST"])
-@direct_message_blp.response(200, s.EmptyEnvelope)
-@direct_message_blp.doc(security=TOKEN_SECURITY)
-@require_token
-@direct_message_blp.arguments(s.MsgIdSchema, location="json_or_form")
+@direct_message_blp.operation("/delete", "POST", s.EmptyEnvelope,
+                              auth=require_token, security=TOKEN_SECURITY, args=s.MsgIdSchema, location="json_or_form")
 def delete_direct_message(args):
     """Delete my message for both sides."""
     messages.delete_for_everyone(current_user(), args["msg_id"])
     return {"data": {}}
 
 
-@direct_message_blp.route("/reaction-list", methods=["GET"])
-@direct_message_blp.response(200, s.ReactionUsersEnvelope)
-@direct_message_blp.doc(security=TOKEN_SECURITY)
-@require_token
-@direct_message_blp.arguments(s.ReactionSchema, location="query")
+@direct_message_blp.operation("/reaction-list", "GET", s.ReactionUsersEnvelope,
+                              auth=require_token, security=TOKEN_SECURITY, args=s.ReactionSchema, location="query")
 def list_reaction_users(args):
     """List who reacted to a message with an emoji, first first."""
-    found = reactions.users(current_user(), args["msg_id"], args["emoji"])
-    return {"data": [_ReactionUser(user, at) for user, at in found]}
+    return {"data": reactions.users(current_user(), args["msg_id"], args["emoji"])}
 
 
-@direct_message_blp.route("/add-reaction", methods=["POST"])
-@direct_message_blp.response(200, s.EmptyEnvelope)
-@direct_message_blp.doc(security=TOKEN_SECURITY)
-@require_token
-@direct_message_blp.arguments(s.ReactionSchema, location="json_or_form")
+@direct_message_blp.operation("/add-reaction", "POST", s.EmptyEnvelope,
+                              auth=require_token, security=TOKEN_SECURITY, args=s.ReactionSchema, location="json_or_form")
 def add_reaction(args):
     """React to a message with an emoji."""
     reactions.add(current_user(), args["msg_id"], args["emoji"])
     return {"data": {}}
 
 
-@direct_message_blp.route("/delete-reaction", methods=["POST"])
-@direct_message_blp.response(200, s.EmptyEnvelope)
-@direct_message_blp.doc(security=TOKEN_SECURITY)
-@require_token
-@direct_message_blp.arguments(s.ReactionDeleteSchema, location="json_or_form")
+@direct_message_blp.operation("/delete-reaction", "POST", s.EmptyEnvelope,
+                              auth=require_token, security=TOKEN_SECURITY, args=s.ReactionDeleteSchema, location="json_or_form")
 def delete_reaction(args):
     """Take back my reaction."""
     reactions.remove(current_user(), args["msg_id"], args["emoji"], args.get("user_id"))
     return {"data": {}}
 
-
-class _ReactionUser:
-    """A user as the reaction list shows them: the user's fields plus when they reacted."""
-
-    def __init__(self, user, reaction_time: int):
-        self._user = user
-        self.reaction_time = reaction_time
-
-    def __getattr__(self, name):
-        return getattr(self._user, name)

@@ -11,66 +11,48 @@ friend_blp = Blueprint("kook_friend", __name__, url_prefix="/api/v3/friend",
                        description="KOOK friends and blocks")
 
 
-@friend_blp.route("", methods=["GET"])
-@friend_blp.response(200, s.FriendListsEnvelope)
-@friend_blp.doc(security=TOKEN_SECURITY)
-@require_token
-@friend_blp.arguments(s.FriendListQuerySchema, location="query")
+@friend_blp.operation("", "GET", s.FriendListsEnvelope,
+                      auth=require_token, security=TOKEN_SECURITY, args=s.FriendListQuerySchema, location="query")
 def list_friends(args):
     """List my friends, friend requests (sent and received) and the users I block."""
     only = {"block": "blocked"}.get(args.get("type"), args.get("type"))
     return {"data": social.friend_lists(current_user(), only)}
 
 
-@friend_blp.route("/request", methods=["POST"])
-@friend_blp.response(200, s.EmptyEnvelope)
-@friend_blp.doc(security=TOKEN_SECURITY)
-@require_token
-@friend_blp.arguments(s.FriendRequestSchema, location="json_or_form")
+@friend_blp.operation("/request", "POST", s.EmptyEnvelope,
+                      auth=require_token, security=TOKEN_SECURITY, args=s.FriendRequestSchema, location="json_or_form")
 def request_friend(args):
     """Ask a user (username#1234 or username) to be friends; accepts their request if they asked first."""
     social.request_friend(current_user(), accounts.find_user_by_code(args["user_code"]))
     return {"data": {}}
 
 
-@friend_blp.route("/handle-request", methods=["POST"])
-@friend_blp.response(200, s.EmptyEnvelope)
-@friend_blp.doc(security=TOKEN_SECURITY)
-@require_token
-@friend_blp.arguments(s.HandleRequestSchema, location="json_or_form")
+@friend_blp.operation("/handle-request", "POST", s.EmptyEnvelope,
+                      auth=require_token, security=TOKEN_SECURITY, args=s.HandleRequestSchema, location="json_or_form")
 def handle_friend_request(args):
     """Accept (1) or decline (0) a friend request sent to me."""
     social.handle_request(current_user(), args["id"], args["accept"])
     return {"data": {}}
 
 
-@friend_blp.route("/delete", methods=["POST"])
-@friend_blp.response(200, s.EmptyEnvelope)
-@friend_blp.doc(security=TOKEN_SECURITY)
-@require_token
-@friend_blp.arguments(s.UserIdSchema, location="json_or_form")
+@friend_blp.operation("/delete", "POST", s.EmptyEnvelope,
+                      auth=require_token, security=TOKEN_SECURITY, args=s.UserIdSchema, location="json_or_form")
 def delete_friend(args):
     """End a friendship (or withdraw my pending request)."""
     social.remove_friend(current_user(), args["user_id"])
     return {"data": {}}
 
 
-@friend_blp.route("/block", methods=["POST"])
-@friend_blp.response(200, s.EmptyEnvelope)
-@friend_blp.doc(security=TOKEN_SECURITY)
-@require_token
-@friend_blp.arguments(s.UserIdSchema, location="json_or_form")
+@friend_blp.operation("/block", "POST", s.EmptyEnvelope,
+                      auth=require_token, security=TOKEN_SECURITY, args=s.UserIdSchema, location="json_or_form")
 def block_user(args):
     """Block a user: no chat, message or push between us, in either dialect."""
     social.block(current_user(), args["user_id"])
     return {"data": {}}
 
 
-@friend_blp.route("/unblock", methods=["POST"])
-@friend_blp.response(200, s.EmptyEnvelope)
-@friend_blp.doc(security=TOKEN_SECURITY)
-@require_token
-@friend_blp.arguments(s.UserIdSchema, location="json_or_form")
+@friend_blp.operation("/unblock", "POST", s.EmptyEnvelope,
+                      auth=require_token, security=TOKEN_SECURITY, args=s.UserIdSchema, location="json_or_form")
 def unblock_user(args):
     """Lift my block on a user."""
     social.unblock(current_user(), args["user_id"])

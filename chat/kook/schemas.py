@@ -8,14 +8,21 @@ times are integer milliseconds, lists are ``{items, meta, sort}``.
 from __future__ import annotations
 
 import math
-
 from urllib.parse import urlsplit
 
 from marshmallow import ValidationError, fields, pre_load, validate, validates_schema
 
-from chat.message_types import FROM_KOOK, kook_number
-from chat.schemas import BaseSchema, IntegerId, LenientSchema, StringId, envelope
-from chat.services import presence, social
+from chat.message_types import FROM_KOOK, MEDIA_TYPES, kook_number
+from chat.schemas import (
+    BaseSchema,
+    ChatStateSchema,
+    IntegerId,
+    LenientSchema,
+    ProfileSchema,
+    StrictInteger,
+    StringId,
+    envelope,
+)
 
 KOOK_TYPES = sorted(FROM_KOOK)
 PAGE_SIZE_DEFAULT = 50
@@ -24,18 +31,29 @@ MSG_ID = validate.Length(1, 36)
 CHAT_CODE = validate.Length(1, 64)
 
 
-def _either(data: dict, *names: str) -> None:
-    if not any(data.get(name) not in (None, "") for name in names):
-        message = f"give {' or '.join(names)}"
-        raise ValidationError(message, names[0])
+def require_one(data: dict, *names: str) -> None:
+    """Refuse input that gives none of ``names`` (the error goes on the first)."""
+    if all(data.get(name) in (None, "") for name in names):
+        raise ValidationError(f"give {' or '.join(names)}", names[0])
 
 
 # ---- inputs -------------------------------------------------------------------------------
 
+class ChatRefSchema(LenientSchema):
+    """A chat named by its ``chat_code`` or by the other user's ``target_id`` (one is needed)."""
+
+    chat_code = StringId(validate=CHAT_CODE)
+    target_id = IntegerId(metadata={"description": "The other user's id, instead of chat_code."})
+
+    @validates_schema
+    def needs_one(self, data, **kwargs):
+        require_one(data, "chat_code", "target_id")
+
+
 class PageQuerySchema(LenientSchema):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000),
+    page = StrictInteger(load_default=1, validate=validate.Range(min=1, max=1_000_000),
                           metadata={"description": "Page number, from 1."})
-    page_size = fields.Integer(load_default=PAGE_SIZE_DEFAULT, validate=validate.Range(1, PAGE_SIZE_MAX),
+    page_size = StrictInteger(load_default=PAGE_SIZE_DEFAULT, validate=validate.Range(1, PAGE_SIZE_MAX),
                                metadata={"description": f"Items per page, 1-{PAGE_SIZE_MAX}, default {PAGE_SIZE_DEFAULT}."})
 
 
@@ -47,26 +65,15 @@ class UserChatCreateSchema(LenientSchema):
     target_id = IntegerId(required=True, metadata={"description": "The other user's id."})
 
 
-class UserChatDeleteSchema(LenientSchema):
-    chat_code = StringId(validate=CHAT_CODE)
-    target_id = IntegerId(metadata={"description": "Instead of chat_code, as older clients send."})
-
-    @validates_schema
-    def needs_one(self, data, **kwargs):
-        _either(data, "chat_code", "target_id")
+class UserChatDeleteSchema(ChatRefSchema):
+    pass
 
 
-class DirectMessageListQuerySchema(PageQuerySchema):
-    chat_code = StringId(validate=CHAT_CODE)
-    target_id = IntegerId(metadata={"description": "Instead of chat_code; opens the chat if needed."})
+class DirectMessageListQuerySchema(PageQuerySchema, ChatRefSchema):
     msg_id = fields.String(validate=MSG_ID, metadata={
         "description": "Reference message; without it the newest page is returned (and marks the chat read)."})
     flag = fields.String(validate=validate.OneOf(["before", "around", "after"]), metadata={
         "description": "With msg_id: before (default), around or after the reference message."})
-
-    @validates_schema
-    def needs_one(self, data, **kwargs):
-        _either(data, "chat_code", "target_id")
 
 
 class DirectMessageViewQuerySchema(LenientSchema):
@@ -74,19 +81,13 @@ class DirectMessageViewQuerySchema(LenientSchema):
     chat_code = StringId(validate=CHAT_CODE)
 
 
-class DirectMessageCreateSchema(LenientSchema):
-    type = fields.Integer(load_default=1, validate=validate.OneOf(
+class DirectMessageCreateSchema(ChatRefSchema):
+    type = StrictInteger(load_default=1, validate=validate.OneOf(
         KOOK_TYPES, error="must be one of 1 text, 2 image, 3 video, 4 file, 8 audio, 9 KMarkdown, 10 card"))
-    target_id = IntegerId(metadata={"description": "The other user's id; opens the chat if needed."})
-    chat_code = StringId(validate=CHAT_CODE)
     content = fields.String(required=True)
     quote = fields.String(validate=validate.Length(max=36), metadata={"description": "msg_id to reply to."})
     nonce = fields.String(validate=validate.Length(max=64), metadata={
         "description": "Echoed back; a retry with the same nonce returns the original message."})
-
-    @validates_schema
-    def needs_one(self, data, **kwargs):
-        _either(data, "chat_code", "target_id")
 
 
 class DirectMessageUpdateSchema(LenientSchema):
@@ -116,7 +117,7 @@ class FriendListQuerySchema(LenientSchema):
 class FriendRequestSchema(LenientSchema):
     user_code = fields.String(required=True, validate=validate.Length(1, 64), metadata={
         "description": '"username#1234" or "username".'})
-    from_ = fields.Integer(data_key="from", load_default=0, metadata={
+    from_ = StrictInteger(data_key="from", load_default=0, metadata={
         "description": "How the user was found (0 search, 2 guild); `_from` is accepted too."})
 
     @pre_load
@@ -136,40 +137,37 @@ class UserIdSchema(LenientSchema):
     user_id = IntegerId(required=True)
 
 
+class UserViewQuerySchema(LenientSchema):
+    user_id = IntegerId(metadata={"description": "The user's id."})
+    username = fields.String(validate=validate.Length(1, 40), metadata={
+        "description": "Instead of user_id: a username, or KOOK's username#1234 (case-insensitive)."})
+
+    @validates_schema
+    def needs_one(self, data, **kwargs):
+        require_one(data, "user_id", "username")
+
+
 # ---- outputs ------------------------------------------------------------------------------
 
 
-class KookUserSchema(BaseSchema):
+class KookTargetInfoSchema(ProfileSchema):
     id = fields.Function(lambda u: str(u.id))
-    username = fields.String()
-    nickname = fields.String()
+
+
+class KookUserSchema(KookTargetInfoSchema):
     identify_num = fields.String()
-    online = fields.Function(lambda u: presence.is_online(u.id))
     status = fields.Constant(0)
-    avatar = fields.String()
     bot = fields.Boolean(attribute="is_bot")
 
 
-class KookTargetInfoSchema(BaseSchema):
-    id = fields.Function(lambda u: str(u.id))
-    username = fields.String()
-    nickname = fields.String()
-    online = fields.Function(lambda u: presence.is_online(u.id))
-    avatar = fields.String()
-
-
-class UserChatSchema(BaseSchema):
-    code = fields.String(attribute="conversation.code")
-    last_read_time = fields.Integer(attribute="member.last_read_time")
-    latest_msg_time = fields.Integer(attribute="member.latest_msg_time")
-    unread_count = fields.Integer(attribute="member.unread_count")
-    target_info = fields.Nested(KookTargetInfoSchema, attribute="target")
+class UserChatSchema(ChatStateSchema):
+    target_info = fields.Nested(KookTargetInfoSchema)
 
 
 class UserChatDetailSchema(UserChatSchema):
-    is_friend = fields.Function(lambda v: social.are_friends(v.member.user_id, v.target.id))
-    is_blocked = fields.Function(lambda v: social.blocks(v.member.user_id, v.target.id))
-    is_target_blocked = fields.Function(lambda v: social.blocks(v.target.id, v.member.user_id))
+    is_friend = fields.Boolean(attribute="relation.is_friend")
+    is_blocked = fields.Boolean(attribute="relation.i_block", metadata={"description": "I block them."})
+    is_target_blocked = fields.Boolean(attribute="relation.they_block", metadata={"description": "They block me."})
 
 
 class PageMetaSchema(BaseSchema):
@@ -203,10 +201,7 @@ class QuoteSchema(BaseSchema):
     type = fields.Function(lambda v: kook_number(v.message.type))
     content = fields.String(attribute="message.content")
     create_at = fields.Integer(attribute="message.created_at")
-    author = fields.Nested(KookUserSchema, attribute="sender")
-
-
-MEDIA_TYPES = ("image", "video", "file", "audio")
+    author = fields.Nested(KookUserSchema, attribute="sender_card")
 
 
 def _attachments(detail) -> list[dict]:

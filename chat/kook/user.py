@@ -5,25 +5,21 @@ from __future__ import annotations
 from chat.auth import TOKEN_SECURITY, current_user, require_token
 from chat.kook import schemas as s
 from chat.schemas import Blueprint
-from chat.services import accounts
+from chat.services import accounts, people
 
 user_blp = Blueprint("kook_user", __name__, url_prefix="/api/v3/user", description="KOOK users")
 
 
-@user_blp.route("/me", methods=["GET"])
-@user_blp.response(200, s.UserEnvelope)
-@user_blp.doc(security=TOKEN_SECURITY)
-@require_token
+@user_blp.operation("/me", "GET", s.UserEnvelope, auth=require_token, security=TOKEN_SECURITY)
 def view_me():
     """Show the user the token belongs to."""
-    return {"data": current_user()}
+    return {"data": people.card(current_user())}
 
 
-@user_blp.route("/view", methods=["GET"])
-@user_blp.response(200, s.UserEnvelope)
-@user_blp.doc(security=TOKEN_SECURITY)
-@require_token
-@user_blp.arguments(s.UserIdSchema, location="query")
+@user_blp.operation("/view", "GET", s.UserEnvelope,
+                    auth=require_token, security=TOKEN_SECURITY, args=s.UserViewQuerySchema, location="query")
 def view_user(args):
-    """Show a user by id."""
-    return {"data": accounts.get_user(args["user_id"])}
+    """Show a user by id or by username."""
+    if "user_id" in args:
+        return {"data": people.card(accounts.get_user(args["user_id"]))}
+    return {"data": people.card(accounts.find_user_by_code(args["username"]))}

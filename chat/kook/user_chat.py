@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-
 from chat.auth import TOKEN_SECURITY, current_user, require_token
 from chat.kook import schemas as s
 from chat.schemas import Blueprint
 from chat.services import conversations
 
 user_chat_blp = Blueprint("kook_user_chat", __name__, url_prefix="/api/v3/user-chat",
-                          description="KOOK private chats (seed 003)")
+                          description="KOOK private chats")
 
 # KOOK lists say how they are sorted as {key: 1 | -1}; chats are newest activity first.
 CHAT_SORT = {"latest_msg_time": -1}
 
 
-@user_chat_blp.route("/list", methods=["GET"])
-@user_chat_blp.response(200, s.UserChatPageEnvelope)
-@user_chat_blp.doc(security=TOKEN_SECURITY)
-@require_token
-@user_chat_blp.arguments(s.PageQuerySchema, location="query")
+@user_chat_blp.operation("/list", "GET", s.UserChatPageEnvelope,
+                         auth=require_token, security=TOKEN_SECURITY, args=s.PageQuerySchema, location="query")
 def list_user_chats(args):
     """List my chats, newest activity first; chats I deleted stay out until a new message."""
     page, page_size = args["page"], args["page_size"]
@@ -28,32 +24,23 @@ def list_user_chats(args):
     return {"data": {"items": views, "meta": meta, "sort": CHAT_SORT}}
 
 
-@user_chat_blp.route("/view", methods=["GET"])
-@user_chat_blp.response(200, s.UserChatEnvelope)
-@user_chat_blp.doc(security=TOKEN_SECURITY)
-@require_token
-@user_chat_blp.arguments(s.ChatCodeQuerySchema, location="query")
+@user_chat_blp.operation("/view", "GET", s.UserChatEnvelope,
+                         auth=require_token, security=TOKEN_SECURITY, args=s.ChatCodeQuerySchema, location="query")
 def view_user_chat(args):
     """Show one of my chats, with friendship and block state."""
-    return {"data": conversations.get_for_member(current_user(), code=args["chat_code"])}
+    return {"data": conversations.get_for_member(current_user(), code=args["chat_code"], with_presence=True)}
 
 
-@user_chat_blp.route("/create", methods=["POST"])
-@user_chat_blp.response(200, s.UserChatEnvelope)
-@user_chat_blp.doc(security=TOKEN_SECURITY)
-@require_token
-@user_chat_blp.arguments(s.UserChatCreateSchema, location="json_or_form")
+@user_chat_blp.operation("/create", "POST", s.UserChatEnvelope,
+                         auth=require_token, security=TOKEN_SECURITY, args=s.UserChatCreateSchema, location="json_or_form")
 def create_user_chat(args):
-    """Open the chat with another user (the same one on every call, from either dialect)."""
-    view, _ = conversations.open_conversation(current_user(), args["target_id"])
-    return {"data": view}
+    """Open the chat with another user (the same one on every call, from either dialect);
+    while either side blocks the other, only an existing chat is returned."""
+    return {"data": conversations.open_conversation(current_user(), args["target_id"], existing_despite_block=True)}
 
 
-@user_chat_blp.route("/delete", methods=["POST"])
-@user_chat_blp.response(200, s.EmptyEnvelope)
-@user_chat_blp.doc(security=TOKEN_SECURITY)
-@require_token
-@user_chat_blp.arguments(s.UserChatDeleteSchema, location="json_or_form")
+@user_chat_blp.operation("/delete", "POST", s.EmptyEnvelope,
+                         auth=require_token, security=TOKEN_SECURITY, args=s.UserChatDeleteSchema, location="json_or_form")
 def delete_user_chat(args):
     """Delete a chat for me only: off my list with its history, until a new message arrives."""
     me = current_user()

@@ -6,7 +6,7 @@ from marshmallow import fields, validate
 
 from chat.kook.schemas import PageMetaSchema, PageQuerySchema
 from chat.schemas import IntegerId, LenientSchema, envelope
-from chat.services.webhooks import MAX_URL_LENGTH
+from chat.webhooks.addresses import MAX_URL_LENGTH
 
 # ---- inputs -------------------------------------------------------------------------------
 
@@ -17,6 +17,16 @@ class WebhookCreateSchema(LenientSchema):
     secret = fields.String(load_only=True, validate=validate.Length(
         16, 256, error="must be 16 to 256 characters (leave it out to have one generated)"), metadata={
         "description": "HMAC signing secret; generated when left out. Returned once, in this response."})
+    format = fields.String(load_default="signed", validate=validate.OneOf(["signed", "kook"]), metadata={
+        "description": "signed (default): our signed JSON. kook: KOOK's callback format, for KOOK "
+                       "SDKs' webhook receivers (KOOK's challenge must pass first; see docs/kook.md)."})
+    verify_token = fields.String(load_only=True, validate=validate.Length(1, 64), metadata={
+        "description": "kook format: the verify token put in every body; generated when left out."})
+    encrypt_key = fields.String(load_only=True, validate=validate.Length(1, 32), metadata={
+        "description": "kook format: encrypt bodies as KOOK does with this key (up to 32 bytes); "
+                       "left out, bodies are not encrypted."})
+    compress = fields.Boolean(load_default=True, metadata={
+        "description": "kook format: zlib-deflate bodies (KOOK's default: true)."})
 
 
 class WebhookDeleteSchema(LenientSchema):
@@ -34,10 +44,14 @@ class WebhookSchema(LenientSchema):
     id = fields.String()
     url = fields.String()
     created_at = fields.Integer()
+    format = fields.String(metadata={"description": "signed or kook"})
+    compress = fields.Boolean(metadata={"description": "kook format: bodies are zlib-deflated"})
 
 
 class WebhookCreatedSchema(WebhookSchema):
-    secret = fields.String(metadata={"description": "Shown only in this response: keep it."})
+    secret = fields.String(metadata={"description": "signed format: shown only in this response: keep it."})
+    verify_token = fields.String(metadata={"description": "kook format: shown only in this response."})
+    encrypt_key = fields.String(metadata={"description": "kook format: shown only in this response."})
 
 
 class WebhookListSchema(LenientSchema):

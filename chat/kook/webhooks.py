@@ -6,55 +6,46 @@ returned once, by the create call; see docs/webhooks.md for what a receiver gets
 
 from __future__ import annotations
 
-
+from chat import webhooks
 from chat.auth import TOKEN_SECURITY, current_user, require_token
 from chat.kook import webhook_schemas as s
 from chat.kook.schemas import page_meta
 from chat.schemas import Blueprint
-from chat.services import webhooks
+from chat.webhooks import kook_format
 
 webhooks_blp = Blueprint("kook_webhooks", __name__, url_prefix="/api/v3/webhooks",
                          description="Webhooks: events POSTed to your URLs, signed (KOOK envelope)")
 
 
-@webhooks_blp.route("", methods=["POST"])
-@webhooks_blp.response(200, s.WebhookCreatedEnvelope)
-@webhooks_blp.doc(security=TOKEN_SECURITY)
-@require_token
-@webhooks_blp.arguments(s.WebhookCreateSchema)
+@webhooks_blp.operation("", "POST", s.WebhookCreatedEnvelope, auth=require_token, security=TOKEN_SECURITY)
+@webhooks_blp.arguments(s.WebhookCreateSchema, location="json_or_form")  # as every KOOK body
 def create_webhook(args):
-    """Register a webhook URL; the response holds its secret, shown this once."""
+    """Register a webhook URL (or a KOOK-format callback); the response holds its secret, shown this once."""
+    if args["format"] == kook_format.KOOK_FORMAT:
+        return {"data": kook_format.register(current_user(), args["url"], args.get("verify_token"),
+                                           args.get("encrypt_key"), args["compress"])}
     return {"data": webhooks.create(current_user(), args["url"], args.get("secret"))}
 
 
-@webhooks_blp.route("", methods=["GET"])
-@webhooks_blp.response(200, s.WebhookListEnvelope)
-@webhooks_blp.doc(security=TOKEN_SECURITY)
-@require_token
+@webhooks_blp.operation("", "GET", s.WebhookListEnvelope, auth=require_token, security=TOKEN_SECURITY)
 def list_webhooks():
     """List my webhooks (never their secrets)."""
     return {"data": {"items": webhooks.list_for_user(current_user())}}
 
 
-@webhooks_blp.route("", methods=["DELETE"])
-@webhooks_blp.response(200, s.WebhookDeletedEnvelope)
-@webhooks_blp.doc(security=TOKEN_SECURITY)
-@require_token
-@webhooks_blp.arguments(s.WebhookDeleteSchema, location="body_or_query")
+@webhooks_blp.operation("", "DELETE", s.WebhookDeletedEnvelope,
+                        auth=require_token, security=TOKEN_SECURITY, args=s.WebhookDeleteSchema, location="body_or_query")
 def delete_webhook(args):
     """Delete one of my webhooks, with its delivery log."""
     webhooks.delete(current_user(), args["id"])
     return {"data": {}}
 
 
-@webhooks_blp.route("/deliveries", methods=["GET"])
-@webhooks_blp.response(200, s.DeliveryPageEnvelope)
-@webhooks_blp.doc(security=TOKEN_SECURITY)
-@require_token
-@webhooks_blp.arguments(s.DeliveryQuerySchema, location="query")
+@webhooks_blp.operation("/deliveries", "GET", s.DeliveryPageEnvelope,
+                        auth=require_token, security=TOKEN_SECURITY, args=s.DeliveryQuerySchema, location="query")
 def list_webhook_deliveries(args):
     """Page my webhooks' delivery log, newest first."""
     page, size = args["page"], args["page_size"]
-    rows, total = webhooks.deliveries(current_user(), args.get("webhook_id"), page, size)
+    rows, total = webhooks.delivery_log(current_user(), args.get("webhook_id"), page, size)
     meta = page_meta(page, size, total)
     return {"data": {"items": rows, "meta": meta}}

@@ -1,6 +1,7 @@
 """Users, app keys and tokens: registration, login, logout, bots and credential checks.
 
-Passwords are hashed with Argon2id (argon2-cffi). Tokens and app keys are 256-bit random
+Usernames and nicknames are normalised and checked by ``chat.names`` (PRECIS, TR39
+skeletons). Passwords are hashed with Argon2id (argon2-cffi). Tokens and app keys are 256-bit random
 strings; being unguessable already, they are stored as SHA-256 digests so a lookup is one
 indexed query. No secret is ever stored or logged in clear.
 """
@@ -9,18 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from cachetools import TTLCache
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from chat.errors import ServiceError
+from chat import names, passwords
+from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.models import AppKey, Token, User, now_ms
 from chat.services.ids import insert_with_random_id
 
-USERNAME_MAX = 32
 PASSWORD_MIN = 8
 USER_ID_RANGE = (100_000_000, 2_147_483_647)
 
@@ -37,7 +40,7 @@ def _dummy_hash(hasher: PasswordHasher) -> str:
     """A hash to verify against when the username is unknown, so both failures cost the same."""
     params = (hasher.time_cost, hasher.memory_cost)
     if params not in _dummy_hashes:
-        _dummy_hashes[params] = hasher.hash("not-a-real-password")
+        _dummy_hashes[params] = passwords.run(hasher.hash, "not-a-real-password")
     return _dummy_hashes[params]
 
 
@@ -50,51 +53,62 @@ def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-def _check_username(username: str) -> str:
-    username = username.strip()
-    # The case-folded form is what is stored and compared; some letters fold longer (ß -> ss).
-    if (not 1 <= len(username) <= USERNAME_MAX or len(username.casefold()) > USERNAME_MAX
-            or not username.isprintable()):
-        raise ServiceError(
-            "invalid",
-            f"username must be 1-{USERNAME_MAX} printable characters",
-            {"username": [f"must be 1-{USERNAME_MAX} printable characters"]},
-        )
-    return username
+def _taken(username: str, similar: bool = False) -> ServiceError:
+    detail = "is too similar to an existing username" if similar else "is taken"
+    return ServiceError(Kind.CONFLICT, f"username {username!r} {detail}", {"username": [detail]})
 
 
 def _create_user(username: str, *, password: str | None, nickname: str, avatar: str, is_bot: bool) -> User:
-    username = _check_username(username)
-    key = username.casefold()
+    username, key = names.username_forms(username)
+    nickname = names.nickname(nickname) if nickname else username
+    skeleton = names.skeleton(key)
     if db.session.scalar(select(User.id).where(User.username_key == key)) is not None:
-        raise ServiceError("conflict", f"username {username!r} is taken", {"username": ["is taken"]})
+        raise _taken(username)
+    if db.session.scalar(select(User.id).where(User.username_skeleton == skeleton)) is not None:
+        raise _taken(username, similar=True)
+    # Hashed once, off the event loop, before the insert (which may be retried).
+    password_hash = passwords.run(_hasher().hash, password) if password is not None else None
 
     def build(user_id: int) -> User:
         return User(
             id=user_id,
             username=username,
             username_key=key,
-            nickname=nickname or username,
+            username_skeleton=skeleton,
+            nickname=nickname,
             avatar=avatar or "",
             identify_num=f"{secrets.randbelow(10000):04d}",
-            password_hash=_hasher().hash(password) if password is not None else None,
+            password_hash=password_hash,
             is_bot=is_bot,
         )
 
     def taken_by_name() -> User | None:
-        return db.session.scalar(select(User).where(User.username_key == key))
+        return db.session.scalar(select(User).where(
+            (User.username_key == key) | (User.username_skeleton == skeleton)).limit(1))
 
     user, created = insert_with_random_id(build, USER_ID_RANGE, existing=taken_by_name)
-    if not created:  # somebody registered the same name a moment earlier
-        raise ServiceError("conflict", f"username {username!r} is taken", {"username": ["is taken"]})
+    if not created:  # somebody registered the same (or a confusable) name a moment earlier
+        raise _taken(username, similar=user.username_key != key)
     return user
+
+
+def _find_by_username(typed: str, identify_num: str | None = None) -> User | None:
+    """The account a typed username names: by its PRECIS key, or (accounts made before the
+    profiles, whose names the profiles may refuse) by the case-folded text as typed, which wins
+    when both match: the person typed their own name exactly."""
+    keys = names.lookup_keys(typed)
+    query = select(User).where(User.username_key.in_(keys))
+    if identify_num is not None:
+        query = query.where(User.identify_num == identify_num)
+    found = {user.username_key: user for user in db.session.scalars(query)}
+    return next((found[key] for key in keys if key in found), None)
 
 
 def register(username: str, password: str, nickname: str = "", avatar: str = "") -> User:
     """Create a person's account."""
     if len(password) < PASSWORD_MIN:
         raise ServiceError(
-            "invalid",
+            Kind.INVALID,
             f"password must be at least {PASSWORD_MIN} characters",
             {"password": [f"must be at least {PASSWORD_MIN} characters"]},
         )
@@ -118,40 +132,66 @@ def _issue_token(user: User, kind: str, ttl_seconds: int | None) -> tuple[str, T
 def login(username: str, password: str) -> tuple[str, Token, User]:
     """Check a password and open a session; returns (raw token, token row, user)."""
     hasher = _hasher()
-    user = db.session.scalar(select(User).where(User.username_key == username.strip().casefold()))
-    stored = user.password_hash if user is not None and user.password_hash else _dummy_hash(hasher)
+    user = _find_by_username(username)
+    stored = user.password_hash if user is not None and user.password_hash else None
+    db.session.commit()  # no transaction (nor pooled connection) held while the hash runs
     try:
-        hasher.verify(stored, password)
-        ok = user is not None and user.password_hash is not None
+        passwords.run(hasher.verify, stored or _dummy_hash(hasher), password)
+        ok = stored is not None
     except (VerificationError, InvalidHashError):
         ok = False
     if not ok:
-        raise ServiceError("unauthorized", "username or password is wrong")
-    if hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = hasher.hash(password)
+        raise ServiceError(Kind.UNAUTHORIZED, "username or password is wrong")
+    if hasher.check_needs_rehash(stored):
+        user.password_hash = passwords.run(hasher.hash, password)
     raw, token = _issue_token(user, "session", current_app.config["SESSION_TTL_SECONDS"])
     db.session.commit()
     return raw, token, user
 
 
 def logout(token: Token) -> None:
-    """Revoke a session token (idempotent)."""
-    if token.revoked_at is None:
-        token.revoked_at = now_ms()
-        db.session.commit()
+    """Revoke a session token (idempotent); this process stops accepting it at once."""
+    db.session.execute(update(Token).where(Token.id == token.id, Token.revoked_at.is_(None))
+                       .values(revoked_at=now_ms()))
+    db.session.commit()
+    _forget(token.token_hash)
 
 
 def user_for_token(raw: str) -> tuple[User, Token] | None:
-    """The live (unexpired, unrevoked) token's user, or None."""
+    """The live (unexpired, unrevoked) token's user, or None.
+
+    Looked up once per ``AUTH_CACHE_SECONDS`` per process (every request carries a token:
+    two queries saved on each); a revocation here is seen at once, one in another process
+    within that many seconds. Expiry is checked at every use."""
     if not raw:
         return None
+    hashed = digest(raw)
+    found = _cached(hashed)
+    if found is None:
+        row = db.session.execute(
+            select(Token, User).join(User, User.id == Token.user_id).where(Token.token_hash == hashed)
+        ).first()
+        if row is None or row[0].revoked_at is not None:
+            return None
+        found = _remember(hashed, (_columns(row[1]), _columns(row[0])))
+    user_values, token_values = found
+    if token_values["expires_at"] is not None and token_values["expires_at"] <= now_ms():
+        return None
+    # Fresh instances on every use: a cached row is never shared between requests.
+    return User(**user_values), Token(**token_values)
+
+
+def token_problem(raw: str) -> str | None:
+    """Why ``raw`` cannot be used: "missing", "expired" (expired or revoked) or "invalid";
+    None when it is live. For protocols that tell these apart (KOOK's gateway)."""
+    if not raw:
+        return "missing"
     token = db.session.scalar(select(Token).where(Token.token_hash == digest(raw)))
-    if token is None or token.revoked_at is not None:
-        return None
-    if token.expires_at is not None and token.expires_at <= now_ms():
-        return None
-    user = db.session.get(User, token.user_id)
-    return (user, token) if user is not None else None
+    if token is None:
+        return "invalid"
+    if token.revoked_at is not None or (token.expires_at is not None and token.expires_at <= now_ms()):
+        return "expired"
+    return None
 
 
 def create_bot(username: str, nickname: str = "") -> tuple[User, str]:
@@ -166,9 +206,9 @@ def create_app_key(name: str) -> str:
     """Create a named app key; returns the raw key (shown once)."""
     name = name.strip()
     if not name:
-        raise ServiceError("invalid", "app key name must not be empty")
+        raise ServiceError(Kind.INVALID, "app key name must not be empty")
     if db.session.scalar(select(AppKey.id).where(AppKey.name == name)) is not None:
-        raise ServiceError("conflict", f"an app key named {name!r} exists already")
+        raise ServiceError(Kind.CONFLICT, f"an app key named {name!r} exists already")
     raw = new_secret()
     db.session.add(AppKey(name=name, key_hash=digest(raw)))
     db.session.commit()
@@ -178,37 +218,83 @@ def create_app_key(name: str) -> str:
 def revoke_app_key(name: str) -> None:
     key = db.session.scalar(select(AppKey).where(AppKey.name == name))
     if key is None:
-        raise ServiceError("not_found", f"no app key named {name!r}")
+        raise ServiceError(Kind.NOT_FOUND, f"no app key named {name!r}")
     if key.revoked_at is None:
         key.revoked_at = now_ms()
         db.session.commit()
+    _forget(key.key_hash)
 
 
 def app_key_is_valid(raw: str) -> bool:
+    """Whether ``raw`` is a live app key (cached like tokens, see ``user_for_token``)."""
     if not raw:
         return False
-    key = db.session.scalar(select(AppKey).where(AppKey.key_hash == digest(raw)))
-    return key is not None and key.revoked_at is None
+    hashed = digest(raw)
+    valid = _cached(hashed)
+    if valid is None:
+        key = db.session.scalar(select(AppKey).where(AppKey.key_hash == hashed))
+        valid = _remember(hashed, key is not None and key.revoked_at is None)
+    return valid
+
+
+# ---- the credential cache -------------------------------------------------------------------
+
+def _cache() -> tuple[TTLCache, threading.Lock] | None:
+    """This app's cache of credential lookups by digest (None when ``AUTH_CACHE_SECONDS`` is 0)."""
+    ttl = current_app.config["AUTH_CACHE_SECONDS"]
+    if ttl <= 0:
+        return None
+    if "credential_cache" not in current_app.extensions:
+        current_app.extensions["credential_cache"] = (TTLCache(maxsize=100_000, ttl=ttl), threading.Lock())
+    return current_app.extensions["credential_cache"]
+
+
+def _cached(hashed: str):
+    found = _cache()
+    if found is None:
+        return None
+    cache, lock = found
+    with lock:
+        return cache.get(hashed)
+
+
+def _remember(hashed: str, value):
+    found = _cache()
+    if found is not None:
+        cache, lock = found
+        with lock:
+            cache[hashed] = value
+    return value
+
+
+def _forget(hashed: str) -> None:
+    found = _cache()
+    if found is not None:
+        cache, lock = found
+        with lock:
+            cache.pop(hashed, None)
+
+
+def _columns(row) -> dict:
+    return {column.key: getattr(row, column.key) for column in row.__mapper__.column_attrs}
 
 
 def get_user(user_id: int) -> User:
     user = db.session.get(User, user_id)
     if user is None:
-        raise ServiceError("not_found", "user not found")
+        raise ServiceError(Kind.NOT_FOUND, "user not found")
     return user
 
 
 def find_user_by_code(user_code: str) -> User:
     """Find a user by KOOK ``username#1234`` or by plain ``username``."""
     name, sep, num = user_code.strip().rpartition("#")
-    if sep and len(num) == 4 and num.isdigit():
-        user = db.session.scalar(
-            select(User).where(User.username_key == name.casefold(), User.identify_num == num)
-        )
+    if sep and len(num) == 4 and num.isascii() and num.isdigit():
+        user = _find_by_username(name, identify_num=num)
     else:
-        user = db.session.scalar(select(User).where(User.username_key == user_code.strip().casefold()))
+        user = _find_by_username(user_code)
     if user is None:
-        raise ServiceError("not_found", "user not found")
+        raise ServiceError(Kind.NOT_FOUND, "user not found")
     return user
 
 

@@ -2,21 +2,26 @@
 
 A conversation has two names, the classic negative nine-digit ``id`` and the KOOK 32-hex
 ``code``; both resolve through ``get_for_member``, which answers "not found" alike for an
-unknown conversation and for one the caller is not in.
+unknown conversation and for one the caller is not in. A ``ConversationView`` carries what
+the caller sees of it: their member row, the other user, how the two stand (friends, blocks)
+and, where a client shows it, whether the other user is online.
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import aliased
 
-from chat import queue
-from chat.errors import ServiceError
+from chat import outbox
+from chat.delivery import events, reads
+from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.models import Conversation, ConversationMember, Message, User
-from chat.services import events, social
+from chat.realtime.presence import online_map
+from chat.services import people, social
 from chat.services.accounts import get_user
 from chat.services.ids import insert_with_random_id
 
@@ -28,20 +33,38 @@ class ConversationView:
     """A conversation as one member sees it."""
 
     conversation: Conversation
-    member: ConversationMember
+    member: ConversationMember  # the caller's
     target: User
+    me: User
+    target_pointer: int = 0  # how far the other user has read (their last_read_message_id)
+    relation: social.Relation = field(default_factory=social.Relation)
+    online: bool = False  # the target's presence, where the caller's client shows it
+
+    @property
+    def target_info(self) -> people.Card:
+        """The other user as the chat list shows them (presence included)."""
+        return people.Card(self.target, self.online)
 
 
-def open_conversation(me: User, target_id: int) -> tuple[ConversationView, bool]:
+def _with_presence(views: list[ConversationView]) -> list[ConversationView]:
+    online = online_map(v.target.id for v in views)
+    for view in views:
+        view.online = online[view.target.id]
+    return views
+
+
+def open_conversation(me: User, target_id: int, *, existing_despite_block: bool = False) -> ConversationView:
     """The one conversation between ``me`` and ``target_id``, created when missing.
 
-    Returns (view, created). Idempotent per pair, whoever asks and however often.
+    Idempotent per pair, whoever asks and however often. A block either way refuses it;
+    with ``existing_despite_block`` only a new one is refused and an existing one is
+    returned (KOOK, whose chat detail carries the block flags).
     """
     if target_id == me.id:
-        raise ServiceError("invalid", "you cannot open a conversation with yourself",
+        raise ServiceError(Kind.INVALID, "you cannot open a conversation with yourself",
                            {"target": ["must be another user"]})
     target = get_user(target_id)
-    social.ensure_not_blocked(me.id, target.id)
+    relation = social.relation(me.id, target.id)
     low, high = social.ordered_pair(me.id, target.id)
 
     def existing() -> Conversation | None:
@@ -50,7 +73,8 @@ def open_conversation(me: User, target_id: int) -> tuple[ConversationView, bool]
         )
 
     conversation = existing()
-    created = False
+    if conversation is None or not existing_despite_block:
+        social.ensure_not_blocked(me.id, target.id, relation)
     if conversation is None:
         def build(conversation_id: int) -> Conversation:
             return Conversation(id=conversation_id, code=secrets.token_hex(16), user_low=low, user_high=high)
@@ -62,41 +86,55 @@ def open_conversation(me: User, target_id: int) -> tuple[ConversationView, bool]
                 ConversationMember(conversation_id=conversation.id, user_id=high),
             ])
     member = db.session.get(ConversationMember, (conversation.id, me.id))
+    theirs = db.session.get(ConversationMember, (conversation.id, target.id))
     if member.hidden:
         # Opening a chat you deleted brings it back to your list (its old history stays cleared).
         member.hidden = False
     db.session.commit()
-    return ConversationView(conversation, member, target), created
+    view = ConversationView(conversation, member, target, me, theirs.last_read_message_id, relation)
+    return _with_presence([view])[0]
 
 
-def get_for_member(me: User, *, conversation_id: int | None = None, code: str | None = None) -> ConversationView:
-    """The caller's conversation by either name; unknown and not-yours look the same."""
-    query = select(Conversation, ConversationMember).join(
-        ConversationMember,
-        (ConversationMember.conversation_id == Conversation.id) & (ConversationMember.user_id == me.id),
+def get_for_member(me: User, *, conversation_id: int | None = None, code: str | None = None,
+                   with_presence: bool = False) -> ConversationView:
+    """The caller's conversation by either name, with the other user and how the two stand,
+    in one query; unknown and not-yours look the same. ``with_presence`` also looks up
+    whether the other user is online (one more round trip to the bus)."""
+    other_id = case((Conversation.user_low == me.id, Conversation.user_high), else_=Conversation.user_low)
+    theirs = aliased(ConversationMember)
+    query = (
+        select(Conversation, ConversationMember, User, theirs.last_read_message_id,
+               social.friends_sql(me.id, User.id), social.blocks_sql(me.id, User.id),
+               social.blocks_sql(User.id, me.id))
+        .join(ConversationMember, (ConversationMember.conversation_id == Conversation.id)
+              & (ConversationMember.user_id == me.id))
+        .join(User, User.id == other_id)
+        .join(theirs, (theirs.conversation_id == Conversation.id) & (theirs.user_id == User.id))
     )
     if conversation_id is not None:
         query = query.where(Conversation.id == conversation_id)
     elif code is not None:
         query = query.where(Conversation.code == code)
     else:
-        raise ServiceError("invalid", "a conversation id or chat code is required")
+        raise ServiceError(Kind.INVALID, "a conversation id or chat code is required")
     row = db.session.execute(query).first()
     if row is None:
-        raise ServiceError("not_found", "conversation not found")
-    conversation, member = row
-    return ConversationView(conversation, member, get_user(conversation.other(me.id)))
+        raise ServiceError(Kind.NOT_FOUND, "conversation not found")
+    conversation, member, target, target_pointer, *flags = row
+    view = ConversationView(conversation, member, target, me, target_pointer,
+                            social.Relation(*(bool(f) for f in flags)))
+    return _with_presence([view])[0] if with_presence else view
 
 
 def get_with_user(me: User, target_id: int) -> ConversationView:
     """The caller's existing conversation with ``target_id``, without creating one."""
     low, high = social.ordered_pair(me.id, target_id)
-    conversation = db.session.scalar(
-        select(Conversation).where(Conversation.user_low == low, Conversation.user_high == high)
+    conversation_id = db.session.scalar(
+        select(Conversation.id).where(Conversation.user_low == low, Conversation.user_high == high)
     )
-    if conversation is None or target_id == me.id:
-        raise ServiceError("not_found", "conversation not found")
-    return get_for_member(me, conversation_id=conversation.id)
+    if conversation_id is None or target_id == me.id:
+        raise ServiceError(Kind.NOT_FOUND, "conversation not found")
+    return get_for_member(me, conversation_id=conversation_id)
 
 
 def find_or_open(me: User, target_id: int) -> ConversationView:
@@ -105,26 +143,25 @@ def find_or_open(me: User, target_id: int) -> ConversationView:
     try:
         return get_with_user(me, target_id)
     except ServiceError:
-        return open_conversation(me, target_id)[0]
+        return open_conversation(me, target_id)
 
 
 def list_for_user(me: User, offset: int, limit: int) -> tuple[list[ConversationView], int]:
-    """The caller's visible conversations, newest activity first, and how many there are."""
+    """The caller's visible conversations, newest activity first, with the other users'
+    presence, and how many there are."""
     visible = (ConversationMember.user_id == me.id) & (ConversationMember.hidden.is_(False))
     total = db.session.scalar(select(func.count()).select_from(ConversationMember).where(visible)) or 0
+    other_id = case((Conversation.user_low == me.id, Conversation.user_high), else_=Conversation.user_low)
     rows = db.session.execute(
-        select(Conversation, ConversationMember)
+        select(Conversation, ConversationMember, User)
         .join(ConversationMember, ConversationMember.conversation_id == Conversation.id)
+        .join(User, User.id == other_id)
         .where(visible)
         .order_by(ConversationMember.latest_msg_time.desc(), Conversation.id)
         .offset(offset)
         .limit(limit)
     ).all()
-    targets = {
-        u.id: u
-        for u in db.session.scalars(select(User).where(User.id.in_([c.other(me.id) for c, _ in rows])))
-    }
-    return [ConversationView(c, m, targets[c.other(me.id)]) for c, m in rows], total
+    return _with_presence([ConversationView(c, m, u, me) for c, m, u in rows]), total
 
 
 def hide_for_user(view: ConversationView) -> None:
@@ -144,9 +181,9 @@ def hide_for_user(view: ConversationView) -> None:
         # Nothing up to ``newest`` can be unread any more.
         .values(hidden=True, cleared_before_id=newest, unread_count=0)
     )
-    db.session.commit()
     db.session.refresh(view.member)
-    events.publish_chat_updated(view.conversation, view.member)
+    events.chat_updated(view.conversation, view.member)
     # What was cleared counts as read: the pointer moves (and the other side hears of it) the
     # way every read does.
-    queue.enqueue_mark_read(view.member.user_id, view.conversation.id, newest)
+    outbox.enqueue(reads.TASK, view.member.user_id, view.conversation.id, newest)
+    db.session.commit()

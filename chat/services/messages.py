@@ -1,7 +1,8 @@
-"""Messages: send (with nonce idempotency), page history, delete for me or for both, read.
+"""Messages: send (with nonce idempotency), page history, delete for me or for both, edit, read.
 
-Sending stores and commits, then queues the push (``chat.queue``); the push and the
-recipient's counters are the workers' job (``chat.services.counters``).
+Sending stores the message and records its push in the outbox; once the transaction commits
+the push is queued (``chat.delivery.push``), so the recipient's counters and events are the
+workers' job. The send answers with what was inserted, without reading it back.
 """
 
 from __future__ import annotations
@@ -10,56 +11,59 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import exists, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import update as sql_update
+from sqlalchemy.orm.attributes import set_committed_value
 
-from chat import queue
-from chat.errors import ServiceError
+from chat import outbox
+from chat.delivery import counters, events, push, reads
+from chat.delivery.payloads import message_payload, quote_of
+from chat.errors import Kind, ServiceError
 from chat.extensions import db
-from chat.message_types import validate_content
-from chat.models import Conversation, ConversationMember, Message, MessageHide, User, now_ms
-from chat.services import counters, events, social, webhooks
-from chat.services.conversations import ConversationView
+from chat.message_types import EDITABLE_TYPES, validate_content
+from chat.models import Conversation, Message, MessageHide, User, insert_unless_taken, now_ms
+from chat.realtime.presence import online_map
+from chat.services import people, social
+from chat.services.conversations import ConversationView, get_for_member
 
 NONCE_MAX = 64
+RELATIVE_FLAGS = ("before", "around", "after")
 
 
 @dataclass
 class MessageView:
-    """A message with what its readers need: sender, chat code, read state."""
+    """A message with what its readers need: sender, conversation, read and push state."""
 
     message: Message
     conversation: Conversation
     sender: User
     isread: bool
+    ispushed: bool
+    sender_online: bool = False  # looked up only where a client shows it (quotes' authors)
 
     @property
-    def ispushed(self) -> bool:
-        return self.message.pushed_at is not None
+    def sender_card(self) -> people.Card:
+        return people.Card(self.sender, self.sender_online)
 
 
-def _read_pointers(conversation_id: int) -> dict[int, int]:
-    return dict(db.session.execute(
-        select(ConversationMember.user_id, ConversationMember.last_read_message_id)
-        .where(ConversationMember.conversation_id == conversation_id)
-    ).all())
+def _views(messages: list[Message], view: ConversationView, my_pointer: int | None = None) -> list[MessageView]:
+    """``messages`` of ``view``'s conversation as the caller sees them. Both senders and both
+    read pointers are already in ``view``: no query. ``my_pointer`` overrides the caller's
+    own pointer (a page that marks the conversation read shows it read)."""
+    me_id = view.member.user_id
+    senders = {view.target.id: view.target, me_id: view.me}
+    pointers = {me_id: view.member.last_read_message_id if my_pointer is None else my_pointer,
+                view.target.id: view.target_pointer}
 
-
-def _views(messages: list[Message], conversation: Conversation) -> list[MessageView]:
-    pointers = _read_pointers(conversation.id)
-    senders = {u.id: u for u in db.session.scalars(
-        select(User).where(User.id.in_({m.sender_id for m in messages}))
-    )}
     return [
-        MessageView(
-            m, conversation, senders[m.sender_id],
-            isread=pointers.get(conversation.other(m.sender_id), 0) >= m.id,
-        )
+        MessageView(m, view.conversation, senders[m.sender_id],
+                    isread=pointers[view.conversation.other(m.sender_id)] >= m.id,
+                    ispushed=m.pushed_at is not None)
         for m in messages
     ]
 
 
-def view_of(message: Message, conversation: Conversation) -> MessageView:
-    return _views([message], conversation)[0]
+def view_of(message: Message, view: ConversationView) -> MessageView:
+    return _views([message], view)[0]
 
 
 def _same_request(message: Message, conversation_id: int, type_name: str, content: str) -> bool:
@@ -77,7 +81,7 @@ def _replay(me: User, nonce: str, conversation_id: int, type_name: str, content:
     if message is None:
         return None
     if not _same_request(message, conversation_id, type_name, content):
-        raise ServiceError("conflict", "this nonce was already used for a different message",
+        raise ServiceError(Kind.CONFLICT, "this nonce was already used for a different message",
                            {"nonce": ["already used for a different message"]})
     return message
 
@@ -97,53 +101,43 @@ def send(me: User, view: ConversationView, type_name: str, content: str, client_
     """Store a message and queue its push. Returns (message, created); a retry with the same
     nonce returns the original message with ``created`` False."""
     conversation = view.conversation
-    social.ensure_not_blocked(me.id, view.target.id)
+    social.ensure_not_blocked(me.id, view.target.id, view.relation)
     content = validate_content(type_name, content)
     if nonce is not None and len(nonce) > NONCE_MAX:
-        raise ServiceError("invalid", f"nonce must be at most {NONCE_MAX} characters",
+        raise ServiceError(Kind.INVALID, f"nonce must be at most {NONCE_MAX} characters",
                            {"nonce": [f"at most {NONCE_MAX} characters"]})
-    if nonce:
-        original = _replay(me, nonce, conversation.id, type_name, content)
-        if original is not None:
-            return view_of(original, conversation), False
     if quote_key is not None and db.session.scalar(
         select(Message.id).where(Message.key == quote_key, _visible_in(view, me.id))
     ) is None:
-        raise ServiceError("invalid", "the quoted message is not in this conversation",
+        raise ServiceError(Kind.INVALID, "the quoted message is not in this conversation",
                            {"quote": ["no such message in this conversation"]})
 
-    message = Message(
-        key=str(uuid.uuid4()), conversation_id=conversation.id, sender_id=me.id, type=type_name,
-        content=content, quote_key=quote_key, client_time=client_time, nonce=nonce or None,
-        created_at=now_ms(),
-    )
-    try:
-        with db.session.begin_nested():
-            db.session.add(message)
-    except IntegrityError:
-        # A parallel retry with the same nonce got in first.
-        original = _replay(me, nonce, conversation.id, type_name, content) if nonce else None
-        if original is None:
-            raise
+    values = {"key": str(uuid.uuid4()), "conversation_id": conversation.id, "sender_id": me.id,
+              "type": type_name, "content": content, "quote_key": quote_key,
+              "client_time": client_time, "nonce": nonce or None, "created_at": now_ms()}
+    # One statement: a retry with the same nonce (even a parallel one) inserts nothing.
+    message_id = db.session.execute(
+        insert_unless_taken(Message, values, "sender_id", "nonce").returning(Message.id)).scalar()
+    if message_id is None:  # a retry (or a parallel one got in first): answer with the original
+        original = _replay(me, nonce, conversation.id, type_name, content)
         db.session.commit()
-        return view_of(original, conversation), False
-    # Sending brings the chat back to the sender's own list and to its top. Read and written
-    # under the member's row lock: without it, parallel sends from one user could each read the
-    # old time and the slower one write it backwards (a lost update PostgreSQL really shows).
-    member = counters.lock_member(conversation.id, me.id)
-    member.hidden = False
-    member.latest_msg_time = max(member.latest_msg_time, message.created_at)
+        return view_of(original, view), False
+    counters.show_sender_chat(conversation.id, me.id, values["created_at"])
+    outbox.enqueue(push.TASK, message_id)
     db.session.commit()
-    queue.enqueue_delivery(message.id)
-    db.session.refresh(message)  # the push may already have happened (eager mode)
-    return view_of(message, conversation), True
+    # The answer is what was inserted; pushed already only when the push ran here (the
+    # embedded default), never read back.
+    message = Message(id=message_id, **values)
+    pushed = outbox.result_of(push.TASK, message_id) is True
+    return MessageView(message, conversation, me, isread=False, ispushed=pushed), True
 
 
 def history(me: User, view: ConversationView, *, start: int = 0, limit: int = 20,
             before_key: str | None = None) -> list[MessageView]:
     """A page of the conversation, newest first, without what the caller may not see.
 
-    The newest page (no ``start``, no ``before_key``) marks the conversation read.
+    The newest page (no ``start``, no ``before_key``) marks the conversation read up to its
+    newest message, and shows it so.
     """
     query = select(Message).where(_visible_in(view, me.id))
     if before_key is not None:
@@ -152,32 +146,27 @@ def history(me: User, view: ConversationView, *, start: int = 0, limit: int = 20
                                      Message.conversation_id == view.conversation.id)
         )
         if anchor is None:
-            raise ServiceError("not_found", "the message given in before was not found")
+            raise ServiceError(Kind.NOT_FOUND, "the message given in before was not found")
         query = query.where(Message.id < anchor)
-    if start == 0 and before_key is None:
-        # Mark read before loading the page: a commit after it would expire every loaded row
-        # and cost a query per message to reload.
-        # ORDER BY ... LIMIT 1, not max(): the index scan stops at the first visible row
-        # instead of anti-joining the whole history against the hides.
-        newest = db.session.scalar(select(Message.id).where(_visible_in(view, me.id))
-                                   .order_by(Message.id.desc()).limit(1)) or 0
-        db.session.commit()  # end the read transaction before the task takes its own
-        queue.enqueue_mark_read(me.id, view.conversation.id, newest)
     messages = list(db.session.scalars(query.order_by(Message.id.desc()).offset(start).limit(limit)))
-    return _views(messages, view.conversation)
+    my_pointer = None
+    if start == 0 and before_key is None:
+        newest = messages[0].id if messages else 0
+        outbox.enqueue(reads.TASK, me.id, view.conversation.id, newest)
+        my_pointer = max(view.member.last_read_message_id, newest)
+    db.session.commit()  # ends the read; a newest page's read is queued as it commits
+    return _views(messages, view, my_pointer)
 
 
 def find_for_member(me: User, key: str) -> tuple[Message, ConversationView]:
     """A message in one of the caller's conversations; unknown and not-yours look the same."""
-    from chat.services.conversations import get_for_member
-
     message = db.session.scalar(select(Message).where(Message.key == key))
     if message is None:
-        raise ServiceError("not_found", "message not found")
+        raise ServiceError(Kind.NOT_FOUND, "message not found")
     try:
         view = get_for_member(me, conversation_id=message.conversation_id)
     except ServiceError:
-        raise ServiceError("not_found", "message not found") from None
+        raise ServiceError(Kind.NOT_FOUND, "message not found") from None
     return message, view
 
 
@@ -185,11 +174,8 @@ def hide_for_me(me: User, key: str) -> None:
     """Delete a message for the caller only (either participant); repeating succeeds."""
     message, view = find_for_member(me, key)
     if db.session.get(MessageHide, (me.id, message.id)) is None:
-        try:
-            with db.session.begin_nested():
-                db.session.add(MessageHide(user_id=me.id, message_id=message.id))
-        except IntegrityError:
-            pass  # a parallel repeat got there first
+        db.session.execute(insert_unless_taken(  # a parallel repeat may get there first
+            MessageHide, {"user_id": me.id, "message_id": message.id, "created_at": now_ms()}))
         counters.refresh_unread(message.conversation_id, me.id)
     db.session.commit()
 
@@ -199,7 +185,7 @@ def delete_for_everyone(me: User, key: str) -> None:
     recipient's unread count, tell both sides. Repeating succeeds."""
     message, view = find_for_member(me, key)
     if message.sender_id != me.id:
-        raise ServiceError("forbidden", "only the sender can delete a message for everyone")
+        raise ServiceError(Kind.FORBIDDEN, "only the sender can delete a message for everyone")
     if message.deleted_at is not None:
         return
     stamp = now_ms()
@@ -207,11 +193,16 @@ def delete_for_everyone(me: User, key: str) -> None:
     message.updated_at = stamp
     message.content = ""
     counters.refresh_unread(message.conversation_id, view.target.id)
+    _announce_deleted(message, view)
     db.session.commit()
-    payload = events.message_payload(message, view.conversation)
-    for user_id in (view.target.id, me.id):
-        events.publish(user_id, "message.deleted", payload)
-        webhooks.fan_out(user_id, "message.deleted", payload)
+
+
+def _announce_deleted(message: Message, view: ConversationView) -> None:
+    """In the transaction that deleted it: tell both sides (recipient first) that a message
+    was deleted for everyone."""
+    payload = _payload(view_of(message, view))
+    for user_id in (view.conversation.other(message.sender_id), message.sender_id):
+        events.announce(user_id, "message.deleted", payload)
 
 
 def read_up_to(me: User, view: ConversationView, key: str | None = None) -> None:
@@ -222,36 +213,37 @@ def read_up_to(me: User, view: ConversationView, key: str | None = None) -> None
             select(Message.id).where(Message.key == key, Message.conversation_id == view.conversation.id)
         )
         if up_to is None:
-            raise ServiceError("not_found", "message not found")
+            raise ServiceError(Kind.NOT_FOUND, "message not found")
+    outbox.enqueue(reads.TASK, me.id, view.conversation.id, up_to)
     db.session.commit()
-    queue.enqueue_mark_read(me.id, view.conversation.id, up_to)
 
 
 # ---- editing, relative paging and details (used by the KOOK dialect; rules for both) ---------
-
-# Types whose content is text a person can rewrite; media URLs are replaced by sending anew.
-EDITABLE_TYPES = ("text", "kmarkdown", "card", "location")
-RELATIVE_FLAGS = ("before", "around", "after")
-
 
 def find_visible(me: User, key: str) -> tuple[Message, ConversationView]:
     """A message the caller can still see (not deleted, hidden or cleared); else not found."""
     message, view = find_for_member(me, key)
     if db.session.scalar(select(Message.id).where(Message.id == message.id, _visible_in(view, me.id))) is None:
-        raise ServiceError("not_found", "message not found")
+        raise ServiceError(Kind.NOT_FOUND, "message not found")
     return message, view
 
 
-def publish_update(message: Message, conversation: Conversation, extra: dict | None = None,
-                   announce_to_other: bool = True) -> None:
-    """Tell both sides (after the commit that made it true) that a message changed."""
-    payload = {**events.message_payload(message, conversation), **(extra or {})}
-    recipients = [message.sender_id, conversation.other(message.sender_id)]
+def _payload(shown: MessageView) -> dict:
+    message, conversation = shown.message, shown.conversation
+    return message_payload(message, conversation.code, shown.sender, conversation.other(message.sender_id),
+                           isread=shown.isread, quote=quote_of(message.quote_key, conversation.id))
+
+
+def announce_update(message: Message, view: ConversationView, extra: dict | None = None,
+                    announce_to_other: bool = True) -> None:
+    """In the transaction that changed it: tell both sides a message changed (``extra``:
+    what changed, beside the message itself)."""
+    payload = {**_payload(view_of(message, view)), **(extra or {})}
+    recipients = [message.sender_id, view.conversation.other(message.sender_id)]
     for user_id in dict.fromkeys(recipients):
         if user_id != message.sender_id and not announce_to_other:
             continue
-        events.publish(user_id, "message.updated", payload)
-        webhooks.fan_out(user_id, "message.updated", payload)
+        events.announce(user_id, "message.updated", payload)
 
 
 def update(me: User, key: str, content: str, quote_key: str | None = None) -> MessageView:
@@ -260,26 +252,42 @@ def update(me: User, key: str, content: str, quote_key: str | None = None) -> Me
     sides. Refused while either side blocks the other, as sending is."""
     message, view = find_visible(me, key)
     if message.sender_id != me.id:
-        raise ServiceError("forbidden", "only the sender can edit a message")
+        raise ServiceError(Kind.FORBIDDEN, "only the sender can edit a message")
     if message.type not in EDITABLE_TYPES:
-        raise ServiceError("invalid", f"{message.type} messages cannot be edited; send a new one",
+        raise ServiceError(Kind.INVALID, f"{message.type} messages cannot be edited; send a new one",
                            {"msg_id": ["only text, KMarkdown, card and location messages can be edited"]})
-    social.ensure_not_blocked(me.id, view.target.id)
+    social.ensure_not_blocked(me.id, view.target.id, view.relation)
     content = validate_content(message.type, content)
+    changes = {"content": content, "updated_at": now_ms()}
     if quote_key == "":
-        message.quote_key = None
+        changes["quote_key"] = None
     elif quote_key is not None:
         if quote_key == message.key or db.session.scalar(
             select(Message.id).where(Message.key == quote_key, _visible_in(view, me.id))
         ) is None:
-            raise ServiceError("invalid", "the quoted message is not in this conversation",
+            raise ServiceError(Kind.INVALID, "the quoted message is not in this conversation",
                                {"quote": ["no such message in this conversation"]})
-        message.quote_key = quote_key
-    message.content = content
-    message.updated_at = now_ms()
+        changes["quote_key"] = quote_key
+    # Delete wins, always: only a row still undeleted is written. A delete for everyone that
+    # committed since the row was read (PostgreSQL re-checks the condition after waiting for
+    # the deleter's row lock) leaves nothing to edit, and the edit answers as for a deleted one.
+    edited = db.session.execute(
+        sql_update(Message).where(Message.id == message.id, Message.deleted_at.is_(None))
+        .values(**changes).execution_options(synchronize_session=False)
+    ).rowcount
+    if not edited:
+        db.session.rollback()
+        raise ServiceError(Kind.NOT_FOUND, "message not found")
+    for name, value in changes.items():
+        set_committed_value(message, name, value)
+    announce_update(message, view)
     db.session.commit()
-    publish_update(message, view.conversation)
-    return view_of(message, view.conversation)
+    # A delete committed right after this edit may have published its event before this
+    # edit's (another process). Delete wins: then a deletion is said again, last.
+    if db.session.scalar(select(Message.deleted_at).where(Message.id == message.id)) is not None:
+        _announce_deleted(db.session.get(Message, message.id, populate_existing=True), view)
+    db.session.commit()  # ends the check's read (and says the deletion again, if it came)
+    return view_of(message, view)
 
 
 def page_relative(me: User, view: ConversationView, anchor_key: str, flag: str,
@@ -288,12 +296,12 @@ def page_relative(me: User, view: ConversationView, anchor_key: str, flag: str,
     first: ``before`` or ``after`` it (without it), or ``around`` it (with it, when visible).
     The anchor may be any message of the conversation, so paging survives deletions."""
     if flag not in RELATIVE_FLAGS:
-        raise ServiceError("invalid", "flag must be before, around or after", {"flag": ["unknown flag"]})
+        raise ServiceError(Kind.INVALID, "flag must be before, around or after", {"flag": ["unknown flag"]})
     anchor = db.session.scalar(
         select(Message.id).where(Message.key == anchor_key, Message.conversation_id == view.conversation.id)
     )
     if anchor is None:
-        raise ServiceError("not_found", "the message given in msg_id was not found")
+        raise ServiceError(Kind.NOT_FOUND, "the message given in msg_id was not found")
     visible = _visible_in(view, me.id)
 
     def older(count: int) -> list[Message]:
@@ -317,7 +325,8 @@ def page_relative(me: User, view: ConversationView, anchor_key: str, flag: str,
         centre = list(db.session.scalars(select(Message).where(visible, Message.id == anchor)))
         before = older((limit - len(centre)) // 2)
         found = before + centre + newer(limit - len(centre) - len(before))
-    return _views(found, view.conversation)
+    return _views(found, view)
+
 
 
 @dataclass
@@ -329,21 +338,23 @@ class MessageDetail:
     quote: MessageView | None
 
 
-def details(me: User, views: list[MessageView]) -> list[MessageDetail]:
+def details(me: User, views: list[MessageView], view: ConversationView) -> list[MessageDetail]:
     """Attach reactions (with whether ``me`` reacted) and quoted messages to ``views``.
     A quote of a message deleted for everyone shows as no quote."""
-    from chat.services import reactions
+    from chat.services import reactions  # noqa: PLC0415  (reactions builds on this module)
 
     if not views:
         return []
     summary = reactions.summary([v.message.id for v in views], me.id)
-    conversation = views[0].conversation
     keys = {v.message.quote_key for v in views if v.message.quote_key}
     quoted = {}
     if keys:
         rows = list(db.session.scalars(select(Message).where(
-            Message.key.in_(keys), Message.conversation_id == conversation.id, Message.deleted_at.is_(None))))
-        quoted = {v.message.key: v for v in _views(rows, conversation)} if rows else {}
+            Message.key.in_(keys), Message.conversation_id == view.conversation.id, Message.deleted_at.is_(None))))
+        quoted = {v.message.key: v for v in _views(rows, view)} if rows else {}
+        online = online_map(v.sender.id for v in quoted.values())
+        for quote in quoted.values():
+            quote.sender_online = online[quote.sender.id]
     return [
         MessageDetail(v, summary.get(v.message.id, []), quoted.get(v.message.quote_key))
         for v in views

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import and_, delete, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from chat.errors import ServiceError
+from chat.errors import Kind, ServiceError
 from chat.extensions import db
-from chat.models import Block, Friendship, FriendRequest, User
+from chat.models import Block, FriendRequest, Friendship, User
+from chat.services import people
+from chat.services.accounts import get_user
 
 FRIEND_LIST_TYPES = ("friend", "request", "blocked")
 
@@ -30,22 +32,43 @@ def blocks(blocker_id: int, blocked_id: int) -> bool:
 
 
 def blocked_either_way(a: int, b: int) -> bool:
-    return db.session.scalar(
-        select(Block.blocker_id).where(
-            or_(
-                (Block.blocker_id == a) & (Block.blocked_id == b),
-                (Block.blocker_id == b) & (Block.blocked_id == a),
-            )
-        ).limit(1)
-    ) is not None
+    return db.session.scalar(select(exists().where(Block.either_way(a, b))))
 
 
-def ensure_not_blocked(me_id: int, other_id: int) -> None:
-    """Refuse (403) when either side blocks the other."""
-    if blocks(me_id, other_id):
-        raise ServiceError("forbidden", "you have blocked this user; unblock them first")
-    if blocks(other_id, me_id):
-        raise ServiceError("forbidden", "this user does not accept your messages")
+def blocks_sql(blocker, blocked):
+    """SQL: whether ``blocker`` blocks ``blocked`` (ids or columns), for use inside a query."""
+    return exists().where(Block.blocker_id == blocker, Block.blocked_id == blocked)
+
+
+def friends_sql(a, b):
+    """SQL: whether ``a`` and ``b`` (ids or columns) are friends, for use inside a query."""
+    return exists().where(or_(and_(Friendship.user_low == a, Friendship.user_high == b),
+                              and_(Friendship.user_low == b, Friendship.user_high == a)))
+
+
+@dataclass(frozen=True)
+class Relation:
+    """How the caller and another user stand: friends, and blocks either way."""
+
+    is_friend: bool = False
+    i_block: bool = False
+    they_block: bool = False
+
+
+def relation(me_id: int, other_id: int) -> Relation:
+    """The caller's relation to ``other_id``, in one query."""
+    row = db.session.execute(select(friends_sql(me_id, other_id), blocks_sql(me_id, other_id),
+                                    blocks_sql(other_id, me_id))).one()
+    return Relation(*(bool(flag) for flag in row))
+
+
+def ensure_not_blocked(me_id: int, other_id: int, known: Relation | None = None) -> None:
+    """Refuse (403) when either side blocks the other (``known``: already looked up)."""
+    found = known or relation(me_id, other_id)
+    if found.i_block:
+        raise ServiceError(Kind.FORBIDDEN, "you have blocked this user; unblock them first")
+    if found.they_block:
+        raise ServiceError(Kind.FORBIDDEN, "this user does not accept your messages")
 
 
 def are_friends(a: int, b: int) -> bool:
@@ -66,10 +89,8 @@ class FriendEntry:
 
 
 def _other_user(me: User, user_id: int) -> User:
-    from chat.services.accounts import get_user
-
     if user_id == me.id:
-        raise ServiceError("invalid", "you cannot do this to yourself", {"user_id": ["must be another user"]})
+        raise ServiceError(Kind.INVALID, "you cannot do this to yourself", {"user_id": ["must be another user"]})
     return get_user(user_id)
 
 
@@ -95,33 +116,36 @@ def request_friend(me: User, target: User) -> FriendRequest | None:
     """Ask ``target`` to be friends. Asking again is harmless; when they already asked the
     caller, this accepts their request instead (returns None: you are friends now)."""
     if target.id == me.id:
-        raise ServiceError("invalid", "you cannot befriend yourself", {"user_code": ["must be another user"]})
+        raise ServiceError(Kind.INVALID, "you cannot befriend yourself", {"user_code": ["must be another user"]})
     if blocks(me.id, target.id):
-        raise ServiceError("forbidden", "you have blocked this user; unblock them first")
+        raise ServiceError(Kind.FORBIDDEN, "you have blocked this user; unblock them first")
     if blocks(target.id, me.id):
-        raise ServiceError("forbidden", "this user does not accept friend requests from you")
+        raise ServiceError(Kind.FORBIDDEN, "this user does not accept friend requests from you")
     if are_friends(me.id, target.id):
-        raise ServiceError("conflict", "you are friends already")
-    theirs = db.session.scalar(select(FriendRequest).where(
-        FriendRequest.from_user_id == target.id, FriendRequest.to_user_id == me.id))
-    if theirs is not None:
+        raise ServiceError(Kind.CONFLICT, "you are friends already")
+    low, high = ordered_pair(me.id, target.id)
+
+    def pending() -> FriendRequest | None:
+        """The pair's one pending request, whichever way it goes."""
+        return db.session.scalar(select(FriendRequest).where(
+            FriendRequest.pair_low == low, FriendRequest.pair_high == high))
+
+    request = pending()
+    if request is None:
+        request = FriendRequest(from_user_id=me.id, to_user_id=target.id, pair_low=low, pair_high=high)
+        try:
+            with db.session.begin_nested():
+                db.session.add(request)
+        except IntegrityError:
+            # The pair has a request already: a parallel repeat of ours, or theirs to us sent
+            # at the same moment (the constraint is per pair), which asking now accepts.
+            request = pending()
+            if request is None:  # withdrawn or accepted in the meantime: ask the caller to retry
+                raise ServiceError(Kind.CONFLICT, "the friendship changed meanwhile; try again") from None
+    if request.from_user_id == target.id:
         _make_friends(me.id, target.id)
         db.session.commit()
         return None
-
-    def mine() -> FriendRequest | None:
-        return db.session.scalar(select(FriendRequest).where(
-            FriendRequest.from_user_id == me.id, FriendRequest.to_user_id == target.id))
-
-    existing = mine()
-    if existing is not None:
-        return existing
-    request = FriendRequest(from_user_id=me.id, to_user_id=target.id)
-    try:
-        with db.session.begin_nested():
-            db.session.add(request)
-    except IntegrityError:
-        request = mine()  # a parallel repeat got there first
     db.session.commit()
     return request
 
@@ -130,7 +154,7 @@ def handle_request(me: User, request_id: int, accept: bool) -> None:
     """Accept or decline a request sent to the caller; others' requests look unknown."""
     request = db.session.get(FriendRequest, request_id)
     if request is None or request.to_user_id != me.id:
-        raise ServiceError("not_found", "friend request not found")
+        raise ServiceError(Kind.NOT_FOUND, "friend request not found")
     if accept:
         ensure_not_blocked(me.id, request.from_user_id)
         _make_friends(me.id, request.from_user_id)
@@ -202,4 +226,7 @@ def friend_lists(me: User, only: str | None = None) -> dict[str, list[FriendEntr
             .order_by(Block.created_at.desc(), User.id)
         ).all()
         lists["blocked"] = [FriendEntry(u.id, "blocked", u, True, b.created_at) for b, u in rows]
+    everyone = [entry for entries in lists.values() for entry in entries]
+    for entry, shown in zip(everyone, people.cards([entry.user for entry in everyone])):
+        entry.user = shown
     return lists

@@ -210,7 +210,7 @@ def test_delete_validates_type(alice, chat):
 
 
 def test_counters_match_a_rebuild(app, alice, bob, chat):
-    from chat.services import counters
+    from chat.delivery import counters
 
     for i in range(4):
         alice.send(chat, f"m{i}")

@@ -15,7 +15,7 @@ from chat.extensions import db
 from chat.ratelimit import bucket_id
 from chat.services import accounts
 from config import DevelopmentConfig, normalize_database_url
-from tests.live import flask_command, start_server
+from devstack import flask_command, start_server
 
 pytestmark = pytest.mark.integration
 

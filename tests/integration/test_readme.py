@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from tests.live import ROOT, flask_command, start_server
+from devstack import ROOT, flask_command, start_server
 
 pytestmark = pytest.mark.integration
 
@@ -17,7 +17,8 @@ def readme_flow() -> str:
 
 
 def test_readme_curl_flow_works(tmp_path):
-    env = {"CHAT_ENV": "development", "DATABASE_URL": f"sqlite:///{tmp_path / 'readme.db'}"}
+    env = {"CHAT_ENV": "development", "DATABASE_URL": f"sqlite:///{tmp_path / 'readme.db'}",
+           "WEB_APP_KEY_FILE": str(tmp_path / "web-app-key")}  # not the checkout's own file
     flask_command(env, "db", "upgrade")
     demo = flask_command(env, "demo")
     key = re.search(r"app key:\s+(\S+)", demo).group(1)

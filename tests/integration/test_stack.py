@@ -17,19 +17,9 @@ import pytest
 import requests
 
 from tests.conftest import REDIS_URL
-from tests.live import BIN, ROOT, LiveProcess, flask_command, free_port, wait_until
+from devstack import BIN, ROOT, LiveProcess, flask_command, free_port, procfile, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def procfile() -> dict[str, str]:
-    """The Procfile's process types and their commands."""
-    commands = {}
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            name, _, command = line.partition(":")
-            commands[name.strip()] = command.strip()
-    return commands
 
 
 def test_the_procfile_names_the_four_process_types():
@@ -37,7 +27,7 @@ def test_the_procfile_names_the_four_process_types():
 
 
 @pytest.fixture
-def platform_env(empty_database_url, redis_prefix) -> dict[str, str]:
+def platform_env(empty_database_url, redis_prefix, tmp_path) -> dict[str, str]:
     """What a platform gives each process: its config vars, PORT, and PATH with the app's
     executables. CHAT_ENV is deliberately absent."""
     env = {k: v for k, v in os.environ.items() if k not in ("CHAT_ENV", "FLASK_APP", "TEST_DATABASE_URL")}
@@ -49,6 +39,10 @@ def platform_env(empty_database_url, redis_prefix) -> dict[str, str]:
         "SECRET_KEY": "procfile-test-secret",
         "PORT": str(free_port()),
         "WEB_CONCURRENCY": "2",  # gunicorn's worker count when its configuration sets none
+        "METRICS_TOKEN": "procfile-test-metrics",
+        # Production's default is instance/metrics of the checkout (tests/ops/test_config.py);
+        # this run keeps its numbers to itself.
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         "PYTHONUNBUFFERED": "1",
     })
     return env
@@ -87,6 +81,7 @@ def test_the_procfile_stack_serves_the_readme_flow(platform_env, tmp_path):
         wait_until(ready, 45, interval=0.2, what="the web process to be ready")
         assert requests.get(f"{base}/readyz").json()["checks"] == {"database": "ok", "redis": "ok"}
         _readme_flow(base, platform_env)
+        _metrics_count_the_worker(base, platform_env)
         for process in processes:
             assert process.alive(), f"{process.name} exited:\n{process.log_tail()}"
     finally:
@@ -146,3 +141,11 @@ def _readme_flow(base: str, env: dict[str, str]) -> None:
     assert deleted.json()["code"] == 0
     page = requests.get(f"{base}/message", headers=heads["bob"], params={"conversationid": cid})
     assert page.json()["data"] == []
+
+
+def _metrics_count_the_worker(base: str, env: dict[str, str]) -> None:
+    """/metrics of the web line shows the push the worker line made (one directory, summed)."""
+    assert requests.get(f"{base}/metrics").status_code == 401
+    text = requests.get(f"{base}/metrics", headers={"Authorization": f"Bearer {env['METRICS_TOKEN']}"}).text
+    assert 'chat_deliveries_total{outcome="delivered"} 1.0' in text, text
+    assert "chat_push_lag_seconds_count 1.0" in text, text

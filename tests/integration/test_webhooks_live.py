@@ -7,7 +7,7 @@ import json
 import pytest
 import requests
 
-from tests.live import flask_command, start_server, start_worker, wait_until
+from devstack import flask_command, start_server, start_worker, wait_until
 from tests.webhooks.receiver import Receiver
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ import pytest
 import requests
 from sqlalchemy import create_engine, text
 
-from tests.live import ApiUser, flask_command, start_beat, start_redis, start_server, start_worker, wait_until
+from devstack import ApiUser, flask_command, start_beat, start_redis, start_server, start_worker, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -235,3 +235,35 @@ def test_edits_and_reactions_refused_while_blocked(kalice, kbob, path):
     kbob.ok("post", "/friend/block", json={"user_id": str(kalice.id)})
     response = kalice.post(path, json={"msg_id": key, "content": "sneaky", "emoji": "😈"})
     assert (response.status_code, response.json["code"]) == (403, 40300)
+
+
+def test_reactions_are_capped_per_message_and_per_user(app, kalice, kbob):
+    """One person must not be able to bloat the other's history with endless distinct
+    reactions: a message holds at most REACTION_EMOJIS_PER_MESSAGE distinct emojis, a person
+    at most REACTIONS_PER_USER_PER_MESSAGE of their own on it; over either is a clear 400."""
+    assert (app.config["REACTION_EMOJIS_PER_MESSAGE"], app.config["REACTIONS_PER_USER_PER_MESSAGE"]) == (20, 10)
+    per_user, per_message = 3, 4  # small caps keep the test short; the rule is the same
+    app.config.update(REACTIONS_PER_USER_PER_MESSAGE=per_user, REACTION_EMOJIS_PER_MESSAGE=per_message)
+    key = kalice.send(kbob, "react to me").json["data"]["msg_id"]
+
+    def react(user, emoji):
+        return user.post("/direct-message/add-reaction", json={"msg_id": key, "emoji": emoji})
+
+    for n in range(per_user):
+        assert react(kbob, f"b{n}").status_code == 200
+    over = react(kbob, "one too many")
+    assert (over.status_code, over.json["code"]) == (400, 40000)
+    assert f"at most {per_user}" in over.json["message"]
+    assert react(kbob, "b0").status_code == 200  # repeating one already there is fine
+
+    for n in range(per_message - per_user):
+        assert react(kalice, f"a{n}").status_code == 200
+    over = react(kalice, "a new emoji")
+    assert (over.status_code, over.json["code"]) == (400, 40000)
+    assert f"at most {per_message}" in over.json["message"]
+    assert react(kalice, "b1").status_code == 200  # joining an emoji already on it is fine
+    # Taking one back makes room again.
+    assert kbob.ok("post", "/direct-message/delete-reaction", json={"msg_id": key, "emoji": f"b{per_user - 1}"}) == {}
+    assert react(kalice, "a new emoji").status_code == 200
+    item = kbob.ok("get", "/direct-message/view", query_string={"msg_id": key})
+    assert len(item["reactions"]) == per_message

@@ -130,7 +130,8 @@ def test_friend_errors(kalice, kbob):
 def test_a_block_stops_the_push_of_a_message_still_waiting_for_it(app, kalice, kbob):
     """A message stored before the block but not yet pushed (broker down) is never pushed."""
     from chat.models import Message, now_ms
-    from chat.services import conversations, counters
+    from chat.delivery import push
+    from chat.services import conversations
 
     code = kalice.open_chat(kbob)
     view = conversations.get_for_member(db.session.get(User, kalice.id), code=code)
@@ -140,7 +141,7 @@ def test_a_block_stops_the_push_of_a_message_still_waiting_for_it(app, kalice, k
     db.session.commit()
     kbob.ok("post", "/friend/block", json={"user_id": kalice.id})
 
-    assert counters.deliver(waiting.id) is True  # claimed, so the sweeper stops retrying it
+    assert push.deliver(waiting.id) is True  # claimed, so the sweeper stops retrying it
     events = [event for _, event, _ in app.extensions["event_bus"].read(kbob.id, None)]
     assert "message.created" not in events
     # Stored before the block, it is history like any message pushed a moment earlier: it counts

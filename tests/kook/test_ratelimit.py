@@ -5,33 +5,18 @@ from __future__ import annotations
 
 import pytest
 
-from chat import create_app
-from chat.extensions import db
 from chat.ratelimit import bucket_id
 from chat.services import accounts
 from tests.conftest import REDIS_URL
-from tests.live import free_port
+from devstack import free_port
 
 HEADERS = ("X-Rate-Limit-Limit", "X-Rate-Limit-Remaining", "X-Rate-Limit-Reset", "X-Rate-Limit-Bucket")
 
 
 @pytest.fixture
-def limited(app, config_class):
+def limited(app, app_with):
     """Build an app with rate limiting on (TestingConfig turns it off) and enter it."""
-    contexts = []
-
-    def make(**settings):
-        config = type("LimitedConfig", (config_class,), {"RATELIMIT_ENABLED": True, **settings})
-        limited_app = create_app(config)
-        context = limited_app.app_context()
-        context.push()
-        contexts.append(context)
-        return limited_app.test_client()
-
-    yield make
-    for context in reversed(contexts):
-        db.session.remove()
-        context.pop()
+    return lambda **settings: app_with(RATELIMIT_ENABLED=True, **settings)
 
 
 def _bot(name: str) -> dict:
@@ -141,3 +126,39 @@ def test_redis_counts_live_under_the_key_prefix(limited, redis_prefix):
     assert statuses == [200, 200, 429]
     keys = [k.decode() for k in redis.Redis.from_url(REDIS_URL).scan_iter(match=f"{redis_prefix}*")]
     assert keys and all(k.startswith(f"{redis_prefix}limits:") for k in keys)
+
+
+def test_logins_and_sign_ups_are_limited_per_address(limited, app_key):
+    """Each login or sign-up costs a password hash: one address gets RATELIMIT_LOGIN of them,
+    whatever usernames it tries and whatever credentials it adds, while other addresses and
+    other routes are not affected."""
+    client = limited(RATELIMIT_LOGIN="3 per minute", RATELIMIT_ROUTE="100 per minute",
+                     RATELIMIT_GLOBAL="100 per minute")
+    key = {"X-APP-Key": app_key}
+    here, there = {"REMOTE_ADDR": "198.51.100.7"}, {"REMOTE_ADDR": "198.51.100.8"}
+    me = _bot("signer")
+
+    def login(name, environ, headers=key):
+        return client.post("/auth/login", headers=headers, environ_base=environ,
+                           json={"username": name, "password": "wrong password"})
+
+    assert login("nobody1", here).status_code == 401
+    assert client.post("/auth/register", headers=key, environ_base=here,
+                       json={"username": "fresh", "password": "long enough"}).status_code == 200
+    assert login("nobody2", here, {**key, **me}).status_code == 401  # a token does not move it
+    refused = login("nobody3", here)
+    assert refused.status_code == 429
+    assert refused.json["code"] == 1 and "sign-ins" in refused.json["msg"]
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert login("nobody4", there).status_code == 401  # another address has its own count
+    assert client.get("/api/v3/user/me", headers=me, environ_base=here).status_code == 200
+
+
+def test_the_default_login_limit_is_far_below_what_the_hashing_threads_take(app):
+    """Per address at most RATELIMIT_LOGIN hashes: a small share of one process's threads."""
+    from limits import parse
+
+    per_minute = parse(app.config["RATELIMIT_LOGIN"])
+    per_second = per_minute.amount / per_minute.get_expiry()
+    # A production hash takes about 0.15 s of a thread; one address may use under a tenth of one.
+    assert per_second * 0.15 < 0.1 * app.config["PASSWORD_HASH_THREADS"]

@@ -29,3 +29,14 @@ def test_view_errors(kalice):
                                 ({}, 400, 40000), ({"user_id": "9" * 30}, 400, 40000)):
         response = kalice.get("/user/view", query_string=query)
         assert (response.status_code, response.json["code"]) == (status, code), query
+
+
+def test_view_a_person_by_username(kalice, alice):
+    """The web page starts a conversation from a typed name: find the id by username."""
+    for given in ("alice", "ALICE", f"alice#{accounts.get_user(alice.id).identify_num}"):
+        data = kalice.ok("get", "/user/view", query_string={"username": given})
+        assert (data["id"], data["username"]) == (str(alice.id), "alice"), given
+    for query, status in (({"username": "nobody-here"}, 404), ({"username": ""}, 400),
+                          ({"username": "x" * 41}, 400)):
+        response = kalice.get("/user/view", query_string=query)
+        assert response.status_code == status, (query, response.json)

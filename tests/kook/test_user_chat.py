@@ -116,3 +116,28 @@ def test_token_is_required_in_either_scheme(client, kalice, kbob):
         assert response.json["data"] == {}
     bot = client.get("/api/v3/user-chat/list", headers={"Authorization": f"Bot {kalice.classic.session}"})
     assert bot.status_code == 200
+
+
+def test_create_while_blocked_returns_an_existing_chat_but_opens_no_new_one(kalice, kbob, make_kook_user):
+    """As docs/kook.md says: a block refuses a chat that does not exist yet, while an existing
+    one is returned with the block flags that explain it (it can be viewed and listed anyway).
+    The classic dialect, which has no such flags, keeps answering 403."""
+    code = kalice.open_chat(kbob)
+    kalice.ok("post", "/user-chat/delete", json={"chat_code": code})
+    kbob.ok("post", "/friend/block", json={"user_id": str(kalice.id)})
+
+    mine = kalice.ok("post", "/user-chat/create", json={"target_id": str(kbob.id)})
+    theirs = kbob.ok("post", "/user-chat/create", json={"target_id": str(kalice.id)})
+    assert mine["code"] == theirs["code"] == code
+    assert (mine["is_blocked"], mine["is_target_blocked"]) == (False, True)
+    assert (theirs["is_blocked"], theirs["is_target_blocked"]) == (True, False)
+    assert [c["code"] for c in kalice.ok("get", "/user-chat/list")["items"]] == [code]  # back on my list
+    sent = kalice.send(content="still blocked", chat_code=code)
+    assert (sent.status_code, sent.json["code"]) == (403, 40300)
+
+    carol = make_kook_user("kcarol")
+    carol.ok("post", "/friend/block", json={"user_id": str(kalice.id)})
+    response = kalice.post("/user-chat/create", json={"target_id": str(carol.id)})
+    assert (response.status_code, response.json["code"]) == (403, 40300)
+    classic = kalice.classic.post("/conversation", json={"passiveuser": kbob.id, "time": "1700000000000"})
+    assert classic.status_code == 403

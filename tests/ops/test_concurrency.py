@@ -5,7 +5,9 @@ there is no race to lose there).
 - both sides open their conversation at the same moment: one conversation;
 - many retries of one send (same nonce) at the same moment: one message;
 - bursts of simultaneous sends: the sender's latest_msg_time never moves backwards;
-- a thousand sends at once: the recipient's unread count is exactly a thousand.
+- a thousand sends at once: the recipient's unread count is exactly a thousand;
+- edits racing a delete for everyone: delete wins, the content never comes back;
+- friend requests both ways at the same moment: one outcome per pair (friends, no requests).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from chat import create_app
 from chat.extensions import db
 from chat.services import accounts
 from config import TestingConfig, normalize_database_url
-from tests.live import flask_command, start_server, start_worker, wait_until
+from devstack import EventStream, flask_command, start_server, start_worker, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("postgres_only")]
 
@@ -197,3 +199,103 @@ def test_a_thousand_parallel_sends_count_exactly_a_thousand_unread(live_env, tmp
     # And the live counters are the truth: a rebuild from the messages finds nothing to fix.
     rebuilt = flask_command({"DATABASE_URL": url, "CHAT_ENV": "development"}, "counters", "rebuild")
     assert "0 member rows were wrong" in rebuilt
+
+
+def test_edits_racing_a_delete_for_everyone_never_bring_the_content_back(live_env, tmp_path):
+    """Per message, one delete and eleven edits start at the same moment. Whatever the order,
+    the message ends deleted with no content, every edit answers 200 (it came first) or 404
+    (it came after: a deleted message is gone), and no event the recipient gets shows the
+    edited text on a deleted message."""
+    rounds, edits = 15, 11
+    key, (alice, bob) = _seed(live_env["DATABASE_URL"], 2)
+    server, base = start_server(live_env, tmp_path, extra_args=SERVER_ARGS)
+    url = live_env["DATABASE_URL"]
+    statuses: list[int] = []
+    try:
+        h = _headers(key, alice)
+        kook = {"Authorization": f"Bearer {alice['token']}"}
+        cid = requests.post(f"{base}/conversation", headers=h, json={
+            "passiveuser": bob["id"], "time": "1"}).json()["data"]["conversationid"]
+        stream = EventStream(base, bob["token"]).wait_open()
+        for round_ in range(rounds):
+            msg_key = requests.post(f"{base}/message", headers=h, json={
+                "conversationid": cid, "type": -1, "content": f"original {round_}",
+                "time": "1"}).json()["data"]["messagekey"]
+            barrier = threading.Barrier(edits + 1)
+
+            def delete(_):
+                barrier.wait()
+                r = requests.delete(f"{base}/message", headers=h, timeout=30,
+                                    json={"messagekey": msg_key, "type": 2})
+                assert r.status_code == 200, r.text
+                return None
+
+            def edit(n):
+                barrier.wait()
+                r = requests.post(f"{base}/api/v3/direct-message/update", headers=kook, timeout=30,
+                                  json={"msg_id": msg_key, "content": f"edited {round_}/{n}"})
+                return r.status_code
+
+            with ThreadPoolExecutor(edits + 1) as pool:
+                futures = [pool.submit(delete, 0)] + [pool.submit(edit, n) for n in range(edits)]
+                statuses += [f.result() for f in futures[1:]]
+        # Every answer is in, so every event is in the recipient's stream: read up to a marker
+        # sent after them all (a stream keeps the order events were appended in).
+        # (A reaction: announced by the request itself, as edits and deletes are.)
+        marker = requests.post(f"{base}/message", headers=h, json={
+            "conversationid": cid, "type": -1, "content": "marker", "time": "1"}).json()["data"]["messagekey"]
+        assert requests.post(f"{base}/api/v3/direct-message/add-reaction", headers=kook,
+                             json={"msg_id": marker, "emoji": "end"}).status_code == 200
+        seen = []
+        while not seen or seen[-1][2].get("messagekey") != marker:
+            seen.append(stream.next(timeout=30))
+        stream.close()
+    finally:
+        server.stop()
+    assert set(statuses) <= {200, 404}, statuses
+    assert _scalar(url, "SELECT count(*) FROM messages WHERE deleted_at IS NULL") == 1  # the marker
+    assert _scalar(url, "SELECT count(*) FROM messages WHERE content <> '' AND deleted_at IS NOT NULL") == 0
+    # Nothing shows content on a deleted message, and the last word on each is its deletion
+    # (an edit that committed before the delete may be announced after it, by another process;
+    # a deletion then follows it again).
+    last: dict[str, str] = {}
+    for _id, name, data, _t in seen:
+        if data.get("deleted") or name == "message.deleted":
+            assert data["content"] == "" and data["deleted"], data
+        if name in ("message.updated", "message.deleted"):
+            last[data["messagekey"]] = name
+    assert last.pop(marker) == "message.updated"
+    assert len(last) == rounds and set(last.values()) == {"message.deleted"}, last
+
+
+def test_friend_requests_both_ways_at_once_make_one_friendship(live_env, tmp_path):
+    """Asking someone who asked you accepts their request; asking at the same moment must end
+    the same way, not as a friendship beside two pending requests (or two requests alone)."""
+    pairs = 20
+    _key, users = _seed(live_env["DATABASE_URL"], pairs * 2)
+    server, base = start_server(live_env, tmp_path, extra_args=SERVER_ARGS)
+    try:
+        def race(pair: int) -> list[int]:
+            a, b = users[2 * pair], users[2 * pair + 1]
+            barrier = threading.Barrier(2)
+
+            def ask(me, them_name):
+                barrier.wait()
+                r = requests.post(f"{base}/api/v3/friend/request", timeout=30,
+                                  headers={"Authorization": f"Bearer {me['token']}"},
+                                  json={"user_code": them_name})
+                return r.status_code
+
+            with ThreadPoolExecutor(2) as both:
+                first = both.submit(ask, a, f"racer{2 * pair + 1}")
+                second = both.submit(ask, b, f"racer{2 * pair}")
+                return [first.result(), second.result()]
+
+        with ThreadPoolExecutor(4) as pool:
+            statuses = [s for pair in pool.map(race, range(pairs)) for s in pair]
+    finally:
+        server.stop()
+    assert set(statuses) == {200}, statuses
+    url = live_env["DATABASE_URL"]
+    assert _scalar(url, "SELECT count(*) FROM friendships") == pairs
+    assert _scalar(url, "SELECT count(*) FROM friend_requests") == 0

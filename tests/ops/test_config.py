@@ -1,15 +1,24 @@
-"""Production configuration: refuses to start without its secrets, sizes its pool from the
-environment. Run as real processes, because the configuration is read at start-up."""
+"""Configuration: production refuses to start without its secrets, malformed values are named,
+profiles adjust the environment, and the pool is sized from the environment.
+
+The start-up paths are run as real processes (``flask``, a pool probe); everything else builds
+configurations in-process with ``load_config`` from a plain mapping."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import runpy
 import subprocess
 
 import pytest
 
+from chat.celery_config import celery_settings
+from config import (ConfigError, DevelopmentConfig, ProductionConfig, TestingConfig, env_bool,
+                    env_float, load_config)
 from tests.conftest import REDIS_URL
-from tests.live import BIN, ROOT
+from devstack import BIN, ROOT
 
 PRODUCTION = {
     "CHAT_ENV": "production",
@@ -52,12 +61,6 @@ def test_a_malformed_pool_size_is_named():
     assert "DB_POOL_SIZE must be a whole number" in result.stderr
 
 
-def test_an_unknown_log_format_is_named():
-    result = _flask({**PRODUCTION, "LOG_FORMAT": "xml"}, "routes")
-    assert result.returncode != 0
-    assert "LOG_FORMAT must be one of text, json" in result.stderr
-
-
 PROBE = """
 import json
 from chat import create_app
@@ -80,52 +83,210 @@ def test_the_pool_is_sized_from_the_environment():
         "size": 7, "overflow": 3, "recycle": 600, "timeout": 4}
 
 
-
-def test_a_malformed_number_is_named_at_start_up():
-    result = _flask({**PRODUCTION, "WEBHOOK_READ_TIMEOUT": "10s"}, "routes")
-    assert result.returncode != 0
-    assert "WEBHOOK_READ_TIMEOUT must be a number, not '10s'" in result.stderr
+# ---- in-process: load_config from a mapping -------------------------------------------------
 
 
-def test_a_malformed_switch_is_named_at_start_up():
-    result = _flask({**PRODUCTION, "WEBHOOK_ALLOW_PRIVATE": "ture"}, "routes")
-    assert result.returncode != 0
-    assert "WEBHOOK_ALLOW_PRIVATE must be one of" in result.stderr and "'ture'" in result.stderr
+def test_production_names_what_is_missing_in_process():
+    with pytest.raises(ConfigError, match="^CHAT_ENV=production needs these environment variables: "
+                                          "SECRET_KEY, REDIS_URL$"):
+        load_config({"CHAT_ENV": "production", "DATABASE_URL": "sqlite://"})
+
+
+def test_only_the_given_mapping_is_read(monkeypatch):
+    """A configuration is built from what it is given, when it is asked for: a broken process
+    environment does not matter to a mapping that is fine."""
+    monkeypatch.setenv("DB_POOL_SIZE", "lots")
+    monkeypatch.setenv("CHAT_ENV", "production")
+    settings = load_config({"DB_POOL_SIZE": "7"})
+    assert settings["DB_POOL_SIZE"] == 7
+    assert settings["SECRET_KEY"] == "dev-only-not-secret"
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"DB_POOL_SIZE": "lots"}, "DB_POOL_SIZE must be a whole number, not 'lots'"),
+    ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be one of text, json, not 'xml'"),
+    ({"WEBHOOK_READ_TIMEOUT": "10s"}, "WEBHOOK_READ_TIMEOUT must be a number, not '10s'"),
+    ({"WEBHOOK_ALLOW_PRIVATE": "ture"}, "WEBHOOK_ALLOW_PRIVATE must be one of 1, true, yes, on, 0, "
+                                        "false, no, off, not 'ture'"),
+    ({"RATELIMIT_SEND": "lots"}, "RATELIMIT_SEND must be a rate limit such as '60 per 10 seconds', "
+                                 "not 'lots'"),
+    ({"REDIS_URL": "http://cache:6379"}, "REDIS_URL must be a redis://, rediss:// or unix:// URL, not "
+                                         "'http://'"),
+    ({"REDIS_URL": "cache:6379"}, "REDIS_URL must be a redis://, rediss:// or unix:// URL, not a URL "
+                                  "without a scheme"),
+    ({"CHAT_ENV": "staging"}, "CHAT_ENV must be one of development, testing, production, not 'staging'"),
+])
+def test_a_malformed_value_is_named(env, message):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        load_config({**PRODUCTION, **env})
+
+
+@pytest.mark.parametrize(("url", "scheme"), [
+    ("mysql://chat:hunter2@db/chat", "mysql://"),
+    ("postgresql+asyncpg://chat:hunter2@db/chat", "postgresql+asyncpg://"),
+    ("https://chat:hunter2@db/chat", "https://"),
+])
+def test_a_database_url_of_another_kind_is_named_without_its_password(url, scheme):
+    with pytest.raises(ConfigError) as raised:
+        load_config({**PRODUCTION, "DATABASE_URL": url})
+    message = str(raised.value)
+    assert message == ("DATABASE_URL must be a postgresql:// (or postgres://) or sqlite:/// URL, "
+                       f"not {scheme!r}")
+    assert "hunter2" not in message
+
+
+def test_a_database_url_that_is_no_url_is_named_without_repeating_it():
+    with pytest.raises(ConfigError) as raised:
+        load_config({**PRODUCTION, "DATABASE_URL": "chat:hunter2 at db"})
+    assert str(raised.value) == ("DATABASE_URL must be a postgresql:// (or postgres://) or "
+                                 "sqlite:/// URL; it is not a URL")
+
+
+@pytest.mark.parametrize(("url", "stored"), [
+    ("postgres://u@db/chat", "postgresql+psycopg://u@db/chat"),
+    ("postgresql://u@db/chat", "postgresql+psycopg://u@db/chat"),
+    ("postgresql+psycopg://u@db/chat", "postgresql+psycopg://u@db/chat"),
+    ("sqlite:////srv/chat.db", "sqlite:////srv/chat.db"),
+])
+def test_database_urls_the_service_runs_on(url, stored):
+    assert load_config({"DATABASE_URL": url})["SQLALCHEMY_DATABASE_URI"] == stored
+
+
+def test_the_pool_settings_become_engine_options():
+    settings = load_config({**PRODUCTION, "DB_POOL_SIZE": "7", "DB_CONNECT_TIMEOUT": "2"})
+    assert settings["SQLALCHEMY_ENGINE_OPTIONS"] == {
+        "pool_pre_ping": True, "pool_size": 7, "max_overflow": 10, "pool_timeout": 10,
+        "pool_recycle": 1800, "connect_args": {"connect_timeout": 2}}
+    # SQLite has no pool to size.
+    assert load_config({"DB_POOL_SIZE": "7"})["SQLALCHEMY_ENGINE_OPTIONS"] == {"pool_pre_ping": True}
+
+
+def test_profiles():
+    development = load_config({})
+    assert development["LOG_FORMAT"] == "text" and development["ARGON2_TIME_COST"] == 3
+    assert development["SQLALCHEMY_DATABASE_URI"].endswith("instance/chat.db")
+    # Production's own default, which the environment may still change.
+    assert load_config(PRODUCTION)["LOG_FORMAT"] == "json"
+    assert load_config({**PRODUCTION, "LOG_FORMAT": "text"})["LOG_FORMAT"] == "text"
+    # The testing profile's fixed values win over the environment.
+    testing = load_config({"ARGON2_TIME_COST": "9", "RATELIMIT_ENABLED": "1"}, TestingConfig)
+    assert testing["ARGON2_TIME_COST"] == 1 and testing["RATELIMIT_ENABLED"] is False
+    assert load_config({"CHAT_ENV": "testing"})["TESTING"] is True
+    # A class names the profile over CHAT_ENV (create_app(SomeConfig) in tests and tools).
+    assert load_config({"CHAT_ENV": "production"}, DevelopmentConfig)["LOG_FORMAT"] == "text"
+    with pytest.raises(ConfigError, match="REDIS_URL"):
+        load_config({"SECRET_KEY": "s", "DATABASE_URL": "sqlite://"}, ProductionConfig)
+
+
+def test_a_subclass_value_counts_in_what_is_derived_from_it():
+    class WithRedis(TestingConfig):
+        REDIS_URL = REDIS_URL
+        REDIS_KEY_PREFIX = "t:"
+
+    settings = load_config({}, WithRedis)
+    assert settings["RATELIMIT_STORAGE_URI"] == REDIS_URL
+    assert settings["RATELIMIT_STORAGE_OPTIONS"]["key_prefix"] == "t:limits"
+    celery = celery_settings(settings)
+    assert celery["broker_url"] == REDIS_URL
+    assert celery["broker_transport_options"]["global_keyprefix"] == "t:"
+
+
+def test_a_subclass_value_for_a_derived_setting_wins():
+    class OwnStorage(TestingConfig):
+        RATELIMIT_STORAGE_URI = REDIS_URL
+        RATELIMIT_STORAGE_OPTIONS = {"key_prefix": "own:limits"}
+
+    settings = load_config({}, OwnStorage)
+    assert settings["RATELIMIT_STORAGE_URI"] == REDIS_URL
+    assert settings["RATELIMIT_STORAGE_OPTIONS"] == {"key_prefix": "own:limits"}
+
+
+def test_without_redis_tasks_run_in_process(app):
+    settings = load_config({})
+    assert settings["RATELIMIT_STORAGE_URI"] == "memory://"
+    assert celery_settings(settings)["broker_url"] == "memory://"
+    from chat.runner import InProcessQueue
+
+    assert isinstance(app.extensions["task_queue"], InProcessQueue)
+
+
+class _Recording(dict):
+    """A mapping that remembers every name asked of it."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.asked: set[str] = set()
+
+    def get(self, name, default=None):
+        self.asked.add(name)
+        return super().get(name, default)
+
+
+def _documented() -> set[str]:
+    """The variables in the first column of docs/operations.md's environment table."""
+    section = (ROOT / "docs" / "operations.md").read_text().split("## Environment variables")[1]
+    cells = re.findall(r"^\| ([^|]+)\|", section.split("\n## ")[0], re.M)
+    return {name for cell in cells for name in re.findall(r"`([A-Z0-9_]+)`", cell)}
+
+
+def test_every_variable_read_is_in_the_operations_guide(monkeypatch):
+    environ = _Recording(PRODUCTION)
+    load_config(environ)
+    # gunicorn.conf.py reads os.environ as gunicorn runs it: as a module.
+    monkeypatch.setattr(os, "environ", environ)
+    runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert {"DB_POOL_SIZE", "GUNICORN_THREADS"} <= environ.asked
+    assert environ.asked <= _documented(), environ.asked - _documented()
+
+
+# ---- reading one variable -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
     ("1", True), ("true", True), ("Yes", True), (" ON ", True),
     ("0", False), ("false", False), ("NO", False), ("off", False),
 ])
-def test_switch_words(monkeypatch, raw, expected):
-    from config import _env_bool
-
-    monkeypatch.setenv("CHAT_TEST_SWITCH", raw)
-    assert _env_bool("CHAT_TEST_SWITCH", not expected) is expected
+def test_switch_words(raw, expected):
+    assert env_bool({"CHAT_TEST_SWITCH": raw}, "CHAT_TEST_SWITCH", not expected) is expected
 
 
 @pytest.mark.parametrize("raw", ["2", "enabled", "nope", "true!"])
-def test_other_switch_words_are_refused(monkeypatch, raw):
-    from config import _env_bool
-
-    monkeypatch.setenv("CHAT_TEST_SWITCH", raw)
+def test_other_switch_words_are_refused(raw):
     with pytest.raises(SystemExit, match="CHAT_TEST_SWITCH must be one of"):
-        _env_bool("CHAT_TEST_SWITCH", False)
+        env_bool({"CHAT_TEST_SWITCH": raw}, "CHAT_TEST_SWITCH", False)
 
 
 @pytest.mark.parametrize("raw", ["fast", "nan", "inf", "1e999"])
-def test_malformed_numbers_are_refused(monkeypatch, raw):
-    from config import _env_float
-
-    monkeypatch.setenv("CHAT_TEST_NUMBER", raw)
+def test_malformed_numbers_are_refused(raw):
     with pytest.raises(SystemExit, match="CHAT_TEST_NUMBER must be a"):
-        _env_float("CHAT_TEST_NUMBER", 1.0)
+        env_float({"CHAT_TEST_NUMBER": raw}, "CHAT_TEST_NUMBER", 1.0)
 
 
-def test_numbers_and_defaults(monkeypatch):
-    from config import _env_float
+def test_numbers_and_defaults():
+    assert env_float({"CHAT_TEST_NUMBER": "2.5"}, "CHAT_TEST_NUMBER", 1.0) == 2.5
+    assert env_float({}, "CHAT_TEST_NUMBER", 1.0) == 1.0
+    assert env_float({"CHAT_TEST_NUMBER": ""}, "CHAT_TEST_NUMBER", 1.0) == 1.0
 
-    monkeypatch.setenv("CHAT_TEST_NUMBER", "2.5")
-    assert _env_float("CHAT_TEST_NUMBER", 1.0) == 2.5
-    monkeypatch.delenv("CHAT_TEST_NUMBER")
-    assert _env_float("CHAT_TEST_NUMBER", 1.0) == 1.0
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"CHAT_ENV": "production"}, str(ROOT / "instance" / "metrics")),  # one place per checkout
+    ({"CHAT_ENV": "production", "PROMETHEUS_MULTIPROC_DIR": "{tmp}/given"}, "{tmp}/given"),
+    ({"CHAT_ENV": "development"}, None),  # one process: nothing to share
+    ({}, None),
+])
+def test_the_metrics_directory_processes_share(monkeypatch, tmp_path, env, expected):
+    """Settled before prometheus-client is imported, in the environment, so that the
+    processes a gunicorn arbiter or Celery forks inherit it."""
+    import os
+
+    from config import prometheus_multiproc_dir
+
+    monkeypatch.delenv("CHAT_ENV", raising=False)
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value.format(tmp=tmp_path))
+    expected = expected and expected.format(tmp=tmp_path)
+    assert prometheus_multiproc_dir() == expected
+    assert os.environ.get("PROMETHEUS_MULTIPROC_DIR") == expected
+    if expected:
+        assert os.path.isdir(expected)

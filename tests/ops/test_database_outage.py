@@ -14,7 +14,7 @@ import pytest
 import requests
 from sqlalchemy.engine import make_url
 
-from tests.live import start_server, wait_until
+from devstack import start_server, wait_until
 from tests.netproxy import TcpProxy
 from tests.ops.test_concurrency import _headers, _seed
 

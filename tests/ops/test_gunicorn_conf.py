@@ -7,7 +7,7 @@ import runpy
 
 import pytest
 
-from tests.live import ROOT
+from devstack import ROOT
 
 CONF = str(ROOT / "gunicorn.conf.py")
 

@@ -12,7 +12,7 @@ import requests
 
 from chat import create_app
 from chat.logging_setup import RedactTokensFilter, configure_logging, redact
-from tests.live import BIN, ROOT, LiveProcess, free_port, start_server, wait_until
+from devstack import BIN, ROOT, LiveProcess, free_port, start_server, wait_until
 
 SECRET = "s3cr3t-T0KEN_value"
 
@@ -24,8 +24,22 @@ SECRET = "s3cr3t-T0KEN_value"
      '"GET /api/v3/events?last_event_id=1-0&token=[redacted]&x=1 HTTP/1.1" 401 -'),
     (f"token={SECRET}&last_event_id=2", "token=[redacted]&last_event_id=2"),  # a bare query
     (f'"http://host/app?token={SECRET}"', '"http://host/app?token=[redacted]"'),
-    ("GET /api/v3/events?mytoken=keep&tokens=keep HTTP/1.1",
-     "GET /api/v3/events?mytoken=keep&tokens=keep HTTP/1.1"),
+    # Any credential-looking parameter, not only token=: a client may send its session,
+    # app key or password in the query string, and the request line is logged before any
+    # route refuses it.
+    (f"GET /message?conversationid=-123&X-APP-Session={SECRET}&messagekey=k HTTP/1.1",
+     "GET /message?conversationid=-123&X-APP-Session=[redacted]&messagekey=k HTTP/1.1"),
+    (f"GET /x?X%2DHA%2DSession={SECRET}&X-HA-Key={SECRET}&app_key={SECRET} HTTP/1.1",
+     "GET /x?X%2DHA%2DSession=[redacted]&X-HA-Key=[redacted]&app_key=[redacted] HTTP/1.1"),
+    (f"GET /x?password={SECRET}&Authorization=Bot%20{SECRET}&access_token={SECRET}&key={SECRET}",
+     "GET /x?password=[redacted]&Authorization=[redacted]&access_token=[redacted]&key=[redacted]"),
+    (f"GET /api/v3/events?mytoken={SECRET}&secret={SECRET}",
+     "GET /api/v3/events?mytoken=[redacted]&secret=[redacted]"),
+    # Parameters that are not credentials stay readable.
+    ("GET /api/v3/direct-message/list?chat_code=ab&msg_id=c&page_size=5&messagekey=m HTTP/1.1",
+     "GET /api/v3/direct-message/list?chat_code=ab&msg_id=c&page_size=5&messagekey=m HTTP/1.1"),
+    (f"GET /gateway?compress=1&token={SECRET}&resume=1&sn=3 HTTP/1.1",  # KOOK's gateway URL
+     "GET /gateway?compress=1&token=[redacted]&resume=1&sn=3 HTTP/1.1"),
 ])
 def test_redact(line, expected):
     assert redact(line) == expected
@@ -63,12 +77,16 @@ def test_the_development_servers_request_lines_are_redacted(config_class, _schem
         url = f"http://127.0.0.1:{server.server_port}/api/v3/events"
         response = requests.get(url, params={"last_event_id": "1-0", "token": SECRET}, timeout=10)
         assert response.status_code == 401
+        response = requests.get(f"http://127.0.0.1:{server.server_port}/conversation",
+                                params={"X-APP-Session": SECRET}, timeout=10)
+        assert response.status_code == 401
     finally:
         server.shutdown()
         server.server_close()
     captured = capsys.readouterr().err  # what our handler wrote
     for text in (caplog.text, captured):
         assert "/api/v3/events?last_event_id=1-0&token=[redacted]" in text
+        assert "/conversation?X-APP-Session=[redacted]" in text
         assert SECRET not in text
 
 

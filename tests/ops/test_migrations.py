@@ -11,10 +11,10 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from chat.extensions import db
-from tests.live import ROOT, flask_command
+from devstack import ROOT, flask_command
 
 import chat.models  # noqa: F401  (fills db.metadata)
 
@@ -67,3 +67,42 @@ def test_procfile_release_runs_the_migrations():
     release = [line for line in (ROOT / "Procfile").read_text().splitlines()
                if line.startswith("release:")]
     assert len(release) == 1 and "flask db upgrade" in release[0]
+
+
+def _run(url: str, *statements: str) -> list:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            results = [conn.execute(text(sql)) for sql in statements]
+            return [r.all() if r.returns_rows else None for r in results]
+    finally:
+        engine.dispose()
+
+
+def _users_sql(*ids: int) -> list[str]:
+    return [f"INSERT INTO users (id, username, username_key, nickname, avatar, identify_num, is_bot, "
+            f"created_at) VALUES ({i}, 'u{i}', 'u{i}', 'u{i}', '', '0001', false, 1)" for i in ids]
+
+
+def test_friend_requests_both_ways_become_a_friendship_on_upgrade(empty_database_url):
+    """Rows from before the one-request-per-pair rule: settled as asking back settles them."""
+    url = empty_database_url
+    env = {"DATABASE_URL": url, "CHAT_ENV": "development"}
+    flask_command(env, "db", "upgrade", "0002_webhook_schedule")
+    _run(url, *_users_sql(100000001, 100000002, 100000003, 100000004, 100000005),
+         # both ways: becomes a friendship
+         "INSERT INTO friend_requests (from_user_id, to_user_id, created_at) VALUES (100000002, 100000001, 5)",
+         "INSERT INTO friend_requests (from_user_id, to_user_id, created_at) VALUES (100000001, 100000002, 6)",
+         # friends already, with a stale request each way
+         "INSERT INTO friendships (user_low, user_high, created_at) VALUES (100000003, 100000004, 1)",
+         "INSERT INTO friend_requests (from_user_id, to_user_id, created_at) VALUES (100000003, 100000004, 2)",
+         "INSERT INTO friend_requests (from_user_id, to_user_id, created_at) VALUES (100000004, 100000003, 3)",
+         # one way: stays pending
+         "INSERT INTO friend_requests (from_user_id, to_user_id, created_at) VALUES (100000005, 100000001, 4)")
+    flask_command(env, "db", "upgrade")
+    friends, pending = _run(
+        url, "SELECT user_low, user_high FROM friendships ORDER BY user_low",
+        "SELECT from_user_id, to_user_id, pair_low, pair_high FROM friend_requests")
+    assert [tuple(r) for r in friends] == [(100000001, 100000002), (100000003, 100000004)]
+    assert [tuple(r) for r in pending] == [(100000005, 100000001, 100000001, 100000005)]
+    assert _differences(url) == []

@@ -9,7 +9,7 @@ from chat import create_app
 from chat.extensions import db
 from chat.models import User
 from tests.conftest import REDIS_URL
-from tests.live import free_port
+from devstack import free_port
 
 
 def _closed_port_redis() -> str:

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from chat.logging_setup import RequestIdFilter, make_formatter, request_id_var
-from tests.live import flask_command, start_server, start_worker, wait_until
+from devstack import flask_command, start_server, start_worker, wait_until
 
 
 def test_a_clients_request_id_is_echoed(client):

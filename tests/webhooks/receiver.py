@@ -1,6 +1,10 @@
 """A real HTTP(S) server standing in for a user's webhook receiver (not a mock): it records
 every request and answers with the statuses a test scripts, then 200. ``self_signed`` makes
-a certificate for the HTTPS case."""
+a certificate for the HTTPS case.
+
+Webhook attempts run on the service's background thread (never inside a request), so what
+the receiver has got is read once the service has nothing left in flight: ``settle``.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,15 @@ import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from flask import current_app, has_app_context
+
+
+def settle() -> None:
+    """Wait until the app's in-process tasks (webhook attempts and their retries) are done
+    (nothing to wait for outside an app: a real worker process delivers there)."""
+    if has_app_context() and hasattr(current_app.extensions["task_queue"], "join"):
+        assert current_app.extensions["task_queue"].join(timeout=30), "in-process tasks did not finish"
 
 
 @dataclass
@@ -32,10 +45,15 @@ class Receiver:
     """``with Receiver([500, 500]) as r:`` -> ``r.url``; ``r.requests`` is what arrived."""
 
     def __init__(self, statuses: list[int] | None = None, *, tls: tuple[Path, Path] | None = None,
-                 host: str = "127.0.0.1", headers: dict[str, str] | None = None):
+                 host: str = "127.0.0.1", headers: dict[str, str] | None = None,
+                 hold: threading.Event | None = None, hold_seconds: float = 8):
         self.statuses = list(statuses or [])
+        # A slow receiver: each request waits for ``hold`` (at most ``hold_seconds``) before
+        # it is answered; ``arrived`` and ``answered`` tell a test where it stands.
+        self.hold, self.hold_seconds = hold, hold_seconds
+        self.arrived, self.answered = threading.Event(), threading.Event()
         self.headers = dict(headers or {})  # sent with every answer
-        self.requests: list[Received] = []
+        self._requests: list[Received] = []
         self._lock = threading.Lock()
         receiver = self
 
@@ -44,14 +62,18 @@ class Receiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 with receiver._lock:
-                    receiver.requests.append(Received(self.path, dict(self.headers), body))
+                    receiver._requests.append(Received(self.path, dict(self.headers), body))
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
+                receiver.arrived.set()
+                if receiver.hold is not None:
+                    receiver.hold.wait(receiver.hold_seconds)
                 self.send_response(status)
                 for name, value in receiver.headers.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
+                receiver.answered.set()
 
             def log_message(self, *args):  # keep the test output clean
                 pass
@@ -74,9 +96,15 @@ class Receiver:
         self.server.shutdown()
         self.server.server_close()
 
-    def count(self) -> int:
+    @property
+    def requests(self) -> list[Received]:
+        """What arrived, once the service has settled."""
+        settle()
         with self._lock:
-            return len(self.requests)
+            return list(self._requests)
+
+    def count(self) -> int:
+        return len(self.requests)
 
 
 def self_signed(directory: Path, name: str) -> tuple[Path, Path]:

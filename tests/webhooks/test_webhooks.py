@@ -1,21 +1,24 @@
 """Webhooks through the test client, with a real local HTTP server as the receiver.
 
-Celery runs eagerly here (the embedded default), so an event's delivery, and its retries,
-happen inside the request that caused the event; Celery's eager ``retry`` re-runs the task
-at once, ignoring the countdown (the real-broker path is in tests/integration).
+Tasks run in-process here (the embedded default): an event's delivery, and its retries,
+happen on the service's background thread after the request that caused the event; the
+receiver's record is read once that thread has settled (the real-broker path is in
+tests/integration).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
 
 from chat.extensions import db
 from chat.models import Webhook, WebhookDelivery
-from chat.services import webhooks
-from tests.webhooks.receiver import Receiver, self_signed
+from chat import webhooks
+from chat.webhooks import addresses, deliveries as attempts
+from tests.webhooks.receiver import Receiver, self_signed, settle
 
 API = "/api/v3/webhooks"
 
@@ -29,6 +32,7 @@ def create(client, user, url, **body):
 
 
 def deliveries(client, user, **params):
+    settle()
     response = client.get(f"{API}/deliveries", query_string=params, headers=auth(user))
     assert response.status_code == 200, response.json
     return response.json["data"]
@@ -46,7 +50,8 @@ def test_generated_secret_is_shown_once_and_stored_encrypted(client, alice):
     assert len(secret) >= 32
 
     listed = client.get(API, headers=auth(alice)).json["data"]["items"]
-    assert listed == [{"id": data["id"], "url": data["url"], "created_at": data["created_at"]}]
+    assert listed == [{"id": data["id"], "url": data["url"], "created_at": data["created_at"],
+                       "format": "signed", "compress": False}]
     assert secret not in json.dumps(listed)
 
     row = db.session.get(Webhook, int(data["id"]))
@@ -147,9 +152,9 @@ def test_a_public_address_is_accepted(app, client, alice):
     app.config["WEBHOOK_ALLOW_PRIVATE"] = False
     # Registration only resolves the host; nothing is sent there (no event follows).
     assert create(client, alice, "http://93.184.216.34/hook").status_code == 200
-    assert webhooks.address_is_public("2606:4700:4700::1111")
-    assert not webhooks.address_is_public("2002:7f00:1::")  # 6to4 wrapping 127.0.0.1
-    assert not webhooks.address_is_public("64:ff9b::a00:1")  # NAT64 wrapping 10.0.0.1
+    assert addresses.address_is_public("2606:4700:4700::1111")
+    assert not addresses.address_is_public("2002:7f00:1::")  # 6to4 wrapping 127.0.0.1
+    assert not addresses.address_is_public("64:ff9b::a00:1")  # NAT64 wrapping 10.0.0.1
 
 
 def test_delete_unknown_and_not_yours_look_the_same(client, alice, bob):
@@ -243,7 +248,7 @@ def test_an_unreachable_receiver_waits_for_the_sweeper_then_gives_up(app, client
     with Receiver([500] * 10) as receiver:
         create(client, bob, receiver.url)
         alice.send(alice.open_with(bob), "hello?")
-        eager_attempts = app.config["WEBHOOK_EAGER_ATTEMPTS"]
+        eager_attempts = app.config["INPROCESS_RETRY_LIMIT"]
         assert receiver.count() == eager_attempts
         item = deliveries(client, bob)["items"][0]
         assert (item["status"], item["attempts"], item["last_status_code"]) == ("pending", eager_attempts, 500)
@@ -320,14 +325,32 @@ def test_an_address_that_turned_private_is_refused_at_delivery(app, client, alic
     assert "public" in item["last_error"]
 
 
+def test_a_slow_receiver_holds_up_no_request(client, alice, bob, make_user):
+    # The embedded default: an attempt goes out on the background thread after the commit,
+    # with no transaction (no SQLite write lock) held while the receiver takes its time.
+    release = threading.Event()
+    with Receiver(hold=release) as receiver:
+        create(client, bob, receiver.url)
+        assert alice.send(alice.open_with(bob), "to a slow hook").status_code == 200
+        assert receiver.arrived.wait(10)
+        assert not receiver.answered.is_set(), "the send waited for the receiver"
+        carol, dave = make_user(), make_user()
+        assert carol.send(carol.open_with(dave), "meanwhile").status_code == 200
+        assert client.get("/readyz").status_code == 200
+        assert not receiver.answered.is_set(), "other requests waited for the receiver"
+        release.set()
+        assert receiver.count() == 1
+    assert deliveries(client, bob)["items"][0]["status"] == "delivered"
+
+
 def test_a_delivered_delivery_is_not_sent_again(client, alice, bob):
     with Receiver() as receiver:
         create(client, bob, receiver.url)
         alice.send(alice.open_with(bob), "once")
         assert receiver.count() == 1
         delivery_id = receiver.requests[0].headers["X-Chat-Delivery"]
-        assert webhooks.deliver(delivery_id) is None
-        assert webhooks.deliver(delivery_id, 0) is None
+        assert attempts.attempt(delivery_id) is None
+        assert attempts.attempt(delivery_id, 0) is None
         assert webhooks.requeue_due(int(time.time() * 1000) + 10**9) == 0
         assert receiver.count() == 1
 
@@ -338,10 +361,10 @@ def test_a_stale_duplicate_task_does_nothing(client, alice, bob):
         alice.send(alice.open_with(bob), "dup")
         delivery_id = receiver.requests[0].headers["X-Chat-Delivery"]
         count = receiver.count()
-        assert webhooks.deliver(delivery_id, 0) is None  # a copy of the first task
+        assert attempts.attempt(delivery_id, 0) is None  # a copy of the first task
         assert receiver.count() == count
-        later = webhooks.deliver(delivery_id, count)  # the task that was due next
-        assert later is not None and later.attempts == count + 1
+        later = attempts.attempt(delivery_id, count)  # the task that was due next
+        assert later is not None and later.args == (delivery_id, count + 1)
         assert receiver.count() == count + 1
         assert 0 < later.seconds <= app_config_backoff_max(client)
 
@@ -420,7 +443,7 @@ def test_a_non_ascii_digit_retry_after_gives_an_ordinary_backoff(app, client, bo
     with Receiver([503], headers={"Retry-After": "³"}) as receiver:  # latin-1, so sendable
         hook = int(create(client, bob, receiver.url).json["data"]["id"])
         delivery_id = _pending_delivery(hook, int(time.time() * 1000))
-        later = webhooks.deliver(delivery_id, 0)
+        later = attempts.attempt(delivery_id, 0)
     assert later is not None and 0 < later.seconds <= app.config["WEBHOOK_BACKOFF_MAX"]
 
 
@@ -435,7 +458,7 @@ def test_a_wait_longer_than_a_countdown_may_be_is_left_to_the_sweeper(app, clien
         now = int(time.time() * 1000)
         delivery_id = _pending_delivery(hook, now)
 
-        assert webhooks.deliver_queued(delivery_id, 0) is None
+        assert attempts.attempt(delivery_id, 0) is None
         assert receiver.count() == 1
         row = db.session.get(WebhookDelivery, delivery_id, populate_existing=True)
         assert (row.status, row.attempts, row.last_status_code) == ("pending", 1, 503)
@@ -455,9 +478,9 @@ def test_a_short_wait_is_a_countdown(app, client, bob):
     with Receiver([500]) as receiver:
         hook = int(create(client, bob, receiver.url).json["data"]["id"])
         delivery_id = _pending_delivery(hook, int(time.time() * 1000))
-        later = webhooks.deliver_queued(delivery_id, 0)
-    assert later is not None and later.attempts == 1
-    assert 0 < later.seconds <= webhooks.longest_task_wait() == 30
+        later = attempts.attempt(delivery_id, 0)
+    assert later is not None and later.args == (delivery_id, 1)
+    assert 0 < later.seconds <= attempts.longest_task_wait() == 30
 
 
 def test_a_first_attempt_behind_a_backlog_is_not_queued_twice(app, client, bob):

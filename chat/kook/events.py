@@ -2,7 +2,7 @@
 
 Authenticated by ``Authorization: Bot|Bearer <token>`` or ``?token=``; resumed with the
 ``Last-Event-ID`` header (or ``?last_event_id=``, which a browser can put in the URL). The
-body is produced by ``chat.realtime.sse_stream``; errors before it starts (bad token, bad
+body is produced by ``chat.realtime.sse.sse_stream``; errors before it starts (bad token, bad
 id, Redis down) answer in the KOOK envelope like any /api/v3 route.
 """
 
@@ -13,11 +13,12 @@ import uuid
 from flask import Response, current_app, request
 from marshmallow import fields, validate
 
+from chat import metrics
 from chat.auth import STREAM_SECURITY, current_user, require_stream_token
+from chat.delivery import presence_notices
 from chat.extensions import db
-from chat.realtime import EventBusDown, sse_stream
+from chat.realtime.sse import sse_stream, stream_start
 from chat.schemas import Blueprint, LenientSchema
-from chat.services import events
 
 events_blp = Blueprint("kook_events", __name__, url_prefix="/api/v3/events",
                        description="Event stream (Server-Sent Events)")
@@ -25,9 +26,10 @@ events_blp = Blueprint("kook_events", __name__, url_prefix="/api/v3/events",
 STREAM_DOC = {
     "description": (
         "text/event-stream. Each event has `id:`, `event:` (message.created, message.updated, "
-        "message.deleted, message.read, chat.updated) and `data:` (a JSON object); a comment "
-        "line is sent at least every heartbeat. Reconnect with `Last-Event-ID` to receive what "
-        "was missed; `stream.reset` first means some of it is no longer kept."
+        "message.deleted, message.read, chat.updated, presence.updated) and `data:` (a JSON "
+        "object); a comment line is sent at least every heartbeat. Reconnect with "
+        "`Last-Event-ID` to receive what was missed; `stream.reset` first means some of it is "
+        "no longer kept."
     ),
     "content": {"text/event-stream": {"schema": {"type": "string"}}},
 }
@@ -47,22 +49,18 @@ class EventStreamQuerySchema(LenientSchema):
 def stream_events(args):
     """Stream my events; a reconnect with Last-Event-ID receives what it missed."""
     user_id = current_user().id
-    after, incomplete = events.stream_start(user_id, request.headers.get("Last-Event-ID")
-                                            or args.get("last_event_id"))
-    db.session.remove()  # an open stream must not hold a database connection
     app = current_app._get_current_object()
     bus, presence = app.extensions["event_bus"], app.extensions["presence"]
+    after, incomplete = stream_start(bus, user_id, request.headers.get("Last-Event-ID")
+                                     or args.get("last_event_id"))
     connection_id = uuid.uuid4().hex
-    try:
-        presence.enter(user_id, connection_id)
-    except EventBusDown:
-        pass  # the stream itself reports the outage
+    presence_notices.stream_opened(app, user_id, connection_id)
+    db.session.remove()  # an open stream must not hold a database connection
+    metrics.stream_opened()
 
     def leave():
-        try:
-            presence.leave(user_id, connection_id)
-        except EventBusDown:
-            pass  # the entry expires by itself
+        metrics.stream_closed()
+        presence_notices.stream_closed(app, user_id, connection_id)
 
     body = sse_stream(bus, presence, user_id, after, float(app.config["SSE_HEARTBEAT_SECONDS"]),
                       connection_id, incomplete=incomplete)

@@ -1,8 +1,10 @@
-"""Real processes for the integration tests: a web server, Celery workers, beat.
+"""The production stack's processes on this machine, for the integration tests and the
+benchmark: a private redis-server, gunicorn, Celery workers and beat, ``flask`` commands, and
+an API client (``ApiUser``).
 
 Each process gets its environment explicitly (``CHAT_ENV``, ``DATABASE_URL``, ``REDIS_URL``,
 ``SECRET_KEY``), runs from the repository root with this virtualenv's executables, logs to a
-file under the test's temporary directory, and is stopped (TERM, then KILL) when the test ends.
+file under the caller's temporary directory, and is stopped (TERM, then KILL) at the end.
 """
 
 from __future__ import annotations
@@ -17,8 +19,18 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
+
+
+def procfile() -> dict[str, str]:
+    """The Procfile's process types and their commands."""
+    commands = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, command = line.partition(":")
+            commands[name.strip()] = command.strip()
+    return commands
 
 
 def free_port() -> int:

@@ -1,0 +1,83 @@
+"""Send throughput next to the framework's floor, measured by a compiled load generator.
+
+``wrk`` (Debian's package) drives the server: a Python client would be the bottleneck
+(this machine's ``/livez`` answers about four times faster to wrk than to ``requests``).
+Both runs use the same server in the same minute: ``GET /livez`` (no I/O) first, then
+``POST /message`` round-robin over many senders (bench/send.lua), so that each user's rate
+stays under the default per-user limits while the limiter runs on every request.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from bench.stack import Row, Stack
+
+HERE = Path(__file__).resolve().parent
+SENDERS = int(os.environ.get("BENCH_SENDERS", "400"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(number) * _UNITS[unit]
+
+
+def run_wrk(url: str, *, script: Path | None = None, script_args: list[str] | None = None,
+            connections: int = CONNECTIONS, seconds: int = SECONDS) -> dict:
+    """One wrk run (1 thread): requests per second, latency percentiles, errors."""
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
+    if script is not None:
+        argv += ["-s", str(script)]
+    argv.append(url)
+    if script_args:
+        argv += ["--", *script_args]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    found = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+             "requests": int(re.search(r"(\d+) requests in", out).group(1))}
+    for pct in ("50", "90", "99"):
+        match = re.search(rf"^\s+{pct}(?:\.000)?%\s+(\S+)", out, re.MULTILINE)
+        found[f"p{pct}"] = _ms(match.group(1)) if match else None
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sockets = re.search(r"Socket errors: (.*)", out)
+    found["errors"] = int(errors.group(1)) if errors else 0
+    found["socket_errors"] = sockets.group(1).strip() if sockets else ""
+    return found
+
+
+def _row(name: str, result: dict, note: str) -> Row:
+    return Row(name, result["requests"], p50=result["p50"], p90=result["p90"], p99=result["p99"],
+               note=note)
+
+
+def send_vs_livez(stack: Stack) -> list[Row]:
+    if shutil.which("wrk") is None:
+        return [Row("send vs /livez (wrk)", 0, note="skipped: install Debian's wrk")]
+    pairs = stack.log_dir / "senders.txt"
+
+    def make_pair(_):
+        sender, recipient = stack.user("load"), stack.user("sink")
+        return f"{sender.token} {sender.open_with(recipient)}"
+
+    with ThreadPoolExecutor(8) as pool:
+        lines = list(pool.map(make_pair, range(SENDERS)))
+    pairs.write_text("\n".join(lines) + "\n")
+
+    floor = run_wrk(f"{stack.base}/livez")
+    sends = run_wrk(stack.base, script=HERE / "send.lua", script_args=[str(pairs), stack.app_key])
+    ratio = sends["rps"] / floor["rps"]
+    setup = f"wrk 1 thread, {CONNECTIONS} connections, {SECONDS} s"
+    sent_errors = f"{sends['errors']} errors" + (f", sockets: {sends['socket_errors']}" if sends["socket_errors"] else "")
+    return [
+        _row("GET /livez (wrk)", floor, f"{floor['rps']:.0f} req/s, {setup}"),
+        _row("POST /message (wrk)", sends, f"{sends['rps']:.0f} req/s, {SENDERS} senders, {sent_errors}"),
+        Row("send/livez ratio", 0, note=f"{ratio:.3f} (goal 0.15, stretch 0.25)"),
+    ]

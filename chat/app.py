@@ -1,0 +1,133 @@
+"""The application factory: ``create_app`` builds a configured Flask app with every part wired."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import Flask
+from sqlalchemy import event, exc
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from chat import http_guards, logging_setup, metrics, outbox, ratelimit, realtime, tasks
+from chat.auth import SECURITY_SCHEMES
+from chat.celery_config import celery_settings
+from chat.classic.routes import blueprints as classic_blueprints
+from chat.cli import register_cli
+from chat.errors import register_error_handlers
+from chat.extensions import api, db, migrate
+from chat.health import health_blp
+from chat.kook.aliases import aliases_blp
+from chat.kook.direct_message import direct_message_blp
+from chat.kook.events import events_blp
+from chat.kook.friend import friend_blp
+from chat.kook.gateway import gateway_blp, init_gateway
+from chat.kook.user import user_blp
+from chat.kook.user_chat import user_chat_blp
+from chat.kook.webhooks import webhooks_blp
+from chat.openapi_errors import ErrorEnvelopePlugin, init_api
+from chat.web import web_blp
+from config import Config, load_config
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def create_app(config_class: type[Config] | None = None) -> Flask:
+    """Application factory: config, extensions, blueprints, error handlers, CLI."""
+    # Read now, not at import: ``config_class`` (the CHAT_ENV profile when None) adjusts what
+    # the environment gives, and a missing or malformed variable stops here, named.
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.update(load_config(config_class=config_class))
+    app.config["CELERY"] = celery_settings(app.config)
+    app.json.sort_keys = False
+    _trust_proxies(app)
+
+    logging_setup.init_app(app)
+    http_guards.init_app(app)  # before any route: it sets how the URL map treats slashes
+    register_extensions(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_cli(app)
+    return app
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Behind ``TRUSTED_PROXIES`` reverse proxies, take the client's address and scheme from
+    the last that many X-Forwarded-For / X-Forwarded-Proto entries (the ones those proxies
+    appended); with none configured the headers are ignored, as any client can send them."""
+    hops = app.config.get("TRUSTED_PROXIES", 0)
+    if hops > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
+
+
+def _tune_sqlite(engine) -> None:
+    """Make SQLite behave as the service needs: foreign keys on, a writer waits for the lock
+    instead of failing, and SAVEPOINTs work (pysqlite's own transaction handling breaks them)."""
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection):
+        # IMMEDIATE: take the write lock up front, so two writers queue instead of deadlocking.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _guard_against_fork(engine) -> None:
+    """Never let two processes share one connection: a pooled connection opened before a fork
+    (gunicorn's preload, Celery's prefork pool) is dropped, not used, in the child (the
+    SQLAlchemy documentation's recipe)."""
+
+    @event.listens_for(engine, "connect")
+    def on_connect(_dbapi_connection, record):
+        record.info["pid"] = os.getpid()
+
+    @event.listens_for(engine, "checkout")
+    def on_checkout(_dbapi_connection, record, proxy):
+        if record.info.get("pid") != os.getpid():
+            record.dbapi_connection = proxy.dbapi_connection = None
+            raise exc.DisconnectionError("connection was opened by another process")
+
+
+def register_extensions(app: Flask) -> None:
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        os.makedirs(app.instance_path, exist_ok=True)  # where the embedded database lives
+    db.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            _tune_sqlite(db.engine)
+        _guard_against_fork(db.engine)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
+    init_api(api)
+    api.init_app(app, spec_kwargs={"components": {"securitySchemes": SECURITY_SCHEMES},
+                                   "extra_plugins": [ErrorEnvelopePlugin()]})
+    metrics.init_app(app)  # before the limiter, so refused requests are timed too
+    ratelimit.init_app(app)
+    realtime.init_app(app)
+    init_gateway(app)  # its sessions follow the event bus
+    tasks.init_app(app)
+    outbox.install(db.session.session_factory.class_)
+
+    @app.teardown_request
+    def end_transaction(_exc):
+        # A request never leaves a transaction open behind it (on SQLite that would hold the
+        # database's write lock), nor rows loaded: they stay loaded after a commit within a
+        # request (no reloads to build an answer), never from one request to the next, even
+        # where a test's requests share one session.
+        db.session.rollback()
+        db.session.expire_all()  # (with expire_on_commit off, a rollback keeps them loaded)
+
+
+def register_blueprints(app: Flask) -> None:
+    kook_blueprints = (user_chat_blp, direct_message_blp, friend_blp, user_blp, webhooks_blp, events_blp,
+                       gateway_blp, aliases_blp)
+    for blueprint in (health_blp, *classic_blueprints, *kook_blueprints):
+        api.register_blueprint(blueprint)
+    # The page and the docs viewer are not API operations: a plain blueprint, outside the
+    # OpenAPI document (docs/decisions.md).
+    app.register_blueprint(web_blp)

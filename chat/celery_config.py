@@ -1,0 +1,71 @@
+"""Celery's settings, derived from the app's configuration (``config.load_config``).
+
+``create_app`` stores them as ``app.config["CELERY"]``; the Celery app bound to Flask is made
+from them, and ``celery -A workers worker`` / ``celery -A workers beat`` find that app.
+With a Redis URL the broker is Redis; without one (the embedded default) no task goes to
+Celery at all: ``chat.runner`` runs them in this process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+# One queue per kind of work, so a webhook backlog never delays pushes or counters; a worker
+# started without -Q consumes all three.
+QUEUES = ("push", "counters", "webhooks")
+TASK_ROUTES = {
+    "deliver_message": {"queue": "push"},
+    "sweep_unpushed": {"queue": "push"},
+    "mark_read": {"queue": "counters"},
+    "deliver_webhook": {"queue": "webhooks"},
+    "requeue_webhooks": {"queue": "webhooks"},
+}
+
+
+def celery_settings(config: Mapping) -> dict:
+    """Celery settings for an app configured with ``config``."""
+    redis_url = config.get("REDIS_URL")
+    visibility = config["CELERY_VISIBILITY_TIMEOUT"]
+    socket_timeout = config["REDIS_SOCKET_TIMEOUT"]
+    push_every = config["PUSH_SWEEP_INTERVAL_SECONDS"]
+    webhooks_every = config["WEBHOOK_SWEEP_INTERVAL_SECONDS"]
+    return {
+        "broker_url": redis_url or "memory://",
+        "broker_transport_options": {
+            "global_keyprefix": config["REDIS_KEY_PREFIX"],
+            # Redis has no acknowledgements: a message a worker took stays in an "unacked" set
+            # and goes back to its queue once it is older than this. Keep it short (our tasks
+            # take milliseconds) so a SIGKILLed worker's tasks come back soon; a task that runs
+            # twice is harmless (every task here is idempotent).
+            "visibility_timeout": visibility,
+            # Look for such messages every few seconds rather than kombu's ~100 s.
+            "unacked_restore_interval": max(1, min(10, visibility // 2)),
+            "unacked_restore_throttle": 1,
+            # A publish from a web request must fail fast when Redis is gone or frozen,
+            # never hang (workers/celery.py gives the worker's consumer longer reads).
+            "socket_connect_timeout": socket_timeout,
+            "socket_timeout": socket_timeout,
+            "max_retries": 0,
+        },
+        "broker_connection_timeout": socket_timeout,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,  # a worker waits for Redis to come back
+        "task_publish_retry": False,  # the sweeper, not the request, retries a lost publish
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        # A worker killed mid-task (SIGKILL, OOM) gives its task back instead of acking it.
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": "push",
+        "task_queues": {name: {"routing_key": name} for name in QUEUES},
+        "task_create_missing_queues": True,
+        "task_routes": dict(TASK_ROUTES),
+        # Each sweep expires unrun after two intervals, so a backlog of sweeps never piles up
+        # while no worker runs.
+        "beat_schedule": {
+            "sweep-unpushed": {"task": "sweep_unpushed", "schedule": push_every,
+                               "options": {"expires": push_every * 2}},
+            "requeue-webhooks": {"task": "requeue_webhooks", "schedule": webhooks_every,
+                                 "options": {"expires": webhooks_every * 2}},
+        },
+    }

@@ -1,0 +1,1 @@
+"""The classic API: accounts, conversations and messages in the ``{code, msg, data}`` envelope."""

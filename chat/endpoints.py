@@ -1,0 +1,39 @@
+"""What a view says about itself, for the parts that handle every request (the rate limiter,
+the metrics): a mark set by a decorator, never a list of view names that a rename would
+silently break."""
+
+from __future__ import annotations
+
+from flask import current_app, request
+
+SEND_MARK = "counts_as_send"
+PASSWORD_MARK = "checks_password"
+
+
+def counts_as_send(view):
+    """Mark a view as a send: it shares the one ``message/send`` rate-limit bucket with every
+    other send, whatever its dialect or name, and counts as a message sent."""
+    setattr(view, SEND_MARK, True)
+    return view
+
+
+def _current_view_has(mark: str) -> bool:
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    return bool(getattr(view, mark, False))
+
+
+def is_send() -> bool:
+    """Whether the current request was routed to a view marked ``counts_as_send``."""
+    return _current_view_has(SEND_MARK)
+
+
+def checks_password(view):
+    """Mark a view that hashes a password (login, register): it counts against the
+    per-address sign-in limit, which bites before password hashing can saturate the tier."""
+    setattr(view, PASSWORD_MARK, True)
+    return view
+
+
+def hashes_password() -> bool:
+    """Whether the current request was routed to a view marked ``checks_password``."""
+    return _current_view_has(PASSWORD_MARK)

@@ -1,0 +1,79 @@
+"""Request and response rules that hold for every route, whatever the dialect.
+
+- **No redirects.** Werkzeug answers ``//user/me`` and a missing trailing slash with a 308
+  whose HTML body and ``Location`` (built from the request's unvalidated ``Host``) are no
+  dialect's envelope; clients that follow it re-send their credentials to that host. Slashes
+  are not merged, trailing slashes not enforced, and any redirect routing still produces is
+  answered as an unknown route (404, in the envelope).
+- **Streamed bodies obey the size limit.** Werkzeug cuts a chunked body (no
+  ``Content-Length``) at ``MAX_CONTENT_LENGTH`` without saying so, and the truncated JSON was
+  answered "invalid JSON"; it must be 413, as for a declared length.
+- **OPTIONS answers in the envelope.** Flask answers ``OPTIONS`` itself with an empty
+  ``text/html`` body; the answer keeps its ``Allow`` header and gets the dialect's success
+  envelope, ``data: {"allow": [...]}``.
+- **Headers on every answer**: ``X-Content-Type-Options: nosniff`` (a browser must never
+  guess a type and run a JSON answer as a page); ``Cache-Control: no-store`` on answers that
+  carry a credential (the login's session, a new webhook's secret); ``Retry-After`` on every
+  503, which always means "try again shortly".
+"""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, jsonify, request
+from flask.wrappers import Response
+from werkzeug.exceptions import NotFound, RequestEntityTooLarge
+from werkzeug.routing import RequestRedirect
+
+RETRY_AFTER_SECONDS = 5  # an outage's 503: a short wait, then retry
+# Endpoints whose successful answer holds a credential shown once.
+CREDENTIAL_ENDPOINTS = frozenset({"classic_auth.login_user", "kook_webhooks.create_webhook"})
+
+
+def refuse_redirects() -> None:
+    if isinstance(request.routing_exception, RequestRedirect):
+        raise NotFound()
+
+
+def refuse_oversized_stream() -> None:
+    """Read a chunked body now, up to the limit; one byte more means it is too large."""
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if not limit or request.content_length is not None:
+        return
+    if "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
+        return
+    data = request.get_data(cache=True)  # werkzeug stops reading at the limit
+    if len(data) >= limit and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
+
+
+def options_in_envelope(response: Response) -> Response:
+    if request.method != "OPTIONS" or response.status_code != 200 or response.get_data():
+        return response
+    allow = [m.strip() for m in response.headers.get("Allow", "").split(",") if m.strip()]
+    kook = request.path.startswith("/api/v3")
+    body = jsonify({"code": 0, "message" if kook else "msg": "操作成功" if kook else "success",
+                    "data": {"allow": allow}})
+    for name, value in response.headers.items():  # Allow, and any hook's headers
+        if name.lower() not in ("content-type", "content-length"):
+            body.headers[name] = value
+    return body
+
+
+def add_headers(response: Response) -> Response:
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if request.endpoint in CREDENTIAL_ENDPOINTS:
+        response.headers["Cache-Control"] = "no-store"
+    if response.status_code == 503 and "Retry-After" not in response.headers:
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Install the rules on ``app``; call before any blueprint is registered (the URL map's
+    slash settings apply to rules as they are added)."""
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
+    app.before_request(refuse_redirects)
+    app.before_request(refuse_oversized_stream)
+    app.after_request(add_headers)
+    app.after_request(options_in_envelope)  # after_request hooks run last-registered first

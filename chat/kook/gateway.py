@@ -1,0 +1,387 @@
+"""KOOK's WebSocket gateway: ``GET /api/v3/gateway/index`` and the ``/gateway`` socket.
+
+A KOOK SDK asks ``gateway/index`` for a URL, opens it, and hears its user's private-message
+events there (``chat.realtime.kook_events``), taken from the same per-user event bus as the
+SSE stream, so the same block and delete rules apply. The protocol (KOOK's signals):
+
+- server HELLO ``{"s":1,"d":{"code":0,"session_id":S}}`` right after the socket opens; a
+  missing, invalid or expired token gets code 40100 / 40101 / 40103 and the socket closes;
+- EVENT ``{"s":0,"d":{...},"sn":N}``, ``sn`` counting from 1 within the session;
+- client PING ``{"s":2,"sn":N}`` -> PONG ``{"s":3}``; when ``N`` is behind what was sent
+  (longer ago than ``GATEWAY_RESEND_GRACE_SECONDS``), the events after it are sent again;
+- resuming (``&resume=1&sn=N&session_id=S`` in the URL) replays what followed ``N``, then
+  RESUME ACK ``{"s":6,"d":{"session_id":S}}``; what cannot be resumed gets RECONNECT
+  ``{"s":5,"d":{"code":40106|40107|40108,"err":...}}`` and the socket closes;
+- ``compress=1`` (the default, as KOOK's): every server frame is zlib-deflated; ``compress=0``:
+  plain JSON. Both in binary frames (``encode_frame`` says why).
+
+Sessions are positions in the user's stream (``chat.kook.gateway_session``), so they resume
+in any web process. A connection holds no database connection while it is open, and, like
+the SSE stream, waits on the bus in its own greenlet under gunicorn's gevent worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+import zlib
+from collections import OrderedDict
+
+from flask import Blueprint as FlaskBlueprint
+from flask import current_app, request
+from flask_sock import Sock
+from marshmallow import fields, validate
+from simple_websocket import ConnectionClosed
+
+from chat import metrics
+from chat.auth import TOKEN_SECURITY, bearer_token, current_user, require_token
+from chat.extensions import api, db
+from chat.kook.gateway_session import KEEP, init_sessions
+from chat.realtime import EventBusDown
+from chat.realtime.kook_events import kook_event
+from chat.schemas import BaseSchema, Blueprint, LenientSchema, envelope
+from chat.services import accounts
+
+log = logging.getLogger(__name__)
+
+gateway_blp = Blueprint("kook_gateway", __name__, url_prefix="/api/v3/gateway",
+                        description="KOOK WebSocket gateway")
+# The socket itself is not an HTTP route a schema can describe: a plain blueprint (flask-sock).
+gateway_socket_bp = FlaskBlueprint("kook_gateway_socket", __name__)
+sock = Sock()
+
+# KOOK's signals.
+EVENT, HELLO, PING, PONG, RESUME, RECONNECT, RESUME_ACK = 0, 1, 2, 3, 4, 5, 6
+# KOOK's HELLO and RECONNECT codes.
+MISSING_TOKEN, INVALID_TOKEN, EXPIRED_TOKEN = 40100, 40101, 40103
+RESUME_MISSING_PARAMS, SESSION_EXPIRED, INVALID_SN = 40106, 40107, 40108
+TOKEN_CODES = {"missing": MISSING_TOKEN, "invalid": INVALID_TOKEN, "expired": EXPIRED_TOKEN}
+# The largest client frame worth reading: a PING is a few dozen bytes.
+MAX_CLIENT_FRAME = 4096
+
+
+# ---- gateway/index ----------------------------------------------------------------------------
+
+class GatewayQuerySchema(LenientSchema):
+    compress = fields.Integer(load_default=1, validate=validate.OneOf([0, 1]), metadata={
+        "description": "1 (default): every server frame is zlib-deflated binary; 0: text frames."})
+
+
+class GatewaySchema(BaseSchema):
+    url = fields.String(metadata={"description": "ws(s)://<host>/gateway?compress=..&token=.."})
+
+
+GatewayEnvelope = envelope("KookGatewayEnvelope", GatewaySchema, kook=True)
+
+
+@gateway_blp.operation("/index", "GET", GatewayEnvelope,
+                       auth=require_token, security=TOKEN_SECURITY, args=GatewayQuerySchema, location="query")
+def get_gateway(args):
+    """Get the WebSocket URL to hear my events on (KOOK's gateway)."""
+    current_user()  # authenticated by the decorator; the URL carries the same token
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    secure = forwarded == "https" if forwarded else request.scheme == "https"
+    scheme = "wss" if secure else "ws"
+    url = f"{scheme}://{request.host}/gateway?compress={args['compress']}&token={bearer_token()}"
+    return {"data": {"url": url}}
+
+
+# ---- the socket -------------------------------------------------------------------------------
+
+def encode_frame(frame: dict, compress: bool) -> bytes:
+    """A server frame: UTF-8 JSON, zlib-deflated with ``compress``. Always a binary frame:
+    khl.py decodes every frame with ``str(raw, encoding="utf-8")``, which a text frame (a
+    Python ``str``) makes fail, so ``compress=0`` sends the JSON uncompressed, still binary."""
+    data = json.dumps(frame, ensure_ascii=False, separators=(",", ":")).encode()
+    return zlib.compress(data) if compress else data
+
+
+class _Refused(Exception):
+    """The connection ends after this frame (a HELLO with an error code, or a RECONNECT)."""
+
+    def __init__(self, frame: dict):
+        super().__init__(frame)
+        self.frame = frame
+
+
+def _reconnect(code: int, err: str) -> _Refused:
+    return _Refused({"s": RECONNECT, "d": {"code": code, "err": err}})
+
+
+class GatewayConnection:
+    """One open socket: numbers and sends the user's events, answers the client's frames."""
+
+    def __init__(self, ws, app, *, compress: bool, user_id: int, token_id: int):
+        self.ws = ws
+        self.app = app
+        self.compress = compress
+        self.user_id = user_id
+        self.token_id = token_id
+        self.bus = app.extensions["event_bus"]
+        self.presence = app.extensions["presence"]
+        self.sessions = app.extensions["gateway_sessions"]
+        self.heartbeat = float(app.config["SSE_HEARTBEAT_SECONDS"])
+        self.grace = float(app.config["GATEWAY_RESEND_GRACE_SECONDS"])
+        self.idle_timeout = float(app.config["GATEWAY_IDLE_TIMEOUT_SECONDS"])
+        self.last_heard = time.monotonic()
+        self.session_id = ""
+        self.sn = 0  # the last sn sent
+        self.cursor = "0-0"  # the stream event the last sn came from (or was skipped at)
+        # sn -> (stream event id, when it was sent): for a PING that shows the client is behind.
+        self.sent: OrderedDict[int, tuple[str, float]] = OrderedDict()
+        self.lock = threading.RLock()  # one sender at a time; the numbering moves under it
+        self.open = True
+
+    # -- frames --
+
+    def send(self, frame: dict) -> None:
+        self.ws.send(encode_frame(frame, self.compress))
+
+    def _online(self, user_id: int) -> bool:
+        try:
+            return self.presence.is_online(user_id)
+        except EventBusDown:
+            return False
+
+    # -- the stream --
+
+    def start(self, resume: dict | None) -> None:
+        """Open a new session, or take up the one being resumed (raises ``_Refused``)."""
+        if resume is None:
+            start = self.sessions.resume_point(self.token_id)
+            if start is None or self.bus.lost_after(self.user_id, start):
+                start = self.bus.last_id(self.user_id)
+            self.session_id = self.sessions.create(self.user_id, start)
+            self.cursor = start
+            return
+        sid, sn = resume["session_id"], resume["sn"]
+        if self.sessions.user_of(sid) != self.user_id:
+            raise _reconnect(SESSION_EXPIRED, "the session has expired or is unknown: start a new one")
+        position = self.sessions.position(sid, sn)
+        if position is None or self.bus.lost_after(self.user_id, position):
+            raise _reconnect(INVALID_SN, "this sn can no longer be resumed: start a new session")
+        self.session_id, self.sn, self.cursor = sid, sn, position
+
+    def pump(self, block_ms: int) -> int:
+        """Send the events after the cursor (waiting up to ``block_ms`` for some); returns
+        how many stream events were read."""
+        found = self.bus.read(self.user_id, self.cursor, block_ms=block_ms)
+        if not found:
+            return 0
+        with self.lock:
+            frames, pairs = [], []
+            sn = self.sn
+            for event_id, event, data in found:
+                d = kook_event(event_id, event, data, self.user_id, self._online)
+                if d is not None:
+                    sn += 1
+                    frames.append((sn, event_id, {"s": EVENT, "d": d, "sn": sn}))
+                    pairs.append((sn, event_id))
+            # The numbering is recorded before sending: a client may resume (elsewhere) from
+            # any sn it saw. Where the token's next connection starts moves only after the
+            # sends: a client that does not resume must not skip what never reached it.
+            self.sessions.record(self.session_id, pairs)
+            self.cursor = found[-1][0]
+            for sn, event_id, frame in frames:
+                self.send(frame)
+                self.sn = sn
+                self.sent[sn] = (event_id, time.monotonic())
+                while len(self.sent) > KEEP:
+                    self.sent.popitem(last=False)
+            self.sessions.sent_up_to(self.token_id, self.cursor)
+        return len(found)
+
+    def resend_after(self, client_sn: int) -> None:
+        """The client's PING says it has seen only up to ``client_sn``: send the rest again
+        (unless it was sent so recently that it is probably still on its way)."""
+        with self.lock:
+            if client_sn >= self.sn or client_sn < 0:
+                return  # up to date, or a number from another session (khl.py keeps its old one)
+            first = self.sent.get(client_sn + 1)
+            if first is not None and time.monotonic() - first[1] < self.grace:
+                return
+            after = self.sent[client_sn][0] if client_sn in self.sent else self.sessions.position(
+                self.session_id, client_sn)
+            if after is None:
+                return  # too far behind to tell; a resume will say so
+            sn = client_sn
+            while sn < self.sn:
+                found = self.bus.read(self.user_id, after, block_ms=0)
+                if not found:
+                    break
+                for event_id, event, data in found:
+                    if sn >= self.sn:
+                        break
+                    d = kook_event(event_id, event, data, self.user_id, self._online)
+                    if d is not None:
+                        sn += 1
+                        self.send({"s": EVENT, "d": d, "sn": sn})
+                after = found[-1][0]
+
+    # -- the client's frames (read in their own thread/greenlet) --
+
+    def read_client(self) -> None:
+        try:
+            while self.open:
+                raw = self.ws.receive(timeout=self.heartbeat)
+                if raw is None:
+                    continue
+                self.last_heard = time.monotonic()
+                self.on_frame(raw)
+        except ConnectionClosed:
+            pass
+        except EventBusDown:
+            log.warning("gateway of user %s: event bus unavailable while answering", self.user_id)
+        finally:
+            self.open = False
+
+    def on_frame(self, raw) -> None:
+        if len(raw) > MAX_CLIENT_FRAME:
+            return
+        try:
+            frame = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return  # not a frame of this protocol: ignored, as KOOK does
+        if not isinstance(frame, dict) or frame.get("s") != PING:
+            return
+        with self.lock:
+            self.send({"s": PONG})
+        client_sn = frame.get("sn")
+        if isinstance(client_sn, int) and not isinstance(client_sn, bool):
+            self.resend_after(client_sn)
+
+    def serve(self) -> None:
+        """Stream until the client goes away or the bus does."""
+        refreshed = time.monotonic()
+        block_ms = max(1, int(self.heartbeat * 1000))
+        while self.open and self.ws.connected:
+            self.pump(block_ms)
+            if time.monotonic() - self.last_heard > self.idle_timeout:
+                # No PING for this long: the client is gone without closing (a dead peer
+                # sends no FIN), and it must stop counting as online.
+                _close_gracefully(self.ws, 1000, "no PING received in time")
+                return
+            if time.monotonic() - refreshed >= self.heartbeat:
+                refreshed = time.monotonic()
+                self.presence.refresh(self.user_id, self.session_id)
+                self.sessions.touch(self.session_id, self.token_id)
+
+
+def _close_gracefully(ws, code: int = 1000, reason: str = "") -> None:
+    """Close, then wait a moment for the client's close reply before the socket is shut:
+    shutting it with the reply still unread makes the kernel reset the connection, and a
+    reset can take the last frame (a refusal's reason) with it before the client reads it."""
+    try:
+        ws.close(code, reason or None)
+    except ConnectionClosed:
+        return
+    ws.thread.join(timeout=2)
+
+
+def _resume_params(args) -> dict | None:
+    """``resume=1&sn=N&session_id=S`` as a dict; None when not resuming; raises for a
+    resume that lacks what it needs."""
+    if args.get("resume", "0") in ("", "0"):
+        return None
+    sid, sn = args.get("session_id", "").strip(), args.get("sn", "").strip()
+    if not sid or len(sid) > 64 or not sn.isascii() or not sn.isdigit() or len(sn) > 18:
+        raise _reconnect(RESUME_MISSING_PARAMS, "resume needs session_id and a numeric sn")
+    return {"session_id": sid, "sn": int(sn)}
+
+
+@sock.route("/gateway", bp=gateway_socket_bp)
+def gateway_socket(ws):
+    """Serve one gateway connection (see the module docstring for the protocol)."""
+    compress = request.args.get("compress", "1").strip() != "0"
+    app = current_app._get_current_object()
+
+    def send_and_close(frame: dict) -> None:
+        ws.send(encode_frame(frame, compress))
+        _close_gracefully(ws)
+
+    raw = request.args.get("token", "").strip() or bearer_token()
+    problem = accounts.token_problem(raw)
+    found = accounts.user_for_token(raw) if problem is None else None
+    if found is None:
+        db.session.remove()
+        send_and_close({"s": HELLO, "d": {"code": TOKEN_CODES.get(problem, INVALID_TOKEN)}})
+        return
+    user, token = found
+    user_id, token_id = user.id, token.id
+    db.session.remove()  # an open socket must not hold a database connection
+
+    connection = GatewayConnection(ws, app, compress=compress, user_id=user_id, token_id=token_id)
+    presence_id = uuid.uuid4().hex
+    entered = False
+    try:
+        resume = _resume_params(request.args)
+        connection.start(resume)
+        connection.send({"s": HELLO, "d": {"code": 0, "session_id": connection.session_id}})
+        if resume is not None:
+            while connection.pump(0):
+                pass
+            connection.send({"s": RESUME_ACK, "d": {"session_id": connection.session_id}})
+        connection.presence.enter(user_id, presence_id)
+        entered = True
+        metrics.gateway_opened()
+        reader = threading.Thread(target=connection.read_client, name="gateway-reader", daemon=True)
+        reader.start()
+        connection.serve()
+    except _Refused as refused:
+        send_and_close(refused.frame)
+    except EventBusDown:
+        log.warning("gateway of user %s ends: event bus unavailable", user_id)
+        _close_gracefully(ws, 1011, "event bus unavailable; reconnect shortly")
+    finally:
+        connection.open = False
+        if entered:
+            metrics.gateway_closed()
+            try:
+                connection.presence.leave(user_id, presence_id)
+            except EventBusDown:
+                pass  # the entry expires by itself
+
+
+SOCKET_DOC = {
+    "get": {
+        "summary": "Open KOOK's WebSocket gateway (the URL gateway/index gives).",
+        "description": (
+            "A WebSocket (send `Upgrade: websocket`). The server sends HELLO "
+            "`{\"s\":1,\"d\":{\"code\":0,\"session_id\":...}}`, then events "
+            "`{\"s\":0,\"d\":{...},\"sn\":N}`; the client sends PING `{\"s\":2,\"sn\":N}` and gets "
+            "PONG `{\"s\":3}`. `resume=1&sn=N&session_id=S` replays what followed N, then RESUME ACK "
+            "`{\"s\":6,...}`; what cannot be resumed gets RECONNECT `{\"s\":5,...}`. A bad token gets "
+            "HELLO with code 40100/40101/40103. Frames are binary: zlib-deflated JSON with compress=1, "
+            "plain JSON with compress=0. See docs/kook.md."),
+        "tags": ["kook_gateway"],
+        "security": [{"QueryToken": []}, {"Token": []}],
+        "parameters": [
+            {"in": "query", "name": "token", "schema": {"type": "string"}, "required": False},
+            {"in": "query", "name": "compress", "schema": {"type": "integer", "enum": [0, 1]}, "required": False},
+            {"in": "query", "name": "resume", "schema": {"type": "integer", "enum": [0, 1]}, "required": False},
+            {"in": "query", "name": "sn", "schema": {"type": "integer", "minimum": 0}, "required": False},
+            {"in": "query", "name": "session_id", "schema": {"type": "string"}, "required": False},
+        ],
+        "responses": {
+            "101": {"description": "Switching Protocols: the WebSocket is open."},
+            "400": {"$ref": "#/components/responses/BAD_REQUEST"},
+            "default": {"$ref": "#/components/responses/DEFAULT_ERROR"},
+        },
+    },
+}
+
+
+def init_gateway(app) -> None:
+    """Make the session store (after the event bus), register the socket route and
+    describe it in /openapi.json (flask-smorest sees only its own blueprints' routes)."""
+    init_sessions(app)
+    # Clients send only small frames; a bigger one closes the socket (1009) instead of growing
+    # a buffer without limit.
+    app.config.setdefault("SOCK_SERVER_OPTIONS", {"max_message_size": MAX_CLIENT_FRAME})
+    app.register_blueprint(gateway_socket_bp)
+    rule = next(r for r in app.url_map.iter_rules() if r.endpoint == "kook_gateway_socket.gateway_socket")
+    api.spec.path(rule=rule, operations=SOCKET_DOC)  # smorest's Flask plugin names the path
+

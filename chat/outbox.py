@@ -1,0 +1,73 @@
+"""After-commit side effects: record them in the transaction, perform them once it commits.
+
+Services never publish an event or queue a task by hand after ``commit()``. They record
+what should happen (``publish``: an event on a user's stream; ``enqueue``: a task by name)
+in the session's outbox, and one session hook performs the records when the transaction
+commits, or drops them when it rolls back. So a side effect never runs for a change that
+did not happen, and never before the change is visible to the worker that acts on it.
+
+Publishing is best effort (a Redis outage must not fail a request: the event is logged as
+lost). Queueing goes through the app's task queue (``chat.runner``): Celery on Redis in
+production; in the embedded default the task runs in this process right after the commit,
+in its own app context and session, exactly as a worker would run it. Queueing never
+raises: a task that could not be queued is picked up by the sweepers.
+"""
+
+from __future__ import annotations
+
+from flask import current_app
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from chat import realtime
+from chat.extensions import db
+
+PENDING = "chat.outbox.pending"
+RESULTS = "chat.outbox.results"
+
+
+def _pending(session: Session) -> list:
+    return session.info.setdefault(PENDING, [])
+
+
+def publish(user_id: int, event_name: str, data: dict) -> None:
+    """After the commit, append ``event_name`` to ``user_id``'s event stream."""
+    _pending(db.session()).append(("publish", (user_id, event_name, data)))
+
+
+def enqueue(task: str, *args) -> None:
+    """After the commit, queue the task named ``task`` with ``args`` (ids, never rows)."""
+    _pending(db.session()).append(("task", (task, args)))
+
+
+def result_of(task: str, *args):
+    """What ``task(*args)`` returned if the last commit of this session already ran it to
+    the end in this process (the embedded default); None when it was queued for a worker."""
+    return db.session().info.get(RESULTS, {}).get((task, args))
+
+
+def _perform(session: Session) -> None:
+    records = session.info.pop(PENDING, None)
+    if not records:
+        return
+    results = session.info[RESULTS] = {}
+    queue = current_app.extensions["task_queue"]
+    for kind, payload in records:
+        if kind == "publish":
+            realtime.publish(*payload)
+        else:
+            name, args = payload
+            outcome = queue.enqueue(name, args)
+            if outcome.done:
+                results[(name, args)] = outcome.result
+
+
+def _drop(session: Session) -> None:
+    session.info.pop(PENDING, None)
+
+
+def install(session_class: type[Session]) -> None:
+    """Hook the outbox into every session of ``session_class`` (once per process)."""
+    if not event.contains(session_class, "after_commit", _perform):
+        event.listen(session_class, "after_commit", _perform)
+        event.listen(session_class, "after_rollback", _drop)

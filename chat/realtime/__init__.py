@@ -1,0 +1,55 @@
+"""Real-time plumbing: the per-user event bus, presence, and the event stream's framing.
+
+Two backends behind one interface, chosen by ``init_app``: in-process (the embedded default,
+one process) and Redis (``REDIS_URL`` set: every web and worker process shares it).
+``bus`` holds the event logs, ``presence`` who has a stream open, ``sse`` the wire format.
+"""
+
+from __future__ import annotations
+
+import redis
+from flask import Flask
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from chat.realtime.bus import (
+    EventBusDown,
+    InProcessBus,
+    RedisStreamBus,
+    format_event_id,
+    parse_event_id,
+    publish,
+    publish_or_fail,
+)
+from chat.realtime.presence import InProcessPresence, RedisPresence, presence_ttl
+
+__all__ = [
+    "EventBusDown", "InProcessBus", "InProcessPresence", "RedisPresence", "RedisStreamBus",
+    "format_event_id", "init_app", "parse_event_id", "publish", "publish_or_fail", "redis_client",
+]
+
+
+def redis_client(url: str, timeout: float, read_timeout: float | None = None) -> redis.Redis:
+    """A client that fails fast: a short connect timeout and one immediate retry (enough to
+    replace a pooled connection that died with a Redis restart), never redis-py's default
+    backoff, which would hold a request for seconds while Redis is down."""
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=read_timeout or timeout,
+                                retry=Retry(NoBackoff(), 1))
+
+
+def init_app(app: Flask) -> None:
+    """In-process bus and presence by default; Redis ones when ``REDIS_URL`` is set."""
+    heartbeat = float(app.config["SSE_HEARTBEAT_SECONDS"])
+    maxlen = int(app.config["EVENT_STREAM_MAXLEN"])
+    url = app.config.get("REDIS_URL")
+    if not url:
+        app.extensions["event_bus"] = InProcessBus(maxlen)
+        app.extensions["presence"] = InProcessPresence()
+        return
+    prefix = app.config["REDIS_KEY_PREFIX"]
+    timeout = float(app.config["REDIS_SOCKET_TIMEOUT"])
+    client = redis_client(url, timeout)
+    blocking = redis_client(url, timeout, read_timeout=heartbeat + 5)
+    app.extensions["redis"] = client
+    app.extensions["event_bus"] = RedisStreamBus(client, blocking, prefix, maxlen)
+    app.extensions["presence"] = RedisPresence(client, prefix, presence_ttl(heartbeat))

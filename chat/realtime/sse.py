@@ -1,0 +1,87 @@
+"""The event stream's wire format (Server-Sent Events) and where a stream starts.
+
+``sse_stream`` is the body of ``GET /api/v3/events``: it holds no database connection and no
+app context, only the bus and the presence tracker it was handed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from chat.errors import Kind, ServiceError
+from chat.realtime.bus import EventBusDown, format_event_id, parse_event_id
+
+log = logging.getLogger(__name__)
+
+RETRY_MS = 3000  # how long a browser waits before reconnecting
+
+
+def sse_frame(event_id: str, event: str, data: str) -> str:
+    """One SSE event; ``data`` is a JSON object on one line (``json.dumps`` never breaks lines)."""
+    return f"id: {event_id}\nevent: {event}\ndata: {data}\n\n"
+
+
+RESET_EVENT = "stream.reset"
+
+
+def sse_stream(bus, presence, user_id: int, after: str, heartbeat_seconds: float,
+               connection_id: str, *, incomplete: bool = False):
+    """The body of ``GET /api/v3/events``: events after ``after`` as they come, a heartbeat
+    comment whenever a heartbeat passes without one, presence refreshed at each heartbeat.
+
+    It holds no database connection and no app context. It ends when the bus goes away (the
+    client reconnects with ``Last-Event-ID`` and gets a 503 until Redis is back).
+
+    ``incomplete``: the client resumed from an id older than what the stream still holds; a
+    ``stream.reset`` event tells it to reload its conversations before trusting the rest.
+    """
+    yield f"retry: {RETRY_MS}\n: connected\n\n"
+    if incomplete:
+        yield sse_frame(after, RESET_EVENT, json.dumps({
+            "reason": "some events after your Last-Event-ID are no longer kept; reload your "
+                      "conversations, then carry on with the events that follow",
+        }))
+    block_ms = max(1, int(heartbeat_seconds * 1000))
+    refreshed = time.monotonic()
+    while True:
+        try:
+            found = bus.read(user_id, after, block_ms=block_ms)
+        except EventBusDown:
+            log.warning("event stream of user %s ends: event bus unavailable", user_id)
+            yield ": event bus unavailable; reconnect with Last-Event-ID\n\n"
+            return
+        if found:
+            after = found[-1][0]
+            yield "".join(sse_frame(*event) for event in found)
+        else:
+            yield ": heartbeat\n\n"
+        if time.monotonic() - refreshed >= heartbeat_seconds:
+            refreshed = time.monotonic()
+            try:
+                presence.refresh(user_id, connection_id)
+            except EventBusDown:
+                pass  # the next read notices the outage and ends the stream
+
+
+def stream_start(bus, user_id: int, last_event_id: str | None) -> tuple[str, bool]:
+    """Where a user's event stream starts: after ``last_event_id`` when the client resumes
+    (header ``Last-Event-ID`` or ``?last_event_id=``), else after the newest event (a new
+    stream gets what happens from now on). Also whether the resume is incomplete (events
+    after that id were trimmed away). 400 for an id that is not an event id, 503 when the
+    bus is down."""
+    if last_event_id is not None and last_event_id.strip():
+        parsed = parse_event_id(last_event_id)
+        if parsed is None:
+            raise ServiceError(Kind.INVALID, "Last-Event-ID must be an event id such as 1700000000000-0",
+                               {"last_event_id": ["not an event id (<milliseconds>-<sequence>)"]})
+        start = format_event_id(parsed)
+    else:
+        start = None
+    try:
+        newest = bus.last_id(user_id)  # also tells whether the bus is there at all
+        incomplete = start is not None and bus.lost_after(user_id, start)
+    except EventBusDown:
+        raise ServiceError(Kind.UNAVAILABLE, "the event stream is unavailable right now; retry shortly") from None
+    return start or newest, incomplete

@@ -1,0 +1,98 @@
+"""The Celery app and its tasks: thin, taking ids, calling ``chat.delivery`` and
+``chat.webhooks``, which hold the logic (and can be called without Celery).
+
+At-least-once delivery (``acks_late``, redelivery after a worker dies): every task here is
+safe to run twice. Transient failures (Redis or the database unreachable) are retried with
+exponential backoff and jitter; whatever still fails is picked up by the beat sweepers.
+
+``JOBS`` names the work the code queues (through ``chat.outbox``); ``init_app`` picks the
+queue that runs it: Celery when a broker is configured, else in this process
+(``chat.runner``).
+"""
+
+from __future__ import annotations
+
+from celery import Celery, Task, shared_task
+from celery.utils.time import get_exponential_backoff_interval
+from flask import Flask
+from sqlalchemy.exc import OperationalError
+
+from chat import webhooks
+from chat.delivery import push, reads
+from chat.models import now_ms
+from chat.realtime import EventBusDown
+from chat.runner import CeleryQueue, InProcessQueue, Job
+
+# Backoff stays under the broker's visibility timeout (a retry waiting longer than that
+# would be handed out a second time, harmlessly but needlessly).
+TRANSIENT = (EventBusDown, OperationalError)
+RETRY = {"retry_backoff": 1, "retry_backoff_max": 30, "retry_jitter": True, "max_retries": 12}
+
+JOBS = {
+    push.TASK: Job(push.deliver),
+    reads.TASK: Job(reads.mark_read, run_here_if_unqueued=True),
+    webhooks.deliveries.TASK: Job(webhooks.attempt, background=True),
+}
+
+
+@shared_task(name=push.TASK, autoretry_for=TRANSIENT, **RETRY)
+def deliver_message(message_id: int) -> bool:
+    """Push a stored message to its recipient and count it unread, exactly once."""
+    return push.deliver(message_id)
+
+
+@shared_task(name=reads.TASK, bind=True, **RETRY)
+def mark_read(self, user_id: int, conversation_id: int, up_to_id: int | None, announce: bool = False) -> bool:
+    """Move a reader's pointer forward, recompute their unread count, tell the sender."""
+    try:
+        return reads.mark_read(user_id, conversation_id, up_to_id, announce=announce)
+    except TRANSIENT as exc:
+        # The pointer may have moved before the event failed: the retry must announce even
+        # if it finds nothing left to move.
+        countdown = get_exponential_backoff_interval(RETRY["retry_backoff"], self.request.retries,
+                                                     RETRY["retry_backoff_max"], full_jitter=True)
+        raise self.retry(exc=exc, args=(user_id, conversation_id, up_to_id),
+                         kwargs={"announce": True}, countdown=countdown) from exc
+
+
+@shared_task(name="sweep_unpushed")
+def sweep_unpushed() -> int:
+    """Queue again every message left unpushed (periodic, from ``celery beat``)."""
+    return push.sweep_unpushed()
+
+
+@shared_task(bind=True, name=webhooks.deliveries.TASK, max_retries=None)
+def deliver_webhook(self, delivery_id: str, attempts: int | None = None) -> None:
+    """POST one event to one webhook; retry after the delay the attempt asks for.
+
+    The attempt claims itself in the database, so a duplicated task sends nothing twice."""
+    later = webhooks.attempt(delivery_id, attempts)
+    if later is not None:
+        raise self.retry(args=later.args, countdown=later.seconds)
+
+
+@shared_task(name="requeue_webhooks")
+def requeue_webhooks() -> int:
+    """Queue again webhook deliveries whose task was lost; give up on expired ones (beat)."""
+    return webhooks.requeue_due(now_ms())
+
+
+def init_app(app: Flask) -> Celery:
+    """Create the Celery app for ``app`` the way Flask documents it, and the task queue the
+    outbox uses: Celery's broker when ``REDIS_URL`` is set, else this process."""
+
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            # Always a context of its own, so a task never shares a caller's session.
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery(app.import_name, task_cls=FlaskTask)
+    celery_app.config_from_object(app.config["CELERY"])
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    if app.config.get("REDIS_URL"):
+        app.extensions["task_queue"] = CeleryQueue(app, celery_app, JOBS)
+    else:
+        app.extensions["task_queue"] = InProcessQueue(app, JOBS, int(app.config["INPROCESS_RETRY_LIMIT"]))
+    return celery_app

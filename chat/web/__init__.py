@@ -1,0 +1,74 @@
+"""The web chat page at ``/`` and the API docs viewer at ``/docs``: one blueprint.
+
+The page is plain HTML, CSS and JavaScript from this package (no build step, nothing fetched
+from elsewhere) and talks to the service only through the public API and the event stream,
+like any other client. The classic API wants an app key; the server hands the page the one
+configured for it (``WEB_APP_KEY``, or the file ``flask demo`` writes), in a ``<meta>`` tag.
+
+``/docs`` is Swagger UI from the ``swagger-ui-bundle`` package's own files, reading
+``/openapi.json``; its Authorize dialog takes both credentials (app key + session, token).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Blueprint, current_app, render_template, send_from_directory
+from swagger_ui_bundle import swagger_ui_path
+
+log = logging.getLogger(__name__)
+
+web_blp = Blueprint("web", __name__, static_folder="static", static_url_path="/web/static",
+                    template_folder="templates")
+
+# The page's own files only; user images may come from any http(s) address (image messages
+# are URLs), and nothing else may load or run.
+PAGE_POLICY = ("default-src 'self'; img-src 'self' http: https: data:; style-src 'self'; "
+               "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+               "frame-ancestors 'none'; form-action 'self'")
+# Swagger UI sets inline styles and shows its logo as a data: image.
+DOCS_POLICY = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+               "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+               "frame-ancestors 'none'")
+
+
+def web_app_key() -> str | None:
+    """The app key the page uses: ``WEB_APP_KEY``, else the file ``flask demo`` wrote."""
+    config = current_app.config
+    if config.get("WEB_APP_KEY"):
+        return config["WEB_APP_KEY"]
+    path = config.get("WEB_APP_KEY_FILE")
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().strip() or None
+    except OSError:  # not made yet (no `flask demo`), or unreadable: the page says so
+        return None
+
+
+def _page(template: str, policy: str, **context):
+    response = current_app.make_response(render_template(template, **context))
+    response.headers["Content-Security-Policy"] = policy
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"  # image URLs must not learn the page's address
+    response.headers["Cache-Control"] = "no-store"  # the key in the page may be rotated
+    return response
+
+
+@web_blp.route("/", methods=["GET"])
+def show_chat():
+    """Show the chat page."""
+    return _page("index.html", PAGE_POLICY, app_key=web_app_key())
+
+
+@web_blp.route("/docs", methods=["GET"])
+def show_docs():
+    """Show the OpenAPI document in Swagger UI."""
+    return _page("docs.html", DOCS_POLICY)
+
+
+@web_blp.route("/docs/assets/<path:filename>", methods=["GET"])
+def docs_asset(filename: str):
+    """Serve a file of the swagger-ui-bundle package (send_from_directory refuses ``..``)."""
+    return send_from_directory(swagger_ui_path, filename, max_age=3600)

@@ -1,0 +1,264 @@
+"""Webhook deliveries: recorded with the event, attempted by a task, retried with backoff.
+
+``record`` runs in the transaction that makes an event true: one delivery row per webhook
+of the user (the body fixed then, so every retry sends the same bytes), and the task that
+attempts it queued through the outbox when that transaction commits. ``attempt`` makes one
+attempt: it claims it in the database (so a duplicated task cannot send twice), commits,
+POSTs with no transaction open, and records the outcome; it answers ``RetryLater`` when
+another attempt is due soon enough for a task to wait for it, else leaves the delivery
+pending for the sweeper. ``requeue_due`` is that sweeper (periodic, from beat): it queues
+again deliveries that are due and that no task holds, and fails the ones past the give-up
+time. See docs/webhooks.md for the receiver's side.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import uuid
+
+from cryptography.fernet import InvalidToken
+from flask import current_app
+from sqlalchemy import or_, select, update
+
+from chat import metrics, outbox
+from chat.extensions import db
+from chat.models import Webhook, WebhookDelivery, now_ms
+from chat.runner import RetryLater
+from chat.webhooks import kook_format
+from chat.webhooks.signing import decrypt_secret
+from chat.webhooks.transport import post
+
+log = logging.getLogger(__name__)
+
+PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+ERROR_LENGTH = 255  # the width of webhook_deliveries.last_error
+# How long an attempt in flight holds its delivery before the sweeper may assume its worker
+# died: the request's own timeouts plus a margin for the database work around it.
+IN_FLIGHT_MARGIN_S = 30
+TASK = "deliver_webhook"
+
+
+def record(user_id: int, event: str, data: dict) -> None:
+    """In the caller's transaction: a delivery of ``event`` to each of ``user_id``'s
+    webhooks, each attempted by a task queued once the transaction commits.
+
+    One indexed query when the user has none, which is the common case."""
+    hooks = db.session.execute(select(Webhook.id, Webhook.format).where(Webhook.user_id == user_id)).all()
+    if not hooks:
+        return
+    now = now_ms()
+    for hook_id, hook_format in hooks:
+        delivery_id = str(uuid.uuid4())
+        if hook_format == kook_format.KOOK_FORMAT:
+            body = _kook_body(hook_id, user_id, event, data, now)
+            if body is None:
+                continue  # no KOOK counterpart (read markers, chat list changes)
+        else:
+            body = json.dumps({"event": event, "delivery": delivery_id, "created_at": now, "data": data},
+                              separators=(",", ":"), ensure_ascii=False)
+        db.session.add(WebhookDelivery(id=delivery_id, webhook_id=hook_id, event=event, payload=body,
+                                       status=PENDING, attempts=0, created_at=now, next_attempt_at=now))
+        outbox.enqueue(TASK, delivery_id, 0)
+
+
+def _kook_body(hook_id: int, user_id: int, event: str, data: dict, now: int) -> str | None:
+    """A KOOK callback's frame, numbered with the callback's next ``sn`` (taken only for an
+    event that has a KOOK form, so the numbers have no gaps)."""
+    if not kook_format.has_kook_form(event, data):
+        return None
+    sn = db.session.execute(update(Webhook).where(Webhook.id == hook_id).values(sn=Webhook.sn + 1)
+                            .returning(Webhook.sn)).scalar_one()
+    frame = kook_format.event_frame(user_id, event, data, sn, now)
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+def backoff_seconds(attempts: int) -> float:
+    """Delay before the next attempt after ``attempts`` failed ones: exponential with full
+    jitter, uniform between the base and base * 2**(attempts-1), that capped at the maximum."""
+    config = current_app.config
+    base, cap = config["WEBHOOK_BACKOFF_BASE"], config["WEBHOOK_BACKOFF_MAX"]
+    ceiling = min(cap, base * 2 ** min(max(attempts - 1, 0), 60))
+    return random.uniform(min(base, ceiling), ceiling)
+
+
+def longest_task_wait() -> float:
+    """The longest a retry may wait as a task countdown, in seconds: half the broker's
+    visibility timeout.
+
+    A task waiting on a countdown sits in the Redis broker's unacknowledged set (tasks are
+    acknowledged after they run), and the broker hands out again any message older than the
+    visibility timeout: a wait close to or past it would be delivered again and again while
+    it waits. The other half is the margin for the attempt itself and for clock skew."""
+    return current_app.config["CELERY_VISIBILITY_TIMEOUT"] / 2
+
+
+def attempt(delivery_id: str, expected_attempts: int | None = None) -> RetryLater | None:
+    """Make one attempt at a delivery; returns when to retry, or None when there is nothing
+    more for this task to do (delivered, failed for good, another task has it, or the next
+    attempt is too far off for a task to wait: the sweeper queues it when it is due).
+
+    ``expected_attempts`` is how many attempts the queued task saw: if the row has moved on,
+    this task is a duplicate (redelivered by the broker, or re-queued by the sweeper) and
+    does nothing.
+    """
+    config = current_app.config
+    row = db.session.execute(
+        select(WebhookDelivery, Webhook.url, Webhook.secret_encrypted, Webhook.format, Webhook.compress)
+        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+        .where(WebhookDelivery.id == delivery_id)
+    ).first()
+    if row is None or row[0].status != PENDING:
+        db.session.rollback()
+        return None
+    delivery, url, secret_encrypted, hook_format, compress = row
+    seen, event, payload = delivery.attempts, delivery.event, delivery.payload
+    if expected_attempts is not None and seen != expected_attempts:
+        db.session.rollback()
+        return None
+    now = now_ms()
+    deadline = delivery.created_at + int(config["WEBHOOK_GIVE_UP_AFTER"] * 1000)
+    if now >= deadline:
+        _finish(delivery_id, FAILED, delivery.last_status_code, _give_up_reason(delivery.last_error))
+        return None
+    lease = int((config["WEBHOOK_CONNECT_TIMEOUT"] + config["WEBHOOK_READ_TIMEOUT"]
+                 + IN_FLIGHT_MARGIN_S) * 1000)
+    claimed = db.session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == PENDING,
+               WebhookDelivery.attempts == seen)
+        .values(attempts=seen + 1, next_attempt_at=now + lease)
+    ).rowcount == 1
+    # The claim is visible before the request goes out, and no transaction (nor, on SQLite,
+    # the database's write lock) is held while a remote server takes its time.
+    if not claimed:
+        db.session.rollback()
+        return None
+    db.session.commit()
+    number = seen + 1
+
+    try:
+        secret = decrypt_secret(secret_encrypted)
+    except InvalidToken:
+        _finish(delivery_id, FAILED, None,
+                "the webhook's secret cannot be decrypted (SECRET_KEY changed): create it again")
+        return None
+    body = payload.encode()
+    if hook_format == kook_format.KOOK_FORMAT:
+        verify_token, encrypt_key = kook_format.read_secret_blob(secret)
+        body = kook_format.encode(json.loads(payload), verify_token, encrypt_key, compress)
+        secret = None  # KOOK's receivers check the verify token in the body, not a signature
+    outcome = post(url, secret, delivery_id, event, body, number)
+
+    if outcome.delivered:
+        _finish(delivery_id, DELIVERED, outcome.status_code, None)
+        return None
+    now = now_ms()
+    if outcome.permanent or now >= deadline:
+        error = outcome.error if outcome.permanent else _give_up_reason(outcome.error)
+        _finish(delivery_id, FAILED, outcome.status_code, error)
+        return None
+    delay = min(max(backoff_seconds(number), min(outcome.retry_after, config["WEBHOOK_BACKOFF_MAX"])),
+                (deadline - now) / 1000)  # the last attempt falls on the deadline, not after it
+    if not _record_failure(delivery_id, outcome, now + math.ceil(delay * 1000)):
+        return None
+    if delay > longest_task_wait():
+        log.info("webhook delivery %s: next attempt in %.0f s, left to the sweeper", delivery_id, delay)
+        return None
+    return RetryLater(delay, (delivery_id, number))
+
+
+def _record_failure(delivery_id: str, outcome, next_attempt_at: int) -> bool:
+    done = db.session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == PENDING)
+        .values(last_status_code=outcome.status_code, last_error=_truncate(outcome.error),
+                next_attempt_at=next_attempt_at)
+    ).rowcount == 1
+    db.session.commit()
+    metrics.webhook_delivery("retry")
+    return done
+
+
+def _finish(delivery_id: str, status: str, status_code: int | None, error: str | None) -> None:
+    values = {"status": status, "next_attempt_at": None, "last_status_code": status_code,
+              "last_error": _truncate(error)}
+    if status == DELIVERED:
+        values["delivered_at"] = now_ms()
+    db.session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == PENDING)
+        .values(**values)
+    )
+    db.session.commit()
+    metrics.webhook_delivery(status)
+
+
+def requeue_due(now: int, limit: int = 500) -> int:
+    """For the periodic sweeper: queue again every pending delivery that is due and that no
+    task can be expected to hold, and fail the ones past the give-up time. ``now`` is in ms.
+    Returns how many were queued.
+
+    - A delivery never attempted (``attempts`` 0) had its task queued when it was recorded;
+      only when it is ``WEBHOOK_REQUEUE_AFTER`` overdue is that task taken as lost (the broker
+      was down). Merely late behind a queue backlog, it is not queued twice.
+    - After a failed attempt, the delivery is due at ``next_attempt_at``: either a short
+      retry countdown retries it on time, or nobody does (a wait longer than a countdown may
+      be, see ``longest_task_wait``; an in-process run that stopped retrying), and it is
+      queued as soon as it is due. An attempt in flight holds it until its lease ends, so a
+      worker that died mid-attempt is noticed then.
+    """
+    config = current_app.config
+    grace_ms = int(config["WEBHOOK_REQUEUE_AFTER"] * 1000)
+    give_up_ms = int(config["WEBHOOK_GIVE_UP_AFTER"] * 1000)
+    rows = db.session.execute(
+        select(WebhookDelivery.id, WebhookDelivery.attempts, WebhookDelivery.created_at,
+               WebhookDelivery.last_error)
+        .where(WebhookDelivery.status == PENDING, WebhookDelivery.next_attempt_at <= now,
+               or_(WebhookDelivery.attempts > 0, WebhookDelivery.next_attempt_at <= now - grace_ms))
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(limit)
+    ).all()
+    db.session.commit()
+    queued = 0
+    for delivery_id, attempts, created_at, last_error in rows:
+        if now >= created_at + give_up_ms:
+            _fail_stale(delivery_id, attempts, last_error)
+            continue
+        # Marked first, only if nothing has touched the row since it was read, so the next
+        # sweeps leave it alone while the task waits in the queue: for WEBHOOK_REQUEUE_AFTER,
+        # then it is taken as lost again (a never-attempted delivery gets that margin from
+        # the rule above, so it is marked due now, which is also what the log shows).
+        marked = db.session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == PENDING,
+                   WebhookDelivery.attempts == attempts)
+            .values(next_attempt_at=now if attempts == 0 else now + grace_ms)
+        ).rowcount == 1
+        if marked:
+            outbox.enqueue(TASK, delivery_id, attempts)
+            queued += 1
+        db.session.commit()
+    return queued
+
+
+def _fail_stale(delivery_id: str, attempts: int, last_error: str | None) -> None:
+    """Give up on a delivery past its deadline, unless an attempt has moved it meanwhile."""
+    db.session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == PENDING,
+               WebhookDelivery.attempts == attempts)
+        .values(status=FAILED, next_attempt_at=None, last_error=_give_up_reason(last_error))
+    )
+    db.session.commit()
+
+
+def _give_up_reason(error: str | None) -> str:
+    return _truncate(f"gave up after {current_app.config['WEBHOOK_GIVE_UP_AFTER']:g} s; last error: "
+                     f"{error or 'none'}")
+
+
+def _truncate(text: str | None) -> str | None:
+    return None if text is None else text[:ERROR_LENGTH]

@@ -1,0 +1,81 @@
+"""Registering webhooks: create (the secret is shown once), list, delete, the delivery log."""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from chat.errors import Kind, ServiceError, invalid, not_found
+from chat.extensions import db
+from chat.models import User, Webhook, WebhookDelivery, now_ms
+from chat.webhooks.addresses import check_url
+from chat.webhooks.signing import encrypt_secret
+
+
+def create(user: User, url: str, secret: str | None = None, *, format: str = "signed",
+           compress: bool = False, handshake=None) -> dict:
+    """Register a webhook; the returned dict carries the secret, shown this once only.
+
+    ``format="kook"`` registers a KOOK-format callback (chat/webhooks/kook_format.py):
+    ``secret`` then holds its verify token and encrypt key, and ``handshake(url)`` (KOOK's
+    challenge) must pass first."""
+    url = url.strip()
+    check_url(url)  # before taking the lock: resolving a name can take a while
+    if handshake is not None:
+        handshake(url)  # network I/O too: before the lock, outside any transaction
+    # Lock the user's row so two concurrent creates cannot both pass the limit.
+    db.session.execute(select(User.id).where(User.id == user.id).with_for_update())
+    mine = db.session.scalars(select(Webhook.url).where(Webhook.user_id == user.id)).all()
+    limit = current_app.config["WEBHOOK_MAX_PER_USER"]
+    if len(mine) >= limit:
+        db.session.rollback()
+        raise invalid(f"you already have {limit} webhooks, the most allowed: delete one first")
+    if url in mine:
+        db.session.rollback()
+        raise ServiceError(Kind.CONFLICT, "this url is already registered as one of your webhooks")
+    secret = secret or secrets.token_urlsafe(32)
+    webhook = Webhook(user_id=user.id, url=url, secret_encrypted=encrypt_secret(secret),
+                      created_at=now_ms(), format=format, compress=compress)
+    db.session.add(webhook)
+    db.session.commit()
+    return {"id": webhook.id, "url": webhook.url, "created_at": webhook.created_at, "secret": secret,
+            "format": webhook.format, "compress": webhook.compress}
+
+
+def list_for_user(user: User) -> list[Webhook]:
+    return list(db.session.scalars(
+        select(Webhook).where(Webhook.user_id == user.id).order_by(Webhook.id)
+    ))
+
+
+def _mine(user: User, webhook_id: int) -> Webhook:
+    webhook = db.session.get(Webhook, webhook_id)
+    if webhook is None or webhook.user_id != user.id:
+        raise not_found("webhook")  # unknown and not-yours look the same
+    return webhook
+
+
+def delete(user: User, webhook_id: int) -> None:
+    """Remove one of the user's webhooks and its delivery log (pending deliveries stop)."""
+    webhook = _mine(user, webhook_id)
+    db.session.execute(db.delete(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook.id))
+    db.session.delete(webhook)
+    db.session.commit()
+
+
+def delivery_log(user: User, webhook_id: int | None, page: int, page_size: int):
+    """The user's delivery log, newest first: (rows, total)."""
+    if webhook_id is not None:
+        _mine(user, webhook_id)
+        where = [WebhookDelivery.webhook_id == webhook_id]
+    else:
+        where = [WebhookDelivery.webhook_id.in_(select(Webhook.id).where(Webhook.user_id == user.id))]
+    total = db.session.scalar(select(func.count()).select_from(WebhookDelivery).where(*where)) or 0
+    rows = db.session.scalars(
+        select(WebhookDelivery).where(*where)
+        .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
+        .offset((page - 1) * page_size).limit(page_size)
+    ).all()
+    return rows, total

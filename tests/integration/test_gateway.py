@@ -1,0 +1,236 @@
+"""KOOK's WebSocket gateway, driven frame by frame against the production stack (gunicorn,
+Redis bus, a Celery worker): HELLO, ordered sn, PING/PONG with a lagging sn, RESUME replay
+and ACK, RECONNECT for what cannot be resumed, compress 0/1, bad tokens."""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+import pytest
+import requests
+import websocket
+
+from devstack import BIN, ApiUser, LiveProcess, flask_command, free_port, start_server, start_worker, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+class Gateway:
+    """A raw gateway client: frames as dicts, decompressed when the URL asked for it."""
+
+    def __init__(self, url: str):
+        self.compressed = "compress=1" in url
+        self.ws = websocket.create_connection(url, timeout=15)
+        self.kinds: list[type] = []
+
+    def recv(self, timeout: float = 15) -> dict:
+        self.ws.settimeout(timeout)
+        raw = self.ws.recv()
+        self.kinds.append(type(raw))
+        if self.compressed:
+            raw = zlib.decompress(raw)
+        return json.loads(raw)
+
+    def nothing(self, timeout: float = 1) -> bool:
+        self.ws.settimeout(timeout)
+        try:
+            self.ws.recv()
+        except websocket.WebSocketTimeoutException:
+            return True
+        return False
+
+    def send(self, frame: dict) -> None:
+        self.ws.send(json.dumps(frame))
+
+    def closed(self, timeout: float = 10) -> bool:
+        """The server closes the socket (with a close frame) and sends nothing more."""
+        self.ws.settimeout(timeout)
+        opcode, _ = self.ws.recv_data(control_frame=True)
+        return opcode == websocket.ABNF.OPCODE_CLOSE
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+@pytest.fixture
+def stack(live_env, tmp_path):
+    env = {**live_env, "GATEWAY_RESEND_GRACE_SECONDS": "0"}
+    worker = start_worker(env, tmp_path, concurrency=1)  # deliveries in the order sent
+    server, base = start_server(env, tmp_path)
+    key = flask_command(env, "app-key", "create", "gateway").strip().splitlines()[-1]
+    try:
+        yield base, key
+    finally:
+        print(server.log_tail(40))  # shown when the test fails
+        server.stop()
+        worker.stop()
+
+
+def _gateway_url(base: str, token: str, compress: int) -> str:
+    response = requests.get(f"{base}/api/v3/gateway/index", params={"compress": compress},
+                            headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["code"] == 0
+    url = body["data"]["url"]
+    assert url.startswith("ws://127.0.0.1:") and f"compress={compress}" in url
+    return url
+
+
+def _all_pushed(user: ApiUser, chat: int) -> None:
+    wait_until(lambda: all(m["ispushed"] for m in user.call("GET", "/message", params={"conversationid": chat})),
+               15, what="the pushes")
+
+
+def _texts(frames: list[dict]) -> list[str]:
+    return [f["d"]["content"] for f in frames]
+
+
+@pytest.mark.parametrize("compress", [1, 0])
+def test_gateway_protocol(stack, compress):
+    base, key = stack
+    alice, bob = ApiUser(base, key, f"alice{compress}"), ApiUser(base, key, f"bob{compress}")
+    chat = alice.open_with(bob)
+
+    # HELLO with a session id; then bob's events, numbered from 1, in order.
+    url = _gateway_url(base, bob.token, compress)
+    gw = Gateway(url)
+    hello = gw.recv()
+    assert hello["s"] == 1 and hello["d"]["code"] == 0
+    session_id = hello["d"]["session_id"]
+    for n in range(3):
+        alice.send(chat, f"m{n}")
+    frames = [gw.recv() for _ in range(3)]
+    assert [f["s"] for f in frames] == [0, 0, 0]
+    assert [f["sn"] for f in frames] == [1, 2, 3]
+    assert _texts(frames) == ["m0", "m1", "m2"]
+    d = frames[0]["d"]
+    assert d["channel_type"] == "PERSON" and d["type"] == 1
+    assert d["author_id"] == str(alice.id) and d["target_id"] == str(bob.id)
+    assert d["extra"]["code"] == alice.conversation(chat)["code"]
+    assert d["extra"]["author"]["username"] == f"alice{compress}"
+    assert len(d["extra"]["author"]["identify_num"]) == 4 and d["extra"]["author"]["bot"] is False
+    assert gw.kinds == [bytes] * 4  # binary frames either way (khl.py decodes only those)
+
+    # PING with the newest sn: PONG only. PING lagging at 1: PONG, then 2 and 3 again.
+    gw.send({"s": 2, "sn": 3})
+    assert gw.recv() == {"s": 3}
+    assert gw.nothing()
+    gw.send({"s": 2, "sn": 1})
+    assert gw.recv() == {"s": 3}
+    again = [gw.recv() for _ in range(2)]
+    assert [(f["sn"], f["d"]["content"]) for f in again] == [(2, "m1"), (3, "m2")]
+
+    # The connection goes away; what is sent meanwhile comes with the resume, then the ACK.
+    gw.close()
+    alice.send(chat, "while away 1")
+    alice.send(chat, "while away 2")
+    _all_pushed(alice, chat)
+    resumed = Gateway(f"{url}&resume=1&sn=2&session_id={session_id}")
+    assert resumed.recv()["d"] == {"code": 0, "session_id": session_id}
+    replay = [resumed.recv() for _ in range(3)]
+    assert [(f["sn"], f["d"]["content"]) for f in replay] == [
+        (3, "m2"), (4, "while away 1"), (5, "while away 2")]
+    assert resumed.recv() == {"s": 6, "d": {"session_id": session_id}}
+    alice.send(chat, "live again")
+    assert (lambda f: (f["sn"], f["d"]["content"]))(resumed.recv()) == (6, "live again")
+
+    # Edits, reactions and deletes arrive as KOOK system events.
+    key_ = alice.send(chat, "edit me")["messagekey"]
+    assert resumed.recv()["sn"] == 7
+    kook = requests.Session()
+    kook.headers["Authorization"] = f"Bearer {alice.token}"
+    assert kook.post(f"{base}/api/v3/direct-message/update",
+                     json={"msg_id": key_, "content": "edited"}, timeout=10).json()["code"] == 0
+    updated = resumed.recv()
+    assert updated["sn"] == 8 and updated["d"]["type"] == 255
+    assert updated["d"]["extra"]["type"] == "updated_private_message"
+    assert updated["d"]["extra"]["body"]["content"] == "edited"
+    assert updated["d"]["extra"]["body"]["msg_id"] == key_
+    assert kook.post(f"{base}/api/v3/direct-message/add-reaction",
+                     json={"msg_id": key_, "emoji": "👍"}, timeout=10).json()["code"] == 0
+    reaction = resumed.recv()["d"]["extra"]
+    assert reaction["type"] == "private_added_reaction"
+    assert reaction["body"]["emoji"] == {"id": "👍", "name": "👍"}
+    assert reaction["body"]["user_id"] == str(alice.id)
+    assert kook.post(f"{base}/api/v3/direct-message/delete", json={"msg_id": key_},
+                     timeout=10).json()["code"] == 0
+    deleted = resumed.recv()["d"]["extra"]
+    assert deleted["type"] == "deleted_private_message" and deleted["body"]["msg_id"] == key_
+    resumed.close()
+
+    # What cannot be resumed: RECONNECT, then the socket closes.
+    for query, code in ((f"resume=1&sn=2&session_id={'0' * 32}", 40107),
+                        (f"resume=1&sn=999&session_id={session_id}", 40108),
+                        ("resume=1&sn=x", 40106)):
+        bad = Gateway(f"{url}&{query}")
+        frame = bad.recv()
+        assert frame["s"] == 5 and frame["d"]["code"] == code and frame["d"]["err"]
+        assert bad.closed()
+
+    # Tokens: missing, invalid, expired (logged out).
+    ws_base = url.split("?")[0]
+    for query, code in ((f"compress={compress}", 40100), (f"compress={compress}&token=nope", 40101)):
+        refused = Gateway(f"{ws_base}?{query}")
+        assert refused.recv() == {"s": 1, "d": {"code": code}}
+        assert refused.closed()
+    alice.call("POST", "/auth/logout")
+    expired = Gateway(f"{ws_base}?compress={compress}&token={alice.token}")
+    assert expired.recv() == {"s": 1, "d": {"code": 40103}}
+    assert expired.closed()
+
+
+def test_gateway_index_needs_a_token_and_honours_the_forwarded_scheme(stack):
+    base, key = stack
+    response = requests.get(f"{base}/api/v3/gateway/index", timeout=10)
+    assert response.status_code == 401 and response.json()["code"] == 401
+    bob = ApiUser(base, key, "bob-index")
+    response = requests.get(f"{base}/api/v3/gateway/index", timeout=10, headers={
+        "Authorization": f"Bot {bob.token}", "X-Forwarded-Proto": "https"})
+    assert response.json()["data"]["url"].startswith("wss://")
+    assert "compress=1" in response.json()["data"]["url"]
+    response = requests.get(f"{base}/api/v3/gateway/index", params={"compress": 7}, timeout=10,
+                            headers={"Authorization": f"Bot {bob.token}"})
+    assert response.status_code == 400 and response.json()["code"] == 40000
+
+
+def test_the_gateway_under_flask_run_never_logs_its_token(live_database_url, tmp_path):
+    """The embedded default (``make run``: ``flask run``, threads, in-process bus and tasks)
+    serves the gateway too, and its request line has the token redacted."""
+    env = {"CHAT_ENV": "development", "DATABASE_URL": live_database_url, "FLASK_APP": "wsgi", "REDIS_URL": "",
+           "SSE_HEARTBEAT_SECONDS": "1",  # a closed socket is noticed (and logged) within one
+           "GATEWAY_IDLE_TIMEOUT_SECONDS": "4"}
+    key = flask_command(env, "app-key", "create", "embedded").strip().splitlines()[-1]
+    bot_token = flask_command(env, "bot", "create", "embedded-bot").strip().splitlines()[-1]
+    port = free_port()
+    server = LiveProcess("flask-run", [str(BIN / "flask"), "run", "--host", "127.0.0.1", "--port", str(port)],
+                         env, tmp_path).start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def up():
+            assert server.alive(), server.log_tail()
+            try:
+                return requests.get(f"{base}/livez", timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_until(up, 30, what="flask run")
+        user = ApiUser(base, key, "embedded-user")
+        bot_id = requests.get(f"{base}/api/v3/user/me", headers={"Authorization": f"Bot {bot_token}"},
+                              timeout=10).json()["data"]["id"]
+        chat = user.call("POST", "/conversation", json={"passiveuser": int(bot_id), "time": "1"})["conversationid"]
+        gw = Gateway(_gateway_url(base, bot_token, 0))
+        assert gw.recv()["d"]["code"] == 0
+        user.send(chat, "hello embedded")
+        frame = gw.recv()
+        assert (frame["sn"], frame["d"]["content"], frame["d"]["author_id"]) == (1, "hello embedded", str(user.id))
+        assert user.conversation(chat)["target_info"]["online"] is True
+        # A client that never PINGs is let go after the idle timeout, and shows offline.
+        assert gw.closed(timeout=15)
+        assert user.conversation(chat)["target_info"]["online"] is False
+        wait_until(lambda: "GET /gateway?compress=0&token=[redacted]" in server.log_path.read_text(), 10,
+                   what="the gateway's request line in the log")
+    finally:
+        server.stop()
+    assert bot_token not in server.log_path.read_text()

@@ -1,0 +1,107 @@
+"""The Procfile's ``web`` line refuses to start, once and for good, when the configuration is
+missing or malformed: the gunicorn master exits non-zero with one message naming the variable,
+before it boots a worker, instead of binding the port and booting failing workers forever.
+
+Each test runs the real line with ``bash -c`` from the repository root, with only what a
+platform gives (no CHAT_ENV: the line's own production default applies)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import pytest
+import requests
+
+from tests.conftest import REDIS_URL
+from devstack import BIN, ROOT, free_port, procfile, wait_until
+
+PRODUCTION = {
+    "SECRET_KEY": "s3cret",
+    # Never connected to: a refused start stops before any connection, and the start that
+    # succeeds below only answers /livez, which touches nothing.
+    "DATABASE_URL": "postgresql://postgres:hunter2@127.0.0.1:5432/unused",
+    "REDIS_URL": REDIS_URL,
+}
+
+
+def _platform_env(env: dict[str, str]) -> dict[str, str]:
+    return {"PATH": f"{BIN}{os.pathsep}/usr/bin:/bin", "HOME": "/tmp", "PYTHONUNBUFFERED": "1",
+            "PORT": str(free_port()), "WEB_CONCURRENCY": "1", **env}
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _run_web(env: dict[str, str]) -> tuple[int, str]:
+    """Run the ``web`` line until it exits; (exit status, everything it printed). A line that
+    does not exit (the crash loop this file is about) is killed, whole group, and fails."""
+    process = subprocess.Popen(["bash", "-c", procfile()["web"]], cwd=ROOT, env=_platform_env(env),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        output, _ = process.communicate()
+        pytest.fail(f"the web line was still running after 30 s:\n{output[-3000:]}")
+    return process.returncode, output
+
+
+def _assert_refused(env: dict[str, str], message: str) -> str:
+    status, output = _run_web(env)
+    assert status != 0, output
+    # The message, on a line of its own, exactly once: the master said it, not each worker.
+    assert output.splitlines().count(message) == 1, output
+    assert "Booting worker" not in output, output
+    return output
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "DATABASE_URL", "REDIS_URL"])
+def test_the_web_line_refuses_without(missing):
+    env = {name: value for name, value in PRODUCTION.items() if name != missing}
+    _assert_refused(env, f"CHAT_ENV=production needs these environment variables: {missing}")
+
+
+def test_the_web_line_names_everything_missing_at_once():
+    _assert_refused({}, "CHAT_ENV=production needs these environment variables: "
+                        "SECRET_KEY, DATABASE_URL, REDIS_URL")
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"DB_POOL_SIZE": "abc"}, "DB_POOL_SIZE must be a whole number, not 'abc'"),
+    ({"DATABASE_URL": "mysql://chat:hunter2@127.0.0.1/chat"},
+     "DATABASE_URL must be a postgresql:// (or postgres://) or sqlite:/// URL, not 'mysql://'"),
+    ({"WEBHOOK_READ_TIMEOUT": "10s"}, "WEBHOOK_READ_TIMEOUT must be a number, not '10s'"),
+    ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be one of text, json, not 'xml'"),
+    ({"GUNICORN_THREADS": "many"}, "GUNICORN_THREADS must be a whole number, not 'many'"),
+])
+def test_the_web_line_refuses_a_malformed_setting(env, message):
+    output = _assert_refused({**PRODUCTION, **env}, message)
+    assert "hunter2" not in output
+
+
+def test_the_web_line_starts_when_the_configuration_is_complete(tmp_path):
+    """The check refuses only what is wrong: with everything set, the line serves."""
+    env = _platform_env(PRODUCTION)
+    log = open(tmp_path / "web.log", "wb")
+    process = subprocess.Popen(["bash", "-c", procfile()["web"]], cwd=ROOT, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    try:
+        def up():
+            assert process.poll() is None, (tmp_path / "web.log").read_text()
+            try:
+                return requests.get(f"http://127.0.0.1:{env['PORT']}/livez", timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_until(up, 30, interval=0.1, what="the web line to answer /livez")
+    finally:
+        _kill_group(process)
+        process.wait(10)

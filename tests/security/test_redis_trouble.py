@@ -1,0 +1,99 @@
+"""Redis in trouble (stopped, or frozen with SIGSTOP so connections hang) never turns into a
+server error: rate limiting falls back to in-process counts for every request, including
+those already waiting on Redis when another request made the switch; and a web request's
+broker publish gives up after REDIS_SOCKET_TIMEOUT, not a longer worker-side timeout.
+
+Each test runs a private redis-server, so freezing it disturbs nobody else."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import pytest
+
+from chat.extensions import db
+from chat.services import accounts
+from tests.kook.test_ratelimit import limited  # noqa: F401  (the fixture)
+from tests.conftest import app_with_clean_database
+from devstack import start_redis
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    server, url = start_redis(tmp_path)
+    yield server, url
+    server.kill(signal.SIGCONT)
+    server.stop()
+
+
+def _staggered(client_factory, count: int, call, gap: float) -> list[int]:
+    """``count`` concurrent calls, one every ``gap`` seconds (so several are waiting on a
+    frozen Redis when the first gives up and switches to the fallback); their statuses."""
+    statuses: list[int] = []
+
+    def one():
+        statuses.append(call(client_factory()).status_code)
+
+    threads = []
+    for _ in range(count):
+        threads.append(threading.Thread(target=one))
+        threads[-1].start()
+        time.sleep(gap)
+    for thread in threads:
+        thread.join(30)
+    return statuses
+
+
+@pytest.mark.parametrize("trouble", ["frozen", "stopped"])
+def test_concurrent_requests_never_500_when_redis_fails_under_them(limited, private_redis, trouble):
+    server, url = private_redis
+    client = limited(RATELIMIT_STORAGE_URI=url,
+                     RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+                     RATELIMIT_ROUTE="1000 per minute", RATELIMIT_GLOBAL="1000 per minute")
+    app = client.application
+    _, token = accounts.create_bot("redis-trouble")
+    me = {"Authorization": f"Bot {token}"}
+    assert client.get("/api/v3/user/me", headers=me).status_code == 200  # counted in Redis
+    db.session.remove()  # the test's own session must not hold SQLite's write lock
+    if trouble == "frozen":
+        server.kill(signal.SIGSTOP)
+    else:
+        server.stop()
+    # Redis gives up on each call after 0.5 s: requests started 0.1 s apart are still waiting
+    # when the first one switches the limiter to its in-process fallback. (Anonymous calls:
+    # they touch no database, so SQLite's single writer does not serialize them.)
+    statuses = _staggered(app.test_client, 6, lambda c: c.get("/api/v3/user/me"), 0.1)
+    assert statuses == [401] * 6, statuses
+    assert client.get("/api/v3/user/me", headers=me).status_code == 200
+
+
+def test_a_send_with_redis_frozen_gives_up_on_the_broker_after_the_socket_timeout(
+        config_class, _schema, private_redis):
+    server, url = private_redis
+
+    class WithBroker(config_class):
+        REDIS_URL = url
+        REDIS_SOCKET_TIMEOUT = 0.5
+
+    with app_with_clean_database(WithBroker) as app:
+        celery = app.extensions["celery"]
+        with celery.connection_for_write() as connection:
+            # The web request's publish waits this long for a frozen Redis, no longer.
+            assert connection.transport_options["socket_timeout"] == 0.5
+        client = app.test_client()
+        key = accounts.create_app_key("frozen")
+        alice, token = accounts.create_bot("frozen-alice")
+        bob, _ = accounts.create_bot("frozen-bob")
+        headers = {"X-APP-Key": key, "X-APP-Session": token}
+        cid = client.post("/conversation", headers=headers, json={
+            "passiveuser": bob.id, "time": "1700000000000"}).json["data"]["conversationid"]
+        db.session.remove()
+        server.kill(signal.SIGSTOP)
+        response = client.post("/message", headers=headers, json={
+            "conversationid": cid, "type": -1, "content": "while frozen", "time": "1700000000000"})
+        assert response.status_code == 200, response.json
+        assert response.json["data"]["ispushed"] == 0  # the sweeper pushes it later

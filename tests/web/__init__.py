@@ -1,0 +1,1 @@
+"""Tests of the web page, the docs viewer and the browser client."""

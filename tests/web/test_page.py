@@ -1,0 +1,132 @@
+"""The page at ``/`` and the docs viewer at ``/docs``, through the test client: what is
+served, the app key the page is given (``WEB_APP_KEY`` or the file ``flask demo`` writes), and
+the handles a screen reader and the browser test find. The page's behaviour in a real browser
+is tests/integration/test_web_browser.py."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+
+import pytest
+
+from chat.services import accounts
+
+
+def page_key(response) -> str:
+    return re.search(r'<meta name="chat-app-key" content="([^"]*)">', response.get_data(as_text=True)).group(1)
+
+
+@pytest.fixture
+def key_file(app, tmp_path):
+    app.config["WEB_APP_KEY_FILE"] = str(tmp_path / "instance" / "web-app-key")
+    return tmp_path / "instance" / "web-app-key"
+
+
+def test_the_page_is_served_with_the_configured_app_key(app, client, app_key):
+    app.config["WEB_APP_KEY"] = app_key
+    response = client.get("/")
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    assert page_key(response) == app_key
+    policy = response.headers["Content-Security-Policy"]
+    # Nothing from elsewhere may run or be fetched by script; only pictures may come from URLs.
+    assert "script-src 'self'" in policy and "connect-src 'self'" in policy and "default-src 'self'" in policy
+    # The key it was given works for the classic API.
+    login = client.post("/auth/register", json={"username": "pageuser", "password": "page-password"},
+                        headers={"X-APP-Key": page_key(response)})
+    assert login.status_code == 200, login.json
+
+
+def test_without_a_key_the_page_still_loads_and_has_none(client, app):
+    assert app.config["WEB_APP_KEY"] is None and app.config["WEB_APP_KEY_FILE"] is None
+    response = client.get("/")
+    assert response.status_code == 200 and page_key(response) == ""
+
+
+def test_the_page_names_its_controls_as_people_and_tests_find_them(client):
+    html = client.get("/").get_data(as_text=True)
+    labels = dict((target, text) for target, text in re.findall(r'<label for="([^"]+)"[^>]*>([^<]+)</label>', html))
+    assert {"Username", "Password", "Message", "Username to message"} <= set(labels.values())
+    for target in labels:
+        assert f'id="{target}"' in html, target  # every label points at a real control
+    buttons = set(re.findall(r"<button[^>]*>([^<]+)</button>", html))
+    assert {"Log in", "Register", "Send", "Start conversation", "Log out"} <= buttons
+    assert re.search(r'<ul[^>]*role="list"[^>]*aria-label="Conversations"', html)
+    assert re.search(r'role="log"[^>]*aria-label="Messages"', html)
+
+
+@pytest.mark.parametrize("path, mimetype", [("/web/static/app.js", "text/javascript"),
+                                            ("/web/static/app.css", "text/css")])
+def test_the_page_files_come_from_the_package(client, path, mimetype):
+    response = client.get(path)
+    assert response.status_code == 200 and response.mimetype == mimetype
+
+
+def test_page_loads_are_not_rate_limited(app, config_class):
+    from chat import create_app
+
+    limited = create_app(type("Limited", (config_class,), {"RATELIMIT_ENABLED": True,
+                                                          "RATELIMIT_GLOBAL": "2 per minute"}))
+    client = limited.test_client()
+    assert [client.get("/").status_code for _ in range(4)] == [200] * 4
+    assert client.get("/web/static/app.js").status_code == 200
+
+
+def test_demo_gives_the_page_a_key_once_and_says_what_to_open(app, client, key_file):
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["demo"], env={"PORT": "5123"})
+    assert first.exit_code == 0, first.output
+    for url in ("http://127.0.0.1:5123/ ", "http://127.0.0.1:5123/docs", "http://127.0.0.1:5123/metrics"):
+        assert url in first.output
+    key = key_file.read_text().strip()
+    assert accounts.app_key_is_valid(key)
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600  # a secret: this account only
+    assert page_key(client.get("/")) == key
+    # Again (make run on the next day): the same key, no new one.
+    again = runner.invoke(args=["demo"])
+    assert again.exit_code == 0 and "already has users" in again.output
+    assert key_file.read_text().strip() == key
+
+
+def test_demo_replaces_a_revoked_or_missing_page_key(app, client, key_file):
+    runner = app.test_cli_runner()
+    runner.invoke(args=["demo"])
+    old = key_file.read_text().strip()
+    accounts.revoke_app_key("web")
+    assert runner.invoke(args=["demo"]).exit_code == 0
+    new = key_file.read_text().strip()
+    assert new != old and accounts.app_key_is_valid(new) and page_key(client.get("/")) == new
+    key_file.unlink()
+    assert runner.invoke(args=["demo"]).exit_code == 0
+    assert accounts.app_key_is_valid(key_file.read_text().strip())
+
+
+def test_web_app_key_wins_over_the_file(app, client, key_file, app_key):
+    app.test_cli_runner().invoke(args=["demo"])
+    app.config["WEB_APP_KEY"] = app_key
+    assert page_key(client.get("/")) == app_key
+
+
+def test_the_docs_page_shows_the_openapi_document_from_packaged_files(client):
+    response = client.get("/docs")
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    html = response.get_data(as_text=True)
+    assert 'data-spec-url="/openapi.json"' in html
+    scripts = re.findall(r'<script src="([^"]+)"', html)
+    assert scripts == ["/docs/assets/swagger-ui-bundle.js", "/web/static/docs.js"]
+    for src in scripts + re.findall(r'<link rel="stylesheet" href="([^"]+)"', html):
+        asset = client.get(src)
+        assert asset.status_code == 200 and len(asset.data) > 100, src
+    assert b"SwaggerUIBundle" in client.get("/docs/assets/swagger-ui-bundle.js").data
+    # Both credentials can be entered in its Authorize dialog: the document declares them.
+    schemes = client.get("/openapi.json").json["components"]["securitySchemes"]
+    assert {"AppKey", "AppSession", "Token"} <= set(schemes)
+
+
+@pytest.mark.parametrize("path", ["/docs/assets/../__init__.py", "/docs/assets/%2e%2e/__init__.py",
+                                  "/docs/assets/nothing.js", "/web/static/../__init__.py"])
+def test_nothing_outside_the_bundled_files_is_served(client, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.json["code"] == 1  # the classic envelope, like every unknown route
