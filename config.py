@@ -294,6 +294,9 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
         "WEBHOOK_MAX_PER_USER": env_int(environ, "WEBHOOK_MAX_PER_USER", 5),
         "WEBHOOK_CONNECT_TIMEOUT": env_float(environ, "WEBHOOK_CONNECT_TIMEOUT", 3.0),
         "WEBHOOK_READ_TIMEOUT": env_float(environ, "WEBHOOK_READ_TIMEOUT", 10.0),
+        # The whole attempt (connect, send, the receiver's status line and headers) ends after
+        # this, however the receiver trickles its bytes: the read timeout above is per read.
+        "WEBHOOK_ATTEMPT_TIMEOUT": env_float(environ, "WEBHOOK_ATTEMPT_TIMEOUT", 15.0),
         # CA bundle for https receivers; unset means the bundled public CAs (certifi).
         "WEBHOOK_CA_BUNDLE": environ.get("WEBHOOK_CA_BUNDLE") or None,
         # Retry delays: full jitter over base * 2**n seconds, each step capped at the maximum;

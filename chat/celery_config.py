@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-# One queue per kind of work, so a webhook backlog never delays pushes or counters; a worker
-# started without -Q consumes all three.
+# One queue per kind of work. The Procfile's ``worker`` takes push and counters, its
+# ``webhooks`` worker only webhooks, so no receiver, however slow, holds a process that pushes
+# (a worker started without -Q, as in development and tests, consumes all three).
 QUEUES = ("push", "counters", "webhooks")
 TASK_ROUTES = {
     "deliver_message": {"queue": "push"},
@@ -22,6 +23,21 @@ TASK_ROUTES = {
 }
 
 
+# Every task has time limits: the soft one raises SoftTimeLimitExceeded inside the task (which
+# then fails, and the sweepers pick its work up again), the hard one kills the worker process
+# that still runs it. Pushes, reads and sweeps take milliseconds; these only stop a runaway.
+TASK_SOFT_TIME_LIMIT = 30
+TASK_TIME_LIMIT = 45
+
+
+def webhook_time_limits(config: Mapping) -> tuple[float, float]:
+    """(soft, hard) time limits of a webhook attempt's task, in seconds: the attempt's own
+    deadline plus room for the database work around it. A delivery's lease outlasts the hard
+    limit (``chat.webhooks.deliveries``), so no attempt is ever made while another still runs."""
+    soft = config["WEBHOOK_ATTEMPT_TIMEOUT"] + 10
+    return soft, soft + 10
+
+
 def celery_settings(config: Mapping) -> dict:
     """Celery settings for an app configured with ``config``."""
     redis_url = config.get("REDIS_URL")
@@ -29,6 +45,7 @@ def celery_settings(config: Mapping) -> dict:
     socket_timeout = config["REDIS_SOCKET_TIMEOUT"]
     push_every = config["PUSH_SWEEP_INTERVAL_SECONDS"]
     webhooks_every = config["WEBHOOK_SWEEP_INTERVAL_SECONDS"]
+    webhook_soft, webhook_hard = webhook_time_limits(config)
     return {
         "broker_url": redis_url or "memory://",
         "broker_transport_options": {
@@ -60,6 +77,10 @@ def celery_settings(config: Mapping) -> dict:
         "task_queues": {name: {"routing_key": name} for name in QUEUES},
         "task_create_missing_queues": True,
         "task_routes": dict(TASK_ROUTES),
+        "task_soft_time_limit": TASK_SOFT_TIME_LIMIT,
+        "task_time_limit": TASK_TIME_LIMIT,
+        "task_annotations": {"deliver_webhook": {"soft_time_limit": webhook_soft,
+                                                 "time_limit": webhook_hard}},
         # Each sweep expires unrun after two intervals, so a backlog of sweeps never piles up
         # while no worker runs.
         "beat_schedule": {

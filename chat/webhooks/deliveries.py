@@ -24,6 +24,7 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 
 from chat import metrics, outbox
+from chat.celery_config import webhook_time_limits
 from chat.extensions import db
 from chat.models import Webhook, WebhookDelivery, now_ms
 from chat.runner import RetryLater
@@ -35,9 +36,9 @@ log = logging.getLogger(__name__)
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 ERROR_LENGTH = 255  # the width of webhook_deliveries.last_error
-# How long an attempt in flight holds its delivery before the sweeper may assume its worker
-# died: the request's own timeouts plus a margin for the database work around it.
-IN_FLIGHT_MARGIN_S = 30
+# How long past its task's hard time limit an attempt in flight holds its delivery: by then
+# the worker process running it has been killed, so the sweeper may queue it again.
+LEASE_MARGIN_S = 5
 TASK = "deliver_webhook"
 
 
@@ -123,8 +124,7 @@ def attempt(delivery_id: str, expected_attempts: int | None = None) -> RetryLate
     if now >= deadline:
         _finish(delivery_id, FAILED, delivery.last_status_code, _give_up_reason(delivery.last_error))
         return None
-    lease = int((config["WEBHOOK_CONNECT_TIMEOUT"] + config["WEBHOOK_READ_TIMEOUT"]
-                 + IN_FLIGHT_MARGIN_S) * 1000)
+    lease = int((webhook_time_limits(config)[1] + LEASE_MARGIN_S) * 1000)
     claimed = db.session.execute(
         update(WebhookDelivery)
         .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == PENDING,

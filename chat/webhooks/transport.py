@@ -2,12 +2,16 @@
 
 The connection is pinned to the addresses the host resolved to a moment before (so DNS cannot
 be re-pointed between the check and the connect); redirects are not followed; the receiver's
-body is never read. ``post`` answers with an ``Outcome``, never an exception.
+body is never read; the whole attempt ends at a hard deadline (``WEBHOOK_ATTEMPT_TIMEOUT``),
+however slowly the receiver trickles its answer. ``post`` answers with an ``Outcome``, never
+an exception.
 """
 
 from __future__ import annotations
 
 import re
+import socket
+import threading
 import time
 from typing import NamedTuple
 
@@ -36,10 +40,57 @@ def _retry_after(response: requests.Response) -> float:
     return float(value) if _DELAY_SECONDS.fullmatch(value) else 0.0
 
 
-def _pinned_session(addresses: list[str]) -> requests.Session:
+class Deadline:
+    """Ends an attempt's connections at a fixed time, whatever they are doing.
+
+    Socket timeouts bound each read, not the attempt: a receiver sending one byte just
+    before every read timeout would hold a worker for ever. A timer shuts the connections
+    down at the deadline instead, which wakes a blocked read (with gevent too) and fails it.
+    It holds a duplicate of each socket: TLS takes over (detaches) the socket it wraps, and
+    a shutdown through any descriptor ends the connection for all of them."""
+
+    def __init__(self, seconds: float):
+        self.sockets: list[socket.socket] = []
+        self.expired = False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self.sockets.append(sock.dup())
+            if self.expired:
+                self._shut(self.sockets[-1])
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self.sockets:
+                self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed
+
+    def __enter__(self) -> "Deadline":
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+        with self._lock:
+            for sock in self.sockets:
+                sock.close()
+            self.sockets.clear()
+
+
+def _pinned_session(addresses: list[str], deadline: Deadline | None = None) -> requests.Session:
     """A session whose connections go only to ``addresses`` (tried in order, as the resolver
     would), whatever the URL's host resolves to by then; the URL keeps its host name, so Host,
-    TLS SNI and certificate checks are unchanged."""
+    TLS SNI and certificate checks are unchanged. Its sockets end at ``deadline``."""
 
     class PinnedMixin:
         def _new_conn(self):
@@ -48,10 +99,14 @@ def _pinned_session(addresses: list[str]) -> requests.Session:
                 for n, address in enumerate(addresses):
                     self._dns_host = address
                     try:
-                        return super()._new_conn()
+                        sock = super()._new_conn()
                     except (NewConnectionError, ConnectTimeoutError):
                         if n == len(addresses) - 1:
                             raise
+                    else:
+                        if deadline is not None:
+                            deadline.watch(sock)
+                        return sock
             finally:
                 self._dns_host = host
 
@@ -127,14 +182,21 @@ def post(url: str, secret: str | None, delivery_id: str, event: str, body: bytes
     if secret is not None:  # KOOK-format callbacks carry their verify token in the body instead
         headers["X-Chat-Signature"] = signature(secret, timestamp, body)
     timeout = (config["WEBHOOK_CONNECT_TIMEOUT"], config["WEBHOOK_READ_TIMEOUT"])
+    limit = config["WEBHOOK_ATTEMPT_TIMEOUT"]
     try:
-        with _pinned_session(addresses) as session:
+        with Deadline(limit) as deadline, _pinned_session(addresses, deadline) as session:
             # No redirects: a redirect could lead to an address the checks above refuse.
             response = session.post(url, data=body, headers=headers, timeout=timeout,
                                     allow_redirects=False, stream=True)
             response.close()  # the receiver's body is not needed
     except requests.RequestException as exc:
+        if deadline.expired:
+            return Outcome(False, False, None, f"no complete response within {limit:g} s")
         return Outcome(False, False, None, _describe(exc))
+    if deadline.expired:
+        # Cut inside the headers: http.client takes the end of the stream for the end of the
+        # headers, so a status line that made it in time would look like an answer.
+        return Outcome(False, False, None, f"no complete response within {limit:g} s")
     code = response.status_code
     if 200 <= code < 300:
         return Outcome(True, False, code, None)

@@ -1,8 +1,9 @@
 """The production stack exactly as the Procfile runs it: ``release`` (migrations) on an empty
-database, then ``web``, ``worker`` and ``beat``, each line run by bash from the repository
-root with only what a platform provides (PORT, DATABASE_URL, REDIS_URL, SECRET_KEY; no
-CHAT_ENV, so the lines' own production default applies). It serves the README's flow, and
-the push (``ispushed`` turning 1) and the read receipt are done by the real worker.
+database, then ``web``, ``worker``, ``webhooks`` and ``beat``, each line run by bash from the
+repository root with only what a platform provides (PORT, DATABASE_URL, REDIS_URL,
+SECRET_KEY; no CHAT_ENV, so the lines' own production default applies). It serves the
+README's flow, the push (``ispushed`` turning 1) and the read receipt are done by the real
+worker, and receivers that never finish answering hold only the webhook worker.
 
 Whatever the web line says (plain ``gunicorn wsgi:app`` or one that reads gunicorn.conf.py),
 the test only relies on it binding ``$PORT``.
@@ -12,18 +13,21 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
+from contextlib import ExitStack, contextmanager
 
 import pytest
 import requests
 
 from tests.conftest import REDIS_URL
-from devstack import BIN, ROOT, LiveProcess, flask_command, free_port, procfile, wait_until
+from devstack import BIN, ROOT, ApiUser, LiveProcess, flask_command, free_port, procfile, wait_until
+from tests.webhooks.receiver import Trickler
 
 pytestmark = pytest.mark.integration
 
 
-def test_the_procfile_names_the_four_process_types():
-    assert set(procfile()) == {"release", "web", "worker", "beat"}
+def test_the_procfile_names_its_process_types():
+    assert set(procfile()) == {"release", "web", "worker", "webhooks", "beat"}
 
 
 @pytest.fixture
@@ -59,19 +63,20 @@ class ProcfileProcess(LiveProcess):
         return self
 
 
-def test_the_procfile_stack_serves_the_readme_flow(platform_env, tmp_path):
+@contextmanager
+def procfile_stack(env: dict[str, str], log_dir):
+    """``release``, then every long-running line of the Procfile; yields the processes by
+    name once the web process is ready, and checks at the end that none of them died."""
     commands = procfile()
-    release = subprocess.run(["bash", "-c", commands["release"]], cwd=ROOT, env=platform_env,
+    release = subprocess.run(["bash", "-c", commands["release"]], cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=120)
     assert release.returncode == 0, release.stdout + release.stderr
-
-    processes = [ProcfileProcess(name, [commands[name]], platform_env, tmp_path).start()
-                 for name in ("web", "worker", "beat")]
-    web = processes[0]
-    base = f"http://127.0.0.1:{platform_env['PORT']}"
+    processes = {name: ProcfileProcess(name, [commands[name]], env, log_dir).start()
+                 for name in ("web", "worker", "webhooks", "beat")}
+    base = f"http://127.0.0.1:{env['PORT']}"
     try:
         def ready():
-            for process in processes:
+            for process in processes.values():
                 assert process.alive(), f"{process.name} exited:\n{process.log_tail()}"
             try:
                 return requests.get(f"{base}/readyz", timeout=2).status_code == 200
@@ -79,15 +84,66 @@ def test_the_procfile_stack_serves_the_readme_flow(platform_env, tmp_path):
                 return False
 
         wait_until(ready, 45, interval=0.2, what="the web process to be ready")
+        yield processes
+        for process in processes.values():
+            assert process.alive(), f"{process.name} exited:\n{process.log_tail()}"
+    finally:
+        for process in processes.values():
+            process.stop()
+
+
+def test_the_procfile_stack_serves_the_readme_flow(platform_env, tmp_path):
+    base = f"http://127.0.0.1:{platform_env['PORT']}"
+    with procfile_stack(platform_env, tmp_path) as processes:
         assert requests.get(f"{base}/readyz").json()["checks"] == {"database": "ok", "redis": "ok"}
         _readme_flow(base, platform_env)
         _metrics_count_the_worker(base, platform_env)
-        for process in processes:
-            assert process.alive(), f"{process.name} exited:\n{process.log_tail()}"
-    finally:
-        for process in processes:
-            process.stop()
-    assert "beat: Starting" in processes[2].log_path.read_text()
+    assert "beat: Starting" in processes["beat"].log_path.read_text()
+
+
+def test_slow_webhook_receivers_never_delay_pushes(platform_env, tmp_path):
+    # Four receivers that trickle their answer a byte at a time (every read well inside the
+    # read timeout) for one user, against two webhook processes: every webhook process is
+    # stuck on someone's receiver, and another chat's pushes must not notice.
+    env = {**platform_env, "WEBHOOK_ALLOW_PRIVATE": "1", "WEBHOOK_CONCURRENCY": "2",
+           "WEBHOOK_READ_TIMEOUT": "2", "WEBHOOK_ATTEMPT_TIMEOUT": "4"}
+    base = f"http://127.0.0.1:{env['PORT']}"
+    with procfile_stack(env, tmp_path), ExitStack() as receivers:
+        key = flask_command(env, "app-key", "create", "isolation").strip().splitlines()[-1]
+        alice, bob, carol, dave = (ApiUser(base, key, name) for name in ("alice", "bob", "carol", "dave"))
+        tricklers = [receivers.enter_context(Trickler(interval=0.2)) for _ in range(4)]
+        for trickler in tricklers:
+            bob.call("POST", "/api/v3/webhooks", json={"url": trickler.url},
+                     headers={"Authorization": f"Bearer {bob.token}"})
+        alice.send(alice.open_with(bob), "to bob's slow hooks")
+        wait_until(lambda: sum(t.connections for t in tricklers) >= 2, 10,
+                   what="the webhook processes to be held by the receivers")
+
+        stream = dave.stream().wait_open()
+        chat = carol.open_with(dave)
+        lags = []
+        for n in range(10):
+            sent_at = time.monotonic()
+            key_ = carol.send(chat, f"push {n}")["messagekey"]
+            _, _, data, arrived = stream.next(timeout=10, event="message.created")
+            assert data["messagekey"] == key_
+            lags.append(arrived - sent_at)
+        stream.close()
+        assert max(lags) < 2, f"push lag while webhooks hang: {[round(lag, 2) for lag in lags]}"
+
+        # Each attempt ends at its deadline (the receivers never finish), one at a time per
+        # delivery: no receiver ever saw two connections at once.
+        seen = []
+
+        def all_cut_off():
+            seen[:] = bob.call("GET", "/api/v3/webhooks/deliveries",
+                               headers={"Authorization": f"Bearer {bob.token}"})["items"]
+            return len(seen) == 4 and all(i["last_error"] == "no complete response within 4 s" for i in seen)
+        try:
+            wait_until(all_cut_off, 30, interval=0.2, what="every attempt to end at its deadline")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the deliveries: {seen}") from None
+        assert [t.most_open for t in tricklers] == [1, 1, 1, 1]
 
 
 def _readme_flow(base: str, env: dict[str, str]) -> None:

@@ -18,7 +18,7 @@ from chat.extensions import db
 from chat.models import Webhook, WebhookDelivery
 from chat import webhooks
 from chat.webhooks import addresses, deliveries as attempts
-from tests.webhooks.receiver import Receiver, self_signed, settle
+from tests.webhooks.receiver import Receiver, Trickler, self_signed, settle
 
 API = "/api/v3/webhooks"
 
@@ -293,6 +293,42 @@ def test_an_https_certificate_for_another_name_is_refused(app, client, alice, bo
         assert receiver.count() == 0
     item = deliveries(client, bob)["items"][0]
     assert item["status"] == "pending" and item["last_error"].startswith("TLS failed")
+
+
+@pytest.mark.parametrize("scheme, interval", [("http", 0.3), ("https", 0.3), ("http", 0.05)],
+                         ids=["in-the-status-line", "https", "in-the-headers"])
+def test_a_trickling_receiver_is_cut_off_at_the_attempt_deadline(app, client, alice, bob, tmp_path,
+                                                                  scheme, interval):
+    # One byte of the answer at a time: every read succeeds well inside the read timeout, so
+    # only a deadline on the whole attempt ends it. At 0.05 s a byte, a whole "200 OK" status
+    # line is in before the deadline, and the headers never end: still not an answer.
+    app.config.update(WEBHOOK_READ_TIMEOUT=1.0, WEBHOOK_ATTEMPT_TIMEOUT=1.5)
+    app.extensions["task_queue"].retry_limit = 1  # one attempt, then the sweeper's turn
+    tls = None
+    if scheme == "https":
+        tls = self_signed(tmp_path, "localhost")
+        app.config["WEBHOOK_CA_BUNDLE"] = str(tls[0])
+    with Trickler(interval=interval, tls=tls, host="localhost") as receiver:
+        create(client, bob, receiver.url)
+        started = time.monotonic()
+        alice.send(alice.open_with(bob), "to a trickler")
+        item = deliveries(client, bob)["items"][0]
+        took = time.monotonic() - started
+        assert receiver.connections == 1
+        # The service hung up: the receiver's side of the connection is closed too.
+        assert wait_for(lambda: receiver.open == 0, 3)
+    assert item["status"] == "pending" and item["attempts"] == 1
+    assert item["last_error"] == "no complete response within 1.5 s"
+    assert took < 5, f"the attempt took {took:.1f} s"
+
+
+def wait_for(predicate, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
 
 
 def test_a_message_deleted_for_everyone_is_announced(client, alice, bob):
