@@ -297,6 +297,11 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
         # The whole attempt (connect, send, the receiver's status line and headers) ends after
         # this, however the receiver trickles its bytes: the read timeout above is per read.
         "WEBHOOK_ATTEMPT_TIMEOUT": env_float(environ, "WEBHOOK_ATTEMPT_TIMEOUT", 15.0),
+        # The delivery log: finished deliveries (their bodies are emptied at once) are removed
+        # after this many hours; a webhook's pending deliveries beyond the cap are dropped,
+        # oldest first, so a receiver down for a day cannot grow the log without bound.
+        "WEBHOOK_LOG_RETENTION_HOURS": env_float(environ, "WEBHOOK_LOG_RETENTION_HOURS", 168.0),
+        "WEBHOOK_MAX_PENDING": env_int(environ, "WEBHOOK_MAX_PENDING", 1000),
         # CA bundle for https receivers; unset means the bundled public CAs (certifi).
         "WEBHOOK_CA_BUNDLE": environ.get("WEBHOOK_CA_BUNDLE") or None,
         # Retry delays: full jitter over base * 2**n seconds, each step capped at the maximum;

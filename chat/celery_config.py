@@ -18,6 +18,7 @@ TASK_ROUTES = {
     "deliver_message": {"queue": "push"},
     "sweep_unpushed": {"queue": "push"},
     "mark_read": {"queue": "counters"},
+    "forget_message": {"queue": "push"},
     "deliver_webhook": {"queue": "webhooks"},
     "requeue_webhooks": {"queue": "webhooks"},
 }

@@ -228,12 +228,17 @@ class WebhookDelivery(db.Model):
     __table_args__ = (
         Index("ix_webhook_deliveries_webhook_created", "webhook_id", "created_at"),
         Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_about", "about"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)  # X-Chat-Delivery
     webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
     event: Mapped[str] = mapped_column(String(32))
+    # The body, until the delivery is finished (then emptied: delivered or failed, it is
+    # never sent again, and the log keeps no message content).
     payload: Mapped[str] = mapped_column(Text)
+    # The key of the message whose content the body carries, if any (withdrawn on deletion).
+    about: Mapped[Optional[str]] = mapped_column(String(36))
     status: Mapped[str] = mapped_column(String(16), default="pending")  # delivered, failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_status_code: Mapped[Optional[int]] = mapped_column(Integer)

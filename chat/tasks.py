@@ -18,7 +18,7 @@ from flask import Flask
 from sqlalchemy.exc import OperationalError
 
 from chat import webhooks
-from chat.delivery import push, reads
+from chat.delivery import events, push, reads
 from chat.models import now_ms
 from chat.realtime import EventBusDown
 from chat.runner import CeleryQueue, InProcessQueue, Job
@@ -31,6 +31,7 @@ RETRY = {"retry_backoff": 1, "retry_backoff_max": 30, "retry_jitter": True, "max
 JOBS = {
     push.TASK: Job(push.deliver),
     reads.TASK: Job(reads.mark_read, run_here_if_unqueued=True),
+    events.FORGET_TASK: Job(events.forget_in_streams),
     webhooks.deliveries.TASK: Job(webhooks.attempt, background=True),
 }
 
@@ -55,6 +56,12 @@ def mark_read(self, user_id: int, conversation_id: int, up_to_id: int | None, an
                          kwargs={"announce": True}, countdown=countdown) from exc
 
 
+@shared_task(name=events.FORGET_TASK, autoretry_for=TRANSIENT, **RETRY)
+def forget_message(message_key: str, *user_ids: int) -> None:
+    """Take a deleted message's content out of these users' event streams."""
+    events.forget_in_streams(message_key, *user_ids)
+
+
 @shared_task(name="sweep_unpushed")
 def sweep_unpushed() -> int:
     """Queue again every message left unpushed (periodic, from ``celery beat``)."""
@@ -73,8 +80,11 @@ def deliver_webhook(self, delivery_id: str, attempts: int | None = None) -> None
 
 @shared_task(name="requeue_webhooks")
 def requeue_webhooks() -> int:
-    """Queue again webhook deliveries whose task was lost; give up on expired ones (beat)."""
-    return webhooks.requeue_due(now_ms())
+    """Queue again webhook deliveries whose task was lost, give up on expired ones, and prune
+    the delivery log (beat)."""
+    now = now_ms()
+    webhooks.prune(now)
+    return webhooks.requeue_due(now)
 
 
 def init_app(app: Flask) -> Celery:

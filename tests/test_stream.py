@@ -250,3 +250,70 @@ def test_waiting_streams_share_one_blocking_reader(tmp_path):
         assert all(got[user] for user in range(1, 41))
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("future", ["2000000000000-0", f"{2**64 - 1}-{2**64 - 1}", f"{2**64 - 1}"])
+def test_a_resume_id_from_the_future_resets_and_starts_from_now(alice, bob, future):
+    cid = alice.open_with(bob)
+    alice.send(cid, "before")
+    resumed = Reader(open_stream(bob.client, bob.session, headers={"Last-Event-ID": future}))
+    sent = alice.send(cid, "after").json["data"]["messagekey"]
+    reset, created = resumed.events(2)
+    assert reset["event"] == "stream.reset" and "newer than any event" in reset["data"]["reason"]
+    assert created["event"] == "message.created" and created["data"]["messagekey"] == sent
+    resumed.close()
+
+
+def _replayed(bob) -> list[dict]:
+    """Everything bob's stream still keeps, from the start (a client that was never connected)."""
+    stream = Reader(open_stream(bob.client, bob.session, headers={"Last-Event-ID": "0"}))
+    found = []
+    try:
+        while True:
+            found += stream.events(1, limit=3)
+    except AssertionError:
+        pass  # only heartbeats left
+    stream.close()
+    return found
+
+
+def test_a_message_deleted_for_everyone_is_not_replayed_with_its_content(alice, bob):
+    cid = alice.open_with(bob)
+    kept = alice.send(cid, "stays").json["data"]["messagekey"]
+    gone = alice.send(cid, "secret text").json["data"]["messagekey"]
+    edited = alice.client.post("/api/v3/direct-message/update", json={"msg_id": gone, "content": "edited secret"},
+                               headers={"Authorization": f"Bearer {alice.session}"})
+    assert edited.status_code == 200, edited.json
+    assert alice.delete("/message", json={"messagekey": gone, "type": 2}).json["code"] == 0
+
+    for user in (bob, alice):
+        events = _replayed(user)
+        text = json.dumps(events)
+        assert "secret" not in text, events
+        about_gone = [e["event"] for e in events if e["data"].get("messagekey") == gone]
+        assert about_gone == ["message.deleted"]
+    assert [e["data"]["messagekey"] for e in _replayed(bob) if e["event"] == "message.created"] == [kept]
+
+
+def test_a_message_deleted_for_me_leaves_only_my_replay(alice, bob):
+    cid = alice.open_with(bob)
+    hers = alice.send(cid, "alice hides this").json["data"]["messagekey"]
+    his = alice.send(cid, "bob hides this").json["data"]["messagekey"]
+    assert alice.delete("/message", json={"messagekey": hers, "type": 1}).json["code"] == 0
+    assert bob.delete("/message", json={"messagekey": his, "type": 1}).json["code"] == 0
+    replay = json.dumps(_replayed(bob))
+    assert "bob hides this" not in replay
+    assert "alice hides this" in replay  # hidden by the sender only: still bob's
+
+
+def test_redis_streams_forget_a_message_inside_redis(redis_url, redis_prefix):
+    client = redis_client(redis_url, 1)
+    bus = RedisStreamBus(client, client, redis_prefix, maxlen=100)
+    bus.append(1, "message.created", {"messagekey": "k1", "content": "one"})
+    bus.append(1, "message.updated", {"messagekey": "k1", "content": "one, edited"})
+    bus.append(1, "message.created", {"messagekey": "k2", "content": "two"})
+    bus.append(1, "message.deleted", {"messagekey": "k1", "content": ""})
+    assert bus.forget(1, "k1") == 2
+    assert [(event, json.loads(data)["messagekey"]) for _, event, data in bus.read(1, None)] == [
+        ("message.created", "k2"), ("message.deleted", "k1")]
+    assert bus.forget(2, "k1") == 0  # no stream at all

@@ -1,4 +1,5 @@
-"""Announcing an event to a user: on their event stream and to their webhooks.
+"""Announcing an event to a user: on their event stream and to their webhooks; and taking a
+deleted message's content back out of both.
 
 Called inside the transaction that makes the event true: webhook deliveries are recorded in
 it, and the stream event and the webhook tasks go out through the outbox once it commits.
@@ -6,14 +7,32 @@ it, and the stream event and the webhook tasks go out through the outbox once it
 
 from __future__ import annotations
 
-from chat import outbox, webhooks
+from chat import outbox, realtime, webhooks
 from chat.delivery.payloads import chat_updated_payload
+
+FORGET_TASK = "forget_message"
 
 
 def announce(user_id: int, event: str, data: dict) -> None:
     """After the commit: ``event`` on ``user_id``'s stream and to each of their webhooks."""
     outbox.publish(user_id, event, data)
     webhooks.record(user_id, event, data)
+
+
+def forget(message_key: str, user_ids) -> None:
+    """In the transaction that deleted a message for ``user_ids``: its content leaves what is
+    kept for them. Pending webhook deliveries carrying it are withdrawn now; once the
+    deletion commits, a task takes every event carrying it out of their streams, so a client
+    resuming later (``Last-Event-ID``, a gateway resume) never receives it."""
+    user_ids = list(dict.fromkeys(user_ids))
+    webhooks.withdraw(message_key, user_ids)
+    outbox.enqueue(FORGET_TASK, message_key, *user_ids)
+
+
+def forget_in_streams(message_key: str, *user_ids: int) -> None:
+    """The task: ``forget``'s stream part. Raises ``EventBusDown`` (retried) when Redis is away."""
+    for user_id in user_ids:
+        realtime.forget(user_id, message_key)
 
 
 def chat_updated(conversation, member) -> None:

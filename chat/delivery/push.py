@@ -16,7 +16,7 @@ from flask import current_app
 from sqlalchemy import exists, select, update
 
 from chat import metrics, realtime, webhooks
-from chat.delivery import counters
+from chat.delivery import counters, events
 from chat.delivery.payloads import message_payload, quote_of
 from chat.extensions import db
 from chat.models import Block, Conversation, ConversationMember, Message, User, now_ms
@@ -66,12 +66,19 @@ def deliver(message_id: int) -> bool:
         update(Message)
         .where(Message.id == message_id, Message.pushed_at.is_(None))
         .values(pushed_at=now_ms())
+        .returning(Message.deleted_at)
         .execution_options(synchronize_session=False)
-    ).rowcount == 1
-    if not claimed:
+    ).first()
+    if claimed is None:
         db.session.rollback()
         metrics.delivery("duplicate")
         return False
+    if announce and claimed.deleted_at is not None:
+        # Deleted for everyone while the event went out: take it back out of the stream (the
+        # deletion's own clean-up may have run before the event was there) and record no
+        # webhook delivery of content that is gone.
+        announce = False
+        events.forget(payload["messagekey"], [recipient_id])
     member = counters.lock_member(conversation_id, recipient_id)
     member.latest_msg_time = max(member.latest_msg_time, created_at)
     # Counted by the same rule as ``recount``/``rebuild_all``, announced or not (a message

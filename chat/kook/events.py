@@ -28,8 +28,9 @@ STREAM_DOC = {
         "text/event-stream. Each event has `id:`, `event:` (message.created, message.updated, "
         "message.deleted, message.read, chat.updated, presence.updated) and `data:` (a JSON "
         "object); a comment line is sent at least every heartbeat. Reconnect with "
-        "`Last-Event-ID` to receive what was missed; `stream.reset` first means some of it is "
-        "no longer kept."
+        "`Last-Event-ID` to receive what was missed; `stream.reset` first means the stream "
+        "cannot resume exactly there (events no longer kept, or an id newer than any it gave). "
+        "Events of a message deleted since they were sent are not replayed."
     ),
     "content": {"text/event-stream": {"schema": {"type": "string"}}},
 }

@@ -16,6 +16,7 @@ from chat.realtime.bus import (
     EventBusDown,
     InProcessBus,
     RedisStreamBus,
+    forget,
     format_event_id,
     parse_event_id,
     publish,
@@ -25,7 +26,7 @@ from chat.realtime.presence import InProcessPresence, RedisPresence, presence_tt
 
 __all__ = [
     "EventBusDown", "InProcessBus", "InProcessPresence", "RedisPresence", "RedisStreamBus",
-    "format_event_id", "init_app", "parse_event_id", "publish", "publish_or_fail", "redis_client",
+    "forget", "format_event_id", "init_app", "parse_event_id", "publish", "publish_or_fail", "redis_client",
 ]
 
 

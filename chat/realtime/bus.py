@@ -4,6 +4,10 @@ Event ids increase per user (``<ms>-<seq>``, Redis Streams' format), so a client
 reconnects with the last id it saw receives exactly what it missed, as long as that is still
 retained. On Redis the log is a Stream trimmed with ``XADD ... MAXLEN ~``.
 
+An event that carries a message's content (``message.created``, ``message.updated``) is
+marked with that message's key, so ``forget`` can take every such event out of a user's log
+once the message is deleted: a client that resumes later never receives deleted content.
+
 Every Redis failure is raised as ``EventBusDown``, so callers decide: a worker retries later,
 a request carries on without the event, the event stream answers 503. ``publish`` is the
 request paths' best-effort form; ``publish_or_fail`` the workers' (they retry).
@@ -26,6 +30,26 @@ log = logging.getLogger(__name__)
 
 STREAM_MAXLEN = 1000
 READ_COUNT = 200  # events read per round trip; a client behind catches up in batches
+
+# Events whose data carries a message's content, marked with its key (``messagekey``).
+CONTENT_EVENTS = frozenset({"message.created", "message.updated"})
+
+# Deletes from one stream every entry marked with a message key, inside Redis: no entry
+# crosses the network, and the scan is bounded by the stream's length (about MAXLEN).
+_FORGET = """
+local removed = 0
+for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
+  local fields = entry[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'about' and fields[i + 1] == ARGV[1] then
+      redis.call('XDEL', KEYS[1], entry[1])
+      removed = removed + 1
+      break
+    end
+  end
+end
+return removed
+"""
 
 EVENT_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
 MAX_ID_PART = 2**64 - 1
@@ -50,6 +74,11 @@ def format_event_id(pair: tuple[int, int]) -> str:
     return f"{pair[0]}-{pair[1]}"
 
 
+def content_of(event: str, data: dict) -> str | None:
+    """The key of the message whose content ``event`` carries, if it carries any."""
+    return data.get("messagekey") if event in CONTENT_EVENTS else None
+
+
 # ---- events -------------------------------------------------------------------------------
 
 class InProcessBus:
@@ -67,9 +96,21 @@ class InProcessBus:
             stream = self._streams[user_id]
             if len(stream) == stream.maxlen:
                 self._trimmed[user_id] = stream[0][0]
-            stream.append((event_id, event, json.dumps(data)))
+            stream.append((event_id, event, json.dumps(data), content_of(event, data)))
             self._changed.notify_all()
         return event_id
+
+    def forget(self, user_id: int, message_key: str) -> int:
+        """Take out of ``user_id``'s log every event carrying ``message_key``'s content."""
+        with self._changed:
+            stream = self._streams.get(user_id)
+            if not stream:
+                return 0
+            kept = [entry for entry in stream if entry[3] != message_key]
+            removed = len(stream) - len(kept)
+            stream.clear()
+            stream.extend(kept)
+        return removed
 
     def last_id(self, user_id: int) -> str:
         """The id of the newest retained event ("0-0" when there is none)."""
@@ -90,7 +131,7 @@ class InProcessBus:
         with self._changed:
             while True:
                 stream = self._streams.get(user_id, ())
-                found = [e for e in stream if floor is None or parse_event_id(e[0]) > floor]
+                found = [e[:3] for e in stream if floor is None or parse_event_id(e[0]) > floor]
                 remaining = deadline - time.monotonic()
                 if found or remaining <= 0:
                     return found[:READ_COUNT]
@@ -109,19 +150,28 @@ class RedisStreamBus:
         self._maxlen = maxlen
         self._waker: _Waker | None = None
         self._waker_lock = threading.Lock()
+        self._forget = client.register_script(_FORGET)
 
     def _key(self, user_id: int) -> str:
         return f"{self._prefix}events:{user_id}"
 
     def append(self, user_id: int, event: str, data: dict) -> str:
+        fields = {"event": event, "data": json.dumps(data)}
+        about = content_of(event, data)
+        if about is not None:
+            fields["about"] = about
         try:
-            event_id = self._client.xadd(
-                self._key(user_id), {"event": event, "data": json.dumps(data)},
-                maxlen=self._maxlen, approximate=True,
-            )
+            event_id = self._client.xadd(self._key(user_id), fields, maxlen=self._maxlen, approximate=True)
         except redis.RedisError as exc:
             raise EventBusDown(str(exc)) from exc
         return event_id.decode() if isinstance(event_id, bytes) else event_id
+
+    def forget(self, user_id: int, message_key: str) -> int:
+        """Take out of ``user_id``'s stream every event carrying ``message_key``'s content."""
+        try:
+            return int(self._forget(keys=[self._key(user_id)], args=[message_key]))
+        except redis.RedisError as exc:
+            raise EventBusDown(str(exc)) from exc
 
     def last_id(self, user_id: int) -> str:
         try:
@@ -273,6 +323,12 @@ def publish_or_fail(user_id: int, event: str, data: dict) -> str:
     """Append an event to ``user_id``'s stream; returns the event id. Raises
     ``EventBusDown`` when the bus cannot be reached."""
     return bus().append(user_id, event, data)
+
+
+def forget(user_id: int, message_key: str) -> int:
+    """Take every event carrying ``message_key``'s content out of ``user_id``'s stream.
+    Raises ``EventBusDown`` when the bus cannot be reached."""
+    return bus().forget(user_id, message_key)
 
 
 def publish(user_id: int, event: str, data: dict) -> str | None:

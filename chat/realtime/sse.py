@@ -40,8 +40,9 @@ def sse_stream(bus, presence, user_id: int, after: str, heartbeat_seconds: float
     yield f"retry: {RETRY_MS}\n: connected\n\n"
     if incomplete:
         yield sse_frame(after, RESET_EVENT, json.dumps({
-            "reason": "some events after your Last-Event-ID are no longer kept; reload your "
-                      "conversations, then carry on with the events that follow",
+            "reason": "the stream cannot resume exactly after your Last-Event-ID (events after "
+                      "it are no longer kept, or it is newer than any event of this stream); "
+                      "reload your conversations, then carry on with the events that follow",
         }))
     block_ms = max(1, int(heartbeat_seconds * 1000))
     refreshed = time.monotonic()
@@ -69,7 +70,7 @@ def stream_start(bus, user_id: int, last_event_id: str | None) -> tuple[str, boo
     """Where a user's event stream starts: after ``last_event_id`` when the client resumes
     (header ``Last-Event-ID`` or ``?last_event_id=``), else after the newest event (a new
     stream gets what happens from now on). Also whether the resume is incomplete (events
-    after that id were trimmed away). 400 for an id that is not an event id, 503 when the
+    after that id were trimmed away, or the id is newer than the stream's newest event). 400 for an id that is not an event id, 503 when the
     bus is down."""
     if last_event_id is not None and last_event_id.strip():
         parsed = parse_event_id(last_event_id)
@@ -84,4 +85,8 @@ def stream_start(bus, user_id: int, last_event_id: str | None) -> tuple[str, boo
         incomplete = start is not None and bus.lost_after(user_id, start)
     except EventBusDown:
         raise ServiceError(Kind.UNAVAILABLE, "the event stream is unavailable right now; retry shortly") from None
+    if start is not None and parse_event_id(start) > parse_event_id(newest):
+        # An id this stream never gave (made up, or from before Redis lost its data): waiting
+        # for events after it would wait for ever. Start from now, and say so.
+        return newest, True
     return start or newest, incomplete

@@ -177,6 +177,7 @@ def hide_for_me(me: User, key: str) -> None:
         db.session.execute(insert_unless_taken(  # a parallel repeat may get there first
             MessageHide, {"user_id": me.id, "message_id": message.id, "created_at": now_ms()}))
         counters.refresh_unread(message.conversation_id, me.id)
+        events.forget(message.key, [me.id])
     db.session.commit()
 
 
@@ -199,10 +200,12 @@ def delete_for_everyone(me: User, key: str) -> None:
 
 def _announce_deleted(message: Message, view: ConversationView) -> None:
     """In the transaction that deleted it: tell both sides (recipient first) that a message
-    was deleted for everyone."""
+    was deleted for everyone, and take its content out of what is kept for them."""
     payload = _payload(view_of(message, view))
-    for user_id in (view.conversation.other(message.sender_id), message.sender_id):
+    both = (view.conversation.other(message.sender_id), message.sender_id)
+    for user_id in both:
         events.announce(user_id, "message.deleted", payload)
+    events.forget(message.key, both)
 
 
 def read_up_to(me: User, view: ConversationView, key: str | None = None) -> None:

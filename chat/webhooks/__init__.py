@@ -2,14 +2,15 @@
 
 ``registry`` (register, list, delete, the delivery log), ``addresses`` (where a webhook may
 go), ``signing`` (secrets kept encrypted, signatures), ``transport`` (one POST on the wire),
-``deliveries`` (recorded with the event, attempted by a task, retried, swept).
+``deliveries`` (recorded with the event, attempted by a task, retried, swept, withdrawn when
+their message is deleted, pruned after the retention).
 """
 
-from chat.webhooks.deliveries import PENDING, attempt, backoff_seconds, record, requeue_due
+from chat.webhooks.deliveries import PENDING, attempt, backoff_seconds, prune, record, requeue_due, withdraw
 from chat.webhooks.registry import create, delete, delivery_log, list_for_user
 from chat.webhooks.signing import decrypt_secret, encrypt_secret, signature
 
 __all__ = [
     "PENDING", "attempt", "backoff_seconds", "create", "decrypt_secret", "delete", "delivery_log",
-    "encrypt_secret", "list_for_user", "record", "requeue_due", "signature",
+    "encrypt_secret", "list_for_user", "prune", "record", "requeue_due", "signature", "withdraw",
 ]

@@ -9,6 +9,11 @@ another attempt is due soon enough for a task to wait for it, else leaves the de
 pending for the sweeper. ``requeue_due`` is that sweeper (periodic, from beat): it queues
 again deliveries that are due and that no task holds, and fails the ones past the give-up
 time. See docs/webhooks.md for the receiver's side.
+
+Message content is kept no longer than it is needed: a finished delivery's body is emptied,
+``withdraw`` fails the pending deliveries of a message once it is deleted (and empties them),
+and ``prune`` (beat) removes finished rows after ``WEBHOOK_LOG_RETENTION_HOURS`` and drops the
+oldest pending ones of a webhook beyond ``WEBHOOK_MAX_PENDING``.
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ import uuid
 
 from cryptography.fernet import InvalidToken
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 
 from chat import metrics, outbox
 from chat.celery_config import webhook_time_limits
 from chat.extensions import db
 from chat.models import Webhook, WebhookDelivery, now_ms
+from chat.realtime.bus import content_of
 from chat.runner import RetryLater
 from chat.webhooks import kook_format
 from chat.webhooks.signing import decrypt_secret
@@ -51,6 +57,7 @@ def record(user_id: int, event: str, data: dict) -> None:
     if not hooks:
         return
     now = now_ms()
+    about = content_of(event, data)
     for hook_id, hook_format in hooks:
         delivery_id = str(uuid.uuid4())
         if hook_format == kook_format.KOOK_FORMAT:
@@ -61,7 +68,8 @@ def record(user_id: int, event: str, data: dict) -> None:
             body = json.dumps({"event": event, "delivery": delivery_id, "created_at": now, "data": data},
                               separators=(",", ":"), ensure_ascii=False)
         db.session.add(WebhookDelivery(id=delivery_id, webhook_id=hook_id, event=event, payload=body,
-                                       status=PENDING, attempts=0, created_at=now, next_attempt_at=now))
+                                       about=about, status=PENDING, attempts=0, created_at=now,
+                                       next_attempt_at=now))
         outbox.enqueue(TASK, delivery_id, 0)
 
 
@@ -184,7 +192,7 @@ def _record_failure(delivery_id: str, outcome, next_attempt_at: int) -> bool:
 
 def _finish(delivery_id: str, status: str, status_code: int | None, error: str | None) -> None:
     values = {"status": status, "next_attempt_at": None, "last_status_code": status_code,
-              "last_error": _truncate(error)}
+              "last_error": _truncate(error), "payload": ""}
     if status == DELIVERED:
         values["delivered_at"] = now_ms()
     db.session.execute(
@@ -250,9 +258,63 @@ def _fail_stale(delivery_id: str, attempts: int, last_error: str | None) -> None
         update(WebhookDelivery)
         .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == PENDING,
                WebhookDelivery.attempts == attempts)
-        .values(status=FAILED, next_attempt_at=None, last_error=_give_up_reason(last_error))
+        .values(status=FAILED, next_attempt_at=None, last_error=_give_up_reason(last_error), payload="")
     )
     db.session.commit()
+
+
+WITHDRAWN = "not sent: the message was deleted"
+
+
+def withdraw(message_key: str, user_ids) -> int:
+    """In the caller's transaction: a message was deleted for ``user_ids``, so none of its
+    content goes to their webhooks any more. Their pending deliveries of it fail ("not sent:
+    the message was deleted") and are emptied (an attempt already on the wire cannot be
+    called back). Returns how many were withdrawn.
+
+    KOOK-format callbacks are left to go out: each carries the next ``sn`` of its callback,
+    and KOOK clients treat a gap in ``sn`` as a lost event (they wait or resynchronise).
+    The deletion follows them as KOOK's own system event."""
+    hooks = select(Webhook.id).where(Webhook.user_id.in_(list(user_ids)),
+                                     Webhook.format != kook_format.KOOK_FORMAT)
+    return db.session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.about == message_key, WebhookDelivery.status == PENDING,
+               WebhookDelivery.webhook_id.in_(hooks))
+        .values(status=FAILED, next_attempt_at=None, last_error=WITHDRAWN, payload="")
+        .execution_options(synchronize_session=False)
+    ).rowcount
+
+
+def prune(now: int) -> int:
+    """For the periodic sweeper: remove finished deliveries older than the retention, and fail
+    the oldest pending deliveries of any webhook that holds more than ``WEBHOOK_MAX_PENDING`` (a
+    receiver down for long must not make the log grow without bound). ``now`` is in ms.
+    Returns how many rows were removed or dropped."""
+    config = current_app.config
+    cutoff = now - int(config["WEBHOOK_LOG_RETENTION_HOURS"] * 3600 * 1000)
+    removed = db.session.execute(
+        delete(WebhookDelivery).where(WebhookDelivery.status != PENDING, WebhookDelivery.created_at < cutoff)
+    ).rowcount
+    cap = config["WEBHOOK_MAX_PENDING"]
+    crowded = db.session.execute(
+        select(WebhookDelivery.webhook_id, func.count())
+        .where(WebhookDelivery.status == PENDING)
+        .group_by(WebhookDelivery.webhook_id)
+        .having(func.count() > cap)
+    ).all()
+    for hook_id, count in crowded:
+        oldest = select(WebhookDelivery.id).where(
+            WebhookDelivery.webhook_id == hook_id, WebhookDelivery.status == PENDING,
+        ).order_by(WebhookDelivery.created_at).limit(count - cap).scalar_subquery()
+        removed += db.session.execute(
+            update(WebhookDelivery).where(WebhookDelivery.id.in_(oldest), WebhookDelivery.status == PENDING)
+            .values(status=FAILED, next_attempt_at=None, payload="",
+                    last_error=_truncate(f"dropped: more than {cap} events were waiting for this webhook"))
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    db.session.commit()
+    return removed
 
 
 def _give_up_reason(error: str | None) -> str:

@@ -131,6 +131,39 @@ def _sender_view_read(sender: ApiUser, cid: int) -> bool:
     return all(m["isread"] == 1 for m in page if m["id"] == sender.id)
 
 
+def test_a_message_deleted_for_everyone_is_never_replayed_with_its_content(stack):
+    # A recipient who was never connected resumes from the start after the deletion: the
+    # worker's forget_message task has taken the content out of the Redis stream.
+    stack.start_redis()
+    stack.web()
+    stack.worker()
+    alice, bob = stack.user("alice"), stack.user("bob")
+    cid = alice.open_with(bob)
+    kept = alice.send(cid, "kept")["messagekey"]
+    gone = alice.send(cid, "the secret")["messagekey"]
+    wait_until(lambda: stack.unpushed() == 0, 15, what="both messages to be pushed")
+    alice.call("DELETE", "/message", json={"messagekey": gone, "type": 2})
+
+    def replay() -> list[tuple[str, dict]]:
+        stream = bob.stream(last_event_id="0").wait_open()
+        found = []
+        try:
+            while True:
+                _, event, data, _ = stream.next(timeout=1)
+                found.append((event, data))
+        except AssertionError:
+            pass  # nothing more kept
+        stream.close()
+        return found
+
+    def scrubbed():
+        events = replay()
+        return "the secret" not in repr(events) and events
+    events = wait_until(scrubbed, 15, interval=0.2, what="the deleted content to leave the stream")
+    assert [(e, d["messagekey"]) for e, d in events if e.startswith("message.")] == [
+        ("message.created", kept), ("message.deleted", gone)]
+
+
 def test_a_reconnect_with_last_event_id_gets_exactly_what_it_missed(stack):
     stack.start_redis()
     stack.web()

@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from sqlalchemy import select
+
 from chat.extensions import db
 from chat.models import Webhook, WebhookDelivery
 from chat import webhooks
@@ -335,6 +337,7 @@ def test_a_message_deleted_for_everyone_is_announced(client, alice, bob):
     with Receiver() as receiver:
         create(client, bob, receiver.url)
         key = alice.send(alice.open_with(bob), "oops").json["data"]["messagekey"]
+        settle()  # delivered before the deletion (one still pending would be withdrawn)
         assert alice.delete("/message", json={"messagekey": key, "type": 2}).json["code"] == 0
         events = [json.loads(r.body) for r in receiver.requests]
     assert [e["event"] for e in events] == ["message.created", "message.deleted"]
@@ -530,3 +533,62 @@ def test_a_first_attempt_behind_a_backlog_is_not_queued_twice(app, client, bob):
         assert receiver.count() == 0
         assert webhooks.requeue_due(now + grace) == 1  # that late, its task was lost
         assert receiver.count() == 1
+
+
+# ---- what the delivery log keeps -----------------------------------------------------------
+
+def _stored() -> list[WebhookDelivery]:
+    db.session.expire_all()
+    return db.session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.created_at)).all()
+
+
+def test_a_finished_delivery_keeps_no_body(client, alice, bob):
+    with Receiver([410]) as receiver:
+        create(client, bob, receiver.url)
+        chat = alice.open_with(bob)
+        alice.send(chat, "failed for good")
+        alice.send(chat, "delivered")
+        assert receiver.count() == 2
+    assert sorted(d.status for d in _stored()) == ["delivered", "failed"]
+    assert [d.payload for d in _stored()] == ["", ""]
+
+
+def test_deleting_a_message_withdraws_its_pending_deliveries(app, client, alice, bob):
+    app.extensions["task_queue"].retry_limit = 1  # failed once, then pending for the sweeper
+    with Receiver([500] * 5) as receiver:
+        create(client, bob, receiver.url)
+        chat = alice.open_with(bob)
+        key = alice.send(chat, "regretted").json["data"]["messagekey"]
+        other = alice.send(chat, "kept").json["data"]["messagekey"]
+        settle()
+        assert [d.status for d in _stored()] == ["pending", "pending"]
+        assert alice.delete("/message", json={"messagekey": key, "type": 2}).json["code"] == 0
+        settle()
+    rows = {d.about: d for d in _stored()}
+    assert rows[key].status == "failed" and rows[key].payload == ""
+    assert rows[key].last_error == "not sent: the message was deleted"
+    assert rows[other].status == "pending" and "kept" in rows[other].payload
+    # The deletion itself is announced (without content), like any event.
+    deleted = [d for d in _stored() if d.event == "message.deleted"]
+    assert len(deleted) == 1 and "regretted" not in deleted[0].payload
+
+
+def test_the_log_is_pruned_after_the_retention_and_capped_while_pending(app, client, alice, bob):
+    app.extensions["task_queue"].retry_limit = 1
+    app.config.update(WEBHOOK_LOG_RETENTION_HOURS=1, WEBHOOK_MAX_PENDING=2)
+    with Receiver([200] + [500] * 20) as receiver:
+        create(client, bob, receiver.url)
+        chat = alice.open_with(bob)
+        for n in range(5):
+            alice.send(chat, f"m{n}")
+        settle()
+        assert receiver.count() == 5
+    assert [d.status for d in _stored()] == ["delivered"] + ["pending"] * 4
+    now = int(time.time() * 1000)
+    assert webhooks.prune(now) == 2  # the two oldest of four pending: over the cap of 2
+    statuses = [(d.status, d.last_error) for d in _stored()]
+    assert statuses[0] == ("delivered", None)
+    assert statuses[1:3] == [("failed", "dropped: more than 2 events were waiting for this webhook")] * 2
+    assert [s for s, _ in statuses[3:]] == ["pending", "pending"]
+    assert webhooks.prune(now + 3600 * 1000 + 10**6) == 3  # everything finished is past the retention
+    assert [d.status for d in _stored()] == ["pending", "pending"]
