@@ -333,6 +333,8 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
         # open stream sends a heartbeat comment (and refreshes presence) this often.
         "EVENT_STREAM_MAXLEN": env_int(environ, "EVENT_STREAM_MAXLEN", 1000),
         "SSE_HEARTBEAT_SECONDS": env_float(environ, "SSE_HEARTBEAT_SECONDS", 15),
+        # Open event streams per user (each holds a connection); one more is refused with 429.
+        "STREAMS_PER_USER": env_int(environ, "STREAMS_PER_USER", 10),
         # KOOK's WebSocket gateway (chat/kook/gateway.py): a session can be resumed (and a bot
         # reconnecting with the same token picks up where its last connection stopped) for this
         # long after its last activity; a PING whose sn lags behind events sent longer ago than

@@ -317,3 +317,44 @@ def test_redis_streams_forget_a_message_inside_redis(redis_url, redis_prefix):
     assert [(event, json.loads(data)["messagekey"]) for _, event, data in bus.read(1, None)] == [
         ("message.created", "k2"), ("message.deleted", "k1")]
     assert bus.forget(2, "k1") == 0  # no stream at all
+
+
+def test_logging_out_ends_that_sessions_streams_at_once_and_no_other(app, client, alice, bob, app_key):
+    cid = alice.open_with(bob)
+    login = client.post("/auth/login", json={"username": bob.username, "password": "correct horse"},
+                        headers={"X-APP-Key": app_key})
+    laptop_session = login.json["data"]["session"]  # bob's second session
+    phone_stream = Reader(open_stream(bob.client, bob.session))
+    laptop_stream = Reader(open_stream(client, laptop_session))
+    assert bob.post("/auth/logout").status_code == 200
+
+    (ended,) = phone_stream.events(1)
+    assert ended["event"] == "stream.ended" and "logged out" in ended["data"]["reason"]
+    with pytest.raises(StopIteration):
+        phone_stream.chunk()  # the body is over
+    assert open_stream(bob.client, bob.session).status_code == 401  # and cannot reopen
+
+    # The other session's stream carries on, and never sees the logout itself.
+    sent = alice.send(cid, "still here").json["data"]["messagekey"]
+    (event,) = laptop_stream.events(1)
+    assert event["event"] == "message.created" and event["data"]["messagekey"] == sent
+    laptop_stream.close()
+
+
+def test_a_stream_ends_when_its_session_expires(app, make_user):
+    app.config["SESSION_TTL_SECONDS"] = 1
+    carol = make_user()
+    stream = Reader(open_stream(carol.client, carol.session))
+    (ended,) = stream.events(1, limit=200)
+    assert ended["event"] == "stream.ended" and "expired" in ended["data"]["reason"]
+
+
+def test_open_streams_per_user_are_capped(app, bob):
+    app.config["STREAMS_PER_USER"] = 2
+    first, second = (Reader(open_stream(bob.client, bob.session)) for _ in range(2))
+    refused = open_stream(bob.client, bob.session)
+    assert refused.status_code == 429
+    assert refused.json["code"] == 42900 and "2 event streams open" in refused.json["message"]
+    first.close()
+    Reader(open_stream(bob.client, bob.session)).close()  # room again
+    second.close()

@@ -14,8 +14,9 @@ from flask import Response, current_app, request
 from marshmallow import fields, validate
 
 from chat import metrics
-from chat.auth import STREAM_SECURITY, current_user, require_stream_token
+from chat.auth import STREAM_SECURITY, current_token, current_user, require_stream_token
 from chat.delivery import presence_notices
+from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.realtime.sse import sse_stream, stream_start
 from chat.schemas import Blueprint, LenientSchema
@@ -49,9 +50,13 @@ class EventStreamQuerySchema(LenientSchema):
 @events_blp.arguments(EventStreamQuerySchema, location="query")
 def stream_events(args):
     """Stream my events; a reconnect with Last-Event-ID receives what it missed."""
-    user_id = current_user().id
+    user_id, token = current_user().id, current_token()
     app = current_app._get_current_object()
     bus, presence = app.extensions["event_bus"], app.extensions["presence"]
+    cap = int(app.config["STREAMS_PER_USER"])
+    if presence.open_streams(user_id) >= cap:
+        raise ServiceError(Kind.RATE_LIMITED, f"you already have {cap} event streams open, the most "
+                           "one user may: close one (or wait for it to time out) and retry")
     after, incomplete = stream_start(bus, user_id, request.headers.get("Last-Event-ID")
                                      or args.get("last_event_id"))
     connection_id = uuid.uuid4().hex
@@ -64,7 +69,7 @@ def stream_events(args):
         presence_notices.stream_closed(app, user_id, connection_id)
 
     body = sse_stream(bus, presence, user_id, after, float(app.config["SSE_HEARTBEAT_SECONDS"]),
-                      connection_id, incomplete=incomplete)
+                      connection_id, incomplete=incomplete, token_id=token.id, expires_at=token.expires_at)
     response = Response(body, mimetype="text/event-stream", headers={
         "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no",  # proxies must pass events through as they come

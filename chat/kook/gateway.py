@@ -40,7 +40,7 @@ from chat import metrics
 from chat.auth import TOKEN_SECURITY, bearer_token, current_user, require_token
 from chat.extensions import api, db
 from chat.kook.gateway_session import KEEP, init_sessions
-from chat.realtime import EventBusDown
+from chat.realtime import SESSION_REVOKED, EventBusDown
 from chat.realtime.kook_events import kook_event
 from chat.schemas import BaseSchema, Blueprint, LenientSchema, envelope
 from chat.services import accounts
@@ -174,7 +174,14 @@ class GatewayConnection:
         with self.lock:
             frames, pairs = [], []
             sn = self.sn
+            revoked = False
             for event_id, event, data in found:
+                if event == SESSION_REVOKED:
+                    if json.loads(data).get("token_id") == self.token_id:
+                        found = found[:found.index((event_id, event, data)) + 1]
+                        revoked = True
+                        break
+                    continue
                 d = kook_event(event_id, event, data, self.user_id, self._online)
                 if d is not None:
                     sn += 1
@@ -192,6 +199,10 @@ class GatewayConnection:
                 while len(self.sent) > KEEP:
                     self.sent.popitem(last=False)
             self.sessions.sent_up_to(self.token_id, self.cursor)
+        if revoked:
+            # Logged out: what came before is sent; then the token's own "expired" code, so
+            # an SDK that reconnects learns from gateway/index that it must sign in again.
+            raise _reconnect(EXPIRED_TOKEN, "the token was revoked (logged out)")
         return len(found)
 
     def resend_after(self, client_sn: int) -> None:

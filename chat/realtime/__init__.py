@@ -13,6 +13,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from chat.realtime.bus import (
+    SESSION_REVOKED,
     EventBusDown,
     InProcessBus,
     RedisStreamBus,
@@ -25,7 +26,7 @@ from chat.realtime.bus import (
 from chat.realtime.presence import InProcessPresence, RedisPresence, presence_ttl
 
 __all__ = [
-    "EventBusDown", "InProcessBus", "InProcessPresence", "RedisPresence", "RedisStreamBus",
+    "EventBusDown", "InProcessBus", "InProcessPresence", "RedisPresence", "RedisStreamBus", "SESSION_REVOKED",
     "forget", "format_event_id", "init_app", "parse_event_id", "publish", "publish_or_fail", "redis_client",
 ]
 

@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 STREAM_MAXLEN = 1000
 READ_COUNT = 200  # events read per round trip; a client behind catches up in batches
 
+# A token was revoked (logout): the streams and gateway connections opened with it end. Never
+# shown to clients as such; each stream reads it and ends itself if the token is its own.
+SESSION_REVOKED = "session.revoked"
+
 # Events whose data carries a message's content, marked with its key (``messagekey``).
 CONTENT_EVENTS = frozenset({"message.created", "message.updated"})
 

@@ -56,6 +56,10 @@ class InProcessPresence:
         with self._lock:
             return {user_id: self._open[user_id] > 0 for user_id in user_ids}
 
+    def open_streams(self, user_id: int) -> int:
+        with self._lock:
+            return self._open[user_id]
+
 
 class RedisPresence:
     """``<prefix>presence:<user_id>``: a sorted set of open streams scored by their expiry."""
@@ -104,6 +108,13 @@ class RedisPresence:
             log.warning("presence unknown (redis unavailable); showing %d users offline", len(user_ids))
             return {user_id: False for user_id in user_ids}
         return {user_id: count > 0 for user_id, count in zip(user_ids, counts)}
+
+    def open_streams(self, user_id: int) -> int:
+        """How many of the user's streams are open (on any process); 0 when Redis cannot say."""
+        try:
+            return int(self._client.zcount(self._key(user_id), time.time(), "+inf"))
+        except redis.RedisError:
+            return 0
 
 
 def online_map(user_ids) -> dict[int, bool]:

@@ -11,7 +11,7 @@ import logging
 import time
 
 from chat.errors import Kind, ServiceError
-from chat.realtime.bus import EventBusDown, format_event_id, parse_event_id
+from chat.realtime.bus import SESSION_REVOKED, EventBusDown, format_event_id, parse_event_id
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +24,18 @@ def sse_frame(event_id: str, event: str, data: str) -> str:
 
 
 RESET_EVENT = "stream.reset"
+ENDED_EVENT = "stream.ended"  # the last event of a stream whose token stopped being valid
+REVOKED_REASON = "your session was revoked (logged out): sign in again"
+EXPIRED_REASON = "your session expired: sign in again"
+
+
+def _own_revocation(event: str, data: str, token_id: int | None) -> bool:
+    return event == SESSION_REVOKED and json.loads(data).get("token_id") == token_id
 
 
 def sse_stream(bus, presence, user_id: int, after: str, heartbeat_seconds: float,
-               connection_id: str, *, incomplete: bool = False):
+               connection_id: str, *, incomplete: bool = False, token_id: int | None = None,
+               expires_at: int | None = None):
     """The body of ``GET /api/v3/events``: events after ``after`` as they come, a heartbeat
     comment whenever a heartbeat passes without one, presence refreshed at each heartbeat.
 
@@ -36,6 +44,10 @@ def sse_stream(bus, presence, user_id: int, after: str, heartbeat_seconds: float
 
     ``incomplete``: the client resumed from an id older than what the stream still holds; a
     ``stream.reset`` event tells it to reload its conversations before trusting the rest.
+
+    The stream ends with a ``stream.ended`` event (``{"reason": ...}``) as soon as the token
+    it was opened with (``token_id``) is revoked, and when it expires (``expires_at``, ms):
+    a signed-out device stops receiving messages at once.
     """
     yield f"retry: {RETRY_MS}\n: connected\n\n"
     if incomplete:
@@ -44,18 +56,30 @@ def sse_stream(bus, presence, user_id: int, after: str, heartbeat_seconds: float
                       "it are no longer kept, or it is newer than any event of this stream); "
                       "reload your conversations, then carry on with the events that follow",
         }))
-    block_ms = max(1, int(heartbeat_seconds * 1000))
+    heartbeat_ms = max(1, int(heartbeat_seconds * 1000))
     refreshed = time.monotonic()
     while True:
+        left_ms = None if expires_at is None else expires_at - int(time.time() * 1000)
+        if left_ms is not None and left_ms <= 0:
+            yield sse_frame(after, ENDED_EVENT, json.dumps({"reason": EXPIRED_REASON}))
+            return
         try:
-            found = bus.read(user_id, after, block_ms=block_ms)
+            found = bus.read(user_id, after, block_ms=max(1, min(heartbeat_ms, left_ms or heartbeat_ms)))
         except EventBusDown:
             log.warning("event stream of user %s ends: event bus unavailable", user_id)
             yield ": event bus unavailable; reconnect with Last-Event-ID\n\n"
             return
         if found:
             after = found[-1][0]
-            yield "".join(sse_frame(*event) for event in found)
+            frames = []
+            for event_id, event, data in found:
+                if _own_revocation(event, data, token_id):
+                    yield "".join(frames) + sse_frame(event_id, ENDED_EVENT, json.dumps({"reason": REVOKED_REASON}))
+                    return
+                if event != SESSION_REVOKED:  # another device's logout: not this stream's business
+                    frames.append(sse_frame(event_id, event, data))
+            if frames:
+                yield "".join(frames)
         else:
             yield ": heartbeat\n\n"
         if time.monotonic() - refreshed >= heartbeat_seconds:

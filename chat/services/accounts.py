@@ -18,10 +18,11 @@ from cachetools import TTLCache
 from flask import current_app
 from sqlalchemy import func, select, update
 
-from chat import names, passwords
+from chat import names, outbox, passwords
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.models import AppKey, Token, User, now_ms
+from chat.realtime import SESSION_REVOKED
 from chat.services.ids import insert_with_random_id
 
 PASSWORD_MIN = 8
@@ -150,9 +151,11 @@ def login(username: str, password: str) -> tuple[str, Token, User]:
 
 
 def logout(token: Token) -> None:
-    """Revoke a session token (idempotent); this process stops accepting it at once."""
+    """Revoke a session token (idempotent); this process stops accepting it at once, and the
+    event streams and gateway connections open with it (in any process) end."""
     db.session.execute(update(Token).where(Token.id == token.id, Token.revoked_at.is_(None))
                        .values(revoked_at=now_ms()))
+    outbox.publish(token.user_id, SESSION_REVOKED, {"token_id": token.id})
     db.session.commit()
     _forget(token.token_hash)
 

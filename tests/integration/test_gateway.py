@@ -181,6 +181,21 @@ def test_gateway_protocol(stack, compress):
     assert expired.closed()
 
 
+def test_logging_out_ends_the_gateway_connection_of_that_token(stack):
+    base, key = stack
+    alice, bob = ApiUser(base, key, "alice-logout"), ApiUser(base, key, "bob-logout")
+    chat = alice.open_with(bob)
+    gw = Gateway(_gateway_url(base, bob.token, 0))
+    assert gw.recv()["d"]["code"] == 0
+    alice.send(chat, "before")
+    assert _texts([gw.recv()]) == ["before"]
+    bob.call("POST", "/auth/logout")
+    # KOOK's "token expired" as a RECONNECT: an SDK reconnecting then learns from
+    # gateway/index that it has to sign in again.
+    assert gw.recv(timeout=5) == {"s": 5, "d": {"code": 40103, "err": "the token was revoked (logged out)"}}
+    assert gw.closed()
+
+
 def test_gateway_index_needs_a_token_and_honours_the_forwarded_scheme(stack):
     base, key = stack
     response = requests.get(f"{base}/api/v3/gateway/index", timeout=10)
