@@ -21,6 +21,7 @@ from sqlalchemy import (
     and_,
     false,
     or_,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
@@ -103,7 +104,12 @@ class Conversation(db.Model):
 
 class ConversationMember(db.Model):
     __tablename__ = "conversation_members"
-    __table_args__ = (Index("ix_members_user_latest", "user_id", "latest_msg_time"),)
+    __table_args__ = (
+        Index("ix_members_user_latest", "user_id", "latest_msg_time"),
+        Index("ix_members_read_lagging", "user_id",
+              postgresql_where=text("read_wanted_id > last_read_message_id"),
+              sqlite_where=text("read_wanted_id > last_read_message_id")),
+    )
 
     conversation_id: Mapped[int] = mapped_column(
         ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
@@ -116,6 +122,10 @@ class ConversationMember(db.Model):
     hidden: Mapped[bool] = mapped_column(Boolean, default=False)
     # History up to and including this message id was deleted by this user with the chat.
     cleared_before_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    # How far the member asked to have read (written by the request, forward only); the
+    # pointer above catches up when the read task runs, and the sweeper re-queues the task
+    # wherever it lags (the task was lost).
+    read_wanted_id: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Message(db.Model):

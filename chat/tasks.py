@@ -64,7 +64,9 @@ def forget_message(message_key: str, *user_ids: int) -> None:
 
 @shared_task(name="sweep_unpushed")
 def sweep_unpushed() -> int:
-    """Queue again every message left unpushed (periodic, from ``celery beat``)."""
+    """Queue again every message left unpushed, and every read whose task was lost
+    (periodic, from ``celery beat``)."""
+    reads.sweep_lost_reads()
     return push.sweep_unpushed()
 
 

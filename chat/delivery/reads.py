@@ -1,22 +1,72 @@
 """Read pointers: a reader moves forward through a conversation and the sender hears of it.
 
-``mark_read`` moves ``last_read_message_id`` forward only, sets ``last_read_time``,
-recomputes ``unread_count`` from the messages (under the member's row lock), and tells the
-other side (``message.read``, their ``isread`` flips) and the reader's other devices
-(``chat.updated``).
+``want_read`` runs in the reader's request: it records how far they asked to have read
+(``read_wanted_id``, forward only) and queues ``mark_read`` for the commit. ``mark_read``
+(a task) moves ``last_read_message_id`` forward only, sets ``last_read_time``, recomputes
+``unread_count`` from the messages (under the member's row lock), and tells the other side
+(``message.read``, their ``isread`` flips) and the reader's other devices
+(``chat.updated``). ``sweep_lost_reads`` (beat) queues ``mark_read`` again wherever the
+pointer lags behind what was asked: that task was lost.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+import logging
 
-from chat import realtime, webhooks
+from flask import current_app
+from sqlalchemy import func, select, update
+
+from chat import outbox, realtime, webhooks
 from chat.delivery import counters, events
 from chat.delivery.payloads import read_payload
 from chat.extensions import db
-from chat.models import Conversation, Message, now_ms
+from chat.models import Conversation, ConversationMember, Message, now_ms
+
+log = logging.getLogger(__name__)
 
 TASK = "mark_read"
+
+
+def want_read(user_id: int, conversation_id: int, up_to_id: int | None, *, pointer: int | None = None) -> None:
+    """In the reader's transaction: they asked to have read up to ``up_to_id`` (the newest
+    message when None). Recorded first, so a lost task is found again; then ``mark_read``
+    is queued for the commit. ``pointer``: the member's read pointer, when the caller knows
+    it (nothing is recorded when it is already that far)."""
+    if pointer is None or up_to_id is None or up_to_id > pointer:
+        target = up_to_id if up_to_id is not None else (
+            select(Message.id).where(Message.conversation_id == conversation_id)
+            .order_by(Message.id.desc()).limit(1).scalar_subquery())
+        db.session.execute(
+            update(ConversationMember)
+            .where(ConversationMember.conversation_id == conversation_id,
+                   ConversationMember.user_id == user_id, ConversationMember.read_wanted_id < target)
+            .values(read_wanted_id=target)
+            .execution_options(synchronize_session=False)
+        )
+    outbox.enqueue(TASK, user_id, conversation_id, up_to_id)
+
+
+def sweep_lost_reads(limit: int | None = None) -> int:
+    """Queue ``mark_read`` again for every member whose pointer lags behind what they asked
+    to have read; at most ``limit`` (default ``PUSH_SWEEP_BATCH``). A read in flight may be
+    queued twice: harmless, the task is idempotent. Returns how many were queued."""
+    if limit is None:
+        limit = int(current_app.config["PUSH_SWEEP_BATCH"])
+    rows = db.session.execute(
+        select(ConversationMember.user_id, ConversationMember.conversation_id, ConversationMember.read_wanted_id)
+        .where(ConversationMember.read_wanted_id > ConversationMember.last_read_message_id)
+        .limit(limit)
+    ).all()
+    db.session.rollback()  # end the read transaction before anything is queued
+    queue = current_app.extensions["task_queue"]
+    queued = 0
+    for user_id, conversation_id, wanted in rows:
+        if not queue.enqueue(TASK, (user_id, conversation_id, wanted)).ok:
+            break  # the broker is gone: the next sweep tries again
+        queued += 1
+    if rows:
+        log.info("sweeper queued %d of %d lost reads again", queued, len(rows))
+    return queued
 
 
 def mark_read(user_id: int, conversation_id: int, up_to_id: int | None = None, *,
@@ -38,7 +88,8 @@ def mark_read(user_id: int, conversation_id: int, up_to_id: int | None = None, *
     newest = db.session.scalar(
         select(func.max(Message.id)).where(Message.conversation_id == conversation_id)
     ) or 0
-    target = newest if up_to_id is None else min(up_to_id, newest)
+    # What was asked for, at least: a later read whose own task was lost is done by this one.
+    target = newest if up_to_id is None else min(max(up_to_id, member.read_wanted_id), newest)
     moved = target > member.last_read_message_id
     if moved:
         member.last_read_message_id = target

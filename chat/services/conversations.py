@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import aliased
 
-from chat import outbox
 from chat.delivery import events, reads
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
@@ -185,5 +184,6 @@ def hide_for_user(view: ConversationView) -> None:
     events.chat_updated(view.conversation, view.member)
     # What was cleared counts as read: the pointer moves (and the other side hears of it) the
     # way every read does.
-    outbox.enqueue(reads.TASK, view.member.user_id, view.conversation.id, newest)
+    reads.want_read(view.member.user_id, view.conversation.id, newest,
+                    pointer=view.member.last_read_message_id)
     db.session.commit()

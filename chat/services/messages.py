@@ -152,7 +152,7 @@ def history(me: User, view: ConversationView, *, start: int = 0, limit: int = 20
     my_pointer = None
     if start == 0 and before_key is None:
         newest = messages[0].id if messages else 0
-        outbox.enqueue(reads.TASK, me.id, view.conversation.id, newest)
+        reads.want_read(me.id, view.conversation.id, newest, pointer=view.member.last_read_message_id)
         my_pointer = max(view.member.last_read_message_id, newest)
     db.session.commit()  # ends the read; a newest page's read is queued as it commits
     return _views(messages, view, my_pointer)
@@ -217,7 +217,7 @@ def read_up_to(me: User, view: ConversationView, key: str | None = None) -> None
         )
         if up_to is None:
             raise ServiceError(Kind.NOT_FOUND, "message not found")
-    outbox.enqueue(reads.TASK, me.id, view.conversation.id, up_to)
+    reads.want_read(me.id, view.conversation.id, up_to)
     db.session.commit()
 
 

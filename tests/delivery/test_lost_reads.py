@@ -1,0 +1,68 @@
+"""A read whose task is lost (a worker killed as it took it) is recovered by the sweeper, the
+way a lost push is: the request records how far the reader asked to have read, and the
+sweeper queues the task again wherever the pointer lags behind."""
+
+from __future__ import annotations
+
+from chat.delivery import reads
+from chat.runner import Enqueued
+from tests.webhooks.receiver import settle
+
+
+class LosingQueue:
+    """The app's queue, except that read tasks vanish (what a killed worker does to them)."""
+
+    def __init__(self, real):
+        self.real = real
+        self.lost: list[tuple] = []
+
+    def enqueue(self, name: str, args: tuple, countdown: float | None = None) -> Enqueued:
+        if name == reads.TASK:
+            self.lost.append(args)
+            return Enqueued(True)
+        return self.real.enqueue(name, args, countdown)
+
+
+def _unread(user, cid: int) -> int:
+    (item,) = [c for c in user.get("/conversation").json["data"] if c["conversationid"] == cid]
+    return item["unread_count"]
+
+
+def test_a_lost_read_is_queued_again_by_the_sweeper(app, alice, bob):
+    cid = alice.open_with(bob)
+    keys = [alice.send(cid, f"m{n}").json["data"]["messagekey"] for n in range(3)]
+    assert _unread(bob, cid) == 3
+
+    real = app.extensions["task_queue"]
+    app.extensions["task_queue"] = losing = LosingQueue(real)
+    try:
+        assert bob.get("/message", query_string={"conversationid": cid}).status_code == 200
+    finally:
+        app.extensions["task_queue"] = real
+    assert len(losing.lost) == 1
+    assert _unread(bob, cid) == 3  # the read never happened
+    assert reads.sweep_lost_reads() == 1
+    settle()
+    assert _unread(bob, cid) == 0
+    page = alice.get("/message", query_string={"conversationid": cid}).json["data"]
+    assert {m["messagekey"] for m in page if m["isread"] == 1} == set(keys)
+    assert reads.sweep_lost_reads() == 0  # nothing owed any more
+
+
+def test_an_explicit_read_is_recovered_too_and_nothing_is_swept_when_reads_arrive(app, alice, bob):
+    cid = alice.open_with(bob)
+    alice.send(cid, "one")
+    bob.post("/message/read", json={"conversationid": cid})
+    assert _unread(bob, cid) == 0 and reads.sweep_lost_reads() == 0
+
+    alice.send(cid, "two")
+    real = app.extensions["task_queue"]
+    app.extensions["task_queue"] = LosingQueue(real)
+    try:
+        assert bob.post("/message/read", json={"conversationid": cid}).status_code == 200
+    finally:
+        app.extensions["task_queue"] = real
+    assert _unread(bob, cid) == 1
+    assert reads.sweep_lost_reads() == 1
+    settle()
+    assert _unread(bob, cid) == 0
