@@ -49,6 +49,9 @@ def celery_settings(config: Mapping) -> dict:
     webhook_soft, webhook_hard = webhook_time_limits(config)
     return {
         "broker_url": redis_url or "memory://",
+        # kombu's Redis transport, except that a worker survives Redis being killed under it
+        # (chat/broker.py says how).
+        "broker_transport": "chat.broker:Transport" if redis_url else None,
         "broker_transport_options": {
             "global_keyprefix": config["REDIS_KEY_PREFIX"],
             # Redis has no acknowledgements: a message a worker took stays in an "unacked" set

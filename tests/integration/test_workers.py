@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import signal
 import threading
+import time
 
 import pytest
 import requests
@@ -279,4 +280,33 @@ def test_sends_survive_a_redis_outage_and_are_pushed_when_it_is_back(stack):
                60, what="the new message on the stream")
     stream.close()
     wait_until(lambda: bob.conversation(cid)["unread_count"] == 1, 15, what="the count after the outage")
+    assert stack.rebuild_changed() == 0
+
+
+def test_worker_and_beat_ride_out_redis_being_killed_and_restarted(stack):
+    # Killed while tasks are in flight (a burst of sends): the worker holds unacknowledged
+    # messages when its connection breaks, which is what made kombu's clean-up crash it.
+    stack.start_redis()
+    stack.web()
+    worker = stack.worker()
+    beat = stack.beat()
+    alice, bob = stack.user("alice"), stack.user("bob")
+    cid = alice.open_with(bob)
+    for round_ in range(2):
+        burst = threading.Thread(target=lambda: [alice.send(cid, f"burst {round_}.{n}", timeout=5)
+                                                 for n in range(40)])
+        burst.start()
+        time.sleep(0.3)
+        stack.redis.kill(signal.SIGKILL)  # no shutdown, no goodbye to its clients
+        stack.redis.process.wait(5)
+        burst.join(30)
+        time.sleep(2)
+        stack.start_redis(stack.redis_port)
+        back = time.monotonic()
+        wait_until(lambda: stack.unpushed() == 0, 30, interval=0.2,
+                   what=f"every message to be pushed (round {round_})")
+        print(f"round {round_}: everything pushed {time.monotonic() - back:.1f} s after Redis came back")
+        assert worker.alive(), f"the worker died:\n{worker.log_tail()}"
+        assert beat.alive(), f"beat died:\n{beat.log_tail()}"
+    assert "Unrecoverable error" not in worker.log_path.read_text(errors="replace")
     assert stack.rebuild_changed() == 0
