@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 
-.PHONY: run test test-sqlite test-postgres lint install install-dev migrate bench clean
+.PHONY: run test test-sqlite test-postgres lint install install-dev migrate bench faults clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,12 @@ bench: install-dev
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } \
 	  || { echo "make bench needs wrk (Debian: apt-get install wrk)" >&2; exit 1; }
 	$(BIN)/python -m bench $(BENCH)
+
+## The fault suite: the production stack on a private PostgreSQL cluster and Redis, 10,000
+## messages from 20 users while the worker, Redis and PostgreSQL are killed (bench/faults.py).
+## `make test` runs its short version (tests/integration/test_faults.py).
+faults: install-dev
+	$(BIN)/python -m bench.faults $(FAULTS)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

@@ -1,0 +1,347 @@
+"""The fault suite (``make faults``): the production stack under load while its parts are
+killed, then proof that nothing was lost, doubled or miscounted.
+
+Everything runs on this machine, privately: a PostgreSQL cluster of its own (``initdb`` on a
+free port, so restarting it harms nothing else), a redis-server of its own, gunicorn (2
+workers), a Celery worker and beat. Users send messages from several threads while, on a
+schedule, the worker is SIGKILLed (and started again), Redis is SIGKILLed and started again
+empty, and PostgreSQL is restarted. Afterwards:
+
+- every send answered 2xx is in the database exactly once, and pushed;
+- no answer other than 2xx and 503 (503 only while a dependency was down);
+- every unread counter equals ``flask counters rebuild``;
+- every process is still running;
+
+and a table says how long each fault took to recover from (the service back -> a probe
+message sent then is pushed). ``run(short=True)`` is the short version ``make test`` runs:
+one fault of each kind, a few hundred messages.
+
+    python -m bench.faults [--messages 10000] [--users 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+from sqlalchemy import create_engine, text
+
+from devstack import (
+    ApiUser,
+    LiveProcess,
+    flask_command,
+    free_port,
+    start_beat,
+    start_redis,
+    start_server,
+    start_worker,
+    wait_until,
+)
+
+PG_BIN = next((p for p in (Path("/usr/local/bin"), *sorted(Path("/usr/lib/postgresql").glob("*/bin")))
+               if (p / "initdb").exists()), Path("/usr/local/bin"))
+
+# Short sweeps and visibility, so recovery is measured in seconds, not in the defaults' minute.
+FAST = {
+    "PUSH_SWEEP_INTERVAL_SECONDS": "2",
+    "PUSH_SWEEP_MIN_AGE_SECONDS": "2",
+    "CELERY_VISIBILITY_TIMEOUT": "10",
+    "RATELIMIT_GLOBAL": "1000000 per second",
+    "RATELIMIT_ROUTE": "1000000 per second",
+    "RATELIMIT_SEND": "1000000 per second",
+    "RATELIMIT_LOGIN": "1000000 per second",
+}
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of its own, run as the ``postgres`` system user when this runs as
+    root (the server refuses to run as root)."""
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="chat-faults-pg-"))
+        self.data = self.dir / "data"
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/chat"
+        self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self._as:
+            shutil.chown(self.dir, "postgres")
+        self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
+                  "--no-sync", "-E", "UTF8")
+
+    def _run(self, *argv: str) -> None:
+        subprocess.run([*self._as, *argv], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-w", "-o",
+                  f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+                  "-c max_connections=200", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def create_database(self) -> None:
+        engine = create_engine(f"postgresql://postgres@127.0.0.1:{self.port}/postgres",
+                               isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text("CREATE DATABASE chat"))
+        engine.dispose()
+
+    def destroy(self) -> None:
+        try:
+            self.stop("immediate")
+        except subprocess.SubprocessError:
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@dataclass
+class Tally:
+    """What the senders saw."""
+    sent: int = 0
+    accepted: dict[str, str] = field(default_factory=dict)  # messagekey -> content
+    statuses: Counter = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class Recovery:
+    fault: str
+    seconds: float
+
+
+class Stack:
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.pg = PrivatePostgres()
+        self.pg.start()
+        self.pg.create_database()
+        self.redis, redis_url = start_redis(workdir)
+        self.redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+        self.env = {
+            "CHAT_ENV": "production", "DATABASE_URL": self.pg.url, "REDIS_URL": redis_url,
+            "REDIS_KEY_PREFIX": "faults:", "SECRET_KEY": "fault-suite-secret",
+            "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"), **FAST,
+        }
+        flask_command(self.env, "db", "upgrade")
+        self.web, self.base = start_server(self.env, workdir)
+        self.worker = start_worker(self.env, workdir)
+        self.beat = start_beat(self.env, workdir)
+        self.app_key = flask_command(self.env, "app-key", "create", "faults").strip().splitlines()[-1]
+
+    def processes(self) -> dict[str, LiveProcess]:
+        return {"web": self.web, "worker": self.worker, "beat": self.beat}
+
+    def scalar(self, sql: str):
+        engine = create_engine(self.pg.url)
+        try:
+            with engine.connect() as conn:
+                return conn.execute(text(sql)).scalar_one()
+        finally:
+            engine.dispose()
+
+    def stop(self) -> None:
+        for process in (self.beat, self.worker, self.web, self.redis):
+            process.stop()
+        self.pg.destroy()
+
+
+def _send_loop(chats: list[tuple[ApiUser, int]], total: int, tally: Tally, counter,
+               stop: threading.Event) -> None:
+    while True:
+        n = next(counter)
+        if n >= total and stop.is_set():
+            return  # at least ``total``, and on until the last fault is over
+        sender, chat = chats[n % len(chats)]
+        content = f"fault-suite {n} {uuid.uuid4().hex[:8]}"
+        try:
+            response = sender.http.post(f"{sender.base}/message", timeout=10, json={
+                "conversationid": chat, "type": -1, "content": content, "time": str(int(time.time() * 1000))})
+            status = response.status_code
+        except requests.RequestException as exc:
+            status = f"no answer ({type(exc).__name__})"
+            response = None
+        with tally.lock:
+            tally.sent += 1
+            tally.statuses[status] += 1
+            if response is not None and 200 <= response.status_code < 300:
+                tally.accepted[response.json()["data"]["messagekey"]] = content
+
+
+def _probe_pushed(stack: Stack, probe: tuple[ApiUser, int], timeout: float = 120) -> float:
+    """Send one probe message, retrying while the service refuses; seconds until it is pushed."""
+    sender, chat = probe
+    started = time.monotonic()
+    key = None
+    while key is None:
+        try:
+            response = sender.http.post(f"{sender.base}/message", timeout=5, json={
+                "conversationid": chat, "type": -1, "content": "probe", "time": "1700000000000"})
+            if response.status_code == 200:
+                key = response.json()["data"]["messagekey"]
+        except requests.RequestException:
+            pass
+        if key is None:
+            if time.monotonic() - started > timeout:
+                raise AssertionError("the service did not take a probe message after the fault")
+            time.sleep(0.2)
+
+    def pushed():
+        try:
+            return stack.scalar(f"SELECT pushed_at IS NOT NULL FROM messages WHERE key = '{key}'")
+        except Exception:  # noqa: BLE001 - the database may still be coming back
+            return False
+    wait_until(pushed, timeout, interval=0.1, what="the probe message to be pushed")
+    return time.monotonic() - started
+
+
+def _faults(short: bool) -> list[str]:
+    if short:
+        return ["worker", "redis", "postgres"]
+    return ["worker", "worker", "redis", "worker", "postgres", "worker", "redis", "worker", "worker"]
+
+
+def _inflict(stack: Stack, fault: str, probe) -> Recovery:
+    if fault == "worker":
+        stack.worker.kill(signal.SIGKILL)
+        stack.worker.process.wait(10)
+        stack.worker = start_worker(stack.env, stack.workdir)
+    elif fault == "redis":
+        stack.redis.kill(signal.SIGKILL)
+        stack.redis.process.wait(10)
+        time.sleep(2)
+        stack.redis, _ = start_redis(stack.workdir, stack.redis_port)
+    elif fault == "postgres":
+        stack.pg.stop("immediate")
+        time.sleep(2)
+        stack.pg.start()
+    return Recovery(fault, _probe_pushed(stack, probe))
+
+
+def run(messages: int = 10_000, users: int = 20, senders: int = 8, short: bool = False,
+        workdir: Path | None = None) -> dict:
+    """Run the suite; returns its numbers (and raises AssertionError if a promise broke)."""
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="chat-faults-"))
+    stack = Stack(workdir)
+    try:
+        people = [ApiUser(stack.base, stack.app_key, f"f{n}") for n in range(users)]
+        chats = [(people[n], people[n].open_with(people[(n + 1) % users])) for n in range(users)]
+        probe_users = [ApiUser(stack.base, stack.app_key, f"probe{n}") for n in range(2)]
+        probe = (probe_users[0], probe_users[0].open_with(probe_users[1]))
+
+        tally, counter, stop = Tally(), itertools.count(), threading.Event()
+        threads = [threading.Thread(target=_send_loop, args=(chats, messages, tally, counter, stop),
+                                    daemon=True) for _ in range(senders)]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        recoveries = []
+        faults = _faults(short)
+        for fault in faults:
+            time.sleep(1.5 if short else 3)
+            recoveries.append(_inflict(stack, fault, probe))
+        stop.set()
+        for thread in threads:
+            thread.join(600)
+        load_seconds = time.monotonic() - started
+        wait_until(lambda: stack.scalar("SELECT count(*) FROM messages WHERE pushed_at IS NULL") == 0,
+                   120, interval=0.5, what="every stored message to be pushed")
+
+        stored = stack.scalar("SELECT count(*) FROM messages WHERE content LIKE 'fault-suite %'")
+        found = Counter()
+        engine = create_engine(stack.pg.url)
+        with engine.connect() as conn:
+            for key, pushed in conn.execute(text(
+                    "SELECT key, pushed_at IS NOT NULL FROM messages WHERE content LIKE 'fault-suite %'")):
+                found[key] += 1
+                found["pushed"] += int(pushed)
+            duplicates = conn.execute(text(
+                "SELECT count(*) FROM (SELECT content FROM messages WHERE content LIKE 'fault-suite %' "
+                "GROUP BY content HAVING count(*) > 1) d")).scalar_one()
+        engine.dispose()
+        missing = sum(1 for key in tally.accepted if found[key] == 0)
+        rebuild = re.search(r"(\d+) member rows were wrong", flask_command(stack.env, "counters", "rebuild"))
+        drift = int(rebuild.group(1)) if rebuild else -1
+        alive = {name: process.alive() for name, process in stack.processes().items()}
+        unexpected = {str(s): c for s, c in tally.statuses.items() if not (s == 503 or (isinstance(s, int) and 200 <= s < 300))}
+        result = {
+            "messages sent": tally.sent,
+            "accepted (2xx)": len(tally.accepted),
+            "refused with 503": tally.statuses.get(503, 0),
+            "other answers": sum(unexpected.values()),
+            "stored": stored,
+            "pushed": found["pushed"],
+            "accepted but missing": missing,
+            "duplicates": duplicates,
+            "counter drift (rows the rebuild changed)": drift,
+            "load seconds": round(load_seconds, 1),
+            "recoveries": recoveries,
+            "alive": alive,
+            "unexpected": unexpected,
+        }
+        return result
+    finally:
+        stack.stop()
+
+
+def check(result: dict) -> list[str]:
+    """The promises the result must keep; what broke, if anything."""
+    broken = []
+    if result["accepted but missing"]:
+        broken.append(f"{result['accepted but missing']} accepted messages are not stored")
+    if result["duplicates"]:
+        broken.append(f"{result['duplicates']} messages are stored twice")
+    if result["pushed"] != result["stored"]:
+        broken.append(f"{result['stored'] - result['pushed']} stored messages were never pushed")
+    if result["counter drift (rows the rebuild changed)"] != 0:
+        broken.append(f"unread counters differ from the rebuild ({result['counter drift (rows the rebuild changed)']})")
+    if result["other answers"]:
+        broken.append(f"answers other than 2xx and 503: {result['unexpected']}")
+    dead = [name for name, alive in result["alive"].items() if not alive]
+    if dead:
+        broken.append(f"processes that died: {dead}")
+    return broken
+
+
+def table(result: dict) -> str:
+    rows = [(name, value) for name, value in result.items() if name not in ("recoveries", "alive", "unexpected")]
+    rows += [(f"recovery after {r.fault} ({n + 1})", f"{r.seconds:.1f} s")
+             for n, r in enumerate(result["recoveries"])]
+    rows.append(("processes alive at the end", ", ".join(f"{k}: {'yes' if v else 'NO'}"
+                                                         for k, v in result["alive"].items())))
+    width = max(len(name) for name, _ in rows)
+    lines = [f"| {'measure'.ljust(width)} | value |", f"|{'-' * (width + 2)}|-------|"]
+    lines += [f"| {name.ljust(width)} | {value} |" for name, value in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--senders", type=int, default=8)
+    parser.add_argument("--short", action="store_true", help="one fault of each kind")
+    args = parser.parse_args(argv)
+    result = run(args.messages, args.users, args.senders, short=args.short)
+    print(table(result))
+    broken = check(result)
+    for problem in broken:
+        print(f"BROKEN: {problem}", file=sys.stderr)
+    return 1 if broken else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
