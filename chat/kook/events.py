@@ -69,7 +69,10 @@ def stream_events(args):
         presence_notices.stream_closed(app, user_id, connection_id)
 
     body = sse_stream(bus, presence, user_id, after, float(app.config["SSE_HEARTBEAT_SECONDS"]),
-                      connection_id, incomplete=incomplete, token_id=token.id, expires_at=token.expires_at)
+                      connection_id, incomplete=incomplete, token_id=token.id, expires_at=token.expires_at,
+                      # The server's socket to the client, where the server gives it (gunicorn,
+                      # Werkzeug's): a hang-up is then noticed within a second.
+                      client_socket=request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket"))
     response = Response(body, mimetype="text/event-stream", headers={
         "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no",  # proxies must pass events through as they come

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import select
+import socket
 import time
 
 from chat.errors import Kind, ServiceError
@@ -33,9 +35,23 @@ def _own_revocation(event: str, data: str, token_id: int | None) -> bool:
     return event == SESSION_REVOKED and json.loads(data).get("token_id") == token_id
 
 
+# How often an open stream looks whether its client has hung up (between heartbeats).
+HANGUP_CHECK_MS = 1000
+
+
+def client_gone(sock) -> bool:
+    """Whether the client closed the connection ``sock`` (the end of its stream is readable).
+    Never blocks; data a client sent (a pipelined request) does not count as gone."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True  # closed underneath us
+
+
 def sse_stream(bus, presence, user_id: int, after: str, heartbeat_seconds: float,
                connection_id: str, *, incomplete: bool = False, token_id: int | None = None,
-               expires_at: int | None = None):
+               expires_at: int | None = None, client_socket=None):
     """The body of ``GET /api/v3/events``: events after ``after`` as they come, a heartbeat
     comment whenever a heartbeat passes without one, presence refreshed at each heartbeat.
 
@@ -48,6 +64,10 @@ def sse_stream(bus, presence, user_id: int, after: str, heartbeat_seconds: float
     The stream ends with a ``stream.ended`` event (``{"reason": ...}``) as soon as the token
     it was opened with (``token_id``) is revoked, and when it expires (``expires_at``, ms):
     a signed-out device stops receiving messages at once.
+
+    ``client_socket`` (the server's socket to the client, when it gives one): looked at every
+    second, so a closed stream ends, and leaves presence, within a second instead of at the
+    next write (a heartbeat away).
     """
     yield f"retry: {RETRY_MS}\n: connected\n\n"
     if incomplete:
@@ -57,18 +77,25 @@ def sse_stream(bus, presence, user_id: int, after: str, heartbeat_seconds: float
                       "reload your conversations, then carry on with the events that follow",
         }))
     heartbeat_ms = max(1, int(heartbeat_seconds * 1000))
-    refreshed = time.monotonic()
+    slice_ms = heartbeat_ms if client_socket is None else min(heartbeat_ms, HANGUP_CHECK_MS)
+    refreshed = written = time.monotonic()
     while True:
         left_ms = None if expires_at is None else expires_at - int(time.time() * 1000)
         if left_ms is not None and left_ms <= 0:
             yield sse_frame(after, ENDED_EVENT, json.dumps({"reason": EXPIRED_REASON}))
             return
         try:
-            found = bus.read(user_id, after, block_ms=max(1, min(heartbeat_ms, left_ms or heartbeat_ms)))
+            found = bus.read(user_id, after, block_ms=max(1, min(slice_ms, left_ms or slice_ms)))
         except EventBusDown:
             log.warning("event stream of user %s ends: event bus unavailable", user_id)
             yield ": event bus unavailable; reconnect with Last-Event-ID\n\n"
             return
+        if not found and client_socket is not None:
+            if client_gone(client_socket):
+                return  # the server then closes the response (and presence forgets the stream)
+            if time.monotonic() - written < heartbeat_seconds:
+                continue  # between heartbeats: nothing to write yet
+        written = time.monotonic()
         if found:
             after = found[-1][0]
             frames = []
@@ -94,8 +121,8 @@ def stream_start(bus, user_id: int, last_event_id: str | None) -> tuple[str, boo
     """Where a user's event stream starts: after ``last_event_id`` when the client resumes
     (header ``Last-Event-ID`` or ``?last_event_id=``), else after the newest event (a new
     stream gets what happens from now on). Also whether the resume is incomplete (events
-    after that id were trimmed away, or the id is newer than the stream's newest event). 400 for an id that is not an event id, 503 when the
-    bus is down."""
+    after that id were trimmed away, or the id is newer than the stream's newest event).
+    400 for an id that is not an event id, 503 when the bus is down."""
     if last_event_id is not None and last_event_id.strip():
         parsed = parse_event_id(last_event_id)
         if parsed is None:

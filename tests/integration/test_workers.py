@@ -310,3 +310,18 @@ def test_worker_and_beat_ride_out_redis_being_killed_and_restarted(stack):
         assert beat.alive(), f"beat died:\n{beat.log_tail()}"
     assert "Unrecoverable error" not in worker.log_path.read_text(errors="replace")
     assert stack.rebuild_changed() == 0
+
+
+def test_a_closed_stream_leaves_presence_within_seconds_not_a_heartbeat(stack):
+    stack.env["SSE_HEARTBEAT_SECONDS"] = "15"  # the default: a heartbeat is far away
+    stack.start_redis()
+    stack.web()
+    alice, bob = stack.user("alice"), stack.user("bob")
+    cid = alice.open_with(bob)
+    stream = bob.stream().wait_open()
+    wait_until(lambda: alice.conversation(cid)["target_info"]["online"], 10, what="bob to show online")
+    stream.close()
+    closed = time.monotonic()
+    wait_until(lambda: not alice.conversation(cid)["target_info"]["online"], 5, interval=0.1,
+               what="bob to show offline soon after closing")
+    assert time.monotonic() - closed < 5
