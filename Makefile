@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 
-.PHONY: run test test-sqlite test-postgres lint install install-dev migrate bench faults clean
+.PHONY: run test test-sqlite test-postgres lint install install-dev migrate bench faults soak clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,10 @@ bench: install-dev
 ## `make test` runs its short version (tests/integration/test_faults.py).
 faults: install-dev
 	$(BIN)/python -m bench.faults $(FAULTS)
+
+## The soak: 10 minutes at a steady rate with streams open; memory and latency must stay flat.
+soak: install-dev
+	$(BIN)/python -m bench.soak $(SOAK)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache
