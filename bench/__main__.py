@@ -10,6 +10,7 @@ import os
 import sys
 import time
 
+from bench.drain import worker_drain
 from bench.growth import history_and_list_growth
 from bench.push import push_latency
 from bench.stack import Row, production_stack
@@ -17,7 +18,8 @@ from bench.streams import streams_vs_requests
 from bench.throughput import send_throughput
 from bench.wrk import send_vs_livez
 
-BENCHMARKS = [send_vs_livez, send_throughput, push_latency, history_and_list_growth, streams_vs_requests]
+BENCHMARKS = [send_vs_livez, send_throughput, push_latency, history_and_list_growth, streams_vs_requests,
+              worker_drain]
 
 
 def _cell(value: float | None) -> str:

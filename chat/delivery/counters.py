@@ -10,9 +10,10 @@ delivery is never lost.
 
 from __future__ import annotations
 
+import functools
 import logging
 
-from sqlalchemy import and_, case, exists, func, select, update
+from sqlalchemy import BigInteger, and_, bindparam, case, exists, func, select, update
 
 from chat.extensions import db
 from chat.models import ConversationMember, Message, MessageHide
@@ -22,27 +23,54 @@ log = logging.getLogger(__name__)
 
 def countable(member: ConversationMember):
     """SQL criteria: the messages that count as unread for ``member``."""
+    return countable_for(member.conversation_id, member.user_id, member.last_read_message_id,
+                         member.cleared_before_id)
+
+
+def countable_for(conversation_id, user_id, read_up_to, cleared_before):
+    """``countable`` from a member's values (numbers, or bound parameters for a statement
+    built once): the one rule for "unread"."""
     return and_(
-        Message.conversation_id == member.conversation_id,
-        Message.sender_id != member.user_id,
-        Message.id > member.last_read_message_id,
-        Message.id > member.cleared_before_id,
+        Message.conversation_id == conversation_id,
+        Message.sender_id != user_id,
+        Message.id > read_up_to,
+        Message.id > cleared_before,
         Message.deleted_at.is_(None),
         Message.pushed_at.is_not(None),
-        ~exists().where(MessageHide.user_id == member.user_id, MessageHide.message_id == Message.id),
+        ~exists().where(MessageHide.user_id == user_id, MessageHide.message_id == Message.id),
     )
+
+
+@functools.cache
+def counts_statement():
+    """Whether one message counts as unread for a member, built once (every push asks);
+    parameters: message, conversation, user, read_up_to, cleared_before."""
+    def big(name):
+        return bindparam(name, type_=BigInteger)
+    return select(exists().where(
+        Message.id == big("message"),
+        countable_for(big("conversation"), big("user"), big("read_up_to"), big("cleared_before"))))
+
+
+def counts_as_unread(message_id: int, member: ConversationMember) -> bool:
+    return bool(db.session.scalar(counts_statement(), {
+        "message": message_id, "conversation": member.conversation_id, "user": member.user_id,
+        "read_up_to": member.last_read_message_id, "cleared_before": member.cleared_before_id}))
+
+
+@functools.cache
+def _lock_member_statement():
+    return (select(ConversationMember)
+            .where(ConversationMember.conversation_id == bindparam("conversation", type_=BigInteger),
+                   ConversationMember.user_id == bindparam("user", type_=BigInteger))
+            .with_for_update()
+            .execution_options(populate_existing=True))
 
 
 def lock_member(conversation_id: int, user_id: int) -> ConversationMember | None:
     """The member row, locked for the rest of the transaction (PostgreSQL; SQLite locks the
     whole database for a write transaction already)."""
-    return db.session.scalar(
-        select(ConversationMember)
-        .where(ConversationMember.conversation_id == conversation_id,
-               ConversationMember.user_id == user_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    return db.session.scalar(_lock_member_statement(), {"conversation": conversation_id, "user": user_id})
 
 
 def later_of(column, value: int):
@@ -50,17 +78,25 @@ def later_of(column, value: int):
     return case((column < value, value), else_=column)
 
 
+@functools.cache
+def _show_sender_chat_statement():
+    """Built once (it runs on every send); the values are bound parameters."""
+    sent_at = bindparam("sent_at", type_=BigInteger)
+    return (
+        update(ConversationMember)
+        .where(ConversationMember.conversation_id == bindparam("conversation", type_=BigInteger),
+               ConversationMember.user_id == bindparam("user", type_=BigInteger))
+        .values(hidden=False, latest_msg_time=later_of(ConversationMember.latest_msg_time, sent_at))
+        .execution_options(synchronize_session=False)
+    )
+
+
 def show_sender_chat(conversation_id: int, user_id: int, sent_at: int) -> None:
     """Sending brings the chat back to the sender's own list and to its top. One UPDATE: the
     database moves the time forward under the row's lock, so parallel sends from one user can
     never write it backwards (a lost update a read-then-write would allow)."""
-    db.session.execute(
-        update(ConversationMember)
-        .where(ConversationMember.conversation_id == conversation_id,
-               ConversationMember.user_id == user_id)
-        .values(hidden=False, latest_msg_time=later_of(ConversationMember.latest_msg_time, sent_at))
-        .execution_options(synchronize_session=False)
-    )
+    db.session.execute(_show_sender_chat_statement(),
+                       {"conversation": conversation_id, "user": user_id, "sent_at": sent_at})
 
 
 def recount(member: ConversationMember) -> int:

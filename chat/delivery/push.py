@@ -10,10 +10,12 @@ records the webhook deliveries. Counters therefore move exactly once per message
 
 from __future__ import annotations
 
+import functools
 import logging
+from types import SimpleNamespace
 
 from flask import current_app
-from sqlalchemy import exists, select, update
+from sqlalchemy import BigInteger, bindparam, exists, select, update
 
 from chat import metrics, realtime, webhooks
 from chat.delivery import counters, events
@@ -26,18 +28,36 @@ log = logging.getLogger(__name__)
 TASK = "deliver_message"
 
 
+@functools.cache
+def _statements() -> SimpleNamespace:
+    """The push's statements, built once with bound parameters: every message runs them, and
+    building them was a good part of a push's time."""
+    def big(name):
+        return bindparam(name, type_=BigInteger)
+    return SimpleNamespace(
+        message=(select(Message, Conversation.code, Conversation.user_low, Conversation.user_high, User)
+                 .join(Conversation, Conversation.id == Message.conversation_id)
+                 .join(User, User.id == Message.sender_id)
+                 .where(Message.id == big("message"))),
+        blocked=select(exists().where(Block.either_way(big("sender"), big("recipient")))),
+        pointer=select(ConversationMember.last_read_message_id).where(
+            ConversationMember.conversation_id == big("conversation"), ConversationMember.user_id == big("user")),
+        claim=(update(Message)
+               .where(Message.id == big("message"), Message.pushed_at.is_(None))
+               .values(pushed_at=big("now"))
+               .returning(Message.deleted_at)
+               .execution_options(synchronize_session=False)),
+    )
+
+
 def deliver(message_id: int) -> bool:
     """Push a stored message to its recipient; returns whether this call claimed it.
 
     Raises ``EventBusDown`` when the event cannot be published: nothing is claimed, so the
     message stays unpushed and a retry (or the sweeper) delivers it later.
     """
-    row = db.session.execute(
-        select(Message, Conversation.code, Conversation.user_low, Conversation.user_high, User)
-        .join(Conversation, Conversation.id == Message.conversation_id)
-        .join(User, User.id == Message.sender_id)
-        .where(Message.id == message_id)
-    ).first()
+    sql = _statements()
+    row = db.session.execute(sql.message, {"message": message_id}).first()
     if row is None or row[0].pushed_at is not None:
         db.session.rollback()  # end the read transaction; nothing to do
         return False
@@ -46,12 +66,10 @@ def deliver(message_id: int) -> bool:
     conversation_id, created_at = message.conversation_id, message.created_at
     # A block stops pushes; a message deleted before its push has nothing to announce.
     announce = message.deleted_at is None and not db.session.scalar(
-        select(exists().where(Block.either_way(message.sender_id, recipient_id))))
+        sql.blocked, {"sender": message.sender_id, "recipient": recipient_id})
     payload = None
     if announce:
-        pointer = db.session.scalar(select(ConversationMember.last_read_message_id).where(
-            ConversationMember.conversation_id == conversation_id,
-            ConversationMember.user_id == recipient_id)) or 0
+        pointer = db.session.scalar(sql.pointer, {"conversation": conversation_id, "user": recipient_id}) or 0
         payload = message_payload(message, code, sender, recipient_id, isread=pointer >= message_id,
                                   quote=quote_of(message.quote_key, conversation_id))
         payload["ispushed"] = 1  # true by the time anyone reads the event
@@ -62,13 +80,7 @@ def deliver(message_id: int) -> bool:
         except realtime.EventBusDown:
             metrics.delivery("retry")
             raise
-    claimed = db.session.execute(
-        update(Message)
-        .where(Message.id == message_id, Message.pushed_at.is_(None))
-        .values(pushed_at=now_ms())
-        .returning(Message.deleted_at)
-        .execution_options(synchronize_session=False)
-    ).first()
+    claimed = db.session.execute(sql.claim, {"message": message_id, "now": now_ms()}).first()
     if claimed is None:
         db.session.rollback()
         metrics.delivery("duplicate")
@@ -84,7 +96,7 @@ def deliver(message_id: int) -> bool:
     # Counted by the same rule as ``recount``/``rebuild_all``, announced or not (a message
     # delivered after a block is still in the recipient's history), so the live counter and
     # the rebuilt one never disagree.
-    if db.session.scalar(select(exists().where(Message.id == message_id, counters.countable(member)))):
+    if counters.counts_as_unread(message_id, member):
         member.unread_count += 1
     if announce and message_id > member.cleared_before_id:
         member.hidden = False

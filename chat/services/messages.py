@@ -20,7 +20,15 @@ from chat.delivery.payloads import message_payload, quote_of
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.message_types import EDITABLE_TYPES, validate_content
-from chat.models import Conversation, Message, MessageHide, User, insert_unless_taken, now_ms
+from chat.models import (
+    Conversation,
+    Message,
+    MessageHide,
+    User,
+    insert_unless_taken,
+    now_ms,
+    prepared_insert_unless_taken,
+)
 from chat.realtime.presence import online_map
 from chat.services import people, social
 from chat.services.conversations import ConversationView, get_for_member
@@ -116,8 +124,8 @@ def send(me: User, view: ConversationView, type_name: str, content: str, client_
               "type": type_name, "content": content, "quote_key": quote_key,
               "client_time": client_time, "nonce": nonce or None, "created_at": now_ms()}
     # One statement: a retry with the same nonce (even a parallel one) inserts nothing.
-    message_id = db.session.execute(
-        insert_unless_taken(Message, values, "sender_id", "nonce").returning(Message.id)).scalar()
+    insert = prepared_insert_unless_taken(Message, tuple(values), ("sender_id", "nonce"), "id")
+    message_id = db.session.execute(insert, values).scalar()
     if message_id is None:  # a retry (or a parallel one got in first): answer with the original
         original = _replay(me, nonce, conversation.id, type_name, content)
         db.session.commit()

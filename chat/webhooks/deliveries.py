@@ -18,6 +18,7 @@ oldest pending ones of a webhook beyond ``WEBHOOK_MAX_PENDING``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -26,7 +27,7 @@ import uuid
 
 from cryptography.fernet import InvalidToken
 from flask import current_app
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import BigInteger, bindparam, delete, func, or_, select, update
 
 from chat import metrics, outbox
 from chat.celery_config import webhook_time_limits
@@ -48,12 +49,18 @@ LEASE_MARGIN_S = 5
 TASK = "deliver_webhook"
 
 
+@functools.cache
+def _hooks_of_user():
+    """Built once: every push asks it (and nearly always finds none)."""
+    return select(Webhook.id, Webhook.format).where(Webhook.user_id == bindparam("user", type_=BigInteger))
+
+
 def record(user_id: int, event: str, data: dict) -> None:
     """In the caller's transaction: a delivery of ``event`` to each of ``user_id``'s
     webhooks, each attempted by a task queued once the transaction commits.
 
     One indexed query when the user has none, which is the common case."""
-    hooks = db.session.execute(select(Webhook.id, Webhook.format).where(Webhook.user_id == user_id)).all()
+    hooks = db.session.execute(_hooks_of_user(), {"user": user_id}).all()
     if not hooks:
         return
     now = now_ms()
