@@ -79,8 +79,8 @@ def _database(log_dir: Path):
 
 
 @contextlib.contextmanager
-def production_stack(worker_concurrency: int = 2):
-    """Start everything; yield a ``Stack``; stop everything."""
+def production_stack(worker_concurrency: int = 2, extra_env: dict[str, str] | None = None):
+    """Start everything; yield a ``Stack``; stop everything. ``extra_env`` adds settings."""
     with tempfile.TemporaryDirectory(prefix="chat-bench-") as tmp:
         log_dir = Path(tmp)
         processes: list[LiveProcess] = []
@@ -97,6 +97,7 @@ def production_stack(worker_concurrency: int = 2):
                     "RATELIMIT_SEND": "1000000 per second", "RATELIMIT_LOGIN": "1000000 per second",
                     # Hundreds of users are registered first; hashing is not what is measured.
                     "ARGON2_TIME_COST": "1", "ARGON2_MEMORY_COST_KIB": "8192",
+                    **(extra_env or {}),
                 }
                 flask_command(env, "db", "upgrade")
                 app_key = flask_command(env, "app-key", "create", "bench").strip().splitlines()[-1]
