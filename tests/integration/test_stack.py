@@ -19,9 +19,8 @@ from contextlib import ExitStack, contextmanager
 import pytest
 import requests
 
+from devstack import BIN, ROOT, ApiUser, LiveProcess, Trickler, flask_command, free_port, procfile, wait_until
 from tests.conftest import REDIS_URL
-from devstack import BIN, ROOT, ApiUser, LiveProcess, flask_command, free_port, procfile, wait_until
-from tests.webhooks.receiver import Trickler
 
 pytestmark = pytest.mark.integration
 

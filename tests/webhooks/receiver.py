@@ -1,6 +1,6 @@
 """A real HTTP(S) server standing in for a user's webhook receiver (not a mock): it records
-every request and answers with the statuses a test scripts, then 200. ``Trickler`` is a
-receiver that never finishes its answer; ``self_signed`` makes a certificate for HTTPS.
+every request and answers with the statuses a test scripts, then 200 (``devstack.Trickler``
+is one that never finishes its answer). ``self_signed`` makes a certificate for HTTPS.
 
 Webhook attempts run on the service's background thread (never inside a request), so what
 the receiver has got is read once the service has nothing left in flight: ``settle``.
@@ -11,8 +11,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import hmac
-import itertools
-import socket
 import ssl
 import threading
 from dataclasses import dataclass
@@ -107,70 +105,6 @@ class Receiver:
 
     def count(self) -> int:
         return len(self.requests)
-
-
-class Trickler:
-    """A receiver that never finishes answering: after the request it sends its status line
-    one byte every ``interval`` seconds (each byte well inside any read timeout), for as
-    long as it runs. ``with Trickler() as t:`` -> ``t.url``; ``t.connections`` counts the
-    attempts that reached it, ``t.open`` the ones still connected."""
-
-    def __init__(self, *, interval: float = 0.3, tls: tuple[Path, Path] | None = None,
-                 host: str = "127.0.0.1"):
-        self.interval = interval
-        self.connections = 0
-        self.open = 0
-        self.most_open = 0  # the most connections it held at once
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._tls = None
-        if tls:
-            self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            self._tls.load_cert_chain(*tls)
-        scheme = "https" if tls else "http"
-        self.url = f"{scheme}://{host}:{self._listener.getsockname()[1]}/hook"
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-
-    def _accept(self) -> None:
-        self._listener.settimeout(0.2)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
-
-    def _trickle(self, conn: socket.socket) -> None:
-        with self._lock:
-            self.connections += 1
-            self.open += 1
-            self.most_open = max(self.most_open, self.open)
-        try:
-            if self._tls is not None:
-                conn = self._tls.wrap_socket(conn, server_side=True)
-            conn.settimeout(5)
-            conn.recv(65536)  # the request (its start is enough)
-            for byte in itertools.cycle(b"HTTP/1.1 200 OK\r\nX-Slow: "):
-                if self._stop.wait(self.interval):
-                    break
-                conn.sendall(bytes([byte]))
-        except OSError:
-            pass  # the service hung up: what a deadline does
-        finally:
-            conn.close()
-            with self._lock:
-                self.open -= 1
-
-    def __enter__(self) -> "Trickler":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._listener.close()
 
 
 def self_signed(directory: Path, name: str) -> tuple[Path, Path]:

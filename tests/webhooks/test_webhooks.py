@@ -13,14 +13,15 @@ import threading
 import time
 
 import pytest
-
 from sqlalchemy import select
 
+from chat import webhooks
 from chat.extensions import db
 from chat.models import Webhook, WebhookDelivery
-from chat import webhooks
-from chat.webhooks import addresses, deliveries as attempts
-from tests.webhooks.receiver import Receiver, Trickler, self_signed, settle
+from chat.webhooks import addresses
+from chat.webhooks import deliveries as attempts
+from devstack import Trickler
+from tests.webhooks.receiver import Receiver, self_signed, settle
 
 API = "/api/v3/webhooks"
 
