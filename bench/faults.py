@@ -127,7 +127,8 @@ class Tally:
 @dataclass
 class Recovery:
     fault: str
-    seconds: float
+    resumed: float  # the service back -> the first push after it
+    seconds: float  # the service back -> a probe sent then is pushed (behind any backlog)
 
 
 class Stack:
@@ -266,7 +267,10 @@ def _inflict(stack: Stack, fault: str, probe) -> Recovery:
         stack.pg.stop("immediate")
         time.sleep(2)
         stack.pg.start()
-    return Recovery(fault, _probe_pushed(stack, probe))
+    back_ms = int(time.time() * 1000)
+    probe_seconds = _probe_pushed(stack, probe)
+    first = stack.scalar(f"SELECT min(pushed_at) FROM messages WHERE pushed_at >= {back_ms}")
+    return Recovery(fault, max(0.0, (first - back_ms) / 1000), probe_seconds)
 
 
 def run(messages: int = 10_000, users: int = 20, senders: int = 8, short: bool = False,
@@ -375,7 +379,7 @@ def check(result: dict) -> list[str]:
 
 def table(result: dict) -> str:
     rows = [(name, value) for name, value in result.items() if name not in ("recoveries", "alive", "unexpected")]
-    rows += [(f"recovery after {r.fault} ({n + 1})", f"{r.seconds:.1f} s")
+    rows += [(f"after {r.fault} ({n + 1}): pushing again / probe pushed", f"{r.resumed:.1f} s / {r.seconds:.1f} s")
              for n, r in enumerate(result["recoveries"])]
     rows.append(("processes alive at the end", ", ".join(f"{k}: {'yes' if v else 'NO'}"
                                                          for k, v in result["alive"].items())))
