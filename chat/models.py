@@ -141,6 +141,7 @@ class ConversationMember(db.Model):
     # pointer above catches up when the read task runs, and the sweeper re-queues the task
     # wherever it lags (the task was lost).
     read_wanted_id: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    read_wanted_at: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Message(db.Model):

@@ -12,6 +12,8 @@ queue that runs it: Celery when a broker is configured, else in this process
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery, Task, shared_task
 from celery.utils.time import get_exponential_backoff_interval
 from flask import Flask
@@ -19,9 +21,12 @@ from sqlalchemy.exc import OperationalError
 
 from chat import webhooks
 from chat.delivery import events, push, reads
+from chat.extensions import db
 from chat.models import now_ms
 from chat.realtime import EventBusDown
 from chat.runner import CeleryQueue, InProcessQueue, Job
+
+log = logging.getLogger(__name__)
 
 # Backoff stays under the broker's visibility timeout (a retry waiting longer than that
 # would be handed out a second time, harmlessly but needlessly).
@@ -62,12 +67,22 @@ def forget_message(message_key: str, *user_ids: int) -> None:
     events.forget_in_streams(message_key, *user_ids)
 
 
+def _each(*steps) -> None:
+    """Run every step of a periodic sweep; one that fails is logged and does not keep the
+    others from running (each is retried by the next sweep)."""
+    for step in steps:
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - logged, and the next sweep runs it again
+            log.exception("sweep step %s failed", step.__name__)
+            db.session.rollback()
+
+
 @shared_task(name="sweep_unpushed")
-def sweep_unpushed() -> int:
+def sweep_unpushed() -> None:
     """Queue again every message left unpushed, and every read whose task was lost
     (periodic, from ``celery beat``)."""
-    reads.sweep_lost_reads()
-    return push.sweep_unpushed()
+    _each(push.sweep_unpushed, reads.sweep_lost_reads)
 
 
 @shared_task(bind=True, name=webhooks.deliveries.TASK, max_retries=None)
@@ -81,12 +96,18 @@ def deliver_webhook(self, delivery_id: str, attempts: int | None = None) -> None
 
 
 @shared_task(name="requeue_webhooks")
-def requeue_webhooks() -> int:
+def requeue_webhooks() -> None:
     """Queue again webhook deliveries whose task was lost, give up on expired ones, and prune
     the delivery log (beat)."""
     now = now_ms()
-    webhooks.prune(now)
-    return webhooks.requeue_due(now)
+
+    def requeue_due():
+        webhooks.requeue_due(now)
+
+    def prune_log():
+        webhooks.prune(now)
+
+    _each(requeue_due, prune_log)
 
 
 def init_app(app: Flask) -> Celery:

@@ -313,10 +313,17 @@ def test_redis_streams_forget_a_message_inside_redis(redis_url, redis_prefix):
     bus.append(1, "message.updated", {"messagekey": "k1", "content": "one, edited"})
     bus.append(1, "message.created", {"messagekey": "k2", "content": "two"})
     bus.append(1, "message.deleted", {"messagekey": "k1", "content": ""})
+    first_id = bus.read(1, None)[0][0]
     assert bus.forget(1, "k1") == 2
     assert [(event, json.loads(data)["messagekey"]) for _, event, data in bus.read(1, None)] == [
         ("message.created", "k2"), ("message.deleted", "k1")]
     assert bus.forget(2, "k1") == 0  # no stream at all
+    # Taking events out is not trimming: a resume from before them is still complete...
+    assert bus.lost_after(1, "0-0") is False
+    # ...and the newest id the stream gave stays the newest, even once that event is gone.
+    newest = bus.append(1, "message.created", {"messagekey": "k3", "content": "three"})
+    assert bus.forget(1, "k3") == 1
+    assert bus.last_id(1) == newest and newest > first_id
 
 
 def test_logging_out_ends_that_sessions_streams_at_once_and_no_other(app, client, alice, bob, app_key):

@@ -40,21 +40,27 @@ def want_read(user_id: int, conversation_id: int, up_to_id: int | None, *, point
             update(ConversationMember)
             .where(ConversationMember.conversation_id == conversation_id,
                    ConversationMember.user_id == user_id, ConversationMember.read_wanted_id < target)
-            .values(read_wanted_id=target)
+            .values(read_wanted_id=target, read_wanted_at=now_ms())
             .execution_options(synchronize_session=False)
         )
     outbox.enqueue(TASK, user_id, conversation_id, up_to_id)
 
 
-def sweep_lost_reads(limit: int | None = None) -> int:
-    """Queue ``mark_read`` again for every member whose pointer lags behind what they asked
-    to have read; at most ``limit`` (default ``PUSH_SWEEP_BATCH``). A read in flight may be
-    queued twice: harmless, the task is idempotent. Returns how many were queued."""
+def sweep_lost_reads(min_age_ms: int | None = None, limit: int | None = None) -> int:
+    """Queue ``mark_read`` again for every member whose pointer has lagged behind what they
+    asked to have read for ``min_age_ms`` (a read merely waiting behind a backlog is left to
+    its own task); at most ``limit``. Both default to the ``PUSH_SWEEP_*`` settings. A read
+    still in flight may be queued twice: harmless, the task is idempotent. Returns how many
+    were queued."""
+    config = current_app.config
+    if min_age_ms is None:
+        min_age_ms = int(config["PUSH_SWEEP_MIN_AGE_SECONDS"] * 1000)
     if limit is None:
-        limit = int(current_app.config["PUSH_SWEEP_BATCH"])
+        limit = int(config["PUSH_SWEEP_BATCH"])
     rows = db.session.execute(
         select(ConversationMember.user_id, ConversationMember.conversation_id, ConversationMember.read_wanted_id)
-        .where(ConversationMember.read_wanted_id > ConversationMember.last_read_message_id)
+        .where(ConversationMember.read_wanted_id > ConversationMember.last_read_message_id,
+               ConversationMember.read_wanted_at <= now_ms() - min_age_ms)
         .limit(limit)
     ).all()
     db.session.rollback()  # end the read transaction before anything is queued

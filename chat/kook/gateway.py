@@ -40,7 +40,7 @@ from chat import metrics
 from chat.auth import TOKEN_SECURITY, bearer_token, current_user, require_token
 from chat.extensions import api, db
 from chat.kook.gateway_session import KEEP, init_sessions
-from chat.realtime import SESSION_REVOKED, EventBusDown
+from chat.realtime import SESSION_REVOKED, EventBusDown, parse_event_id
 from chat.realtime.kook_events import kook_event
 from chat.schemas import BaseSchema, Blueprint, LenientSchema, envelope
 from chat.services import accounts
@@ -216,19 +216,23 @@ class GatewayConnection:
                 return
             after = self.sent[client_sn][0] if client_sn in self.sent else self.sessions.position(
                 self.session_id, client_sn)
-            if after is None:
+            if after is None or first is None:
                 return  # too far behind to tell; a resume will say so
-            sn = client_sn
-            while sn < self.sn:
+            # Each event goes again under the number it was sent with. An event taken out of
+            # the stream since (its message was deleted) is not sent again: its number stays a
+            # gap rather than every later event shifting onto the wrong number.
+            numbers = {event_id: sn for sn, (event_id, _) in self.sent.items() if sn > client_sn}
+            last = parse_event_id(self.cursor)
+            while numbers:
                 found = self.bus.read(self.user_id, after, block_ms=0)
                 if not found:
                     break
                 for event_id, event, data in found:
-                    if sn >= self.sn:
-                        break
-                    d = kook_event(event_id, event, data, self.user_id, self._online)
+                    if parse_event_id(event_id) > last:
+                        return  # not sent yet: pump sends it
+                    sn = numbers.pop(event_id, None)
+                    d = None if sn is None else kook_event(event_id, event, data, self.user_id, self._online)
                     if d is not None:
-                        sn += 1
                         self.send({"s": EVENT, "d": d, "sn": sn})
                 after = found[-1][0]
 

@@ -39,7 +39,8 @@ SESSION_REVOKED = "session.revoked"
 CONTENT_EVENTS = frozenset({"message.created", "message.updated"})
 
 # Deletes from one stream every entry marked with a message key, inside Redis: no entry
-# crosses the network, and the scan is bounded by the stream's length (about MAXLEN).
+# crosses the network, and the scan is bounded by the stream's length (about MAXLEN). It
+# counts what it removed (KEYS[2]), so that removals are not mistaken for trimming.
 _FORGET = """
 local removed = 0
 for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
@@ -51,6 +52,9 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
       break
     end
   end
+end
+if removed > 0 then
+  redis.call('INCRBY', KEYS[2], removed)
 end
 return removed
 """
@@ -91,6 +95,7 @@ class InProcessBus:
     def __init__(self, maxlen: int = STREAM_MAXLEN):
         self._streams: dict[int, deque] = defaultdict(lambda: deque(maxlen=maxlen))
         self._trimmed: dict[int, str] = {}  # per user: the newest event id dropped for length
+        self._last: dict[int, str] = {}  # per user: the newest event id ever given
         self._counter = itertools.count(1)
         self._changed = threading.Condition()
 
@@ -101,6 +106,7 @@ class InProcessBus:
             if len(stream) == stream.maxlen:
                 self._trimmed[user_id] = stream[0][0]
             stream.append((event_id, event, json.dumps(data), content_of(event, data)))
+            self._last[user_id] = event_id
             self._changed.notify_all()
         return event_id
 
@@ -117,10 +123,11 @@ class InProcessBus:
         return removed
 
     def last_id(self, user_id: int) -> str:
-        """The id of the newest retained event ("0-0" when there is none)."""
+        """The id of the newest event the stream ever gave ("0-0" when none): what a new
+        stream starts after, and the newest id a client can have seen (even when that event
+        was taken out since)."""
         with self._changed:
-            stream = self._streams.get(user_id)
-            return stream[-1][0] if stream else "0-0"
+            return self._last.get(user_id, "0-0")
 
     def lost_after(self, user_id: int, after: str) -> bool:
         """Whether events after ``after`` were already dropped (a resume cannot be complete)."""
@@ -173,24 +180,34 @@ class RedisStreamBus:
     def forget(self, user_id: int, message_key: str) -> int:
         """Take out of ``user_id``'s stream every event carrying ``message_key``'s content."""
         try:
-            return int(self._forget(keys=[self._key(user_id)], args=[message_key]))
+            return int(self._forget(keys=[self._key(user_id), self._forgotten_key(user_id)], args=[message_key]))
         except redis.RedisError as exc:
             raise EventBusDown(str(exc)) from exc
 
+    def _forgotten_key(self, user_id: int) -> str:
+        return f"{self._prefix}events-forgotten:{user_id}"
+
     def last_id(self, user_id: int) -> str:
+        """The id of the newest event the stream ever gave ("0-0" when none), even when that
+        event was taken out since (Redis keeps it as the stream's last generated id)."""
         try:
-            newest = self._client.xrevrange(self._key(user_id), count=1)
+            info = self._client.xinfo_stream(self._key(user_id))
+        except redis.ResponseError:
+            return "0-0"  # no such stream yet
         except redis.RedisError as exc:
             raise EventBusDown(str(exc)) from exc
-        return _text(newest[0][0]) if newest else "0-0"
+        info = {_text(k): v for k, v in info.items()}
+        return _text(info.get("last-generated-id") or "0-0")
 
     def lost_after(self, user_id: int, after: str) -> bool:
         """Whether events after ``after`` may have been trimmed away: the stream was trimmed
-        (Redis 7 counts every entry ever added) and ``after`` is older than its first kept
-        entry. When ``after`` is exactly the last trimmed event this says True though
-        nothing was lost (Redis does not keep that id); a needless reload is the cost."""
+        (Redis 7 counts every entry ever added; entries taken out by ``forget`` are counted
+        apart and are not trimming) and ``after`` is older than its first kept entry. When
+        ``after`` is exactly the last trimmed event this says True though nothing was lost
+        (Redis does not keep that id); a needless reload is the cost."""
         try:
             info = self._client.xinfo_stream(self._key(user_id))
+            forgotten = int(self._client.get(self._forgotten_key(user_id)) or 0)
         except redis.ResponseError:
             return False  # no such stream yet: nothing was ever trimmed
         except redis.RedisError as exc:
@@ -198,7 +215,7 @@ class RedisStreamBus:
         info = {_text(k): v for k, v in info.items()}
         added, length = info.get("entries-added"), info.get("length") or 0
         first = info.get("recorded-first-entry-id") or (info.get("first-entry") or [None])[0]
-        if added is None or added <= length or first is None:
+        if added is None or added - forgotten <= length or first is None:
             return False  # never trimmed (or a Redis too old to say)
         return parse_event_id(after) < parse_event_id(_text(first))
 

@@ -45,7 +45,11 @@ def client_gone(sock) -> bool:
     try:
         readable, _, _ = select.select([sock], [], [], 0)
         return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
-    except (OSError, ValueError):
+    except ValueError:
+        # select() cannot take this descriptor (1024 or above, unpatched), or the socket
+        # cannot peek (TLS): not known to be gone; the next write will tell.
+        return False
+    except OSError:
         return True  # closed underneath us
 
 

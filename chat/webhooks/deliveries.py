@@ -271,6 +271,7 @@ def _fail_stale(delivery_id: str, attempts: int, last_error: str | None) -> None
 
 
 WITHDRAWN = "not sent: the message was deleted"
+PRUNE_BATCH = 1000
 
 
 def withdraw(message_key: str, user_ids) -> int:
@@ -300,9 +301,20 @@ def prune(now: int) -> int:
     Returns how many rows were removed or dropped."""
     config = current_app.config
     cutoff = now - int(config["WEBHOOK_LOG_RETENTION_HOURS"] * 3600 * 1000)
-    removed = db.session.execute(
-        delete(WebhookDelivery).where(WebhookDelivery.status != PENDING, WebhookDelivery.created_at < cutoff)
-    ).rowcount
+    # In batches, each its own transaction: the first prune after an upgrade may find a week
+    # of rows, and one huge DELETE would outlast the task's time limit and roll back.
+    removed = 0
+    while True:
+        batch = select(WebhookDelivery.id).where(
+            WebhookDelivery.status != PENDING, WebhookDelivery.created_at < cutoff,
+        ).limit(PRUNE_BATCH).scalar_subquery()
+        gone = db.session.execute(
+            delete(WebhookDelivery).where(WebhookDelivery.id.in_(batch)).execution_options(synchronize_session=False)
+        ).rowcount
+        db.session.commit()
+        removed += gone
+        if gone < PRUNE_BATCH:
+            break
     cap = config["WEBHOOK_MAX_PENDING"]
     crowded = db.session.execute(
         select(WebhookDelivery.webhook_id, func.count())

@@ -52,6 +52,7 @@ class Deadline:
     def __init__(self, seconds: float):
         self.sockets: list[socket.socket] = []
         self.expired = False
+        self._done = False
         self._lock = threading.Lock()
         self._timer = threading.Timer(seconds, self._expire)
         self._timer.daemon = True
@@ -64,9 +65,18 @@ class Deadline:
 
     def _expire(self) -> None:
         with self._lock:
+            if self._done:
+                return  # the answer was in before the timer got the lock
             self.expired = True
             for sock in self.sockets:
                 self._shut(sock)
+
+    def stop(self) -> bool:
+        """The answer is in: the deadline no longer applies. Returns whether it had already
+        expired (then the answer may be cut short and does not count)."""
+        with self._lock:
+            self._done = True
+            return self.expired
 
     @staticmethod
     def _shut(sock: socket.socket) -> None:
@@ -101,7 +111,8 @@ def _pinned_session(addresses: list[str], deadline: Deadline | None = None) -> r
                     try:
                         sock = super()._new_conn()
                     except (NewConnectionError, ConnectTimeoutError):
-                        if n == len(addresses) - 1:
+                        # The deadline covers connecting too: no next address once it passed.
+                        if n == len(addresses) - 1 or (deadline is not None and deadline.expired):
                             raise
                     else:
                         if deadline is not None:
@@ -188,14 +199,15 @@ def post(url: str, secret: str | None, delivery_id: str, event: str, body: bytes
             # No redirects: a redirect could lead to an address the checks above refuse.
             response = session.post(url, data=body, headers=headers, timeout=timeout,
                                     allow_redirects=False, stream=True)
+            # Cut inside the headers, http.client takes the end of the stream for the end of
+            # the headers, so a status line that made it in time would look like an answer.
+            late = deadline.stop()
             response.close()  # the receiver's body is not needed
     except requests.RequestException as exc:
         if deadline.expired:
             return Outcome(False, False, None, f"no complete response within {limit:g} s")
         return Outcome(False, False, None, _describe(exc))
-    if deadline.expired:
-        # Cut inside the headers: http.client takes the end of the stream for the end of the
-        # headers, so a status line that made it in time would look like an answer.
+    if late:
         return Outcome(False, False, None, f"no complete response within {limit:g} s")
     code = response.status_code
     if 200 <= code < 300:
