@@ -1,22 +1,26 @@
 """The Celery broker transport: kombu's Redis transport, made to survive Redis going away.
 
-When Redis dies under a worker, Celery closes the broken connection, and kombu's channel
-tries, while closing, to give the worker's unacknowledged messages back to Redis. With the
-connection already torn down, kombu builds a new client from a connection object that is
-gone and raises ``AttributeError`` ("'NoneType' object has no attribute 'hostname'"); that
-is not a connection error, so the worker takes it as unrecoverable and exits, and nothing is
-pushed again until someone restarts it. Seen with kombu 5.7 on a Redis SIGKILL.
+When Redis dies under a worker, Celery closes the broken connection. Two things then reach
+for a Redis client through that closed channel: the channel's own clean-up, which gives the
+worker's unacknowledged messages back, and the acknowledgement of a task that finishes
+after the connection broke. kombu builds a new client from connection details that are gone
+and raises ``AttributeError`` ("'NoneType' object has no attribute 'hostname'" / "...
+'client'"); that is not a connection error, so the worker takes it as unrecoverable and
+exits, and nothing is pushed until someone restarts it. Seen with kombu 5.7 on a Redis
+SIGKILL with tasks in flight.
 
-Here that give-back may fail: the messages are either still in Redis's unacknowledged set
-(and come back after the visibility timeout) or were lost with Redis's memory (the
-sweepers queue the work again from the database). The worker then reconnects, as it does
-for any other connection error. ``celery_config`` names this class as the broker transport.
+Here a closed channel answers with a connection error instead (which Celery logs and
+recovers from by reconnecting), and the give-back may fail. The messages concerned are
+still in Redis's unacknowledged set, and come back after the visibility timeout, or were
+lost with Redis's memory, and the sweepers queue their work again from the database.
+``celery_config`` names this class as the broker transport.
 """
 
 from __future__ import annotations
 
 import logging
 
+import redis
 from kombu.transport import redis as kombu_redis
 
 log = logging.getLogger(__name__)
@@ -35,6 +39,11 @@ class QoS(kombu_redis.QoS):
 
 class Channel(kombu_redis.Channel):
     QoS = QoS
+
+    def _connparams(self, asynchronous=False):
+        if self.connection is None or self.connection.client is None:
+            raise redis.exceptions.ConnectionError("the connection to the broker was closed")
+        return super()._connparams(asynchronous=asynchronous)
 
 
 class Transport(kombu_redis.Transport):
