@@ -108,16 +108,38 @@ def deliver(message_id: int) -> bool:
     return True
 
 
-def sweep_unpushed(min_age_ms: int | None = None, limit: int | None = None) -> int:
-    """Queue again the push of every message left unpushed for ``min_age_ms`` (its first
-    enqueue was lost, or its worker died); oldest first, at most ``limit`` (both default to
-    the ``PUSH_SWEEP_*`` settings). Returns how many were queued. A message queued twice is
-    harmless: delivery is idempotent."""
+def sweep_bounds(min_age_ms: int | None, limit: int | None) -> tuple[int, int]:
+    """A sweep's (minimum age in ms, most rows), each defaulting to its ``PUSH_SWEEP_*``
+    setting: the push and the read sweeps take the same ones."""
     config = current_app.config
     if min_age_ms is None:
         min_age_ms = int(config["PUSH_SWEEP_MIN_AGE_SECONDS"] * 1000)
     if limit is None:
         limit = int(config["PUSH_SWEEP_BATCH"])
+    return min_age_ms, limit
+
+
+def queue_again(task: str, jobs: list[tuple], what: str) -> int:
+    """For a sweep, after its read transaction ended: queue ``task`` once per argument tuple,
+    stopping at the first the broker refuses (the next sweep tries again). Returns how many
+    were queued."""
+    queue = current_app.extensions["task_queue"]
+    queued = 0
+    for args in jobs:
+        if not queue.enqueue(task, tuple(args)).ok:
+            break
+        queued += 1
+    if jobs:
+        log.info("sweeper queued %d of %d %s again", queued, len(jobs), what)
+    return queued
+
+
+def sweep_unpushed(min_age_ms: int | None = None, limit: int | None = None) -> int:
+    """Queue again the push of every message left unpushed for ``min_age_ms`` (its first
+    enqueue was lost, or its worker died); oldest first, at most ``limit`` (both default to
+    the ``PUSH_SWEEP_*`` settings). Returns how many were queued. A message queued twice is
+    harmless: delivery is idempotent."""
+    min_age_ms, limit = sweep_bounds(min_age_ms, limit)
     ids = db.session.scalars(
         select(Message.id)
         .where(Message.pushed_at.is_(None), Message.created_at <= now_ms() - min_age_ms)
@@ -125,12 +147,4 @@ def sweep_unpushed(min_age_ms: int | None = None, limit: int | None = None) -> i
         .limit(limit)
     ).all()
     db.session.rollback()  # end the read transaction before anything is queued
-    queue = current_app.extensions["task_queue"]
-    queued = 0
-    for message_id in ids:
-        if not queue.enqueue(TASK, (message_id,)).ok:
-            break  # the broker is gone: the next sweep tries again
-        queued += 1
-    if ids:
-        log.info("sweeper queued %d of %d unpushed messages again", queued, len(ids))
-    return queued
+    return queue_again(TASK, [(message_id,) for message_id in ids], "unpushed messages")

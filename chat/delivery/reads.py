@@ -11,18 +11,13 @@ pointer lags behind what was asked: that task was lost.
 
 from __future__ import annotations
 
-import logging
-
-from flask import current_app
 from sqlalchemy import func, select, update
 
 from chat import outbox, realtime, webhooks
-from chat.delivery import counters, events
+from chat.delivery import counters, events, push
 from chat.delivery.payloads import read_payload
 from chat.extensions import db
 from chat.models import Conversation, ConversationMember, Message, now_ms
-
-log = logging.getLogger(__name__)
 
 TASK = "mark_read"
 
@@ -52,11 +47,7 @@ def sweep_lost_reads(min_age_ms: int | None = None, limit: int | None = None) ->
     its own task); at most ``limit``. Both default to the ``PUSH_SWEEP_*`` settings. A read
     still in flight may be queued twice: harmless, the task is idempotent. Returns how many
     were queued."""
-    config = current_app.config
-    if min_age_ms is None:
-        min_age_ms = int(config["PUSH_SWEEP_MIN_AGE_SECONDS"] * 1000)
-    if limit is None:
-        limit = int(config["PUSH_SWEEP_BATCH"])
+    min_age_ms, limit = push.sweep_bounds(min_age_ms, limit)
     rows = db.session.execute(
         select(ConversationMember.user_id, ConversationMember.conversation_id, ConversationMember.read_wanted_id)
         .where(ConversationMember.read_wanted_id > ConversationMember.last_read_message_id,
@@ -64,15 +55,7 @@ def sweep_lost_reads(min_age_ms: int | None = None, limit: int | None = None) ->
         .limit(limit)
     ).all()
     db.session.rollback()  # end the read transaction before anything is queued
-    queue = current_app.extensions["task_queue"]
-    queued = 0
-    for user_id, conversation_id, wanted in rows:
-        if not queue.enqueue(TASK, (user_id, conversation_id, wanted)).ok:
-            break  # the broker is gone: the next sweep tries again
-        queued += 1
-    if rows:
-        log.info("sweeper queued %d of %d lost reads again", queued, len(rows))
-    return queued
+    return push.queue_again(TASK, rows, "lost reads")
 
 
 def mark_read(user_id: int, conversation_id: int, up_to_id: int | None = None, *,

@@ -41,6 +41,7 @@ from chat.auth import TOKEN_SECURITY, bearer_token, current_user, require_token
 from chat.extensions import api, db
 from chat.kook.gateway_session import KEEP, init_sessions
 from chat.realtime import SESSION_REVOKED, EventBusDown, parse_event_id
+from chat.realtime.bus import revokes
 from chat.realtime.kook_events import kook_event
 from chat.schemas import BaseSchema, Blueprint, LenientSchema, envelope
 from chat.services import accounts
@@ -176,12 +177,12 @@ class GatewayConnection:
             sn = self.sn
             revoked = False
             for event_id, event, data in found:
+                if revokes(event, data, self.token_id):
+                    found = found[:found.index((event_id, event, data)) + 1]
+                    revoked = True
+                    break
                 if event == SESSION_REVOKED:
-                    if json.loads(data).get("token_id") == self.token_id:
-                        found = found[:found.index((event_id, event, data)) + 1]
-                        revoked = True
-                        break
-                    continue
+                    continue  # another session's logout
                 d = kook_event(event_id, event, data, self.user_id, self._online)
                 if d is not None:
                     sn += 1

@@ -82,6 +82,12 @@ def format_event_id(pair: tuple[int, int]) -> str:
     return f"{pair[0]}-{pair[1]}"
 
 
+def revokes(event: str, data: str, token_id: int | None) -> bool:
+    """Whether a stream event (``data`` as stored: JSON text) revokes the token ``token_id``:
+    what every stream or gateway connection opened with that token checks."""
+    return event == SESSION_REVOKED and json.loads(data).get("token_id") == token_id
+
+
 def content_of(event: str, data: dict) -> str | None:
     """The key of the message whose content ``event`` carries, if it carries any."""
     return data.get("messagekey") if event in CONTENT_EVENTS else None

@@ -13,7 +13,7 @@ import socket
 import time
 
 from chat.errors import Kind, ServiceError
-from chat.realtime.bus import SESSION_REVOKED, EventBusDown, format_event_id, parse_event_id
+from chat.realtime.bus import SESSION_REVOKED, EventBusDown, format_event_id, parse_event_id, revokes
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +29,6 @@ RESET_EVENT = "stream.reset"
 ENDED_EVENT = "stream.ended"  # the last event of a stream whose token stopped being valid
 REVOKED_REASON = "your session was revoked (logged out): sign in again"
 EXPIRED_REASON = "your session expired: sign in again"
-
-
-def _own_revocation(event: str, data: str, token_id: int | None) -> bool:
-    return event == SESSION_REVOKED and json.loads(data).get("token_id") == token_id
 
 
 # How often an open stream looks whether its client has hung up (between heartbeats).
@@ -104,7 +100,7 @@ def sse_stream(bus, presence, user_id: int, after: str, heartbeat_seconds: float
             after = found[-1][0]
             frames = []
             for event_id, event, data in found:
-                if _own_revocation(event, data, token_id):
+                if revokes(event, data, token_id):
                     yield "".join(frames) + sse_frame(event_id, ENDED_EVENT, json.dumps({"reason": REVOKED_REASON}))
                     return
                 if event != SESSION_REVOKED:  # another device's logout: not this stream's business
