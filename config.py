@@ -257,6 +257,9 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
         "DB_POOL_TIMEOUT": env_int(environ, "DB_POOL_TIMEOUT", 10),
         "DB_POOL_RECYCLE": env_int(environ, "DB_POOL_RECYCLE", 1800),
         "DB_CONNECT_TIMEOUT": env_int(environ, "DB_CONNECT_TIMEOUT", 5),
+        # A pooled connection idle for longer than this is checked (one round trip) before it
+        # is used; a busy connection is not (see chat/app.py, _ping_when_idle).
+        "DB_PING_AFTER_IDLE_SECONDS": env_float(environ, "DB_PING_AFTER_IDLE_SECONDS", 10),
         # OpenAPI (flask-smorest): the document is served at /openapi.json.
         "API_TITLE": "chat: direct messaging",
         "API_VERSION": "1.0",
@@ -381,10 +384,11 @@ def engine_options(settings: Mapping) -> dict:
     A gunicorn worker process (threads or gevent greenlets alike) and a Celery worker process
     each hold one pool: at most DB_POOL_SIZE + DB_MAX_OVERFLOW connections, and a request that
     waits DB_POOL_TIMEOUT seconds for one answers 503 instead of hanging. Connections are
-    checked before use and renewed after DB_POOL_RECYCLE seconds, so a restarted or
-    failed-over database is picked up without restarting the service.
+    renewed after DB_POOL_RECYCLE seconds, and one idle for DB_PING_AFTER_IDLE_SECONDS is
+    checked before use (``chat.app``), so a restarted or failed-over database is picked up
+    without restarting the service.
     """
-    options: dict = {"pool_pre_ping": True}
+    options: dict = {}
     if settings["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
         options.update(
             pool_size=settings["DB_POOL_SIZE"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from flask import Flask
@@ -94,6 +95,30 @@ def _guard_against_fork(engine) -> None:
             raise exc.DisconnectionError("connection was opened by another process")
 
 
+def _ping_when_idle(engine, idle_seconds: float) -> None:
+    """Check a pooled connection before use when it has been idle for ``idle_seconds``: the
+    database may have restarted, or a proxy dropped it, since it was last used. A connection
+    in steady use is not checked: that would be one more round trip on every request, and
+    one that broke anyway fails its request with a 503, after which the pool drops every
+    connection as old as it (SQLAlchemy's reaction to a disconnect). SQLAlchemy's recipe for
+    pessimistic disconnect handling, with a threshold."""
+
+    @event.listens_for(engine, "checkin")
+    def on_checkin(_dbapi_connection, record):
+        if record is not None:
+            record.info["checked_in"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def on_checkout(dbapi_connection, record, _proxy):
+        if time.monotonic() - record.info.get("checked_in", 0.0) < idle_seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            # The pool throws this connection away and checks out another (three tries).
+            raise exc.DisconnectionError(f"a pooled connection failed its check: {error}") from error
+
+
 def register_extensions(app: Flask) -> None:
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         os.makedirs(app.instance_path, exist_ok=True)  # where the embedded database lives
@@ -101,6 +126,8 @@ def register_extensions(app: Flask) -> None:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             _tune_sqlite(db.engine)
+        else:
+            _ping_when_idle(db.engine, float(app.config["DB_PING_AFTER_IDLE_SECONDS"]))
         _guard_against_fork(db.engine)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
     init_api(api)

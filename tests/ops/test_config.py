@@ -155,10 +155,10 @@ def test_database_urls_the_service_runs_on(url, stored):
 def test_the_pool_settings_become_engine_options():
     settings = load_config({**PRODUCTION, "DB_POOL_SIZE": "7", "DB_CONNECT_TIMEOUT": "2"})
     assert settings["SQLALCHEMY_ENGINE_OPTIONS"] == {
-        "pool_pre_ping": True, "pool_size": 7, "max_overflow": 10, "pool_timeout": 10,
+        "pool_size": 7, "max_overflow": 10, "pool_timeout": 10,
         "pool_recycle": 1800, "connect_args": {"connect_timeout": 2}}
     # SQLite has no pool to size.
-    assert load_config({"DB_POOL_SIZE": "7"})["SQLALCHEMY_ENGINE_OPTIONS"] == {"pool_pre_ping": True}
+    assert load_config({"DB_POOL_SIZE": "7"})["SQLALCHEMY_ENGINE_OPTIONS"] == {}
 
 
 def test_profiles():
