@@ -16,6 +16,8 @@ from collections.abc import Mapping
 QUEUES = ("push", "counters", "webhooks")
 TASK_ROUTES = {
     "deliver_message": {"queue": "push"},
+    # Drains a batched job's pile (chat.runner); queued on that job's own queue by name.
+    "run_batches": {"queue": "push"},
     "sweep_unpushed": {"queue": "push"},
     "mark_read": {"queue": "counters"},
     "forget_message": {"queue": "push"},

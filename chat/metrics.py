@@ -66,6 +66,8 @@ MESSAGES_SENT = Counter("chat_messages_sent_total", "Messages accepted by a send
                         ["dialect"])
 PUSH_LAG = Histogram("chat_push_lag_seconds", "From a message being stored to its delivery to the recipient",
                      buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, float("inf")))
+PUSH_BATCHES = Histogram("chat_push_batch_size", "Messages one push batch delivered (a worker takes what waits)",
+                         buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, float("inf")))
 DELIVERIES = Counter("chat_deliveries_total",
                      "Push attempts by outcome: delivered (claimed now), duplicate (done already), "
                      "retry (event bus down, tried again later)", ["outcome"])
@@ -91,8 +93,13 @@ def observe_push(created_at_ms: int) -> None:
     PUSH_LAG.observe(max(0.0, time.time() - created_at_ms / 1000))
 
 
-def delivery(outcome: str) -> None:
-    DELIVERIES.labels(outcome).inc()
+def push_batch(size: int) -> None:
+    PUSH_BATCHES.observe(size)
+
+
+def delivery(outcome: str, count: int = 1) -> None:
+    if count:
+        DELIVERIES.labels(outcome).inc(count)
 
 
 def webhook_delivery(outcome: str) -> None:

@@ -14,19 +14,32 @@ Two implementations behind one ``enqueue(name, args)``, chosen at start-up:
   on that thread after the delay, up to ``INPROCESS_RETRY_LIMIT`` attempts in a row; what is
   still not done then waits for a sweep, as it would if its worker had died.
 
+A batched job (``Job.batched``: a push) is not one Celery task per call. Its items pile up in
+a Redis list (``Pile``), and one task at a time takes them from there in batches of
+``TASK_BATCH_SIZE`` and hands each batch to the job's function, until the pile is empty. A
+request adds its item and, only when no task is draining the pile, queues one: one Redis
+round trip per item instead of a Celery publish, and one transaction per batch on the worker
+instead of one per item. An item taken by a worker that then dies is lost from the pile; the
+job's sweeper recovers it (a push's: every message left unpushed), as it does a lost task.
+
 Either way a job is the same plain function (see ``chat.tasks.JOBS``); nothing else in the
 code base knows which queue is in use.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
+import time
 from typing import Callable, NamedTuple
 
+import redis
 from flask import Flask
 from kombu.exceptions import OperationalError as BrokerError
+
+from chat.celery_config import TASK_ROUTES
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +57,9 @@ class Job(NamedTuple):
     function: Callable
     background: bool = False  # makes network calls: never run inside a request
     run_here_if_unqueued: bool = False  # no sweeper recovers it: run it here if the broker is down
+    # Run many at a time: the function takes a list of items (each the one argument a call was
+    # queued with) and returns the items it finished. Items a worker loses need a sweeper.
+    batched: bool = False
 
 
 class Enqueued(NamedTuple):
@@ -56,20 +72,126 @@ class Enqueued(NamedTuple):
 
 
 def run_in_own_context(app: Flask, job: Job, args: tuple):
-    """Run ``job`` as a worker would: in an app context (and so a database session) of its own."""
+    """Run ``job`` as a worker would: in an app context (and so a database session) of its own.
+    A batched job gets its calls' arguments as one batch."""
     with app.app_context():
+        if job.batched:
+            return job.function([one for one, in args])
         return job.function(*args)
 
 
-class CeleryQueue:
-    """Tasks go to the broker; a worker runs them."""
+DRAIN_TASK = "run_batches"
 
-    def __init__(self, app: Flask, celery_app, jobs: dict[str, Job]):
+# A pile is a list of JSON items; beside it a "kick" key says that a task is draining it. Each
+# script is one atomic step, so an item added as the drainer finds the pile empty is either
+# seen by that drainer or finds no kick and queues a new one: never stranded.
+_ADD = """
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return 1 end
+return 0
+"""
+_TAKE = """
+local items = redis.call('LPOP', KEYS[1], ARGV[1])
+if items then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+return items
+"""
+_RELEASE = """
+if redis.call('LLEN', KEYS[1]) > 0 then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
+  return 1
+end
+redis.call('DEL', KEYS[2])
+return 0
+"""
+_GIVE_BACK = """
+redis.call('LPUSH', KEYS[1], unpack(ARGV))
+return 1
+"""
+ADD_CHUNK = 1000  # items per script call (Lua's unpack takes a few thousand at most)
+
+
+class Pile:
+    """The Redis lists where a batched job's items wait for a drainer (see module doc).
+
+    The kick outlives its drainer by ``hold_ms`` without a renewal (each batch taken renews
+    it): a drainer that died stops holding the pile then, and the next item queues another."""
+
+    def __init__(self, client: redis.Redis, prefix: str, hold_ms: int):
+        self._client = client
+        self._prefix = prefix
+        self._hold_ms = hold_ms
+        self._add = client.register_script(_ADD)
+        self._take = client.register_script(_TAKE)
+        self._release = client.register_script(_RELEASE)
+        self._give_back = client.register_script(_GIVE_BACK)
+
+    def _keys(self, name: str) -> list[str]:
+        return [f"{self._prefix}pile:{name}", f"{self._prefix}pile:{name}:kick"]
+
+    def add(self, name: str, items: list) -> bool:
+        """Add ``items``; True when no task was draining the pile: the caller queues one."""
+        kicked = False
+        for start in range(0, len(items), ADD_CHUNK):
+            encoded = [json.dumps(item) for item in items[start:start + ADD_CHUNK]]
+            kicked |= bool(self._add(keys=self._keys(name), args=[self._hold_ms, *encoded]))
+        return kicked
+
+    def take(self, name: str, count: int) -> list:
+        """Up to ``count`` items, oldest first (the caller is the drainer: the kick is renewed)."""
+        found = self._take(keys=self._keys(name), args=[count, self._hold_ms])
+        return [json.loads(item) for item in found or ()]
+
+    def release(self, name: str) -> bool:
+        """The drainer found the pile empty: stop draining, unless items came meanwhile
+        (then True: the caller keeps draining)."""
+        return bool(self._release(keys=self._keys(name), args=[self._hold_ms]))
+
+    def give_back(self, name: str, items: list) -> None:
+        """Put a batch that failed back at the head of the pile (best effort: its sweeper
+        finds it otherwise)."""
+        try:
+            self._give_back(keys=self._keys(name)[:1], args=[json.dumps(item) for item in reversed(items)])
+        except redis.RedisError:
+            log.warning("could not give %d %s items back to the pile; the sweeper will find them",
+                        len(items), name)
+
+
+class CeleryQueue:
+    """Tasks go to the broker; a worker runs them. Batched jobs go through a ``Pile``."""
+
+    def __init__(self, app: Flask, celery_app, jobs: dict[str, Job], pile: Pile):
         self.app = app
         self.celery = celery_app
         self.jobs = jobs
+        self.pile = pile
+        self.batch_size = int(app.config["TASK_BATCH_SIZE"])
+        self.drain_seconds = float(app.config["TASK_DRAIN_SECONDS"])
 
     def enqueue(self, name: str, args: tuple, countdown: float | None = None) -> Enqueued:
+        job = self.jobs.get(name)
+        if job is not None and job.batched and not countdown:
+            return Enqueued(self.enqueue_many(name, [args]) == 1)
+        return self._publish(name, args, countdown)
+
+    def enqueue_many(self, name: str, calls: list[tuple]) -> int:
+        """Queue ``name`` once per argument tuple (a batched job's in one round trip); stops
+        at the first the broker refuses. Returns how many were queued."""
+        job = self.jobs.get(name)
+        if job is None or not job.batched:
+            queued = 0
+            while queued < len(calls) and self._publish(name, calls[queued], None).ok:
+                queued += 1
+            return queued
+        try:
+            if self.pile.add(name, [one for one, in calls]):
+                self._drain_later(name)
+        except (BrokerError, OSError, redis.RedisError):
+            log.warning("could not queue %d %s; the sweeper will queue them again", len(calls), name,
+                        exc_info=True)
+            return 0
+        return len(calls)
+
+    def _publish(self, name: str, args: tuple, countdown: float | None) -> Enqueued:
         try:
             self.celery.tasks[name].apply_async(args=args, countdown=countdown)
         except (BrokerError, OSError):
@@ -84,6 +206,34 @@ class CeleryQueue:
             log.warning("could not queue %s%s; the sweeper will queue it again", name, args, exc_info=True)
             return Enqueued(False)
         return Enqueued(True)
+
+    def _drain_later(self, name: str) -> None:
+        """Queue the task that drains ``name``'s pile, on the queue ``name``'s tasks go to."""
+        queue_name = TASK_ROUTES.get(name, {}).get("queue")
+        self.celery.tasks[DRAIN_TASK].apply_async(args=(name,), queue=queue_name)
+
+    def drain(self, name: str) -> int:
+        """The drain task (on a worker): run ``name``'s piled items in batches until the pile
+        is empty, or for ``TASK_DRAIN_SECONDS`` (then a fresh task carries on, so one task
+        never holds a worker process past its time limit). Returns how many items it took."""
+        job = self.jobs[name]
+        deadline = time.monotonic() + self.drain_seconds
+        taken = 0
+        while True:
+            items = self.pile.take(name, self.batch_size)
+            if not items:
+                if self.pile.release(name):
+                    continue
+                return taken
+            taken += len(items)
+            try:
+                run_in_own_context(self.app, job, [(item,) for item in items])
+            except Exception:
+                self.pile.give_back(name, items)
+                raise
+            if time.monotonic() > deadline:
+                self._drain_later(name)  # the kick stays held: the next task is the drainer
+                return taken
 
     def close(self) -> None:
         pass
@@ -108,14 +258,33 @@ class InProcessQueue:
             self._submit(name, args, attempt=1, delay=countdown or 0)
             return Enqueued(True)
         try:
-            result = self._run(job, args)
+            result = self._run(job, [args] if job.batched else args)
         except Exception:
             # What a worker would retry: here the sweepers pick it up, as after a lost task.
             log.warning("in-process task %s%s failed; the sweeper will retry", name, args, exc_info=True)
             return Enqueued(False)
+        if job.batched:  # this call's own outcome: whether its item was finished
+            result = args[0] in result
         return Enqueued(True, done=True, result=result)
 
-    def _run(self, job: Job, args: tuple):
+    def enqueue_many(self, name: str, calls: list[tuple]) -> int:
+        """Queue ``name`` once per argument tuple (a batched job runs them as one batch);
+        returns how many were queued (or ran)."""
+        job = self.jobs[name]
+        if not job.batched:
+            queued = 0
+            while queued < len(calls) and self.enqueue(name, calls[queued]).ok:
+                queued += 1
+            return queued
+        try:
+            self._run(job, calls)
+        except Exception:
+            log.warning("in-process task %s (%d items) failed; the sweeper will retry", name, len(calls),
+                        exc_info=True)
+            return 0
+        return len(calls)
+
+    def _run(self, job: Job, args):
         return run_in_own_context(self.app, job, args)
 
     # ---- the background thread ------------------------------------------------------------

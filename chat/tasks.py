@@ -16,7 +16,7 @@ import logging
 
 from celery import Celery, Task, shared_task
 from celery.utils.time import get_exponential_backoff_interval
-from flask import Flask
+from flask import Flask, current_app
 from sqlalchemy.exc import OperationalError
 
 from chat import webhooks
@@ -24,7 +24,7 @@ from chat.delivery import events, push, reads
 from chat.extensions import db
 from chat.models import now_ms
 from chat.realtime import EventBusDown
-from chat.runner import CeleryQueue, InProcessQueue, Job
+from chat.runner import DRAIN_TASK, CeleryQueue, InProcessQueue, Job, Pile
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +34,24 @@ TRANSIENT = (EventBusDown, OperationalError)
 RETRY = {"retry_backoff": 1, "retry_backoff_max": 30, "retry_jitter": True, "max_retries": 12}
 
 JOBS = {
-    push.TASK: Job(push.deliver),
+    push.TASK: Job(push.deliver_batch, batched=True),
     reads.TASK: Job(reads.mark_read, run_here_if_unqueued=True),
     events.FORGET_TASK: Job(events.forget_in_streams),
     webhooks.deliveries.TASK: Job(webhooks.attempt, background=True),
 }
 
 
+@shared_task(name=DRAIN_TASK, autoretry_for=TRANSIENT, **RETRY)
+def run_batches(job_name: str) -> int:
+    """Run a batched job's piled-up calls (pushes) in batches until none are left."""
+    return current_app.extensions["task_queue"].drain(job_name)
+
+
 @shared_task(name=push.TASK, autoretry_for=TRANSIENT, **RETRY)
 def deliver_message(message_id: int) -> bool:
-    """Push a stored message to its recipient and count it unread, exactly once."""
+    """Push one stored message to its recipient and count it unread, exactly once. Pushes
+    are piled up and run in batches (``run_batches``); this task runs the ones a release
+    before that queued one task each, still in the broker when it was upgraded."""
     return push.deliver(message_id)
 
 
@@ -125,7 +133,9 @@ def init_app(app: Flask) -> Celery:
     celery_app.set_default()
     app.extensions["celery"] = celery_app
     if app.config.get("REDIS_URL"):
-        app.extensions["task_queue"] = CeleryQueue(app, celery_app, JOBS)
+        pile = Pile(app.extensions["redis"], app.config["REDIS_KEY_PREFIX"],
+                    int(app.config["TASK_PILE_HOLD_SECONDS"] * 1000))
+        app.extensions["task_queue"] = CeleryQueue(app, celery_app, JOBS, pile)
     else:
         app.extensions["task_queue"] = InProcessQueue(app, JOBS, int(app.config["INPROCESS_RETRY_LIMIT"]))
     return celery_app

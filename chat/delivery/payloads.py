@@ -30,16 +30,24 @@ def quote_of(quote_key: str | None, conversation_id: int) -> dict | None:
     quotes none or the quoted one was deleted for everyone."""
     if not quote_key:
         return None
-    row = db.session.execute(
+    return quotes_of({(quote_key, conversation_id)}).get((quote_key, conversation_id))
+
+
+def quotes_of(wanted: set[tuple[str, int]]) -> dict[tuple[str, int], dict]:
+    """``quote_of`` for many (quote key, conversation id) pairs in one query; pairs whose
+    message is gone (or in another conversation) are left out."""
+    if not wanted:
+        return {}
+    rows = db.session.execute(
         select(Message, User).join(User, User.id == Message.sender_id)
-        .where(Message.key == quote_key, Message.conversation_id == conversation_id,
-               Message.deleted_at.is_(None))
-    ).first()
-    if row is None:
-        return None
-    quoted, quoted_by = row
-    return {"id": quoted.key, "type": kook_number(quoted.type), "content": quoted.content,
+        .where(Message.key.in_({key for key, _ in wanted}), Message.deleted_at.is_(None))
+    ).all()
+    return {
+        (quoted.key, quoted.conversation_id): {
+            "id": quoted.key, "type": kook_number(quoted.type), "content": quoted.content,
             "create_at": quoted.created_at, "author": author(quoted_by)}
+        for quoted, quoted_by in rows if (quoted.key, quoted.conversation_id) in wanted
+    }
 
 
 def message_payload(message, chat_code: str, sender, recipient_id: int, *, isread: bool = False,

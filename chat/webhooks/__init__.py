@@ -6,11 +6,20 @@ go), ``signing`` (secrets kept encrypted, signatures), ``transport`` (one POST o
 their message is deleted, pruned after the retention).
 """
 
-from chat.webhooks.deliveries import PENDING, attempt, backoff_seconds, prune, record, requeue_due, withdraw
+from chat.webhooks.deliveries import (
+    PENDING,
+    attempt,
+    backoff_seconds,
+    prune,
+    record,
+    record_many,
+    requeue_due,
+    withdraw,
+)
 from chat.webhooks.registry import create, delete, delivery_log, list_for_user
 from chat.webhooks.signing import decrypt_secret, encrypt_secret, signature
 
 __all__ = [
     "PENDING", "attempt", "backoff_seconds", "create", "decrypt_secret", "delete", "delivery_log",
-    "encrypt_secret", "list_for_user", "prune", "record", "requeue_due", "signature", "withdraw",
+    "encrypt_secret", "list_for_user", "prune", "record", "record_many", "requeue_due", "signature", "withdraw",
 ]

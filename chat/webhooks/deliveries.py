@@ -24,10 +24,11 @@ import logging
 import math
 import random
 import uuid
+from collections import defaultdict
 
 from cryptography.fernet import InvalidToken
 from flask import current_app
-from sqlalchemy import BigInteger, bindparam, delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 
 from chat import metrics, outbox
 from chat.celery_config import webhook_time_limits
@@ -50,34 +51,46 @@ TASK = "deliver_webhook"
 
 
 @functools.cache
-def _hooks_of_user():
-    """Built once: every push asks it (and nearly always finds none)."""
-    return select(Webhook.id, Webhook.format).where(Webhook.user_id == bindparam("user", type_=BigInteger))
+def _hooks_of_users():
+    """Built once: every push batch asks it (and nearly always finds none)."""
+    return (select(Webhook.user_id, Webhook.id, Webhook.format)
+            .where(Webhook.user_id.in_(bindparam("users", expanding=True)))
+            .order_by(Webhook.id))
 
 
 def record(user_id: int, event: str, data: dict) -> None:
     """In the caller's transaction: a delivery of ``event`` to each of ``user_id``'s
-    webhooks, each attempted by a task queued once the transaction commits.
+    webhooks, each attempted by a task queued once the transaction commits."""
+    record_many([(user_id, event, data)])
 
-    One indexed query when the user has none, which is the common case."""
-    hooks = db.session.execute(_hooks_of_user(), {"user": user_id}).all()
+
+def record_many(events: list[tuple[int, str, dict]]) -> None:
+    """``record`` for each (user id, event, data), in order: one indexed query for all their
+    webhooks, and nothing more when none of them has any, which is the common case."""
+    if not events:
+        return
+    hooks = defaultdict(list)
+    for user_id, hook_id, hook_format in db.session.execute(
+            _hooks_of_users(), {"users": sorted({user_id for user_id, _, _ in events})}):
+        hooks[user_id].append((hook_id, hook_format))
     if not hooks:
         return
     now = now_ms()
-    about = content_of(event, data)
-    for hook_id, hook_format in hooks:
-        delivery_id = str(uuid.uuid4())
-        if hook_format == kook_format.KOOK_FORMAT:
-            body = _kook_body(hook_id, user_id, event, data, now)
-            if body is None:
-                continue  # no KOOK counterpart (read markers, chat list changes)
-        else:
-            body = json.dumps({"event": event, "delivery": delivery_id, "created_at": now, "data": data},
-                              separators=(",", ":"), ensure_ascii=False)
-        db.session.add(WebhookDelivery(id=delivery_id, webhook_id=hook_id, event=event, payload=body,
-                                       about=about, status=PENDING, attempts=0, created_at=now,
-                                       next_attempt_at=now))
-        outbox.enqueue(TASK, delivery_id, 0)
+    for user_id, event, data in events:
+        about = content_of(event, data)
+        for hook_id, hook_format in hooks.get(user_id, ()):
+            delivery_id = str(uuid.uuid4())
+            if hook_format == kook_format.KOOK_FORMAT:
+                body = _kook_body(hook_id, user_id, event, data, now)
+                if body is None:
+                    continue  # no KOOK counterpart (read markers, chat list changes)
+            else:
+                body = json.dumps({"event": event, "delivery": delivery_id, "created_at": now, "data": data},
+                                  separators=(",", ":"), ensure_ascii=False)
+            db.session.add(WebhookDelivery(id=delivery_id, webhook_id=hook_id, event=event, payload=body,
+                                           about=about, status=PENDING, attempts=0, created_at=now,
+                                           next_attempt_at=now))
+            outbox.enqueue(TASK, delivery_id, 0)
 
 
 def _kook_body(hook_id: int, user_id: int, event: str, data: dict, now: int) -> str | None:
