@@ -10,14 +10,14 @@ from sqlalchemy import select
 
 from chat.extensions import db
 from chat.models import ConversationMember, Message
-from chat.realtime import EventBusDown, RedisStreamBus, redis_client
+from chat.realtime import EventBusDown, RedisStreamBus, Subscriber, redis_client
 from chat.delivery import counters, push, reads
 from devstack import free_port
 
 
 def dead_bus() -> RedisStreamBus:
     client = redis_client(f"redis://127.0.0.1:{free_port()}/0", 0.5)
-    return RedisStreamBus(client, client, "test:")
+    return RedisStreamBus(client, Subscriber(client, "test:"), "test:")
 
 
 def unread(conversation_id: int, user_id: int) -> int:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from chat.realtime import RedisPresence, RedisStreamBus, redis_client
+from chat.realtime import RedisPresence, RedisStreamBus, Subscriber, redis_client
 from devstack import free_port, wait_until
 
 
@@ -148,7 +148,7 @@ def test_a_user_is_online_while_a_stream_is_open(alice, bob):
 
 
 def test_the_stream_answers_503_while_redis_is_down(app, bob):
-    app.extensions["event_bus"] = RedisStreamBus(dead_redis(), dead_redis(), "test:")
+    app.extensions["event_bus"] = RedisStreamBus(dead_redis(), Subscriber(dead_redis(), "test:"), "test:")
     response = open_stream(bob.client, bob.session)
     assert response.status_code == 503
     assert response.json["code"] == 50000 and "unavailable" in response.json["message"]
@@ -188,7 +188,7 @@ def redis_url():
 
 def test_redis_streams_resume_and_know_when_events_were_trimmed(redis_url, redis_prefix):
     client = redis_client(redis_url, 1)
-    bus = RedisStreamBus(client, client, redis_prefix, maxlen=10)
+    bus = RedisStreamBus(client, Subscriber(client, redis_prefix), redis_prefix, maxlen=10)
     assert bus.last_id(1) == "0-0" and bus.lost_after(1, "0-0") is False
     ids = [bus.append(1, "message.created", {"n": n}) for n in range(300)]
     assert bus.last_id(1) == ids[-1]
@@ -213,10 +213,12 @@ def test_redis_presence_is_per_stream_and_expires(redis_url, redis_prefix):
     assert presence.is_online(7) is False  # ...and stops counting once unrefreshed
 
 
-def test_waiting_streams_share_one_blocking_reader(tmp_path):
-    # Thousands of idle event streams must not hold a blocking Redis connection each: one
-    # reader per process waits on all of them and wakes the ones whose stream grew.
+def test_waiting_streams_send_nothing_to_redis_and_share_one_connection(tmp_path):
+    # Thousands of idle event streams must not each hold a Redis connection, nor poll Redis
+    # while they wait: one subscriber per process hears every append and wakes the streams of
+    # that user only.
     import threading
+    import time
 
     import redis
 
@@ -224,30 +226,63 @@ def test_waiting_streams_share_one_blocking_reader(tmp_path):
 
     server, url = start_redis(tmp_path)
     try:
-        bus = RedisStreamBus(redis_client(url, 1), redis_client(url, 1, read_timeout=10), "t:")
+        client = redis_client(url, 1)
+        bus = RedisStreamBus(client, Subscriber(client, "t:"), "t:")
         got: dict[int, list] = {}
-        readers = [threading.Thread(target=lambda u=u: got.__setitem__(u, bus.read(u, "0-0", block_ms=8000)))
-                   for u in range(1, 41)]
+        heads = {user: "0-0" for user in range(1, 41)}
+
+        def stream(user):  # what an event stream does: read, then wait until it may have grown
+            found = bus.read(user, heads[user])
+            while not found:
+                if bus.wait(user, heads[user], 8):
+                    found = bus.read(user, heads[user])
+            got[user] = found
+
+        readers = [threading.Thread(target=stream, args=(u,)) for u in range(1, 41)]
         for reader in readers:
             reader.start()
         watcher = redis.Redis.from_url(url)
 
-        def blocked_readers() -> int:
-            return sum(1 for c in watcher.client_list() if c.get("cmd") == "xread" and "b" in c.get("flags", ""))
+        def subscribed() -> int:
+            return sum(int(c.get("sub", 0)) for c in watcher.client_list())
 
-        wait_until(lambda: blocked_readers() == 1 and len(bus._waker._seen) == 40, 10,
-                   what="one blocking reader for all 40 waiting streams")
+        wait_until(lambda: subscribed() == 41, 10, what="40 waiting streams' channels (and the broadcasts)")
+        assert sum(1 for c in watcher.client_list() if int(c.get("sub", 0))) == 1  # on one connection
+        reads = int(watcher.info("commandstats").get("cmdstat_xread", {}).get("calls", 0))
+        time.sleep(1.5)  # all 40 wait, and send nothing
+        assert int(watcher.info("commandstats")["cmdstat_xread"]["calls"]) == reads
         bus.append(7, "message.created", {"n": 7})
         bus.append(23, "message.created", {"n": 23})
         for user in (7, 23):
             readers[user - 1].join(5)
             assert [json.loads(data)["n"] for _, _, data in got[user]] == [user]
-        assert blocked_readers() == 1  # the other 38 still wait, on the same connection
+        assert int(watcher.info("commandstats")["cmdstat_xread"]["calls"]) == reads + 2  # only they read
         for user in range(1, 41):
             bus.append(user, "message.created", {"n": user})
         for reader in readers:
             reader.join(5)
         assert all(got[user] for user in range(1, 41))
+    finally:
+        server.stop()
+
+
+def test_a_stream_that_waits_after_reading_misses_nothing_appended_in_between(tmp_path):
+    # The race the subscriber must close: an event appended between a stream's read and its
+    # wait (before or after its channel is subscribed) still wakes it.
+    from devstack import start_redis
+
+    server, url = start_redis(tmp_path)
+    try:
+        client = redis_client(url, 1)
+        bus = RedisStreamBus(client, Subscriber(client, "r:"), "r:")
+        head = bus.append(5, "message.created", {"n": 0})
+        for n in range(1, 30):
+            assert bus.read(5, head) == []
+            newer = bus.append(5, "message.created", {"n": n})  # after the read, before the wait
+            assert bus.wait(5, head, 5) is True, f"event {n} was missed"
+            assert [json.loads(data)["n"] for _, _, data in bus.read(5, head)] == [n]
+            head = newer
+        assert bus.wait(5, head, 0.3) is False  # and nothing new: a wait that times out
     finally:
         server.stop()
 
@@ -308,7 +343,7 @@ def test_a_message_deleted_for_me_leaves_only_my_replay(alice, bob):
 
 def test_redis_streams_forget_a_message_inside_redis(redis_url, redis_prefix):
     client = redis_client(redis_url, 1)
-    bus = RedisStreamBus(client, client, redis_prefix, maxlen=100)
+    bus = RedisStreamBus(client, Subscriber(client, redis_prefix), redis_prefix, maxlen=100)
     bus.append(1, "message.created", {"messagekey": "k1", "content": "one"})
     bus.append(1, "message.updated", {"messagekey": "k1", "content": "one, edited"})
     bus.append(1, "message.created", {"messagekey": "k2", "content": "two"})

@@ -131,6 +131,7 @@ class GatewayConnection:
         self.session_id = ""
         self.sn = 0  # the last sn sent
         self.cursor = "0-0"  # the stream event the last sn came from (or was skipped at)
+        self.maybe_more = True  # whether the stream may hold events after the cursor (read it)
         # sn -> (stream event id, when it was sent): for a PING that shows the client is behind.
         self.sent: OrderedDict[int, tuple[str, float]] = OrderedDict()
         self.lock = threading.RLock()  # one sender at a time; the numbering moves under it
@@ -169,7 +170,13 @@ class GatewayConnection:
     def pump(self, block_ms: int) -> int:
         """Send the events after the cursor (waiting up to ``block_ms`` for some); returns
         how many stream events were read."""
-        found = self.bus.read(self.user_id, self.cursor, block_ms=block_ms)
+        if block_ms and not self.maybe_more:
+            # Waiting sends nothing to Redis: the bus says when the stream may have grown.
+            self.maybe_more = self.bus.wait(self.user_id, self.cursor, block_ms / 1000)
+            if not self.maybe_more:
+                return 0
+        found = self.bus.read(self.user_id, self.cursor)
+        self.maybe_more = bool(found)  # a full read may have left more behind
         if not found:
             return 0
         with self.lock:

@@ -17,26 +17,32 @@ from chat.realtime.bus import (
     EventBusDown,
     InProcessBus,
     RedisStreamBus,
+    Subscriber,
     forget,
     format_event_id,
     parse_event_id,
     publish,
+    publish_many_or_fail,
     publish_or_fail,
 )
 from chat.realtime.presence import InProcessPresence, RedisPresence, presence_ttl
 
 __all__ = [
-    "EventBusDown", "InProcessBus", "InProcessPresence", "RedisPresence", "RedisStreamBus", "SESSION_REVOKED",
-    "forget", "format_event_id", "init_app", "parse_event_id", "publish", "publish_or_fail", "redis_client",
+    "EventBusDown", "InProcessBus", "InProcessPresence", "RedisPresence", "RedisStreamBus", "SESSION_REVOKED", "Subscriber",
+    "forget", "format_event_id", "init_app", "parse_event_id", "publish", "publish_many_or_fail", "publish_or_fail",
+    "redis_client",
 ]
 
 
-def redis_client(url: str, timeout: float, read_timeout: float | None = None) -> redis.Redis:
+SUBSCRIBER_HEALTH_CHECK_S = 5
+
+
+def redis_client(url: str, timeout: float, read_timeout: float | None = None, **options) -> redis.Redis:
     """A client that fails fast: a short connect timeout and one immediate retry (enough to
     replace a pooled connection that died with a Redis restart), never redis-py's default
     backoff, which would hold a request for seconds while Redis is down."""
     return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=read_timeout or timeout,
-                                retry=Retry(NoBackoff(), 1))
+                                retry=Retry(NoBackoff(), 1), **options)
 
 
 def init_app(app: Flask) -> None:
@@ -51,7 +57,9 @@ def init_app(app: Flask) -> None:
     prefix = app.config["REDIS_KEY_PREFIX"]
     timeout = float(app.config["REDIS_SOCKET_TIMEOUT"])
     client = redis_client(url, timeout)
-    blocking = redis_client(url, timeout, read_timeout=heartbeat + 5)
     app.extensions["redis"] = client
-    app.extensions["event_bus"] = RedisStreamBus(client, blocking, prefix, maxlen)
+    # The subscriber's connection is pinged when idle, so a Redis that froze or vanished
+    # without closing it is noticed (and streams fall back to polling) within seconds.
+    subscriber = Subscriber(redis_client(url, timeout, health_check_interval=SUBSCRIBER_HEALTH_CHECK_S), prefix)
+    app.extensions["event_bus"] = RedisStreamBus(client, subscriber, prefix, maxlen)
     app.extensions["presence"] = RedisPresence(client, prefix, presence_ttl(heartbeat))

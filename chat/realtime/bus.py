@@ -8,6 +8,12 @@ An event that carries a message's content (``message.created``, ``message.update
 marked with that message's key, so ``forget`` can take every such event out of a user's log
 once the message is deleted: a client that resumes later never receives deleted content.
 
+A stream that waits for events holds no Redis connection of its own and sends no command
+while it waits: each append also publishes the new event's id on the user's wake channel, and
+one subscriber per process (``Subscriber``: one pub/sub connection, one thread) wakes the
+streams of that user in this process, which then read their events themselves. The same
+subscriber hears broadcasts to every process (credentials revoked elsewhere).
+
 Every Redis failure is raised as ``EventBusDown``, so callers decide: a worker retries later,
 a request carries on without the event, the event stream answers 503. ``publish`` is the
 request paths' best-effort form; ``publish_or_fail`` the workers' (they retry).
@@ -57,6 +63,14 @@ if removed > 0 then
   redis.call('INCRBY', KEYS[2], removed)
 end
 return removed
+"""
+
+# Appends an event and tells the processes waiting on this stream its id, in one step.
+# KEYS: stream, wake channel; ARGV: max length, then field, value pairs.
+_APPEND = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 2))
+redis.call('PUBLISH', KEYS[2], id)
+return id
 """
 
 EVENT_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
@@ -116,6 +130,10 @@ class InProcessBus:
             self._changed.notify_all()
         return event_id
 
+    def append_many(self, events: list[tuple[int, str, dict]]) -> list[str]:
+        """``append`` for each (user id, event, data), in order."""
+        return [self.append(*event) for event in events]
+
     def forget(self, user_id: int, message_key: str) -> int:
         """Take out of ``user_id``'s log every event carrying ``message_key``'s content."""
         with self._changed:
@@ -141,6 +159,12 @@ class InProcessBus:
             trimmed = self._trimmed.get(user_id)
         return trimmed is not None and parse_event_id(trimmed) > parse_event_id(after)
 
+    def wait(self, user_id: int, after: str, timeout: float, woken: threading.Event | None = None) -> bool:
+        """Having just read up to ``after``: wait until the log may have more (True), or
+        ``timeout`` seconds (False). (``woken`` is not watched here: in-process, a stream
+        polls for its client hanging up.)"""
+        return bool(self.read(user_id, after, block_ms=max(1, int(timeout * 1000))))
+
     def read(self, user_id: int, after: str | None, block_ms: int = 0) -> list[tuple[str, str, str]]:
         """Events after ``after`` (all retained events when None), waiting up to ``block_ms``."""
         deadline = time.monotonic() + block_ms / 1000
@@ -158,30 +182,35 @@ class InProcessBus:
 class RedisStreamBus:
     """Per-user Redis Streams ``<prefix>events:<user_id>``, trimmed to about ``maxlen``."""
 
-    def __init__(self, client: redis.Redis, blocking_client: redis.Redis, prefix: str,
-                 maxlen: int = STREAM_MAXLEN):
+    def __init__(self, client: redis.Redis, subscriber: "Subscriber", prefix: str, maxlen: int = STREAM_MAXLEN):
         self._client = client
-        # Blocking reads wait up to a heartbeat; they get a socket timeout longer than that.
-        self._blocking = blocking_client
+        self.subscriber = subscriber
         self._prefix = prefix
         self._maxlen = maxlen
-        self._waker: _Waker | None = None
-        self._waker_lock = threading.Lock()
         self._forget = client.register_script(_FORGET)
+        self._append = client.register_script(_APPEND)
 
     def _key(self, user_id: int) -> str:
         return f"{self._prefix}events:{user_id}"
 
     def append(self, user_id: int, event: str, data: dict) -> str:
-        fields = {"event": event, "data": json.dumps(data)}
-        about = content_of(event, data)
-        if about is not None:
-            fields["about"] = about
+        return self.append_many([(user_id, event, data)])[0]
+
+    def append_many(self, events: list[tuple[int, str, dict]]) -> list[str]:
+        """Append each (user id, event, data), in order, in one round trip."""
+        pipe = self._client.pipeline(transaction=False)
+        for user_id, event, data in events:
+            fields = ["event", event, "data", json.dumps(data)]
+            about = content_of(event, data)
+            if about is not None:
+                fields += ["about", about]
+            self._append(keys=[self._key(user_id), self.subscriber.wake_channel(user_id)],
+                         args=[self._maxlen, *fields], client=pipe)
         try:
-            event_id = self._client.xadd(self._key(user_id), fields, maxlen=self._maxlen, approximate=True)
+            event_ids = pipe.execute()
         except redis.RedisError as exc:
             raise EventBusDown(str(exc)) from exc
-        return event_id.decode() if isinstance(event_id, bytes) else event_id
+        return [_text(event_id) for event_id in event_ids]
 
     def forget(self, user_id: int, message_key: str) -> int:
         """Take out of ``user_id``'s stream every event carrying ``message_key``'s content."""
@@ -226,22 +255,19 @@ class RedisStreamBus:
         return parse_event_id(after) < parse_event_id(_text(first))
 
     def read(self, user_id: int, after: str | None, block_ms: int = 0) -> list[tuple[str, str, str]]:
-        """Events after ``after``; when there are none yet, wait up to ``block_ms`` for some.
-
-        Waiting holds no Redis connection of its own: one reader per process (``_Waker``)
-        blocks on every waited-for stream at once and wakes the readers of a stream that
-        grew, which then read it themselves. Thousands of open event streams cost one
-        blocking connection, not one each."""
+        """Events after ``after``; when there are none yet, wait up to ``block_ms`` for some."""
         found = self._read_now(user_id, after)
         if found or not block_ms:
             return found
-        if self._waker is None:
-            with self._waker_lock:
-                if self._waker is None:
-                    self._waker = _Waker(self._blocking, self._key)
-        if self._waker.wait(user_id, after or "0-0", block_ms / 1000):
+        if self.wait(user_id, after or "0-0", block_ms / 1000):
             return self._read_now(user_id, after)
         return []
+
+    def wait(self, user_id: int, after: str, timeout: float, woken: threading.Event | None = None) -> bool:
+        """Having just read up to ``after``: wait until the stream may have more (True), or
+        ``timeout`` seconds (False); ``woken`` set by the caller ends it early too. Costs no
+        Redis command: the process's ``Subscriber`` hears of every append."""
+        return self.subscriber.wait(user_id, after, timeout, woken)
 
     def _read_now(self, user_id: int, after: str | None) -> list[tuple[str, str, str]]:
         try:
@@ -256,83 +282,186 @@ class RedisStreamBus:
         return events
 
 
-class _Waker:
-    """One blocking reader per bus (so per process): ``XREAD BLOCK`` over every stream that
-    somebody waits on, waking that stream's waiters when it grows. Waiters read the events
-    themselves, from their own position, so a wake-up can never lose or reorder anything;
-    at worst it is a spare read."""
+class Subscriber:
+    """A process's one Redis pub/sub connection, read by one thread (see the module doc).
 
-    BLOCK_MS = 250  # how soon a stream waited on for the first time joins the blocking read
+    Event streams ``wait`` for their user's wake channel. A user's channel is subscribed while
+    a stream of this process waits on it, and for ``LINGER_S`` after, so a stream that reads
+    and waits again does not subscribe anew each time. ``on_broadcast`` handlers get the
+    messages sent to every process with ``broadcast``. While the subscription cannot be
+    trusted (not connected yet, Redis away, a reconnect), waiters are woken (a spare read
+    costs nothing wrong), and a stream polls once a second until it is back.
+    """
 
-    def __init__(self, client: redis.Redis, key_of):
+    POLL_S = 0.05  # how long one read of the connection waits; also how soon a subscription starts
+    LINGER_S = 30.0
+    RETRY_S = 1.0
+
+    def __init__(self, client: redis.Redis, prefix: str):
         self._client = client
-        self._key_of = key_of
+        self._prefix = prefix
         self._lock = threading.Lock()
-        self._waiters: dict[str, set[threading.Event]] = defaultdict(set)
-        self._seen: dict[str, str] = {}  # per stream: the newest id the reader has seen
-        self._down = threading.Event()  # Redis failed: waiters give up and read (and fail) now
+        self._waiters: dict[int, set[threading.Event]] = defaultdict(set)
+        self._notified: dict[int, str] = {}  # per subscribed user: the newest event id heard of
+        self._subscribed: set[int] = set()
+        self._last_wanted: dict[int, float] = {}  # per user: when a stream last waited on it
+        self._handlers: dict[str, list] = defaultdict(list)
+        self._listening_since: float | None = None  # monotonic; None while not subscribed
         self._thread: threading.Thread | None = None
 
-    def wait(self, user_id: int, after: str, timeout: float) -> bool:
-        """Wait until the stream may have events after ``after``; False on timeout."""
-        if self._down.is_set():
-            return True  # the caller's own read reports the outage (or finds Redis back)
-        key = self._key_of(user_id)
-        woken = threading.Event()
+    def wake_channel(self, user_id: int) -> str:
+        return f"{self._prefix}wake:{user_id}"
+
+    def _broadcast_channel(self, topic: str) -> str:
+        return f"{self._prefix}broadcast:{topic}"
+
+    # ---- used by streams and services ----------------------------------------------------
+
+    def wait(self, user_id: int, after: str, timeout: float, woken: threading.Event | None = None) -> bool:
+        """Wait until ``user_id``'s stream may have events after ``after``; False when
+        ``timeout`` seconds pass without any. ``woken``: the caller's own event, which
+        something else may set to end the wait early (a client hanging up)."""
+        woken = woken or threading.Event()
         with self._lock:
-            seen = self._seen.get(key)
-            if seen is not None and parse_event_id(seen) > parse_event_id(after):
-                return True  # it grew since this reader last looked
-            self._seen.setdefault(key, after)
-            self._waiters[key].add(woken)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="event-bus-reader", daemon=True)
-                self._thread.start()
+            self._start()
+            self._last_wanted[user_id] = time.monotonic()
+            trusted = self._listening_since is not None and user_id in self._subscribed
+            notified = self._notified.get(user_id)
+            if trusted and notified is not None and parse_event_id(notified) > parse_event_id(after):
+                return True  # grew since the caller last read
+            self._waiters[user_id].add(woken)
         try:
-            return woken.wait(timeout) or self._down.is_set()
+            if not trusted and self._listening_since is None:
+                # Nobody can tell when the stream grows: read once a second.
+                return woken.wait(min(timeout, self.RETRY_S)) or True
+            return woken.wait(timeout)
         finally:
             with self._lock:
-                self._waiters[key].discard(woken)
-                if not self._waiters[key]:
-                    del self._waiters[key]
-                    self._seen.pop(key, None)
+                waiters = self._waiters.get(user_id)
+                if waiters is not None:
+                    waiters.discard(woken)
+                    if not waiters:
+                        del self._waiters[user_id]
+
+    def on_broadcast(self, topic: str, handler) -> None:
+        """Call ``handler(message)`` (in the subscriber's thread) for each ``broadcast`` on
+        ``topic``, from any process."""
+        with self._lock:
+            self._handlers[self._broadcast_channel(topic)].append(handler)
+            self._start()
+
+    def broadcast(self, topic: str, message: str) -> None:
+        """Send ``message`` to ``topic``'s handlers in every process (this one included)."""
+        try:
+            self._client.publish(self._broadcast_channel(topic), message)
+        except redis.RedisError as exc:
+            raise EventBusDown(str(exc)) from exc
+
+    def listening_since(self) -> float | None:
+        """Since when (``time.monotonic()``) this process has heard every broadcast; None
+        while it may be missing some."""
+        with self._lock:
+            self._start()
+            return self._listening_since
+
+    # ---- the thread -----------------------------------------------------------------------
+
+    def _start(self) -> None:
+        """(Lock held.) Make sure the reading thread runs."""
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="event-bus-subscriber", daemon=True)
+            self._thread.start()
 
     def _run(self) -> None:
-        idle_since = None
+        pubsub = None
         while True:
-            with self._lock:
-                streams = dict(self._seen)
-                if not streams:
-                    idle_since = idle_since or time.monotonic()
-                    if time.monotonic() - idle_since > 5:
-                        self._thread = None  # nobody waits: stop; the next waiter starts one
-                        return
-            if not streams:
-                time.sleep(self.BLOCK_MS / 1000)
-                continue
-            idle_since = None
             try:
-                reply = self._client.xread(streams, count=1, block=self.BLOCK_MS)
+                if pubsub is None:
+                    pubsub = self._client.pubsub()
+                    with self._lock:
+                        channels = list(self._handlers)
+                        self._subscribed.clear()
+                        self._notified.clear()
+                    pubsub.subscribe(*channels, self._broadcast_channel("-"))
+                self._follow_demand(pubsub)
+                message = pubsub.get_message(timeout=self.POLL_S)
+                while message is not None:
+                    self._handle(message)
+                    message = pubsub.get_message(timeout=0)
             except redis.RedisError:
-                log.warning("event bus reader: redis unavailable; waiters read (and report) it themselves")
-                self._wake_all_once()
-                time.sleep(1)
-                continue
-            self._down.clear()
-            for key, entries in reply or ():
-                key = _text(key)
+                log.warning("event bus subscriber: redis unavailable; streams poll until it is back")
                 with self._lock:
-                    if key in self._seen:
-                        self._seen[key] = _text(entries[-1][0])
-                    for woken in self._waiters.get(key, ()):
-                        woken.set()
+                    self._listening_since = None
+                    self._subscribed.clear()
+                    self._wake_all()
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except redis.RedisError:
+                        pass
+                pubsub = None
+                time.sleep(self.RETRY_S)
 
-    def _wake_all_once(self) -> None:
-        self._down.set()
+    def _follow_demand(self, pubsub) -> None:
+        """Subscribe the users streams wait on; unsubscribe the ones nobody waited on lately."""
+        now = time.monotonic()
         with self._lock:
-            for waiters in self._waiters.values():
-                for woken in waiters:
-                    woken.set()
+            wanted = [u for u in self._waiters if u not in self._subscribed]
+            idle = [u for u in self._subscribed
+                    if u not in self._waiters and now - self._last_wanted.get(u, 0) > self.LINGER_S]
+            self._subscribed.update(wanted)  # pending: trusted once the reply arrives
+            self._subscribed.difference_update(idle)
+            for user_id in idle:
+                self._notified.pop(user_id, None)
+                self._last_wanted.pop(user_id, None)
+        if wanted:
+            pubsub.subscribe(*(self.wake_channel(u) for u in wanted))
+        if idle:
+            pubsub.unsubscribe(*(self.wake_channel(u) for u in idle))
+
+    def _handle(self, message: dict) -> None:
+        kind, channel = message["type"], _text(message["channel"])
+        if kind == "subscribe":
+            with self._lock:
+                if channel == self._broadcast_channel("-"):
+                    # Every channel asked for at connect time is subscribed before this reply.
+                    self._listening_since = time.monotonic()
+                    self._wake_all()
+                    return
+                user_id = self._user_of(channel)
+                if user_id is not None:
+                    self._wake(user_id)  # what was appended before the subscription: read it
+            return
+        if kind != "message":
+            return
+        user_id = self._user_of(channel)
+        if user_id is None:
+            with self._lock:
+                handlers = list(self._handlers.get(channel, ()))
+            for handler in handlers:
+                try:
+                    handler(_text(message["data"]))
+                except Exception:  # noqa: BLE001 - one handler must not stop the subscriber
+                    log.exception("broadcast handler failed on %s", channel)
+            return
+        event_id = _text(message["data"])
+        with self._lock:
+            seen = self._notified.get(user_id)
+            if seen is None or parse_event_id(event_id) > parse_event_id(seen):
+                self._notified[user_id] = event_id
+            self._wake(user_id)
+
+    def _user_of(self, channel: str) -> int | None:
+        prefix = f"{self._prefix}wake:"
+        return int(channel[len(prefix):]) if channel.startswith(prefix) else None
+
+    def _wake(self, user_id: int) -> None:
+        for woken in self._waiters.get(user_id, ()):
+            woken.set()
+
+    def _wake_all(self) -> None:
+        for user_id in self._waiters:
+            self._wake(user_id)
 
 
 def _text(value) -> str:
@@ -350,6 +479,13 @@ def publish_or_fail(user_id: int, event: str, data: dict) -> str:
     """Append an event to ``user_id``'s stream; returns the event id. Raises
     ``EventBusDown`` when the bus cannot be reached."""
     return bus().append(user_id, event, data)
+
+
+def publish_many_or_fail(events: list[tuple[int, str, dict]]) -> list[str]:
+    """``publish_or_fail`` for each (user id, event, data), in order, in one round trip to
+    the bus; returns the event ids. Raises ``EventBusDown`` when the bus cannot be reached
+    (some of the events may have been appended: clients de-duplicate by message key)."""
+    return bus().append_many(events)
 
 
 def forget(user_id: int, message_key: str) -> int:

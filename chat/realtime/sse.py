@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import select
 import socket
+import threading
 import time
 
 from chat.errors import Kind, ServiceError
@@ -49,6 +51,52 @@ def client_gone(sock) -> bool:
         return True  # closed underneath us
 
 
+class HangupWatch:
+    """Under gevent: a greenlet that sleeps until the client's socket turns readable (the
+    client hung up, or sent something), then sets ``event``, which the stream's wait on the
+    bus also listens to. So an idle stream costs nothing between heartbeats, where looking
+    every second would cost thousands of system calls a second with thousands of streams open.
+    ``gone`` says whether the client closed; if it only sent data, ``watching`` ends and the
+    stream goes back to looking every second."""
+
+    def __init__(self, sock):
+        import gevent  # noqa: PLC0415 - only where gevent serves the request
+
+        self.event = threading.Event()
+        self.gone = False
+        self.watching = True
+        self._greenlet = gevent.spawn(self._watch, sock)
+
+    def _watch(self, sock) -> None:
+        from gevent.socket import wait_read  # noqa: PLC0415
+
+        try:
+            wait_read(sock.fileno())
+            self.gone = sock.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            self.gone = True
+        self.watching = False
+        self.event.set()
+
+    def close(self) -> None:
+        self._greenlet.kill(block=False)
+
+    @classmethod
+    def of(cls, sock) -> "HangupWatch | None":
+        """A watch on ``sock`` when gevent serves this request, else None (look every second)."""
+        if sock is None or not _gevent_patched():
+            return None
+        return cls(sock)
+
+
+def _gevent_patched() -> bool:
+    try:
+        from gevent import monkey  # noqa: PLC0415
+    except ImportError:
+        return False
+    return monkey.is_module_patched("socket")
+
+
 def sse_stream(bus, presence, user_id: int, after: str, heartbeat_seconds: float,
                connection_id: str, *, incomplete: bool = False, token_id: int | None = None,
                expires_at: int | None = None, client_socket=None):
@@ -65,9 +113,9 @@ def sse_stream(bus, presence, user_id: int, after: str, heartbeat_seconds: float
     it was opened with (``token_id``) is revoked, and when it expires (``expires_at``, ms):
     a signed-out device stops receiving messages at once.
 
-    ``client_socket`` (the server's socket to the client, when it gives one): looked at every
-    second, so a closed stream ends, and leaves presence, within a second instead of at the
-    next write (a heartbeat away).
+    ``client_socket`` (the server's socket to the client, when it gives one): watched (under
+    gevent) or looked at every second, so a closed stream ends, and leaves presence, within a
+    second instead of at the next write (a heartbeat away).
     """
     yield f"retry: {RETRY_MS}\n: connected\n\n"
     if incomplete:
@@ -76,23 +124,49 @@ def sse_stream(bus, presence, user_id: int, after: str, heartbeat_seconds: float
                       "it are no longer kept, or it is newer than any event of this stream); "
                       "reload your conversations, then carry on with the events that follow",
         }))
-    heartbeat_ms = max(1, int(heartbeat_seconds * 1000))
-    slice_ms = heartbeat_ms if client_socket is None else min(heartbeat_ms, HANGUP_CHECK_MS)
-    refreshed = written = time.monotonic()
+    watch = HangupWatch.of(client_socket)
+    try:
+        yield from _events(bus, presence, user_id, after, heartbeat_seconds, connection_id, token_id,
+                           expires_at, client_socket, watch)
+    finally:
+        if watch is not None:
+            watch.close()
+
+
+def _events(bus, presence, user_id, after, heartbeat_seconds, connection_id, token_id, expires_at,
+            client_socket, watch):
+    """``sse_stream``'s loop: read, write, wait until the stream may have grown."""
+    # Heartbeats (and presence refreshes) start at a random point of the first period, so
+    # thousands of streams opened together do not all write in the same instant ever after.
+    refreshed = written = time.monotonic() - random.uniform(0, heartbeat_seconds / 2)
+    grown = True  # read first: the stream may hold events after ``after`` already
     while True:
-        left_ms = None if expires_at is None else expires_at - int(time.time() * 1000)
-        if left_ms is not None and left_ms <= 0:
+        left_s = None if expires_at is None else expires_at / 1000 - time.time()
+        if left_s is not None and left_s <= 0:
             yield sse_frame(after, ENDED_EVENT, json.dumps({"reason": EXPIRED_REASON}))
             return
+        polling = client_socket is not None and (watch is None or not watch.watching)
+        slice_s = min(heartbeat_seconds, HANGUP_CHECK_MS / 1000) if polling else heartbeat_seconds
+        slice_s = max(0.001, min(slice_s, heartbeat_seconds - (time.monotonic() - written), left_s or slice_s))
+        woken = None
+        if watch is not None and watch.watching:
+            woken = watch.event
+            woken.clear()  # set by the bus's last wake-up; a hang-up also sets ``gone``
         try:
-            found = bus.read(user_id, after, block_ms=max(1, min(slice_ms, left_ms or slice_ms)))
+            found = bus.read(user_id, after) if grown else []
+            # Waiting sends nothing to Redis: the bus says when the stream may have grown.
+            grown = bool(found) or bus.wait(user_id, after, slice_s, woken)
         except EventBusDown:
             log.warning("event stream of user %s ends: event bus unavailable", user_id)
             yield ": event bus unavailable; reconnect with Last-Event-ID\n\n"
             return
-        if not found and client_socket is not None:
-            if client_gone(client_socket):
-                return  # the server then closes the response (and presence forgets the stream)
+        if watch is not None and watch.gone:
+            return  # the server then closes the response (and presence forgets the stream)
+        if not found:
+            if grown:
+                continue  # read what came
+            if polling and client_gone(client_socket):
+                return
             if time.monotonic() - written < heartbeat_seconds:
                 continue  # between heartbeats: nothing to write yet
         written = time.monotonic()
