@@ -184,17 +184,20 @@ def add_headers(response: Response) -> Response:
     breached = [lim for lim in evaluated if lim.breached]
     chosen = breached[0] if breached else next(
         (lim for lim in evaluated if _scope(lim) != GLOBAL_SCOPE), evaluated[0])
+    if chosen.breached:
+        metrics.rate_limited(_scope(chosen))
+    kook = request.path.startswith(KOOK_PREFIX)
+    if not kook and response.status_code != 429:
+        return response  # classic answers carry no rate-limit headers: nothing to look up
     try:
         reset_at, remaining = chosen.window
     except Exception:  # storage gone between the check and now: better no headers than a 500
         log.warning("rate limit headers skipped: storage unavailable", exc_info=True)
         return response
     reset = max(0, math.ceil(reset_at - time.time()))
-    if chosen.breached:
-        metrics.rate_limited(_scope(chosen))
     if response.status_code == 429:
         response.headers["Retry-After"] = str(max(1, reset))
-    if not request.path.startswith(KOOK_PREFIX):
+    if not kook:
         return response
     name = _scope(chosen)
     response.headers["X-Rate-Limit-Limit"] = str(chosen.limit.amount)
