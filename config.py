@@ -243,6 +243,9 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
         # How long a process reuses a token or app key lookup: a logout or revocation made in
         # the same process counts at once, one made in another process within this many seconds.
         "AUTH_CACHE_SECONDS": env_float(environ, "AUTH_CACHE_SECONDS", 5.0),
+        # ...and for this long while the process hears every revocation (broadcast over Redis
+        # by the process that made it): then a revocation anywhere counts at once.
+        "AUTH_CACHE_TRUSTED_SECONDS": env_float(environ, "AUTH_CACHE_TRUSTED_SECONDS", 300.0),
         # Argon2id cost; the defaults are argon2-cffi's (RFC 9106 low-memory profile).
         "ARGON2_TIME_COST": env_int(environ, "ARGON2_TIME_COST", 3),
         "ARGON2_MEMORY_COST_KIB": env_int(environ, "ARGON2_MEMORY_COST_KIB", 65536),

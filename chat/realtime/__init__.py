@@ -8,7 +8,7 @@ one process) and Redis (``REDIS_URL`` set: every web and worker process shares i
 from __future__ import annotations
 
 import redis
-from flask import Flask
+from flask import Flask, current_app
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -29,7 +29,7 @@ from chat.realtime.presence import InProcessPresence, RedisPresence, presence_tt
 
 __all__ = [
     "EventBusDown", "InProcessBus", "InProcessPresence", "RedisPresence", "RedisStreamBus", "SESSION_REVOKED", "Subscriber",
-    "forget", "format_event_id", "init_app", "parse_event_id", "publish", "publish_many_or_fail", "publish_or_fail",
+    "broadcasts", "forget", "format_event_id", "init_app", "parse_event_id", "publish", "publish_many_or_fail", "publish_or_fail",
     "redis_client",
 ]
 
@@ -43,6 +43,12 @@ def redis_client(url: str, timeout: float, read_timeout: float | None = None, **
     backoff, which would hold a request for seconds while Redis is down."""
     return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=read_timeout or timeout,
                                 retry=Retry(NoBackoff(), 1), **options)
+
+
+def broadcasts() -> Subscriber | None:
+    """The app's subscriber, which carries broadcasts to every process; None without Redis
+    (one process: nothing to tell)."""
+    return getattr(current_app.extensions["event_bus"], "subscriber", None)
 
 
 def init_app(app: Flask) -> None:

@@ -306,6 +306,7 @@ class Subscriber:
         self._subscribed: set[int] = set()
         self._last_wanted: dict[int, float] = {}  # per user: when a stream last waited on it
         self._handlers: dict[str, list] = defaultdict(list)
+        self._confirmed: set[str] = set()  # broadcast channels subscribed on this connection
         self._listening_since: float | None = None  # monotonic; None while not subscribed
         self._thread: threading.Thread | None = None
 
@@ -346,8 +347,11 @@ class Subscriber:
     def on_broadcast(self, topic: str, handler) -> None:
         """Call ``handler(message)`` (in the subscriber's thread) for each ``broadcast`` on
         ``topic``, from any process."""
+        channel = self._broadcast_channel(topic)
         with self._lock:
-            self._handlers[self._broadcast_channel(topic)].append(handler)
+            self._handlers[channel].append(handler)
+            if channel not in self._confirmed:
+                self._listening_since = None  # not hearing this topic yet (the thread subscribes it)
             self._start()
 
     def broadcast(self, topic: str, message: str) -> None:
@@ -379,10 +383,10 @@ class Subscriber:
                 if pubsub is None:
                     pubsub = self._client.pubsub()
                     with self._lock:
-                        channels = list(self._handlers)
                         self._subscribed.clear()
                         self._notified.clear()
-                    pubsub.subscribe(*channels, self._broadcast_channel("-"))
+                        self._confirmed.clear()
+                    pubsub.subscribe(self._broadcast_channel("-"))
                 self._follow_demand(pubsub)
                 message = pubsub.get_message(timeout=self.POLL_S)
                 while message is not None:
@@ -403,9 +407,11 @@ class Subscriber:
                 time.sleep(self.RETRY_S)
 
     def _follow_demand(self, pubsub) -> None:
-        """Subscribe the users streams wait on; unsubscribe the ones nobody waited on lately."""
+        """Subscribe the users streams wait on (and broadcast topics with handlers);
+        unsubscribe the users nobody waited on lately."""
         now = time.monotonic()
         with self._lock:
+            topics = [c for c in self._handlers if c not in self._confirmed]
             wanted = [u for u in self._waiters if u not in self._subscribed]
             idle = [u for u in self._subscribed
                     if u not in self._waiters and now - self._last_wanted.get(u, 0) > self.LINGER_S]
@@ -414,6 +420,8 @@ class Subscriber:
             for user_id in idle:
                 self._notified.pop(user_id, None)
                 self._last_wanted.pop(user_id, None)
+        if topics:
+            pubsub.subscribe(*topics)  # again until confirmed: harmless
         if wanted:
             pubsub.subscribe(*(self.wake_channel(u) for u in wanted))
         if idle:
@@ -423,14 +431,15 @@ class Subscriber:
         kind, channel = message["type"], _text(message["channel"])
         if kind == "subscribe":
             with self._lock:
-                if channel == self._broadcast_channel("-"):
-                    # Every channel asked for at connect time is subscribed before this reply.
-                    self._listening_since = time.monotonic()
-                    self._wake_all()
-                    return
                 user_id = self._user_of(channel)
                 if user_id is not None:
                     self._wake(user_id)  # what was appended before the subscription: read it
+                    return
+                self._confirmed.add(channel)
+                if self._listening_since is None and all(c in self._confirmed for c in self._handlers) \
+                        and self._broadcast_channel("-") in self._confirmed:
+                    self._listening_since = time.monotonic()
+                    self._wake_all()  # they may have missed wake-ups while not listening
             return
         if kind != "message":
             return

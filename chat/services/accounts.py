@@ -9,21 +9,24 @@ indexed query. No secret is ever stored or logged in clear.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
-import threading
+import time
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from cachetools import TTLCache
 from flask import current_app
 from sqlalchemy import func, select, update
 
-from chat import names, outbox, passwords
+from chat import names, outbox, passwords, realtime
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.models import AppKey, Token, User, now_ms
 from chat.realtime import SESSION_REVOKED
+from chat.services import credential_cache
 from chat.services.ids import insert_with_random_id
+
+log = logging.getLogger(__name__)
 
 PASSWORD_MIN = 8
 USER_ID_RANGE = (100_000_000, 2_147_483_647)
@@ -157,26 +160,29 @@ def logout(token: Token) -> None:
                        .values(revoked_at=now_ms()))
     outbox.publish(token.user_id, SESSION_REVOKED, {"token_id": token.id})
     db.session.commit()
-    _forget(token.token_hash)
+    _revoked(token.token_hash)
 
 
 def user_for_token(raw: str) -> tuple[User, Token] | None:
     """The live (unexpired, unrevoked) token's user, or None.
 
-    Looked up once per ``AUTH_CACHE_SECONDS`` per process (every request carries a token:
-    two queries saved on each); a revocation here is seen at once, one in another process
-    within that many seconds. Expiry is checked at every use."""
+    Cached per process (``chat.services.credential_cache``: a revocation counts at once in
+    every process while Redis is up); expiry is checked at every use."""
     if not raw:
         return None
     hashed = digest(raw)
-    found = _cached(hashed)
+    cache = _cache()
+    found = cache.get(hashed) if cache is not None else None
     if found is None:
+        read_at = time.monotonic()
         row = db.session.execute(
             select(Token, User).join(User, User.id == Token.user_id).where(Token.token_hash == hashed)
         ).first()
         if row is None or row[0].revoked_at is not None:
             return None
-        found = _remember(hashed, (_columns(row[1]), _columns(row[0])))
+        found = (_columns(row[1]), _columns(row[0]))
+        if cache is not None:
+            cache.put(hashed, found, read_at)
     user_values, token_values = found
     if token_values["expires_at"] is not None and token_values["expires_at"] <= now_ms():
         return None
@@ -225,7 +231,7 @@ def revoke_app_key(name: str) -> None:
     if key.revoked_at is None:
         key.revoked_at = now_ms()
         db.session.commit()
-    _forget(key.key_hash)
+    _revoked(key.key_hash)
 
 
 def app_key_is_valid(raw: str) -> bool:
@@ -233,49 +239,49 @@ def app_key_is_valid(raw: str) -> bool:
     if not raw:
         return False
     hashed = digest(raw)
-    valid = _cached(hashed)
+    cache = _cache()
+    valid = cache.get(hashed) if cache is not None else None
     if valid is None:
+        read_at = time.monotonic()
         key = db.session.scalar(select(AppKey).where(AppKey.key_hash == hashed))
-        valid = _remember(hashed, key is not None and key.revoked_at is None)
+        valid = key is not None and key.revoked_at is None
+        if cache is not None:
+            cache.put(hashed, valid, read_at)
     return valid
 
 
 # ---- the credential cache -------------------------------------------------------------------
 
-def _cache() -> tuple[TTLCache, threading.Lock] | None:
-    """This app's cache of credential lookups by digest (None when ``AUTH_CACHE_SECONDS`` is 0)."""
-    ttl = current_app.config["AUTH_CACHE_SECONDS"]
-    if ttl <= 0:
+def _cache() -> credential_cache.CredentialCache | None:
+    """This app's credential cache (None when ``AUTH_CACHE_SECONDS`` is 0), listening to the
+    revocations broadcast by every process when the event bus can carry them."""
+    config = current_app.config
+    if config["AUTH_CACHE_SECONDS"] <= 0:
         return None
-    if "credential_cache" not in current_app.extensions:
-        current_app.extensions["credential_cache"] = (TTLCache(maxsize=100_000, ttl=ttl), threading.Lock())
-    return current_app.extensions["credential_cache"]
+    cache = current_app.extensions.get("credential_cache")
+    if cache is None:
+        subscriber = realtime.broadcasts()
+        cache = credential_cache.CredentialCache(
+            config["AUTH_CACHE_SECONDS"], config["AUTH_CACHE_TRUSTED_SECONDS"],
+            subscriber.listening_since if subscriber is not None else (lambda: None))
+        if subscriber is not None:
+            subscriber.on_broadcast(credential_cache.TOPIC, cache.forget)
+        current_app.extensions["credential_cache"] = cache
+    return cache
 
 
-def _cached(hashed: str):
-    found = _cache()
-    if found is None:
-        return None
-    cache, lock = found
-    with lock:
-        return cache.get(hashed)
-
-
-def _remember(hashed: str, value):
-    found = _cache()
-    if found is not None:
-        cache, lock = found
-        with lock:
-            cache[hashed] = value
-    return value
-
-
-def _forget(hashed: str) -> None:
-    found = _cache()
-    if found is not None:
-        cache, lock = found
-        with lock:
-            cache.pop(hashed, None)
+def _revoked(hashed: str) -> None:
+    """After the commit that revoked a credential: every process stops accepting it."""
+    cache = _cache()
+    if cache is not None:
+        cache.forget(hashed)
+    subscriber = realtime.broadcasts()
+    if subscriber is not None:
+        try:
+            subscriber.broadcast(credential_cache.TOPIC, hashed)
+        except realtime.EventBusDown:
+            # Then no process hears revocations: each trusts its entries AUTH_CACHE_SECONDS only.
+            log.warning("event bus unavailable: a revocation counts elsewhere within AUTH_CACHE_SECONDS")
 
 
 def _columns(row) -> dict:

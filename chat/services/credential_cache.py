@@ -1,0 +1,65 @@
+"""The per-process cache of credential lookups (tokens and app keys, by their digest).
+
+Every request carries a credential, and most carry one the process has just seen: looking it
+up in the database each time was a query per request. An entry is trusted for
+``AUTH_CACHE_SECONDS`` (5 s), or for ``AUTH_CACHE_TRUSTED_SECONDS`` (5 min) while this
+process hears every revocation: a logout or an app-key revocation is broadcast to every
+process once committed (``chat.realtime.Subscriber``), and each drops the entry at once. An
+entry stored before the process last (re)started listening may have missed one, so it gets
+the short time only. So a revocation counts at once everywhere while Redis is up, and within
+``AUTH_CACHE_SECONDS`` while it is not.
+
+A lookup that read the database before a revocation arrived and stores its answer after is
+not kept: revocations are remembered for as long as an entry can live.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+from cachetools import LRUCache, TTLCache
+
+TOPIC = "credential-revoked"  # the broadcast's topic; the message is the digest
+
+
+class CredentialCache:
+    def __init__(self, short_seconds: float, trusted_seconds: float,
+                 listening_since: Callable[[], float | None], maxsize: int = 100_000):
+        self._short = short_seconds
+        self._trusted = max(trusted_seconds, short_seconds)
+        self._listening_since = listening_since
+        self._entries: LRUCache = LRUCache(maxsize=maxsize)  # digest -> (value, read at)
+        self._revoked: TTLCache = TTLCache(maxsize=maxsize, ttl=self._trusted, timer=time.monotonic)
+        self._lock = threading.Lock()
+
+    def get(self, digest: str):
+        """The cached answer for ``digest``, or None (not cached, or no longer trusted)."""
+        with self._lock:
+            entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        value, read_at = entry
+        since = self._listening_since()
+        limit = self._trusted if since is not None and since <= read_at else self._short
+        if time.monotonic() - read_at > limit:
+            self.forget(digest, revoked=False)
+            return None
+        return value
+
+    def put(self, digest: str, value, read_at: float):
+        """Keep ``value``, read from the database at ``read_at`` (``time.monotonic()`` taken
+        before the query); returns it."""
+        with self._lock:
+            revoked_at = self._revoked.get(digest)
+            if revoked_at is None or revoked_at < read_at:
+                self._entries[digest] = (value, read_at)
+        return value
+
+    def forget(self, digest: str, revoked: bool = True) -> None:
+        """Drop ``digest``'s entry; ``revoked``: and refuse answers read before now."""
+        with self._lock:
+            self._entries.pop(digest, None)
+            if revoked:
+                self._revoked[digest] = time.monotonic()
