@@ -6,7 +6,6 @@ Alembic migrations (``migrations/``); nothing here creates tables at run time.
 
 from __future__ import annotations
 
-import functools
 import time
 from typing import Optional
 
@@ -20,7 +19,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
-    bindparam,
     false,
     or_,
     text,
@@ -39,24 +37,17 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def dialect_insert(dialect: str):
+    """The ``insert`` construct of ``dialect`` (PostgreSQL's or SQLite's), which knows
+    ``ON CONFLICT``."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
 def insert_unless_taken(model, values: dict, *columns: str):
     """``INSERT ... ON CONFLICT (columns) DO NOTHING`` on PostgreSQL and SQLite alike: a row a
     parallel request inserted first makes this a no-op instead of an error."""
-    make = postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    make = dialect_insert(db.session.get_bind().dialect.name)
     return make(model).values(values).on_conflict_do_nothing(index_elements=list(columns) or None)
-
-
-@functools.cache
-def _prepared_insert(dialect: str, model, names: tuple[str, ...], conflict: tuple[str, ...], returning: str):
-    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (make(model).values({name: bindparam(name) for name in names})
-            .on_conflict_do_nothing(index_elements=list(conflict)).returning(getattr(model, returning)))
-
-
-def prepared_insert_unless_taken(model, names: tuple[str, ...], conflict: tuple[str, ...], returning: str):
-    """``insert_unless_taken`` for a hot path: built once per database kind, its values bound
-    at execution (``session.execute(statement, values)``), returning one column."""
-    return _prepared_insert(db.session.get_bind().dialect.name, model, names, conflict, returning)
 
 
 class User(db.Model):

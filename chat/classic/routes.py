@@ -70,10 +70,8 @@ def list_conversations(args):
                        auth=require_session, security=SESSION_SECURITY, args=s.MessageCreateSchema)
 def send_message(args):
     """Send a message; a retry with the same nonce returns the original."""
-    me = current_user()
-    view = conversations.get_for_member(me, conversation_id=args["conversationid"])
-    sent, _ = messages.send(me, view, s.FROM_CLASSIC[args["type"]], args["content"], args["time"],
-                            nonce=args.get("nonce"))
+    sent = messages.send_to(current_user(), s.FROM_CLASSIC[args["type"]], args["content"], args["time"],
+                            conversation_id=args["conversationid"], nonce=args.get("nonce"))
     return {"data": sent}
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 
-from sqlalchemy import BigInteger, and_, bindparam, case, exists, func, select, update
+from sqlalchemy import BigInteger, and_, bindparam, case, exists, false, func, select, update
 
 from chat.extensions import db
 from chat.models import ConversationMember, Message, MessageHide
@@ -78,25 +78,16 @@ def later_of(column, value: int):
     return case((column < value, value), else_=column)
 
 
-@functools.cache
-def _show_sender_chat_statement():
-    """Built once (it runs on every send); the values are bound parameters."""
-    sent_at = bindparam("sent_at", type_=BigInteger)
-    return (
-        update(ConversationMember)
-        .where(ConversationMember.conversation_id == bindparam("conversation", type_=BigInteger),
-               ConversationMember.user_id == bindparam("user", type_=BigInteger))
-        .values(hidden=False, latest_msg_time=later_of(ConversationMember.latest_msg_time, sent_at))
-        .execution_options(synchronize_session=False)
-    )
-
-
-def show_sender_chat(conversation_id: int, user_id: int, sent_at: int) -> None:
-    """Sending brings the chat back to the sender's own list and to its top. One UPDATE: the
-    database moves the time forward under the row's lock, so parallel sends from one user can
-    never write it backwards (a lost update a read-then-write would allow)."""
-    db.session.execute(_show_sender_chat_statement(),
-                       {"conversation": conversation_id, "user": user_id, "sent_at": sent_at})
+def show_sender_chat(conversation, user, sent_at):
+    """Sending brings the chat back to the sender's own list and to its top: one UPDATE on
+    the member's table (``conversation``, ``user``, ``sent_at``: bound parameters or SQL
+    expressions; callers build it once, it runs on every send). The database moves the time
+    forward under the row's lock, so parallel sends from one user can never write it
+    backwards (a lost update a read-then-write would allow)."""
+    members = ConversationMember.__table__
+    return (update(members)
+            .where(members.c.conversation_id == conversation, members.c.user_id == user)
+            .values(hidden=false(), latest_msg_time=later_of(members.c.latest_msg_time, sent_at)))
 
 
 def recount(member: ConversationMember) -> int:

@@ -63,9 +63,12 @@ def view_direct_message(args):
 def create_direct_message(args):
     """Send a message; the nonce is echoed, and a retry with it returns the original."""
     me = current_user()
-    view = _chat(me, args)
-    sent, _ = messages.send(me, view, FROM_KOOK[args["type"]], args["content"], now_ms(),
-                            nonce=args.get("nonce") or None, quote_key=args.get("quote") or None)
+    kind, content = FROM_KOOK[args["type"]], args["content"]
+    nonce, quote = args.get("nonce") or None, args.get("quote") or None
+    if args.get("chat_code") and args.get("target_id") is None:  # the chat named by its code alone
+        sent = messages.send_to(me, kind, content, now_ms(), code=args["chat_code"], nonce=nonce, quote_key=quote)
+    else:
+        sent, _ = messages.send(me, _chat(me, args), kind, content, now_ms(), nonce=nonce, quote_key=quote)
     return {"data": {"view": sent, "nonce": args.get("nonce", "")}}
 
 

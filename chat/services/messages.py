@@ -7,10 +7,11 @@ workers' job. The send answers with what was inserted, without reading it back.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import exists, select
+from sqlalchemy import BigInteger, String, bindparam, exists, select, true
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -21,13 +22,15 @@ from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.message_types import EDITABLE_TYPES, validate_content
 from chat.models import (
+    Block,
     Conversation,
+    ConversationMember,
     Message,
     MessageHide,
     User,
+    dialect_insert,
     insert_unless_taken,
     now_ms,
-    prepared_insert_unless_taken,
 )
 from chat.realtime.presence import online_map
 from chat.services import people, social
@@ -104,40 +107,147 @@ def _visible_in(view: ConversationView, user_id: int):
     )
 
 
+STORED_COLUMNS = ("key", "conversation_id", "sender_id", "type", "content", "quote_key", "client_time", "nonce",
+                  "created_at")
+
+
+def _bound(name: str, column: str):
+    return bindparam(name, type_=Message.__table__.c[column].type)
+
+
+def _moved(conversation=None):
+    """The sender's chat moved by a send: ``counters.show_sender_chat`` with the send's own
+    parameters (``conversation`` defaults to the bound one)."""
+    big = BigInteger()
+    return counters.show_sender_chat(conversation if conversation is not None else bindparam("conversation", big),
+                                     bindparam("user", big), bindparam("sent_at", big))
+
+
+@functools.cache
+def _store_statement(dialect: str):
+    """(statement, whether it also moves the sender's chat), built once per database kind.
+
+    The send's write on the messages table (a Core statement: the ORM's bulk machinery costs
+    more than the insert): the message inserted unless the sender's nonce is taken, returning
+    its id; the values are bound as ``new_<column>``. On PostgreSQL the same statement also
+    brings the chat to the top of the sender's own list (a data-modifying WITH: one round
+    trip); elsewhere the caller runs ``_moved()`` after it."""
+    table = Message.__table__
+    insert = (dialect_insert(dialect)(table)
+              .values({name: _bound(f"new_{name}", name) for name in STORED_COLUMNS})
+              .on_conflict_do_nothing(index_elements=["sender_id", "nonce"])
+              .returning(table.c.id))
+    if dialect != "postgresql":
+        return insert, False
+    stored = insert.cte("stored")
+    shown = _moved().where(exists(select(stored.c.id))).returning(ConversationMember.__table__.c.user_id).cte("shown")
+    return select(stored.c.id).add_cte(shown), True
+
+
+@functools.cache
+def _send_at_once(by_code: bool):
+    """PostgreSQL: the whole of an ordinary send in one statement. The caller's chat, named
+    by id or code (``name``), if the caller is in it and no block stands either way (the
+    rule of ``social.ensure_not_blocked``); the message inserted there unless the nonce is
+    taken; the chat moved up the sender's list. Returns the message id and the chat's row,
+    or nothing: then the general path finds out why (and says so)."""
+    chats, members, table = Conversation.__table__, ConversationMember.__table__, Message.__table__
+    me = bindparam("me", type_=BigInteger)
+    name = chats.c.code == bindparam("name", type_=String) if by_code else chats.c.id == bindparam("name", type_=BigInteger)
+    chat = (select(chats)
+            .join(members, (members.c.conversation_id == chats.c.id) & (members.c.user_id == me))
+            .where(name, ~exists().where(Block.either_way(chats.c.user_low, chats.c.user_high)))
+            .cte("chat"))
+    given = {name: _bound(f"new_{name}", name) for name in STORED_COLUMNS if name not in ("conversation_id", "sender_id")}
+    insert = (dialect_insert("postgresql")(table)
+              .from_select([*given, "conversation_id", "sender_id"], select(*given.values(), chat.c.id, me))
+              .on_conflict_do_nothing(index_elements=["sender_id", "nonce"])
+              .returning(table.c.id))
+    stored = insert.cte("stored")
+    shown = _moved(chat.c.id).where(exists(select(stored.c.id))).returning(members.c.user_id).cte("shown")
+    return (select(stored.c.id, chat.c.id.label("conversation_id"), chat.c.code, chat.c.user_low, chat.c.user_high,
+                   chat.c.created_at)
+            .select_from(stored).join(chat, true()).add_cte(shown))
+
+
+def _checked(type_name: str, content: str, nonce: str | None) -> str:
+    """The content as stored, once it passed its type's rules; the nonce's length checked."""
+    content = validate_content(type_name, content)
+    if nonce is not None and len(nonce) > NONCE_MAX:
+        raise ServiceError(Kind.INVALID, f"nonce must be at most {NONCE_MAX} characters",
+                           {"nonce": [f"at most {NONCE_MAX} characters"]})
+    return content
+
+
+def _new_values(me: User, conversation_id, type_name, content, client_time, nonce, quote_key) -> dict:
+    return {"key": str(uuid.uuid4()), "conversation_id": conversation_id, "sender_id": me.id,
+            "type": type_name, "content": content, "quote_key": quote_key,
+            "client_time": client_time, "nonce": nonce or None, "created_at": now_ms()}
+
+
+def _sent(me: User, conversation: Conversation, values: dict, message_id: int) -> MessageView:
+    """After the insert: queue the push, commit, answer with what was inserted. Pushed
+    already only when the push ran here (the embedded default); nothing is read back."""
+    outbox.enqueue(push.TASK, message_id)
+    db.session.commit()
+    message = Message(id=message_id, **values)
+    pushed = outbox.result_of(push.TASK, message_id) is True
+    return MessageView(message, conversation, me, isread=False, ispushed=pushed)
+
+
+def send_to(me: User, type_name: str, content: str, client_time: int, *, conversation_id: int | None = None,
+            code: str | None = None, nonce: str | None = None, quote_key: str | None = None) -> MessageView:
+    """Send to the caller's chat named by id or KOOK code (a retry with the same nonce
+    returns the original message).
+
+    On PostgreSQL the common case is one statement in one round trip, in a transaction of
+    its own (``_send_at_once``); anything it does not cover (not the caller's chat, a block,
+    a retried nonce, a quote) goes the general way, ``get_for_member`` then ``send``, which
+    answers as it always does."""
+    ordinary = quote_key is None and not db.session().in_transaction()
+    if ordinary and db.session.get_bind().dialect.name == "postgresql":
+        content = _checked(type_name, content, nonce)
+        values = _new_values(me, None, type_name, content, client_time, nonce, None)
+        params = {**{f"new_{k}": v for k, v in values.items()}, "me": me.id, "user": me.id,
+                  "sent_at": values["created_at"], "name": code if conversation_id is None else conversation_id}
+        # Autocommit: the statement is its own transaction, without BEGIN and COMMIT round
+        # trips. The outbox still performs the push after the session's commit below.
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            row = connection.execute(_send_at_once(conversation_id is None), params).first()
+        if row is not None:
+            message_id, *chat = row
+            values["conversation_id"] = chat[0]
+            conversation = Conversation(**dict(zip(("id", "code", "user_low", "user_high", "created_at"), chat)))
+            return _sent(me, conversation, values, message_id)
+    view = get_for_member(me, conversation_id=conversation_id, code=code)
+    return send(me, view, type_name, content, client_time, nonce=nonce, quote_key=quote_key)[0]
+
+
 def send(me: User, view: ConversationView, type_name: str, content: str, client_time: int,
          nonce: str | None = None, quote_key: str | None = None) -> tuple[MessageView, bool]:
     """Store a message and queue its push. Returns (message, created); a retry with the same
     nonce returns the original message with ``created`` False."""
     conversation = view.conversation
     social.ensure_not_blocked(me.id, view.target.id, view.relation)
-    content = validate_content(type_name, content)
-    if nonce is not None and len(nonce) > NONCE_MAX:
-        raise ServiceError(Kind.INVALID, f"nonce must be at most {NONCE_MAX} characters",
-                           {"nonce": [f"at most {NONCE_MAX} characters"]})
+    content = _checked(type_name, content, nonce)
     if quote_key is not None and db.session.scalar(
         select(Message.id).where(Message.key == quote_key, _visible_in(view, me.id))
     ) is None:
         raise ServiceError(Kind.INVALID, "the quoted message is not in this conversation",
                            {"quote": ["no such message in this conversation"]})
 
-    values = {"key": str(uuid.uuid4()), "conversation_id": conversation.id, "sender_id": me.id,
-              "type": type_name, "content": content, "quote_key": quote_key,
-              "client_time": client_time, "nonce": nonce or None, "created_at": now_ms()}
-    # One statement: a retry with the same nonce (even a parallel one) inserts nothing.
-    insert = prepared_insert_unless_taken(Message, tuple(values), ("sender_id", "nonce"), "id")
-    message_id = db.session.execute(insert, values).scalar()
+    values = _new_values(me, conversation.id, type_name, content, client_time, nonce, quote_key)
+    store, shows_chat = _store_statement(db.session.get_bind().dialect.name)
+    moved = {"conversation": conversation.id, "user": me.id, "sent_at": values["created_at"]}
+    # A retry with the same nonce (even a parallel one) inserts nothing, and moves nothing.
+    message_id = db.session.execute(store, {**{f"new_{k}": v for k, v in values.items()}, **moved}).scalar()
     if message_id is None:  # a retry (or a parallel one got in first): answer with the original
         original = _replay(me, nonce, conversation.id, type_name, content)
         db.session.commit()
         return view_of(original, view), False
-    counters.show_sender_chat(conversation.id, me.id, values["created_at"])
-    outbox.enqueue(push.TASK, message_id)
-    db.session.commit()
-    # The answer is what was inserted; pushed already only when the push ran here (the
-    # embedded default), never read back.
-    message = Message(id=message_id, **values)
-    pushed = outbox.result_of(push.TASK, message_id) is True
-    return MessageView(message, conversation, me, isread=False, ispushed=pushed), True
+    if not shows_chat:
+        db.session.execute(_moved(), moved)
+    return _sent(me, conversation, values, message_id), True
 
 
 def history(me: User, view: ConversationView, *, start: int = 0, limit: int = 20,
