@@ -166,6 +166,7 @@ class CeleryQueue:
         self.pile = pile
         self.batch_size = int(app.config["TASK_BATCH_SIZE"])
         self.drain_seconds = float(app.config["TASK_DRAIN_SECONDS"])
+        self.linger_seconds = float(app.config["TASK_BATCH_LINGER_MS"]) / 1000
 
     def enqueue(self, name: str, args: tuple, countdown: float | None = None) -> Enqueued:
         job = self.jobs.get(name)
@@ -219,12 +220,22 @@ class CeleryQueue:
         job = self.jobs[name]
         deadline = time.monotonic() + self.drain_seconds
         taken = 0
+        idle = False
         while True:
             items = self.pile.take(name, self.batch_size)
             if not items:
+                if not idle:
+                    # Linger once before letting go: under a steady load the next items are
+                    # a few milliseconds away, and a batch of them costs far less than a
+                    # new drain task and a batch each.
+                    idle = True
+                    time.sleep(self.linger_seconds)
+                    continue
                 if self.pile.release(name):
+                    idle = False
                     continue
                 return taken
+            idle = False
             taken += len(items)
             try:
                 run_in_own_context(self.app, job, [(item,) for item in items])
@@ -234,6 +245,8 @@ class CeleryQueue:
             if time.monotonic() > deadline:
                 self._drain_later(name)  # the kick stays held: the next task is the drainer
                 return taken
+            if len(items) < self.batch_size:
+                time.sleep(self.linger_seconds)  # let the next batch gather
 
     def close(self) -> None:
         pass
