@@ -104,7 +104,9 @@ class Blueprint(SmorestBlueprint):
         reads (``args`` from ``location``); further OpenAPI ``doc`` as flask-smorest takes it."""
         def decorate(view):
             if args is not None:
-                view = self.arguments(args, location=location)(view)
+                # One schema instance for every request (a class would be instantiated per
+                # request, copying its fields each time); loading keeps no state on it.
+                view = self.arguments(args() if isinstance(args, type) else args, location=location)(view)
             view = auth(view)
             view = self.doc(security=security, **doc)(view)
             view = self.response(200, envelope)(view)
