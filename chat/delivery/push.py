@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections import defaultdict
 from types import SimpleNamespace
 
 from flask import current_app
-from sqlalchemy import BigInteger, bindparam, select, tuple_, update
+from sqlalchemy import BigInteger, bindparam, case, exists, false, func, select, tuple_, update
+from sqlalchemy.orm import aliased
 
 from chat import metrics, realtime, webhooks
 from chat.delivery import counters, events
@@ -40,38 +40,54 @@ TASK = "deliver_message"
 def _statements() -> SimpleNamespace:
     """The push's statements, built once with bound parameters (lists expand at execution):
     every batch runs them, and building them costs more than running them."""
+    messages = Message.__table__
+    members = ConversationMember.__table__
     ids = bindparam("ids", expanding=True)
-    members = bindparam("members", expanding=True)
-    member_key = tuple_(ConversationMember.conversation_id, ConversationMember.user_id)
-    recipient = ConversationMember
+    wanted = bindparam("members", expanding=True)
+    recipient = case((Message.sender_id == Conversation.user_low, Conversation.user_high), else_=Conversation.user_low)
+    theirs = aliased(ConversationMember)
+    # A recipient's messages among the claimed ones: in their conversation, sent by the other.
+    received = (messages.c.conversation_id == members.c.conversation_id) & (messages.c.sender_id != members.c.user_id)
+    claimed = messages.c.id.in_(bindparam("claimed", expanding=True))
     return SimpleNamespace(
-        unpushed=(select(Message, Conversation.code, Conversation.user_low, Conversation.user_high, User)
+        # Everything an event needs, with the recipient's read pointer and whether a block
+        # stands either way between the two: one query for the whole batch.
+        unpushed=(select(Message, Conversation.code, recipient.label("recipient"), User,
+                         theirs.last_read_message_id,
+                         exists().where(Block.either_way(Conversation.user_low, Conversation.user_high)))
                   .join(Conversation, Conversation.id == Message.conversation_id)
                   .join(User, User.id == Message.sender_id)
+                  .outerjoin(theirs, (theirs.conversation_id == Message.conversation_id) & (theirs.user_id == recipient))
                   .where(Message.id.in_(ids), Message.pushed_at.is_(None))
                   .order_by(Message.id)),
-        blocks=select(Block.blocker_id, Block.blocked_id).where(
-            tuple_(Block.blocker_id, Block.blocked_id).in_(bindparam("pairs", expanding=True))),
-        pointers=select(ConversationMember.conversation_id, ConversationMember.user_id,
-                        ConversationMember.last_read_message_id).where(member_key.in_(members)),
-        claim=(update(Message)
-               .where(Message.id.in_(ids), Message.pushed_at.is_(None))
+        claim=(update(messages)
+               .where(messages.c.id.in_(ids), messages.c.pushed_at.is_(None))
                .values(pushed_at=bindparam("now", type_=BigInteger))
-               .returning(Message.id, Message.deleted_at)
-               .execution_options(synchronize_session=False)),
+               .returning(messages.c.id, messages.c.deleted_at)),
         # In a stable order, so two batches locking the same members never deadlock.
-        lock=(select(ConversationMember).where(member_key.in_(members))
-              .order_by(ConversationMember.conversation_id, ConversationMember.user_id)
-              .with_for_update()
-              .execution_options(populate_existing=True)),
-        # The claimed messages that count as unread for their recipient: the one rule
-        # (``counters.countable_for``), with the recipient's row as it is now, locked.
-        unread=(select(Message.id)
-                .join(recipient, (recipient.conversation_id == Message.conversation_id)
-                      & (recipient.user_id != Message.sender_id))
-                .where(Message.id.in_(ids),
-                       counters.countable_for(Message.conversation_id, recipient.user_id,
-                                              recipient.last_read_message_id, recipient.cleared_before_id))),
+        lock=(select(members.c.conversation_id)
+              .where(tuple_(members.c.conversation_id, members.c.user_id).in_(wanted))
+              .order_by(members.c.conversation_id, members.c.user_id)
+              .with_for_update()),
+        # Each recipient's chat, in one statement run once the rows are locked (so it reads
+        # them, and the messages' hides, as they are now): moved to its newest claimed
+        # message; counted up by the claimed ones that are unread by the one rule
+        # (``counters.countable_for``), announced or not, since a message delivered after a
+        # block is still in the recipient's history and the rebuild counts it; back on their
+        # list for an announced one past their cleared history.
+        count=(update(members)
+               .where(tuple_(members.c.conversation_id, members.c.user_id).in_(wanted))
+               .values(
+                   unread_count=members.c.unread_count + select(func.count()).where(
+                       claimed, received,
+                       counters.countable_for(members.c.conversation_id, members.c.user_id,
+                                              members.c.last_read_message_id, members.c.cleared_before_id),
+                   ).scalar_subquery(),
+                   latest_msg_time=counters.later_of(members.c.latest_msg_time, select(
+                       func.max(messages.c.created_at)).where(claimed, received).scalar_subquery()),
+                   hidden=case((exists().where(messages.c.id.in_(bindparam("announced", expanding=True)), received,
+                                               messages.c.id > members.c.cleared_before_id), false()),
+                               else_=members.c.hidden))),
     )
 
 
@@ -93,9 +109,10 @@ def deliver_batch(message_ids) -> set[int]:
     if not rows:
         db.session.rollback()  # end the read transaction; nothing to do
         return set()
-    recipient_of = {m.id: (high if m.sender_id == low else low) for m, _, low, high, _ in rows}
-    facts = {m.id: (m.conversation_id, m.created_at) for m, *_ in rows}
-    announced = _announced(sql, rows, recipient_of)
+    recipient_of = {row[0].id: row.recipient for row in rows}
+    facts = {row[0].id: row[0].conversation_id for row in rows}
+    created = {row[0].id: row[0].created_at for row in rows}
+    announced = _announced(rows)
     db.session.rollback()  # no transaction stays open while Redis is called (rows expire here)
     if announced:
         try:
@@ -115,62 +132,33 @@ def deliver_batch(message_ids) -> set[int]:
             # (the deletion's own clean-up may have run before the event was there) and
             # record no webhook delivery of content that is gone.
             events.forget(announced.pop(message_id)["messagekey"], [recipient_of[message_id]])
-    _count(sql, claimed, facts, recipient_of, announced)
-    webhooks.record_many([(recipient_of[m], "message.created", announced[m]) for m in claimed if m in announced])
+    members = sorted({(facts[m], recipient_of[m]) for m in claimed})
+    db.session.execute(sql.lock, {"members": members}).all()
+    db.session.execute(sql.count, {"members": members, "claimed": sorted(claimed),
+                                   "announced": sorted(m for m in claimed if m in announced)})
+    webhooks.record_many([(recipient_of[m], "message.created", announced[m]) for m in sorted(claimed)
+                          if m in announced])
     db.session.commit()
     metrics.push_batch(len(claimed))
     metrics.delivery("delivered", len(claimed))
     metrics.delivery("duplicate", len(rows) - len(claimed))
     for message_id in claimed:
-        metrics.observe_push(facts[message_id][1])
+        metrics.observe_push(created[message_id])
     return set(claimed)
 
 
-def _announced(sql, rows, recipient_of: dict[int, int]) -> dict[int, dict]:
+def _announced(rows) -> dict[int, dict]:
     """The events of the messages to announce, by message id, in id order. A block either
     way stops a push; a message deleted before its push has nothing to announce."""
-    pairs = {(m.sender_id, recipient_of[m.id]) for m, *_ in rows}
-    blocked = {tuple(pair) for pair in db.session.execute(
-        sql.blocks, {"pairs": sorted(pairs | {(b, a) for a, b in pairs})})}
-    shown = [row for row in rows if row[0].deleted_at is None
-             and (row[0].sender_id, recipient_of[row[0].id]) not in blocked
-             and (recipient_of[row[0].id], row[0].sender_id) not in blocked]
-    if not shown:
-        return {}
-    members = sorted({(m.conversation_id, recipient_of[m.id]) for m, *_ in shown})
-    pointer = {(c, u): p for c, u, p in db.session.execute(sql.pointers, {"members": members})}
-    quotes = quotes_of({(m.quote_key, m.conversation_id) for m, *_ in shown if m.quote_key})
+    shown = [row for row in rows if row[0].deleted_at is None and not row[5]]
+    quotes = quotes_of({(row[0].quote_key, row[0].conversation_id) for row in shown if row[0].quote_key})
     announced = {}
-    for message, code, _, _, sender in shown:
-        recipient_id = recipient_of[message.id]
-        payload = message_payload(
-            message, code, sender, recipient_id,
-            isread=pointer.get((message.conversation_id, recipient_id), 0) >= message.id,
-            quote=quotes.get((message.quote_key, message.conversation_id)))
+    for message, code, recipient_id, sender, pointer, _ in shown:
+        payload = message_payload(message, code, sender, recipient_id, isread=(pointer or 0) >= message.id,
+                                  quote=quotes.get((message.quote_key, message.conversation_id)))
         payload["ispushed"] = 1  # true by the time anyone reads the event
         announced[message.id] = payload
     return announced
-
-
-def _count(sql, claimed: dict[int, int | None], facts: dict[int, tuple[int, int]],
-           recipient_of: dict[int, int], announced: dict[int, dict]) -> None:
-    """In the claiming transaction: each recipient's chat moves to its newest claimed message,
-    counts the claimed ones that are unread (announced or not: a message delivered after a
-    block is still in the recipient's history, so the live counter and the rebuilt one never
-    disagree), and comes back to their list for an announced one past their cleared history."""
-    mine = defaultdict(list)
-    for message_id in claimed:
-        mine[(facts[message_id][0], recipient_of[message_id])].append(message_id)
-    # Locked first: the unread rule then reads each recipient's row (read pointer, cleared
-    # history, hidden messages) as it is now, and nobody moves it until this commits.
-    members = list(db.session.scalars(sql.lock, {"members": sorted(mine)}))
-    unread = set(db.session.scalars(sql.unread, {"ids": sorted(claimed)}))
-    for member in members:
-        theirs = mine[(member.conversation_id, member.user_id)]
-        member.latest_msg_time = max(member.latest_msg_time, *(facts[m][1] for m in theirs))
-        member.unread_count += sum(1 for m in theirs if m in unread)
-        if any(m in announced and m > member.cleared_before_id for m in theirs):
-            member.hidden = False
 
 
 def sweep_bounds(min_age_ms: int | None, limit: int | None) -> tuple[int, int]:
