@@ -93,10 +93,6 @@ def hashes_no_password() -> bool:
     return not hashes_password()
 
 
-def login_bucket(_endpoint: str = "") -> str:
-    return LOGIN_BUCKET
-
-
 def login_limit() -> str:
     return current_app.config["RATELIMIT_LOGIN"]
 
@@ -153,15 +149,22 @@ def is_exempt() -> bool:
 LIMITER = "chat.limiter"  # app.extensions key
 
 
-def _new_limiter() -> FallbackLimiter:
-    """A limiter for one app; its limits are read from the app's config on every request
-    (the functions above). One per app, so an outage one app saw (tests build many) never
-    leaves another on the in-memory fallback."""
+def is_not_send() -> bool:
+    return not is_send()
+
+
+def _new_limiter(config) -> FallbackLimiter:
+    """A limiter for one app, with that app's limits (parsed once, not per request). One per
+    app, so an outage one app saw (tests build many) never leaves another on the in-memory
+    fallback. Sends have their own bucket and limit; every other route its own bucket."""
     limiter = FallbackLimiter(
         key_func=caller_key,
-        application_limits=[ApplicationLimit(global_limit, error_message=global_breach_message)],
-        default_limits=[Limit(route_limit, scope=bucket_name, shared=True, error_message=route_breach_message),
-                        Limit(login_limit, key_function=address_key, scope=login_bucket, shared=True,
+        application_limits=[ApplicationLimit(config["RATELIMIT_GLOBAL"], error_message=global_breach_message)],
+        default_limits=[Limit(config["RATELIMIT_ROUTE"], scope=bucket_name, shared=True, exempt_when=is_send,
+                              error_message=route_breach_message),
+                        Limit(config["RATELIMIT_SEND"], scope=SEND_BUCKET, shared=True, exempt_when=is_not_send,
+                              error_message=route_breach_message),
+                        Limit(config["RATELIMIT_LOGIN"], key_function=address_key, scope=LOGIN_BUCKET, shared=True,
                               exempt_when=hashes_no_password, error_message=login_breach_message)],
         request_identifier=request_identifier,
     )
@@ -212,7 +215,7 @@ def add_headers(response: Response) -> Response:
 
 def init_app(app: Flask) -> None:
     """Bind the limiter to ``app`` and add the KOOK headers."""
-    limiter = app.extensions[LIMITER] = _new_limiter()
+    limiter = app.extensions[LIMITER] = _new_limiter(app.config)
     limiter.init_app(app)  # its check runs before every later before_request hook
     app.before_request(answer_database_failure)
     app.after_request(add_headers)

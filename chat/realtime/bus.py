@@ -364,9 +364,10 @@ class Subscriber:
     def listening_since(self) -> float | None:
         """Since when (``time.monotonic()``) this process has heard every broadcast; None
         while it may be missing some."""
-        with self._lock:
-            self._start()
-            return self._listening_since
+        if self._thread is None or not self._thread.is_alive():
+            with self._lock:
+                self._start()
+        return self._listening_since  # one attribute read: no lock (every request asks)
 
     # ---- the thread -----------------------------------------------------------------------
 
