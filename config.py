@@ -382,7 +382,8 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
     # unless the profile fixes the derived setting itself.
     redis_url = settings["REDIS_URL"]
     derived = {
-        "RATELIMIT_STORAGE_URI": redis_url or "memory://",
+        # Redis through chat/limiter_storage.py, which counts a request's limits in one round trip.
+        "RATELIMIT_STORAGE_URI": f"chat+{redis_url}" if redis_url else "memory://",
         # The key prefix goes to the Redis storage itself, so every key starts with it.
         "RATELIMIT_STORAGE_OPTIONS": (
             {"key_prefix": f"{settings['REDIS_KEY_PREFIX']}limits", "socket_connect_timeout": 1,

@@ -42,6 +42,7 @@ from chat.auth import resolve_token, route_credential
 from chat.endpoints import hashes_password, is_send
 from chat.extensions import db
 from chat.limiter_fallback import FallbackLimiter
+from chat.limiter_storage import CountedAheadRedisStorage
 
 log = logging.getLogger(__name__)
 
@@ -213,9 +214,52 @@ def add_headers(response: Response) -> Response:
     return response
 
 
+def _counted_ahead_storage():
+    """The limiter's storage when it can count a request's limits ahead (Redis, and not
+    fallen back to memory), else None."""
+    limiter = current_app.extensions[LIMITER]
+    storage = limiter.limiter.storage if limiter.enabled else None
+    return storage if isinstance(storage, CountedAheadRedisStorage) else None
+
+
+def count_ahead() -> None:
+    """Before Flask-Limiter's check: count the request against all of its limits in one
+    round trip (``chat.limiter_storage``), with Flask-Limiter's own limit objects, so the keys
+    are the ones it will ask for. Anything unusual is left to Flask-Limiter."""
+    storage = _counted_ahead_storage()
+    if storage is None or request.endpoint is None or is_exempt():
+        return
+    limiter = current_app.extensions[LIMITER]
+    manager = limiter.limit_manager
+    endpoint = limiter.identify_request()
+    items = []
+    for lim in (*manager.application_limits, *manager.default_limits):
+        if lim.is_exempt or lim.method_exempt:
+            continue
+        args = [lim.key_func(), lim.scope_for(endpoint, request.method)]
+        if all(args):
+            items.append((lim.limit.key_for(*args), lim.limit.get_expiry(), lim.deduction_amount))
+    try:
+        storage.count_ahead(items)
+    except Exception:  # noqa: BLE001 - Redis trouble: Flask-Limiter's own calls meet it and fall back
+        log.debug("rate limits not counted ahead", exc_info=True)
+
+
+def settle_counted_ahead(_exc) -> None:
+    """After the request: give back what was counted ahead and not asked for."""
+    storage = _counted_ahead_storage()
+    if storage is not None:
+        try:
+            storage.settle()
+        except Exception:  # noqa: BLE001 - the window ends soon anyway
+            log.warning("rate-limit counts not settled: storage unavailable", exc_info=True)
+
+
 def init_app(app: Flask) -> None:
     """Bind the limiter to ``app`` and add the KOOK headers."""
     limiter = app.extensions[LIMITER] = _new_limiter(app.config)
+    app.before_request(count_ahead)  # before the limiter's own check, registered next
+    app.teardown_request(settle_counted_ahead)
     limiter.init_app(app)  # its check runs before every later before_request hook
     app.before_request(answer_database_failure)
     app.after_request(add_headers)

@@ -1,0 +1,95 @@
+"""Flask-Limiter's Redis storage, with all of a request's limits counted in one round trip.
+
+Flask-Limiter counts a request against each of its limits in turn (the global limit, the
+route's bucket), one Redis round trip each, and reads a bucket's window again for KOOK's
+headers. ``count_ahead`` increments every limit the request will be counted against in one
+script call, before Flask-Limiter asks, and keeps the answers on the request; the storage's
+``incr``, ``get`` and ``get_expiry`` then answer from them. ``settle`` gives back what was
+counted ahead and never asked for (Flask-Limiter stops at the first limit a request
+breaches), so the counts are exactly Flask-Limiter's own. A key not counted ahead goes to
+Redis as usual, so a limit this module did not foresee is still counted, once.
+
+Named by the storage URI's scheme ``chat+redis://`` (``chat+rediss://``, ``chat+unix://``);
+``config.py`` gives Flask-Limiter that URI whenever Redis is configured.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from flask import has_request_context, request
+from limits.storage import RedisStorage
+
+STASH = "chat.limits_counted_ahead"  # request.environ key
+SCHEME = "chat+"
+
+# KEYS: the limit keys; ARGV: expiry, amount for each. Returns count, ttl for each.
+_COUNT_AHEAD = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local amount = tonumber(ARGV[2 * i])
+  local current = redis.call('INCRBY', key, amount)
+  if current == amount then
+    redis.call('EXPIRE', key, ARGV[2 * i - 1])
+  end
+  out[2 * i - 1] = current
+  out[2 * i] = redis.call('TTL', key)
+end
+return out
+"""
+
+
+@dataclass
+class Counted:
+    count: int
+    expires_at: float
+    amount: int
+    asked: bool = False
+
+
+def _stash() -> dict[str, Counted]:
+    return request.environ.setdefault(STASH, {}) if has_request_context() else {}
+
+
+class CountedAheadRedisStorage(RedisStorage):
+    STORAGE_SCHEME = [f"{SCHEME}redis", f"{SCHEME}rediss", f"{SCHEME}unix"]
+
+    def __init__(self, uri: str, **options):
+        super().__init__(uri.removeprefix(SCHEME), **options)
+        self._count_ahead = self.get_connection().register_script(_COUNT_AHEAD)
+
+    def count_ahead(self, items: list[tuple[str, int, int]]) -> None:
+        """Count this request against every (key, expiry, amount) at once, for ``incr``."""
+        keys = [self.prefixed_key(key) for key, _, _ in items]
+        found = self._count_ahead(keys=keys, args=[value for _, expiry, amount in items
+                                                   for value in (expiry, amount)])
+        now = time.time()
+        stash = _stash()
+        for index, (key, (_, _, amount)) in enumerate(zip(keys, items)):
+            count, ttl = int(found[2 * index]), int(found[2 * index + 1])
+            stash[key] = Counted(count, now + max(ttl, 0), amount)
+
+    def settle(self) -> None:
+        """Give back what was counted ahead for this request and never asked for."""
+        unasked = [(key, counted.amount) for key, counted in _stash().items() if not counted.asked]
+        if unasked:
+            pipe = self.get_connection().pipeline(transaction=False)
+            for key, amount in unasked:
+                pipe.decrby(key, amount)
+            pipe.execute()
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        counted = _stash().get(self.prefixed_key(key))
+        if counted is not None and not counted.asked:
+            counted.asked = True
+            return counted.count
+        return super().incr(key, expiry, amount)
+
+    def get(self, key: str) -> int:
+        counted = _stash().get(self.prefixed_key(key))
+        return counted.count if counted is not None else super().get(key)
+
+    def get_expiry(self, key: str) -> float:
+        counted = _stash().get(self.prefixed_key(key))
+        return counted.expires_at if counted is not None else super().get_expiry(key)

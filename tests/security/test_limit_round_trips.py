@@ -1,0 +1,60 @@
+"""Rate limits counted in one round trip (chat/limiter_storage.py) count exactly as
+Flask-Limiter does: the same answers and headers, request by request, as its own Redis
+storage gives, through breaches of a bucket and of the global limit; and each request costs
+one script call, with KOOK's headers read from its answer rather than from Redis again.
+"""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from chat.services import accounts
+from devstack import start_redis
+from tests.conftest import REDIS_URL
+
+pytestmark = pytest.mark.integration
+
+SHOWN = ("X-Rate-Limit-Limit", "X-Rate-Limit-Remaining", "X-Rate-Limit-Bucket", "X-Rate-Limit-Global")
+
+
+def _run(app_with, storage_uri: str, prefix: str) -> list[tuple]:
+    """A fixed sequence of requests by one bot, under small limits: what each answered."""
+    client = app_with(RATELIMIT_ENABLED=True, RATELIMIT_STORAGE_URI=storage_uri,
+                      RATELIMIT_STORAGE_OPTIONS={"key_prefix": f"{prefix}limits"},
+                      RATELIMIT_ROUTE="2 per minute", RATELIMIT_SEND="1 per minute", RATELIMIT_GLOBAL="6 per minute")
+    _, token = accounts.create_bot(f"b{prefix.replace(':', '')[-8:]}")
+    _, other = accounts.create_bot(f"o{prefix.replace(':', '')[-8:]}")
+    me = {"Authorization": f"Bot {token}"}
+    target = client.get("/api/v3/user/me", headers={"Authorization": f"Bot {other}"}).json["data"]["id"]
+    answers = []
+    for method, path, body in [("GET", "/api/v3/user/me", None)] * 3 + [
+            ("POST", "/api/v3/direct-message/create", {"target_id": target, "content": "hi"})] * 2 + [
+            ("GET", "/api/v3/friend", None)] * 3 + [("GET", "/api/v3/user/view", None)] * 2:
+        response = client.open(path, method=method, headers=me, json=body)
+        answers.append((path, response.status_code, *(response.headers.get(name) for name in SHOWN)))
+    return answers
+
+
+def test_counting_ahead_answers_exactly_as_flask_limiter_counts(app, app_with, redis_prefix, tmp_path):
+    plain = _run(app_with, REDIS_URL, f"{redis_prefix}plain:")
+    server, url = start_redis(tmp_path)  # its own Redis: every command it sees is the run's
+    try:
+        watcher = redis.Redis.from_url(url)
+        before = watcher.info("commandstats")
+        ahead = _run(app_with, f"chat+{url}", f"{redis_prefix}ahead:")
+        after = watcher.info("commandstats")
+    finally:
+        server.stop()
+    assert ahead == plain
+    assert {status for _, status, *_ in plain} >= {200, 429}  # the run breached limits
+    assert "1" in {shown[-1] for shown in plain}  # the global one among them
+
+    def calls(name):
+        return after.get(f"cmdstat_{name}", {}).get("calls", 0) - before.get(f"cmdstat_{name}", {}).get("calls", 0)
+
+    # One script call a request (and one for the request that looked the other bot up; on
+    # this new Redis the first call also meets an unloaded script, counted once more), and no
+    # reads of a window the script already answered (its own TTLs are counted inside it).
+    assert calls("evalsha") - calls("script|load") == len(ahead) + 1
+    assert calls("get") == 0 and calls("ttl") == calls("incrby")
