@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import redis
 from flask import has_request_context, request
 from limits.storage import RedisStorage
 
@@ -55,8 +56,16 @@ def _stash() -> dict[str, Counted]:
 class CountedAheadRedisStorage(RedisStorage):
     STORAGE_SCHEME = [f"{SCHEME}redis", f"{SCHEME}rediss", f"{SCHEME}unix"]
 
-    def __init__(self, uri: str, **options):
-        super().__init__(uri.removeprefix(SCHEME), **options)
+    def __init__(self, uri: str, pool_size: int | None = None, **options):
+        """``pool_size``: at most this many connections (callers wait up to the socket
+        timeout for one); redis-py's default pool grows with every concurrent request."""
+        uri = uri.removeprefix(SCHEME)
+        pool = None
+        if pool_size is not None:
+            pool = redis.BlockingConnectionPool.from_url(
+                uri.replace("redis+unix", "unix"), max_connections=pool_size,
+                timeout=options.get("socket_timeout"), **options)
+        super().__init__(uri, connection_pool=pool, **({} if pool is not None else options))
         self._count_ahead = self.get_connection().register_script(_COUNT_AHEAD)
 
     def count_ahead(self, items: list[tuple[str, int, int]]) -> None:
