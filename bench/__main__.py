@@ -7,19 +7,24 @@ To add a benchmark, write a function ``(stack) -> list[Row]`` and append it to B
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
+from pathlib import Path
 
 from bench.drain import worker_drain
 from bench.growth import history_and_list_growth
 from bench.push import push_latency
+from bench.scaleout import scale_out
 from bench.stack import Row, production_stack
-from bench.streams import streams_vs_requests
-from bench.throughput import send_throughput
+from bench.streams import many_streams
+from bench.sustained import sustained_rate
 from bench.wrk import send_vs_livez
 
-BENCHMARKS = [send_vs_livez, send_throughput, push_latency, history_and_list_growth, streams_vs_requests,
-              worker_drain]
+# In the order the table reads: throughput, the sustained rate and the worker, streams, reads
+# as data grows, two instances, and the latency of one message at a time.
+BENCHMARKS = [send_vs_livez, sustained_rate, worker_drain, many_streams, history_and_list_growth, scale_out,
+              push_latency]
 
 
 def _cell(value: float | None) -> str:
@@ -40,6 +45,15 @@ def print_table(rows: list[Row]) -> None:
             print("  ".join("-" * width for width in widths))
 
 
+def machine() -> str:
+    """This machine in one line (cores, memory, CPU model), to go with its numbers."""
+    meminfo = Path("/proc/meminfo").read_text()
+    memory_kib = int(re.search(r"^MemTotal:\s+(\d+) kB", meminfo, re.MULTILINE).group(1))
+    model = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
+    return (f"machine: {len(os.sched_getaffinity(0))} cores (nproc), {memory_kib / 2**20:.1f} GiB memory, "
+            f"{model.group(1).strip() if model else 'CPU model unknown'}")
+
+
 def main(argv: list[str]) -> int:
     """Run every benchmark, or only those named on the command line."""
     chosen = [b for b in BENCHMARKS if not argv or b.__name__ in argv]
@@ -58,6 +72,7 @@ def main(argv: list[str]) -> int:
     print_table(rows)
     worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent (gunicorn.conf.py)")
     print(f"\n({time.monotonic() - started:.0f} s, {stack.database}, web workers: {worker_class}, this machine)")
+    print(machine())
     return 0
 
 

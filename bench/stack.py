@@ -12,12 +12,16 @@ import itertools
 import os
 import statistics
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psycopg
 
 from devstack import ApiUser, LiveProcess, flask_command, start_redis, start_server, start_worker
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+WEB_ARGS = ["--threads", "16"]
 
 
 @dataclass
@@ -57,11 +61,30 @@ class Stack:
     def user(self, prefix: str = "bench") -> ApiUser:
         return ApiUser(self.base, self.app_key, f"{prefix}{next(self._numbers)}")
 
+    def pairs(self, count: int, prefix: str = "pair") -> list[tuple[ApiUser, ApiUser, int]]:
+        """``count`` (sender, recipient, conversation id) triples, registered through the API
+        by a few threads at once."""
+        def make(_):
+            sender, recipient = self.user(f"{prefix}s"), self.user(f"{prefix}r")
+            return sender, recipient, sender.open_with(recipient)
+
+        with ThreadPoolExecutor(8) as pool:
+            return list(pool.map(make, range(count)))
+
+    def start_web(self, extra_env: dict[str, str] | None = None) -> tuple[LiveProcess, str]:
+        """One more gunicorn like the stack's own (same database, Redis and workers) on
+        another port, with ``extra_env`` on top; the caller stops it."""
+        return start_server({**self.env, **(extra_env or {})}, self.log_dir, extra_args=WEB_ARGS)
+
+    def sql(self, query: str, params: dict | None = None) -> list[tuple]:
+        """Rows of one statement run straight on the stack's database (PostgreSQL only)."""
+        with psycopg.connect(self.env["DATABASE_URL"], autocommit=True) as conn:
+            cursor = conn.execute(query, params)
+            return cursor.fetchall() if cursor.description else []
+
 
 @contextlib.contextmanager
 def _database(log_dir: Path):
-    import psycopg
-
     admin = os.environ.get("BENCH_DATABASE_URL", DEFAULT_POSTGRES)
     name = f"chat_bench_{os.getpid()}_{os.urandom(3).hex()}"
     try:
@@ -95,15 +118,13 @@ def production_stack(worker_concurrency: int = 2, extra_env: dict[str, str] | No
                     # The benchmark measures the service, not its rate limits.
                     "RATELIMIT_GLOBAL": "1000000 per second", "RATELIMIT_ROUTE": "1000000 per second",
                     "RATELIMIT_SEND": "1000000 per second", "RATELIMIT_LOGIN": "1000000 per second",
-                    # Nor the per-user stream cap: the streams benchmark opens hundreds for one user.
-                    "STREAMS_PER_USER": "100000",
                     # Hundreds of users are registered first; hashing is not what is measured.
                     "ARGON2_TIME_COST": "1", "ARGON2_MEMORY_COST_KIB": "8192",
                     **(extra_env or {}),
                 }
                 flask_command(env, "db", "upgrade")
                 app_key = flask_command(env, "app-key", "create", "bench").strip().splitlines()[-1]
-                server, base = start_server(env, log_dir, extra_args=["--threads", "16"])
+                server, base = start_server(env, log_dir, extra_args=WEB_ARGS)
                 processes.append(server)
                 processes.append(start_worker(env, log_dir, concurrency=worker_concurrency))
                 yield Stack(base, env, app_key, log_dir, database, processes)

@@ -1,0 +1,105 @@
+"""The highest message rate the stack sustains: sends at a fixed rate while every recipient
+listens, stepping the rate up until something does not hold.
+
+50 senders each write to their own recipient, and each recipient has its event stream open
+(``GET /api/v3/events``, read by ``devstack.EventStream``). wrk sends ``POST /message``
+open-loop at a fixed rate (send.lua's shared schedule, paced in ``delay()``) over
+CONNECTIONS connections for SECONDS, starting at RATE messages/s and multiplying it by 1.5
+for at most STEPS rates, as long as the previous rate held. A rate holds when, measured after
+the load on the database and the streams:
+
+- wrk achieved at least 95% of the rate asked for, and every answer was 2xx;
+- the push lag's p99 was at most 500 ms;
+- the push backlog (messages with ``pushed_at IS NULL``) was empty within 5 s of the load;
+- every message stored in those conversations during the run arrived on its recipient's
+  stream (within DRAIN seconds of the load's end);
+- ``flask counters rebuild`` finds no unread counter to fix.
+
+The stack's per-user rate limits are raised (bench/stack.py): 50 senders at these rates send
+more than a person's default allowance each. One row per rate: n is the messages stored, the latency columns are the push lag (arrival on
+the stream minus the message's ``created_at``), the note says what held and what did not.
+Environment: BENCH_SUSTAINED_RATE (300), BENCH_SUSTAINED_STEPS (4), BENCH_SUSTAINED_SECONDS
+(30), BENCH_SUSTAINED_CONNECTIONS (64), BENCH_SUSTAINED_DRAIN (30).
+"""
+
+from __future__ import annotations
+
+import os
+
+from bench.checks import Inbox, counters_problem, drain, newest_message_id, unpushed
+from bench.stack import Row, Stack, percentile, row_of
+from bench.wrk import errors_of, paced_sends, senders_file
+from devstack import wait_until
+
+RATE = float(os.environ.get("BENCH_SUSTAINED_RATE", "300"))
+STEPS = int(os.environ.get("BENCH_SUSTAINED_STEPS", "4"))
+SECONDS = int(os.environ.get("BENCH_SUSTAINED_SECONDS", "30"))
+CONNECTIONS = int(os.environ.get("BENCH_SUSTAINED_CONNECTIONS", "64"))
+DRAIN = float(os.environ.get("BENCH_SUSTAINED_DRAIN", "30"))
+PAIRS = 50
+STEP = 1.5
+BACKLOG_LIMIT = 5.0  # seconds after the load for the backlog to be empty
+LAG_LIMIT_MS = 500.0  # push lag p99 during the load
+
+
+def _one_rate(stack: Stack, senders, conversations: list[int], inbox: Inbox, rate: float) -> tuple[Row, bool]:
+    mark = newest_message_id(stack)
+    load = paced_sends(stack, senders, rate=rate, seconds=SECONDS, connections=CONNECTIONS)
+    result = drain(stack, inbox, mark, conversations, DRAIN)
+    failed = []
+    if load["rps"] < 0.95 * rate:
+        failed.append(f"offered rate not held ({CONNECTIONS} connections all busy)")
+    if load["errors"] or load["socket_errors"]:
+        failed.append(errors_of(load))
+    empty = result.backlog_empty_after
+    if empty is None:
+        failed.append(f"backlog {result.backlog_left:,} still unpushed {DRAIN:.0f} s after the load")
+    elif empty > BACKLOG_LIMIT:
+        failed.append(f"backlog took {empty:.1f} s to empty")
+    lags = result.lags(inbox)
+    if lags and percentile(lags, 0.99) > LAG_LIMIT_MS:
+        failed.append(f"push lag p99 {percentile(lags, 0.99):.0f} ms (at most {LAG_LIMIT_MS:.0f})")
+    if result.missing:
+        failed.append(f"{len(result.missing):,} of {len(result.stored):,} messages did not arrive within {DRAIN:.0f} s")
+    problem = counters_problem(stack) if empty is not None else "counters not checked (backlog not empty)"
+    if problem:
+        failed.append(problem)
+    facts = (f"achieved {load['rps']:.0f} msg/s (send p50 {load['p50']:.1f} / p99 {load['p99']:.1f} ms), "
+             f"{errors_of(load)}, backlog empty " + ("never" if empty is None else f"after {empty:.1f} s")
+             + f", {len(result.stored) - len(result.missing):,}/{len(result.stored):,} arrived"
+             + ("" if problem else ", counters = rebuild"))
+    note = (f"FAILED: {'; '.join(failed)}. " if failed else "held: ") + facts
+    name = f"sustained {rate:.0f} msg/s, {SECONDS} s"
+    return (row_of(name, lags, note) if lags else Row(name, len(result.stored), note=note)), not failed
+
+
+def sustained_rate(stack: Stack) -> list[Row]:
+    if stack.database != "PostgreSQL":
+        return [Row("sustained rate", 0, note="skipped: needs PostgreSQL")]
+    pairs = stack.pairs(PAIRS, "steady")
+    senders = senders_file(stack, pairs, "sustained-senders")
+    conversations = [cid for _, _, cid in pairs]
+    streams = [recipient.stream().wait_open() for _, recipient, _ in pairs]
+    inbox = Inbox(streams)
+    rows, held = [], None
+    try:
+        for step in range(STEPS):
+            rate = round(RATE * STEP ** step)
+            row, ok = _one_rate(stack, senders, conversations, inbox, rate)
+            rows.append(row)
+            if not ok:
+                break
+            held = rate
+    finally:
+        for stream in streams:
+            stream.close(wait=False)
+    # Whatever failed, leave no backlog to the next benchmark.
+    try:
+        wait_until(lambda: unpushed(stack) == 0, 300, interval=1, what="the backlog to empty")
+        left = ""
+    except AssertionError:
+        left = f"; {unpushed(stack):,} messages still unpushed after 5 more minutes"
+    rows.append(Row("sustained rate: highest held", 0,
+                    note=(f"highest sustained rate held: {held} msg/s" if held else
+                          f"no rate held (lowest tried: {RATE:.0f} msg/s)") + left))
+    return rows
