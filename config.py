@@ -337,9 +337,8 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
         # Pushes are run in batches (chat/runner.py): a worker takes up to this many of the
         # messages waiting at once, in one transaction and one round trip to the event bus;
         # one task drains for at most TASK_DRAIN_SECONDS (under the tasks' 30 s soft time
-        # limit), then hands over to a fresh task. A
-        # drainer that dies stops holding the queue after TASK_PILE_HOLD_SECONDS (and its
-        # batch is swept up as unpushed).
+        # limit), then hands over to a fresh task. A drainer that dies stops holding the queue
+        # after TASK_PILE_HOLD_SECONDS (and its batch is swept up as unpushed).
         "TASK_BATCH_SIZE": env_int(environ, "TASK_BATCH_SIZE", 200),
         # After a batch smaller than that, the drainer waits this long for more to gather
         # (and once more before it stops): a few ms of push latency that buy batches.
