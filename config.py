@@ -340,9 +340,9 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
         # limit), then hands over to a fresh task. A drainer that dies stops holding the queue
         # after TASK_PILE_HOLD_SECONDS (and its batch is swept up as unpushed).
         "TASK_BATCH_SIZE": env_int(environ, "TASK_BATCH_SIZE", 200),
-        # After a batch smaller than that, the drainer waits this long for more to gather
-        # (and once more before it stops): a few ms of push latency that buy batches.
-        "TASK_BATCH_LINGER_MS": env_float(environ, "TASK_BATCH_LINGER_MS", 10),
+        # Under load (a batch of several, but less than that), the drainer waits this long for
+        # the next batch to gather: a little push latency that buys much larger batches.
+        "TASK_BATCH_LINGER_MS": env_float(environ, "TASK_BATCH_LINGER_MS", 25),
         "TASK_DRAIN_SECONDS": env_float(environ, "TASK_DRAIN_SECONDS", 20),
         "TASK_PILE_HOLD_SECONDS": env_float(environ, "TASK_PILE_HOLD_SECONDS", 5),
         "CELERY_VISIBILITY_TIMEOUT": env_int(environ, "CELERY_VISIBILITY_TIMEOUT", 60),

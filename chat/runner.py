@@ -81,6 +81,7 @@ def run_in_own_context(app: Flask, job: Job, args: tuple):
 
 
 DRAIN_TASK = "run_batches"
+IDLE_LOOK_SECONDS = 0.005  # a drainer that found the pile empty looks once more after this
 
 # A pile is a list of JSON items; beside it a "kick" key says that a task is draining it. Each
 # script is one atomic step, so an item added as the drainer finds the pile empty is either
@@ -225,11 +226,10 @@ class CeleryQueue:
             items = self.pile.take(name, self.batch_size)
             if not items:
                 if not idle:
-                    # Linger once before letting go: under a steady load the next items are
-                    # a few milliseconds away, and a batch of them costs far less than a
-                    # new drain task and a batch each.
+                    # Look once more before letting go (a new drain task costs far more than
+                    # a short wait), briefly: an idle service pushes at once.
                     idle = True
-                    time.sleep(self.linger_seconds)
+                    time.sleep(IDLE_LOOK_SECONDS)
                     continue
                 if self.pile.release(name):
                     idle = False
@@ -245,8 +245,11 @@ class CeleryQueue:
             if time.monotonic() > deadline:
                 self._drain_later(name)  # the kick stays held: the next task is the drainer
                 return taken
-            if len(items) < self.batch_size:
-                time.sleep(self.linger_seconds)  # let the next batch gather
+            if 1 < len(items) < self.batch_size:
+                # Under load (more than one item came at once) let the next batch gather: a
+                # batch costs nearly the same whatever its size. One item means a quiet
+                # service, where waiting would only add latency.
+                time.sleep(self.linger_seconds)
 
     def close(self) -> None:
         pass
