@@ -6,6 +6,9 @@ in the session's outbox, and one session hook performs the records when the tran
 commits, or drops them when it rolls back. So a side effect never runs for a change that
 did not happen, and never before the change is visible to the worker that acts on it.
 
+A write that is its own transaction (an autocommit statement, a send's fast path) calls
+``committed_alone`` instead, which performs the records at once, the same way.
+
 Publishing is best effort (a Redis outage must not fail a request: the event is logged as
 lost). Queueing goes through the app's task queue (``chat.runner``): Celery on Redis in
 production; in the embedded default the task runs in this process right after the commit,
@@ -44,6 +47,16 @@ def result_of(task: str, *args):
     """What ``task(*args)`` returned if the last commit of this session already ran it to
     the end in this process (the embedded default); None when it was queued for a worker."""
     return db.session().info.get(RESULTS, {}).get((task, args))
+
+
+def committed_alone() -> None:
+    """The caller's write committed by itself (one statement on an autocommit connection,
+    outside the session's transaction): perform what was recorded for it now, exactly as the
+    commit hook would have. The session must hold no transaction of its own."""
+    session = db.session()
+    if session.in_transaction():
+        raise RuntimeError("committed_alone() with a transaction open: commit it instead")
+    _perform(session)
 
 
 def _perform(session: Session) -> None:

@@ -185,11 +185,15 @@ def _new_values(me: User, conversation_id, type_name, content, client_time, nonc
             "client_time": client_time, "nonce": nonce or None, "created_at": now_ms()}
 
 
-def _sent(me: User, conversation: Conversation, values: dict, message_id: int) -> MessageView:
-    """After the insert: queue the push, commit, answer with what was inserted. Pushed
-    already only when the push ran here (the embedded default); nothing is read back."""
+def _sent(me: User, conversation: Conversation, values: dict, message_id: int, *, committed: bool = False) -> MessageView:
+    """After the insert: queue the push, commit (unless the insert ``committed`` by itself),
+    answer with what was inserted. Pushed already only when the push ran here (the embedded
+    default); nothing is read back."""
     outbox.enqueue(push.TASK, message_id)
-    db.session.commit()
+    if committed:
+        outbox.committed_alone()
+    else:
+        db.session.commit()
     message = Message(id=message_id, **values)
     pushed = outbox.result_of(push.TASK, message_id) is True
     return MessageView(message, conversation, me, isread=False, ispushed=pushed)
@@ -211,14 +215,14 @@ def send_to(me: User, type_name: str, content: str, client_time: int, *, convers
         params = {**{f"new_{k}": v for k, v in values.items()}, "me": me.id, "user": me.id,
                   "sent_at": values["created_at"], "name": code if conversation_id is None else conversation_id}
         # Autocommit: the statement is its own transaction, without BEGIN and COMMIT round
-        # trips. The outbox still performs the push after the session's commit below.
+        # trips; the outbox performs the push once it returns (``_sent``).
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             row = connection.execute(_send_at_once(conversation_id is None), params).first()
         if row is not None:
             message_id, *chat = row
             values["conversation_id"] = chat[0]
             conversation = Conversation(**dict(zip(("id", "code", "user_low", "user_high", "created_at"), chat)))
-            return _sent(me, conversation, values, message_id)
+            return _sent(me, conversation, values, message_id, committed=True)
     view = get_for_member(me, conversation_id=conversation_id, code=code)
     return send(me, view, type_name, content, client_time, nonce=nonce, quote_key=quote_key)[0]
 
