@@ -258,7 +258,7 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
         # A gevent web process serves many requests at once: connections it opens beyond the
         # pool's size are closed when returned, and opening one costs both sides far more than
         # a query (under load it was most of a send's cost), so the pool keeps enough.
-        "DB_POOL_SIZE": env_int(environ, "DB_POOL_SIZE", 15),
+        "DB_POOL_SIZE": env_int(environ, "DB_POOL_SIZE", 20),
         "DB_MAX_OVERFLOW": env_int(environ, "DB_MAX_OVERFLOW", 10),
         "DB_POOL_TIMEOUT": env_int(environ, "DB_POOL_TIMEOUT", 10),
         "DB_POOL_RECYCLE": env_int(environ, "DB_POOL_RECYCLE", 1800),
