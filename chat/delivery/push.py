@@ -23,43 +23,47 @@ from types import SimpleNamespace
 
 from flask import current_app
 from sqlalchemy import BigInteger, bindparam, case, exists, false, func, select, tuple_, update
-from sqlalchemy.orm import aliased
 
 from chat import metrics, realtime, webhooks
 from chat.delivery import counters, events
 from chat.delivery.payloads import message_payload, quotes_of
 from chat.extensions import db
-from chat.models import Block, Conversation, ConversationMember, Message, User, now_ms
+from chat.models import Block, Conversation, ConversationMember, Message, User, Webhook, now_ms
 
 log = logging.getLogger(__name__)
 
 TASK = "deliver_message"
+SENDER_COLUMNS = ("id", "username", "nickname", "avatar", "identify_num", "is_bot")  # what an event shows
 
 
 @functools.cache
 def _statements() -> SimpleNamespace:
     """The push's statements, built once with bound parameters (lists expand at execution):
     every batch runs them, and building them costs more than running them."""
-    messages = Message.__table__
-    members = ConversationMember.__table__
+    messages, members = Message.__table__, ConversationMember.__table__
+    chats, users, theirs = Conversation.__table__, User.__table__, ConversationMember.__table__.alias("theirs")
     ids = bindparam("ids", expanding=True)
     wanted = bindparam("members", expanding=True)
-    recipient = case((Message.sender_id == Conversation.user_low, Conversation.user_high), else_=Conversation.user_low)
-    theirs = aliased(ConversationMember)
+    recipient = case((messages.c.sender_id == chats.c.user_low, chats.c.user_high), else_=chats.c.user_low)
     # A recipient's messages among the claimed ones: in their conversation, sent by the other.
     received = (messages.c.conversation_id == members.c.conversation_id) & (messages.c.sender_id != members.c.user_id)
     claimed = messages.c.id.in_(bindparam("claimed", expanding=True))
     return SimpleNamespace(
-        # Everything an event needs, with the recipient's read pointer and whether a block
-        # stands either way between the two: one query for the whole batch.
-        unpushed=(select(Message, Conversation.code, recipient.label("recipient"), User,
-                         theirs.last_read_message_id,
-                         exists().where(Block.either_way(Conversation.user_low, Conversation.user_high)))
-                  .join(Conversation, Conversation.id == Message.conversation_id)
-                  .join(User, User.id == Message.sender_id)
-                  .outerjoin(theirs, (theirs.conversation_id == Message.conversation_id) & (theirs.user_id == recipient))
-                  .where(Message.id.in_(ids), Message.pushed_at.is_(None))
-                  .order_by(Message.id)),
+        # Everything an event needs (plain rows: the message's columns, its chat's code, the
+        # sender's as ``author_*``), with the recipient's read pointer, whether a block stands
+        # either way between the two and whether the recipient has a webhook: one query for
+        # the whole batch.
+        unpushed=(select(*messages.c, chats.c.code.label("chat_code"), recipient.label("recipient"),
+                         *(users.c[name].label(f"author_{name}") for name in SENDER_COLUMNS),
+                         theirs.c.last_read_message_id.label("pointer"),
+                         exists().where(Block.either_way(chats.c.user_low, chats.c.user_high)).label("blocked"),
+                         exists().where(Webhook.user_id == recipient).label("hooked"))
+                  .select_from(messages.join(chats, chats.c.id == messages.c.conversation_id)
+                               .join(users, users.c.id == messages.c.sender_id)
+                               .outerjoin(theirs, (theirs.c.conversation_id == messages.c.conversation_id)
+                                          & (theirs.c.user_id == recipient)))
+                  .where(messages.c.id.in_(ids), messages.c.pushed_at.is_(None))
+                  .order_by(messages.c.id)),
         claim=(update(messages)
                .where(messages.c.id.in_(ids), messages.c.pushed_at.is_(None))
                .values(pushed_at=bindparam("now", type_=BigInteger))
@@ -109,9 +113,12 @@ def deliver_batch(message_ids) -> set[int]:
     if not rows:
         db.session.rollback()  # end the read transaction; nothing to do
         return set()
-    recipient_of = {row[0].id: row.recipient for row in rows}
-    facts = {row[0].id: row[0].conversation_id for row in rows}
-    created = {row[0].id: row[0].created_at for row in rows}
+    recipient_of = {row.id: row.recipient for row in rows}
+    facts = {row.id: row.conversation_id for row in rows}
+    created = {row.id: row.created_at for row in rows}
+    # Webhook deliveries are recorded only for recipients that had a webhook when the batch
+    # was read (one registered meanwhile starts with the next message).
+    hooked = {row.id for row in rows if row.hooked}
     announced = _announced(rows)
     db.session.rollback()  # no transaction stays open while Redis is called (rows expire here)
     if announced:
@@ -137,7 +144,7 @@ def deliver_batch(message_ids) -> set[int]:
     db.session.execute(sql.count, {"members": members, "claimed": sorted(claimed),
                                    "announced": sorted(m for m in claimed if m in announced)})
     webhooks.record_many([(recipient_of[m], "message.created", announced[m]) for m in sorted(claimed)
-                          if m in announced])
+                          if m in announced and m in hooked])
     db.session.commit()
     metrics.push_batch(len(claimed))
     metrics.delivery("delivered", len(claimed))
@@ -150,14 +157,15 @@ def deliver_batch(message_ids) -> set[int]:
 def _announced(rows) -> dict[int, dict]:
     """The events of the messages to announce, by message id, in id order. A block either
     way stops a push; a message deleted before its push has nothing to announce."""
-    shown = [row for row in rows if row[0].deleted_at is None and not row[5]]
-    quotes = quotes_of({(row[0].quote_key, row[0].conversation_id) for row in shown if row[0].quote_key})
+    shown = [row for row in rows if row.deleted_at is None and not row.blocked]
+    quotes = quotes_of({(row.quote_key, row.conversation_id) for row in shown if row.quote_key})
     announced = {}
-    for message, code, recipient_id, sender, pointer, _ in shown:
-        payload = message_payload(message, code, sender, recipient_id, isread=(pointer or 0) >= message.id,
-                                  quote=quotes.get((message.quote_key, message.conversation_id)))
+    for row in shown:
+        sender = SimpleNamespace(**{name: getattr(row, f"author_{name}") for name in SENDER_COLUMNS})
+        payload = message_payload(row, row.chat_code, sender, row.recipient, isread=(row.pointer or 0) >= row.id,
+                                  quote=quotes.get((row.quote_key, row.conversation_id)))
         payload["ispushed"] = 1  # true by the time anyone reads the event
-        announced[message.id] = payload
+        announced[row.id] = payload
     return announced
 
 
