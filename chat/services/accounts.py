@@ -12,6 +12,7 @@ import hashlib
 import logging
 import secrets
 import time
+from contextlib import contextmanager
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -175,12 +176,13 @@ def user_for_token(raw: str) -> tuple[User, Token] | None:
     found = cache.get(hashed) if cache is not None else None
     if found is None:
         read_at = time.monotonic()
-        row = db.session.execute(
-            select(Token, User).join(User, User.id == Token.user_id).where(Token.token_hash == hashed)
-        ).first()
-        if row is None or row[0].revoked_at is not None:
+        with _own_read():
+            row = db.session.execute(
+                select(Token, User).join(User, User.id == Token.user_id).where(Token.token_hash == hashed)
+            ).first()
+            found = None if row is None or row[0].revoked_at is not None else (_columns(row[1]), _columns(row[0]))
+        if found is None:
             return None
-        found = (_columns(row[1]), _columns(row[0]))
         if cache is not None:
             cache.put(hashed, found, read_at)
     user_values, token_values = found
@@ -243,14 +245,29 @@ def app_key_is_valid(raw: str) -> bool:
     valid = cache.get(hashed) if cache is not None else None
     if valid is None:
         read_at = time.monotonic()
-        key = db.session.scalar(select(AppKey).where(AppKey.key_hash == hashed))
-        valid = key is not None and key.revoked_at is None
+        with _own_read():
+            key = db.session.scalar(select(AppKey).where(AppKey.key_hash == hashed))
+            valid = key is not None and key.revoked_at is None
         if cache is not None:
             cache.put(hashed, valid, read_at)
     return valid
 
 
 # ---- the credential cache -------------------------------------------------------------------
+
+@contextmanager
+def _own_read():
+    """A credential lookup ends the read transaction it began (a request's first statement,
+    when the cache missed): the request then goes on with no transaction open, as it would
+    with the cache warm, and a send can still be its own transaction (``messages.send_to``)."""
+    began = not db.session().in_transaction()
+    try:
+        yield
+    finally:
+        if began:
+            db.session.rollback()
+
+
 
 def _cache() -> credential_cache.CredentialCache | None:
     """This app's credential cache (None when ``AUTH_CACHE_SECONDS`` is 0), listening to the

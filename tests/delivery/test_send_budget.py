@@ -97,3 +97,17 @@ def test_a_kook_send_stays_within_its_statement_budget(app, alice, bob):
         response = alice.client.post("/api/v3/direct-message/create", json=body, headers=headers)
     assert response.status_code == 200, response.json
     _check_ordinary(sent)
+
+
+def test_a_send_whose_credentials_were_not_cached_is_still_one_statement(app, alice, bob):
+    chat = alice.open_with(bob)
+    app.extensions["task_queue"] = RecordingQueue()
+    app.extensions.pop("credential_cache", None)  # a process that has not seen these yet
+
+    with statements_sent() as sent:
+        response = alice.send(chat, "cold")
+    assert response.status_code == 200, response.json
+    # The app key and the session are looked up (and their read ends), then the send itself.
+    lookups, send = sent[:2], sent[2:]
+    assert all("app_keys" in statement or "tokens" in statement for statement, _ in lookups), _shown(sent)
+    _check_ordinary(send)
