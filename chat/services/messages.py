@@ -115,12 +115,13 @@ def _bound(name: str, column: str):
     return bindparam(name, type_=Message.__table__.c[column].type)
 
 
-def _moved(conversation=None):
+def _moved(conversation=None, user=None, sent_at=None):
     """The sender's chat moved by a send: ``counters.show_sender_chat`` with the send's own
-    parameters (``conversation`` defaults to the bound one)."""
+    values (each defaults to a bound parameter: ``conversation``, ``user``, ``sent_at``)."""
     big = BigInteger()
     return counters.show_sender_chat(conversation if conversation is not None else bindparam("conversation", big),
-                                     bindparam("user", big), bindparam("sent_at", big))
+                                     user if user is not None else bindparam("user", big),
+                                     sent_at if sent_at is not None else bindparam("sent_at", big))
 
 
 @functools.cache
@@ -158,13 +159,17 @@ def _send_at_once(by_code: bool):
             .join(members, (members.c.conversation_id == chats.c.id) & (members.c.user_id == me))
             .where(name, ~exists().where(Block.either_way(chats.c.user_low, chats.c.user_high)))
             .cte("chat"))
-    given = {name: _bound(f"new_{name}", name) for name in STORED_COLUMNS if name not in ("conversation_id", "sender_id")}
+    # Fewer parameters are cheaper to send: the sender is ``me``, a quote takes the general
+    # path, and the chat moves to the message's own time.
+    given = {name: _bound(f"new_{name}", name) for name in STORED_COLUMNS
+             if name not in ("conversation_id", "sender_id", "quote_key")}
     insert = (dialect_insert("postgresql")(table)
               .from_select([*given, "conversation_id", "sender_id"], select(*given.values(), chat.c.id, me))
               .on_conflict_do_nothing(index_elements=["sender_id", "nonce"])
               .returning(table.c.id))
     stored = insert.cte("stored")
-    shown = _moved(chat.c.id).where(exists(select(stored.c.id))).returning(members.c.user_id).cte("shown")
+    shown = (_moved(chat.c.id, me, given["created_at"]).where(exists(select(stored.c.id)))
+             .returning(members.c.user_id).cte("shown"))
     return (select(stored.c.id, chat.c.id.label("conversation_id"), chat.c.code, chat.c.user_low, chat.c.user_high,
                    chat.c.created_at)
             .select_from(stored).join(chat, true()).add_cte(shown))
@@ -212,8 +217,8 @@ def send_to(me: User, type_name: str, content: str, client_time: int, *, convers
     if ordinary and db.session.get_bind().dialect.name == "postgresql":
         content = _checked(type_name, content, nonce)
         values = _new_values(me, None, type_name, content, client_time, nonce, None)
-        params = {**{f"new_{k}": v for k, v in values.items()}, "me": me.id, "user": me.id,
-                  "sent_at": values["created_at"], "name": code if conversation_id is None else conversation_id}
+        params = {**{f"new_{k}": values[k] for k in ("key", "type", "content", "client_time", "nonce", "created_at")},
+                  "me": me.id, "name": code if conversation_id is None else conversation_id}
         # Autocommit: the statement is its own transaction, without BEGIN and COMMIT round
         # trips; the outbox performs the push once it returns (``_sent``).
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
