@@ -40,6 +40,7 @@ from flask import Flask
 from kombu.exceptions import OperationalError as BrokerError
 
 from chat.celery_config import TASK_ROUTES
+from chat.logging_setup import request_id_var
 
 log = logging.getLogger(__name__)
 
@@ -130,31 +131,42 @@ class Pile:
         return [f"{self._prefix}pile:{name}", f"{self._prefix}pile:{name}:kick"]
 
     def add(self, name: str, items: list) -> bool:
-        """Add ``items``; True when no task was draining the pile: the caller queues one."""
+        """Add ``items``, each with the id of the request (or task) adding it, so the worker's
+        log can name it; True when no task was draining the pile: the caller queues one."""
         kicked = False
+        request_id = request_id_var.get()
         for start in range(0, len(items), ADD_CHUNK):
-            encoded = [json.dumps(item) for item in items[start:start + ADD_CHUNK]]
+            encoded = [json.dumps([item, request_id]) for item in items[start:start + ADD_CHUNK]]
             kicked |= bool(self._add(keys=self._keys(name), args=[self._hold_ms, *encoded]))
         return kicked
 
-    def take(self, name: str, count: int) -> list:
-        """Up to ``count`` items, oldest first (the caller is the drainer: the kick is renewed)."""
+    def take(self, name: str, count: int) -> list[tuple]:
+        """Up to ``count`` (item, request id) pairs, oldest first (the caller is the drainer:
+        the kick is renewed)."""
         found = self._take(keys=self._keys(name), args=[count, self._hold_ms])
-        return [json.loads(item) for item in found or ()]
+        return [tuple(json.loads(entry)) for entry in found or ()]
 
     def release(self, name: str) -> bool:
         """The drainer found the pile empty: stop draining, unless items came meanwhile
         (then True: the caller keeps draining)."""
         return bool(self._release(keys=self._keys(name), args=[self._hold_ms]))
 
-    def give_back(self, name: str, items: list) -> None:
+    def give_back(self, name: str, taken: list[tuple]) -> None:
         """Put a batch that failed back at the head of the pile (best effort: its sweeper
         finds it otherwise)."""
         try:
-            self._give_back(keys=self._keys(name)[:1], args=[json.dumps(item) for item in reversed(items)])
+            self._give_back(keys=self._keys(name)[:1], args=[json.dumps(list(pair)) for pair in reversed(taken)])
         except redis.RedisError:
             log.warning("could not give %d %s items back to the pile; the sweeper will find them",
-                        len(items), name)
+                        len(taken), name)
+
+
+def _requests(taken: list[tuple], shown: int = 10) -> str:
+    """The requests that queued a batch, for its log line (a request's id follows its push
+    into the worker's log); the first ``shown``, then how many more."""
+    ids = list(dict.fromkeys(request_id or "-" for _, request_id in taken))
+    more = f" (+{len(ids) - shown} more)" if len(ids) > shown else ""
+    return ", ".join(ids[:shown]) + more
 
 
 class CeleryQueue:
@@ -237,8 +249,9 @@ class CeleryQueue:
                 return taken
             idle = False
             taken += len(items)
+            log.info("%s: %d taken, queued by %s", name, len(items), _requests(items))
             try:
-                run_in_own_context(self.app, job, [(item,) for item in items])
+                run_in_own_context(self.app, job, [(item,) for item, _ in items])
             except Exception:
                 self.pile.give_back(name, items)
                 raise

@@ -5,22 +5,8 @@ sweeper queues the task again wherever the pointer lags behind."""
 from __future__ import annotations
 
 from chat.delivery import reads
-from chat.runner import Enqueued
+from tests.delivery import KeepingQueue
 from tests.webhooks.receiver import settle
-
-
-class LosingQueue:
-    """The app's queue, except that read tasks vanish (what a killed worker does to them)."""
-
-    def __init__(self, real):
-        self.real = real
-        self.lost: list[tuple] = []
-
-    def enqueue(self, name: str, args: tuple, countdown: float | None = None) -> Enqueued:
-        if name == reads.TASK:
-            self.lost.append(args)
-            return Enqueued(True)
-        return self.real.enqueue(name, args, countdown)
 
 
 def _unread(user, cid: int) -> int:
@@ -34,12 +20,12 @@ def test_a_lost_read_is_queued_again_by_the_sweeper(app, alice, bob):
     assert _unread(bob, cid) == 3
 
     real = app.extensions["task_queue"]
-    app.extensions["task_queue"] = losing = LosingQueue(real)
+    app.extensions["task_queue"] = losing = KeepingQueue(real, reads.TASK)  # read tasks vanish
     try:
         assert bob.get("/message", query_string={"conversationid": cid}).status_code == 200
     finally:
         app.extensions["task_queue"] = real
-    assert len(losing.lost) == 1
+    assert len(losing.kept) == 1
     assert _unread(bob, cid) == 3  # the read never happened
     assert reads.sweep_lost_reads() == 0  # too recent: it may still be on its way
     assert reads.sweep_lost_reads(min_age_ms=0) == 1
@@ -58,7 +44,7 @@ def test_an_explicit_read_is_recovered_too_and_nothing_is_swept_when_reads_arriv
 
     alice.send(cid, "two")
     real = app.extensions["task_queue"]
-    app.extensions["task_queue"] = LosingQueue(real)
+    app.extensions["task_queue"] = KeepingQueue(real, reads.TASK)
     try:
         assert bob.post("/message/read", json={"conversationid": cid}).status_code == 200
     finally:

@@ -17,21 +17,7 @@ from sqlalchemy import select
 from chat.delivery import counters, push
 from chat.extensions import db
 from chat.models import ConversationMember, Message
-from chat.runner import Enqueued
-
-
-class HoldingQueue:
-    """The app's queue, except that pushes are kept for the test to run as one batch."""
-
-    def __init__(self, real):
-        self.real = real
-        self.held: list[int] = []
-
-    def enqueue(self, name: str, args: tuple, countdown: float | None = None) -> Enqueued:
-        if name == push.TASK:
-            self.held.append(args[0])
-            return Enqueued(True)
-        return self.real.enqueue(name, args, countdown)
+from tests.delivery import KeepingQueue
 
 
 def _member(cid: int, user_id: int) -> ConversationMember:
@@ -62,7 +48,7 @@ def test_a_mixed_batch_counts_each_message_once_and_announces_what_it_may(app, m
                             headers={"Authorization": f"Bearer {dave.session}"}).status_code == 200
 
     real = app.extensions["task_queue"]
-    app.extensions["task_queue"] = held = HoldingQueue(real)
+    app.extensions["task_queue"] = held = KeepingQueue(real, push.TASK)  # pushes wait for the batch
     try:
         a1, a2, a3, a4 = (alice.send(ab, f"a{n}").json["data"]["messagekey"] for n in range(1, 5))
         b1 = bob.send(ab, "b1").json["data"]["messagekey"]
@@ -77,12 +63,13 @@ def test_a_mixed_batch_counts_each_message_once_and_announces_what_it_may(app, m
     finally:
         app.extensions["task_queue"] = real
     ids = dict(db.session.execute(select(Message.key, Message.id)).all())
-    assert sorted(held.held) == sorted(ids[k] for k in (a1, a2, a3, a4, b1, c1, d1))
+    held_ids = [message_id for message_id, in held.kept]
+    assert sorted(held_ids) == sorted(ids[k] for k in (a1, a2, a3, a4, b1, c1, d1))
     assert _member(ab, bob.id).unread_count == 0  # nothing pushed yet, nothing counted
 
     # The batch as a worker gets it: in any order, one message twice, one pushed already.
-    batch = [*reversed(held.held), held.held[0], ids[quoted]]
-    assert push.deliver_batch(batch) == set(held.held)
+    batch = [*reversed(held_ids), held_ids[0], ids[quoted]]
+    assert push.deliver_batch(batch) == set(held_ids)
 
     assert counters.rebuild_all() == 0  # every live counter is the truth
     assert _member(ab, bob.id).unread_count == 1  # a4 only: a1 read, a2 hidden, a3 deleted

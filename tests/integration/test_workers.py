@@ -198,6 +198,9 @@ def test_a_reconnect_with_last_event_id_gets_exactly_what_it_missed(stack):
 
 
 def test_a_worker_killed_mid_burst_loses_and_doubles_nothing(stack):
+    # Batches of two: a worker drains a backlog of hundreds in well under a second otherwise,
+    # too fast to be killed in the middle of it.
+    stack.env["TASK_BATCH_SIZE"] = "2"
     stack.start_redis()
     stack.web()
     # Beat too: a worker killed just as Redis hands it a message (BRPOP popped it, the

@@ -32,31 +32,32 @@ def _listening(client) -> None:
         wait_until(lambda: subscriber.listening_since() is not None, 10, what="the subscriber to listen")
 
 
-def test_a_logout_in_one_process_ends_the_session_in_another_at_once(app, app_with, redis_prefix):
+def _two_processes(app_with, redis_prefix, key_name: str):
+    """Two listening 'processes' that have both looked alice's credentials up (cached)."""
     one, two = _process(app_with, redis_prefix), _process(app_with, redis_prefix)
-    key = accounts.create_app_key("revocation")
-    alice = ClassicUser(one, key, "alice", "correct horse")
+    alice = ClassicUser(one, accounts.create_app_key(key_name), "alice", "correct horse")
     for client in (one, two):
         _listening(client)
         assert client.get("/conversation", headers=alice.headers).status_code == 200  # now cached
+    return one, two, alice
 
+
+def _refused_soon(client, alice, what: str) -> None:
+    wait_until(lambda: client.get("/conversation", headers=alice.headers).status_code == 401, 3,
+               interval=0.05, what=f"the other process to refuse the {what}")
+
+
+def test_a_logout_in_one_process_ends_the_session_in_another_at_once(app, app_with, redis_prefix):
+    one, two, alice = _two_processes(app_with, redis_prefix, "revocation")
     assert one.post("/auth/logout", headers=alice.headers).status_code == 200
-    wait_until(lambda: two.get("/conversation", headers=alice.headers).status_code == 401, 3,
-               interval=0.05, what="the other process to refuse the session")
+    _refused_soon(two, alice, "session")
 
 
 def test_a_revoked_app_key_is_refused_by_every_process_at_once(app, app_with, redis_prefix):
-    one, two = _process(app_with, redis_prefix), _process(app_with, redis_prefix)
-    key = accounts.create_app_key("to-revoke")
-    alice = ClassicUser(one, key, "alice", "correct horse")
-    for client in (one, two):
-        _listening(client)
-        assert client.get("/conversation", headers=alice.headers).status_code == 200
-
+    one, two, alice = _two_processes(app_with, redis_prefix, "to-revoke")
     with one.application.app_context():
         accounts.revoke_app_key("to-revoke")
-    wait_until(lambda: two.get("/conversation", headers=alice.headers).status_code == 401, 3,
-               interval=0.05, what="the other process to refuse the app key")
+    _refused_soon(two, alice, "app key")
 
 
 def test_entries_are_trusted_long_only_while_revocations_are_heard():
