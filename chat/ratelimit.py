@@ -56,9 +56,20 @@ KOOK_PREFIX = "/api/v3/"
 DATABASE_FAILURE = "chat.ratelimit.database_failure"  # request.environ key
 
 
+CALLER = "chat.ratelimit.caller"  # request.environ key: the caller, once found
+
+
 def caller_key() -> str:
     """Who the limits count against: the user behind the credential the route authenticates
-    with, else (no credential, or an unknown one) the client address."""
+    with, else (no credential, or an unknown one) the client address. Found once per request
+    (every limit asks)."""
+    found = request.environ.get(CALLER)
+    if found is None:
+        found = request.environ[CALLER] = _caller()
+    return found
+
+
+def _caller() -> str:
     raw = route_credential()
     if raw and DATABASE_FAILURE not in request.environ:
         try:
