@@ -4,7 +4,7 @@ listens, stepping the rate up until something does not hold.
 50 senders each write to their own recipient, and each recipient has its event stream open
 (``GET /api/v3/events``, read by ``devstack.EventStream``). wrk sends ``POST /message``
 open-loop at a fixed rate (send.lua's shared schedule, paced in ``delay()``) over
-CONNECTIONS connections for SECONDS, starting at RATE messages/s and multiplying it by 1.5
+CONNECTIONS connections for SECONDS, starting at RATE messages/s and multiplying it by 1.25
 for at most STEPS rates, as long as the previous rate held. A rate holds when, measured after
 the load on the database and the streams:
 
@@ -37,7 +37,7 @@ SECONDS = int(os.environ.get("BENCH_SUSTAINED_SECONDS", "30"))
 CONNECTIONS = int(os.environ.get("BENCH_SUSTAINED_CONNECTIONS", "64"))
 DRAIN = float(os.environ.get("BENCH_SUSTAINED_DRAIN", "30"))
 PAIRS = 50
-STEP = 1.5
+STEP = 1.25
 BACKLOG_LIMIT = 5.0  # seconds after the load for the backlog to be empty
 LAG_LIMIT_MS = 500.0  # push lag p99 during the load
 
