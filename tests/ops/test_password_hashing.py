@@ -44,9 +44,11 @@ turns = [0]
 
 
 def count_turns():
+    # A turn a millisecond, not a busy loop: spinning would take a core from the hashing
+    # thread itself (a hash took minutes on a busy two-core machine), and proves no more.
     while True:
         turns[0] += 1
-        gevent.sleep(0)
+        gevent.sleep(0.001)
 
 
 def turns_during(call):
