@@ -248,7 +248,21 @@ def test_waiting_streams_send_nothing_to_redis_and_share_one_connection(tmp_path
 
         wait_until(lambda: subscribed() == 41, 10, what="40 waiting streams' channels (and the broadcasts)")
         assert sum(1 for c in watcher.client_list() if int(c.get("sub", 0))) == 1  # on one connection
-        reads = int(watcher.info("commandstats").get("cmdstat_xread", {}).get("calls", 0))
+        def reads_so_far() -> int:
+            return int(watcher.info("commandstats").get("cmdstat_xread", {}).get("calls", 0))
+
+        # Each confirmed subscription wakes its stream for one more read (whatever was appended
+        # before it): wait until the subscriber has handled them all, then watch the quiet.
+        settled = [reads_so_far(), time.monotonic()]
+
+        def reads_settled() -> bool:
+            now = reads_so_far()
+            if now != settled[0]:
+                settled[:] = [now, time.monotonic()]
+            return time.monotonic() - settled[1] >= 0.5
+
+        wait_until(reads_settled, 10, what="the streams' reads after subscribing")
+        reads = reads_so_far()
         time.sleep(1.5)  # all 40 wait, and send nothing
         assert int(watcher.info("commandstats")["cmdstat_xread"]["calls"]) == reads
         bus.append(7, "message.created", {"n": 7})
