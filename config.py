@@ -350,9 +350,12 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
         # request at most this much, never a hang.
         "REDIS_SOCKET_TIMEOUT": env_float(environ, "REDIS_SOCKET_TIMEOUT", 1),
         # Connections a process keeps to Redis per client (the app's, the rate limiter's): a
-        # request waits (up to REDIS_SOCKET_TIMEOUT) for one rather than opening more, so
-        # thousands of event streams opening at once cost no more connections than this.
+        # request waits for one rather than opening more, so thousands of event streams
+        # opening at once cost no more connections than this.
         "REDIS_POOL_SIZE": env_int(environ, "REDIS_POOL_SIZE", 16),
+        # How long a caller waits for one of those connections when all are in use: a busy
+        # pool is not an outage (Redis itself failing still fails fast, REDIS_SOCKET_TIMEOUT).
+        "REDIS_POOL_WAIT_SECONDS": env_float(environ, "REDIS_POOL_WAIT_SECONDS", 5),
         # The event stream: each user's stream keeps about this many events for resuming; an
         # open stream sends a heartbeat comment (and refreshes presence) this often.
         "EVENT_STREAM_MAXLEN": env_int(environ, "EVENT_STREAM_MAXLEN", 1000),
@@ -391,7 +394,8 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
         # The key prefix goes to the Redis storage itself, so every key starts with it.
         "RATELIMIT_STORAGE_OPTIONS": (
             {"key_prefix": f"{settings['REDIS_KEY_PREFIX']}limits", "socket_connect_timeout": 1,
-             "socket_timeout": 1, "pool_size": settings["REDIS_POOL_SIZE"]}
+             "socket_timeout": 1, "pool_size": settings["REDIS_POOL_SIZE"],
+             "pool_wait": settings["REDIS_POOL_WAIT_SECONDS"]}
             if redis_url else {}
         ),
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options(settings),

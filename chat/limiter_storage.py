@@ -56,16 +56,18 @@ def _stash() -> dict[str, Counted]:
 class CountedAheadRedisStorage(RedisStorage):
     STORAGE_SCHEME = [f"{SCHEME}redis", f"{SCHEME}rediss", f"{SCHEME}unix"]
 
-    def __init__(self, uri: str, pool_size: int | None = None, **options):
-        """``pool_size``: at most this many connections (callers wait up to the socket
-        timeout for one); redis-py's default pool grows with every concurrent request."""
+    def __init__(self, uri: str, key_prefix: str = RedisStorage.PREFIX, wrap_exceptions: bool = False,
+                 pool_size: int | None = None, pool_wait: float | None = None, **options):
+        """``pool_size``: at most this many connections; a caller waits up to ``pool_wait``
+        seconds for one (redis-py's default pool grows with every concurrent request).
+        ``options`` are the Redis connections' own (timeouts)."""
         uri = uri.removeprefix(SCHEME)
         pool = None
         if pool_size is not None:
             pool = redis.BlockingConnectionPool.from_url(
-                uri.replace("redis+unix", "unix"), max_connections=pool_size,
-                timeout=options.get("socket_timeout"), **options)
-        super().__init__(uri, connection_pool=pool, **({} if pool is not None else options))
+                uri.replace("redis+unix", "unix"), max_connections=pool_size, timeout=pool_wait, **options)
+        super().__init__(uri, connection_pool=pool, key_prefix=key_prefix, wrap_exceptions=wrap_exceptions,
+                         **({} if pool is not None else options))
         self._count_ahead = self.get_connection().register_script(_COUNT_AHEAD)
 
     def count_ahead(self, items: list[tuple[str, int, int]]) -> None:

@@ -38,19 +38,21 @@ SUBSCRIBER_HEALTH_CHECK_S = 5
 
 
 def redis_client(url: str, timeout: float, read_timeout: float | None = None, *, pool_size: int | None = None,
-                 **options) -> redis.Redis:
+                 pool_wait: float | None = None, **options) -> redis.Redis:
     """A client that fails fast: a short connect timeout and one immediate retry (enough to
     replace a pooled connection that died with a Redis restart), never redis-py's default
     backoff, which would hold a request for seconds while Redis is down.
 
-    ``pool_size``: at most this many connections; a caller waits up to ``timeout`` for one
-    rather than opening more (redis-py's default pool grows with every concurrent caller: a
-    gevent process opening thousands of event streams at once would open hundreds)."""
+    ``pool_size``: at most this many connections; a caller waits up to ``pool_wait`` seconds
+    for one rather than opening more (redis-py's default pool grows with every concurrent
+    caller: a gevent process opening thousands of event streams at once would open hundreds).
+    A pool that is merely busy is not an outage: the wait can be longer than ``timeout``."""
     settings = {"socket_connect_timeout": timeout, "socket_timeout": read_timeout or timeout,
                 "retry": Retry(NoBackoff(), 1), **options}
     if pool_size is None:
         return redis.Redis.from_url(url, **settings)
-    pool = redis.BlockingConnectionPool.from_url(url, max_connections=pool_size, timeout=timeout, **settings)
+    pool = redis.BlockingConnectionPool.from_url(url, max_connections=pool_size, timeout=pool_wait or timeout,
+                                                 **settings)
     return redis.Redis(connection_pool=pool)
 
 
@@ -71,7 +73,8 @@ def init_app(app: Flask) -> None:
         return
     prefix = app.config["REDIS_KEY_PREFIX"]
     timeout = float(app.config["REDIS_SOCKET_TIMEOUT"])
-    client = redis_client(url, timeout, pool_size=int(app.config["REDIS_POOL_SIZE"]))
+    client = redis_client(url, timeout, pool_size=int(app.config["REDIS_POOL_SIZE"]),
+                          pool_wait=float(app.config["REDIS_POOL_WAIT_SECONDS"]))
     app.extensions["redis"] = client
     # The subscriber's connection is pinged when idle, so a Redis that froze or vanished
     # without closing it is noticed (and streams fall back to polling) within seconds.

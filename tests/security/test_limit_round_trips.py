@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import pytest
 import redis
+from limits.storage import storage_from_string
 
+from chat.limiter_storage import CountedAheadRedisStorage
 from chat.services import accounts
+from config import load_config
 from devstack import start_redis
 from tests.conftest import REDIS_URL
 
@@ -58,3 +61,13 @@ def test_counting_ahead_answers_exactly_as_flask_limiter_counts(app, app_with, r
     # reads of a window the script already answered (its own TTLs are counted inside it).
     assert calls("evalsha") - calls("script|load") == len(ahead) + 1
     assert calls("get") == 0 and calls("ttl") == calls("incrby")
+
+
+def test_the_storage_production_configures_counts_in_redis_under_its_prefix(redis_prefix):
+    # The options config.py derives for production, exactly as Flask-Limiter passes them.
+    settings = load_config({"CHAT_ENV": "production", "SECRET_KEY": "s", "DATABASE_URL": "postgresql://x/y",
+                            "REDIS_URL": REDIS_URL, "REDIS_KEY_PREFIX": redis_prefix})
+    storage = storage_from_string(settings["RATELIMIT_STORAGE_URI"], **settings["RATELIMIT_STORAGE_OPTIONS"])
+    assert isinstance(storage, CountedAheadRedisStorage) and storage.check()
+    assert storage.incr("probe", 60) == 1 and storage.incr("probe", 60) == 2
+    assert redis.Redis.from_url(REDIS_URL).get(f"{redis_prefix}limits:probe") == b"2"
