@@ -37,25 +37,11 @@ def countable_for(conversation_id, user_id, read_up_to, cleared_before):
         Message.id > cleared_before,
         Message.deleted_at.is_(None),
         Message.pushed_at.is_not(None),
-        ~exists().where(MessageHide.user_id == user_id, MessageHide.message_id == Message.id),
+        # Correlated to whatever encloses it (the member's row in a counting UPDATE too): a
+        # hide by this member only, never by anyone who happens to be some member.
+        ~exists().where(MessageHide.user_id == user_id, MessageHide.message_id == Message.id)
+        .correlate_except(MessageHide),
     )
-
-
-@functools.cache
-def counts_statement():
-    """Whether one message counts as unread for a member, built once (every push asks);
-    parameters: message, conversation, user, read_up_to, cleared_before."""
-    def big(name):
-        return bindparam(name, type_=BigInteger)
-    return select(exists().where(
-        Message.id == big("message"),
-        countable_for(big("conversation"), big("user"), big("read_up_to"), big("cleared_before"))))
-
-
-def counts_as_unread(message_id: int, member: ConversationMember) -> bool:
-    return bool(db.session.scalar(counts_statement(), {
-        "message": message_id, "conversation": member.conversation_id, "user": member.user_id,
-        "read_up_to": member.last_read_message_id, "cleared_before": member.cleared_before_id}))
 
 
 @functools.cache

@@ -1,7 +1,7 @@
 """One push batch with everything a batch can meet at once.
 
 A worker takes whatever piled up: several conversations, both directions of one, a message
-read already, one hidden by its recipient, one deleted for everyone, one to a chat its
+read already, one hidden by its recipient, one hidden by its sender, one deleted for everyone, one to a chat its
 recipient deleted, one quoting another, one sent just before a block. Pushes are held back
 (a queue that keeps them) while that is set up, then run as one batch, the way a worker runs
 them. The counters must equal the rebuild, each message counted once however often it is
@@ -55,6 +55,8 @@ def test_a_mixed_batch_counts_each_message_once_and_announces_what_it_may(app, m
         assert bob.post("/message/read", json={"conversationid": ab, "messagekey": a1}).status_code == 200
         assert bob.delete("/message", json={"messagekey": a2, "type": 1}).json["code"] == 0  # for bob
         assert alice.delete("/message", json={"messagekey": a3, "type": 2}).json["code"] == 0  # for both
+        # Alice hides her own a4: still unread for bob (a hide is its member's alone).
+        assert alice.delete("/message", json={"messagekey": a4, "type": 1}).json["code"] == 0
         c1 = carol.client.post("/api/v3/direct-message/create", headers=kook, json={
             "chat_code": code, "type": 1, "content": "quoting", "quote": quoted}).json["data"]["msg_id"]
         d1 = alice.send(ad, "before the block").json["data"]["messagekey"]
@@ -72,7 +74,7 @@ def test_a_mixed_batch_counts_each_message_once_and_announces_what_it_may(app, m
     assert push.deliver_batch(batch) == set(held_ids)
 
     assert counters.rebuild_all() == 0  # every live counter is the truth
-    assert _member(ab, bob.id).unread_count == 1  # a4 only: a1 read, a2 hidden, a3 deleted
+    assert _member(ab, bob.id).unread_count == 1  # a4 only (alice hid it, not bob): a1 read, a2 hidden, a3 deleted
     assert _member(ab, alice.id).unread_count == 1  # b1
     assert _member(cb, bob.id).unread_count == 1 and _member(cb, bob.id).hidden is False
     assert _member(ad, dave.id).unread_count == 1  # sent before the block: in his history
