@@ -293,10 +293,58 @@ def test_a_stream_that_waits_after_reading_misses_nothing_appended_in_between(tm
         for n in range(1, 30):
             assert bus.read(5, head) == []
             newer = bus.append(5, "message.created", {"n": n})  # after the read, before the wait
-            assert bus.wait(5, head, 5) is True, f"event {n} was missed"
+            assert bus.wait(5, head, 5) is not None, f"event {n} was missed"
             assert [json.loads(data)["n"] for _, _, data in bus.read(5, head)] == [n]
             head = newer
-        assert bus.wait(5, head, 0.3) is False  # and nothing new: a wait that times out
+        assert bus.wait(5, head, 0.3) is None  # and nothing new: a wait that times out
+    finally:
+        server.stop()
+
+
+def test_a_stream_woken_for_an_event_taken_out_since_waits_instead_of_reading_in_a_loop(tmp_path):
+    # The wake-up names an event that a delete took out of the stream before the stream read
+    # it: the read finds nothing, and the next wait must not answer "grown" for it again.
+    import threading
+    import time
+
+    import redis
+
+    from chat.realtime.sse import sse_stream
+    from devstack import start_redis
+
+    server, url = start_redis(tmp_path)
+    try:
+        client = redis_client(url, 1)
+        bus = RedisStreamBus(client, Subscriber(client, "f:"), "f:")
+        presence = RedisPresence(client, "f:", ttl_seconds=30)
+        stream = sse_stream(bus, presence, 9, bus.last_id(9), 1.0, "c1")
+        frames: list[str] = []
+        done = threading.Event()
+
+        def pull():
+            for frame in stream:
+                frames.append(frame)
+                if done.is_set():
+                    return
+
+        reader = threading.Thread(target=pull, daemon=True)
+        reader.start()
+        watcher = redis.Redis.from_url(url)
+        wait_until(lambda: any(int(c.get("sub", 0)) >= 2 for c in watcher.client_list()), 10,
+                   what="the stream's wake channel")
+        reads = int(watcher.info("commandstats").get("cmdstat_xread", {}).get("calls", 0))
+        # Appended and taken out in one go: the stream hears of it only after it is gone.
+        pipe = client.pipeline(transaction=True)
+        bus._append(keys=[bus._key(9), bus.subscriber.wake_channel(9)],
+                    args=[100, "event", "message.created", "data", "{}", "about", "k9"], client=pipe)
+        bus._forget(keys=[bus._key(9), bus._forgotten_key(9)], args=["k9"], client=pipe)
+        pipe.execute()
+        time.sleep(1.5)  # a heartbeat and a half
+        done.set()
+        # One read for the wake-up, one after the heartbeat; a stream reading in a loop
+        # would have made thousands.
+        assert int(watcher.info("commandstats")["cmdstat_xread"]["calls"]) - reads <= 3
+        assert not any("event:" in frame for frame in frames)
     finally:
         server.stop()
 

@@ -41,7 +41,7 @@ from chat.auth import TOKEN_SECURITY, bearer_token, current_user, require_token
 from chat.extensions import api, db
 from chat.kook.gateway_session import KEEP, init_sessions
 from chat.realtime import SESSION_REVOKED, EventBusDown, parse_event_id
-from chat.realtime.bus import revokes
+from chat.realtime.bus import later_event_id, revokes
 from chat.realtime.kook_events import kook_event
 from chat.schemas import BaseSchema, Blueprint, LenientSchema, envelope
 from chat.services import accounts
@@ -132,6 +132,7 @@ class GatewayConnection:
         self.sn = 0  # the last sn sent
         self.cursor = "0-0"  # the stream event the last sn came from (or was skipped at)
         self.maybe_more = True  # whether the stream may hold events after the cursor (read it)
+        self.heard: str | None = None  # the newest event id a wake-up named (see the bus's wait)
         # sn -> (stream event id, when it was sent): for a PING that shows the client is behind.
         self.sent: OrderedDict[int, tuple[str, float]] = OrderedDict()
         self.lock = threading.RLock()  # one sender at a time; the numbering moves under it
@@ -172,9 +173,10 @@ class GatewayConnection:
         how many stream events were read."""
         if block_ms and not self.maybe_more:
             # Waiting sends nothing to Redis: the bus says when the stream may have grown.
-            self.maybe_more = self.bus.wait(self.user_id, self.cursor, block_ms / 1000)
-            if not self.maybe_more:
+            woke = self.bus.wait(self.user_id, later_event_id(self.cursor, self.heard), block_ms / 1000)
+            if woke is None:
                 return 0
+            self.heard = woke  # a wake-up for an event taken out since must not wake us again
         found = self.bus.read(self.user_id, self.cursor)
         self.maybe_more = bool(found)  # a full read may have left more behind
         if not found:
@@ -289,6 +291,7 @@ class GatewayConnection:
                 return
             if time.monotonic() - refreshed >= self.heartbeat:
                 refreshed = time.monotonic()
+                self.maybe_more = True  # read once a heartbeat: a safety net under the wake-ups
                 self.presence.refresh(self.user_id, self.session_id)
                 self.sessions.touch(self.session_id, self.token_id)
 

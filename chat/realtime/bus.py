@@ -96,6 +96,13 @@ def format_event_id(pair: tuple[int, int]) -> str:
     return f"{pair[0]}-{pair[1]}"
 
 
+def later_event_id(first: str, second: str | None) -> str:
+    """The later of two event ids (``first`` when ``second`` is None)."""
+    if second is None or parse_event_id(second) <= parse_event_id(first):
+        return first
+    return second
+
+
 def revokes(event: str, data: str, token_id: int | None) -> bool:
     """Whether a stream event (``data`` as stored: JSON text) revokes the token ``token_id``:
     what every stream or gateway connection opened with that token checks."""
@@ -159,11 +166,12 @@ class InProcessBus:
             trimmed = self._trimmed.get(user_id)
         return trimmed is not None and parse_event_id(trimmed) > parse_event_id(after)
 
-    def wait(self, user_id: int, after: str, timeout: float, woken: threading.Event | None = None) -> bool:
-        """Having just read up to ``after``: wait until the log may have more (True), or
-        ``timeout`` seconds (False). (``woken`` is not watched here: in-process, a stream
-        polls for its client hanging up.)"""
-        return bool(self.read(user_id, after, block_ms=max(1, int(timeout * 1000))))
+    def wait(self, user_id: int, after: str, timeout: float, woken: threading.Event | None = None) -> str | None:
+        """Having just read up to ``after``: wait until the log has more, and return the
+        newest id it holds; None after ``timeout`` seconds. (``woken`` is not watched here:
+        in-process, a stream polls for its client hanging up.)"""
+        found = self.read(user_id, after, block_ms=max(1, int(timeout * 1000)))
+        return found[-1][0] if found else None
 
     def read(self, user_id: int, after: str | None, block_ms: int = 0) -> list[tuple[str, str, str]]:
         """Events after ``after`` (all retained events when None), waiting up to ``block_ms``."""
@@ -263,10 +271,11 @@ class RedisStreamBus:
             return self._read_now(user_id, after)
         return []
 
-    def wait(self, user_id: int, after: str, timeout: float, woken: threading.Event | None = None) -> bool:
-        """Having just read up to ``after``: wait until the stream may have more (True), or
-        ``timeout`` seconds (False); ``woken`` set by the caller ends it early too. Costs no
-        Redis command: the process's ``Subscriber`` hears of every append."""
+    def wait(self, user_id: int, after: str, timeout: float, woken: threading.Event | None = None) -> str | None:
+        """Having just read up to ``after``: wait until the stream may have more (see
+        ``Subscriber.wait``; None after ``timeout`` seconds); ``woken`` set by the caller
+        ends it early too. Costs no Redis command: the process's ``Subscriber`` hears of
+        every append."""
         return self.subscriber.wait(user_id, after, timeout, woken)
 
     def _read_now(self, user_id: int, after: str | None) -> list[tuple[str, str, str]]:
@@ -318,10 +327,13 @@ class Subscriber:
 
     # ---- used by streams and services ----------------------------------------------------
 
-    def wait(self, user_id: int, after: str, timeout: float, woken: threading.Event | None = None) -> bool:
-        """Wait until ``user_id``'s stream may have events after ``after``; False when
-        ``timeout`` seconds pass without any. ``woken``: the caller's own event, which
-        something else may set to end the wait early (a client hanging up)."""
+    def wait(self, user_id: int, after: str, timeout: float, woken: threading.Event | None = None) -> str | None:
+        """Wait until ``user_id``'s stream may have events after ``after``; None when
+        ``timeout`` seconds pass without any. Otherwise returns the newest event id heard of
+        (``after`` when none is newer): read, and pass the later of it and your position as
+        the next ``after``, so an event taken out of the stream since (``forget``) wakes
+        nobody twice. ``woken``: the caller's own event, which something else may set to end
+        the wait early (a client hanging up)."""
         woken = woken or threading.Event()
         with self._lock:
             self._start()
@@ -329,13 +341,15 @@ class Subscriber:
             trusted = self._listening_since is not None and user_id in self._subscribed
             notified = self._notified.get(user_id)
             if trusted and notified is not None and parse_event_id(notified) > parse_event_id(after):
-                return True  # grew since the caller last read
+                return notified  # grew since the caller last read
             self._waiters[user_id].add(woken)
         try:
             if not trusted and self._listening_since is None:
                 # Nobody can tell when the stream grows: read once a second.
-                return woken.wait(min(timeout, self.RETRY_S)) or True
-            return woken.wait(timeout)
+                woken.wait(min(timeout, self.RETRY_S))
+                return after
+            if not woken.wait(timeout):
+                return None
         finally:
             with self._lock:
                 waiters = self._waiters.get(user_id)
@@ -343,6 +357,8 @@ class Subscriber:
                     waiters.discard(woken)
                     if not waiters:
                         del self._waiters[user_id]
+        with self._lock:
+            return later_event_id(after, self._notified.get(user_id))
 
     def on_broadcast(self, topic: str, handler) -> None:
         """Call ``handler(message)`` (in the subscriber's thread) for each ``broadcast`` on

@@ -15,7 +15,14 @@ import threading
 import time
 
 from chat.errors import Kind, ServiceError
-from chat.realtime.bus import SESSION_REVOKED, EventBusDown, format_event_id, parse_event_id, revokes
+from chat.realtime.bus import (
+    SESSION_REVOKED,
+    EventBusDown,
+    format_event_id,
+    later_event_id,
+    parse_event_id,
+    revokes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +147,7 @@ def _events(bus, presence, user_id, after, heartbeat_seconds, connection_id, tok
     # thousands of streams opened together do not all write in the same instant ever after.
     refreshed = written = time.monotonic() - random.uniform(0, heartbeat_seconds / 2)
     grown = True  # read first: the stream may hold events after ``after`` already
+    heard = after  # the newest event id a wake-up named: waits start after it (see the bus)
     while True:
         left_s = None if expires_at is None else expires_at / 1000 - time.time()
         if left_s is not None and left_s <= 0:
@@ -154,8 +162,13 @@ def _events(bus, presence, user_id, after, heartbeat_seconds, connection_id, tok
             woken.clear()  # set by the bus's last wake-up; a hang-up also sets ``gone``
         try:
             found = bus.read(user_id, after) if grown else []
-            # Waiting sends nothing to Redis: the bus says when the stream may have grown.
-            grown = bool(found) or bus.wait(user_id, after, slice_s, woken)
+            if found:
+                grown = True
+            else:
+                # Waiting sends nothing to Redis: the bus says when the stream may have grown.
+                woke = bus.wait(user_id, later_event_id(after, heard), slice_s, woken)
+                grown = woke is not None
+                heard = woke or heard
         except EventBusDown:
             log.warning("event stream of user %s ends: event bus unavailable", user_id)
             yield ": event bus unavailable; reconnect with Last-Event-ID\n\n"
@@ -183,6 +196,7 @@ def _events(bus, presence, user_id, after, heartbeat_seconds, connection_id, tok
                 yield "".join(frames)
         else:
             yield ": heartbeat\n\n"
+            grown = True  # and read once: a safety net under the wake-ups, once a heartbeat
         if time.monotonic() - refreshed >= heartbeat_seconds:
             refreshed = time.monotonic()
             try:
