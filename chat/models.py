@@ -69,8 +69,15 @@ class User(db.Model):
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
 
 
+def _revoked_index(name: str) -> Index:
+    """Revoked rows by when: every process's credential cache asks for the latest."""
+    return Index(name, "revoked_at", postgresql_where=text("revoked_at IS NOT NULL"),
+                 sqlite_where=text("revoked_at IS NOT NULL"))
+
+
 class AppKey(db.Model):
     __tablename__ = "app_keys"
+    __table_args__ = (_revoked_index("ix_app_keys_revoked_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
@@ -81,6 +88,7 @@ class AppKey(db.Model):
 
 class Token(db.Model):
     __tablename__ = "tokens"
+    __table_args__ = (_revoked_index("ix_tokens_revoked_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)

@@ -168,12 +168,13 @@ def user_for_token(raw: str) -> tuple[User, Token] | None:
     """The live (unexpired, unrevoked) token's user, or None.
 
     Cached per process (``chat.services.credential_cache``: a revocation counts at once in
-    every process while Redis is up); expiry is checked at every use."""
+    every process while Redis is up, within AUTH_CACHE_SECONDS whatever happens); expiry is
+    checked at every use."""
     if not raw:
         return None
     hashed = digest(raw)
     cache = _cache()
-    found = cache.get(hashed) if cache is not None else None
+    found = _cached(cache, hashed)
     if found is None:
         read_at = time.monotonic()
         with _own_read():
@@ -242,7 +243,7 @@ def app_key_is_valid(raw: str) -> bool:
         return False
     hashed = digest(raw)
     cache = _cache()
-    valid = cache.get(hashed) if cache is not None else None
+    valid = _cached(cache, hashed)
     if valid is None:
         read_at = time.monotonic()
         with _own_read():
@@ -287,6 +288,27 @@ def _cache() -> credential_cache.CredentialCache | None:
     return cache
 
 
+# Revocations are looked for this much further back than an entry lives: a revocation's time
+# is stamped before its commit, and hosts' clocks differ a little.
+REVOCATION_SLACK_MS = 60_000
+
+
+def _cached(cache: credential_cache.CredentialCache | None, hashed: str):
+    """``hashed``'s cached answer (None: look it up), after the periodic sweep of the latest
+    revocations when one is due (it cannot miss one, as a broadcast can)."""
+    if cache is None:
+        return None
+    if cache.sweep_due():
+        since = now_ms() - int(cache.remembered_seconds * 1000) - REVOCATION_SLACK_MS
+        with _own_read():
+            revoked = db.session.scalars(
+                select(Token.token_hash).where(Token.revoked_at >= since)
+                .union_all(select(AppKey.key_hash).where(AppKey.revoked_at >= since))).all()
+        for revoked_digest in revoked:
+            cache.forget(revoked_digest)
+    return cache.get(hashed)
+
+
 def _revoked(hashed: str) -> None:
     """After the commit that revoked a credential: every process stops accepting it."""
     cache = _cache()
@@ -297,7 +319,7 @@ def _revoked(hashed: str) -> None:
         try:
             subscriber.broadcast(credential_cache.TOPIC, hashed)
         except realtime.EventBusDown:
-            # Then no process hears revocations: each trusts its entries AUTH_CACHE_SECONDS only.
+            # The other processes find it in their next sweep (``_cached``).
             log.warning("event bus unavailable: a revocation counts elsewhere within AUTH_CACHE_SECONDS")
 
 

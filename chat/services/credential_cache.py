@@ -6,8 +6,13 @@ up in the database each time was a query per request. An entry is trusted for
 process hears every revocation: a logout or an app-key revocation is broadcast to every
 process once committed (``chat.realtime.Subscriber``), and each drops the entry at once. An
 entry stored before the process last (re)started listening may have missed one, so it gets
-the short time only. So a revocation counts at once everywhere while Redis is up, and within
-``AUTH_CACHE_SECONDS`` while it is not.
+the short time only.
+
+A broadcast can still be lost where no process notices (the revoking process cannot reach
+Redis while the others can). So every ``AUTH_CACHE_SECONDS`` each process also asks the
+database which credentials were revoked lately (``sweep_due``, then ``forget`` each; an
+index keeps it to the revoked rows). A revocation counts at once everywhere while Redis is
+up, and within ``AUTH_CACHE_SECONDS`` whatever happens to the broadcast.
 
 A lookup that read the database before a revocation arrived and stores its answer after is
 not kept: revocations are remembered for as long as an entry can live.
@@ -33,6 +38,24 @@ class CredentialCache:
         self._entries: LRUCache = LRUCache(maxsize=maxsize)  # digest -> (value, read at)
         self._revoked: TTLCache = TTLCache(maxsize=maxsize, ttl=self._trusted, timer=time.monotonic)
         self._lock = threading.Lock()
+        self._swept_at = time.monotonic()  # a new cache holds nothing revoked before it
+
+    @property
+    def remembered_seconds(self) -> float:
+        """How long an entry can live: revocations older than this no longer matter."""
+        return self._trusted
+
+    def sweep_due(self) -> bool:
+        """Whether the caller should ask for the latest revocations now (``forget`` each);
+        True for one caller every ``AUTH_CACHE_SECONDS``."""
+        now = time.monotonic()
+        if now - self._swept_at < self._short:
+            return False  # one attribute read: no lock (every request asks)
+        with self._lock:
+            if now - self._swept_at < self._short:
+                return False
+            self._swept_at = now
+            return True
 
     def get(self, digest: str):
         """The cached answer for ``digest``, or None (not cached, or no longer trusted)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+import pytest
 from sqlalchemy import event
 
 from chat.extensions import db
@@ -20,6 +21,14 @@ from chat.runner import Enqueued
 SEND_BUDGET = {"postgresql": 1, "sqlite": 3}  # statements, besides opening and committing a transaction
 # A retried nonce (rare) takes the general path to find the original: a few more.
 RETRY_BUDGET = {"postgresql": 4, "sqlite": 4}
+
+
+@pytest.fixture(autouse=True)
+def sweeps_out_of_the_way(app):
+    """The credential cache asks for the latest revocations once every AUTH_CACHE_SECONDS (a
+    statement per process, not per send): not within these tests, however slow the machine."""
+    app.config["AUTH_CACHE_SECONDS"] = 600
+    app.extensions.pop("credential_cache", None)
 
 
 class RecordingQueue:

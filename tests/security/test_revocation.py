@@ -3,13 +3,18 @@
 Two apps stand for two web processes (same database, same Redis). Each caches what it looked
 up; a logout or an app-key revocation in one is broadcast, and the other refuses the
 credential at once, long before its cache would have let the entry go. Without a way to hear
-revocations, a process trusts an entry for AUTH_CACHE_SECONDS only.
+revocations, a process trusts an entry for AUTH_CACHE_SECONDS only; and a revocation whose
+broadcast is lost is found in the database by every process within AUTH_CACHE_SECONDS.
 """
 
 from __future__ import annotations
 
 import time
 
+from sqlalchemy import update
+
+from chat.extensions import db
+from chat.models import Token, now_ms
 from chat.services import accounts
 from chat.services.credential_cache import CredentialCache
 from devstack import wait_until
@@ -58,6 +63,20 @@ def test_a_revoked_app_key_is_refused_by_every_process_at_once(app, app_with, re
     with one.application.app_context():
         accounts.revoke_app_key("to-revoke")
     _refused_soon(two, alice, "app key")
+
+
+def test_a_revocation_whose_broadcast_is_lost_counts_within_the_short_time(app, app_with, redis_prefix):
+    # The other process listens (so it would trust its entry for LONG), but the revocation
+    # is only in the database, as when the revoking process could not reach Redis.
+    two = app_with(REDIS_URL=REDIS_URL, REDIS_KEY_PREFIX=redis_prefix,
+                   AUTH_CACHE_SECONDS=0.5, AUTH_CACHE_TRUSTED_SECONDS=LONG)
+    alice = ClassicUser(two, accounts.create_app_key("lost-broadcast"), "alice", "correct horse")
+    _listening(two)
+    assert two.get("/conversation", headers=alice.headers).status_code == 200  # now cached
+    with two.application.app_context():
+        db.session.execute(update(Token).values(revoked_at=now_ms()))
+        db.session.commit()
+    _refused_soon(two, alice, "session revoked without a broadcast")
 
 
 def test_entries_are_trusted_long_only_while_revocations_are_heard():
