@@ -76,8 +76,10 @@ def init_app(app: Flask) -> None:
     client = redis_client(url, timeout, pool_size=int(app.config["REDIS_POOL_SIZE"]),
                           pool_wait=float(app.config["REDIS_POOL_WAIT_SECONDS"]))
     app.extensions["redis"] = client
-    # The subscriber's connection is pinged when idle, so a Redis that froze or vanished
-    # without closing it is noticed (and streams fall back to polling) within seconds.
-    subscriber = Subscriber(redis_client(url, timeout, health_check_interval=SUBSCRIBER_HEALTH_CHECK_S), prefix)
+    # The subscriber's connection is pinged when idle, and an unanswered ping counts as Redis
+    # away: a Redis that froze or vanished without closing it is noticed (and streams fall
+    # back to polling, credential caches to their short time) within about ten seconds.
+    subscriber = Subscriber(redis_client(url, timeout, health_check_interval=SUBSCRIBER_HEALTH_CHECK_S),
+                            prefix, answer_s=SUBSCRIBER_HEALTH_CHECK_S)
     app.extensions["event_bus"] = RedisStreamBus(client, subscriber, prefix, maxlen)
     app.extensions["presence"] = RedisPresence(client, prefix, presence_ttl(heartbeat))

@@ -306,9 +306,13 @@ class Subscriber:
     LINGER_S = 30.0
     RETRY_S = 1.0
 
-    def __init__(self, client: redis.Redis, prefix: str):
+    def __init__(self, client: redis.Redis, prefix: str, answer_s: float = 5.0):
+        """``client``'s ``health_check_interval`` makes the subscriber ping Redis when the
+        connection is idle; a ping unanswered for ``answer_s`` seconds (a Redis that froze, or
+        vanished without closing the connection) counts as Redis away."""
         self._client = client
         self._prefix = prefix
+        self._answer_s = answer_s
         self._lock = threading.Lock()
         self._waiters: dict[int, set[threading.Event]] = defaultdict(set)
         self._notified: dict[int, str] = {}  # per subscribed user: the newest event id heard of
@@ -395,11 +399,14 @@ class Subscriber:
 
     def _run(self) -> None:
         pubsub = None
+        unanswered_since = None  # when a health-check ping went out that is not answered yet
+        failing = False
         while True:
             try:
                 if pubsub is None:
                     pubsub = self._client.pubsub()
                     with self._lock:
+                        self._listening_since = None  # a new connection: trusted once subscribed
                         self._subscribed.clear()
                         self._notified.clear()
                         self._confirmed.clear()
@@ -409,8 +416,23 @@ class Subscriber:
                 while message is not None:
                     self._handle(message)
                     message = pubsub.get_message(timeout=0)
-            except redis.RedisError:
-                log.warning("event bus subscriber: redis unavailable; streams poll until it is back")
+                # redis-py sends the ping and counts it until its answer is read; it never
+                # gives up on one, so a Redis that stopped answering is noticed here.
+                if pubsub.health_check_response_counter == 0:
+                    unanswered_since = None
+                elif unanswered_since is None:
+                    unanswered_since = time.monotonic()
+                elif time.monotonic() - unanswered_since > self._answer_s:
+                    raise redis.ConnectionError(f"no answer to a ping for {self._answer_s:g} s")
+                if failing:
+                    log.warning("event bus subscriber: redis is back")
+                    failing = False
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive anything one message does
+                if not failing:  # once per outage, not once per retry
+                    log.warning("event bus subscriber: %s; streams poll until it is back",
+                                "redis unavailable" if isinstance(exc, redis.RedisError) else "failed",
+                                exc_info=not isinstance(exc, redis.RedisError))
+                    failing = True
                 with self._lock:
                     self._listening_since = None
                     self._subscribed.clear()
@@ -418,9 +440,10 @@ class Subscriber:
                 if pubsub is not None:
                     try:
                         pubsub.close()
-                    except redis.RedisError:
+                    except Exception:  # noqa: BLE001 - a broken connection may fail to close too
                         pass
                 pubsub = None
+                unanswered_since = None
                 time.sleep(self.RETRY_S)
 
     def _follow_demand(self, pubsub) -> None:

@@ -97,3 +97,18 @@ def test_a_send_with_redis_frozen_gives_up_on_the_broker_after_the_socket_timeou
             "conversationid": cid, "type": -1, "content": "while frozen", "time": "1700000000000"})
         assert response.status_code == 200, response.json
         assert response.json["data"]["ispushed"] == 0  # the sweeper pushes it later
+
+
+def test_the_subscriber_notices_a_frozen_redis_and_listens_again_once_it_thaws(private_redis):
+    # A frozen Redis keeps the subscriber's connection open and silent: only the unanswered
+    # ping tells. Until it is noticed, credential caches would trust entries for their long time.
+    from chat.realtime import Subscriber, redis_client
+    from devstack import wait_until
+
+    server, url = private_redis
+    subscriber = Subscriber(redis_client(url, 0.5, health_check_interval=0.2), "frozen:", answer_s=0.5)
+    wait_until(lambda: subscriber.listening_since() is not None, 10, what="the subscriber to listen")
+    server.kill(signal.SIGSTOP)
+    wait_until(lambda: subscriber.listening_since() is None, 10, what="the frozen Redis to be noticed")
+    server.kill(signal.SIGCONT)
+    wait_until(lambda: subscriber.listening_since() is not None, 10, what="the subscriber to listen again")
