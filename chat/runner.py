@@ -61,6 +61,10 @@ class Job(NamedTuple):
     # Run many at a time: the function takes a list of items (each the one argument a call was
     # queued with) and returns the items it finished. Items a worker loses need a sweeper.
     batched: bool = False
+    # The errors that pass (the database or the event bus away): a batch failing with one is
+    # given back whole and retried; any other error is one item's, so the batch is run item
+    # by item and only the items that fail are left (for the sweeper).
+    transient: tuple[type[BaseException], ...] = ()
 
 
 class Enqueued(NamedTuple):
@@ -251,7 +255,7 @@ class CeleryQueue:
             taken += len(items)
             log.info("%s: %d taken, queued by %s", name, len(items), _requests(items))
             try:
-                run_in_own_context(self.app, job, [(item,) for item, _ in items])
+                self._run_batch(name, job, items)
             except Exception:
                 self.pile.give_back(name, items)
                 raise
@@ -263,6 +267,26 @@ class CeleryQueue:
                 # batch costs nearly the same whatever its size. One item means a quiet
                 # service, where waiting would only add latency.
                 time.sleep(self.linger_seconds)
+
+    def _run_batch(self, name: str, job: Job, items: list[tuple]) -> None:
+        try:
+            run_in_own_context(self.app, job, [(item,) for item, _ in items])
+            return
+        except job.transient:
+            raise
+        except Exception:
+            if len(items) == 1:
+                log.exception("%s: item %s failed; left for the sweeper", name, items[0][0])
+                return
+            # One bad item must not hold back every batch it is taken with, again and again.
+            log.exception("%s: a batch of %d failed; running its items one by one", name, len(items))
+        for item, _ in items:
+            try:
+                run_in_own_context(self.app, job, [(item,)])
+            except job.transient:
+                raise  # the whole batch is given back: items already done are skipped then
+            except Exception:
+                log.exception("%s: item %s failed; left for the sweeper", name, item)
 
     def close(self) -> None:
         pass

@@ -34,7 +34,7 @@ TRANSIENT = (EventBusDown, OperationalError)
 RETRY = {"retry_backoff": 1, "retry_backoff_max": 30, "retry_jitter": True, "max_retries": 12}
 
 JOBS = {
-    push.TASK: Job(push.deliver_batch, batched=True),
+    push.TASK: Job(push.deliver_batch, batched=True, transient=TRANSIENT),
     reads.TASK: Job(reads.mark_read, run_here_if_unqueued=True),
     events.FORGET_TASK: Job(events.forget_in_streams),
     webhooks.deliveries.TASK: Job(webhooks.attempt, background=True),

@@ -1,0 +1,48 @@
+"""A batch that fails: what passes (the database or the event bus away) gives the whole batch
+back for a retry; anything else is one item's fault, and only that item is left behind (for
+the sweeper), so one bad message cannot hold back every batch it is taken with.
+
+The drainer runs here on a real Redis pile, with a job that fails on chosen items."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from chat.realtime import EventBusDown
+from chat.runner import CeleryQueue, Job, Pile
+from tests.conftest import REDIS_URL
+
+
+def _drainer(app, redis_prefix, function):
+    app.config.update(TASK_BATCH_SIZE=10, TASK_BATCH_LINGER_MS=0)
+    pile = Pile(redis.Redis.from_url(REDIS_URL), redis_prefix, hold_ms=5000)
+    job = Job(function, batched=True, transient=(EventBusDown,))
+    return CeleryQueue(app, None, {"job": job}, pile), pile
+
+
+def test_a_poisoned_item_is_left_alone_and_the_rest_of_its_batch_is_done(app, redis_prefix):
+    done: list[int] = []
+
+    def deliver(items):
+        if 3 in items:
+            raise ValueError("a message this code cannot push")
+        done.extend(items)
+        return set(items)
+
+    queue, pile = _drainer(app, redis_prefix, deliver)
+    pile.add("job", [1, 2, 3, 4, 5])
+    assert queue.drain("job") == 5
+    assert sorted(done) == [1, 2, 4, 5]
+    assert pile.take("job", 10) == []  # nothing given back: item 3 waits for the sweeper
+
+
+def test_a_batch_that_meets_an_outage_is_given_back_whole(app, redis_prefix):
+    def deliver(items):
+        raise EventBusDown("redis is away")
+
+    queue, pile = _drainer(app, redis_prefix, deliver)
+    pile.add("job", [1, 2, 3])
+    with pytest.raises(EventBusDown):
+        queue.drain("job")  # the task fails, and is retried
+    assert sorted(item for item, _ in pile.take("job", 10)) == [1, 2, 3]
