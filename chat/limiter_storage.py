@@ -40,6 +40,16 @@ end
 return out
 """
 
+# KEYS: the limit keys; ARGV: the amount for each. A window that ended meanwhile is left
+# alone: taking from it would make a key with no expiry (a count that never resets).
+_SETTLE = """
+for i, key in ipairs(KEYS) do
+  if redis.call('TTL', key) > 0 then
+    redis.call('DECRBY', key, ARGV[i])
+  end
+end
+"""
+
 
 @dataclass
 class Counted:
@@ -69,6 +79,7 @@ class CountedAheadRedisStorage(RedisStorage):
         super().__init__(uri, connection_pool=pool, key_prefix=key_prefix, wrap_exceptions=wrap_exceptions,
                          **({} if pool is not None else options))
         self._count_ahead = self.get_connection().register_script(_COUNT_AHEAD)
+        self._settle = self.get_connection().register_script(_SETTLE)
 
     def count_ahead(self, items: list[tuple[str, int, int]]) -> None:
         """Count this request against every (key, expiry, amount) at once, for ``incr``."""
@@ -85,10 +96,7 @@ class CountedAheadRedisStorage(RedisStorage):
         """Give back what was counted ahead for this request and never asked for."""
         unasked = [(key, counted.amount) for key, counted in _stash().items() if not counted.asked]
         if unasked:
-            pipe = self.get_connection().pipeline(transaction=False)
-            for key, amount in unasked:
-                pipe.decrby(key, amount)
-            pipe.execute()
+            self._settle(keys=[key for key, _ in unasked], args=[amount for _, amount in unasked])
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         counted = _stash().get(self.prefixed_key(key))

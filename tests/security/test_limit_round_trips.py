@@ -57,10 +57,27 @@ def test_counting_ahead_answers_exactly_as_flask_limiter_counts(app, app_with, r
         return after.get(f"cmdstat_{name}", {}).get("calls", 0) - before.get(f"cmdstat_{name}", {}).get("calls", 0)
 
     # One script call a request (and one for the request that looked the other bot up; on
-    # this new Redis the first call also meets an unloaded script, counted once more), and no
-    # reads of a window the script already answered (its own TTLs are counted inside it).
-    assert calls("evalsha") - calls("script|load") == len(ahead) + 1
-    assert calls("get") == 0 and calls("ttl") == calls("incrby")
+    # this new Redis a first call also meets an unloaded script, counted once more), one more
+    # for a refused request that settles what it was counted ahead, and no reads of a window
+    # the script already answered (its own TTLs are counted inside it; settling asks each
+    # key's TTL before giving back).
+    refused = sum(1 for _, status, *_ in ahead if status == 429)
+    assert len(ahead) + 1 <= calls("evalsha") - calls("script|load") <= len(ahead) + 1 + refused
+    assert calls("get") == 0 and calls("ttl") == calls("incrby") + calls("decrby")
+
+
+def test_settling_leaves_a_window_that_ended_meanwhile_alone(app, redis_prefix):
+    # Giving back to a key that expired would make one with no expiry: a count never reset.
+    import time
+
+    storage = CountedAheadRedisStorage(f"chat+{REDIS_URL}", key_prefix=f"{redis_prefix}limits")
+    with app.test_request_context():
+        storage.count_ahead([("short", 1, 1), ("long", 60, 1)])  # neither asked for
+        time.sleep(1.2)  # the one-second window ends
+        storage.settle()
+    watcher = redis.Redis.from_url(REDIS_URL)
+    assert watcher.exists(f"{redis_prefix}limits:short") == 0
+    assert watcher.get(f"{redis_prefix}limits:long") == b"0" and watcher.ttl(f"{redis_prefix}limits:long") > 0
 
 
 def test_the_storage_production_configures_counts_in_redis_under_its_prefix(redis_prefix):
