@@ -224,6 +224,20 @@ def log_format(environ: Mapping[str, str] = os.environ) -> str:
 # ---- the whole configuration ---------------------------------------------------------------
 
 
+# Every task has time limits: the soft one raises SoftTimeLimitExceeded inside the task (which
+# then fails, and the sweepers pick its work up again), the hard one kills the worker process
+# that still runs it. Pushes, reads and sweeps take milliseconds; these only stop a runaway
+# (a push-draining task hands over well before: TASK_DRAIN_SECONDS).
+TASK_SOFT_TIME_LIMIT = 30
+TASK_TIME_LIMIT = 45
+MAX_TASK_BATCH_SIZE = 1000  # ids in one statement's list, items in one script call
+
+
+def _check_within(settings: Mapping, name: str, low: float, high: float, why: str) -> None:
+    if not low <= settings[name] <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g} ({why}), not {settings[name]!r}")
+
+
 def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Config] | None = None) -> dict:
     """Every Flask setting, read from ``environ`` for ``config_class`` (the ``CHAT_ENV``
     profile when None). Raises ``ConfigError`` for a missing or malformed variable."""
@@ -387,6 +401,9 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
     settings.update(fixed)
     # Derived after the fixed values, so that a profile's REDIS_URL or database URL counts,
     # unless the profile fixes the derived setting itself.
+    _check_within(settings, "TASK_BATCH_SIZE", 1, MAX_TASK_BATCH_SIZE, "messages pushed at once")
+    _check_within(settings, "TASK_DRAIN_SECONDS", 0.1, TASK_SOFT_TIME_LIMIT - 5,
+                  "a draining task hands over well within the tasks' soft time limit")
     redis_url = settings["REDIS_URL"]
     derived = {
         # Redis through chat/limiter_storage.py, which counts a request's limits in one round trip.

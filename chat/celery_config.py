@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from config import TASK_SOFT_TIME_LIMIT, TASK_TIME_LIMIT
+
 # One queue per kind of work. The Procfile's ``worker`` takes push and counters, its
 # ``webhooks`` worker only webhooks, so no receiver, however slow, holds a process that pushes
 # (a worker started without -Q, as in development and tests, consumes all three).
@@ -26,11 +28,6 @@ TASK_ROUTES = {
 }
 
 
-# Every task has time limits: the soft one raises SoftTimeLimitExceeded inside the task (which
-# then fails, and the sweepers pick its work up again), the hard one kills the worker process
-# that still runs it. Pushes, reads and sweeps take milliseconds; these only stop a runaway.
-TASK_SOFT_TIME_LIMIT = 30
-TASK_TIME_LIMIT = 45
 
 
 def webhook_time_limits(config: Mapping) -> tuple[float, float]:

@@ -115,6 +115,9 @@ def test_only_the_given_mapping_is_read(monkeypatch):
     ({"REDIS_URL": "cache:6379"}, "REDIS_URL must be a redis://, rediss:// or unix:// URL, not a URL "
                                   "without a scheme"),
     ({"CHAT_ENV": "staging"}, "CHAT_ENV must be one of development, testing, production, not 'staging'"),
+    ({"TASK_BATCH_SIZE": "0"}, "TASK_BATCH_SIZE must be between 1 and 1000 (messages pushed at once), not 0"),
+    ({"TASK_DRAIN_SECONDS": "60"}, "TASK_DRAIN_SECONDS must be between 0.1 and 25 (a draining task hands "
+                                   "over well within the tasks' soft time limit), not 60.0"),
 ])
 def test_a_malformed_value_is_named(env, message):
     with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
