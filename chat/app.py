@@ -124,11 +124,13 @@ def register_extensions(app: Flask) -> None:
         os.makedirs(app.instance_path, exist_ok=True)  # where the embedded database lives
     db.init_app(app)
     with app.app_context():
+        # First: a connection another process opened is thrown away before anything (the
+        # idle ping included) talks over the socket it shares with that process.
+        _guard_against_fork(db.engine)
         if db.engine.dialect.name == "sqlite":
             _tune_sqlite(db.engine)
         else:
             _ping_when_idle(db.engine, float(app.config["DB_PING_AFTER_IDLE_SECONDS"]))
-        _guard_against_fork(db.engine)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
     init_api(api)
     api.init_app(app, spec_kwargs={"components": {"securitySchemes": SECURITY_SCHEMES},

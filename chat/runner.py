@@ -123,7 +123,6 @@ class Pile:
     it): a drainer that died stops holding the pile then, and the next item queues another."""
 
     def __init__(self, client: redis.Redis, prefix: str, hold_ms: int):
-        self._client = client
         self._prefix = prefix
         self._hold_ms = hold_ms
         self._add = client.register_script(_ADD)
@@ -373,8 +372,9 @@ class InProcessQueue:
                 if item is None or self._closed:
                     return
                 name, args, attempt = item
+                job = self.jobs[name]
                 try:
-                    result = self._run(self.jobs[name], args)
+                    result = self._run(job, [args] if job.batched else args)  # a batch of one
                 except Exception:
                     log.warning("in-process task %s%s failed; the sweeper will retry", name, args, exc_info=True)
                     continue

@@ -82,6 +82,8 @@ class HangupWatch:
             self.gone = sock.recv(1, socket.MSG_PEEK) == b""
         except OSError:
             self.gone = True
+        except ValueError:  # a TLS socket refuses to peek: it spoke, so it is not gone
+            self.gone = False
         self.watching = False
         self.event.set()
 

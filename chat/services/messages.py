@@ -213,10 +213,15 @@ def send_to(me: User, type_name: str, content: str, client_time: int, *, convers
     its own (``_send_at_once``); anything it does not cover (not the caller's chat, a block,
     a retried nonce, a quote) goes the general way, ``get_for_member`` then ``send``, which
     answers as it always does."""
-    ordinary = quote_key is None and not db.session().in_transaction()
-    if ordinary and db.session.get_bind().dialect.name == "postgresql":
-        content = _checked(type_name, content, nonce)
-        values = _new_values(me, None, type_name, content, client_time, nonce, None)
+    at_once = (quote_key is None and not db.session().in_transaction()
+               and db.session.get_bind().dialect.name == "postgresql")
+    if at_once:
+        try:
+            checked = _checked(type_name, content, nonce)
+        except ServiceError:
+            at_once = False  # answered the general way, in its order: "not your chat" first
+    if at_once:
+        values = _new_values(me, None, type_name, checked, client_time, nonce, None)
         params = {**{f"new_{k}": values[k] for k in ("key", "type", "content", "client_time", "nonce", "created_at")},
                   "me": me.id, "name": code if conversation_id is None else conversation_id}
         # Autocommit: the statement is its own transaction, without BEGIN and COMMIT round

@@ -105,6 +105,9 @@ def test_sending_to_a_conversation_you_are_not_in_is_not_found(alice, bob, make_
     assert response.status_code == unknown.status_code == 404
     assert response.json == unknown.json
     assert history(bob, chat) == []
+    # Bad content says nothing about the chat either: not yours comes first, on every database.
+    blank = eve.send(chat, "   ")
+    assert blank.status_code == 404 and blank.json == unknown.json
 
 
 def test_nonce_makes_retries_safe(alice, bob, chat):

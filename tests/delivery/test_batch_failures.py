@@ -46,3 +46,17 @@ def test_a_batch_that_meets_an_outage_is_given_back_whole(app, redis_prefix):
     with pytest.raises(EventBusDown):
         queue.drain("job")  # the task fails, and is retried
     assert sorted(item for item, _ in pile.take("job", 10)) == [1, 2, 3]
+
+
+def test_a_batched_job_queued_for_later_runs_in_process_as_a_batch_of_one(app):
+    from chat.runner import InProcessQueue
+
+    seen: list[int] = []
+
+    def deliver(items):
+        seen.extend(items)
+        return set(items)
+
+    queue = InProcessQueue(app, {"job": Job(deliver, batched=True)}, retry_limit=3)
+    queue.enqueue("job", (7,), countdown=0.01)
+    assert queue.join(5) and seen == [7]
