@@ -368,8 +368,9 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
         # opening at once cost no more connections than this.
         "REDIS_POOL_SIZE": env_int(environ, "REDIS_POOL_SIZE", 16),
         # How long a caller waits for one of those connections when all are in use: a busy
-        # pool is not an outage (Redis itself failing still fails fast, REDIS_SOCKET_TIMEOUT).
-        "REDIS_POOL_WAIT_SECONDS": env_float(environ, "REDIS_POOL_WAIT_SECONDS", 5),
+        # pool is not an outage. With Redis frozen, the connections are held by calls timing
+        # out, so a call may wait this long for one and then REDIS_SOCKET_TIMEOUT on it.
+        "REDIS_POOL_WAIT_SECONDS": env_float(environ, "REDIS_POOL_WAIT_SECONDS", 2),
         # The event stream: each user's stream keeps about this many events for resuming; an
         # open stream sends a heartbeat comment (and refreshes presence) this often.
         "EVENT_STREAM_MAXLEN": env_int(environ, "EVENT_STREAM_MAXLEN", 1000),

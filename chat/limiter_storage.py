@@ -44,7 +44,7 @@ return out
 # alone: taking from it would make a key with no expiry (a count that never resets).
 _SETTLE = """
 for i, key in ipairs(KEYS) do
-  if redis.call('TTL', key) > 0 then
+  if redis.call('PTTL', key) > 0 then
     redis.call('DECRBY', key, ARGV[i])
   end
 end

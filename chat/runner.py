@@ -36,6 +36,7 @@ import time
 from typing import Callable, NamedTuple
 
 import redis
+from celery.exceptions import SoftTimeLimitExceeded
 from flask import Flask
 from kombu.exceptions import OperationalError as BrokerError
 
@@ -86,6 +87,7 @@ def run_in_own_context(app: Flask, job: Job, args: tuple):
 
 
 DRAIN_TASK = "run_batches"
+MAX_ITEM_FAILURES = 3  # a batch run item by item stops after this many items failed
 IDLE_LOOK_SECONDS = 0.005  # a drainer that found the pile empty looks once more after this
 
 # A pile is a list of JSON items; beside it a "kick" key says that a task is draining it. Each
@@ -123,6 +125,7 @@ class Pile:
     it): a drainer that died stops holding the pile then, and the next item queues another."""
 
     def __init__(self, client: redis.Redis, prefix: str, hold_ms: int):
+        self._client = client
         self._prefix = prefix
         self._hold_ms = hold_ms
         self._add = client.register_script(_ADD)
@@ -148,6 +151,13 @@ class Pile:
         the kick is renewed)."""
         found = self._take(keys=self._keys(name), args=[count, self._hold_ms])
         return [tuple(json.loads(entry)) for entry in found or ()]
+
+    def hold(self, name: str) -> None:
+        """The drainer is still at work (without taking): renew the kick (best effort)."""
+        try:
+            self._client.pexpire(self._keys(name)[1], self._hold_ms)
+        except redis.RedisError:
+            pass  # at worst a second drainer starts: every item is still claimed once
 
     def release(self, name: str) -> bool:
         """The drainer found the pile empty: stop draining, unless items came meanwhile
@@ -253,11 +263,7 @@ class CeleryQueue:
             idle = False
             taken += len(items)
             log.info("%s: %d taken, queued by %s", name, len(items), _requests(items))
-            try:
-                self._run_batch(name, job, items)
-            except Exception:
-                self.pile.give_back(name, items)
-                raise
+            self._run_batch(name, job, items)
             if time.monotonic() > deadline:
                 self._drain_later(name)  # the kick stays held: the next task is the drainer
                 return taken
@@ -268,10 +274,16 @@ class CeleryQueue:
                 time.sleep(self.linger_seconds)
 
     def _run_batch(self, name: str, job: Job, items: list[tuple]) -> None:
+        """Run one batch. An error that passes (``job.transient``, or the task's time running
+        out) gives the batch back, or what is left of it, and is raised: the task is retried.
+        Any other error is one item's: the batch is run item by item, and the items that fail
+        are left for the sweeper."""
+        passing = (*job.transient, SoftTimeLimitExceeded)
         try:
             run_in_own_context(self.app, job, [(item,) for item, _ in items])
             return
-        except job.transient:
+        except passing:
+            self.pile.give_back(name, items)
             raise
         except Exception:
             if len(items) == 1:
@@ -279,13 +291,22 @@ class CeleryQueue:
                 return
             # One bad item must not hold back every batch it is taken with, again and again.
             log.exception("%s: a batch of %d failed; running its items one by one", name, len(items))
-        for item, _ in items:
+        failures = 0
+        for index, (item, _) in enumerate(items):
+            self.pile.hold(name)  # one by one takes longer than a batch: the pile stays ours
             try:
                 run_in_own_context(self.app, job, [(item,)])
-            except job.transient:
-                raise  # the whole batch is given back: items already done are skipped then
+            except passing:
+                self.pile.give_back(name, items[index:])  # those done before are skipped then
+                raise
             except Exception:
                 log.exception("%s: item %s failed; left for the sweeper", name, item)
+                failures += 1
+                if failures == MAX_ITEM_FAILURES and index + 1 < len(items):
+                    # Not one bad item: something fails them all. The task fails (a later
+                    # one takes the rest) rather than log a traceback for every item.
+                    self.pile.give_back(name, items[index + 1:])
+                    raise
 
     def close(self) -> None:
         pass

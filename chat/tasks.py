@@ -17,7 +17,8 @@ import logging
 from celery import Celery, Task, shared_task
 from celery.utils.time import get_exponential_backoff_interval
 from flask import Flask, current_app
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from chat import webhooks
 from chat.delivery import events, push, reads
@@ -30,7 +31,8 @@ log = logging.getLogger(__name__)
 
 # Backoff stays under the broker's visibility timeout (a retry waiting longer than that
 # would be handed out a second time, harmlessly but needlessly).
-TRANSIENT = (EventBusDown, OperationalError)
+# What passes: the event bus or the database away (a lost connection, no pooled one free).
+TRANSIENT = (EventBusDown, OperationalError, InterfaceError, PoolTimeout)
 RETRY = {"retry_backoff": 1, "retry_backoff_max": 30, "retry_jitter": True, "max_retries": 12}
 
 JOBS = {

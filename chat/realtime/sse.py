@@ -82,7 +82,7 @@ class HangupWatch:
             self.gone = sock.recv(1, socket.MSG_PEEK) == b""
         except OSError:
             self.gone = True
-        except ValueError:  # a TLS socket refuses to peek: it spoke, so it is not gone
+        except ValueError:  # a TLS socket refuses to peek: no telling; the next write will
             self.gone = False
         self.watching = False
         self.event.set()

@@ -288,8 +288,8 @@ def _cache() -> credential_cache.CredentialCache | None:
     return cache
 
 
-# Revocations are looked for this much further back than an entry lives: a revocation's time
-# is stamped before its commit, and hosts' clocks differ a little.
+# Revocations are looked for this much before the last look: a revocation's time is stamped
+# before its commit, and hosts' clocks differ a little.
 REVOCATION_SLACK_MS = 60_000
 
 
@@ -298,8 +298,8 @@ def _cached(cache: credential_cache.CredentialCache | None, hashed: str):
     revocations when one is due (it cannot miss one, as a broadcast can)."""
     if cache is None:
         return None
-    if cache.sweep_due():
-        since = now_ms() - int(cache.remembered_seconds * 1000) - REVOCATION_SLACK_MS
+    since = cache.sweep_due(now_ms(), REVOCATION_SLACK_MS)
+    if since is not None:
         with _own_read():
             revoked = db.session.scalars(
                 select(Token.token_hash).where(Token.revoked_at >= since)

@@ -12,7 +12,8 @@ A broadcast can still be lost where no process notices (the revoking process can
 Redis while the others can). So every ``AUTH_CACHE_SECONDS`` each process also asks the
 database which credentials were revoked lately (``sweep_due``, then ``forget`` each; an
 index keeps it to the revoked rows). A revocation counts at once everywhere while Redis is
-up, and within ``AUTH_CACHE_SECONDS`` whatever happens to the broadcast.
+up, and within ``AUTH_CACHE_SECONDS`` whatever happens to the broadcast (the look runs on
+a request: while the database cannot answer it, that request fails, cached or not).
 
 A lookup that read the database before a revocation arrived and stores its answer after is
 not kept: revocations are remembered for as long as an entry can live.
@@ -39,23 +40,22 @@ class CredentialCache:
         self._revoked: TTLCache = TTLCache(maxsize=maxsize, ttl=self._trusted, timer=time.monotonic)
         self._lock = threading.Lock()
         self._swept_at = time.monotonic()  # a new cache holds nothing revoked before it
+        self._swept_ms: int | None = None  # wall-clock ms of the last look (None: none yet)
 
-    @property
-    def remembered_seconds(self) -> float:
-        """How long an entry can live: revocations older than this no longer matter."""
-        return self._trusted
-
-    def sweep_due(self) -> bool:
-        """Whether the caller should ask for the latest revocations now (``forget`` each);
-        True for one caller every ``AUTH_CACHE_SECONDS``."""
+    def sweep_due(self, now_ms: int, slack_ms: int) -> int | None:
+        """None, or (for one caller every ``AUTH_CACHE_SECONDS``) the time in ms from which
+        to look for revocations, then ``forget`` each: the last look less ``slack_ms`` (a
+        revocation is stamped before its commit, and hosts' clocks differ), or at the first
+        look as far back as an entry can live."""
         now = time.monotonic()
         if now - self._swept_at < self._short:
-            return False  # one attribute read: no lock (every request asks)
+            return None  # one attribute read: no lock (every request asks)
         with self._lock:
             if now - self._swept_at < self._short:
-                return False
+                return None
             self._swept_at = now
-            return True
+            previous, self._swept_ms = self._swept_ms, now_ms
+        return (previous if previous is not None else now_ms - int(self._trusted * 1000)) - slack_ms
 
     def get(self, digest: str):
         """The cached answer for ``digest``, or None (not cached, or no longer trusted)."""

@@ -37,6 +37,21 @@ def test_a_poisoned_item_is_left_alone_and_the_rest_of_its_batch_is_done(app, re
     assert pile.take("job", 10) == []  # nothing given back: item 3 waits for the sweeper
 
 
+def test_a_batch_whose_every_item_fails_stops_after_a_few_and_gives_back_the_rest(app, redis_prefix):
+    tried: list[int] = []
+
+    def deliver(items):
+        tried.extend(items)
+        raise ValueError("a bug that fails every message")
+
+    queue, pile = _drainer(app, redis_prefix, deliver)
+    pile.add("job", [1, 2, 3, 4, 5, 6])
+    with pytest.raises(ValueError):
+        queue.drain("job")  # the task fails; a later one takes the rest
+    assert tried == [1, 2, 3, 4, 5, 6, 1, 2, 3]  # the batch, then one by one until three failed
+    assert [item for item, _ in pile.take("job", 10)] == [4, 5, 6]
+
+
 def test_a_batch_that_meets_an_outage_is_given_back_whole(app, redis_prefix):
     def deliver(items):
         raise EventBusDown("redis is away")
