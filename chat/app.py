@@ -10,7 +10,7 @@ from flask import Flask
 from sqlalchemy import event, exc
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from chat import http_guards, logging_setup, metrics, outbox, ratelimit, realtime, tasks
+from chat import green, http_guards, logging_setup, metrics, outbox, ratelimit, realtime, tasks
 from chat.auth import SECURITY_SCHEMES
 from chat.celery_config import celery_settings
 from chat.classic.routes import blueprints as classic_blueprints
@@ -131,6 +131,8 @@ def register_extensions(app: Flask) -> None:
             _tune_sqlite(db.engine)
         else:
             _ping_when_idle(db.engine, float(app.config["DB_PING_AFTER_IDLE_SECONDS"]))
+            if green.gevent_patched():
+                green.install()
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
     init_api(api)
     api.init_app(app, spec_kwargs={"components": {"securitySchemes": SECURITY_SCHEMES},

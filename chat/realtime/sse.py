@@ -15,6 +15,7 @@ import threading
 import time
 
 from chat.errors import Kind, ServiceError
+from chat.green import gevent_patched
 from chat.realtime.bus import (
     SESSION_REVOKED,
     EventBusDown,
@@ -93,17 +94,9 @@ class HangupWatch:
     @classmethod
     def of(cls, sock) -> "HangupWatch | None":
         """A watch on ``sock`` when gevent serves this request, else None (look every second)."""
-        if sock is None or not _gevent_patched():
+        if sock is None or not gevent_patched():
             return None
         return cls(sock)
-
-
-def _gevent_patched() -> bool:
-    try:
-        from gevent import monkey  # noqa: PLC0415
-    except ImportError:
-        return False
-    return monkey.is_module_patched("socket")
 
 
 def sse_stream(bus, presence, user_id: int, after: str, heartbeat_seconds: float,

@@ -1,0 +1,49 @@
+"""psycopg under gevent waits with gevent's own watchers (``chat.green``), as gunicorn's
+gevent workers make it: queries on one greenlet's connection never hold up another greenlet,
+and results, errors and large answers come through as with psycopg's own waiting."""
+
+from __future__ import annotations
+
+import gevent
+import psycopg
+import psycopg.waiting
+import pytest
+from sqlalchemy.engine import make_url
+
+from chat import green
+
+
+@pytest.fixture
+def green_psycopg(monkeypatch, postgres_only, database_url):
+    monkeypatch.setattr(psycopg.waiting, "wait", psycopg.waiting.wait)  # restored afterwards
+    green.install()
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def test_a_waiting_query_lets_other_greenlets_run(green_psycopg):
+    finished: list[str] = []
+
+    def slow():
+        with psycopg.connect(green_psycopg) as conn:
+            conn.execute("SELECT pg_sleep(0.5)")
+        finished.append("slow")
+
+    def quick():
+        with psycopg.connect(green_psycopg) as conn:
+            for n in range(20):
+                assert conn.execute("SELECT %s::int + 1", (n,)).fetchone() == (n + 1,)
+        finished.append("quick")
+
+    sleeper = gevent.spawn(slow)
+    gevent.sleep(0.1)  # the slow query is on its way
+    gevent.joinall([sleeper, gevent.spawn(quick)], raise_error=True)
+    assert finished == ["quick", "slow"]
+
+
+def test_errors_and_large_answers_come_through(green_psycopg):
+    with psycopg.connect(green_psycopg, autocommit=True) as conn:
+        rows = conn.execute("SELECT repeat('x', 1000) FROM generate_series(1, 2000)").fetchall()
+        assert len(rows) == 2000 and rows[-1][0] == "x" * 1000
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            conn.execute("SELECT 1 / 0")
+        assert conn.execute("SELECT 'still usable'").fetchone() == ("still usable",)
