@@ -4,6 +4,7 @@ in-process bus, eager tasks): SSE framing, resuming, tokens, presence, Redis out
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -53,6 +54,26 @@ class Reader:
 
     def close(self):
         self.response.close()
+
+
+def reads_so_far(watcher) -> int:
+    """How many XREADs the Redis behind ``watcher`` has answered."""
+    return int(watcher.info("commandstats").get("cmdstat_xread", {}).get("calls", 0))
+
+
+def reads_once_settled(watcher, quiet_s: float = 0.5) -> int:
+    """The XREAD count once it has not moved for ``quiet_s`` (the reads that subscribing
+    causes are over)."""
+    settled = [reads_so_far(watcher), time.monotonic()]
+
+    def quiet() -> bool:
+        now = reads_so_far(watcher)
+        if now != settled[0]:
+            settled[:] = [now, time.monotonic()]
+        return time.monotonic() - settled[1] >= quiet_s
+
+    wait_until(quiet, 10, what="the streams' reads after subscribing")
+    return settled[0]
 
 
 def dead_redis() -> redis.Redis:
@@ -248,29 +269,17 @@ def test_waiting_streams_send_nothing_to_redis_and_share_one_connection(tmp_path
 
         wait_until(lambda: subscribed() == 41, 10, what="40 waiting streams' channels (and the broadcasts)")
         assert sum(1 for c in watcher.client_list() if int(c.get("sub", 0))) == 1  # on one connection
-        def reads_so_far() -> int:
-            return int(watcher.info("commandstats").get("cmdstat_xread", {}).get("calls", 0))
-
         # Each confirmed subscription wakes its stream for one more read (whatever was appended
         # before it): wait until the subscriber has handled them all, then watch the quiet.
-        settled = [reads_so_far(), time.monotonic()]
-
-        def reads_settled() -> bool:
-            now = reads_so_far()
-            if now != settled[0]:
-                settled[:] = [now, time.monotonic()]
-            return time.monotonic() - settled[1] >= 0.5
-
-        wait_until(reads_settled, 10, what="the streams' reads after subscribing")
-        reads = reads_so_far()
+        reads = reads_once_settled(watcher)
         time.sleep(1.5)  # all 40 wait, and send nothing
-        assert int(watcher.info("commandstats")["cmdstat_xread"]["calls"]) == reads
+        assert reads_so_far(watcher) == reads
         bus.append(7, "message.created", {"n": 7})
         bus.append(23, "message.created", {"n": 23})
         for user in (7, 23):
             readers[user - 1].join(5)
             assert [json.loads(data)["n"] for _, _, data in got[user]] == [user]
-        assert int(watcher.info("commandstats")["cmdstat_xread"]["calls"]) == reads + 2  # only they read
+        assert reads_so_far(watcher) == reads + 2  # only they read
         for user in range(1, 41):
             bus.append(user, "message.created", {"n": user})
         for reader in readers:
@@ -332,21 +341,7 @@ def test_a_stream_woken_for_an_event_taken_out_since_waits_instead_of_reading_in
         watcher = redis.Redis.from_url(url)
         wait_until(lambda: any(int(c.get("sub", 0)) >= 2 for c in watcher.client_list()), 10,
                    what="the stream's wake channel")
-
-        def reads_so_far() -> int:
-            return int(watcher.info("commandstats").get("cmdstat_xread", {}).get("calls", 0))
-
-        # The subscription's confirmation wakes the stream for one read: let it pass first.
-        settled = [reads_so_far(), time.monotonic()]
-
-        def reads_settled() -> bool:
-            now = reads_so_far()
-            if now != settled[0]:
-                settled[:] = [now, time.monotonic()]
-            return time.monotonic() - settled[1] >= 0.5
-
-        wait_until(reads_settled, 10, what="the stream's reads after subscribing")
-        reads = reads_so_far()
+        reads = reads_once_settled(watcher)  # after the read its subscription's confirmation wakes
         # Appended and taken out in one go: the stream hears of it only after it is gone.
         pipe = client.pipeline(transaction=True)
         bus._append(keys=[bus._key(9), bus.subscriber.wake_channel(9)],
@@ -356,7 +351,7 @@ def test_a_stream_woken_for_an_event_taken_out_since_waits_instead_of_reading_in
         time.sleep(1.5)
         done.set()
         # One read for the wake-up; a stream reading in a loop would have made thousands.
-        assert reads_so_far() - reads <= 2
+        assert reads_so_far(watcher) - reads <= 2
         assert not any("event:" in frame for frame in frames)
     finally:
         server.stop()
