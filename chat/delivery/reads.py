@@ -1,7 +1,8 @@
 """Read pointers: a reader moves forward through a conversation and the sender hears of it.
 
 ``want_read`` runs in the reader's request: it records how far they asked to have read
-(``read_wanted_id``, forward only) and queues ``mark_read`` for the commit. ``mark_read``
+(``read_wanted_id``, forward only) and queues ``mark_read`` for the commit (a read of what
+was read already only sets ``last_read_time``). ``mark_read``
 (a task) moves ``last_read_message_id`` forward only, sets ``last_read_time``, recomputes
 ``unread_count`` from the messages (under the member's row lock), and tells the other side
 (``message.read``, their ``isread`` flips) and the reader's other devices
@@ -26,18 +27,24 @@ def want_read(user_id: int, conversation_id: int, up_to_id: int | None, *, point
     """In the reader's transaction: they asked to have read up to ``up_to_id`` (the newest
     message when None). Recorded first, so a lost task is found again; then ``mark_read``
     is queued for the commit. ``pointer``: the member's read pointer, when the caller knows
-    it (nothing is recorded when it is already that far)."""
-    if pointer is None or up_to_id is None or up_to_id > pointer:
-        target = up_to_id if up_to_id is not None else (
-            select(Message.id).where(Message.conversation_id == conversation_id)
-            .order_by(Message.id.desc()).limit(1).scalar_subquery())
-        db.session.execute(
-            update(ConversationMember)
-            .where(ConversationMember.conversation_id == conversation_id,
-                   ConversationMember.user_id == user_id, ConversationMember.read_wanted_id < target)
-            .values(read_wanted_id=target, read_wanted_at=now_ms())
-            .execution_options(synchronize_session=False)
-        )
+    it. When it is that far already there is nothing to move, announce or recount: the read
+    only sets ``last_read_time``, here, and queues no task."""
+    member = (ConversationMember.conversation_id == conversation_id) & (ConversationMember.user_id == user_id)
+    if pointer is not None and up_to_id is not None and up_to_id <= pointer:
+        # Reading again what was read (a client reopening a chat, refreshing its page): a
+        # broker publish and a worker's transaction per page view bought only this.
+        db.session.execute(update(ConversationMember).where(member).values(last_read_time=now_ms())
+                           .execution_options(synchronize_session=False))
+        return
+    target = up_to_id if up_to_id is not None else (
+        select(Message.id).where(Message.conversation_id == conversation_id)
+        .order_by(Message.id.desc()).limit(1).scalar_subquery())
+    db.session.execute(
+        update(ConversationMember)
+        .where(member, ConversationMember.read_wanted_id < target)
+        .values(read_wanted_id=target, read_wanted_at=now_ms())
+        .execution_options(synchronize_session=False)
+    )
     outbox.enqueue(TASK, user_id, conversation_id, up_to_id)
 
 

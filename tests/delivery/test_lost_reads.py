@@ -53,3 +53,28 @@ def test_an_explicit_read_is_recovered_too_and_nothing_is_swept_when_reads_arriv
     assert reads.sweep_lost_reads(min_age_ms=0) == 1
     settle()
     assert _unread(bob, cid) == 0
+
+
+def test_reading_again_what_was_read_queues_nothing_and_moves_the_last_read_time(app, alice, bob):
+    import time
+
+    cid = alice.open_with(bob)
+    alice.send(cid, "hello")
+    assert bob.get("/message", query_string={"conversationid": cid}).status_code == 200  # the read
+    assert _unread(bob, cid) == 0
+
+    def last_read_time() -> int:
+        (item,) = [c for c in bob.get("/conversation").json["data"] if c["conversationid"] == cid]
+        return item["last_read_time"]
+
+    before = last_read_time()
+    time.sleep(0.01)  # the next millisecond
+    real = app.extensions["task_queue"]
+    app.extensions["task_queue"] = kept = KeepingQueue(real, reads.TASK)
+    try:
+        assert bob.get("/message", query_string={"conversationid": cid}).status_code == 200  # again
+    finally:
+        app.extensions["task_queue"] = real
+    assert kept.kept == []  # nothing to move, announce or recount: no task
+    assert last_read_time() > before
+    assert reads.sweep_lost_reads(min_age_ms=0) == 0  # and nothing left owed
