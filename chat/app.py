@@ -96,12 +96,15 @@ def _guard_against_fork(engine) -> None:
 
 
 def _ping_when_idle(engine, idle_seconds: float) -> None:
-    """Check a pooled connection before use when it has been idle for ``idle_seconds``: the
-    database may have restarted, or a proxy dropped it, since it was last used. A connection
-    in steady use is not checked: that would be one more round trip on every request, and
-    one that broke anyway fails its request with a 503, after which the pool drops every
-    connection as old as it (SQLAlchemy's reaction to a disconnect). SQLAlchemy's recipe for
-    pessimistic disconnect handling, with a threshold."""
+    """Check a pooled connection before use when it has been idle for ``idle_seconds`` (the
+    database may have restarted, or a proxy dropped it, since it was last used), or when
+    its socket has something to read: an idle connection has nothing to say unless the
+    server closed it (a restart, a failover, a proxy cutting it), and asking the socket
+    costs no round trip. A connection in steady use is not pinged: that would be one more
+    round trip on every request. One whose server vanished without closing it fails its
+    request with a 503, after which the pool drops every connection as old as it
+    (SQLAlchemy's reaction to a disconnect). SQLAlchemy's recipe for pessimistic disconnect
+    handling, with a threshold."""
 
     @event.listens_for(engine, "checkin")
     def on_checkin(_dbapi_connection, record):
@@ -110,7 +113,8 @@ def _ping_when_idle(engine, idle_seconds: float) -> None:
 
     @event.listens_for(engine, "checkout")
     def on_checkout(dbapi_connection, record, _proxy):
-        if time.monotonic() - record.info.get("checked_in", 0.0) < idle_seconds:
+        if time.monotonic() - record.info.get("checked_in", 0.0) < idle_seconds \
+                and not green.has_something_to_read(dbapi_connection.fileno()):
             return
         try:
             engine.dialect.do_ping(dbapi_connection)

@@ -8,15 +8,36 @@ socket with ``gevent.socket.wait_read``/``wait_write`` (one watcher, no emulatio
 same job; a wait with a deadline (psycopg's own, rare) keeps psycopg's function.
 
 ``install`` is called by the app factory when gevent patched the process (gunicorn's
-gevent workers); elsewhere psycopg's C waiting function is already the fast one.
+gevent workers); elsewhere psycopg's C waiting function is already the fast one. Also here:
+``has_something_to_read``, a look at a pooled connection's socket that never waits.
 """
 
 from __future__ import annotations
+
+import functools
+import select
 
 import psycopg.waiting
 from psycopg.waiting import Ready, Wait
 
 _psycopg_wait = psycopg.waiting.wait
+
+
+def has_something_to_read(fileno: int) -> bool:
+    """Whether the socket has data (or an end) waiting, asked without waiting: one system
+    call, never a switch to gevent's loop (the unpatched ``select.poll``)."""
+    poller = _plain_poll()()
+    poller.register(fileno, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+@functools.cache
+def _plain_poll():
+    try:
+        from gevent.monkey import get_original  # noqa: PLC0415 - gevent only where it serves
+    except ImportError:
+        return select.poll
+    return get_original("select", "poll")
 
 
 def gevent_patched() -> bool:

@@ -47,3 +47,18 @@ def test_errors_and_large_answers_come_through(green_psycopg):
         with pytest.raises(psycopg.errors.DivisionByZero):
             conn.execute("SELECT 1 / 0")
         assert conn.execute("SELECT 'still usable'").fetchone() == ("still usable",)
+
+
+def test_a_socket_with_nothing_to_read_says_so_without_waiting():
+    import socket
+
+    mine, theirs = socket.socketpair()
+    try:
+        assert green.has_something_to_read(mine.fileno()) is False
+        theirs.sendall(b"x")
+        assert green.has_something_to_read(mine.fileno()) is True
+        mine.recv(1)
+        theirs.close()  # the other side ends: an end to read
+        assert green.has_something_to_read(mine.fileno()) is True
+    finally:
+        mine.close()
