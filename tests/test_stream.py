@@ -220,8 +220,6 @@ def test_redis_streams_resume_and_know_when_events_were_trimmed(redis_url, redis
 
 
 def test_redis_presence_is_per_stream_and_expires(redis_url, redis_prefix):
-    import time
-
     presence = RedisPresence(redis_client(redis_url, 1), redis_prefix, ttl_seconds=0.5)
     presence.enter(7, "a")
     presence.enter(7, "b")
@@ -239,7 +237,6 @@ def test_waiting_streams_send_nothing_to_redis_and_share_one_connection(tmp_path
     # while they wait: one subscriber per process hears every append and wakes the streams of
     # that user only.
     import threading
-    import time
 
     import redis
 
@@ -314,7 +311,6 @@ def test_a_stream_woken_for_an_event_taken_out_since_waits_instead_of_reading_in
     # The wake-up names an event that a delete took out of the stream before the stream read
     # it: the read finds nothing, and the next wait must not answer "grown" for it again.
     import threading
-    import time
 
     import redis
 
