@@ -113,9 +113,12 @@ def _ping_when_idle(engine, idle_seconds: float) -> None:
 
     @event.listens_for(engine, "checkout")
     def on_checkout(dbapi_connection, record, _proxy):
-        if time.monotonic() - record.info.get("checked_in", 0.0) < idle_seconds \
-                and not green.has_something_to_read(dbapi_connection.fileno()):
-            return
+        try:
+            if time.monotonic() - record.info.get("checked_in", 0.0) < idle_seconds \
+                    and not green.has_something_to_read(dbapi_connection.fileno()):
+                return
+        except engine.dialect.loaded_dbapi.Error:
+            pass  # closed already (it has no socket): the ping below says so
         try:
             engine.dialect.do_ping(dbapi_connection)
         except engine.dialect.loaded_dbapi.Error as error:
