@@ -28,8 +28,6 @@ TASK_ROUTES = {
 }
 
 
-
-
 def webhook_time_limits(config: Mapping) -> tuple[float, float]:
     """(soft, hard) time limits of a webhook attempt's task, in seconds: the attempt's own
     deadline plus room for the database work around it. A delivery's lease outlasts the hard

@@ -331,7 +331,7 @@ class InProcessQueue:
             self._submit(name, args, attempt=1, delay=countdown or 0)
             return Enqueued(True)
         try:
-            result = self._run(job, [args] if job.batched else args)
+            result = self._run_call(job, args)
         except Exception:
             # What a worker would retry: here the sweepers pick it up, as after a lost task.
             log.warning("in-process task %s%s failed; the sweeper will retry", name, args, exc_info=True)
@@ -359,6 +359,10 @@ class InProcessQueue:
 
     def _run(self, job: Job, args):
         return run_in_own_context(self.app, job, args)
+
+    def _run_call(self, job: Job, args: tuple):
+        """One queued call: a batched job runs it as a batch of one."""
+        return self._run(job, [args] if job.batched else args)
 
     # ---- the background thread ------------------------------------------------------------
 
@@ -393,9 +397,8 @@ class InProcessQueue:
                 if item is None or self._closed:
                     return
                 name, args, attempt = item
-                job = self.jobs[name]
                 try:
-                    result = self._run(job, [args] if job.batched else args)  # a batch of one
+                    result = self._run_call(self.jobs[name], args)
                 except Exception:
                     log.warning("in-process task %s%s failed; the sweeper will retry", name, args, exc_info=True)
                     continue
