@@ -56,6 +56,19 @@ class Reader:
         self.response.close()
 
 
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server of the test's own (its command counts are the test's alone), and a
+    client for it: (URL, client)."""
+    from devstack import start_redis
+
+    server, url = start_redis(tmp_path)
+    try:
+        yield url, redis_client(url, 1)
+    finally:
+        server.stop()
+
+
 def reads_so_far(watcher) -> int:
     """How many XREADs the Redis behind ``watcher`` has answered."""
     return int(watcher.info("commandstats").get("cmdstat_xread", {}).get("calls", 0))
@@ -232,7 +245,7 @@ def test_redis_presence_is_per_stream_and_expires(redis_url, redis_prefix):
     assert presence.is_online(7) is False  # ...and stops counting once unrefreshed
 
 
-def test_waiting_streams_send_nothing_to_redis_and_share_one_connection(tmp_path):
+def test_waiting_streams_send_nothing_to_redis_and_share_one_connection(own_redis):
     # Thousands of idle event streams must not each hold a Redis connection, nor poll Redis
     # while they wait: one subscriber per process hears every append and wakes the streams of
     # that user only.
@@ -240,74 +253,62 @@ def test_waiting_streams_send_nothing_to_redis_and_share_one_connection(tmp_path
 
     import redis
 
-    from devstack import start_redis
+    url, client = own_redis
+    bus = RedisStreamBus(client, Subscriber(client, "t:"), "t:")
+    got: dict[int, list] = {}
+    heads = {user: "0-0" for user in range(1, 41)}
 
-    server, url = start_redis(tmp_path)
-    try:
-        client = redis_client(url, 1)
-        bus = RedisStreamBus(client, Subscriber(client, "t:"), "t:")
-        got: dict[int, list] = {}
-        heads = {user: "0-0" for user in range(1, 41)}
+    def stream(user):  # what an event stream does: read, then wait until it may have grown
+        found = bus.read(user, heads[user])
+        while not found:
+            if bus.wait(user, heads[user], 8):
+                found = bus.read(user, heads[user])
+        got[user] = found
 
-        def stream(user):  # what an event stream does: read, then wait until it may have grown
-            found = bus.read(user, heads[user])
-            while not found:
-                if bus.wait(user, heads[user], 8):
-                    found = bus.read(user, heads[user])
-            got[user] = found
+    readers = [threading.Thread(target=stream, args=(u,)) for u in range(1, 41)]
+    for reader in readers:
+        reader.start()
+    watcher = redis.Redis.from_url(url)
 
-        readers = [threading.Thread(target=stream, args=(u,)) for u in range(1, 41)]
-        for reader in readers:
-            reader.start()
-        watcher = redis.Redis.from_url(url)
+    def subscribed() -> int:
+        return sum(int(c.get("sub", 0)) for c in watcher.client_list())
 
-        def subscribed() -> int:
-            return sum(int(c.get("sub", 0)) for c in watcher.client_list())
-
-        wait_until(lambda: subscribed() == 41, 10, what="40 waiting streams' channels (and the broadcasts)")
-        assert sum(1 for c in watcher.client_list() if int(c.get("sub", 0))) == 1  # on one connection
-        # Each confirmed subscription wakes its stream for one more read (whatever was appended
-        # before it): wait until the subscriber has handled them all, then watch the quiet.
-        reads = reads_once_settled(watcher)
-        time.sleep(1.5)  # all 40 wait, and send nothing
-        assert reads_so_far(watcher) == reads
-        bus.append(7, "message.created", {"n": 7})
-        bus.append(23, "message.created", {"n": 23})
-        for user in (7, 23):
-            readers[user - 1].join(5)
-            assert [json.loads(data)["n"] for _, _, data in got[user]] == [user]
-        assert reads_so_far(watcher) == reads + 2  # only they read
-        for user in range(1, 41):
-            bus.append(user, "message.created", {"n": user})
-        for reader in readers:
-            reader.join(5)
-        assert all(got[user] for user in range(1, 41))
-    finally:
-        server.stop()
+    wait_until(lambda: subscribed() == 41, 10, what="40 waiting streams' channels (and the broadcasts)")
+    assert sum(1 for c in watcher.client_list() if int(c.get("sub", 0))) == 1  # on one connection
+    # Each confirmed subscription wakes its stream for one more read (whatever was appended
+    # before it): wait until the subscriber has handled them all, then watch the quiet.
+    reads = reads_once_settled(watcher)
+    time.sleep(1.5)  # all 40 wait, and send nothing
+    assert reads_so_far(watcher) == reads
+    bus.append(7, "message.created", {"n": 7})
+    bus.append(23, "message.created", {"n": 23})
+    for user in (7, 23):
+        readers[user - 1].join(5)
+        assert [json.loads(data)["n"] for _, _, data in got[user]] == [user]
+    assert reads_so_far(watcher) == reads + 2  # only they read
+    for user in range(1, 41):
+        bus.append(user, "message.created", {"n": user})
+    for reader in readers:
+        reader.join(5)
+    assert all(got[user] for user in range(1, 41))
 
 
-def test_a_stream_that_waits_after_reading_misses_nothing_appended_in_between(tmp_path):
+def test_a_stream_that_waits_after_reading_misses_nothing_appended_in_between(own_redis):
     # The race the subscriber must close: an event appended between a stream's read and its
     # wait (before or after its channel is subscribed) still wakes it.
-    from devstack import start_redis
-
-    server, url = start_redis(tmp_path)
-    try:
-        client = redis_client(url, 1)
-        bus = RedisStreamBus(client, Subscriber(client, "r:"), "r:")
-        head = bus.append(5, "message.created", {"n": 0})
-        for n in range(1, 30):
-            assert bus.read(5, head) == []
-            newer = bus.append(5, "message.created", {"n": n})  # after the read, before the wait
-            assert bus.wait(5, head, 5) is not None, f"event {n} was missed"
-            assert [json.loads(data)["n"] for _, _, data in bus.read(5, head)] == [n]
-            head = newer
-        assert bus.wait(5, head, 0.3) is None  # and nothing new: a wait that times out
-    finally:
-        server.stop()
+    _, client = own_redis
+    bus = RedisStreamBus(client, Subscriber(client, "r:"), "r:")
+    head = bus.append(5, "message.created", {"n": 0})
+    for n in range(1, 30):
+        assert bus.read(5, head) == []
+        newer = bus.append(5, "message.created", {"n": n})  # after the read, before the wait
+        assert bus.wait(5, head, 5) is not None, f"event {n} was missed"
+        assert [json.loads(data)["n"] for _, _, data in bus.read(5, head)] == [n]
+        head = newer
+    assert bus.wait(5, head, 0.3) is None  # and nothing new: a wait that times out
 
 
-def test_a_stream_woken_for_an_event_taken_out_since_waits_instead_of_reading_in_a_loop(tmp_path):
+def test_a_stream_woken_for_an_event_taken_out_since_waits_instead_of_reading_in_a_loop(own_redis):
     # The wake-up names an event that a delete took out of the stream before the stream read
     # it: the read finds nothing, and the next wait must not answer "grown" for it again.
     import threading
@@ -315,42 +316,36 @@ def test_a_stream_woken_for_an_event_taken_out_since_waits_instead_of_reading_in
     import redis
 
     from chat.realtime.sse import sse_stream
-    from devstack import start_redis
+    url, client = own_redis
+    bus = RedisStreamBus(client, Subscriber(client, "f:"), "f:")
+    presence = RedisPresence(client, "f:", ttl_seconds=30)
+    stream = sse_stream(bus, presence, 9, bus.last_id(9), 10.0, "c1")  # no heartbeat in this test
+    frames: list[str] = []
+    done = threading.Event()
 
-    server, url = start_redis(tmp_path)
-    try:
-        client = redis_client(url, 1)
-        bus = RedisStreamBus(client, Subscriber(client, "f:"), "f:")
-        presence = RedisPresence(client, "f:", ttl_seconds=30)
-        stream = sse_stream(bus, presence, 9, bus.last_id(9), 10.0, "c1")  # no heartbeat in this test
-        frames: list[str] = []
-        done = threading.Event()
+    def pull():
+        for frame in stream:
+            frames.append(frame)
+            if done.is_set():
+                return
 
-        def pull():
-            for frame in stream:
-                frames.append(frame)
-                if done.is_set():
-                    return
-
-        reader = threading.Thread(target=pull, daemon=True)
-        reader.start()
-        watcher = redis.Redis.from_url(url)
-        wait_until(lambda: any(int(c.get("sub", 0)) >= 2 for c in watcher.client_list()), 10,
-                   what="the stream's wake channel")
-        reads = reads_once_settled(watcher)  # after the read its subscription's confirmation wakes
-        # Appended and taken out in one go: the stream hears of it only after it is gone.
-        pipe = client.pipeline(transaction=True)
-        bus._append(keys=[bus._key(9), bus.subscriber.wake_channel(9)],
-                    args=[100, "event", "message.created", "data", "{}", "about", "k9"], client=pipe)
-        bus._forget(keys=[bus._key(9), bus._forgotten_key(9)], args=["k9"], client=pipe)
-        pipe.execute()
-        time.sleep(1.5)
-        done.set()
-        # One read for the wake-up; a stream reading in a loop would have made thousands.
-        assert reads_so_far(watcher) - reads <= 2
-        assert not any("event:" in frame for frame in frames)
-    finally:
-        server.stop()
+    reader = threading.Thread(target=pull, daemon=True)
+    reader.start()
+    watcher = redis.Redis.from_url(url)
+    wait_until(lambda: any(int(c.get("sub", 0)) >= 2 for c in watcher.client_list()), 10,
+               what="the stream's wake channel")
+    reads = reads_once_settled(watcher)  # after the read its subscription's confirmation wakes
+    # Appended and taken out in one go: the stream hears of it only after it is gone.
+    pipe = client.pipeline(transaction=True)
+    bus._append(keys=[bus._key(9), bus.subscriber.wake_channel(9)],
+                args=[100, "event", "message.created", "data", "{}", "about", "k9"], client=pipe)
+    bus._forget(keys=[bus._key(9), bus._forgotten_key(9)], args=["k9"], client=pipe)
+    pipe.execute()
+    time.sleep(1.5)
+    done.set()
+    # One read for the wake-up; a stream reading in a loop would have made thousands.
+    assert reads_so_far(watcher) - reads <= 2
+    assert not any("event:" in frame for frame in frames)
 
 
 @pytest.mark.parametrize("future", ["2000000000000-0", f"{2**64 - 1}-{2**64 - 1}", f"{2**64 - 1}"])
