@@ -22,6 +22,8 @@ import redis
 from flask import has_request_context, request
 from limits.storage import RedisStorage
 
+from chat.coalesce import Coalescer
+
 STASH = "chat.limits_counted_ahead"  # request.environ key
 SCHEME = "chat+"
 
@@ -80,12 +82,13 @@ class CountedAheadRedisStorage(RedisStorage):
                          **({} if pool is not None else options))
         self._count_ahead = self.get_connection().register_script(_COUNT_AHEAD)
         self._settle = self.get_connection().register_script(_SETTLE)
+        self._calls = Coalescer(self.get_connection())  # concurrent requests share a round trip
 
     def count_ahead(self, items: list[tuple[str, int, int]]) -> None:
         """Count this request against every (key, expiry, amount) at once, for ``incr``."""
         keys = [self.prefixed_key(key) for key, _, _ in items]
-        found = self._count_ahead(keys=keys, args=[value for _, expiry, amount in items
-                                                   for value in (expiry, amount)])
+        found = self._calls.call(self._count_ahead, keys, [value for _, expiry, amount in items
+                                                           for value in (expiry, amount)])
         now = time.time()
         stash = _stash()
         for index, (key, (_, _, amount)) in enumerate(zip(keys, items)):

@@ -41,6 +41,7 @@ from flask import Flask
 from kombu.exceptions import OperationalError as BrokerError
 
 from chat.celery_config import TASK_ROUTES
+from chat.coalesce import Coalescer
 from chat.logging_setup import request_id_var
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ class Pile:
         self._take = client.register_script(_TAKE)
         self._release = client.register_script(_RELEASE)
         self._give_back = client.register_script(_GIVE_BACK)
+        self._calls = Coalescer(client)  # concurrent requests' additions share a round trip
 
     def _keys(self, name: str) -> list[str]:
         return [f"{self._prefix}pile:{name}", f"{self._prefix}pile:{name}:kick"]
@@ -143,7 +145,7 @@ class Pile:
         request_id = request_id_var.get()
         for start in range(0, len(items), ADD_CHUNK):
             encoded = [json.dumps([item, request_id]) for item in items[start:start + ADD_CHUNK]]
-            kicked |= bool(self._add(keys=self._keys(name), args=[self._hold_ms, *encoded]))
+            kicked |= bool(self._calls.call(self._add, self._keys(name), [self._hold_ms, *encoded]))
         return kicked
 
     def take(self, name: str, count: int) -> list[tuple]:
