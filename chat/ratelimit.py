@@ -165,18 +165,38 @@ def is_not_send() -> bool:
     return not is_send()
 
 
+class _Parsed:
+    """A limit whose value is a fixed string: Flask-Limiter parses a limit's string again
+    each time it lists the limits (twice per request: our count ahead, then its own check);
+    these are parsed once, the first time, after the limiter bound them."""
+
+    def __iter__(self):
+        parsed = self.__dict__.get("_parsed")
+        if parsed is None:
+            parsed = self.__dict__["_parsed"] = tuple(super().__iter__())
+        return iter(parsed)
+
+
+class ParsedLimit(_Parsed, Limit):
+    pass
+
+
+class ParsedApplicationLimit(_Parsed, ApplicationLimit):
+    pass
+
+
 def _new_limiter(config) -> FallbackLimiter:
     """A limiter for one app, with that app's limits (parsed once, not per request). One per
     app, so an outage one app saw (tests build many) never leaves another on the in-memory
     fallback. Sends have their own bucket and limit; every other route its own bucket."""
     limiter = FallbackLimiter(
         key_func=caller_key,
-        application_limits=[ApplicationLimit(config["RATELIMIT_GLOBAL"], error_message=global_breach_message)],
-        default_limits=[Limit(config["RATELIMIT_ROUTE"], scope=bucket_name, shared=True, exempt_when=is_send,
+        application_limits=[ParsedApplicationLimit(config["RATELIMIT_GLOBAL"], error_message=global_breach_message)],
+        default_limits=[ParsedLimit(config["RATELIMIT_ROUTE"], scope=bucket_name, shared=True, exempt_when=is_send,
                               error_message=route_breach_message),
-                        Limit(config["RATELIMIT_SEND"], scope=SEND_BUCKET, shared=True, exempt_when=is_not_send,
+                        ParsedLimit(config["RATELIMIT_SEND"], scope=SEND_BUCKET, shared=True, exempt_when=is_not_send,
                               error_message=route_breach_message),
-                        Limit(config["RATELIMIT_LOGIN"], key_function=address_key, scope=LOGIN_BUCKET, shared=True,
+                        ParsedLimit(config["RATELIMIT_LOGIN"], key_function=address_key, scope=LOGIN_BUCKET, shared=True,
                               exempt_when=hashes_no_password, error_message=login_breach_message)],
         request_identifier=request_identifier,
     )
