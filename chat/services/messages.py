@@ -98,7 +98,8 @@ def _replay(me: User, nonce: str, conversation_id: int, type_name: str, content:
 
 
 def _visible_in(view: ConversationView, user_id: int):
-    """SQL criteria: messages of the conversation ``user_id`` can still see."""
+    """SQL criteria: messages of the conversation ``user_id`` can still see (``_page_query``
+    holds the same rule with its values bound)."""
     return (
         (Message.conversation_id == view.conversation.id)
         & Message.deleted_at.is_(None)
@@ -264,23 +265,42 @@ def send(me: User, view: ConversationView, type_name: str, content: str, client_
     return _sent(me, conversation, values, message_id), True
 
 
+@functools.cache
+def _page_query(before_anchor: bool):
+    """The query of ``history``, built once per form (with or without an anchor), everything
+    that changes bound: the newest page is the most frequent read, and building its statement
+    (then its cache key) each time was a tenth of that request's time in the web process."""
+    me, chat = bindparam("me", type_=BigInteger), bindparam("conversation_id", type_=BigInteger)
+    query = select(Message).where(
+        Message.conversation_id == chat,
+        Message.deleted_at.is_(None),
+        Message.id > bindparam("cleared_before", type_=BigInteger),
+        ~exists().where(MessageHide.user_id == me, MessageHide.message_id == Message.id),
+    )
+    if before_anchor:
+        query = query.where(Message.id < bindparam("anchor", type_=BigInteger))
+    return (query.order_by(Message.id.desc())
+            .offset(bindparam("start", type_=BigInteger)).limit(bindparam("limit", type_=BigInteger)))
+
+
 def history(me: User, view: ConversationView, *, start: int = 0, limit: int = 20,
             before_key: str | None = None) -> list[MessageView]:
-    """A page of the conversation, newest first, without what the caller may not see.
+    """A page of the conversation, newest first, without what the caller may not see (the
+    rule of ``_visible_in``).
 
     The newest page (no ``start``, no ``before_key``) marks the conversation read up to its
     newest message, and shows it so.
     """
-    query = select(Message).where(_visible_in(view, me.id))
+    params = {"me": me.id, "conversation_id": view.conversation.id,
+              "cleared_before": view.member.cleared_before_id, "start": start, "limit": limit}
     if before_key is not None:
-        anchor = db.session.scalar(
+        params["anchor"] = db.session.scalar(
             select(Message.id).where(Message.key == before_key,
                                      Message.conversation_id == view.conversation.id)
         )
-        if anchor is None:
+        if params["anchor"] is None:
             raise ServiceError(Kind.NOT_FOUND, "the message given in before was not found")
-        query = query.where(Message.id < anchor)
-    messages = list(db.session.scalars(query.order_by(Message.id.desc()).offset(start).limit(limit)))
+    messages = list(db.session.scalars(_page_query(before_key is not None), params))
     my_pointer = None
     if start == 0 and before_key is None:
         newest = messages[0].id if messages else 0
