@@ -61,7 +61,7 @@ def create_conversation(args):
                             auth=require_session, security=SESSION_SECURITY, args=s.PageQuerySchema, location="query")
 def list_conversations(args):
     """List my conversations, newest activity first, with unread counts."""
-    views, _ = conversations.list_for_user(current_user(), args["start"], args["limit"])
+    views, _ = conversations.list_for_user(current_user(), args["start"], args["limit"], counted=False)
     return {"data": views}
 
 
