@@ -90,3 +90,16 @@ def test_the_demo_banner_shows_the_port_make_run_serves_on(app):
     runner = app.test_cli_runner()
     output = runner.invoke(args=["demo"], env={"PORT": "5077"}).output
     assert "http://127.0.0.1:5077/auth/login" in output and ":5000" not in output
+
+
+def test_no_request_opens_a_cookie_session(app):
+    """Nothing signs or reads a session cookie (the service has none): a request that sends
+    one gets an empty session that is never saved, and no cookie back."""
+    from flask import session
+    from flask.sessions import NullSession
+
+    with app.test_request_context("/livez", headers={"Cookie": "session=forged.value.here"}):
+        app.preprocess_request()
+        assert isinstance(session._get_current_object(), NullSession)
+    response = app.test_client().get("/livez", headers={"Cookie": "session=forged.value.here"})
+    assert "Set-Cookie" not in response.headers
