@@ -36,3 +36,17 @@ def test_every_setting_is_one_gunicorn_knows(monkeypatch):
     known = set(Config().settings)
     names = {name for name in _settings(monkeypatch) if not name.startswith("_") and name != "os"}
     assert names and names <= known, names - known
+
+
+def test_a_worker_leaves_the_apps_objects_out_of_its_collections(monkeypatch):
+    import gc
+
+    threshold = gc.get_threshold()
+    try:
+        _settings(monkeypatch)["post_worker_init"](worker=None)
+        assert gc.get_freeze_count() > 10_000  # this test process's own modules, at least
+        young, middle, old = gc.get_threshold()
+        assert young >= 10_000 and young * middle * old >= 10_000_000
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
