@@ -5,9 +5,10 @@ push handed to the worker (``chat.runner.Pile``). Each is a short Lua script, an
 a web process spent more on the round trip around each (a pooled connection taken and given
 back, the command written, a switch to gevent's loop and back, the answer read) than Redis
 spent running it. Under gevent a process serves many requests at once, so their calls can
-share one round trip: the first caller starts a flush, and whoever calls while a round trip
-is in flight waits for the next, which carries all of them (group commit). Under no load a
-call is a round trip of its own, as before, and never waits for company.
+share one round trip: a call with nothing in flight goes at once, by itself, and whoever
+calls while a round trip is in flight waits for the next, which carries all of them (group
+commit). Under no load a call is a round trip of its own, as before, and never waits for
+company.
 
 Each caller still gets its own answer, or its own error: a script that fails fails only its
 caller, and a connection error fails every call of that round trip, as it would have failed
@@ -42,25 +43,37 @@ class Coalescer:
         self._queued: list[tuple[Script, list, list, object]] = []
         self._flushing = False
         self._pid = os.getpid()
-        self.round_trips = 0  # for the tests: how many pipelines were sent
+        self.round_trips = 0  # for the tests: how many round trips were made
 
     def call(self, script: Script, keys: list, args: list):
         """``script(keys=keys, args=args)``'s answer, sent with whatever else is waiting."""
         if not self._shared:
             return script(keys=keys, args=args)
-        from gevent.event import AsyncResult  # noqa: PLC0415 - gevent only where it serves
-
         if self._pid != os.getpid():  # a fork took a copy of a flush that is not ours to finish
             self._queued, self._flushing, self._pid = [], False, os.getpid()
+        if not self._flushing:
+            # Nothing in flight: this call goes at once, by itself; calls made meanwhile queue.
+            self._flushing = True
+            self.round_trips += 1
+            try:
+                return script(keys=keys, args=args)
+            finally:
+                self._hand_over()
+        from gevent.event import AsyncResult  # noqa: PLC0415 - gevent only where it serves
+
         answer = AsyncResult()
         self._queued.append((script, keys, args, answer))
-        if not self._flushing:
-            self._flushing = True
-            import gevent  # noqa: PLC0415
-
-            # Started, not run here: the calls made while this caller waits join the flush.
-            gevent.spawn(self._flush)
         return answer.get()
+
+    def _hand_over(self) -> None:
+        """The round trip in flight is back: what queued meanwhile goes next, together, sent
+        by a greenlet of its own (the caller that just got its answer does not wait for it)."""
+        if self._queued:
+            import gevent  # noqa: PLC0415 - gevent only where it serves
+
+            gevent.spawn(self._flush)
+        else:
+            self._flushing = False
 
     def _flush(self) -> None:
         try:
@@ -72,6 +85,9 @@ class Coalescer:
 
     def _send(self, batch: list) -> None:
         self.round_trips += 1
+        if len(batch) == 1:  # a call alone: redis-py's pipeline would cost more than it saves
+            self._alone(*batch[0])
+            return
         try:
             with self._client.pipeline(transaction=False) as pipe:
                 for script, keys, args, _ in batch:
@@ -95,6 +111,10 @@ class Coalescer:
 
     def _alone(self, script: Script, keys: list, args: list, waiter) -> None:
         try:
-            waiter.set(script(keys=keys, args=args))
-        except Exception as exc:  # noqa: BLE001 - the caller's own error, raised where it waits
+            answer = script(keys=keys, args=args)
+        except BaseException as exc:  # the caller's own error, raised where it waits
             waiter.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            waiter.set(answer)

@@ -233,7 +233,8 @@ def test_redis_streams_resume_and_know_when_events_were_trimmed(redis_url, redis
 
 
 def test_redis_presence_is_per_stream_and_expires(redis_url, redis_prefix):
-    presence = RedisPresence(redis_client(redis_url, 1), redis_prefix, ttl_seconds=0.5)
+    client = redis_client(redis_url, 1)
+    presence = RedisPresence(client, redis_prefix, ttl_seconds=0.5)
     presence.enter(7, "a")
     presence.enter(7, "b")
     presence.leave(7, "a")
@@ -243,6 +244,9 @@ def test_redis_presence_is_per_stream_and_expires(redis_url, redis_prefix):
     presence.enter(7, "c")  # a stream whose process dies never leaves...
     time.sleep(0.6)
     assert presence.is_online(7) is False  # ...and stops counting once unrefreshed
+    presence.refresh(7, "d")  # a refresh also clears out the dead, and the set expires by itself
+    assert client.zrange(f"{redis_prefix}presence:7", 0, -1) == [b"d"]
+    assert 0 < client.ttl(f"{redis_prefix}presence:7") <= 1
 
 
 def test_waiting_streams_send_nothing_to_redis_and_share_one_connection(own_redis):
