@@ -21,7 +21,6 @@ share with: a call goes straight to Redis.
 
 from __future__ import annotations
 
-import logging
 import os
 
 import redis
@@ -29,8 +28,6 @@ from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
 from chat.green import gevent_patched
-
-log = logging.getLogger(__name__)
 
 
 class Coalescer:

@@ -98,12 +98,17 @@ def _replay(me: User, nonce: str, conversation_id: int, type_name: str, content:
 
 
 def _visible_in(view: ConversationView, user_id: int):
-    """SQL criteria: messages of the conversation ``user_id`` can still see (``_page_query``
-    holds the same rule with its values bound)."""
+    """SQL criteria: messages of the conversation ``user_id`` can still see."""
+    return _visible(view.conversation.id, view.member.cleared_before_id, user_id)
+
+
+def _visible(conversation_id, cleared_before_id, user_id):
+    """The rule of ``_visible_in``, from values or bound parameters: not deleted for
+    everyone, not cleared from the caller's chat, not hidden by the caller."""
     return (
-        (Message.conversation_id == view.conversation.id)
+        (Message.conversation_id == conversation_id)
         & Message.deleted_at.is_(None)
-        & (Message.id > view.member.cleared_before_id)
+        & (Message.id > cleared_before_id)
         & ~exists().where(MessageHide.user_id == user_id, MessageHide.message_id == Message.id)
     )
 
@@ -270,13 +275,9 @@ def _page_query(before_anchor: bool):
     """The query of ``history``, built once per form (with or without an anchor), everything
     that changes bound: the newest page is the most frequent read, and building its statement
     (then its cache key) each time was a tenth of that request's time in the web process."""
-    me, chat = bindparam("me", type_=BigInteger), bindparam("conversation_id", type_=BigInteger)
-    query = select(Message).where(
-        Message.conversation_id == chat,
-        Message.deleted_at.is_(None),
-        Message.id > bindparam("cleared_before", type_=BigInteger),
-        ~exists().where(MessageHide.user_id == me, MessageHide.message_id == Message.id),
-    )
+    query = select(Message).where(_visible(bindparam("conversation_id", type_=BigInteger),
+                                           bindparam("cleared_before", type_=BigInteger),
+                                           bindparam("me", type_=BigInteger)))
     if before_anchor:
         query = query.where(Message.id < bindparam("anchor", type_=BigInteger))
     return (query.order_by(Message.id.desc())
@@ -285,8 +286,7 @@ def _page_query(before_anchor: bool):
 
 def history(me: User, view: ConversationView, *, start: int = 0, limit: int = 20,
             before_key: str | None = None) -> list[MessageView]:
-    """A page of the conversation, newest first, without what the caller may not see (the
-    rule of ``_visible_in``).
+    """A page of the conversation, newest first, without what the caller may not see.
 
     The newest page (no ``start``, no ``before_key``) marks the conversation read up to its
     newest message, and shows it so.
