@@ -103,5 +103,6 @@ def post_worker_init(worker):
     objects stay put until a collection finds them dead (when they close)."""
     import gc
 
+    gc.collect()  # what start-up left in cycles is freed first, not frozen for good
     gc.freeze()
     gc.set_threshold(10_000, 20, 100)

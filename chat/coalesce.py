@@ -73,11 +73,17 @@ class Coalescer:
             self._flushing = False
 
     def _flush(self) -> None:
+        batch: list = []
         try:
             while self._queued:
                 batch, self._queued = self._queued, []
                 self._send(batch)
         finally:
+            # Whatever stopped this greenlet early (it was killed), no caller waits forever.
+            for *_, waiter in batch + self._queued:
+                if not waiter.ready():
+                    waiter.set_exception(redis.ConnectionError("the Redis round trip was abandoned"))
+            self._queued = []
             self._flushing = False
 
     def _send(self, batch: list) -> None:
@@ -92,11 +98,9 @@ class Coalescer:
                     # each script exists before every execute, one more round trip each time.
                     pipe.evalsha(script.sha, len(keys), *keys, *args)
                 answers = pipe.execute(raise_on_error=False)
-        except BaseException as exc:  # every waiter must hear, or it waits forever
+        except Exception as exc:  # noqa: BLE001 - the round trip's error is each caller's
             for *_, waiter in batch:
                 waiter.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
             return
         for (script, keys, args, waiter), answer in zip(batch, answers, strict=True):
             if isinstance(answer, NoScriptError):
@@ -109,9 +113,7 @@ class Coalescer:
     def _alone(self, script: Script, keys: list, args: list, waiter) -> None:
         try:
             answer = script(keys=keys, args=args)
-        except BaseException as exc:  # the caller's own error, raised where it waits
+        except Exception as exc:  # noqa: BLE001 - the caller's own error, raised where it waits
             waiter.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
         else:
             waiter.set(answer)
