@@ -19,6 +19,7 @@ from chat.cli import register_cli
 from chat.errors import register_error_handlers
 from chat.extensions import api, db, migrate
 from chat.health import health_blp
+from chat.json_answers import OrjsonProvider
 from chat.kook.aliases import aliases_blp
 from chat.kook.direct_message import direct_message_blp
 from chat.kook.events import events_blp
@@ -41,6 +42,7 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     app.config.update(load_config(config_class=config_class))
     app.config["CELERY"] = celery_settings(app.config)
+    app.json = OrjsonProvider(app)
     app.json.sort_keys = False
     app.session_interface = NoCookieSessions()
     _trust_proxies(app)

@@ -4,6 +4,7 @@ and fields for values the two APIs spell loosely (ids as strings or numbers, ms 
 
 from __future__ import annotations
 
+import functools
 import re
 
 from flask_smorest import Blueprint as SmorestBlueprint
@@ -11,7 +12,8 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load
 from webargs.core import is_json, missing
 from webargs.flaskparser import FlaskParser, abort
 
-from chat import strict_json
+from chat import extensions, strict_json
+from chat.compiled_dump import CompiledDumpSchema
 
 MAX_TIMESTAMP_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
 BIGINT_LIMIT = 2**63
@@ -31,7 +33,7 @@ def storable_text(value: str) -> bool:
     return True
 
 
-class BaseSchema(Schema):
+class BaseSchema(CompiledDumpSchema):
     """Unknown fields are ignored, as clients of both dialects send extras. Text that cannot
     be stored (NUL characters, lone surrogates) is refused: no legitimate input contains it."""
 
@@ -98,11 +100,15 @@ class Blueprint(SmorestBlueprint):
     }
 
     def operation(self, rule: str, method: str, envelope, *, auth, security: list,
-                  args=None, location: str = "json", **doc):
+                  args=None, location: str = "json", each_statement_commits: bool = False, **doc):
         """One API operation in one decorator: its route and method, the envelope it answers
         200 with, how it authenticates (``auth`` checks, ``security`` documents), and what it
-        reads (``args`` from ``location``); further OpenAPI ``doc`` as flask-smorest takes it."""
+        reads (``args`` from ``location``); further OpenAPI ``doc`` as flask-smorest takes it.
+        ``each_statement_commits``: the operation reads, and writes no more than one statement
+        at a time (``chat.extensions.each_statement_commits``)."""
         def decorate(view):
+            if each_statement_commits:
+                view = _each_statement_commits(view)
             if args is not None:
                 # One schema instance for every request (a class would be instantiated per
                 # request, copying its fields each time); loading keeps no state on it.
@@ -113,6 +119,15 @@ class Blueprint(SmorestBlueprint):
             return self.route(rule, methods=[method])(view)
 
         return decorate
+
+
+def _each_statement_commits(view):
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        extensions.each_statement_commits()
+        return view(*args, **kwargs)
+
+    return wrapper
 
 
 class StrictInteger(fields.Integer):
@@ -209,5 +224,5 @@ def envelope(name: str, data, *, many: bool = False, kook: bool = False) -> type
             "message" if kook else "msg": fields.String(dump_default="操作成功" if kook else "success"),
             "data": data_field,
         }
-        _envelopes[name] = type(name, (Schema,), attrs)
+        _envelopes[name] = type(name, (CompiledDumpSchema,), attrs)
     return _envelopes[name]

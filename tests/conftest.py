@@ -16,7 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from flask_migrate import upgrade
+
+# Every answer the suite makes (here and in the servers it starts, which inherit this) is
+# also dumped by marshmallow itself and compared with the compiled plan's (chat.compiled_dump).
+os.environ["CHAT_CHECK_COMPILED_DUMP"] = "1"
+
+from flask_migrate import upgrade  # noqa: E402
 from sqlalchemy.engine import make_url
 
 from chat import create_app

@@ -58,7 +58,8 @@ def create_conversation(args):
 
 
 @conversation_blp.operation("", "GET", s.ConversationPageEnvelope,
-                            auth=require_session, security=SESSION_SECURITY, args=s.PageQuerySchema, location="query")
+                            auth=require_session, security=SESSION_SECURITY, args=s.PageQuerySchema, location="query",
+                            each_statement_commits=True)
 def list_conversations(args):
     """List my conversations, newest activity first, with unread counts."""
     views, _ = conversations.list_for_user(current_user(), args["start"], args["limit"], counted=False)
@@ -76,7 +77,8 @@ def send_message(args):
 
 
 @message_blp.operation("", "GET", s.MessageListEnvelope,
-                       auth=require_session, security=SESSION_SECURITY, args=s.MessageListQuerySchema, location="query")
+                       auth=require_session, security=SESSION_SECURITY, args=s.MessageListQuerySchema, location="query",
+                       each_statement_commits=True)
 def list_messages(args):
     """Page a conversation's history, newest first; the newest page marks it read."""
     me = current_user()

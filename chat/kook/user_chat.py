@@ -15,7 +15,8 @@ CHAT_SORT = {"latest_msg_time": -1}
 
 
 @user_chat_blp.operation("/list", "GET", s.UserChatPageEnvelope,
-                         auth=require_token, security=TOKEN_SECURITY, args=s.PageQuerySchema, location="query")
+                         auth=require_token, security=TOKEN_SECURITY, args=s.PageQuerySchema, location="query",
+                         each_statement_commits=True)
 def list_user_chats(args):
     """List my chats, newest activity first; chats I deleted stay out until a new message."""
     page, page_size = args["page"], args["page_size"]

@@ -160,19 +160,30 @@ def _list_queries():
     """The queries of ``list_for_user`` (how many, then one page), built once with the caller,
     the offset and the limit bound: the list is read on every app start and refresh, and
     building its statements each time was a fifth of its time in the web process. The count
-    is on the table: through the ORM it cost more than the page."""
+    is on the table: through the ORM it cost more than the page.
+
+    The page of member rows is chosen first, then joined to its chats and users. Once the
+    driver prepares the statement (after a few runs on one connection), PostgreSQL may plan
+    it once for any caller, guessing a caller has a couple of chats: joined first, a caller
+    with 2,000 chats then had all 2,000 joined and sorted for a page of 20 (7 ms, not 0.7).
+    Chosen first, the most such a plan sorts is the caller's member rows."""
     me = bindparam("me", type_=BigInteger)
     members = ConversationMember.__table__
     total = (select(func.count()).select_from(members)
              .where(members.c.user_id == me, members.c.hidden.is_(False)))
+    newest = (ConversationMember.latest_msg_time.desc(), ConversationMember.conversation_id)
+    chosen = (select(ConversationMember)
+              .where(ConversationMember.user_id == me, ConversationMember.hidden.is_(False))
+              .order_by(*newest)
+              .offset(bindparam("start", type_=BigInteger))
+              .limit(bindparam("limit", type_=BigInteger))
+              .subquery("chosen"))
+    member = aliased(ConversationMember, chosen)
     other_id = case((Conversation.user_low == me, Conversation.user_high), else_=Conversation.user_low)
-    page = (select(Conversation, ConversationMember, User)
-            .join(ConversationMember, ConversationMember.conversation_id == Conversation.id)
+    page = (select(Conversation, member, User)
+            .join(member, member.conversation_id == Conversation.id)
             .join(User, User.id == other_id)
-            .where(ConversationMember.user_id == me, ConversationMember.hidden.is_(False))
-            .order_by(ConversationMember.latest_msg_time.desc(), Conversation.id)
-            .offset(bindparam("start", type_=BigInteger))
-            .limit(bindparam("limit", type_=BigInteger)))
+            .order_by(member.latest_msg_time.desc(), member.conversation_id))
     return total, page
 
 

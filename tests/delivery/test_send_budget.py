@@ -120,3 +120,34 @@ def test_a_send_whose_credentials_were_not_cached_is_still_one_statement(app, al
     lookups, send = sent[:2], sent[2:]
     assert all("app_keys" in statement or "tokens" in statement for statement, _ in lookups), _shown(sent)
     _check_ordinary(send)
+
+
+def test_reads_run_statement_by_statement_on_postgresql(app, alice, bob):
+    """A newest page (which records the read) and the chat lists need no transaction around
+    their statements: on PostgreSQL each is its own, without BEGIN and COMMIT round trips,
+    and the read still takes effect (its task queued by the outbox)."""
+    chat = bob.open_with(alice)
+    for text in ("one", "two"):
+        assert bob.send(chat, text).status_code == 200
+    assert alice.get("/conversation").json["data"][0]["unread_count"] == 2
+    tasks = app.extensions["task_queue"]
+    app.extensions["task_queue"] = queue = RecordingQueue()  # the request's statements only
+
+    with statements_sent() as sent:
+        page = alice.get(f"/message?conversationid={chat}")
+        chats = alice.get("/conversation")
+        kook = alice.client.get("/api/v3/user-chat/list", headers={"Authorization": f"Bearer {alice.session}"})
+    assert page.status_code == chats.status_code == kook.status_code == 200
+    assert [m["content"] for m in page.json["data"]] == ["two", "one"]
+    assert len(sent) == 6, _shown(sent)  # chat, page, read wanted; list; count, list
+    if db.engine.dialect.name == "postgresql":
+        assert all(alone for _, alone in sent), _shown(sent)
+
+    assert [name for name, _ in queue.queued] == ["mark_read"]
+    for name, args in queue.queued:
+        tasks.enqueue(name, args)
+    app.extensions["task_queue"] = tasks
+    assert alice.get("/conversation").json["data"][0]["unread_count"] == 0, "the page's read took effect"
+    # Whatever a request did, its connection goes back to the pool in the usual mode.
+    with db.engine.connect() as connection:
+        assert connection.get_isolation_level() != "AUTOCOMMIT"
