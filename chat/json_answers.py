@@ -7,7 +7,8 @@ web process. orjson writes the same JSON values as UTF-8 (what ``application/jso
 means), several times faster. What orjson does not know (dates, decimals, objects with
 ``__html__``) goes to Flask's own conversion, so no answer changes meaning; dates keep
 Flask's HTTP-date form rather than orjson's ISO one. Calls with encoder options (``indent``
-and the like, from the CLI or a library) keep the standard library's encoder.
+and the like, from the CLI or a library), and text orjson refuses (a lone surrogate), keep
+the standard library's encoder.
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ class OrjsonProvider(DefaultJSONProvider):
     through ``chat.strict_json``)."""
 
     def _encode(self, obj, option: int = 0) -> bytes:
-        return orjson.dumps(obj, default=self.default, option=OPTIONS | option)
+        try:
+            return orjson.dumps(obj, default=self.default, option=OPTIONS | option)
+        except orjson.JSONEncodeError:
+            # orjson refuses text that is not UTF-8 (a lone surrogate, which a client's
+            # "\ud800" decodes to and an error message may quote back); the standard library
+            # writes it escaped, as before. A value neither knows fails there, as before.
+            return super().dumps(obj, **({"indent": 2} if option else {})).encode()
 
     def dumps(self, obj, **kwargs) -> str:
         if kwargs:

@@ -103,3 +103,13 @@ def test_no_request_opens_a_cookie_session(app):
         assert isinstance(session._get_current_object(), NullSession)
     response = app.test_client().get("/livez", headers={"Cookie": "session=forged.value.here"})
     assert "Set-Cookie" not in response.headers
+
+
+def test_answers_are_utf8_json_and_text_orjson_refuses_is_still_answered(app):
+    """Answers are written by orjson as UTF-8; a lone surrogate (which orjson refuses and a
+    client's "\\ud800" decodes to) is written escaped, never a server error."""
+    with app.test_request_context():
+        body = app.json.response({"msg": "操作成功"}).get_data()
+        assert body == '{"msg":"操作成功"}\n'.encode()
+        assert app.json.loads(app.json.response({"bad": "\ud800"}).get_data()) == {"bad": "\ud800"}
+        assert app.json.dumps({"bad": "\ud800"}) == '{"bad": "\\ud800"}'
