@@ -9,6 +9,7 @@ import time
 import pytest
 
 from chat.realtime import RedisPresence, RedisStreamBus, Subscriber, redis_client
+from chat.realtime.bus import EventBusDown
 from devstack import free_port, wait_until
 
 
@@ -245,8 +246,64 @@ def test_redis_presence_is_per_stream_and_expires(redis_url, redis_prefix):
     time.sleep(0.6)
     assert presence.is_online(7) is False  # ...and stops counting once unrefreshed
     presence.refresh(7, "d")  # a refresh also clears out the dead, and the set expires by itself
+    assert presence.flush() == 1
     assert client.zrange(f"{redis_prefix}presence:7", 0, -1) == [b"d"]
     assert 0 < client.pttl(f"{redis_prefix}presence:7") <= 1000
+
+
+def test_a_process_sends_its_streams_refreshes_together(redis_url, redis_prefix):
+    client = redis_client(redis_url, 1)
+    presence = RedisPresence(client, redis_prefix, ttl_seconds=30)
+    calls = []
+    real = presence._refresh_many
+    presence._refresh_many = lambda **kwargs: calls.append(kwargs) or real(**kwargs)
+    for user_id in range(100, 160):
+        presence.refresh(user_id, f"s{user_id}")
+    presence.refresh(100, "s100")  # refreshed twice before a flush: sent once
+    assert not client.exists(f"{redis_prefix}presence:100"), "refreshes wait for the flush"
+    assert presence.flush() == 60
+    assert len(calls) == 1
+    assert presence.online_map(list(range(100, 160))) == {user_id: True for user_id in range(100, 160)}
+    assert 29 < client.zscore(f"{redis_prefix}presence:159", "s159") - time.time() <= 30
+    assert presence.flush() == 0 and len(calls) == 1  # nothing waiting: no call
+
+
+def test_the_background_flush_sends_a_refresh_within_a_second_or_so(redis_url, redis_prefix):
+    client = redis_client(redis_url, 1)
+    presence = RedisPresence(client, redis_prefix, ttl_seconds=30)
+    presence.refresh(5, "bg")
+    deadline = time.monotonic() + 5
+    while not client.exists(f"{redis_prefix}presence:5") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.zrange(f"{redis_prefix}presence:5", 0, -1) == [b"bg"]
+
+
+def test_a_stream_that_leaves_while_its_refresh_is_on_the_way_stays_gone(redis_url, redis_prefix):
+    client = redis_client(redis_url, 1)
+    presence = RedisPresence(client, redis_prefix, ttl_seconds=30)
+    presence.enter(8, "old")
+    presence.refresh(8, "old")
+    presence.refresh(9, "pending")
+    presence.leave(9, "pending")  # left before any flush: its refresh is never sent
+    real = presence._refresh_many
+
+    def leave_then_send(**kwargs):
+        presence.leave(8, "old")  # the stream closes while the refresh is in flight...
+        return real(**kwargs)  # ...which then counts it again
+
+    presence._refresh_many = leave_then_send
+    presence.flush()
+    assert presence.online_map([8, 9]) == {8: False, 9: False}
+
+
+def test_refreshes_redis_does_not_take_are_not_the_streams_failure(redis_url, redis_prefix):
+    import redis
+
+    presence = RedisPresence(redis.Redis.from_url("redis://127.0.0.1:1/0"), redis_prefix, ttl_seconds=30)
+    presence.refresh(1, "x")  # never raises: the stream's reads notice an outage
+    with pytest.raises(EventBusDown):
+        presence.flush()
+    assert presence.flush() == 0  # what failed is made again at the next heartbeat, not retried
 
 
 def test_waiting_streams_send_nothing_to_redis_and_share_one_connection(own_redis):

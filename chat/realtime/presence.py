@@ -3,7 +3,9 @@
 In-process (embedded default) it is a count of open streams in this process. On Redis each
 open stream is a member of a per-user sorted set scored by its expiry; the stream refreshes
 it at every heartbeat, so a stream whose process died stops counting within the TTL
-(``presence_ttl``), and a stream that closes normally stops counting at once.
+(``presence_ttl``), and a stream that closes normally stops counting at once. A process
+sends its streams' refreshes together, once a second, in one script call: one round trip per
+stream per heartbeat was the largest part of what thousands of idle streams cost.
 
 Reads never fail: when Redis cannot say, users show offline (presence is a hint).
 """
@@ -11,6 +13,7 @@ Reads never fail: when Redis cannot say, users show offline (presence is a hint)
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -61,6 +64,21 @@ class InProcessPresence:
             return self._open[user_id]
 
 
+# KEYS: a presence set per stream; ARGV: now, the TTL (s), then each stream's id, in KEYS order.
+# Each stream counts until now + TTL; streams whose process died leave; the set expires by itself.
+_REFRESH = """
+local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now + ttl, ARGV[i + 2])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  redis.call('EXPIRE', key, math.floor(ttl) + 1)
+end
+return #KEYS
+"""
+FLUSH_SECONDS = 1.0  # how long a refresh may wait for company (well inside the TTL's slack)
+FLUSH_CHUNK = 1000  # streams per script call
+
+
 class RedisPresence:
     """``<prefix>presence:<user_id>``: a sorted set of open streams scored by their expiry."""
 
@@ -68,26 +86,73 @@ class RedisPresence:
         self._client = client
         self._prefix = prefix
         self.ttl = ttl_seconds
+        self._refresh_many = client.register_script(_REFRESH)
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[int, str], None] = {}  # refreshes not sent yet, in order
+        self._in_flight: set[tuple[int, str]] = set()  # refreshes being sent now
+        self._left: set[tuple[int, str]] = set()  # streams that left while their refresh was in flight
+        self._flusher_pid: int | None = None
 
     def _key(self, user_id: int) -> str:
         return f"{self._prefix}presence:{user_id}"
 
     def enter(self, user_id: int, connection_id: str) -> None:
-        self.refresh(user_id, connection_id)
-
-    def refresh(self, user_id: int, connection_id: str) -> None:
-        key = self._key(user_id)
-        now = time.time()
+        """Count a stream now (its opening is announced from what presence says next)."""
         try:
-            pipe = self._client.pipeline()
-            pipe.zadd(key, {connection_id: now + self.ttl})
-            pipe.zremrangebyscore(key, "-inf", now)  # streams whose process died
-            pipe.expire(key, int(self.ttl) + 1)
-            pipe.execute()
+            self._refresh_many(keys=[self._key(user_id)], args=[time.time(), self.ttl, connection_id])
         except redis.RedisError as exc:
             raise EventBusDown(str(exc)) from exc
 
+    def refresh(self, user_id: int, connection_id: str) -> None:
+        """Keep a stream counted: sent within FLUSH_SECONDS, with every other refresh this
+        process has by then, by a background thread (a greenlet under gevent). Never fails:
+        a refresh Redis does not take is made again at the stream's next heartbeat, well
+        before the entry expires, and the stream's own reads notice the outage."""
+        with self._lock:
+            self._pending[(user_id, connection_id)] = None
+            if self._flusher_pid != os.getpid():  # none yet in this process (or forked since)
+                self._flusher_pid = os.getpid()
+                threading.Thread(target=self._flush_forever, name="presence-refresh", daemon=True).start()
+
+    def _flush_forever(self) -> None:
+        while True:
+            time.sleep(FLUSH_SECONDS)
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - the thread must outlive any one flush
+                log.warning("presence refreshes not sent", exc_info=True)
+
+    def flush(self) -> int:
+        """Send the refreshes waiting now, in one script call per FLUSH_CHUNK streams; returns
+        how many were sent. Raises ``EventBusDown`` when Redis did not take them."""
+        with self._lock:
+            batch, self._pending = list(self._pending), {}
+            self._in_flight = set(batch)
+        try:
+            now = time.time()
+            for start in range(0, len(batch), FLUSH_CHUNK):
+                chunk = batch[start:start + FLUSH_CHUNK]
+                self._refresh_many(keys=[self._key(user_id) for user_id, _ in chunk],
+                                   args=[now, self.ttl, *(connection_id for _, connection_id in chunk)])
+        except redis.RedisError as exc:
+            raise EventBusDown(str(exc)) from exc
+        finally:
+            with self._lock:
+                left, self._left, self._in_flight = self._left, set(), set()
+            # A stream that closed while its refresh was on the way may have been counted
+            # again after it left: it leaves once more, so it does not count for a whole TTL.
+            for user_id, connection_id in left:
+                self._forget(user_id, connection_id)
+        return len(batch)
+
     def leave(self, user_id: int, connection_id: str) -> None:
+        with self._lock:
+            self._pending.pop((user_id, connection_id), None)
+            if (user_id, connection_id) in self._in_flight:
+                self._left.add((user_id, connection_id))
+        self._forget(user_id, connection_id)
+
+    def _forget(self, user_id: int, connection_id: str) -> None:
         try:
             self._client.zrem(self._key(user_id), connection_id)
         except redis.RedisError as exc:

@@ -18,7 +18,12 @@ from chat.extensions import db
 from chat.models import Conversation, ConversationMember, User
 from chat.services.conversations import _list_queries
 
-pytestmark = pytest.mark.usefixtures("postgres_only")
+
+
+@pytest.fixture(autouse=True)
+def postgresql_plans(is_postgres):
+    if not is_postgres:
+        pytest.skip("PostgreSQL's generic plans: runs in the PostgreSQL pass of `make test`")
 
 CHATS = 300
 PAGE = 20
