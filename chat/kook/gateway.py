@@ -129,6 +129,9 @@ class GatewayConnection:
         self.idle_timeout = float(app.config["GATEWAY_IDLE_TIMEOUT_SECONDS"])
         self.last_heard = time.monotonic()
         self.session_id = ""
+        # This connection's presence entry: its own, not the (resumable) session's, so that a
+        # resumed session's old connection closing does not take the new one offline.
+        self.presence_id = uuid.uuid4().hex
         self.sn = 0  # the last sn sent
         self.cursor = "0-0"  # the stream event the last sn came from (or was skipped at)
         self.maybe_more = True  # whether the stream may hold events after the cursor (read it)
@@ -292,7 +295,7 @@ class GatewayConnection:
             if time.monotonic() - refreshed >= self.heartbeat:
                 refreshed = time.monotonic()
                 self.maybe_more = True  # read once a heartbeat: a safety net under the wake-ups
-                self.presence.refresh(self.user_id, self.session_id)
+                self.presence.refresh(self.user_id, self.presence_id)
                 self.sessions.touch(self.session_id, self.token_id)
 
 
@@ -340,7 +343,6 @@ def gateway_socket(ws):
     db.session.remove()  # an open socket must not hold a database connection
 
     connection = GatewayConnection(ws, app, compress=compress, user_id=user_id, token_id=token_id)
-    presence_id = uuid.uuid4().hex
     entered = False
     try:
         resume = _resume_params(request.args)
@@ -350,7 +352,7 @@ def gateway_socket(ws):
             while connection.pump(0):
                 pass
             connection.send({"s": RESUME_ACK, "d": {"session_id": connection.session_id}})
-        connection.presence.enter(user_id, presence_id)
+        connection.presence.enter(user_id, connection.presence_id)
         entered = True
         metrics.gateway_opened()
         reader = threading.Thread(target=connection.read_client, name="gateway-reader", daemon=True)
@@ -366,7 +368,7 @@ def gateway_socket(ws):
         if entered:
             metrics.gateway_closed()
             try:
-                connection.presence.leave(user_id, presence_id)
+                connection.presence.leave(user_id, connection.presence_id)
             except EventBusDown:
                 pass  # the entry expires by itself
 

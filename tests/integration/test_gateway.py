@@ -5,6 +5,7 @@ and ACK, RECONNECT for what cannot be resumed, compress 0/1, bad tokens."""
 from __future__ import annotations
 
 import json
+import time
 import zlib
 
 import pytest
@@ -196,6 +197,30 @@ def test_logging_out_ends_the_gateway_connection_of_that_token(stack):
     assert gw.closed()
 
 
+def test_a_closed_gateway_connection_shows_offline_at_once_after_refreshing_presence(live_env, tmp_path):
+    """A connection refreshes the same presence entry it entered and leaves: once it has
+    refreshed, closing it still shows its user offline at once, not when an entry of its
+    own expires (two heartbeats and 10 s)."""
+    env = {**live_env, "SSE_HEARTBEAT_SECONDS": "1"}
+    server, base = start_server(env, tmp_path)
+    try:
+        key = flask_command(env, "app-key", "create", "presence").strip().splitlines()[-1]
+        alice, bob = ApiUser(base, key, "alice-presence"), ApiUser(base, key, "bob-presence")
+        chat = alice.open_with(bob)
+        gw = Gateway(_gateway_url(base, bob.token, 0))
+        assert gw.recv()["d"]["code"] == 0
+        for _ in range(3):  # a few heartbeats: presence refreshed (and sent) meanwhile
+            gw.send({"s": 2, "sn": 0})
+            assert gw.recv()["s"] == 3
+            time.sleep(1)
+        assert alice.conversation(chat)["target_info"]["online"] is True
+        gw.close()
+        wait_until(lambda: alice.conversation(chat)["target_info"]["online"] is False, 5, what="bob offline")
+    finally:
+        print(server.log_tail(40))  # shown when the test fails
+        server.stop()
+
+
 def test_gateway_index_needs_a_token_and_honours_the_forwarded_scheme(stack):
     base, key = stack
     response = requests.get(f"{base}/api/v3/gateway/index", timeout=10)
@@ -241,9 +266,10 @@ def test_the_gateway_under_flask_run_never_logs_its_token(live_database_url, tmp
         frame = gw.recv()
         assert (frame["sn"], frame["d"]["content"], frame["d"]["author_id"]) == (1, "hello embedded", str(user.id))
         assert user.conversation(chat)["target_info"]["online"] is True
-        # A client that never PINGs is let go after the idle timeout, and shows offline.
+        # A client that never PINGs is let go after the idle timeout, and shows offline (as
+        # soon as the server's side of the socket has finished, just after the close).
         assert gw.closed(timeout=15)
-        assert user.conversation(chat)["target_info"]["online"] is False
+        wait_until(lambda: user.conversation(chat)["target_info"]["online"] is False, 5, what="offline")
         wait_until(lambda: "GET /gateway?compress=0&token=[redacted]" in server.log_path.read_text(), 10,
                    what="the gateway's request line in the log")
     finally:
