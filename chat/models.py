@@ -7,7 +7,7 @@ Alembic migrations (``migrations/``); nothing here creates tables at run time.
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import Optional, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -35,6 +35,20 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 def now_ms() -> int:
     """The current time in integer milliseconds since the epoch."""
     return int(time.time() * 1000)
+
+
+Model = TypeVar("Model")
+
+
+def carrying(model: type[Model], values: dict) -> Model:
+    """What ``model(**values)`` makes (a transient instance holding ``values``, in no session),
+    for an object that only carries values: the caller's user and token from the credential
+    cache, a sent message built from what was inserted. The constructor's event per attribute
+    cost about 30 us per object, four of them on every send: this fills the instance's
+    attributes the way loading a row does. ``values`` must name mapped columns only."""
+    instance = model.__mapper__.class_manager.new_instance()
+    instance.__dict__.update(values)
+    return instance
 
 
 def dialect_insert(dialect: str):

@@ -22,7 +22,7 @@ from sqlalchemy import func, select, update
 from chat import names, outbox, passwords, realtime
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
-from chat.models import AppKey, Token, User, now_ms
+from chat.models import AppKey, Token, User, carrying, now_ms
 from chat.realtime import SESSION_REVOKED
 from chat.services import credential_cache
 from chat.services.ids import insert_with_random_id
@@ -190,7 +190,7 @@ def user_for_token(raw: str) -> tuple[User, Token] | None:
     if token_values["expires_at"] is not None and token_values["expires_at"] <= now_ms():
         return None
     # Fresh instances on every use: a cached row is never shared between requests.
-    return User(**user_values), Token(**token_values)
+    return carrying(User, user_values), carrying(Token, token_values)
 
 
 def token_problem(raw: str) -> str | None:

@@ -28,6 +28,7 @@ from chat.models import (
     Message,
     MessageHide,
     User,
+    carrying,
     dialect_insert,
     insert_unless_taken,
     now_ms,
@@ -205,7 +206,7 @@ def _sent(me: User, conversation: Conversation, values: dict, message_id: int, *
         outbox.committed_alone()
     else:
         db.session.commit()
-    message = Message(id=message_id, **values)
+    message = carrying(Message, {"id": message_id, **values})
     pushed = outbox.result_of(push.TASK, message_id) is True
     return MessageView(message, conversation, me, isread=False, ispushed=pushed)
 
@@ -237,7 +238,7 @@ def send_to(me: User, type_name: str, content: str, client_time: int, *, convers
         if row is not None:
             message_id, *chat = row
             values["conversation_id"] = chat[0]
-            conversation = Conversation(**dict(zip(("id", "code", "user_low", "user_high", "created_at"), chat)))
+            conversation = carrying(Conversation, dict(zip(("id", "code", "user_low", "user_high", "created_at"), chat)))
             return _sent(me, conversation, values, message_id, committed=True)
     view = get_for_member(me, conversation_id=conversation_id, code=code)
     return send(me, view, type_name, content, client_time, nonce=nonce, quote_key=quote_key)[0]
