@@ -27,7 +27,6 @@ migrate = Migrate()
 api = Api()
 
 
-
 def each_statement_commits() -> None:
     """On PostgreSQL, let the rest of this request run each statement as a transaction of its
     own (autocommit), when its session holds no transaction yet.
