@@ -46,6 +46,14 @@ class InProcessPresence:
     def refresh(self, user_id: int, connection_id: str) -> None:
         pass  # nothing expires in-process: a closed stream leaves explicitly
 
+    def _count(self, streams: list[tuple[int, str]], now: float) -> None:
+        """Count ``streams`` (user id, stream id) until ``now`` + TTL, in one script call."""
+        try:
+            self._refresh_many(keys=[self._key(user_id) for user_id, _ in streams],
+                               args=[now, self.ttl, *(connection_id for _, connection_id in streams)])
+        except redis.RedisError as exc:
+            raise EventBusDown(str(exc)) from exc
+
     def leave(self, user_id: int, connection_id: str) -> None:
         with self._lock:
             self._open[user_id] -= 1
@@ -98,10 +106,7 @@ class RedisPresence:
 
     def enter(self, user_id: int, connection_id: str) -> None:
         """Count a stream now (its opening is announced from what presence says next)."""
-        try:
-            self._refresh_many(keys=[self._key(user_id)], args=[time.time(), self.ttl, connection_id])
-        except redis.RedisError as exc:
-            raise EventBusDown(str(exc)) from exc
+        self._count([(user_id, connection_id)], time.time())
 
     def refresh(self, user_id: int, connection_id: str) -> None:
         """Keep a stream counted: sent within FLUSH_SECONDS, with every other refresh this
@@ -131,11 +136,7 @@ class RedisPresence:
         try:
             now = time.time()
             for start in range(0, len(batch), FLUSH_CHUNK):
-                chunk = batch[start:start + FLUSH_CHUNK]
-                self._refresh_many(keys=[self._key(user_id) for user_id, _ in chunk],
-                                   args=[now, self.ttl, *(connection_id for _, connection_id in chunk)])
-        except redis.RedisError as exc:
-            raise EventBusDown(str(exc)) from exc
+                self._count(batch[start:start + FLUSH_CHUNK], now)
         finally:
             with self._lock:
                 left, self._left, self._in_flight = self._left, set(), set()
@@ -144,6 +145,14 @@ class RedisPresence:
             for user_id, connection_id in left:
                 self._forget(user_id, connection_id)
         return len(batch)
+
+    def _count(self, streams: list[tuple[int, str]], now: float) -> None:
+        """Count ``streams`` (user id, stream id) until ``now`` + TTL, in one script call."""
+        try:
+            self._refresh_many(keys=[self._key(user_id) for user_id, _ in streams],
+                               args=[now, self.ttl, *(connection_id for _, connection_id in streams)])
+        except redis.RedisError as exc:
+            raise EventBusDown(str(exc)) from exc
 
     def leave(self, user_id: int, connection_id: str) -> None:
         with self._lock:
