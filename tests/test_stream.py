@@ -409,6 +409,30 @@ def test_a_stream_woken_for_an_event_taken_out_since_waits_instead_of_reading_in
     assert not any("event:" in frame for frame in frames)
 
 
+def test_a_wake_up_lost_on_the_way_is_made_up_by_the_process_sweep(own_redis):
+    # Pub/sub delivers at most once. An event whose wake-up never came (here: appended
+    # without one) still wakes the streams waiting behind it within a sweep, with no read per
+    # stream; a stream that is not behind sleeps on.
+    import threading
+
+    _, client = own_redis
+    bus = RedisStreamBus(client, Subscriber(client, "w:", sweep_s=0.3), "w:")
+    heads = {user: bus.append(user, "message.created", {"n": 0}) for user in (3, 4)}
+    for user in (3, 4):  # until subscribed: a confirmation wakes its waiter once
+        wait_until(lambda u=user: bus.wait(u, heads[u], 0.5) is None, 10, what=f"user {user} subscribed")
+    woke: dict[int, str | None] = {}
+    waiters = [threading.Thread(target=lambda u=user: woke.__setitem__(u, bus.wait(u, heads[u], 3)))
+               for user in (3, 4)]
+    for waiter in waiters:
+        waiter.start()
+    time.sleep(0.1)
+    silent = client.xadd(bus._key(3), {"event": "message.created", "data": '{"n": 1}'}).decode()
+    for waiter in waiters:
+        waiter.join(5)
+    assert woke == {3: silent, 4: None}
+    assert [json.loads(data)["n"] for _, _, data in bus.read(3, heads[3])] == [1]
+
+
 @pytest.mark.parametrize("future", ["2000000000000-0", f"{2**64 - 1}-{2**64 - 1}", f"{2**64 - 1}"])
 def test_a_resume_id_from_the_future_resets_and_starts_from_now(alice, bob, future):
     cid = alice.open_with(bob)

@@ -294,7 +294,6 @@ class GatewayConnection:
                 return
             if time.monotonic() - refreshed >= self.heartbeat:
                 refreshed = time.monotonic()
-                self.maybe_more = True  # read once a heartbeat: a safety net under the wake-ups
                 self.presence.refresh(self.user_id, self.presence_id)
                 self.sessions.touch(self.session_id, self.token_id)
 

@@ -80,6 +80,6 @@ def init_app(app: Flask) -> None:
     # away: a Redis that froze or vanished without closing it is noticed (and streams fall
     # back to polling, credential caches to their short time) within about ten seconds.
     subscriber = Subscriber(redis_client(url, timeout, health_check_interval=SUBSCRIBER_HEALTH_CHECK_S),
-                            prefix, answer_s=SUBSCRIBER_HEALTH_CHECK_S)
+                            prefix, answer_s=SUBSCRIBER_HEALTH_CHECK_S, sweep_s=heartbeat)
     app.extensions["event_bus"] = RedisStreamBus(client, subscriber, prefix, maxlen)
     app.extensions["presence"] = RedisPresence(client, prefix, presence_ttl(heartbeat))

@@ -11,8 +11,11 @@ once the message is deleted: a client that resumes later never receives deleted 
 A stream that waits for events holds no Redis connection of its own and sends no command
 while it waits: each append also publishes the new event's id on the user's wake channel, and
 one subscriber per process (``Subscriber``: one pub/sub connection, one thread) wakes the
-streams of that user in this process, which then read their events themselves. The same
-subscriber hears broadcasts to every process (credentials revoked elsewhere).
+streams of that user in this process, which then read their events themselves. Under the
+wake-ups lies a safety net, also one per process: once a sweep period the subscriber asks
+Redis for the newest event of every stream its streams wait on (one script call per 500
+users) and wakes those behind it. The same subscriber hears broadcasts to every process
+(credentials revoked elsewhere).
 
 Every Redis failure is raised as ``EventBusDown``, so callers decide: a worker retries later,
 a request carries on without the event, the event stream answers 503. ``publish`` is the
@@ -72,6 +75,18 @@ local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV,
 redis.call('PUBLISH', KEYS[2], id)
 return id
 """
+
+# The newest entry's id of each stream (KEYS), "" for an empty or missing one: the sweep's
+# question, answered with ids only, so thousands of streams cost one small reply.
+_NEWEST = """
+local newest = {}
+for i, key in ipairs(KEYS) do
+  local entry = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
+  newest[i] = entry and entry[1] or ''
+end
+return newest
+"""
+SWEEP_BATCH = 500  # streams per script call: each call holds Redis for well under a millisecond
 
 EVENT_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
 MAX_ID_PART = 2**64 - 1
@@ -197,6 +212,8 @@ class RedisStreamBus:
         self._maxlen = maxlen
         self._forget = client.register_script(_FORGET)
         self._append = client.register_script(_APPEND)
+        self._newest = client.register_script(_NEWEST)
+        subscriber.sweep_with(self.newest_ids)
 
     def _key(self, user_id: int) -> str:
         return f"{self._prefix}events:{user_id}"
@@ -278,6 +295,18 @@ class RedisStreamBus:
         every append."""
         return self.subscriber.wait(user_id, after, timeout, woken)
 
+    def newest_ids(self, user_ids: list[int]) -> dict[int, str]:
+        """The id of the newest event each user's stream holds (users with none left out)."""
+        newest = {}
+        for start in range(0, len(user_ids), SWEEP_BATCH):
+            batch = user_ids[start:start + SWEEP_BATCH]
+            try:
+                ids = self._newest(keys=[self._key(user_id) for user_id in batch])
+            except redis.RedisError as exc:
+                raise EventBusDown(str(exc)) from exc
+            newest.update((user_id, _text(event_id)) for user_id, event_id in zip(batch, ids) if event_id)
+        return newest
+
     def _read_now(self, user_id: int, after: str | None) -> list[tuple[str, str, str]]:
         try:
             reply = self._client.xread({self._key(user_id): after or "0-0"}, count=READ_COUNT)
@@ -300,21 +329,33 @@ class Subscriber:
     messages sent to every process with ``broadcast``. While the subscription cannot be
     trusted (not connected yet, Redis away, a reconnect), waiters are woken (a spare read
     costs nothing wrong), and a stream polls once a second until it is back.
+
+    The safety net under the wake-ups (``sweep_with``): every ``sweep_s`` seconds the thread
+    asks for the newest event of each stream waited on, and wakes the waiters behind it. It
+    is one round trip per 500 users for the whole process, where a read per stream per
+    heartbeat was the largest part of what thousands of idle streams cost.
     """
 
     POLL_S = 0.05  # how long one read of the connection waits; also how soon a subscription starts
     LINGER_S = 30.0
     RETRY_S = 1.0
+    IDLE_SCAN_S = 1.0  # how often the subscribed users are scanned for ones nobody waits on
 
-    def __init__(self, client: redis.Redis, prefix: str, answer_s: float = 5.0):
+    def __init__(self, client: redis.Redis, prefix: str, answer_s: float = 5.0, sweep_s: float = 15.0):
         """``client``'s ``health_check_interval`` makes the subscriber ping Redis when the
         connection is idle; a ping unanswered for ``answer_s`` seconds (a Redis that froze, or
-        vanished without closing the connection) counts as Redis away."""
+        vanished without closing the connection) counts as Redis away. ``sweep_s``: the
+        safety net's period (the streams' heartbeat)."""
         self._client = client
         self._prefix = prefix
         self._answer_s = answer_s
+        self._sweep_s = sweep_s
+        self._newest_ids = None  # the bus's ``newest_ids``, once it asked for sweeps
+        self._swept = time.monotonic()
+        self._idle_scanned = 0.0
         self._lock = threading.Lock()
-        self._waiters: dict[int, set[threading.Event]] = defaultdict(set)
+        # per user: each waiting stream's event, with the id it has read up to
+        self._waiters: dict[int, dict[threading.Event, str]] = defaultdict(dict)
         self._notified: dict[int, str] = {}  # per subscribed user: the newest event id heard of
         self._subscribed: set[int] = set()
         self._last_wanted: dict[int, float] = {}  # per user: when a stream last waited on it
@@ -346,7 +387,7 @@ class Subscriber:
             notified = self._notified.get(user_id)
             if trusted and notified is not None and parse_event_id(notified) > parse_event_id(after):
                 return notified  # grew since the caller last read
-            self._waiters[user_id].add(woken)
+            self._waiters[user_id][woken] = after
         try:
             if not trusted and self._listening_since is None:
                 # Nobody can tell when the stream grows: read once a second.
@@ -358,11 +399,16 @@ class Subscriber:
             with self._lock:
                 waiters = self._waiters.get(user_id)
                 if waiters is not None:
-                    waiters.discard(woken)
+                    waiters.pop(woken, None)
                     if not waiters:
                         del self._waiters[user_id]
         with self._lock:
             return later_event_id(after, self._notified.get(user_id))
+
+    def sweep_with(self, newest_ids) -> None:
+        """Sweep with ``newest_ids(user_ids) -> {user_id: newest event id}`` (streams with no
+        event left out): a wake-up lost on the way still wakes its streams within a sweep."""
+        self._newest_ids = newest_ids
 
     def on_broadcast(self, topic: str, handler) -> None:
         """Call ``handler(message)`` (in the subscriber's thread) for each ``broadcast`` on
@@ -416,6 +462,7 @@ class Subscriber:
                 while message is not None:
                     self._handle(message)
                     message = pubsub.get_message(timeout=0)
+                self._sweep_when_due()
                 # redis-py sends the ping and counts it until its answer is read; it never
                 # gives up on one, so a Redis that stopped answering is noticed here.
                 if pubsub.health_check_response_counter == 0:
@@ -450,11 +497,14 @@ class Subscriber:
         """Subscribe the users streams wait on (and broadcast topics with handlers);
         unsubscribe the users nobody waited on lately."""
         now = time.monotonic()
+        scan = now - self._idle_scanned >= self.IDLE_SCAN_S  # not at each of the 20 polls a second
         with self._lock:
             topics = [c for c in self._handlers if c not in self._confirmed]
             wanted = [u for u in self._waiters if u not in self._subscribed]
             idle = [u for u in self._subscribed
-                    if u not in self._waiters and now - self._last_wanted.get(u, 0) > self.LINGER_S]
+                    if u not in self._waiters and now - self._last_wanted.get(u, 0) > self.LINGER_S] if scan else []
+            if scan:
+                self._idle_scanned = now
             self._subscribed.update(wanted)  # pending: trusted once the reply arrives
             self._subscribed.difference_update(idle)
             for user_id in idle:
@@ -466,6 +516,28 @@ class Subscriber:
             pubsub.subscribe(*(self.wake_channel(u) for u in wanted))
         if idle:
             pubsub.unsubscribe(*(self.wake_channel(u) for u in idle))
+
+    def _sweep_when_due(self) -> None:
+        """The safety net: wake the waiters whose stream holds events newer than they read.
+        Only while subscribed (before, streams poll), once every ``sweep_s`` seconds."""
+        if self._newest_ids is None or self._listening_since is None \
+                or time.monotonic() - self._swept < self._sweep_s:
+            return
+        self._swept = time.monotonic()
+        with self._lock:
+            users = list(self._waiters)
+        try:
+            newest = self._newest_ids(users) if users else {}
+        except EventBusDown as exc:
+            raise redis.ConnectionError(str(exc)) from exc  # Redis away: as when the pub/sub fails
+        with self._lock:
+            for user_id, event_id in newest.items():
+                seen = self._notified.get(user_id)
+                if seen is None or parse_event_id(event_id) > parse_event_id(seen):
+                    self._notified[user_id] = event_id
+                for woken, after in self._waiters.get(user_id, {}).items():
+                    if parse_event_id(event_id) > parse_event_id(after):
+                        woken.set()
 
     def _handle(self, message: dict) -> None:
         kind, channel = message["type"], _text(message["channel"])

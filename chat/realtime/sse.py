@@ -190,8 +190,7 @@ def _events(bus, presence, user_id, after, heartbeat_seconds, connection_id, tok
             if frames:
                 yield "".join(frames)
         else:
-            yield ": heartbeat\n\n"
-            grown = True  # and read once: a safety net under the wake-ups, once a heartbeat
+            yield ": heartbeat\n\n"  # (the safety net under the wake-ups is the subscriber's sweep)
         if time.monotonic() - refreshed >= heartbeat_seconds:
             refreshed = time.monotonic()
             try:
