@@ -433,6 +433,27 @@ def test_a_wake_up_lost_on_the_way_is_made_up_by_the_process_sweep(own_redis):
     assert [json.loads(data)["n"] for _, _, data in bus.read(3, heads[3])] == [1]
 
 
+def test_a_failed_sweep_is_tried_again_and_leaves_the_subscription_alone(own_redis):
+    # A sweep that fails (no pooled connection free in time, say) must not be taken for
+    # Redis going away: that would wake every stream of the process and subscribe anew.
+    _, client = own_redis
+    subscriber = Subscriber(client, "x:", sweep_s=0.1)
+    bus = RedisStreamBus(client, subscriber, "x:")
+    head = bus.append(6, "message.created", {"n": 0})
+    wait_until(lambda: bus.wait(6, head, 0.3) is None, 10, what="user 6 subscribed")
+    asked = []
+
+    def failing(user_ids):
+        asked.append(user_ids)
+        raise EventBusDown("no connection free in time")
+
+    subscriber.sweep_with(failing)
+    since = subscriber.listening_since()
+    assert bus.wait(6, head, 1.0) is None  # not woken by the failures
+    assert len(asked) >= 3 and all(users == [6] for users in asked)  # tried each period
+    assert subscriber.listening_since() == since
+
+
 @pytest.mark.parametrize("future", ["2000000000000-0", f"{2**64 - 1}-{2**64 - 1}", f"{2**64 - 1}"])
 def test_a_resume_id_from_the_future_resets_and_starts_from_now(alice, bob, future):
     cid = alice.open_with(bob)

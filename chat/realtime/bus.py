@@ -529,7 +529,11 @@ class Subscriber:
         try:
             newest = self._newest_ids(users) if users else {}
         except EventBusDown as exc:
-            raise redis.ConnectionError(str(exc)) from exc  # Redis away: as when the pub/sub fails
+            # Tried again next period. Not treated as Redis away: that would wake every stream
+            # and subscribe everything anew for what may be a moment without a free pooled
+            # connection; the pub/sub connection's own pings tell a real outage.
+            log.warning("event bus subscriber: sweep failed (%s); trying again in %g s", exc, self._sweep_s)
+            return
         with self._lock:
             for user_id, event_id in newest.items():
                 seen = self._notified.get(user_id)
