@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from bench.checks import Inbox, counters_problem, drain, newest_message_id
-from bench.stack import Row, Stack
+from bench.stack import SECOND_INSTANCE_POOLS, Row, Stack
 from devstack import ApiUser, EventStream, LiveProcess, start_worker, wait_until
 
 BURST = int(os.environ.get("BENCH_SCALEOUT_MESSAGES", "200"))
@@ -101,7 +101,7 @@ def _burst(stack: Stack, bases: list[str]) -> list[Row]:
 def scale_out(stack: Stack) -> list[Row]:
     if stack.database != "PostgreSQL":
         return [Row("scale-out", 0, note="skipped: needs PostgreSQL")]
-    second, second_base = stack.start_web()
+    second, second_base = stack.start_web(SECOND_INSTANCE_POOLS)
     worker = start_worker(stack.env, stack.log_dir, extra_args=["-n", "second@%h"])
     workers = [next(p for p in stack.processes if p.name == "worker"), worker]
     try:

@@ -22,6 +22,12 @@ from devstack import ApiUser, LiveProcess, flask_command, start_redis, start_ser
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 WEB_ARGS = ["--threads", "16"]
+# For a second gunicorn that runs under load next to the stack's own, on one PostgreSQL
+# with Debian's default max_connections (100): at the default pools two instances may open
+# 2 x 2 x (20 + 10) connections, and with the workers' that is past the limit; PostgreSQL
+# refuses the rest ("too many clients") and the service answers those requests 503. Sized
+# here to the connection budget of docs/operations.md instead.
+SECOND_INSTANCE_POOLS = {"DB_POOL_SIZE": "10", "DB_MAX_OVERFLOW": "10"}
 
 
 @dataclass
