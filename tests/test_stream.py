@@ -454,6 +454,36 @@ def test_a_failed_sweep_is_tried_again_and_leaves_the_subscription_alone(own_red
     assert subscriber.listening_since() == since
 
 
+def test_a_sweep_waiting_on_redis_does_not_hold_up_the_wake_ups(own_redis):
+    # The sweep waits for Redis (a pooled connection, a slow answer); meanwhile the
+    # subscriber must go on reading its channel: wake-ups and broadcasts (revocations) arrive.
+    import threading
+
+    _, client = own_redis
+    subscriber = Subscriber(client, "y:", sweep_s=0.1)
+    bus = RedisStreamBus(client, subscriber, "y:")
+    head = bus.append(8, "message.created", {"n": 0})
+    wait_until(lambda: bus.wait(8, head, 0.3) is None, 10, what="user 8 subscribed")
+    stuck, release = threading.Event(), threading.Event()
+
+    def slow(user_ids):
+        stuck.set()
+        release.wait(10)
+        return {}
+
+    subscriber.sweep_with(slow)
+    woke = []
+    waiter = threading.Thread(target=lambda: woke.append(bus.wait(8, head, 5)))
+    waiter.start()  # a stream waiting: the sweep has someone to look for
+    try:
+        assert stuck.wait(5), "no sweep started"
+        newer = bus.append(8, "message.created", {"n": 1})
+        waiter.join(6)
+        assert woke == [newer]  # heard while the sweep is still stuck
+    finally:
+        release.set()
+
+
 @pytest.mark.parametrize("future", ["2000000000000-0", f"{2**64 - 1}-{2**64 - 1}", f"{2**64 - 1}"])
 def test_a_resume_id_from_the_future_resets_and_starts_from_now(alice, bob, future):
     cid = alice.open_with(bob)

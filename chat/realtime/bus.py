@@ -352,6 +352,7 @@ class Subscriber:
         self._sweep_s = sweep_s
         self._newest_ids = None  # the bus's ``newest_ids``, once it asked for sweeps
         self._swept = time.monotonic()
+        self._sweeper: threading.Thread | None = None
         self._idle_scanned = 0.0
         self._lock = threading.Lock()
         # per user: each waiting stream's event, with the id it has read up to
@@ -518,29 +519,43 @@ class Subscriber:
             pubsub.unsubscribe(*(self.wake_channel(u) for u in idle))
 
     def _sweep_when_due(self) -> None:
-        """The safety net: wake the waiters whose stream holds events newer than they read.
-        Only while subscribed (before, streams poll), once every ``sweep_s`` seconds."""
+        """The safety net: once every ``sweep_s`` seconds, while subscribed (before, streams
+        poll), a sweep in a thread of its own, so that waiting on Redis (a pooled connection,
+        a slow answer) never holds up the wake-ups and broadcasts this thread reads."""
         if self._newest_ids is None or self._listening_since is None \
-                or time.monotonic() - self._swept < self._sweep_s:
+                or time.monotonic() - self._swept < self._sweep_s \
+                or (self._sweeper is not None and self._sweeper.is_alive()):
             return
         self._swept = time.monotonic()
+        self._sweeper = threading.Thread(target=self._sweep, name="event-bus-sweep", daemon=True)
+        self._sweeper.start()
+
+    def _sweep(self) -> None:
+        """Wake the waiters whose stream holds events newer than their position."""
         with self._lock:
             users = list(self._waiters)
         try:
             newest = self._newest_ids(users) if users else {}
-        except EventBusDown as exc:
-            # Tried again next period. Not treated as Redis away: that would wake every stream
-            # and subscribe everything anew for what may be a moment without a free pooled
-            # connection; the pub/sub connection's own pings tell a real outage.
-            log.warning("event bus subscriber: sweep failed (%s); trying again in %g s", exc, self._sweep_s)
+        except Exception as exc:  # noqa: BLE001 - the net must outlive one failed look
+            # Tried again in a second (or a period, if shorter). Not treated as Redis away:
+            # that would wake every stream and subscribe everything anew for what may be a
+            # moment without a free pooled connection; the pub/sub connection's own pings tell
+            # a real outage.
+            log.warning("event bus subscriber: sweep failed (%s); trying again", exc,
+                        exc_info=not isinstance(exc, EventBusDown))
+            self._swept = time.monotonic() - self._sweep_s + min(self._sweep_s, self.RETRY_S)
             return
         with self._lock:
             for user_id, event_id in newest.items():
+                if user_id not in self._subscribed:
+                    continue  # nobody waits on it any more (and its state was dropped)
+                heard = parse_event_id(event_id)
                 seen = self._notified.get(user_id)
-                if seen is None or parse_event_id(event_id) > parse_event_id(seen):
+                if seen is None or heard > parse_event_id(seen):
                     self._notified[user_id] = event_id
                 for woken, after in self._waiters.get(user_id, {}).items():
-                    if parse_event_id(event_id) > parse_event_id(after):
+                    position = parse_event_id(after)
+                    if position is None or heard > position:
                         woken.set()
 
     def _handle(self, message: dict) -> None:

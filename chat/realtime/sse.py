@@ -196,7 +196,7 @@ def _events(bus, presence, user_id, after, heartbeat_seconds, connection_id, tok
             try:
                 presence.refresh(user_id, connection_id)
             except EventBusDown:
-                pass  # the next read notices the outage and ends the stream
+                pass  # an outage ends the stream: the subscriber wakes every stream, and the read fails
 
 
 def stream_start(bus, user_id: int, last_event_id: str | None) -> tuple[str, bool]:
