@@ -433,14 +433,20 @@ def test_a_wake_up_lost_on_the_way_is_made_up_by_the_process_sweep(own_redis):
     assert [json.loads(data)["n"] for _, _, data in bus.read(3, heads[3])] == [1]
 
 
+def sweeping_bus(client, user: int) -> tuple[Subscriber, RedisStreamBus, str]:
+    """A bus whose subscriber sweeps every 0.1 s, ``user``'s stream with one event, and that
+    user's channel subscribed: (subscriber, bus, the event's id)."""
+    subscriber = Subscriber(client, f"s{user}:", sweep_s=0.1)
+    bus = RedisStreamBus(client, subscriber, f"s{user}:")
+    head = bus.append(user, "message.created", {"n": 0})
+    wait_until(lambda: bus.wait(user, head, 0.3) is None, 10, what=f"user {user} subscribed")
+    return subscriber, bus, head
+
+
 def test_a_failed_sweep_is_tried_again_and_leaves_the_subscription_alone(own_redis):
     # A sweep that fails (no pooled connection free in time, say) must not be taken for
     # Redis going away: that would wake every stream of the process and subscribe anew.
-    _, client = own_redis
-    subscriber = Subscriber(client, "x:", sweep_s=0.1)
-    bus = RedisStreamBus(client, subscriber, "x:")
-    head = bus.append(6, "message.created", {"n": 0})
-    wait_until(lambda: bus.wait(6, head, 0.3) is None, 10, what="user 6 subscribed")
+    subscriber, bus, head = sweeping_bus(own_redis[1], 6)
     asked = []
 
     def failing(user_ids):
@@ -459,11 +465,7 @@ def test_a_sweep_waiting_on_redis_does_not_hold_up_the_wake_ups(own_redis):
     # subscriber must go on reading its channel: wake-ups and broadcasts (revocations) arrive.
     import threading
 
-    _, client = own_redis
-    subscriber = Subscriber(client, "y:", sweep_s=0.1)
-    bus = RedisStreamBus(client, subscriber, "y:")
-    head = bus.append(8, "message.created", {"n": 0})
-    wait_until(lambda: bus.wait(8, head, 0.3) is None, 10, what="user 8 subscribed")
+    subscriber, bus, head = sweeping_bus(own_redis[1], 8)
     stuck, release = threading.Event(), threading.Event()
 
     def slow(user_ids):
