@@ -330,8 +330,9 @@ class Subscriber:
     trusted (not connected yet, Redis away, a reconnect), waiters are woken (a spare read
     costs nothing wrong), and a stream polls once a second until it is back.
 
-    The safety net under the wake-ups (``sweep_with``): every ``sweep_s`` seconds the thread
-    asks for the newest event of each stream waited on, and wakes the waiters behind it. It
+    The safety net under the wake-ups (``sweep_with``): every ``sweep_s`` seconds a sweep (in
+    a thread of its own) asks for the newest event of each stream waited on, and wakes the
+    waiters behind it. It
     is one round trip per 500 users for the whole process, where a read per stream per
     heartbeat was the largest part of what thousands of idle streams cost.
     """
