@@ -332,9 +332,8 @@ class Subscriber:
 
     The safety net under the wake-ups (``sweep_with``): every ``sweep_s`` seconds a sweep (in
     a thread of its own) asks for the newest event of each stream waited on, and wakes the
-    waiters behind it. It
-    is one round trip per 500 users for the whole process, where a read per stream per
-    heartbeat was the largest part of what thousands of idle streams cost.
+    waiters behind it. It is one round trip per 500 users for the whole process, where a read
+    per stream per heartbeat was the largest part of what thousands of idle streams cost.
     """
 
     POLL_S = 0.05  # how long one read of the connection waits; also how soon a subscription starts
