@@ -46,14 +46,6 @@ class InProcessPresence:
     def refresh(self, user_id: int, connection_id: str) -> None:
         pass  # nothing expires in-process: a closed stream leaves explicitly
 
-    def _count(self, streams: list[tuple[int, str]], now: float) -> None:
-        """Count ``streams`` (user id, stream id) until ``now`` + TTL, in one script call."""
-        try:
-            self._refresh_many(keys=[self._key(user_id) for user_id, _ in streams],
-                               args=[now, self.ttl, *(connection_id for _, connection_id in streams)])
-        except redis.RedisError as exc:
-            raise EventBusDown(str(exc)) from exc
-
     def leave(self, user_id: int, connection_id: str) -> None:
         with self._lock:
             self._open[user_id] -= 1
