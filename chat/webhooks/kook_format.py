@@ -97,8 +97,8 @@ def challenge(url: str, verify_token: str, encrypt_key: str, compress: bool) -> 
     if response is None:
         raise invalid(f"url: the challenge could not be delivered: {error}", "url")
     try:
-        answered = response.json().get("challenge") if 200 <= response.status_code < 300 else None
-    except (ValueError, AttributeError):
+        answered = json.loads(response.body).get("challenge") if 200 <= response.status_code < 300 else None
+    except (ValueError, AttributeError, RecursionError):
         answered = None
     if answered != token:
         raise ServiceError(Kind.INVALID, "url: the callback did not answer KOOK's challenge with "

@@ -21,27 +21,38 @@ def create(user: User, url: str, secret: str | None = None, *, format: str = "si
     ``format="kook"`` registers a KOOK-format callback (chat/webhooks/kook_format.py):
     ``secret`` then holds its verify token and encrypt key, and ``handshake(url)`` (KOOK's
     challenge) must pass first."""
-    url = url.strip()
+    url, user_id = url.strip(), user.id
+    # The limit and duplicate checks come first, before any network I/O: a user at the limit
+    # must not be able to make the server resolve names or POST challenges to any address.
+    _check_room(user_id, url)
+    db.session.commit()  # ends the read: no transaction stays open across the network I/O below
     check_url(url)  # before taking the lock: resolving a name can take a while
     if handshake is not None:
         handshake(url)  # network I/O too: before the lock, outside any transaction
-    # Lock the user's row so two concurrent creates cannot both pass the limit.
-    db.session.execute(select(User.id).where(User.id == user.id).with_for_update())
-    mine = db.session.scalars(select(Webhook.url).where(Webhook.user_id == user.id)).all()
-    limit = current_app.config["WEBHOOK_MAX_PER_USER"]
-    if len(mine) >= limit:
+    # Lock the user's row so two concurrent creates cannot both pass the limit: checked again.
+    db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
+    try:
+        _check_room(user_id, url)
+    except ServiceError:
         db.session.rollback()
-        raise invalid(f"you already have {limit} webhooks, the most allowed: delete one first")
-    if url in mine:
-        db.session.rollback()
-        raise ServiceError(Kind.CONFLICT, "this url is already registered as one of your webhooks")
+        raise
     secret = secret or secrets.token_urlsafe(32)
-    webhook = Webhook(user_id=user.id, url=url, secret_encrypted=encrypt_secret(secret),
+    webhook = Webhook(user_id=user_id, url=url, secret_encrypted=encrypt_secret(secret),
                       created_at=now_ms(), format=format, compress=compress)
     db.session.add(webhook)
     db.session.commit()
     return {"id": webhook.id, "url": webhook.url, "created_at": webhook.created_at, "secret": secret,
             "format": webhook.format, "compress": webhook.compress}
+
+
+def _check_room(user_id: int, url: str) -> None:
+    """Refuse a webhook the user may not add: over the limit, or a URL they already have."""
+    mine = db.session.scalars(select(Webhook.url).where(Webhook.user_id == user_id)).all()
+    limit = current_app.config["WEBHOOK_MAX_PER_USER"]
+    if len(mine) >= limit:
+        raise invalid(f"you already have {limit} webhooks, the most allowed: delete one first")
+    if url in mine:
+        raise ServiceError(Kind.CONFLICT, "this url is already registered as one of your webhooks")
 
 
 def list_for_user(user: User) -> list[Webhook]:

@@ -1,10 +1,12 @@
 """One webhook attempt on the wire: a signed POST to the one address that was just checked.
 
 The connection is pinned to the addresses the host resolved to a moment before (so DNS cannot
-be re-pointed between the check and the connect); redirects are not followed; the receiver's
-body is never read; the whole attempt ends at a hard deadline (``WEBHOOK_ATTEMPT_TIMEOUT``),
-however slowly the receiver trickles its answer. ``post`` answers with an ``Outcome``, never
-an exception.
+be re-pointed between the check and the connect); redirects are not followed; the whole
+attempt ends at a hard deadline (``WEBHOOK_ATTEMPT_TIMEOUT``), however slowly the receiver
+trickles its answer. A delivery's answer body is never read; the one answer that is read,
+KOOK's registration challenge (``post_raw``), is read up to ``ANSWER_MAX_BYTES`` and no
+further, decompressed or not: a receiver answering with gigabytes costs a few KB. ``post``
+answers with an ``Outcome``, never an exception.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 import socket
 import threading
 import time
+import zlib
 from typing import NamedTuple
 
 import requests
@@ -20,13 +23,16 @@ from flask import current_app
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError
 
 from chat.errors import ServiceError
 from chat.webhooks.addresses import Unresolvable, UnsafeAddress, parse_url, resolve
 from chat.webhooks.signing import signature
 
 USER_AGENT = "chat-webhooks/1.0"
+# The most of a receiver's answer body ever read. KOOK's challenge answer, the only one read,
+# is ``{"challenge": "<16 characters>"}``: a few dozen bytes.
+ANSWER_MAX_BYTES = 4096
 
 
 # Retry-After's seconds form is ASCII digits (RFC 9110 delay-seconds). str.isdigit() would
@@ -155,21 +161,65 @@ def _describe(exc: requests.RequestException) -> str:
     return f"request failed: {type(exc).__name__}"
 
 
-def post_raw(url: str, body: bytes, headers: dict, timeout: float) -> tuple[requests.Response | None, str | None]:
-    """One POST with the same address checks and pinning as a delivery; returns (response,
-    None) or (None, what went wrong). For KOOK's registration challenge."""
+class Answer(NamedTuple):
+    status_code: int
+    body: bytes  # at most ANSWER_MAX_BYTES, decompressed
+    complete: bool  # False: the body was longer than ANSWER_MAX_BYTES and was cut there
+
+
+def _read_limited(response: requests.Response) -> tuple[bytes, bool]:
+    """The first ``ANSWER_MAX_BYTES`` of an answer's body (decompressed if it says gzip or
+    deflate) and whether that was all of it. Never more is read from the socket or made by
+    the decompressor, so neither a huge answer nor a small compressed bomb costs memory."""
+    raw = response.raw.read(ANSWER_MAX_BYTES + 1, decode_content=False) or b""
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return raw[:ANSWER_MAX_BYTES], len(raw) <= ANSWER_MAX_BYTES
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        return b"", False  # asked for identity: an answer we cannot read is no answer
+    # wbits 47 reads zlib and gzip streams alike; max_length caps what one call may produce.
+    inflater = zlib.decompressobj(wbits=47 if encoding != "deflate" else 15)
+    try:
+        data = inflater.decompress(raw, ANSWER_MAX_BYTES + 1)
+    except zlib.error:
+        return b"", False
+    complete = len(raw) <= ANSWER_MAX_BYTES and len(data) <= ANSWER_MAX_BYTES and inflater.eof
+    return data[:ANSWER_MAX_BYTES], complete
+
+
+def post_raw(url: str, body: bytes, headers: dict, timeout: float) -> tuple[Answer | None, str | None]:
+    """One POST with the same address checks, pinning and hard deadline as a delivery, whose
+    answer is read up to ``ANSWER_MAX_BYTES``; returns (answer, None) or (None, what went
+    wrong). For KOOK's registration challenge."""
     try:
         host, port = parse_url(url)
         addresses = resolve(host, port)
     except (Unresolvable, UnsafeAddress, ServiceError) as exc:
         return None, str(getattr(exc, "message", exc))
+    limit = current_app.config["WEBHOOK_ATTEMPT_TIMEOUT"]
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **headers}
     try:
-        with _pinned_session(addresses) as session:
-            response = session.post(url, data=body, headers={"User-Agent": USER_AGENT, **headers},
-                                    timeout=timeout, allow_redirects=False)
+        with Deadline(limit) as deadline, _pinned_session(addresses, deadline) as session:
+            response = session.post(url, data=body, headers=headers, timeout=timeout,
+                                    allow_redirects=False, stream=True)
+            try:
+                answer, complete = _read_limited(response)
+            finally:
+                late = deadline.stop()
+                response.close()  # whatever is left of the body is not read
     except requests.RequestException as exc:
+        if deadline.expired:
+            return None, f"no complete response within {limit:g} s"
         return None, _describe(exc)
-    return response, None
+    except (HTTPError, OSError) as exc:  # a streamed body's read raises urllib3's own errors
+        if deadline.expired:
+            return None, f"no complete response within {limit:g} s"
+        return None, f"could not read the answer: {type(exc).__name__}"
+    if late:
+        return None, f"no complete response within {limit:g} s"
+    if not complete:
+        return None, f"the answer was larger than {ANSWER_MAX_BYTES} bytes"
+    return Answer(response.status_code, answer, complete), None
 
 
 def post(url: str, secret: str | None, delivery_id: str, event: str, body: bytes, attempt: int) -> Outcome:

@@ -16,6 +16,7 @@ from khl import Cert
 from chat.extensions import db
 from chat.models import Webhook
 from chat import webhooks
+from devstack import Trickler
 from tests.webhooks.receiver import settle
 
 API = "/api/v3/webhooks"
@@ -168,3 +169,94 @@ def test_the_secrets_are_stored_encrypted(client, bob, receivers):
     row = db.session.get(Webhook, int(data["id"]))
     assert VERIFY not in row.secret_encrypted and "stored-key-123" not in row.secret_encrypted
     assert json.loads(webhooks.decrypt_secret(row.secret_encrypted))["encrypt_key"] == "stored-key-123"
+
+
+# ---- what a callback receiver can make the server do -------------------------------------
+
+class HugeAnswer:
+    """A receiver that answers KOOK's challenge correctly, but after ``padding`` bytes of
+    JSON whitespace: valid JSON, which a server reading the whole answer would accept."""
+
+    def __init__(self, padding: int):
+        receiver = self
+        self.challenges = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                frame = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                receiver.challenges += 1
+                tail = json.dumps({"challenge": frame["d"]["challenge"]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(padding + len(tail)))
+                self.end_headers()
+                try:
+                    block = b" " * 65536
+                    for _ in range(padding // len(block)):
+                        self.wfile.write(block)
+                    self.wfile.write(b" " * (padding % len(block)) + tail)
+                except OSError:
+                    pass  # the server stopped reading, as it should
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/khl-wh"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_huge_challenge_answer_is_not_read_to_its_end(client, bob):
+    with HugeAnswer(padding=20 * 1024 * 1024) as receiver:
+        response = register(client, bob, receiver.url, compress=False)
+    assert response.status_code == 400
+    assert "larger than 4096 bytes" in response.json["message"]
+    assert receiver.challenges == 1
+
+
+def test_a_small_challenge_answer_padded_within_the_limit_still_passes(client, bob):
+    with HugeAnswer(padding=1000) as receiver:
+        response = register(client, bob, receiver.url, compress=False)
+    assert response.status_code == 200, response.json
+
+
+def test_a_trickled_challenge_answer_is_given_up_at_the_attempt_deadline(app, client, bob):
+    # Each byte comes well inside the per-read timeout: only a deadline on the whole
+    # exchange ends it.
+    app.config["WEBHOOK_ATTEMPT_TIMEOUT"] = 1.5
+    answers = []
+    with Trickler(interval=0.2) as receiver:
+        worker = threading.Thread(target=lambda: answers.append(register(client, bob, receiver.url)),
+                                  daemon=True)
+        worker.start()
+        worker.join(30)
+        assert answers, "the registration was still waiting for the trickled answer after 30 s"
+    [response] = answers
+    assert response.status_code == 400
+    assert "no complete response within 1.5 s" in response.json["message"]
+
+
+def test_a_user_at_the_webhook_limit_makes_the_server_send_no_challenge(app, client, bob, receivers):
+    app.config["WEBHOOK_MAX_PER_USER"] = 1
+    first = receivers()
+    assert register(client, bob, first.url).status_code == 200
+    second = receivers()
+    response = register(client, bob, second.url)
+    assert response.status_code == 400
+    assert "you already have 1 webhooks" in response.json["message"]
+    assert second.packages == []  # nothing was sent to the address
+
+
+def test_a_url_already_registered_gets_no_second_challenge(client, bob, receivers):
+    receiver = receivers()
+    assert register(client, bob, receiver.url).status_code == 200
+    response = register(client, bob, receiver.url)
+    assert response.status_code == 409
+    assert len(receiver.packages) == 1  # only the first registration's challenge
