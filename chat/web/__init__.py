@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from flask import Blueprint, current_app, render_template, send_from_directory
+from flask import Blueprint, abort, current_app, render_template, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,10 @@ PAGE_POLICY = ("default-src 'self'; img-src 'self' http: https: data:; style-src
 DOCS_POLICY = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
                "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
                "frame-ancestors 'none'")
+# The package's files /docs uses, and no others: the package also ships Swagger UI's stock
+# pages (index.html, oauth2-redirect.html), which would be served on this origin without the
+# docs policy and which fetch petstore.swagger.io and validator.swagger.io.
+DOCS_ASSETS = frozenset({"swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x32.png"})
 
 
 def web_app_key() -> str | None:
@@ -70,5 +74,7 @@ def show_docs():
 
 @web_blp.route("/docs/assets/<path:filename>", methods=["GET"])
 def docs_asset(filename: str):
-    """Serve a file of the swagger-ui-bundle package (send_from_directory refuses ``..``)."""
+    """Serve one of the swagger-ui-bundle package's files that ``/docs`` uses."""
+    if filename not in DOCS_ASSETS:
+        abort(404)
     return send_from_directory(swagger_ui_path, filename, max_age=3600)
