@@ -312,8 +312,14 @@ def history(me: User, view: ConversationView, *, start: int = 0, limit: int = 20
 
 
 def find_for_member(me: User, key: str) -> tuple[Message, ConversationView]:
-    """A message in one of the caller's conversations; unknown and not-yours look the same."""
-    message = db.session.scalar(select(Message).where(Message.key == key))
+    """A message in one of the caller's conversations; unknown and not-yours look the same.
+
+    The message and the caller's membership are looked up in one query: a separate
+    membership query after a found message made someone else's key answer measurably slower
+    than an absent one, which told a prober that the key exists."""
+    member = exists().where(ConversationMember.conversation_id == Message.conversation_id,
+                            ConversationMember.user_id == me.id)
+    message = db.session.scalar(select(Message).where(Message.key == key, member))
     if message is None:
         raise ServiceError(Kind.NOT_FOUND, "message not found")
     try:
