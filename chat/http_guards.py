@@ -8,6 +8,12 @@
 - **Streamed bodies obey the size limit.** Werkzeug cuts a chunked body (no
   ``Content-Length``) at ``MAX_CONTENT_LENGTH`` without saying so, and the truncated JSON was
   answered "invalid JSON"; it must be 413, as for a declared length.
+- **A malformed chunked body is a 400.** The WSGI server decodes the chunked framing while
+  the app reads the body, and raises when it is broken (a bad size, a bare-LF extension, a
+  missing CRLF): gunicorn's errors are no HTTP errors, so every route, ``/livez`` included,
+  answered 500 with a logged traceback. They are the client's mistake, answered 400 in the
+  dialect's envelope (gunicorn then closes the connection: where the next request would start
+  is unknown).
 - **OPTIONS answers in the envelope.** Flask answers ``OPTIONS`` itself with an empty
   ``text/html`` body; the answer keeps its ``Allow`` header and gets the dialect's success
   envelope, ``data: {"allow": [...]}``.
@@ -21,8 +27,13 @@ from __future__ import annotations
 
 from flask import Flask, current_app, jsonify, request
 from flask.wrappers import Response
-from werkzeug.exceptions import NotFound, RequestEntityTooLarge
+from werkzeug.exceptions import BadRequest, NotFound, RequestEntityTooLarge
 from werkzeug.routing import RequestRedirect
+
+try:  # the production server; its body-framing errors are plain exceptions
+    from gunicorn.http.errors import NoMoreData, ParseException
+except ImportError:  # pragma: no cover - gunicorn is a runtime requirement
+    NoMoreData = ParseException = OSError
 
 RETRY_AFTER_SECONDS = 5  # an outage's 503: a short wait, then retry
 # Endpoints whose successful answer holds a credential shown once.
@@ -41,8 +52,14 @@ def refuse_oversized_stream() -> None:
         return
     if "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
         return
-    data = request.get_data(cache=True)  # werkzeug stops reading at the limit
-    if len(data) >= limit and request.environ["wsgi.input"].read(1):
+    try:
+        data = request.get_data(cache=True)  # werkzeug stops reading at the limit
+        more = len(data) >= limit and request.environ["wsgi.input"].read(1)
+    except (ParseException, NoMoreData, OSError, ValueError) as exc:
+        # gunicorn's framing errors; Werkzeug's own server raises OSError for a bad chunk.
+        reason = str(exc).strip() or type(exc).__name__
+        raise BadRequest(f"the request body's chunked framing is malformed ({reason[:100]})") from None
+    if more:
         raise RequestEntityTooLarge()
 
 
