@@ -251,8 +251,12 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
         # Every Redis key the service makes (broker queues included) starts with this, so
         # several deployments (or test runs) can share one Redis.
         "REDIS_KEY_PREFIX": environ.get("REDIS_KEY_PREFIX", "chat:"),
-        # Requests larger than this answer 413 before any handler reads them.
-        "MAX_CONTENT_LENGTH": env_int(environ, "MAX_CONTENT_LENGTH", 1024 * 1024),
+        # Request bodies larger than this answer 413 before any handler reads them: every
+        # route's cap, near the largest valid body of any of them (chat/http_guards.py)...
+        "MAX_CONTENT_LENGTH": env_int(environ, "MAX_CONTENT_LENGTH", 64 * 1024),
+        # ...except the routes that carry message content: a card of 20,000 characters,
+        # each escaped in JSON as a surrogate pair (12 bytes), with room for the other fields.
+        "MESSAGE_MAX_CONTENT_LENGTH": env_int(environ, "MESSAGE_MAX_CONTENT_LENGTH", 256 * 1024),
         "SESSION_TTL_SECONDS": env_int(environ, "SESSION_TTL_SECONDS", 30 * 24 * 3600),
         # How long a process reuses a token or app key lookup: a logout or revocation made in
         # the same process counts at once, one made in another process within this many seconds.

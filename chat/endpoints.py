@@ -8,6 +8,8 @@ from flask import current_app, request
 
 SEND_MARK = "counts_as_send"
 PASSWORD_MARK = "checks_password"
+BODY_LIMIT_MARK = "body_limit_setting"
+DEFAULT_BODY_LIMIT = "MAX_CONTENT_LENGTH"  # every route that is not marked otherwise
 
 
 def counts_as_send(view):
@@ -37,3 +39,21 @@ def checks_password(view):
 def hashes_password() -> bool:
     """Whether the current request was routed to a view marked ``checks_password``."""
     return _current_view_has(PASSWORD_MARK)
+
+
+def body_limit(setting: str):
+    """Mark a view whose request bodies are capped by the configuration value ``setting``
+    (bytes) instead of ``MAX_CONTENT_LENGTH``, the small cap of every other route: a route
+    whose largest valid body is bigger (a message with card content, an upload) says so
+    here, with a limit of its own near that body's size."""
+    def mark(view):
+        setattr(view, BODY_LIMIT_MARK, setting)
+        return view
+
+    return mark
+
+
+def body_limit_setting() -> str:
+    """The configuration value that caps the current request's body."""
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    return getattr(view, BODY_LIMIT_MARK, None) or DEFAULT_BODY_LIMIT

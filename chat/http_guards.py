@@ -5,6 +5,12 @@
   dialect's envelope; clients that follow it re-send their credentials to that host. Slashes
   are not merged, trailing slashes not enforced, and any redirect routing still produces is
   answered as an unknown route (404, in the envelope).
+- **Each route caps its bodies near its largest valid one.** ``MAX_CONTENT_LENGTH`` (64 KiB)
+  for every route, unless its view is marked ``chat.endpoints.body_limit(SETTING)``: routes
+  carrying message content take ``MESSAGE_MAX_CONTENT_LENGTH`` (256 KiB, a card of 20,000
+  characters each escaped as ``\\uXXXX\\uXXXX``), an upload route its own. A declared
+  ``Content-Length`` over the cap is 413 at once, whether or not the route reads the body;
+  parsing a body costs time in its size, so a cap near real bodies bounds that cost.
 - **Streamed bodies obey the size limit.** Werkzeug cuts a chunked body (no
   ``Content-Length``) at ``MAX_CONTENT_LENGTH`` without saying so, and the truncated JSON was
   answered "invalid JSON"; it must be 413, as for a declared length.
@@ -30,6 +36,8 @@ from flask.wrappers import Response
 from werkzeug.exceptions import BadRequest, NotFound, RequestEntityTooLarge
 from werkzeug.routing import RequestRedirect
 
+from chat.endpoints import body_limit_setting
+
 try:  # the production server; its body-framing errors are plain exceptions
     from gunicorn.http.errors import NoMoreData, ParseException
 except ImportError:  # pragma: no cover - gunicorn is a runtime requirement
@@ -45,9 +53,17 @@ def refuse_redirects() -> None:
         raise NotFound()
 
 
+def apply_body_limit() -> None:
+    """Set this request's body limit from its route; refuse a declared length over it."""
+    limit = current_app.config.get(body_limit_setting())
+    request.max_content_length = limit
+    if limit and request.content_length is not None and request.content_length > limit:
+        raise RequestEntityTooLarge()
+
+
 def refuse_oversized_stream() -> None:
     """Read a chunked body now, up to the limit; one byte more means it is too large."""
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    limit = request.max_content_length
     if not limit or request.content_length is not None:
         return
     if "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
@@ -91,6 +107,7 @@ def init_app(app: Flask) -> None:
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
     app.before_request(refuse_redirects)
+    app.before_request(apply_body_limit)
     app.before_request(refuse_oversized_stream)
     app.after_request(add_headers)
     app.after_request(options_in_envelope)  # after_request hooks run last-registered first

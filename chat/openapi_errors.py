@@ -66,7 +66,7 @@ DESCRIPTIONS = {
     403: "Refused by a rule (a block, not the sender, ...)",
     404: "Not found, or not yours (the two look the same)",
     409: "Conflicts with what exists (a taken name, a reused nonce, ...)",
-    413: "Request body larger than MAX_CONTENT_LENGTH",
+    413: "Request body larger than this route's limit",
     429: "Rate limited: wait `Retry-After` seconds",
     503: "A dependency (the database; Redis for the event stream) is unavailable: retry after `Retry-After` seconds",
 }

@@ -15,7 +15,7 @@ from chat.auth import (
     require_session,
 )
 from chat.classic import schemas as s
-from chat.endpoints import checks_password, counts_as_send
+from chat.endpoints import body_limit, checks_password, counts_as_send
 from chat.schemas import Blueprint
 from chat.services import accounts, conversations, messages
 
@@ -67,6 +67,7 @@ def list_conversations(args):
 
 
 @counts_as_send
+@body_limit("MESSAGE_MAX_CONTENT_LENGTH")
 @message_blp.operation("", "POST", s.MessageSentEnvelope,
                        auth=require_session, security=SESSION_SECURITY, args=s.MessageCreateSchema)
 def send_message(args):

@@ -7,7 +7,7 @@ sent from classic reads as text here; KMarkdown and cards read as text in classi
 from __future__ import annotations
 
 from chat.auth import TOKEN_SECURITY, current_user, require_token
-from chat.endpoints import counts_as_send
+from chat.endpoints import body_limit, counts_as_send
 from chat.errors import Kind, ServiceError
 from chat.kook import schemas as s
 from chat.message_types import FROM_KOOK
@@ -58,6 +58,7 @@ def view_direct_message(args):
 
 
 @counts_as_send
+@body_limit("MESSAGE_MAX_CONTENT_LENGTH")
 @direct_message_blp.operation("/create", "POST", s.MessageCreatedEnvelope,
                               auth=require_token, security=TOKEN_SECURITY, args=s.DirectMessageCreateSchema, location="json_or_form")
 def create_direct_message(args):
@@ -72,6 +73,7 @@ def create_direct_message(args):
     return {"data": {"view": sent, "nonce": args.get("nonce", "")}}
 
 
+@body_limit("MESSAGE_MAX_CONTENT_LENGTH")
 @direct_message_blp.operation("/update", "POST", s.EmptyEnvelope,
                               auth=require_token, security=TOKEN_SECURITY, args=s.DirectMessageUpdateSchema, location="json_or_form")
 def update_direct_message(args):

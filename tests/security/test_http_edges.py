@@ -59,7 +59,7 @@ def test_a_chunked_body_over_the_limit_is_413_not_invalid_json(app, client, app_
 
 
 def test_a_chunked_kook_body_over_the_limit_is_413_in_kooks_envelope(app, client, bot):
-    app.config["MAX_CONTENT_LENGTH"] = 4096
+    app.config["MESSAGE_MAX_CONTENT_LENGTH"] = 4096  # the sending route's own limit
     _, headers = bot
     response = _chunked(client, app, 8000, path="/api/v3/direct-message/create", headers=headers)
     assert response.status_code == 413 and response.json["code"] == 40014
