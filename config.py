@@ -307,6 +307,10 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
         "RATELIMIT_SEND": env_rate_limit(environ, "RATELIMIT_SEND", "60 per 10 seconds"),  # sends, both dialects
         # Logins and sign-ups (each costs a password hash) per client address, whoever they name.
         "RATELIMIT_LOGIN": env_rate_limit(environ, "RATELIMIT_LOGIN", "10 per minute"),
+        # The same, per account named, whichever addresses the attempts come from: bounds
+        # guessing spread over many addresses, at the cost of letting a flood of them hold
+        # the account's sign-ins for up to the window (docs/security.md).
+        "RATELIMIT_LOGIN_ACCOUNT": env_rate_limit(environ, "RATELIMIT_LOGIN_ACCOUNT", "30 per hour"),
         # Reactions: distinct emojis on one message, and one person's own reactions on it. Caps,
         # so one side cannot bloat the other's history and stream with endless distinct ones.
         "REACTION_EMOJIS_PER_MESSAGE": env_int(environ, "REACTION_EMOJIS_PER_MESSAGE", 20),

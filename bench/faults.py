@@ -71,6 +71,7 @@ FAST = {
     "RATELIMIT_ROUTE": "1000000 per second",
     "RATELIMIT_SEND": "1000000 per second",
     "RATELIMIT_LOGIN": "1000000 per second",
+    "RATELIMIT_LOGIN_ACCOUNT": "1000000 per second",
 }
 
 

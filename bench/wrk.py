@@ -28,7 +28,8 @@ WARM_UP_SECONDS = 3
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 # Empty means the default (config.env_rate_limit).
-DEFAULT_LIMITS = {name: "" for name in ("RATELIMIT_GLOBAL", "RATELIMIT_ROUTE", "RATELIMIT_SEND", "RATELIMIT_LOGIN")}
+DEFAULT_LIMITS = {name: "" for name in ("RATELIMIT_GLOBAL", "RATELIMIT_ROUTE", "RATELIMIT_SEND", "RATELIMIT_LOGIN",
+                                                   "RATELIMIT_LOGIN_ACCOUNT")}
 
 
 def _ms(text: str) -> float:

@@ -14,6 +14,11 @@ address (behind ``TRUSTED_PROXIES`` proxies, the address they forwarded):
   ``POST /auth/login`` and ``POST /auth/register``: each costs a password hash, and a burst of
   them from one address must hit its limit long before the hashing threads are saturated
   (``chat.passwords``). Counted by address whatever username or credential the body names.
+- one sign-in bucket per account, ``auth/account`` (``RATELIMIT_LOGIN_ACCOUNT``), on the
+  same routes, keyed by the account the body's ``username`` names (as login looks it up, so
+  spelling it differently is the same account), or the caller when the body names none:
+  guesses at one password spread over many addresses are bounded too. It applies whether
+  or not the account exists, so it says nothing about which do.
 
 Counts live in Redis when configured (keys under ``REDIS_KEY_PREFIX``), else in memory; when
 Redis is unreachable Flask-Limiter falls back to in-process counts and returns to Redis once it
@@ -37,7 +42,7 @@ from flask.wrappers import Response
 from flask_limiter import ApplicationLimit, Limit
 from sqlalchemy.exc import SQLAlchemyError
 
-from chat import metrics
+from chat import metrics, names
 from chat.auth import resolve_token, route_credential
 from chat.endpoints import hashes_password, is_send
 from chat.extensions import db
@@ -49,6 +54,8 @@ log = logging.getLogger(__name__)
 GLOBAL_SCOPE = "global"  # Flask-Limiter's scope for application-wide limits
 SEND_BUCKET = "message/send"
 LOGIN_BUCKET = "auth/password"
+ACCOUNT_BUCKET = "auth/account"
+USERNAME_READ_MAX = 256  # characters of a typed username looked at: real ones are far shorter
 UNROUTED = "unrouted"  # requests that match no route still count, so probing is limited too
 # Probes, the OpenAPI document, the scrape endpoint, and the web page with its files.
 EXEMPT_BLUEPRINTS = frozenset({"health", "api-docs", "metrics", "web"})
@@ -107,6 +114,25 @@ def hashes_no_password() -> bool:
 
 def login_limit() -> str:
     return current_app.config["RATELIMIT_LOGIN"]
+
+
+def account_key() -> str:
+    """The account a sign-in names: the key login looks its ``username`` up by (the PRECIS
+    key when the name has one), else the caller."""
+    body = request.get_json(silent=True)  # the route's body, already capped (chat.http_guards)
+    typed = body.get("username") if isinstance(body, dict) else None
+    if not isinstance(typed, str) or not typed.strip():
+        return caller_key()
+    return "account:" + names.lookup_keys(typed[:USERNAME_READ_MAX])[-1]
+
+
+def login_account_limit() -> str:
+    return current_app.config["RATELIMIT_LOGIN_ACCOUNT"]
+
+
+def account_breach_message() -> str:
+    return (f"too many sign-ins to this account (at most {login_account_limit()}); "
+            "wait and retry (see Retry-After)")
 
 
 def login_breach_message() -> str:
@@ -197,7 +223,10 @@ def _new_limiter(config) -> FallbackLimiter:
                         ParsedLimit(config["RATELIMIT_SEND"], scope=SEND_BUCKET, shared=True, exempt_when=is_not_send,
                               error_message=route_breach_message),
                         ParsedLimit(config["RATELIMIT_LOGIN"], key_function=address_key, scope=LOGIN_BUCKET, shared=True,
-                              exempt_when=hashes_no_password, error_message=login_breach_message)],
+                              exempt_when=hashes_no_password, error_message=login_breach_message),
+                        ParsedLimit(config["RATELIMIT_LOGIN_ACCOUNT"], key_function=account_key,
+                              scope=ACCOUNT_BUCKET, shared=True, exempt_when=hashes_no_password,
+                              error_message=account_breach_message)],
         request_identifier=request_identifier,
     )
     limiter.request_filter(is_exempt)

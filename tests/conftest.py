@@ -295,4 +295,5 @@ def live_env(live_database_url, redis_prefix, tmp_path) -> dict[str, str]:
         "RATELIMIT_ROUTE": "1000000 per second",
         "RATELIMIT_SEND": "1000000 per second",
         "RATELIMIT_LOGIN": "1000000 per second",
+        "RATELIMIT_LOGIN_ACCOUNT": "1000000 per second",
     }

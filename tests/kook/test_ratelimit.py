@@ -162,3 +162,32 @@ def test_the_default_login_limit_is_far_below_what_the_hashing_threads_take(app)
     per_second = per_minute.amount / per_minute.get_expiry()
     # A production hash takes about 0.15 s of a thread; one address may use under a tenth of one.
     assert per_second * 0.15 < 0.1 * app.config["PASSWORD_HASH_THREADS"]
+
+
+def test_sign_ins_are_limited_per_account_whatever_the_address(limited, app_key):
+    """Guesses at one account's password spread over many addresses: the account's own
+    bucket (RATELIMIT_LOGIN_ACCOUNT) ends them, whichever way the name is spelled; other
+    accounts, and names that have no account (the answer must not tell them apart), count
+    on their own."""
+    client = limited(RATELIMIT_LOGIN="100 per minute", RATELIMIT_LOGIN_ACCOUNT="3 per minute",
+                     RATELIMIT_ROUTE="100 per minute", RATELIMIT_GLOBAL="100 per minute")
+    key = {"X-APP-Key": app_key}
+    assert client.post("/auth/register", headers=key, environ_base={"REMOTE_ADDR": "203.0.113.1"},
+                       json={"username": "Victim", "password": "the right one"}).status_code == 200
+
+    def login(name, address, password="wrong password"):
+        return client.post("/auth/login", headers=key, environ_base={"REMOTE_ADDR": address},
+                           json={"username": name, "password": password})
+
+    # Register counted once; two guesses from two more addresses use up the account's three.
+    assert login("victim", "198.51.100.21").status_code == 401
+    assert login("VICTIM", "198.51.100.22").status_code == 401
+    refused = login(" Victim", "198.51.100.23", password="the right one")
+    assert refused.status_code == 429
+    assert refused.json["code"] == 1 and "sign-ins to this account" in refused.json["msg"]
+    assert int(refused.headers["Retry-After"]) >= 1
+    # Another account, from an address already used, is not affected.
+    assert login("someone-else", "198.51.100.21").status_code == 401
+    # A name with no account is limited the same way: the 429 tells nothing about existence.
+    statuses = [login("no-such-account", f"198.51.100.{30 + n}").status_code for n in range(4)]
+    assert statuses == [401, 401, 401, 429]
