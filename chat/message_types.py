@@ -16,6 +16,16 @@ from chat.errors import Kind, ServiceError
 TEXT_MAX = 5000
 URL_MAX = 2048
 CARD_MAX = 20000
+# A URL scheme that runs or shows content chosen by the sender when a client opens it: refused
+# as the whole value of a card's URL fields (KOOK's image and file ``src``, a link button's
+# ``value``...) and as the target of a KMarkdown link ("](" or "<") in any text of a card,
+# once whitespace and control characters are gone (browsers skip them inside a scheme), the
+# colon also spelled as an HTML entity. Plain text that merely starts "Data:" is left alone.
+_SCHEME = r"(?:javascript|vbscript|data)(?::|&#0*58;?|&#x0*3a;?|&colon;)"
+_RUNNABLE_VALUE = re.compile(_SCHEME, re.IGNORECASE)
+_RUNNABLE_LINK = re.compile(r"(?:\]\(|<)" + _SCHEME, re.IGNORECASE)
+_INVISIBLE = re.compile(r"[\x00-\x20\x7f]+")
+CARD_URL_FIELDS = frozenset({"src", "url", "href", "link", "value", "cover"})
 # Decimal degrees in ASCII: float() would also read "١", "１", "1_0", "1e1", "nan" and "inf".
 DEGREES = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
 
@@ -99,6 +109,30 @@ def _check_card(content: str) -> None:
         isinstance(c, dict) and c.get("type") == "card" for c in cards
     ):
         raise _bad('card content must be a JSON array of objects with "type": "card"')
+    if any(_runnable(field, text) for field, text in _strings(cards)):
+        raise _bad("card content must not carry javascript:, vbscript: or data: URLs "
+                   "(links and images must be http or https)")
+
+
+def _strings(value):
+    """(field name or None, string) for every string value in ``value``, without recursion."""
+    stack = [(None, value)]
+    while stack:
+        field, item = stack.pop()
+        if isinstance(item, str):
+            yield field, item
+        elif isinstance(item, dict):
+            stack.extend(item.items())
+        elif isinstance(item, list):
+            stack.extend((field, child) for child in item)
+
+
+def _runnable(field: str | None, text: str) -> bool:
+    """Would a client run what ``text`` links to (see ``_SCHEME``)?"""
+    visible = _INVISIBLE.sub("", text)
+    if field in CARD_URL_FIELDS and _RUNNABLE_VALUE.match(visible):
+        return True
+    return bool(_RUNNABLE_LINK.search(visible))
 
 
 def validate_content(type_name: str, content: str) -> str:

@@ -267,3 +267,37 @@ def test_reactions_are_capped_per_message_and_per_user(app, kalice, kbob):
     assert react(kalice, "a new emoji").status_code == 200
     item = kbob.ok("get", "/direct-message/view", query_string={"msg_id": key})
     assert len(item["reactions"]) == per_message
+
+
+def _card(*modules) -> str:
+    return json.dumps([{"type": "card", "modules": list(modules)}])
+
+
+RUNNABLE_CARDS = {
+    "an image": _card({"type": "container", "elements": [{"type": "image", "src": "javascript:alert(1)"}]}),
+    "a link button": _card({"type": "action-group", "elements": [
+        {"type": "button", "click": "link", "value": " JaVa\tScript:alert(document.cookie)",
+         "text": {"type": "plain-text", "content": "open"}}]}),
+    "a KMarkdown link": _card({"type": "section", "text": {"type": "kmarkdown",
+                                                           "content": "[hi](javascript:alert(1))"}}),
+    "an entity-spelled colon": _card({"type": "file", "src": "javascript&#58;alert(1)", "title": "f"}),
+    "a data URL": _card({"type": "container", "elements": [
+        {"type": "image", "src": "data:text/html;base64,PHNjcmlwdD4="}]}),
+}
+
+
+@pytest.mark.parametrize("card", RUNNABLE_CARDS.values(), ids=RUNNABLE_CARDS.keys())
+def test_a_card_carrying_a_runnable_url_is_refused_at_send_and_edit(kalice, kbob, card):
+    refused = kalice.send(kbob, card, type=10)
+    assert refused.status_code == 400 and refused.json["code"] == 40000
+    assert "javascript:, vbscript: or data: URLs" in refused.json["message"]
+    sent = kalice.send(kbob, CARD, type=10).json["data"]["msg_id"]
+    edited = kalice.post("/direct-message/update", json={"msg_id": sent, "content": card})
+    assert edited.status_code == 400 and "must be http or https" in edited.json["message"]
+
+
+def test_card_text_that_merely_mentions_a_scheme_is_kept(kalice, kbob):
+    card = _card({"type": "section", "text": {"type": "kmarkdown",
+                                              "content": "Data: 5 items. JavaScript: see [docs](https://example.com)"}},
+                 {"type": "container", "elements": [{"type": "image", "src": "https://example.com/a.png"}]})
+    assert kalice.send(kbob, card, type=10).status_code == 200
