@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 import stat
 
 import pytest
@@ -133,3 +134,21 @@ def test_nothing_outside_the_bundled_files_is_served(client, path):
     response = client.get(path)
     assert response.status_code == 404
     assert response.json["code"] == 1  # the classic envelope, like every unknown route
+
+
+# Ways a script turns a string into markup or code. The page builds every element with
+# createElement and puts user content in with textContent (text, KMarkdown and card content,
+# edits, nicknames and usernames) or, for media, as an http(s) URL checked first in src/href.
+HTML_SINKS = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
+              "new Function", "setAttribute(\"on", "setAttribute('on", "srcdoc", "javascript:")
+
+
+@pytest.mark.parametrize("script", ["app.js", "docs.js"])
+def test_the_pages_scripts_never_turn_content_into_markup(script):
+    from chat.web import web_blp
+
+    source = (Path(web_blp.static_folder) / script).read_text()
+    assert [sink for sink in HTML_SINKS if sink in source] == []
+    # Media URLs reach src/href only after an http(s) check: as many checks as assignments.
+    assignments = len(re.findall(r"\.(?:src|href) = message\.content", source))
+    assert source.count("/^https?:\\/\\//i.test(message.content)") >= assignments
