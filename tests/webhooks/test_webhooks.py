@@ -593,3 +593,36 @@ def test_the_log_is_pruned_after_the_retention_and_capped_while_pending(app, cli
     assert [s for s, _ in statuses[3:]] == ["pending", "pending"]
     assert webhooks.prune(now + 3600 * 1000 + 10**6) == 3  # everything finished is past the retention
     assert [d.status for d in _stored()] == ["pending", "pending"]
+
+
+def test_a_deliverys_endless_answer_is_not_read(app, client, alice, bob):
+    # The receiver says 200 and then streams its body for ever: the status is the answer,
+    # the body is never read, and the attempt ends well before the attempt deadline would.
+    import socket as sockets
+
+    app.config["WEBHOOK_ATTEMPT_TIMEOUT"] = 60.0
+    listener = sockets.create_server(("127.0.0.1", 0))
+    streamed = []
+
+    def serve():
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n")
+            try:
+                while True:
+                    conn.sendall(b" " * 65536)
+                    streamed.append(1)
+            except OSError:
+                pass  # the service closed the connection
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        create(client, bob, f"http://127.0.0.1:{listener.getsockname()[1]}/hook")
+        alice.send(alice.open_with(bob), "to an endless answer")
+        assert deliveries(client, bob)["items"][0]["status"] == "delivered"
+        server.join(10)
+        assert not server.is_alive(), "the service kept reading the answer"
+    finally:
+        listener.close()
