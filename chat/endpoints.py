@@ -45,7 +45,9 @@ def body_limit(setting: str):
     """Mark a view whose request bodies are capped by the configuration value ``setting``
     (bytes) instead of ``MAX_CONTENT_LENGTH``, the small cap of every other route: a route
     whose largest valid body is bigger (a message with card content, an upload) says so
-    here, with a limit of its own near that body's size."""
+    here, with a limit of its own near that body's size. There is no "no limit": a route
+    that takes large bodies names a large one. A setting missing from the configuration
+    (or set to None) leaves the route at ``MAX_CONTENT_LENGTH``."""
     def mark(view):
         setattr(view, BODY_LIMIT_MARK, setting)
         return view
