@@ -55,8 +55,8 @@ def refuse_redirects() -> None:
 
 def apply_body_limit() -> None:
     """Set this request's body limit from its route; refuse a declared length over it."""
-    limit = current_app.config.get(body_limit_setting())
-    request.max_content_length = limit
+    request.max_content_length = current_app.config.get(body_limit_setting())
+    limit = request.max_content_length  # MAX_CONTENT_LENGTH when the route's setting is unset
     if limit and request.content_length is not None and request.content_length > limit:
         raise RequestEntityTooLarge()
 
