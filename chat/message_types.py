@@ -144,6 +144,9 @@ def validate_content(type_name: str, content: str) -> str:
             raise _bad(f"{type_name} content must not be empty")
         if len(content) > TEXT_MAX:
             raise _bad(f"{type_name} content must be at most {TEXT_MAX} characters")
+        if type_name == "kmarkdown" and _runnable(None, content):
+            raise _bad("KMarkdown content must not link to javascript:, vbscript: or data: URLs "
+                       "(links must be http or https)")
         return content
     content = content.strip()
     if type_name in MEDIA_TYPES:

@@ -301,3 +301,12 @@ def test_card_text_that_merely_mentions_a_scheme_is_kept(kalice, kbob):
                                               "content": "Data: 5 items. JavaScript: see [docs](https://example.com)"}},
                  {"type": "container", "elements": [{"type": "image", "src": "https://example.com/a.png"}]})
     assert kalice.send(kbob, card, type=10).status_code == 200
+
+
+@pytest.mark.parametrize("text", ["[hi](javascript:alert(1))", "see <JavaScript:alert(1)>",
+                                  "[x]( data:text/html,<script>alert(1)</script>)"])
+def test_kmarkdown_linking_to_a_runnable_url_is_refused(kalice, kbob, text):
+    refused = kalice.send(kbob, text, type=9)
+    assert refused.status_code == 400 and "must be http or https" in refused.json["message"]
+    # Plain text is text: the same characters in a text message are kept as they are.
+    assert kalice.send(kbob, text, type=1).status_code == 200
