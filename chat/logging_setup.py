@@ -10,7 +10,8 @@ the worker's lines for that task carry it too.
 No line carries a credential sent in a query string: the event stream's ``?token=`` (the one
 way a browser's EventSource can authenticate), and any other parameter whose name looks like
 a credential (``?X-APP-Session=``, ``?app_key=``, ``?password=``... a client may put
-anything there, and the request line is logged before any route can refuse it).
+anything there, and the request line is logged before any route can refuse it). Nor does
+any line carry a search's words (``?q=``).
 ``RedactTokensFilter`` sits on our handlers, on the development server's "werkzeug" logger
 and on gunicorn's handlers, and gunicorn's access atoms are redacted one by one.
 
@@ -56,6 +57,9 @@ _QUERY_PARAMETER = re.compile(r'((?:^|[?&;])([^=&;?#\s"]+)=)([^&;#\s"]*)')
 # percent-escapes decoded): session and bot tokens, app keys, passwords, signatures.
 _CREDENTIAL_WORDS = ("token", "session", "secret", "passw", "pwd", "auth", "signature",
                      "credential", "apikey", "appkey")
+# Parameters that are not credentials but private all the same: a search's words (people
+# search for addresses, names, things they were told in confidence).
+_PRIVATE_NAMES = frozenset({"q"})
 REDACTED = "[redacted]"
 
 
@@ -67,7 +71,8 @@ def is_credential_name(name: str) -> bool:
 
 
 def _redact_parameter(match: re.Match) -> str:
-    if match.group(3) and is_credential_name(match.group(2)):
+    if match.group(3) and (is_credential_name(match.group(2))
+                           or unquote_plus(match.group(2)).lower() in _PRIVATE_NAMES):
         return match.group(1) + REDACTED
     return match.group(0)
 

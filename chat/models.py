@@ -180,6 +180,10 @@ class Message(db.Model):
     deleted_at: Mapped[Optional[int]] = mapped_column(BigInteger)
     pushed_at: Mapped[Optional[int]] = mapped_column(BigInteger)
     nonce: Mapped[Optional[str]] = mapped_column(String(64))
+    # The search document (chat.search.text), written with the content; None once deleted.
+    # Indexed by the search index (chat.search.index: pg_trgm / FTS5), which no model declares.
+    # Deferred: only the search reads it.
+    search_text: Mapped[Optional[str]] = mapped_column(Text, deferred=True)
 
 
 class MessageHide(db.Model):

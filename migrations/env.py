@@ -6,6 +6,8 @@ from flask import current_app
 
 from alembic import context
 
+from chat.search.index import is_index_object
+
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
 config = context.config
@@ -71,6 +73,11 @@ def run_migrations_offline():
         context.run_migrations()
 
 
+def include_name(name, type_, parent_names):
+    """Leave the search index's own tables and index out of autogenerate's comparison."""
+    return not is_index_object(name)
+
+
 def run_migrations_online():
     """Run migrations in 'online' mode.
 
@@ -92,6 +99,9 @@ def run_migrations_online():
     conf_args = current_app.extensions['migrate'].configure_args
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
+    # The search index (a trigram index, an FTS5 table and its shadow tables) has no model:
+    # its migration makes it, and autogenerate must not offer to drop it.
+    conf_args.setdefault("include_name", include_name)
 
     connectable = get_engine()
 

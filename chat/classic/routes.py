@@ -17,7 +17,7 @@ from chat.auth import (
 from chat.classic import schemas as s
 from chat.endpoints import body_limit, checks_password, counts_as_send
 from chat.schemas import Blueprint
-from chat.services import accounts, conversations, messages
+from chat.services import accounts, conversations, messages, search
 
 auth_blp = Blueprint("classic_auth", __name__, url_prefix="/auth", description="Accounts (classic envelope)")
 conversation_blp = Blueprint("classic_conversation", __name__, url_prefix="/conversation",
@@ -85,6 +85,18 @@ def list_messages(args):
     me = current_user()
     view = conversations.get_for_member(me, conversation_id=args["conversationid"])
     page = messages.history(me, view, start=args["start"], limit=args["limit"], before_key=args.get("before"))
+    return {"data": page}
+
+
+@message_blp.operation("/search", "GET", s.SearchEnvelope,
+                       auth=require_session, security=SESSION_SECURITY, args=s.MessageSearchQuerySchema,
+                       location="query", each_statement_commits=True)
+def search_messages(args):
+    """Search my messages, newest first, with a highlighted snippet of each."""
+    types = s.classic_types(args["type"]) if "type" in args else None
+    page = search.search(current_user(), args["q"], conversation_id=args.get("conversationid"),
+                         limit=args["limit"], before=args.get("before"), sender_id=args.get("sender"),
+                         types=types, include_hidden=args["include_hidden"])
     return {"data": page}
 
 

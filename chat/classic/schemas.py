@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from chat.message_types import FROM_CLASSIC, classic_number
+from chat.message_types import FROM_CLASSIC, TYPES, classic_number
 from chat.schemas import (
     BaseSchema,
     ChatStateSchema,
@@ -57,6 +57,28 @@ class MessageListQuerySchema(PageQuerySchema):
     conversationid = IntegerId(required=True)
     before = fields.String(validate=validate.Length(1, 36), metadata={
         "description": "A messagekey: return only older messages (stable paging)."})
+
+
+class MessageSearchQuerySchema(BaseSchema):
+    q = fields.String(required=True, validate=validate.Length(1, 200), metadata={
+        "description": "What to look for: every word must be found (case and accents do not matter). "
+                       "Words match by their start; Chinese, Japanese and Korean anywhere. "
+                       "Each word needs 2 characters or more."})
+    conversationid = IntegerId(metadata={"description": "Only this conversation (default: all of mine)."})
+    limit = StrictInteger(load_default=20, validate=validate.Range(1, 100))
+    before = fields.String(validate=validate.Length(1, 36), metadata={
+        "description": "The `next` of the previous page: only older messages."})
+    sender = IntegerId(metadata={"description": "Only messages this user sent."})
+    type = StrictInteger(validate=validate.OneOf(
+        CLASSIC_TYPES, error="must be one of -1 text, -2 image, -3 video, -4 file, -5 location, -6 audio"),
+        metadata={"description": "Only messages of this type (as this API numbers them)."})
+    include_hidden = fields.Boolean(load_default=False, metadata={
+        "description": "Also search conversations I deleted from my list (their cleared history stays gone)."})
+
+
+def classic_types(number: int) -> frozenset[str]:
+    """The message types a classic client sees as ``number`` (KMarkdown and cards read as text)."""
+    return frozenset(t.name for t in TYPES if t.classic == number)
 
 
 class MessageDeleteSchema(BaseSchema):
@@ -125,6 +147,18 @@ class MessageSchema(_MessageStateSchema):
     avatar = fields.String(attribute="sender.avatar")
 
 
+class SearchHitSchema(MessageSchema):
+    snippet = fields.String(metadata={"description": "Plain text around the match (no markup, no HTML)."})
+    highlights = fields.List(fields.List(fields.Integer()), metadata={
+        "description": "Matched spans of snippet: [start, end) in Unicode code points."})
+
+
+class SearchPageSchema(BaseSchema):
+    items = fields.List(fields.Nested(SearchHitSchema), metadata={"description": "Newest first."})
+    next = fields.String(allow_none=True, metadata={
+        "description": "Pass as before= for the next page; null on the last page."})
+
+
 UserEnvelope = envelope("ClassicUserEnvelope", UserSchema)
 SessionEnvelope = envelope("ClassicSessionEnvelope", SessionSchema)
 EmptyEnvelope = envelope("ClassicEmptyEnvelope", None)
@@ -132,3 +166,4 @@ ConversationCreatedEnvelope = envelope("ClassicConversationCreatedEnvelope", Con
 ConversationPageEnvelope = envelope("ClassicConversationListEnvelope", ConversationSchema, many=True)
 MessageSentEnvelope = envelope("ClassicMessageSentEnvelope", MessageSentSchema)
 MessageListEnvelope = envelope("ClassicMessageListEnvelope", MessageSchema, many=True)
+SearchEnvelope = envelope("ClassicMessageSearchEnvelope", SearchPageSchema)

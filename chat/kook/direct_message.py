@@ -13,7 +13,7 @@ from chat.kook import schemas as s
 from chat.message_types import FROM_KOOK
 from chat.models import now_ms
 from chat.schemas import Blueprint
-from chat.services import conversations, messages, reactions
+from chat.services import conversations, messages, reactions, search
 
 direct_message_blp = Blueprint("kook_direct_message", __name__, url_prefix="/api/v3/direct-message",
                                description="KOOK private messages")
@@ -44,6 +44,20 @@ def list_direct_messages(args):
                                         limit=args["page_size"])
         page = list(reversed(newest_first))
     return {"data": {"items": messages.details(me, page, view)}}
+
+
+@direct_message_blp.operation("/search", "GET", s.DirectMessageSearchEnvelope,
+                              auth=require_token, security=TOKEN_SECURITY, args=s.DirectMessageSearchQuerySchema,
+                              location="query", each_statement_commits=True)
+def search_direct_messages(args):
+    """Search my messages, newest first, with a highlighted snippet of each (an extension:
+    KOOK has no search)."""
+    me = current_user()
+    types = s.kook_types(args["type"]) if "type" in args else None
+    page = search.search(me, args["q"], code=args.get("chat_code"), limit=args["page_size"],
+                         before=args.get("before"), sender_id=args.get("author_id"), types=types,
+                         include_hidden=args["include_hidden"])
+    return {"data": search.with_details(me, page)}
 
 
 @direct_message_blp.operation("/view", "GET", s.DirectMessageEnvelope,

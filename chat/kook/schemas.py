@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from marshmallow import ValidationError, fields, pre_load, validate, validates_schema
 
-from chat.message_types import FROM_KOOK, MEDIA_TYPES, kook_number
+from chat.message_types import FROM_KOOK, MEDIA_TYPES, TYPES, kook_number
 from chat.schemas import (
     BaseSchema,
     ChatStateSchema,
@@ -74,6 +74,29 @@ class DirectMessageListQuerySchema(PageQuerySchema, ChatRefSchema):
         "description": "Reference message; without it the newest page is returned (and marks the chat read)."})
     flag = fields.String(validate=validate.OneOf(["before", "around", "after"]), metadata={
         "description": "With msg_id: before (default), around or after the reference message."})
+
+
+class DirectMessageSearchQuerySchema(LenientSchema):
+    q = fields.String(required=True, validate=validate.Length(1, 200), metadata={
+        "description": "What to look for: every word must be found (case and accents do not matter). "
+                       "Words match by their start; Chinese, Japanese and Korean anywhere. "
+                       "Each word needs 2 characters or more."})
+    chat_code = StringId(validate=CHAT_CODE, metadata={"description": "Only this chat (default: all of mine)."})
+    page_size = StrictInteger(load_default=20, validate=validate.Range(1, PAGE_SIZE_MAX),
+                              metadata={"description": f"Hits per page, 1-{PAGE_SIZE_MAX}, default 20."})
+    before = fields.String(validate=validate.Length(1, 36), metadata={
+        "description": "The `next` of the previous page: only older messages."})
+    author_id = IntegerId(metadata={"description": "Only messages this user sent."})
+    type = StrictInteger(validate=validate.OneOf(
+        KOOK_TYPES, error="must be one of 1 text, 2 image, 3 video, 4 file, 8 audio, 9 KMarkdown, 10 card"),
+        metadata={"description": "Only messages of this type."})
+    include_hidden = fields.Boolean(load_default=False, metadata={
+        "description": "Also search chats I deleted from my list (their cleared history stays gone)."})
+
+
+def kook_types(number: int) -> frozenset[str]:
+    """The message types a KOOK client sees as ``number`` (a location reads as text)."""
+    return frozenset(t.name for t in TYPES if t.kook == number)
 
 
 class DirectMessageViewQuerySchema(LenientSchema):
@@ -232,6 +255,18 @@ class DirectMessageListSchema(BaseSchema):
     items = fields.List(fields.Nested(DirectMessageSchema), metadata={"description": "Oldest first."})
 
 
+class DirectMessageHitSchema(DirectMessageSchema):
+    snippet = fields.String(metadata={"description": "Plain text around the match (no markup, no HTML)."})
+    highlights = fields.List(fields.List(fields.Integer()), metadata={
+        "description": "Matched spans of snippet: [start, end) in Unicode code points."})
+
+
+class DirectMessageSearchSchema(BaseSchema):
+    items = fields.List(fields.Nested(DirectMessageHitSchema), metadata={"description": "Newest first."})
+    next = fields.String(allow_none=True, metadata={
+        "description": "Pass as before= for the next page; null on the last page."})
+
+
 class MessageCreatedSchema(BaseSchema):
     msg_id = fields.String(attribute="view.message.key")
     msg_timestamp = fields.Integer(attribute="view.message.created_at")
@@ -263,6 +298,7 @@ UserChatEnvelope = envelope("KookUserChatEnvelope", UserChatDetailSchema, kook=T
 UserChatPageEnvelope = envelope("KookUserChatPageEnvelope", UserChatPageSchema, kook=True)
 DirectMessageEnvelope = envelope("KookDirectMessageEnvelope", DirectMessageSchema, kook=True)
 DirectMessageListEnvelope = envelope("KookDirectMessageListEnvelope", DirectMessageListSchema, kook=True)
+DirectMessageSearchEnvelope = envelope("KookDirectMessageSearchEnvelope", DirectMessageSearchSchema, kook=True)
 MessageCreatedEnvelope = envelope("KookMessageCreatedEnvelope", MessageCreatedSchema, kook=True)
 ReactionUsersEnvelope = envelope("KookReactionUsersEnvelope", ReactionUserSchema, many=True, kook=True)
 FriendListsEnvelope = envelope("KookFriendListsEnvelope", FriendListsSchema, kook=True)

@@ -34,6 +34,7 @@ from chat.models import (
     now_ms,
 )
 from chat.realtime.presence import online_map
+from chat.search.text import document as search_document
 from chat.services import people, social
 from chat.services.conversations import ConversationView, get_for_member
 
@@ -115,7 +116,7 @@ def _visible(conversation_id, cleared_before_id, user_id):
 
 
 STORED_COLUMNS = ("key", "conversation_id", "sender_id", "type", "content", "quote_key", "client_time", "nonce",
-                  "created_at")
+                  "created_at", "search_text")
 
 
 def _bound(name: str, column: str):
@@ -194,7 +195,9 @@ def _checked(type_name: str, content: str, nonce: str | None) -> str:
 def _new_values(me: User, conversation_id, type_name, content, client_time, nonce, quote_key) -> dict:
     return {"key": str(uuid.uuid4()), "conversation_id": conversation_id, "sender_id": me.id,
             "type": type_name, "content": content, "quote_key": quote_key,
-            "client_time": client_time, "nonce": nonce or None, "created_at": now_ms()}
+            "client_time": client_time, "nonce": nonce or None, "created_at": now_ms(),
+            # Indexed by the statement that stores the message: search is never behind.
+            "search_text": search_document(type_name, content)}
 
 
 def _sent(me: User, conversation: Conversation, values: dict, message_id: int, *, committed: bool = False) -> MessageView:
@@ -229,7 +232,8 @@ def send_to(me: User, type_name: str, content: str, client_time: int, *, convers
             at_once = False  # answered the general way, in its order: "not your chat" first
     if at_once:
         values = _new_values(me, None, type_name, checked, client_time, nonce, None)
-        params = {**{f"new_{k}": values[k] for k in ("key", "type", "content", "client_time", "nonce", "created_at")},
+        params = {**{f"new_{k}": values[k] for k in ("key", "type", "content", "client_time", "nonce", "created_at",
+                                                    "search_text")},
                   "me": me.id, "name": code if conversation_id is None else conversation_id}
         # Autocommit: the statement is its own transaction, without BEGIN and COMMIT round
         # trips; the outbox performs the push once it returns (``_sent``).
@@ -352,6 +356,7 @@ def delete_for_everyone(me: User, key: str) -> None:
     message.deleted_at = stamp
     message.updated_at = stamp
     message.content = ""
+    message.search_text = None  # found by no search from now on, in this same transaction
     counters.refresh_unread(message.conversation_id, view.target.id)
     _announce_deleted(message, view)
     db.session.commit()
@@ -420,7 +425,8 @@ def update(me: User, key: str, content: str, quote_key: str | None = None) -> Me
                            {"msg_id": ["only text, KMarkdown, card and location messages can be edited"]})
     social.ensure_not_blocked(me.id, view.target.id, view.relation)
     content = validate_content(message.type, content)
-    changes = {"content": content, "updated_at": now_ms()}
+    # The search document follows the new text in the same statement.
+    changes = {"content": content, "updated_at": now_ms(), "search_text": search_document(message.type, content)}
     if quote_key == "":
         changes["quote_key"] = None
     elif quote_key is not None:

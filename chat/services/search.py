@@ -1,0 +1,147 @@
+"""Search: the caller's messages that hold every word of a query, newest first.
+
+Only what the caller can still read in their history is found: messages of their own
+conversations, not deleted for everyone, not deleted for them (``message_hides``), not
+cleared with a chat they deleted (``cleared_before_id``), and, unless they ask for it, not
+from a chat that is off their list (``hidden``). The index follows each send, edit and
+delete in the same statement (``chat.search``), so an edit is found by its new words at
+once and never by its old ones.
+
+Each hit carries a snippet of its plain text with the matched spans; a quoted message is
+never part of the quoting message's text, so a quote deleted since is not shown either.
+Pages go by message: ``before`` is the key of the last hit of the previous page, and a
+page holds only older messages, so paging while messages arrive or go neither repeats nor
+skips one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import BigInteger, bindparam, exists, select
+from sqlalchemy.orm import aliased
+
+from chat.errors import Kind, ServiceError
+from chat.extensions import db
+from chat.models import Conversation, ConversationMember, Message, MessageHide, User
+from chat.search import index
+from chat.search.text import QueryTooShort, Term, plain_text, snippet, terms
+from chat.services import messages
+from chat.services.conversations import ConversationView, get_for_member
+
+
+@dataclass
+class SearchHit(messages.MessageView):
+    """A message found, as its dialect shows messages, with an excerpt around the match."""
+
+    snippet: str = ""
+    highlights: list[list[int]] = field(default_factory=list)  # [start, end) in snippet
+    chat: ConversationView | None = None  # the conversation, as the caller sees it
+
+
+@dataclass
+class SearchDetail(messages.MessageDetail):
+    """A hit with reactions and the quoted message (the KOOK dialect shows them)."""
+
+    snippet: str = ""
+    highlights: list[list[int]] = field(default_factory=list)
+
+
+@dataclass
+class SearchPage:
+    items: list
+    next: str | None  # the ``before`` of the next page, None on the last
+
+
+def search(me: User, query: str, *, conversation_id: int | None = None, code: str | None = None,
+           limit: int = 20, before: str | None = None, sender_id: int | None = None,
+           types: frozenset[str] | None = None, include_hidden: bool = False) -> SearchPage:
+    """A page of the caller's messages holding every word of ``query``, newest first,
+    across all their conversations or in one (by id or code); see the module for what is
+    left out. ``types`` restricts to these canonical message types; ``sender_id`` to one
+    sender."""
+    try:
+        wanted = terms(query)
+    except QueryTooShort as exc:
+        raise ServiceError(Kind.INVALID, str(exc), {"q": [str(exc)]}) from None
+    only = None
+    if conversation_id is not None or code is not None:
+        only = get_for_member(me, conversation_id=conversation_id, code=code).conversation.id
+
+    mine = aliased(ConversationMember)
+    theirs = aliased(ConversationMember)
+    target = aliased(User)
+    me_id = bindparam("me", me.id, type_=BigInteger)
+    criteria, joined, newest = index.matching(db.session.get_bind().dialect.name, wanted)
+    statement = (
+        select(Message, Conversation, mine, target, theirs.last_read_message_id)
+        .join(mine, (mine.conversation_id == Message.conversation_id) & (mine.user_id == me_id))
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .join(theirs, (theirs.conversation_id == Message.conversation_id) & (theirs.user_id != me_id))
+        .join(target, target.id == theirs.user_id)
+        .where(criteria,
+               Message.deleted_at.is_(None),
+               Message.id > mine.cleared_before_id,
+               ~exists().where(MessageHide.user_id == me_id, MessageHide.message_id == Message.id))
+        .order_by(newest.desc())
+        .limit(limit + 1)
+    )
+    if joined is not None:
+        statement = statement.select_from(joined)
+    if not include_hidden:
+        statement = statement.where(mine.hidden.is_(False))
+    if only is not None:
+        statement = statement.where(Message.conversation_id == only)
+    if sender_id is not None:
+        statement = statement.where(Message.sender_id == sender_id)
+    if types is not None:
+        statement = statement.where(Message.type.in_(sorted(types)))
+    if before is not None:
+        statement = statement.where(Message.id < _anchor(me, before))
+    rows = db.session.execute(statement).all()
+    db.session.commit()  # ends the read
+
+    hits = []
+    chats: dict[int, ConversationView] = {}
+    for message, conversation, member, other, their_pointer in rows[:limit]:
+        chat = chats.get(conversation.id)
+        if chat is None:
+            chat = chats[conversation.id] = ConversationView(conversation, member, other, me, their_pointer or 0)
+        hits.append(_hit(messages.view_of(message, chat), chat, wanted))
+    following = hits[-1].message.key if len(rows) > limit else None
+    return SearchPage(hits, following)
+
+
+def _anchor(me: User, key: str) -> int:
+    """The id of the message ``key`` names, if it is in one of the caller's conversations
+    (a cursor from a page of theirs); anything else is refused alike."""
+    found = db.session.scalar(
+        select(Message.id).join(ConversationMember, (ConversationMember.conversation_id == Message.conversation_id)
+                                & (ConversationMember.user_id == me.id))
+        .where(Message.key == key))
+    if found is None:
+        raise ServiceError(Kind.INVALID, "before is not a cursor from a previous page of this search",
+                           {"before": ["pass the next value of the previous page"]})
+    return found
+
+
+def _hit(shown: messages.MessageView, chat: ConversationView, wanted: list[Term]) -> SearchHit:
+    text, marks = snippet(plain_text(shown.message.type, shown.message.content), wanted)
+    return SearchHit(shown.message, shown.conversation, shown.sender, shown.isread, shown.ispushed,
+                     snippet=text, highlights=marks, chat=chat)
+
+
+def with_details(me: User, page: SearchPage) -> SearchPage:
+    """``page`` with reactions and quotes on each hit (a quote deleted since shows as none),
+    one look-up per conversation in it, in the page's order."""
+    by_chat: dict[int, list[SearchHit]] = {}
+    for hit in page.items:
+        by_chat.setdefault(hit.conversation.id, []).append(hit)
+    detailed: dict[int, messages.MessageDetail] = {}
+    for hits in by_chat.values():
+        for hit, detail in zip(hits, messages.details(me, hits, hits[0].chat)):
+            detailed[id(hit)] = detail
+    db.session.commit()
+    items = [SearchDetail(hit, detailed[id(hit)].reactions, detailed[id(hit)].quote,
+                          snippet=hit.snippet, highlights=hit.highlights) for hit in page.items]
+    return SearchPage(items, page.next)
