@@ -1,4 +1,5 @@
-"""Operator commands: ``flask app-key``, ``flask bot``, ``flask counters``, ``flask demo``.
+"""Operator commands: ``flask app-key``, ``flask bot``, ``flask counters``, ``flask search``,
+``flask demo``.
 
 Commands that create a secret print it once, as the last line of their output. Commands that
 walk all the data show a progress bar and end with a summary.
@@ -17,11 +18,14 @@ from flask.cli import AppGroup
 
 from chat.delivery import counters
 from chat.errors import Kind, ServiceError
+from chat.extensions import db
+from chat.search import index as search_index
 from chat.services import accounts
 
 app_key_cli = AppGroup("app-key", help="Create and revoke app keys (X-APP-Key).")
 bot_cli = AppGroup("bot", help="Create bot users and their tokens.")
 counters_cli = AppGroup("counters", help="Check and repair read/unread counters.")
+search_cli = AppGroup("search", help="Rebuild the message search index.")
 
 DEMO_USERS = (("alice", "alice-password"), ("bob", "bob-password"))
 
@@ -87,6 +91,22 @@ def rebuild_counters() -> None:
     # The changed count is the number scripts read ("N member rows were wrong").
     click.echo(f"counters rebuilt in {time.monotonic() - started:.1f} s: {seen[0]} checked, "
                f"{changed} member rows were wrong and are fixed")
+
+
+@search_cli.command("rebuild")
+def rebuild_search() -> None:
+    """Write every message's search document again and make sure the index is there."""
+    started = time.monotonic()
+    # Each batch commits on its own: sends go on meanwhile, and a stopped rebuild keeps
+    # what it did (running it again finishes the job).
+    with db.engine.connect() as connection:
+        search_index.create(connection)  # what is missing (a restored dump, a dropped index)
+        connection.commit()
+        changed = search_index.fill(connection, commit_batches=True, progress=_progress("indexing messages", [0]))
+        search_index.create(connection)  # SQLite: the FTS table rebuilt from the documents
+        connection.commit()
+    click.echo(f"search index rebuilt in {time.monotonic() - started:.1f} s: "
+               f"{changed} messages had a stale search document and are fixed")
 
 
 def _write_secret(path: Path, value: str) -> None:
@@ -158,5 +178,5 @@ or try it with curl (the README walks through the whole flow):
 
 
 def register_cli(app: Flask) -> None:
-    for command in (app_key_cli, bot_cli, counters_cli, demo):
+    for command in (app_key_cli, bot_cli, counters_cli, search_cli, demo):
         app.cli.add_command(command)
