@@ -1,5 +1,6 @@
 """``python -m bench [NAME ...]`` (``make bench [BENCH="NAME ..."]``): start the production
-stack, run every benchmark (or the named ones), print a table.
+stack, run every benchmark (or the named ones: a function's name, or its module's), print a
+table.
 
 To add a benchmark, write a function ``(stack) -> list[Row]`` and append it to BENCHMARKS.
 """
@@ -16,15 +17,16 @@ from bench.drain import worker_drain
 from bench.growth import history_and_list_growth
 from bench.push import push_latency
 from bench.scaleout import scale_out
+from bench.search import search_latency
 from bench.stack import Row, production_stack
 from bench.streams import many_streams
 from bench.sustained import sustained_rate
 from bench.wrk import send_vs_livez
 
 # In the order the table reads: throughput, the sustained rate and the worker, streams, reads
-# as data grows, two instances, and the latency of one message at a time.
-BENCHMARKS = [send_vs_livez, sustained_rate, worker_drain, many_streams, history_and_list_growth, scale_out,
-              push_latency]
+# as data grows, search as data grows, two instances, and the latency of one message at a time.
+BENCHMARKS = [send_vs_livez, sustained_rate, worker_drain, many_streams, history_and_list_growth, search_latency,
+              scale_out, push_latency]
 
 
 def _cell(value: float | None) -> str:
@@ -65,7 +67,8 @@ def settle(stack) -> None:
 
 def main(argv: list[str]) -> int:
     """Run every benchmark, or only those named on the command line."""
-    chosen = [b for b in BENCHMARKS if not argv or b.__name__ in argv]
+    # By function (search_latency) or by module (search: `make bench BENCH=search`).
+    chosen = [b for b in BENCHMARKS if not argv or {b.__name__, b.__module__.rsplit('.', 1)[-1]} & set(argv)]
     if not chosen:
         print(f"unknown benchmark; choose from: {', '.join(b.__name__ for b in BENCHMARKS)}", file=sys.stderr)
         return 2

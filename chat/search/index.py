@@ -84,7 +84,7 @@ def matching(dialect: str, wanted: list[Term]):
     """(SQL criteria on ``Message``, a FROM to join or None, the column to order by, newest
     first): messages whose search document holds every term."""
     if dialect == "postgresql":
-        likes = [Message.search_text.like(f"%{term.needle}%", escape="\\") for term in wanted]
+        likes = [Message.search_text.like(f"%{term.needle}%") for term in wanted]
         return and_(*likes), None, Message.id
     # Folded terms are letters, digits and marks only: no quote can end a phrase early.
     phrases = " ".join(f'"{term.needle}"' for term in wanted)
