@@ -21,6 +21,7 @@ Both index trigrams, so every needle has three characters or more: see ``Term.ne
 from __future__ import annotations
 
 import math
+import sqlite3
 from collections.abc import Callable, Iterable
 
 from sqlalchemy import and_, bindparam, column, func, literal_column, select, table, text, update
@@ -68,9 +69,15 @@ def is_index_object(name: str | None) -> bool:
     return name in INDEX_OBJECTS
 
 
+SQLITE_TRIGRAM = (3, 34, 0)  # the first SQLite whose FTS5 has the trigram tokenizer
+
+
 def create(connection) -> None:
     """Make the index over ``messages.search_text`` (both kinds: if missing) and fill it
     from the column."""
+    if connection.dialect.name == "sqlite" and sqlite3.sqlite_version_info < SQLITE_TRIGRAM:
+        raise RuntimeError(f"message search needs SQLite {'.'.join(map(str, SQLITE_TRIGRAM))} or later "
+                           f"(FTS5's trigram tokenizer); this Python has SQLite {sqlite3.sqlite_version}")
     for statement in POSTGRESQL_DDL if connection.dialect.name == "postgresql" else SQLITE_DDL:
         connection.execute(text(statement))
 

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 
-from sqlalchemy import create_engine, text, update
+import pytest
+from sqlalchemy import create_engine, event, text, update
 
 from chat.extensions import db
-from chat.models import Message
+from chat.models import Message, User
 from chat.search.index import FTS, FTS_TABLES, PG_INDEX
+from chat.services import search
 from devstack import flask_command
 
 
@@ -78,3 +81,41 @@ def test_the_migration_indexes_the_messages_that_were_there(empty_database_url, 
             assert not names & (FTS_TABLES | {PG_INDEX})
     finally:
         engine.dispose()
+
+
+def test_a_common_word_reads_the_newest_messages_not_every_match(app, make_kook_user, is_postgres):
+    """PostgreSQL: the newest page of a word in most messages walks back from the newest
+    message and stops, instead of sorting every match (work counted in rows, not time)."""
+    if not is_postgres:
+        pytest.skip("PostgreSQL's plans: runs in the PostgreSQL pass")
+    alice, bob = make_kook_user(), make_kook_user()
+    code = alice.open_chat(bob)
+    conversation = db.session.execute(text("SELECT id FROM conversations WHERE code = :c"), {"c": code}).scalar()
+    db.session.execute(text(
+        "INSERT INTO messages (key, conversation_id, sender_id, type, content, client_time, created_at, search_text) "
+        "SELECT 'k' || n, :c, :s, 'text', 'weekly meeting ' || n, 1, 1, ' weekly meeting ' || n "
+        "FROM generate_series(1, 20000) AS n"), {"c": conversation, "s": alice.id})
+    db.session.commit()
+    db.session.execute(text("ANALYZE messages"))
+    statements = []
+
+    def remember(conn, cursor, statement, parameters, context, executemany):
+        if "message_hides" in statement:
+            statements.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", remember)
+    try:
+        page = search.search(db.session.get(User, bob.id), "meeting", limit=20)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", remember)
+    assert len(page.items) == 20 and page.next is not None
+    statement, parameters = statements[-1]
+    plan = db.session.connection().exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters).scalar()
+    plan = (plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]
+
+    def nodes(node):
+        yield node
+        for child in node.get("Plans", []):
+            yield from nodes(child)
+
+    assert max(n["Actual Rows"] * n.get("Actual Loops", 1) for n in nodes(plan)) < 1000, plan

@@ -11,7 +11,9 @@ import pytest
 from sqlalchemy import update
 
 from chat.extensions import db
+from chat.logging_setup import redact
 from chat.models import ConversationMember
+from chat.services import accounts
 
 
 @pytest.fixture
@@ -268,9 +270,22 @@ def test_the_words_searched_for_never_reach_the_logs(alice, bob, caplog):
 
 
 def test_request_lines_never_show_the_query():
-    from chat.logging_setup import redact
-
     assert (redact("GET /message/search?q=my%20diagnosis&limit=5 HTTP/1.1")
             == "GET /message/search?q=[redacted]&limit=5 HTTP/1.1")
     assert (redact('"GET /api/v3/direct-message/search?chat_code=ab&q=secret HTTP/1.1" 200')
             == '"GET /api/v3/direct-message/search?chat_code=ab&q=[redacted] HTTP/1.1" 200')
+
+
+def test_searches_are_rate_limited_like_other_reads(app, app_with):
+    client = app_with(RATELIMIT_ENABLED=True, RATELIMIT_ROUTE="3 per minute", RATELIMIT_GLOBAL="100 per minute")
+    _, token = accounts.create_bot("limited-searcher")
+    kook = {"Authorization": f"Bot {token}"}
+    answers = [client.get("/api/v3/direct-message/search", query_string={"q": "hello"}, headers=kook)
+               for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert answers[-1].json["code"] == 42900
+    assert answers[-1].headers["X-Rate-Limit-Bucket-Name"] == "direct-message/search"
+    classic = {"X-APP-Key": accounts.create_app_key("limited"), "X-APP-Session": token}
+    answers = [client.get("/message/search", query_string={"q": "hello"}, headers=classic) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert "Retry-After" in answers[-1].headers
