@@ -31,10 +31,11 @@ def test_readme_curl_flow_works(tmp_path):
                                 text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         answers = result.stdout.strip().splitlines()
-        assert len(answers) == 3, answers
-        history, conversations, deleted = answers
+        assert len(answers) == 4, answers
+        history, conversations, found, deleted = answers
         assert '"content":"hi bob"' in history and '"ispushed":1' in history
         assert '"username":"bob"' in conversations
+        assert '"snippet":"hi bob","highlights":[[3,6]]' in found
         assert deleted == '{"code":0,"msg":"success","data":null}'
     finally:
         server.stop()
