@@ -119,3 +119,26 @@ def test_a_common_word_reads_the_newest_messages_not_every_match(app, make_kook_
             yield from nodes(child)
 
     assert max(n["Actual Rows"] * n.get("Actual Loops", 1) for n in nodes(plan)) < 1000, plan
+
+
+def test_the_index_itself_forgets_edited_and_deleted_words(app, make_kook_user, is_postgres):
+    """Not only filtered out: what the index holds follows each edit and delete at once."""
+    alice, bob = make_kook_user(), make_kook_user()
+    edited = alice.send(bob, "dinner at seven").json["data"]["msg_id"]
+    deleted = alice.send(bob, "the code is swordfish").json["data"]["msg_id"]
+    assert alice.post("/direct-message/update", json={"msg_id": edited, "content": "dinner at eight"}).status_code == 200
+    assert alice.post("/direct-message/delete", json={"msg_id": deleted}).status_code == 200
+
+    def indexed(word: str) -> list[str]:
+        if is_postgres:
+            query = "SELECT key FROM messages WHERE search_text LIKE :pattern"
+            params = {"pattern": f"% {word}%"}
+        else:
+            query = (f"SELECT m.key FROM {FTS} JOIN messages m ON m.id = {FTS}.rowid "
+                     f"WHERE {FTS} MATCH :phrase")
+            params = {"phrase": f'" {word}"'}
+        return list(db.session.scalars(text(query), params))
+
+    assert indexed("seven") == [] and indexed("eight") == [edited]
+    assert indexed("swordfish") == [] and indexed("code") == []
+    assert db.session.scalar(text("SELECT search_text FROM messages WHERE key = :k"), {"k": deleted}) is None
