@@ -254,12 +254,20 @@ def _spans(folded: str, wanted: list[Term]) -> list[tuple[int, int]]:
     return [(s, e) for s, e in merged]
 
 
+def _past_marks(plain: str, end: int) -> int:
+    """``end`` moved past combining marks, which fold to nothing but belong to the letter
+    before them (an accent typed as its own character)."""
+    while end < len(plain) and unicodedata.category(plain[end])[0] == "M":
+        end += 1
+    return end
+
+
 def snippet(plain: str, wanted: list[Term]) -> tuple[str, list[list[int]]]:
     """An excerpt of ``plain`` around the first match, at most ``SNIPPET_LENGTH`` code points
     (plus an ellipsis at a cut end), and the matched spans in it as ``[start, end)`` code
     point offsets."""
     folded, origins = _folded(plain)
-    marks = [(origins[s], origins[e - 1] + 1) for s, e in _spans(folded, wanted)]
+    marks = [(origins[s], _past_marks(plain, origins[e - 1] + 1)) for s, e in _spans(folded, wanted)]
     start, end = 0, len(plain)
     if end > SNIPPET_LENGTH:
         first = marks[0][0] if marks else 0
