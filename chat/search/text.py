@@ -57,9 +57,10 @@ _CJK_RANGES = (
 )
 
 
+@functools.lru_cache(maxsize=65536)
 def is_cjk(char: str) -> bool:
     code = ord(char)
-    return any(low <= code <= high for low, high in _CJK_RANGES)
+    return code >= 0x1100 and any(low <= code <= high for low, high in _CJK_RANGES)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -87,10 +88,25 @@ def _folded(plain: str) -> tuple[str, list[int]]:
     return "".join(chars), origins
 
 
+_NOT_ASCII_WORD = re.compile(r"[^a-z0-9]")
+
+
+def _fold_all(plain: str) -> str:
+    """``plain`` folded (``fold`` of each character), without the offsets: what a document
+    needs. ASCII, the usual case, folds as a whole: lower case, and anything but a letter or a
+    digit is a space (what ``fold`` makes of each ASCII character)."""
+    if plain.isascii():
+        return _NOT_ASCII_WORD.sub(" ", plain.lower())
+    return "".join(map(fold, plain))
+
+
 def _words(folded: str) -> list[str]:
     """The words of folded text: split at spaces and wherever CJK meets another script."""
     words = []
     for chunk in folded.split():
+        if chunk.isascii():
+            words.append(chunk)
+            continue
         start = 0
         for i in range(1, len(chunk)):
             if is_cjk(chunk[i]) != is_cjk(chunk[i - 1]):
@@ -185,7 +201,7 @@ def plain_text(type_name: str, content: str) -> str:
 
 def document(type_name: str, content: str) -> str | None:
     """The search document of a message (see the module), or None when it has no words."""
-    words = _words(_folded(plain_text(type_name, content))[0])
+    words = _words(_fold_all(plain_text(type_name, content)))
     if not words:
         return None
     pairs = {}  # two-character substrings of CJK runs, beyond each run's own start
@@ -222,7 +238,7 @@ def terms(query: str) -> list[Term]:
     """The words of ``query`` to look for, at most ``MAX_TERMS``; words shorter than
     ``MIN_TERM`` characters are left out (they would match nearly everything)."""
     found: dict[str, Term] = {}
-    for word in _words(_folded(" ".join(query.split()))[0]):
+    for word in _words(_fold_all(query)):
         if len(word) >= MIN_TERM and word not in found:
             found[word] = Term(word, is_cjk(word[0]))
     if not found:
