@@ -16,9 +16,10 @@ skips one.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import BigInteger, bindparam, exists, or_, select
 from sqlalchemy.orm import aliased
 
 from chat.errors import Kind, ServiceError
@@ -103,16 +104,23 @@ def search(me: User, query: str, *, conversation_id: int | None = None, code: st
     return SearchPage(hits, following)
 
 
+@functools.cache
+def _members_query(one: bool, include_hidden: bool):
+    """The conversations a search looks in, with what the caller cleared of each; built once
+    per form (statements are built once, see ``messages._page_query``)."""
+    members = select(ConversationMember.conversation_id, ConversationMember.cleared_before_id).where(
+        ConversationMember.user_id == bindparam("me", type_=BigInteger))
+    if one:
+        members = members.where(ConversationMember.conversation_id == bindparam("only", type_=BigInteger))
+    if not include_hidden:
+        members = members.where(ConversationMember.hidden.is_(False))
+    return members
+
+
 def _mine(me: User, only: int | None, include_hidden: bool):
     """SQL criteria on ``Message``: in the conversations searched (the caller's, or ``only``;
     hidden ones when asked), after what the caller cleared of each. None: nowhere to look."""
-    members = select(ConversationMember.conversation_id, ConversationMember.cleared_before_id).where(
-        ConversationMember.user_id == me.id)
-    if only is not None:
-        members = members.where(ConversationMember.conversation_id == only)
-    if not include_hidden:
-        members = members.where(ConversationMember.hidden.is_(False))
-    rows = db.session.execute(members).all()
+    rows = db.session.execute(_members_query(only is not None, include_hidden), {"me": me.id, "only": only}).all()
     whole = [c for c, cleared in rows if not cleared]
     # Chats cleared by their member are few: each its own condition, the rest in one list.
     parts = [Message.conversation_id.in_(whole)] if whole else []
@@ -120,18 +128,24 @@ def _mine(me: User, only: int | None, include_hidden: bool):
     return or_(*parts) if parts else None
 
 
+@functools.cache
+def _rows_query():
+    """The query of ``_rows``, built once."""
+    me = bindparam("me", type_=BigInteger)
+    mine, theirs, target = aliased(ConversationMember), aliased(ConversationMember), aliased(User)
+    return (select(Message, Conversation, mine, target, theirs.last_read_message_id)
+            .join(mine, (mine.conversation_id == Message.conversation_id) & (mine.user_id == me))
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .join(theirs, (theirs.conversation_id == Message.conversation_id) & (theirs.user_id != me))
+            .join(target, target.id == theirs.user_id)
+            .where(Message.id.in_(bindparam("ids", expanding=True)))
+            .order_by(Message.id.desc()))
+
+
 def _rows(me: User, ids: list[int]) -> list:
     """The messages ``ids``, newest first, with their conversation, the caller's member row,
     the other user and how far they have read."""
-    mine, theirs, target = aliased(ConversationMember), aliased(ConversationMember), aliased(User)
-    return db.session.execute(
-        select(Message, Conversation, mine, target, theirs.last_read_message_id)
-        .join(mine, (mine.conversation_id == Message.conversation_id) & (mine.user_id == me.id))
-        .join(Conversation, Conversation.id == Message.conversation_id)
-        .join(theirs, (theirs.conversation_id == Message.conversation_id) & (theirs.user_id != me.id))
-        .join(target, target.id == theirs.user_id)
-        .where(Message.id.in_(ids))
-        .order_by(Message.id.desc())).all()
+    return db.session.execute(_rows_query(), {"me": me.id, "ids": ids}).all()
 
 
 def _anchor(me: User, key: str) -> int:
