@@ -77,7 +77,7 @@ def search(me: User, query: str, *, conversation_id: int | None = None, code: st
     # on one table and walks the newest messages for a common word, or the index for a rare
     # one. Joined to the chats and users, it guessed from a couple of chats per user and
     # sorted every match of a common word (see docs/search.md).
-    found = (select(Message.id)
+    found = (select(Message.id, Message.key)
              .where(criteria, where, Message.deleted_at.is_(None),
                     ~exists().where(MessageHide.user_id == me.id, MessageHide.message_id == Message.id))
              .order_by(newest.desc()).limit(limit + 1))
@@ -89,8 +89,8 @@ def search(me: User, query: str, *, conversation_id: int | None = None, code: st
         found = found.where(Message.type.in_(sorted(types)))
     if before is not None:
         found = found.where(Message.id < _anchor(me, before))
-    ids = list(db.session.scalars(found))
-    rows = _rows(me, ids[:limit]) if ids else []
+    page = db.session.execute(found).all()
+    rows = _rows(me, [row.id for row in page[:limit]]) if page else []
     db.session.commit()  # ends the read
 
     hits = []
@@ -98,9 +98,11 @@ def search(me: User, query: str, *, conversation_id: int | None = None, code: st
     for message, conversation, member, other, their_pointer in rows:
         chat = chats.get(conversation.id)
         if chat is None:
-            chat = chats[conversation.id] = ConversationView(conversation, member, other, me, their_pointer or 0)
+            chat = ConversationView(conversation, member, other, me, their_pointer or 0)
+            chats[conversation.id] = chat
         hits.append(_hit(messages.view_of(message, chat), chat, wanted))
-    following = hits[-1].message.key if len(ids) > limit else None
+    # The page's last message, even if it went in the instant between the two reads.
+    following = page[limit - 1].key if len(page) > limit else None
     return SearchPage(hits, following)
 
 
@@ -120,7 +122,8 @@ def _members_query(one: bool, include_hidden: bool):
 def _mine(me: User, only: int | None, include_hidden: bool):
     """SQL criteria on ``Message``: in the conversations searched (the caller's, or ``only``;
     hidden ones when asked), after what the caller cleared of each. None: nowhere to look."""
-    rows = db.session.execute(_members_query(only is not None, include_hidden), {"me": me.id, "only": only}).all()
+    query = _members_query(only is not None, include_hidden)
+    rows = db.session.execute(query, {"me": me.id, "only": only}).all()
     whole = [c for c, cleared in rows if not cleared]
     # Chats cleared by their member are few: each its own condition, the rest in one list.
     parts = [Message.conversation_id.in_(whole)] if whole else []
@@ -152,8 +155,9 @@ def _anchor(me: User, key: str) -> int:
     """The id of the message ``key`` names, if it is in one of the caller's conversations
     (a cursor from a page of theirs); anything else is refused alike."""
     found = db.session.scalar(
-        select(Message.id).join(ConversationMember, (ConversationMember.conversation_id == Message.conversation_id)
-                                & (ConversationMember.user_id == me.id))
+        select(Message.id)
+        .join(ConversationMember, (ConversationMember.conversation_id == Message.conversation_id)
+              & (ConversationMember.user_id == me.id))
         .where(Message.key == key))
     if found is None:
         raise ServiceError(Kind.INVALID, "before is not a cursor from a previous page of this search",
