@@ -220,6 +220,10 @@ def test_kmarkdown_cards_and_file_names_are_searched_as_their_readers_see_them(a
     assert hit["snippet"] == "Quarterly results: see the deck draft"
     assert marked(hit) == ["Quarterly", "deck"]
     assert found(bob, "https") == []  # a link's address is not its words
+    # Classic clients see KMarkdown and cards as text (-1), and filter them so.
+    assert len(classic_search(bob, "quarterly", type=-1)["items"]) == 1
+    assert classic_search(bob, "quarterly", type=-2)["items"] == []
+    assert len(kook_search(bob, "quarterly", type=9)["items"]) == 1
     assert found(bob, "picnic") == [card]
     assert classic_search(bob, "invitation")["items"][0]["snippet"] == "Invitation to the picnic map.pdf"
     assert found(bob, "map") == [card]
