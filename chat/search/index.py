@@ -83,6 +83,7 @@ def create(connection) -> None:
 
 
 def drop(connection) -> None:
+    """Remove the index (the column stays: its migration's downgrade drops it)."""
     for statement in POSTGRESQL_DROP if connection.dialect.name == "postgresql" else SQLITE_DROP:
         connection.execute(text(statement))
 
