@@ -105,6 +105,9 @@ def rebuild_search() -> None:
         changed = search_index.fill(connection, commit_batches=True, progress=_progress("indexing messages", [0]))
         search_index.create(connection)  # SQLite: the FTS table rebuilt from the documents
         connection.commit()
+        warning = search_index.locale_warning(connection)
+    if warning:
+        click.echo(warning)
     click.echo(f"search index rebuilt in {time.monotonic() - started:.1f} s: "
                f"{changed} messages had a stale search document and are fixed")
 

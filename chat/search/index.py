@@ -82,6 +82,19 @@ def create(connection) -> None:
         connection.execute(text(statement))
 
 
+def locale_warning(connection) -> str | None:
+    """What an operator should know about the database's locale, if anything: under ``C``
+    or ``POSIX`` pg_trgm does not count CJK characters as letters, and CJK searches scan."""
+    if connection.dialect.name != "postgresql":
+        return None
+    ctype = connection.execute(text("SELECT datctype FROM pg_database WHERE datname = current_database()")).scalar()
+    if ctype in ("C", "POSIX"):
+        return (f"warning: this database's LC_CTYPE is {ctype}: pg_trgm does not index Chinese, Japanese "
+                "or Korean characters under it, so searches for them read every message of the "
+                "searcher; a database created with a UTF-8 locale (C.UTF-8 is fine) does not")
+    return None
+
+
 def drop(connection) -> None:
     """Remove the index (the column stays: its migration's downgrade drops it)."""
     for statement in POSTGRESQL_DROP if connection.dialect.name == "postgresql" else SQLITE_DROP:

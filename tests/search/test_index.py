@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 
+import psycopg
 import pytest
 from sqlalchemy import create_engine, event, text, update
 
@@ -14,6 +15,7 @@ from chat.models import Message, User
 from chat.search.index import FTS, FTS_TABLES, PG_INDEX
 from chat.services import search
 from devstack import flask_command
+from tests.conftest import _admin_url, _server_url, drop_database, postgres_server_url
 
 
 def _search(user, q):
@@ -142,3 +144,41 @@ def test_the_index_itself_forgets_edited_and_deleted_words(app, make_kook_user, 
     assert indexed("seven") == [] and indexed("eight") == [edited]
     assert indexed("swordfish") == [] and indexed("code") == []
     assert db.session.scalar(text("SELECT search_text FROM messages WHERE key = :k"), {"k": deleted}) is None
+
+
+def test_a_c_locale_database_still_answers_cjk_searches_and_the_rebuild_says_why_slowly(is_postgres, tmp_path):
+    """Under LC_CTYPE C pg_trgm skips CJK characters: searches must stay right (they scan),
+    and ``flask search rebuild`` tells the operator."""
+    if not is_postgres:
+        pytest.skip("PostgreSQL's locales: runs in the PostgreSQL pass")
+    server = postgres_server_url()
+    name = f"chat_clocale_{tmp_path.name[-20:].replace('-', '_')}"
+    with psycopg.connect(_admin_url(server), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 LC_CTYPE \'C\' LC_COLLATE \'C\'')
+    url = _server_url(server, name)
+    try:
+        env = {"DATABASE_URL": url, "CHAT_ENV": "development"}
+        flask_command(env, "db", "upgrade")
+        engine = create_engine(url)
+        try:
+            with engine.begin() as conn:
+                for user in (100000001, 100000002):
+                    conn.execute(text(
+                        "INSERT INTO users (id, username, username_key, nickname, avatar, identify_num, is_bot, "
+                        f"created_at) VALUES ({user}, 'u{user}', 'u{user}', 'u', '', '0001', false, 1)"))
+                conn.execute(text("INSERT INTO conversations (id, code, user_low, user_high, created_at) "
+                                  "VALUES (-100000001, 'c0de', 100000001, 100000002, 1)"))
+                conn.execute(text("INSERT INTO messages (key, conversation_id, sender_id, type, content, "
+                                  "client_time, created_at) VALUES "
+                                  "('k1', -100000001, 100000001, 'text', '我们明天去北京', 1, 1)"))
+            summary = flask_command(env, "search", "rebuild")
+            assert "LC_CTYPE is C" in summary and summary.strip().splitlines()[-1].endswith(
+                "1 messages had a stale search document and are fixed")
+            with engine.connect() as conn:
+                for needle in ("% 北京%", "%去北京%"):
+                    found = conn.execute(text("SELECT key FROM messages WHERE search_text LIKE :p"), {"p": needle})
+                    assert found.scalars().all() == ["k1"], needle
+        finally:
+            engine.dispose()
+    finally:
+        drop_database(server, url)
