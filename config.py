@@ -17,6 +17,7 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -124,6 +125,44 @@ def env_database_url(environ: Mapping[str, str]) -> str:
     if drivers is None or parsed.get_driver_name() not in drivers:
         raise ConfigError(f"{wanted}, not {parsed.drivername + '://'!r}")
     return url
+
+
+def env_public_base_url(environ: Mapping[str, str], embedded: bool) -> str | None:
+    """``PUBLIC_BASE_URL`` (``http(s)://host[:port][/path]``, no trailing slash): the address
+    clients reach the service at, for the absolute URLs it hands out. Unset: in the embedded
+    default the address ``make run`` serves (``http://127.0.0.1:$PORT``, 5000 without PORT);
+    elsewhere None (each request's own address, as the trusted proxies give it)."""
+    value = (environ.get("PUBLIC_BASE_URL") or "").strip()
+    if not value:
+        return f"http://127.0.0.1:{env_int(environ, 'PORT', 5000)}" if embedded else None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
+            or parts.username or parts.password:
+        raise ConfigError(f"PUBLIC_BASE_URL must be an http:// or https:// address such as "
+                          f"https://chat.example.com (no query, fragment or user), not {value!r}")
+    return value.rstrip("/")
+
+
+def web_worker_slots(environ: Mapping[str, str]) -> int:
+    """How many connections one web worker serves at once (``WEB_WORKER_SLOTS``, which
+    gunicorn.conf.py sets in each worker: its gevent ``worker_connections``, or its threads);
+    0 when unknown (``flask run``, the test client)."""
+    return env_int(environ, "WEB_WORKER_SLOTS", 0)
+
+
+def long_lived_limits(environ: Mapping[str, str]) -> tuple[int, int]:
+    """(the most long-lived connections one web process holds, the slots it keeps for
+    ordinary requests). Event streams and gateway sockets last for hours; without a reserve
+    they would take every slot, and a send could not even be read. The reserve defaults to a
+    fifth of the worker's slots (at least 1); with the slots unknown the limit is 500."""
+    slots = web_worker_slots(environ)
+    reserve = env_int(environ, "LONG_LIVED_RESERVE", max(1, slots // 5) if slots else 0)
+    limit = env_int(environ, "LONG_LIVED_PER_PROCESS", slots - reserve if slots else 500)
+    if limit < 1:
+        raise ConfigError(f"LONG_LIVED_PER_PROCESS must be at least 1 (with {slots} connection slots per "
+                          f"worker and LONG_LIVED_RESERVE={reserve}, none would be left for event "
+                          "streams): raise GUNICORN_WORKER_CONNECTIONS or lower LONG_LIVED_RESERVE")
+    return limit, reserve
 
 
 def env_redis_url(environ: Mapping[str, str]) -> str | None:
@@ -383,8 +422,17 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
         # open stream sends a heartbeat comment (and refreshes presence) this often.
         "EVENT_STREAM_MAXLEN": env_int(environ, "EVENT_STREAM_MAXLEN", 1000),
         "SSE_HEARTBEAT_SECONDS": env_float(environ, "SSE_HEARTBEAT_SECONDS", 15),
-        # Open event streams per user (each holds a connection); one more is refused with 429.
+        # Long-lived connections per user, event streams and gateway sockets together (each
+        # holds a connection); one more is refused with 429.
         "STREAMS_PER_USER": env_int(environ, "STREAMS_PER_USER", 10),
+        # ...and per web process (see long_lived_limits): one more is refused with 503 and
+        # Retry-After (this many seconds), so ordinary requests always find a slot.
+        "LONG_LIVED_PER_PROCESS": long_lived_limits(environ)[0],
+        "LONG_LIVED_RESERVE": long_lived_limits(environ)[1],
+        "LONG_LIVED_RETRY_AFTER_SECONDS": env_int(environ, "LONG_LIVED_RETRY_AFTER_SECONDS", 10),
+        # The address clients reach the service at: the gateway's socket URL (and other
+        # absolute URLs) are built from it, never from a request's Host header.
+        "PUBLIC_BASE_URL": env_public_base_url(environ, embedded=issubclass(profile, DevelopmentConfig)),
         # KOOK's WebSocket gateway (chat/kook/gateway.py): a session can be resumed (and a bot
         # reconnecting with the same token picks up where its last connection stopped) for this
         # long after its last activity; a PING whose sn lags behind events sent longer ago than
@@ -394,6 +442,9 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
         # A gateway client that sends no frame (PING) for this long is disconnected: KOOK's SDKs
         # PING every 26-30 s, and a dead peer never says goodbye.
         "GATEWAY_IDLE_TIMEOUT_SECONDS": env_float(environ, "GATEWAY_IDLE_TIMEOUT_SECONDS", 90),
+        # A gateway frame that cannot be written whole in this long (the client stopped
+        # reading) ends the connection, rather than holding it and its backlog for ever.
+        "GATEWAY_WRITE_TIMEOUT_SECONDS": env_float(environ, "GATEWAY_WRITE_TIMEOUT_SECONDS", 60),
         # The web page at "/" (chat/web): the classic API needs an app key, and a page cannot
         # keep one secret, so the server hands the page this one. Production sets WEB_APP_KEY
         # to the last line of `flask app-key create web`; otherwise the key `flask demo` wrote

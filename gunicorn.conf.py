@@ -30,8 +30,12 @@ workers = _int(os.environ, "WEB_CONCURRENCY", 2)
 _database_url = os.environ.get("DATABASE_URL", "")
 _sqlite = not _database_url or _database_url.startswith("sqlite")
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread" if _sqlite else "gevent")
-# Concurrent connections per gevent worker (open streams count): far above any thread pool.
-worker_connections = _int(os.environ, "GUNICORN_WORKER_CONNECTIONS", 1000)
+# Concurrent connections per gevent worker: open event streams and gateway sockets count.
+# At most LONG_LIVED_PER_PROCESS of them are long-lived (by default all but a fifth, the
+# reserve that keeps ordinary requests answered): 4,000 per worker, 8,000 on a host of two.
+# Each costs a file descriptor (the Procfile raises `ulimit -n`) and some memory (see
+# docs/operations.md, "Connection slots").
+worker_connections = _int(os.environ, "GUNICORN_WORKER_CONNECTIONS", 5000)
 # Threads per gthread worker (SQLite only): each open stream holds one.
 threads = _int(os.environ, "GUNICORN_THREADS", 16)
 
@@ -69,7 +73,31 @@ def on_starting(server):
     would only make the master boot them again and again, with the port bound, forever."""
     from config import load_config
 
-    load_config()
+    load_config({**os.environ, "WEB_WORKER_SLOTS": str(_slots(server.cfg))})
+    _check_open_files(server)
+
+
+def _slots(cfg) -> int:
+    """The connections one worker serves at once: greenlets (gevent) or threads."""
+    return cfg.worker_connections if "gevent" in cfg.worker_class_str else cfg.threads
+
+
+def _check_open_files(server) -> None:
+    """Say so at start when a worker could run out of file descriptors before it runs out of
+    connection slots: accept() would then fail with EMFILE while the slots look free."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = _slots(server.cfg) + 256  # the database and Redis pools, logs, the listener
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        server.log.warning("open files limit %d is below what a worker may need (%d): raise it "
+                           "(ulimit -n) or lower GUNICORN_WORKER_CONNECTIONS", soft, needed)
+
+
+def post_fork(server, worker):
+    """Tell the worker's app how many connections it serves at once, before it is loaded:
+    it keeps a reserve of them for ordinary requests (config.long_lived_limits)."""
+    os.environ["WEB_WORKER_SLOTS"] = str(_slots(worker.cfg))
 
 
 # ---- metrics ------------------------------------------------------------------------------

@@ -54,15 +54,17 @@ STATUS_TO_KIND = {status: kind for kind, (status, _) in KINDS.items()}
 
 
 class ServiceError(Exception):
-    """A failure a client can act on: a kind (see ``KINDS``), a human message, field errors."""
+    """A failure a client can act on: a kind (see ``KINDS``), a human message, field errors,
+    and headers the answer carries (``Retry-After`` for a refusal that passes)."""
 
-    def __init__(self, kind: Kind, message: str, errors: dict | None = None):
+    def __init__(self, kind: Kind, message: str, errors: dict | None = None, headers: dict | None = None):
         if kind not in KINDS:
             raise ValueError(f"unknown error kind {kind!r}")
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.errors = errors
+        self.headers = headers
 
     @property
     def status(self) -> int:
@@ -99,7 +101,9 @@ def error_response(err: ServiceError):
             body["data"] = {"errors": err.errors}
     else:
         body = {"code": 1, "msg": err.message, "data": {"errors": err.errors} if err.errors else None}
-    return jsonify(body), err.status
+    response = jsonify(body)
+    response.headers.update(err.headers or {})
+    return response, err.status
 
 
 def _flatten_webargs_messages(messages: dict) -> dict:

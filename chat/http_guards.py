@@ -25,8 +25,8 @@
   envelope, ``data: {"allow": [...]}``.
 - **Headers on every answer**: ``X-Content-Type-Options: nosniff`` (a browser must never
   guess a type and run a JSON answer as a page); ``Cache-Control: no-store`` on answers that
-  carry a credential (the login's session, a new webhook's secret); ``Retry-After`` on every
-  503, which always means "try again shortly".
+  carry a credential (the login's session, a new webhook's secret, the gateway URL's token);
+  ``Retry-After`` on every 503, which always means "try again shortly".
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ except ImportError:  # pragma: no cover - gunicorn is a runtime requirement
 
 RETRY_AFTER_SECONDS = 5  # an outage's 503: a short wait, then retry
 # Endpoints whose successful answer holds a credential shown once.
-CREDENTIAL_ENDPOINTS = frozenset({"classic_auth.login_user", "kook_webhooks.create_webhook"})
+CREDENTIAL_ENDPOINTS = frozenset({"classic_auth.login_user", "kook_webhooks.create_webhook",
+                                  "kook_gateway.get_gateway"})  # the socket URL carries the token
 
 
 def refuse_redirects() -> None:

@@ -80,6 +80,17 @@ OPEN_STREAMS = Gauge("chat_event_streams_open", "Open event streams (GET /api/v3
                      multiprocess_mode="livesum")
 GATEWAY_CONNECTIONS = Gauge("chat_gateway_connections", "Open KOOK WebSocket gateway connections",
                             multiprocess_mode="livesum")
+# Both kinds together against what the web processes may hold (LONG_LIVED_PER_PROCESS each):
+# open / limit near 1 means new streams and sockets are being refused with 503.
+LONG_LIVED_OPEN = Gauge("chat_long_lived_connections_open",
+                        "Open long-lived connections (event streams and gateway sockets)",
+                        multiprocess_mode="livesum")
+LONG_LIVED_LIMIT = Gauge("chat_long_lived_connections_limit",
+                         "The most long-lived connections the live web processes may hold",
+                         multiprocess_mode="livesum")
+LONG_LIVED_REFUSED = Counter("chat_long_lived_refused",
+                             "Event streams and gateway sockets refused: process_full (503), user_cap (429)",
+                             ["reason"])
 
 
 # ---- recording helpers (called from the code paths they describe) ---------------------------
@@ -126,6 +137,19 @@ def gateway_closed() -> None:
     GATEWAY_CONNECTIONS.dec()
 
 
+def long_lived_opened(limit: int) -> None:
+    LONG_LIVED_LIMIT.set(limit)
+    LONG_LIVED_OPEN.inc()
+
+
+def long_lived_closed() -> None:
+    LONG_LIVED_OPEN.dec()
+
+
+def long_lived_refused(reason: str) -> None:
+    LONG_LIVED_REFUSED.labels(reason).inc()
+
+
 # ---- requests --------------------------------------------------------------------------------
 
 _STARTED = "chat.metrics.started"
@@ -133,6 +157,19 @@ _STARTED = "chat.metrics.started"
 
 def _start_timer() -> None:
     request.environ[_STARTED] = time.perf_counter()
+
+
+def _limit_noted(app: Flask):
+    """A hook that records this process's long-lived limit at its first request: only
+    processes that serve requests (web workers) count towards the limit's sum."""
+    noted = []
+
+    def note() -> None:
+        if not noted:
+            noted.append(True)
+            LONG_LIVED_LIMIT.set(int(app.config["LONG_LIVED_PER_PROCESS"]))
+
+    return note
 
 
 def _record_request(response: Response) -> Response:
@@ -235,5 +272,6 @@ def init_app(app: Flask) -> None:
     """Time and count every request, and serve ``/metrics``. Registered before the rate
     limiter, so a refused request is timed and counted too."""
     app.before_request(_start_timer)
+    app.before_request(_limit_noted(app))
     app.after_request(_record_request)
     api.register_blueprint(metrics_blp)

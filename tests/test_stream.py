@@ -595,7 +595,41 @@ def test_open_streams_per_user_are_capped(app, bob):
     first, second = (Reader(open_stream(bob.client, bob.session)) for _ in range(2))
     refused = open_stream(bob.client, bob.session)
     assert refused.status_code == 429
-    assert refused.json["code"] == 42900 and "2 event streams open" in refused.json["message"]
+    assert refused.json["code"] == 42900
+    assert "2 event streams and gateway connections open" in refused.json["message"]
     first.close()
     Reader(open_stream(bob.client, bob.session)).close()  # room again
     second.close()
+
+
+def test_a_process_full_of_streams_refuses_more_with_503_and_frees_slots_on_close(app, alice, bob):
+    app.config["LONG_LIVED_PER_PROCESS"] = 2
+    first, second = Reader(open_stream(alice.client, alice.session)), Reader(open_stream(bob.client, bob.session))
+    refused = open_stream(bob.client, bob.session)
+    assert refused.status_code == 503
+    assert refused.json["code"] == 50000 and "Retry-After" in refused.json["message"]
+    assert int(refused.headers["Retry-After"]) == app.config["LONG_LIVED_RETRY_AFTER_SECONDS"]
+    # Ordinary requests are not long-lived: they are answered as ever.
+    assert bob.get("/conversation").status_code == 200
+    first.close()
+    third = Reader(open_stream(bob.client, bob.session))  # a slot again
+    assert open_stream(alice.client, alice.session).status_code == 503
+    second.close()
+    third.close()
+
+
+def test_one_revocation_can_end_the_streams_of_several_tokens(app, client, bob, app_key):
+    """The form a password change or "sign out everywhere" uses: one event naming every
+    token it ended."""
+    from chat.models import Token
+    from chat.realtime import SESSION_REVOKED, publish
+
+    login = client.post("/auth/login", json={"username": bob.username, "password": "correct horse"},
+                        headers={"X-APP-Key": app_key})
+    other_session = login.json["data"]["session"]
+    streams = [Reader(open_stream(bob.client, bob.session)), Reader(open_stream(client, other_session))]
+    token_ids = [token.id for token in Token.query.filter_by(user_id=bob.id)]
+    publish(bob.id, SESSION_REVOKED, {"token_ids": token_ids})
+    for stream in streams:
+        (ended,) = stream.events(1)
+        assert ended["event"] == "stream.ended" and "logged out" in ended["data"]["reason"]

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased
 
 from chat import realtime
+from chat.delivery import connections
 from chat.extensions import db
 from chat.models import ConversationMember
 from chat.realtime import EventBusDown
@@ -63,24 +64,20 @@ def announce(user_id: int, online: bool) -> int:
     return told
 
 
-def stream_opened(app: Flask, user_id: int, connection_id: str) -> None:
-    """Count an opened stream in presence; announce the user if they were offline."""
-    tracker = app.extensions["presence"]
-    try:
-        was_online = tracker.is_online(user_id)
-        tracker.enter(user_id, connection_id)
-    except EventBusDown:
-        return  # the stream itself reports the outage
+def stream_opened(app: Flask, user_id: int, was_online: bool) -> None:
+    """A stream opened (counted in presence by ``connections.admit``): announce the user if
+    they were offline."""
     if not was_online:
         announce(user_id, True)
 
 
 def stream_closed(app: Flask, user_id: int, connection_id: str) -> None:
-    """Drop a closed stream from presence; announce the user if that was their last one.
-    Runs after the response, outside the request: it makes its own app context."""
+    """Drop a closed stream from presence (and free its slot); announce the user if that was
+    their last one. Runs after the response, outside the request: it makes its own app
+    context."""
     tracker = app.extensions["presence"]
     try:
-        tracker.leave(user_id, connection_id)
+        connections.release(app, user_id, connection_id)
         still_online = tracker.is_online(user_id)
     except EventBusDown:
         return  # the entry expires by itself

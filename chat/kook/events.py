@@ -15,8 +15,7 @@ from marshmallow import fields, validate
 
 from chat import metrics
 from chat.auth import STREAM_SECURITY, current_token, current_user, require_stream_token
-from chat.delivery import presence_notices
-from chat.errors import Kind, ServiceError
+from chat.delivery import connections, presence_notices
 from chat.extensions import db
 from chat.realtime.sse import sse_stream, stream_start
 from chat.schemas import Blueprint, LenientSchema
@@ -53,14 +52,12 @@ def stream_events(args):
     user_id, token = current_user().id, current_token()
     app = current_app._get_current_object()
     bus, presence = app.extensions["event_bus"], app.extensions["presence"]
-    cap = int(app.config["STREAMS_PER_USER"])
-    if presence.open_streams(user_id) >= cap:
-        raise ServiceError(Kind.RATE_LIMITED, f"you already have {cap} event streams open, the most "
-                           "one user may: close one (or wait for it to time out) and retry")
     after, incomplete = stream_start(bus, user_id, request.headers.get("Last-Event-ID")
                                      or args.get("last_event_id"))
     connection_id = uuid.uuid4().hex
-    presence_notices.stream_opened(app, user_id, connection_id)
+    # 429 over the user's cap (streams and gateway sockets together), 503 with no slot left.
+    was_online = connections.admit(app, user_id, connection_id)
+    presence_notices.stream_opened(app, user_id, was_online)
     db.session.remove()  # an open stream must not hold a database connection
     metrics.stream_opened()
 

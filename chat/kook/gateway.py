@@ -8,12 +8,23 @@ SSE stream, so the same block and delete rules apply. The protocol (KOOK's signa
   missing, invalid or expired token gets code 40100 / 40101 / 40103 and the socket closes;
 - EVENT ``{"s":0,"d":{...},"sn":N}``, ``sn`` counting from 1 within the session;
 - client PING ``{"s":2,"sn":N}`` -> PONG ``{"s":3}``; when ``N`` is behind what was sent
-  (longer ago than ``GATEWAY_RESEND_GRACE_SECONDS``), the events after it are sent again;
+  (longer ago than ``GATEWAY_RESEND_GRACE_SECONDS``), the events after it are sent again,
+  each at most once per connection (PINGs repeating an old ``sn`` must not make the server
+  send its whole backlog again and again);
 - resuming (``&resume=1&sn=N&session_id=S`` in the URL) replays what followed ``N``, then
   RESUME ACK ``{"s":6,"d":{"session_id":S}}``; what cannot be resumed gets RECONNECT
   ``{"s":5,"d":{"code":40106|40107|40108,"err":...}}`` and the socket closes;
 - ``compress=1`` (the default, as KOOK's): every server frame is zlib-deflated; ``compress=0``:
-  plain JSON. Both in binary frames (``encode_frame`` says why).
+  plain JSON. Both in binary frames (``encode_frame`` says why);
+- the socket ends with its token: at the token's expiry, or at once when it is revoked
+  (logout, a password change, "sign out everywhere"), with RECONNECT code 40103;
+- a client frame too deeply nested to parse closes the socket with 1007 (invalid data).
+
+Each socket is a long-lived connection: it counts against its user's cap and its process's
+slots (``chat.delivery.connections``), checked before the handshake, so a refusal is a plain
+HTTP 429 or 503 in KOOK's envelope. ``gateway/index`` builds the socket URL from
+``PUBLIC_BASE_URL`` (or the request's address as the trusted proxies give it), never from
+headers any client can set, and its answer (the URL carries the token) is never cached.
 
 Sessions are positions in the user's stream (``chat.kook.gateway_session``), so they resume
 in any web process. A connection holds no database connection while it is open, and, like
@@ -24,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -31,15 +43,18 @@ import zlib
 from collections import OrderedDict
 
 from flask import Blueprint as FlaskBlueprint
-from flask import current_app, request
+from flask import current_app, g, request
 from flask_sock import Sock
 from marshmallow import fields, validate
 from simple_websocket import ConnectionClosed
 
 from chat import metrics
 from chat.auth import TOKEN_SECURITY, bearer_token, current_user, require_token
+from chat.delivery import connections
 from chat.extensions import api, db
 from chat.kook.gateway_session import KEEP, init_sessions
+from chat.kook.gateway_socket import write_whole_frames
+from chat.models import now_ms
 from chat.realtime import SESSION_REVOKED, EventBusDown, parse_event_id
 from chat.realtime.bus import later_event_id, revokes
 from chat.realtime.kook_events import kook_event
@@ -62,6 +77,7 @@ RESUME_MISSING_PARAMS, SESSION_EXPIRED, INVALID_SN = 40106, 40107, 40108
 TOKEN_CODES = {"missing": MISSING_TOKEN, "invalid": INVALID_TOKEN, "expired": EXPIRED_TOKEN}
 # The largest client frame worth reading: a PING is a few dozen bytes.
 MAX_CLIENT_FRAME = 4096
+INVALID_DATA = 1007  # WebSocket close code: a frame this endpoint cannot make sense of
 
 
 # ---- gateway/index ----------------------------------------------------------------------------
@@ -72,7 +88,7 @@ class GatewayQuerySchema(LenientSchema):
 
 
 class GatewaySchema(BaseSchema):
-    url = fields.String(metadata={"description": "ws(s)://<host>/gateway?compress=..&token=.."})
+    url = fields.String(metadata={"description": "ws(s)://<the service's public address>/gateway?compress=..&token=.."})
 
 
 GatewayEnvelope = envelope("KookGatewayEnvelope", GatewaySchema, kook=True)
@@ -83,11 +99,18 @@ GatewayEnvelope = envelope("KookGatewayEnvelope", GatewaySchema, kook=True)
 def get_gateway(args):
     """Get the WebSocket URL to hear my events on (KOOK's gateway)."""
     current_user()  # authenticated by the decorator; the URL carries the same token
-    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
-    secure = forwarded == "https" if forwarded else request.scheme == "https"
-    scheme = "wss" if secure else "ws"
-    url = f"{scheme}://{request.host}/gateway?compress={args['compress']}&token={bearer_token()}"
-    return {"data": {"url": url}}
+    return {"data": {"url": f"{socket_base()}/gateway?compress={args['compress']}&token={bearer_token()}"}}
+
+
+def socket_base() -> str:
+    """``ws(s)://host[/path]``: from ``PUBLIC_BASE_URL``, else from the request's own address
+    (its scheme is a proxy's ``X-Forwarded-Proto`` only when ``TRUSTED_PROXIES`` says a proxy
+    sets it: ``chat.app`` applies ProxyFix then)."""
+    base = current_app.config.get("PUBLIC_BASE_URL")
+    if base:
+        scheme, _, rest = base.rstrip("/").partition("://")
+        return f"{'wss' if scheme == 'https' else 'ws'}://{rest}"
+    return f"{'wss' if request.scheme == 'https' else 'ws'}://{request.host}"
 
 
 # ---- the socket -------------------------------------------------------------------------------
@@ -115,12 +138,14 @@ def _reconnect(code: int, err: str) -> _Refused:
 class GatewayConnection:
     """One open socket: numbers and sends the user's events, answers the client's frames."""
 
-    def __init__(self, ws, app, *, compress: bool, user_id: int, token_id: int):
+    def __init__(self, ws, app, *, compress: bool, user_id: int, token_id: int, expires_at: int | None,
+                 presence_id: str):
         self.ws = ws
         self.app = app
         self.compress = compress
         self.user_id = user_id
         self.token_id = token_id
+        self.expires_at = expires_at  # ms; the socket ends then, as the token does
         self.bus = app.extensions["event_bus"]
         self.presence = app.extensions["presence"]
         self.sessions = app.extensions["gateway_sessions"]
@@ -131,8 +156,9 @@ class GatewayConnection:
         self.session_id = ""
         # This connection's presence entry: its own, not the (resumable) session's, so that a
         # resumed session's old connection closing does not take the new one offline.
-        self.presence_id = uuid.uuid4().hex
+        self.presence_id = presence_id
         self.sn = 0  # the last sn sent
+        self.resent_through = 0  # every sn up to this was sent again once already
         self.cursor = "0-0"  # the stream event the last sn came from (or was skipped at)
         self.maybe_more = True  # whether the stream may hold events after the cursor (read it)
         self.heard: str | None = None  # the newest event id a wake-up named (see the bus's wait)
@@ -220,21 +246,27 @@ class GatewayConnection:
 
     def resend_after(self, client_sn: int) -> None:
         """The client's PING says it has seen only up to ``client_sn``: send the rest again
-        (unless it was sent so recently that it is probably still on its way)."""
+        (unless it was sent so recently that it is probably still on its way), but never an
+        event this connection has sent again already: a client repeating an old ``sn`` would
+        otherwise get the whole backlog on every PING, a few bytes buying megabytes."""
         with self.lock:
             if client_sn >= self.sn or client_sn < 0:
                 return  # up to date, or a number from another session (khl.py keeps its old one)
-            first = self.sent.get(client_sn + 1)
+            start = max(client_sn, self.resent_through)
+            if start >= self.sn:
+                return  # all of it went again once; a client still missing it should resume
+            first = self.sent.get(start + 1)
             if first is not None and time.monotonic() - first[1] < self.grace:
                 return
-            after = self.sent[client_sn][0] if client_sn in self.sent else self.sessions.position(
-                self.session_id, client_sn)
+            after = self.sent[start][0] if start in self.sent else self.sessions.position(
+                self.session_id, start)
             if after is None or first is None:
                 return  # too far behind to tell; a resume will say so
+            self.resent_through = self.sn
             # Each event goes again under the number it was sent with. An event taken out of
             # the stream since (its message was deleted) is not sent again: its number stays a
             # gap rather than every later event shifting onto the wrong number.
-            numbers = {event_id: sn for sn, (event_id, _) in self.sent.items() if sn > client_sn}
+            numbers = {event_id: sn for sn, (event_id, _) in self.sent.items() if sn > start}
             last = parse_event_id(self.cursor)
             while numbers:
                 found = self.bus.read(self.user_id, after, block_ms=0)
@@ -259,8 +291,10 @@ class GatewayConnection:
                     continue
                 self.last_heard = time.monotonic()
                 self.on_frame(raw)
-        except ConnectionClosed:
-            pass
+        except _InvalidFrame as invalid:
+            _close_gracefully(self.ws, INVALID_DATA, str(invalid))
+        except (ConnectionClosed, OSError):
+            pass  # gone, or stopped reading (a frame could not be written whole in time)
         except EventBusDown:
             log.warning("gateway of user %s: event bus unavailable while answering", self.user_id)
         finally:
@@ -271,6 +305,10 @@ class GatewayConnection:
             return
         try:
             frame = json.loads(raw)
+        except RecursionError:
+            # A few KB of brackets nest deeper than the parser may recurse: as invalid as a
+            # frame that is not UTF-8, and answered the same way (the reader must not die).
+            raise _InvalidFrame("the frame is nested too deeply") from None
         except (ValueError, UnicodeDecodeError):
             return  # not a frame of this protocol: ignored, as KOOK does
         if not isinstance(frame, dict) or frame.get("s") != PING:
@@ -282,11 +320,15 @@ class GatewayConnection:
             self.resend_after(client_sn)
 
     def serve(self) -> None:
-        """Stream until the client goes away or the bus does."""
+        """Stream until the client goes away or the bus does, or the token expires (raises
+        ``_Refused`` then: the RECONNECT that says so is the last frame)."""
         refreshed = time.monotonic()
         block_ms = max(1, int(self.heartbeat * 1000))
         while self.open and self.ws.connected:
-            self.pump(block_ms)
+            left_ms = None if self.expires_at is None else self.expires_at - now_ms()
+            if left_ms is not None and left_ms <= 0:
+                raise _reconnect(EXPIRED_TOKEN, "the token expired: sign in again")
+            self.pump(block_ms if left_ms is None else max(1, min(block_ms, left_ms)))
             if time.monotonic() - self.last_heard > self.idle_timeout:
                 # No PING for this long: the client is gone without closing (a dead peer
                 # sends no FIN), and it must stop counting as online.
@@ -298,15 +340,20 @@ class GatewayConnection:
                 self.sessions.touch(self.session_id, self.token_id)
 
 
+class _InvalidFrame(Exception):
+    """A client frame that closes the socket with 1007."""
+
+
 def _close_gracefully(ws, code: int = 1000, reason: str = "") -> None:
     """Close, then wait a moment for the client's close reply before the socket is shut:
     shutting it with the reply still unread makes the kernel reset the connection, and a
     reset can take the last frame (a refusal's reason) with it before the client reads it."""
     try:
         ws.close(code, reason or None)
-    except ConnectionClosed:
+    except (ConnectionClosed, OSError):
         return
-    ws.thread.join(timeout=2)
+    if ws.thread is not threading.current_thread():
+        ws.thread.join(timeout=2)
 
 
 def _resume_params(args) -> dict | None:
@@ -320,6 +367,37 @@ def _resume_params(args) -> dict | None:
     return {"session_id": sid, "sn": int(sn)}
 
 
+def _socket_token() -> str:
+    return request.args.get("token", "").strip() or bearer_token()
+
+
+@gateway_socket_bp.before_request
+def admit_socket():
+    """Before the handshake: frames written whole, and a live token's socket counted against
+    its user's cap and this process's slots; a refusal is plain HTTP (429 / 503, KOOK's
+    envelope). A bad token is told after the handshake, in HELLO, as KOOK does."""
+    app = current_app._get_current_object()
+    write_whole_frames(request.environ, float(app.config["GATEWAY_WRITE_TIMEOUT_SECONDS"]))
+    found = accounts.user_for_token(_socket_token())
+    if found is None:
+        return
+    user, token = found
+    presence_id = uuid.uuid4().hex
+    connections.admit(app, user.id, presence_id)
+    g.gateway_admission = (user.id, token.id, token.expires_at, presence_id)
+
+
+@gateway_socket_bp.teardown_request
+def release_socket(_exc) -> None:
+    """However the socket ended (or its handshake failed), its place is given back."""
+    admission = g.pop("gateway_admission", None)
+    if admission is not None:
+        try:
+            connections.release(current_app._get_current_object(), admission[0], admission[3])
+        except EventBusDown:
+            pass  # the presence entry expires by itself
+
+
 @sock.route("/gateway", bp=gateway_socket_bp)
 def gateway_socket(ws):
     """Serve one gateway connection (see the module docstring for the protocol)."""
@@ -330,19 +408,18 @@ def gateway_socket(ws):
         ws.send(encode_frame(frame, compress))
         _close_gracefully(ws)
 
-    raw = request.args.get("token", "").strip() or bearer_token()
-    problem = accounts.token_problem(raw)
-    found = accounts.user_for_token(raw) if problem is None else None
-    if found is None:
+    admission = g.get("gateway_admission")
+    if admission is None:
+        problem = accounts.token_problem(_socket_token())
         db.session.remove()
         send_and_close({"s": HELLO, "d": {"code": TOKEN_CODES.get(problem, INVALID_TOKEN)}})
         return
-    user, token = found
-    user_id, token_id = user.id, token.id
+    user_id, token_id, expires_at, presence_id = admission
     db.session.remove()  # an open socket must not hold a database connection
 
-    connection = GatewayConnection(ws, app, compress=compress, user_id=user_id, token_id=token_id)
-    entered = False
+    connection = GatewayConnection(ws, app, compress=compress, user_id=user_id, token_id=token_id,
+                                   expires_at=expires_at, presence_id=presence_id)
+    metrics.gateway_opened()
     try:
         resume = _resume_params(request.args)
         connection.start(resume)
@@ -351,25 +428,27 @@ def gateway_socket(ws):
             while connection.pump(0):
                 pass
             connection.send({"s": RESUME_ACK, "d": {"session_id": connection.session_id}})
-        connection.presence.enter(user_id, connection.presence_id)
-        entered = True
-        metrics.gateway_opened()
         reader = threading.Thread(target=connection.read_client, name="gateway-reader", daemon=True)
         reader.start()
         connection.serve()
     except _Refused as refused:
-        send_and_close(refused.frame)
+        with connection.lock:
+            send_and_close(refused.frame)
     except EventBusDown:
         log.warning("gateway of user %s ends: event bus unavailable", user_id)
         _close_gracefully(ws, 1011, "event bus unavailable; reconnect shortly")
+    except OSError as exc:
+        # The client stopped reading (a frame could not be written whole in time) or went
+        # away mid-frame: nothing more can be sent on this socket.
+        log.info("gateway of user %s ends: %s", user_id, exc.__class__.__name__)
+        ws.connected = False
+        try:
+            ws.sock.shutdown(socket.SHUT_RDWR)  # ends the WebSocket's own reader too
+        except OSError:
+            pass
     finally:
         connection.open = False
-        if entered:
-            metrics.gateway_closed()
-            try:
-                connection.presence.leave(user_id, connection.presence_id)
-            except EventBusDown:
-                pass  # the entry expires by itself
+        metrics.gateway_closed()
 
 
 SOCKET_DOC = {

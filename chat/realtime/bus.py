@@ -40,8 +40,10 @@ log = logging.getLogger(__name__)
 STREAM_MAXLEN = 1000
 READ_COUNT = 200  # events read per round trip; a client behind catches up in batches
 
-# A token was revoked (logout): the streams and gateway connections opened with it end. Never
-# shown to clients as such; each stream reads it and ends itself if the token is its own.
+# Tokens were revoked (logout, a password change, "sign out everywhere"): the streams and
+# gateway connections opened with them end. Data ``{"token_id": id}`` or, for several at once,
+# ``{"token_ids": [id, ...]}``. Never shown to clients as such; each stream reads it and ends
+# itself if its token is named.
 SESSION_REVOKED = "session.revoked"
 
 # Events whose data carries a message's content, marked with its key (``messagekey``).
@@ -121,7 +123,10 @@ def later_event_id(first: str, second: str | None) -> str:
 def revokes(event: str, data: str, token_id: int | None) -> bool:
     """Whether a stream event (``data`` as stored: JSON text) revokes the token ``token_id``:
     what every stream or gateway connection opened with that token checks."""
-    return event == SESSION_REVOKED and json.loads(data).get("token_id") == token_id
+    if event != SESSION_REVOKED or token_id is None:
+        return False
+    named = json.loads(data)
+    return named.get("token_id") == token_id or token_id in (named.get("token_ids") or ())
 
 
 def content_of(event: str, data: dict) -> str | None:

@@ -43,6 +43,16 @@ class InProcessPresence:
         with self._lock:
             self._open[user_id] += 1
 
+    def enter_within(self, user_id: int, connection_id: str, cap: int) -> int | None:
+        """Count a stream unless the user has ``cap`` open already: how many they had
+        before, or None (not counted)."""
+        with self._lock:
+            before = self._open[user_id]
+            if before >= cap:
+                return None
+            self._open[user_id] += 1
+            return before
+
     def refresh(self, user_id: int, connection_id: str) -> None:
         pass  # nothing expires in-process: a closed stream leaves explicitly
 
@@ -75,6 +85,21 @@ for i, key in ipairs(KEYS) do
 end
 return #KEYS
 """
+# KEYS: the user's presence set; ARGV: now, the TTL (s), the cap, the stream's id. Counts the
+# stream unless the user has ``cap`` live ones already (checked and added in one step, so
+# connections opened at the same moment cannot all slip under the cap): how many were live
+# before, or -1.
+_ENTER_WITHIN = """
+local now, ttl, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local live = redis.call('ZCARD', KEYS[1])
+if live >= cap then
+  return -1
+end
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[4])
+redis.call('EXPIRE', KEYS[1], math.floor(ttl) + 1)
+return live
+"""
 FLUSH_SECONDS = 1.0  # how long a refresh may wait for company (well inside the TTL's slack)
 FLUSH_CHUNK = 1000  # streams per script call
 
@@ -87,6 +112,7 @@ class RedisPresence:
         self._prefix = prefix
         self.ttl = ttl_seconds
         self._refresh_many = client.register_script(_REFRESH)
+        self._enter_within = client.register_script(_ENTER_WITHIN)
         self._lock = threading.Lock()
         self._pending: dict[tuple[int, str], None] = {}  # refreshes not sent yet, in order
         self._in_flight: set[tuple[int, str]] = set()  # refreshes being sent now
@@ -99,6 +125,16 @@ class RedisPresence:
     def enter(self, user_id: int, connection_id: str) -> None:
         """Count a stream now (its opening is announced from what presence says next)."""
         self._count([(user_id, connection_id)], time.time())
+
+    def enter_within(self, user_id: int, connection_id: str, cap: int) -> int | None:
+        """Count a stream unless the user has ``cap`` live ones already (on any process):
+        how many they had before, or None (not counted). Raises ``EventBusDown``."""
+        try:
+            before = int(self._enter_within(keys=[self._key(user_id)],
+                                            args=[time.time(), self.ttl, cap, connection_id]))
+        except redis.RedisError as exc:
+            raise EventBusDown(str(exc)) from exc
+        return None if before < 0 else before
 
     def refresh(self, user_id: int, connection_id: str) -> None:
         """Keep a stream counted: sent within FLUSH_SECONDS, with every other refresh this
