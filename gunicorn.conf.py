@@ -39,6 +39,13 @@ worker_connections = _int(os.environ, "GUNICORN_WORKER_CONNECTIONS", 5000)
 # Threads per gthread worker (SQLite only): each open stream holds one.
 threads = _int(os.environ, "GUNICORN_THREADS", 16)
 
+# The scheme (and client address) come from proxy headers only where the app's TRUSTED_PROXIES
+# says a proxy sets them (Werkzeug's ProxyFix, chat/app.py): gunicorn's own rule believes
+# X-Forwarded-Proto from any loopback client, which made a local client's header choose
+# "https" for every URL the app builds from the request.
+secure_scheme_headers: dict[str, str] = {}
+forwarded_allow_ips = ""
+
 # A worker that stops answering its arbiter for this long is restarted. With gevent this is
 # about a blocked event loop, not about long requests: open streams are fine.
 timeout = _int(os.environ, "GUNICORN_TIMEOUT", 30)
