@@ -238,3 +238,33 @@ def test_a_slow_reader_receives_every_frame_whole(live_env, tmp_path):
         ws.close()
     finally:
         _stop(processes, server)
+
+
+def test_a_client_that_stops_reading_is_let_go_and_frees_its_place(live_env, tmp_path):
+    """Frames a client does not read pile up in the socket's buffers, then a write cannot
+    finish: after GATEWAY_WRITE_TIMEOUT_SECONDS the server gives up on that socket, and its
+    place under the user's cap is free again."""
+    env = {**live_env, "GUNICORN_WORKER_CLASS": "gevent", "STREAMS_PER_USER": "1",
+           "GATEWAY_WRITE_TIMEOUT_SECONDS": "2"}
+    processes, server, base, key = _server(env, tmp_path, workers=1)
+    try:
+        alice, bob = ApiUser(base, key, "alice-stuck"), ApiUser(base, key, "bob-stuck")
+        chat = alice.open_with(bob)
+        url = _gateway_url(base, bob.token, 0)
+        stuck = websocket.create_connection(url, timeout=30, sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),))
+        assert json.loads(stuck.recv())["d"]["code"] == 0
+        assert _refused_socket(url).status_code == 429  # the one place is taken
+        for n in range(150):
+            alice.send(chat, f"{n:04d}" + "汉" * 4990)
+
+        def admitted():
+            try:
+                return Gateway(url)
+            except websocket.WebSocketBadStatusException:
+                return None
+
+        again = wait_until(admitted, 60, interval=0.5, what="the stuck socket to be let go")
+        assert again.recv()["d"]["code"] == 0
+        stuck.close()
+    finally:
+        _stop(processes, server)
