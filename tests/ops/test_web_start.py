@@ -8,8 +8,10 @@ platform gives (no CHAT_ENV: the line's own production default applies)."""
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 import requests
@@ -86,12 +88,18 @@ def test_the_web_line_refuses_a_malformed_setting(env, message):
     assert "hunter2" not in output
 
 
+def _few_open_files() -> None:
+    """A platform's usual soft limit (1024), below what a web worker needs."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+
+
 def test_the_web_line_starts_when_the_configuration_is_complete(tmp_path):
     """The check refuses only what is wrong: with everything set, the line serves."""
     env = _platform_env(PRODUCTION)
     log = open(tmp_path / "web.log", "wb")
     process = subprocess.Popen(["bash", "-c", procfile()["web"]], cwd=ROOT, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+                               stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_few_open_files)
     log.close()
     try:
         def up():
@@ -102,6 +110,13 @@ def test_the_web_line_starts_when_the_configuration_is_complete(tmp_path):
                 return False
 
         wait_until(up, 30, interval=0.1, what="the web line to answer /livez")
+        # Each gevent worker may hold thousands of connections, a file descriptor each: the
+        # line raises the open-files limit (to 16384, or the hard limit when that is lower).
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = 16384 if hard == resource.RLIM_INFINITY else min(16384, hard)
+        limits = Path(f"/proc/{process.pid}/limits").read_text()
+        soft = next(line.split()[3] for line in limits.splitlines() if line.startswith("Max open files"))
+        assert soft == "unlimited" or int(soft) >= wanted
     finally:
         _kill_group(process)
         process.wait(10)
