@@ -223,6 +223,12 @@ class TestingConfig(Config):
     WEBHOOK_ALLOW_PRIVATE = True
     WEBHOOK_BACKOFF_BASE = 0.2
     WEBHOOK_BACKOFF_MAX = 0.5
+    PUSH_ALLOW_PRIVATE = True
+    PUSH_BACKOFF_BASE = 0.2
+    PUSH_BACKOFF_MAX = 0.5
+    NOTIFY_DELAY_SECONDS = 1.0
+    # Never the developer's instance/ key: each test app makes its own.
+    VAPID_KEY_FILE = None
     # The test runner owns logging in tests.
     CONFIGURE_LOGGING = False
     # Never the developer's instance/ file: tests set the key they mean.
@@ -451,6 +457,39 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
         # to WEB_APP_KEY_FILE is used (the embedded default). Neither: the page says so.
         "WEB_APP_KEY": environ.get("WEB_APP_KEY") or None,
         "WEB_APP_KEY_FILE": environ.get("WEB_APP_KEY_FILE") or str(BASE_DIR / "instance" / "web-app-key"),
+        # Device notifications (chat/notifications, docs/notifications.md). A message notifies
+        # the recipient's devices only if it is still unread this many seconds after it reached
+        # their event streams; messages of one chat within the delay become one notification.
+        "NOTIFY_DELAY_SECONDS": env_float(environ, "NOTIFY_DELAY_SECONDS", 5.0),
+        # The twin of WEBHOOK_ALLOW_PRIVATE: Web Push endpoints may be http and private or
+        # loopback addresses (tests, private deployments). Off: https to public addresses only.
+        "PUSH_ALLOW_PRIVATE": env_bool(environ, "PUSH_ALLOW_PRIVATE", False),
+        "PUSH_MAX_DEVICES_PER_USER": env_int(environ, "PUSH_MAX_DEVICES_PER_USER", 20),
+        # Each provider call ends after this (connect and answer); 429 and 5xx are retried with
+        # backoff and jitter (Retry-After honoured) until PUSH_GIVE_UP_AFTER after the message.
+        "PUSH_ATTEMPT_TIMEOUT": env_float(environ, "PUSH_ATTEMPT_TIMEOUT", 10.0),
+        "PUSH_BACKOFF_BASE": env_float(environ, "PUSH_BACKOFF_BASE", 1.0),
+        "PUSH_BACKOFF_MAX": env_float(environ, "PUSH_BACKOFF_MAX", 300.0),
+        "PUSH_GIVE_UP_AFTER": env_float(environ, "PUSH_GIVE_UP_AFTER", 3600.0),
+        "PUSH_LOG_RETENTION_HOURS": env_float(environ, "PUSH_LOG_RETENTION_HOURS", 168.0),
+        # Web Push (VAPID, RFC 8292): the private key as PEM text or base64url of its raw
+        # 32 bytes; unset, a key is made once and kept in VAPID_KEY_FILE (the embedded default).
+        "VAPID_PRIVATE_KEY": environ.get("VAPID_PRIVATE_KEY") or None,
+        "VAPID_KEY_FILE": environ.get("VAPID_KEY_FILE") or str(BASE_DIR / "instance" / "vapid-private.pem"),
+        # The "sub" claim push services may use to reach the operator: mailto: or https: URL.
+        "VAPID_SUBJECT": environ.get("VAPID_SUBJECT") or "mailto:push@localhost",
+        # How long a push service keeps a notification for a device that is offline.
+        "WEBPUSH_TTL_SECONDS": env_int(environ, "WEBPUSH_TTL_SECONDS", 24 * 3600),
+        # FCM HTTP v1: a service account's JSON key (a file path); on only when set.
+        "FCM_CREDENTIALS_FILE": environ.get("FCM_CREDENTIALS_FILE") or None,
+        "FCM_BASE_URL": environ.get("FCM_BASE_URL") or "https://fcm.googleapis.com",
+        # APNs token auth: the .p8 key file, its key id and the team id; on only when all set.
+        "APNS_KEY_FILE": environ.get("APNS_KEY_FILE") or None,
+        "APNS_KEY_ID": environ.get("APNS_KEY_ID") or None,
+        "APNS_TEAM_ID": environ.get("APNS_TEAM_ID") or None,
+        "APNS_BASE_URL": environ.get("APNS_BASE_URL") or "https://api.push.apple.com",
+        # CA bundle for the push providers' TLS (unset: the bundled public CAs).
+        "PUSH_CA_BUNDLE": environ.get("PUSH_CA_BUNDLE") or None,
         # GET /metrics (Prometheus): with METRICS_TOKEN set it answers only to
         # "Authorization: Bearer <METRICS_TOKEN>"; unset, only to loopback clients (the
         # embedded default; production fixes this off: unset there means disabled).

@@ -26,6 +26,7 @@ from chat.kook.events import events_blp
 from chat.kook.friend import friend_blp
 from chat.kook.gateway import gateway_blp, init_gateway
 from chat.kook.user import user_blp
+from chat.kook.user_chat import push_blp as kook_push_blp
 from chat.kook.user_chat import user_chat_blp
 from chat.kook.webhooks import webhooks_blp
 from chat.openapi_errors import ErrorEnvelopePlugin, init_api
@@ -179,7 +180,7 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     kook_blueprints = (user_chat_blp, direct_message_blp, friend_blp, user_blp, webhooks_blp, events_blp,
-                       gateway_blp, aliases_blp)
+                       gateway_blp, aliases_blp, kook_push_blp)
     for blueprint in (health_blp, *classic_blueprints, *kook_blueprints):
         api.register_blueprint(blueprint)
     # The page and the docs viewer are not API operations: a plain blueprint, outside the

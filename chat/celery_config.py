@@ -25,6 +25,10 @@ TASK_ROUTES = {
     "forget_message": {"queue": "push"},
     "deliver_webhook": {"queue": "webhooks"},
     "requeue_webhooks": {"queue": "webhooks"},
+    # Device notifications call push services: the same isolated queue as webhooks.
+    "notify_chat": {"queue": "webhooks"},
+    "send_push": {"queue": "webhooks"},
+    "sweep_notifications": {"queue": "webhooks"},
 }
 
 
@@ -81,7 +85,8 @@ def celery_settings(config: Mapping) -> dict:
         "task_soft_time_limit": TASK_SOFT_TIME_LIMIT,
         "task_time_limit": TASK_TIME_LIMIT,
         "task_annotations": {"deliver_webhook": {"soft_time_limit": webhook_soft,
-                                                 "time_limit": webhook_hard}},
+                                                 "time_limit": webhook_hard},
+                             "send_push": {"soft_time_limit": webhook_soft, "time_limit": webhook_hard}},
         # Each sweep expires unrun after two intervals, so a backlog of sweeps never piles up
         # while no worker runs.
         "beat_schedule": {
@@ -89,5 +94,7 @@ def celery_settings(config: Mapping) -> dict:
                                "options": {"expires": push_every * 2}},
             "requeue-webhooks": {"task": "requeue_webhooks", "schedule": webhooks_every,
                                  "options": {"expires": webhooks_every * 2}},
+            "sweep-notifications": {"task": "sweep_notifications", "schedule": push_every,
+                                    "options": {"expires": push_every * 2}},
         },
     }

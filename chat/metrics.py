@@ -73,6 +73,10 @@ DELIVERIES = Counter("chat_deliveries_total",
                      "retry (event bus down, tried again later)", ["outcome"])
 WEBHOOK_DELIVERIES = Counter("chat_webhook_deliveries_total",
                              "Webhook attempts by outcome: delivered, retry, failed (for good)", ["outcome"])
+PUSH_NOTIFICATIONS = Counter("chat_push_notifications_total",
+                             "Device notification attempts by outcome (sent, retry, failed, removed: the "
+                             "provider said the device is gone) and provider (webpush, fcm, apns)",
+                             ["outcome", "provider"])
 RATE_LIMITED = Counter("chat_rate_limited_total", "Requests refused with 429, by the bucket that refused",
                        ["bucket"])
 # livesum: the open ones of live processes only; a process that dies stops counting.
@@ -115,6 +119,10 @@ def delivery(outcome: str, count: int = 1) -> None:
 
 def webhook_delivery(outcome: str) -> None:
     WEBHOOK_DELIVERIES.labels(outcome).inc()
+
+
+def push_notification(outcome: str, provider: str) -> None:
+    PUSH_NOTIFICATIONS.labels(outcome, provider).inc()
 
 
 def rate_limited(bucket: str) -> None:

@@ -54,6 +54,10 @@ REFUSALS: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/api/v3/user/view"): (404,),
     ("post", "/api/v3/webhooks"): (409,),
     ("delete", "/api/v3/webhooks"): (404,),
+    ("delete", "/push/devices/{device_id}"): (404,),
+    ("delete", "/api/v3/push/devices/{device_id}"): (404,),
+    ("post", "/conversation/mute"): (404,),
+    ("post", "/api/v3/user-chat/mute"): (404,),
     ("get", "/api/v3/webhooks/deliveries"): (404,),
     # KOOK's older names (chat/kook/aliases.py): the same views, so the same refusals.
     ("post", "/api/v3/user-chat/create-msg"): (403, 404, 409),

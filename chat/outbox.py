@@ -43,6 +43,11 @@ def enqueue(task: str, *args) -> None:
     _pending(db.session()).append(("task", (task, args)))
 
 
+def enqueue_later(task: str, seconds: float, *args) -> None:
+    """After the commit, queue the task named ``task`` to run ``seconds`` later."""
+    _pending(db.session()).append(("later", (task, args, seconds)))
+
+
 def result_of(task: str, *args):
     """What ``task(*args)`` returned if the last commit of this session already ran it to
     the end in this process (the embedded default); None when it was queued for a worker."""
@@ -68,6 +73,9 @@ def _perform(session: Session) -> None:
     for kind, payload in records:
         if kind == "publish":
             realtime.publish(*payload)
+        elif kind == "later":
+            name, args, seconds = payload
+            queue.enqueue(name, args, countdown=seconds)
         else:
             name, args = payload
             outcome = queue.enqueue(name, args)

@@ -382,9 +382,10 @@ class InProcessQueue:
         self._backlog.put((name, args, attempt))
 
     def _fire(self, name: str, args: tuple, attempt: int) -> None:
+        # Queued before the timer stops counting as waiting, so ``join`` never sees neither.
+        self._submit(name, args, attempt, 0)
         with self._lock:
             self._timers = {t for t in self._timers if t.is_alive() and t is not threading.current_thread()}
-        self._submit(name, args, attempt, 0)
 
     def _ensure_thread(self) -> None:
         with self._lock:

@@ -206,6 +206,8 @@ class ChatStateSchema(BaseSchema):
     unread_count = fields.Integer(attribute="member.unread_count")
     last_read_time = fields.Integer(attribute="member.last_read_time")
     latest_msg_time = fields.Integer(attribute="member.latest_msg_time")
+    muted = fields.Boolean(attribute="member.muted", metadata={
+        "description": "I muted this chat: its messages do not notify my devices."})
 
 
 _envelopes: dict[str, type[Schema]] = {}

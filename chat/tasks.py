@@ -20,7 +20,7 @@ from flask import Flask, current_app
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from chat import webhooks
+from chat import notifications, webhooks
 from chat.delivery import events, push, reads
 from chat.extensions import db
 from chat.models import now_ms
@@ -40,6 +40,8 @@ JOBS = {
     reads.TASK: Job(reads.mark_read, run_here_if_unqueued=True),
     events.FORGET_TASK: Job(events.forget_in_streams),
     webhooks.deliveries.TASK: Job(webhooks.attempt, background=True),
+    notifications.rule.TASK: Job(notifications.rule.notify_chat, background=True),
+    notifications.sending.TASK: Job(notifications.sending.attempt, background=True),
 }
 
 
@@ -118,6 +120,41 @@ def requeue_webhooks() -> None:
         webhooks.prune(now)
 
     _each(requeue_due, prune_log)
+
+
+@shared_task(name=notifications.rule.TASK, autoretry_for=TRANSIENT, **RETRY)
+def notify_chat(user_id: int, conversation_id: int) -> int:
+    """Once a chat's notification delay is over: notify the recipient's devices of what is
+    still unread (nothing if they read it meanwhile)."""
+    return notifications.rule.notify_chat(user_id, conversation_id)
+
+
+@shared_task(bind=True, name=notifications.sending.TASK, max_retries=None)
+def send_push(self, delivery_id: str, attempts: int | None = None) -> None:
+    """Send one notification to one device; retry after the delay the attempt asks for.
+
+    The attempt claims itself in the database, so a duplicated task sends nothing twice."""
+    later = notifications.sending.attempt(delivery_id, attempts)
+    if later is not None:
+        raise self.retry(args=later.args, countdown=later.seconds)
+
+
+@shared_task(name="sweep_notifications")
+def sweep_notifications() -> None:
+    """Notify where a delay's task was lost, queue again deliveries no task holds, prune the
+    log (beat)."""
+    now = now_ms()
+
+    def notify_due():
+        notifications.rule.sweep_due(now)
+
+    def requeue_deliveries():
+        notifications.sending.requeue_due(now)
+
+    def prune_log():
+        notifications.sending.prune(now)
+
+    _each(notify_due, requeue_deliveries, prune_log)
 
 
 def init_app(app: Flask) -> Celery:

@@ -16,6 +16,8 @@ from chat.auth import (
 )
 from chat.classic import schemas as s
 from chat.endpoints import body_limit, checks_password, counts_as_send
+from chat.notifications import devices as notification_devices
+from chat.notifications.routes import blueprint as push_blueprint
 from chat.schemas import Blueprint
 from chat.services import accounts, conversations, messages, search
 
@@ -23,7 +25,9 @@ auth_blp = Blueprint("classic_auth", __name__, url_prefix="/auth", description="
 conversation_blp = Blueprint("classic_conversation", __name__, url_prefix="/conversation",
                              description="Conversations (classic API)")
 message_blp = Blueprint("classic_message", __name__, url_prefix="/message", description="Messages (classic API)")
-blueprints = (auth_blp, conversation_blp, message_blp)
+push_blp = push_blueprint("classic_push", "/push", kook=False, auth=require_session, security=SESSION_SECURITY,
+                          current_user=current_user, current_token=current_token, body_location="json")
+blueprints = (auth_blp, conversation_blp, message_blp, push_blp)
 
 
 @checks_password
@@ -64,6 +68,15 @@ def list_conversations(args):
     """List my conversations, newest activity first, with unread counts."""
     views, _ = conversations.list_for_user(current_user(), args["start"], args["limit"], counted=False)
     return {"data": views}
+
+
+@conversation_blp.operation("/mute", "POST", s.EmptyEnvelope,
+                            auth=require_session, security=SESSION_SECURITY, args=s.ConversationMuteSchema)
+def mute_conversation(args):
+    """Mute (or unmute) a conversation: its messages stop notifying my devices."""
+    view = conversations.get_for_member(current_user(), conversation_id=args["conversationid"])
+    notification_devices.set_muted(view.member, args["mute"])
+    return {}
 
 
 @counts_as_send

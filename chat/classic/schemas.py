@@ -87,6 +87,11 @@ class MessageDeleteSchema(BaseSchema):
         [1, 2], error="must be 1 (delete for me) or 2 (delete for both)"))
 
 
+class ConversationMuteSchema(BaseSchema):
+    conversationid = IntegerId(required=True)
+    mute = fields.Boolean(required=True, metadata={"description": "true: mute, false: unmute."})
+
+
 class MessageReadSchema(BaseSchema):
     conversationid = IntegerId(required=True)
     messagekey = fields.String(validate=validate.Length(1, 36))

@@ -24,7 +24,7 @@ from types import SimpleNamespace
 from flask import current_app
 from sqlalchemy import BigInteger, bindparam, case, exists, false, func, select, tuple_, update
 
-from chat import metrics, realtime, webhooks
+from chat import metrics, notifications, realtime, webhooks
 from chat.delivery import counters, events
 from chat.delivery.payloads import message_payload, quotes_of
 from chat.extensions import db
@@ -57,7 +57,9 @@ def _statements() -> SimpleNamespace:
                          *(users.c[name].label(f"author_{name}") for name in SENDER_COLUMNS),
                          theirs.c.last_read_message_id.label("pointer"),
                          exists().where(Block.either_way(chats.c.user_low, chats.c.user_high)).label("blocked"),
-                         exists().where(Webhook.user_id == recipient).label("hooked"))
+                         exists().where(Webhook.user_id == recipient).label("hooked"),
+                         notifications.rule.has_devices(recipient).label("notifiable"),
+                         theirs.c.muted.label("muted"))
                   .select_from(messages.join(chats, chats.c.id == messages.c.conversation_id)
                                .join(users, users.c.id == messages.c.sender_id)
                                .outerjoin(theirs, (theirs.c.conversation_id == messages.c.conversation_id)
@@ -119,6 +121,8 @@ def deliver_batch(message_ids) -> set[int]:
     # Webhook deliveries are recorded only for recipients that had a webhook when the batch
     # was read (one registered meanwhile starts with the next message).
     hooked = {row.id for row in rows if row.hooked}
+    # Device notifications wait out their delay for recipients with a device, unless muted.
+    notifiable = {row.id for row in rows if row.notifiable and not row.muted}
     announced = _announced(rows)
     db.session.rollback()  # no transaction stays open while Redis is called (rows expire here)
     if announced:
@@ -145,6 +149,8 @@ def deliver_batch(message_ids) -> set[int]:
                                    "announced": sorted(m for m in claimed if m in announced)})
     webhooks.record_many([(recipient_of[m], "message.created", announced[m]) for m in sorted(claimed)
                           if m in announced and m in hooked])
+    notifications.rule.schedule_many([(recipient_of[m], facts[m], m) for m in sorted(claimed)
+                                      if m in announced and m in notifiable])
     db.session.commit()
     metrics.push_batch(len(claimed))
     metrics.delivery("delivered", len(claimed))

@@ -61,6 +61,11 @@ class ChatCodeQuerySchema(LenientSchema):
     chat_code = StringId(required=True, validate=CHAT_CODE)
 
 
+class UserChatMuteSchema(ChatCodeQuerySchema):
+    mute = StrictInteger(required=True, validate=validate.OneOf([0, 1]), metadata={
+        "description": "1: mute the chat (no device notifications), 0: unmute."})
+
+
 class UserChatCreateSchema(LenientSchema):
     target_id = IntegerId(required=True, metadata={"description": "The other user's id."})
 

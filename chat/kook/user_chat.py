@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from chat.auth import TOKEN_SECURITY, current_user, require_token
+from chat.auth import TOKEN_SECURITY, current_token, current_user, require_token
 from chat.kook import schemas as s
+from chat.notifications import devices as notification_devices
+from chat.notifications.routes import blueprint as push_blueprint
 from chat.schemas import Blueprint
 from chat.services import conversations
 
 user_chat_blp = Blueprint("kook_user_chat", __name__, url_prefix="/api/v3/user-chat",
                           description="KOOK private chats")
+
+push_blp = push_blueprint("kook_push", "/api/v3/push", kook=True, auth=require_token, security=TOKEN_SECURITY,
+                          current_user=current_user, current_token=current_token, body_location="json_or_form")
 
 # KOOK lists say how they are sorted as {key: 1 | -1}; chats are newest activity first.
 CHAT_SORT = {"latest_msg_time": -1}
@@ -50,4 +55,13 @@ def delete_user_chat(args):
     else:
         view = conversations.get_with_user(me, args["target_id"])
     conversations.hide_for_user(view)
+    return {"data": {}}
+
+
+@user_chat_blp.operation("/mute", "POST", s.EmptyEnvelope,
+                         auth=require_token, security=TOKEN_SECURITY, args=s.UserChatMuteSchema, location="json_or_form")
+def mute_user_chat(args):
+    """Mute (mute=1) or unmute (mute=0) a chat: its messages stop notifying my devices."""
+    view = conversations.get_for_member(current_user(), code=args["chat_code"])
+    notification_devices.set_muted(view.member, bool(args["mute"]))
     return {"data": {}}

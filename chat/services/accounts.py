@@ -19,7 +19,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 from sqlalchemy import func, select, update
 
-from chat import names, outbox, passwords, realtime
+from chat import names, notifications, outbox, passwords, realtime
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.models import AppKey, Token, User, carrying, now_ms
@@ -160,6 +160,7 @@ def logout(token: Token) -> None:
     db.session.execute(update(Token).where(Token.id == token.id, Token.revoked_at.is_(None))
                        .values(revoked_at=now_ms()))
     outbox.publish(token.user_id, SESSION_REVOKED, {"token_id": token.id})
+    notifications.devices.forget_session(token.id)  # a signed-out device is notified no more
     db.session.commit()
     _revoked(token.token_hash)
 

@@ -15,7 +15,7 @@ from sqlalchemy import BigInteger, String, bindparam, exists, select, true
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm.attributes import set_committed_value
 
-from chat import outbox
+from chat import notifications, outbox
 from chat.delivery import counters, events, push, reads
 from chat.delivery.payloads import message_payload, quote_of
 from chat.errors import Kind, ServiceError
@@ -359,6 +359,7 @@ def delete_for_everyone(me: User, key: str) -> None:
     message.search_text = None  # found by no search from now on, in this same transaction
     counters.refresh_unread(message.conversation_id, view.target.id)
     _announce_deleted(message, view)
+    notifications.rule.withdraw(message, view.target.id, view.conversation)
     db.session.commit()
 
 

@@ -58,11 +58,12 @@ def address_is_public(text: str) -> bool:
     )
 
 
-def resolve(host: str, port: int) -> list[str]:
+def resolve(host: str, port: int, *, allow_private: bool | None = None) -> list[str]:
     """Every address ``host`` resolves to, all of them allowed, or an exception saying why.
 
     All must be allowed, not just one: a name that also resolves to an internal address
-    could be connected there."""
+    could be connected there. ``allow_private`` defaults to ``WEBHOOK_ALLOW_PRIVATE`` (device
+    notifications pass their own setting)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
@@ -70,7 +71,9 @@ def resolve(host: str, port: int) -> list[str]:
     addresses = list(dict.fromkeys(info[4][0] for info in infos))
     if not addresses:
         raise Unresolvable(f"the host {host!r} does not resolve")
-    if not current_app.config["WEBHOOK_ALLOW_PRIVATE"]:
+    if allow_private is None:
+        allow_private = current_app.config["WEBHOOK_ALLOW_PRIVATE"]
+    if not allow_private:
         refused = [a for a in addresses if not address_is_public(a)]
         if refused:
             raise UnsafeAddress(
