@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
 import time
 from typing import NamedTuple
@@ -109,7 +110,7 @@ def send_webpush(device, subscription_keys: dict, notification: dict, topic: str
 # ---- FCM HTTP v1 ---------------------------------------------------------------------------
 
 _fcm_lock = threading.Lock()
-_fcm_cache: dict[str, tuple[str, float]] = {}
+_fcm_cache: dict[tuple[str, str], tuple[str, float]] = {}
 
 
 def fcm_enabled(config) -> bool:
@@ -125,7 +126,7 @@ def _fcm_access_token(account: dict) -> str:
     """An OAuth 2 access token for the service account (RFC 7523 JWT bearer grant at the
     account's ``token_uri``), reused until a minute before it expires."""
     with _fcm_lock:
-        cached = _fcm_cache.get(account["client_email"])
+        cached = _fcm_cache.get((account["client_email"], account["token_uri"]))
         if cached and cached[1] > time.time() + 60:
             return cached[0]
     now = int(time.time())
@@ -139,7 +140,7 @@ def _fcm_access_token(account: dict) -> str:
     answer = response.json()
     token = answer["access_token"]
     with _fcm_lock:
-        _fcm_cache[account["client_email"]] = (token, time.time() + float(answer.get("expires_in", 3600)))
+        _fcm_cache[(account["client_email"], account["token_uri"])] = (token, time.time() + float(answer.get("expires_in", 3600)))
     return token
 
 
@@ -192,7 +193,7 @@ def _fcm_error_code(response) -> str | None:
 # ---- APNs ----------------------------------------------------------------------------------
 
 _apns_lock = threading.Lock()
-_apns_token: dict[str, tuple[str, float]] = {}
+_apns_token: dict[tuple, tuple[str, float]] = {}
 
 
 def apns_enabled(config) -> bool:
@@ -204,14 +205,15 @@ def _apns_jwt() -> str:
     one older than an hour, and one renewed more often than every 20 minutes."""
     config = current_app.config
     with _apns_lock:
-        cached = _apns_token.get(config["APNS_KEY_ID"])
+        which = (config["APNS_KEY_FILE"], config["APNS_KEY_ID"], config["APNS_TEAM_ID"])
+        cached = _apns_token.get(which)
         if cached and cached[1] > time.time():
             return cached[0]
         with open(config["APNS_KEY_FILE"], encoding="utf-8") as handle:
             key = handle.read()
         token = jwt.encode({"iss": config["APNS_TEAM_ID"], "iat": int(time.time())}, key, algorithm="ES256",
                            headers={"kid": config["APNS_KEY_ID"]})
-        _apns_token[config["APNS_KEY_ID"]] = (token, time.time() + 50 * 60)
+        _apns_token[which] = (token, time.time() + 50 * 60)
         return token
 
 
@@ -230,8 +232,9 @@ def send_apns(device, notification: dict, collapse_id: str) -> Outcome:
                "apns-expiration": str(int(time.time()) + int(current_app.config["WEBPUSH_TTL_SECONDS"]))}
     url = f"{current_app.config['APNS_BASE_URL'].rstrip('/')}/3/device/{device.address}"
     try:
-        with httpx.Client(http2=True, verify=current_app.config.get("PUSH_CA_BUNDLE") or True,
-                          timeout=_timeout()) as client:
+        bundle = current_app.config.get("PUSH_CA_BUNDLE")
+        verify = ssl.create_default_context(cafile=bundle) if bundle else True
+        with httpx.Client(http2=True, verify=verify, timeout=_timeout()) as client:
             response = client.post(url, json=body, headers=headers)
     except httpx.HTTPError as exc:
         return Outcome(False, None, f"APNs unreachable: {type(exc).__name__}")

@@ -157,3 +157,231 @@ class WebPushService:
             self.hang.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+# ---- FCM HTTP v1 ---------------------------------------------------------------------------
+
+class FcmService:
+    """Google's OAuth token endpoint and FCM's ``messages:send``, checked as Google checks them:
+    the JWT bearer grant signed by the service account's key, then the bearer token and the
+    message's shape. ``credentials(tmp_path)`` writes the service account's JSON key file.
+    ``statuses`` script the answers to sends (404 answers UNREGISTERED)."""
+
+    PROJECT = "chat-test-project"
+
+    def __init__(self, statuses: list[int] | None = None):
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.statuses = list(statuses or [])
+        self.tokens: set[str] = set()
+        self.received: list[dict] = []
+        self.refused: list[str] = []
+        self._lock = threading.Lock()
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path == "/token":
+                    status, answer = service._grant(body)
+                else:
+                    status, answer = service._send(self.path, self.headers.get("Authorization", ""), body)
+                raw = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def credentials(self, directory) -> str:
+        from cryptography.hazmat.primitives import serialization
+        pem = self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption()).decode()
+        path = directory / "service-account.json"
+        path.write_text(json.dumps({"type": "service_account", "project_id": self.PROJECT,
+                                    "private_key_id": "key-1", "private_key": pem,
+                                    "client_email": "push@chat-test-project.iam.gserviceaccount.com",
+                                    "token_uri": f"{self.base}/token"}))
+        return str(path)
+
+    def _grant(self, body: bytes):
+        from urllib.parse import parse_qs
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return 400, {"error": "unsupported_grant_type"}
+        try:
+            claims = jwt.decode(form.get("assertion", ""), self.key.public_key(), algorithms=["RS256"],
+                                audience=f"{self.base}/token", options={"require": ["iss", "exp", "iat"]})
+        except jwt.PyJWTError as exc:
+            self.refused.append(f"bad assertion: {exc}")
+            return 400, {"error": "invalid_grant"}
+        if "firebase.messaging" not in claims.get("scope", ""):
+            return 400, {"error": "invalid_scope"}
+        token = b64url(os.urandom(24))
+        with self._lock:
+            self.tokens.add(token)
+        return 200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"}
+
+    def _send(self, path: str, authorization: str, body: bytes):
+        if path != f"/v1/projects/{self.PROJECT}/messages:send":
+            return 404, {"error": {"code": 404, "status": "NOT_FOUND"}}
+        if authorization.removeprefix("Bearer ") not in self.tokens:
+            self.refused.append("bad bearer token")
+            return 401, {"error": {"code": 401, "status": "UNAUTHENTICATED"}}
+        message = json.loads(body)["message"]
+        shape = (isinstance(message.get("token"), str) and set(message["notification"]) == {"title", "body"}
+                 and all(isinstance(v, str) for v in message["data"].values())
+                 and message["android"]["collapse_key"] == message["data"]["chat_code"])
+        if not shape:
+            self.refused.append(f"bad message shape: {message}")
+            return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT"}}
+        with self._lock:
+            status = self.statuses.pop(0) if self.statuses else 200
+        if status == 404:
+            return 404, {"error": {"code": 404, "status": "NOT_FOUND", "details": [
+                {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "UNREGISTERED"}]}}
+        if status != 200:
+            return status, {"error": {"code": status, "status": "UNAVAILABLE"}}
+        with self._lock:
+            self.received.append(message)
+        return 200, {"name": f"projects/{self.PROJECT}/messages/{len(self.received)}"}
+
+    def __enter__(self) -> "FcmService":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# ---- APNs over HTTP/2 ----------------------------------------------------------------------
+
+class ApnsService:
+    """APNs' provider API over HTTP/2 with TLS (``h2``): checks the provider token (ES256 with
+    the team's .p8 key, ``kid`` and ``iss``), the ``apns-*`` headers and the body.
+    ``statuses`` script the answers (410 is Unregistered)."""
+
+    TEAM, KEY_ID, BUNDLE = "TEAM123456", "KEY1234567", "com.example.chat"
+
+    def __init__(self, tls: tuple, statuses: list[int] | None = None):
+        import socket
+        import ssl
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.statuses = list(statuses or [])
+        self.received: list[dict] = []
+        self.refused: list[str] = []
+        self._lock = threading.Lock()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        context.set_alpn_protocols(["h2"])
+        self._context = context
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.base = f"https://localhost:{self._listener.getsockname()[1]}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def key_file(self, directory) -> str:
+        from cryptography.hazmat.primitives import serialization
+        path = directory / f"AuthKey_{self.KEY_ID}.p8"
+        path.write_bytes(self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                serialization.NoEncryption()))
+        return str(path)
+
+    def _serve(self):
+        self._listener.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._connection, args=(sock,), daemon=True).start()
+
+    def _connection(self, sock):
+        import h2.config
+        import h2.connection
+        import h2.events
+        try:
+            tls = self._context.wrap_socket(sock, server_side=True)
+        except OSError:
+            return
+        conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        tls.sendall(conn.data_to_send())
+        streams: dict[int, dict] = {}
+        try:
+            while True:
+                data = tls.recv(65535)
+                if not data:
+                    return
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.RequestReceived):
+                        streams[event.stream_id] = {"headers": {k.decode() if isinstance(k, bytes) else k:
+                                                                v.decode() if isinstance(v, bytes) else v
+                                                                for k, v in event.headers}, "body": b""}
+                    elif isinstance(event, h2.events.DataReceived):
+                        streams[event.stream_id]["body"] += event.data
+                        conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                    elif isinstance(event, h2.events.StreamEnded):
+                        request = streams.pop(event.stream_id)
+                        status, answer = self._answer(request["headers"], request["body"])
+                        raw = json.dumps(answer).encode() if answer else b""
+                        conn.send_headers(event.stream_id, [(":status", str(status)), ("apns-id", "x"),
+                                                            ("content-length", str(len(raw)))],
+                                          end_stream=not raw)
+                        if raw:
+                            conn.send_data(event.stream_id, raw, end_stream=True)
+                tls.sendall(conn.data_to_send())
+        except OSError:
+            return
+        finally:
+            tls.close()
+
+    def _answer(self, headers: dict, body: bytes):
+        token = headers.get("authorization", "").removeprefix("bearer ")
+        try:
+            claims = jwt.decode(token, self.key.public_key(), algorithms=["ES256"], options={"require": ["iss", "iat"]})
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError as exc:
+            self.refused.append(f"bad provider token: {exc}")
+            return 403, {"reason": "InvalidProviderToken"}
+        if claims["iss"] != self.TEAM or kid != self.KEY_ID:
+            self.refused.append("wrong team or key id")
+            return 403, {"reason": "InvalidProviderToken"}
+        if headers.get(":method") != "POST" or not headers.get(":path", "").startswith("/3/device/"):
+            return 404, {"reason": "BadPath"}
+        if headers.get("apns-topic") != self.BUNDLE or headers.get("apns-push-type") != "alert" \
+                or not headers.get("apns-collapse-id"):
+            self.refused.append(f"bad headers: {headers}")
+            return 400, {"reason": "MissingTopic"}
+        payload = json.loads(body)
+        if set(payload["aps"]["alert"]) != {"title", "body"} or not isinstance(payload["aps"]["badge"], int):
+            self.refused.append(f"bad payload: {payload}")
+            return 400, {"reason": "PayloadEmpty"}
+        with self._lock:
+            status = self.statuses.pop(0) if self.statuses else 200
+        if status == 410:
+            return 410, {"reason": "Unregistered", "timestamp": int(time.time() * 1000)}
+        if status != 200:
+            return status, {"reason": "ServiceUnavailable"}
+        with self._lock:
+            self.received.append({"device": headers[":path"].rsplit("/", 1)[1], "headers": headers,
+                                  "payload": payload})
+        return 200, None
+
+    def __enter__(self) -> "ApnsService":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._listener.close()
