@@ -49,7 +49,7 @@ def test_list_pages_newest_activity_first(kalice, make_kook_user):
     assert [item["target_info"]["username"] for item in seen[:3]] == ["partner2", "partner1", "partner0"]
     assert {item["target_info"]["username"] for item in seen} == {o.username for o in others}
     assert [item["unread_count"] for item in seen] == [1, 1, 1, 0, 0]
-    assert all(set(item) == {"code", "last_read_time", "latest_msg_time", "unread_count", "target_info"}
+    assert all(set(item) == {"code", "last_read_time", "latest_msg_time", "unread_count", "target_info", "muted"}
                for item in seen)
 
     beyond = kalice.ok("get", "/user-chat/list", query_string={"page": 9, "page_size": 2})

@@ -71,8 +71,9 @@ class WebPushService:
     subscription on it; ``service.received`` is what was pushed, decrypted and verified."""
 
     def __init__(self, vapid_public_key: str | None = None, statuses: list[int] | None = None,
-                 hang: threading.Event | None = None):
+                 hang: threading.Event | None = None, hold_seconds: float = 0):
         self.vapid_public_key = vapid_public_key
+        self.hold_seconds = hold_seconds  # each answer waits this long (a slow push service)
         self.statuses = list(statuses or [])
         self.hang = hang
         self.subscriptions: dict[str, Subscription] = {}
@@ -91,6 +92,8 @@ class WebPushService:
                     service.attempts += 1
                 if service.hang is not None:
                     service.hang.wait(30)
+                if service.hold_seconds:
+                    time.sleep(service.hold_seconds)
                 problem, pushed = service._check(self.path, CaseInsensitiveDict(self.headers.items()), body)
                 with service._lock:
                     status = service.statuses.pop(0) if service.statuses else (400 if problem else 201)
