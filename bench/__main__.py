@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bench.drain import worker_drain
 from bench.growth import history_and_list_growth
+from bench.notifications import notifications_per_second, sends_with_devices
 from bench.push import push_latency
 from bench.scaleout import scale_out
 from bench.search import search_latency
@@ -24,9 +25,11 @@ from bench.sustained import sustained_rate
 from bench.wrk import send_vs_livez
 
 # In the order the table reads: throughput, the sustained rate and the worker, streams, reads
-# as data grows, search as data grows, two instances, and the latency of one message at a time.
+# as data grows, search as data grows, two instances, the latency of one message at a time,
+# then the same load with Web Push devices registered, and what one worker sends of device
+# notifications.
 BENCHMARKS = [send_vs_livez, sustained_rate, worker_drain, many_streams, history_and_list_growth, search_latency,
-              scale_out, push_latency]
+              scale_out, push_latency, sends_with_devices, notifications_per_second]
 
 
 def _cell(value: float | None) -> str:

@@ -15,6 +15,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import psycopg
 
@@ -63,6 +64,8 @@ class Stack:
     database: str
     processes: list[LiveProcess] = field(default_factory=list)
     _numbers: itertools.count = field(default_factory=lambda: itertools.count(1))
+    # When set (bench/notifications.py), ``pairs`` registers a device for every recipient.
+    device_for: Callable[[ApiUser], None] | None = None
 
     def user(self, prefix: str = "bench") -> ApiUser:
         return ApiUser(self.base, self.app_key, f"{prefix}{next(self._numbers)}")
@@ -72,6 +75,8 @@ class Stack:
         by a few threads at once."""
         def make(_):
             sender, recipient = self.user(f"{prefix}s"), self.user(f"{prefix}r")
+            if self.device_for is not None:
+                self.device_for(recipient)
             return sender, recipient, sender.open_with(recipient)
 
         with ThreadPoolExecutor(8) as pool:
@@ -127,6 +132,9 @@ def production_stack(worker_concurrency: int = 2, extra_env: dict[str, str] | No
                     "RATELIMIT_LOGIN_ACCOUNT": "1000000 per second",
                     # Hundreds of users are registered first; hashing is not what is measured.
                     "ARGON2_TIME_COST": "1", "ARGON2_MEMORY_COST_KIB": "8192",
+                    # Device notifications go to a local push service (bench/notifications.py),
+                    # signed with a key of this run's own.
+                    "PUSH_ALLOW_PRIVATE": "1", "VAPID_KEY_FILE": str(log_dir / "vapid.pem"),
                     **(extra_env or {}),
                 }
                 flask_command(env, "db", "upgrade")
