@@ -67,6 +67,11 @@ FAST = {
     "CELERY_VISIBILITY_TIMEOUT": "10",
     "WEBHOOK_ALLOW_PRIVATE": "1",  # the trickling receiver is on 127.0.0.1
     "WEBHOOK_ATTEMPT_TIMEOUT": "5",
+    # A delivery (webhook or notification) whose task Redis lost is queued again after this.
+    "WEBHOOK_REQUEUE_AFTER": "5",
+    # Device notifications (run_notifications): a local push service, a short delay.
+    "PUSH_ALLOW_PRIVATE": "1",
+    "NOTIFY_DELAY_SECONDS": "1",
     "RATELIMIT_GLOBAL": "1000000 per second",
     "RATELIMIT_ROUTE": "1000000 per second",
     "RATELIMIT_SEND": "1000000 per second",
@@ -144,6 +149,7 @@ class Stack:
             "CHAT_ENV": "production", "DATABASE_URL": self.pg.url, "REDIS_URL": redis_url,
             "REDIS_KEY_PREFIX": "faults:", "SECRET_KEY": "fault-suite-secret",
             "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"), **FAST,
+            "VAPID_KEY_FILE": str(workdir / "vapid.pem"),
         }
         flask_command(self.env, "db", "upgrade")
         self.web, self.base = start_server(self.env, workdir)
@@ -352,6 +358,96 @@ def run(messages: int = 10_000, users: int = 20, senders: int = 8, short: bool =
         stack.stop()
 
 
+def run_notifications(users: int = 30, rounds: int = 6, workdir: Path | None = None) -> dict:
+    """Device notifications while the process that sends them (the Procfile's ``webhooks``
+    worker) is SIGKILLed mid-batch and Redis is killed: ``users`` offline users with a Web Push
+    device each (a local, slow push service) get a message per round from one sender, and
+    after each round one of those faults strikes. Afterwards every device must have been
+    notified, nothing may be left waiting, and a notification may have gone out twice only
+    where a worker died with it on the wire (its delivery shows a second attempt)."""
+    from bench.notifications import PushService
+
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="chat-faults-notify-"))
+    stack = Stack(workdir)
+    service = PushService(hold_seconds=0.05)
+    try:
+        sender = ApiUser(stack.base, stack.app_key, "notifier")
+        people = [ApiUser(stack.base, stack.app_key, f"n{n}") for n in range(users)]
+        for person in people:
+            service.register(person)
+        chats = [sender.open_with(person) for person in people]
+        faults = []
+        for round_number in range(rounds):
+            threads = [threading.Thread(target=sender.send, args=(chat, f"round {round_number}")) for chat in chats]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+            time.sleep(1.5)  # the delay runs out: notifications are on their way
+            fault = "webhooks" if round_number % 3 != 2 else "redis"
+            if fault == "webhooks":
+                stack.webhooks.kill(signal.SIGKILL)
+                stack.webhooks.process.wait(10)
+                stack.webhooks = start_worker(stack.env, stack.workdir,
+                                              extra_args=["-Q", "webhooks", "-n", "webhooks@%h"])
+            else:
+                stack.redis.kill(signal.SIGKILL)
+                stack.redis.process.wait(10)
+                time.sleep(1)
+                stack.redis, _ = start_redis(stack.workdir, stack.redis_port)
+            faults.append(fault)
+
+        def settled():
+            try:
+                return (stack.scalar("SELECT count(*) FROM push_pending") == 0
+                        and stack.scalar("SELECT count(*) FROM push_deliveries WHERE status = 'queued'") == 0)
+            except Exception:  # noqa: BLE001 - the database may be busy with the recovery
+                return False
+        started = time.monotonic()
+        wait_until(settled, 180, interval=0.5, what="every notification to be sent")
+        settle_seconds = time.monotonic() - started
+        engine = create_engine(stack.pg.url)
+        with engine.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT d.address, count(*) FILTER (WHERE pd.status = 'sent'), "
+                "count(*) FILTER (WHERE pd.attempts > 1), count(*) FILTER (WHERE pd.status <> 'sent') "
+                "FROM push_deliveries pd JOIN push_devices d ON d.id = pd.device_id GROUP BY d.address")).all()
+        engine.dispose()
+        received = {f"{service.base}{path}": count for path, count in service.per_path.items()}
+        repeats = sum(max(0, received.get(address, 0) - sent) for address, sent, _, _ in rows)
+        second_attempts = sum(retried for _, _, retried, _ in rows)
+        return {
+            "devices": users,
+            "devices notified": sum(1 for address, sent, _, _ in rows if sent and received.get(address)),
+            "notifications sent (log)": sum(sent for _, sent, _, _ in rows),
+            "received by the push service": service.count,
+            "sent twice (a worker died with it on the wire)": repeats,
+            "deliveries with a second attempt": second_attempts,
+            "deliveries not sent": sum(failed for _, _, _, failed in rows),
+            "seconds to settle after the last fault": round(settle_seconds, 1),
+            "faults": faults,
+            "alive": {name: process.alive() for name, process in stack.processes().items()},
+        }
+    finally:
+        service.close()
+        stack.stop()
+
+
+def check_notifications(result: dict) -> list[str]:
+    """The promises ``run_notifications`` must keep; what broke, if anything."""
+    broken = []
+    if result["devices notified"] != result["devices"]:
+        broken.append(f"{result['devices'] - result['devices notified']} devices were never notified")
+    if result["deliveries not sent"]:
+        broken.append(f"{result['deliveries not sent']} notification deliveries failed")
+    if result["sent twice (a worker died with it on the wire)"] > result["deliveries with a second attempt"]:
+        broken.append("notifications were sent twice without a worker dying mid-attempt")
+    dead = [name for name, alive in result["alive"].items() if not alive]
+    if dead:
+        broken.append(f"processes that died: {dead}")
+    return broken
+
+
 def check(result: dict) -> list[str]:
     """The promises the result must keep; what broke, if anything."""
     broken = []
@@ -396,7 +492,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--senders", type=int, default=8)
     parser.add_argument("--short", action="store_true", help="one fault of each kind")
+    parser.add_argument("--notifications", action="store_true",
+                        help="device notifications while their worker and Redis are killed")
     args = parser.parse_args(argv)
+    if args.notifications:
+        result = run_notifications()
+        for name, value in result.items():
+            print(f"| {name} | {value} |")
+        broken = check_notifications(result)
+        for problem in broken:
+            print(f"BROKEN: {problem}", file=sys.stderr)
+        return 1 if broken else 0
     result = run(args.messages, args.users, args.senders, short=args.short)
     print(table(result))
     broken = check(result)

@@ -21,6 +21,7 @@ import base64
 import os
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -41,10 +42,13 @@ def _b64(raw: bytes) -> str:
 
 
 class PushService:
-    """A push service on loopback that accepts everything (201) and counts it."""
+    """A push service on loopback that accepts everything (201) and counts it, in all and per
+    subscription (``per_path``); ``hold_seconds`` makes each answer wait (a slow service)."""
 
-    def __init__(self):
+    def __init__(self, hold_seconds: float = 0):
         self.count = 0
+        self.per_path: Counter = Counter()
+        self.hold_seconds = hold_seconds
         self._lock = threading.Lock()
         service = self
 
@@ -53,8 +57,11 @@ class PushService:
 
             def do_POST(self):
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if service.hold_seconds:
+                    time.sleep(service.hold_seconds)
                 with service._lock:
                     service.count += 1
+                    service.per_path[self.path] += 1
                 self.send_response(201)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
