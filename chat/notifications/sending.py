@@ -112,8 +112,9 @@ def attempt(delivery_id: str, expected_attempts: int | None = None) -> RetryLate
                 outcome.error if outcome.permanent else _give_up(outcome.error))
         return None
     number = seen + 1
-    delay = min(max(backoff_seconds(number), min(outcome.retry_after, config["PUSH_BACKOFF_MAX"])),
-                (deadline - now) / 1000)
+    # The provider's Retry-After is honoured in full (not capped by our own backoff's
+    # maximum); only the give-up time bounds it.
+    delay = min(max(backoff_seconds(number), outcome.retry_after), (deadline - now) / 1000)
     done = db.session.execute(
         update(PushDelivery).where(PushDelivery.id == delivery_id, PushDelivery.status == QUEUED)
         .values(last_status_code=outcome.status_code, last_error=_truncate(outcome.error),

@@ -80,6 +80,8 @@ class WebPushService:
         self.received: list[Pushed] = []
         self.refused: list[str] = []
         self.attempts = 0
+        self.attempted_at: list[float] = []  # monotonic time of each request
+        self.retry_after: str | None = None  # sent with every answer of 429 or 5xx
         self._lock = threading.Lock()
         service = self
 
@@ -90,6 +92,7 @@ class WebPushService:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with service._lock:
                     service.attempts += 1
+                    service.attempted_at.append(time.monotonic())
                 if service.hang is not None:
                     service.hang.wait(30)
                 if service.hold_seconds:
@@ -102,6 +105,8 @@ class WebPushService:
                     elif status < 300:
                         service.received.append(pushed)
                 self.send_response(status)
+                if service.retry_after and (status == 429 or status >= 500):
+                    self.send_header("Retry-After", service.retry_after)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

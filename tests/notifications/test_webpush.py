@@ -309,3 +309,31 @@ def test_a_hanging_push_service_does_not_delay_another_users_event_stream(alice,
         assert event["data"]["content"] == "to bob" and not hang.is_set()
         stream.close()
         hang.set()
+
+
+def test_a_429_waits_at_least_its_retry_after_before_the_next_attempt(alice, bob, bob_device, service):
+    service.statuses = [429]
+    service.retry_after = "1"  # the backoff alone (0.2-0.5 s here) would be shorter
+    alice.send(alice.open_with(bob), "hi")
+    settle()
+    first, second = service.attempted_at
+    assert second - first >= 1.0
+    assert len(service.for_subscription(bob_device)) == 1
+
+
+def test_metrics_count_notifications_by_outcome_and_provider(app, alice, bob, bob_device, service):
+    alice.send(alice.open_with(bob), "hi")
+    settle()
+    text = bob.client.get("/metrics").get_data(as_text=True)
+    assert 'chat_push_notifications_total{outcome="sent",provider="webpush"}' in text
+
+
+def test_the_vapid_key_is_made_once_and_kept_in_its_file(app, tmp_path):
+    from chat.notifications import keys
+
+    path = tmp_path / "instance" / "vapid-private.pem"
+    app.config.update(VAPID_KEY_FILE=str(path), VAPID_PRIVATE_KEY=None)
+    made = keys.public_key()
+    assert path.exists() and (path.stat().st_mode & 0o777) == 0o600
+    keys._loaded.clear()  # another process reads the same file
+    assert keys.public_key() == made
