@@ -44,6 +44,7 @@ from pathlib import Path
 import requests
 from sqlalchemy import create_engine, text
 
+from bench.notifications import PushService
 from devstack import (
     ApiUser,
     LiveProcess,
@@ -365,8 +366,6 @@ def run_notifications(users: int = 30, rounds: int = 6, workdir: Path | None = N
     after each round one of those faults strikes. Afterwards every device must have been
     notified, nothing may be left waiting, and a notification may have gone out twice only
     where a worker died with it on the wire (its delivery shows a second attempt)."""
-    from bench.notifications import PushService
-
     workdir = workdir or Path(tempfile.mkdtemp(prefix="chat-faults-notify-"))
     stack = Stack(workdir)
     service = PushService(hold_seconds=0.05)

@@ -21,9 +21,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import http_ece
 import jwt
-from requests.structures import CaseInsensitiveDict
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from requests.structures import CaseInsensitiveDict
 
 
 def b64url(raw: bytes) -> str:
@@ -178,6 +178,8 @@ class FcmService:
     PROJECT = "chat-test-project"
 
     def __init__(self, statuses: list[int] | None = None):
+        self.hang: threading.Event | None = None  # when set, sends wait for it (a hanging FCM)
+        self.attempts = 0
         from cryptography.hazmat.primitives.asymmetric import rsa
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.statuses = list(statuses or [])
@@ -195,6 +197,9 @@ class FcmService:
                 if self.path == "/token":
                     status, answer = service._grant(body)
                 else:
+                    service.attempts += 1
+                    if service.hang is not None:
+                        service.hang.wait(30)
                     status, answer = service._send(self.path, self.headers.get("Authorization", ""), body)
                 raw = json.dumps(answer).encode()
                 self.send_response(status)
@@ -282,6 +287,8 @@ class ApnsService:
     TEAM, KEY_ID, BUNDLE = "TEAM123456", "KEY1234567", "com.example.chat"
 
     def __init__(self, tls: tuple, statuses: list[int] | None = None):
+        self.hang: threading.Event | None = None  # when set, requests wait for it (a hanging APNs)
+        self.attempts = 0
         import socket
         import ssl
         self.key = ec.generate_private_key(ec.SECP256R1())
@@ -341,6 +348,9 @@ class ApnsService:
                         conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
                     elif isinstance(event, h2.events.StreamEnded):
                         request = streams.pop(event.stream_id)
+                        self.attempts += 1
+                        if self.hang is not None:
+                            self.hang.wait(30)
                         status, answer = self._answer(request["headers"], request["body"])
                         raw = json.dumps(answer).encode() if answer else b""
                         conn.send_headers(event.stream_id, [(":status", str(status)), ("apns-id", "x"),

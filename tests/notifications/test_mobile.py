@@ -8,11 +8,13 @@ reads at once, three quick messages as one, and a device the provider says is go
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
 from tests.notifications.providers import ApnsService, FcmService, wait_for
+from tests.test_stream import Reader, open_stream
 from tests.webhooks.receiver import self_signed, settle
 
 APNS_TOKEN = "ab" * 32
@@ -146,3 +148,21 @@ def test_apns_needs_a_hex_token_and_a_topic(app, tmp_path, bob):
         assert response.status_code == 400 and "hex" in response.json["msg"]
         response = bob.post("/push/devices", json={"kind": "apns", "token": APNS_TOKEN})
         assert response.status_code == 400 and "topic" in str(response.json)
+
+
+def test_a_hanging_provider_does_not_delay_another_users_event_stream(provider, alice, bob, make_user):
+    hang = threading.Event()
+    provider.service.hang = hang
+    carol = make_user("carol")
+    provider.register(carol)
+    alice.send(alice.open_with(carol), "to carol")
+    cid = alice.open_with(bob)
+    stream = Reader(open_stream(bob.client, bob.session))
+    try:
+        wait_for(lambda: provider.service.attempts, 10, "the provider to be called")  # it now hangs
+        alice.send(cid, "to bob")
+        (event,) = stream.events(1)  # arrives while the provider is still hanging
+        assert event["data"]["content"] == "to bob" and not hang.is_set()
+    finally:
+        stream.close()
+        hang.set()
