@@ -352,7 +352,8 @@ class PushDelivery(db.Model):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     device_id: Mapped[Optional[str]] = mapped_column(ForeignKey("push_devices.id", ondelete="SET NULL"))
     kind: Mapped[str] = mapped_column(String(8))
-    user_id: Mapped[int] = mapped_column(BigInteger)
+    # Gone with the account: the log is the user's own.
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     conversation_id: Mapped[int] = mapped_column(BigInteger)
     message_id: Mapped[int] = mapped_column(BigInteger)  # the newest message it tells of
     retract: Mapped[bool] = mapped_column(Boolean, default=False)

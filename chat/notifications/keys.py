@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import secrets
 import threading
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -31,8 +32,17 @@ def _load(private_key: str | None, path: str | None) -> Vapid:
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             made = Vapid()
             made.generate_keys()
-            made.save_key(path)  # written once; every process then reads the same key
-            os.chmod(path, 0o600)
+            draft = f"{path}.{os.getpid()}.{secrets.token_hex(4)}"
+            made.save_key(draft)
+            os.chmod(draft, 0o600)
+            try:
+                # Linked into place only if no other process got there first: every process
+                # then reads the one key that won, never its own.
+                os.link(draft, path)
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(draft)
         return Vapid.from_file(path)
     made = Vapid()
     made.generate_keys()

@@ -56,7 +56,7 @@ def upgrade():
         sa.Column('id', sa.String(36), primary_key=True),
         sa.Column('device_id', sa.String(32), sa.ForeignKey('push_devices.id', ondelete='SET NULL', name=op.f('fk_push_deliveries_device_id_push_devices')), nullable=True),
         sa.Column('kind', sa.String(8), nullable=False),
-        sa.Column('user_id', sa.BigInteger(), nullable=False),
+        sa.Column('user_id', sa.BigInteger(), sa.ForeignKey('users.id', ondelete='CASCADE', name=op.f('fk_push_deliveries_user_id_users')), nullable=False),
         sa.Column('conversation_id', sa.BigInteger(), nullable=False),
         sa.Column('message_id', sa.BigInteger(), nullable=False),
         sa.Column('retract', sa.Boolean(), nullable=False),
