@@ -74,8 +74,9 @@ DELIVERIES = Counter("chat_deliveries_total",
 WEBHOOK_DELIVERIES = Counter("chat_webhook_deliveries_total",
                              "Webhook attempts by outcome: delivered, retry, failed (for good)", ["outcome"])
 PUSH_NOTIFICATIONS = Counter("chat_push_notifications_total",
-                             "Device notification attempts by outcome (sent, retry, failed, removed: the "
-                             "provider said the device is gone) and provider (webpush, fcm, apns)",
+                             "Device notifications by outcome (queued: decided, one per device; sent, retry, "
+                             "failed, removed: the provider said the device is gone) and provider "
+                             "(webpush, fcm, apns)",
                              ["outcome", "provider"])
 RATE_LIMITED = Counter("chat_rate_limited_total", "Requests refused with 429, by the bucket that refused",
                        ["bucket"])

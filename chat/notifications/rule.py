@@ -29,7 +29,7 @@ import uuid
 from flask import current_app
 from sqlalchemy import and_, delete, exists, func, select, update
 
-from chat import outbox
+from chat import metrics, outbox
 from chat.extensions import db
 from chat.models import (
     Block,
@@ -165,6 +165,7 @@ def _queue(user_id: int, conversation_id: int, message_id: int, notification: di
             "next_attempt_at": now}, "device_id", "message_id", "retract")).rowcount
         if inserted:
             outbox.enqueue(sending.TASK, delivery_id, 0)
+            metrics.push_notification("queued", kind)
             queued += 1
     return queued
 
