@@ -71,17 +71,21 @@ def schedule_many(items: list[tuple[int, int, int]]) -> None:
     newest: dict[tuple[int, int], int] = {}
     for user_id, conversation_id, message_id in items:
         newest[(user_id, conversation_id)] = max(message_id, newest.get((user_id, conversation_id), 0))
-    make = dialect_insert(db.session.get_bind().dialect.name)
-    for (user_id, conversation_id), message_id in sorted(newest.items()):
-        statement = make(PushPending).values(user_id=user_id, conversation_id=conversation_id,
-                                             last_message_id=message_id, due_at=due)
-        # The first message of the delay fixes when it is due; later ones join it.
-        db.session.execute(statement.on_conflict_do_update(
-            index_elements=["user_id", "conversation_id"],
-            set_={"last_message_id": func.max(PushPending.last_message_id, statement.excluded.last_message_id)
-                  if db.session.get_bind().dialect.name == "sqlite"
-                  else func.greatest(PushPending.last_message_id, statement.excluded.last_message_id)}))
-        outbox.enqueue_later(TASK, delay, user_id, conversation_id)
+    dialect = db.session.get_bind().dialect.name
+    statement = dialect_insert(dialect)(PushPending).values([
+        {"user_id": user_id, "conversation_id": conversation_id, "last_message_id": message_id, "due_at": due}
+        for (user_id, conversation_id), message_id in sorted(newest.items())])
+    larger = func.max if dialect == "sqlite" else func.greatest  # SQLite's two-argument max()
+    # The first message of the delay fixes when it is due; later ones only join it. One
+    # statement for the batch; only a row made now (it carries this batch's due time) needs
+    # its delayed task: a row already waiting has one (or the sweeper takes it).
+    upsert = statement.on_conflict_do_update(
+        index_elements=["user_id", "conversation_id"],
+        set_={"last_message_id": larger(PushPending.last_message_id, statement.excluded.last_message_id)},
+    ).returning(PushPending.user_id, PushPending.conversation_id, PushPending.due_at)
+    for user_id, conversation_id, due_at in db.session.execute(upsert).all():
+        if due_at == due:
+            outbox.enqueue_later(TASK, delay, user_id, conversation_id)
 
 
 def _title_and_body(sender: User, count: int, newest: Message | None, show_text: bool) -> tuple[str, str]:
