@@ -337,3 +337,17 @@ def test_the_vapid_key_is_made_once_and_kept_in_its_file(app, tmp_path):
     assert path.exists() and (path.stat().st_mode & 0o777) == 0o600
     keys._loaded.clear()  # another process reads the same file
     assert keys.public_key() == made
+
+
+def test_logout_takes_only_the_device_its_own_session_registered(client, app_key, bob, service):
+    phone = register(bob, service.subscribe()).json["data"]
+    login = client.post("/auth/login", json={"username": "bob", "password": "correct horse"},
+                        headers={"X-APP-Key": app_key})
+    laptop_session = {"X-APP-Key": app_key, "X-APP-Session": login.json["data"]["session"]}
+    laptop = client.post("/push/devices", json={"kind": "webpush", "subscription": service.subscribe().json},
+                         headers=laptop_session).json["data"]
+    assert phone["current_session"] is True and laptop["current_session"] is True
+    listed = {d["id"]: d["current_session"] for d in bob.get("/push/devices").json["data"]}
+    assert listed == {phone["id"]: True, laptop["id"]: False}
+    assert client.post("/auth/logout", headers=laptop_session).status_code == 200
+    assert [d["id"] for d in bob.get("/push/devices").json["data"]] == [phone["id"]]
