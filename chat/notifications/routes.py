@@ -49,7 +49,7 @@ def blueprint(name: str, url_prefix: str, *, kook: bool, auth: Callable, securit
         mine = token_id()
         return {"data": [devices.shown(device, mine) for device in devices.list_for_user(current_user())]}
 
-    @blp.operation("/devices/<string:device_id>", "DELETE", empty_envelope, **common)
+    @blp.operation("/devices/<device_id>", "DELETE", empty_envelope, **common)
     def delete_push_device(device_id):
         """Remove one of my devices: it is notified no more."""
         devices.remove(current_user(), device_id)
