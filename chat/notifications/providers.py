@@ -29,6 +29,7 @@ from pywebpush import WebPusher, WebPushException
 
 from chat.notifications import keys
 from chat.webhooks.addresses import Unresolvable, UnsafeAddress, resolve
+from chat.webhooks.transport import post_raw
 
 _DELAY_SECONDS = re.compile(r"[0-9]+")
 USER_AGENT = "chat-push/1.0"
@@ -83,7 +84,10 @@ def check_endpoint(url: str) -> None:
 
 def send_webpush(device, subscription_keys: dict, notification: dict, topic: str) -> Outcome:
     """POST the encrypted notification (aes128gcm) with a VAPID signature (RFC 8292); the
-    ``Topic`` header makes it replace the previous notification of the same chat."""
+    ``Topic`` header makes it replace the previous notification of the same chat.
+
+    The endpoint is a URL a user gave: it goes through the webhooks' transport (the address
+    checked and pinned, no redirects, a hard deadline, at most a few KB of the answer read)."""
     try:
         check_endpoint(device.address)
     except (UnsafeAddress, Unresolvable) as exc:
@@ -91,20 +95,20 @@ def send_webpush(device, subscription_keys: dict, notification: dict, topic: str
     parts = urlsplit(device.address)
     claims = {"sub": current_app.config["VAPID_SUBJECT"], "aud": f"{parts.scheme}://{parts.netloc}",
               "exp": int(time.time()) + 12 * 3600}
-    headers = {**keys.vapid().sign(claims), "Topic": topic, "Urgency": "high"}
     subscription = {"endpoint": device.address, "keys": subscription_keys}
     body = json.dumps(notification, separators=(",", ":"), ensure_ascii=False).encode()
     try:
-        with requests.Session() as session:
-            session.verify = _verify()
-            response = WebPusher(subscription, requests_session=session).send(
-                body, headers, ttl=int(current_app.config["WEBPUSH_TTL_SECONDS"]),
-                content_encoding="aes128gcm", timeout=_timeout())
-    except WebPushException as exc:
+        encrypted = WebPusher(subscription).encode(body, "aes128gcm")["body"]
+    except (WebPushException, ValueError) as exc:
         return Outcome(False, None, f"cannot encrypt for this subscription: {exc}"[:200], permanent=True)
-    except requests.RequestException as exc:
-        return Outcome(False, None, f"push service unreachable: {type(exc).__name__}")
-    return _by_status(response.status_code, response.headers, "the push service")
+    headers = {**keys.vapid().sign(claims), "Topic": topic, "Urgency": "high", "Content-Encoding": "aes128gcm",
+               "Content-Type": "application/octet-stream", "TTL": str(int(current_app.config["WEBPUSH_TTL_SECONDS"]))}
+    answer, problem = post_raw(device.address, encrypted, headers, _timeout(),
+                               allow_private=current_app.config["PUSH_ALLOW_PRIVATE"])
+    if answer is None:
+        return Outcome(False, None, f"the push service: {problem}")
+    return _by_status(answer.status_code, {"Retry-After": str(int(answer.retry_after))} if answer.retry_after
+                      else {}, "the push service")
 
 
 # ---- FCM HTTP v1 ---------------------------------------------------------------------------

@@ -165,6 +165,7 @@ class Answer(NamedTuple):
     status_code: int
     body: bytes  # at most ANSWER_MAX_BYTES, decompressed
     complete: bool  # False: the body was longer than ANSWER_MAX_BYTES and was cut there
+    retry_after: float = 0.0  # the answer's Retry-After, in seconds (0 when it has none)
 
 
 def _read_limited(response: requests.Response) -> tuple[bytes, bool]:
@@ -187,13 +188,15 @@ def _read_limited(response: requests.Response) -> tuple[bytes, bool]:
     return data[:ANSWER_MAX_BYTES], complete
 
 
-def post_raw(url: str, body: bytes, headers: dict, timeout: float) -> tuple[Answer | None, str | None]:
+def post_raw(url: str, body: bytes, headers: dict, timeout: float, *,
+             allow_private: bool | None = None) -> tuple[Answer | None, str | None]:
     """One POST with the same address checks, pinning and hard deadline as a delivery, whose
     answer is read up to ``ANSWER_MAX_BYTES``; returns (answer, None) or (None, what went
-    wrong). For KOOK's registration challenge."""
+    wrong). For KOOK's registration challenge, and Web Push (``allow_private``: its own
+    setting instead of ``WEBHOOK_ALLOW_PRIVATE``)."""
     try:
         host, port = parse_url(url)
-        addresses = resolve(host, port)
+        addresses = resolve(host, port, allow_private=allow_private)
     except (Unresolvable, UnsafeAddress, ServiceError) as exc:
         return None, str(getattr(exc, "message", exc))
     limit = current_app.config["WEBHOOK_ATTEMPT_TIMEOUT"]
@@ -219,7 +222,7 @@ def post_raw(url: str, body: bytes, headers: dict, timeout: float) -> tuple[Answ
         return None, f"no complete response within {limit:g} s"
     if not complete:
         return None, f"the answer was larger than {ANSWER_MAX_BYTES} bytes"
-    return Answer(response.status_code, answer, complete), None
+    return Answer(response.status_code, answer, complete, _retry_after(response)), None
 
 
 def post(url: str, secret: str | None, delivery_id: str, event: str, body: bytes, attempt: int) -> Outcome:
