@@ -5,15 +5,15 @@ hash of their address; a chat's messages wait in push_pending for NOTIFY_DELAY_S
 several become one notification; push_deliveries records each attempt per device. A member
 can mute a chat (conversation_members.muted).
 
-Revision ID: 0009_notifications
-Revises: 0008_revoked_index
+Revision ID: 0010_notifications
+Revises: 0009_message_search
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0009_notifications'
-down_revision = '0008_revoked_index'
+revision = '0010_notifications'
+down_revision = '0009_message_search'
 branch_labels = None
 depends_on = None
 
