@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 NOTIFY = {
     "PUSH_ALLOW_PRIVATE": "1",  # the push service listens on 127.0.0.1
-    "NOTIFY_DELAY_SECONDS": "1",
+    "NOTIFY_DELAY_SECONDS": "3",  # long enough for two sends to fall within it on a busy machine
     "PUSH_BACKOFF_BASE": "0.2",
     "PUSH_BACKOFF_MAX": "0.5",
     # A claimed attempt's lease is this plus the task's margins (about 26 s): short, so a

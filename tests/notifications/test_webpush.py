@@ -52,6 +52,13 @@ def bob_device(bob, service):
     return subscription
 
 
+@pytest.fixture
+def slow_delay(app):
+    """A delay long enough that what a test does "within the delay" (read, block, delete) is
+    done in time on a busy machine."""
+    app.config["NOTIFY_DELAY_SECONDS"] = 5.0
+
+
 def deliveries(user):
     settle()
     response = user.get("/push/deliveries")
@@ -149,7 +156,7 @@ def test_an_offline_recipient_gets_exactly_one_notification_within_the_delay_plu
     assert row["conversationid"] == cid and row["count"] == 1 and row["retract"] is False
 
 
-def test_an_online_recipient_who_reads_at_once_gets_none(alice, bob, bob_device, service):
+def test_an_online_recipient_who_reads_at_once_gets_none(slow_delay, alice, bob, bob_device, service):
     cid = alice.open_with(bob)
     stream = Reader(open_stream(bob.client, bob.session))
     alice.send(cid, "are you there?")
@@ -161,7 +168,7 @@ def test_an_online_recipient_who_reads_at_once_gets_none(alice, bob, bob_device,
     assert service.received == [] and deliveries(bob) == []
 
 
-def test_three_quick_messages_collapse_into_one_notification(alice, bob, bob_device, service):
+def test_three_quick_messages_collapse_into_one_notification(slow_delay, alice, bob, bob_device, service):
     cid = alice.open_with(bob)
     for text in ("one", "two", "three"):
         alice.send(cid, text)
@@ -220,7 +227,7 @@ def test_muting_a_chat_that_is_not_mine_is_not_found(alice, bob, make_user):
     assert carol.post("/conversation/mute", json={"conversationid": cid, "mute": True}).status_code == 404
 
 
-def test_a_sender_blocked_within_the_delay_never_notifies(alice, bob, bob_device, service):
+def test_a_sender_blocked_within_the_delay_never_notifies(slow_delay, alice, bob, bob_device, service):
     cid = alice.open_with(bob)
     alice.send(cid, "hi")
     blocked = bob.client.post(f"{KOOK}/friend/block", json={"user_id": str(alice.id)},
@@ -230,7 +237,7 @@ def test_a_sender_blocked_within_the_delay_never_notifies(alice, bob, bob_device
     assert service.received == []
 
 
-def test_a_message_deleted_before_its_notification_is_not_notified(alice, bob, bob_device, service):
+def test_a_message_deleted_before_its_notification_is_not_notified(slow_delay, alice, bob, bob_device, service):
     cid = alice.open_with(bob)
     key = alice.send(cid, "oops").json["data"]["messagekey"]
     assert alice.delete("/message", json={"messagekey": key, "type": 2}).status_code == 200
