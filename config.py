@@ -439,6 +439,10 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
         # The address clients reach the service at: the gateway's socket URL (and other
         # absolute URLs) are built from it, never from a request's Host header.
         "PUBLIC_BASE_URL": env_public_base_url(environ, embedded=issubclass(profile, DevelopmentConfig)),
+        # Typing signals: forwarded at most once per interval per sender and conversation;
+        # the other side shows one for this long unless another comes.
+        "TYPING_INTERVAL_SECONDS": env_float(environ, "TYPING_INTERVAL_SECONDS", 3),
+        "TYPING_EXPIRES_SECONDS": env_float(environ, "TYPING_EXPIRES_SECONDS", 6),
         # KOOK's WebSocket gateway (chat/kook/gateway.py): a session can be resumed (and a bot
         # reconnecting with the same token picks up where its last connection stopped) for this
         # long after its last activity; a PING whose sn lags behind events sent longer ago than

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import g, request
+from flask import after_this_request, g, request
 
 from chat.errors import Kind, ServiceError
 from chat.models import Token, User
@@ -29,10 +29,22 @@ SECURITY_SCHEMES = {
     "QueryToken": {"type": "apiKey", "in": "query", "name": "token",
                    "description": "The same token, for clients that cannot set headers (browsers' EventSource)"},
 }
+# The web page's session: an HttpOnly cookie (script cannot read it), sent only to this site
+# (SameSite=Strict), and believed on API routes only together with a header that a form or a
+# link from another site cannot send (``X-Chat-Web: 1``; a cross-origin script would need a
+# CORS preflight, which nothing here grants). The event stream (a GET that changes nothing)
+# takes it without the header: a browser's EventSource cannot send headers.
+WEB_COOKIE = "chat_web_session"
+WEB_HEADER = "X-Chat-Web"
+SECURITY_SCHEMES["WebSession"] = {
+    "type": "apiKey", "in": "cookie", "name": WEB_COOKIE,
+    "description": "The web page's session cookie (POST /auth/web-session sets it); API routes believe it "
+                   "only with the header `X-Chat-Web: 1`, the event stream without it."}
 APP_KEY_SECURITY = [{"AppKey": []}, {"HaKey": []}]
-SESSION_SECURITY = [{"AppKey": [], "AppSession": []}, {"HaKey": [], "HaSession": []}]
-TOKEN_SECURITY = [{"Token": []}]
-STREAM_SECURITY = [{"Token": []}, {"QueryToken": []}]
+SESSION_SECURITY = [{"AppKey": [], "AppSession": []}, {"HaKey": [], "HaSession": []},
+                    {"AppKey": [], "WebSession": []}]
+TOKEN_SECURITY = [{"Token": []}, {"WebSession": []}]
+STREAM_SECURITY = [{"Token": []}, {"QueryToken": []}, {"WebSession": []}]
 
 
 def _first_header(names: tuple[str, ...]) -> str:
@@ -41,6 +53,36 @@ def _first_header(names: tuple[str, ...]) -> str:
         if value:
             return value
     return ""
+
+
+def web_cookie_credential(*, header_needed: bool = True) -> str:
+    """The web page's session from its cookie ("" when absent, or when the request lacks
+    the header that proves it comes from the page itself; see ``WEB_COOKIE``)."""
+    raw = request.cookies.get(WEB_COOKIE, "").strip()
+    if raw and (not header_needed or request.headers.get(WEB_HEADER, "").strip() == "1"):
+        return raw
+    return ""
+
+
+def set_web_cookie(raw: str, max_age_s: int) -> None:
+    """Give the page its session as the cookie (on this request's answer)."""
+
+    @after_this_request
+    def _set(response):
+        response.set_cookie(WEB_COOKIE, raw, max_age=max_age_s, path="/", httponly=True, samesite="Strict",
+                            secure=request.is_secure)
+        return response
+
+
+def clear_web_cookie() -> None:
+    """Take the page's session cookie away (on this request's answer), when it sent one."""
+    if WEB_COOKIE not in request.cookies:
+        return
+
+    @after_this_request
+    def _clear(response):
+        response.delete_cookie(WEB_COOKIE, path="/", httponly=True, samesite="Strict", secure=request.is_secure)
+        return response
 
 
 def _check_app_key() -> None:
@@ -71,9 +113,9 @@ def route_credential() -> str:
     if request.path.startswith(KOOK_PREFIX):
         raw = bearer_token()
         if not raw and request.path == STREAM_PATH:
-            raw = request.args.get("token", "").strip()
-        return raw
-    return _first_header(SESSION_HEADERS)
+            raw = request.args.get("token", "").strip() or web_cookie_credential(header_needed=False)
+        return raw or web_cookie_credential()
+    return _first_header(SESSION_HEADERS) or web_cookie_credential()
 
 
 def _authenticate(raw: str, what: str) -> None:
@@ -100,7 +142,8 @@ def require_session(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
         _check_app_key()
-        _authenticate(_first_header(SESSION_HEADERS), "session: log in and send it in X-APP-Session")
+        _authenticate(_first_header(SESSION_HEADERS) or web_cookie_credential(),
+                      "session: log in and send it in X-APP-Session")
         return view(*args, **kwargs)
 
     return wrapper
@@ -117,7 +160,7 @@ def require_token(view):
 
     @wraps(view)
     def wrapper(*args, **kwargs):
-        _authenticate(bearer_token(), "token: send Authorization: Bot <token>")
+        _authenticate(bearer_token() or web_cookie_credential(), "token: send Authorization: Bot <token>")
         return view(*args, **kwargs)
 
     return wrapper
@@ -129,7 +172,8 @@ def require_stream_token(view):
 
     @wraps(view)
     def wrapper(*args, **kwargs):
-        raw = bearer_token() or request.args.get("token", "").strip()
+        raw = (bearer_token() or request.args.get("token", "").strip()
+               or web_cookie_credential(header_needed=False))
         _authenticate(raw, "token: send Authorization: Bot <token>, or ?token=<token>")
         return view(*args, **kwargs)
 

@@ -34,6 +34,8 @@ REFUSALS: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/message/search"): (404,),
     ("delete", "/message"): (403, 404),
     ("post", "/message/read"): (404,),
+    ("post", "/conversation/typing"): (403, 404),
+    ("post", "/api/v3/user-chat/typing"): (403, 404),
     ("get", "/api/v3/user-chat/view"): (404,),
     ("post", "/api/v3/user-chat/create"): (403, 404),
     ("post", "/api/v3/user-chat/delete"): (404,),

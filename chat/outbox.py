@@ -38,6 +38,13 @@ def publish(user_id: int, event_name: str, data: dict) -> None:
     _pending(db.session()).append(("publish", (user_id, event_name, data)))
 
 
+def signal(user_id: int, event_name: str, data: dict, *, once_per: tuple[str, float] | None = None) -> None:
+    """After the commit, tell ``user_id``'s open streams an ephemeral event (never stored,
+    never replayed). ``once_per``: (key, seconds): sent at most once per that many seconds
+    for that key across the service; the others are dropped."""
+    _pending(db.session()).append(("signal", (user_id, event_name, data, once_per)))
+
+
 def enqueue(task: str, *args) -> None:
     """After the commit, queue the task named ``task`` with ``args`` (ids, never rows)."""
     _pending(db.session()).append(("task", (task, args)))
@@ -76,6 +83,10 @@ def _perform(session: Session) -> None:
         elif kind == "later":
             name, args, seconds = payload
             queue.enqueue(name, args, countdown=seconds)
+        elif kind == "signal":
+            user_id, event_name, data, once_per = payload
+            if once_per is None or realtime.claim(*once_per):
+                realtime.signal(user_id, event_name, data)
         else:
             name, args = payload
             outcome = queue.enqueue(name, args)

@@ -6,20 +6,24 @@ spellings (X-APP-* and X-HA-*) are accepted, see ``chat.auth``.
 
 from __future__ import annotations
 
+from flask import current_app
+
 from chat.auth import (
     APP_KEY_SECURITY,
     SESSION_SECURITY,
+    clear_web_cookie,
     current_token,
     current_user,
     require_app_key,
     require_session,
+    set_web_cookie,
 )
 from chat.classic import schemas as s
 from chat.endpoints import body_limit, checks_password, counts_as_send
 from chat.notifications import devices as notification_devices
 from chat.notifications.routes import blueprint as push_blueprint
 from chat.schemas import Blueprint
-from chat.services import accounts, conversations, messages, search
+from chat.services import accounts, conversations, messages, search, typing
 
 auth_blp = Blueprint("classic_auth", __name__, url_prefix="/auth", description="Accounts (classic envelope)")
 conversation_blp = Blueprint("classic_conversation", __name__, url_prefix="/conversation",
@@ -47,10 +51,28 @@ def login_user(args):
     return {"data": {"session": raw, "expires_at": token.expires_at, "user": user}}
 
 
+@checks_password
+@auth_blp.operation("/web-session", "POST", s.WebSessionEnvelope,
+                    auth=require_app_key, security=APP_KEY_SECURITY, args=s.LoginSchema)
+def login_web_session(args):
+    """Open a session for the web page: the token goes into an HttpOnly cookie, never into
+    the answer; API routes accept it together with the header X-Chat-Web: 1."""
+    raw, token, user = accounts.login(args["username"], args["password"])
+    set_web_cookie(raw, int(current_app.config["SESSION_TTL_SECONDS"]))
+    return {"data": {"expires_at": token.expires_at, "user": user}}
+
+
+@auth_blp.operation("/web-session", "GET", s.WebSessionEnvelope, auth=require_session, security=SESSION_SECURITY)
+def show_web_session():
+    """Show who the current session belongs to (how the web page knows it is signed in)."""
+    return {"data": {"expires_at": current_token().expires_at, "user": current_user()}}
+
+
 @auth_blp.operation("/logout", "POST", s.EmptyEnvelope, auth=require_session, security=SESSION_SECURITY)
 def logout_user():
-    """Revoke the current session."""
+    """Revoke the current session (and take the web page's cookie away)."""
     accounts.logout(current_token())
+    clear_web_cookie()
     return {}
 
 
@@ -77,6 +99,15 @@ def mute_conversation(args):
     view = conversations.get_for_member(current_user(), conversation_id=args["conversationid"])
     notification_devices.set_muted(view.member, args["mute"])
     return {}
+
+
+@conversation_blp.operation("/typing", "POST", s.TypingEnvelope,
+                            auth=require_session, security=SESSION_SECURITY, args=s.TypingSchema)
+def signal_typing(args):
+    """Tell the other side I am typing: an ephemeral `typing` event on their event streams and
+    gateway connections (never stored or replayed; not across a block); send it every few
+    seconds while typing."""
+    return {"data": typing.signal_typing(current_user(), conversation_id=args["conversationid"])}
 
 
 @counts_as_send

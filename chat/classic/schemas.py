@@ -97,6 +97,10 @@ class MessageReadSchema(BaseSchema):
     messagekey = fields.String(validate=validate.Length(1, 36))
 
 
+class TypingSchema(BaseSchema):
+    conversationid = IntegerId(required=True)
+
+
 # ---- outputs ------------------------------------------------------------------------------
 
 class UserSchema(BaseSchema):
@@ -110,6 +114,11 @@ class UserSchema(BaseSchema):
 
 class SessionSchema(BaseSchema):
     session = fields.String()
+    expires_at = fields.Integer()
+    user = fields.Nested(UserSchema)
+
+
+class WebSessionSchema(BaseSchema):
     expires_at = fields.Integer()
     user = fields.Nested(UserSchema)
 
@@ -166,7 +175,17 @@ class SearchPageSchema(BaseSchema):
 
 UserEnvelope = envelope("ClassicUserEnvelope", UserSchema)
 SessionEnvelope = envelope("ClassicSessionEnvelope", SessionSchema)
+WebSessionEnvelope = envelope("ClassicWebSessionEnvelope", WebSessionSchema)
 EmptyEnvelope = envelope("ClassicEmptyEnvelope", None)
+
+
+class TypingSentSchema(BaseSchema):
+    expires_in_ms = fields.Integer(metadata={"description": "How long the other side shows it without another signal."})
+    interval_ms = fields.Integer(metadata={"description": "Signals closer together than this are not forwarded: "
+                                                          "send one about this often while typing."})
+
+
+TypingEnvelope = envelope("ClassicTypingEnvelope", TypingSentSchema)
 ConversationCreatedEnvelope = envelope("ClassicConversationCreatedEnvelope", ConversationCreatedSchema)
 ConversationPageEnvelope = envelope("ClassicConversationListEnvelope", ConversationSchema, many=True)
 MessageSentEnvelope = envelope("ClassicMessageSentEnvelope", MessageSentSchema)

@@ -57,7 +57,7 @@ from chat.kook.gateway_socket import write_whole_frames
 from chat.models import now_ms
 from chat.realtime import SESSION_REVOKED, EventBusDown, parse_event_id
 from chat.realtime.bus import later_event_id, revokes
-from chat.realtime.kook_events import kook_event
+from chat.realtime.kook_events import kook_event, kook_signal
 from chat.schemas import BaseSchema, Blueprint, LenientSchema, envelope
 from chat.services import accounts
 
@@ -139,7 +139,7 @@ class GatewayConnection:
     """One open socket: numbers and sends the user's events, answers the client's frames."""
 
     def __init__(self, ws, app, *, compress: bool, user_id: int, token_id: int, expires_at: int | None,
-                 presence_id: str):
+                 presence_id: str, hears_signals: bool = True):
         self.ws = ws
         self.app = app
         self.compress = compress
@@ -166,6 +166,10 @@ class GatewayConnection:
         self.sent: OrderedDict[int, tuple[str, float]] = OrderedDict()
         self.lock = threading.RLock()  # one sender at a time; the numbering moves under it
         self.open = True
+        # Ephemeral signals (typing) go to people's clients only: a bot SDK (khl.py) logs an
+        # error for a system event type KOOK never sends.
+        self.hears_signals = hears_signals
+        self.signal_at = self.bus.signals.position()
 
     # -- frames --
 
@@ -202,7 +206,8 @@ class GatewayConnection:
         how many stream events were read."""
         if block_ms and not self.maybe_more:
             # Waiting sends nothing to Redis: the bus says when the stream may have grown.
-            woke = self.bus.wait(self.user_id, later_event_id(self.cursor, self.heard), block_ms / 1000)
+            woke = self.bus.wait(self.user_id, later_event_id(self.cursor, self.heard), block_ms / 1000,
+                                 signal_after=self.signal_at if self.hears_signals else None)
             if woke is None:
                 return 0
             self.heard = woke  # a wake-up for an event taken out since must not wake us again
@@ -243,6 +248,26 @@ class GatewayConnection:
             # an SDK that reconnects learns from gateway/index that it must sign in again.
             raise _reconnect(EXPIRED_TOKEN, "the token was revoked (logged out)")
         return len(found)
+
+    def send_signals(self) -> None:
+        """Send the signals (typing) heard since the last look. Each takes the next ``sn``
+        (KOOK clients expect one on every event); a resume from that ``sn`` starts at the
+        stream position it was sent at, and a signal is never sent again."""
+        if not self.hears_signals:
+            return
+        signalled = self.bus.signals.after(self.user_id, self.signal_at)
+        if not signalled:
+            return
+        with self.lock:
+            self.signal_at = signalled[-1][0]
+            for _, event, data in signalled:
+                d = kook_signal(event, data, self.user_id, int(time.time() * 1000))
+                if d is None:
+                    continue
+                sn = self.sn + 1
+                self.sessions.record(self.session_id, [(sn, self.cursor)])
+                self.send({"s": EVENT, "d": d, "sn": sn})
+                self.sn = sn
 
     def resend_after(self, client_sn: int) -> None:
         """The client's PING says it has seen only up to ``client_sn``: send the rest again
@@ -329,6 +354,7 @@ class GatewayConnection:
             if left_ms is not None and left_ms <= 0:
                 raise _reconnect(EXPIRED_TOKEN, "the token expired: sign in again")
             self.pump(block_ms if left_ms is None else max(1, min(block_ms, left_ms)))
+            self.send_signals()
             if time.monotonic() - self.last_heard > self.idle_timeout:
                 # No PING for this long: the client is gone without closing (a dead peer
                 # sends no FIN), and it must stop counting as online.
@@ -385,6 +411,7 @@ def admit_socket():
     presence_id = uuid.uuid4().hex
     connections.admit(app, user.id, presence_id)
     g.gateway_admission = (user.id, token.id, token.expires_at, presence_id)
+    g.gateway_is_bot = user.is_bot  # bots hear no typing (see GatewayConnection)
 
 
 @gateway_socket_bp.teardown_request
@@ -418,7 +445,8 @@ def gateway_socket(ws):
     db.session.remove()  # an open socket must not hold a database connection
 
     connection = GatewayConnection(ws, app, compress=compress, user_id=user_id, token_id=token_id,
-                                   expires_at=expires_at, presence_id=presence_id)
+                                   expires_at=expires_at, presence_id=presence_id,
+                                   hears_signals=not g.get("gateway_is_bot", False))
     metrics.gateway_opened()
     try:
         resume = _resume_params(request.args)

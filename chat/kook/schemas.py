@@ -74,6 +74,16 @@ class UserChatDeleteSchema(ChatRefSchema):
     pass
 
 
+class UserChatTypingSchema(LenientSchema):
+    chat_code = StringId(required=True, validate=CHAT_CODE)
+
+
+class KookTypingSentSchema(BaseSchema):
+    expires_in_ms = fields.Integer(metadata={"description": "How long the other side shows it without another signal."})
+    interval_ms = fields.Integer(metadata={"description": "Signals closer together than this are not forwarded: "
+                                                          "send one about this often while typing."})
+
+
 class DirectMessageListQuerySchema(PageQuerySchema, ChatRefSchema):
     msg_id = fields.String(validate=MSG_ID, metadata={
         "description": "Reference message; without it the newest page is returned (and marks the chat read)."})
@@ -298,6 +308,7 @@ class FriendListsSchema(BaseSchema):
 
 
 EmptyEnvelope = envelope("KookEmptyEnvelope", None, kook=True)
+TypingEnvelope = envelope("KookTypingEnvelope", KookTypingSentSchema, kook=True)
 UserEnvelope = envelope("KookUserEnvelope", KookUserSchema, kook=True)
 UserChatEnvelope = envelope("KookUserChatEnvelope", UserChatDetailSchema, kook=True)
 UserChatPageEnvelope = envelope("KookUserChatPageEnvelope", UserChatPageSchema, kook=True)

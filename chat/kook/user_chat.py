@@ -7,7 +7,7 @@ from chat.kook import schemas as s
 from chat.notifications import devices as notification_devices
 from chat.notifications.routes import blueprint as push_blueprint
 from chat.schemas import Blueprint
-from chat.services import conversations
+from chat.services import conversations, typing
 
 user_chat_blp = Blueprint("kook_user_chat", __name__, url_prefix="/api/v3/user-chat",
                           description="KOOK private chats")
@@ -65,3 +65,12 @@ def mute_user_chat(args):
     view = conversations.get_for_member(current_user(), code=args["chat_code"])
     notification_devices.set_muted(view.member, bool(args["mute"]))
     return {"data": {}}
+
+
+@user_chat_blp.operation("/typing", "POST", s.TypingEnvelope,
+                         auth=require_token, security=TOKEN_SECURITY, args=s.UserChatTypingSchema, location="json_or_form")
+def signal_user_chat_typing(args):
+    """Tell the other side I am typing: an ephemeral `typing` event on their event streams and
+    gateway connections (never stored or replayed; not across a block); send it every few
+    seconds while typing."""
+    return {"data": typing.signal_typing(current_user(), code=args["chat_code"])}

@@ -18,19 +18,21 @@ from chat.realtime.bus import (
     InProcessBus,
     RedisStreamBus,
     Subscriber,
+    claim,
     forget,
     format_event_id,
     parse_event_id,
     publish,
     publish_many_or_fail,
     publish_or_fail,
+    signal,
 )
 from chat.realtime.presence import InProcessPresence, RedisPresence, presence_ttl
 
 __all__ = [
     "EventBusDown", "InProcessBus", "InProcessPresence", "RedisPresence", "RedisStreamBus", "SESSION_REVOKED", "Subscriber",
-    "broadcasts", "forget", "format_event_id", "init_app", "parse_event_id", "publish", "publish_many_or_fail", "publish_or_fail",
-    "redis_client",
+    "broadcasts", "claim", "forget", "format_event_id", "init_app", "parse_event_id", "publish", "publish_many_or_fail", "publish_or_fail",
+    "redis_client", "signal",
 ]
 
 

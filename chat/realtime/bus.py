@@ -35,6 +35,9 @@ from collections import defaultdict, deque
 import redis
 from flask import current_app
 
+from chat.realtime import signals as signal_wire
+from chat.realtime.signals import SignalBox
+
 log = logging.getLogger(__name__)
 
 STREAM_MAXLEN = 1000
@@ -145,6 +148,8 @@ class InProcessBus:
         self._last: dict[int, str] = {}  # per user: the newest event id ever given
         self._counter = itertools.count(1)
         self._changed = threading.Condition()
+        self.signals = SignalBox()
+        self._claims: dict[str, float] = {}  # claim key -> monotonic time it lapses
 
     def append(self, user_id: int, event: str, data: dict) -> str:
         with self._changed:
@@ -186,12 +191,42 @@ class InProcessBus:
             trimmed = self._trimmed.get(user_id)
         return trimmed is not None and parse_event_id(trimmed) > parse_event_id(after)
 
-    def wait(self, user_id: int, after: str, timeout: float, woken: threading.Event | None = None) -> str | None:
+    def wait(self, user_id: int, after: str, timeout: float, woken: threading.Event | None = None,
+             signal_after: int | None = None) -> str | None:
         """Having just read up to ``after``: wait until the log has more, and return the
-        newest id it holds; None after ``timeout`` seconds. (``woken`` is not watched here:
-        in-process, a stream polls for its client hanging up.)"""
-        found = self.read(user_id, after, block_ms=max(1, int(timeout * 1000)))
-        return found[-1][0] if found else None
+        newest id it holds; None after ``timeout`` seconds. A signal for ``user_id`` numbered
+        after ``signal_after`` (when given) ends the wait too, returning ``after``. (``woken``
+        is not watched here: in-process, a stream polls for its client hanging up.)"""
+        deadline = time.monotonic() + max(0.001, timeout)
+        floor = parse_event_id(after)
+        with self._changed:
+            while True:
+                stream = self._streams.get(user_id)
+                if stream and parse_event_id(stream[-1][0]) > floor:
+                    return stream[-1][0]
+                if signal_after is not None and self.signals.newest(user_id) > signal_after:
+                    return after
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._changed.wait(remaining)
+
+    def signal(self, user_id: int, event: str, data: dict) -> None:
+        """An ephemeral event for ``user_id``'s open streams (see ``chat.realtime.signals``)."""
+        self.signals.post(user_id, event, json.dumps(data))
+        with self._changed:
+            self._changed.notify_all()
+
+    def claim(self, key: str, ttl_s: float) -> bool:
+        """True once per ``ttl_s`` seconds for ``key`` (what throttles a signal)."""
+        now = time.monotonic()
+        with self._changed:
+            if self._claims.get(key, 0) > now:
+                return False
+            if len(self._claims) > 10000:
+                self._claims = {k: t for k, t in self._claims.items() if t > now}
+            self._claims[key] = now + ttl_s
+        return True
 
     def read(self, user_id: int, after: str | None, block_ms: int = 0) -> list[tuple[str, str, str]]:
         """Events after ``after`` (all retained events when None), waiting up to ``block_ms``."""
@@ -293,12 +328,33 @@ class RedisStreamBus:
             return self._read_now(user_id, after)
         return []
 
-    def wait(self, user_id: int, after: str, timeout: float, woken: threading.Event | None = None) -> str | None:
+    def wait(self, user_id: int, after: str, timeout: float, woken: threading.Event | None = None,
+             signal_after: int | None = None) -> str | None:
         """Having just read up to ``after``: wait until the stream may have more (see
         ``Subscriber.wait``; None after ``timeout`` seconds); ``woken`` set by the caller
-        ends it early too. Costs no Redis command: the process's ``Subscriber`` hears of
-        every append."""
-        return self.subscriber.wait(user_id, after, timeout, woken)
+        ends it early too, and so does a signal numbered after ``signal_after``. Costs no
+        Redis command: the process's ``Subscriber`` hears of every append."""
+        return self.subscriber.wait(user_id, after, timeout, woken, signal_after)
+
+    @property
+    def signals(self) -> SignalBox:
+        return self.subscriber.signals
+
+    def signal(self, user_id: int, event: str, data: dict) -> None:
+        """An ephemeral event for ``user_id``'s open streams, in whichever process they are:
+        published on the user's wake channel, heard by the subscribers that listen to it
+        (see ``chat.realtime.signals``). Nothing is stored."""
+        try:
+            self._client.publish(self.subscriber.wake_channel(user_id), signal_wire.encode(event, data))
+        except redis.RedisError as exc:
+            raise EventBusDown(str(exc)) from exc
+
+    def claim(self, key: str, ttl_s: float) -> bool:
+        """True once per ``ttl_s`` seconds for ``key``, across every process."""
+        try:
+            return bool(self._client.set(f"{self._prefix}claim:{key}", 1, nx=True, px=max(1, int(ttl_s * 1000))))
+        except redis.RedisError as exc:
+            raise EventBusDown(str(exc)) from exc
 
     def newest_ids(self, user_ids: list[int]) -> dict[int, str]:
         """The id of the newest event each user's stream holds (users with none left out)."""
@@ -369,6 +425,7 @@ class Subscriber:
         self._confirmed: set[str] = set()  # broadcast channels subscribed on this connection
         self._listening_since: float | None = None  # monotonic; None while not subscribed
         self._thread: threading.Thread | None = None
+        self.signals = SignalBox()
 
     def wake_channel(self, user_id: int) -> str:
         return f"{self._prefix}wake:{user_id}"
@@ -378,17 +435,21 @@ class Subscriber:
 
     # ---- used by streams and services ----------------------------------------------------
 
-    def wait(self, user_id: int, after: str, timeout: float, woken: threading.Event | None = None) -> str | None:
+    def wait(self, user_id: int, after: str, timeout: float, woken: threading.Event | None = None,
+             signal_after: int | None = None) -> str | None:
         """Wait until ``user_id``'s stream may have events after ``after``; None when
         ``timeout`` seconds pass without any. Otherwise returns the newest event id heard of
         (``after`` when none is newer): read, and pass the later of it and your position as
         the next ``after``, so an event taken out of the stream since (``forget``) wakes
         nobody twice. ``woken``: the caller's own event, which something else may set to end
-        the wait early (a client hanging up)."""
+        the wait early (a client hanging up). ``signal_after``: a signal numbered after it
+        (heard before or during the wait) ends the wait too, returning ``after``."""
         woken = woken or threading.Event()
         with self._lock:
             self._start()
             self._last_wanted[user_id] = time.monotonic()
+            if signal_after is not None and self.signals.newest(user_id) > signal_after:
+                return after
             trusted = self._listening_since is not None and user_id in self._subscribed
             notified = self._notified.get(user_id)
             if trusted and notified is not None and parse_event_id(notified) > parse_event_id(after):
@@ -590,6 +651,12 @@ class Subscriber:
                     log.exception("broadcast handler failed on %s", channel)
             return
         event_id = _text(message["data"])
+        signal = signal_wire.decode(event_id)
+        if signal is not None:
+            self.signals.post(user_id, *signal)
+            with self._lock:
+                self._wake(user_id)
+            return
         with self._lock:
             seen = self._notified.get(user_id)
             if seen is None or parse_event_id(event_id) > parse_event_id(seen):
@@ -637,6 +704,26 @@ def forget(user_id: int, message_key: str) -> int:
     """Take every event carrying ``message_key``'s content out of ``user_id``'s stream.
     Raises ``EventBusDown`` when the bus cannot be reached."""
     return bus().forget(user_id, message_key)
+
+
+def signal(user_id: int, event: str, data: dict) -> bool:
+    """Tell ``user_id``'s open streams an ephemeral event if the bus can be reached (see
+    ``chat.realtime.signals``); False when it could not (the signal is lost, as it may be)."""
+    try:
+        bus().signal(user_id, event, data)
+        return True
+    except EventBusDown:
+        log.warning("event bus unavailable: %s for user %s was not signalled", event, user_id)
+        return False
+
+
+def claim(key: str, ttl_s: float) -> bool:
+    """True at most once per ``ttl_s`` seconds for ``key`` across the service; True when the
+    bus cannot be reached (a throttle must not turn an outage into refusals)."""
+    try:
+        return bus().claim(key, ttl_s)
+    except EventBusDown:
+        return True
 
 
 def publish(user_id: int, event: str, data: dict) -> str | None:

@@ -32,6 +32,7 @@ UPDATED = "updated_private_message"
 DELETED = "deleted_private_message"
 REACTION_ADDED = "private_added_reaction"
 REACTION_DELETED = "private_deleted_reaction"
+TYPING = "private_typing"  # not one of KOOK's own: KOOK has no typing event for private chats
 
 
 def _author(data: dict, online: Callable[[int], bool]) -> dict:
@@ -133,3 +134,20 @@ def kook_event(event_id: str, event: str, data: dict | str, user_id: int,
                 "deleted_at": deleted_at}
         return _system(event_id, user_id, DELETED, body, deleted_at)
     return None
+
+
+def kook_signal(event: str, data: str, user_id: int, at_ms: int) -> dict | None:
+    """The KOOK event for an ephemeral signal (``typing``), or None when it has none. A
+    system event (``type: 255``) with ``extra.type`` ``private_typing`` and ``body``
+    ``{chat_code, user_id, expires_in_ms}``; its ``msg_id`` is random (it is never replayed)."""
+    if event != "typing":
+        return None
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        return None
+    body = {"chat_code": parsed.get("chat_code", ""), "user_id": str(parsed.get("user_id", "")),
+            "expires_in_ms": parsed.get("expires_in_ms", 0)}
+    frame = _system(uuid.uuid4().hex, user_id, TYPING, body, at_ms)
+    frame["msg_id"] = str(uuid.uuid4())
+    return frame

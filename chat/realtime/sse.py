@@ -35,6 +35,12 @@ def sse_frame(event_id: str, event: str, data: str) -> str:
     return f"id: {event_id}\nevent: {event}\ndata: {data}\n\n"
 
 
+def signal_frame(event: str, data: str) -> str:
+    """An ephemeral event (``typing``): no ``id:``, so a browser's Last-Event-ID stays on the
+    last stored event and a resume neither replays it nor skips anything for it."""
+    return f"event: {event}\ndata: {data}\n\n"
+
+
 RESET_EVENT = "stream.reset"
 ENDED_EVENT = "stream.ended"  # the last event of a stream whose token stopped being valid
 REVOKED_REASON = "your session was revoked (logged out): sign in again"
@@ -119,6 +125,7 @@ def sse_stream(bus, presence, user_id: int, after: str, heartbeat_seconds: float
     gevent) or looked at every second, so a closed stream ends, and leaves presence, within a
     second instead of at the next write (a heartbeat away).
     """
+    signal_at = bus.signals.position()  # signals from before the stream opened are not its business
     yield f"retry: {RETRY_MS}\n: connected\n\n"
     if incomplete:
         yield sse_frame(after, RESET_EVENT, json.dumps({
@@ -129,14 +136,14 @@ def sse_stream(bus, presence, user_id: int, after: str, heartbeat_seconds: float
     watch = HangupWatch.of(client_socket)
     try:
         yield from _events(bus, presence, user_id, after, heartbeat_seconds, connection_id, token_id,
-                           expires_at, client_socket, watch)
+                           expires_at, client_socket, watch, signal_at)
     finally:
         if watch is not None:
             watch.close()
 
 
 def _events(bus, presence, user_id, after, heartbeat_seconds, connection_id, token_id, expires_at,
-            client_socket, watch):
+            client_socket, watch, signal_at):
     """``sse_stream``'s loop: read, write, wait until the stream may have grown."""
     # Heartbeats (and presence refreshes) start at a random point of the first period, so
     # thousands of streams opened together do not all write in the same instant ever after.
@@ -161,7 +168,7 @@ def _events(bus, presence, user_id, after, heartbeat_seconds, connection_id, tok
                 grown = True
             else:
                 # Waiting sends nothing to Redis: the bus says when the stream may have grown.
-                woke = bus.wait(user_id, later_event_id(after, heard), slice_s, woken)
+                woke = bus.wait(user_id, later_event_id(after, heard), slice_s, woken, signal_after=signal_at)
                 grown = woke is not None
                 heard = woke or heard
         except EventBusDown:
@@ -170,6 +177,11 @@ def _events(bus, presence, user_id, after, heartbeat_seconds, connection_id, tok
             return
         if watch is not None and watch.gone:
             return  # the server then closes the response (and presence forgets the stream)
+        signalled = bus.signals.after(user_id, signal_at)
+        if signalled:
+            signal_at = signalled[-1][0]
+            written = time.monotonic()
+            yield "".join(signal_frame(event, data) for _, event, data in signalled)
         if not found:
             if grown:
                 continue  # read what came
