@@ -264,6 +264,9 @@ class DirectMessageSchema(BaseSchema):
     create_at = fields.Integer(attribute="view.message.created_at")
     updated_at = fields.Function(lambda d: d.view.message.updated_at or 0)
     chat_code = fields.String(attribute="view.conversation.code")
+    kind = fields.String(attribute="view.message.type", metadata={
+        "description": "The message's kind by name (text, image, video, file, location, audio, kmarkdown, "
+                       "card): KOOK has no location type and shows one as text (type 1)."})
 
 
 class DirectMessageListSchema(BaseSchema):

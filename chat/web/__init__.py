@@ -22,10 +22,12 @@ log = logging.getLogger(__name__)
 web_blp = Blueprint("web", __name__, static_folder="static", static_url_path="/web/static",
                     template_folder="templates")
 
-# The page's own files only; user images may come from any http(s) address (image messages
-# are URLs), and nothing else may load or run.
-PAGE_POLICY = ("default-src 'self'; img-src 'self' http: https: data:; style-src 'self'; "
-               "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+# The page's own files only. Pictures, video and sound load only from this origin (the files
+# the service stores, under /files/): media a sender links from elsewhere is shown as a link,
+# so opening a conversation never makes the reader's browser fetch an address the sender
+# chose. blob: and data: for what the page makes itself (a pasted image's preview).
+PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; style-src 'self'; "
+               "script-src 'self'; connect-src 'self'; worker-src 'self'; object-src 'none'; base-uri 'none'; "
                "frame-ancestors 'none'; form-action 'self'")
 # Swagger UI sets inline styles and shows its logo as a data: image.
 DOCS_POLICY = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
@@ -64,6 +66,16 @@ def _page(template: str, policy: str, **context):
 def show_chat():
     """Show the chat page."""
     return _page("index.html", PAGE_POLICY, app_key=web_app_key())
+
+
+@web_blp.route("/sw.js", methods=["GET"])
+def service_worker():
+    """Serve the page's service worker from the root, so its scope is the whole page."""
+    response = send_from_directory(Path(__file__).parent / "static", "sw.js", max_age=0)
+    response.headers["Cache-Control"] = "no-cache"  # a new version takes over at the next visit
+    response.headers["Content-Security-Policy"] = "default-src 'none'; connect-src 'self'"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 @web_blp.route("/docs", methods=["GET"])

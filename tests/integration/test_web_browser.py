@@ -3,11 +3,15 @@ so nothing is downloaded), against the production stack on real processes: gunic
 Celery worker and Redis, on this pass's database (SQLite or PostgreSQL). The page is given
 its app key the way production gives it (``WEB_APP_KEY`` from ``flask app-key create web``).
 
-Two browser contexts are two people, alice and bob, each with their own storage. Every
-control is found by its role and name, the handles a screen reader uses.
+Two browser contexts are two people, alice and bob, each with their own cookies. Every
+control is found by its role and name, the handles a screen reader uses. On every screen the
+flow passes through, the page must not scroll sideways (``scrollWidth`` against the viewport
+width: under phone emulation chromium widens ``innerWidth`` to the content) and an axe-core
+scan (``axe.min.js`` from the npm package, vendored beside this file) finds nothing serious
+or critical.
 
 Screenshots go to the test's temporary directory, and also to ``WEB_SCREENSHOTS`` when set
-(``WEB_SCREENSHOTS=docs`` refreshes the one in the README).
+(``WEB_SCREENSHOTS=docs`` refreshes the ones in the README).
 """
 
 from __future__ import annotations
@@ -26,9 +30,14 @@ from devstack import ROOT, ApiUser, flask_command, start_server, start_worker
 pytestmark = pytest.mark.integration
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+AXE = Path(__file__).with_name("axe.min.js")
 PUSH_WITHIN_MS = 2000  # what the page promises: a message shows up on the other side within 2 s
 SETTLE_MS = 10000  # for what has no promise beyond "soon" (reads travel through a worker)
 AUTH_CACHE_SECONDS = 1
+DESKTOP = {"viewport": {"width": 1280, "height": 800}}
+# The phone also runs in the dark colour scheme, so both schemes get the contrast checks.
+PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True, "device_scale_factor": 2,
+         "color_scheme": "dark"}
 
 
 class Site(str):
@@ -73,19 +82,22 @@ def browser():
 class Person:
     """One browser context (its own cookies and storage) with the page open."""
 
-    def __init__(self, browser, base: str, name: str, shots: list[Path], shot_dir: Path):
+    def __init__(self, browser, base: str, name: str, shots: list[Path], shot_dir: Path, device: dict | None = None):
         self.name = name
-        self.context = browser.new_context(viewport={"width": 1100, "height": 700})
+        self.device = device or DESKTOP
+        self.context = browser.new_context(**self.device)
+        # Injected by the DevTools protocol, which the page's CSP does not govern.
+        self.context.add_init_script(path=str(AXE))
         self.base = base
         self.errors: list[str] = []
         self.open_page()
         self.shots, self.shot_dir = shots, shot_dir
 
-    def open_page(self):
+    def open_page(self, path: str = "/"):
         """The page in a new tab of this context (what a reload or a second tab sees)."""
         self.page = self.context.new_page()
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
-        self.page.goto(self.base + "/")
+        self.page.goto(self.base + path)
 
     def role(self, role: str, name: str):
         return self.page.get_by_role(role, name=name, exact=True)
@@ -102,7 +114,7 @@ class Person:
         return self.conversations.get_by_role("listitem").filter(has_text=other)
 
     def message(self, text: str):
-        return self.messages.get_by_role("listitem").filter(has_text=text)
+        return self.messages.locator("li.message").filter(has=self.page.locator(".body", has_text=text))
 
     def alert(self):
         return self.page.get_by_role("alert")
@@ -112,15 +124,51 @@ class Person:
         self.role("textbox", "Password").fill(password)
         self.role("button", "Register").click()
 
-    def send(self, text: str, kind: str = "Text"):
-        self.page.get_by_label("Kind of message").select_option(label=kind)
-        self.role("textbox", "Message").fill(text)
-        self.role("button", "Send").click()
+    def log_in(self, password: str):
+        self.role("textbox", "Username").fill(self.name)
+        self.role("textbox", "Password").fill(password)
+        self.role("button", "Log in").click()
+
+    def send(self, text: str):
+        box = self.role("textbox", "Message")
+        box.fill(text)
+        box.press("Enter")
+
+    def act(self, text: str, action: str):
+        """Pick ``action`` from the actions menu of the message showing ``text``."""
+        item = self.message(text)
+        item.get_by_role("button", name="Message actions").click()
+        item.get_by_role("menuitem", name=action, exact=True).click()
+
+    def fits(self, screen: str) -> None:
+        """No sideways scrolling, and no serious or critical accessibility violations."""
+        width = self.device["viewport"]["width"]
+        scroll = self.page.evaluate("document.documentElement.scrollWidth")
+        assert scroll <= width, f"{self.name}, {screen}: the page is {scroll} px wide in a {width} px viewport"
+        violations = self.page.evaluate("""async () => {
+            const result = await axe.run(document, {resultTypes: ["violations"]});
+            return result.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
+                .map((v) => v.id + ": " + v.help + " -> " + v.nodes.map((n) => n.target.join(" ")).join(", "));
+        }""")
+        assert violations == [], f"{self.name}, {screen}: {violations}"
 
     def screenshot(self, label: str):
         path = self.shot_dir / f"{len(self.shots) + 1:02d}-{self.name}-{label}.png"
         self.page.screenshot(path=str(path))
         self.shots.append(path)
+
+    def session_token(self) -> str:
+        """The session cookie's value (the page's script cannot read it; the test harness can)."""
+        return next(c["value"] for c in self.context.cookies() if c["name"] == "chat_web_session")
+
+
+def copy_shots(shots: list[Path], prefix: str = "web-") -> None:
+    target = os.environ.get("WEB_SCREENSHOTS")
+    if target:
+        out = Path(target) if Path(target).is_absolute() else ROOT / target
+        out.mkdir(parents=True, exist_ok=True)
+        for path in shots:
+            shutil.copy(path, out / f"{prefix}{path.name}")
 
 
 def test_two_people_chat_live_in_two_browsers(site, browser, tmp_path):
@@ -130,61 +178,151 @@ def test_two_people_chat_live_in_two_browsers(site, browser, tmp_path):
     shots: list[Path] = []
     alice = Person(browser, base, "alice", shots, tmp_path)
     bob = Person(browser, base, "bob", shots, tmp_path)
+    alice.fits("login")
     for person in (alice, bob):
         person.register(f"{person.name}-password")
         expect(person.role("button", "Log out")).to_be_visible()
+    alice.fits("empty list")
+    # The session is not in script-readable storage: an HttpOnly cookie the script cannot see.
+    assert alice.page.evaluate("document.cookie") == ""
+    assert alice.page.evaluate("JSON.stringify(localStorage) + JSON.stringify(sessionStorage)") == "{}{}"
+    cookie = next(c for c in alice.context.cookies() if c["name"] == "chat_web_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
 
-    # alice starts a conversation with bob by his username and sends.
+    # alice starts a conversation with bob by his username; the URL names it.
     alice.role("textbox", "Username to message").fill("bob")
     alice.role("button", "Start conversation").click()
     expect(alice.role("heading", "Conversation with bob")).to_be_visible()
+    assert re.search(r"#c=[0-9a-f]{32}$", alice.page.url)
     alice.send("hello bob")
     expect(alice.message("hello bob")).to_be_visible()
 
-    # bob sees it arrive without reloading, with an unread badge.
+    # bob sees it arrive without reloading, with an unread badge, a preview and the title count.
     expect(bob.conversation_with("alice")).to_be_visible(timeout=PUSH_WITHIN_MS)
     expect(bob.conversation_with("alice").locator(".badge")).to_have_text("1 unread", timeout=PUSH_WITHIN_MS)
+    expect(bob.conversation_with("alice").locator(".preview")).to_have_text("hello bob")
+    expect(bob.page).to_have_title("(1) chat")
     bob.screenshot("unread-badge")
 
     # Opening it shows the message and clears the badge; alice sees it marked read.
     bob.conversation_with("alice").get_by_role("button").click()
     expect(bob.message("hello bob")).to_be_visible()
     expect(bob.conversation_with("alice").locator(".badge")).to_have_count(0)
-    expect(alice.message("hello bob")).to_contain_text("read", timeout=SETTLE_MS)
-    expect(alice.message("hello bob").locator(".receipt")).to_have_text("read")
+    expect(bob.page).to_have_title("chat")
+    expect(alice.message("hello bob").locator(".receipt")).to_have_text("read", timeout=SETTLE_MS)
+    bob.fits("conversation")
 
-    # An image URL is shown as an image, a location as a link.
-    image_url = f"{base}/docs/assets/favicon-32x32.png"
-    alice.send(image_url, kind="Image URL")
-    expect(alice.messages.get_by_role("img", name="Image from alice")).to_be_visible()
-    expect(bob.messages.get_by_role("img", name="Image from alice")).to_be_visible(timeout=PUSH_WITHIN_MS)
-    alice.send("52.5200,13.4050", kind="Location (lat,lng)")
-    expect(bob.messages.get_by_role("link", name=re.compile("Location 52.5200, 13.4050"))).to_be_visible(
-        timeout=PUSH_WITHIN_MS)
+    # bob types: alice sees "bob is typing…" while she has the conversation open.
+    bob.role("textbox", "Message").press_sequentially("so")
+    expect(alice.page.get_by_text("bob is typing…")).to_be_visible(timeout=PUSH_WITHIN_MS)
+    # Shift+Enter adds a line; Enter sends both lines as one message.
+    box = bob.role("textbox", "Message")
+    box.press_sequentially(" line one")
+    box.press("Shift+Enter")
+    box.press_sequentially("line two")
+    box.press("Enter")
+    expect(alice.message("line two")).to_be_visible(timeout=PUSH_WITHIN_MS)
+    assert alice.message("line two").locator(".body").inner_text() == "so line one\nline two"
+    expect(alice.page.get_by_text("bob is typing…")).to_have_count(0)  # his message ends it
 
-    # bob answers; alice has the conversation open and sees it live; then bob deletes it for
-    # everyone and it disappears from alice's page too.
-    bob.send("bye alice")
-    expect(alice.message("bye alice")).to_be_visible(timeout=PUSH_WITHIN_MS)
+    # alice replies to it, quoting it; bob sees the quote and can jump to the quoted message.
+    alice.act("line two", "Reply")
+    expect(alice.page.get_by_text(re.compile("^Replying to bob"))).to_be_visible()
+    alice.send("a reply")
+    reply = bob.message("a reply")
+    expect(reply.locator(".quote")).to_contain_text("line two", timeout=PUSH_WITHIN_MS)
+    reply.get_by_role("button", name="Go to quoted message").click()
+    expect(bob.message("line two")).to_be_focused()
+
+    # Reactions: bob reacts, alice sees the chip; bob takes it back, it goes on both sides.
+    bob.act("a reply", "React 👍")
+    expect(bob.message("a reply").get_by_role("button", name=re.compile("^👍 1, yours"))).to_be_visible()
+    expect(alice.message("a reply").get_by_role("button", name=re.compile("^👍 1"))).to_be_visible(timeout=PUSH_WITHIN_MS)
+    bob.message("a reply").get_by_role("button", name=re.compile("^👍 1, yours")).click()
+    expect(bob.message("a reply").locator(".chip")).to_have_count(0)
+    expect(alice.message("a reply").locator(".chip")).to_have_count(0, timeout=PUSH_WITHIN_MS)
+
+    # alice edits her message: both sides show the new text, marked edited.
+    alice.act("a reply", "Edit")
+    alice.role("textbox", "Message").fill("a better reply")
+    alice.role("textbox", "Message").press("Enter")
+    expect(alice.message("a better reply").locator(".edited")).to_be_visible()
+    expect(bob.message("a better reply").locator(".edited")).to_be_visible(timeout=PUSH_WITHIN_MS)
+
+    # A link in text is a link that opens elsewhere without the page's address; an image URL
+    # from elsewhere is a link too, never loaded by the reader's browser.
+    alice.send("see https://example.org/page and https://example.org/cat.png")
+    link = bob.message("see https").get_by_role("link", name="https://example.org/page")
+    expect(link).to_have_attribute("rel", "noopener noreferrer", timeout=PUSH_WITHIN_MS)
+    external = f"{base.replace('127.0.0.1', 'localhost')}/docs/assets/favicon-32x32.png"
+    alice.page.evaluate("""async ([code, url]) => {
+        await fetch('/api/v3/direct-message/create', {method: 'POST', credentials: 'same-origin',
+            headers: {'Content-Type': 'application/json', 'X-Chat-Web': '1'},
+            body: JSON.stringify({chat_code: code, type: 2, content: url})});
+    }""", [alice.page.url.split("#c=")[1], external])
+    expect(bob.messages.get_by_role("link", name="open image")).to_be_visible(timeout=PUSH_WITHIN_MS)
+    expect(bob.messages.locator("img")).to_have_count(0)
     alice.screenshot("conversation")
     bob.screenshot("conversation")
-    bob.message("bye alice").get_by_role("button", name="Delete for everyone").click()
-    expect(bob.message("bye alice")).to_have_count(0)
-    expect(alice.message("bye alice")).to_have_count(0, timeout=SETTLE_MS)
+
+    # Delete for everyone asks first; cancelled, nothing happens; confirmed, a tombstone on
+    # both sides.
+    bob.act("so line one", "Delete for everyone")
+    expect(bob.role("dialog", "Delete this message for everyone? It disappears from both sides.")).to_be_visible()
+    bob.fits("delete confirmation")
+    bob.role("button", "Cancel").click()
+    expect(bob.message("so line one")).to_be_visible()
+    bob.act("so line one", "Delete for everyone")
+    bob.role("button", "Delete").click()
+    expect(bob.messages.get_by_text("This message was deleted")).to_be_visible()
+    expect(alice.messages.get_by_text("This message was deleted")).to_be_visible(timeout=SETTLE_MS)
+    expect(alice.message("so line one")).to_have_count(0)
     # Delete for me: gone from alice's page only.
-    alice.message("hello bob").get_by_role("button", name="Delete for me").click()
+    alice.act("hello bob", "Delete for me")
     expect(alice.message("hello bob")).to_have_count(0)
     expect(bob.message("hello bob")).to_be_visible()
 
-    # A reload keeps both logged in, with the conversation listed.
+    # A reload keeps both logged in, with the open conversation still open.
     for person, other in ((alice, "bob"), (bob, "alice")):
         person.page.reload()
-        expect(person.role("button", "Log out")).to_be_visible()
-        expect(person.conversation_with(other)).to_be_visible()
+        expect(person.role("heading", f"Conversation with {other}")).to_be_visible()
         expect(person.page.get_by_text(f"Logged in as {person.name}")).to_be_visible()
 
-    # The other side's online dot follows bob's page without alice reloading: closed, he
-    # goes offline (once the server notices, at the next heartbeat); opened again, online.
+    # alice blocks bob: bob's composer says why he cannot write (once his page looks again).
+    alice.role("button", "Block").click()
+    expect(alice.page.get_by_text("You have blocked this person")).to_be_visible()
+    expect(alice.role("textbox", "Message")).to_be_disabled()
+    bob.page.reload()
+    expect(bob.page.get_by_text("This person does not accept your messages")).to_be_visible()
+    expect(bob.role("textbox", "Message")).to_be_disabled()
+    bob.fits("blocked composer")
+    alice.role("button", "Unblock").click()
+    expect(alice.role("textbox", "Message")).to_be_enabled()
+    bob.page.reload()
+    expect(bob.role("textbox", "Message")).to_be_enabled()
+
+    # Friends: alice asks from the conversation, bob accepts in People.
+    alice.role("button", "Add friend").click()
+    expect(alice.alert()).to_contain_text("Friend request sent to bob")
+    bob.role("button", "People").click()
+    requests_list = bob.role("list", "Friend requests")
+    expect(requests_list).to_contain_text("alice")
+    bob.fits("people")
+    requests_list.get_by_role("button", name="Accept").click()
+    expect(bob.role("list", "Friends")).to_contain_text("alice")
+    bob.role("button", "Close people").click()
+    alice.page.reload()
+    expect(alice.role("heading", "Conversation with bob")).to_be_visible()
+    expect(alice.role("button", "Add friend")).to_be_hidden()
+
+    # Back and forward move between the list and the conversation.
+    alice.page.go_back()
+    expect(alice.role("heading", "Pick a conversation")).to_be_visible()
+    alice.page.go_forward()
+    expect(alice.role("heading", "Conversation with bob")).to_be_visible()
+
+    # The other side's online dot follows bob's page: closed, he goes offline (once the
+    # server notices, at the next heartbeat); opened again, online.
     expect(alice.conversation_with("bob").locator(".dot")).to_have_text("online")
     bob.page.close()
     expect(alice.conversation_with("bob").locator(".dot")).to_have_text("offline", timeout=SETTLE_MS)
@@ -192,19 +330,19 @@ def test_two_people_chat_live_in_two_browsers(site, browser, tmp_path):
     expect(bob.role("button", "Log out")).to_be_visible()  # the session survives a new tab too
     expect(alice.conversation_with("bob").locator(".dot")).to_have_text("online", timeout=SETTLE_MS)
 
-    # Errors are shown to the person: a refused send...
-    alice.conversation_with("bob").get_by_role("button").click()
-    alice.send("999,999", kind="Location (lat,lng)")
-    expect(alice.alert()).to_contain_text("location")
-    # ...and a server that cannot be reached.
-    alice.context.route("**/message", lambda route: route.abort())
+    # Errors are shown to the person: a failed send says so and retries with the same nonce.
+    alice.context.route("**/api/v3/direct-message/create", lambda route: route.abort())
     alice.send("into the void")
     expect(alice.alert()).to_contain_text("cannot be reached")
+    expect(alice.message("into the void").locator(".receipt")).to_have_text("not sent")
     alice.screenshot("error-shown")
-    alice.context.unroute("**/message")
+    alice.context.unroute("**/api/v3/direct-message/create")
+    alice.message("into the void").get_by_role("button", name="Retry").click()
+    expect(alice.message("into the void").locator(".receipt")).to_have_text(re.compile("sent|read"))
+    expect(bob.role("button", "Log out")).to_be_visible()
 
     # Logging out ends the session on the server and stays out after a reload.
-    token = alice.page.evaluate("JSON.parse(localStorage.getItem('chat.session')).session")
+    token = alice.session_token()
     alice.role("button", "Log out").click()
     expect(alice.role("button", "Log in")).to_be_visible()
     alice.page.reload()
@@ -212,30 +350,79 @@ def test_two_people_chat_live_in_two_browsers(site, browser, tmp_path):
     time.sleep(AUTH_CACHE_SECONDS + 0.5)  # the other web process has forgotten it by now
     assert requests.get(f"{base}/api/v3/user/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
 
-    # A session that ends elsewhere: bob's next action says so and shows the login form.
-    bob_token = bob.page.evaluate("JSON.parse(localStorage.getItem('chat.session')).session")
-    revoked = requests.post(f"{base}/auth/logout", headers={
-        "X-APP-Key": bob.page.locator('meta[name="chat-app-key"]').get_attribute("content"),
-        "X-APP-Session": bob_token})
+    # A session that ends elsewhere: bob's page says so and shows the login form.
+    revoked = requests.post(f"{base}/auth/logout", headers={"X-APP-Key": site.app_key,
+                                                           "X-APP-Session": bob.session_token()})
     assert revoked.status_code == 200, revoked.text
-    time.sleep(AUTH_CACHE_SECONDS + 0.5)
-    bob.conversation_with("alice").get_by_role("button").click()
-    expect(bob.alert()).to_contain_text("session has expired")
-    expect(bob.role("button", "Log in")).to_be_visible()
+    # His open event stream ends at once and the page says so (no action of his needed).
+    expect(bob.role("button", "Log in")).to_be_visible(timeout=SETTLE_MS)
+    expect(bob.alert()).to_contain_text("session has ended")
 
     assert alice.errors == [] and bob.errors == [], (alice.errors, bob.errors)
     assert len(shots) == 4 and all(path.stat().st_size > 10_000 for path in shots)
-    target = os.environ.get("WEB_SCREENSHOTS")
-    if target:
-        out = Path(target) if Path(target).is_absolute() else ROOT / target
-        out.mkdir(parents=True, exist_ok=True)
-        for path in shots:
-            shutil.copy(path, out / f"web-{path.name}")
+    copy_shots(shots)
+
+
+def test_a_cookie_without_the_page_header_is_not_a_credential(site, browser, tmp_path):
+    """What a form on another site could make the browser send (the cookie, no X-Chat-Web
+    header) authenticates nothing; the page's own calls do."""
+    person = Person(browser, site, "carol", [], tmp_path)
+    person.register("carol-password")
+    from playwright.sync_api import expect
+
+    expect(person.role("button", "Log out")).to_be_visible()
+    statuses = person.page.evaluate("""async () => {
+        const plain = await fetch('/conversation', {headers: {'X-APP-Key': document.querySelector(
+            'meta[name="chat-app-key"]').content}});
+        const kook = await fetch('/api/v3/user/me');
+        const page = await fetch('/api/v3/user/me', {headers: {'X-Chat-Web': '1'}});
+        return [plain.status, kook.status, page.status];
+    }""")
+    assert statuses == [401, 401, 200]
+
+
+def test_on_a_phone_the_list_and_the_conversation_each_fill_the_screen(site, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    shots: list[Path] = []
+    alice = ApiUser(site, site.app_key, "alice", password="alice-password")
+    bob = ApiUser(site, site.app_key, "bob")
+    cid = alice.open_with(bob)
+    bob.send(cid, "hi alice, a long line without spaces: " + "x" * 120)
+    bob.send(cid, "and a link https://example.org/" + "y" * 80)
+    phone = Person(browser, site, "alice", shots, tmp_path, device=PHONE)
+    phone.fits("login")
+    phone.log_in("alice-password")
+    expect(phone.conversation_with("bob")).to_be_visible()
+    phone.fits("list")
+    phone.screenshot("phone-list")
+    phone.conversation_with("bob").get_by_role("button").tap()
+    expect(phone.role("heading", "Conversation with bob")).to_be_visible()
+    expect(phone.conversations).to_be_hidden()  # one column: the conversation only
+    expect(phone.message("hi alice")).to_be_visible()
+    phone.send("hello from the phone")
+    expect(phone.message("hello from the phone")).to_be_visible()
+    phone.fits("conversation")
+    for name in ("Send", "Back to conversations"):
+        size = phone.role("button", name).bounding_box()
+        assert size["height"] >= 44 and size["width"] >= 44, (name, size)
+    phone.screenshot("phone-conversation")
+    phone.message("hello from the phone").get_by_role("button", name="Message actions").tap()
+    phone.fits("message actions")
+    phone.page.keyboard.press("Escape")
+    phone.role("button", "People").tap()
+    phone.fits("people")
+    phone.role("button", "Close people").tap()
+    phone.role("button", "Back to conversations").tap()
+    expect(phone.conversations).to_be_visible()
+    phone.fits("list again")
+    assert phone.errors == []
+    copy_shots(shots)
 
 
 def test_history_pages_in_older_messages_on_scroll(site, browser, tmp_path):
-    """The newest page is at the bottom; scrolling to the top loads older ones (``before=``)
-    in order, until the beginning of the conversation."""
+    """The newest page is at the bottom; scrolling to the top loads older ones in order,
+    until the beginning of the conversation."""
     from playwright.sync_api import expect
 
     alice = ApiUser(site, site.app_key, "alice", password="alice-password")
@@ -245,11 +432,9 @@ def test_history_pages_in_older_messages_on_scroll(site, browser, tmp_path):
         alice.send(cid, f"note {n:02d}")
 
     person = Person(browser, site, "alice", [], tmp_path)
-    person.role("textbox", "Username").fill("alice")
-    person.role("textbox", "Password").fill("alice-password")
-    person.role("button", "Log in").click()
+    person.log_in("alice-password")
     person.conversation_with("bob").get_by_role("button").click()
-    items = person.messages.get_by_role("listitem")
+    items = person.messages.locator("li.message")
     expect(items).to_have_count(30)
     expect(items.last).to_contain_text("note 69")
     expect(person.message("note 39")).to_have_count(0)
@@ -260,6 +445,8 @@ def test_history_pages_in_older_messages_on_scroll(site, browser, tmp_path):
     texts = items.locator(".body").all_inner_texts()
     assert texts == [f"note {n:02d}" for n in range(70)], texts
     expect(person.page.get_by_text("This is the beginning of the conversation.")).to_be_visible()
+    # Consecutive messages from one person are one group: the author is named once.
+    expect(person.messages.locator(".author")).to_have_count(1)
 
     # The API docs page renders the document in Swagger UI, with both kinds of credentials.
     person.page.get_by_role("link", name="API docs").click()

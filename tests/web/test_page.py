@@ -57,7 +57,7 @@ def test_the_page_names_its_controls_as_people_and_tests_find_them(client):
     assert re.search(r'role="log"[^>]*aria-label="Messages"', html)
 
 
-@pytest.mark.parametrize("path, mimetype", [("/web/static/app.js", "text/javascript"),
+@pytest.mark.parametrize("path, mimetype", [("/web/static/js/app.js", "text/javascript"), ("/sw.js", "text/javascript"),
                                             ("/web/static/app.css", "text/css")])
 def test_the_page_files_come_from_the_package(client, path, mimetype):
     response = client.get(path)
@@ -71,7 +71,7 @@ def test_page_loads_are_not_rate_limited(app, config_class):
                                                           "RATELIMIT_GLOBAL": "2 per minute"}))
     client = limited.test_client()
     assert [client.get("/").status_code for _ in range(4)] == [200] * 4
-    assert client.get("/web/static/app.js").status_code == 200
+    assert client.get("/web/static/js/app.js").status_code == 200
 
 
 def test_demo_gives_the_page_a_key_once_and_says_what_to_open(app, client, key_file):

@@ -1,0 +1,78 @@
+/*
+ * Notifications: the unread count in the title; a notification while the tab is hidden
+ * (shown by this page); Web Push through the service worker (/sw.js) when the page is
+ * closed. The button asks for permission only when pressed; without Web Push on the server
+ * (GET /push/config answers 404, or says it is off) the button stays hidden.
+ */
+
+import { $ } from "./dom.js";
+import { api } from "./api.js";
+import { previewText } from "./message-view.js";
+
+let pushConfig = null;
+
+export function setUnreadTitle(count) {
+  document.title = count > 0 ? "(" + count + ") chat" : "chat";
+}
+
+/** A message arrived: tell the person when they cannot see the page (and let them open it). */
+export function notifyMessage(message, fromName) {
+  if (!document.hidden || !("Notification" in window) || Notification.permission !== "granted") return;
+  const notification = new Notification(fromName || "New message", {
+    body: previewText(message), tag: message.chatCode, renotify: true,
+  });
+  notification.addEventListener("click", () => {
+    window.focus();
+    location.hash = "c=" + message.chatCode;
+    notification.close();
+  });
+}
+
+function keyBytes(base64url) {
+  const padded = base64url.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((base64url.length + 3) % 4);
+  return Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
+}
+
+async function subscribe() {
+  const permission = await Notification.requestPermission();
+  if (permission !== "granted") {
+    $("notify-button").textContent = "Notifications blocked";
+    return;
+  }
+  const registration = await navigator.serviceWorker.register("/sw.js", { scope: "/" });
+  await navigator.serviceWorker.ready;
+  let subscription = await registration.pushManager.getSubscription();
+  if (!subscription) {
+    subscription = await registration.pushManager.subscribe({
+      userVisibleOnly: true, applicationServerKey: keyBytes(pushConfig.webpush.vapid_public_key),
+    });
+  }
+  await api("POST", "/push/devices", { kind: "webpush", subscription: subscription.toJSON() });
+  $("notify-button").textContent = "Notifications on";
+  $("notify-button").disabled = true;
+}
+
+export async function initNotifications(state, report) {
+  const button = $("notify-button");
+  button.hidden = true;
+  if (!("serviceWorker" in navigator) || !("PushManager" in window) || !("Notification" in window)) return;
+  try {
+    pushConfig = await api("GET", "/push/config");
+  } catch (error) {
+    return; // no notifications on this server (404) or not now: no button
+  }
+  if (!pushConfig || !pushConfig.webpush || !pushConfig.webpush.enabled) return;
+  button.hidden = false;
+  if (Notification.permission === "granted") {
+    const registration = await navigator.serviceWorker.getRegistration("/");
+    if (registration && await registration.pushManager.getSubscription()) {
+      button.textContent = "Notifications on";
+      button.disabled = true;
+      return;
+    }
+  }
+  if (!button.dataset.wired) {
+    button.dataset.wired = "1";
+    button.addEventListener("click", () => subscribe().catch(report));
+  }
+}
