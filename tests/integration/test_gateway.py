@@ -56,7 +56,7 @@ class Gateway:
 
 @pytest.fixture
 def stack(live_env, tmp_path):
-    env = {**live_env, "GATEWAY_RESEND_GRACE_SECONDS": "0"}
+    env = {**live_env, "GATEWAY_RESEND_GRACE_SECONDS": "0", "TYPING_INTERVAL_SECONDS": "0.01"}
     worker = start_worker(env, tmp_path, concurrency=1)  # deliveries in the order sent
     server, base = start_server(env, tmp_path)
     key = flask_command(env, "app-key", "create", "gateway").strip().splitlines()[-1]
@@ -195,6 +195,44 @@ def test_logging_out_ends_the_gateway_connection_of_that_token(stack):
     # gateway/index that it has to sign in again.
     assert gw.recv(timeout=5) == {"s": 5, "d": {"code": 40103, "err": "the token was revoked (logged out)"}}
     assert gw.closed()
+
+
+def test_a_person_hears_typing_on_the_gateway_once_and_a_resume_does_not_replay_it(stack):
+    base, key = stack
+    alice, bob = ApiUser(base, key, "alice-typing"), ApiUser(base, key, "bob-typing")
+    chat = alice.open_with(bob)
+    gw = Gateway(_gateway_url(base, bob.token, 0))
+    hello = gw.recv()
+    assert hello["d"]["code"] == 0
+    alice.send(chat, "first")
+    assert _texts([gw.recv()]) == ["first"]
+    # Until bob's process has subscribed to his wake channel a signal may be missed: again
+    # until one arrives (each is its own, so the interval is set to let them all through).
+    frame = None
+    for _ in range(20):
+        assert alice.call("POST", "/conversation/typing", json={"conversationid": chat})["expires_in_ms"] > 0
+        try:
+            frame = gw.recv(timeout=0.5)
+            break
+        except websocket.WebSocketTimeoutException:
+            continue
+    assert frame is not None, "no typing frame arrived"
+    assert frame["sn"] == 2 and frame["d"]["type"] == 255
+    assert frame["d"]["extra"] == {"type": "private_typing", "body": {
+        "chat_code": alice.conversation(chat)["code"], "user_id": str(alice.id), "expires_in_ms": 6000}}
+    last = frame["sn"]
+    while not gw.nothing(1):  # a retry's signal may still come: each takes the next sn
+        last += 1
+    gw.close()
+    alice.send(chat, "after")
+    _all_pushed(alice, chat)
+    # Resuming from the last typing frame's sn: the stored message after it, no typing again.
+    resumed = Gateway(_gateway_url(base, bob.token, 0) + f"&resume=1&sn={last}&session_id={hello['d']['session_id']}")
+    assert resumed.recv()["d"]["code"] == 0
+    after = resumed.recv()
+    assert after["sn"] == last + 1 and after["d"]["content"] == "after"
+    assert resumed.recv()["s"] == 6  # RESUME ACK
+    resumed.close()
 
 
 def test_a_closed_gateway_connection_shows_offline_at_once_after_refreshing_presence(live_env, tmp_path):

@@ -162,13 +162,17 @@ class Person:
         return next(c["value"] for c in self.context.cookies() if c["name"] == "chat_web_session")
 
 
-def copy_shots(shots: list[Path], prefix: str = "web-") -> None:
+def copy_shots(shots: list[Path], named: dict[str, str]) -> None:
+    """Copy the shots whose name ends with a key of ``named`` to ``WEB_SCREENSHOTS`` (when
+    set) under the value: the README's pictures."""
     target = os.environ.get("WEB_SCREENSHOTS")
     if target:
         out = Path(target) if Path(target).is_absolute() else ROOT / target
         out.mkdir(parents=True, exist_ok=True)
         for path in shots:
-            shutil.copy(path, out / f"{prefix}{path.name}")
+            for ending, name in named.items():
+                if path.stem.endswith(ending):
+                    shutil.copy(path, out / name)
 
 
 def test_two_people_chat_live_in_two_browsers(site, browser, tmp_path):
@@ -360,7 +364,7 @@ def test_two_people_chat_live_in_two_browsers(site, browser, tmp_path):
 
     assert alice.errors == [] and bob.errors == [], (alice.errors, bob.errors)
     assert len(shots) == 4 and all(path.stat().st_size > 10_000 for path in shots)
-    copy_shots(shots)
+    copy_shots(shots, {"alice-conversation": "web-desktop.png"})
 
 
 def test_a_cookie_without_the_page_header_is_not_a_credential(site, browser, tmp_path):
@@ -417,7 +421,7 @@ def test_on_a_phone_the_list_and_the_conversation_each_fill_the_screen(site, bro
     expect(phone.conversations).to_be_visible()
     phone.fits("list again")
     assert phone.errors == []
-    copy_shots(shots)
+    copy_shots(shots, {"phone-conversation": "web-phone.png"})
 
 
 def test_history_pages_in_older_messages_on_scroll(site, browser, tmp_path):
