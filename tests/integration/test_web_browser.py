@@ -452,6 +452,37 @@ def test_history_pages_in_older_messages_on_scroll(site, browser, tmp_path):
     # Consecutive messages from one person are one group: the author is named once.
     expect(person.messages.locator(".author")).to_have_count(1)
 
+    # The keyboard alone: Enter opens a message's menu on its first item, arrows move, Escape
+    # closes it back onto its button; Reply puts the cursor in the composer, Escape cancels.
+    last = person.message("note 69")
+    toggle = last.get_by_role("button", name="Message actions")
+    toggle.focus()
+    person.page.keyboard.press("Enter")
+    expect(last.get_by_role("menuitem", name="Reply")).to_be_focused()
+    person.page.keyboard.press("ArrowDown")
+    expect(last.get_by_role("menuitem", name="React 👍")).to_be_focused()
+    person.page.keyboard.press("Escape")
+    expect(toggle).to_be_focused()
+    expect(last.get_by_role("menu")).to_be_hidden()
+    person.page.keyboard.press("Enter")
+    person.page.keyboard.press("Enter")  # Reply, the first item
+    expect(person.role("textbox", "Message")).to_be_focused()
+    expect(person.page.get_by_text("Replying to alice: note 69")).to_be_visible()
+    person.page.keyboard.press("Escape")
+    expect(person.page.get_by_text("Replying to alice: note 69")).to_be_hidden()
+
+    # Search snippets: the answer's code-point offsets become <mark>s, and text stays text.
+    snippet = person.page.evaluate("""async () => {
+        const {highlighted} = await import('/web/static/js/search.js');
+        const {linkified} = await import('/web/static/js/dom.js');
+        const box = document.createElement('div');
+        box.append(linkified('javascript:alert(1) <i>x</i> https://example.org/a).'));
+        return [highlighted('a😀<b>x</b>c', [[1, 2], [2, 5], [9, 99]]).innerHTML, box.innerHTML];
+    }""")
+    assert snippet == ['a<mark>😀</mark><mark>&lt;b&gt;</mark>x&lt;/b<mark>&gt;c</mark>',
+                       'javascript:alert(1) &lt;i&gt;x&lt;/i&gt; <a href="https://example.org/a" target="_blank" '
+                       'rel="noopener noreferrer">https://example.org/a</a>).'], snippet
+
     # The API docs page renders the document in Swagger UI, with both kinds of credentials.
     person.page.get_by_role("link", name="API docs").click()
     expect(person.page.get_by_role("button", name="Authorize").first).to_be_visible()

@@ -13,7 +13,7 @@ import { $, el, avatar, dayLabel, formatTime, sameDay, timeElement } from "./dom
 import { fromEvent, fromHistory, messageItem, previewText } from "./message-view.js";
 import { loadPeople, initPeople } from "./people.js";
 import { initSearch } from "./search.js";
-import { initNotifications, notifyMessage, setUnreadTitle } from "./notify.js";
+import { initNotifications, notifyMessage, retractNotification, setUnreadTitle } from "./notify.js";
 
 const PAGE_SIZE = 30;
 const LIST_PAGE = 30;
@@ -560,10 +560,9 @@ async function deliver(message) {
 }
 
 function sendTyping() {
-  const cid = conversationId();
-  if (!cid || Date.now() - state.typingSentAt < TYPING_SEND_MS) return;
+  if (!state.current || !state.view || Date.now() - state.typingSentAt < TYPING_SEND_MS) return;
   state.typingSentAt = Date.now();
-  api("POST", "/conversation/typing", { conversationid: cid }).catch(() => {
+  api("POST", "/api/v3/user-chat/typing", { chat_code: state.current }).catch(() => {
     /* typing is a courtesy: a failure here must not bother the person */
   });
 }
@@ -829,6 +828,7 @@ function onMessageUpdated(data) {
 
 function onMessageDeleted(data) {
   markDeleted(data.messagekey || data.msg_id);
+  retractNotification(data.chat_code);
   reloadConversationsSoon();
 }
 
@@ -851,6 +851,7 @@ function onChatUpdated(data) {
     return;
   }
   item.unread_count = data.chat_code === state.current && !document.hidden ? 0 : data.unread_count;
+  if (!data.unread_count) retractNotification(data.chat_code); // read elsewhere
   if (data.latest_msg_time) item.latest_msg_time = data.latest_msg_time;
   renderConversations();
 }

@@ -10,6 +10,7 @@ import { api } from "./api.js";
 import { previewText } from "./message-view.js";
 
 let pushConfig = null;
+const shown = new Map(); // chat code -> the notification this page shows for it
 
 export function setUnreadTitle(count) {
   document.title = count > 0 ? "(" + count + ") chat" : "chat";
@@ -21,11 +22,27 @@ export function notifyMessage(message, fromName) {
   const notification = new Notification(fromName || "New message", {
     body: previewText(message), tag: message.chatCode, renotify: true,
   });
+  shown.set(message.chatCode, notification);
   notification.addEventListener("click", () => {
     window.focus();
     location.hash = "c=" + message.chatCode;
     notification.close();
   });
+}
+
+/** The chat was read elsewhere, or its message deleted: its notification goes (here and in the worker's). */
+export function retractNotification(chatCode) {
+  const notification = shown.get(chatCode);
+  if (notification) {
+    notification.close();
+    shown.delete(chatCode);
+  }
+  if ("serviceWorker" in navigator && navigator.serviceWorker.controller) {
+    navigator.serviceWorker.getRegistration("/").then(async (registration) => {
+      if (!registration) return;
+      for (const old of await registration.getNotifications({ tag: chatCode })) old.close();
+    }).catch(() => {});
+  }
 }
 
 function keyBytes(base64url) {
