@@ -491,3 +491,65 @@ def test_history_pages_in_older_messages_on_scroll(site, browser, tmp_path):
     for scheme in ("AppKey", "AppSession", "Token"):
         expect(person.page.get_by_role("heading", name=re.compile(f"^{scheme} "))).to_be_visible()
     assert person.errors == []
+
+
+def _png(width: int, height: int) -> bytes:
+    """A real PNG of one colour, made here (no image library needed)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    rows = b"".join(b"\x00" + b"\x30\x80\xd0" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def test_attachments_upload_show_inline_and_say_why_when_refused(live_env, browser, tmp_path):
+    """An image from the attach button shows as its thumbnail and opens full size; a file
+    shows as a download card; one over the limit says why. Needs the upload routes."""
+    from playwright.sync_api import expect
+
+    env = dict(live_env, ASSET_MAX_FILE_BYTES="4000", ASSET_DIR=str(tmp_path / "assets"))
+    env["WEB_APP_KEY"] = flask_command(env, "app-key", "create", "web").strip().splitlines()[-1]
+    worker = start_worker(env, tmp_path)
+    server, base = start_server(env, tmp_path)
+    try:
+        if requests.get(f"{base}/asset", timeout=10).status_code == 404:
+            pytest.skip("this server has no upload route (POST /asset) yet")
+        alice = ApiUser(base, env["WEB_APP_KEY"], "alice", password="alice-password")
+        bob = ApiUser(base, env["WEB_APP_KEY"], "bob")
+        cid = alice.open_with(bob)
+        bob.send(cid, "send me the picture")
+        person = Person(browser, base, "alice", [], tmp_path)
+        person.log_in("alice-password")
+        person.conversation_with("bob").get_by_role("button").click()
+        expect(person.role("button", "Attach a file")).to_be_enabled()
+
+        person.page.locator("#file-input").set_input_files(
+            files=[{"name": "photo.png", "mimeType": "image/png", "buffer": _png(64, 48)}])
+        picture = person.messages.get_by_role("button", name="Open image from alice full size")
+        expect(picture).to_be_visible(timeout=SETTLE_MS)
+        source = picture.locator("img").get_attribute("src")
+        assert "/files/" in source and "thumb=1" in source, source
+        expect(picture.locator("img")).to_have_js_property("naturalWidth", 64)  # loaded: our own URL
+        picture.click()
+        expect(person.page.locator("#image-full")).to_have_attribute("src", source.split("?")[0])
+        person.role("button", "Close image").click()
+
+        person.page.locator("#file-input").set_input_files(
+            files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"plain words\n" * 10}])
+        card = person.messages.locator(".file-card").last
+        expect(card.get_by_role("link")).to_have_attribute("download", re.compile("notes"), timeout=SETTLE_MS)
+        person.page.locator("#file-input").set_input_files(
+            files=[{"name": "big.txt", "mimeType": "text/plain", "buffer": b"x" * 9000}])
+        expect(person.alert()).to_contain_text("too large", timeout=SETTLE_MS)
+        person.fits("attachments")
+
+        sent = [m for m in bob.call("GET", "/message", params={"conversationid": cid}) if m["type"] in (-2, -4)]
+        assert {m["type"] for m in sent} == {-2, -4} and all("/files/" in m["content"] for m in sent)
+        assert person.errors == []
+    finally:
+        server.stop()
+        worker.stop()
