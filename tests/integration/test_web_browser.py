@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from devstack import ROOT, ApiUser, flask_command, start_server, start_worker
+from devstack import ROOT, ApiUser, flask_command, free_port, start_server, start_worker
 
 pytestmark = pytest.mark.integration
 
@@ -511,10 +511,12 @@ def test_attachments_upload_show_inline_and_say_why_when_refused(live_env, brows
     shows as a download card; one over the limit says why. Needs the upload routes."""
     from playwright.sync_api import expect
 
-    env = dict(live_env, ASSET_MAX_FILE_BYTES="4000", ASSET_DIR=str(tmp_path / "assets"))
+    port = free_port()  # asset URLs start with the public address: this server's own
+    env = dict(live_env, ASSET_MAX_FILE_BYTES="4000", ASSET_DIR=str(tmp_path / "assets"),
+               PUBLIC_BASE_URL=f"http://127.0.0.1:{port}")
     env["WEB_APP_KEY"] = flask_command(env, "app-key", "create", "web").strip().splitlines()[-1]
     worker = start_worker(env, tmp_path)
-    server, base = start_server(env, tmp_path)
+    server, base = start_server(env, tmp_path, port=port)
     try:
         if requests.get(f"{base}/asset", timeout=10).status_code == 404:
             pytest.skip("this server has no upload route (POST /asset) yet")
@@ -553,3 +555,32 @@ def test_attachments_upload_show_inline_and_say_why_when_refused(live_env, brows
     finally:
         server.stop()
         worker.stop()
+
+
+def test_search_shows_marked_snippets_and_opens_the_message(site, browser, tmp_path):
+    """A search box (when the server searches) lists results with the matches marked; a
+    result opens its conversation at that message, even one further back than the first page."""
+    from playwright.sync_api import expect
+
+    if requests.get(f"{site}/message/search", timeout=10).status_code == 404:
+        pytest.skip("this server has no search route (GET /message/search) yet")
+    alice = ApiUser(site, site.app_key, "alice", password="alice-password")
+    bob = ApiUser(site, site.app_key, "bob")
+    cid = alice.open_with(bob)
+    bob.send(cid, "the <b>lighthouse</b> keeper waves")
+    for n in range(40):
+        alice.send(cid, f"filler {n:02d}")
+    person = Person(browser, site, "alice", [], tmp_path)
+    person.log_in("alice-password")
+    expect(person.conversation_with("bob")).to_be_visible()
+    person.role("searchbox", "Search messages").fill("lighthouse")
+    person.role("searchbox", "Search messages").press("Enter")
+    results = person.role("list", "Search results list")
+    expect(results.get_by_role("listitem")).to_have_count(1, timeout=SETTLE_MS)
+    expect(results.locator("mark")).to_have_text("lighthouse")
+    expect(results).to_contain_text("the <b>lighthouse</b> keeper")  # text, never markup
+    person.fits("search results")
+    results.get_by_role("button").click()
+    expect(person.role("heading", "Conversation with bob")).to_be_visible()
+    expect(person.message("lighthouse")).to_be_focused(timeout=SETTLE_MS)
+    assert person.errors == []
