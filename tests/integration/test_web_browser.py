@@ -584,3 +584,43 @@ def test_search_shows_marked_snippets_and_opens_the_message(site, browser, tmp_p
     expect(person.role("heading", "Conversation with bob")).to_be_visible()
     expect(person.message("lighthouse")).to_be_focused(timeout=SETTLE_MS)
     assert person.errors == []
+
+
+def test_the_service_worker_shows_collapsed_notifications_and_retracts_them(site, browser, tmp_path):
+    """What the page's service worker does with a Web Push payload while the page is not
+    showing: a notification per chat (its count), closed again by a ``retract`` for that chat.
+    The push is delivered through the DevTools protocol (a push service is outside the test)."""
+    import json
+
+    from devstack import wait_until
+
+    context = browser.new_context()
+    context.grant_permissions(["notifications"], origin=site)
+    page = context.new_page()
+    page.goto(site + "/")
+    cdp = context.new_cdp_session(page)
+    registrations: list[dict] = []
+    cdp.on("ServiceWorker.workerRegistrationUpdated", lambda event: registrations.extend(event["registrations"]))
+    cdp.send("ServiceWorker.enable")
+    page.evaluate("navigator.serviceWorker.register('/sw.js', {scope: '/'}).then(() => navigator.serviceWorker.ready)")
+    wait_until(lambda: any(not r.get("isDeleted") for r in registrations), 10, what="the worker's registration")
+    registration = next(r for r in registrations if not r.get("isDeleted"))["registrationId"]
+
+    def push(payload: dict) -> None:
+        cdp.send("ServiceWorker.deliverPushMessage", {"origin": site, "registrationId": registration,
+                                                      "data": json.dumps(payload)})
+
+    def shown() -> list:
+        return page.evaluate("""navigator.serviceWorker.getRegistration('/').then((r) => r.getNotifications())
+            .then((all) => all.map((n) => [n.title, n.body, n.tag]))""")
+
+    page.goto("about:blank")  # the page is closed: the worker shows what comes
+    push({"title": "alice", "body": "are you there?", "tag": "c0ffee", "chat_code": "c0ffee", "conversationid": -1,
+          "count": 3, "badge": 3, "retract": False})
+    push({"title": "carol", "body": "hello", "tag": "beef", "chat_code": "beef", "count": 1, "retract": False})
+    page.goto(site + "/sw.js")  # same origin again, to ask the registration (a script is no window)
+    wait_until(lambda: len(shown()) == 2, 10, what="two notifications")
+    assert sorted(shown()) == [["alice", "are you there? (3 messages)", "c0ffee"], ["carol", "hello", "beef"]]
+    push({"tag": "c0ffee", "chat_code": "c0ffee", "retract": True})  # read elsewhere, or deleted
+    wait_until(lambda: shown() == [["carol", "hello", "beef"]], 10, what="the retracted one to close")
+    context.close()
