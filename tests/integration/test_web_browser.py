@@ -286,11 +286,14 @@ def test_two_people_chat_live_in_two_browsers(site, browser, tmp_path):
     expect(alice.message("hello bob")).to_have_count(0)
     expect(bob.message("hello bob")).to_be_visible()
 
-    # A reload keeps both logged in, with the open conversation still open.
+    # A reload keeps both logged in, with the open conversation still open and its draft.
+    alice.role("textbox", "Message").fill("half-written thought")
     for person, other in ((alice, "bob"), (bob, "alice")):
         person.page.reload()
         expect(person.role("heading", f"Conversation with {other}")).to_be_visible()
         expect(person.page.get_by_text(f"Logged in as {person.name}")).to_be_visible()
+    expect(alice.role("textbox", "Message")).to_have_value("half-written thought")
+    alice.role("textbox", "Message").fill("")
 
     # alice blocks bob: bob's composer says why he cannot write (once his page looks again).
     alice.role("button", "Block").click()

@@ -105,6 +105,9 @@ async function logOut() {
   } catch (error) {
     if (error.status !== 401) failure = error;
   }
+  // Drafts are this person's words: they do not stay on a shared computer after logging out.
+  const prefix = "chat.draft." + (state.user ? state.user.id : "") + ".";
+  for (const key of Object.keys(localStorage)) if (key.startsWith(prefix)) localStorage.removeItem(key);
   forget();
   showLogin();
   if (failure) {
