@@ -210,6 +210,24 @@ class ChatStateSchema(BaseSchema):
         "description": "I muted this chat: its messages do not notify my devices."})
 
 
+class LastMessageSchema(BaseSchema):
+    """A chat list's preview of its newest message (content erased when deleted for everyone)."""
+
+    msg_id = fields.String(attribute="key")
+    kind = fields.String(attribute="type", metadata={
+        "description": "text, image, video, file, location, audio, kmarkdown or card"})
+    content = fields.Function(lambda m: "" if m.deleted_at else m.content[:200], metadata={
+        "description": "At most 200 characters; empty when deleted"})
+    author_id = fields.Function(lambda m: str(m.sender_id))
+    create_at = fields.Integer(attribute="created_at")
+    deleted = fields.Function(lambda m: m.deleted_at is not None)
+
+
+class ChatListStateSchema(ChatStateSchema):
+    last_message = fields.Nested(LastMessageSchema, allow_none=True, metadata={
+        "description": "The newest message you can still see (null when none)."})
+
+
 _envelopes: dict[str, type[Schema]] = {}
 
 

@@ -88,7 +88,8 @@ def create_conversation(args):
                             each_statement_commits=True)
 def list_conversations(args):
     """List my conversations, newest activity first, with unread counts."""
-    views, _ = conversations.list_for_user(current_user(), args["start"], args["limit"], counted=False)
+    views, _ = conversations.list_for_user(current_user(), args["start"], args["limit"], counted=False,
+                                           with_last_message=True)
     return {"data": views}
 
 

@@ -7,7 +7,7 @@ from marshmallow import fields, validate
 from chat.message_types import FROM_CLASSIC, TYPES, classic_number
 from chat.schemas import (
     BaseSchema,
-    ChatStateSchema,
+    ChatListStateSchema,
     IntegerId,
     MillisString,
     ProfileSchema,
@@ -132,7 +132,7 @@ class TargetInfoSchema(ProfileSchema):
     id = fields.Integer()
 
 
-class ConversationSchema(ConversationCreatedSchema, ChatStateSchema):
+class ConversationSchema(ConversationCreatedSchema, ChatListStateSchema):
     target_info = fields.Nested(TargetInfoSchema)
 
 

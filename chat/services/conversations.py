@@ -13,13 +13,13 @@ import functools
 import secrets
 from dataclasses import dataclass, field
 
-from sqlalchemy import BigInteger, String, bindparam, case, func, select, update
+from sqlalchemy import BigInteger, String, bindparam, case, exists, func, select, update
 from sqlalchemy.orm import aliased
 
 from chat.delivery import events, reads
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
-from chat.models import Conversation, ConversationMember, Message, User
+from chat.models import Conversation, ConversationMember, Message, MessageHide, User
 from chat.realtime.presence import online_map
 from chat.services import people, social
 from chat.services.accounts import get_user
@@ -39,6 +39,7 @@ class ConversationView:
     target_pointer: int = 0  # how far the other user has read (their last_read_message_id)
     relation: social.Relation = field(default_factory=social.Relation)
     online: bool = False  # the target's presence, where the caller's client shows it
+    last_message: Message | None = None  # in lists: the newest message the caller can still see
 
     @property
     def target_info(self) -> people.Card:
@@ -187,15 +188,38 @@ def _list_queries():
     return total, page
 
 
-def list_for_user(me: User, offset: int, limit: int, *,
-                  counted: bool = True) -> tuple[list[ConversationView], int | None]:
+def list_for_user(me: User, offset: int, limit: int, *, counted: bool = True,
+                  with_last_message: bool = False) -> tuple[list[ConversationView], int | None]:
     """The caller's visible conversations, newest activity first, with the other users'
     presence, and how many there are (None unless ``counted``: the classic list does not say,
-    and counting is a scan of the caller's whole list)."""
+    and counting is a scan of the caller's whole list). ``with_last_message``: also each
+    one's newest message the caller can see (one more query), for a list's preview line."""
     total_query, page_query = _list_queries()
     total = (db.session.scalar(total_query, {"me": me.id}) or 0) if counted else None
     rows = db.session.execute(page_query, {"me": me.id, "start": offset, "limit": limit}).all()
-    return _with_presence([ConversationView(c, m, u, me) for c, m, u in rows]), total
+    views = [ConversationView(c, m, u, me) for c, m, u in rows]
+    if with_last_message:
+        newest = _last_messages(me.id, [view.conversation.id for view in views])
+        for view in views:
+            view.last_message = newest.get(view.conversation.id)
+    return _with_presence(views), total
+
+
+def _last_messages(me_id: int, conversation_ids: list[int]) -> dict[int, Message]:
+    """The newest message of each conversation that the caller can still see (after what they
+    cleared, not hidden for them; one deleted for everyone counts, shown as deleted): one
+    query, each conversation's newest found by the (conversation, id) index."""
+    if not conversation_ids:
+        return {}
+    newest_id = (select(func.max(Message.id))
+                 .where(Message.conversation_id == ConversationMember.conversation_id,
+                        Message.id > ConversationMember.cleared_before_id,
+                        ~exists().where(MessageHide.user_id == me_id, MessageHide.message_id == Message.id))
+                 .correlate(ConversationMember).scalar_subquery())
+    wanted = select(newest_id).where(ConversationMember.user_id == me_id,
+                                     ConversationMember.conversation_id.in_(conversation_ids))
+    found = db.session.scalars(select(Message).where(Message.id.in_(wanted))).all()
+    return {message.conversation_id: message for message in found}
 
 
 def hide_for_user(view: ConversationView) -> None:

@@ -80,3 +80,26 @@ def test_list_is_newest_activity_first_with_unread_counts(alice, bob, make_user)
 def test_list_paging_is_validated(alice):
     for query in ("limit=0", "limit=101", "start=-1", "limit=abc"):
         assert alice.get(f"/conversation?{query}").status_code == 400
+
+
+def test_the_list_previews_the_newest_message_each_side_can_still_see(alice, bob):
+    cid = alice.open_with(bob)
+
+    def preview(user):
+        [item] = [c for c in user.get("/conversation").json["data"] if c["conversationid"] == cid]
+        return item["last_message"]
+
+    first = alice.send(cid, "first words").json["data"]["messagekey"]
+    second = alice.send(cid, "x" * 300).json["data"]["messagekey"]
+    shown = preview(bob)
+    assert shown["msg_id"] == second and shown["kind"] == "text" and shown["author_id"] == str(alice.id)
+    assert shown["content"] == "x" * 200 and shown["deleted"] is False and shown["create_at"] > 0
+    # Hidden for bob: bob's preview falls back to the message before; alice's does not move.
+    assert bob.delete("/message", json={"messagekey": second, "type": 1}).status_code == 200
+    assert preview(bob)["msg_id"] == first and preview(alice)["msg_id"] == second
+    # Deleted for everyone: a marker without its content.
+    assert alice.delete("/message", json={"messagekey": second, "type": 2}).status_code == 200
+    assert preview(alice) == {**preview(alice), "msg_id": second, "deleted": True, "content": ""}
+    # A location is named as one (KOOK would show it as text).
+    alice.send(cid, "52.52,13.40", type=-5)
+    assert preview(bob)["kind"] == "location"

@@ -440,6 +440,7 @@ def test_history_pages_in_older_messages_on_scroll(site, browser, tmp_path):
 
     person = Person(browser, site, "alice", [], tmp_path)
     person.log_in("alice-password")
+    expect(person.conversation_with("bob").locator(".preview")).to_have_text("note 69")  # from the list route
     person.conversation_with("bob").get_by_role("button").click()
     items = person.messages.locator("li.message")
     expect(items).to_have_count(30)

@@ -198,7 +198,11 @@ function conversationItem(item) {
     el("span", { class: "visually-hidden", text: target.online ? "online" : "offline" }));
   const name = el("span", { class: "name", text: target.nickname && target.nickname !== target.username
     ? target.nickname + " (@" + target.username + ")" : target.username || "unknown" });
-  const preview = el("span", { class: "preview", text: previewText(state.previews.get(item.code)) });
+  const known = state.previews.get(item.code);
+  const listed = item.last_message;
+  const newest = known && (!listed || (known.createdAt || 0) >= (listed.create_at || 0)) ? known
+    : listed && { kind: listed.kind, content: listed.content, deleted: listed.deleted };
+  const preview = el("span", { class: "preview", text: previewText(newest) });
   const button = el("button", { type: "button", class: "conversation", "aria-current": current ? "true" : null,
     onclick: () => navigateTo(item.code) },
   el("span", { class: "avatar-box" }, avatar(target), dot), name,
