@@ -143,11 +143,16 @@ HTML_SINKS = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", 
               "new Function", "setAttribute(\"on", "setAttribute('on", "srcdoc", "javascript:")
 
 
-@pytest.mark.parametrize("script", ["app.js", "docs.js"])
+@pytest.mark.parametrize("script", ["js/app.js", "js/dom.js", "js/message-view.js", "js/people.js", "js/search.js",
+                                    "js/notify.js", "js/api.js", "sw.js", "docs.js"])
 def test_the_pages_scripts_never_turn_content_into_markup(script):
     from chat.web import web_blp
 
-    source = (Path(web_blp.static_folder) / script).read_text()
+    static = Path(web_blp.static_folder)
+    assert {str(p.relative_to(static)) for p in static.rglob("*.js")} <= {
+        "js/app.js", "js/dom.js", "js/message-view.js", "js/people.js", "js/search.js", "js/notify.js", "js/api.js",
+        "sw.js", "docs.js"}  # a new script is added to the list above
+    source = (static / script).read_text()
     assert [sink for sink in HTML_SINKS if sink in source] == []
     # Media URLs reach src/href only after an http(s) check: as many checks as assignments.
     assignments = len(re.findall(r"\.(?:src|href) = message\.content", source))

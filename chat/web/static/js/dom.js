@@ -1,6 +1,6 @@
 /*
  * Small DOM helpers. Text from the network only ever goes in through textContent or an
- * attribute the browser does not run: never innerHTML.
+ * attribute the browser does not run: never parsed as markup.
  */
 
 /** An element with properties, attributes (keys starting "aria-", "data-", "role") and children. */
@@ -82,7 +82,7 @@ export function ownAsset(url) {
 
 const LINK = /\bhttps?:\/\/[^\s<>"']+/gi;
 
-/** Text with its http(s) URLs as links (only those two schemes can match, so never javascript:). */
+/** Text with its http(s) URLs as links (only those two schemes can match: no script URL ever becomes a link). */
 export function linkified(text) {
   const fragment = document.createDocumentFragment();
   let last = 0;
