@@ -187,6 +187,13 @@ def test_two_people_chat_live_in_two_browsers(site, browser, tmp_path):
         person.register(f"{person.name}-password")
         expect(person.role("button", "Log out")).to_be_visible()
     alice.fits("empty list")
+    # Hooks, not stubs: controls for what this server does not offer stay hidden.
+    for path, control in (("/push/config", "Notifications"), ("/asset", "Attach a file")):
+        offered = requests.get(f"{base}{path}", timeout=10).status_code != 404
+        if not offered:
+            expect(alice.role("button", control)).to_be_hidden()
+    if requests.get(f"{base}/message/search", timeout=10).status_code == 404:
+        expect(alice.role("searchbox", "Search messages")).to_be_hidden()
     # The session is not in script-readable storage: an HttpOnly cookie the script cannot see.
     assert alice.page.evaluate("document.cookie") == ""
     assert alice.page.evaluate("JSON.stringify(localStorage) + JSON.stringify(sessionStorage)") == "{}{}"
