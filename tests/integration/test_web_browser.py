@@ -415,7 +415,7 @@ def test_on_a_phone_the_list_and_the_conversation_each_fill_the_screen(site, bro
     expect(phone.conversations).to_be_hidden()  # one column: the conversation only
     expect(phone.message("hi alice")).to_be_visible()
     phone.send("hello from the phone")
-    expect(phone.message("hello from the phone")).to_be_visible()
+    expect(phone.message("hello from the phone").locator(".receipt")).to_have_text(re.compile("^(sent|read)$"))
     phone.fits("conversation")
     for name in ("Send", "Back to conversations"):
         size = phone.role("button", name).bounding_box()
