@@ -247,6 +247,8 @@ function navigateTo(code) {
 async function followUrl() {
   if (!state.user) return;
   const code = codeInUrl();
+  // Already open (or opening: a search result opens its chat and then sets the URL).
+  if (code && code === state.current) return;
   if (code) await openConversation(code);
   else closeConversation();
 }
