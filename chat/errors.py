@@ -30,6 +30,7 @@ class Kind(StrEnum):
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     CONFLICT = "conflict"
+    GONE = "gone"
     TOO_LARGE = "too_large"
     RATE_LIMITED = "rate_limited"
     SERVER = "server"
@@ -44,6 +45,7 @@ KINDS: dict[Kind, tuple[int, int]] = {
     Kind.NOT_FOUND: (404, 40400),
     Kind.METHOD_NOT_ALLOWED: (405, 40000),
     Kind.CONFLICT: (409, 40900),
+    Kind.GONE: (410, 40400),
     Kind.TOO_LARGE: (413, 40014),
     Kind.RATE_LIMITED: (429, 42900),
     Kind.SERVER: (500, 50000),

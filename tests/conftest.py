@@ -108,9 +108,11 @@ def postgres_only(is_postgres):
 
 
 @pytest.fixture(scope="session")
-def config_class(database_url):
+def config_class(database_url, tmp_path_factory):
     class Config(TestingConfig):
         SQLALCHEMY_DATABASE_URI = database_url
+        # Uploads stay in the run's own directory, never the checkout's instance/.
+        ASSET_DIR = str(tmp_path_factory.mktemp("assets"))
 
     return Config
 
