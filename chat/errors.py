@@ -31,6 +31,7 @@ class Kind(StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     CONFLICT = "conflict"
     GONE = "gone"
+    RANGE_NOT_SATISFIABLE = "range_not_satisfiable"
     TOO_LARGE = "too_large"
     RATE_LIMITED = "rate_limited"
     SERVER = "server"
@@ -46,6 +47,7 @@ KINDS: dict[Kind, tuple[int, int]] = {
     Kind.METHOD_NOT_ALLOWED: (405, 40000),
     Kind.CONFLICT: (409, 40900),
     Kind.GONE: (410, 40400),
+    Kind.RANGE_NOT_SATISFIABLE: (416, 40000),
     Kind.TOO_LARGE: (413, 40014),
     Kind.RATE_LIMITED: (429, 42900),
     Kind.SERVER: (500, 50000),

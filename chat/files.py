@@ -29,10 +29,6 @@ _RESPONSES = {
             "content": {"*/*": _BINARY}},
     "206": {"description": "The byte range asked for (Range: bytes=a-b)", "content": {"*/*": _BINARY}},
     "304": {"description": "Not modified (If-None-Match matched the ETag)"},
-    "404": "ClassicError404",
-    "410": {"description": "The file was deleted", "content": {"application/json": {
-        "schema": {"$ref": "#/components/schemas/ClassicError"}}}},
-    "416": {"description": "The range asked for is outside the file"},
 }
 
 

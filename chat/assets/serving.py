@@ -76,7 +76,8 @@ def respond(stored: Stored, *, thumbnail: bool, head_only: bool, range_value: st
     if wanted is not None and (not if_range or if_range.strip() == etag):
         bounds = wanted.range_for_length(size)
         if bounds is None:
-            return Response(status=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+            raise ServiceError(Kind.RANGE_NOT_SATISFIABLE, f"the range asked for is outside the file "
+                               f"({size} bytes)", headers={"Content-Range": f"bytes */{size}"})
         start, stop = bounds
         status = 206
         headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
