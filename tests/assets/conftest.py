@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 GPS_IFD = 0x8825
 
@@ -18,8 +18,6 @@ def png_with_exif(size=(64, 48)) -> tuple[bytes, Image.Image]:
     exif = Image.Exif()
     exif[0x010F] = "PhoneMaker"
     exif.get_ifd(GPS_IFD)[2] = (31.0, 13.0, 49.0)  # GPSLatitude
-    from PIL import PngImagePlugin
-
     info = PngImagePlugin.PngInfo()
     info.add_text("Comment", "secret location")
     out = io.BytesIO()

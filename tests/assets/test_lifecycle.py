@@ -7,8 +7,8 @@ from __future__ import annotations
 import io
 
 from chat.assets import service
-from devstack import wait_until
 from chat.models import now_ms
+from devstack import wait_until
 from tests.assets.conftest import MP4
 from tests.kook.conftest import KookUser
 

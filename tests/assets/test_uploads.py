@@ -205,3 +205,25 @@ def test_names_are_cleaned(alice, name):
     stored = response.json["data"]
     assert stored["name"] and "/" not in stored["name"] and "\\" not in stored["name"]
     assert "\x07" not in stored["name"] and "\t" not in stored["name"] and len(stored["name"]) <= 120
+
+
+def _multipart(data: bytes, name: str = "big.bin") -> bytes:
+    return (b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="' + name.encode() + b'"\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\n" + data + b"\r\n--xyz--\r\n")
+
+
+@pytest.mark.parametrize("size, status", [(3000, 200), (100_000, 413)])
+def test_a_chunked_upload_is_read_up_to_the_upload_limit_only(app, alice, size, status):
+    limits = dict.fromkeys(("ASSET_MAX_IMAGE_BYTES", "ASSET_MAX_VIDEO_BYTES", "ASSET_MAX_AUDIO_BYTES",
+                            "ASSET_MAX_FILE_BYTES"), 4096)
+    app.config.update(MAX_CONTENT_LENGTH=1024, **limits)  # the route's limit: 4096 + 64 KiB
+    response = alice.client.post(
+        "/asset", input_stream=io.BytesIO(_multipart(b"z" * size)),
+        headers={**alice.headers, "Transfer-Encoding": "chunked",
+                 "Content-Type": "multipart/form-data; boundary=xyz"},
+        environ_overrides={"wsgi.input_terminated": True})
+    assert response.status_code == status, response.json
+    if status == 200:
+        assert response.json["data"]["size"] == size
+    else:  # cut off by the body limit while reading, not by the file kind's limit afterwards
+        assert response.json["code"] == 1 and response.json["msg"] == "request body is too large"
