@@ -29,10 +29,16 @@ CACHE = "private, max-age=31536000, immutable"
 POLICY = "sandbox; default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'"
 
 
+def _disposition(kind: str, name: str) -> str:
+    """RFC 6266: an ASCII ``filename`` for old clients, the real one in ``filename*``."""
+    plain = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
+    return f"{kind}; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
 def _headers(stored: Stored, etag: str, content_type: str, disposition: str) -> dict:
     return {
         "Content-Type": content_type,
-        "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(stored.name, safe='')}",
+        "Content-Disposition": _disposition(disposition, stored.name),
         "Content-Security-Policy": POLICY,
         "X-Content-Type-Options": "nosniff",
         "Cache-Control": CACHE,

@@ -49,8 +49,8 @@ def upgrade():
                     sqlite_where=UNPURGED)
     op.create_table(
         'asset_uses',
-        sa.Column('asset_id', sa.BigInteger(), nullable=False),
-        sa.Column('message_id', sa.BigInteger(), nullable=False),
+        sa.Column('asset_id', BIG_ID, nullable=False),
+        sa.Column('message_id', BIG_ID, nullable=False),
         sa.PrimaryKeyConstraint('asset_id', 'message_id', name=op.f('pk_asset_uses')),
         sa.ForeignKeyConstraint(['asset_id'], ['assets.id'], name=op.f('fk_asset_uses_asset_id_assets'),
                                 ondelete='CASCADE'),
