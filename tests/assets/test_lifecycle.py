@@ -94,3 +94,32 @@ def test_a_message_with_someone_elses_url_is_just_a_url(client, alice, bob):
     assert sent.status_code == 200
     unknown = alice.send(conversation, "http://127.0.0.1:5000/files/" + "B" * 32 + "/x.png", type=-2)
     assert unknown.status_code == 200
+
+
+def test_two_last_uses_deleted_at_the_same_moment_still_delete_the_file(app, postgres_only, alice, bob):
+    """Each delete locks the asset before it counts the uses left, so the second sees the
+    first's deletion: neither keeps the file alive for the other."""
+    import threading
+
+    conversation = alice.open_with(bob)
+    for _ in range(5):
+        stored = _upload(alice)
+        first = alice.send(conversation, stored["url"], type=-3).json["data"]["messagekey"]
+        second = bob.send(conversation, stored["url"], type=-3).json["data"]["messagekey"]
+        start = threading.Barrier(2)
+        answers = []
+
+        def delete(user, key):
+            client = app.test_client()
+            start.wait()
+            answers.append(client.delete("/message", json={"messagekey": key, "type": 2},
+                                         headers=user.headers).status_code)
+
+        threads = [threading.Thread(target=delete, args=(alice, first)),
+                   threading.Thread(target=delete, args=(bob, second))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert answers == [200, 200]
+        assert app.test_client().get(_path(stored["url"])).status_code == 410
