@@ -32,7 +32,7 @@ _RESPONSES = {
 }
 
 
-@files_blp.route("/<token>/<path:name>", methods=["GET"])
+@files_blp.route("/<token>/<name>", methods=["GET"])
 @files_blp.arguments(FileQuerySchema, location="query")
 @files_blp.doc(security=[], responses=_RESPONSES)
 def get_file(args, token: str, name: str):
