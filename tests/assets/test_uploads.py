@@ -227,3 +227,21 @@ def test_a_chunked_upload_is_read_up_to_the_upload_limit_only(app, alice, size, 
         assert response.json["data"]["size"] == size
     else:  # cut off by the body limit while reading, not by the file kind's limit afterwards
         assert response.json["code"] == 1 and response.json["msg"] == "request body is too large"
+
+
+def test_an_animated_gif_keeps_its_frames(alice, client):
+    frames = [Image.new("RGB", (20, 20), color) for color in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0, comment=b"hidden")
+    stored = upload(alice, out.getvalue(), "dance.gif").json["data"]
+    assert stored["type"] == "image" and stored["mime"] == "image/gif"
+    got = fetch(client, stored["url"]).data
+    image = Image.open(io.BytesIO(got))
+    assert image.n_frames == 3 and b"hidden" not in got
+
+
+def test_head_answers_the_headers_without_the_body(alice, client):
+    stored = upload(alice, MP4, "clip.mp4").json["data"]
+    head = client.head(stored["url"].removeprefix("http://127.0.0.1:5000"))
+    assert head.status_code == 200 and head.data == b""
+    assert head.headers["Content-Length"] == str(len(MP4)) and head.headers["Content-Type"] == "video/mp4"
