@@ -147,7 +147,9 @@ def http_error_to_service_error(exc: HTTPException) -> ServiceError:
     if isinstance(exc, WebsocketMismatch):
         return ServiceError(Kind.INVALID, f"{request.path} is a WebSocket: connect with Upgrade: websocket")
     if status == 413:
-        return ServiceError(Kind.TOO_LARGE, "request body is too large")
+        limit = request.max_content_length  # the route's own limit (larger on upload routes)
+        return ServiceError(Kind.TOO_LARGE, "request body is too large"
+                            + (f": at most {limit:,} bytes" if limit else ""))
     if status == 400 and "JSON" in (exc.description or ""):
         return ServiceError(Kind.INVALID, "request body is not valid JSON")
     kind = STATUS_TO_KIND.get(status)
