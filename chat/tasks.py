@@ -22,6 +22,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from chat import notifications, webhooks
 from chat.assets import service as assets
+from chat.assets.storage import StorageUnavailable
 from chat.delivery import events, push, reads
 from chat.extensions import db
 from chat.models import now_ms
@@ -160,7 +161,7 @@ def sweep_notifications() -> None:
     _each(notify_due, requeue_deliveries, prune_log)
 
 
-@shared_task(name=assets.PURGE_TASK, autoretry_for=(*TRANSIENT, OSError), **RETRY)
+@shared_task(name=assets.PURGE_TASK, autoretry_for=(*TRANSIENT, StorageUnavailable), **RETRY)
 def purge_asset(asset_id: int) -> bool:
     """Remove a deleted upload's objects from storage (the sweep retries what this misses)."""
     return assets.purge(asset_id)

@@ -33,7 +33,7 @@ from sqlalchemy import delete, exists, func, select, update
 from chat import outbox
 from chat.assets import images
 from chat.assets.sniff import HEAD_BYTES, sniff
-from chat.assets.storage import Storage
+from chat.assets.storage import Storage, StorageUnavailable
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.models import Asset, AssetUse, Message, insert_unless_taken, now_ms
@@ -201,6 +201,9 @@ def store_upload(owner_id: int, stream: BinaryIO, filename: str | None) -> Store
         kept.put(object_key(token), body, size, mime if found.kind != "file" else "application/octet-stream")
         if thumbnail is not None:
             kept.put(thumbnail_key(token), io.BytesIO(thumbnail), len(thumbnail), "image/jpeg")
+    except StorageUnavailable as exc:
+        log.error("upload not stored: %s", exc)
+        raise unavailable() from None
     finally:
         if body is not stream:
             body.close()
@@ -214,6 +217,10 @@ def store_upload(owner_id: int, stream: BinaryIO, filename: str | None) -> Store
         _remove_objects(token)  # nothing refers to them
         raise
     return _stored(asset)
+
+
+def unavailable() -> ServiceError:
+    return ServiceError(Kind.UNAVAILABLE, "file storage is unavailable, try again")
 
 
 def token_in(content: str) -> str | None:
@@ -312,7 +319,14 @@ def sweep(now: int | None = None) -> dict:
         select(Asset.id).where(Asset.deleted_at.is_not(None), Asset.purged_at.is_(None))
         .order_by(Asset.deleted_at).limit(SWEEP_BATCH)))
     db.session.rollback()
-    purged = sum(1 for asset_id in pending if purge(asset_id))
+    purged = 0
+    for asset_id in pending:
+        try:
+            purged += purge(asset_id)
+        except StorageUnavailable as exc:  # the next sweep tries again
+            log.warning("sweep: deleted files not removed from storage: %s", exc)
+            db.session.rollback()
+            break
     forgotten = db.session.execute(delete(Asset).where(Asset.purged_at < now - KEEP_PURGED_MS)).rowcount
     db.session.commit()
     return {"expired": len(expired), "purged": purged, "forgotten": forgotten}

@@ -15,6 +15,7 @@ KOOK client fetches it), with the headers that keep a browser from running anyth
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import quote
 
 from flask import Response
@@ -22,8 +23,10 @@ from werkzeug.http import parse_etags, parse_range_header
 
 from chat.assets import service
 from chat.assets.service import Stored
-from chat.assets.storage import ObjectMissing
+from chat.assets.storage import ObjectMissing, StorageUnavailable
 from chat.errors import Kind, ServiceError
+
+log = logging.getLogger(__name__)
 
 CACHE = "private, max-age=31536000, immutable"
 POLICY = "sandbox; default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'"
@@ -68,6 +71,9 @@ def respond(stored: Stored, *, thumbnail: bool, head_only: bool, range_value: st
             body = b"".join(storage.read(service.thumbnail_key(stored.token)))
         except ObjectMissing:
             raise _missing() from None
+        except StorageUnavailable as exc:
+            log.error("file not served: %s", exc)
+            raise service.unavailable() from None
         return Response(b"" if head_only else body, status=200, headers={**headers, "Content-Length": str(len(body))})
 
     etag = f'"{stored.token}"'
@@ -94,4 +100,7 @@ def respond(stored: Stored, *, thumbnail: bool, head_only: bool, range_value: st
         chunks = storage.read(service.object_key(stored.token), start, stop)
     except ObjectMissing:
         raise _missing() from None
+    except StorageUnavailable as exc:
+        log.error("file not served: %s", exc)
+        raise service.unavailable() from None
     return Response(chunks, status=status, headers=headers, direct_passthrough=True)

@@ -14,6 +14,7 @@ transaction open.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
@@ -24,13 +25,17 @@ from typing import BinaryIO, Protocol
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 CHUNK = 64 * 1024
 
 
 class ObjectMissing(Exception):
     """The object is not (or no longer) in the store."""
+
+
+class StorageUnavailable(Exception):
+    """The store could not be reached or refused the call (down, misconfigured, full)."""
 
 
 class Storage(Protocol):
@@ -64,14 +69,23 @@ class DiskStorage:
 
     def put(self, key: str, source: BinaryIO, size: int, content_type: str) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         source.seek(0)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot write under {self.root}: {exc.strerror}") from exc
+        try:
+            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot write under {self.root}: {exc.strerror}") from exc
         try:
             with os.fdopen(handle, "wb") as out:
                 while chunk := source.read(CHUNK):
                     out.write(chunk)
             os.replace(temporary, path)
+        except OSError as exc:  # a full or read-only disk
+            Path(temporary).unlink(missing_ok=True)
+            raise StorageUnavailable(f"cannot write under {self.root}: {exc.strerror}") from exc
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
@@ -136,32 +150,47 @@ class S3Storage:
         source.seek(0)
         # Multipart in 8 MiB parts from the spooled upload, one part in memory at a time; no
         # threads of its own (a gevent worker's greenlets are its concurrency).
-        self.client.upload_fileobj(source, self.bucket, key, ExtraArgs={"ContentType": content_type},
-                                   Config=TransferConfig(use_threads=False))
+        with _unavailable_on_failure("put"):
+            self.client.upload_fileobj(source, self.bucket, key, ExtraArgs={"ContentType": content_type},
+                                       Config=TransferConfig(use_threads=False))
 
     def read(self, key: str, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
         extra = {}
         if start or stop is not None:
             extra["Range"] = f"bytes={start}-{'' if stop is None else stop - 1}"
-        try:
+        with _unavailable_on_failure("get", missing=key):
             body = self.client.get_object(Bucket=self.bucket, Key=key, **extra)["Body"]
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-                raise ObjectMissing(key) from None
-            raise
         return _body_chunks(body)
 
     def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=key)
+        with _unavailable_on_failure("delete"):
+            self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def exists(self, key: str) -> bool:
         try:
-            self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-                return False
-            raise
+            with _unavailable_on_failure("head", missing=key):
+                self.client.head_object(Bucket=self.bucket, Key=key)
+        except ObjectMissing:
+            return False
         return True
+
+
+MISSING_CODES = ("NoSuchKey", "404", "NotFound")
+
+
+@contextlib.contextmanager
+def _unavailable_on_failure(call: str, missing: str | None = None):
+    """boto3's failures as ours: a missing key (when ``missing`` names it) is
+    ``ObjectMissing``; anything else the store or the network says is ``StorageUnavailable``."""
+    try:
+        yield
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if missing is not None and code in MISSING_CODES:
+            raise ObjectMissing(missing) from None
+        raise StorageUnavailable(f"object store refused {call}: {code}") from exc
+    except BotoCoreError as exc:
+        raise StorageUnavailable(f"object store unreachable ({call}): {exc.__class__.__name__}") from exc
 
 
 def _body_chunks(body) -> Iterator[bytes]:

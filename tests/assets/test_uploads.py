@@ -246,3 +246,20 @@ def test_head_answers_the_headers_without_the_body(alice, client):
     head = client.head(stored["url"].removeprefix("http://127.0.0.1:5000"))
     assert head.status_code == 200 and head.data == b""
     assert head.headers["Content-Length"] == str(len(MP4)) and head.headers["Content-Type"] == "video/mp4"
+
+
+def test_an_unreachable_object_store_answers_503_in_the_envelope(app, alice, client):
+    from chat.assets.storage import S3Storage
+    from devstack import free_port
+
+    stored = upload(alice, MP4, "clip.mp4").json["data"]
+    # Nothing listens there: every call to the store fails to connect.
+    app.extensions["asset_storage"] = S3Storage(f"http://127.0.0.1:{free_port()}", "chat", "id", "secret")
+    refused = upload(alice, MP4, "clip.mp4")
+    assert refused.status_code == 503 and refused.json["code"] == 1 and "storage" in refused.json["msg"]
+    assert "Retry-After" in refused.headers
+    fetched = fetch(client, stored["url"])
+    assert fetched.status_code == 503 and fetched.json["code"] == 1
+    kook = KookUser(alice).post("/asset/create", data={"file": (io.BytesIO(MP4), "c.mp4")},
+                                content_type="multipart/form-data")
+    assert kook.status_code == 503 and kook.json["code"] == 50000
