@@ -184,10 +184,12 @@ or try it with curl (the README walks through the whole flow):
 
 @assets_cli.command("sweep")
 def sweep_assets() -> None:
-    """Delete uploads never sent in a message within ASSET_UNUSED_TTL_SECONDS, and remove
-    deleted files still stored (beat does this in production; `make run` at start)."""
+    """Delete uploads never sent in a message within ASSET_UNUSED_TTL_SECONDS (or whose
+    messages are all gone), and remove deleted files still stored (beat does this in
+    production; `make run` at start)."""
     done = assets.sweep()
-    click.echo(f"{done['expired']} unused uploads deleted, {done['purged']} deleted files removed from storage")
+    click.echo(f"{done['expired']} uploads no message uses deleted, {done['purged']} deleted files removed "
+               "from storage")
 
 
 def register_cli(app: Flask) -> None:

@@ -389,7 +389,9 @@ class Asset(db.Model):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     token: Mapped[str] = mapped_column(String(64), unique=True)
-    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # Null once the uploader's account is gone: the row stays until the sweep has removed
+    # the bytes (a cascade would drop the row and leave the objects in storage).
+    owner_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     kind: Mapped[str] = mapped_column(String(8))  # image, video, audio, file
     mime: Mapped[str] = mapped_column(String(100))  # as stored and served
     name: Mapped[str] = mapped_column(String(255))

@@ -10,7 +10,8 @@
   everyone lets go of its asset; the asset is deleted once no other message uses it, and its
   objects are removed after the commit (``PURGE_TASK``).
 - **Expire** (``sweep``, beat): an upload no message used within ``ASSET_UNUSED_TTL_SECONDS``
-  is deleted; deleted assets whose objects are still stored are purged.
+  is deleted, and so is one whose messages all went without a release (removed by a cascade);
+  deleted assets whose objects are still stored are purged.
 
 An asset URL is ``<PUBLIC_BASE_URL>/files/<token>/<name>``: the token (192 random bits) is
 the capability; the name is only there for people and downloads.
@@ -266,9 +267,13 @@ def release_for_message(message_id: int) -> None:
         locked = locked.with_for_update()
     list(db.session.scalars(locked))
     db.session.execute(delete(AssetUse).where(AssetUse.message_id == message_id))
-    still_used = exists().where(AssetUse.asset_id == Asset.id, AssetUse.message_id == Message.id,
-                                Message.deleted_at.is_(None))
-    _delete_where(Asset.id.in_(asset_ids), ~still_used)
+    _delete_where(Asset.id.in_(asset_ids), ~_in_use())
+
+
+def _in_use():
+    """SQL criteria: a message not deleted for everyone uses the asset."""
+    return exists().where(AssetUse.asset_id == Asset.id, AssetUse.message_id == Message.id,
+                          Message.deleted_at.is_(None))
 
 
 def _delete_where(*criteria) -> list[int]:
@@ -313,6 +318,13 @@ def sweep(now: int | None = None) -> dict:
         select(Asset.id).where(Asset.used_at.is_(None), Asset.deleted_at.is_(None), Asset.created_at < cutoff)
         .order_by(Asset.created_at).limit(SWEEP_BATCH)))
     expired = _delete_where(Asset.id.in_(stale), Asset.used_at.is_(None)) if stale else []
+    # Used once, and no live message uses it any more, though no release said so: its messages
+    # went by a cascade (a conversation or an account removed) rather than a delete.
+    orphaned = list(db.session.scalars(
+        select(Asset.id).where(Asset.used_at.is_not(None), Asset.deleted_at.is_(None), ~_in_use())
+        .limit(SWEEP_BATCH)))
+    if orphaned:
+        expired += _delete_where(Asset.id.in_(orphaned), ~_in_use())
     db.session.commit()
     # The purge tasks queued above may be running as well: purge is idempotent.
     pending = list(db.session.scalars(

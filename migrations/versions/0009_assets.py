@@ -26,7 +26,7 @@ def upgrade():
         'assets',
         sa.Column('id', BIG_ID, nullable=False),
         sa.Column('token', sa.String(64), nullable=False),
-        sa.Column('owner_id', sa.BigInteger(), nullable=False),
+        sa.Column('owner_id', sa.BigInteger(), nullable=True),
         sa.Column('kind', sa.String(8), nullable=False),
         sa.Column('mime', sa.String(100), nullable=False),
         sa.Column('name', sa.String(255), nullable=False),
@@ -40,7 +40,7 @@ def upgrade():
         sa.Column('purged_at', sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_assets')),
         sa.ForeignKeyConstraint(['owner_id'], ['users.id'], name=op.f('fk_assets_owner_id_users'),
-                                ondelete='CASCADE'),
+                                ondelete='SET NULL'),
         sa.UniqueConstraint('token', name=op.f('uq_assets_token')),
     )
     op.create_index('ix_assets_owner_created', 'assets', ['owner_id', 'created_at'])

@@ -123,3 +123,30 @@ def test_two_last_uses_deleted_at_the_same_moment_still_delete_the_file(app, pos
             thread.join()
         assert answers == [200, 200]
         assert app.test_client().get(_path(stored["url"])).status_code == 410
+
+
+def test_files_whose_messages_went_by_a_cascade_are_swept(app, client, alice, bob, make_user):
+    """A message can go without a delete (its conversation or its sender removed): the sweep
+    finds files no live message uses any more. An uploader's account going does not take the
+    row (and so the record of the bytes to remove) with it."""
+    from sqlalchemy import delete
+
+    from chat.extensions import db
+    from chat.models import Message, User
+
+    conversation = alice.open_with(bob)
+    stored = _upload(alice)
+    key = alice.send(conversation, stored["url"], type=-3).json["data"]["messagekey"]
+    db.session.execute(delete(Message).where(Message.key == key))
+    db.session.commit()
+
+    leaver = make_user()
+    left = _upload(leaver)
+    db.session.execute(delete(User).where(User.id == leaver.id))
+    db.session.commit()
+
+    later = now_ms() + int(app.config["ASSET_UNUSED_TTL_SECONDS"] * 1000) + 1000
+    assert service.sweep(later)["expired"] == 2
+    for url in (stored["url"], left["url"]):
+        assert client.get(_path(url)).status_code == 410
+        wait_until(lambda url=url: not _in_storage(url), 10, what="the objects to be removed")

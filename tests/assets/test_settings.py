@@ -50,4 +50,4 @@ def test_the_upload_routes_and_files_are_documented(client):
 def test_flask_assets_sweep_says_what_it_did(app):
     result = CliRunner().invoke(app.cli, ["assets", "sweep"])
     assert result.exit_code == 0, result.output
-    assert "0 unused uploads deleted" in result.output
+    assert "0 uploads no message uses deleted" in result.output
