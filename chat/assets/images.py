@@ -9,13 +9,16 @@ WebP keeps its first frame only.
 from __future__ import annotations
 
 import io
+import os
 import tempfile
-import warnings
+import threading
 from typing import BinaryIO, NamedTuple
 
+from gevent.threadpool import ThreadPool
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from chat.errors import Kind, ServiceError
+from chat.passwords import running_under_gevent
 
 THUMBNAIL_SIDE = 320
 SPOOL_BYTES = 8 * 1024 * 1024
@@ -61,40 +64,60 @@ def _pixels_only(frame: Image.Image) -> Image.Image:
     return Image.frombytes(frame.mode, frame.size, frame.tobytes())
 
 
+IMAGE_THREADS = 2
+_pools: dict[int, ThreadPool] = {}
+_pools_lock = threading.Lock()
+
+
 def reencode(source: BinaryIO, max_pixels: int) -> Reencoded:
+    """``_reencode`` off the event loop: decoding a large image takes a second of CPU, which
+    on a gevent worker's loop would stop every other request of the process (the same reason
+    password hashes run on threads, see chat/passwords.py). Pillow releases the GIL while it
+    decodes and encodes. Without gevent each request has its own thread already."""
+    if not running_under_gevent():
+        return _reencode(source, max_pixels)
+    with _pools_lock:
+        pool = _pools.get(os.getpid())
+        if pool is None:
+            pool = _pools[os.getpid()] = ThreadPool(IMAGE_THREADS)
+    return pool.apply(_reencode, (source, max_pixels))
+
+
+def _reencode(source: BinaryIO, max_pixels: int) -> Reencoded:
     """Decode ``source`` and encode it anew; raises ``ServiceError`` (400 or 413) for what
     cannot or must not be decoded."""
     source.seek(0)
+    # Pillow refuses at open beyond twice this (and only warns between); the size is checked
+    # against the limit itself below, before any pixel is decoded.
     Image.MAX_IMAGE_PIXELS = max_pixels
-    with warnings.catch_warnings():
-        # Pillow warns between the limit and twice it, and refuses above: both refuse here.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(source)
-            fmt = image.format
-            if fmt not in OUTPUT:
-                raise _undecodable()
-            out_format, mime, extension = OUTPUT[fmt]
-            animated = fmt == "GIF" and getattr(image, "n_frames", 1) > 1
-            if animated:
-                frames, durations, budget = [], [], 0
-                for frame in ImageSequence.Iterator(image):
-                    budget += frame.size[0] * frame.size[1]
-                    if budget > max_pixels * ANIMATION_BUDGET:
-                        raise _too_many_pixels(max_pixels)
-                    durations.append(frame.info.get("duration", 100))
-                    frames.append(_pixels_only(frame.convert("RGBA")))
-                loop = image.info.get("loop", 0)
-                clean = frames[0]
-            else:
-                image.load()
-                clean = _pixels_only(ImageOps.exif_transpose(image))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise _too_many_pixels(max_pixels) from None
-        except ServiceError:
-            raise
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError):
-            raise _undecodable() from None
+    try:
+        image = Image.open(source)
+        fmt = image.format
+        if fmt not in OUTPUT:
+            raise _undecodable()
+        if image.size[0] * image.size[1] > max_pixels:
+            raise _too_many_pixels(max_pixels)
+        out_format, mime, extension = OUTPUT[fmt]
+        animated = fmt == "GIF" and getattr(image, "n_frames", 1) > 1
+        if animated:
+            frames, durations, budget = [], [], 0
+            for frame in ImageSequence.Iterator(image):
+                budget += frame.size[0] * frame.size[1]
+                if budget > max_pixels * ANIMATION_BUDGET:
+                    raise _too_many_pixels(max_pixels)
+                durations.append(frame.info.get("duration", 100))
+                frames.append(_pixels_only(frame.convert("RGBA")))
+            loop = image.info.get("loop", 0)
+            clean = frames[0]
+        else:
+            image.load()
+            clean = _pixels_only(ImageOps.exif_transpose(image))
+    except Image.DecompressionBombError:
+        raise _too_many_pixels(max_pixels) from None
+    except ServiceError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError):
+        raise _undecodable() from None
 
     data = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - the caller closes it
     options: dict = {}

@@ -163,11 +163,12 @@ def test_the_request_body_limit_is_raised_only_for_uploads(app, make_user):
     assert big_json.status_code == 413
 
 
-def test_decompression_bombs_are_refused(app, make_user):
+@pytest.mark.parametrize("side", [120, 400])  # 1.44 and 16 times the limit: Pillow only warns at the first
+def test_decompression_bombs_are_refused(app, make_user, side):
     app.config.update(ASSET_MAX_IMAGE_PIXELS=10_000)
     user = make_user("frank")
     out = io.BytesIO()
-    Image.new("L", (400, 400)).save(out, "PNG")  # tiny file, 160,000 pixels
+    Image.new("L", (side, side)).save(out, "PNG")  # a tiny file of many pixels
     response = user.post("/asset", data={"file": (io.BytesIO(out.getvalue()), "bomb.png")},
                          content_type="multipart/form-data")
     assert response.status_code == 413 and "pixels" in response.json["msg"]
