@@ -151,7 +151,8 @@ def test_per_kind_size_limits_answer_413(app, make_user, png):
 
 
 def test_the_request_body_limit_is_raised_only_for_uploads(app, make_user):
-    app.config.update(MAX_CONTENT_LENGTH=1024, ASSET_MAX_FILE_BYTES=4096)
+    # ASSET_MAX_REQUEST_BYTES is derived from the kinds' limits when the app is made.
+    app.config.update(MAX_CONTENT_LENGTH=1024, ASSET_MAX_FILE_BYTES=4096, ASSET_MAX_REQUEST_BYTES=4096 + 65536)
     user = make_user("erin")
     ok = user.post("/asset", data={"file": (io.BytesIO(b"y" * 3000), "a.bin")}, content_type="multipart/form-data")
     assert ok.status_code == 200, ok.json
@@ -159,7 +160,7 @@ def test_the_request_body_limit_is_raised_only_for_uploads(app, make_user):
                         content_type="multipart/form-data")
     assert too_big.status_code == 413 and too_big.json["code"] == 1
     # Elsewhere the small limit still holds.
-    big_json = user.post("/message", json={"content": "z" * 2000})
+    big_json = user.post("/conversation", json={"passiveuser": 1, "time": "1", "padding": "z" * 2000})
     assert big_json.status_code == 413
 
 
@@ -217,7 +218,7 @@ def _multipart(data: bytes, name: str = "big.bin") -> bytes:
 def test_a_chunked_upload_is_read_up_to_the_upload_limit_only(app, alice, size, status):
     limits = dict.fromkeys(("ASSET_MAX_IMAGE_BYTES", "ASSET_MAX_VIDEO_BYTES", "ASSET_MAX_AUDIO_BYTES",
                             "ASSET_MAX_FILE_BYTES"), 4096)
-    app.config.update(MAX_CONTENT_LENGTH=1024, **limits)  # the route's limit: 4096 + 64 KiB
+    app.config.update(MAX_CONTENT_LENGTH=1024, ASSET_MAX_REQUEST_BYTES=4096 + 65536, **limits)
     response = alice.client.post(
         "/asset", input_stream=io.BytesIO(_multipart(b"z" * size)),
         headers={**alice.headers, "Transfer-Encoding": "chunked",
