@@ -51,3 +51,9 @@ def test_flask_assets_sweep_says_what_it_did(app):
     result = CliRunner().invoke(app.cli, ["assets", "sweep"])
     assert result.exit_code == 0, result.output
     assert "0 uploads no message uses deleted" in result.output
+
+
+def test_the_upload_routes_body_cap_follows_the_largest_kind():
+    settings = load_config({"ASSET_MAX_VIDEO_BYTES": "1000", "ASSET_MAX_FILE_BYTES": "3000",
+                            "ASSET_MAX_IMAGE_BYTES": "2000", "ASSET_MAX_AUDIO_BYTES": "10"})
+    assert settings["ASSET_MAX_REQUEST_BYTES"] == 3000 + 64 * 1024
