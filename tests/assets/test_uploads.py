@@ -265,3 +265,10 @@ def test_an_unreachable_object_store_answers_503_in_the_envelope(app, alice, cli
     kook = KookUser(alice).post("/asset/create", data={"file": (io.BytesIO(MP4), "c.mp4")},
                                 content_type="multipart/form-data")
     assert kook.status_code == 503 and kook.json["code"] == 50000
+
+
+def test_without_a_public_base_url_uploads_are_refused_not_built_from_the_host(app, alice, png):
+    app.config["PUBLIC_BASE_URL"] = None  # production without it
+    refused = alice.client.post("/asset", data={"file": (io.BytesIO(png[0]), "a.png")},
+                                content_type="multipart/form-data", headers={**alice.headers, "Host": "evil.example"})
+    assert refused.status_code == 503 and "PUBLIC_BASE_URL" in refused.json["msg"]
