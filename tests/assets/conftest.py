@@ -42,13 +42,6 @@ HTML = b"<!DOCTYPE html><html><body><script>alert(document.cookie)</script></bod
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
 
 
-@pytest.fixture(autouse=True)
-def public_base_url(request):
-    """The address file URLs start with (unset in the testing profile: uploads need it)."""
-    if "app" in request.fixturenames:
-        request.getfixturevalue("app").config["PUBLIC_BASE_URL"] = "http://127.0.0.1:5000"
-
-
 @pytest.fixture
 def png():
     return png_with_exif()
