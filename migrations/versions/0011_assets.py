@@ -4,15 +4,15 @@ An asset is an uploaded file whose bytes live in object storage; ``asset_uses`` 
 the messages whose content is its URL, so it is deleted once none is left (and an upload
 never sent is swept after a while).
 
-Revision ID: 0010_assets
-Revises: 0009_message_search
+Revision ID: 0011_assets
+Revises: 0010_notifications
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0010_assets'
-down_revision = '0009_message_search'
+revision = '0011_assets'
+down_revision = '0010_notifications'
 branch_labels = None
 depends_on = None
 
