@@ -27,6 +27,7 @@ migrate: install
 ## Serve the API on 127.0.0.1:5000 on the embedded default (SQLite, in-process tasks).
 run: migrate
 	$(BIN)/flask demo
+	$(BIN)/flask assets sweep
 	$(BIN)/flask run --host 127.0.0.1 --port $${PORT:-5000}
 
 # The PostgreSQL server of the second test pass; the run makes and drops a database of its own.

@@ -499,6 +499,7 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
         # embedded default; production fixes this off: unset there means disabled).
         "METRICS_TOKEN": environ.get("METRICS_TOKEN") or None,
         "METRICS_ALLOW_LOOPBACK": True,
+        **asset_settings(environ),
     }
     fixed = profile.fixed()
     settings.update(fixed)
@@ -521,6 +522,57 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options(settings),
     }
     settings.update({name: value for name, value in derived.items() if name not in fixed})
+    return settings
+
+
+# Object storage for uploaded files (chat/assets/storage.py): all four of these, or none (then
+# files stay on local disk under ASSET_DIR).
+S3_REQUIRED = ("S3_ENDPOINT_URL", "S3_BUCKET", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY")
+MIB = 1024 * 1024
+
+
+def asset_settings(environ: Mapping[str, str]) -> dict:
+    """Uploads: where they are stored, how large each kind may be, how much a person may
+    upload a day, and how long an upload never sent in a message is kept."""
+    given = [name for name in S3_REQUIRED if environ.get(name)]
+    if given and len(given) < len(S3_REQUIRED):
+        missing = [name for name in S3_REQUIRED if name not in given]
+        raise ConfigError("object storage is half-configured: set " + ", ".join(missing)
+                          + " too (or unset " + ", ".join(given) + " to keep files on local disk)")
+    endpoint = environ.get("S3_ENDPOINT_URL") or None
+    if endpoint and endpoint.partition("://")[0] not in ("http", "https"):
+        raise ConfigError(f"S3_ENDPOINT_URL must be an http(s) URL, not {endpoint.partition('://')[0] + '://'!r}")
+    settings = {
+        "ASSET_DIR": environ.get("ASSET_DIR") or str(BASE_DIR / "instance" / "assets"),
+        "S3_ENDPOINT_URL": endpoint,
+        "S3_BUCKET": environ.get("S3_BUCKET") or None,
+        "S3_ACCESS_KEY_ID": environ.get("S3_ACCESS_KEY_ID") or None,
+        "S3_SECRET_ACCESS_KEY": environ.get("S3_SECRET_ACCESS_KEY") or None,
+        "S3_REGION": environ.get("S3_REGION") or "us-east-1",
+        # Largest file of each kind (the kind is sniffed from the bytes); larger ones: 413.
+        "ASSET_MAX_IMAGE_BYTES": env_int(environ, "ASSET_MAX_IMAGE_BYTES", 20 * MIB),
+        "ASSET_MAX_VIDEO_BYTES": env_int(environ, "ASSET_MAX_VIDEO_BYTES", 200 * MIB),
+        "ASSET_MAX_AUDIO_BYTES": env_int(environ, "ASSET_MAX_AUDIO_BYTES", 50 * MIB),
+        "ASSET_MAX_FILE_BYTES": env_int(environ, "ASSET_MAX_FILE_BYTES", 100 * MIB),
+        # An image's pixels (width x height): Pillow refuses more (a decompression bomb: a
+        # small file that would take gigabytes to decode).
+        "ASSET_MAX_IMAGE_PIXELS": env_int(environ, "ASSET_MAX_IMAGE_PIXELS", 50_000_000),
+        # What one person may upload in any 24 hours (bytes, files); beyond either: 429.
+        "ASSET_DAILY_BYTES": env_int(environ, "ASSET_DAILY_BYTES", 1024 * MIB),
+        "ASSET_DAILY_UPLOADS": env_int(environ, "ASSET_DAILY_UPLOADS", 500),
+        # An upload no message has used this long after it was made is deleted (beat runs the
+        # sweep this often).
+        "ASSET_UNUSED_TTL_SECONDS": env_float(environ, "ASSET_UNUSED_TTL_SECONDS", 24 * 3600.0),
+        "ASSET_SWEEP_INTERVAL_SECONDS": env_float(environ, "ASSET_SWEEP_INTERVAL_SECONDS", 600.0),
+    }
+    for name in ("ASSET_MAX_IMAGE_BYTES", "ASSET_MAX_VIDEO_BYTES", "ASSET_MAX_AUDIO_BYTES", "ASSET_MAX_FILE_BYTES",
+                 "ASSET_MAX_IMAGE_PIXELS", "ASSET_DAILY_BYTES", "ASSET_DAILY_UPLOADS"):
+        if settings[name] < 1:
+            raise ConfigError(f"{name} must be at least 1, not {settings[name]!r}")
+    # The upload routes' body cap (chat.endpoints.takes_upload): the largest file of any kind
+    # plus room for the multipart framing; every other route keeps its small cap.
+    settings["ASSET_MAX_REQUEST_BYTES"] = max(settings[name] for name in (
+        "ASSET_MAX_IMAGE_BYTES", "ASSET_MAX_VIDEO_BYTES", "ASSET_MAX_AUDIO_BYTES", "ASSET_MAX_FILE_BYTES")) + 64 * 1024
     return settings
 
 

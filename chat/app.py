@@ -11,16 +11,18 @@ from flask.sessions import SessionInterface
 from sqlalchemy import event, exc
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from chat import green, http_guards, logging_setup, metrics, outbox, ratelimit, realtime, tasks
+from chat import assets, green, http_guards, logging_setup, metrics, outbox, ratelimit, realtime, tasks
 from chat.auth import SECURITY_SCHEMES
 from chat.celery_config import celery_settings
 from chat.classic.routes import blueprints as classic_blueprints
 from chat.cli import register_cli
 from chat.errors import register_error_handlers
 from chat.extensions import api, db, migrate
+from chat.files import files_blp
 from chat.health import health_blp
 from chat.json_answers import OrjsonProvider
 from chat.kook.aliases import aliases_blp
+from chat.kook.asset import asset_blp as kook_asset_blp
 from chat.kook.direct_message import direct_message_blp
 from chat.kook.events import events_blp
 from chat.kook.friend import friend_blp
@@ -165,6 +167,7 @@ def register_extensions(app: Flask) -> None:
     ratelimit.init_app(app)
     realtime.init_app(app)
     init_gateway(app)  # its sessions follow the event bus
+    assets.init_app(app)
     tasks.init_app(app)
     outbox.install(db.session.session_factory.class_)
 
@@ -180,8 +183,8 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     kook_blueprints = (user_chat_blp, direct_message_blp, friend_blp, user_blp, webhooks_blp, events_blp,
-                       gateway_blp, aliases_blp, kook_push_blp)
-    for blueprint in (health_blp, *classic_blueprints, *kook_blueprints):
+                       gateway_blp, aliases_blp, kook_push_blp, kook_asset_blp)
+    for blueprint in (health_blp, *classic_blueprints, *kook_blueprints, files_blp):
         api.register_blueprint(blueprint)
     # The page and the docs viewer are not API operations: a plain blueprint, outside the
     # OpenAPI document (docs/decisions.md).

@@ -29,6 +29,10 @@ TASK_ROUTES = {
     "notify_chat": {"queue": "webhooks"},
     "send_push": {"queue": "webhooks"},
     "sweep_notifications": {"queue": "webhooks"},
+    # The object store is a network service: its calls wait on the network worker, never in
+    # front of pushes.
+    "purge_asset": {"queue": "webhooks"},
+    "sweep_assets": {"queue": "webhooks"},
 }
 
 
@@ -47,6 +51,7 @@ def celery_settings(config: Mapping) -> dict:
     socket_timeout = config["REDIS_SOCKET_TIMEOUT"]
     push_every = config["PUSH_SWEEP_INTERVAL_SECONDS"]
     webhooks_every = config["WEBHOOK_SWEEP_INTERVAL_SECONDS"]
+    assets_every = config["ASSET_SWEEP_INTERVAL_SECONDS"]
     webhook_soft, webhook_hard = webhook_time_limits(config)
     return {
         "broker_url": redis_url or "memory://",
@@ -96,5 +101,7 @@ def celery_settings(config: Mapping) -> dict:
                                  "options": {"expires": webhooks_every * 2}},
             "sweep-notifications": {"task": "sweep_notifications", "schedule": push_every,
                                     "options": {"expires": push_every * 2}},
+            "sweep-assets": {"task": "sweep_assets", "schedule": assets_every,
+                             "options": {"expires": assets_every * 2}},
         },
     }

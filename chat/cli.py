@@ -1,5 +1,5 @@
 """Operator commands: ``flask app-key``, ``flask bot``, ``flask counters``, ``flask search``,
-``flask demo``.
+``flask assets``, ``flask demo``.
 
 Commands that create a secret print it once, as the last line of their output. Commands that
 walk all the data show a progress bar and end with a summary.
@@ -16,6 +16,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from chat.assets import service as assets
 from chat.delivery import counters
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
@@ -26,6 +27,7 @@ app_key_cli = AppGroup("app-key", help="Create and revoke app keys (X-APP-Key)."
 bot_cli = AppGroup("bot", help="Create bot users and their tokens.")
 counters_cli = AppGroup("counters", help="Check and repair read/unread counters.")
 search_cli = AppGroup("search", help="Rebuild the message search index.")
+assets_cli = AppGroup("assets", help="Uploaded files.")
 
 DEMO_USERS = (("alice", "alice-password"), ("bob", "bob-password"))
 
@@ -180,6 +182,16 @@ or try it with curl (the README walks through the whole flow):
        -H 'Content-Type: application/json' -d '{{"username":"alice","password":"alice-password"}}'""")
 
 
+@assets_cli.command("sweep")
+def sweep_assets() -> None:
+    """Delete uploads never sent in a message within ASSET_UNUSED_TTL_SECONDS (or whose
+    messages are all gone), and remove deleted files still stored (beat does this in
+    production; `make run` at start)."""
+    done = assets.sweep()
+    click.echo(f"{done['expired']} uploads no message uses deleted, {done['purged']} deleted files removed "
+               "from storage")
+
+
 def register_cli(app: Flask) -> None:
-    for command in (app_key_cli, bot_cli, counters_cli, search_cli, demo):
+    for command in (app_key_cli, bot_cli, counters_cli, search_cli, assets_cli, demo):
         app.cli.add_command(command)

@@ -59,3 +59,21 @@ def body_limit_setting() -> str:
     """The configuration value that caps the current request's body."""
     view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
     return getattr(view, BODY_LIMIT_MARK, None) or DEFAULT_BODY_LIMIT
+
+
+UPLOAD_MARK = "takes_upload"
+UPLOAD_BODY_LIMIT = "ASSET_MAX_REQUEST_BYTES"  # the largest file of any kind, plus the framing
+
+
+def takes_upload(view):
+    """Mark a view that receives a file (multipart): its bodies are capped by
+    ``ASSET_MAX_REQUEST_BYTES`` (see ``body_limit``), and they are left to the multipart
+    parser, which spools the file to a temporary file as it reads and stops at the cap, so a
+    large upload is never held in memory, not even a chunked one."""
+    setattr(view, UPLOAD_MARK, True)
+    return body_limit(UPLOAD_BODY_LIMIT)(view)
+
+
+def takes_uploads() -> bool:
+    """Whether the current request was routed to a view marked ``takes_upload``."""
+    return _current_view_has(UPLOAD_MARK)

@@ -30,6 +30,8 @@ class Kind(StrEnum):
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     CONFLICT = "conflict"
+    GONE = "gone"
+    RANGE_NOT_SATISFIABLE = "range_not_satisfiable"
     TOO_LARGE = "too_large"
     RATE_LIMITED = "rate_limited"
     SERVER = "server"
@@ -44,6 +46,8 @@ KINDS: dict[Kind, tuple[int, int]] = {
     Kind.NOT_FOUND: (404, 40400),
     Kind.METHOD_NOT_ALLOWED: (405, 40000),
     Kind.CONFLICT: (409, 40900),
+    Kind.GONE: (410, 40400),
+    Kind.RANGE_NOT_SATISFIABLE: (416, 40000),
     Kind.TOO_LARGE: (413, 40014),
     Kind.RATE_LIMITED: (429, 42900),
     Kind.SERVER: (500, 50000),
@@ -143,7 +147,9 @@ def http_error_to_service_error(exc: HTTPException) -> ServiceError:
     if isinstance(exc, WebsocketMismatch):
         return ServiceError(Kind.INVALID, f"{request.path} is a WebSocket: connect with Upgrade: websocket")
     if status == 413:
-        return ServiceError(Kind.TOO_LARGE, "request body is too large")
+        limit = request.max_content_length  # the route's own limit (larger on upload routes)
+        return ServiceError(Kind.TOO_LARGE, "request body is too large"
+                            + (f": at most {limit:,} bytes" if limit else ""))
     if status == 400 and "JSON" in (exc.description or ""):
         return ServiceError(Kind.INVALID, "request body is not valid JSON")
     kind = STATUS_TO_KIND.get(status)

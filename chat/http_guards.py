@@ -20,6 +20,11 @@
   answered 500 with a logged traceback. They are the client's mistake, answered 400 in the
   dialect's envelope (gunicorn then closes the connection: where the next request would start
   is unknown).
+- **Uploads are never read whole.** A route marked ``takes_upload`` (``chat.endpoints``)
+  caps its bodies at the largest file allowed; werkzeug's multipart parser spools the file to
+  a temporary file as it reads and stops with a 413 at the cap, so the chunked-body check
+  below leaves those routes alone (it would hold the whole body in memory), and a chunked
+  upload's malformed framing met by the parser is the same 400.
 - **OPTIONS answers in the envelope.** Flask answers ``OPTIONS`` itself with an empty
   ``text/html`` body; the answer keeps its ``Allow`` header and gets the dialect's success
   envelope, ``data: {"allow": [...]}``.
@@ -36,7 +41,8 @@ from flask.wrappers import Response
 from werkzeug.exceptions import BadRequest, NotFound, RequestEntityTooLarge
 from werkzeug.routing import RequestRedirect
 
-from chat.endpoints import body_limit_setting
+from chat.endpoints import body_limit_setting, takes_uploads
+from chat.errors import Kind, ServiceError, error_response
 
 try:  # the production server; its body-framing errors are plain exceptions
     from gunicorn.http.errors import NoMoreData, ParseException
@@ -63,9 +69,10 @@ def apply_body_limit() -> None:
 
 
 def refuse_oversized_stream() -> None:
-    """Read a chunked body now, up to the limit; one byte more means it is too large."""
+    """Read a chunked body now, up to the limit; one byte more means it is too large. Upload
+    routes are left to the multipart parser, which spools to disk and stops at their limit."""
     limit = request.max_content_length
-    if not limit or request.content_length is not None:
+    if not limit or request.content_length is not None or takes_uploads():
         return
     if "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
         return
@@ -78,6 +85,14 @@ def refuse_oversized_stream() -> None:
         raise BadRequest(f"the request body's chunked framing is malformed ({reason[:100]})") from None
     if more:
         raise RequestEntityTooLarge()
+
+
+def malformed_framing(exc: Exception):
+    """A chunked upload whose framing breaks while the multipart parser reads it (the routes
+    ``refuse_oversized_stream`` leaves alone): the client's mistake, as there."""
+    reason = str(exc).strip() or type(exc).__name__
+    return error_response(ServiceError(Kind.INVALID, f"the request body's chunked framing is malformed "
+                                                     f"({reason[:100]})"))
 
 
 def options_in_envelope(response: Response) -> Response:
@@ -112,3 +127,6 @@ def init_app(app: Flask) -> None:
     app.before_request(refuse_oversized_stream)
     app.after_request(add_headers)
     app.after_request(options_in_envelope)  # after_request hooks run last-registered first
+    if ParseException is not OSError:  # under gunicorn: its framing errors met while an upload is parsed
+        app.register_error_handler(ParseException, malformed_framing)
+        app.register_error_handler(NoMoreData, malformed_framing)

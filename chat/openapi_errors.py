@@ -61,6 +61,7 @@ REFUSALS: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/conversation/mute"): (404,),
     ("post", "/api/v3/user-chat/mute"): (404,),
     ("get", "/api/v3/webhooks/deliveries"): (404,),
+    ("get", "/files/{token}/{name}"): (404, 410, 416),
     # KOOK's older names (chat/kook/aliases.py): the same views, so the same refusals.
     ("post", "/api/v3/user-chat/create-msg"): (403, 404, 409),
     ("post", "/api/v3/user-chat/update-msg"): (403, 404),
@@ -74,7 +75,10 @@ DESCRIPTIONS = {
     403: "Refused by a rule (a block, not the sender, ...)",
     404: "Not found, or not yours (the two look the same)",
     409: "Conflicts with what exists (a taken name, a reused nonce, ...)",
-    413: "Request body larger than this route's limit",
+    410: "Gone: the file was deleted",
+    413: "Too large: the request body over this route's limit, or an uploaded file over its kind's "
+         "(see the message)",
+    416: "The byte range asked for is outside the file (`Content-Range: bytes */<size>`)",
     429: "Rate limited: wait `Retry-After` seconds",
     503: "A dependency (the database; Redis for the event stream) is unavailable: retry after `Retry-After` seconds",
 }

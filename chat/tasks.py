@@ -21,6 +21,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from chat import notifications, webhooks
+from chat.assets import service as assets
+from chat.assets.storage import StorageUnavailable
 from chat.delivery import events, push, reads
 from chat.extensions import db
 from chat.models import now_ms
@@ -42,6 +44,8 @@ JOBS = {
     webhooks.deliveries.TASK: Job(webhooks.attempt, background=True),
     notifications.rule.TASK: Job(notifications.rule.notify_chat, background=True),
     notifications.sending.TASK: Job(notifications.sending.attempt, background=True),
+    # Removing a deleted upload's objects talks to the object store: never inside a request.
+    assets.PURGE_TASK: Job(assets.purge, background=True),
 }
 
 
@@ -155,6 +159,18 @@ def sweep_notifications() -> None:
         notifications.sending.prune(now)
 
     _each(notify_due, requeue_deliveries, prune_log)
+
+
+@shared_task(name=assets.PURGE_TASK, autoretry_for=(*TRANSIENT, StorageUnavailable), **RETRY)
+def purge_asset(asset_id: int) -> bool:
+    """Remove a deleted upload's objects from storage (the sweep retries what this misses)."""
+    return assets.purge(asset_id)
+
+
+@shared_task(name="sweep_assets")
+def sweep_assets() -> dict:
+    """Delete uploads never sent in a message, and purge deleted ones still stored (beat)."""
+    return assets.sweep()
 
 
 def init_app(app: Flask) -> Celery:

@@ -108,9 +108,14 @@ def postgres_only(is_postgres):
 
 
 @pytest.fixture(scope="session")
-def config_class(database_url):
+def config_class(database_url, tmp_path_factory):
     class Config(TestingConfig):
         SQLALCHEMY_DATABASE_URI = database_url
+        # Uploads stay in the run's own directory, never the checkout's instance/.
+        ASSET_DIR = str(tmp_path_factory.mktemp("assets"))
+        # The address file URLs start with (the testing profile leaves it unset, and uploads
+        # need it); tests of the unset case set None themselves.
+        PUBLIC_BASE_URL = "http://127.0.0.1:5000"
 
     return Config
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import current_app
 
+from chat.assets import service as assets
 from chat.auth import (
     APP_KEY_SECURITY,
     SESSION_SECURITY,
@@ -19,7 +20,7 @@ from chat.auth import (
     set_web_cookie,
 )
 from chat.classic import schemas as s
-from chat.endpoints import body_limit, checks_password, counts_as_send
+from chat.endpoints import body_limit, checks_password, counts_as_send, takes_upload
 from chat.notifications import devices as notification_devices
 from chat.notifications.routes import blueprint as push_blueprint
 from chat.schemas import Blueprint
@@ -29,9 +30,10 @@ auth_blp = Blueprint("classic_auth", __name__, url_prefix="/auth", description="
 conversation_blp = Blueprint("classic_conversation", __name__, url_prefix="/conversation",
                              description="Conversations (classic API)")
 message_blp = Blueprint("classic_message", __name__, url_prefix="/message", description="Messages (classic API)")
+asset_blp = Blueprint("classic_asset", __name__, url_prefix="/asset", description="Uploads (classic API)")
 push_blp = push_blueprint("classic_push", "/push", kook=False, auth=require_session, security=SESSION_SECURITY,
                           current_user=current_user, current_token=current_token, body_location="json")
-blueprints = (auth_blp, conversation_blp, message_blp, push_blp)
+blueprints = (auth_blp, conversation_blp, message_blp, push_blp, asset_blp)
 
 
 @checks_password
@@ -164,3 +166,13 @@ def mark_messages_read(args):
     view = conversations.get_for_member(me, conversation_id=args["conversationid"])
     messages.read_up_to(me, view, args.get("messagekey"))
     return {}
+
+
+@takes_upload
+@asset_blp.operation("", "POST", s.AssetEnvelope, auth=require_session, security=SESSION_SECURITY,
+                     args=s.UploadSchema, location="files")
+def upload_asset(args):
+    """Upload a file (multipart field ``file``); send its URL as an image, video, file or audio
+    message."""
+    upload = args["file"]
+    return {"data": assets.store_upload(current_user().id, upload.stream, upload.filename)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask_smorest.fields import Upload
 from marshmallow import fields, validate
 
 from chat.message_types import FROM_CLASSIC, TYPES, classic_number
@@ -21,6 +22,12 @@ NONCE = fields.String(validate=validate.Length(1, 64), metadata={
 
 
 # ---- inputs -------------------------------------------------------------------------------
+
+class UploadSchema(BaseSchema):
+    file = Upload(required=True, metadata={
+        "description": "The file. Its kind (image, video, audio, file) is read from its bytes, "
+                       "not from its name or Content-Type."})
+
 
 class RegisterSchema(BaseSchema):
     username = fields.String(required=True, validate=validate.Length(1, 32))
@@ -173,6 +180,20 @@ class SearchPageSchema(BaseSchema):
         "description": "Pass as before= for the next page; null on the last page."})
 
 
+class AssetSchema(BaseSchema):
+    url = fields.String(metadata={"description": "Absolute URL of the file: send it as a media message's content. "
+                                                 "Anyone holding it can fetch the file, without credentials."})
+    type = fields.String(attribute="kind", metadata={"description": "image, video, audio or file"})
+    name = fields.String(metadata={"description": "The file name as kept (cleaned; an image's extension "
+                                                  "is the one of its re-encoded format)"})
+    size = fields.Integer(metadata={"description": "Bytes stored (an image's after re-encoding)"})
+    mime = fields.String(metadata={"description": "The media type read from the bytes"})
+    width = fields.Integer(allow_none=True, metadata={"description": "Images only"})
+    height = fields.Integer(allow_none=True, metadata={"description": "Images only"})
+    thumbnail_url = fields.String(allow_none=True, metadata={
+        "description": "Images only: a JPEG of at most 320 px on its longer side"})
+
+
 UserEnvelope = envelope("ClassicUserEnvelope", UserSchema)
 SessionEnvelope = envelope("ClassicSessionEnvelope", SessionSchema)
 WebSessionEnvelope = envelope("ClassicWebSessionEnvelope", WebSessionSchema)
@@ -189,5 +210,6 @@ TypingEnvelope = envelope("ClassicTypingEnvelope", TypingSentSchema)
 ConversationCreatedEnvelope = envelope("ClassicConversationCreatedEnvelope", ConversationCreatedSchema)
 ConversationPageEnvelope = envelope("ClassicConversationListEnvelope", ConversationSchema, many=True)
 MessageSentEnvelope = envelope("ClassicMessageSentEnvelope", MessageSentSchema)
+AssetEnvelope = envelope("ClassicAssetEnvelope", AssetSchema)
 MessageListEnvelope = envelope("ClassicMessageListEnvelope", MessageSchema, many=True)
 SearchEnvelope = envelope("ClassicMessageSearchEnvelope", SearchPageSchema)

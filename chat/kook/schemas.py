@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from urllib.parse import urlsplit
 
+from flask_smorest.fields import Upload
 from marshmallow import ValidationError, fields, pre_load, validate, validates_schema
 
 from chat.message_types import FROM_KOOK, MEDIA_TYPES, TYPES, kook_number
@@ -310,8 +311,19 @@ class FriendListsSchema(BaseSchema):
     blocked = fields.List(fields.Nested(FriendEntrySchema))
 
 
+class AssetCreateSchema(LenientSchema):
+    file = Upload(required=True, metadata={"description": "The file (multipart field ``file``), as KOOK's "
+                                                          "asset/create takes it; its kind is read from its bytes."})
+
+
+class AssetCreatedSchema(BaseSchema):
+    url = fields.String(metadata={"description": "Absolute URL of the file, for a media message's content; "
+                                                 "fetched without credentials."})
+
+
 EmptyEnvelope = envelope("KookEmptyEnvelope", None, kook=True)
 TypingEnvelope = envelope("KookTypingEnvelope", KookTypingSentSchema, kook=True)
+AssetCreatedEnvelope = envelope("KookAssetCreatedEnvelope", AssetCreatedSchema, kook=True)
 UserEnvelope = envelope("KookUserEnvelope", KookUserSchema, kook=True)
 UserChatEnvelope = envelope("KookUserChatEnvelope", UserChatDetailSchema, kook=True)
 UserChatPageEnvelope = envelope("KookUserChatPageEnvelope", UserChatPageSchema, kook=True)

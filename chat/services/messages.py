@@ -16,11 +16,12 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from chat import notifications, outbox
+from chat.assets import service as assets
 from chat.delivery import counters, events, push, reads
 from chat.delivery.payloads import message_payload, quote_of
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
-from chat.message_types import EDITABLE_TYPES, validate_content
+from chat.message_types import EDITABLE_TYPES, MEDIA_TYPES, validate_content
 from chat.models import (
     Block,
     Conversation,
@@ -223,8 +224,12 @@ def send_to(me: User, type_name: str, content: str, client_time: int, *, convers
     its own (``_send_at_once``); anything it does not cover (not the caller's chat, a block,
     a retried nonce, a quote) goes the general way, ``get_for_member`` then ``send``, which
     answers as it always does."""
+    # A media message carrying one of our uploads' URLs records that use in its transaction:
+    # the general path.
     at_once = (quote_key is None and not db.session().in_transaction()
-               and db.session.get_bind().dialect.name == "postgresql")
+               and db.session.get_bind().dialect.name == "postgresql"
+               and not (type_name in MEDIA_TYPES and isinstance(content, str)
+                        and assets.is_asset_url(content.strip())))
     if at_once:
         try:
             checked = _checked(type_name, content, nonce)
@@ -272,6 +277,8 @@ def send(me: User, view: ConversationView, type_name: str, content: str, client_
         return view_of(original, view), False
     if not shows_chat:
         db.session.execute(_moved(), moved)
+    if type_name in MEDIA_TYPES:
+        assets.record_use(message_id, content)
     return _sent(me, conversation, values, message_id), True
 
 
@@ -358,6 +365,7 @@ def delete_for_everyone(me: User, key: str) -> None:
     message.content = ""
     message.search_text = None  # found by no search from now on, in this same transaction
     counters.refresh_unread(message.conversation_id, view.target.id)
+    assets.release_for_message(message.id)  # an upload no other message uses goes with it
     _announce_deleted(message, view)
     notifications.rule.withdraw(message, view.target.id, view.conversation)
     db.session.commit()
