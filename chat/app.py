@@ -20,6 +20,7 @@ from chat.errors import register_error_handlers
 from chat.extensions import api, db, migrate
 from chat.health import health_blp
 from chat.json_answers import OrjsonProvider
+from chat.kook.account import account_blp
 from chat.kook.aliases import aliases_blp
 from chat.kook.direct_message import direct_message_blp
 from chat.kook.events import events_blp
@@ -180,7 +181,7 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     kook_blueprints = (user_chat_blp, direct_message_blp, friend_blp, user_blp, webhooks_blp, events_blp,
-                       gateway_blp, aliases_blp, kook_push_blp)
+                       gateway_blp, aliases_blp, kook_push_blp, account_blp)
     for blueprint in (health_blp, *classic_blueprints, *kook_blueprints):
         api.register_blueprint(blueprint)
     # The page and the docs viewer are not API operations: a plain blueprint, outside the

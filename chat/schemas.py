@@ -228,3 +228,55 @@ def envelope(name: str, data, *, many: bool = False, kook: bool = False) -> type
         }
         _envelopes[name] = type(name, (CompiledDumpSchema,), attrs)
     return _envelopes[name]
+
+
+# ---- an account's export (the same document in both dialects' envelopes) ---------------------
+
+class ExportProfileSchema(BaseSchema):
+    id = fields.Integer()
+    username = fields.String()
+    nickname = fields.String()
+    avatar = fields.String()
+    identify_num = fields.String()
+    is_bot = fields.Boolean()
+    created_at = fields.Integer()
+
+
+class ExportMessageSchema(BaseSchema):
+    messagekey = fields.String()
+    sent_by_me = fields.Boolean()
+    sender_id = fields.Integer()
+    type = fields.String(metadata={"description": "text, image, video, file, location, audio, kmarkdown or card"})
+    classic_type = fields.Integer()
+    kook_type = fields.Integer()
+    content = fields.String()
+    time = fields.Integer(metadata={"description": "The sender's client time (ms)."})
+    created_at = fields.Integer()
+    updated_at = fields.Integer(allow_none=True)
+
+
+class ExportPartnerSchema(BaseSchema):
+    id = fields.Integer()
+    username = fields.String()
+    nickname = fields.String()
+
+
+class ExportConversationSchema(BaseSchema):
+    conversationid = fields.Integer()
+    chat_code = fields.String()
+    created_at = fields.Integer()
+    with_ = fields.Nested(ExportPartnerSchema, data_key="with", attribute="with")
+    messages = fields.List(fields.Nested(ExportMessageSchema))
+
+
+class AccountExportSchema(BaseSchema):
+    exported_at = fields.Integer()
+    profile = fields.Nested(ExportProfileSchema)
+    conversations = fields.List(fields.Nested(ExportConversationSchema))
+
+
+def export_download(user, document: dict):
+    """A route's answer that browsers save as a file (``Content-Disposition: attachment``)."""
+    name = f"chat-export-{user.id}.json"
+    return {"data": document}, 200, {"Content-Disposition": f'attachment; filename="{name}"',
+                                     "Cache-Control": "no-store"}

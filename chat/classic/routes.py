@@ -6,6 +6,8 @@ spellings (X-APP-* and X-HA-*) are accepted, see ``chat.auth``.
 
 from __future__ import annotations
 
+from flask import request
+
 from chat.auth import (
     APP_KEY_SECURITY,
     SESSION_SECURITY,
@@ -18,8 +20,8 @@ from chat.classic import schemas as s
 from chat.endpoints import body_limit, checks_password, counts_as_send
 from chat.notifications import devices as notification_devices
 from chat.notifications.routes import blueprint as push_blueprint
-from chat.schemas import Blueprint
-from chat.services import accounts, conversations, messages, search
+from chat.schemas import Blueprint, export_download
+from chat.services import accounts, conversations, messages, my_account, search
 
 auth_blp = Blueprint("classic_auth", __name__, url_prefix="/auth", description="Accounts (classic envelope)")
 conversation_blp = Blueprint("classic_conversation", __name__, url_prefix="/conversation",
@@ -43,7 +45,8 @@ def register_user(args):
                     auth=require_app_key, security=APP_KEY_SECURITY, args=s.LoginSchema)
 def login_user(args):
     """Open a session: the token goes in X-APP-Session."""
-    raw, token, user = accounts.login(args["username"], args["password"])
+    raw, token, user = accounts.login(args["username"], args["password"], device=args["device"],
+                                      user_agent=request.user_agent.string, address=request.remote_addr)
     return {"data": {"session": raw, "expires_at": token.expires_at, "user": user}}
 
 
@@ -52,6 +55,52 @@ def logout_user():
     """Revoke the current session."""
     accounts.logout(current_token())
     return {}
+
+
+@checks_password
+@auth_blp.operation("/password", "POST", s.PasswordChangedEnvelope,
+                    auth=require_session, security=SESSION_SECURITY, args=s.PasswordChangeSchema)
+def change_password(args):
+    """Change my password; every other session ends at once (this one stays)."""
+    ended = my_account.change_password(current_user(), current_token(), args["current_password"],
+                                       args["new_password"])
+    return {"data": {"sessions_ended": ended}}
+
+
+@auth_blp.operation("/sessions", "GET", s.SessionListEnvelope, auth=require_session, security=SESSION_SECURITY)
+def list_sessions():
+    """List my live sessions: device, created, last seen, address."""
+    return {"data": my_account.list_sessions(current_user(), current_token())}
+
+
+@auth_blp.operation("/sessions/<int:session_id>", "DELETE", s.EmptyEnvelope,
+                    auth=require_session, security=SESSION_SECURITY)
+def end_session(session_id):
+    """End one of my sessions (its streams and gateway connections close)."""
+    my_account.end_session(current_user(), session_id)
+    return {}
+
+
+@auth_blp.operation("/sessions", "DELETE", s.SessionsEndedEnvelope, auth=require_session, security=SESSION_SECURITY)
+def end_other_sessions():
+    """Sign out everywhere else: end every session except this one."""
+    return {"data": {"sessions_ended": my_account.end_other_sessions(current_user(), current_token())}}
+
+
+@checks_password
+@auth_blp.operation("/account", "DELETE", s.EmptyEnvelope,
+                    auth=require_session, security=SESSION_SECURITY, args=s.AccountDeleteSchema)
+def delete_account(args):
+    """Delete my account: my messages are erased for both sides, every session ends."""
+    my_account.delete_account(current_user(), args["password"])
+    return {}
+
+
+@auth_blp.operation("/export", "GET", s.ExportEnvelope, auth=require_session, security=SESSION_SECURITY)
+def export_account():
+    """Download my data as JSON: profile, conversations, messages."""
+    me = current_user()
+    return export_download(me, my_account.export(me))
 
 
 @conversation_blp.operation("", "POST", s.ConversationCreatedEnvelope,

@@ -6,6 +6,7 @@ from marshmallow import fields, validate
 
 from chat.message_types import FROM_CLASSIC, TYPES, classic_number
 from chat.schemas import (
+    AccountExportSchema,
     BaseSchema,
     ChatStateSchema,
     IntegerId,
@@ -31,6 +32,17 @@ class RegisterSchema(BaseSchema):
 
 class LoginSchema(BaseSchema):
     username = fields.String(required=True, validate=validate.Length(1, 64))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(1, 1024))
+    device = fields.String(load_default="", validate=validate.Length(max=64), metadata={
+        "description": "Optional: how this session is named in the list of sessions (default: the User-Agent)."})
+
+
+class PasswordChangeSchema(BaseSchema):
+    current_password = fields.String(required=True, load_only=True, validate=validate.Length(1, 1024))
+    new_password = fields.String(required=True, load_only=True, validate=validate.Length(8, 1024))
+
+
+class AccountDeleteSchema(BaseSchema):
     password = fields.String(required=True, load_only=True, validate=validate.Length(1, 1024))
 
 
@@ -164,7 +176,29 @@ class SearchPageSchema(BaseSchema):
         "description": "Pass as before= for the next page; null on the last page."})
 
 
+class PasswordChangedSchema(BaseSchema):
+    sessions_ended = fields.Integer(metadata={"description": "How many other sessions were ended."})
+
+
+class SessionItemSchema(BaseSchema):
+    id = fields.Integer(attribute="token.id")
+    device = fields.String(attribute="token.label", metadata={"description": "The device's name or User-Agent."})
+    created_at = fields.Integer(attribute="token.created_at")
+    last_seen_at = fields.Integer(attribute="token.last_used_at", allow_none=True, metadata={
+        "description": "When it was last used (ms; updated at most once a minute), null if never."})
+    address = fields.String(attribute="token.address", allow_none=True)
+    expires_at = fields.Integer(attribute="token.expires_at", allow_none=True)
+    current = fields.Boolean(metadata={"description": "Whether this is the session asking."})
+
+
+class SessionsEndedSchema(BaseSchema):
+    sessions_ended = fields.Integer()
+
+
 UserEnvelope = envelope("ClassicUserEnvelope", UserSchema)
+PasswordChangedEnvelope = envelope("ClassicPasswordChangedEnvelope", PasswordChangedSchema)
+SessionListEnvelope = envelope("ClassicSessionListEnvelope", SessionItemSchema, many=True)
+SessionsEndedEnvelope = envelope("ClassicSessionsEndedEnvelope", SessionsEndedSchema)
 SessionEnvelope = envelope("ClassicSessionEnvelope", SessionSchema)
 EmptyEnvelope = envelope("ClassicEmptyEnvelope", None)
 ConversationCreatedEnvelope = envelope("ClassicConversationCreatedEnvelope", ConversationCreatedSchema)
@@ -172,3 +206,4 @@ ConversationPageEnvelope = envelope("ClassicConversationListEnvelope", Conversat
 MessageSentEnvelope = envelope("ClassicMessageSentEnvelope", MessageSentSchema)
 MessageListEnvelope = envelope("ClassicMessageListEnvelope", MessageSchema, many=True)
 SearchEnvelope = envelope("ClassicMessageSearchEnvelope", SearchPageSchema)
+ExportEnvelope = envelope("ClassicAccountExportEnvelope", AccountExportSchema)

@@ -14,6 +14,7 @@ from marshmallow import ValidationError, fields, pre_load, validate, validates_s
 
 from chat.message_types import FROM_KOOK, MEDIA_TYPES, TYPES, kook_number
 from chat.schemas import (
+    AccountExportSchema,
     BaseSchema,
     ChatStateSchema,
     IntegerId,
@@ -307,3 +308,35 @@ DirectMessageSearchEnvelope = envelope("KookDirectMessageSearchEnvelope", Direct
 MessageCreatedEnvelope = envelope("KookMessageCreatedEnvelope", MessageCreatedSchema, kook=True)
 ReactionUsersEnvelope = envelope("KookReactionUsersEnvelope", ReactionUserSchema, many=True, kook=True)
 FriendListsEnvelope = envelope("KookFriendListsEnvelope", FriendListsSchema, kook=True)
+
+
+# ---- my account (/api/v3/auth/...) ------------------------------------------------------------
+
+class KookPasswordChangeSchema(LenientSchema):
+    current_password = fields.String(required=True, load_only=True, validate=validate.Length(1, 1024))
+    new_password = fields.String(required=True, load_only=True, validate=validate.Length(8, 1024))
+
+
+class KookAccountDeleteSchema(LenientSchema):
+    password = fields.String(required=True, load_only=True, validate=validate.Length(1, 1024))
+
+
+class KookSessionsEndedSchema(BaseSchema):
+    sessions_ended = fields.Integer(metadata={"description": "How many sessions were ended."})
+
+
+class KookSessionItemSchema(BaseSchema):
+    id = fields.Function(lambda v: str(v.token.id))
+    device = fields.String(attribute="token.label")
+    created_at = fields.Integer(attribute="token.created_at")
+    last_seen_at = fields.Integer(attribute="token.last_used_at", allow_none=True,
+                                  metadata={"description": "When it was last used (ms), null if never."})
+    address = fields.String(attribute="token.address", allow_none=True)
+    expires_at = fields.Integer(attribute="token.expires_at", allow_none=True)
+    current = fields.Boolean()
+
+
+PasswordChangedEnvelope = envelope("KookPasswordChangedEnvelope", KookSessionsEndedSchema, kook=True)
+SessionsEndedEnvelope = envelope("KookSessionsEndedEnvelope", KookSessionsEndedSchema, kook=True)
+SessionListEnvelope = envelope("KookSessionListEnvelope", KookSessionItemSchema, many=True, kook=True)
+ExportEnvelope = envelope("KookAccountExportEnvelope", AccountExportSchema, kook=True)

@@ -18,6 +18,7 @@ from chat.realtime.bus import (
     InProcessBus,
     RedisStreamBus,
     Subscriber,
+    erase,
     forget,
     format_event_id,
     parse_event_id,
@@ -29,7 +30,7 @@ from chat.realtime.presence import InProcessPresence, RedisPresence, presence_tt
 
 __all__ = [
     "EventBusDown", "InProcessBus", "InProcessPresence", "RedisPresence", "RedisStreamBus", "SESSION_REVOKED", "Subscriber",
-    "broadcasts", "forget", "format_event_id", "init_app", "parse_event_id", "publish", "publish_many_or_fail", "publish_or_fail",
+    "broadcasts", "erase", "forget", "format_event_id", "init_app", "parse_event_id", "publish", "publish_many_or_fail", "publish_or_fail",
     "redis_client",
 ]
 
