@@ -241,7 +241,7 @@ def _bot_ttl(expires_days: float | None) -> int | None:
         return None
     if not 0 < expires_days <= 36500:
         raise ServiceError(Kind.INVALID, "a bot token's expiry must be between 0 and 36500 days")
-    return int(expires_days * 86400)
+    return max(1, int(expires_days * 86400))
 
 
 def create_bot(username: str, nickname: str = "", expires_days: float | None = None) -> tuple[User, str]:
