@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 
-.PHONY: run test test-sqlite test-postgres lint install install-dev migrate bench faults soak clean
+.PHONY: run stack test test-sqlite test-postgres lint install install-dev migrate bench faults soak clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ migrate: install
 run: migrate
 	$(BIN)/flask demo
 	$(BIN)/flask run --host 127.0.0.1 --port $${PORT:-5000}
+
+## The production stack on this machine: the Procfile's web, worker, webhooks and beat under
+## honcho (each line prefixed by its process; Ctrl-C stops them all), on PostgreSQL and Redis
+## (this machine's unless STACK_DATABASE_URL / STACK_REDIS_URL say otherwise), listening on
+## 127.0.0.1:$${PORT:-5000}. Migrations run first; state (keys, beat's schedule) is kept in
+## instance/stack/.
+stack: install-dev
+	$(BIN)/python devstack.py stack $(PROCESSES)
 
 # The PostgreSQL server of the second test pass; the run makes and drops a database of its own.
 TEST_PG_SERVER ?= $(or $(TEST_DATABASE_URL),postgresql://postgres@127.0.0.1:5432/)

@@ -246,6 +246,10 @@ class ProductionConfig(Config):
     defaults = {"LOG_FORMAT": "json"}
     # Behind a proxy every client may look local: /metrics needs METRICS_TOKEN, or is off.
     METRICS_ALLOW_LOOPBACK = False
+    # The key file is the embedded default's: a checkout where `make run` was used has one,
+    # and production must not hand it to the page. Without WEB_APP_KEY the page says it is
+    # not configured (and the start-up log tells the operator).
+    WEB_APP_KEY_FILE = None
 
 
 CONFIGS = {

@@ -31,7 +31,7 @@ from chat.kook.user_chat import push_blp as kook_push_blp
 from chat.kook.user_chat import user_chat_blp
 from chat.kook.webhooks import webhooks_blp
 from chat.openapi_errors import ErrorEnvelopePlugin, init_api
-from chat.web import web_blp
+from chat.web import warn_if_unconfigured, web_blp
 from config import Config, load_config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -187,3 +187,4 @@ def register_blueprints(app: Flask) -> None:
     # The page and the docs viewer are not API operations: a plain blueprint, outside the
     # OpenAPI document (docs/decisions.md).
     app.register_blueprint(web_blp)
+    warn_if_unconfigured(app)

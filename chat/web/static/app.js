@@ -673,8 +673,9 @@
 
     if (!APP_KEY) {
       showLogin();
-      showError("This server has no app key configured for the web page. An operator sets " +
-        "WEB_APP_KEY (production) or runs `flask demo` (the embedded default).");
+      // Visitors cannot fix this; the operator is told in the server's start-up log.
+      showError("This chat is not set up for the web yet, so signing in is not possible here. " +
+        "Please try again later or tell the people who run it.");
       return;
     }
     const saved = loadSession();
