@@ -46,13 +46,11 @@ lint: install-dev
 	$(BIN)/ruff check chat workers
 	$(BIN)/lint-imports
 
-## Run the whole test suite twice: on SQLite, then on PostgreSQL. The first failing pass stops
-## the run (make stops at the first failing line); pytest's exit code 5 (no test ran) fails too.
+## Run the whole test suite twice, on SQLite and on PostgreSQL, at the same time
+## (tests/passes.py): each pass's output is printed whole when it ends, then a summary; the
+## run fails if either pass fails, pytest's exit code 5 (no test ran) included.
 test: install-dev lint
-	@echo "== test pass 1 of 2: SQLite =="
-	env -u TEST_DATABASE_URL $(BIN)/python -m pytest $(PYTEST_ARGS)
-	@echo "== test pass 2 of 2: PostgreSQL =="
-	TEST_DATABASE_URL='$(TEST_PG_SERVER)' $(BIN)/python -m pytest $(PYTEST_ARGS)
+	TEST_PG_SERVER='$(TEST_PG_SERVER)' $(BIN)/python -m tests.passes $(PYTEST_ARGS)
 
 ## One pass only: `make test-sqlite` / `make test-postgres`.
 test-sqlite: install-dev
