@@ -235,12 +235,26 @@ def ensure_web_app_key() -> str:
     return f"the web page got a new app key {name!r}, kept in {path}"
 
 
+def _demo_port(given: int | None) -> str:
+    """The port the server of ``make run`` / ``flask run`` listens on: ``--port``, else
+    ``PORT`` (what `make run` passes on), else ``FLASK_RUN_PORT`` (flask run's own), else
+    flask run's default, 5000."""
+    if given:
+        return str(given)
+    for name in ("PORT", "FLASK_RUN_PORT"):
+        value = os.environ.get(name, "").strip()
+        if value.isascii() and value.isdigit():
+            return value
+    return "5000"
+
+
 @click.command("demo")
-def demo() -> None:
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="The port the server listens on, for the addresses shown (default: $PORT, "
+                   "$FLASK_RUN_PORT or 5000).")
+def demo(port: int | None) -> None:
     """Make demo data on an empty database, give the web page its app key, say what to open."""
-    # `make run` serves on $PORT (default 5000): show the address it really listens on.
-    port = os.environ.get("PORT", "").strip()
-    base = f"http://127.0.0.1:{port if port.isascii() and port.isdigit() else '5000'}"
+    base = f"http://127.0.0.1:{_demo_port(port)}"
     if accounts.count_users():
         click.echo("the database already has users; demo users are only made on an empty one")
         key = None
@@ -251,6 +265,11 @@ def demo() -> None:
   app key:  {key}
   users:    alice (id {alice.id}, password alice-password), bob (id {bob.id}, password bob-password)""")
     click.echo(ensure_web_app_key())
+    if key is None:
+        # The demo key was shown once, on the first run; the page's key works for curl too.
+        key = web_page_key()
+        if key:
+            click.echo(f"  app key:  {key}   (the web page's; use it for the curl examples)")
     click.echo(f"""
 open in a browser:
   {base}/          the chat: log in as alice here and as bob in a private window
@@ -261,6 +280,18 @@ open in a browser:
 or try it with curl (the README walks through the whole flow):
   curl -s -X POST {base}/auth/login -H 'X-APP-Key: {key}' \\
        -H 'Content-Type: application/json' -d '{{"username":"alice","password":"alice-password"}}'""")
+
+
+def web_page_key() -> str | None:
+    """The app key the web page is given (``WEB_APP_KEY``, else the key file), if live."""
+    config = current_app.config
+    key = config.get("WEB_APP_KEY")
+    if not key and config.get("WEB_APP_KEY_FILE"):
+        try:
+            key = Path(config["WEB_APP_KEY_FILE"]).read_text().strip()
+        except OSError:
+            key = None
+    return key if key and accounts.app_key_is_valid(key) else None
 
 
 def register_cli(app: Flask) -> None:

@@ -80,6 +80,12 @@ def show_docs():
     return _page("docs.html", DOCS_POLICY)
 
 
+@web_blp.route("/favicon.ico", methods=["GET"])
+def show_favicon():
+    """Serve the icon browsers ask for on every page (the pages also name it in a link)."""
+    return send_from_directory(web_blp.static_folder, "favicon.svg", mimetype="image/svg+xml", max_age=86400)
+
+
 @web_blp.route("/docs/assets/<path:filename>", methods=["GET"])
 def docs_asset(filename: str):
     """Serve one of the swagger-ui-bundle package's files that ``/docs`` uses."""

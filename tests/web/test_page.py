@@ -174,3 +174,12 @@ def test_without_a_key_the_page_says_so_in_plain_words_and_the_log_tells_the_ope
     finally:
         app.testing = True
     assert "WEB_APP_KEY is not set" in caplog.text
+
+
+def test_the_pages_have_a_favicon_so_no_load_ends_in_a_404(client):
+    html = client.get("/").get_data(as_text=True)
+    icon = re.search(r'<link rel="icon" type="image/svg\+xml" href="([^"]+)">', html).group(1)
+    assert client.get(icon).status_code == 200
+    browsers_ask = client.get("/favicon.ico")
+    assert browsers_ask.status_code == 200 and browsers_ask.mimetype == "image/svg+xml"
+    assert b"<svg" in browsers_ask.data
