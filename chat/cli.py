@@ -24,6 +24,7 @@ from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.search import index as search_index
 from chat.services import accounts
+from chat.services import demo as demo_data
 
 app_key_cli = AppGroup("app-key", help="Create, list and revoke app keys (X-APP-Key).")
 bot_cli = AppGroup("bot", help="Create and list bot users; reset and revoke their tokens.")
@@ -32,8 +33,6 @@ bot_cli.add_command(bot_token_cli)
 secrets_cli = AppGroup("secrets", help="Re-encrypt stored secrets with the current SECRET_KEY.")
 counters_cli = AppGroup("counters", help="Check and repair read/unread counters.")
 search_cli = AppGroup("search", help="Rebuild the message search index.")
-
-DEMO_USERS = (("alice", "alice-password"), ("bob", "bob-password"))
 
 
 def _fail(err: ServiceError):
@@ -260,10 +259,12 @@ def demo(port: int | None) -> None:
         key = None
     else:
         key = accounts.create_app_key("demo")
-        alice, bob = (accounts.register(name, password) for name, password in DEMO_USERS)
+        people = demo_data.seed()
+        alice, bob = people["alice"], people["bob"]
         click.echo(f"""demo data created:
   app key:  {key}
-  users:    alice (id {alice.id}, password alice-password), bob (id {bob.id}, password bob-password)""")
+  users:    alice (id {alice.id}, password alice-password), bob (id {bob.id}, password bob-password),
+            carol (password carol-password); /docs' examples work as alice on this data""")
     click.echo(ensure_web_app_key())
     if key is None:
         # The demo key was shown once, on the first run; the page's key works for curl too.

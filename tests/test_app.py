@@ -82,7 +82,7 @@ def test_cli_app_key_bot_and_counters(app):
 def test_demo_seeds_an_empty_database_once(app):
     runner = app.test_cli_runner()
     first = runner.invoke(args=["demo"])
-    assert "app key" in first.output and accounts.count_users() == 2
+    assert "app key" in first.output and accounts.count_users() == 3
     assert "already has users" in runner.invoke(args=["demo"]).output
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import request
 
+from chat import examples as ex
 from chat.auth import (
     APP_KEY_SECURITY,
     SESSION_SECURITY,
@@ -34,7 +35,7 @@ blueprints = (auth_blp, conversation_blp, message_blp, push_blp)
 
 @checks_password
 @auth_blp.operation("/register", "POST", s.UserEnvelope,
-                    auth=require_app_key, security=APP_KEY_SECURITY, args=s.RegisterSchema)
+                    auth=require_app_key, security=APP_KEY_SECURITY, args=s.RegisterSchema, example=ex.REGISTER)
 def register_user(args):
     """Create an account."""
     return {"data": accounts.register(**args)}
@@ -42,7 +43,7 @@ def register_user(args):
 
 @checks_password
 @auth_blp.operation("/login", "POST", s.SessionEnvelope,
-                    auth=require_app_key, security=APP_KEY_SECURITY, args=s.LoginSchema)
+                    auth=require_app_key, security=APP_KEY_SECURITY, args=s.LoginSchema, example=ex.LOGIN)
 def login_user(args):
     """Open a session: the token goes in X-APP-Session."""
     raw, token, user = accounts.login(args["username"], args["password"], device=args["device"],
@@ -59,7 +60,7 @@ def logout_user():
 
 @checks_password
 @auth_blp.operation("/password", "POST", s.PasswordChangedEnvelope,
-                    auth=require_session, security=SESSION_SECURITY, args=s.PasswordChangeSchema)
+                    auth=require_session, security=SESSION_SECURITY, args=s.PasswordChangeSchema, example=ex.PASSWORD_CHANGE)
 def change_password(args):
     """Change my password; every other session ends at once (this one stays)."""
     ended = my_account.change_password(current_user(), current_token(), args["current_password"],
@@ -74,6 +75,7 @@ def list_sessions():
 
 
 @auth_blp.operation("/sessions/<int:session_id>", "DELETE", s.EmptyEnvelope,
+                    parameters=[ex.SESSION_ID_PARAMETER],
                     auth=require_session, security=SESSION_SECURITY)
 def end_session(session_id):
     """End one of my sessions (its streams and gateway connections close)."""
@@ -89,7 +91,7 @@ def end_other_sessions():
 
 @checks_password
 @auth_blp.operation("/account", "DELETE", s.EmptyEnvelope,
-                    auth=require_session, security=SESSION_SECURITY, args=s.AccountDeleteSchema)
+                    auth=require_session, security=SESSION_SECURITY, args=s.AccountDeleteSchema, example=ex.ACCOUNT_DELETE)
 def delete_account(args):
     """Delete my account: my messages are erased for both sides, every session ends."""
     my_account.delete_account(current_user(), args["password"])
@@ -104,7 +106,7 @@ def export_account():
 
 
 @conversation_blp.operation("", "POST", s.ConversationCreatedEnvelope,
-                            auth=require_session, security=SESSION_SECURITY, args=s.ConversationCreateSchema)
+                            auth=require_session, security=SESSION_SECURITY, args=s.ConversationCreateSchema, example=ex.CONVERSATION_CREATE)
 def create_conversation(args):
     """Open the conversation with another user (the same one on every call)."""
     return {"data": conversations.open_conversation(current_user(), args["passiveuser"])}
@@ -131,7 +133,7 @@ def mute_conversation(args):
 @counts_as_send
 @body_limit("MESSAGE_MAX_CONTENT_LENGTH")
 @message_blp.operation("", "POST", s.MessageSentEnvelope,
-                       auth=require_session, security=SESSION_SECURITY, args=s.MessageCreateSchema)
+                       auth=require_session, security=SESSION_SECURITY, args=s.MessageCreateSchema, example=ex.MESSAGE_CREATE)
 def send_message(args):
     """Send a message; a retry with the same nonce returns the original."""
     sent = messages.send_to(current_user(), s.FROM_CLASSIC[args["type"]], args["content"], args["time"],
@@ -163,7 +165,7 @@ def search_messages(args):
 
 
 @message_blp.operation("", "DELETE", s.EmptyEnvelope,
-                       auth=require_session, security=SESSION_SECURITY, args=s.MessageDeleteSchema, location="body_or_query")
+                       auth=require_session, security=SESSION_SECURITY, args=s.MessageDeleteSchema, example=ex.MESSAGE_DELETE, location="body_or_query")
 def delete_message(args):
     """Delete a message: type 1 for me, type 2 for both sides (sender only)."""
     if args["type"] == 1:
@@ -174,7 +176,7 @@ def delete_message(args):
 
 
 @message_blp.operation("/read", "POST", s.EmptyEnvelope,
-                       auth=require_session, security=SESSION_SECURITY, args=s.MessageReadSchema)
+                       auth=require_session, security=SESSION_SECURITY, args=s.MessageReadSchema, example=ex.MESSAGE_READ)
 def mark_messages_read(args):
     """Mark the conversation read up to a message (default: the newest)."""
     me = current_user()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
+from chat import examples as ex
 from chat.message_types import FROM_CLASSIC, TYPES, classic_number
 from chat.schemas import (
     AccountExportSchema,
@@ -66,7 +67,7 @@ class MessageCreateSchema(BaseSchema):
 
 
 class MessageListQuerySchema(PageQuerySchema):
-    conversationid = IntegerId(required=True)
+    conversationid = IntegerId(required=True, metadata={"example": ex.CONVERSATION_ID})
     before = fields.String(validate=validate.Length(1, 36), metadata={
         "description": "A messagekey: return only older messages (stable paging)."})
 

@@ -4,6 +4,7 @@ password, list and end my sessions, delete my account, export my data (rules in
 
 from __future__ import annotations
 
+from chat import examples as ex
 from chat.auth import TOKEN_SECURITY, current_token, current_user, require_token
 from chat.endpoints import checks_password
 from chat.kook import schemas as s
@@ -16,7 +17,7 @@ account_blp = Blueprint("kook_account", __name__, url_prefix="/api/v3/auth",
 
 @checks_password
 @account_blp.operation("/password", "POST", s.PasswordChangedEnvelope,
-                       auth=require_token, security=TOKEN_SECURITY, args=s.KookPasswordChangeSchema,
+                       auth=require_token, security=TOKEN_SECURITY, args=s.KookPasswordChangeSchema, example=ex.PASSWORD_CHANGE,
                        location="json_or_form")
 def change_password(args):
     """Change my password; every other session ends at once (this one stays)."""
@@ -32,6 +33,7 @@ def list_sessions():
 
 
 @account_blp.operation("/sessions/<int:session_id>", "DELETE", s.EmptyEnvelope,
+                    parameters=[ex.SESSION_ID_PARAMETER],
                        auth=require_token, security=TOKEN_SECURITY)
 def end_session(session_id):
     """End one of my sessions (its streams and gateway connections close)."""
@@ -47,7 +49,7 @@ def end_other_sessions():
 
 @checks_password
 @account_blp.operation("/account", "DELETE", s.EmptyEnvelope,
-                       auth=require_token, security=TOKEN_SECURITY, args=s.KookAccountDeleteSchema,
+                       auth=require_token, security=TOKEN_SECURITY, args=s.KookAccountDeleteSchema, example=ex.ACCOUNT_DELETE,
                        location="json_or_form")
 def delete_account(args):
     """Delete my account: my messages are erased for both sides, every session ends."""

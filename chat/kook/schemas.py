@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from marshmallow import ValidationError, fields, pre_load, validate, validates_schema
 
+from chat import examples as ex
 from chat.message_types import FROM_KOOK, MEDIA_TYPES, TYPES, kook_number
 from chat.schemas import (
     AccountExportSchema,
@@ -43,7 +44,7 @@ def require_one(data: dict, *names: str) -> None:
 class ChatRefSchema(LenientSchema):
     """A chat named by its ``chat_code`` or by the other user's ``target_id`` (one is needed)."""
 
-    chat_code = StringId(validate=CHAT_CODE)
+    chat_code = StringId(validate=CHAT_CODE, metadata={"example": ex.CHAT_CODE})
     target_id = IntegerId(metadata={"description": "The other user's id, instead of chat_code."})
 
     @validates_schema
@@ -59,7 +60,7 @@ class PageQuerySchema(LenientSchema):
 
 
 class ChatCodeQuerySchema(LenientSchema):
-    chat_code = StringId(required=True, validate=CHAT_CODE)
+    chat_code = StringId(required=True, validate=CHAT_CODE, metadata={"example": ex.CHAT_CODE})
 
 
 class UserChatMuteSchema(ChatCodeQuerySchema):
@@ -106,8 +107,8 @@ def kook_types(number: int) -> frozenset[str]:
 
 
 class DirectMessageViewQuerySchema(LenientSchema):
-    msg_id = fields.String(required=True, validate=MSG_ID)
-    chat_code = StringId(validate=CHAT_CODE)
+    msg_id = fields.String(required=True, validate=MSG_ID, metadata={"example": ex.BOB_MESSAGE_KEY})
+    chat_code = StringId(validate=CHAT_CODE, metadata={"example": ex.CHAT_CODE})
 
 
 class DirectMessageCreateSchema(ChatRefSchema):
@@ -127,11 +128,11 @@ class DirectMessageUpdateSchema(LenientSchema):
 
 
 class MsgIdSchema(LenientSchema):
-    msg_id = fields.String(required=True, validate=MSG_ID)
+    msg_id = fields.String(required=True, validate=MSG_ID, metadata={"example": ex.ALICE_MESSAGE_KEY})
 
 
 class ReactionSchema(MsgIdSchema):
-    emoji = fields.String(required=True, validate=validate.Length(1, 64))
+    emoji = fields.String(required=True, validate=validate.Length(1, 64), metadata={"example": "👍"})
 
 
 class ReactionDeleteSchema(ReactionSchema):
@@ -140,7 +141,7 @@ class ReactionDeleteSchema(ReactionSchema):
 
 class FriendListQuerySchema(LenientSchema):
     type = fields.String(validate=validate.OneOf(["friend", "request", "blocked", "block"]), metadata={
-        "description": "Only this list: friend, request, blocked (block is the same)."})
+        "description": "Only this list: friend, request, blocked (block is the same).", "example": "friend"})
 
 
 class FriendRequestSchema(LenientSchema):
@@ -167,7 +168,7 @@ class UserIdSchema(LenientSchema):
 
 
 class UserViewQuerySchema(LenientSchema):
-    user_id = IntegerId(metadata={"description": "The user's id."})
+    user_id = IntegerId(metadata={"description": "The user's id.", "example": str(ex.BOB_ID)})
     username = fields.String(validate=validate.Length(1, 40), metadata={
         "description": "Instead of user_id: a username, or KOOK's username#1234 (case-insensitive)."})
 
