@@ -1,5 +1,7 @@
 """App-wide behaviour: error envelopes for unknown routes and methods, probes, OpenAPI, CLI."""
 
+import re
+
 import pytest
 
 from chat import create_app
@@ -33,7 +35,7 @@ def test_openapi_describes_every_route(client, app):
         # The document itself, and the pages for people (the chat, the docs viewer, their files).
         if rule.endpoint in ("static",) or rule.endpoint.startswith(("api-docs", "web.")):
             continue
-        path = str(rule).replace("<", "{").replace(">", "}")
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", str(rule))  # <int:id> is {id} in OpenAPI
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert (path, method) in documented, f"{method} {path} missing from /openapi.json"
 
