@@ -35,7 +35,8 @@ blueprints = (auth_blp, conversation_blp, message_blp, push_blp)
 
 @checks_password
 @auth_blp.operation("/register", "POST", s.UserEnvelope,
-                    auth=require_app_key, security=APP_KEY_SECURITY, args=s.RegisterSchema, example=ex.REGISTER)
+                    auth=require_app_key, security=APP_KEY_SECURITY, args=s.RegisterSchema,
+                    example=ex.REGISTER)
 def register_user(args):
     """Create an account."""
     return {"data": accounts.register(**args)}
@@ -60,7 +61,8 @@ def logout_user():
 
 @checks_password
 @auth_blp.operation("/password", "POST", s.PasswordChangedEnvelope,
-                    auth=require_session, security=SESSION_SECURITY, args=s.PasswordChangeSchema, example=ex.PASSWORD_CHANGE)
+                    auth=require_session, security=SESSION_SECURITY, args=s.PasswordChangeSchema,
+                    example=ex.PASSWORD_CHANGE)
 def change_password(args):
     """Change my password; every other session ends at once (this one stays)."""
     ended = my_account.change_password(current_user(), current_token(), args["current_password"],
@@ -91,7 +93,8 @@ def end_other_sessions():
 
 @checks_password
 @auth_blp.operation("/account", "DELETE", s.EmptyEnvelope,
-                    auth=require_session, security=SESSION_SECURITY, args=s.AccountDeleteSchema, example=ex.ACCOUNT_DELETE)
+                    auth=require_session, security=SESSION_SECURITY, args=s.AccountDeleteSchema,
+                    example=ex.ACCOUNT_DELETE)
 def delete_account(args):
     """Delete my account: my messages are erased for both sides, every session ends."""
     my_account.delete_account(current_user(), args["password"])
@@ -106,7 +109,8 @@ def export_account():
 
 
 @conversation_blp.operation("", "POST", s.ConversationCreatedEnvelope,
-                            auth=require_session, security=SESSION_SECURITY, args=s.ConversationCreateSchema, example=ex.CONVERSATION_CREATE)
+                            auth=require_session, security=SESSION_SECURITY, args=s.ConversationCreateSchema,
+                            example=ex.CONVERSATION_CREATE)
 def create_conversation(args):
     """Open the conversation with another user (the same one on every call)."""
     return {"data": conversations.open_conversation(current_user(), args["passiveuser"])}
@@ -133,7 +137,8 @@ def mute_conversation(args):
 @counts_as_send
 @body_limit("MESSAGE_MAX_CONTENT_LENGTH")
 @message_blp.operation("", "POST", s.MessageSentEnvelope,
-                       auth=require_session, security=SESSION_SECURITY, args=s.MessageCreateSchema, example=ex.MESSAGE_CREATE)
+                       auth=require_session, security=SESSION_SECURITY, args=s.MessageCreateSchema,
+                       example=ex.MESSAGE_CREATE)
 def send_message(args):
     """Send a message; a retry with the same nonce returns the original."""
     sent = messages.send_to(current_user(), s.FROM_CLASSIC[args["type"]], args["content"], args["time"],
@@ -165,7 +170,8 @@ def search_messages(args):
 
 
 @message_blp.operation("", "DELETE", s.EmptyEnvelope,
-                       auth=require_session, security=SESSION_SECURITY, args=s.MessageDeleteSchema, example=ex.MESSAGE_DELETE, location="body_or_query")
+                       auth=require_session, security=SESSION_SECURITY, args=s.MessageDeleteSchema,
+                       example=ex.MESSAGE_DELETE, location="body_or_query")
 def delete_message(args):
     """Delete a message: type 1 for me, type 2 for both sides (sender only)."""
     if args["type"] == 1:
@@ -176,7 +182,8 @@ def delete_message(args):
 
 
 @message_blp.operation("/read", "POST", s.EmptyEnvelope,
-                       auth=require_session, security=SESSION_SECURITY, args=s.MessageReadSchema, example=ex.MESSAGE_READ)
+                       auth=require_session, security=SESSION_SECURITY, args=s.MessageReadSchema,
+                       example=ex.MESSAGE_READ)
 def mark_messages_read(args):
     """Mark the conversation read up to a message (default: the newest)."""
     me = current_user()

@@ -17,7 +17,8 @@ account_blp = Blueprint("kook_account", __name__, url_prefix="/api/v3/auth",
 
 @checks_password
 @account_blp.operation("/password", "POST", s.PasswordChangedEnvelope,
-                       auth=require_token, security=TOKEN_SECURITY, args=s.KookPasswordChangeSchema, example=ex.PASSWORD_CHANGE,
+                       auth=require_token, security=TOKEN_SECURITY, args=s.KookPasswordChangeSchema,
+                       example=ex.PASSWORD_CHANGE,
                        location="json_or_form")
 def change_password(args):
     """Change my password; every other session ends at once (this one stays)."""
@@ -49,7 +50,8 @@ def end_other_sessions():
 
 @checks_password
 @account_blp.operation("/account", "DELETE", s.EmptyEnvelope,
-                       auth=require_token, security=TOKEN_SECURITY, args=s.KookAccountDeleteSchema, example=ex.ACCOUNT_DELETE,
+                       auth=require_token, security=TOKEN_SECURITY, args=s.KookAccountDeleteSchema,
+                       example=ex.ACCOUNT_DELETE,
                        location="json_or_form")
 def delete_account(args):
     """Delete my account: my messages are erased for both sides, every session ends."""

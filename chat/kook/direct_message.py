@@ -75,7 +75,8 @@ def view_direct_message(args):
 @counts_as_send
 @body_limit("MESSAGE_MAX_CONTENT_LENGTH")
 @direct_message_blp.operation("/create", "POST", s.MessageCreatedEnvelope,
-                              auth=require_token, security=TOKEN_SECURITY, args=s.DirectMessageCreateSchema, example=ex.DIRECT_MESSAGE_CREATE, location="json_or_form")
+                              auth=require_token, security=TOKEN_SECURITY, args=s.DirectMessageCreateSchema,
+                              example=ex.DIRECT_MESSAGE_CREATE, location="json_or_form")
 def create_direct_message(args):
     """Send a message; the nonce is echoed, and a retry with it returns the original."""
     me = current_user()
@@ -90,7 +91,8 @@ def create_direct_message(args):
 
 @body_limit("MESSAGE_MAX_CONTENT_LENGTH")
 @direct_message_blp.operation("/update", "POST", s.EmptyEnvelope,
-                              auth=require_token, security=TOKEN_SECURITY, args=s.DirectMessageUpdateSchema, example=ex.DIRECT_MESSAGE_UPDATE, location="json_or_form")
+                              auth=require_token, security=TOKEN_SECURITY, args=s.DirectMessageUpdateSchema,
+                              example=ex.DIRECT_MESSAGE_UPDATE, location="json_or_form")
 def update_direct_message(args):
     """Edit my message's content (and quote); both sides are told."""
     messages.update(current_user(), args["msg_id"], args["content"], args.get("quote"))
@@ -98,7 +100,8 @@ def update_direct_message(args):
 
 
 @direct_message_blp.operation("/delete", "POST", s.EmptyEnvelope,
-                              auth=require_token, security=TOKEN_SECURITY, args=s.MsgIdSchema, example=ex.MSG_ID, location="json_or_form")
+                              auth=require_token, security=TOKEN_SECURITY, args=s.MsgIdSchema,
+                              example=ex.MSG_ID, location="json_or_form")
 def delete_direct_message(args):
     """Delete my message for both sides."""
     messages.delete_for_everyone(current_user(), args["msg_id"])
@@ -113,7 +116,8 @@ def list_reaction_users(args):
 
 
 @direct_message_blp.operation("/add-reaction", "POST", s.EmptyEnvelope,
-                              auth=require_token, security=TOKEN_SECURITY, args=s.ReactionSchema, example=ex.REACTION, location="json_or_form")
+                              auth=require_token, security=TOKEN_SECURITY, args=s.ReactionSchema,
+                              example=ex.REACTION, location="json_or_form")
 def add_reaction(args):
     """React to a message with an emoji."""
     reactions.add(current_user(), args["msg_id"], args["emoji"])
@@ -121,7 +125,8 @@ def add_reaction(args):
 
 
 @direct_message_blp.operation("/delete-reaction", "POST", s.EmptyEnvelope,
-                              auth=require_token, security=TOKEN_SECURITY, args=s.ReactionDeleteSchema, example=ex.REACTION, location="json_or_form")
+                              auth=require_token, security=TOKEN_SECURITY, args=s.ReactionDeleteSchema,
+                              example=ex.REACTION, location="json_or_form")
 def delete_reaction(args):
     """Take back my reaction."""
     reactions.remove(current_user(), args["msg_id"], args["emoji"], args.get("user_id"))

@@ -39,7 +39,8 @@ def view_user_chat(args):
 
 
 @user_chat_blp.operation("/create", "POST", s.UserChatEnvelope,
-                         auth=require_token, security=TOKEN_SECURITY, args=s.UserChatCreateSchema, example=ex.USER_CHAT_CREATE, location="json_or_form")
+                         auth=require_token, security=TOKEN_SECURITY, args=s.UserChatCreateSchema,
+                         example=ex.USER_CHAT_CREATE, location="json_or_form")
 def create_user_chat(args):
     """Open the chat with another user (the same one on every call, from either dialect);
     while either side blocks the other, only an existing chat is returned."""
@@ -47,7 +48,8 @@ def create_user_chat(args):
 
 
 @user_chat_blp.operation("/delete", "POST", s.EmptyEnvelope,
-                         auth=require_token, security=TOKEN_SECURITY, args=s.UserChatDeleteSchema, example=ex.USER_CHAT_DELETE, location="json_or_form")
+                         auth=require_token, security=TOKEN_SECURITY, args=s.UserChatDeleteSchema,
+                         example=ex.USER_CHAT_DELETE, location="json_or_form")
 def delete_user_chat(args):
     """Delete a chat for me only: off my list with its history, until a new message arrives."""
     me = current_user()
