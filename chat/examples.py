@@ -16,7 +16,10 @@ BOB_MESSAGE_KEY = "00000000-0000-4000-8000-000000000b0b"
 FRIEND_REQUEST_ID = 900_001
 WEBHOOK_ID = 900_001
 OTHER_SESSION_ID = 900_001  # alice's session on another device
-WEBHOOK_URL = "https://93.184.216.34/hook"
+# Documentation addresses (RFC 5737): nothing is ever sent to them. The address policy refuses
+# them unless WEBHOOK_ALLOW_PRIVATE is on (the tests; local development that sets it), so the
+# demo's webhook never delivers, and the registration example needs that setting (or your URL).
+WEBHOOK_URL = "https://203.0.113.10/hook"
 TIME = "1700000000000"
 
 # ---- request bodies, by operation --------------------------------------------------------------
@@ -38,7 +41,7 @@ REACTION = {"msg_id": BOB_MESSAGE_KEY, "emoji": "👍"}
 FRIEND_REQUEST = {"user_code": "bob"}
 HANDLE_REQUEST = {"id": FRIEND_REQUEST_ID, "accept": 1}
 USER_ID = {"user_id": str(BOB_ID)}
-WEBHOOK_CREATE = {"url": "https://93.184.216.35/hook", "format": "signed"}
+WEBHOOK_CREATE = {"url": "https://203.0.113.11/hook", "format": "signed"}
 WEBHOOK_DELETE = {"id": WEBHOOK_ID}
 
 # A path parameter with its example (flask-smorest documents the rule's own without one).
