@@ -100,6 +100,8 @@ def list_sessions(me: User, current: Token) -> list[SessionView]:
 def end_session(me: User, session_id: int) -> None:
     """End one of my sessions (the current one too: that is a logout). Another person's or
     an unknown id: not found."""
+    if not 0 < session_id < 2**63:  # no such row, and more than the column (or SQLite) holds
+        raise ServiceError(Kind.NOT_FOUND, "session not found")
     token = db.session.scalar(_live_sessions(me.id).where(Token.id == session_id))
     if token is None:
         raise ServiceError(Kind.NOT_FOUND, "session not found")

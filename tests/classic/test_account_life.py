@@ -185,3 +185,10 @@ def test_deleting_my_account_erases_what_i_wrote_and_keeps_what_they_wrote(app, 
 def test_account_routes_need_a_session(client, app_key, path):
     method = client.post if path == "/auth/password" else client.get
     assert method(path, headers={"X-APP-Key": app_key}).status_code == 401
+
+
+@pytest.mark.parametrize("session_id", ["0", str(2**63), str(10**30)])
+def test_a_session_id_beyond_any_row_is_just_not_found(alice, session_id):
+    for path in (f"/auth/sessions/{session_id}", f"/api/v3/auth/sessions/{session_id}"):
+        headers = {**alice.headers, "Authorization": f"Bearer {alice.session}"}
+        assert alice.client.delete(path, headers=headers).status_code == 404
