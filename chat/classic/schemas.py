@@ -74,6 +74,7 @@ class MessageListQuerySchema(PageQuerySchema):
 
 class MessageSearchQuerySchema(BaseSchema):
     q = fields.String(required=True, validate=validate.Length(1, 200), metadata={
+        "example": "hi",
         "description": "What to look for: every word must be found (case and accents do not matter). "
                        "Words match by their start; Chinese, Japanese and Korean anywhere. "
                        "Each word needs 2 characters or more."})

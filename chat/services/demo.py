@@ -8,6 +8,7 @@ from sqlalchemy import update
 from chat import examples as ex
 from chat.extensions import db
 from chat.models import Conversation, ConversationMember, FriendRequest, Message, Token, User, Webhook, now_ms
+from chat.search.text import document as search_document
 from chat.services import accounts
 from chat.webhooks import encrypt_secret
 
@@ -32,7 +33,8 @@ def seed() -> dict[str, User]:
     for key, sender, content in ((ex.BOB_MESSAGE_KEY, ex.BOB_ID, "hi alice"),
                                  (ex.ALICE_MESSAGE_KEY, ex.ALICE_ID, "hi bob")):
         db.session.add(Message(key=key, conversation_id=ex.CONVERSATION_ID, sender_id=sender, type="text",
-                               content=content, client_time=int(ex.TIME), created_at=stamp, pushed_at=stamp))
+                               content=content, client_time=int(ex.TIME), created_at=stamp, pushed_at=stamp,
+                               search_text=search_document("text", content)))
         db.session.flush()
     db.session.add(FriendRequest(id=ex.FRIEND_REQUEST_ID, from_user_id=ex.CAROL_ID, to_user_id=ex.ALICE_ID,
                                  pair_low=ex.ALICE_ID, pair_high=ex.CAROL_ID))

@@ -139,6 +139,7 @@ def delete_account(me: User, password: str) -> None:
             .where(Message.sender_id == uid, Message.deleted_at.is_(None))):
         other = partners[message.conversation_id]
         message.content = ""
+        message.search_text = None  # found by no search from now on
         message.deleted_at = stamp
         message.updated_at = stamp
         # Their open clients take it off the screen; what is kept for both is withdrawn.

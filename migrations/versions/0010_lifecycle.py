@@ -5,15 +5,15 @@ lists and ends their own sessions); app keys and tokens remember when they were 
 (an operator lists them, and the first use of each is an audit event); an account can be
 deleted, leaving a tombstone row that the other side's history still points at.
 
-Revision ID: 0009_lifecycle
-Revises: 0008_revoked_index
+Revision ID: 0010_lifecycle
+Revises: 0009_message_search
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0009_lifecycle'
-down_revision = '0008_revoked_index'
+revision = '0010_lifecycle'
+down_revision = '0009_message_search'
 branch_labels = None
 depends_on = None
 
