@@ -152,6 +152,8 @@ def test_deleting_my_account_erases_what_i_wrote_and_keeps_what_they_wrote(app, 
     # bob's history: his own words stay, alice's are gone; the chat is with a deleted account
     history = bob.get("/message", query_string={"conversationid": cid}).json["data"]
     assert [m["content"] for m in history] == ["bob's words"]
+    assert bob.get("/message/search", query_string={"q": "secret"}).json["data"]["items"] == []
+    assert len(bob.get("/message/search", query_string={"q": "words"}).json["data"]["items"]) == 1
     listed = bob.get("/conversation").json["data"]
     assert listed[0]["target_info"]["nickname"] == "Deleted account"
     assert listed[0]["target_info"]["username"] != "alice"
