@@ -18,23 +18,24 @@ branch_labels = None
 depends_on = None
 
 
+# Plain ADD / DROP COLUMN (SQLite has both since 3.35): a batch operation would copy and drop
+# ``users``, which every other table references, and SQLite refuses that with rows present.
+COLUMNS = {
+    'tokens': (sa.Column('label', sa.String(length=128), nullable=True),
+               sa.Column('address', sa.String(length=64), nullable=True),
+               sa.Column('last_used_at', sa.BigInteger(), nullable=True)),
+    'app_keys': (sa.Column('last_used_at', sa.BigInteger(), nullable=True),),
+    'users': (sa.Column('deleted_at', sa.BigInteger(), nullable=True),),
+}
+
+
 def upgrade():
-    with op.batch_alter_table('tokens') as batch:
-        batch.add_column(sa.Column('label', sa.String(length=128), nullable=True))
-        batch.add_column(sa.Column('address', sa.String(length=64), nullable=True))
-        batch.add_column(sa.Column('last_used_at', sa.BigInteger(), nullable=True))
-    with op.batch_alter_table('app_keys') as batch:
-        batch.add_column(sa.Column('last_used_at', sa.BigInteger(), nullable=True))
-    with op.batch_alter_table('users') as batch:
-        batch.add_column(sa.Column('deleted_at', sa.BigInteger(), nullable=True))
+    for table, columns in COLUMNS.items():
+        for column in columns:
+            op.add_column(table, column)
 
 
 def downgrade():
-    with op.batch_alter_table('users') as batch:
-        batch.drop_column('deleted_at')
-    with op.batch_alter_table('app_keys') as batch:
-        batch.drop_column('last_used_at')
-    with op.batch_alter_table('tokens') as batch:
-        batch.drop_column('last_used_at')
-        batch.drop_column('address')
-        batch.drop_column('label')
+    for table, columns in reversed(COLUMNS.items()):
+        for column in reversed(columns):
+            op.drop_column(table, column.name)
