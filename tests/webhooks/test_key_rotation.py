@@ -24,6 +24,7 @@ def test_a_key_rotated_with_a_fallback_then_re_encrypted_then_dropped_keeps_webh
         # 1. The new key, the old one as fallback: the stored secret still opens.
         app.config.update(SECRET_KEY="the key after the rotation", SECRET_KEY_FALLBACKS=["the key before the rotation"])
         alice.send(conversation, "during the rotation")
+        assert receiver.count() == 1  # delivered (settled) before the next step changes the keys
         # 2. Re-encrypt everything with the new key.
         result = app.test_cli_runner().invoke(args=["secrets", "rotate"])
         assert result.exit_code == 0, result.output
