@@ -425,6 +425,8 @@ def stack_env(environ=os.environ) -> dict[str, str]:
         "SECRET_KEY": environ.get("SECRET_KEY") or _kept_secret(state / "secret-key", lambda: secrets.token_urlsafe(32)),
         "PORT": port,
         "GUNICORN_BIND": f"127.0.0.1:{port}",
+        # Where clients reach it (the gateway's socket URL is built from this, never from Host).
+        "PUBLIC_BASE_URL": environ.get("PUBLIC_BASE_URL") or f"http://127.0.0.1:{port}",
         # Loopback only, so /metrics may answer without a token here.
         "METRICS_TOKEN": environ.get("METRICS_TOKEN") or _kept_secret(state / "metrics-token",
                                                                       lambda: secrets.token_urlsafe(24)),
