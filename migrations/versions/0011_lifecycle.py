@@ -5,15 +5,15 @@ lists and ends their own sessions); app keys and tokens remember when they were 
 (an operator lists them, and the first use of each is an audit event); an account can be
 deleted, leaving a tombstone row that the other side's history still points at.
 
-Revision ID: 0010_lifecycle
-Revises: 0009_message_search
+Revision ID: 0011_lifecycle
+Revises: 0010_notifications
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0010_lifecycle'
-down_revision = '0009_message_search'
+revision = '0011_lifecycle'
+down_revision = '0010_notifications'
 branch_labels = None
 depends_on = None
 
