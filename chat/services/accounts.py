@@ -286,6 +286,7 @@ def revoke_tokens(tokens: list[Token], why: str) -> None:
     for token in tokens:
         token.revoked_at = stamp
         outbox.publish(token.user_id, SESSION_REVOKED, {"token_id": token.id})
+        notifications.devices.forget_session(token.id)  # as at logout: its devices go with it
     db.session.commit()
     for token in tokens:
         _revoked(token.token_hash)

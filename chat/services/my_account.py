@@ -30,6 +30,10 @@ from chat.models import (
     Friendship,
     Message,
     MessageHide,
+    PushDelivery,
+    PushDevice,
+    PushPending,
+    PushSetting,
     Reaction,
     Token,
     User,
@@ -167,6 +171,9 @@ def delete_account(me: User, password: str) -> None:
     # Sessions keep only their digest (revoked, so every process's cache sweep finds it);
     # where and on what they were used goes.
     db.session.execute(update(Token).where(Token.user_id == uid).values(label=None, address=None))
+    # Notification devices, settings and the per-device delivery log.
+    for model in (PushDelivery, PushPending, PushDevice, PushSetting):
+        db.session.execute(delete(model).where(model.user_id == uid))
     for eraser in _account_erasers:
         eraser(uid)
 

@@ -194,3 +194,20 @@ def test_a_session_id_beyond_any_row_is_just_not_found(alice, session_id):
     for path in (f"/auth/sessions/{session_id}", f"/api/v3/auth/sessions/{session_id}"):
         headers = {**alice.headers, "Authorization": f"Bearer {alice.session}"}
         assert alice.client.delete(path, headers=headers).status_code == 404
+
+
+def test_ending_sessions_or_the_account_removes_notification_devices(app, client, app_key, alice):
+    from chat.models import PushDevice
+
+    laptop = second_session(client, app_key, alice)
+    laptop_id = next(s["id"] for s in alice.get("/auth/sessions").json["data"] if not s["current"])
+    current_id = next(s["id"] for s in alice.get("/auth/sessions").json["data"] if s["current"])
+    for name, token_id in (("laptop", laptop_id), ("phone", current_id)):
+        db.session.add(PushDevice(id=name, user_id=alice.id, kind="fcm", address=name, address_hash=name * 8,
+                                  token_id=token_id))
+    db.session.commit()
+    assert alice.delete("/auth/sessions").status_code == 200  # signs the laptop out
+    assert client.get("/conversation", headers=classic_headers(app_key, laptop)).status_code == 401
+    assert db.session.scalars(select(PushDevice.id)).all() == ["phone"]
+    assert alice.client.delete("/auth/account", headers=alice.headers, json={"password": PASSWORD}).status_code == 200
+    assert db.session.scalars(select(PushDevice.id)).all() == []
