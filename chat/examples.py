@@ -43,6 +43,9 @@ HANDLE_REQUEST = {"id": FRIEND_REQUEST_ID, "accept": 1}
 USER_ID = {"user_id": str(BOB_ID)}
 WEBHOOK_CREATE = {"url": "https://203.0.113.11/hook", "format": "signed"}
 WEBHOOK_DELETE = {"id": WEBHOOK_ID}
+CONVERSATION_MUTE = {"conversationid": CONVERSATION_ID, "mute": True}
+USER_CHAT_MUTE = {"chat_code": CHAT_CODE, "mute": 1}
+PUSH_SETTINGS = {"show_text": False}
 
 # A path parameter with its example (flask-smorest documents the rule's own without one).
 SESSION_ID_PARAMETER = {"in": "path", "name": "session_id", "required": True, "example": OTHER_SESSION_ID,

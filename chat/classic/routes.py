@@ -126,7 +126,8 @@ def list_conversations(args):
 
 
 @conversation_blp.operation("/mute", "POST", s.EmptyEnvelope,
-                            auth=require_session, security=SESSION_SECURITY, args=s.ConversationMuteSchema)
+                            auth=require_session, security=SESSION_SECURITY, args=s.ConversationMuteSchema,
+                            example=ex.CONVERSATION_MUTE)
 def mute_conversation(args):
     """Mute (or unmute) a conversation: its messages stop notifying my devices."""
     view = conversations.get_for_member(current_user(), conversation_id=args["conversationid"])

@@ -62,7 +62,8 @@ def delete_user_chat(args):
 
 
 @user_chat_blp.operation("/mute", "POST", s.EmptyEnvelope,
-                         auth=require_token, security=TOKEN_SECURITY, args=s.UserChatMuteSchema, location="json_or_form")
+                         auth=require_token, security=TOKEN_SECURITY, args=s.UserChatMuteSchema, location="json_or_form",
+                         example=ex.USER_CHAT_MUTE)
 def mute_user_chat(args):
     """Mute (mute=1) or unmute (mute=0) a chat: its messages stop notifying my devices."""
     view = conversations.get_for_member(current_user(), code=args["chat_code"])
