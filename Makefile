@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 
-.PHONY: run test test-sqlite test-postgres lint install install-dev migrate bench faults soak clean
+.PHONY: run stack test test-sqlite test-postgres lint install install-dev migrate bench faults soak clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ run: migrate
 	$(BIN)/flask assets sweep
 	$(BIN)/flask run --host 127.0.0.1 --port $${PORT:-5000}
 
+## The production stack on this machine: the Procfile's web, worker, webhooks and beat under
+## honcho (each line prefixed by its process; Ctrl-C stops them all), on PostgreSQL and Redis
+## (this machine's unless STACK_DATABASE_URL / STACK_REDIS_URL say otherwise), listening on
+## 127.0.0.1:$${PORT:-5000}. Migrations run first; state (keys, beat's schedule) is kept in
+## instance/stack/.
+stack: install-dev
+	$(BIN)/python devstack.py stack $(PROCESSES)
+
 # The PostgreSQL server of the second test pass; the run makes and drops a database of its own.
 TEST_PG_SERVER ?= $(or $(TEST_DATABASE_URL),postgresql://postgres@127.0.0.1:5432/)
 
@@ -39,13 +47,11 @@ lint: install-dev
 	$(BIN)/ruff check chat workers
 	$(BIN)/lint-imports
 
-## Run the whole test suite twice: on SQLite, then on PostgreSQL. The first failing pass stops
-## the run (make stops at the first failing line); pytest's exit code 5 (no test ran) fails too.
+## Run the whole test suite twice, on SQLite and on PostgreSQL, at the same time
+## (tests/passes.py): each pass's output is printed whole when it ends, then a summary; the
+## run fails if either pass fails, pytest's exit code 5 (no test ran) included.
 test: install-dev lint
-	@echo "== test pass 1 of 2: SQLite =="
-	env -u TEST_DATABASE_URL $(BIN)/python -m pytest $(PYTEST_ARGS)
-	@echo "== test pass 2 of 2: PostgreSQL =="
-	TEST_DATABASE_URL='$(TEST_PG_SERVER)' $(BIN)/python -m pytest $(PYTEST_ARGS)
+	TEST_PG_SERVER='$(TEST_PG_SERVER)' $(BIN)/python -m tests.passes $(PYTEST_ARGS)
 
 ## One pass only: `make test-sqlite` / `make test-postgres`.
 test-sqlite: install-dev

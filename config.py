@@ -64,6 +64,11 @@ def env_float(environ: Mapping[str, str], name: str, default: float) -> float:
     return number
 
 
+def env_list(environ: Mapping[str, str], name: str) -> list[str]:
+    """A comma-separated list; blanks around and between the commas are ignored."""
+    return [item.strip() for item in (environ.get(name) or "").split(",") if item.strip()]
+
+
 def env_choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = (environ.get(name) or default).lower()
     if value not in choices:
@@ -241,6 +246,10 @@ class ProductionConfig(Config):
     defaults = {"LOG_FORMAT": "json"}
     # Behind a proxy every client may look local: /metrics needs METRICS_TOKEN, or is off.
     METRICS_ALLOW_LOOPBACK = False
+    # The key file is the embedded default's: a checkout where `make run` was used has one,
+    # and production must not hand it to the page. Without WEB_APP_KEY the page says it is
+    # not configured (and the start-up log tells the operator).
+    WEB_APP_KEY_FILE = None
 
 
 CONFIGS = {
@@ -291,6 +300,10 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
     default = {"LOG_FORMAT": "text", **profile.defaults}
     settings: dict = {
         "SECRET_KEY": environ.get("SECRET_KEY") or "dev-only-not-secret",
+        # Earlier SECRET_KEYs, comma-separated, newest first: what they encrypted or signed
+        # still opens (Flask reads this for its own signing too). Rotate by moving the old key
+        # here, run `flask secrets rotate`, then drop it (docs/operations.md).
+        "SECRET_KEY_FALLBACKS": env_list(environ, "SECRET_KEY_FALLBACKS"),
         "SQLALCHEMY_DATABASE_URI": env_database_url(environ),
         "REDIS_URL": env_redis_url(environ),
         # Every Redis key the service makes (broker queues included) starts with this, so

@@ -438,3 +438,100 @@ class Trickler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._listener.close()
+
+
+# ---- `make stack`: the Procfile's processes in one terminal ----------------------------------
+
+STACK_PROCESSES = ("web", "worker", "webhooks", "beat")
+
+
+def ensure_database(url: str) -> None:
+    """Create the PostgreSQL database ``url`` names when it does not exist yet."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    admin = parsed.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (parsed.database,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{parsed.database}"')
+            print(f"stack: created database {parsed.database!r}", flush=True)
+
+
+def _kept_secret(path: Path, make) -> str:
+    """A value kept in ``path`` (made by ``make()`` the first time, readable by this account
+    only), so the stack keeps its SECRET_KEY and web app key across restarts."""
+    try:
+        value = path.read_text().strip()
+    except OSError:
+        value = ""
+    if not value:
+        value = make()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(value + "\n")
+    return value
+
+
+def stack_env(environ=os.environ) -> dict[str, str]:
+    """The environment ``make stack`` gives every Procfile line: production, on the given (or
+    this machine's) PostgreSQL and Redis, listening on 127.0.0.1 only, with this virtualenv's
+    executables first on PATH (as a platform puts the app's on it)."""
+    import secrets
+
+    port = environ.get("PORT") or "5000"
+    state = Path(environ.get("STACK_STATE_DIR") or ROOT / "instance" / "stack")
+    return {
+        "CHAT_ENV": "production",
+        "DATABASE_URL": environ.get("STACK_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/chat_stack",
+        "REDIS_URL": environ.get("STACK_REDIS_URL") or "redis://127.0.0.1:6379/0",
+        "REDIS_KEY_PREFIX": environ.get("STACK_REDIS_KEY_PREFIX") or "chat-stack:",
+        "SECRET_KEY": environ.get("SECRET_KEY") or _kept_secret(state / "secret-key", lambda: secrets.token_urlsafe(32)),
+        "PORT": port,
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        # Where clients reach it (the gateway's socket URL is built from this, never from Host).
+        "PUBLIC_BASE_URL": environ.get("PUBLIC_BASE_URL") or f"http://127.0.0.1:{port}",
+        # Loopback only, so /metrics may answer without a token here.
+        "METRICS_TOKEN": environ.get("METRICS_TOKEN") or _kept_secret(state / "metrics-token",
+                                                                      lambda: secrets.token_urlsafe(24)),
+        # beat's schedule file (last run times) lives with the stack's state, not in the source.
+        "CELERY_BEAT_SCHEDULE": str(state / "celerybeat-schedule"),
+        "PROMETHEUS_MULTIPROC_DIR": str(state / "metrics"),
+        "PATH": f"{BIN}{os.pathsep}{environ.get('PATH', '')}",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def stack(argv: list[str]) -> None:
+    """``make stack``: create the database if needed, run the Procfile's ``release``, give
+    the web page an app key, then hand over to honcho, which starts ``web``, ``worker``,
+    ``webhooks`` and ``beat`` with each line of output prefixed by its process, and stops
+    them all on Ctrl-C."""
+    env = {**os.environ, **stack_env()}
+    if env["DATABASE_URL"].startswith(("postgres://", "postgresql")):
+        ensure_database(env["DATABASE_URL"])
+    os.makedirs(env["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+    print("stack: release (flask db upgrade)", flush=True)
+    subprocess.run(["/bin/sh", "-c", procfile()["release"]], cwd=ROOT, env=env, check=True)
+    key_file = Path(env["CELERY_BEAT_SCHEDULE"]).parent / "web-app-key"
+    if not env.get("WEB_APP_KEY"):
+        def make_key() -> str:
+            name = f"stack-web-{os.urandom(3).hex()}"
+            return flask_command(env, "app-key", "create", name).strip().splitlines()[-1]
+        env["WEB_APP_KEY"] = _kept_secret(key_file, make_key)
+    base = f"http://127.0.0.1:{env['PORT']}"
+    print(f"stack: {base}/ (the chat), {base}/docs, {base}/metrics "
+          f"(Authorization: Bearer <{key_file.parent / 'metrics-token'}>); the classic API's app key is "
+          f"the web page's, in {key_file}", flush=True)
+    processes = argv or list(STACK_PROCESSES)
+    os.execvpe(str(BIN / "honcho"), ["honcho", "--procfile", str(ROOT / "Procfile"), "--app-root", str(ROOT),
+                                     "start", "--port", env["PORT"], *processes], env)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["stack"]:
+        stack(sys.argv[2:])
+    else:
+        raise SystemExit("usage: python devstack.py stack [process ...]")

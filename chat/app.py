@@ -21,6 +21,7 @@ from chat.extensions import api, db, migrate
 from chat.files import files_blp
 from chat.health import health_blp
 from chat.json_answers import OrjsonProvider
+from chat.kook.account import account_blp
 from chat.kook.aliases import aliases_blp
 from chat.kook.asset import asset_blp as kook_asset_blp
 from chat.kook.direct_message import direct_message_blp
@@ -32,7 +33,7 @@ from chat.kook.user_chat import push_blp as kook_push_blp
 from chat.kook.user_chat import user_chat_blp
 from chat.kook.webhooks import webhooks_blp
 from chat.openapi_errors import ErrorEnvelopePlugin, init_api
-from chat.web import web_blp
+from chat.web import warn_if_unconfigured, web_blp
 from config import Config, load_config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -183,9 +184,10 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     kook_blueprints = (user_chat_blp, direct_message_blp, friend_blp, user_blp, webhooks_blp, events_blp,
-                       gateway_blp, aliases_blp, kook_push_blp, kook_asset_blp)
+                       gateway_blp, aliases_blp, kook_push_blp, kook_asset_blp, account_blp)
     for blueprint in (health_blp, *classic_blueprints, *kook_blueprints, files_blp):
         api.register_blueprint(blueprint)
     # The page and the docs viewer are not API operations: a plain blueprint, outside the
     # OpenAPI document (docs/decisions.md).
     app.register_blueprint(web_blp)
+    warn_if_unconfigured(app)

@@ -86,8 +86,10 @@ def clear_web_cookie() -> None:
 
 
 def _check_app_key() -> None:
-    if not accounts.app_key_is_valid(_first_header(APP_KEY_HEADERS)):
+    raw = _first_header(APP_KEY_HEADERS)
+    if not accounts.app_key_is_valid(raw):
         raise ServiceError(Kind.UNAUTHORIZED, "missing or invalid app key: send it in the X-APP-Key header")
+    g.app_key = raw
 
 
 def resolve_token(raw: str) -> tuple[User, Token] | None:
@@ -123,6 +125,7 @@ def _authenticate(raw: str, what: str) -> None:
     if found is None:
         raise ServiceError(Kind.UNAUTHORIZED, f"missing, expired or revoked {what}")
     g.user, g.token = found
+    accounts.note_use(g.token, g.pop("app_key", None), request.remote_addr)
 
 
 def require_app_key(view):
@@ -131,6 +134,7 @@ def require_app_key(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
         _check_app_key()
+        accounts.note_use(app_key=g.pop("app_key", None))
         return view(*args, **kwargs)
 
     return wrapper

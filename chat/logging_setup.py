@@ -124,6 +124,28 @@ class RedactTokensFilter(logging.Filter):
 
 _REDACT_TOKENS = RedactTokensFilter()
 
+# A terminal escape sequence (CSI ... final byte): colours and cursor moves.
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+
+
+class PlainTextFilter(logging.Filter):
+    """Take terminal escape sequences out of a record's message: the development server
+    colours its request lines for a terminal, and the log is read in files and collectors
+    too, where they are raw noise (``\x1b[33m``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: leave it to logging's own error report
+            return True
+        plain = _ANSI_ESCAPE.sub("", message)
+        if plain != message:
+            record.msg, record.args = plain, None
+        return True
+
+
+_PLAIN_TEXT = PlainTextFilter()
+
 
 def _add_filter_once(target: logging.Filterer, wanted: logging.Filter) -> None:
     if not any(isinstance(f, type(wanted)) for f in target.filters):
@@ -159,6 +181,7 @@ def configure_logging(log_format: str = "text", level: str | int = "INFO") -> No
     # string included, on the "werkzeug" logger: redacted there, before any handler (ours,
     # one werkzeug added itself, a test's capture) sees it.
     _add_filter_once(logging.getLogger("werkzeug"), _REDACT_TOKENS)
+    _add_filter_once(logging.getLogger("werkzeug"), _PLAIN_TEXT)
     # Alembic announces each of its plugins at INFO whenever it is imported: noise, not news.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 

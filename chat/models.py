@@ -81,6 +81,9 @@ class User(db.Model):
     password_hash: Mapped[Optional[str]] = mapped_column(String(255))
     is_bot: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+    # Set when the person deleted their account: the row stays as a tombstone (the other side
+    # of each conversation still points at it), with no name, password or credentials left.
+    deleted_at: Mapped[Optional[int]] = mapped_column(BigInteger)
 
 
 def _revoked_index(name: str) -> Index:
@@ -98,6 +101,8 @@ class AppKey(db.Model):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
     revoked_at: Mapped[Optional[int]] = mapped_column(BigInteger)
+    # Written at most once a minute per process (chat.services.accounts.USE_WRITE_INTERVAL_MS).
+    last_used_at: Mapped[Optional[int]] = mapped_column(BigInteger)
 
 
 class Token(db.Model):
@@ -111,6 +116,11 @@ class Token(db.Model):
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
     expires_at: Mapped[Optional[int]] = mapped_column(BigInteger)
     revoked_at: Mapped[Optional[int]] = mapped_column(BigInteger)
+    # What a person sees in their list of sessions: the device (from its User-Agent at login)
+    # and the address it was last used from; when it was last used (at most once a minute).
+    label: Mapped[Optional[str]] = mapped_column(String(128))
+    address: Mapped[Optional[str]] = mapped_column(String(64))
+    last_used_at: Mapped[Optional[int]] = mapped_column(BigInteger)
 
 
 class Conversation(db.Model):

@@ -28,6 +28,12 @@ NO_DATABASE = frozenset({"/livez", "/readyz"})
 # (method, path) -> statuses its rules can refuse with, beyond the generic ones above.
 REFUSALS: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/auth/register"): (409,),
+    ("post", "/auth/password"): (403,),
+    ("delete", "/auth/sessions/{session_id}"): (404,),
+    ("delete", "/auth/account"): (403,),
+    ("post", "/api/v3/auth/password"): (403,),
+    ("delete", "/api/v3/auth/sessions/{session_id}"): (404,),
+    ("delete", "/api/v3/auth/account"): (403,),
     ("post", "/conversation"): (403, 404),
     ("post", "/message"): (403, 404, 409),
     ("get", "/message"): (404,),

@@ -11,7 +11,8 @@ address (behind ``TRUSTED_PROXIES`` proxies, the address they forwarded):
 - one send bucket, ``message/send`` (``RATELIMIT_SEND``), shared by classic ``POST /message``
   and KOOK ``direct-message/create``, so switching dialects does not double the rate;
 - one login bucket per client address, ``auth/password`` (``RATELIMIT_LOGIN``), shared by
-  ``POST /auth/login`` and ``POST /auth/register``: each costs a password hash, and a burst of
+  ``POST /auth/login`` and ``POST /auth/register`` (and the account routes that check a
+  password: password change, account deletion): each costs a password hash, and a burst of
   them from one address must hit its limit long before the hashing threads are saturated
   (``chat.passwords``). Counted by address whatever username or credential the body names.
 - one sign-in bucket per account, ``auth/account`` (``RATELIMIT_LOGIN_ACCOUNT``), on the

@@ -100,19 +100,22 @@ class Blueprint(SmorestBlueprint):
     }
 
     def operation(self, rule: str, method: str, envelope, *, auth, security: list,
-                  args=None, location: str = "json", each_statement_commits: bool = False, **doc):
+                  args=None, location: str = "json", each_statement_commits: bool = False,
+                  example: dict | None = None, **doc):
         """One API operation in one decorator: its route and method, the envelope it answers
         200 with, how it authenticates (``auth`` checks, ``security`` documents), and what it
         reads (``args`` from ``location``); further OpenAPI ``doc`` as flask-smorest takes it.
         ``each_statement_commits``: the operation reads, and writes no more than one statement
-        at a time (``chat.extensions.each_statement_commits``)."""
+        at a time (``chat.extensions.each_statement_commits``). ``example``: the request body
+        /docs offers, which works as sent on the demo data (``chat.examples``)."""
         def decorate(view):
             if each_statement_commits:
                 view = _each_statement_commits(view)
             if args is not None:
                 # One schema instance for every request (a class would be instantiated per
                 # request, copying its fields each time); loading keeps no state on it.
-                view = self.arguments(args() if isinstance(args, type) else args, location=location)(view)
+                view = self.arguments(args() if isinstance(args, type) else args, location=location,
+                                      example=example)(view)
             view = auth(view)
             view = self.doc(security=security, **doc)(view)
             view = self.response(200, envelope)(view)
@@ -246,3 +249,55 @@ def envelope(name: str, data, *, many: bool = False, kook: bool = False) -> type
         }
         _envelopes[name] = type(name, (CompiledDumpSchema,), attrs)
     return _envelopes[name]
+
+
+# ---- an account's export (the same document in both dialects' envelopes) ---------------------
+
+class ExportProfileSchema(BaseSchema):
+    id = fields.Integer()
+    username = fields.String()
+    nickname = fields.String()
+    avatar = fields.String()
+    identify_num = fields.String()
+    is_bot = fields.Boolean()
+    created_at = fields.Integer()
+
+
+class ExportMessageSchema(BaseSchema):
+    messagekey = fields.String()
+    sent_by_me = fields.Boolean()
+    sender_id = fields.Integer()
+    type = fields.String(metadata={"description": "text, image, video, file, location, audio, kmarkdown or card"})
+    classic_type = fields.Integer()
+    kook_type = fields.Integer()
+    content = fields.String()
+    time = fields.Integer(metadata={"description": "The sender's client time (ms)."})
+    created_at = fields.Integer()
+    updated_at = fields.Integer(allow_none=True)
+
+
+class ExportPartnerSchema(BaseSchema):
+    id = fields.Integer()
+    username = fields.String()
+    nickname = fields.String()
+
+
+class ExportConversationSchema(BaseSchema):
+    conversationid = fields.Integer()
+    chat_code = fields.String()
+    created_at = fields.Integer()
+    with_ = fields.Nested(ExportPartnerSchema, data_key="with", attribute="with")
+    messages = fields.List(fields.Nested(ExportMessageSchema))
+
+
+class AccountExportSchema(BaseSchema):
+    exported_at = fields.Integer()
+    profile = fields.Nested(ExportProfileSchema)
+    conversations = fields.List(fields.Nested(ExportConversationSchema))
+
+
+def export_download(user, document: dict):
+    """A route's answer that browsers save as a file (``Content-Disposition: attachment``)."""
+    name = f"chat-export-{user.id}.json"
+    return {"data": document}, 200, {"Content-Disposition": f'attachment; filename="{name}"',
+                                     "Cache-Control": "no-store"}

@@ -41,6 +41,7 @@ JOBS = {
     push.TASK: Job(push.deliver_batch, batched=True, transient=TRANSIENT),
     reads.TASK: Job(reads.mark_read, run_here_if_unqueued=True),
     events.FORGET_TASK: Job(events.forget_in_streams),
+    events.ERASE_TASK: Job(events.erase_stream),
     webhooks.deliveries.TASK: Job(webhooks.attempt, background=True),
     notifications.rule.TASK: Job(notifications.rule.notify_chat, background=True),
     notifications.sending.TASK: Job(notifications.sending.attempt, background=True),
@@ -81,6 +82,12 @@ def mark_read(self, user_id: int, conversation_id: int, up_to_id: int | None, an
 def forget_message(message_key: str, *user_ids: int) -> None:
     """Take a deleted message's content out of these users' event streams."""
     events.forget_in_streams(message_key, *user_ids)
+
+
+@shared_task(name=events.ERASE_TASK, autoretry_for=TRANSIENT, **RETRY)
+def erase_stream(user_id: int, *token_ids: int) -> None:
+    """Drop a deleted account's event stream, and end what is still open with its tokens."""
+    events.erase_stream(user_id, *token_ids)
 
 
 def _each(*steps) -> None:

@@ -1,5 +1,7 @@
 """App-wide behaviour: error envelopes for unknown routes and methods, probes, OpenAPI, CLI."""
 
+import re
+
 import pytest
 
 from chat import create_app
@@ -33,7 +35,7 @@ def test_openapi_describes_every_route(client, app):
         # The document itself, and the pages for people (the chat, the docs viewer, their files).
         if rule.endpoint in ("static",) or rule.endpoint.startswith(("api-docs", "web.")):
             continue
-        path = str(rule).replace("<", "{").replace(">", "}")
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", str(rule))  # <int:id> is {id} in OpenAPI
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert (path, method) in documented, f"{method} {path} missing from /openapi.json"
 
@@ -82,8 +84,28 @@ def test_cli_app_key_bot_and_counters(app):
 def test_demo_seeds_an_empty_database_once(app):
     runner = app.test_cli_runner()
     first = runner.invoke(args=["demo"])
-    assert "app key" in first.output and accounts.count_users() == 2
+    assert "app key" in first.output and accounts.count_users() == 3
     assert "already has users" in runner.invoke(args=["demo"]).output
+
+
+def test_a_second_demo_run_still_prints_an_app_key_for_curl(app, tmp_path):
+    app.config["WEB_APP_KEY_FILE"] = str(tmp_path / "web-app-key")
+    runner = app.test_cli_runner()
+    runner.invoke(args=["demo"])
+    second = runner.invoke(args=["demo"]).output
+    key = (tmp_path / "web-app-key").read_text().strip()
+    assert f"app key:  {key}" in second and f"X-APP-Key: {key}" in second
+    login = app.test_client().post("/auth/login", headers={"X-APP-Key": key},
+                                   json={"username": "alice", "password": "alice-password"})
+    assert login.status_code == 200
+
+
+def test_flask_demo_alone_shows_flask_runs_port(app):
+    runner = app.test_cli_runner()
+    output = runner.invoke(args=["demo"], env={"PORT": "", "FLASK_RUN_PORT": "5099"}).output
+    assert "http://127.0.0.1:5099/docs" in output and ":5000" not in output
+    output = runner.invoke(args=["demo", "--port", "6001"], env={"PORT": "5077"}).output
+    assert "http://127.0.0.1:6001/docs" in output
 
 
 def test_the_demo_banner_shows_the_port_make_run_serves_on(app):

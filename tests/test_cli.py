@@ -1,13 +1,19 @@
-"""Long operator commands show progress and end with a summary (``flask counters rebuild``)."""
+"""Operator commands: long ones show progress and end with a summary (``flask counters
+rebuild``); credential commands list without secrets, reset and revoke, and every credential
+event is an audit line."""
 
 from __future__ import annotations
 
+import logging
 import re
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from chat.extensions import db
-from chat.models import ConversationMember
+from chat.models import AppKey, ConversationMember
+from chat.services import accounts
+from devstack import wait_until
+from tests.test_stream import Reader, open_stream
 
 
 def test_counters_rebuild_shows_progress_and_a_summary(app, make_user):
@@ -25,3 +31,68 @@ def test_counters_rebuild_shows_progress_and_a_summary(app, make_user):
     summary = result.output.strip().splitlines()[-1]
     assert re.fullmatch(r"counters rebuilt in \d+\.\d s: 4 checked, 1 member rows were wrong and are fixed",
                         summary), summary
+
+
+# ---- credentials over their life -----------------------------------------------------------
+
+def _run(app, *args):
+    result = app.test_cli_runner().invoke(args=list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_app_key_list_shows_name_created_last_used_and_never_the_key(app, client, alice, app_key):
+    unused = accounts.create_app_key("unused")
+    output = _run(app, "app-key", "list")
+    lines = {line.split()[0]: line for line in output.strip().splitlines()[1:]}
+    assert "never" in lines["unused"] and "live" in lines["unused"]
+    assert "never" not in lines[db.session.scalar(select(AppKey.name).where(AppKey.name != "unused"))]
+    assert app_key not in output and unused not in output
+    accounts.revoke_app_key("unused")
+    assert "revoked" in _run(app, "app-key", "list")
+
+
+def test_a_bot_token_reset_cuts_the_old_one_off_and_keeps_the_bot(app, client, alice, caplog):
+    caplog.set_level(logging.INFO, logger="chat.audit")
+    bot, old = accounts.create_bot("echobot")
+    bot_id = bot.id
+    as_bot = {"Authorization": f"Bot {old}"}
+    chat = client.post("/api/v3/user-chat/create", headers=as_bot, json={"target_id": alice.id})
+    assert chat.status_code == 200
+    stream = Reader(open_stream(client, old))
+
+    output = _run(app, "bot", "token", "reset", "echobot")
+    new = output.strip().splitlines()[-1]
+    assert new != old and len(new) > 30
+    assert stream.events(1)[-1]["event"] == "stream.ended"
+    assert client.get("/api/v3/user/me", headers=as_bot).status_code == 401
+    me = client.get("/api/v3/user/me", headers={"Authorization": f"Bot {new}"})
+    assert me.status_code == 200 and me.json["data"]["id"] == str(bot_id)
+    chats = client.get("/api/v3/user-chat/list", headers={"Authorization": f"Bot {new}"}).json["data"]["items"]
+    assert [c["code"] for c in chats] == [chat.json["data"]["code"]]
+
+    events = [record.getMessage() for record in caplog.records if record.name == "chat.audit"]
+    assert any(line.startswith("audit credential.created kind=bot_token owner=echobot") for line in events)
+    assert any(line.startswith("audit credential.first_used kind=bot_token") for line in events)
+    assert any(line.startswith("audit credential.revoked kind=bot_token") and "reason=reset" in line
+               for line in events)
+    assert any(line.startswith("audit credential.reset kind=bot_token owner=echobot") for line in events)
+    assert not any(old in line or new in line for line in events)
+
+
+def test_a_revoked_bot_token_stops_until_reset_and_list_says_so(app, client):
+    _, token = accounts.create_bot("quietbot")
+    output = _run(app, "bot", "token", "revoke", "quietbot")
+    assert output.strip() == "bot 'quietbot': 1 token revoked"
+    assert client.get("/api/v3/user/me", headers={"Authorization": f"Bot {token}"}).status_code == 401
+    assert "no live token" in _run(app, "bot", "list")
+    missing = app.test_cli_runner().invoke(args=["bot", "token", "reset", "nobody"])
+    assert missing.exit_code != 0 and "no bot named 'nobody'" in missing.output
+
+
+def test_a_bot_token_can_expire(app, client):
+    output = _run(app, "bot", "create", "shortbot", "--expires-days", "0.00001")  # under a second
+    token = output.strip().splitlines()[-1]
+    wait_until(lambda: client.get("/api/v3/user/me", headers={"Authorization": f"Bot {token}"}).status_code == 401,
+               10, what="the token to expire")
+    assert "UTC" in _run(app, "bot", "list").splitlines()[1]

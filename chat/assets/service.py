@@ -29,7 +29,7 @@ from typing import BinaryIO
 from urllib.parse import quote
 
 from flask import current_app
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import delete, exists, func, or_, select, update
 
 from chat import outbox
 from chat.assets import images
@@ -268,6 +268,16 @@ def release_for_message(message_id: int) -> None:
     list(db.session.scalars(locked))
     db.session.execute(delete(AssetUse).where(AssetUse.message_id == message_id))
     _delete_where(Asset.id.in_(asset_ids), ~_in_use())
+
+
+def release_for_account(user_id: int) -> None:
+    """In the transaction that deletes ``user_id``'s account, after their messages were erased
+    (flushed): every file they uploaded, and every file their messages used, that no live
+    message uses any more is deleted, its objects removed after the commit. A file of theirs
+    someone else still sends stays until that message goes too."""
+    theirs = select(AssetUse.asset_id).join(Message, Message.id == AssetUse.message_id).where(
+        Message.sender_id == user_id)
+    _delete_where(or_(Asset.owner_id == user_id, Asset.id.in_(theirs)), ~_in_use())
 
 
 def _in_use():

@@ -6,8 +6,9 @@ spellings (X-APP-* and X-HA-*) are accepted, see ``chat.auth``.
 
 from __future__ import annotations
 
-from flask import current_app
+from flask import current_app, request
 
+from chat import examples as ex
 from chat.assets import service as assets
 from chat.auth import (
     APP_KEY_SECURITY,
@@ -23,8 +24,8 @@ from chat.classic import schemas as s
 from chat.endpoints import body_limit, checks_password, counts_as_send, takes_upload
 from chat.notifications import devices as notification_devices
 from chat.notifications.routes import blueprint as push_blueprint
-from chat.schemas import Blueprint
-from chat.services import accounts, conversations, messages, search, typing
+from chat.schemas import Blueprint, export_download
+from chat.services import accounts, conversations, messages, my_account, search, typing
 
 auth_blp = Blueprint("classic_auth", __name__, url_prefix="/auth", description="Accounts (classic envelope)")
 conversation_blp = Blueprint("classic_conversation", __name__, url_prefix="/conversation",
@@ -38,7 +39,8 @@ blueprints = (auth_blp, conversation_blp, message_blp, push_blp, asset_blp)
 
 @checks_password
 @auth_blp.operation("/register", "POST", s.UserEnvelope,
-                    auth=require_app_key, security=APP_KEY_SECURITY, args=s.RegisterSchema)
+                    auth=require_app_key, security=APP_KEY_SECURITY, args=s.RegisterSchema,
+                    example=ex.REGISTER)
 def register_user(args):
     """Create an account."""
     return {"data": accounts.register(**args)}
@@ -46,10 +48,11 @@ def register_user(args):
 
 @checks_password
 @auth_blp.operation("/login", "POST", s.SessionEnvelope,
-                    auth=require_app_key, security=APP_KEY_SECURITY, args=s.LoginSchema)
+                    auth=require_app_key, security=APP_KEY_SECURITY, args=s.LoginSchema, example=ex.LOGIN)
 def login_user(args):
     """Open a session: the token goes in X-APP-Session."""
-    raw, token, user = accounts.login(args["username"], args["password"])
+    raw, token, user = accounts.login(args["username"], args["password"], device=args["device"],
+                                      user_agent=request.user_agent.string, address=request.remote_addr)
     return {"data": {"session": raw, "expires_at": token.expires_at, "user": user}}
 
 
@@ -78,8 +81,58 @@ def logout_user():
     return {}
 
 
+@checks_password
+@auth_blp.operation("/password", "POST", s.PasswordChangedEnvelope,
+                    auth=require_session, security=SESSION_SECURITY, args=s.PasswordChangeSchema,
+                    example=ex.PASSWORD_CHANGE)
+def change_password(args):
+    """Change my password; every other session ends at once (this one stays)."""
+    ended = my_account.change_password(current_user(), current_token(), args["current_password"],
+                                       args["new_password"])
+    return {"data": {"sessions_ended": ended}}
+
+
+@auth_blp.operation("/sessions", "GET", s.SessionListEnvelope, auth=require_session, security=SESSION_SECURITY)
+def list_sessions():
+    """List my live sessions: device, created, last seen, address."""
+    return {"data": my_account.list_sessions(current_user(), current_token())}
+
+
+@auth_blp.operation("/sessions/<int:session_id>", "DELETE", s.EmptyEnvelope,
+                    parameters=[ex.SESSION_ID_PARAMETER],
+                    auth=require_session, security=SESSION_SECURITY)
+def end_session(session_id):
+    """End one of my sessions (its streams and gateway connections close)."""
+    my_account.end_session(current_user(), session_id)
+    return {}
+
+
+@auth_blp.operation("/sessions", "DELETE", s.SessionsEndedEnvelope, auth=require_session, security=SESSION_SECURITY)
+def end_other_sessions():
+    """Sign out everywhere else: end every session except this one."""
+    return {"data": {"sessions_ended": my_account.end_other_sessions(current_user(), current_token())}}
+
+
+@checks_password
+@auth_blp.operation("/account", "DELETE", s.EmptyEnvelope,
+                    auth=require_session, security=SESSION_SECURITY, args=s.AccountDeleteSchema,
+                    example=ex.ACCOUNT_DELETE)
+def delete_account(args):
+    """Delete my account: my messages are erased for both sides, every session ends."""
+    my_account.delete_account(current_user(), args["password"])
+    return {}
+
+
+@auth_blp.operation("/export", "GET", s.ExportEnvelope, auth=require_session, security=SESSION_SECURITY)
+def export_account():
+    """Download my data as JSON: profile, conversations, messages."""
+    me = current_user()
+    return export_download(me, my_account.export(me))
+
+
 @conversation_blp.operation("", "POST", s.ConversationCreatedEnvelope,
-                            auth=require_session, security=SESSION_SECURITY, args=s.ConversationCreateSchema)
+                            auth=require_session, security=SESSION_SECURITY, args=s.ConversationCreateSchema,
+                            example=ex.CONVERSATION_CREATE)
 def create_conversation(args):
     """Open the conversation with another user (the same one on every call)."""
     return {"data": conversations.open_conversation(current_user(), args["passiveuser"])}
@@ -96,7 +149,8 @@ def list_conversations(args):
 
 
 @conversation_blp.operation("/mute", "POST", s.EmptyEnvelope,
-                            auth=require_session, security=SESSION_SECURITY, args=s.ConversationMuteSchema)
+                            auth=require_session, security=SESSION_SECURITY, args=s.ConversationMuteSchema,
+                            example=ex.CONVERSATION_MUTE)
 def mute_conversation(args):
     """Mute (or unmute) a conversation: its messages stop notifying my devices."""
     view = conversations.get_for_member(current_user(), conversation_id=args["conversationid"])
@@ -116,7 +170,8 @@ def signal_typing(args):
 @counts_as_send
 @body_limit("MESSAGE_MAX_CONTENT_LENGTH")
 @message_blp.operation("", "POST", s.MessageSentEnvelope,
-                       auth=require_session, security=SESSION_SECURITY, args=s.MessageCreateSchema)
+                       auth=require_session, security=SESSION_SECURITY, args=s.MessageCreateSchema,
+                       example=ex.MESSAGE_CREATE)
 def send_message(args):
     """Send a message; a retry with the same nonce returns the original."""
     sent = messages.send_to(current_user(), s.FROM_CLASSIC[args["type"]], args["content"], args["time"],
@@ -148,7 +203,8 @@ def search_messages(args):
 
 
 @message_blp.operation("", "DELETE", s.EmptyEnvelope,
-                       auth=require_session, security=SESSION_SECURITY, args=s.MessageDeleteSchema, location="body_or_query")
+                       auth=require_session, security=SESSION_SECURITY, args=s.MessageDeleteSchema,
+                       example=ex.MESSAGE_DELETE, location="body_or_query")
 def delete_message(args):
     """Delete a message: type 1 for me, type 2 for both sides (sender only)."""
     if args["type"] == 1:
@@ -159,7 +215,8 @@ def delete_message(args):
 
 
 @message_blp.operation("/read", "POST", s.EmptyEnvelope,
-                       auth=require_session, security=SESSION_SECURITY, args=s.MessageReadSchema)
+                       auth=require_session, security=SESSION_SECURITY, args=s.MessageReadSchema,
+                       example=ex.MESSAGE_READ)
 def mark_messages_read(args):
     """Mark the conversation read up to a message (default: the newest)."""
     me = current_user()

@@ -5,8 +5,10 @@ from __future__ import annotations
 from flask_smorest.fields import Upload
 from marshmallow import fields, validate
 
+from chat import examples as ex
 from chat.message_types import FROM_CLASSIC, TYPES, classic_number
 from chat.schemas import (
+    AccountExportSchema,
     BaseSchema,
     ChatListStateSchema,
     IntegerId,
@@ -39,6 +41,17 @@ class RegisterSchema(BaseSchema):
 class LoginSchema(BaseSchema):
     username = fields.String(required=True, validate=validate.Length(1, 64))
     password = fields.String(required=True, load_only=True, validate=validate.Length(1, 1024))
+    device = fields.String(load_default="", validate=validate.Length(max=64), metadata={
+        "description": "Optional: how this session is named in the list of sessions (default: the User-Agent)."})
+
+
+class PasswordChangeSchema(BaseSchema):
+    current_password = fields.String(required=True, load_only=True, validate=validate.Length(1, 1024))
+    new_password = fields.String(required=True, load_only=True, validate=validate.Length(8, 1024))
+
+
+class AccountDeleteSchema(BaseSchema):
+    password = fields.String(required=True, load_only=True, validate=validate.Length(1, 1024))
 
 
 class ConversationCreateSchema(BaseSchema):
@@ -61,13 +74,14 @@ class MessageCreateSchema(BaseSchema):
 
 
 class MessageListQuerySchema(PageQuerySchema):
-    conversationid = IntegerId(required=True)
+    conversationid = IntegerId(required=True, metadata={"example": ex.CONVERSATION_ID})
     before = fields.String(validate=validate.Length(1, 36), metadata={
         "description": "A messagekey: return only older messages (stable paging)."})
 
 
 class MessageSearchQuerySchema(BaseSchema):
     q = fields.String(required=True, validate=validate.Length(1, 200), metadata={
+        "example": "hi",
         "description": "What to look for: every word must be found (case and accents do not matter). "
                        "Words match by their start; Chinese, Japanese and Korean anywhere. "
                        "Each word needs 2 characters or more."})
@@ -194,7 +208,29 @@ class AssetSchema(BaseSchema):
         "description": "Images only: a JPEG of at most 320 px on its longer side"})
 
 
+class PasswordChangedSchema(BaseSchema):
+    sessions_ended = fields.Integer(metadata={"description": "How many other sessions were ended."})
+
+
+class SessionItemSchema(BaseSchema):
+    id = fields.Integer(attribute="token.id")
+    device = fields.String(attribute="token.label", metadata={"description": "The device's name or User-Agent."})
+    created_at = fields.Integer(attribute="token.created_at")
+    last_seen_at = fields.Integer(attribute="token.last_used_at", allow_none=True, metadata={
+        "description": "When it was last used (ms; updated at most once a minute), null if never."})
+    address = fields.String(attribute="token.address", allow_none=True)
+    expires_at = fields.Integer(attribute="token.expires_at", allow_none=True)
+    current = fields.Boolean(metadata={"description": "Whether this is the session asking."})
+
+
+class SessionsEndedSchema(BaseSchema):
+    sessions_ended = fields.Integer()
+
+
 UserEnvelope = envelope("ClassicUserEnvelope", UserSchema)
+PasswordChangedEnvelope = envelope("ClassicPasswordChangedEnvelope", PasswordChangedSchema)
+SessionListEnvelope = envelope("ClassicSessionListEnvelope", SessionItemSchema, many=True)
+SessionsEndedEnvelope = envelope("ClassicSessionsEndedEnvelope", SessionsEndedSchema)
 SessionEnvelope = envelope("ClassicSessionEnvelope", SessionSchema)
 WebSessionEnvelope = envelope("ClassicWebSessionEnvelope", WebSessionSchema)
 EmptyEnvelope = envelope("ClassicEmptyEnvelope", None)
@@ -213,3 +249,4 @@ MessageSentEnvelope = envelope("ClassicMessageSentEnvelope", MessageSentSchema)
 AssetEnvelope = envelope("ClassicAssetEnvelope", AssetSchema)
 MessageListEnvelope = envelope("ClassicMessageListEnvelope", MessageSchema, many=True)
 SearchEnvelope = envelope("ClassicMessageSearchEnvelope", SearchPageSchema)
+ExportEnvelope = envelope("ClassicAccountExportEnvelope", AccountExportSchema)

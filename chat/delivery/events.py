@@ -11,6 +11,7 @@ from chat import outbox, realtime, webhooks
 from chat.delivery.payloads import chat_updated_payload
 
 FORGET_TASK = "forget_message"
+ERASE_TASK = "erase_stream"
 
 
 def announce(user_id: int, event: str, data: dict) -> None:
@@ -33,6 +34,21 @@ def forget_in_streams(message_key: str, *user_ids: int) -> None:
     """The task: ``forget``'s stream part. Raises ``EventBusDown`` (retried) when Redis is away."""
     for user_id in user_ids:
         realtime.forget(user_id, message_key)
+
+
+def erase_stream_after_commit(user_id: int, token_ids: list[int]) -> None:
+    """In the transaction that deletes an account: once it commits, its event stream goes."""
+    outbox.enqueue(ERASE_TASK, user_id, *token_ids)
+
+
+def erase_stream(user_id: int, *token_ids: int) -> None:
+    """The task: drop ``user_id``'s stream, then end the streams and gateway connections
+    still open with ``token_ids`` (their revocation may have been in what was dropped).
+    Raises ``EventBusDown`` (retried) when Redis is away."""
+    realtime.erase(user_id)
+    if token_ids:
+        realtime.publish_many_or_fail([(user_id, realtime.SESSION_REVOKED, {"token_id": token_id})
+                                       for token_id in token_ids])
 
 
 def chat_updated(conversation, member) -> None:

@@ -6,6 +6,7 @@ sent from classic reads as text here; KMarkdown and cards read as text in classi
 
 from __future__ import annotations
 
+from chat import examples as ex
 from chat.auth import TOKEN_SECURITY, current_user, require_token
 from chat.endpoints import body_limit, counts_as_send
 from chat.errors import Kind, ServiceError
@@ -74,7 +75,8 @@ def view_direct_message(args):
 @counts_as_send
 @body_limit("MESSAGE_MAX_CONTENT_LENGTH")
 @direct_message_blp.operation("/create", "POST", s.MessageCreatedEnvelope,
-                              auth=require_token, security=TOKEN_SECURITY, args=s.DirectMessageCreateSchema, location="json_or_form")
+                              auth=require_token, security=TOKEN_SECURITY, args=s.DirectMessageCreateSchema,
+                              example=ex.DIRECT_MESSAGE_CREATE, location="json_or_form")
 def create_direct_message(args):
     """Send a message; the nonce is echoed, and a retry with it returns the original."""
     me = current_user()
@@ -89,7 +91,8 @@ def create_direct_message(args):
 
 @body_limit("MESSAGE_MAX_CONTENT_LENGTH")
 @direct_message_blp.operation("/update", "POST", s.EmptyEnvelope,
-                              auth=require_token, security=TOKEN_SECURITY, args=s.DirectMessageUpdateSchema, location="json_or_form")
+                              auth=require_token, security=TOKEN_SECURITY, args=s.DirectMessageUpdateSchema,
+                              example=ex.DIRECT_MESSAGE_UPDATE, location="json_or_form")
 def update_direct_message(args):
     """Edit my message's content (and quote); both sides are told."""
     messages.update(current_user(), args["msg_id"], args["content"], args.get("quote"))
@@ -97,7 +100,8 @@ def update_direct_message(args):
 
 
 @direct_message_blp.operation("/delete", "POST", s.EmptyEnvelope,
-                              auth=require_token, security=TOKEN_SECURITY, args=s.MsgIdSchema, location="json_or_form")
+                              auth=require_token, security=TOKEN_SECURITY, args=s.MsgIdSchema,
+                              example=ex.MSG_ID, location="json_or_form")
 def delete_direct_message(args):
     """Delete my message for both sides."""
     messages.delete_for_everyone(current_user(), args["msg_id"])
@@ -112,7 +116,8 @@ def list_reaction_users(args):
 
 
 @direct_message_blp.operation("/add-reaction", "POST", s.EmptyEnvelope,
-                              auth=require_token, security=TOKEN_SECURITY, args=s.ReactionSchema, location="json_or_form")
+                              auth=require_token, security=TOKEN_SECURITY, args=s.ReactionSchema,
+                              example=ex.REACTION, location="json_or_form")
 def add_reaction(args):
     """React to a message with an emoji."""
     reactions.add(current_user(), args["msg_id"], args["emoji"])
@@ -120,7 +125,8 @@ def add_reaction(args):
 
 
 @direct_message_blp.operation("/delete-reaction", "POST", s.EmptyEnvelope,
-                              auth=require_token, security=TOKEN_SECURITY, args=s.ReactionDeleteSchema, location="json_or_form")
+                              auth=require_token, security=TOKEN_SECURITY, args=s.ReactionDeleteSchema,
+                              example=ex.REACTION, location="json_or_form")
 def delete_reaction(args):
     """Take back my reaction."""
     reactions.remove(current_user(), args["msg_id"], args["emoji"], args.get("user_id"))

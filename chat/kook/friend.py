@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chat import examples as ex
 from chat.auth import TOKEN_SECURITY, current_user, require_token
 from chat.kook import schemas as s
 from chat.schemas import Blueprint
@@ -20,7 +21,8 @@ def list_friends(args):
 
 
 @friend_blp.operation("/request", "POST", s.EmptyEnvelope,
-                      auth=require_token, security=TOKEN_SECURITY, args=s.FriendRequestSchema, location="json_or_form")
+                      auth=require_token, security=TOKEN_SECURITY, args=s.FriendRequestSchema,
+                      example=ex.FRIEND_REQUEST, location="json_or_form")
 def request_friend(args):
     """Ask a user (username#1234 or username) to be friends; accepts their request if they asked first."""
     social.request_friend(current_user(), accounts.find_user_by_code(args["user_code"]))
@@ -28,7 +30,8 @@ def request_friend(args):
 
 
 @friend_blp.operation("/handle-request", "POST", s.EmptyEnvelope,
-                      auth=require_token, security=TOKEN_SECURITY, args=s.HandleRequestSchema, location="json_or_form")
+                      auth=require_token, security=TOKEN_SECURITY, args=s.HandleRequestSchema,
+                      example=ex.HANDLE_REQUEST, location="json_or_form")
 def handle_friend_request(args):
     """Accept (1) or decline (0) a friend request sent to me."""
     social.handle_request(current_user(), args["id"], args["accept"])
@@ -36,7 +39,8 @@ def handle_friend_request(args):
 
 
 @friend_blp.operation("/delete", "POST", s.EmptyEnvelope,
-                      auth=require_token, security=TOKEN_SECURITY, args=s.UserIdSchema, location="json_or_form")
+                      auth=require_token, security=TOKEN_SECURITY, args=s.UserIdSchema,
+                      example=ex.USER_ID, location="json_or_form")
 def delete_friend(args):
     """End a friendship (or withdraw my pending request)."""
     social.remove_friend(current_user(), args["user_id"])
@@ -44,7 +48,8 @@ def delete_friend(args):
 
 
 @friend_blp.operation("/block", "POST", s.EmptyEnvelope,
-                      auth=require_token, security=TOKEN_SECURITY, args=s.UserIdSchema, location="json_or_form")
+                      auth=require_token, security=TOKEN_SECURITY, args=s.UserIdSchema,
+                      example=ex.USER_ID, location="json_or_form")
 def block_user(args):
     """Block a user: no chat, message or push between us, in either dialect."""
     social.block(current_user(), args["user_id"])
@@ -52,7 +57,8 @@ def block_user(args):
 
 
 @friend_blp.operation("/unblock", "POST", s.EmptyEnvelope,
-                      auth=require_token, security=TOKEN_SECURITY, args=s.UserIdSchema, location="json_or_form")
+                      auth=require_token, security=TOKEN_SECURITY, args=s.UserIdSchema,
+                      example=ex.USER_ID, location="json_or_form")
 def unblock_user(args):
     """Lift my block on a user."""
     social.unblock(current_user(), args["user_id"])

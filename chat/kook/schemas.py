@@ -13,8 +13,10 @@ from urllib.parse import urlsplit
 from flask_smorest.fields import Upload
 from marshmallow import ValidationError, fields, pre_load, validate, validates_schema
 
+from chat import examples as ex
 from chat.message_types import FROM_KOOK, MEDIA_TYPES, TYPES, kook_number
 from chat.schemas import (
+    AccountExportSchema,
     BaseSchema,
     ChatStateSchema,
     IntegerId,
@@ -43,7 +45,7 @@ def require_one(data: dict, *names: str) -> None:
 class ChatRefSchema(LenientSchema):
     """A chat named by its ``chat_code`` or by the other user's ``target_id`` (one is needed)."""
 
-    chat_code = StringId(validate=CHAT_CODE)
+    chat_code = StringId(validate=CHAT_CODE, metadata={"example": ex.CHAT_CODE})
     target_id = IntegerId(metadata={"description": "The other user's id, instead of chat_code."})
 
     @validates_schema
@@ -59,7 +61,7 @@ class PageQuerySchema(LenientSchema):
 
 
 class ChatCodeQuerySchema(LenientSchema):
-    chat_code = StringId(required=True, validate=CHAT_CODE)
+    chat_code = StringId(required=True, validate=CHAT_CODE, metadata={"example": ex.CHAT_CODE})
 
 
 class UserChatMuteSchema(ChatCodeQuerySchema):
@@ -94,6 +96,7 @@ class DirectMessageListQuerySchema(PageQuerySchema, ChatRefSchema):
 
 class DirectMessageSearchQuerySchema(LenientSchema):
     q = fields.String(required=True, validate=validate.Length(1, 200), metadata={
+        "example": "hi",
         "description": "What to look for: every word must be found (case and accents do not matter). "
                        "Words match by their start; Chinese, Japanese and Korean anywhere. "
                        "Each word needs 2 characters or more."})
@@ -116,8 +119,8 @@ def kook_types(number: int) -> frozenset[str]:
 
 
 class DirectMessageViewQuerySchema(LenientSchema):
-    msg_id = fields.String(required=True, validate=MSG_ID)
-    chat_code = StringId(validate=CHAT_CODE)
+    msg_id = fields.String(required=True, validate=MSG_ID, metadata={"example": ex.BOB_MESSAGE_KEY})
+    chat_code = StringId(validate=CHAT_CODE, metadata={"example": ex.CHAT_CODE})
 
 
 class DirectMessageCreateSchema(ChatRefSchema):
@@ -137,11 +140,11 @@ class DirectMessageUpdateSchema(LenientSchema):
 
 
 class MsgIdSchema(LenientSchema):
-    msg_id = fields.String(required=True, validate=MSG_ID)
+    msg_id = fields.String(required=True, validate=MSG_ID, metadata={"example": ex.ALICE_MESSAGE_KEY})
 
 
 class ReactionSchema(MsgIdSchema):
-    emoji = fields.String(required=True, validate=validate.Length(1, 64))
+    emoji = fields.String(required=True, validate=validate.Length(1, 64), metadata={"example": "👍"})
 
 
 class ReactionDeleteSchema(ReactionSchema):
@@ -150,7 +153,7 @@ class ReactionDeleteSchema(ReactionSchema):
 
 class FriendListQuerySchema(LenientSchema):
     type = fields.String(validate=validate.OneOf(["friend", "request", "blocked", "block"]), metadata={
-        "description": "Only this list: friend, request, blocked (block is the same)."})
+        "description": "Only this list: friend, request, blocked (block is the same).", "example": "friend"})
 
 
 class FriendRequestSchema(LenientSchema):
@@ -177,7 +180,7 @@ class UserIdSchema(LenientSchema):
 
 
 class UserViewQuerySchema(LenientSchema):
-    user_id = IntegerId(metadata={"description": "The user's id."})
+    user_id = IntegerId(metadata={"description": "The user's id.", "example": str(ex.BOB_ID)})
     username = fields.String(validate=validate.Length(1, 40), metadata={
         "description": "Instead of user_id: a username, or KOOK's username#1234 (case-insensitive)."})
 
@@ -333,3 +336,35 @@ DirectMessageSearchEnvelope = envelope("KookDirectMessageSearchEnvelope", Direct
 MessageCreatedEnvelope = envelope("KookMessageCreatedEnvelope", MessageCreatedSchema, kook=True)
 ReactionUsersEnvelope = envelope("KookReactionUsersEnvelope", ReactionUserSchema, many=True, kook=True)
 FriendListsEnvelope = envelope("KookFriendListsEnvelope", FriendListsSchema, kook=True)
+
+
+# ---- my account (/api/v3/auth/...) ------------------------------------------------------------
+
+class KookPasswordChangeSchema(LenientSchema):
+    current_password = fields.String(required=True, load_only=True, validate=validate.Length(1, 1024))
+    new_password = fields.String(required=True, load_only=True, validate=validate.Length(8, 1024))
+
+
+class KookAccountDeleteSchema(LenientSchema):
+    password = fields.String(required=True, load_only=True, validate=validate.Length(1, 1024))
+
+
+class KookSessionsEndedSchema(BaseSchema):
+    sessions_ended = fields.Integer(metadata={"description": "How many sessions were ended."})
+
+
+class KookSessionItemSchema(BaseSchema):
+    id = fields.Function(lambda v: str(v.token.id))
+    device = fields.String(attribute="token.label")
+    created_at = fields.Integer(attribute="token.created_at")
+    last_seen_at = fields.Integer(attribute="token.last_used_at", allow_none=True,
+                                  metadata={"description": "When it was last used (ms), null if never."})
+    address = fields.String(attribute="token.address", allow_none=True)
+    expires_at = fields.Integer(attribute="token.expires_at", allow_none=True)
+    current = fields.Boolean()
+
+
+PasswordChangedEnvelope = envelope("KookPasswordChangedEnvelope", KookSessionsEndedSchema, kook=True)
+SessionsEndedEnvelope = envelope("KookSessionsEndedEnvelope", KookSessionsEndedSchema, kook=True)
+SessionListEnvelope = envelope("KookSessionListEnvelope", KookSessionItemSchema, many=True, kook=True)
+ExportEnvelope = envelope("KookAccountExportEnvelope", AccountExportSchema, kook=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chat import examples as ex
 from chat.auth import TOKEN_SECURITY, current_token, current_user, require_token
 from chat.kook import schemas as s
 from chat.notifications import devices as notification_devices
@@ -38,7 +39,8 @@ def view_user_chat(args):
 
 
 @user_chat_blp.operation("/create", "POST", s.UserChatEnvelope,
-                         auth=require_token, security=TOKEN_SECURITY, args=s.UserChatCreateSchema, location="json_or_form")
+                         auth=require_token, security=TOKEN_SECURITY, args=s.UserChatCreateSchema,
+                         example=ex.USER_CHAT_CREATE, location="json_or_form")
 def create_user_chat(args):
     """Open the chat with another user (the same one on every call, from either dialect);
     while either side blocks the other, only an existing chat is returned."""
@@ -46,7 +48,8 @@ def create_user_chat(args):
 
 
 @user_chat_blp.operation("/delete", "POST", s.EmptyEnvelope,
-                         auth=require_token, security=TOKEN_SECURITY, args=s.UserChatDeleteSchema, location="json_or_form")
+                         auth=require_token, security=TOKEN_SECURITY, args=s.UserChatDeleteSchema,
+                         example=ex.USER_CHAT_DELETE, location="json_or_form")
 def delete_user_chat(args):
     """Delete a chat for me only: off my list with its history, until a new message arrives."""
     me = current_user()
@@ -59,7 +62,8 @@ def delete_user_chat(args):
 
 
 @user_chat_blp.operation("/mute", "POST", s.EmptyEnvelope,
-                         auth=require_token, security=TOKEN_SECURITY, args=s.UserChatMuteSchema, location="json_or_form")
+                         auth=require_token, security=TOKEN_SECURITY, args=s.UserChatMuteSchema, location="json_or_form",
+                         example=ex.USER_CHAT_MUTE)
 def mute_user_chat(args):
     """Mute (mute=1) or unmute (mute=0) a chat: its messages stop notifying my devices."""
     view = conversations.get_for_member(current_user(), code=args["chat_code"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
+from chat import examples as ex
 from chat.kook.schemas import PageMetaSchema, PageQuerySchema
 from chat.schemas import IntegerId, LenientSchema, envelope
 from chat.webhooks.addresses import MAX_URL_LENGTH
@@ -34,7 +35,7 @@ class WebhookDeleteSchema(LenientSchema):
 
 
 class DeliveryQuerySchema(PageQuerySchema):
-    webhook_id = IntegerId(metadata={"description": "Only this webhook's deliveries."})
+    webhook_id = IntegerId(metadata={"description": "Only this webhook's deliveries.", "example": ex.WEBHOOK_ID})
 
 
 # ---- outputs ------------------------------------------------------------------------------

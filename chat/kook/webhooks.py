@@ -6,6 +6,7 @@ returned once, by the create call; see docs/webhooks.md for what a receiver gets
 
 from __future__ import annotations
 
+from chat import examples as ex
 from chat import webhooks
 from chat.auth import TOKEN_SECURITY, current_user, require_token
 from chat.kook import webhook_schemas as s
@@ -18,7 +19,8 @@ webhooks_blp = Blueprint("kook_webhooks", __name__, url_prefix="/api/v3/webhooks
 
 
 @webhooks_blp.operation("", "POST", s.WebhookCreatedEnvelope, auth=require_token, security=TOKEN_SECURITY)
-@webhooks_blp.arguments(s.WebhookCreateSchema, location="json_or_form")  # as every KOOK body
+@webhooks_blp.arguments(s.WebhookCreateSchema, location="json_or_form",  # as every KOOK body
+                        example=ex.WEBHOOK_CREATE)
 def create_webhook(args):
     """Register a webhook URL (or a KOOK-format callback); the response holds its secret, shown this once."""
     if args["format"] == kook_format.KOOK_FORMAT:
@@ -34,7 +36,8 @@ def list_webhooks():
 
 
 @webhooks_blp.operation("", "DELETE", s.WebhookDeletedEnvelope,
-                        auth=require_token, security=TOKEN_SECURITY, args=s.WebhookDeleteSchema, location="body_or_query")
+                        auth=require_token, security=TOKEN_SECURITY, args=s.WebhookDeleteSchema, location="body_or_query",
+                        example=ex.WEBHOOK_DELETE)
 def delete_webhook(args):
     """Delete one of my webhooks, with its delivery log."""
     webhooks.delete(current_user(), args["id"])

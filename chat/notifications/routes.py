@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+from chat import examples as ex
 from chat.notifications import devices, sending
 from chat.notifications import schemas as s
 from chat.schemas import Blueprint, envelope
@@ -69,7 +70,7 @@ def blueprint(name: str, url_prefix: str, *, kook: bool, auth: Callable, securit
         return {"data": devices.settings_of(current_user())}
 
     @blp.operation("/settings", "PUT", settings_envelope, args=s.PushSettingsInputSchema, location=body_location,
-                   **common)
+                   example=ex.PUSH_SETTINGS, **common)
     def save_push_settings(args):
         """Change my notification settings (show_text: the message text in notifications)."""
         return {"data": devices.save_settings(current_user(), args["show_text"])}

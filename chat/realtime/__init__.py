@@ -19,6 +19,7 @@ from chat.realtime.bus import (
     RedisStreamBus,
     Subscriber,
     claim,
+    erase,
     forget,
     format_event_id,
     parse_event_id,
@@ -31,8 +32,8 @@ from chat.realtime.presence import InProcessPresence, RedisPresence, presence_tt
 
 __all__ = [
     "EventBusDown", "InProcessBus", "InProcessPresence", "RedisPresence", "RedisStreamBus", "SESSION_REVOKED", "Subscriber",
-    "broadcasts", "claim", "forget", "format_event_id", "init_app", "parse_event_id", "publish", "publish_many_or_fail", "publish_or_fail",
-    "redis_client", "signal",
+    "broadcasts", "claim", "erase", "forget", "format_event_id", "init_app", "parse_event_id", "publish",
+    "publish_many_or_fail", "publish_or_fail", "redis_client", "signal",
 ]
 
 

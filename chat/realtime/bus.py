@@ -178,6 +178,11 @@ class InProcessBus:
             stream.extend(kept)
         return removed
 
+    def erase(self, user_id: int) -> None:
+        """Drop every event kept for ``user_id`` (their account was deleted)."""
+        with self._changed:
+            self._streams.pop(user_id, None)
+
     def last_id(self, user_id: int) -> str:
         """The id of the newest event the stream ever gave ("0-0" when none): what a new
         stream starts after, and the newest id a client can have seen (even when that event
@@ -281,6 +286,13 @@ class RedisStreamBus:
         """Take out of ``user_id``'s stream every event carrying ``message_key``'s content."""
         try:
             return int(self._forget(keys=[self._key(user_id), self._forgotten_key(user_id)], args=[message_key]))
+        except redis.RedisError as exc:
+            raise EventBusDown(str(exc)) from exc
+
+    def erase(self, user_id: int) -> None:
+        """Drop every event kept for ``user_id`` (their account was deleted)."""
+        try:
+            self._client.delete(self._key(user_id), self._forgotten_key(user_id))
         except redis.RedisError as exc:
             raise EventBusDown(str(exc)) from exc
 
@@ -724,6 +736,12 @@ def claim(key: str, ttl_s: float) -> bool:
         return bus().claim(key, ttl_s)
     except EventBusDown:
         return True
+
+
+def erase(user_id: int) -> None:
+    """Drop every event kept for ``user_id``. Raises ``EventBusDown`` when the bus cannot be
+    reached."""
+    bus().erase(user_id)
 
 
 def publish(user_id: int, event: str, data: dict) -> str | None:

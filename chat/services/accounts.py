@@ -16,8 +16,10 @@ from contextlib import contextmanager
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from cachetools import TTLCache
 from flask import current_app
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from chat import names, notifications, outbox, passwords, realtime
 from chat.errors import Kind, ServiceError
@@ -111,12 +113,7 @@ def _find_by_username(typed: str, identify_num: str | None = None) -> User | Non
 
 def register(username: str, password: str, nickname: str = "", avatar: str = "") -> User:
     """Create a person's account."""
-    if len(password) < PASSWORD_MIN:
-        raise ServiceError(
-            Kind.INVALID,
-            f"password must be at least {PASSWORD_MIN} characters",
-            {"password": [f"must be at least {PASSWORD_MIN} characters"]},
-        )
+    check_password_rule(password)
     user = _create_user(username, password=password, nickname=nickname, avatar=avatar, is_bot=False)
     db.session.commit()
     return user
@@ -134,23 +131,53 @@ def _issue_token(user: User, kind: str, ttl_seconds: int | None) -> tuple[str, T
     return raw, token
 
 
-def login(username: str, password: str) -> tuple[str, Token, User]:
-    """Check a password and open a session; returns (raw token, token row, user)."""
+def password_matches(stored: str | None, password: str) -> bool:
+    """Whether ``password`` matches the hash ``stored`` (None: no password, which costs the
+    same as a wrong one). The caller holds no transaction: the hash takes a while."""
     hasher = _hasher()
+    try:
+        passwords.run(hasher.verify, stored or _dummy_hash(hasher), password)
+        return stored is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def hash_password(password: str) -> str:
+    return passwords.run(_hasher().hash, password)
+
+
+def check_password_rule(password: str, field: str = "password") -> None:
+    if len(password) < PASSWORD_MIN:
+        raise ServiceError(
+            Kind.INVALID,
+            f"{field.replace('_', ' ')} must be at least {PASSWORD_MIN} characters",
+            {field: [f"must be at least {PASSWORD_MIN} characters"]},
+        )
+
+
+def device_label(device: str, user_agent: str) -> str:
+    """What a person sees for a session in their list: the name the client gave, else its
+    User-Agent (cut to fit), else a plain word."""
+    label = " ".join((device or user_agent or "").split())
+    return label[:128] or "unknown device"
+
+
+def login(username: str, password: str, *, device: str = "", user_agent: str = "",
+          address: str | None = None) -> tuple[str, Token, User]:
+    """Check a password and open a session; returns (raw token, token row, user).
+    ``device`` / ``user_agent`` and ``address`` label the session in its owner's list."""
     user = _find_by_username(username)
     stored = user.password_hash if user is not None and user.password_hash else None
     db.session.commit()  # no transaction (nor pooled connection) held while the hash runs
-    try:
-        passwords.run(hasher.verify, stored or _dummy_hash(hasher), password)
-        ok = stored is not None
-    except (VerificationError, InvalidHashError):
-        ok = False
-    if not ok:
+    if not password_matches(stored, password):
         raise ServiceError(Kind.UNAUTHORIZED, "username or password is wrong")
-    if hasher.check_needs_rehash(stored):
-        user.password_hash = passwords.run(hasher.hash, password)
+    if _hasher().check_needs_rehash(stored):
+        user.password_hash = hash_password(password)
     raw, token = _issue_token(user, "session", current_app.config["SESSION_TTL_SECONDS"])
+    token.label = device_label(device, user_agent)
+    token.address = (address or "")[:64] or None
     db.session.commit()
+    audit("credential.created", kind="session_token", user_id=user.id, token_id=token.id)
     return raw, token, user
 
 
@@ -163,6 +190,8 @@ def logout(token: Token) -> None:
     notifications.devices.forget_session(token.id)  # a signed-out device is notified no more
     db.session.commit()
     _revoked(token.token_hash)
+    audit("credential.revoked", kind=f"{token.kind}_token", user_id=token.user_id, token_id=token.id,
+          reason="logout")
 
 
 def user_for_token(raw: str) -> tuple[User, Token] | None:
@@ -207,12 +236,84 @@ def token_problem(raw: str) -> str | None:
     return None
 
 
-def create_bot(username: str, nickname: str = "") -> tuple[User, str]:
-    """Create a bot user and its token; the raw token is returned once, never stored."""
+def _bot_ttl(expires_days: float | None) -> int | None:
+    if expires_days is None:
+        return None
+    if not 0 < expires_days <= 36500:
+        raise ServiceError(Kind.INVALID, "a bot token's expiry must be between 0 and 36500 days")
+    return max(1, int(expires_days * 86400))
+
+
+def create_bot(username: str, nickname: str = "", expires_days: float | None = None) -> tuple[User, str]:
+    """Create a bot user and its token (valid for ``expires_days``, or until revoked); the
+    raw token is returned once, never stored."""
+    ttl = _bot_ttl(expires_days)
     user = _create_user(username, password=None, nickname=nickname, avatar="", is_bot=True)
-    raw, _ = _issue_token(user, "bot", None)
+    raw, token = _issue_token(user, "bot", ttl)
     db.session.commit()
+    audit("credential.created", kind="bot_token", owner=user.username, user_id=user.id, token_id=token.id,
+          expires_at=token.expires_at)
     return user, raw
+
+
+def _bot(username: str) -> User:
+    user = _find_by_username(username)
+    if user is None or not user.is_bot or user.deleted_at is not None:
+        raise ServiceError(Kind.NOT_FOUND, f"no bot named {username!r}")
+    return user
+
+
+def _live_tokens(user_id: int, kind: str | None = None):
+    query = select(Token).where(Token.user_id == user_id, Token.revoked_at.is_(None),
+                                (Token.expires_at.is_(None)) | (Token.expires_at > now_ms()))
+    return query.where(Token.kind == kind) if kind else query
+
+
+def list_bots() -> list[dict]:
+    """Every bot: name, id, created, and its live token's created / last used / expiry."""
+    rows = []
+    for bot in db.session.scalars(select(User).where(User.is_bot, User.deleted_at.is_(None)).order_by(User.id)):
+        token = db.session.scalars(_live_tokens(bot.id, "bot").order_by(Token.id.desc()).limit(1)).first()
+        rows.append({"username": bot.username, "id": bot.id, "created_at": bot.created_at, "token": token})
+    return rows
+
+
+def revoke_tokens(tokens: list[Token], why: str) -> None:
+    """Revoke ``tokens`` in the caller's transaction, and commit: each stops working at once
+    in this process, in every other within the credential cache's bound, and the event
+    streams and gateway connections opened with it end. Each revocation is an audit line."""
+    stamp = now_ms()
+    for token in tokens:
+        token.revoked_at = stamp
+        outbox.publish(token.user_id, SESSION_REVOKED, {"token_id": token.id})
+        notifications.devices.forget_session(token.id)  # as at logout: its devices go with it
+    db.session.commit()
+    for token in tokens:
+        _revoked(token.token_hash)
+        audit("credential.revoked", kind=f"{token.kind}_token", user_id=token.user_id, token_id=token.id,
+              reason=why)
+
+
+def reset_bot_token(username: str, expires_days: float | None = None) -> str:
+    """Revoke the bot's tokens and give it a new one (returned once): the bot keeps its id,
+    chats and messages; whatever used the old token is cut off."""
+    ttl = _bot_ttl(expires_days)
+    bot = _bot(username)
+    old = list(db.session.scalars(_live_tokens(bot.id, "bot")))
+    raw, token = _issue_token(bot, "bot", ttl)
+    revoke_tokens(old, "reset")
+    audit("credential.reset", kind="bot_token", owner=bot.username, user_id=bot.id, token_id=token.id,
+          replaced=",".join(str(t.id) for t in old) or "none", expires_at=token.expires_at)
+    return raw
+
+
+def revoke_bot_token(username: str) -> int:
+    """Revoke every token of the bot (it cannot act until ``reset_bot_token``); returns how
+    many were live."""
+    bot = _bot(username)
+    old = list(db.session.scalars(_live_tokens(bot.id, "bot")))
+    revoke_tokens(old, "revoked by operator")
+    return len(old)
 
 
 def create_app_key(name: str) -> str:
@@ -223,9 +324,16 @@ def create_app_key(name: str) -> str:
     if db.session.scalar(select(AppKey.id).where(AppKey.name == name)) is not None:
         raise ServiceError(Kind.CONFLICT, f"an app key named {name!r} exists already")
     raw = new_secret()
-    db.session.add(AppKey(name=name, key_hash=digest(raw)))
+    key = AppKey(name=name, key_hash=digest(raw))
+    db.session.add(key)
     db.session.commit()
+    audit("credential.created", kind="app_key", key_name=name, key_id=key.id)
     return raw
+
+
+def list_app_keys() -> list[AppKey]:
+    """Every app key, oldest first (their digests only: the keys themselves are not kept)."""
+    return list(db.session.scalars(select(AppKey).order_by(AppKey.id)))
 
 
 def revoke_app_key(name: str) -> None:
@@ -235,7 +343,69 @@ def revoke_app_key(name: str) -> None:
     if key.revoked_at is None:
         key.revoked_at = now_ms()
         db.session.commit()
+        audit("credential.revoked", kind="app_key", key_name=name, key_id=key.id)
     _revoked(key.key_hash)
+
+
+# ---- audit and last use ---------------------------------------------------------------------
+
+AUDIT_LOG = logging.getLogger("chat.audit")
+
+
+def audit(event: str, **fields) -> None:
+    """One structured line per credential event: ``event`` and ``key=value`` pairs in the
+    text, and the same as fields of a JSON line (``LOG_FORMAT=json``). Never a secret."""
+    shown = " ".join(f"{key}={value}" for key, value in fields.items())
+    AUDIT_LOG.info("audit %s %s", event, shown, extra={"audit_event": event, **{f"audit_{k}": v for k, v in fields.items()}})
+
+
+# A credential's last use is written at most this often per process: every request carries
+# one, and a write per request would double the writes of a read-heavy client.
+USE_WRITE_INTERVAL_SECONDS = 60
+
+
+def _recent_uses() -> TTLCache:
+    uses = current_app.extensions.get("credential_uses")
+    if uses is None:
+        uses = current_app.extensions["credential_uses"] = TTLCache(maxsize=100_000, ttl=USE_WRITE_INTERVAL_SECONDS)
+    return uses
+
+
+def note_use(token: Token | None = None, app_key: str | None = None, address: str | None = None) -> None:
+    """After a credential was accepted: record when (and for a token, from where) it was last
+    used, at most once a minute per process, in a short transaction of its own; the first use
+    ever is an audit line. A failed write is logged and forgotten: it must not fail the
+    request."""
+    uses = _recent_uses()
+    marks = []
+    if token is not None:
+        marks.append(("token", token.id))
+    if app_key:
+        marks.append(("app_key", digest(app_key)))
+    marks = [mark for mark in marks if mark not in uses]
+    if not marks:
+        return
+    stamp = now_ms()
+    try:
+        with db.engine.begin() as connection:
+            for kind, ident in marks:
+                uses[(kind, ident)] = True
+                if kind == "token":
+                    model, where, values = Token, Token.id == ident, {"last_used_at": stamp}
+                    if address:
+                        values["address"] = address[:64]
+                else:
+                    model, where, values = AppKey, AppKey.key_hash == ident, {"last_used_at": stamp}
+                first = connection.execute(update(model).where(where, model.last_used_at.is_(None))
+                                           .values(values)).rowcount
+                if first:
+                    audit("credential.first_used", kind=f"{token.kind}_token" if kind == "token" else "app_key",
+                          **({"token_id": ident, "user_id": token.user_id} if kind == "token"
+                             else {"key_id": connection.scalar(select(AppKey.id).where(where))}))
+                else:
+                    connection.execute(update(model).where(where).values(values))
+    except SQLAlchemyError:
+        log.warning("could not record a credential's last use", exc_info=True)
 
 
 def app_key_is_valid(raw: str) -> bool:
@@ -329,8 +499,9 @@ def _columns(row) -> dict:
 
 
 def get_user(user_id: int) -> User:
+    """A user by id; a deleted account is not found (its tombstone only keeps histories whole)."""
     user = db.session.get(User, user_id)
-    if user is None:
+    if user is None or user.deleted_at is not None:
         raise ServiceError(Kind.NOT_FOUND, "user not found")
     return user
 
@@ -342,7 +513,7 @@ def find_user_by_code(user_code: str) -> User:
         user = _find_by_username(name, identify_num=num)
     else:
         user = _find_by_username(user_code)
-    if user is None:
+    if user is None or user.deleted_at is not None:
         raise ServiceError(Kind.NOT_FOUND, "user not found")
     return user
 

@@ -53,6 +53,14 @@ def web_app_key() -> str | None:
         return None
 
 
+def warn_if_unconfigured(app) -> None:
+    """At start-up: tell the operator when the page has no app key to use (it then tells its
+    visitors that it is not configured)."""
+    if not app.config.get("WEB_APP_KEY") and not app.config.get("WEB_APP_KEY_FILE") and not app.testing:
+        log.warning("WEB_APP_KEY is not set: the web page at / tells visitors it is not configured. "
+                    "Set it to the last line of `flask app-key create web` (docs/operations.md).")
+
+
 def _page(template: str, policy: str, **context):
     response = current_app.make_response(render_template(template, **context))
     response.headers["Content-Security-Policy"] = policy
@@ -82,6 +90,12 @@ def service_worker():
 def show_docs():
     """Show the OpenAPI document in Swagger UI."""
     return _page("docs.html", DOCS_POLICY)
+
+
+@web_blp.route("/favicon.ico", methods=["GET"])
+def show_favicon():
+    """Serve the icon browsers ask for on every page (the pages also name it in a link)."""
+    return send_from_directory(web_blp.static_folder, "favicon.svg", mimetype="image/svg+xml", max_age=86400)
 
 
 @web_blp.route("/docs/assets/<path:filename>", methods=["GET"])

@@ -171,7 +171,8 @@ def attempt(delivery_id: str, expected_attempts: int | None = None) -> RetryLate
         secret = decrypt_secret(secret_encrypted)
     except InvalidToken:
         _finish(delivery_id, FAILED, None,
-                "the webhook's secret cannot be decrypted (SECRET_KEY changed): create it again")
+                "the webhook's secret cannot be decrypted (SECRET_KEY changed without the old key in "
+                "SECRET_KEY_FALLBACKS): create it again")
         return None
     body = payload.encode()
     if hook_format == kook_format.KOOK_FORMAT:

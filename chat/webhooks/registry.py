@@ -1,15 +1,18 @@
-"""Registering webhooks: create (the secret is shown once), list, delete, the delivery log."""
+"""Registering webhooks: create (the secret is shown once), list, delete, the delivery log;
+re-encrypting the stored secrets after SECRET_KEY was rotated."""
 
 from __future__ import annotations
 
 import secrets
 
+from cryptography.fernet import InvalidToken
 from flask import current_app
 from sqlalchemy import func, select
 
 from chat.errors import Kind, ServiceError, invalid, not_found
 from chat.extensions import db
 from chat.models import User, Webhook, WebhookDelivery, now_ms
+from chat.webhooks import signing
 from chat.webhooks.addresses import check_url
 from chat.webhooks.signing import encrypt_secret
 
@@ -90,3 +93,18 @@ def delivery_log(user: User, webhook_id: int | None, page: int, page_size: int):
         .offset((page - 1) * page_size).limit(page_size)
     ).all()
     return rows, total
+
+
+def reencrypt_secrets() -> tuple[int, int]:
+    """Encrypt every stored webhook secret with the current SECRET_KEY, so the old key can
+    leave SECRET_KEY_FALLBACKS. Returns (re-encrypted, unreadable): an unreadable one was
+    made with a key no longer configured (its webhook must be created again)."""
+    done = unreadable = 0
+    for hook in db.session.scalars(select(Webhook).order_by(Webhook.id)):
+        try:
+            hook.secret_encrypted = signing.reencrypt(hook.secret_encrypted)
+            done += 1
+        except InvalidToken:
+            unreadable += 1
+    db.session.commit()
+    return done, unreadable

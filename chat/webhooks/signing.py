@@ -41,6 +41,12 @@ def decrypt_secret(token: str) -> str:
     return _fernet().decrypt(token.encode()).decode()
 
 
+def reencrypt(token: str) -> str:
+    """``token`` encrypted anew with SECRET_KEY (it may have been made with a fallback).
+    Raises ``InvalidToken`` when no configured key opens it."""
+    return _fernet().rotate(token.encode()).decode()
+
+
 def signature(secret: str, timestamp: str, body: bytes) -> str:
     """The ``X-Chat-Signature`` value: HMAC-SHA256 over ``timestamp + "." + body``."""
     digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)

@@ -150,3 +150,20 @@ def test_files_whose_messages_went_by_a_cascade_are_swept(app, client, alice, bo
     for url in (stored["url"], left["url"]):
         assert client.get(_path(url)).status_code == 410
         wait_until(lambda url=url: not _in_storage(url), 10, what="the objects to be removed")
+
+
+def test_deleting_an_account_deletes_its_files_unless_someone_still_sends_them(client, alice, bob):
+    conversation = alice.open_with(bob)
+    never_sent, sent, forwarded = _upload(alice), _upload(alice), _upload(alice)
+    assert alice.send(conversation, sent["url"], type=-3).status_code == 200
+    # bob forwards one of alice's files: his message keeps it alive after she is gone.
+    assert alice.send(conversation, forwarded["url"], type=-3).status_code == 200
+    assert bob.send(conversation, forwarded["url"], type=-3).status_code == 200
+
+    deleted = alice.delete("/auth/account", json={"password": "correct horse"})
+    assert deleted.status_code == 200, deleted.json
+    assert client.get(_path(never_sent["url"])).status_code == 410
+    assert client.get(_path(sent["url"])).status_code == 410
+    assert client.get(_path(forwarded["url"])).status_code == 200
+    wait_until(lambda: not _in_storage(sent["url"]) and not _in_storage(never_sent["url"]), 10,
+               what="the deleted account's objects to be removed")

@@ -235,6 +235,32 @@ def test_a_person_hears_typing_on_the_gateway_once_and_a_resume_does_not_replay_
     resumed.close()
 
 
+@pytest.mark.parametrize("how", ["password change", "sign out everywhere"])
+def test_a_password_change_or_signing_out_everywhere_ends_the_other_sessions_gateway_at_once(stack, how):
+    base, key = stack
+    name = f"bob-{how[:4]}"
+    alice, bob = ApiUser(base, key, f"alice-{how[:4]}"), ApiUser(base, key, name)
+    chat = alice.open_with(bob)
+    # bob's other device (a stolen session, say), connected to the gateway
+    login = requests.post(f"{base}/auth/login", headers={"X-APP-Key": key}, timeout=10,
+                          json={"username": name, "password": "live-password"})
+    stolen = login.json()["data"]["session"]
+    gw = Gateway(_gateway_url(base, stolen, 0))
+    assert gw.recv()["d"]["code"] == 0
+    alice.send(chat, "before")
+    assert _texts([gw.recv()]) == ["before"]
+    if how == "password change":
+        bob.call("POST", "/auth/password", json={"current_password": "live-password",
+                                                 "new_password": "a brand new password"})
+    else:
+        assert bob.call("DELETE", "/auth/sessions") == {"sessions_ended": 1}
+    assert gw.recv(timeout=5)["d"]["code"] == 40103
+    assert gw.closed()
+    assert requests.get(f"{base}/api/v3/user/me", headers={"Authorization": f"Bearer {stolen}"},
+                        timeout=10).status_code == 401
+    bob.call("GET", "/conversation")  # the session that asked goes on
+
+
 def test_a_closed_gateway_connection_shows_offline_at_once_after_refreshing_presence(live_env, tmp_path):
     """A connection refreshes the same presence entry it entered and leaves: once it has
     refreshed, closing it still shows its user offline at once, not when an entry of its

@@ -46,6 +46,9 @@ def platform_env(empty_database_url, redis_prefix, tmp_path) -> dict[str, str]:
         # Production's default is instance/metrics of the checkout (tests/ops/test_config.py);
         # this run keeps its numbers to itself.
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        # beat's schedule file, which the Procfile keeps out of the checkout (under $TMPDIR by
+        # default): this run's own, so parallel runs never share one.
+        "CELERY_BEAT_SCHEDULE": str(tmp_path / "celerybeat-schedule"),
         "PYTHONUNBUFFERED": "1",
     })
     return env

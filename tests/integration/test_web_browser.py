@@ -501,6 +501,9 @@ def test_history_pages_in_older_messages_on_scroll(site, browser, tmp_path):
     person.page.get_by_role("button", name="Authorize").first.click()
     for scheme in ("AppKey", "AppSession", "Token"):
         expect(person.page.get_by_role("heading", name=re.compile(f"^{scheme} "))).to_be_visible()
+    # One way in per dialect: the other spellings stay in the document, out of the dialog.
+    for scheme in ("HaKey", "HaSession", "QueryToken", "MetricsToken"):
+        expect(person.page.get_by_role("heading", name=re.compile(f"^{scheme} "))).to_have_count(0)
     assert person.errors == []
 
 

@@ -45,6 +45,15 @@ def test_redact(line, expected):
     assert redact(line) == expected
 
 
+def test_terminal_colours_are_taken_out_of_the_development_servers_lines():
+    from chat.logging_setup import PlainTextFilter
+
+    record = logging.LogRecord("werkzeug", logging.INFO, __file__, 1, '"%s" %s %s',
+                               ("GET /livez HTTP/1.1", "\x1b[33m404\x1b[0m", "-"), None)
+    assert PlainTextFilter().filter(record)
+    assert record.getMessage() == '"GET /livez HTTP/1.1" 404 -'
+
+
 def test_the_filter_redacts_the_formatted_message_args_included():
     record = logging.LogRecord("werkzeug", logging.INFO, __file__, 1, '"%s" %s %s',
                                (f"GET /api/v3/events?token={SECRET} HTTP/1.1", "200", "-"), None)
@@ -113,6 +122,8 @@ def test_flask_run_does_not_log_the_token(live_database_url, tmp_path):
     finally:
         server.stop()
     assert SECRET not in server.log_path.read_text()
+    # werkzeug colours the status for a terminal: the log says it in plain text.
+    assert "\x1b[" not in server.log_path.read_text() and '" 401 ' in server.log_path.read_text()
 
 
 @pytest.mark.integration

@@ -157,3 +157,34 @@ def test_the_pages_scripts_never_turn_content_into_markup(script):
     # Media URLs reach src/href only after an http(s) check: as many checks as assignments.
     assignments = len(re.findall(r"\.(?:src|href) = message\.content", source))
     assert source.count("/^https?:\\/\\//i.test(message.content)") >= assignments
+
+
+def test_production_never_hands_the_page_the_development_key_file(tmp_path, monkeypatch):
+    from config import load_config
+
+    settings = load_config({"CHAT_ENV": "production", "SECRET_KEY": "s", "DATABASE_URL": "postgresql://h/db",
+                            "REDIS_URL": "redis://h", "WEB_APP_KEY_FILE": str(tmp_path / "web-app-key")})
+    assert settings["WEB_APP_KEY"] is None and settings["WEB_APP_KEY_FILE"] is None
+
+
+def test_without_a_key_the_page_says_so_in_plain_words_and_the_log_tells_the_operator(app, caplog):
+    from chat.web import warn_if_unconfigured
+
+    script = app.test_client().get("/web/static/app.js").get_data(as_text=True)
+    assert "This chat is not set up for the web yet" in script
+    app.testing = False
+    try:
+        with caplog.at_level("WARNING", logger="chat.web"):
+            warn_if_unconfigured(app)
+    finally:
+        app.testing = True
+    assert "WEB_APP_KEY is not set" in caplog.text
+
+
+def test_the_pages_have_a_favicon_so_no_load_ends_in_a_404(client):
+    html = client.get("/").get_data(as_text=True)
+    icon = re.search(r'<link rel="icon" type="image/svg\+xml" href="([^"]+)">', html).group(1)
+    assert client.get(icon).status_code == 200
+    browsers_ask = client.get("/favicon.ico")
+    assert browsers_ask.status_code == 200 and browsers_ask.mimetype == "image/svg+xml"
+    assert b"<svg" in browsers_ask.data
