@@ -170,7 +170,7 @@ def test_production_never_hands_the_page_the_development_key_file(tmp_path, monk
 def test_without_a_key_the_page_says_so_in_plain_words_and_the_log_tells_the_operator(app, caplog):
     from chat.web import warn_if_unconfigured
 
-    script = app.test_client().get("/web/static/app.js").get_data(as_text=True)
+    script = app.test_client().get("/web/static/js/app.js").get_data(as_text=True)
     assert "This chat is not set up for the web yet" in script
     app.testing = False
     try:
