@@ -45,6 +45,8 @@ WEBHOOK_CREATE = {"url": "https://203.0.113.11/hook", "format": "signed"}
 WEBHOOK_DELETE = {"id": WEBHOOK_ID}
 CONVERSATION_MUTE = {"conversationid": CONVERSATION_ID, "mute": True}
 USER_CHAT_MUTE = {"chat_code": CHAT_CODE, "mute": 1}
+CONVERSATION_TYPING = {"conversationid": CONVERSATION_ID}
+USER_CHAT_TYPING = {"chat_code": CHAT_CODE}
 PUSH_SETTINGS = {"show_text": False}
 
 # A path parameter with its example (flask-smorest documents the rule's own without one).

@@ -15,7 +15,11 @@ NOT_TRIED = {("get", "/gateway"), ("get", "/api/v3/events"), ("get", "/metrics")
              # Registering a device needs a real push subscription (a browser's endpoint and
              # keys), and removing one a device the demo does not seed: no examples for them yet.
              ("post", "/push/devices"), ("post", "/api/v3/push/devices"),
-             ("delete", "/push/devices/{device_id}"), ("delete", "/api/v3/push/devices/{device_id}")}
+             ("delete", "/push/devices/{device_id}"), ("delete", "/api/v3/push/devices/{device_id}"),
+             # An upload's body is a file the person picks in "Try it out", not an example.
+             ("post", "/asset"), ("post", "/api/v3/asset/create"),
+             # A file is fetched by the URL its upload answered (a capability): the demo seeds none.
+             ("get", "/files/{token}/{name}")}
 METHODS = ("get", "post", "put", "patch", "delete")
 
 

@@ -58,7 +58,7 @@ def login_user(args):
 
 @checks_password
 @auth_blp.operation("/web-session", "POST", s.WebSessionEnvelope,
-                    auth=require_app_key, security=APP_KEY_SECURITY, args=s.LoginSchema)
+                    auth=require_app_key, security=APP_KEY_SECURITY, args=s.LoginSchema, example=ex.LOGIN)
 def login_web_session(args):
     """Open a session for the web page: the token goes into an HttpOnly cookie, never into
     the answer; API routes accept it together with the header X-Chat-Web: 1."""
@@ -159,7 +159,8 @@ def mute_conversation(args):
 
 
 @conversation_blp.operation("/typing", "POST", s.TypingEnvelope,
-                            auth=require_session, security=SESSION_SECURITY, args=s.TypingSchema)
+                            auth=require_session, security=SESSION_SECURITY, args=s.TypingSchema,
+                            example=ex.CONVERSATION_TYPING)
 def signal_typing(args):
     """Tell the other side I am typing: an ephemeral `typing` event on their event streams and
     gateway connections (never stored or replayed; not across a block); send it every few

@@ -72,7 +72,8 @@ def mute_user_chat(args):
 
 
 @user_chat_blp.operation("/typing", "POST", s.TypingEnvelope,
-                         auth=require_token, security=TOKEN_SECURITY, args=s.UserChatTypingSchema, location="json_or_form")
+                         auth=require_token, security=TOKEN_SECURITY, args=s.UserChatTypingSchema,
+                         example=ex.USER_CHAT_TYPING, location="json_or_form")
 def signal_user_chat_typing(args):
     """Tell the other side I am typing: an ephemeral `typing` event on their event streams and
     gateway connections (never stored or replayed; not across a block); send it every few
