@@ -175,13 +175,14 @@ def copy_shots(shots: list[Path], named: dict[str, str]) -> None:
                     shutil.copy(path, out / name)
 
 
-def test_two_people_chat_live_in_two_browsers(site, browser, tmp_path):
+@pytest.mark.parametrize("device", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_two_people_chat_live_in_two_browsers(site, browser, tmp_path, device):
     from playwright.sync_api import expect
 
     base = site
     shots: list[Path] = []
-    alice = Person(browser, base, "alice", shots, tmp_path)
-    bob = Person(browser, base, "bob", shots, tmp_path)
+    alice = Person(browser, base, "alice", shots, tmp_path, device=device)
+    bob = Person(browser, base, "bob", shots, tmp_path, device=device)
     alice.fits("login")
     for person in (alice, bob):
         person.register(f"{person.name}-password")
@@ -329,20 +330,30 @@ def test_two_people_chat_live_in_two_browsers(site, browser, tmp_path):
     expect(alice.role("heading", "Conversation with bob")).to_be_visible()
     expect(alice.role("button", "Add friend")).to_be_hidden()
 
-    # Back and forward move between the list and the conversation.
+    # Back and forward move between the list and the conversation (on a phone, one column:
+    # the list fills the screen again).
     alice.page.go_back()
-    expect(alice.role("heading", "Pick a conversation")).to_be_visible()
+    if device is PHONE:
+        expect(alice.conversations).to_be_visible()
+        expect(alice.role("heading", "Conversation with bob")).to_be_hidden()
+    else:
+        expect(alice.role("heading", "Pick a conversation")).to_be_visible()
     alice.page.go_forward()
     expect(alice.role("heading", "Conversation with bob")).to_be_visible()
 
     # The other side's online dot follows bob's page: closed, he goes offline (once the
     # server notices, at the next heartbeat); opened again, online.
+    if device is PHONE:  # one column: the list is behind the open conversation
+        alice.role("button", "Back to conversations").click()
     expect(alice.conversation_with("bob").locator(".dot")).to_have_text("online")
     bob.page.close()
     expect(alice.conversation_with("bob").locator(".dot")).to_have_text("offline", timeout=SETTLE_MS)
     bob.open_page()
     expect(bob.role("button", "Log out")).to_be_visible()  # the session survives a new tab too
     expect(alice.conversation_with("bob").locator(".dot")).to_have_text("online", timeout=SETTLE_MS)
+    if device is PHONE:
+        alice.conversation_with("bob").get_by_role("button").click()
+        expect(alice.role("heading", "Conversation with bob")).to_be_visible()
 
     # Errors are shown to the person: a failed send says so and retries with the same nonce.
     alice.context.route("**/api/v3/direct-message/create", lambda route: route.abort())
@@ -374,7 +385,8 @@ def test_two_people_chat_live_in_two_browsers(site, browser, tmp_path):
 
     assert alice.errors == [] and bob.errors == [], (alice.errors, bob.errors)
     assert len(shots) == 4 and all(path.stat().st_size > 10_000 for path in shots)
-    copy_shots(shots, {"alice-conversation": "web-desktop.png"})
+    if device is DESKTOP:
+        copy_shots(shots, {"alice-conversation": "web-desktop.png"})
 
 
 def test_a_cookie_without_the_page_header_is_not_a_credential(site, browser, tmp_path):
