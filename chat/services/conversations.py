@@ -208,13 +208,18 @@ def list_for_user(me: User, offset: int, limit: int, *, counted: bool = True,
 def _last_messages(me_id: int, conversation_ids: list[int]) -> dict[int, Message]:
     """The newest message of each conversation that the caller can still see (after what they
     cleared, not hidden for them; one deleted for everyone counts, shown as deleted): one
-    query, each conversation's newest found by the (conversation, id) index."""
+    query, each conversation's newest found by walking the (conversation, id) index backwards
+    to the first visible one. Not ``max(id)``: with the hidden-messages anti-join PostgreSQL
+    cannot answer a max from the index's end and aggregates the whole conversation (24 ms
+    for a chat of 100,000 messages, against 0.06 ms this way); the ORDER BY names both index
+    columns so the walk uses that index, not the primary key's."""
     if not conversation_ids:
         return {}
-    newest_id = (select(func.max(Message.id))
+    newest_id = (select(Message.id)
                  .where(Message.conversation_id == ConversationMember.conversation_id,
                         Message.id > ConversationMember.cleared_before_id,
                         ~exists().where(MessageHide.user_id == me_id, MessageHide.message_id == Message.id))
+                 .order_by(Message.conversation_id.desc(), Message.id.desc()).limit(1)
                  .correlate(ConversationMember).scalar_subquery())
     wanted = select(newest_id).where(ConversationMember.user_id == me_id,
                                      ConversationMember.conversation_id.in_(conversation_ids))
