@@ -209,14 +209,20 @@ def _last_messages(me_id: int, conversation_ids: list[int]) -> dict[int, Message
     """The newest message of each conversation that the caller can still see (after what they
     cleared, not hidden for them; one deleted for everyone counts, shown as deleted): one
     query, each conversation's newest found by walking the (conversation, id) index backwards
-    to the first visible one. Not ``max(id)``: with the hidden-messages anti-join PostgreSQL
-    cannot answer a max from the index's end and aggregates the whole conversation (24 ms
-    for a chat of 100,000 messages, against 0.06 ms this way); the ORDER BY names both index
-    columns so the walk uses that index, not the primary key's."""
+    to the first visible one.
+
+    Two things keep PostgreSQL on that index. Not ``max(id)``: with the hidden-messages
+    anti-join it cannot take a max from the index's end and aggregated the whole chat. And
+    the chat is matched by a range of one value, not ``=``: an equality to the outer row
+    makes the ORDER BY's first column redundant to the planner, which may then walk the
+    primary key backwards skipping every other chat's messages (330 ms for a page of 20
+    chats beside one of 100,000 messages, against 0.35 ms this way, EXPLAIN ANALYZE).
+    """
     if not conversation_ids:
         return {}
     newest_id = (select(Message.id)
-                 .where(Message.conversation_id == ConversationMember.conversation_id,
+                 .where(Message.conversation_id.between(ConversationMember.conversation_id,
+                                                        ConversationMember.conversation_id),
                         Message.id > ConversationMember.cleared_before_id,
                         ~exists().where(MessageHide.user_id == me_id, MessageHide.message_id == Message.id))
                  .order_by(Message.conversation_id.desc(), Message.id.desc()).limit(1)
