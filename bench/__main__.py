@@ -94,11 +94,13 @@ def main(argv: list[str]) -> int:
             web_workers = worker_class(next(p for p in stack.processes if p.name == "web"))
             for benchmark in chosen:
                 print(f"running {benchmark.__name__} ...", file=sys.stderr, flush=True)
+                began = time.monotonic()
                 settle(stack)
                 try:
                     rows.extend(benchmark(stack))
                 except Exception as exc:  # one broken benchmark must not hide the others' numbers
                     rows.append(Row(benchmark.__name__, 0, note=f"failed: {exc.__class__.__name__}: {exc}"))
+                print(f"  {benchmark.__name__}: {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
     except NotProduction as exc:
         print(f"make bench: refused: {exc} (or: python -m bench --allow-sqlite)", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import time
 
+from bench.checks import close_streams
 from bench.stack import Row, Stack, row_of
 
 MESSAGES = int(os.environ.get("BENCH_PUSH_MESSAGES", "1000"))
@@ -44,7 +45,7 @@ def push_latency(stack: Stack) -> list[Row]:
                 latencies.append((arrived - started) * 1000)
                 sends.append((answered - started) * 1000)
     finally:
-        stream.close()
+        close_streams([stream])
     slow = sum(1 for ms in latencies if ms > SLOW_MS)
     note = (f"{stack.database}, 2 worker processes, one message at a time, {SENDERS} senders to one recipient, "
             f"defaults (15 s heartbeat); {slow} of {len(latencies):,} over {SLOW_MS / 1000:.0f} s "

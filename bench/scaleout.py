@@ -26,7 +26,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from bench.checks import Inbox, counters_problem, deliveries, drain, newest_message_id
+from bench.checks import Inbox, close_streams, counters_problem, deliveries, drain, newest_message_id
 from bench.stack import SECOND_INSTANCE_POOLS, Row, Stack
 from devstack import ApiUser, EventStream, start_worker, wait_until
 
@@ -58,7 +58,7 @@ def _crossing(stack: Stack, stream_base: str, send_base: str, name: str) -> Row:
     except AssertionError:
         return Row(name, 1, note=f"FAILED: the message did not arrive within {WAIT:.0f} s")
     finally:
-        stream.close(wait=False)
+        close_streams([stream])
 
 
 def _burst(stack: Stack, bases: list[str]) -> list[Row]:
@@ -84,8 +84,7 @@ def _burst(stack: Stack, bases: list[str]) -> list[Row]:
             refused = sum(1 for ok in pool.map(send, range(BURST)) if not ok)
         result = drain(stack, inbox, mark, conversations, WAIT)
     finally:
-        for stream in streams:
-            stream.close(wait=False)
+        close_streams(streams)
     arrived = len(result.stored) - len(result.missing)
     failed = [f"{len(result.missing)} never arrived"] if result.missing else []
     if refused:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import os
 
-from bench.checks import Inbox, counters_problem, drain, newest_message_id, unpushed
+from bench.checks import Inbox, close_streams, counters_problem, drain, newest_message_id, unpushed
 from bench.stack import Row, Stack, percentile, row_of
 from bench.wrk import errors_of, paced_sends, scheduled, senders_file, wrk_row
 from devstack import wait_until
@@ -109,8 +109,7 @@ def sustained_rate(stack: Stack) -> list[Row]:
                 break
             held = rate
     finally:
-        for stream in streams:
-            stream.close(wait=False)
+        close_streams(streams)
     # Whatever failed, leave no backlog to the next benchmark.
     try:
         wait_until(lambda: unpushed(stack) == 0, 300, interval=1, what="the backlog to empty")
