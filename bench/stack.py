@@ -141,7 +141,7 @@ def start_gunicorn(env: dict[str, str], log_dir: Path, port: int | None = None) 
 
 def worker_class(server: LiveProcess) -> str:
     """The worker class gunicorn says it uses ("Using worker: gevent"), from its log."""
-    found = re.search(r"Using worker: (\S+)", server.log_tail(400))
+    found = re.search(r"Using worker: ([\w.:]+)", server.log_tail(400))  # in a text or a JSON line
     return found.group(1) if found else "unknown"
 
 
