@@ -189,7 +189,7 @@ class Census:
         with self._lock:
             self.roots[role] = process
 
-    def _tree(self, role: str, process: LiveProcess) -> list[tuple[tuple[int, float], str]]:
+    def tree(self, role: str, process: LiveProcess) -> list[tuple[tuple[int, float], str]]:
         try:
             root = psutil.Process(process.pid)
             found = [((root.pid, root.create_time()), f"{role} parent")]
@@ -204,7 +204,7 @@ class Census:
         with self._lock:
             current = set()
             for role, process in self.roots.items():
-                for key, label in self._tree(role, process):
+                for key, label in self.tree(role, process):
                     current.add(key)
                     entry = self.seen.setdefault(key, Seen(role, label, now, now))
                     entry.last = now
@@ -234,7 +234,7 @@ class Census:
         """Mark the processes of ``role`` as killed by the scenario (call right before)."""
         with self._lock:
             process = self.roots[role]
-        keys = {key for key, _ in self._tree(role, process)}
+        keys = {key for key, _ in self.tree(role, process)}
         with self._lock:
             self.on_purpose |= keys
             self.replaced[role] += 1

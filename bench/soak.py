@@ -102,7 +102,7 @@ def processes_rss(census: faults.Census) -> dict[str, float]:
     """Resident memory (MB) of every process of the stack, by ``role label pid``."""
     found = {}
     for role, process in list(census.roots.items()):
-        for (pid, _), label in census._tree(role, process):
+        for (pid, _), label in census.tree(role, process):
             try:
                 found[f"{label} {pid}"] = psutil.Process(pid).memory_info().rss / 2**20
             except psutil.Error:
