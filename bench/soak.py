@@ -41,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import psutil
@@ -134,6 +135,7 @@ def run(minutes: float, rate: float, recipients: int, streams_per_recipient: int
         lock = threading.Lock()
         sent: list[tuple[float, float, bool]] = []  # (when, latency ms, ok)
         accepted: list[set[str]] = [set() for _ in receivers]
+        failures: Counter = Counter()  # what the failed sends got, by status
         stop = threading.Event()
         interval = 1 / rate
         workers = 32
@@ -153,9 +155,12 @@ def run(minutes: float, rate: float, recipients: int, streams_per_recipient: int
                         "conversationid": chat, "type": -1, "content": f"soak {n}", "time": "1700000000000"})
                     if response.status_code == 200:
                         key = response.json()["data"]["messagekey"]
-                except requests.RequestException:
-                    pass
+                    failure = str(response.status_code)
+                except requests.RequestException as exc:
+                    failure = f"no answer ({type(exc).__name__})"
                 with lock:
+                    if key is None:
+                        failures[failure] += 1
                     sent.append((started, (time.monotonic() - started) * 1000, key is not None))
                     if key is not None:
                         accepted[recipient].add(key)
@@ -253,6 +258,7 @@ def run(minutes: float, rate: float, recipients: int, streams_per_recipient: int
             "sends in the measured run": len(in_run),
             "achieved rate (msg/s)": round(len(in_run) / measured_seconds, 1),
             "failed sends (whole load)": sum(1 for _, _, ok in sent if not ok),
+            "failed sends by answer": dict(failures),
             "send p50 / p99, first half (ms)": f"{percentile(first, 0.5):.1f} / {percentile(first, 0.99):.1f}",
             "send p50 / p99, second half (ms)": f"{percentile(second, 0.5):.1f} / {percentile(second, 0.99):.1f}",
             "push backlog, largest sample": max(b for _, b, _ in backlog),
