@@ -95,8 +95,9 @@ class ResumingStream:
         self.reopened += 1
 
     def close(self) -> None:
-        self.stream.close(wait=True)
+        """Disconnect without waiting for the reader (it ends at the next heartbeat)."""
         self.collect()
+        self.stream.close(wait=False)
 
 
 def processes_rss(census: faults.Census) -> dict[str, float]:
