@@ -72,6 +72,14 @@ def test_layers_siblings_and_modules_outside_them(tmp_path, monkeypatch):
     assert "- `chat.loose`: loose things" in table
 
 
+def test_a_package_listed_by_its_modules_is_in_the_layers(tmp_path):
+    package = tmp_path / "chat"
+    (package / "platform").mkdir(parents=True)
+    (package / "platform" / "__init__.py").write_text("")
+    found = architecture.layers(architecture.read_config(CONFIG.replace("chat.app", "chat.platform.green")))
+    assert architecture.unlayered(found, architecture.top_level_modules(package)) == []
+
+
 def test_the_table_is_replaced_between_its_markers():
     doc = f"# A\n\nbefore\n\n{architecture.BEGIN}\nold table\n{architecture.END}\n\nafter\n"
     new = architecture.replaced(doc, "new table")

@@ -138,7 +138,9 @@ def top_level_modules(package: Path = PACKAGE) -> list[str]:
 
 
 def _covered(module: str, listed: set[str]) -> bool:
-    return any(module == name or module.startswith(name + ".") for name in listed)
+    """Whether a layer lists ``module``, a package holding it, or a module inside it."""
+    return any(module == name or module.startswith(name + ".") or name.startswith(module + ".")
+               for name in listed)
 
 
 def unlayered(found: list[Layer], modules: list[str]) -> list[str]:
