@@ -26,9 +26,9 @@ self.addEventListener("push", (event) => {
     }
     const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
     if (windows.some((client) => client.visibilityState === "visible" && client.focused)) return; // the page shows it
-    const count = Number(payload.count) || 1;
+    // The body already says how many ("3 new messages from alice", "text (+2 more)").
     await self.registration.showNotification(String(payload.title || "New message"), {
-      body: String(payload.body || "") + (count > 1 ? " (" + count + " messages)" : ""),
+      body: String(payload.body || ""),
       tag, renotify: true, data: { chat_code: payload.chat_code || "" },
     });
   })());
