@@ -69,8 +69,11 @@ def site(live_env, tmp_path):
 def browser():
     if not Path(CHROMIUM).exists():
         pytest.fail(f"no chromium at {CHROMIUM}: `apt-get install chromium` (.ci/run does), or set CHROMIUM")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # Every expect() without a timeout of its own waits as long as the explicit ones: the
+    # library's 5 s default would be a timed assertion in disguise on a loaded machine.
+    expect.set_options(timeout=SETTLE_MS)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
