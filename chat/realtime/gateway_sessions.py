@@ -12,7 +12,8 @@ is kept: a client that reconnects without resuming (khl.py does not resume) star
 what was sent while it was away is not lost. Both expire after
 ``GATEWAY_SESSION_TTL_SECONDS`` without activity.
 
-In Redis when ``REDIS_URL`` is set (sessions resume across web processes), else in this
+Two implementations of one interface (``chat.backends.GatewaySessions``), chosen with the
+event bus by ``chat.backends``: in Redis (sessions resume across web processes) or in this
 process. Redis failures are raised as ``EventBusDown``, like the bus's.
 """
 
@@ -23,7 +24,6 @@ import threading
 import time
 
 import redis
-from flask import Flask
 
 from chat.realtime.bus import STREAM_MAXLEN, EventBusDown
 
@@ -174,14 +174,3 @@ class RedisSessions:
         except redis.RedisError as exc:
             raise EventBusDown(str(exc)) from exc
         return found.decode() if isinstance(found, bytes) else found
-
-
-def init_sessions(app: Flask) -> None:
-    """The app's session store, beside the event bus it follows (after ``chat.realtime.init_app``)."""
-    ttl = float(app.config["GATEWAY_SESSION_TTL_SECONDS"])
-    client = app.extensions.get("redis")  # set by chat.realtime when REDIS_URL is
-    if client is not None:
-        store = RedisSessions(client, app.config["REDIS_KEY_PREFIX"], ttl)
-    else:
-        store = InProcessSessions(ttl)
-    app.extensions["gateway_sessions"] = store
