@@ -34,7 +34,8 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Sequence
+from typing import Any, Callable, NamedTuple
 
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
@@ -79,7 +80,7 @@ class Enqueued(NamedTuple):
     result: object = None
 
 
-def run_in_own_context(app: Flask, job: Job, args: tuple):
+def run_in_own_context(app: Flask, job: Job, args: Sequence[Any]) -> Any:
     """Run ``job`` as a worker would: in an app context (and so a database session) of its own.
     A batched job gets its calls' arguments as one batch."""
     with app.app_context():

@@ -36,7 +36,7 @@ def presence_ttl(heartbeat_seconds: float) -> float:
 class InProcessPresence:
     """Open streams per user in this process (embedded default only)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._open: Counter[int] = Counter()
         self._lock = threading.Lock()
 
