@@ -10,7 +10,7 @@ A write that is its own transaction (an autocommit statement, a send's fast path
 ``committed_alone`` instead, which performs the records at once, the same way.
 
 Publishing is best effort (a Redis outage must not fail a request: the event is logged as
-lost). Queueing goes through the app's task queue (``chat.runner``): Celery on Redis in
+lost). Queueing goes through the app's task queue (``chat.backends``): Celery on Redis in
 production; in the embedded default the task runs in this process right after the commit,
 in its own app context and session, exactly as a worker would run it. Queueing never
 raises: a task that could not be queued is picked up by the sweepers.
@@ -18,12 +18,16 @@ raises: a task that could not be queued is picked up by the sweepers.
 
 from __future__ import annotations
 
-from flask import current_app
+import logging
+
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from chat import realtime
+from chat import backends
 from chat.extensions import db
+from chat.realtime import EventBusDown
+
+log = logging.getLogger(__name__)
 
 PENDING = "chat.outbox.pending"
 RESULTS = "chat.outbox.results"
@@ -76,22 +80,49 @@ def _perform(session: Session) -> None:
     if not records:
         return
     results = session.info[RESULTS] = {}
-    queue = current_app.extensions["task_queue"]
+    found = backends.current()
+    queue, bus = found.queue, found.bus
     for kind, payload in records:
         if kind == "publish":
-            realtime.publish(*payload)
+            _publish(bus, *payload)
         elif kind == "later":
             name, args, seconds = payload
             queue.enqueue(name, args, countdown=seconds)
         elif kind == "signal":
             user_id, event_name, data, once_per = payload
-            if once_per is None or realtime.claim(*once_per):
-                realtime.signal(user_id, event_name, data)
+            if once_per is None or _claim(bus, *once_per):
+                _signal(bus, user_id, event_name, data)
         else:
             name, args = payload
             outcome = queue.enqueue(name, args)
             if outcome.done:
                 results[(name, args)] = outcome.result
+
+
+def _publish(bus: backends.EventBus, user_id: int, event_name: str, data: dict) -> None:
+    """Append the event if the bus can be reached; otherwise it is lost, which a request
+    must survive."""
+    try:
+        bus.append(user_id, event_name, data)
+    except EventBusDown:
+        log.warning("event bus unavailable: %s for user %s was not published", event_name, user_id)
+
+
+def _signal(bus: backends.EventBus, user_id: int, event_name: str, data: dict) -> None:
+    """Signal if the bus can be reached; a signal may be lost (``chat.realtime.signals``)."""
+    try:
+        bus.signal(user_id, event_name, data)
+    except EventBusDown:
+        log.warning("event bus unavailable: %s for user %s was not signalled", event_name, user_id)
+
+
+def _claim(bus: backends.EventBus, key: str, ttl_s: float) -> bool:
+    """The throttle's claim; True when the bus cannot be reached (a throttle must not turn an
+    outage into refusals)."""
+    try:
+        return bus.claim(key, ttl_s)
+    except EventBusDown:
+        return True
 
 
 def _drop(session: Session) -> None:

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from chat import backends
 from chat.realtime import RedisPresence, RedisStreamBus, Subscriber, redis_client
 from chat.realtime.bus import EventBusDown
 from devstack import free_port, wait_until
@@ -183,7 +184,7 @@ def test_a_user_is_online_while_a_stream_is_open(alice, bob):
 
 
 def test_the_stream_answers_503_while_redis_is_down(app, bob):
-    app.extensions["event_bus"] = RedisStreamBus(dead_redis(), Subscriber(dead_redis(), "test:"), "test:")
+    backends.of(app).bus = RedisStreamBus(dead_redis(), Subscriber(dead_redis(), "test:"), "test:")
     response = open_stream(bob.client, bob.session)
     assert response.status_code == 503
     assert response.json["code"] == 50000 and "unavailable" in response.json["message"]
@@ -197,7 +198,7 @@ def test_presence_reads_offline_while_redis_is_down(app):
 def test_a_resume_from_before_what_is_kept_starts_with_stream_reset(app, alice, bob):
     from chat.realtime import InProcessBus
 
-    app.extensions["event_bus"] = InProcessBus(maxlen=2)
+    backends.of(app).bus = InProcessBus(maxlen=2)
     cid = alice.open_with(bob)
     stream = Reader(open_stream(bob.client, bob.session))
     alice.send(cid, "first")
@@ -623,14 +624,14 @@ def test_one_revocation_can_end_the_streams_of_several_tokens(app, client, bob, 
     """The form a password change or "sign out everywhere" uses: one event naming every
     token it ended."""
     from chat.models import Token
-    from chat.realtime import SESSION_REVOKED, publish
+    from chat.realtime import SESSION_REVOKED
 
     login = client.post("/auth/login", json={"username": bob.username, "password": "correct horse"},
                         headers={"X-APP-Key": app_key})
     other_session = login.json["data"]["session"]
     streams = [Reader(open_stream(bob.client, bob.session)), Reader(open_stream(client, other_session))]
     token_ids = [token.id for token in Token.query.filter_by(user_id=bob.id)]
-    publish(bob.id, SESSION_REVOKED, {"token_ids": token_ids})
+    backends.of(app).bus.append(bob.id, SESSION_REVOKED, {"token_ids": token_ids})
     for stream in streams:
         (ended,) = stream.events(1)
         assert ended["event"] == "stream.ended" and "logged out" in ended["data"]["reason"]

@@ -54,6 +54,7 @@ DESCRIPTIONS: dict[str, str] = {
     "chat.webhooks": "registry, address policy, signing, transport, deliveries, KOOK-format callbacks",
     "chat.outbox": "side effects recorded in a transaction, performed after its commit",
     "chat.metrics": "every Prometheus metric and `GET /metrics`",
+    "chat.backends": "every backend built once from the configuration, each behind a `typing.Protocol`; the one place that asks whether Redis is configured",
     "chat.runner": "the task queues behind one `enqueue`: Celery on Redis, or in this process",
     "chat.realtime": "per-user event bus (Redis Streams or in-process), presence, signals, SSE, KOOK events",
     "chat.schemas": "what both dialects' schemas share: base schema, parser, envelopes, loose fields",

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import BigInteger, String, bindparam, case, exists, func, select, update
 from sqlalchemy.orm import aliased
 
+from chat import backends
 from chat.delivery import events, reads
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.models import Conversation, ConversationMember, Message, MessageHide, User
-from chat.realtime.presence import online_map
 from chat.services import people, social
 from chat.services.accounts import get_user
 from chat.services.ids import insert_with_random_id
@@ -48,7 +48,7 @@ class ConversationView:
 
 
 def _with_presence(views: list[ConversationView]) -> list[ConversationView]:
-    online = online_map(v.target.id for v in views)
+    online = backends.current().presence.online_map(v.target.id for v in views)
     for view in views:
         view.online = online[view.target.id]
     return views
