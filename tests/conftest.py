@@ -330,4 +330,7 @@ def live_env(live_database_url, redis_prefix, tmp_path) -> dict[str, str]:
         "RATELIMIT_SEND": "1000000 per second",
         "RATELIMIT_LOGIN": "1000000 per second",
         "RATELIMIT_LOGIN_ACCOUNT": "1000000 per second",
+        # Stopping a server at a test's end waits this long for open event streams and
+        # sockets (production: 10 s, which each such test waited out before the KILL).
+        "GUNICORN_GRACEFUL_TIMEOUT": "2",
     }
