@@ -254,39 +254,29 @@ def send(me: User, view: ConversationView, type_name: str, content: str, client_
          nonce: str | None = None, quote_key: str | None = None) -> tuple[MessageView, bool]:
     """Store a message and queue its push. Returns (message, created); a retry with the same
     nonce returns the original message with ``created`` False."""
-    with atomic():
-        stored = _store(me, view, type_name, content, client_time, nonce, quote_key)
-    if isinstance(stored, MessageView):
-        return stored, False
-    return _sent(me, view.conversation, *stored), True
-
-
-def _store(me: User, view: ConversationView, type_name: str, content: str, client_time: int,
-           nonce: str | None, quote_key: str | None) -> MessageView | tuple[dict, int]:
-    """In ``send``'s transaction: the original message of a retry, or the new message's
-    values and id (its push recorded for the commit)."""
     conversation = view.conversation
-    social.ensure_not_blocked(me.id, view.target.id, view.relation)
-    content = _checked(type_name, content, nonce)
-    if quote_key is not None and db.session.scalar(
-        select(Message.id).where(Message.key == quote_key, _visible_in(view, me.id))
-    ) is None:
-        raise ServiceError(Kind.INVALID, "the quoted message is not in this conversation",
-                           {"quote": ["no such message in this conversation"]})
+    with atomic():
+        social.ensure_not_blocked(me.id, view.target.id, view.relation)
+        content = _checked(type_name, content, nonce)
+        if quote_key is not None and db.session.scalar(
+            select(Message.id).where(Message.key == quote_key, _visible_in(view, me.id))
+        ) is None:
+            raise ServiceError(Kind.INVALID, "the quoted message is not in this conversation",
+                               {"quote": ["no such message in this conversation"]})
 
-    values = _new_values(me, conversation.id, type_name, content, client_time, nonce, quote_key)
-    store, shows_chat = _store_statement(db.session.get_bind().dialect.name)
-    moved = {"conversation": conversation.id, "user": me.id, "sent_at": values["created_at"]}
-    # A retry with the same nonce (even a parallel one) inserts nothing, and moves nothing.
-    message_id = db.session.execute(store, {**{f"new_{k}": v for k, v in values.items()}, **moved}).scalar()
-    if message_id is None:  # a retry (or a parallel one got in first): answer with the original
-        return view_of(_replay(me, nonce, conversation.id, type_name, content), view)
-    if not shows_chat:
-        db.session.execute(_moved(), moved)
-    if type_name in MEDIA_TYPES:
-        assets.record_use(message_id, content)
-    outbox.enqueue(push.TASK, message_id)
-    return values, message_id
+        values = _new_values(me, conversation.id, type_name, content, client_time, nonce, quote_key)
+        store, shows_chat = _store_statement(db.session.get_bind().dialect.name)
+        moved = {"conversation": conversation.id, "user": me.id, "sent_at": values["created_at"]}
+        # A retry with the same nonce (even a parallel one) inserts nothing, and moves nothing.
+        message_id = db.session.execute(store, {**{f"new_{k}": v for k, v in values.items()}, **moved}).scalar()
+        if message_id is None:  # a retry (or a parallel one got in first): answer with the original
+            return view_of(_replay(me, nonce, conversation.id, type_name, content), view), False
+        if not shows_chat:
+            db.session.execute(_moved(), moved)
+        if type_name in MEDIA_TYPES:
+            assets.record_use(message_id, content)
+        outbox.enqueue(push.TASK, message_id)
+    return _sent(me, conversation, values, message_id), True
 
 
 @functools.cache
