@@ -1,8 +1,9 @@
 """Task queues: how a queued task reaches the code that runs it.
 
-Two implementations behind one ``enqueue(name, args)``, chosen at start-up:
+Two implementations of one interface (``chat.backends.TaskQueue``), chosen at start-up by
+``chat.backends``:
 
-- ``CeleryQueue`` (``REDIS_URL`` set): the task goes to the Redis broker and a Celery worker
+- ``CeleryQueue`` (with Redis): the task goes to the Redis broker and a Celery worker
   runs it. If the broker cannot be reached the call does not fail: the sweepers queue the
   work again later, and a job no sweeper recovers (``Job.run_here_if_unqueued``: a read
   pointer's move) runs in this process instead.
@@ -33,7 +34,8 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Sequence
+from typing import Any, Callable, NamedTuple
 
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
@@ -78,7 +80,7 @@ class Enqueued(NamedTuple):
     result: object = None
 
 
-def run_in_own_context(app: Flask, job: Job, args: tuple):
+def run_in_own_context(app: Flask, job: Job, args: Sequence[Any]) -> Any:
     """Run ``job`` as a worker would: in an app context (and so a database session) of its own.
     A batched job gets its calls' arguments as one batch."""
     with app.app_context():
@@ -358,6 +360,10 @@ class InProcessQueue:
                         exc_info=True)
             return 0
         return len(calls)
+
+    def drain(self, name: str) -> int:
+        """Nothing piles up here (a batched job runs as soon as it is queued): nothing to take."""
+        return 0
 
     def _run(self, job: Job, args):
         return run_in_own_context(self.app, job, args)

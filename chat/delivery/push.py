@@ -24,7 +24,7 @@ from types import SimpleNamespace
 from flask import current_app
 from sqlalchemy import BigInteger, bindparam, case, exists, false, func, select, tuple_, update
 
-from chat import metrics, notifications, realtime, webhooks
+from chat import backends, metrics, notifications, realtime, webhooks
 from chat.db import atomic, end_read
 from chat.delivery import counters, events
 from chat.delivery.payloads import message_payload, quotes_of
@@ -128,7 +128,7 @@ def deliver_batch(message_ids) -> set[int]:
     end_read()  # no transaction stays open while Redis is called
     if announced:
         try:
-            realtime.publish_many_or_fail(
+            backends.current().bus.append_many(
                 [(recipient_of[message_id], "message.created", payload) for message_id, payload in announced.items()])
         except realtime.EventBusDown:
             metrics.delivery("retry", len(rows))
@@ -190,7 +190,7 @@ def queue_again(task: str, jobs: list[tuple], what: str) -> int:
     """For a sweep, after its read transaction ended: queue ``task`` once per argument tuple,
     stopping at the first the broker refuses (the next sweep tries again). Returns how many
     were queued."""
-    queued = current_app.extensions["task_queue"].enqueue_many(task, [tuple(args) for args in jobs]) if jobs else 0
+    queued = backends.current().queue.enqueue_many(task, [tuple(args) for args in jobs]) if jobs else 0
     if jobs:
         log.info("sweeper queued %d of %d %s again", queued, len(jobs), what)
     return queued

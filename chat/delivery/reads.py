@@ -16,7 +16,7 @@ import functools
 
 from sqlalchemy import BigInteger, bindparam, func, select, update
 
-from chat import notifications, outbox, realtime, webhooks
+from chat import backends, notifications, outbox, webhooks
 from chat.db import atomic, end_read
 from chat.delivery import counters, events, push
 from chat.delivery.payloads import read_payload
@@ -114,5 +114,5 @@ def mark_read(user_id: int, conversation_id: int, up_to_id: int | None = None, *
             events.chat_updated(conversation, member)
             notifications.rule.read(user_id, conversation, member.last_read_message_id)
     if payload is not None:
-        realtime.publish_or_fail(conversation.other(user_id), "message.read", payload)
+        backends.current().bus.append(conversation.other(user_id), "message.read", payload)
     return moved

@@ -29,7 +29,7 @@ import uuid
 from flask import current_app
 from sqlalchemy import and_, delete, exists, func, select, update
 
-from chat import metrics, outbox
+from chat import backends, metrics, outbox
 from chat.db import atomic, end_read
 from chat.extensions import db
 from chat.models import (
@@ -228,4 +228,4 @@ def sweep_due(now: int, limit: int = 500) -> int:
     rows = db.session.execute(select(PushPending.user_id, PushPending.conversation_id)
                               .where(PushPending.due_at <= late).order_by(PushPending.due_at).limit(limit)).all()
     end_read()  # no transaction stays open while tasks are queued
-    return current_app.extensions["task_queue"].enqueue_many(TASK, [tuple(row) for row in rows]) if rows else 0
+    return backends.current().queue.enqueue_many(TASK, [tuple(row) for row in rows]) if rows else 0

@@ -22,7 +22,7 @@ from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from chat import names, notifications, outbox, passwords, realtime
+from chat import backends, names, notifications, outbox, passwords, realtime
 from chat.db import abandon, apart, atomic, end_read, on_commit
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
@@ -461,7 +461,7 @@ def _cache() -> credential_cache.CredentialCache | None:
         return None
     cache = current_app.extensions.get("credential_cache")
     if cache is None:
-        subscriber = realtime.broadcasts()
+        subscriber = backends.current().broadcasts
         cache = credential_cache.CredentialCache(
             config["AUTH_CACHE_SECONDS"], config["AUTH_CACHE_TRUSTED_SECONDS"],
             subscriber.listening_since if subscriber is not None else (lambda: None))
@@ -497,7 +497,7 @@ def _revoked(hashed: str) -> None:
     cache = _cache()
     if cache is not None:
         cache.forget(hashed)
-    subscriber = realtime.broadcasts()
+    subscriber = backends.current().broadcasts
     if subscriber is not None:
         try:
             subscriber.broadcast(credential_cache.TOPIC, hashed)

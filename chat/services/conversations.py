@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from sqlalchemy import BigInteger, String, bindparam, case, exists, func, select, update
 from sqlalchemy.orm import aliased
 
+from chat import backends
 from chat.db import atomic
 from chat.delivery import events, reads
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.models import Conversation, ConversationMember, Message, MessageHide, User
-from chat.realtime.presence import online_map
 from chat.services import people, social
 from chat.services.accounts import get_user
 from chat.services.ids import insert_with_random_id
@@ -49,7 +49,7 @@ class ConversationView:
 
 
 def _with_presence(views: list[ConversationView]) -> list[ConversationView]:
-    online = online_map(v.target.id for v in views)
+    online = backends.current().presence.online_map(v.target.id for v in views)
     for view in views:
         view.online = online[view.target.id]
     return views
@@ -209,13 +209,24 @@ def list_for_user(me: User, offset: int, limit: int, *, counted: bool = True,
 def _last_messages(me_id: int, conversation_ids: list[int]) -> dict[int, Message]:
     """The newest message of each conversation that the caller can still see (after what they
     cleared, not hidden for them; one deleted for everyone counts, shown as deleted): one
-    query, each conversation's newest found by the (conversation, id) index."""
+    query, each conversation's newest found by walking the (conversation, id) index backwards
+    to the first visible one.
+
+    Two things keep PostgreSQL on that index. Not ``max(id)``: with the hidden-messages
+    anti-join it cannot take a max from the index's end and aggregated the whole chat. And
+    the chat is matched by a range of one value, not ``=``: an equality to the outer row
+    makes the ORDER BY's first column redundant to the planner, which may then walk the
+    primary key backwards skipping every other chat's messages (330 ms for a page of 20
+    chats beside one of 100,000 messages, against 0.35 ms this way, EXPLAIN ANALYZE).
+    """
     if not conversation_ids:
         return {}
-    newest_id = (select(func.max(Message.id))
-                 .where(Message.conversation_id == ConversationMember.conversation_id,
+    newest_id = (select(Message.id)
+                 .where(Message.conversation_id.between(ConversationMember.conversation_id,
+                                                        ConversationMember.conversation_id),
                         Message.id > ConversationMember.cleared_before_id,
                         ~exists().where(MessageHide.user_id == me_id, MessageHide.message_id == Message.id))
+                 .order_by(Message.conversation_id.desc(), Message.id.desc()).limit(1)
                  .correlate(ConversationMember).scalar_subquery())
     wanted = select(newest_id).where(ConversationMember.user_id == me_id,
                                      ConversationMember.conversation_id.in_(conversation_ids))

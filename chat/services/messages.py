@@ -15,7 +15,7 @@ from sqlalchemy import BigInteger, String, bindparam, exists, select, true
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm.attributes import set_committed_value
 
-from chat import notifications, outbox
+from chat import backends, notifications, outbox
 from chat.assets import service as assets
 from chat.db import atomic, autocommit
 from chat.delivery import counters, events, push, reads
@@ -35,7 +35,6 @@ from chat.models import (
     insert_unless_taken,
     now_ms,
 )
-from chat.realtime.presence import online_map
 from chat.search.text import document as search_document
 from chat.services import people, social
 from chat.services.conversations import ConversationView, get_for_member
@@ -526,7 +525,7 @@ def details(me: User, views: list[MessageView], view: ConversationView) -> list[
         rows = list(db.session.scalars(select(Message).where(
             Message.key.in_(keys), Message.conversation_id == view.conversation.id, Message.deleted_at.is_(None))))
         quoted = {v.message.key: v for v in _views(rows, view)} if rows else {}
-        online = online_map(v.sender.id for v in quoted.values())
+        online = backends.current().presence.online_map(v.sender.id for v in quoted.values())
         for quote in quoted.values():
             quote.sender_online = online[quote.sender.id]
     return [
