@@ -69,20 +69,3 @@ class DocumentOnReadApi(Api):
 
 api = DocumentOnReadApi()
 
-
-def each_statement_commits() -> None:
-    """On PostgreSQL, let the rest of this request run each statement as a transaction of its
-    own (autocommit), when its session holds no transaction yet.
-
-    For requests that read, and write at most one statement at a time that needs nothing
-    else to hold with it (a page of history, which records that it was read; a chat list).
-    Under READ COMMITTED each statement sees its own snapshot inside a transaction too, so
-    such a request sees nothing different; it saves the BEGIN and the COMMIT or ROLLBACK,
-    two of a page read's five round trips to the database. The session's commit still runs
-    the outbox. The connection goes back to the pool in its usual mode. Elsewhere (SQLite,
-    a transaction already open, say after a credential lookup) nothing changes.
-    """
-    session = db.session()
-    if session.in_transaction() or session.get_bind().dialect.name != "postgresql":
-        return
-    session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})

@@ -9,6 +9,7 @@ from marshmallow import fields
 from sqlalchemy import text
 
 from chat import backends
+from chat.db import abandon
 from chat.extensions import db
 from chat.schemas import BaseSchema, Blueprint
 
@@ -38,7 +39,7 @@ def _check_database() -> str:
         return "ok"
     except Exception as exc:  # any failure means "not ready"
         log.warning("readiness: database check failed: %s", exc.__class__.__name__)
-        db.session.rollback()
+        abandon()
         return "down"
 
 

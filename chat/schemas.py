@@ -12,8 +12,9 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load
 from webargs.core import is_json, missing
 from webargs.flaskparser import FlaskParser, abort
 
-from chat import extensions, strict_json
+from chat import strict_json
 from chat.compiled_dump import CompiledDumpSchema
+from chat.db import each_statement_commits
 
 MAX_TIMESTAMP_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
 BIGINT_LIMIT = 2**63
@@ -106,7 +107,7 @@ class Blueprint(SmorestBlueprint):
         200 with, how it authenticates (``auth`` checks, ``security`` documents), and what it
         reads (``args`` from ``location``); further OpenAPI ``doc`` as flask-smorest takes it.
         ``each_statement_commits``: the operation reads, and writes no more than one statement
-        at a time (``chat.extensions.each_statement_commits``). ``example``: the request body
+        at a time (``chat.db.each_statement_commits``). ``example``: the request body
         /docs offers, which works as sent on the demo data (``chat.examples``)."""
         def decorate(view):
             if each_statement_commits:
@@ -127,7 +128,7 @@ class Blueprint(SmorestBlueprint):
 def _each_statement_commits(view):
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
-        extensions.each_statement_commits()
+        each_statement_commits()
         return view(*args, **kwargs)
 
     return wrapper

@@ -23,8 +23,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from chat import backends, notifications, webhooks
 from chat.assets import service as assets
 from chat.assets.storage import StorageUnavailable
+from chat.db import abandon
 from chat.delivery import events, push, reads
-from chat.extensions import db
 from chat.models import now_ms
 from chat.realtime import EventBusDown
 from chat.runner import DRAIN_TASK, Job
@@ -98,7 +98,7 @@ def _each(*steps) -> None:
             step()
         except Exception:  # noqa: BLE001 - logged, and the next sweep runs it again
             log.exception("sweep step %s failed", step.__name__)
-            db.session.rollback()
+            abandon()
 
 
 @shared_task(name="sweep_unpushed")

@@ -75,7 +75,8 @@ DESCRIPTIONS: dict[str, str] = {
     "chat.errors": "the one error type and its envelope in each dialect",
     "chat.strict_json": "JSON as the service accepts it (no NaN, bounded depth and numbers)",
     "chat.compiled_dump": "schemas whose dump runs a plan made once from their fields",
-    "chat.extensions": "unbound extension instances (db, migrate, the OpenAPI `api`) and `each_statement_commits`",
+    "chat.db": "the one transaction boundary: `atomic()`, `on_commit()` and the named modes (`end_read`, `autocommit`, ...)",
+    "chat.extensions": "unbound extension instances (db, migrate, the OpenAPI `api`)",
     "chat.coalesce": "concurrent requests' Redis script calls sharing one round trip",
     "chat.limiter_storage": "Flask-Limiter's Redis storage, a request's limits counted in one round trip",
 }

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased
 
 from chat import backends
+from chat.db import abandon, end_read
 from chat.delivery import connections
 from chat.extensions import db
 from chat.models import ConversationMember
@@ -44,8 +45,9 @@ def partners(user_id: int) -> list[int]:
         ).all()
     except SQLAlchemyError as exc:
         log.warning("presence of user %s not announced: database error %s", user_id, exc.__class__.__name__)
-        ids = []
-    db.session.rollback()  # end the read before any publishing (no I/O inside a transaction)
+        abandon()
+        return []
+    end_read()  # before any publishing (no I/O inside a transaction)
     return list(ids)
 
 

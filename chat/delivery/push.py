@@ -25,6 +25,7 @@ from flask import current_app
 from sqlalchemy import BigInteger, bindparam, case, exists, false, func, select, tuple_, update
 
 from chat import backends, metrics, notifications, realtime, webhooks
+from chat.db import atomic, end_read
 from chat.delivery import counters, events
 from chat.delivery.payloads import message_payload, quotes_of
 from chat.extensions import db
@@ -113,7 +114,7 @@ def deliver_batch(message_ids) -> set[int]:
     ids = sorted(set(message_ids))
     rows = db.session.execute(sql.unpushed, {"ids": ids}).all() if ids else []
     if not rows:
-        db.session.rollback()  # end the read transaction; nothing to do
+        end_read()  # nothing to do
         return set()
     recipient_of = {row.id: row.recipient for row in rows}
     facts = {row.id: row.conversation_id for row in rows}
@@ -124,7 +125,7 @@ def deliver_batch(message_ids) -> set[int]:
     # Device notifications wait out their delay for recipients with a device, unless muted.
     notifiable = {row.id for row in rows if row.notifiable and not row.muted}
     announced = _announced(rows)
-    db.session.rollback()  # no transaction stays open while Redis is called (rows expire here)
+    end_read()  # no transaction stays open while Redis is called
     if announced:
         try:
             backends.current().bus.append_many(
@@ -132,26 +133,25 @@ def deliver_batch(message_ids) -> set[int]:
         except realtime.EventBusDown:
             metrics.delivery("retry", len(rows))
             raise
-    claimed = dict(db.session.execute(sql.claim, {"ids": sorted(facts), "now": now_ms()}).all())
-    if not claimed:
-        db.session.rollback()
-        metrics.delivery("duplicate", len(rows))
-        return set()
-    for message_id, deleted_at in claimed.items():
-        if message_id in announced and deleted_at is not None:
-            # Deleted for everyone while the event went out: take it back out of the stream
-            # (the deletion's own clean-up may have run before the event was there) and
-            # record no webhook delivery of content that is gone.
-            events.forget(announced.pop(message_id)["messagekey"], [recipient_of[message_id]])
-    members = sorted({(facts[m], recipient_of[m]) for m in claimed})
-    db.session.execute(sql.lock, {"members": members}).all()
-    db.session.execute(sql.count, {"members": members, "claimed": sorted(claimed),
-                                   "announced": sorted(m for m in claimed if m in announced)})
-    webhooks.record_many([(recipient_of[m], "message.created", announced[m]) for m in sorted(claimed)
-                          if m in announced and m in hooked])
-    notifications.rule.schedule_many([(recipient_of[m], facts[m], m) for m in sorted(claimed)
-                                      if m in announced and m in notifiable])
-    db.session.commit()
+    with atomic():
+        claimed = dict(db.session.execute(sql.claim, {"ids": sorted(facts), "now": now_ms()}).all())
+        if not claimed:
+            metrics.delivery("duplicate", len(rows))
+            return set()
+        for message_id, deleted_at in claimed.items():
+            if message_id in announced and deleted_at is not None:
+                # Deleted for everyone while the event went out: take it back out of the stream
+                # (the deletion's own clean-up may have run before the event was there) and
+                # record no webhook delivery of content that is gone.
+                events.forget(announced.pop(message_id)["messagekey"], [recipient_of[message_id]])
+        members = sorted({(facts[m], recipient_of[m]) for m in claimed})
+        db.session.execute(sql.lock, {"members": members}).all()
+        db.session.execute(sql.count, {"members": members, "claimed": sorted(claimed),
+                                       "announced": sorted(m for m in claimed if m in announced)})
+        webhooks.record_many([(recipient_of[m], "message.created", announced[m]) for m in sorted(claimed)
+                              if m in announced and m in hooked])
+        notifications.rule.schedule_many([(recipient_of[m], facts[m], m) for m in sorted(claimed)
+                                          if m in announced and m in notifiable])
     metrics.push_batch(len(claimed))
     metrics.delivery("delivered", len(claimed))
     metrics.delivery("duplicate", len(rows) - len(claimed))
@@ -208,5 +208,5 @@ def sweep_unpushed(min_age_ms: int | None = None, limit: int | None = None) -> i
         .order_by(Message.created_at, Message.id)
         .limit(limit)
     ).all()
-    db.session.rollback()  # end the read transaction before anything is queued
+    end_read()  # before anything is queued
     return queue_again(TASK, [(message_id,) for message_id in ids], "unpushed messages")

@@ -17,6 +17,7 @@ from sqlalchemy import BigInteger, String, bindparam, case, exists, func, select
 from sqlalchemy.orm import aliased
 
 from chat import backends
+from chat.db import atomic
 from chat.delivery import events, reads
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
@@ -73,25 +74,25 @@ def open_conversation(me: User, target_id: int, *, existing_despite_block: bool 
             select(Conversation).where(Conversation.user_low == low, Conversation.user_high == high)
         )
 
-    conversation = existing()
-    if conversation is None or not existing_despite_block:
-        social.ensure_not_blocked(me.id, target.id, relation)
-    if conversation is None:
-        def build(conversation_id: int) -> Conversation:
-            return Conversation(id=conversation_id, code=secrets.token_hex(16), user_low=low, user_high=high)
+    with atomic():
+        conversation = existing()
+        if conversation is None or not existing_despite_block:
+            social.ensure_not_blocked(me.id, target.id, relation)
+        if conversation is None:
+            def build(conversation_id: int) -> Conversation:
+                return Conversation(id=conversation_id, code=secrets.token_hex(16), user_low=low, user_high=high)
 
-        conversation, created = insert_with_random_id(build, CONVERSATION_ID_RANGE, existing)
-        if created:
-            db.session.add_all([
-                ConversationMember(conversation_id=conversation.id, user_id=low),
-                ConversationMember(conversation_id=conversation.id, user_id=high),
-            ])
-    member = db.session.get(ConversationMember, (conversation.id, me.id))
-    theirs = db.session.get(ConversationMember, (conversation.id, target.id))
-    if member.hidden:
-        # Opening a chat you deleted brings it back to your list (its old history stays cleared).
-        member.hidden = False
-    db.session.commit()
+            conversation, created = insert_with_random_id(build, CONVERSATION_ID_RANGE, existing)
+            if created:
+                db.session.add_all([
+                    ConversationMember(conversation_id=conversation.id, user_id=low),
+                    ConversationMember(conversation_id=conversation.id, user_id=high),
+                ])
+        member = db.session.get(ConversationMember, (conversation.id, me.id))
+        theirs = db.session.get(ConversationMember, (conversation.id, target.id))
+        if member.hidden:
+            # Opening a chat you deleted brings it back to your list (its old history stays cleared).
+            member.hidden = False
     view = ConversationView(conversation, member, target, me, theirs.last_read_message_id, relation)
     return _with_presence([view])[0]
 
@@ -241,19 +242,19 @@ def hide_for_user(view: ConversationView) -> None:
     newest = db.session.scalar(
         select(func.max(Message.id)).where(Message.conversation_id == view.conversation.id)
     ) or 0
-    db.session.execute(
-        update(ConversationMember)
-        .where(
-            ConversationMember.conversation_id == view.conversation.id,
-            ConversationMember.user_id == view.member.user_id,
+    with atomic():
+        db.session.execute(
+            update(ConversationMember)
+            .where(
+                ConversationMember.conversation_id == view.conversation.id,
+                ConversationMember.user_id == view.member.user_id,
+            )
+            # Nothing up to ``newest`` can be unread any more.
+            .values(hidden=True, cleared_before_id=newest, unread_count=0)
         )
-        # Nothing up to ``newest`` can be unread any more.
-        .values(hidden=True, cleared_before_id=newest, unread_count=0)
-    )
-    db.session.refresh(view.member)
-    events.chat_updated(view.conversation, view.member)
-    # What was cleared counts as read: the pointer moves (and the other side hears of it) the
-    # way every read does.
-    reads.want_read(view.member.user_id, view.conversation.id, newest,
-                    pointer=view.member.last_read_message_id)
-    db.session.commit()
+        db.session.refresh(view.member)
+        events.chat_updated(view.conversation, view.member)
+        # What was cleared counts as read: the pointer moves (and the other side hears of it) the
+        # way every read does.
+        reads.want_read(view.member.user_id, view.conversation.id, newest,
+                        pointer=view.member.last_read_message_id)
