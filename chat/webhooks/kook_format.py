@@ -29,7 +29,7 @@ import zlib
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from chat.errors import Kind, ServiceError, invalid
+from chat.errors import Kind, ServiceError
 from chat.realtime.kook_events import kook_event
 from chat.webhooks.registry import create
 from chat.webhooks.transport import post_raw
@@ -51,8 +51,9 @@ def read_secret_blob(blob: str) -> tuple[str, str]:
 
 def check_encrypt_key(key: str) -> str:
     if len(key.encode()) > KEY_BYTES or not key.isprintable():
-        raise invalid(f"encrypt_key: at most {KEY_BYTES} printable bytes (it is padded to an AES-256 key)",
-                      "encrypt_key")
+        raise ServiceError(Kind.INVALID,
+                           f"encrypt_key: at most {KEY_BYTES} printable bytes (it is padded to an AES-256 key)",
+                           field="encrypt_key")
     return key
 
 
@@ -95,7 +96,7 @@ def challenge(url: str, verify_token: str, encrypt_key: str, compress: bool) -> 
     response, error = post_raw(url, encode(frame, verify_token, encrypt_key, compress),
                                {"Content-Type": "application/json"}, timeout=CHALLENGE_TIMEOUT)
     if response is None:
-        raise invalid(f"url: the challenge could not be delivered: {error}", "url")
+        raise ServiceError(Kind.INVALID, f"url: the challenge could not be delivered: {error}", field="url")
     try:
         answered = json.loads(response.body).get("challenge") if 200 <= response.status_code < 300 else None
     except (ValueError, AttributeError, RecursionError):
