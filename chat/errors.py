@@ -1,10 +1,10 @@
 """One error type for the whole service and its translation into each dialect's envelope.
 
 Services raise ``ServiceError(kind, message)`` (with ``field=`` or ``errors=`` for messages by
-field); the app-wide handlers registered here turn it
-(and every HTTP error, unknown routes and wrong methods included) into the classic envelope
-``{"code": 1, "msg", "data"}`` or, under ``/api/v3``, KOOK's ``{"code", "message", "data"}``.
-Anything unexpected is logged and answered as a generic server error, never a stack trace.
+field); the app-wide handlers registered here turn it (and every HTTP error, unknown routes and
+wrong methods included) into the failure envelope of the dialect the path belongs to
+(``chat.dialects``). Anything unexpected is logged and answered as a generic server error,
+never a stack trace.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import WebsocketMismatch
 
+from chat import dialects
 from chat.extensions import db
 
 log = logging.getLogger(__name__)
@@ -87,25 +88,9 @@ class ServiceError(Exception):
         return KINDS[self.kind][1]
 
 
-def is_kook_path(path: str) -> bool:
-    """Whether ``path`` belongs to the KOOK-compatible API (and answers in its envelope).
-    /gateway is KOOK's WebSocket gateway (chat/kook/gateway.py), outside /api/v3 as KOOK's is."""
-    return path.startswith("/api/v3") or path == "/gateway"
-
-
-def is_kook_request() -> bool:
-    return is_kook_path(request.path)
-
-
 def error_response(err: ServiceError):
     """Render ``err`` in the envelope of the dialect the request belongs to."""
-    if is_kook_request():
-        body = {"code": err.kook_code, "message": err.message, "data": {}}
-        if err.errors:
-            body["data"] = {"errors": err.errors}
-    else:
-        body = {"code": 1, "msg": err.message, "data": {"errors": err.errors} if err.errors else None}
-    response = jsonify(body)
+    response = jsonify(dialects.of_request().failure(err.kook_code, err.message, err.errors))
     response.headers.update(err.headers or {})
     return response, err.status
 

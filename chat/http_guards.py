@@ -41,6 +41,7 @@ from flask.wrappers import Response
 from werkzeug.exceptions import BadRequest, NotFound, RequestEntityTooLarge
 from werkzeug.routing import RequestRedirect
 
+from chat import dialects
 from chat.endpoints import body_limit_setting, takes_uploads
 from chat.errors import Kind, ServiceError, error_response
 
@@ -99,9 +100,7 @@ def options_in_envelope(response: Response) -> Response:
     if request.method != "OPTIONS" or response.status_code != 200 or response.get_data():
         return response
     allow = [m.strip() for m in response.headers.get("Allow", "").split(",") if m.strip()]
-    kook = request.path.startswith("/api/v3")
-    body = jsonify({"code": 0, "message" if kook else "msg": "操作成功" if kook else "success",
-                    "data": {"allow": allow}})
+    body = jsonify(dialects.of_request().success({"allow": allow}))
     for name, value in response.headers.items():  # Allow, and any hook's headers
         if name.lower() not in ("content-type", "content-length"):
             body.headers[name] = value

@@ -40,6 +40,7 @@ from prometheus_client import (  # noqa: E402
 )
 from prometheus_client.core import GaugeMetricFamily  # noqa: E402
 
+from chat import dialects  # noqa: E402
 from chat.endpoints import is_send  # noqa: E402
 from chat.errors import Kind, ServiceError  # noqa: E402
 from chat.extensions import api  # noqa: E402
@@ -191,7 +192,7 @@ def _record_request(response: Response) -> Response:
     if started is not None:
         REQUEST_SECONDS.labels(route, method).observe(time.perf_counter() - started)
     if response.status_code == 200 and is_send():
-        message_sent("kook" if request.path.startswith("/api/v3/") else "classic")
+        message_sent(dialects.of_request().name)
     return response
 
 

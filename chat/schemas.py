@@ -14,6 +14,7 @@ from webargs.flaskparser import FlaskParser, abort
 
 from chat import extensions, strict_json
 from chat.compiled_dump import CompiledDumpSchema
+from chat.dialects import Dialect
 
 MAX_TIMESTAMP_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
 BIGINT_LIMIT = 2**63
@@ -234,8 +235,8 @@ class ChatListStateSchema(ChatStateSchema):
 _envelopes: dict[str, type[Schema]] = {}
 
 
-def envelope(name: str, data, *, many: bool = False, kook: bool = False) -> type[Schema]:
-    """A response schema wrapping ``data`` in the dialect's envelope; the route returns
+def envelope(name: str, data, *, dialect: Dialect, many: bool = False) -> type[Schema]:
+    """A response schema wrapping ``data`` in ``dialect``'s success envelope; the route returns
     ``{"data": ...}`` and the envelope's code and message come from their defaults."""
     if name not in _envelopes:
         data_field = (
@@ -244,7 +245,7 @@ def envelope(name: str, data, *, many: bool = False, kook: bool = False) -> type
         )
         attrs = {
             "code": fields.Integer(dump_default=0),
-            "message" if kook else "msg": fields.String(dump_default="操作成功" if kook else "success"),
+            dialect.message_key: fields.String(dump_default=dialect.success_text),
             "data": data_field,
         }
         _envelopes[name] = type(name, (CompiledDumpSchema,), attrs)

@@ -21,6 +21,7 @@ from chat.auth import (
     set_web_cookie,
 )
 from chat.classic import schemas as s
+from chat.dialects import CLASSIC
 from chat.endpoints import body_limit, checks_password, counts_as_send, takes_upload
 from chat.notifications import devices as notification_devices
 from chat.notifications.routes import blueprint as push_blueprint
@@ -32,7 +33,7 @@ conversation_blp = Blueprint("classic_conversation", __name__, url_prefix="/conv
                              description="Conversations (classic API)")
 message_blp = Blueprint("classic_message", __name__, url_prefix="/message", description="Messages (classic API)")
 asset_blp = Blueprint("classic_asset", __name__, url_prefix="/asset", description="Uploads (classic API)")
-push_blp = push_blueprint("classic_push", "/push", kook=False, auth=require_session, security=SESSION_SECURITY,
+push_blp = push_blueprint("classic_push", "/push", dialect=CLASSIC, auth=require_session, security=SESSION_SECURITY,
                           current_user=current_user, current_token=current_token, body_location="json")
 blueprints = (auth_blp, conversation_blp, message_blp, push_blp, asset_blp)
 

@@ -10,10 +10,11 @@ used SDKs still send private messages through ``create-msg``. Each alias is the 
 
 from __future__ import annotations
 
+from chat.dialects import KOOK_API
 from chat.kook import direct_message, user_chat
 from chat.schemas import Blueprint
 
-aliases_blp = Blueprint("kook_user_chat_aliases", __name__, url_prefix="/api/v3/user-chat",
+aliases_blp = Blueprint("kook_user_chat_aliases", __name__, url_prefix=f"{KOOK_API}/user-chat",
                         description="KOOK's older names of the private-message routes (deprecated)")
 
 # old path -> (endpoint, the current view, its current path, methods)

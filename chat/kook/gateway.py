@@ -49,8 +49,9 @@ from marshmallow import fields, validate
 from simple_websocket import ConnectionClosed
 
 from chat import metrics
-from chat.auth import TOKEN_SECURITY, bearer_token, current_user, require_token
+from chat.auth import TOKEN_SECURITY, bearer_token, current_user, require_token, socket_token
 from chat.delivery import connections
+from chat.dialects import KOOK, KOOK_API, KOOK_GATEWAY
 from chat.extensions import api, db
 from chat.kook.gateway_session import KEEP, init_sessions
 from chat.kook.gateway_socket import write_whole_frames
@@ -63,7 +64,7 @@ from chat.services import accounts
 
 log = logging.getLogger(__name__)
 
-gateway_blp = Blueprint("kook_gateway", __name__, url_prefix="/api/v3/gateway",
+gateway_blp = Blueprint("kook_gateway", __name__, url_prefix=f"{KOOK_API}/gateway",
                         description="KOOK WebSocket gateway")
 # The socket itself is not an HTTP route a schema can describe: a plain blueprint (flask-sock).
 gateway_socket_bp = FlaskBlueprint("kook_gateway_socket", __name__)
@@ -91,7 +92,7 @@ class GatewaySchema(BaseSchema):
     url = fields.String(metadata={"description": "ws(s)://<the service's public address>/gateway?compress=..&token=.."})
 
 
-GatewayEnvelope = envelope("KookGatewayEnvelope", GatewaySchema, kook=True)
+GatewayEnvelope = envelope("KookGatewayEnvelope", GatewaySchema, dialect=KOOK)
 
 
 @gateway_blp.operation("/index", "GET", GatewayEnvelope,
@@ -99,7 +100,7 @@ GatewayEnvelope = envelope("KookGatewayEnvelope", GatewaySchema, kook=True)
 def get_gateway(args):
     """Get the WebSocket URL to hear my events on (KOOK's gateway)."""
     current_user()  # authenticated by the decorator; the URL carries the same token
-    return {"data": {"url": f"{socket_base()}/gateway?compress={args['compress']}&token={bearer_token()}"}}
+    return {"data": {"url": f"{socket_base()}{KOOK_GATEWAY}?compress={args['compress']}&token={bearer_token()}"}}
 
 
 def socket_base() -> str:
@@ -393,10 +394,6 @@ def _resume_params(args) -> dict | None:
     return {"session_id": sid, "sn": int(sn)}
 
 
-def _socket_token() -> str:
-    return request.args.get("token", "").strip() or bearer_token()
-
-
 @gateway_socket_bp.before_request
 def admit_socket():
     """Before the handshake: frames written whole, and a live token's socket counted against
@@ -404,7 +401,7 @@ def admit_socket():
     envelope). A bad token is told after the handshake, in HELLO, as KOOK does."""
     app = current_app._get_current_object()
     write_whole_frames(request.environ, float(app.config["GATEWAY_WRITE_TIMEOUT_SECONDS"]))
-    found = accounts.user_for_token(_socket_token())
+    found = accounts.user_for_token(socket_token())
     if found is None:
         return
     user, token = found
@@ -425,7 +422,7 @@ def release_socket(_exc) -> None:
             pass  # the presence entry expires by itself
 
 
-@sock.route("/gateway", bp=gateway_socket_bp)
+@sock.route(KOOK_GATEWAY, bp=gateway_socket_bp)
 def gateway_socket(ws):
     """Serve one gateway connection (see the module docstring for the protocol)."""
     compress = request.args.get("compress", "1").strip() != "0"
@@ -437,7 +434,7 @@ def gateway_socket(ws):
 
     admission = g.get("gateway_admission")
     if admission is None:
-        problem = accounts.token_problem(_socket_token())
+        problem = accounts.token_problem(socket_token())
         db.session.remove()
         send_and_close({"s": HELLO, "d": {"code": TOKEN_CODES.get(problem, INVALID_TOKEN)}})
         return

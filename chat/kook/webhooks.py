@@ -9,12 +9,13 @@ from __future__ import annotations
 from chat import examples as ex
 from chat import webhooks
 from chat.auth import TOKEN_SECURITY, current_user, require_token
+from chat.dialects import KOOK_API
 from chat.kook import webhook_schemas as s
 from chat.kook.schemas import page_meta
 from chat.schemas import Blueprint
 from chat.webhooks import kook_format
 
-webhooks_blp = Blueprint("kook_webhooks", __name__, url_prefix="/api/v3/webhooks",
+webhooks_blp = Blueprint("kook_webhooks", __name__, url_prefix=f"{KOOK_API}/webhooks",
                          description="Webhooks: events POSTed to your URLs, signed (KOOK envelope)")
 
 
