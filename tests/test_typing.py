@@ -11,7 +11,7 @@ import time
 import pytest
 
 from chat.realtime import RedisStreamBus, Subscriber, redis_client
-from chat.realtime.kook_events import kook_signal
+from chat.kook_wire import kook_signal
 from tests.conftest import REDIS_URL
 from tests.test_stream import Reader, open_stream
 

@@ -1,7 +1,7 @@
 """KOOK's WebSocket gateway: ``GET /api/v3/gateway/index`` and the ``/gateway`` socket.
 
 A KOOK SDK asks ``gateway/index`` for a URL, opens it, and hears its user's private-message
-events there (``chat.realtime.kook_events``), taken from the same per-user event bus as the
+events there (``chat.kook_wire``), taken from the same per-user event bus as the
 SSE stream, so the same block and delete rules apply. The protocol (KOOK's signals):
 
 - server HELLO ``{"s":1,"d":{"code":0,"session_id":S}}`` right after the socket opens; a
@@ -15,7 +15,7 @@ SSE stream, so the same block and delete rules apply. The protocol (KOOK's signa
   RESUME ACK ``{"s":6,"d":{"session_id":S}}``; what cannot be resumed gets RECONNECT
   ``{"s":5,"d":{"code":40106|40107|40108,"err":...}}`` and the socket closes;
 - ``compress=1`` (the default, as KOOK's): every server frame is zlib-deflated; ``compress=0``:
-  plain JSON. Both in binary frames (``encode_frame`` says why);
+  plain JSON. Both in binary frames (``chat.kook_wire.socket_bytes`` says why);
 - the socket ends with its token: at the token's expiry, or at once when it is revoked
   (logout, a password change, "sign out everywhere"), with RECONNECT code 40103;
 - a client frame too deeply nested to parse closes the socket with 1007 (invalid data).
@@ -39,7 +39,6 @@ import socket
 import threading
 import time
 import uuid
-import zlib
 from collections import OrderedDict
 
 from flask import Blueprint as FlaskBlueprint
@@ -55,10 +54,20 @@ from chat.dialects import KOOK, KOOK_API, KOOK_GATEWAY
 from chat.extensions import api, db
 from chat.kook.gateway_session import KEEP, init_sessions
 from chat.kook.gateway_socket import write_whole_frames
+from chat.kook_wire import (
+    HELLO,
+    PING,
+    PONG,
+    RECONNECT,
+    RESUME_ACK,
+    event_frame,
+    kook_event,
+    kook_signal,
+    socket_bytes,
+)
 from chat.models import now_ms
 from chat.realtime import SESSION_REVOKED, EventBusDown, parse_event_id
 from chat.realtime.bus import later_event_id, revokes
-from chat.realtime.kook_events import kook_event, kook_signal
 from chat.schemas import BaseSchema, Blueprint, LenientSchema, envelope
 from chat.services import accounts
 
@@ -70,8 +79,6 @@ gateway_blp = Blueprint("kook_gateway", __name__, url_prefix=f"{KOOK_API}/gatewa
 gateway_socket_bp = FlaskBlueprint("kook_gateway_socket", __name__)
 sock = Sock()
 
-# KOOK's signals.
-EVENT, HELLO, PING, PONG, RESUME, RECONNECT, RESUME_ACK = 0, 1, 2, 3, 4, 5, 6
 # KOOK's HELLO and RECONNECT codes.
 MISSING_TOKEN, INVALID_TOKEN, EXPIRED_TOKEN = 40100, 40101, 40103
 RESUME_MISSING_PARAMS, SESSION_EXPIRED, INVALID_SN = 40106, 40107, 40108
@@ -115,14 +122,6 @@ def socket_base() -> str:
 
 
 # ---- the socket -------------------------------------------------------------------------------
-
-def encode_frame(frame: dict, compress: bool) -> bytes:
-    """A server frame: UTF-8 JSON, zlib-deflated with ``compress``. Always a binary frame:
-    khl.py decodes every frame with ``str(raw, encoding="utf-8")``, which a text frame (a
-    Python ``str``) makes fail, so ``compress=0`` sends the JSON uncompressed, still binary."""
-    data = json.dumps(frame, ensure_ascii=False, separators=(",", ":")).encode()
-    return zlib.compress(data) if compress else data
-
 
 class _Refused(Exception):
     """The connection ends after this frame (a HELLO with an error code, or a RECONNECT)."""
@@ -175,7 +174,7 @@ class GatewayConnection:
     # -- frames --
 
     def send(self, frame: dict) -> None:
-        self.ws.send(encode_frame(frame, self.compress))
+        self.ws.send(socket_bytes(frame, self.compress))
 
     def _online(self, user_id: int) -> bool:
         try:
@@ -230,7 +229,7 @@ class GatewayConnection:
                 d = kook_event(event_id, event, data, self.user_id, self._online)
                 if d is not None:
                     sn += 1
-                    frames.append((sn, event_id, {"s": EVENT, "d": d, "sn": sn}))
+                    frames.append((sn, event_id, event_frame(d, sn)))
                     pairs.append((sn, event_id))
             # The numbering is recorded before sending: a client may resume (elsewhere) from
             # any sn it saw. Where the token's next connection starts moves only after the
@@ -267,7 +266,7 @@ class GatewayConnection:
                     continue
                 sn = self.sn + 1
                 self.sessions.record(self.session_id, [(sn, self.cursor)])
-                self.send({"s": EVENT, "d": d, "sn": sn})
+                self.send(event_frame(d, sn))
                 self.sn = sn
 
     def resend_after(self, client_sn: int) -> None:
@@ -304,7 +303,7 @@ class GatewayConnection:
                     sn = numbers.pop(event_id, None)
                     d = None if sn is None else kook_event(event_id, event, data, self.user_id, self._online)
                     if d is not None:
-                        self.send({"s": EVENT, "d": d, "sn": sn})
+                        self.send(event_frame(d, sn))
                 after = found[-1][0]
 
     # -- the client's frames (read in their own thread/greenlet) --
@@ -429,7 +428,7 @@ def gateway_socket(ws):
     app = current_app._get_current_object()
 
     def send_and_close(frame: dict) -> None:
-        ws.send(encode_frame(frame, compress))
+        ws.send(socket_bytes(frame, compress))
         _close_gracefully(ws)
 
     admission = g.get("gateway_admission")

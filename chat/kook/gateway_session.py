@@ -3,7 +3,7 @@
 A session numbers the KOOK events it sends (``sn`` 1, 2, ...). Each number is recorded with
 the id of the stream event it came from, so a client that resumes with ``sn=N`` (in this
 process or any other) continues right after that stream event, and a client whose PING shows
-it is behind gets the rest again: ``chat.realtime.kook_events.kook_event`` is deterministic,
+it is behind gets the rest again: ``chat.kook_wire.kook_event`` is deterministic,
 so a replay from the same place numbers the events the same way. ``0`` is the position the
 session started at.
 

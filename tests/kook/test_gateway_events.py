@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from flask import current_app
 
-from chat.realtime.kook_events import kook_event
+from chat.kook_wire import kook_event
 
 
 def _stream(user_id: int) -> list[tuple[str, str, str]]:
