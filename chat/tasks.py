@@ -23,7 +23,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from chat import notifications, webhooks
 from chat.assets import service as assets
 from chat.assets.storage import StorageUnavailable
-from chat.delivery import events, push, reads
+from chat.delivery import announcements, push, reads
 from chat.extensions import db
 from chat.models import now_ms
 from chat.realtime import EventBusDown
@@ -40,8 +40,8 @@ RETRY = {"retry_backoff": 1, "retry_backoff_max": 30, "retry_jitter": True, "max
 JOBS = {
     push.TASK: Job(push.deliver_batch, batched=True, transient=TRANSIENT),
     reads.TASK: Job(reads.mark_read, run_here_if_unqueued=True),
-    events.FORGET_TASK: Job(events.forget_in_streams),
-    events.ERASE_TASK: Job(events.erase_stream),
+    announcements.FORGET_TASK: Job(announcements.forget_in_streams),
+    announcements.ERASE_TASK: Job(announcements.erase_stream),
     webhooks.deliveries.TASK: Job(webhooks.attempt, background=True),
     notifications.rule.TASK: Job(notifications.rule.notify_chat, background=True),
     notifications.sending.TASK: Job(notifications.sending.attempt, background=True),
@@ -78,16 +78,16 @@ def mark_read(self, user_id: int, conversation_id: int, up_to_id: int | None, an
                          kwargs={"announce": True}, countdown=countdown) from exc
 
 
-@shared_task(name=events.FORGET_TASK, autoretry_for=TRANSIENT, **RETRY)
+@shared_task(name=announcements.FORGET_TASK, autoretry_for=TRANSIENT, **RETRY)
 def forget_message(message_key: str, *user_ids: int) -> None:
     """Take a deleted message's content out of these users' event streams."""
-    events.forget_in_streams(message_key, *user_ids)
+    announcements.forget_in_streams(message_key, *user_ids)
 
 
-@shared_task(name=events.ERASE_TASK, autoretry_for=TRANSIENT, **RETRY)
+@shared_task(name=announcements.ERASE_TASK, autoretry_for=TRANSIENT, **RETRY)
 def erase_stream(user_id: int, *token_ids: int) -> None:
     """Drop a deleted account's event stream, and end what is still open with its tokens."""
-    events.erase_stream(user_id, *token_ids)
+    announcements.erase_stream(user_id, *token_ids)
 
 
 def _each(*steps) -> None:

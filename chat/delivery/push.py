@@ -25,7 +25,7 @@ from flask import current_app
 from sqlalchemy import BigInteger, bindparam, case, exists, false, func, select, tuple_, update
 
 from chat import metrics, notifications, realtime, webhooks
-from chat.delivery import counters, events
+from chat.delivery import announcements, counters
 from chat.delivery.payloads import message_payload, quotes_of
 from chat.extensions import db
 from chat.models import Block, Conversation, ConversationMember, Message, User, Webhook, now_ms
@@ -142,7 +142,7 @@ def deliver_batch(message_ids) -> set[int]:
             # Deleted for everyone while the event went out: take it back out of the stream
             # (the deletion's own clean-up may have run before the event was there) and
             # record no webhook delivery of content that is gone.
-            events.forget(announced.pop(message_id)["messagekey"], [recipient_of[message_id]])
+            announcements.forget(announced.pop(message_id)["messagekey"], [recipient_of[message_id]])
     members = sorted({(facts[m], recipient_of[m]) for m in claimed})
     db.session.execute(sql.lock, {"members": members}).all()
     db.session.execute(sql.count, {"members": members, "claimed": sorted(claimed),

@@ -17,7 +17,7 @@ import functools
 from sqlalchemy import BigInteger, bindparam, func, select, update
 
 from chat import notifications, outbox, realtime, webhooks
-from chat.delivery import counters, events, push
+from chat.delivery import announcements, counters, push
 from chat.delivery.payloads import read_payload
 from chat.extensions import db
 from chat.models import Conversation, ConversationMember, Message, now_ms
@@ -110,7 +110,7 @@ def mark_read(user_id: int, conversation_id: int, up_to_id: int | None = None, *
         payload = read_payload(conversation, reader_id=user_id, up_to_key=up_to_key)
     if moved:  # a retry that only announces again finds these recorded already
         webhooks.record(conversation.other(user_id), "message.read", payload)
-        events.chat_updated(conversation, member)
+        announcements.chat_updated(conversation, member)
         notifications.rule.read(user_id, conversation, member.last_read_message_id)
     db.session.commit()
     if payload is not None:

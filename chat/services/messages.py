@@ -17,7 +17,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from chat import notifications, outbox
 from chat.assets import service as assets
-from chat.delivery import counters, events, push, reads
+from chat.delivery import announcements, counters, push, reads
 from chat.delivery.payloads import message_payload, quote_of
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
@@ -347,7 +347,7 @@ def hide_for_me(me: User, key: str) -> None:
         db.session.execute(insert_unless_taken(  # a parallel repeat may get there first
             MessageHide, {"user_id": me.id, "message_id": message.id, "created_at": now_ms()}))
         counters.refresh_unread(message.conversation_id, me.id)
-        events.forget(message.key, [me.id])
+        announcements.forget(message.key, [me.id])
     db.session.commit()
 
 
@@ -377,8 +377,8 @@ def _announce_deleted(message: Message, view: ConversationView) -> None:
     payload = _payload(view_of(message, view))
     both = (view.conversation.other(message.sender_id), message.sender_id)
     for user_id in both:
-        events.announce(user_id, "message.deleted", payload)
-    events.forget(message.key, both)
+        announcements.announce(user_id, "message.deleted", payload)
+    announcements.forget(message.key, both)
 
 
 def read_up_to(me: User, view: ConversationView, key: str | None = None) -> None:
@@ -419,7 +419,7 @@ def announce_update(message: Message, view: ConversationView, extra: dict | None
     for user_id in dict.fromkeys(recipients):
         if user_id != message.sender_id and not announce_to_other:
             continue
-        events.announce(user_id, "message.updated", payload)
+        announcements.announce(user_id, "message.updated", payload)
 
 
 def update(me: User, key: str, content: str, quote_key: str | None = None) -> MessageView:
