@@ -37,7 +37,7 @@ from typing import Callable, NamedTuple
 
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
-from flask import Flask
+from flask import Flask, current_app
 from kombu.exceptions import OperationalError as BrokerError
 
 from chat.celery_config import TASK_ROUTES
@@ -76,6 +76,17 @@ class Enqueued(NamedTuple):
     ok: bool
     done: bool = False
     result: object = None
+
+
+def queue_again(name: str, calls: list[tuple], what: str) -> int:
+    """For a sweeper, once its read transaction has ended: queue ``name`` once per argument
+    tuple on the app's queue, stopping at the first the broker refuses (the next sweep tries
+    again), and log how many (``what`` says of what). Returns how many were queued."""
+    if not calls:
+        return 0
+    queued = current_app.extensions["task_queue"].enqueue_many(name, [tuple(args) for args in calls])
+    log.info("sweeper queued %d of %d %s again", queued, len(calls), what)
+    return queued
 
 
 def run_in_own_context(app: Flask, job: Job, args: tuple):

@@ -37,8 +37,10 @@ log = logging.getLogger(__name__)
 TRANSIENT = (EventBusDown, OperationalError, InterfaceError, PoolTimeout)
 RETRY = {"retry_backoff": 1, "retry_backoff_max": 30, "retry_jitter": True, "max_retries": 12}
 
+PUSH = Job(push.deliver_batch, batched=True, transient=TRANSIENT)
 JOBS = {
-    push.TASK: Job(push.deliver_batch, batched=True, transient=TRANSIENT),
+    push.TASK: PUSH,
+    push.TASK_BEFORE_RENAME: PUSH,  # the previous release's piles and drain tasks (see there)
     reads.TASK: Job(reads.mark_read, run_here_if_unqueued=True),
     announcements.FORGET_TASK: Job(announcements.forget_in_streams),
     announcements.ERASE_TASK: Job(announcements.erase_stream),
@@ -54,14 +56,6 @@ JOBS = {
 def run_batches(job_name: str) -> int:
     """Run a batched job's piled-up calls (pushes) in batches until none are left."""
     return current_app.extensions["task_queue"].drain(job_name)
-
-
-@shared_task(name=push.TASK, autoretry_for=TRANSIENT, **RETRY)
-def deliver_message(message_id: int) -> bool:
-    """Push one stored message to its recipient and count it unread, exactly once. Pushes
-    are piled up and run in batches (``run_batches``); this task runs the ones a release
-    before that queued one task each, still in the broker when it was upgraded."""
-    return push.deliver(message_id)
 
 
 @shared_task(name=reads.TASK, bind=True, **RETRY)
@@ -101,8 +95,8 @@ def _each(*steps) -> None:
             db.session.rollback()
 
 
-@shared_task(name="sweep_unpushed")
-def sweep_unpushed() -> None:
+@shared_task(name="sweep_pushes_and_reads")
+def sweep_pushes_and_reads() -> None:
     """Queue again every message left unpushed, and every read whose task was lost
     (periodic, from ``celery beat``)."""
     _each(push.sweep_unpushed, reads.sweep_lost_reads)

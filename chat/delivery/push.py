@@ -24,7 +24,7 @@ from types import SimpleNamespace
 from flask import current_app
 from sqlalchemy import BigInteger, bindparam, case, exists, false, func, select, tuple_, update
 
-from chat import metrics, notifications, realtime, webhooks
+from chat import metrics, notifications, realtime, runner, webhooks
 from chat.delivery import announcements, counters
 from chat.delivery.payloads import message_payload, quotes_of
 from chat.extensions import db
@@ -32,7 +32,13 @@ from chat.models import Block, Conversation, ConversationMember, Message, User, 
 
 log = logging.getLogger(__name__)
 
-TASK = "deliver_message"
+TASK = "push_messages"  # a batched job (chat.runner): its ids wait on a pile, drained in batches
+# What the release before this one called the same job. Its web processes pile ids and queue
+# drain tasks under this name, so workers still drain it for one release (chat.tasks.JOBS);
+# remove it in the release after, once no process of that release runs any more (its pile
+# is then empty and its drain tasks consumed; ids stranded anyway are unpushed rows, which
+# the sweeper queues again).
+TASK_BEFORE_RENAME = "deliver_message"
 SENDER_COLUMNS = ("id", "username", "nickname", "avatar", "identify_num", "is_bot")  # what an event shows
 
 
@@ -95,11 +101,6 @@ def _statements() -> SimpleNamespace:
                                                messages.c.id > members.c.cleared_before_id), false()),
                                else_=members.c.hidden))),
     )
-
-
-def deliver(message_id: int) -> bool:
-    """Push one stored message; returns whether this call claimed it."""
-    return message_id in deliver_batch([message_id])
 
 
 def deliver_batch(message_ids) -> set[int]:
@@ -186,16 +187,6 @@ def sweep_bounds(min_age_ms: int | None, limit: int | None) -> tuple[int, int]:
     return min_age_ms, limit
 
 
-def queue_again(task: str, jobs: list[tuple], what: str) -> int:
-    """For a sweep, after its read transaction ended: queue ``task`` once per argument tuple,
-    stopping at the first the broker refuses (the next sweep tries again). Returns how many
-    were queued."""
-    queued = current_app.extensions["task_queue"].enqueue_many(task, [tuple(args) for args in jobs]) if jobs else 0
-    if jobs:
-        log.info("sweeper queued %d of %d %s again", queued, len(jobs), what)
-    return queued
-
-
 def sweep_unpushed(min_age_ms: int | None = None, limit: int | None = None) -> int:
     """Queue again the push of every message left unpushed for ``min_age_ms`` (its first
     enqueue was lost, or its worker died); oldest first, at most ``limit`` (both default to
@@ -209,4 +200,4 @@ def sweep_unpushed(min_age_ms: int | None = None, limit: int | None = None) -> i
         .limit(limit)
     ).all()
     db.session.rollback()  # end the read transaction before anything is queued
-    return queue_again(TASK, [(message_id,) for message_id in ids], "unpushed messages")
+    return runner.queue_again(TASK, [(message_id,) for message_id in ids], "unpushed messages")

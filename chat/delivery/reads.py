@@ -16,7 +16,7 @@ import functools
 
 from sqlalchemy import BigInteger, bindparam, func, select, update
 
-from chat import notifications, outbox, realtime, webhooks
+from chat import notifications, outbox, realtime, runner, webhooks
 from chat.delivery import announcements, counters, push
 from chat.delivery.payloads import read_payload
 from chat.extensions import db
@@ -74,7 +74,7 @@ def sweep_lost_reads(min_age_ms: int | None = None, limit: int | None = None) ->
         .limit(limit)
     ).all()
     db.session.rollback()  # end the read transaction before anything is queued
-    return push.queue_again(TASK, rows, "lost reads")
+    return runner.queue_again(TASK, rows, "lost reads")
 
 
 def mark_read(user_id: int, conversation_id: int, up_to_id: int | None = None, *,
