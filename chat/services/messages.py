@@ -105,6 +105,16 @@ def _visible_in(view: ConversationView, user_id: int):
     return _visible(view.conversation.id, view.member.cleared_before_id, user_id)
 
 
+def _ensure_quotable(view: ConversationView, me: User, quote_key: str, quoting: str | None = None) -> None:
+    """A quote must name a message ``me`` can still see in this conversation, and not the
+    message that quotes it (``quoting``, when an edit sets the quote)."""
+    if quote_key == quoting or db.session.scalar(
+        select(Message.id).where(Message.key == quote_key, _visible_in(view, me.id))
+    ) is None:
+        raise ServiceError(Kind.INVALID, "the quoted message is not in this conversation",
+                           {"quote": ["no such message in this conversation"]})
+
+
 def _visible(conversation_id, cleared_before_id, user_id):
     """The rule of ``_visible_in``, from values or bound parameters: not deleted for
     everyone, not cleared from the caller's chat, not hidden by the caller."""
@@ -260,11 +270,8 @@ def send(me: User, view: ConversationView, type_name: str, content: str, client_
     conversation = view.conversation
     social.ensure_not_blocked(me.id, view.target.id, view.relation)
     content = _checked(type_name, content, nonce)
-    if quote_key is not None and db.session.scalar(
-        select(Message.id).where(Message.key == quote_key, _visible_in(view, me.id))
-    ) is None:
-        raise ServiceError(Kind.INVALID, "the quoted message is not in this conversation",
-                           {"quote": ["no such message in this conversation"]})
+    if quote_key is not None:
+        _ensure_quotable(view, me, quote_key)
 
     values = _new_values(me, conversation.id, type_name, content, client_time, nonce, quote_key)
     store, shows_chat = _store_statement(db.session.get_bind().dialect.name)
@@ -439,11 +446,7 @@ def update(me: User, key: str, content: str, quote_key: str | None = None) -> Me
     if quote_key == "":
         changes["quote_key"] = None
     elif quote_key is not None:
-        if quote_key == message.key or db.session.scalar(
-            select(Message.id).where(Message.key == quote_key, _visible_in(view, me.id))
-        ) is None:
-            raise ServiceError(Kind.INVALID, "the quoted message is not in this conversation",
-                               {"quote": ["no such message in this conversation"]})
+        _ensure_quotable(view, me, quote_key, quoting=message.key)
         changes["quote_key"] = quote_key
     # Delete wins, always: only a row still undeleted is written. A delete for everyone that
     # committed since the row was read (PostgreSQL re-checks the condition after waiting for
