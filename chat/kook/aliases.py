@@ -25,7 +25,6 @@ ALIASES = {
     "/msg-list": ("list_msgs", direct_message.list_direct_messages, "direct-message/list", ["GET"]),
     "/index": ("index_chats", user_chat.list_user_chats, "user-chat/list", ["GET"]),
 }
-CREATE_MSG_ENDPOINT = f"{aliases_blp.name}.create_msg"
 
 for path, (endpoint, view, current, methods) in ALIASES.items():
     # ``doc`` wraps the view with a copy of its documentation: the current route's stays as is.
