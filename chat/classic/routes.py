@@ -22,7 +22,7 @@ from chat.auth import (
 )
 from chat.classic import schemas as s
 from chat.dialects import CLASSIC
-from chat.endpoints import body_limit, checks_password, counts_as_send, takes_upload
+from chat.endpoints import body_limit, checks_password, counts_as_send, shows_credential, takes_upload
 from chat.notifications import devices as notification_devices
 from chat.notifications.routes import blueprint as push_blueprint
 from chat.schemas import Blueprint, export_download
@@ -48,6 +48,7 @@ def register_user(args):
 
 
 @checks_password
+@shows_credential
 @auth_blp.operation("/login", "POST", s.SessionEnvelope,
                     auth=require_app_key, security=APP_KEY_SECURITY, args=s.LoginSchema, example=ex.LOGIN)
 def login_user(args):

@@ -51,6 +51,7 @@ from chat import metrics
 from chat.auth import TOKEN_SECURITY, bearer_token, current_user, require_token, socket_token
 from chat.delivery import connections
 from chat.dialects import KOOK, KOOK_API, KOOK_GATEWAY
+from chat.endpoints import shows_credential
 from chat.extensions import api, db
 from chat.kook.gateway_session import KEEP, init_sessions
 from chat.kook.gateway_socket import write_whole_frames
@@ -102,6 +103,7 @@ class GatewaySchema(BaseSchema):
 GatewayEnvelope = envelope("KookGatewayEnvelope", GatewaySchema, dialect=KOOK)
 
 
+@shows_credential  # the socket URL carries the token
 @gateway_blp.operation("/index", "GET", GatewayEnvelope,
                        auth=require_token, security=TOKEN_SECURITY, args=GatewayQuerySchema, location="query")
 def get_gateway(args):
