@@ -17,7 +17,7 @@ from devstack import free_port
 
 def dead_bus() -> RedisStreamBus:
     client = redis_client(f"redis://127.0.0.1:{free_port()}/0", 0.5)
-    return RedisStreamBus(client, Subscriber(client, "test:"), "test:")
+    return RedisStreamBus(client, Subscriber(client, "test:"), "test:", maxlen=1000)
 
 
 def unread(conversation_id: int, user_id: int) -> int:

@@ -53,7 +53,7 @@ from chat.delivery import connections
 from chat.dialects import KOOK, KOOK_API, KOOK_GATEWAY
 from chat.endpoints import shows_credential
 from chat.extensions import api, db
-from chat.kook.gateway_session import KEEP, init_sessions
+from chat.kook.gateway_session import init_sessions
 from chat.kook.gateway_socket import write_whole_frames
 from chat.kook_wire import (
     HELLO,
@@ -242,7 +242,7 @@ class GatewayConnection:
                 self.send(frame)
                 self.sn = sn
                 self.sent[sn] = (event_id, time.monotonic())
-                while len(self.sent) > KEEP:
+                while len(self.sent) > self.sessions.keep:
                     self.sent.popitem(last=False)
             self.sessions.sent_up_to(self.token_id, self.cursor)
         if revoked:

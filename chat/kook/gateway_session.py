@@ -25,11 +25,7 @@ import time
 import redis
 from flask import Flask
 
-from chat.realtime.bus import STREAM_MAXLEN, EventBusDown
-
-# How many sn -> position entries a session keeps: the bus keeps about this many events per
-# user, so an older position could not be resumed completely anyway.
-KEEP = STREAM_MAXLEN
+from chat.realtime.bus import EventBusDown
 
 
 def new_session_id() -> str:
@@ -39,8 +35,9 @@ def new_session_id() -> str:
 class InProcessSessions:
     """Sessions in this process's memory (embedded default only)."""
 
-    def __init__(self, ttl: float):
+    def __init__(self, ttl: float, keep: int):
         self.ttl = ttl
+        self.keep = keep
         self._lock = threading.Lock()
         self._sessions: dict[str, dict] = {}  # id -> {"user", "expires", "positions"}
         self._resume_points: dict[int, tuple[str, float]] = {}  # token id -> (position, expires)
@@ -78,7 +75,7 @@ class InProcessSessions:
                 session["expires"] = time.monotonic() + self.ttl
                 for sn, event_id in pairs:
                     session["positions"][sn] = event_id
-                    session["positions"].pop(sn - KEEP, None)
+                    session["positions"].pop(sn - self.keep, None)
 
     def sent_up_to(self, token_id: int, cursor: str) -> None:
         with self._lock:
@@ -103,10 +100,11 @@ class RedisSessions:
     """``<prefix>gateway:<session id>``: a hash of ``user`` and ``sn -> event id``;
     ``<prefix>gateway-token:<token id>``: where that token's last connection stopped."""
 
-    def __init__(self, client: redis.Redis, prefix: str, ttl: float):
+    def __init__(self, client: redis.Redis, prefix: str, ttl: float, keep: int):
         self._client = client
         self._prefix = prefix
         self.ttl = int(ttl)
+        self.keep = keep
 
     def _key(self, sid: str) -> str:
         return f"{self._prefix}gateway:{sid}"
@@ -145,7 +143,7 @@ class RedisSessions:
         try:
             pipe = self._client.pipeline()
             pipe.hset(self._key(sid), mapping={str(sn): event_id for sn, event_id in pairs})
-            old = [str(sn - KEEP) for sn, _ in pairs if sn - KEEP > 0]
+            old = [str(sn - self.keep) for sn, _ in pairs if sn - self.keep > 0]
             if old:
                 pipe.hdel(self._key(sid), *old)
             pipe.expire(self._key(sid), self.ttl)
@@ -179,9 +177,13 @@ class RedisSessions:
 def init_sessions(app: Flask) -> None:
     """The app's session store, beside the event bus it follows (after ``chat.realtime.init_app``)."""
     ttl = float(app.config["GATEWAY_SESSION_TTL_SECONDS"])
+    # How many sn -> position entries a session keeps: the bus keeps about this many events
+    # per user, so an older position could not be resumed completely anyway. The same
+    # setting, so raising one raises the other.
+    keep = int(app.config["EVENT_STREAM_MAXLEN"])
     client = app.extensions.get("redis")  # set by chat.realtime when REDIS_URL is
     if client is not None:
-        store = RedisSessions(client, app.config["REDIS_KEY_PREFIX"], ttl)
+        store = RedisSessions(client, app.config["REDIS_KEY_PREFIX"], ttl, keep)
     else:
-        store = InProcessSessions(ttl)
+        store = InProcessSessions(ttl, keep)
     app.extensions["gateway_sessions"] = store
