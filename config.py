@@ -527,8 +527,9 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
         "RATELIMIT_STORAGE_URI": f"chat+{redis_url}" if redis_url else "memory://",
         # The key prefix goes to the Redis storage itself, so every key starts with it.
         "RATELIMIT_STORAGE_OPTIONS": (
-            {"key_prefix": f"{settings['REDIS_KEY_PREFIX']}limits", "socket_connect_timeout": 1,
-             "socket_timeout": 1, "pool_size": settings["REDIS_POOL_SIZE"],
+            {"key_prefix": f"{settings['REDIS_KEY_PREFIX']}limits",
+             "socket_connect_timeout": settings["REDIS_SOCKET_TIMEOUT"],
+             "socket_timeout": settings["REDIS_SOCKET_TIMEOUT"], "pool_size": settings["REDIS_POOL_SIZE"],
              "pool_wait": settings["REDIS_POOL_WAIT_SECONDS"]}
             if redis_url else {}
         ),
