@@ -9,8 +9,9 @@ from flask import current_app
 from marshmallow import fields
 from sqlalchemy import text
 
+from chat.blueprint import Blueprint
 from chat.extensions import db
-from chat.schemas import BaseSchema, Blueprint
+from chat.schemas import BaseSchema
 
 log = logging.getLogger(__name__)
 health_blp = Blueprint("health", __name__, description="Probes")

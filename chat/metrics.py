@@ -41,10 +41,10 @@ from prometheus_client import (  # noqa: E402
 from prometheus_client.core import GaugeMetricFamily  # noqa: E402
 
 from chat import dialects  # noqa: E402
+from chat.blueprint import Blueprint  # noqa: E402
 from chat.endpoints import is_send  # noqa: E402
 from chat.errors import Kind, ServiceError  # noqa: E402
 from chat.extensions import api  # noqa: E402
-from chat.schemas import Blueprint  # noqa: E402
 
 log = logging.getLogger(__name__)
 

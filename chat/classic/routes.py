@@ -20,12 +20,13 @@ from chat.auth import (
     require_session,
     set_web_cookie,
 )
+from chat.blueprint import Blueprint
 from chat.classic import schemas as s
 from chat.dialects import CLASSIC
 from chat.endpoints import body_limit, checks_password, counts_as_send, shows_credential, takes_upload
 from chat.notifications import devices as notification_devices
 from chat.notifications.routes import blueprint as push_blueprint
-from chat.schemas import Blueprint, export_download
+from chat.schemas import export_download
 from chat.services import accounts, conversations, messages, my_account, search, typing
 
 auth_blp = Blueprint("classic_auth", __name__, url_prefix="/auth", description="Accounts (classic envelope)")

@@ -10,9 +10,9 @@ used SDKs still send private messages through ``create-msg``. Each alias is the 
 
 from __future__ import annotations
 
+from chat.blueprint import Blueprint
 from chat.dialects import KOOK_API
 from chat.kook import direct_message, user_chat
-from chat.schemas import Blueprint
 
 aliases_blp = Blueprint("kook_user_chat_aliases", __name__, url_prefix=f"{KOOK_API}/user-chat",
                         description="KOOK's older names of the private-message routes (deprecated)")

@@ -49,6 +49,7 @@ from simple_websocket import ConnectionClosed
 
 from chat import metrics
 from chat.auth import TOKEN_SECURITY, bearer_token, current_user, require_token, socket_token
+from chat.blueprint import Blueprint
 from chat.delivery import connections
 from chat.dialects import KOOK, KOOK_API, KOOK_GATEWAY
 from chat.endpoints import shows_credential
@@ -69,7 +70,7 @@ from chat.kook_wire import (
 from chat.models import now_ms
 from chat.realtime import SESSION_REVOKED, EventBusDown, parse_event_id
 from chat.realtime.bus import later_event_id, revokes
-from chat.schemas import BaseSchema, Blueprint, LenientSchema, envelope
+from chat.schemas import BaseSchema, LenientSchema, envelope
 from chat.services import accounts
 
 log = logging.getLogger(__name__)

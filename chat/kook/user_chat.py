@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from chat import examples as ex
 from chat.auth import TOKEN_SECURITY, current_token, current_user, require_token
+from chat.blueprint import Blueprint
 from chat.dialects import KOOK, KOOK_API
 from chat.kook import schemas as s
 from chat.notifications import devices as notification_devices
 from chat.notifications.routes import blueprint as push_blueprint
-from chat.schemas import Blueprint
 from chat.services import conversations, typing
 
 user_chat_blp = Blueprint("kook_user_chat", __name__, url_prefix=f"{KOOK_API}/user-chat",

@@ -9,11 +9,11 @@ from __future__ import annotations
 from chat import examples as ex
 from chat import webhooks
 from chat.auth import TOKEN_SECURITY, current_user, require_token
+from chat.blueprint import Blueprint
 from chat.dialects import KOOK_API
 from chat.endpoints import shows_credential
 from chat.kook import webhook_schemas as s
 from chat.kook.schemas import page_meta
-from chat.schemas import Blueprint
 from chat.webhooks import kook_format
 
 webhooks_blp = Blueprint("kook_webhooks", __name__, url_prefix=f"{KOOK_API}/webhooks",

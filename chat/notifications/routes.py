@@ -9,10 +9,11 @@ import math
 from typing import Callable
 
 from chat import examples as ex
+from chat.blueprint import Blueprint
 from chat.dialects import KOOK, Dialect
 from chat.notifications import devices, sending
 from chat.notifications import schemas as s
-from chat.schemas import Blueprint, envelope
+from chat.schemas import envelope
 
 
 def blueprint(name: str, url_prefix: str, *, dialect: Dialect, auth: Callable, security: list,
