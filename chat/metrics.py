@@ -39,6 +39,7 @@ from prometheus_client import (  # noqa: E402
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily  # noqa: E402
+from werkzeug.exceptions import NotFound  # noqa: E402
 
 from chat import dialects  # noqa: E402
 from chat.blueprint import Blueprint  # noqa: E402
@@ -273,7 +274,7 @@ def scrape_metrics():
             raise ServiceError(Kind.UNAUTHORIZED, "send Authorization: Bearer <METRICS_TOKEN>")
     elif not (config.get("METRICS_ALLOW_LOOPBACK") and _is_loopback(request.remote_addr)):
         # Disabled: answer as if there were no such route, so it cannot be probed.
-        raise ServiceError(Kind.NOT_FOUND, f"no such route: {request.method} {request.path}")
+        raise NotFound()  # answered as every unknown route is (chat.errors)
     return Response(exposition(), mimetype=CONTENT_TYPE_LATEST.split(";")[0],
                     headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})
 
