@@ -24,8 +24,8 @@ address (behind ``TRUSTED_PROXIES`` proxies, the address they forwarded):
 
 Counts live in Redis when configured (keys under ``REDIS_KEY_PREFIX``), else in memory; when
 Redis is unreachable Flask-Limiter falls back to in-process counts and returns to Redis once it
-answers again. Every KOOK response (``/api/v3`` and the gateway) carries KOOK's headers, all four together as
-integers, describing the bucket that applied (the breached one on a 429):
+answers again. Every KOOK response (``/api/v3`` and the gateway) carries KOOK's headers, all
+four together as integers, describing the bucket that applied (the breached one on a 429):
 ``X-Rate-Limit-Limit``, ``-Remaining``, ``-Reset`` (seconds until the window resets) and
 ``-Bucket`` (a stable number for the bucket name, which ``X-Rate-Limit-Bucket-Name`` spells out);
 ``X-Rate-Limit-Global`` when the global limit is the one hit. Over a limit: HTTP 429, KOOK code
