@@ -42,10 +42,12 @@ stack: install-dev
 TEST_PG_SERVER ?= $(or $(TEST_DATABASE_URL),postgresql://postgres@127.0.0.1:5432/)
 
 ## The code's shape, held by CI: ruff (imports at the top, unused names, import order) on the
-## app, and import-linter's contracts (.importlinter: the layers, one way down).
+## app, import-linter's contracts (.importlinter: the layers, one way down), and mypy over
+## chat/ (mypy.ini: the backends' Protocols strictly, every function body checked).
 lint: install-dev
 	$(BIN)/ruff check chat workers
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 ## Run the whole test suite twice, on SQLite and on PostgreSQL, at the same time
 ## (tests/passes.py): each pass's output is printed whole when it ends, then a summary; the

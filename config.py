@@ -8,7 +8,9 @@ run in-process, events on an in-process bus and rate limits in memory. Setting
 refuses to start without them. A missing or malformed setting stops the process at start with
 one message naming the variable (``ConfigError``), the same in every process type.
 
-The Celery settings derived from this configuration are in ``chat/celery_config.py``.
+The Celery settings derived from this configuration are in ``chat/celery_config.py``; what
+depends on whether Redis is configured (every backend, the rate limiter's storage, Celery's
+broker) is decided in one place, ``chat/backends.py``.
 """
 
 from __future__ import annotations
@@ -516,23 +518,14 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
     }
     fixed = profile.fixed()
     settings.update(fixed)
-    # Derived after the fixed values, so that a profile's REDIS_URL or database URL counts,
-    # unless the profile fixes the derived setting itself.
+    # Derived after the fixed values, so that a profile's database URL counts, unless the
+    # profile fixes the derived setting itself.
     _check_within(settings, "TASK_BATCH_SIZE", 1, MAX_TASK_BATCH_SIZE, "messages pushed at once")
     _check_within(settings, "TASK_DRAIN_SECONDS", 0.1, TASK_SOFT_TIME_LIMIT - 5,
                   "a draining task hands over well within the tasks' soft time limit")
-    redis_url = settings["REDIS_URL"]
+    # What depends on whether Redis is configured (the rate limiter's storage, Celery's broker)
+    # is derived by chat/backends.py when the app is created.
     derived = {
-        # Redis through chat/limiter_storage.py, which counts a request's limits in one round trip.
-        "RATELIMIT_STORAGE_URI": f"chat+{redis_url}" if redis_url else "memory://",
-        # The key prefix goes to the Redis storage itself, so every key starts with it.
-        "RATELIMIT_STORAGE_OPTIONS": (
-            {"key_prefix": f"{settings['REDIS_KEY_PREFIX']}limits",
-             "socket_connect_timeout": settings["REDIS_SOCKET_TIMEOUT"],
-             "socket_timeout": settings["REDIS_SOCKET_TIMEOUT"], "pool_size": settings["REDIS_POOL_SIZE"],
-             "pool_wait": settings["REDIS_POOL_WAIT_SECONDS"]}
-            if redis_url else {}
-        ),
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options(settings),
     }
     settings.update({name: value for name, value in derived.items() if name not in fixed})

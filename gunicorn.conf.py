@@ -5,7 +5,7 @@ not be tied up by one: gevent workers serve each request in a greenlet, and one 
 holds thousands of idle streams while it keeps answering ordinary requests. psycopg 3
 cooperates with gevent by itself (since 3.1.14, no psycogreen needed), redis-py and kombu
 are pure-Python sockets (patched), and SQLAlchemy's pool locks are patched with threading.
-See docs/architecture.md, "Event stream", for the measurement behind this choice.
+See docs/decisions.md, "gevent web workers, not threads", for the measurement behind this choice.
 
 SQLite is the exception: its C library waits for a database lock inside the call (busy
 timeout), which blocks the whole gevent loop, so the greenlet holding the lock can never

@@ -1,6 +1,12 @@
-"""``python -m bench [NAME ...]`` (``make bench [BENCH="NAME ..."]``): start the production
-stack, run every benchmark (or the named ones: a function's name, or its module's), print a
-table.
+"""``python -m bench [--allow-sqlite] [NAME ...]`` (``make bench [BENCH="NAME ..."]``): start
+the production stack, run every benchmark (or the named ones: a function's name, or its
+module's), print a table.
+
+The table is production's only when the stack is: PostgreSQL, gunicorn's gevent workers. With
+no PostgreSQL the run stops before any benchmark, exits 2 and says why; ``--allow-sqlite``
+(or ``BENCH_ALLOW_SQLITE=1``) runs on SQLite anyway, and the table is then titled as not
+production's. A stack that came up with another worker class than production's gets the
+same title.
 
 To add a benchmark, write a function ``(stack) -> list[Row]`` and append it to BENCHMARKS.
 """
@@ -19,7 +25,7 @@ from bench.notifications import notifications_per_second, sends_with_devices
 from bench.push import push_latency
 from bench.scaleout import scale_out
 from bench.search import search_latency
-from bench.stack import Row, production_stack
+from bench.stack import NotProduction, Row, production_stack, sqlite_allowed, worker_class
 from bench.streams import many_streams
 from bench.sustained import sustained_rate
 from bench.uploads import uploads
@@ -29,6 +35,9 @@ from bench.wrk import send_vs_livez
 # as data grows, search as data grows, two instances, the latency of one message at a time,
 # then the same load with Web Push devices registered, what one worker sends of device
 # notifications, and uploads.
+# What gunicorn.conf.py picks with a PostgreSQL DATABASE_URL.
+PRODUCTION_WORKERS = "gevent"
+
 BENCHMARKS = [send_vs_livez, sustained_rate, worker_drain, many_streams, history_and_list_growth, search_latency,
               scale_out, push_latency, sends_with_devices, notifications_per_second, uploads]
 
@@ -71,26 +80,41 @@ def settle(stack) -> None:
 
 def main(argv: list[str]) -> int:
     """Run every benchmark, or only those named on the command line."""
+    allow_sqlite = "--allow-sqlite" in argv or sqlite_allowed()
+    names = [a for a in argv if a != "--allow-sqlite"]
     # By function (search_latency) or by module (search: `make bench BENCH=search`).
-    chosen = [b for b in BENCHMARKS if not argv or {b.__name__, b.__module__.rsplit('.', 1)[-1]} & set(argv)]
+    chosen = [b for b in BENCHMARKS if not names or {b.__name__, b.__module__.rsplit('.', 1)[-1]} & set(names)]
     if not chosen:
         print(f"unknown benchmark; choose from: {', '.join(b.__name__ for b in BENCHMARKS)}", file=sys.stderr)
         return 2
     rows: list[Row] = []
     started = time.monotonic()
-    with production_stack() as stack:
-        for benchmark in chosen:
-            print(f"running {benchmark.__name__} ...", file=sys.stderr, flush=True)
-            settle(stack)
-            try:
-                rows.extend(benchmark(stack))
-            except Exception as exc:  # one broken benchmark must not hide the others' numbers
-                rows.append(Row(benchmark.__name__, 0, note=f"failed: {exc.__class__.__name__}: {exc}"))
+    try:
+        with production_stack(allow_sqlite=allow_sqlite) as stack:
+            web_workers = worker_class(next(p for p in stack.processes if p.name == "web"))
+            for benchmark in chosen:
+                print(f"running {benchmark.__name__} ...", file=sys.stderr, flush=True)
+                began = time.monotonic()
+                settle(stack)
+                try:
+                    rows.extend(benchmark(stack))
+                except Exception as exc:  # one broken benchmark must not hide the others' numbers
+                    rows.append(Row(benchmark.__name__, 0, note=f"failed: {exc.__class__.__name__}: {exc}"))
+                print(f"  {benchmark.__name__}: {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
+    except NotProduction as exc:
+        print(f"make bench: refused: {exc} (or: python -m bench --allow-sqlite)", file=sys.stderr)
+        return 2
+    production = stack.database == "PostgreSQL" and web_workers == PRODUCTION_WORKERS
+    if not production:
+        print(f"NOT A PRODUCTION TABLE: {stack.database}, web workers {web_workers} (production: PostgreSQL, "
+              f"{PRODUCTION_WORKERS}); these numbers say nothing about a deployment.\n")
     print_table(rows)
-    worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent (gunicorn.conf.py)")
-    print(f"\n({time.monotonic() - started:.0f} s, {stack.database}, web workers: {worker_class}, this machine)")
+    print(f"\n({time.monotonic() - started:.0f} s, {stack.database}, web workers: {web_workers} x "
+          f"{os.environ.get('WEB_CONCURRENCY', '2')}, every setting at production's default unless its row "
+          "says otherwise; users made through the set-up server (bench/stack.py); this machine)")
     print(machine())
-    return 0
+    # Asked for (--allow-sqlite), a run that is not production's is a success; unasked, not.
+    return 0 if production or allow_sqlite else 3
 
 
 if __name__ == "__main__":

@@ -1,18 +1,23 @@
 """Scale-out: two web instances and two Celery workers on one database and one Redis behave as
-one service.
+one service, and share the work.
 
-A second gunicorn (another port, the stack's environment) and a second Celery worker join the
-stack's own. Checks, one row each, the outcome in the note:
+A second gunicorn (another port, the stack's environment, its pools sized to PostgreSQL's
+connection budget next to the stack's own) and a second Celery worker join the stack's own.
+Checks, one row each, the outcome in the note:
 
 - a user streaming from instance 1 receives a message sent through instance 2, and the other
   way round;
-- a burst of BURST messages over 10 conversations, sent half through each instance (a few
-  Python threads: this is a correctness check, not a load), reaches every recipient, whose
-  streams are open half on each instance, and the push backlog empties;
-- afterwards every unread counter equals ``flask counters rebuild``.
+- a burst of BURST messages from SENDERS senders to RECIPIENTS recipients, sent half through
+  each instance at PACE a second (a few Python threads: this is a correctness check, not a
+  load; spread over a few seconds so that pushes are queued many times over, and each sender
+  within a person's default limits), reaches every recipient, whose streams are open half on
+  each instance, and the push backlog empties;
+- afterwards every unread counter equals ``flask counters rebuild``;
+- each worker's share of the pushes delivered during the checks (``bench.checks.deliveries``,
+  from the workers' metrics): the check fails when the second worker delivered none.
 
 The extra processes are stopped at the end; the stack is left as it was.
-Environment: BENCH_SCALEOUT_MESSAGES (200).
+Environment: BENCH_SCALEOUT_MESSAGES (400).
 """
 
 from __future__ import annotations
@@ -21,21 +26,15 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from bench.checks import Inbox, counters_problem, drain, newest_message_id
+from bench.checks import Inbox, close_streams, counters_problem, deliveries, drain, newest_message_id
 from bench.stack import SECOND_INSTANCE_POOLS, Row, Stack
-from devstack import ApiUser, EventStream, LiveProcess, start_worker, wait_until
+from devstack import ApiUser, EventStream, start_worker, wait_until
 
-BURST = int(os.environ.get("BENCH_SCALEOUT_MESSAGES", "200"))
-CONVERSATIONS = 10
+BURST = int(os.environ.get("BENCH_SCALEOUT_MESSAGES", "400"))
+SENDERS = 40
+RECIPIENTS = 10
+PACE = 80.0  # messages a second over all senders: 2 a second each
 WAIT = 15.0  # seconds a message may take to arrive before the check fails
-
-
-def _tasks_received(worker: LiveProcess) -> int:
-    """Tasks a Celery worker logged as received so far (its log's "Task ... received" lines)."""
-    try:
-        return worker.log_path.read_text(errors="replace").count(" received")
-    except FileNotFoundError:
-        return 0
 
 
 def _send(sender: ApiUser, base: str, cid: int, content: str) -> str:
@@ -59,20 +58,23 @@ def _crossing(stack: Stack, stream_base: str, send_base: str, name: str) -> Row:
     except AssertionError:
         return Row(name, 1, note=f"FAILED: the message did not arrive within {WAIT:.0f} s")
     finally:
-        stream.close(wait=False)
+        close_streams([stream])
 
 
 def _burst(stack: Stack, bases: list[str]) -> list[Row]:
-    pairs = stack.pairs(CONVERSATIONS, "burst")
-    streams = [EventStream(bases[n % 2], recipient.token).wait_open() for n, (_, recipient, _) in enumerate(pairs)]
+    pairs = stack.pairs(SENDERS, "burst", recipients=RECIPIENTS)
+    recipients = {recipient.id: recipient for _, recipient, _ in pairs}.values()
+    streams = [EventStream(bases[n % 2], recipient.token).wait_open() for n, recipient in enumerate(recipients)]
     inbox = Inbox(streams)
     conversations = [cid for _, _, cid in pairs]
     mark = newest_message_id(stack)
+    started = time.monotonic()
 
     def send(n: int) -> bool:
-        sender, _, cid = pairs[n % CONVERSATIONS]
+        time.sleep(max(0.0, started + n / PACE - time.monotonic()))
+        sender, _, cid = pairs[n % SENDERS]
         try:
-            _send(sender, bases[n // CONVERSATIONS % 2], cid, f"burst {n}")
+            _send(sender, bases[n // SENDERS % 2], cid, f"burst {n}")
             return True
         except Exception:  # noqa: BLE001 - counted and reported
             return False
@@ -82,8 +84,7 @@ def _burst(stack: Stack, bases: list[str]) -> list[Row]:
             refused = sum(1 for ok in pool.map(send, range(BURST)) if not ok)
         result = drain(stack, inbox, mark, conversations, WAIT)
     finally:
-        for stream in streams:
-            stream.close(wait=False)
+        close_streams(streams)
     arrived = len(result.stored) - len(result.missing)
     failed = [f"{len(result.missing)} never arrived"] if result.missing else []
     if refused:
@@ -106,16 +107,19 @@ def scale_out(stack: Stack) -> list[Row]:
     workers = [next(p for p in stack.processes if p.name == "worker"), worker]
     try:
         wait_until(lambda: "ready." in worker.log_tail(200), 60, interval=0.5, what="the second Celery worker")
-        before = [_tasks_received(w) for w in workers]
+        before = [deliveries(stack, w) for w in workers]
         first_port, second_port = stack.base.rsplit(":", 1)[1], second_base.rsplit(":", 1)[1]
         rows = [
             _crossing(stack, stack.base, second_base, f"scale-out: stream on :{first_port}, sent via :{second_port}"),
             _crossing(stack, second_base, stack.base, f"scale-out: stream on :{second_port}, sent via :{first_port}"),
             *_burst(stack, [stack.base, second_base]),
         ]
-        taken = [_tasks_received(w) - n for w, n in zip(workers, before)]
-        rows.append(Row("scale-out: tasks per worker", 0, note=f"first {taken[0]}, second {taken[1]} (Celery tasks "
-                                                               "received during the checks)"))
+        taken = [deliveries(stack, w) - n for w, n in zip(workers, before)]
+        share = (f"first {taken[0]:,}, second {taken[1]:,} pushes delivered during the checks (each worker's "
+                 "chat_deliveries_total)")
+        rows.append(Row("scale-out: pushes per worker", sum(taken),
+                        note=(f"FAILED: the second worker delivered none; {share}" if taken[1] == 0
+                              else f"held: {share}")))
         return rows
     finally:
         worker.stop()

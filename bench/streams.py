@@ -1,16 +1,19 @@
-"""Many open event streams: what thousands of idle streams cost the web tier.
+"""Many open event streams: what thousands of idle streams cost the web tier, and whether
+sends notice them.
 
-A dedicated gunicorn (same database, Redis and Celery worker as the stack; the default
-connection slots, ``GUNICORN_WORKER_CONNECTIONS`` 5,000 per worker of which a fifth is kept
-for ordinary requests, so the row shows what the defaults give; the default 15 s heartbeat
-instead of the stack's 2 s, since each heartbeat is a write per stream; and its database
-pools sized so that it fits next to the stack's own server) serves both cases:
+The stack's own server, every setting at its default: ``GUNICORN_WORKER_CONNECTIONS`` (5,000
+per worker, of which a fifth is kept for ordinary requests, so at most 4,000 long-lived per
+process), ``STREAMS_PER_USER``, the 15 s heartbeat, the pools and the rate limits. Two cases:
 
 1. no stream open: a moderate paced wrk load of ``POST /message`` (SEND_RATE per second
-   for SEND_SECONDS over 20 senders, after a short warm-up run), then each web process's
-   resident memory and the Redis connections it holds;
+   for SEND_SECONDS over SENDERS senders, each well within a person's limits, after a short
+   warm-up run), then each web process's resident memory and the Redis connections it holds;
 2. STREAMS streams open (``GET /api/v3/events``, PER_USER per user), then the same load and
    the same measures.
+
+The sends' latencies run from their scheduled times (bench/wrk.py). Every stream the server
+refused is counted by its answer (a 503 when a process has no long-lived slot left), and
+the note says how many were refused.
 
 The streams are held by one asyncio loop in a thread of this process: raw connections, a
 minimal HTTP/1.1 request, the status line and headers read, the body drained and thrown
@@ -22,8 +25,7 @@ Redis's ``CLIENT LIST`` gives each client's address, psutil each process's socke
 Environment: BENCH_STREAMS (5000), BENCH_STREAMS_PER_USER (5), BENCH_STREAMS_SEND_RATE
 (100), BENCH_STREAMS_SEND_SECONDS (30). The p99s are compared, so each comes from 3,000
 sends: from 1,000 (10 s) it was the 10th-slowest send, and one stall of the machine moved the
-ratio by half its goal from one run to the next (0.86-1.80 on the same code).
-"""
+ratio by half its goal from one run to the next (0.86-1.80 on the same code)."""
 
 from __future__ import annotations
 
@@ -40,15 +42,16 @@ from urllib.parse import urlsplit
 import psutil
 import redis
 
-from bench.stack import SECOND_INSTANCE_POOLS, Row, Stack
-from bench.wrk import errors_of, paced_sends, senders_file, wrk_row
+from bench.stack import Row, Stack
+from bench.wrk import errors_of, paced_sends, scheduled, senders_file, wrk_row
 from devstack import LiveProcess
 
 STREAMS = int(os.environ.get("BENCH_STREAMS", "5000"))
 PER_USER = int(os.environ.get("BENCH_STREAMS_PER_USER", "5"))
 SEND_RATE = float(os.environ.get("BENCH_STREAMS_SEND_RATE", "100"))
 SEND_SECONDS = int(os.environ.get("BENCH_STREAMS_SEND_SECONDS", "30"))
-SENDERS = 20
+SENDERS = 100  # 1 send a second each at 100/s: well within a person's 6
+RECIPIENTS = 20
 SEND_CONNECTIONS = 32
 OPENING_AT_ONCE = 100  # streams being opened at any moment: a ramp, not one burst
 FIRST_STREAM_USER = 20_000_000  # below the random ids registration uses (USER_ID_RANGE)
@@ -181,11 +184,11 @@ def _processes_row(name: str, measured: list[dict], note: str = "") -> Row:
 def many_streams(stack: Stack) -> list[Row]:
     if stack.database != "PostgreSQL":
         return [Row("many streams", 0, note="skipped: needs PostgreSQL")]
-    server, base = stack.start_web({"SSE_HEARTBEAT_SECONDS": "15", **SECOND_INSTANCE_POOLS})
+    server, base = next(p for p in stack.processes if p.name == "web"), stack.base
     web_port = urlsplit(base).port
     held = None
     try:
-        senders = senders_file(stack, stack.pairs(SENDERS, "streamsend"), "streams-senders")
+        senders = senders_file(stack, stack.pairs(SENDERS, "streamsend", recipients=RECIPIENTS), "streams-senders")
         tokens = [token for token in _stream_tokens(stack, -(-STREAMS // PER_USER)) for _ in range(PER_USER)][:STREAMS]
 
         def load() -> dict:
@@ -207,20 +210,22 @@ def many_streams(stack: Stack) -> list[Row]:
         if held is not None:
             held.close()
             _settle(server, web_port)
-        server.stop()
 
     failed = STREAMS - held.opened
     why = ", ".join(f"{count} x {reason}" for reason, count in held.failures.most_common(3))
-    opened = (f"{held.opened:,} of {STREAMS:,} opened in {opening:.0f} s"
-              + (f" ({failed:,} failed: {why})" if failed else "") + f", {still:,} still open after the load")
+    opened = (f"{held.opened:,} of {STREAMS:,} opened in {opening:.0f} s, "
+              + (f"{failed:,} refused or failed ({why})" if failed else "none refused")
+              + f", {still:,} still open after the load")
     ratio = busy["p99"] / quiet["p99"] if quiet["p99"] else float("nan")
     extra_kb = (sum(p["rss"] for p in busy_processes) - sum(p["rss"] for p in quiet_processes)) * 1024
     per_stream = f" (+{extra_kb / held.opened:.0f} KB per open stream)" if held.opened else ""
     setup = f"{SEND_RATE:.0f} req/s paced for {SEND_SECONDS} s, {SENDERS} senders"
     return [
-        wrk_row("send, 0 streams open", quiet, f"achieved {quiet['rps']:.0f} req/s of {setup}, {errors_of(quiet)}"),
+        wrk_row("send, 0 streams open", quiet, f"achieved {quiet['rps']:.0f} req/s of {setup}, {errors_of(quiet)}; "
+                                              f"{scheduled(quiet)}; every setting at its default"),
         wrk_row(f"send, {STREAMS:,} streams open", busy,
-                f"achieved {busy['rps']:.0f} req/s, {errors_of(busy)}; streams: {opened}"),
+                f"achieved {busy['rps']:.0f} req/s, {errors_of(busy)}; streams: {opened}; default connection "
+                "slots (5,000 per worker, 4,000 of them long-lived) and 15 s heartbeat"),
         Row("send p99 ratio, streams/none", 0, note=f"{ratio:.2f} (goal at most 2)"),
         _processes_row("web processes, 0 streams", quiet_processes),
         _processes_row(f"web processes, {STREAMS:,} streams", busy_processes, per_stream),

@@ -11,11 +11,11 @@ from flask.sessions import SessionInterface
 from sqlalchemy import event, exc
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from chat import assets, green, http_guards, logging_setup, metrics, outbox, ratelimit, realtime, tasks
+from chat import assets, backends, green, http_guards, logging_setup, metrics, ratelimit, tasks
 from chat.auth import SECURITY_SCHEMES
-from chat.celery_config import celery_settings
 from chat.classic.routes import blueprints as classic_blueprints
 from chat.cli import register_cli
+from chat.db import abandon, install_hooks
 from chat.errors import register_error_handlers
 from chat.extensions import api, db, migrate
 from chat.files import files_blp
@@ -45,7 +45,7 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
     # the environment gives, and a missing or malformed variable stops here, named.
     app = Flask(__name__, instance_relative_config=True)
     app.config.update(load_config(config_class=config_class))
-    app.config["CELERY"] = celery_settings(app.config)
+    backends.configure(app.config)  # the rate limiter's storage and Celery's broker
     app.json = OrjsonProvider(app)
     app.json.sort_keys = False
     app.session_interface = NoCookieSessions()
@@ -166,11 +166,10 @@ def register_extensions(app: Flask) -> None:
                                    "extra_plugins": [ErrorEnvelopePlugin()]})
     metrics.init_app(app)  # before the limiter, so refused requests are timed too
     ratelimit.init_app(app)
-    realtime.init_app(app)
-    init_gateway(app)  # its sessions follow the event bus
+    backends.init_app(app, celery=tasks.init_app(app), jobs=tasks.JOBS)
+    init_gateway(app)
     assets.init_app(app)
-    tasks.init_app(app)
-    outbox.install(db.session.session_factory.class_)
+    install_hooks(db.session.session_factory.class_)
 
     @app.teardown_request
     def end_transaction(_exc):
@@ -178,7 +177,7 @@ def register_extensions(app: Flask) -> None:
         # database's write lock), nor rows loaded: they stay loaded after a commit within a
         # request (no reloads to build an answer), never from one request to the next, even
         # where a test's requests share one session.
-        db.session.rollback()
+        abandon()
         db.session.expire_all()  # (with expire_on_commit off, a rollback keeps them loaded)
 
 

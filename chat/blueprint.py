@@ -8,7 +8,7 @@ import functools
 
 from flask_smorest import Blueprint as SmorestBlueprint
 
-from chat import extensions
+from chat.db import each_statement_commits
 from chat.request_parser import parser
 
 
@@ -27,7 +27,7 @@ class Blueprint(SmorestBlueprint):
         200 with, how it authenticates (``auth`` checks, ``security`` documents), and what it
         reads (``args`` from ``location``); further OpenAPI ``doc`` as flask-smorest takes it.
         ``each_statement_commits``: the operation reads, and writes no more than one statement
-        at a time (``chat.extensions.each_statement_commits``). ``example``: the request body
+        at a time (``chat.db.each_statement_commits``). ``example``: the request body
         /docs offers, which works as sent on the demo data (``chat.examples``)."""
         def decorate(view):
             if each_statement_commits:
@@ -48,7 +48,7 @@ class Blueprint(SmorestBlueprint):
 def _each_statement_commits(view):
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
-        extensions.each_statement_commits()
+        each_statement_commits()
         return view(*args, **kwargs)
 
     return wrapper

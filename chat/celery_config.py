@@ -1,9 +1,10 @@
 """Celery's settings, derived from the app's configuration (``config.load_config``).
 
-``create_app`` stores them as ``app.config["CELERY"]``; the Celery app bound to Flask is made
-from them, and ``celery -A workers worker`` / ``celery -A workers beat`` find that app.
-With a Redis URL the broker is Redis; without one (the embedded default) no task goes to
-Celery at all: ``chat.runner`` runs them in this process.
+Everything but where the broker is: ``chat.backends.celery_settings`` adds that (Redis, or
+none in the embedded default, where no task goes to Celery at all: ``chat.runner`` runs them
+in this process), and ``create_app`` stores the result as ``app.config["CELERY"]``. The
+Celery app bound to Flask is made from them, and ``celery -A workers worker`` /
+``celery -A workers beat`` find that app.
 """
 
 from __future__ import annotations
@@ -46,21 +47,15 @@ def webhook_time_limits(config: Mapping) -> tuple[float, float]:
 
 
 def celery_settings(config: Mapping) -> dict:
-    """Celery settings for an app configured with ``config``."""
-    redis_url = config.get("REDIS_URL")
+    """Celery settings for an app configured with ``config``, but for the broker's address and
+    connection settings (``chat.backends.celery_settings``)."""
     visibility = config["CELERY_VISIBILITY_TIMEOUT"]
-    socket_timeout = config["REDIS_SOCKET_TIMEOUT"]
     push_every = config["PUSH_SWEEP_INTERVAL_SECONDS"]
     webhooks_every = config["WEBHOOK_SWEEP_INTERVAL_SECONDS"]
     assets_every = config["ASSET_SWEEP_INTERVAL_SECONDS"]
     webhook_soft, webhook_hard = webhook_time_limits(config)
     return {
-        "broker_url": redis_url or "memory://",
-        # kombu's Redis transport, except that a worker survives Redis being killed under it
-        # (chat/broker.py says how).
-        "broker_transport": "chat.broker:Transport" if redis_url else None,
         "broker_transport_options": {
-            "global_keyprefix": config["REDIS_KEY_PREFIX"],
             # Redis has no acknowledgements: a message a worker took stays in an "unacked" set
             # and goes back to its queue once it is older than this. Keep it short (our tasks
             # take milliseconds) so a SIGKILLed worker's tasks come back soon; a task that runs
@@ -69,13 +64,8 @@ def celery_settings(config: Mapping) -> dict:
             # Look for such messages every few seconds rather than kombu's ~100 s.
             "unacked_restore_interval": max(1, min(10, visibility // 2)),
             "unacked_restore_throttle": 1,
-            # A publish from a web request must fail fast when Redis is gone or frozen,
-            # never hang (workers/celery.py gives the worker's consumer longer reads).
-            "socket_connect_timeout": socket_timeout,
-            "socket_timeout": socket_timeout,
             "max_retries": 0,
         },
-        "broker_connection_timeout": socket_timeout,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,  # a worker waits for Redis to come back
         "task_publish_retry": False,  # the sweeper, not the request, retries a lost publish

@@ -20,6 +20,7 @@ from flask.cli import AppGroup
 
 from chat import webhooks
 from chat.assets import service as assets
+from chat.db import checkpoint
 from chat.delivery import counters
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
@@ -185,10 +186,10 @@ def rebuild_search() -> None:
     # what it did (running it again finishes the job).
     with db.engine.connect() as connection:
         search_index.create(connection)  # what is missing (a restored dump, a dropped index)
-        connection.commit()
+        checkpoint(connection)
         changed = search_index.fill(connection, commit_batches=True, progress=_progress("indexing messages", [0]))
         search_index.create(connection)  # SQLite: the FTS table rebuilt from the documents
-        connection.commit()
+        checkpoint(connection)
         warning = search_index.locale_warning(connection)
     if warning:
         click.echo(warning)

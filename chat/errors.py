@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import WebsocketMismatch
 
 from chat import dialects
-from chat.extensions import db
+from chat.db import abandon
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def register_error_handlers(app: Flask) -> None:
         log.error("database unavailable: %s: %s", cause.__class__.__name__,
                   str(cause).strip().splitlines()[0] if str(cause).strip() else "")
         try:
-            db.session.rollback()
+            abandon()
         except Exception:  # the connection may be gone already; the next request gets a new one
             log.debug("rollback after a database failure failed", exc_info=True)
         return error_response(ServiceError(Kind.UNAVAILABLE, "database is unavailable, try again"))

@@ -1,5 +1,7 @@
 """Unbound extension instances; ``create_app`` binds them to an application."""
 
+import threading
+
 from flask_migrate import Migrate
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
@@ -24,22 +26,46 @@ class Base(DeclarativeBase):
 # from what it holds instead of reloading every row (each request has its own session).
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
-api = Api()
 
 
-def each_statement_commits() -> None:
-    """On PostgreSQL, let the rest of this request run each statement as a transaction of its
-    own (autocommit), when its session holds no transaction yet.
+class DocumentOnReadApi(Api):
+    """flask-smorest's ``Api``, writing each blueprint's routes into the OpenAPI document when
+    the document is first read instead of when the blueprint is registered.
 
-    For requests that read, and write at most one statement at a time that needs nothing
-    else to hold with it (a page of history, which records that it was read; a chat list).
-    Under READ COMMITTED each statement sees its own snapshot inside a transaction too, so
-    such a request sees nothing different; it saves the BEGIN and the COMMIT or ROLLBACK,
-    two of a page read's five round trips to the database. The session's commit still runs
-    the outbox. The connection goes back to the pool in its usual mode. Elsewhere (SQLite,
-    a transaction already open, say after a credential lookup) nothing changes.
+    Documenting every route (each schema resolved into JSON Schema) was about two thirds of
+    ``create_app``'s time, paid by every process that builds the app (each web and Celery
+    worker, beat, every ``flask`` command, every test's app), while only ``/openapi.json``,
+    the docs page and the tests that read the document need it. The document is the same:
+    the same calls in the same order, made once, under a lock (two threads may ask first).
     """
-    session = db.session()
-    if session.in_transaction() or session.get_bind().dialect.name != "postgresql":
-        return
-    session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+    def init_app(self, app, *, spec_kwargs=None):
+        self._undocumented: list[tuple] = []
+        self._documenting = threading.Lock()
+        super().init_app(app, spec_kwargs=spec_kwargs)
+
+    def register_blueprint(self, blp, *, parameters=None, **options):
+        name = options.get("name", blp.name)
+        self._app.extensions["flask-smorest"]["blp_name_to_api"][name] = self
+        self._app.register_blueprint(blp, **options)
+        self._undocumented.append((blp, name, parameters))
+
+    @property
+    def spec(self):
+        if getattr(self, "_undocumented", None):
+            with self._documenting:
+                # Emptied only once all is written: a thread that finds it empty gets the
+                # whole document, never one half written by another thread.
+                for blp, name, parameters in self._undocumented:
+                    blp.register_views_in_doc(self, self._app, self._spec, name=name, parameters=parameters)
+                    self._spec.tag({"name": name, "description": blp.description})
+                self._undocumented = []
+        return self._spec
+
+    @spec.setter
+    def spec(self, value):
+        self._spec = value
+
+
+api = DocumentOnReadApi()
+

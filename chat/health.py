@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import current_app
 from marshmallow import fields
 from sqlalchemy import text
 
+from chat import backends
 from chat.blueprint import Blueprint
+from chat.db import abandon
 from chat.extensions import db
 from chat.schemas import BaseSchema
 
@@ -39,17 +40,17 @@ def _check_database() -> str:
         return "ok"
     except Exception as exc:  # any failure means "not ready"
         log.warning("readiness: database check failed: %s", exc.__class__.__name__)
-        db.session.rollback()
+        abandon()
         return "down"
 
 
 def _check_redis() -> str:
-    """Ping with the app's own client (chat/realtime/__init__.py): its pooled connection is reused
+    """Ping with the app's own client (chat/backends.py): its pooled connection is reused
     across probes, and it fails fast (REDIS_SOCKET_TIMEOUT, 1 s by default, connect and
     read). A probe every few seconds must not open and drop a connection each time."""
-    if not current_app.config.get("REDIS_URL"):
+    client = backends.current().redis
+    if client is None:
         return "not configured"
-    client = current_app.extensions["redis"]
     try:
         client.ping()
         return "ok"

@@ -41,7 +41,7 @@ from prometheus_client import (  # noqa: E402
 from prometheus_client.core import GaugeMetricFamily  # noqa: E402
 from werkzeug.exceptions import NotFound  # noqa: E402
 
-from chat import dialects  # noqa: E402
+from chat import backends, dialects  # noqa: E402
 from chat.blueprint import Blueprint  # noqa: E402
 from chat.endpoints import is_send  # noqa: E402
 from chat.errors import Kind, ServiceError  # noqa: E402
@@ -204,7 +204,7 @@ def queue_depth_family() -> GaugeMetricFamily:
     whose keys carry REDIS_KEY_PREFIX through kombu's ``global_keyprefix``)."""
     family = GaugeMetricFamily("chat_queue_depth", "Tasks waiting in a Celery queue (Redis broker)",
                                labels=["queue"])
-    client = current_app.extensions.get("redis")
+    client = backends.current().redis
     if client is None:  # embedded default: tasks run in-process, nothing ever waits
         return family
     prefix = current_app.config["REDIS_KEY_PREFIX"]

@@ -46,8 +46,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from chat import dialects, metrics, names
 from chat.auth import resolve_token, route_credential
+from chat.db import abandon
 from chat.endpoints import hashes_password, is_send
-from chat.extensions import db
 from chat.limiter_fallback import FallbackLimiter
 from chat.limiter_storage import CountedAheadRedisStorage
 
@@ -86,7 +86,7 @@ def _caller() -> str:
             # The database is down or every pooled connection is busy: count by address, and
             # remember it, so neither a second look-up nor the route waits for the pool again
             # (``answer_database_failure`` answers 503 at once).
-            db.session.rollback()
+            abandon()
             request.environ[DATABASE_FAILURE] = exc
             found = None
         if found is not None:

@@ -1,8 +1,9 @@
 """Task queues: how a queued task reaches the code that runs it.
 
-Two implementations behind one ``enqueue(name, args)``, chosen at start-up:
+Two implementations of one interface (``chat.backends.TaskQueue``), chosen at start-up by
+``chat.backends``:
 
-- ``CeleryQueue`` (``REDIS_URL`` set): the task goes to the Redis broker and a Celery worker
+- ``CeleryQueue`` (with Redis): the task goes to the Redis broker and a Celery worker
   runs it. If the broker cannot be reached the call does not fail: the sweepers queue the
   work again later, and a job no sweeper recovers (``Job.run_here_if_unqueued``: a read
   pointer's move) runs in this process instead.
@@ -33,11 +34,12 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Sequence
+from typing import Any, Callable, NamedTuple
 
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
-from flask import Flask, current_app
+from flask import Flask
 from kombu.exceptions import OperationalError as BrokerError
 
 from chat.celery_config import TASK_ROUTES
@@ -78,18 +80,7 @@ class Enqueued(NamedTuple):
     result: object = None
 
 
-def queue_again(name: str, calls: list[tuple], what: str) -> int:
-    """For a sweeper, once its read transaction has ended: queue ``name`` once per argument
-    tuple on the app's queue, stopping at the first the broker refuses (the next sweep tries
-    again), and log how many (``what`` says of what). Returns how many were queued."""
-    if not calls:
-        return 0
-    queued = current_app.extensions["task_queue"].enqueue_many(name, [tuple(args) for args in calls])
-    log.info("sweeper queued %d of %d %s again", queued, len(calls), what)
-    return queued
-
-
-def run_in_own_context(app: Flask, job: Job, args: tuple):
+def run_in_own_context(app: Flask, job: Job, args: Sequence[Any]) -> Any:
     """Run ``job`` as a worker would: in an app context (and so a database session) of its own.
     A batched job gets its calls' arguments as one batch."""
     with app.app_context():
@@ -369,6 +360,10 @@ class InProcessQueue:
                         exc_info=True)
             return 0
         return len(calls)
+
+    def drain(self, name: str) -> int:
+        """Nothing piles up here (a batched job runs as soon as it is queued): nothing to take."""
+        return 0
 
     def _run(self, job: Job, args):
         return run_in_own_context(self.app, job, args)

@@ -5,9 +5,9 @@ At-least-once delivery (``acks_late``, redelivery after a worker dies): every ta
 safe to run twice. Transient failures (Redis or the database unreachable) are retried with
 exponential backoff and jitter; whatever still fails is picked up by the beat sweepers.
 
-``JOBS`` names the work the code queues (through ``chat.outbox``); ``init_app`` picks the
-queue that runs it: Celery when a broker is configured, else in this process
-(``chat.runner``).
+``JOBS`` names the work the code queues (through ``chat.outbox``); the app's task queue
+(``chat.backends``) runs it: through Celery when the service shares Redis, else in this
+process (``chat.runner``).
 """
 
 from __future__ import annotations
@@ -16,18 +16,18 @@ import logging
 
 from celery import Celery, Task, shared_task
 from celery.utils.time import get_exponential_backoff_interval
-from flask import Flask, current_app
+from flask import Flask
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from chat import notifications, webhooks
+from chat import backends, notifications, webhooks
 from chat.assets import service as assets
 from chat.assets.storage import StorageUnavailable
+from chat.db import abandon
 from chat.delivery import announcements, push, reads
-from chat.extensions import db
 from chat.models import now_ms
 from chat.realtime import EventBusDown
-from chat.runner import DRAIN_TASK, CeleryQueue, InProcessQueue, Job, Pile
+from chat.runner import DRAIN_TASK, Job
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ JOBS = {
 @shared_task(name=DRAIN_TASK, autoretry_for=TRANSIENT, **RETRY)
 def run_batches(job_name: str) -> int:
     """Run a batched job's piled-up calls (pushes) in batches until none are left."""
-    return current_app.extensions["task_queue"].drain(job_name)
+    return backends.current().queue.drain(job_name)
 
 
 @shared_task(name=reads.TASK, bind=True, **RETRY)
@@ -92,7 +92,7 @@ def _each(*steps) -> None:
             step()
         except Exception:  # noqa: BLE001 - logged, and the next sweep runs it again
             log.exception("sweep step %s failed", step.__name__)
-            db.session.rollback()
+            abandon()
 
 
 @shared_task(name="sweep_pushes_and_reads")
@@ -175,8 +175,8 @@ def sweep_assets() -> dict:
 
 
 def init_app(app: Flask) -> Celery:
-    """Create the Celery app for ``app`` the way Flask documents it, and the task queue the
-    outbox uses: Celery's broker when ``REDIS_URL`` is set, else this process."""
+    """Create the Celery app for ``app`` the way Flask documents it (its settings, the broker
+    included, are ``app.config["CELERY"]``: see ``chat.backends.configure``)."""
 
     class FlaskTask(Task):
         def __call__(self, *args, **kwargs):
@@ -188,10 +188,4 @@ def init_app(app: Flask) -> Celery:
     celery_app.config_from_object(app.config["CELERY"])
     celery_app.set_default()
     app.extensions["celery"] = celery_app
-    if app.config.get("REDIS_URL"):
-        pile = Pile(app.extensions["redis"], app.config["REDIS_KEY_PREFIX"],
-                    int(app.config["TASK_PILE_HOLD_SECONDS"] * 1000))
-        app.extensions["task_queue"] = CeleryQueue(app, celery_app, JOBS, pile)
-    else:
-        app.extensions["task_queue"] = InProcessQueue(app, JOBS, int(app.config["INPROCESS_RETRY_LIMIT"]))
     return celery_app

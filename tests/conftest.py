@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -50,13 +51,15 @@ def _admin_url(server: str) -> str:
     return _server_url(server, url.database or "postgres").replace("postgresql+psycopg://", "postgresql://")
 
 
-def create_database(server: str, kind: str) -> str:
-    """Create an empty database with a name of its own on ``server``; returns its URL."""
+def create_database(server: str, kind: str, template: str | None = None) -> str:
+    """Create a database with a name of its own on ``server``: empty, or a copy of the
+    database ``template`` names (a URL on the same server); returns its URL."""
     import psycopg
 
     name = f"chat_{kind}_{os.getpid()}_{next(_names)}_{os.urandom(3).hex()}"
+    copy = f' TEMPLATE "{make_url(template).database}"' if template else ""
     with psycopg.connect(_admin_url(server), autocommit=True, connect_timeout=10) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
     return _server_url(server, name)
 
 
@@ -259,14 +262,40 @@ def empty_database_url(tmp_path) -> str:
         drop_database(server, url)
 
 
-@pytest.fixture
-def live_database_url(empty_database_url) -> str:
-    """A fresh database migrated by the real ``flask db upgrade``, for processes started by
-    the test; dropped afterwards."""
+@pytest.fixture(scope="session")
+def _migrated_database_url(tmp_path_factory) -> str:
+    """A database of this pass's kind that the real ``flask db upgrade`` migrated, once per
+    run: ``live_database_url`` hands each test a copy. Running the command per test cost a
+    Python start-up, the app's imports and every migration each time, to make the same bytes."""
     from devstack import flask_command
 
-    flask_command({"DATABASE_URL": empty_database_url, "CHAT_ENV": "development"}, "db", "upgrade")
-    return empty_database_url
+    server = postgres_server_url()
+    url = (create_database(server, "migrated") if server
+           else f"sqlite:///{tmp_path_factory.mktemp('migrated') / 'migrated.db'}")
+    try:
+        flask_command({"DATABASE_URL": url, "CHAT_ENV": "development"}, "db", "upgrade")
+        yield url
+    finally:
+        if server:
+            drop_database(server, url)
+
+
+@pytest.fixture
+def live_database_url(_migrated_database_url, tmp_path) -> str:
+    """A fresh database just as the real ``flask db upgrade`` leaves a new one (a copy of
+    ``_migrated_database_url``: a file copy on SQLite, ``CREATE DATABASE ... TEMPLATE`` on
+    PostgreSQL), for processes started by the test; dropped afterwards."""
+    server = postgres_server_url()
+    if not server:
+        path = tmp_path / "live.db"
+        shutil.copyfile(make_url(_migrated_database_url).database, path)
+        yield f"sqlite:///{path}"
+        return
+    url = create_database(server, "live", template=_migrated_database_url)
+    try:
+        yield url
+    finally:
+        drop_database(server, url)
 
 
 @pytest.fixture
@@ -301,4 +330,7 @@ def live_env(live_database_url, redis_prefix, tmp_path) -> dict[str, str]:
         "RATELIMIT_SEND": "1000000 per second",
         "RATELIMIT_LOGIN": "1000000 per second",
         "RATELIMIT_LOGIN_ACCOUNT": "1000000 per second",
+        # Stopping a server at a test's end waits this long for open event streams and
+        # sockets (production: 10 s, which each such test waited out before the KILL).
+        "GUNICORN_GRACEFUL_TIMEOUT": "2",
     }

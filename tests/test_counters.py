@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from chat import backends
 from chat.extensions import db
 from chat.models import ConversationMember, Message
 from chat.realtime import EventBusDown, RedisStreamBus, Subscriber, redis_client
@@ -40,14 +41,14 @@ def test_delivering_again_changes_nothing(alice, bob):
 
 def test_a_send_while_the_bus_is_down_succeeds_unpushed_and_the_sweeper_pushes_it(app, alice, bob):
     cid = alice.open_with(bob)
-    bus = app.extensions["event_bus"]
-    app.extensions["event_bus"] = dead_bus()
+    bus = backends.of(app).bus
+    backends.of(app).bus = dead_bus()
     sent = alice.send(cid, "during the outage").json["data"]
     assert sent["issent"] == 1 and sent["ispushed"] == 0
     assert unread(cid, bob.id) == 0  # not delivered, so not counted yet
     assert push.sweep_unpushed(0, 100) == 0  # still down: the delivery fails again
 
-    app.extensions["event_bus"] = bus
+    backends.of(app).bus = bus
     assert push.sweep_unpushed(60_000, 100) == 0  # too young to sweep
     assert push.sweep_unpushed(0, 100) == 1
     assert unread(cid, bob.id) == 1
@@ -57,7 +58,7 @@ def test_a_send_while_the_bus_is_down_succeeds_unpushed_and_the_sweeper_pushes_i
 
 def test_delivery_fails_before_its_claim_when_the_bus_is_down(app, alice, bob):
     cid = alice.open_with(bob)
-    app.extensions["event_bus"] = dead_bus()
+    backends.of(app).bus = dead_bus()
     sent = alice.send(cid).json["data"]
     with pytest.raises(EventBusDown):
         push.deliver_batch([message_id(sent["messagekey"])])
@@ -68,7 +69,7 @@ def test_delivery_fails_before_its_claim_when_the_bus_is_down(app, alice, bob):
 def test_reading_moves_forward_only_and_tells_the_sender(app, alice, bob):
     cid = alice.open_with(bob)
     keys = [alice.send(cid, f"m{i}").json["data"]["messagekey"] for i in range(3)]
-    bus = app.extensions["event_bus"]
+    bus = backends.of(app).bus
     assert unread(cid, bob.id) == 3
 
     assert bob.post("/message/read", json={"conversationid": cid, "messagekey": keys[1]}).status_code == 200
@@ -85,13 +86,13 @@ def test_reading_moves_forward_only_and_tells_the_sender(app, alice, bob):
 def test_a_read_whose_event_was_lost_is_announced_on_retry(app, alice, bob):
     cid = alice.open_with(bob)
     key = alice.send(cid).json["data"]["messagekey"]
-    bus = app.extensions["event_bus"]
-    app.extensions["event_bus"] = dead_bus()
+    bus = backends.of(app).bus
+    backends.of(app).bus = dead_bus()
     with pytest.raises(EventBusDown):
         reads.mark_read(bob.id, cid, message_id(key))
     assert unread(cid, bob.id) == 0  # the read itself is committed
 
-    app.extensions["event_bus"] = bus
+    backends.of(app).bus = bus
     assert reads.mark_read(bob.id, cid, message_id(key), announce=True) is False
     event = bus.read(alice.id, None)[-1]
     assert event[1] == "message.read" and key in event[2]
@@ -100,6 +101,6 @@ def test_a_read_whose_event_was_lost_is_announced_on_retry(app, alice, bob):
 def test_a_read_while_the_bus_is_down_still_succeeds(app, alice, bob):
     cid = alice.open_with(bob)
     alice.send(cid)
-    app.extensions["event_bus"] = dead_bus()
+    backends.of(app).bus = dead_bus()
     assert bob.post("/message/read", json={"conversationid": cid}).status_code == 200
     assert unread(cid, bob.id) == 0

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from chat import backends
 from chat.delivery import presence_notices
 from tests.test_stream import Reader, open_stream
 
@@ -18,7 +19,7 @@ def quick_heartbeat(app):
 
 def presence_told(app, user_id: int) -> list[tuple[int, bool]]:
     """The presence events kept on ``user_id``'s stream, in order."""
-    kept = app.extensions["event_bus"].read(user_id, None)
+    kept = backends.of(app).bus.read(user_id, None)
     return [(data["user_id"], data["online"]) for data in
             (json.loads(raw) for _, event, raw in kept if event == "presence.updated")]
 

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from chat import backends
 from chat.realtime import RedisStreamBus, Subscriber, redis_client
 from chat.kook_wire import kook_signal
 from tests.conftest import REDIS_URL
@@ -33,7 +34,7 @@ def test_the_other_side_hears_typing_without_an_id_and_nothing_keeps_it(app, ali
     assert event["data"] == {"conversationid": cid, "chat_code": event["data"]["chat_code"], "user_id": alice.id,
                              "username": "alice", "nickname": "alice", "expires_in_ms": 6000}
     # Not stored: the log has nothing, and a message after it is the next (and only) event.
-    assert app.extensions["event_bus"].read(bob.id, None) == []
+    assert backends.of(app).bus.read(bob.id, None) == []
     alice.send(cid, "done typing")
     [message] = stream.events(1)
     assert message["event"] == "message.created" and message["data"]["content"] == "done typing"
@@ -62,7 +63,7 @@ def test_signals_within_the_interval_are_dropped_and_the_sender_hears_nothing(ap
     alice.send(cid, "hi")
     assert kinds(bob_stream, 2) == ["typing", "message.created"]
     # alice's own streams are never told her own typing
-    assert app.extensions["event_bus"].signals.after(alice.id, 0) == []
+    assert backends.of(app).bus.signals.after(alice.id, 0) == []
     bob_stream.close()
     alice_stream.close()
 

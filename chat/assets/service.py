@@ -35,6 +35,7 @@ from chat import outbox
 from chat.assets import images
 from chat.assets.sniff import HEAD_BYTES, sniff
 from chat.assets.storage import Storage, StorageUnavailable
+from chat.db import abandon, atomic, end_read
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.models import Asset, AssetUse, Message, insert_unless_taken, now_ms
@@ -186,7 +187,7 @@ def store_upload(owner_id: int, stream: BinaryIO, filename: str | None) -> Store
         raise ServiceError(Kind.TOO_LARGE, f"{found.kind} files may be at most {_mib(limit)}; this one is "
                            f"{_mib(size)}", {"file": [f"larger than {_mib(limit)}"]})
     check_quota(owner_id, size, now_ms())
-    db.session.rollback()  # ends the quota's read: no transaction stays open during the I/O below
+    end_read()  # the quota's: no transaction stays open during the I/O below
 
     token = secrets.token_urlsafe(24)
     width = height = None
@@ -210,11 +211,10 @@ def store_upload(owner_id: int, stream: BinaryIO, filename: str | None) -> Store
             body.close()
     asset = Asset(token=token, owner_id=owner_id, kind=found.kind, mime=mime, name=name, size=size,
                   width=width, height=height, has_thumbnail=thumbnail is not None, created_at=now_ms())
-    db.session.add(asset)
     try:
-        db.session.commit()
+        with atomic():
+            db.session.add(asset)
     except Exception:
-        db.session.rollback()
         _remove_objects(token)  # nothing refers to them
         raise
     return _stored(asset)
@@ -302,14 +302,12 @@ def purge(asset_id: int) -> bool:
     """Remove a deleted asset's objects from storage (a task: idempotent). The row's read
     ends before the storage calls; the row is marked purged after them."""
     asset = db.session.get(Asset, asset_id)
+    end_read()
     if asset is None or asset.deleted_at is None or asset.purged_at is not None:
-        db.session.rollback()
         return False
-    token = asset.token
-    db.session.rollback()
-    _remove_objects(token)
-    db.session.execute(update(Asset).where(Asset.id == asset_id).values(purged_at=now_ms()))
-    db.session.commit()
+    _remove_objects(asset.token)
+    with atomic():
+        db.session.execute(update(Asset).where(Asset.id == asset_id).values(purged_at=now_ms()))
     return True
 
 
@@ -324,33 +322,33 @@ def sweep(now: int | None = None) -> dict:
     assets whose objects remain (their task was lost); forget rows purged long ago."""
     now = now if now is not None else now_ms()
     cutoff = now - int(current_app.config["ASSET_UNUSED_TTL_SECONDS"] * 1000)
-    stale = list(db.session.scalars(
-        select(Asset.id).where(Asset.used_at.is_(None), Asset.deleted_at.is_(None), Asset.created_at < cutoff)
-        .order_by(Asset.created_at).limit(SWEEP_BATCH)))
-    expired = _delete_where(Asset.id.in_(stale), Asset.used_at.is_(None)) if stale else []
-    # Used once, and no live message uses it any more, though no release said so: its messages
-    # went by a cascade (a conversation or an account removed) rather than a delete.
-    orphaned = list(db.session.scalars(
-        select(Asset.id).where(Asset.used_at.is_not(None), Asset.deleted_at.is_(None), ~_in_use())
-        .limit(SWEEP_BATCH)))
-    if orphaned:
-        expired += _delete_where(Asset.id.in_(orphaned), ~_in_use())
-    db.session.commit()
+    with atomic():
+        stale = list(db.session.scalars(
+            select(Asset.id).where(Asset.used_at.is_(None), Asset.deleted_at.is_(None), Asset.created_at < cutoff)
+            .order_by(Asset.created_at).limit(SWEEP_BATCH)))
+        expired = _delete_where(Asset.id.in_(stale), Asset.used_at.is_(None)) if stale else []
+        # Used once, and no live message uses it any more, though no release said so: its messages
+        # went by a cascade (a conversation or an account removed) rather than a delete.
+        orphaned = list(db.session.scalars(
+            select(Asset.id).where(Asset.used_at.is_not(None), Asset.deleted_at.is_(None), ~_in_use())
+            .limit(SWEEP_BATCH)))
+        if orphaned:
+            expired += _delete_where(Asset.id.in_(orphaned), ~_in_use())
     # The purge tasks queued above may be running as well: purge is idempotent.
     pending = list(db.session.scalars(
         select(Asset.id).where(Asset.deleted_at.is_not(None), Asset.purged_at.is_(None))
         .order_by(Asset.deleted_at).limit(SWEEP_BATCH)))
-    db.session.rollback()
+    end_read()
     purged = 0
     for asset_id in pending:
         try:
             purged += purge(asset_id)
         except StorageUnavailable as exc:  # the next sweep tries again
             log.warning("sweep: deleted files not removed from storage: %s", exc)
-            db.session.rollback()
+            abandon()
             break
-    forgotten = db.session.execute(delete(Asset).where(Asset.purged_at < now - KEEP_PURGED_MS)).rowcount
-    db.session.commit()
+    with atomic():
+        forgotten = db.session.execute(delete(Asset).where(Asset.purged_at < now - KEEP_PURGED_MS)).rowcount
     return {"expired": len(expired), "purged": purged, "forgotten": forgotten}
 
 
@@ -358,7 +356,7 @@ def find_for_serving(token: str) -> Stored:
     """The asset a URL names; unknown: 404; deleted: 410. Ends its read at once (the bytes
     are then streamed with no transaction open)."""
     asset = db.session.scalar(select(Asset).where(Asset.token == token)) if TOKEN.fullmatch(token) else None
-    db.session.rollback()
+    end_read()
     if asset is None:
         raise ServiceError(Kind.NOT_FOUND, "file not found")
     if asset.deleted_at is not None:

@@ -7,7 +7,7 @@ it, and the stream event and the webhook tasks go out through the outbox once it
 
 from __future__ import annotations
 
-from chat import outbox, realtime, webhooks
+from chat import backends, outbox, realtime, webhooks
 from chat.delivery.payloads import chat_updated_payload
 
 FORGET_TASK = "forget_message"
@@ -32,8 +32,9 @@ def forget(message_key: str, user_ids) -> None:
 
 def forget_in_streams(message_key: str, *user_ids: int) -> None:
     """The task: ``forget``'s stream part. Raises ``EventBusDown`` (retried) when Redis is away."""
+    bus = backends.current().bus
     for user_id in user_ids:
-        realtime.forget(user_id, message_key)
+        bus.forget(user_id, message_key)
 
 
 def erase_stream_after_commit(user_id: int, token_ids: list[int]) -> None:
@@ -45,10 +46,10 @@ def erase_stream(user_id: int, *token_ids: int) -> None:
     """The task: drop ``user_id``'s stream, then end the streams and gateway connections
     still open with ``token_ids`` (their revocation may have been in what was dropped).
     Raises ``EventBusDown`` (retried) when Redis is away."""
-    realtime.erase(user_id)
+    bus = backends.current().bus
+    bus.erase(user_id)
     if token_ids:
-        realtime.publish_many_or_fail([(user_id, realtime.SESSION_REVOKED, {"token_id": token_id})
-                                       for token_id in token_ids])
+        bus.append_many([(user_id, realtime.SESSION_REVOKED, {"token_id": token_id}) for token_id in token_ids])
 
 
 def chat_updated(conversation, member) -> None:

@@ -18,7 +18,7 @@ import threading
 
 from flask import Flask
 
-from chat import metrics
+from chat import backends, metrics
 from chat.errors import Kind, ServiceError
 from chat.realtime import EventBusDown
 
@@ -65,7 +65,7 @@ def admit(app: Flask, user_id: int, connection_id: str) -> bool:
                            "connections as it may: retry in a few seconds (Retry-After)", headers=retry)
     cap = int(config["STREAMS_PER_USER"])
     try:
-        before = app.extensions["presence"].enter_within(user_id, connection_id, cap)
+        before = backends.of(app).presence.enter_within(user_id, connection_id, cap)
     except EventBusDown:
         process.give_back()
         raise ServiceError(Kind.UNAVAILABLE, "the event stream is unavailable right now; retry shortly") from None
@@ -84,4 +84,4 @@ def release(app: Flask, user_id: int, connection_id: str) -> None:
     ``EventBusDown`` when Redis cannot be told; the entry then expires by itself)."""
     slots(app).give_back()
     metrics.long_lived_closed()
-    app.extensions["presence"].leave(user_id, connection_id)
+    backends.of(app).presence.leave(user_id, connection_id)

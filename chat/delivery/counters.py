@@ -15,6 +15,7 @@ import logging
 
 from sqlalchemy import BigInteger, and_, bindparam, case, exists, false, func, select, update
 
+from chat.db import atomic
 from chat.extensions import db
 from chat.models import ConversationMember, Message, MessageHide
 
@@ -99,19 +100,19 @@ def rebuild_all(progress=None) -> int:
     shows a progress bar that way). Returns how many member rows changed.
     """
     changed = 0
-    members = db.session.scalars(select(ConversationMember).with_for_update()).all()
-    for member in (progress(members) if progress else members):
-        before = (member.unread_count, member.latest_msg_time)
-        recount(member)
-        member.latest_msg_time = db.session.scalar(
-            select(func.max(Message.created_at)).where(
-                Message.conversation_id == member.conversation_id,
-                (Message.sender_id == member.user_id) | Message.pushed_at.is_not(None),
-            )
-        ) or 0
-        if (member.unread_count, member.latest_msg_time) != before:
-            changed += 1
-            log.info("counters of member %s/%s were %s, now %s", member.conversation_id,
-                     member.user_id, before, (member.unread_count, member.latest_msg_time))
-    db.session.commit()
+    with atomic():
+        members = db.session.scalars(select(ConversationMember).with_for_update()).all()
+        for member in (progress(members) if progress else members):
+            before = (member.unread_count, member.latest_msg_time)
+            recount(member)
+            member.latest_msg_time = db.session.scalar(
+                select(func.max(Message.created_at)).where(
+                    Message.conversation_id == member.conversation_id,
+                    (Message.sender_id == member.user_id) | Message.pushed_at.is_not(None),
+                )
+            ) or 0
+            if (member.unread_count, member.latest_msg_time) != before:
+                changed += 1
+                log.info("counters of member %s/%s were %s, now %s", member.conversation_id,
+                         member.user_id, before, (member.unread_count, member.latest_msg_time))
     return changed

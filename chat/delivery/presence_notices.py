@@ -19,7 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased
 
-from chat import realtime
+from chat import backends
+from chat.db import abandon, end_read
 from chat.delivery import connections
 from chat.extensions import db
 from chat.models import ConversationMember
@@ -44,8 +45,9 @@ def partners(user_id: int) -> list[int]:
         ).all()
     except SQLAlchemyError as exc:
         log.warning("presence of user %s not announced: database error %s", user_id, exc.__class__.__name__)
-        ids = []
-    db.session.rollback()  # end the read before any publishing (no I/O inside a transaction)
+        abandon()
+        return []
+    end_read()  # before any publishing (no I/O inside a transaction)
     return list(ids)
 
 
@@ -54,9 +56,10 @@ def announce(user_id: int, online: bool) -> int:
     were told (stops at the first failure: the bus is down for all of them)."""
     payload = {"user_id": user_id, "id": str(user_id), "online": online}
     told = 0
+    bus = backends.current().bus
     for partner in partners(user_id):
         try:
-            realtime.publish_or_fail(partner, "presence.updated", payload)
+            bus.append(partner, "presence.updated", payload)
         except EventBusDown:
             log.warning("event bus unavailable: presence of user %s was not announced", user_id)
             break
@@ -75,7 +78,7 @@ def stream_closed(app: Flask, user_id: int, connection_id: str) -> None:
     """Drop a closed stream from presence (and free its slot); announce the user if that was
     their last one. Runs after the response, outside the request: it makes its own app
     context."""
-    tracker = app.extensions["presence"]
+    tracker = backends.of(app).presence
     try:
         connections.release(app, user_id, connection_id)
         still_online = tracker.is_online(user_id)

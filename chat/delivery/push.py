@@ -21,11 +21,11 @@ import functools
 import logging
 from types import SimpleNamespace
 
-from flask import current_app
 from sqlalchemy import BigInteger, bindparam, case, exists, false, func, select, tuple_, update
 
-from chat import metrics, notifications, realtime, runner, webhooks
-from chat.delivery import announcements, counters
+from chat import backends, metrics, notifications, realtime, webhooks
+from chat.db import atomic, end_read
+from chat.delivery import announcements, counters, sweeps
 from chat.delivery.payloads import message_payload, quotes_of
 from chat.extensions import db
 from chat.models import Block, Conversation, ConversationMember, Message, User, Webhook, now_ms
@@ -114,7 +114,7 @@ def deliver_batch(message_ids) -> set[int]:
     ids = sorted(set(message_ids))
     rows = db.session.execute(sql.unpushed, {"ids": ids}).all() if ids else []
     if not rows:
-        db.session.rollback()  # end the read transaction; nothing to do
+        end_read()  # nothing to do
         return set()
     recipient_of = {row.id: row.recipient for row in rows}
     facts = {row.id: row.conversation_id for row in rows}
@@ -125,34 +125,33 @@ def deliver_batch(message_ids) -> set[int]:
     # Device notifications wait out their delay for recipients with a device, unless muted.
     notifiable = {row.id for row in rows if row.notifiable and not row.muted}
     announced = _announced(rows)
-    db.session.rollback()  # no transaction stays open while Redis is called (rows expire here)
+    end_read()  # no transaction stays open while Redis is called
     if announced:
         try:
-            realtime.publish_many_or_fail(
+            backends.current().bus.append_many(
                 [(recipient_of[message_id], "message.created", payload) for message_id, payload in announced.items()])
         except realtime.EventBusDown:
             metrics.delivery("retry", len(rows))
             raise
-    claimed = dict(db.session.execute(sql.claim, {"ids": sorted(facts), "now": now_ms()}).all())
-    if not claimed:
-        db.session.rollback()
-        metrics.delivery("duplicate", len(rows))
-        return set()
-    for message_id, deleted_at in claimed.items():
-        if message_id in announced and deleted_at is not None:
-            # Deleted for everyone while the event went out: take it back out of the stream
-            # (the deletion's own clean-up may have run before the event was there) and
-            # record no webhook delivery of content that is gone.
-            announcements.forget(announced.pop(message_id)["messagekey"], [recipient_of[message_id]])
-    members = sorted({(facts[m], recipient_of[m]) for m in claimed})
-    db.session.execute(sql.lock, {"members": members}).all()
-    db.session.execute(sql.count, {"members": members, "claimed": sorted(claimed),
-                                   "announced": sorted(m for m in claimed if m in announced)})
-    webhooks.record_many([(recipient_of[m], "message.created", announced[m]) for m in sorted(claimed)
-                          if m in announced and m in hooked])
-    notifications.rule.schedule_many([(recipient_of[m], facts[m], m) for m in sorted(claimed)
-                                      if m in announced and m in notifiable])
-    db.session.commit()
+    with atomic():
+        claimed = dict(db.session.execute(sql.claim, {"ids": sorted(facts), "now": now_ms()}).all())
+        if not claimed:
+            metrics.delivery("duplicate", len(rows))
+            return set()
+        for message_id, deleted_at in claimed.items():
+            if message_id in announced and deleted_at is not None:
+                # Deleted for everyone while the event went out: take it back out of the stream
+                # (the deletion's own clean-up may have run before the event was there) and
+                # record no webhook delivery of content that is gone.
+                announcements.forget(announced.pop(message_id)["messagekey"], [recipient_of[message_id]])
+        members = sorted({(facts[m], recipient_of[m]) for m in claimed})
+        db.session.execute(sql.lock, {"members": members}).all()
+        db.session.execute(sql.count, {"members": members, "claimed": sorted(claimed),
+                                       "announced": sorted(m for m in claimed if m in announced)})
+        webhooks.record_many([(recipient_of[m], "message.created", announced[m]) for m in sorted(claimed)
+                              if m in announced and m in hooked])
+        notifications.rule.schedule_many([(recipient_of[m], facts[m], m) for m in sorted(claimed)
+                                          if m in announced and m in notifiable])
     metrics.push_batch(len(claimed))
     metrics.delivery("delivered", len(claimed))
     metrics.delivery("duplicate", len(rows) - len(claimed))
@@ -176,28 +175,17 @@ def _announced(rows) -> dict[int, dict]:
     return announced
 
 
-def sweep_bounds(min_age_ms: int | None, limit: int | None) -> tuple[int, int]:
-    """A sweep's (minimum age in ms, most rows), each defaulting to its ``PUSH_SWEEP_*``
-    setting: the push and the read sweeps take the same ones."""
-    config = current_app.config
-    if min_age_ms is None:
-        min_age_ms = int(config["PUSH_SWEEP_MIN_AGE_SECONDS"] * 1000)
-    if limit is None:
-        limit = int(config["PUSH_SWEEP_BATCH"])
-    return min_age_ms, limit
-
-
 def sweep_unpushed(min_age_ms: int | None = None, limit: int | None = None) -> int:
     """Queue again the push of every message left unpushed for ``min_age_ms`` (its first
     enqueue was lost, or its worker died); oldest first, at most ``limit`` (both default to
     the ``PUSH_SWEEP_*`` settings). Returns how many were queued. A message queued twice is
     harmless: delivery is idempotent."""
-    min_age_ms, limit = sweep_bounds(min_age_ms, limit)
+    min_age_ms, limit = sweeps.bounds(min_age_ms, limit)
     ids = db.session.scalars(
         select(Message.id)
         .where(Message.pushed_at.is_(None), Message.created_at <= now_ms() - min_age_ms)
         .order_by(Message.created_at, Message.id)
         .limit(limit)
     ).all()
-    db.session.rollback()  # end the read transaction before anything is queued
-    return runner.queue_again(TASK, [(message_id,) for message_id in ids], "unpushed messages")
+    end_read()  # before anything is queued
+    return sweeps.queue_again(TASK, [(message_id,) for message_id in ids], "unpushed messages")

@@ -16,8 +16,9 @@ import functools
 
 from sqlalchemy import BigInteger, bindparam, func, select, update
 
-from chat import notifications, outbox, realtime, runner, webhooks
-from chat.delivery import announcements, counters, push
+from chat import backends, notifications, outbox, webhooks
+from chat.db import atomic, end_read
+from chat.delivery import announcements, counters, sweeps
 from chat.delivery.payloads import read_payload
 from chat.extensions import db
 from chat.models import Conversation, ConversationMember, Message, now_ms
@@ -66,15 +67,15 @@ def sweep_lost_reads(min_age_ms: int | None = None, limit: int | None = None) ->
     its own task); at most ``limit``. Both default to the ``PUSH_SWEEP_*`` settings. A read
     still in flight may be queued twice: harmless, the task is idempotent. Returns how many
     were queued."""
-    min_age_ms, limit = push.sweep_bounds(min_age_ms, limit)
+    min_age_ms, limit = sweeps.bounds(min_age_ms, limit)
     rows = db.session.execute(
         select(ConversationMember.user_id, ConversationMember.conversation_id, ConversationMember.read_wanted_id)
         .where(ConversationMember.read_wanted_id > ConversationMember.last_read_message_id,
                ConversationMember.read_wanted_at <= now_ms() - min_age_ms)
         .limit(limit)
     ).all()
-    db.session.rollback()  # end the read transaction before anything is queued
-    return runner.queue_again(TASK, rows, "lost reads")
+    end_read()  # before anything is queued
+    return sweeps.queue_again(TASK, rows, "lost reads")
 
 
 def mark_read(user_id: int, conversation_id: int, up_to_id: int | None = None, *,
@@ -88,31 +89,30 @@ def mark_read(user_id: int, conversation_id: int, up_to_id: int | None = None, *
     commit, and raises ``EventBusDown`` when it cannot be (a worker retries with
     ``announce``); its webhook deliveries are recorded with the move itself.
     """
-    member = counters.lock_member(conversation_id, user_id)
-    if member is None:
-        db.session.rollback()
-        return False
-    conversation = db.session.get(Conversation, conversation_id)
-    newest = db.session.scalar(
-        select(func.max(Message.id)).where(Message.conversation_id == conversation_id)
-    ) or 0
-    # What was asked for, at least: a later read whose own task was lost is done by this one.
-    target = newest if up_to_id is None else min(max(up_to_id, member.read_wanted_id), newest)
-    moved = target > member.last_read_message_id
-    if moved:
-        member.last_read_message_id = target
-    member.last_read_time = now_ms()
-    counters.recount(member)
-    pointer = member.last_read_message_id
-    payload = None
-    if moved or (announce and pointer):
-        up_to_key = db.session.scalar(select(Message.key).where(Message.id == pointer)) if pointer else None
-        payload = read_payload(conversation, reader_id=user_id, up_to_key=up_to_key)
-    if moved:  # a retry that only announces again finds these recorded already
-        webhooks.record(conversation.other(user_id), "message.read", payload)
-        announcements.chat_updated(conversation, member)
-        notifications.rule.read(user_id, conversation, member.last_read_message_id)
-    db.session.commit()
+    with atomic():
+        member = counters.lock_member(conversation_id, user_id)
+        if member is None:
+            return False
+        conversation = db.session.get(Conversation, conversation_id)
+        newest = db.session.scalar(
+            select(func.max(Message.id)).where(Message.conversation_id == conversation_id)
+        ) or 0
+        # What was asked for, at least: a later read whose own task was lost is done by this one.
+        target = newest if up_to_id is None else min(max(up_to_id, member.read_wanted_id), newest)
+        moved = target > member.last_read_message_id
+        if moved:
+            member.last_read_message_id = target
+        member.last_read_time = now_ms()
+        counters.recount(member)
+        pointer = member.last_read_message_id
+        payload = None
+        if moved or (announce and pointer):
+            up_to_key = db.session.scalar(select(Message.key).where(Message.id == pointer)) if pointer else None
+            payload = read_payload(conversation, reader_id=user_id, up_to_key=up_to_key)
+        if moved:  # a retry that only announces again finds these recorded already
+            webhooks.record(conversation.other(user_id), "message.read", payload)
+            announcements.chat_updated(conversation, member)
+            notifications.rule.read(user_id, conversation, member.last_read_message_id)
     if payload is not None:
-        realtime.publish_or_fail(conversation.other(user_id), "message.read", payload)
+        backends.current().bus.append(conversation.other(user_id), "message.read", payload)
     return moved

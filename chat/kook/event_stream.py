@@ -13,7 +13,7 @@ import uuid
 from flask import Response, current_app, request
 from marshmallow import fields, validate
 
-from chat import metrics
+from chat import backends, metrics
 from chat.auth import STREAM_SECURITY, current_token, current_user, require_stream_token
 from chat.blueprint import Blueprint
 from chat.delivery import connections, presence_notices
@@ -53,7 +53,8 @@ def stream_events(args):
     """Stream my events; a reconnect with Last-Event-ID receives what it missed."""
     user_id, token = current_user().id, current_token()
     app = current_app._get_current_object()
-    bus, presence = app.extensions["event_bus"], app.extensions["presence"]
+    found = backends.of(app)
+    bus, presence = found.bus, found.presence
     after, incomplete = stream_start(bus, user_id, request.headers.get("Last-Event-ID")
                                      or args.get("last_event_id"))
     connection_id = uuid.uuid4().hex

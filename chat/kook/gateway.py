@@ -26,7 +26,7 @@ HTTP 429 or 503 in KOOK's envelope. ``gateway/index`` builds the socket URL from
 ``PUBLIC_BASE_URL`` (or the request's address as the trusted proxies give it), never from
 headers any client can set, and its answer (the URL carries the token) is never cached.
 
-Sessions are positions in the user's stream (``chat.kook.gateway_session``), so they resume
+Sessions are positions in the user's stream (``chat.realtime.gateway_sessions``), so they resume
 in any web process. A connection holds no database connection while it is open, and, like
 the SSE stream, waits on the bus in its own greenlet under gunicorn's gevent worker.
 """
@@ -47,14 +47,13 @@ from flask_sock import Sock
 from marshmallow import fields, validate
 from simple_websocket import ConnectionClosed
 
-from chat import metrics
+from chat import backends, metrics
 from chat.auth import TOKEN_SECURITY, bearer_token, current_user, require_token, socket_token
 from chat.blueprint import Blueprint
 from chat.delivery import connections
 from chat.dialects import KOOK, KOOK_API, KOOK_GATEWAY
 from chat.endpoints import shows_credential
 from chat.extensions import api, db
-from chat.kook.gateway_session import init_sessions
 from chat.kook.gateway_socket import write_whole_frames
 from chat.kook_wire import (
     HELLO,
@@ -149,9 +148,8 @@ class GatewayConnection:
         self.user_id = user_id
         self.token_id = token_id
         self.expires_at = expires_at  # ms; the socket ends then, as the token does
-        self.bus = app.extensions["event_bus"]
-        self.presence = app.extensions["presence"]
-        self.sessions = app.extensions["gateway_sessions"]
+        found = backends.of(app)
+        self.bus, self.presence, self.sessions = found.bus, found.presence, found.sessions
         self.heartbeat = float(app.config["SSE_HEARTBEAT_SECONDS"])
         self.grace = float(app.config["GATEWAY_RESEND_GRACE_SECONDS"])
         self.idle_timeout = float(app.config["GATEWAY_IDLE_TIMEOUT_SECONDS"])
@@ -508,9 +506,8 @@ SOCKET_DOC = {
 
 
 def init_gateway(app) -> None:
-    """Make the session store (after the event bus), register the socket route and
-    describe it in /openapi.json (flask-smorest sees only its own blueprints' routes)."""
-    init_sessions(app)
+    """Register the socket route and describe it in /openapi.json (flask-smorest sees only
+    its own blueprints' routes)."""
     # Clients send only small frames; a bigger one closes the socket (1009) instead of growing
     # a buffer without limit.
     app.config.setdefault("SOCK_SERVER_OPTIONS", {"max_message_size": MAX_CLIENT_FRAME})

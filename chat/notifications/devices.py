@@ -22,6 +22,7 @@ import secrets
 from flask import current_app
 from sqlalchemy import delete, select, update
 
+from chat.db import atomic, end_read
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.models import ConversationMember, PushDevice, PushSetting, User, insert_unless_taken, now_ms
@@ -117,17 +118,17 @@ def register(user: User, token_id: int | None, kind: str, *, subscription: dict 
                            field="kind")
     address_hash = hashlib.sha256(f"{kind}\n{address}".encode()).hexdigest()
     now = now_ms()
-    db.session.execute(insert_unless_taken(PushDevice, {
-        "id": secrets.token_hex(16), "user_id": user.id, "kind": kind, "address": address,
-        "address_hash": address_hash, "keys_encrypted": encrypted, "topic": topic, "token_id": token_id,
-        "created_at": now, "updated_at": now}, "address_hash"))
-    # Taken already (registered again, or by someone who used this device before): it is
-    # this user's now, with the keys and session just given.
-    db.session.execute(update(PushDevice).where(PushDevice.address_hash == address_hash).values(
-        user_id=user.id, keys_encrypted=encrypted, topic=topic, token_id=token_id, updated_at=now))
-    device = db.session.scalars(select(PushDevice).where(PushDevice.address_hash == address_hash)).one()
-    _trim(user.id, current_app.config["PUSH_MAX_DEVICES_PER_USER"])
-    db.session.commit()
+    with atomic():
+        db.session.execute(insert_unless_taken(PushDevice, {
+            "id": secrets.token_hex(16), "user_id": user.id, "kind": kind, "address": address,
+            "address_hash": address_hash, "keys_encrypted": encrypted, "topic": topic, "token_id": token_id,
+            "created_at": now, "updated_at": now}, "address_hash"))
+        # Taken already (registered again, or by someone who used this device before): it is
+        # this user's now, with the keys and session just given.
+        db.session.execute(update(PushDevice).where(PushDevice.address_hash == address_hash).values(
+            user_id=user.id, keys_encrypted=encrypted, topic=topic, token_id=token_id, updated_at=now))
+        device = db.session.scalars(select(PushDevice).where(PushDevice.address_hash == address_hash)).one()
+        _trim(user.id, current_app.config["PUSH_MAX_DEVICES_PER_USER"])
     return device
 
 
@@ -156,12 +157,11 @@ def list_for_user(user: User) -> list[PushDevice]:
 
 def remove(user: User, device_id: str) -> None:
     """Remove one of the user's devices; unknown and not-yours answer the same."""
-    done = db.session.execute(delete(PushDevice).where(PushDevice.id == device_id,
-                                                       PushDevice.user_id == user.id)).rowcount
-    if not done:
-        db.session.rollback()
-        raise ServiceError(Kind.NOT_FOUND, "device not found")
-    db.session.commit()
+    with atomic():
+        done = db.session.execute(delete(PushDevice).where(PushDevice.id == device_id,
+                                                           PushDevice.user_id == user.id)).rowcount
+        if not done:
+            raise ServiceError(Kind.NOT_FOUND, "device not found")
 
 
 def forget_session(token_id: int) -> None:
@@ -171,14 +171,14 @@ def forget_session(token_id: int) -> None:
 
 def settings_of(user: User) -> dict:
     show_text = db.session.scalar(select(PushSetting.show_text).where(PushSetting.user_id == user.id))
-    db.session.rollback()
+    end_read()
     return {"show_text": bool(show_text)}
 
 
 def save_settings(user: User, show_text: bool) -> dict:
-    db.session.execute(insert_unless_taken(PushSetting, {"user_id": user.id, "show_text": show_text}, "user_id"))
-    db.session.execute(update(PushSetting).where(PushSetting.user_id == user.id).values(show_text=show_text))
-    db.session.commit()
+    with atomic():
+        db.session.execute(insert_unless_taken(PushSetting, {"user_id": user.id, "show_text": show_text}, "user_id"))
+        db.session.execute(update(PushSetting).where(PushSetting.user_id == user.id).values(show_text=show_text))
     return {"show_text": show_text}
 
 
@@ -187,8 +187,8 @@ def set_muted(member: ConversationMember, muted: bool) -> None:
     (its messages still arrive, count as unread and reach the event streams)."""
     if member is None:
         raise ServiceError(Kind.NOT_FOUND, "conversation not found")
-    db.session.execute(update(ConversationMember).where(
-        ConversationMember.conversation_id == member.conversation_id,
-        ConversationMember.user_id == member.user_id).values(muted=muted))
-    member.muted = muted
-    db.session.commit()
+    with atomic():
+        db.session.execute(update(ConversationMember).where(
+            ConversationMember.conversation_id == member.conversation_id,
+            ConversationMember.user_id == member.user_id).values(muted=muted))
+        member.muted = muted

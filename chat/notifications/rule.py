@@ -29,7 +29,8 @@ import uuid
 from flask import current_app
 from sqlalchemy import and_, delete, exists, func, select, update
 
-from chat import metrics, outbox
+from chat import backends, metrics, outbox
+from chat.db import atomic, end_read
 from chat.extensions import db
 from chat.models import (
     Block,
@@ -112,15 +113,14 @@ def notify_chat(user_id: int, conversation_id: int) -> int:
     """The task: notify ``user_id`` of the chat's unread messages if they are due and still
     unread. Returns how many deliveries it queued."""
     now = now_ms()
-    taken = db.session.execute(
-        delete(PushPending).where(PushPending.user_id == user_id, PushPending.conversation_id == conversation_id,
-                                  PushPending.due_at <= now + EARLY_MS)
-        .returning(PushPending.last_message_id)).scalar()
-    if taken is None:
-        db.session.rollback()  # not due yet (a later message's task takes it) or taken already
-        return 0
-    queued = _decide(user_id, conversation_id, taken, now)
-    db.session.commit()
+    with atomic():
+        taken = db.session.execute(
+            delete(PushPending).where(PushPending.user_id == user_id, PushPending.conversation_id == conversation_id,
+                                      PushPending.due_at <= now + EARLY_MS)
+            .returning(PushPending.last_message_id)).scalar()
+        if taken is None:  # not due yet (a later message's task takes it) or taken already
+            return 0
+        queued = _decide(user_id, conversation_id, taken, now)
     return queued
 
 
@@ -227,5 +227,5 @@ def sweep_due(now: int, limit: int = 500) -> int:
     late = now - int(current_app.config["PUSH_SWEEP_MIN_AGE_SECONDS"] * 1000)
     rows = db.session.execute(select(PushPending.user_id, PushPending.conversation_id)
                               .where(PushPending.due_at <= late).order_by(PushPending.due_at).limit(limit)).all()
-    db.session.rollback()  # no transaction stays open while tasks are queued
-    return current_app.extensions["task_queue"].enqueue_many(TASK, [tuple(row) for row in rows]) if rows else 0
+    end_read()  # no transaction stays open while tasks are queued
+    return backends.current().queue.enqueue_many(TASK, [tuple(row) for row in rows]) if rows else 0

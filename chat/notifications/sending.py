@@ -24,6 +24,7 @@ from sqlalchemy import delete, func, or_, select, update
 
 from chat import metrics, outbox
 from chat.celery_config import webhook_time_limits
+from chat.db import atomic, end_read
 from chat.extensions import db
 from chat.models import PushDelivery, PushDevice, now_ms
 from chat.notifications import devices, providers
@@ -68,35 +69,32 @@ def attempt(delivery_id: str, expected_attempts: int | None = None) -> RetryLate
     """One attempt at a delivery; returns when to retry, or None (finished, someone else's,
     or left to the sweeper)."""
     config = current_app.config
-    row = db.session.execute(
-        select(PushDelivery, PushDevice).outerjoin(PushDevice, PushDevice.id == PushDelivery.device_id)
-        .where(PushDelivery.id == delivery_id)).first()
-    if row is None or row[0].status != QUEUED:
-        db.session.rollback()
-        return None
-    delivery, device = row
-    seen = delivery.attempts
-    if expected_attempts is not None and seen != expected_attempts:
-        db.session.rollback()
-        return None
-    if device is None:
-        _finish(delivery_id, FAILED, None, "the device was removed")
-        return None
-    now = now_ms()
-    deadline = delivery.created_at + int(config["PUSH_GIVE_UP_AFTER"] * 1000)
-    if now >= deadline:
-        _finish(delivery_id, FAILED, delivery.last_status_code, _give_up(delivery.last_error))
-        return None
-    lease = int((webhook_time_limits(config)[1] + LEASE_MARGIN_S) * 1000)
-    claimed = db.session.execute(
-        update(PushDelivery).where(PushDelivery.id == delivery_id, PushDelivery.status == QUEUED,
-                                   PushDelivery.attempts == seen)
-        .values(attempts=seen + 1, next_attempt_at=now + lease)).rowcount == 1
-    if not claimed:
-        db.session.rollback()
-        return None
-    notification = json.loads(delivery.payload)
-    db.session.commit()  # the claim is visible, and nothing is held, while the provider answers
+    with atomic():  # the claim is visible, and nothing is held, while the provider answers
+        row = db.session.execute(
+            select(PushDelivery, PushDevice).outerjoin(PushDevice, PushDevice.id == PushDelivery.device_id)
+            .where(PushDelivery.id == delivery_id)).first()
+        if row is None or row[0].status != QUEUED:
+            return None
+        delivery, device = row
+        seen = delivery.attempts
+        if expected_attempts is not None and seen != expected_attempts:
+            return None
+        if device is None:
+            _finish(delivery_id, FAILED, None, "the device was removed")
+            return None
+        now = now_ms()
+        deadline = delivery.created_at + int(config["PUSH_GIVE_UP_AFTER"] * 1000)
+        if now >= deadline:
+            _finish(delivery_id, FAILED, delivery.last_status_code, _give_up(delivery.last_error))
+            return None
+        lease = int((webhook_time_limits(config)[1] + LEASE_MARGIN_S) * 1000)
+        claimed = db.session.execute(
+            update(PushDelivery).where(PushDelivery.id == delivery_id, PushDelivery.status == QUEUED,
+                                       PushDelivery.attempts == seen)
+            .values(attempts=seen + 1, next_attempt_at=now + lease)).rowcount == 1
+        if not claimed:
+            return None
+        notification = json.loads(delivery.payload)
 
     outcome = _send(delivery, device, notification)
 
@@ -115,11 +113,11 @@ def attempt(delivery_id: str, expected_attempts: int | None = None) -> RetryLate
     # The provider's Retry-After is honoured in full (not capped by our own backoff's
     # maximum); only the give-up time bounds it.
     delay = min(max(backoff_seconds(number), outcome.retry_after), (deadline - now) / 1000)
-    done = db.session.execute(
-        update(PushDelivery).where(PushDelivery.id == delivery_id, PushDelivery.status == QUEUED)
-        .values(last_status_code=outcome.status_code, last_error=_truncate(outcome.error),
-                next_attempt_at=now + math.ceil(delay * 1000))).rowcount == 1
-    db.session.commit()
+    with atomic():
+        done = db.session.execute(
+            update(PushDelivery).where(PushDelivery.id == delivery_id, PushDelivery.status == QUEUED)
+            .values(last_status_code=outcome.status_code, last_error=_truncate(outcome.error),
+                    next_attempt_at=now + math.ceil(delay * 1000))).rowcount == 1
     metrics.push_notification("retry", device.kind)
     if not done or delay > config["CELERY_VISIBILITY_TIMEOUT"] / 2:
         return None  # the sweeper queues it when it is due
@@ -132,12 +130,12 @@ def _finish(delivery_id: str, status: str, status_code: int | None, error: str |
               "last_error": _truncate(error), "payload": ""}
     if status == SENT:
         values["sent_at"] = now_ms()
-    kind = db.session.execute(
-        update(PushDelivery).where(PushDelivery.id == delivery_id, PushDelivery.status == QUEUED)
-        .values(**values).returning(PushDelivery.kind)).scalar()
-    if remove_device is not None:
-        db.session.execute(delete(PushDevice).where(PushDevice.id == remove_device))
-    db.session.commit()
+    with atomic():
+        kind = db.session.execute(
+            update(PushDelivery).where(PushDelivery.id == delivery_id, PushDelivery.status == QUEUED)
+            .values(**values).returning(PushDelivery.kind)).scalar()
+        if remove_device is not None:
+            db.session.execute(delete(PushDevice).where(PushDevice.id == remove_device))
     metrics.push_notification(status, kind or "unknown")
 
 
@@ -156,22 +154,21 @@ def requeue_due(now: int, limit: int = 500) -> int:
         .where(PushDelivery.status == QUEUED, PushDelivery.next_attempt_at <= now,
                or_(PushDelivery.attempts > 0, PushDelivery.next_attempt_at <= now - grace_ms))
         .order_by(PushDelivery.next_attempt_at).limit(limit)).all()
-    db.session.commit()
+    end_read()
     queued = 0
     for delivery_id, attempts, created_at, last_error in rows:
-        if now >= created_at + give_up_ms:
-            db.session.execute(update(PushDelivery).where(
+        with atomic():
+            if now >= created_at + give_up_ms:
+                db.session.execute(update(PushDelivery).where(
+                    PushDelivery.id == delivery_id, PushDelivery.status == QUEUED, PushDelivery.attempts == attempts)
+                    .values(status=FAILED, next_attempt_at=None, last_error=_give_up(last_error), payload=""))
+                continue
+            marked = db.session.execute(update(PushDelivery).where(
                 PushDelivery.id == delivery_id, PushDelivery.status == QUEUED, PushDelivery.attempts == attempts)
-                .values(status=FAILED, next_attempt_at=None, last_error=_give_up(last_error), payload=""))
-            db.session.commit()
-            continue
-        marked = db.session.execute(update(PushDelivery).where(
-            PushDelivery.id == delivery_id, PushDelivery.status == QUEUED, PushDelivery.attempts == attempts)
-            .values(next_attempt_at=now if attempts == 0 else now + grace_ms)).rowcount == 1
-        if marked:
-            outbox.enqueue(TASK, delivery_id, attempts)
-            queued += 1
-        db.session.commit()
+                .values(next_attempt_at=now if attempts == 0 else now + grace_ms)).rowcount == 1
+            if marked:
+                outbox.enqueue(TASK, delivery_id, attempts)
+                queued += 1
     return queued
 
 
@@ -182,9 +179,9 @@ def prune(now: int) -> int:
     while True:
         batch = select(PushDelivery.id).where(PushDelivery.status != QUEUED, PushDelivery.created_at < cutoff) \
             .limit(PRUNE_BATCH).scalar_subquery()
-        gone = db.session.execute(delete(PushDelivery).where(PushDelivery.id.in_(batch))
-                                  .execution_options(synchronize_session=False)).rowcount
-        db.session.commit()
+        with atomic():
+            gone = db.session.execute(delete(PushDelivery).where(PushDelivery.id.in_(batch))
+                                      .execution_options(synchronize_session=False)).rowcount
         removed += gone
         if gone < PRUNE_BATCH:
             return removed
@@ -197,5 +194,5 @@ def log_for_user(user_id: int, page: int, page_size: int):
     rows = db.session.scalars(select(PushDelivery).where(where)
                               .order_by(PushDelivery.created_at.desc(), PushDelivery.id.desc())
                               .offset((page - 1) * page_size).limit(page_size)).all()
-    db.session.rollback()
+    end_read()
     return rows, total

@@ -1,14 +1,14 @@
 """Real-time plumbing: the per-user event bus, presence, and the event stream's framing.
 
-Two backends behind one interface, chosen by ``init_app``: in-process (the embedded default,
-one process) and Redis (``REDIS_URL`` set: every web and worker process shares it).
-``bus`` holds the event logs, ``presence`` who has a stream open, ``sse`` the wire format.
+Each part has two implementations of one interface (``chat.backends`` names the interfaces
+and builds the app's): in-process (the embedded default, one process) and Redis (every web and
+worker process shares it). ``bus`` holds the event logs, ``presence`` who has a stream open,
+``gateway_sessions`` where KOOK gateway sessions can resume, ``sse`` the wire format.
 """
 
 from __future__ import annotations
 
 import redis
-from flask import Flask, current_app
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -18,26 +18,15 @@ from chat.realtime.bus import (
     InProcessBus,
     RedisStreamBus,
     Subscriber,
-    claim,
-    erase,
-    forget,
     format_event_id,
     parse_event_id,
-    publish,
-    publish_many_or_fail,
-    publish_or_fail,
-    signal,
 )
-from chat.realtime.presence import InProcessPresence, RedisPresence, presence_ttl
+from chat.realtime.presence import InProcessPresence, RedisPresence
 
 __all__ = [
-    "EventBusDown", "InProcessBus", "InProcessPresence", "RedisPresence", "RedisStreamBus", "SESSION_REVOKED", "Subscriber",
-    "broadcasts", "claim", "erase", "forget", "format_event_id", "init_app", "parse_event_id", "publish",
-    "publish_many_or_fail", "publish_or_fail", "redis_client", "signal",
+    "EventBusDown", "InProcessBus", "InProcessPresence", "RedisPresence", "RedisStreamBus", "SESSION_REVOKED",
+    "Subscriber", "format_event_id", "parse_event_id", "redis_client",
 ]
-
-
-SUBSCRIBER_HEALTH_CHECK_S = 5
 
 
 def redis_client(url: str, timeout: float, read_timeout: float | None = None, *, pool_size: int | None = None,
@@ -58,31 +47,3 @@ def redis_client(url: str, timeout: float, read_timeout: float | None = None, *,
                                                  **settings)
     return redis.Redis(connection_pool=pool)
 
-
-def broadcasts() -> Subscriber | None:
-    """The app's subscriber, which carries broadcasts to every process; None without Redis
-    (one process: nothing to tell)."""
-    return getattr(current_app.extensions["event_bus"], "subscriber", None)
-
-
-def init_app(app: Flask) -> None:
-    """In-process bus and presence by default; Redis ones when ``REDIS_URL`` is set."""
-    heartbeat = float(app.config["SSE_HEARTBEAT_SECONDS"])
-    maxlen = int(app.config["EVENT_STREAM_MAXLEN"])
-    url = app.config.get("REDIS_URL")
-    if not url:
-        app.extensions["event_bus"] = InProcessBus(maxlen)
-        app.extensions["presence"] = InProcessPresence()
-        return
-    prefix = app.config["REDIS_KEY_PREFIX"]
-    timeout = float(app.config["REDIS_SOCKET_TIMEOUT"])
-    client = redis_client(url, timeout, pool_size=int(app.config["REDIS_POOL_SIZE"]),
-                          pool_wait=float(app.config["REDIS_POOL_WAIT_SECONDS"]))
-    app.extensions["redis"] = client
-    # The subscriber's connection is pinged when idle, and an unanswered ping counts as Redis
-    # away: a Redis that froze or vanished without closing it is noticed (and streams fall
-    # back to polling, credential caches to their short time) within about ten seconds.
-    subscriber = Subscriber(redis_client(url, timeout, health_check_interval=SUBSCRIBER_HEALTH_CHECK_S),
-                            prefix, answer_s=SUBSCRIBER_HEALTH_CHECK_S, sweep_s=heartbeat)
-    app.extensions["event_bus"] = RedisStreamBus(client, subscriber, prefix, maxlen)
-    app.extensions["presence"] = RedisPresence(client, prefix, presence_ttl(heartbeat))

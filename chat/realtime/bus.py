@@ -18,8 +18,8 @@ users) and wakes those behind it. The same subscriber hears broadcasts to every 
 (credentials revoked elsewhere).
 
 Every Redis failure is raised as ``EventBusDown``, so callers decide: a worker retries later,
-a request carries on without the event, the event stream answers 503. ``publish`` is the
-request paths' best-effort form; ``publish_or_fail`` the workers' (they retry).
+a request carries on without the event (``chat.outbox`` publishes best effort), the event
+stream answers 503. Both buses satisfy ``chat.backends.EventBus``, which builds the app's.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ import time
 from collections import defaultdict, deque
 
 import redis
-from flask import current_app
 
 from chat.realtime import signals as signal_wire
 from chat.realtime.signals import SignalBox
@@ -691,65 +690,3 @@ class Subscriber:
 
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-
-
-def bus():
-    """The app's event bus (chosen at start-up by ``chat.realtime.init_app``)."""
-    return current_app.extensions["event_bus"]
-
-
-def publish_or_fail(user_id: int, event: str, data: dict) -> str:
-    """Append an event to ``user_id``'s stream; returns the event id. Raises
-    ``EventBusDown`` when the bus cannot be reached."""
-    return bus().append(user_id, event, data)
-
-
-def publish_many_or_fail(events: list[tuple[int, str, dict]]) -> list[str]:
-    """``publish_or_fail`` for each (user id, event, data), in order, in one round trip to
-    the bus; returns the event ids. Raises ``EventBusDown`` when the bus cannot be reached
-    (some of the events may have been appended: clients de-duplicate by message key)."""
-    return bus().append_many(events)
-
-
-def forget(user_id: int, message_key: str) -> int:
-    """Take every event carrying ``message_key``'s content out of ``user_id``'s stream.
-    Raises ``EventBusDown`` when the bus cannot be reached."""
-    return bus().forget(user_id, message_key)
-
-
-def signal(user_id: int, event: str, data: dict) -> bool:
-    """Tell ``user_id``'s open streams an ephemeral event if the bus can be reached (see
-    ``chat.realtime.signals``); False when it could not (the signal is lost, as it may be)."""
-    try:
-        bus().signal(user_id, event, data)
-        return True
-    except EventBusDown:
-        log.warning("event bus unavailable: %s for user %s was not signalled", event, user_id)
-        return False
-
-
-def claim(key: str, ttl_s: float) -> bool:
-    """True at most once per ``ttl_s`` seconds for ``key`` across the service; True when the
-    bus cannot be reached (a throttle must not turn an outage into refusals)."""
-    try:
-        return bus().claim(key, ttl_s)
-    except EventBusDown:
-        return True
-
-
-def erase(user_id: int) -> None:
-    """Drop every event kept for ``user_id``. Raises ``EventBusDown`` when the bus cannot be
-    reached."""
-    bus().erase(user_id)
-
-
-def publish(user_id: int, event: str, data: dict) -> str | None:
-    """Append an event if the bus can be reached; returns the event id, or None when it could
-    not (the event is lost, which a request must survive)."""
-    try:
-        return publish_or_fail(user_id, event, data)
-    except EventBusDown:
-        log.warning("event bus unavailable: %s for user %s was not published", event, user_id)
-        return None

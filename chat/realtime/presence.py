@@ -7,7 +7,8 @@ it at every heartbeat, so a stream whose process died stops counting within the 
 sends its streams' refreshes together, once a second, in one script call: one round trip per
 stream per heartbeat was the largest part of what thousands of idle streams cost.
 
-Reads never fail: when Redis cannot say, users show offline (presence is a hint).
+Reads never fail: when Redis cannot say, users show offline (presence is a hint). Both
+trackers satisfy ``chat.backends.Presence``, which builds the app's.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 
 import redis
-from flask import current_app
 
 from chat.realtime.bus import EventBusDown
 
@@ -35,7 +36,7 @@ def presence_ttl(heartbeat_seconds: float) -> float:
 class InProcessPresence:
     """Open streams per user in this process (embedded default only)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._open: Counter[int] = Counter()
         self._lock = threading.Lock()
 
@@ -65,7 +66,7 @@ class InProcessPresence:
     def is_online(self, user_id: int) -> bool:
         return self.online_map([user_id])[user_id]
 
-    def online_map(self, user_ids: list[int]) -> dict[int, bool]:
+    def online_map(self, user_ids: Iterable[int]) -> dict[int, bool]:
         with self._lock:
             return {user_id: self._open[user_id] > 0 for user_id in user_ids}
 
@@ -198,8 +199,11 @@ class RedisPresence:
     def is_online(self, user_id: int) -> bool:
         return self.online_map([user_id])[user_id]
 
-    def online_map(self, user_ids: list[int]) -> dict[int, bool]:
+    def online_map(self, user_ids: Iterable[int]) -> dict[int, bool]:
         """Offline when Redis cannot say: presence is a hint, never a reason to fail."""
+        user_ids = list(dict.fromkeys(user_ids))  # each asked once
+        if not user_ids:
+            return {}
         now = time.time()
         try:
             pipe = self._client.pipeline(transaction=False)
@@ -217,16 +221,3 @@ class RedisPresence:
             return int(self._client.zcount(self._key(user_id), time.time(), "+inf"))
         except redis.RedisError:
             return 0
-
-
-def online_map(user_ids) -> dict[int, bool]:
-    """Whether each of ``user_ids`` is online, in one round trip (one pipeline on Redis)."""
-    tracker = current_app.extensions.get("presence")
-    ids = list(dict.fromkeys(user_ids))
-    if tracker is None or not ids:
-        return {user_id: False for user_id in ids}
-    return tracker.online_map(ids)
-
-
-def is_online(user_id: int) -> bool:
-    return online_map([user_id])[user_id]

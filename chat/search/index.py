@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 
 from sqlalchemy import and_, bindparam, column, func, literal_column, select, table, text, update
 
+from chat.db import checkpoint
 from chat.models import Message
 from chat.search.text import Term, document
 
@@ -148,7 +149,7 @@ def fill(connection, *, progress: Callable[[Iterable], Iterable] | None = None,
             connection.execute(write, updates)
             changed += len(updates)
         if commit_batches:
-            connection.commit()
+            checkpoint(connection)
         return True
 
     for _ in (progress or (lambda items: items))(range(math.ceil(count / BATCH))):

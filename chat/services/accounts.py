@@ -8,6 +8,7 @@ indexed query. No secret is ever stored or logged in clear.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import secrets
@@ -21,7 +22,8 @@ from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from chat import names, notifications, outbox, passwords, realtime
+from chat import backends, names, notifications, outbox, passwords, realtime
+from chat.db import abandon, apart, atomic, end_read, on_commit
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.models import AppKey, Token, User, carrying, now_ms
@@ -114,8 +116,8 @@ def _find_by_username(typed: str, identify_num: str | None = None) -> User | Non
 def register(username: str, password: str, nickname: str = "", avatar: str = "") -> User:
     """Create a person's account."""
     check_password_rule(password)
-    user = _create_user(username, password=password, nickname=nickname, avatar=avatar, is_bot=False)
-    db.session.commit()
+    with atomic():
+        user = _create_user(username, password=password, nickname=nickname, avatar=avatar, is_bot=False)
     return user
 
 
@@ -168,15 +170,16 @@ def login(username: str, password: str, *, device: str = "", user_agent: str = "
     ``device`` / ``user_agent`` and ``address`` label the session in its owner's list."""
     user = _find_by_username(username)
     stored = user.password_hash if user is not None and user.password_hash else None
-    db.session.commit()  # no transaction (nor pooled connection) held while the hash runs
+    end_read()  # no transaction (nor pooled connection) held while the hash runs
     if not password_matches(stored, password):
         raise ServiceError(Kind.UNAUTHORIZED, "username or password is wrong")
-    if _hasher().check_needs_rehash(stored):
-        user.password_hash = hash_password(password)
-    raw, token = _issue_token(user, "session", current_app.config["SESSION_TTL_SECONDS"])
-    token.label = device_label(device, user_agent)
-    token.address = (address or "")[:64] or None
-    db.session.commit()
+    new_hash = hash_password(password) if _hasher().check_needs_rehash(stored) else None
+    with atomic():
+        if new_hash is not None:
+            user.password_hash = new_hash
+        raw, token = _issue_token(user, "session", current_app.config["SESSION_TTL_SECONDS"])
+        token.label = device_label(device, user_agent)
+        token.address = (address or "")[:64] or None
     audit("credential.created", kind="session_token", user_id=user.id, token_id=token.id)
     return raw, token, user
 
@@ -184,11 +187,11 @@ def login(username: str, password: str, *, device: str = "", user_agent: str = "
 def logout(token: Token) -> None:
     """Revoke a session token (idempotent); this process stops accepting it at once, and the
     event streams and gateway connections open with it (in any process) end."""
-    db.session.execute(update(Token).where(Token.id == token.id, Token.revoked_at.is_(None))
-                       .values(revoked_at=now_ms()))
-    outbox.publish(token.user_id, SESSION_REVOKED, {"token_id": token.id})
-    notifications.devices.forget_session(token.id)  # a signed-out device is notified no more
-    db.session.commit()
+    with atomic():
+        db.session.execute(update(Token).where(Token.id == token.id, Token.revoked_at.is_(None))
+                           .values(revoked_at=now_ms()))
+        outbox.publish(token.user_id, SESSION_REVOKED, {"token_id": token.id})
+        notifications.devices.forget_session(token.id)  # a signed-out device is notified no more
     _revoked(token.token_hash)
     audit("credential.revoked", kind=f"{token.kind}_token", user_id=token.user_id, token_id=token.id,
           reason="logout")
@@ -248,9 +251,9 @@ def create_bot(username: str, nickname: str = "", expires_days: float | None = N
     """Create a bot user and its token (valid for ``expires_days``, or until revoked); the
     raw token is returned once, never stored."""
     ttl = _bot_ttl(expires_days)
-    user = _create_user(username, password=None, nickname=nickname, avatar="", is_bot=True)
-    raw, token = _issue_token(user, "bot", ttl)
-    db.session.commit()
+    with atomic():
+        user = _create_user(username, password=None, nickname=nickname, avatar="", is_bot=True)
+        raw, token = _issue_token(user, "bot", ttl)
     audit("credential.created", kind="bot_token", owner=user.username, user_id=user.id, token_id=token.id,
           expires_at=token.expires_at)
     return user, raw
@@ -279,15 +282,20 @@ def list_bots() -> list[dict]:
 
 
 def revoke_tokens(tokens: list[Token], why: str) -> None:
-    """Revoke ``tokens`` in the caller's transaction, and commit: each stops working at once
-    in this process, in every other within the credential cache's bound, and the event
-    streams and gateway connections opened with it end. Each revocation is an audit line."""
-    stamp = now_ms()
-    for token in tokens:
-        token.revoked_at = stamp
-        outbox.publish(token.user_id, SESSION_REVOKED, {"token_id": token.id})
-        notifications.devices.forget_session(token.id)  # as at logout: its devices go with it
-    db.session.commit()
+    """Revoke ``tokens`` (in the caller's ``atomic()`` block, if any): once that commits,
+    each stops working at once in this process, in every other within the credential cache's
+    bound, and the event streams and gateway connections opened with it end. Each
+    revocation is an audit line."""
+    with atomic():
+        stamp = now_ms()
+        for token in tokens:
+            token.revoked_at = stamp
+            outbox.publish(token.user_id, SESSION_REVOKED, {"token_id": token.id})
+            notifications.devices.forget_session(token.id)  # as at logout: its devices go with it
+        on_commit(functools.partial(_tokens_revoked, tokens, why))
+
+
+def _tokens_revoked(tokens: list[Token], why: str) -> None:
     for token in tokens:
         _revoked(token.token_hash)
         audit("credential.revoked", kind=f"{token.kind}_token", user_id=token.user_id, token_id=token.id,
@@ -300,8 +308,9 @@ def reset_bot_token(username: str, expires_days: float | None = None) -> str:
     ttl = _bot_ttl(expires_days)
     bot = _bot(username)
     old = list(db.session.scalars(_live_tokens(bot.id, "bot")))
-    raw, token = _issue_token(bot, "bot", ttl)
-    revoke_tokens(old, "reset")
+    with atomic():
+        raw, token = _issue_token(bot, "bot", ttl)
+        revoke_tokens(old, "reset")
     audit("credential.reset", kind="bot_token", owner=bot.username, user_id=bot.id, token_id=token.id,
           replaced=",".join(str(t.id) for t in old) or "none", expires_at=token.expires_at)
     return raw
@@ -325,8 +334,8 @@ def create_app_key(name: str) -> str:
         raise ServiceError(Kind.CONFLICT, f"an app key named {name!r} exists already")
     raw = new_secret()
     key = AppKey(name=name, key_hash=digest(raw))
-    db.session.add(key)
-    db.session.commit()
+    with atomic():
+        db.session.add(key)
     audit("credential.created", kind="app_key", key_name=name, key_id=key.id)
     return raw
 
@@ -341,8 +350,8 @@ def revoke_app_key(name: str) -> None:
     if key is None:
         raise ServiceError(Kind.NOT_FOUND, f"no app key named {name!r}")
     if key.revoked_at is None:
-        key.revoked_at = now_ms()
-        db.session.commit()
+        with atomic():
+            key.revoked_at = now_ms()
         audit("credential.revoked", kind="app_key", key_name=name, key_id=key.id)
     _revoked(key.key_hash)
 
@@ -387,7 +396,7 @@ def note_use(token: Token | None = None, app_key: str | None = None, address: st
         return
     stamp = now_ms()
     try:
-        with db.engine.begin() as connection:
+        with apart() as connection:
             for kind, ident in marks:
                 uses[(kind, ident)] = True
                 if kind == "token":
@@ -435,9 +444,12 @@ def _own_read():
     began = not db.session().in_transaction()
     try:
         yield
-    finally:
+    except BaseException:
         if began:
-            db.session.rollback()
+            abandon()  # the look-up failed (the database is down, say): nothing to keep
+        raise
+    if began:
+        end_read()
 
 
 
@@ -449,7 +461,7 @@ def _cache() -> credential_cache.CredentialCache | None:
         return None
     cache = current_app.extensions.get("credential_cache")
     if cache is None:
-        subscriber = realtime.broadcasts()
+        subscriber = backends.current().broadcasts
         cache = credential_cache.CredentialCache(
             config["AUTH_CACHE_SECONDS"], config["AUTH_CACHE_TRUSTED_SECONDS"],
             subscriber.listening_since if subscriber is not None else (lambda: None))
@@ -485,7 +497,7 @@ def _revoked(hashed: str) -> None:
     cache = _cache()
     if cache is not None:
         cache.forget(hashed)
-    subscriber = realtime.broadcasts()
+    subscriber = backends.current().broadcasts
     if subscriber is not None:
         try:
             subscriber.broadcast(credential_cache.TOPIC, hashed)

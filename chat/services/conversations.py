@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from sqlalchemy import BigInteger, String, bindparam, case, exists, func, select, update
 from sqlalchemy.orm import aliased
 
+from chat import backends
+from chat.db import atomic
 from chat.delivery import announcements, reads
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.models import Conversation, ConversationMember, Message, MessageHide, User
-from chat.realtime.presence import online_map
 from chat.services import people, social
 from chat.services.accounts import get_user
 from chat.services.ids import insert_with_random_id
@@ -48,7 +49,7 @@ class ConversationView:
 
 
 def _with_presence(views: list[ConversationView]) -> list[ConversationView]:
-    online = online_map(v.target.id for v in views)
+    online = backends.current().presence.online_map(v.target.id for v in views)
     for view in views:
         view.online = online[view.target.id]
     return views
@@ -73,25 +74,25 @@ def open_conversation(me: User, target_id: int, *, existing_despite_block: bool 
             select(Conversation).where(Conversation.user_low == low, Conversation.user_high == high)
         )
 
-    conversation = existing()
-    if conversation is None or not existing_despite_block:
-        social.ensure_not_blocked(me.id, target.id, relation)
-    if conversation is None:
-        def build(conversation_id: int) -> Conversation:
-            return Conversation(id=conversation_id, code=secrets.token_hex(16), user_low=low, user_high=high)
+    with atomic():
+        conversation = existing()
+        if conversation is None or not existing_despite_block:
+            social.ensure_not_blocked(me.id, target.id, relation)
+        if conversation is None:
+            def build(conversation_id: int) -> Conversation:
+                return Conversation(id=conversation_id, code=secrets.token_hex(16), user_low=low, user_high=high)
 
-        conversation, created = insert_with_random_id(build, CONVERSATION_ID_RANGE, existing)
-        if created:
-            db.session.add_all([
-                ConversationMember(conversation_id=conversation.id, user_id=low),
-                ConversationMember(conversation_id=conversation.id, user_id=high),
-            ])
-    member = db.session.get(ConversationMember, (conversation.id, me.id))
-    theirs = db.session.get(ConversationMember, (conversation.id, target.id))
-    if member.hidden:
-        # Opening a chat you deleted brings it back to your list (its old history stays cleared).
-        member.hidden = False
-    db.session.commit()
+            conversation, created = insert_with_random_id(build, CONVERSATION_ID_RANGE, existing)
+            if created:
+                db.session.add_all([
+                    ConversationMember(conversation_id=conversation.id, user_id=low),
+                    ConversationMember(conversation_id=conversation.id, user_id=high),
+                ])
+        member = db.session.get(ConversationMember, (conversation.id, me.id))
+        theirs = db.session.get(ConversationMember, (conversation.id, target.id))
+        if member.hidden:
+            # Opening a chat you deleted brings it back to your list (its old history stays cleared).
+            member.hidden = False
     view = ConversationView(conversation, member, target, me, theirs.last_read_message_id, relation)
     return _with_presence([view])[0]
 
@@ -208,13 +209,24 @@ def list_for_user(me: User, offset: int, limit: int, *, counted: bool = True,
 def _last_messages(me_id: int, conversation_ids: list[int]) -> dict[int, Message]:
     """The newest message of each conversation that the caller can still see (after what they
     cleared, not hidden for them; one deleted for everyone counts, shown as deleted): one
-    query, each conversation's newest found by the (conversation, id) index."""
+    query, each conversation's newest found by walking the (conversation, id) index backwards
+    to the first visible one.
+
+    Two things keep PostgreSQL on that index. Not ``max(id)``: with the hidden-messages
+    anti-join it cannot take a max from the index's end and aggregated the whole chat. And
+    the chat is matched by a range of one value, not ``=``: an equality to the outer row
+    makes the ORDER BY's first column redundant to the planner, which may then walk the
+    primary key backwards skipping every other chat's messages (330 ms for a page of 20
+    chats beside one of 100,000 messages, against 0.35 ms this way, EXPLAIN ANALYZE).
+    """
     if not conversation_ids:
         return {}
-    newest_id = (select(func.max(Message.id))
-                 .where(Message.conversation_id == ConversationMember.conversation_id,
+    newest_id = (select(Message.id)
+                 .where(Message.conversation_id.between(ConversationMember.conversation_id,
+                                                        ConversationMember.conversation_id),
                         Message.id > ConversationMember.cleared_before_id,
                         ~exists().where(MessageHide.user_id == me_id, MessageHide.message_id == Message.id))
+                 .order_by(Message.conversation_id.desc(), Message.id.desc()).limit(1)
                  .correlate(ConversationMember).scalar_subquery())
     wanted = select(newest_id).where(ConversationMember.user_id == me_id,
                                      ConversationMember.conversation_id.in_(conversation_ids))
@@ -230,19 +242,19 @@ def hide_for_user(view: ConversationView) -> None:
     newest = db.session.scalar(
         select(func.max(Message.id)).where(Message.conversation_id == view.conversation.id)
     ) or 0
-    db.session.execute(
-        update(ConversationMember)
-        .where(
-            ConversationMember.conversation_id == view.conversation.id,
-            ConversationMember.user_id == view.member.user_id,
+    with atomic():
+        db.session.execute(
+            update(ConversationMember)
+            .where(
+                ConversationMember.conversation_id == view.conversation.id,
+                ConversationMember.user_id == view.member.user_id,
+            )
+            # Nothing up to ``newest`` can be unread any more.
+            .values(hidden=True, cleared_before_id=newest, unread_count=0)
         )
-        # Nothing up to ``newest`` can be unread any more.
-        .values(hidden=True, cleared_before_id=newest, unread_count=0)
-    )
-    db.session.refresh(view.member)
-    announcements.chat_updated(view.conversation, view.member)
-    # What was cleared counts as read: the pointer moves (and the other side hears of it) the
-    # way every read does.
-    reads.want_read(view.member.user_id, view.conversation.id, newest,
-                    pointer=view.member.last_read_message_id)
-    db.session.commit()
+        db.session.refresh(view.member)
+        announcements.chat_updated(view.conversation, view.member)
+        # What was cleared counts as read: the pointer moves (and the other side hears of it) the
+        # way every read does.
+        reads.want_read(view.member.user_id, view.conversation.id, newest,
+                        pointer=view.member.last_read_message_id)

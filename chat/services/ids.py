@@ -12,6 +12,7 @@ from typing import Callable, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 
+from chat.db import atomic
 from chat.extensions import db
 
 T = TypeVar("T")
@@ -31,7 +32,7 @@ def insert_with_random_id(
     for _ in range(ATTEMPTS):
         row = build(random_in(bounds))
         try:
-            with db.session.begin_nested():
+            with atomic(savepoint=True):  # in the caller's block: a collision undoes this alone
                 db.session.add(row)
             return row, True
         except IntegrityError:

@@ -15,8 +15,9 @@ from sqlalchemy import BigInteger, String, bindparam, exists, select, true
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm.attributes import set_committed_value
 
-from chat import notifications, outbox
+from chat import backends, notifications, outbox
 from chat.assets import service as assets
+from chat.db import atomic, autocommit
 from chat.delivery import announcements, counters, push, reads
 from chat.delivery.payloads import message_payload, quote_of
 from chat.errors import Kind, ServiceError
@@ -34,7 +35,6 @@ from chat.models import (
     insert_unless_taken,
     now_ms,
 )
-from chat.realtime.presence import online_map
 from chat.search.text import document as search_document
 from chat.services import people, social
 from chat.services.conversations import ConversationView, get_for_member
@@ -211,15 +211,9 @@ def _new_values(me: User, conversation_id, type_name, content, client_time, nonc
             "search_text": search_document(type_name, content)}
 
 
-def _sent(me: User, conversation: Conversation, values: dict, message_id: int, *, committed: bool = False) -> MessageView:
-    """After the insert: queue the push, commit (unless the insert ``committed`` by itself),
-    answer with what was inserted. Pushed already only when the push ran here (the embedded
-    default); nothing is read back."""
-    outbox.enqueue(push.TASK, message_id)
-    if committed:
-        outbox.committed_alone()
-    else:
-        db.session.commit()
+def _sent(me: User, conversation: Conversation, values: dict, message_id: int) -> MessageView:
+    """After the send committed (its push queued with it): answer with what was inserted.
+    Pushed already only when the push ran here (the embedded default); nothing is read back."""
     message = carrying(Message, {"id": message_id, **values})
     pushed = outbox.result_of(push.TASK, message_id) is True
     return MessageView(message, conversation, me, isread=False, ispushed=pushed)
@@ -250,15 +244,17 @@ def send_to(me: User, type_name: str, content: str, client_time: int, *, convers
         params = {**{f"new_{k}": values[k] for k in ("key", "type", "content", "client_time", "nonce", "created_at",
                                                     "search_text")},
                   "me": me.id, "name": code if conversation_id is None else conversation_id}
-        # Autocommit: the statement is its own transaction, without BEGIN and COMMIT round
-        # trips; the outbox performs the push once it returns (``_sent``).
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        # The statement is its own transaction, without BEGIN and COMMIT round trips; the
+        # push is queued as the block ends.
+        with autocommit() as connection:
             row = connection.execute(_send_at_once(conversation_id is None), params).first()
+            if row is not None:
+                outbox.enqueue(push.TASK, row[0])
         if row is not None:
             message_id, *chat = row
             values["conversation_id"] = chat[0]
             conversation = carrying(Conversation, dict(zip(("id", "code", "user_low", "user_high", "created_at"), chat)))
-            return _sent(me, conversation, values, message_id, committed=True)
+            return _sent(me, conversation, values, message_id)
     view = get_for_member(me, conversation_id=conversation_id, code=code)
     return send(me, view, type_name, content, client_time, nonce=nonce, quote_key=quote_key)[0]
 
@@ -268,24 +264,24 @@ def send(me: User, view: ConversationView, type_name: str, content: str, client_
     """Store a message and queue its push. Returns (message, created); a retry with the same
     nonce returns the original message with ``created`` False."""
     conversation = view.conversation
-    social.ensure_not_blocked(me.id, view.target.id, view.relation)
-    content = _checked(type_name, content, nonce)
-    if quote_key is not None:
-        _ensure_quotable(view, me, quote_key)
+    with atomic():
+        social.ensure_not_blocked(me.id, view.target.id, view.relation)
+        content = _checked(type_name, content, nonce)
+        if quote_key is not None:
+            _ensure_quotable(view, me, quote_key)
 
-    values = _new_values(me, conversation.id, type_name, content, client_time, nonce, quote_key)
-    store, shows_chat = _store_statement(db.session.get_bind().dialect.name)
-    moved = {"conversation": conversation.id, "user": me.id, "sent_at": values["created_at"]}
-    # A retry with the same nonce (even a parallel one) inserts nothing, and moves nothing.
-    message_id = db.session.execute(store, {**{f"new_{k}": v for k, v in values.items()}, **moved}).scalar()
-    if message_id is None:  # a retry (or a parallel one got in first): answer with the original
-        original = _replay(me, nonce, conversation.id, type_name, content)
-        db.session.commit()
-        return view_of(original, view), False
-    if not shows_chat:
-        db.session.execute(_moved(), moved)
-    if type_name in MEDIA_TYPES:
-        assets.record_use(message_id, content)
+        values = _new_values(me, conversation.id, type_name, content, client_time, nonce, quote_key)
+        store, shows_chat = _store_statement(db.session.get_bind().dialect.name)
+        moved = {"conversation": conversation.id, "user": me.id, "sent_at": values["created_at"]}
+        # A retry with the same nonce (even a parallel one) inserts nothing, and moves nothing.
+        message_id = db.session.execute(store, {**{f"new_{k}": v for k, v in values.items()}, **moved}).scalar()
+        if message_id is None:  # a retry (or a parallel one got in first): answer with the original
+            return view_of(_replay(me, nonce, conversation.id, type_name, content), view), False
+        if not shows_chat:
+            db.session.execute(_moved(), moved)
+        if type_name in MEDIA_TYPES:
+            assets.record_use(message_id, content)
+        outbox.enqueue(push.TASK, message_id)
     return _sent(me, conversation, values, message_id), True
 
 
@@ -319,13 +315,13 @@ def history(me: User, view: ConversationView, *, start: int = 0, limit: int = 20
         )
         if params["anchor"] is None:
             raise ServiceError(Kind.NOT_FOUND, "the message given in before was not found")
-    messages = list(db.session.scalars(_page_query(before_key is not None), params))
-    my_pointer = None
-    if start == 0 and before_key is None:
-        newest = messages[0].id if messages else 0
-        reads.want_read(me.id, view.conversation.id, newest, pointer=view.member.last_read_message_id)
-        my_pointer = max(view.member.last_read_message_id, newest)
-    db.session.commit()  # ends the read; a newest page's read is queued as it commits
+    with atomic():  # a newest page's read is queued as it commits
+        messages = list(db.session.scalars(_page_query(before_key is not None), params))
+        my_pointer = None
+        if start == 0 and before_key is None:
+            newest = messages[0].id if messages else 0
+            reads.want_read(me.id, view.conversation.id, newest, pointer=view.member.last_read_message_id)
+            my_pointer = max(view.member.last_read_message_id, newest)
     return _views(messages, view, my_pointer)
 
 
@@ -350,12 +346,12 @@ def find_for_member(me: User, key: str) -> tuple[Message, ConversationView]:
 def hide_for_me(me: User, key: str) -> None:
     """Delete a message for the caller only (either participant); repeating succeeds."""
     message, view = find_for_member(me, key)
-    if db.session.get(MessageHide, (me.id, message.id)) is None:
-        db.session.execute(insert_unless_taken(  # a parallel repeat may get there first
-            MessageHide, {"user_id": me.id, "message_id": message.id, "created_at": now_ms()}))
-        counters.refresh_unread(message.conversation_id, me.id)
-        announcements.forget(message.key, [me.id])
-    db.session.commit()
+    with atomic():
+        if db.session.get(MessageHide, (me.id, message.id)) is None:
+            db.session.execute(insert_unless_taken(  # a parallel repeat may get there first
+                MessageHide, {"user_id": me.id, "message_id": message.id, "created_at": now_ms()}))
+            counters.refresh_unread(message.conversation_id, me.id)
+            announcements.forget(message.key, [me.id])
 
 
 def delete_for_everyone(me: User, key: str) -> None:
@@ -366,16 +362,16 @@ def delete_for_everyone(me: User, key: str) -> None:
         raise ServiceError(Kind.FORBIDDEN, "only the sender can delete a message for everyone")
     if message.deleted_at is not None:
         return
-    stamp = now_ms()
-    message.deleted_at = stamp
-    message.updated_at = stamp
-    message.content = ""
-    message.search_text = None  # found by no search from now on, in this same transaction
-    counters.refresh_unread(message.conversation_id, view.target.id)
-    assets.release_for_message(message.id)  # an upload no other message uses goes with it
-    _announce_deleted(message, view)
-    notifications.rule.withdraw(message, view.target.id, view.conversation)
-    db.session.commit()
+    with atomic():
+        stamp = now_ms()
+        message.deleted_at = stamp
+        message.updated_at = stamp
+        message.content = ""
+        message.search_text = None  # found by no search from now on, in this same transaction
+        counters.refresh_unread(message.conversation_id, view.target.id)
+        assets.release_for_message(message.id)  # an upload no other message uses goes with it
+        _announce_deleted(message, view)
+        notifications.rule.withdraw(message, view.target.id, view.conversation)
 
 
 def _announce_deleted(message: Message, view: ConversationView) -> None:
@@ -397,8 +393,8 @@ def read_up_to(me: User, view: ConversationView, key: str | None = None) -> None
         )
         if up_to is None:
             raise ServiceError(Kind.NOT_FOUND, "message not found")
-    reads.want_read(me.id, view.conversation.id, up_to)
-    db.session.commit()
+    with atomic():
+        reads.want_read(me.id, view.conversation.id, up_to)
 
 
 # ---- editing, relative paging and details (used by the KOOK dialect; rules for both) ---------
@@ -451,22 +447,22 @@ def update(me: User, key: str, content: str, quote_key: str | None = None) -> Me
     # Delete wins, always: only a row still undeleted is written. A delete for everyone that
     # committed since the row was read (PostgreSQL re-checks the condition after waiting for
     # the deleter's row lock) leaves nothing to edit, and the edit answers as for a deleted one.
-    edited = db.session.execute(
-        sql_update(Message).where(Message.id == message.id, Message.deleted_at.is_(None))
-        .values(**changes).execution_options(synchronize_session=False)
-    ).rowcount
-    if not edited:
-        db.session.rollback()
-        raise ServiceError(Kind.NOT_FOUND, "message not found")
-    for name, value in changes.items():
-        set_committed_value(message, name, value)
-    announce_update(message, view)
-    db.session.commit()
+    with atomic():
+        edited = db.session.execute(
+            sql_update(Message).where(Message.id == message.id, Message.deleted_at.is_(None))
+            .values(**changes).execution_options(synchronize_session=False)
+        ).rowcount
+        if not edited:
+            raise ServiceError(Kind.NOT_FOUND, "message not found")
+        for name, value in changes.items():
+            set_committed_value(message, name, value)
+        announce_update(message, view)
     # A delete committed right after this edit may have published its event before this
-    # edit's (another process). Delete wins: then a deletion is said again, last.
-    if db.session.scalar(select(Message.deleted_at).where(Message.id == message.id)) is not None:
-        _announce_deleted(db.session.get(Message, message.id, populate_existing=True), view)
-    db.session.commit()  # ends the check's read (and says the deletion again, if it came)
+    # edit's (another process). Delete wins: then a deletion is said again, last. This check
+    # is a transaction of its own, after the edit's: it must see a delete that came after.
+    with atomic():
+        if db.session.scalar(select(Message.deleted_at).where(Message.id == message.id)) is not None:
+            _announce_deleted(db.session.get(Message, message.id, populate_existing=True), view)
     return view_of(message, view)
 
 
@@ -532,7 +528,7 @@ def details(me: User, views: list[MessageView], view: ConversationView) -> list[
         rows = list(db.session.scalars(select(Message).where(
             Message.key.in_(keys), Message.conversation_id == view.conversation.id, Message.deleted_at.is_(None))))
         quoted = {v.message.key: v for v in _views(rows, view)} if rows else {}
-        online = online_map(v.sender.id for v in quoted.values())
+        online = backends.current().presence.online_map(v.sender.id for v in quoted.values())
         for quote in quoted.values():
             quote.sender_online = online[quote.sender.id]
     return [

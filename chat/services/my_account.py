@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, or_, select, update
 
 from chat.assets import service as assets
+from chat.db import atomic, end_read
 from chat.delivery import announcements, counters
 from chat.delivery.payloads import message_payload
 from chat.errors import Kind, ServiceError
@@ -48,7 +49,7 @@ DELETED_NICKNAME = "Deleted account"
 def _check_password(me: User, password: str, field: str) -> User:
     """The caller's own row, once ``password`` is theirs (no transaction held while hashing)."""
     stored = db.session.scalar(select(User.password_hash).where(User.id == me.id))
-    db.session.commit()
+    end_read()
     if not accounts.password_matches(stored, password):
         raise ServiceError(Kind.FORBIDDEN, f"the {field.replace('_', ' ')} is wrong", {field: ["is wrong"]})
     return db.session.get(User, me.id)
@@ -67,10 +68,11 @@ def change_password(me: User, current: Token, current_password: str, new_passwor
         raise ServiceError(Kind.FORBIDDEN, "a bot has no password: its token is managed with `flask bot token`")
     _check_password(me, current_password, "current_password")
     new_hash = accounts.hash_password(new_password)
-    user = db.session.get(User, me.id)
-    user.password_hash = new_hash
-    others = list(db.session.scalars(_live_sessions(me.id).where(Token.id != current.id)))
-    accounts.revoke_tokens(others, "password changed")  # commits the new hash with them
+    with atomic():  # the new hash and the revocations, together
+        user = db.session.get(User, me.id)
+        user.password_hash = new_hash
+        others = list(db.session.scalars(_live_sessions(me.id).where(Token.id != current.id)))
+        accounts.revoke_tokens(others, "password changed")
     accounts.audit("password.changed", user_id=me.id, sessions_ended=len(others))
     return len(others)
 
@@ -117,60 +119,61 @@ def delete_account(me: User, password: str) -> None:
     if bool(me.is_bot):
         raise ServiceError(Kind.FORBIDDEN, "a bot account is removed by its operator, not through the API")
     user = _check_password(me, password, "password")
-    stamp = now_ms()
-    uid = user.id
-    tokens = list(db.session.scalars(select(Token).where(Token.user_id == uid, Token.revoked_at.is_(None))))
+    with atomic():  # everything below and the revocations commit together
+        stamp = now_ms()
+        uid = user.id
+        tokens = list(db.session.scalars(select(Token).where(Token.user_id == uid, Token.revoked_at.is_(None))))
 
-    partners: dict[int, int] = {}  # conversation id -> the other member
-    for conversation in db.session.scalars(
-            select(Conversation).where(or_(Conversation.user_low == uid, Conversation.user_high == uid))):
-        partners[conversation.id] = conversation.other(uid)
-    for message, code in db.session.execute(
-            select(Message, Conversation.code).join(Conversation, Conversation.id == Message.conversation_id)
-            .where(Message.sender_id == uid, Message.deleted_at.is_(None))):
-        other = partners[message.conversation_id]
-        message.content = ""
-        message.search_text = None  # found by no search from now on
-        message.deleted_at = stamp
-        message.updated_at = stamp
-        # Their open clients take it off the screen; what is kept for both is withdrawn.
-        announcements.announce(other, "message.deleted", message_payload(message, code, user, other))
-        announcements.forget(message.key, (other, uid))
-    db.session.flush()
-    for conversation_id, other in partners.items():
-        counters.refresh_unread(conversation_id, other)
-        # Nothing more can be sent to (or opened with) an account nobody holds: it stands as
-        # blocking each person it talked to, which every send and open already refuses.
-        db.session.merge(Block(blocker_id=uid, blocked_id=other, created_at=stamp))
+        partners: dict[int, int] = {}  # conversation id -> the other member
+        for conversation in db.session.scalars(
+                select(Conversation).where(or_(Conversation.user_low == uid, Conversation.user_high == uid))):
+            partners[conversation.id] = conversation.other(uid)
+        for message, code in db.session.execute(
+                select(Message, Conversation.code).join(Conversation, Conversation.id == Message.conversation_id)
+                .where(Message.sender_id == uid, Message.deleted_at.is_(None))):
+            other = partners[message.conversation_id]
+            message.content = ""
+            message.search_text = None  # found by no search from now on
+            message.deleted_at = stamp
+            message.updated_at = stamp
+            # Their open clients take it off the screen; what is kept for both is withdrawn.
+            announcements.announce(other, "message.deleted", message_payload(message, code, user, other))
+            announcements.forget(message.key, (other, uid))
+        db.session.flush()
+        for conversation_id, other in partners.items():
+            counters.refresh_unread(conversation_id, other)
+            # Nothing more can be sent to (or opened with) an account nobody holds: it stands as
+            # blocking each person it talked to, which every send and open already refuses.
+            db.session.merge(Block(blocker_id=uid, blocked_id=other, created_at=stamp))
 
-    db.session.execute(delete(Block).where(Block.blocked_id == uid))
-    db.session.execute(delete(Block).where(Block.blocker_id == uid, Block.blocked_id.not_in(list(partners.values()))))
-    db.session.execute(delete(Reaction).where(Reaction.user_id == uid))
-    db.session.execute(delete(MessageHide).where(MessageHide.user_id == uid))
-    db.session.execute(delete(Friendship).where(or_(Friendship.user_low == uid, Friendship.user_high == uid)))
-    db.session.execute(delete(FriendRequest).where(or_(FriendRequest.from_user_id == uid,
-                                                       FriendRequest.to_user_id == uid)))
-    hooks = select(Webhook.id).where(Webhook.user_id == uid)
-    db.session.execute(delete(WebhookDelivery).where(WebhookDelivery.webhook_id.in_(hooks)))
-    db.session.execute(delete(Webhook).where(Webhook.user_id == uid))
-    db.session.execute(update(ConversationMember).where(ConversationMember.user_id == uid)
-                       .values(unread_count=0, hidden=True))
-    # Sessions keep only their digest (revoked, so every process's cache sweep finds it);
-    # where and on what they were used goes.
-    db.session.execute(update(Token).where(Token.user_id == uid).values(label=None, address=None))
-    # Notification devices, settings and the per-device delivery log.
-    for model in (PushDelivery, PushPending, PushDevice, PushSetting):
-        db.session.execute(delete(model).where(model.user_id == uid))
-    assets.release_for_account(uid)  # after the flush above: their messages no longer use them
+        db.session.execute(delete(Block).where(Block.blocked_id == uid))
+        db.session.execute(delete(Block).where(Block.blocker_id == uid, Block.blocked_id.not_in(list(partners.values()))))
+        db.session.execute(delete(Reaction).where(Reaction.user_id == uid))
+        db.session.execute(delete(MessageHide).where(MessageHide.user_id == uid))
+        db.session.execute(delete(Friendship).where(or_(Friendship.user_low == uid, Friendship.user_high == uid)))
+        db.session.execute(delete(FriendRequest).where(or_(FriendRequest.from_user_id == uid,
+                                                           FriendRequest.to_user_id == uid)))
+        hooks = select(Webhook.id).where(Webhook.user_id == uid)
+        db.session.execute(delete(WebhookDelivery).where(WebhookDelivery.webhook_id.in_(hooks)))
+        db.session.execute(delete(Webhook).where(Webhook.user_id == uid))
+        db.session.execute(update(ConversationMember).where(ConversationMember.user_id == uid)
+                           .values(unread_count=0, hidden=True))
+        # Sessions keep only their digest (revoked, so every process's cache sweep finds it);
+        # where and on what they were used goes.
+        db.session.execute(update(Token).where(Token.user_id == uid).values(label=None, address=None))
+        # Notification devices, settings and the per-device delivery log.
+        for model in (PushDelivery, PushPending, PushDevice, PushSetting):
+            db.session.execute(delete(model).where(model.user_id == uid))
+        assets.release_for_account(uid)  # after the flush above: their messages no longer use them
 
-    user.username = user.username_key = f"deleted-{uid}"
-    user.username_skeleton = None
-    user.nickname = DELETED_NICKNAME
-    user.avatar = ""
-    user.password_hash = None
-    user.deleted_at = stamp
-    announcements.erase_stream_after_commit(uid, [token.id for token in tokens])
-    accounts.revoke_tokens(tokens, "account deleted")  # commits everything above
+        user.username = user.username_key = f"deleted-{uid}"
+        user.username_skeleton = None
+        user.nickname = DELETED_NICKNAME
+        user.avatar = ""
+        user.password_hash = None
+        user.deleted_at = stamp
+        announcements.erase_stream_after_commit(uid, [token.id for token in tokens])
+        accounts.revoke_tokens(tokens, "account deleted")
     accounts.audit("account.deleted", user_id=uid, sessions_ended=len(tokens))
 
 

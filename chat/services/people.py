@@ -6,8 +6,8 @@ round trip), so the schemas that show it do no I/O of their own.
 
 from __future__ import annotations
 
+from chat import backends
 from chat.models import User
-from chat.realtime.presence import online_map
 
 
 class Card:
@@ -24,7 +24,7 @@ class Card:
 
 def cards(users: list[User]) -> list[Card]:
     """``users`` as cards, with presence looked up once for all of them."""
-    online = online_map(u.id for u in users)
+    online = backends.current().presence.online_map(u.id for u in users)
     return [Card(u, online[u.id]) for u in users]
 
 

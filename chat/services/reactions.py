@@ -12,6 +12,7 @@ from __future__ import annotations
 from flask import current_app
 from sqlalchemy import case, delete, func, select
 
+from chat.db import atomic
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.models import Message, Reaction, User, insert_unless_taken, now_ms
@@ -53,14 +54,14 @@ def add(me: User, key: str, emoji: str) -> bool:
     social.ensure_not_blocked(me.id, view.target.id, view.relation)
     if db.session.get(Reaction, (message.id, me.id, emoji)) is not None:
         return False
-    _check_room(message.id, me.id, emoji)
-    added = db.session.execute(insert_unless_taken(  # a parallel repeat may get there first
-        Reaction, {"message_id": message.id, "user_id": me.id, "emoji": emoji, "created_at": now_ms()},
-    ).returning(Reaction.message_id)).first() is not None
-    if added:
-        messages.announce_update(message, view,
-                                 {"reaction": {"emoji": emoji, "user_id": str(me.id), "added": True}})
-    db.session.commit()
+    with atomic():
+        _check_room(message.id, me.id, emoji)
+        added = db.session.execute(insert_unless_taken(  # a parallel repeat may get there first
+            Reaction, {"message_id": message.id, "user_id": me.id, "emoji": emoji, "created_at": now_ms()},
+        ).returning(Reaction.message_id)).first() is not None
+        if added:
+            messages.announce_update(message, view,
+                                     {"reaction": {"emoji": emoji, "user_id": str(me.id), "added": True}})
     return added
 
 
@@ -70,15 +71,15 @@ def remove(me: User, key: str, emoji: str, user_id: int | None = None) -> bool:
         raise ServiceError(Kind.FORBIDDEN, "you can only remove your own reactions")
     emoji = _check_emoji(emoji)
     message, view = messages.find_visible(me, key)
-    removed = db.session.execute(delete(Reaction).where(
-        Reaction.message_id == message.id, Reaction.user_id == me.id, Reaction.emoji == emoji
-    )).rowcount > 0
-    if removed:
-        blocked = view.relation.i_block or view.relation.they_block
-        messages.announce_update(message, view,
-                                 {"reaction": {"emoji": emoji, "user_id": str(me.id), "added": False}},
-                                 announce_to_other=not blocked)
-    db.session.commit()
+    with atomic():
+        removed = db.session.execute(delete(Reaction).where(
+            Reaction.message_id == message.id, Reaction.user_id == me.id, Reaction.emoji == emoji
+        )).rowcount > 0
+        if removed:
+            blocked = view.relation.i_block or view.relation.they_block
+            messages.announce_update(message, view,
+                                     {"reaction": {"emoji": emoji, "user_id": str(me.id), "added": False}},
+                                     announce_to_other=not blocked)
     return removed
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import BigInteger, bindparam, exists, or_, select
 from sqlalchemy.orm import aliased
 
+from chat.db import end_read
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.models import Conversation, ConversationMember, Message, MessageHide, User
@@ -70,7 +71,7 @@ def search(me: User, query: str, *, conversation_id: int | None = None, code: st
         only = get_for_member(me, conversation_id=conversation_id, code=code).conversation.id
     where = _mine(me, only, include_hidden)
     if where is None:
-        db.session.commit()
+        end_read()
         return SearchPage([], None)
     criteria, joined, newest = index.matching(db.session.get_bind().dialect.name, wanted)
     # The messages first, on their own: the planner then estimates the terms' selectivity
@@ -91,7 +92,7 @@ def search(me: User, query: str, *, conversation_id: int | None = None, code: st
         found = found.where(Message.id < _anchor(me, before))
     page = db.session.execute(found).all()
     rows = _rows(me, [row.id for row in page[:limit]]) if page else []
-    db.session.commit()  # ends the read
+    end_read()
 
     hits = []
     chats: dict[int, ConversationView] = {}
@@ -181,7 +182,7 @@ def with_details(me: User, page: SearchPage) -> SearchPage:
     for hits in by_chat.values():
         for hit, detail in zip(hits, messages.details(me, hits, hits[0].chat)):
             detailed[id(hit)] = detail
-    db.session.commit()
+    end_read()
     items = [SearchDetail(hit, detailed[id(hit)].reactions, detailed[id(hit)].quote,
                           snippet=hit.snippet, highlights=hit.highlights) for hit in page.items]
     return SearchPage(items, page.next)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, delete, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from chat.db import atomic
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.models import Block, FriendRequest, Friendship, User
@@ -94,7 +95,7 @@ def _make_friends(a: int, b: int) -> None:
     low, high = ordered_pair(a, b)
     if db.session.get(Friendship, (low, high)) is None:
         try:
-            with db.session.begin_nested():
+            with atomic(savepoint=True):
                 db.session.add(Friendship(user_low=low, user_high=high))
         except IntegrityError:
             pass  # a parallel accept got there first
@@ -126,23 +127,22 @@ def request_friend(me: User, target: User) -> FriendRequest | None:
         return db.session.scalar(select(FriendRequest).where(
             FriendRequest.pair_low == low, FriendRequest.pair_high == high))
 
-    request = pending()
-    if request is None:
-        request = FriendRequest(from_user_id=me.id, to_user_id=target.id, pair_low=low, pair_high=high)
-        try:
-            with db.session.begin_nested():
-                db.session.add(request)
-        except IntegrityError:
-            # The pair has a request already: a parallel repeat of ours, or theirs to us sent
-            # at the same moment (the constraint is per pair), which asking now accepts.
-            request = pending()
-            if request is None:  # withdrawn or accepted in the meantime: ask the caller to retry
-                raise ServiceError(Kind.CONFLICT, "the friendship changed meanwhile; try again") from None
-    if request.from_user_id == target.id:
-        _make_friends(me.id, target.id)
-        db.session.commit()
-        return None
-    db.session.commit()
+    with atomic():
+        request = pending()
+        if request is None:
+            request = FriendRequest(from_user_id=me.id, to_user_id=target.id, pair_low=low, pair_high=high)
+            try:
+                with atomic(savepoint=True):
+                    db.session.add(request)
+            except IntegrityError:
+                # The pair has a request already: a parallel repeat of ours, or theirs to us sent
+                # at the same moment (the constraint is per pair), which asking now accepts.
+                request = pending()
+                if request is None:  # withdrawn or accepted in the meantime: ask the caller to retry
+                    raise ServiceError(Kind.CONFLICT, "the friendship changed meanwhile; try again") from None
+        if request.from_user_id == target.id:
+            _make_friends(me.id, target.id)
+            return None
     return request
 
 
@@ -151,45 +151,45 @@ def handle_request(me: User, request_id: int, accept: bool) -> None:
     request = db.session.get(FriendRequest, request_id)
     if request is None or request.to_user_id != me.id:
         raise ServiceError(Kind.NOT_FOUND, "friend request not found")
-    if accept:
-        ensure_not_blocked(me.id, request.from_user_id)
-        _make_friends(me.id, request.from_user_id)
-    else:
-        db.session.delete(request)
-    db.session.commit()
+    with atomic():
+        if accept:
+            ensure_not_blocked(me.id, request.from_user_id)
+            _make_friends(me.id, request.from_user_id)
+        else:
+            db.session.delete(request)
 
 
 def remove_friend(me: User, user_id: int) -> None:
     """End a friendship (and withdraw the caller's pending request to them); repeating succeeds."""
     other = _other_user(me, user_id)
     low, high = ordered_pair(me.id, other.id)
-    db.session.execute(delete(Friendship).where(Friendship.user_low == low, Friendship.user_high == high))
-    db.session.execute(delete(FriendRequest).where(
-        FriendRequest.from_user_id == me.id, FriendRequest.to_user_id == other.id))
-    db.session.commit()
+    with atomic():
+        db.session.execute(delete(Friendship).where(Friendship.user_low == low, Friendship.user_high == high))
+        db.session.execute(delete(FriendRequest).where(
+            FriendRequest.from_user_id == me.id, FriendRequest.to_user_id == other.id))
 
 
 def block(me: User, user_id: int) -> None:
     """Block a user: nothing passes between the two any more, in either dialect, until
     unblocked. Ends friendship and pending requests. Repeating succeeds."""
     other = _other_user(me, user_id)
-    if not blocks(me.id, other.id):
-        try:
-            with db.session.begin_nested():
-                db.session.add(Block(blocker_id=me.id, blocked_id=other.id))
-        except IntegrityError:
-            pass  # a parallel repeat got there first
-    low, high = ordered_pair(me.id, other.id)
-    db.session.execute(delete(Friendship).where(Friendship.user_low == low, Friendship.user_high == high))
-    _drop_requests_between(me.id, other.id)
-    db.session.commit()
+    with atomic():
+        if not blocks(me.id, other.id):
+            try:
+                with atomic(savepoint=True):
+                    db.session.add(Block(blocker_id=me.id, blocked_id=other.id))
+            except IntegrityError:
+                pass  # a parallel repeat got there first
+        low, high = ordered_pair(me.id, other.id)
+        db.session.execute(delete(Friendship).where(Friendship.user_low == low, Friendship.user_high == high))
+        _drop_requests_between(me.id, other.id)
 
 
 def unblock(me: User, user_id: int) -> None:
     """Lift the caller's block on a user; repeating succeeds."""
     other = _other_user(me, user_id)
-    db.session.execute(delete(Block).where(Block.blocker_id == me.id, Block.blocked_id == other.id))
-    db.session.commit()
+    with atomic():
+        db.session.execute(delete(Block).where(Block.blocker_id == me.id, Block.blocked_id == other.id))
 
 
 def friend_lists(me: User, only: str | None = None) -> dict[str, list[FriendEntry]]:

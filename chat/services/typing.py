@@ -14,7 +14,7 @@ from __future__ import annotations
 from flask import current_app
 
 from chat import outbox
-from chat.extensions import db
+from chat.db import atomic
 from chat.models import User
 from chat.services import conversations, social
 
@@ -32,6 +32,6 @@ def signal_typing(me: User, *, conversation_id: int | None = None, code: str | N
     conversation = view.conversation
     payload = {"conversationid": conversation.id, "chat_code": conversation.code, "user_id": me.id,
                "username": me.username, "nickname": me.nickname or me.username, "expires_in_ms": expires_in_ms}
-    outbox.signal(view.target.id, TYPING_EVENT, payload, once_per=(f"typing:{me.id}:{conversation.id}", interval))
-    db.session.commit()  # ends the look-up's read; the signal goes out after it, with no transaction open
+    with atomic():  # ends the look-up's read; the signal goes out after it, with no transaction open
+        outbox.signal(view.target.id, TYPING_EVENT, payload, once_per=(f"typing:{me.id}:{conversation.id}", interval))
     return {"expires_in_ms": expires_in_ms, "interval_ms": int(interval * 1000)}

@@ -32,6 +32,7 @@ from sqlalchemy import bindparam, delete, func, or_, select, update
 
 from chat import kook_wire, metrics, outbox
 from chat.celery_config import webhook_time_limits
+from chat.db import atomic, end_read
 from chat.extensions import db
 from chat.models import Webhook, WebhookDelivery, now_ms
 from chat.realtime.bus import content_of
@@ -134,37 +135,34 @@ def attempt(delivery_id: str, expected_attempts: int | None = None) -> RetryLate
     does nothing.
     """
     config = current_app.config
-    row = db.session.execute(
-        select(WebhookDelivery, Webhook.url, Webhook.secret_encrypted, Webhook.format, Webhook.compress)
-        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
-        .where(WebhookDelivery.id == delivery_id)
-    ).first()
-    if row is None or row[0].status != PENDING:
-        db.session.rollback()
-        return None
-    delivery, url, secret_encrypted, hook_format, compress = row
-    seen, event, payload = delivery.attempts, delivery.event, delivery.payload
-    if expected_attempts is not None and seen != expected_attempts:
-        db.session.rollback()
-        return None
-    now = now_ms()
-    deadline = delivery.created_at + int(config["WEBHOOK_GIVE_UP_AFTER"] * 1000)
-    if now >= deadline:
-        _finish(delivery_id, FAILED, delivery.last_status_code, _give_up_reason(delivery.last_error))
-        return None
-    lease = int((webhook_time_limits(config)[1] + LEASE_MARGIN_S) * 1000)
-    claimed = db.session.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == PENDING,
-               WebhookDelivery.attempts == seen)
-        .values(attempts=seen + 1, next_attempt_at=now + lease)
-    ).rowcount == 1
-    # The claim is visible before the request goes out, and no transaction (nor, on SQLite,
-    # the database's write lock) is held while a remote server takes its time.
-    if not claimed:
-        db.session.rollback()
-        return None
-    db.session.commit()
+    with atomic():
+        row = db.session.execute(
+            select(WebhookDelivery, Webhook.url, Webhook.secret_encrypted, Webhook.format, Webhook.compress)
+            .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+            .where(WebhookDelivery.id == delivery_id)
+        ).first()
+        if row is None or row[0].status != PENDING:
+            return None
+        delivery, url, secret_encrypted, hook_format, compress = row
+        seen, event, payload = delivery.attempts, delivery.event, delivery.payload
+        if expected_attempts is not None and seen != expected_attempts:
+            return None
+        now = now_ms()
+        deadline = delivery.created_at + int(config["WEBHOOK_GIVE_UP_AFTER"] * 1000)
+        if now >= deadline:
+            _finish(delivery_id, FAILED, delivery.last_status_code, _give_up_reason(delivery.last_error))
+            return None
+        lease = int((webhook_time_limits(config)[1] + LEASE_MARGIN_S) * 1000)
+        claimed = db.session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == PENDING,
+                   WebhookDelivery.attempts == seen)
+            .values(attempts=seen + 1, next_attempt_at=now + lease)
+        ).rowcount == 1
+        # The claim is visible before the request goes out, and no transaction (nor, on SQLite,
+        # the database's write lock) is held while a remote server takes its time.
+        if not claimed:
+            return None
     number = seen + 1
 
     try:
@@ -200,13 +198,13 @@ def attempt(delivery_id: str, expected_attempts: int | None = None) -> RetryLate
 
 
 def _record_failure(delivery_id: str, outcome, next_attempt_at: int) -> bool:
-    done = db.session.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == PENDING)
-        .values(last_status_code=outcome.status_code, last_error=_truncate(outcome.error),
-                next_attempt_at=next_attempt_at)
-    ).rowcount == 1
-    db.session.commit()
+    with atomic():
+        done = db.session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == PENDING)
+            .values(last_status_code=outcome.status_code, last_error=_truncate(outcome.error),
+                    next_attempt_at=next_attempt_at)
+        ).rowcount == 1
     metrics.webhook_delivery("retry")
     return done
 
@@ -216,12 +214,12 @@ def _finish(delivery_id: str, status: str, status_code: int | None, error: str |
               "last_error": _truncate(error), "payload": ""}
     if status == DELIVERED:
         values["delivered_at"] = now_ms()
-    db.session.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == PENDING)
-        .values(**values)
-    )
-    db.session.commit()
+    with atomic():
+        db.session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == PENDING)
+            .values(**values)
+        )
     metrics.webhook_delivery(status)
 
 
@@ -250,38 +248,38 @@ def requeue_due(now: int, limit: int = 500) -> int:
         .order_by(WebhookDelivery.next_attempt_at)
         .limit(limit)
     ).all()
-    db.session.commit()
+    end_read()
     queued = 0
     for delivery_id, attempts, created_at, last_error in rows:
-        if now >= created_at + give_up_ms:
-            _fail_stale(delivery_id, attempts, last_error)
-            continue
-        # Marked first, only if nothing has touched the row since it was read, so the next
-        # sweeps leave it alone while the task waits in the queue: for WEBHOOK_REQUEUE_AFTER,
-        # then it is taken as lost again (a never-attempted delivery gets that margin from
-        # the rule above, so it is marked due now, which is also what the log shows).
-        marked = db.session.execute(
-            update(WebhookDelivery)
-            .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == PENDING,
-                   WebhookDelivery.attempts == attempts)
-            .values(next_attempt_at=now if attempts == 0 else now + grace_ms)
-        ).rowcount == 1
-        if marked:
-            outbox.enqueue(TASK, delivery_id, attempts)
-            queued += 1
-        db.session.commit()
+        with atomic():
+            if now >= created_at + give_up_ms:
+                _fail_stale(delivery_id, attempts, last_error)
+                continue
+            # Marked first, only if nothing has touched the row since it was read, so the next
+            # sweeps leave it alone while the task waits in the queue: for WEBHOOK_REQUEUE_AFTER,
+            # then it is taken as lost again (a never-attempted delivery gets that margin from
+            # the rule above, so it is marked due now, which is also what the log shows).
+            marked = db.session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == PENDING,
+                       WebhookDelivery.attempts == attempts)
+                .values(next_attempt_at=now if attempts == 0 else now + grace_ms)
+            ).rowcount == 1
+            if marked:
+                outbox.enqueue(TASK, delivery_id, attempts)
+                queued += 1
     return queued
 
 
 def _fail_stale(delivery_id: str, attempts: int, last_error: str | None) -> None:
     """Give up on a delivery past its deadline, unless an attempt has moved it meanwhile."""
-    db.session.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == PENDING,
-               WebhookDelivery.attempts == attempts)
-        .values(status=FAILED, next_attempt_at=None, last_error=_give_up_reason(last_error), payload="")
-    )
-    db.session.commit()
+    with atomic():
+        db.session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == PENDING,
+                   WebhookDelivery.attempts == attempts)
+            .values(status=FAILED, next_attempt_at=None, last_error=_give_up_reason(last_error), payload="")
+        )
 
 
 WITHDRAWN = "not sent: the message was deleted"
@@ -322,31 +320,31 @@ def prune(now: int) -> int:
         batch = select(WebhookDelivery.id).where(
             WebhookDelivery.status != PENDING, WebhookDelivery.created_at < cutoff,
         ).limit(PRUNE_BATCH).scalar_subquery()
-        gone = db.session.execute(
-            delete(WebhookDelivery).where(WebhookDelivery.id.in_(batch)).execution_options(synchronize_session=False)
-        ).rowcount
-        db.session.commit()
+        with atomic():
+            gone = db.session.execute(
+                delete(WebhookDelivery).where(WebhookDelivery.id.in_(batch)).execution_options(synchronize_session=False)
+            ).rowcount
         removed += gone
         if gone < PRUNE_BATCH:
             break
     cap = config["WEBHOOK_MAX_PENDING"]
-    crowded = db.session.execute(
-        select(WebhookDelivery.webhook_id, func.count())
-        .where(WebhookDelivery.status == PENDING)
-        .group_by(WebhookDelivery.webhook_id)
-        .having(func.count() > cap)
-    ).all()
-    for hook_id, count in crowded:
-        oldest = select(WebhookDelivery.id).where(
-            WebhookDelivery.webhook_id == hook_id, WebhookDelivery.status == PENDING,
-        ).order_by(WebhookDelivery.created_at).limit(count - cap).scalar_subquery()
-        removed += db.session.execute(
-            update(WebhookDelivery).where(WebhookDelivery.id.in_(oldest), WebhookDelivery.status == PENDING)
-            .values(status=FAILED, next_attempt_at=None, payload="",
-                    last_error=_truncate(f"dropped: more than {cap} events were waiting for this webhook"))
-            .execution_options(synchronize_session=False)
-        ).rowcount
-    db.session.commit()
+    with atomic():
+        crowded = db.session.execute(
+            select(WebhookDelivery.webhook_id, func.count())
+            .where(WebhookDelivery.status == PENDING)
+            .group_by(WebhookDelivery.webhook_id)
+            .having(func.count() > cap)
+        ).all()
+        for hook_id, count in crowded:
+            oldest = select(WebhookDelivery.id).where(
+                WebhookDelivery.webhook_id == hook_id, WebhookDelivery.status == PENDING,
+            ).order_by(WebhookDelivery.created_at).limit(count - cap).scalar_subquery()
+            removed += db.session.execute(
+                update(WebhookDelivery).where(WebhookDelivery.id.in_(oldest), WebhookDelivery.status == PENDING)
+                .values(status=FAILED, next_attempt_at=None, payload="",
+                        last_error=_truncate(f"dropped: more than {cap} events were waiting for this webhook"))
+                .execution_options(synchronize_session=False)
+            ).rowcount
     return removed
 
 

@@ -9,6 +9,7 @@ from cryptography.fernet import InvalidToken
 from flask import current_app
 from sqlalchemy import func, select
 
+from chat.db import atomic, end_read
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.models import User, Webhook, WebhookDelivery, now_ms
@@ -28,22 +29,18 @@ def create(user: User, url: str, secret: str | None = None, *, format: str = "si
     # The limit and duplicate checks come first, before any network I/O: a user at the limit
     # must not be able to make the server resolve names or POST challenges to any address.
     _check_room(user_id, url)
-    db.session.commit()  # ends the read: no transaction stays open across the network I/O below
+    end_read()  # no transaction stays open across the network I/O below
     check_url(url)  # before taking the lock: resolving a name can take a while
     if handshake is not None:
         handshake(url)  # network I/O too: before the lock, outside any transaction
-    # Lock the user's row so two concurrent creates cannot both pass the limit: checked again.
-    db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
-    try:
+    with atomic():
+        # Lock the user's row so two concurrent creates cannot both pass the limit: checked again.
+        db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
         _check_room(user_id, url)
-    except ServiceError:
-        db.session.rollback()
-        raise
-    secret = secret or secrets.token_urlsafe(32)
-    webhook = Webhook(user_id=user_id, url=url, secret_encrypted=encrypt_secret(secret),
-                      created_at=now_ms(), format=format, compress=compress)
-    db.session.add(webhook)
-    db.session.commit()
+        secret = secret or secrets.token_urlsafe(32)
+        webhook = Webhook(user_id=user_id, url=url, secret_encrypted=encrypt_secret(secret),
+                          created_at=now_ms(), format=format, compress=compress)
+        db.session.add(webhook)
     return {"id": webhook.id, "url": webhook.url, "created_at": webhook.created_at, "secret": secret,
             "format": webhook.format, "compress": webhook.compress}
 
@@ -74,9 +71,9 @@ def _mine(user: User, webhook_id: int) -> Webhook:
 def delete(user: User, webhook_id: int) -> None:
     """Remove one of the user's webhooks and its delivery log (pending deliveries stop)."""
     webhook = _mine(user, webhook_id)
-    db.session.execute(db.delete(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook.id))
-    db.session.delete(webhook)
-    db.session.commit()
+    with atomic():
+        db.session.execute(db.delete(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook.id))
+        db.session.delete(webhook)
 
 
 def delivery_log(user: User, webhook_id: int | None, page: int, page_size: int):
@@ -100,11 +97,11 @@ def reencrypt_secrets() -> tuple[int, int]:
     leave SECRET_KEY_FALLBACKS. Returns (re-encrypted, unreadable): an unreadable one was
     made with a key no longer configured (its webhook must be created again)."""
     done = unreadable = 0
-    for hook in db.session.scalars(select(Webhook).order_by(Webhook.id)):
-        try:
-            hook.secret_encrypted = signing.reencrypt(hook.secret_encrypted)
-            done += 1
-        except InvalidToken:
-            unreadable += 1
-    db.session.commit()
+    with atomic():
+        for hook in db.session.scalars(select(Webhook).order_by(Webhook.id)):
+            try:
+                hook.secret_encrypted = signing.reencrypt(hook.secret_encrypted)
+                done += 1
+            except InvalidToken:
+                unreadable += 1
     return done, unreadable

@@ -9,6 +9,7 @@ import json
 import pytest
 from sqlalchemy import select
 
+from chat import backends
 from chat.extensions import db
 from chat.models import Message, Token, User, Webhook
 from tests.test_stream import Reader, open_stream
@@ -171,7 +172,7 @@ def test_deleting_my_account_erases_what_i_wrote_and_keeps_what_they_wrote(app, 
     assert all(t.revoked_at and t.label is None and t.address is None
                for t in db.session.scalars(select(Token).where(Token.user_id == alice_id)))
     assert db.session.scalars(select(Webhook).where(Webhook.user_id == alice_id)).all() == []
-    bus = app.extensions["event_bus"]
+    bus = backends.of(app).bus
     assert all("alice's secret" not in data for _, _, data in bus.read(bob.id, None))
     # Her stream was dropped; what others do later may still note contentless events there
     # (bob read the chat, his stream closed): no message of anyone's is in it.

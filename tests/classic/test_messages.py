@@ -5,6 +5,7 @@ import json
 import pytest
 from sqlalchemy import select
 
+from chat import backends
 from chat.extensions import db
 from chat.models import Block, ConversationMember, Message
 
@@ -225,7 +226,7 @@ def test_counters_match_a_rebuild(app, alice, bob, chat):
 
 
 def test_reading_and_deleting_a_chat_tell_my_other_devices(app, alice, bob, chat):
-    bus = app.extensions["event_bus"]
+    bus = backends.of(app).bus
     alice.send(chat, "hello")
     history(bob, chat)
     updates = [json.loads(data) for _, event, data in bus.read(bob.id, None) if event == "chat.updated"]

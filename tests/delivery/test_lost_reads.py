@@ -4,6 +4,7 @@ sweeper queues the task again wherever the pointer lags behind."""
 
 from __future__ import annotations
 
+from chat import backends
 from chat.delivery import reads
 from tests.delivery import KeepingQueue
 from tests.webhooks.receiver import settle
@@ -19,12 +20,12 @@ def test_a_lost_read_is_queued_again_by_the_sweeper(app, alice, bob):
     keys = [alice.send(cid, f"m{n}").json["data"]["messagekey"] for n in range(3)]
     assert _unread(bob, cid) == 3
 
-    real = app.extensions["task_queue"]
-    app.extensions["task_queue"] = losing = KeepingQueue(real, reads.TASK)  # read tasks vanish
+    real = backends.of(app).queue
+    backends.of(app).queue = losing = KeepingQueue(real, reads.TASK)  # read tasks vanish
     try:
         assert bob.get("/message", query_string={"conversationid": cid}).status_code == 200
     finally:
-        app.extensions["task_queue"] = real
+        backends.of(app).queue = real
     assert len(losing.kept) == 1
     assert _unread(bob, cid) == 3  # the read never happened
     assert reads.sweep_lost_reads() == 0  # too recent: it may still be on its way
@@ -43,12 +44,12 @@ def test_an_explicit_read_is_recovered_too_and_nothing_is_swept_when_reads_arriv
     assert _unread(bob, cid) == 0 and reads.sweep_lost_reads(min_age_ms=0) == 0
 
     alice.send(cid, "two")
-    real = app.extensions["task_queue"]
-    app.extensions["task_queue"] = KeepingQueue(real, reads.TASK)
+    real = backends.of(app).queue
+    backends.of(app).queue = KeepingQueue(real, reads.TASK)
     try:
         assert bob.post("/message/read", json={"conversationid": cid}).status_code == 200
     finally:
-        app.extensions["task_queue"] = real
+        backends.of(app).queue = real
     assert _unread(bob, cid) == 1
     assert reads.sweep_lost_reads(min_age_ms=0) == 1
     settle()
@@ -69,12 +70,12 @@ def test_reading_again_what_was_read_queues_nothing_and_moves_the_last_read_time
 
     before = last_read_time()
     time.sleep(0.01)  # the next millisecond
-    real = app.extensions["task_queue"]
-    app.extensions["task_queue"] = kept = KeepingQueue(real, reads.TASK)
+    real = backends.of(app).queue
+    backends.of(app).queue = kept = KeepingQueue(real, reads.TASK)
     try:
         assert bob.get("/message", query_string={"conversationid": cid}).status_code == 200  # again
     finally:
-        app.extensions["task_queue"] = real
+        backends.of(app).queue = real
     assert kept.kept == []  # nothing to move, announce or recount: no task
     assert last_read_time() > before
     assert reads.sweep_lost_reads(min_age_ms=0) == 0  # and nothing left owed

@@ -14,6 +14,7 @@ import json
 
 from sqlalchemy import select
 
+from chat import backends
 from chat.delivery import counters, push
 from chat.extensions import db
 from chat.models import ConversationMember, Message
@@ -47,8 +48,8 @@ def test_a_mixed_batch_counts_each_message_once_and_announces_what_it_may(app, m
     assert dave.client.post("/api/v3/user-chat/delete", json={"chat_code": dave_code},
                             headers={"Authorization": f"Bearer {dave.session}"}).status_code == 200
 
-    real = app.extensions["task_queue"]
-    app.extensions["task_queue"] = held = KeepingQueue(real, push.TASK)  # pushes wait for the batch
+    real = backends.of(app).queue
+    backends.of(app).queue = held = KeepingQueue(real, push.TASK)  # pushes wait for the batch
     try:
         a1, a2, a3, a4 = (alice.send(ab, f"a{n}").json["data"]["messagekey"] for n in range(1, 5))
         b1 = bob.send(ab, "b1").json["data"]["messagekey"]
@@ -63,7 +64,7 @@ def test_a_mixed_batch_counts_each_message_once_and_announces_what_it_may(app, m
         assert dave.client.post("/api/v3/friend/block", json={"user_id": str(alice.id)},
                                 headers={"Authorization": f"Bearer {dave.session}"}).status_code == 200
     finally:
-        app.extensions["task_queue"] = real
+        backends.of(app).queue = real
     ids = dict(db.session.execute(select(Message.key, Message.id)).all())
     held_ids = [message_id for message_id, in held.kept]
     assert sorted(held_ids) == sorted(ids[k] for k in (a1, a2, a3, a4, b1, c1, d1))
@@ -79,7 +80,7 @@ def test_a_mixed_batch_counts_each_message_once_and_announces_what_it_may(app, m
     assert _member(cb, bob.id).unread_count == 1 and _member(cb, bob.id).hidden is False
     assert _member(ad, dave.id).unread_count == 1  # sent before the block: in his history
     assert _member(ad, dave.id).hidden is True  # ...but not announced: his chat stays deleted
-    bus = app.extensions["event_bus"]
+    bus = backends.of(app).bus
     to_bob = _created(bus, bob.id)
     assert a3 not in to_bob  # deleted before its push: nothing to announce
     assert to_bob[a1]["isread"] == 1 and to_bob[a4]["isread"] == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import redis
 from sqlalchemy import select
 
+from chat import backends
 from chat.delivery import push
 from chat.extensions import db
 from chat.models import ConversationMember, Message
@@ -19,12 +20,12 @@ from tests.delivery import KeepingQueue
 def test_the_previous_releases_pile_is_drained_by_the_push_job(app, alice, bob, redis_prefix):
     assert JOBS[push.TASK_BEFORE_RENAME] is JOBS[push.TASK]
     cid = alice.open_with(bob)
-    real = app.extensions["task_queue"]
-    app.extensions["task_queue"] = KeepingQueue(real, push.TASK)  # the send's own push waits
+    real = backends.of(app).queue
+    backends.of(app).queue = KeepingQueue(real, push.TASK)  # the send's own push waits
     try:
         key = alice.send(cid, "queued by the previous release").json["data"]["messagekey"]
     finally:
-        app.extensions["task_queue"] = real
+        backends.of(app).queue = real
     message_id = db.session.scalar(select(Message.id).where(Message.key == key))
     db.session.rollback()
 

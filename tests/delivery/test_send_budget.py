@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import event
 
+from chat import backends
 from chat.extensions import db
 from chat.runner import Enqueued
 
@@ -76,7 +77,7 @@ def _check_ordinary(sent) -> None:
 
 def test_a_classic_send_stays_within_its_statement_budget(app, alice, bob):
     chat = alice.open_with(bob)
-    app.extensions["task_queue"] = queue = RecordingQueue()
+    backends.of(app).queue = queue = RecordingQueue()
     assert alice.send(chat, "warm up").status_code == 200  # credentials now cached
 
     with statements_sent() as sent:
@@ -97,7 +98,7 @@ def test_a_classic_send_stays_within_its_statement_budget(app, alice, bob):
 def test_a_kook_send_stays_within_its_statement_budget(app, alice, bob):
     alice.open_with(bob)
     code = alice.get("/conversation").json["data"][0]["code"]
-    app.extensions["task_queue"] = RecordingQueue()
+    backends.of(app).queue = RecordingQueue()
     headers = {"Authorization": f"Bearer {alice.session}"}
     body = {"chat_code": code, "content": "hi", "type": 1}
     assert alice.client.post("/api/v3/direct-message/create", json=body, headers=headers).status_code == 200
@@ -110,7 +111,7 @@ def test_a_kook_send_stays_within_its_statement_budget(app, alice, bob):
 
 def test_a_send_whose_credentials_were_not_cached_is_still_one_statement(app, alice, bob):
     chat = alice.open_with(bob)
-    app.extensions["task_queue"] = RecordingQueue()
+    backends.of(app).queue = RecordingQueue()
     app.extensions.pop("credential_cache", None)  # a process that has not seen these yet
 
     with statements_sent() as sent:
@@ -130,8 +131,8 @@ def test_reads_run_statement_by_statement_on_postgresql(app, alice, bob):
     for text in ("one", "two"):
         assert bob.send(chat, text).status_code == 200
     assert alice.get("/conversation").json["data"][0]["unread_count"] == 2
-    tasks = app.extensions["task_queue"]
-    app.extensions["task_queue"] = queue = RecordingQueue()  # the request's statements only
+    tasks = backends.of(app).queue
+    backends.of(app).queue = queue = RecordingQueue()  # the request's statements only
 
     with statements_sent() as sent:
         page = alice.get(f"/message?conversationid={chat}")
@@ -146,7 +147,7 @@ def test_reads_run_statement_by_statement_on_postgresql(app, alice, bob):
     assert [name for name, _ in queue.queued] == ["mark_read"]
     for name, args in queue.queued:
         tasks.enqueue(name, args)
-    app.extensions["task_queue"] = tasks
+    backends.of(app).queue = tasks
     assert alice.get("/conversation").json["data"][0]["unread_count"] == 0, "the page's read took effect"
     # Whatever a request did, its connection goes back to the pool in the usual mode.
     with db.engine.connect() as connection:

@@ -1,7 +1,14 @@
 """The short fault test: the fault suite (``make faults``, ``bench/faults.py``) with one fault
-of each kind (a worker SIGKILLed, Redis SIGKILLed and restarted empty, PostgreSQL restarted)
-during a few hundred sends, on a private PostgreSQL cluster and Redis. Nothing accepted is
-lost or doubled, everything is pushed, counters equal the rebuild, every process survives."""
+of each kind (the push worker SIGKILLed, Redis SIGKILLed and restarted empty, PostgreSQL
+crash-stopped and restarted) during a few hundred sends, on the Procfile's own processes and a
+private PostgreSQL cluster and Redis. Nothing accepted is lost or doubled, everything is
+pushed, counters equal the rebuild, every refusal is a 503 during a fault, and no process
+exits unless the scenario killed it.
+
+To stay short it runs with shorter recovery settings than production's (``faults.SHORT``:
+sweeps every 2 s, a 10 s visibility timeout, ...) and raised per-user limits; it checks only
+correctness (``faults.check``), never how long anything took, so those settings change how
+long it runs and nothing it asserts. ``make faults`` runs the full suite at the defaults."""
 
 from __future__ import annotations
 
@@ -22,5 +29,5 @@ def test_one_fault_of_each_kind_loses_nothing(is_postgres, tmp_path):
     result = faults.run(messages=300, users=6, senders=4, short=True, workdir=tmp_path)
     print(faults.table(result))
     assert faults.check(result) == []
-    assert [r.fault for r in result["recoveries"]] == ["worker", "redis", "postgres"]
-    assert result["refused with 503"] + result["accepted (2xx)"] == result["messages sent"]
+    assert [f.kind for f in result["faults"]] == ["worker", "redis", "postgres"]
+    assert result["refused with 503 during a fault"] + result["accepted (2xx)"] == result["messages sent"]

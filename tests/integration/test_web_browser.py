@@ -19,20 +19,20 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from devstack import ROOT, ApiUser, flask_command, free_port, start_server, start_worker
+from devstack import ROOT, ApiUser, flask_command, free_port, start_server, start_worker, wait_until
 
 pytestmark = pytest.mark.integration
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 AXE = Path(__file__).with_name("axe.min.js")
-PUSH_WITHIN_MS = 2000  # what the page promises: a message shows up on the other side within 2 s
-SETTLE_MS = 10000  # for what has no promise beyond "soon" (reads travel through a worker)
+# How long a wait for what the page shows lasts before the test gives up: generous, since
+# the waits are for things to happen, not for how fast (the benchmark measures speed).
+SETTLE_MS = 10000
 AUTH_CACHE_SECONDS = 1
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 # The phone also runs in the dark colour scheme, so both schemes get the contrast checks.
@@ -69,8 +69,11 @@ def site(live_env, tmp_path):
 def browser():
     if not Path(CHROMIUM).exists():
         pytest.fail(f"no chromium at {CHROMIUM}: `apt-get install chromium` (.ci/run does), or set CHROMIUM")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # Every expect() without a timeout of its own waits as long as the explicit ones: the
+    # library's 5 s default would be a timed assertion in disguise on a loaded machine.
+    expect.set_options(timeout=SETTLE_MS)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
@@ -210,8 +213,8 @@ def test_two_people_chat_live_in_two_browsers(site, browser, tmp_path, device):
     expect(alice.message("hello bob")).to_be_visible()
 
     # bob sees it arrive without reloading, with an unread badge, a preview and the title count.
-    expect(bob.conversation_with("alice")).to_be_visible(timeout=PUSH_WITHIN_MS)
-    expect(bob.conversation_with("alice").locator(".badge")).to_have_text("1 unread", timeout=PUSH_WITHIN_MS)
+    expect(bob.conversation_with("alice")).to_be_visible(timeout=SETTLE_MS)
+    expect(bob.conversation_with("alice").locator(".badge")).to_have_text("1 unread", timeout=SETTLE_MS)
     expect(bob.conversation_with("alice").locator(".preview")).to_have_text("hello bob")
     expect(bob.page).to_have_title("(1) chat")
     bob.screenshot("unread-badge")
@@ -226,14 +229,14 @@ def test_two_people_chat_live_in_two_browsers(site, browser, tmp_path, device):
 
     # bob types: alice sees "bob is typing…" while she has the conversation open.
     bob.role("textbox", "Message").press_sequentially("so")
-    expect(alice.page.get_by_text("bob is typing…")).to_be_visible(timeout=PUSH_WITHIN_MS)
+    expect(alice.page.get_by_text("bob is typing…")).to_be_visible(timeout=SETTLE_MS)
     # Shift+Enter adds a line; Enter sends both lines as one message.
     box = bob.role("textbox", "Message")
     box.press_sequentially(" line one")
     box.press("Shift+Enter")
     box.press_sequentially("line two")
     box.press("Enter")
-    expect(alice.message("line two")).to_be_visible(timeout=PUSH_WITHIN_MS)
+    expect(alice.message("line two")).to_be_visible(timeout=SETTLE_MS)
     assert alice.message("line two").locator(".body").inner_text() == "so line one\nline two"
     expect(alice.page.get_by_text("bob is typing…")).to_have_count(0)  # his message ends it
 
@@ -242,37 +245,37 @@ def test_two_people_chat_live_in_two_browsers(site, browser, tmp_path, device):
     expect(alice.page.get_by_text(re.compile("^Replying to bob"))).to_be_visible()
     alice.send("a reply")
     reply = bob.message("a reply")
-    expect(reply.locator(".quote")).to_contain_text("line two", timeout=PUSH_WITHIN_MS)
+    expect(reply.locator(".quote")).to_contain_text("line two", timeout=SETTLE_MS)
     reply.get_by_role("button", name="Go to quoted message").click()
     expect(bob.message("line two")).to_be_focused()
 
     # Reactions: bob reacts, alice sees the chip; bob takes it back, it goes on both sides.
     bob.act("a reply", "React 👍")
     expect(bob.message("a reply").get_by_role("button", name=re.compile("^👍 1, yours"))).to_be_visible()
-    expect(alice.message("a reply").get_by_role("button", name=re.compile("^👍 1"))).to_be_visible(timeout=PUSH_WITHIN_MS)
+    expect(alice.message("a reply").get_by_role("button", name=re.compile("^👍 1"))).to_be_visible(timeout=SETTLE_MS)
     bob.message("a reply").get_by_role("button", name=re.compile("^👍 1, yours")).click()
     expect(bob.message("a reply").locator(".chip")).to_have_count(0)
-    expect(alice.message("a reply").locator(".chip")).to_have_count(0, timeout=PUSH_WITHIN_MS)
+    expect(alice.message("a reply").locator(".chip")).to_have_count(0, timeout=SETTLE_MS)
 
     # alice edits her message: both sides show the new text, marked edited.
     alice.act("a reply", "Edit")
     alice.role("textbox", "Message").fill("a better reply")
     alice.role("textbox", "Message").press("Enter")
     expect(alice.message("a better reply").locator(".edited")).to_be_visible()
-    expect(bob.message("a better reply").locator(".edited")).to_be_visible(timeout=PUSH_WITHIN_MS)
+    expect(bob.message("a better reply").locator(".edited")).to_be_visible(timeout=SETTLE_MS)
 
     # A link in text is a link that opens elsewhere without the page's address; an image URL
     # from elsewhere is a link too, never loaded by the reader's browser.
     alice.send("see https://example.org/page and https://example.org/cat.png")
     link = bob.message("see https").get_by_role("link", name="https://example.org/page")
-    expect(link).to_have_attribute("rel", "noopener noreferrer", timeout=PUSH_WITHIN_MS)
+    expect(link).to_have_attribute("rel", "noopener noreferrer", timeout=SETTLE_MS)
     external = f"{base.replace('127.0.0.1', 'localhost')}/docs/assets/favicon-32x32.png"
     alice.page.evaluate("""async ([code, url]) => {
         await fetch('/api/v3/direct-message/create', {method: 'POST', credentials: 'same-origin',
             headers: {'Content-Type': 'application/json', 'X-Chat-Web': '1'},
             body: JSON.stringify({chat_code: code, type: 2, content: url})});
     }""", [alice.page.url.split("#c=")[1], external])
-    expect(bob.messages.get_by_role("link", name="open image")).to_be_visible(timeout=PUSH_WITHIN_MS)
+    expect(bob.messages.get_by_role("link", name="open image")).to_be_visible(timeout=SETTLE_MS)
     expect(bob.messages.locator("img")).to_have_count(0)
     alice.screenshot("conversation")
     bob.screenshot("conversation")
@@ -372,8 +375,11 @@ def test_two_people_chat_live_in_two_browsers(site, browser, tmp_path, device):
     expect(alice.role("button", "Log in")).to_be_visible()
     alice.page.reload()
     expect(alice.role("button", "Log in")).to_be_visible()
-    time.sleep(AUTH_CACHE_SECONDS + 0.5)  # the other web process has forgotten it by now
-    assert requests.get(f"{base}/api/v3/user/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    # Refused by both web processes once the one that did not serve the logout has let its
+    # cached lookup go (AUTH_CACHE_SECONDS): each new connection may reach either of them.
+    wait_until(lambda: all(requests.get(f"{base}/api/v3/user/me", headers={"Authorization": f"Bearer {token}"},
+                                        timeout=10).status_code == 401 for _ in range(4)),
+               SETTLE_MS / 1000, interval=0.2, what="the ended session to be refused everywhere")
 
     # A session that ends elsewhere: bob's page says so and shows the login form.
     revoked = requests.post(f"{base}/auth/logout", headers={"X-APP-Key": site.app_key,
@@ -641,12 +647,12 @@ def test_the_service_worker_shows_collapsed_notifications_and_retracts_them(site
             .then((all) => all.map((n) => [n.title, n.body, n.tag]))""")
 
     page.goto("about:blank")  # the page is closed: the worker shows what comes
-    push({"title": "alice", "body": "are you there?", "tag": "c0ffee", "chat_code": "c0ffee", "conversationid": -1,
+    push({"title": "alice", "body": "are you there? (+2 more)", "tag": "c0ffee", "chat_code": "c0ffee", "conversationid": -1,
           "count": 3, "badge": 3, "retract": False})
     push({"title": "carol", "body": "hello", "tag": "beef", "chat_code": "beef", "count": 1, "retract": False})
     page.goto(site + "/sw.js")  # same origin again, to ask the registration (a script is no window)
     wait_until(lambda: len(shown()) == 2, 10, what="two notifications")
-    assert sorted(shown()) == [["alice", "are you there? (3 messages)", "c0ffee"], ["carol", "hello", "beef"]]
+    assert sorted(shown()) == [["alice", "are you there? (+2 more)", "c0ffee"], ["carol", "hello", "beef"]]
     push({"tag": "c0ffee", "chat_code": "c0ffee", "retract": True})  # read elsewhere, or deleted
     wait_until(lambda: shown() == [["carol", "hello", "beef"]], 10, what="the retracted one to close")
     context.close()

@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 import signal
 import threading
-import time
 
+import psutil
 import pytest
+import redis
 import requests
 from sqlalchemy import create_engine, text
 
@@ -287,35 +288,53 @@ def test_sends_survive_a_redis_outage_and_are_pushed_when_it_is_back(stack):
 
 
 def test_worker_and_beat_ride_out_redis_being_killed_and_restarted(stack):
-    # Killed while tasks are in flight (a burst of sends): the worker holds unacknowledged
-    # messages when its connection breaks, which is what made kombu's clean-up crash it.
+    # Killed while the worker holds tasks it has taken and not acknowledged (during a burst of
+    # sends): when its connection breaks, it gives them back and later acknowledges them on
+    # the dead connection, which is what made kombu's clean-up crash it. The pool's processes
+    # are paused so the taken tasks wait unacknowledged (seen in the broker's unacked set)
+    # until Redis is gone, and the worker's log says it could not give them back: the race
+    # happened. Resumed, the pool finishes them and acknowledges on the broken connection.
     stack.start_redis()
     stack.web()
     worker = stack.worker()
     beat = stack.beat()
     alice, bob = stack.user("alice"), stack.user("bob")
     cid = alice.open_with(bob)
+    unacked = f"{stack.env['REDIS_KEY_PREFIX']}unacked"  # kombu's, under the app's key prefix
+    gave_up = "could not give"  # chat.broker's warning when the give-back fails
+
+    def gave_up_so_far() -> int:
+        return worker.log_path.read_text(errors="replace").count(gave_up)
+
+    wait_until(lambda: " ready." in worker.log_path.read_text(errors="replace"), 60, what="the worker to start")
     for round_ in range(2):
+        broker = redis.Redis.from_url(stack.env["REDIS_URL"])
+        pool = psutil.Process(worker.pid).children()
+        assert pool, f"the worker has no pool processes:\n{worker.log_tail()}"
+        before = gave_up_so_far()
+        for process in pool:
+            process.suspend()
         burst = threading.Thread(target=lambda: [alice.send(cid, f"burst {round_}.{n}", timeout=5)
                                                  for n in range(40)])
         burst.start()
-        time.sleep(0.3)
+        wait_until(lambda: broker.hlen(unacked) > 0, 30, what="the worker to take tasks it cannot finish yet")
         stack.redis.kill(signal.SIGKILL)  # no shutdown, no goodbye to its clients
         stack.redis.process.wait(5)
+        wait_until(lambda: gave_up_so_far() > before, 30,
+                   what=f"the worker to find its connection gone with tasks in hand (round {round_})")
+        for process in pool:
+            process.resume()
         burst.join(30)
-        time.sleep(2)
         stack.start_redis(stack.redis_port)
-        back = time.monotonic()
         wait_until(lambda: stack.unpushed() == 0, 30, interval=0.2,
                    what=f"every message to be pushed (round {round_})")
-        print(f"round {round_}: everything pushed {time.monotonic() - back:.1f} s after Redis came back")
         assert worker.alive(), f"the worker died:\n{worker.log_tail()}"
         assert beat.alive(), f"beat died:\n{beat.log_tail()}"
     assert "Unrecoverable error" not in worker.log_path.read_text(errors="replace")
     assert stack.rebuild_changed() == 0
 
 
-def test_a_closed_stream_leaves_presence_within_seconds_not_a_heartbeat(stack):
+def test_a_closed_stream_leaves_presence_by_a_5_s_deadline_not_at_the_15_s_heartbeat(stack):
     stack.env["SSE_HEARTBEAT_SECONDS"] = "15"  # the default: a heartbeat is far away
     stack.start_redis()
     stack.web()
@@ -324,7 +343,7 @@ def test_a_closed_stream_leaves_presence_within_seconds_not_a_heartbeat(stack):
     stream = bob.stream().wait_open()
     wait_until(lambda: alice.conversation(cid)["target_info"]["online"], 10, what="bob to show online")
     stream.close()
-    closed = time.monotonic()
+    # The deadline is the behaviour under test: offline well before the next heartbeat, which
+    # only a stream that notices its client hang up (not its next write failing) achieves.
     wait_until(lambda: not alice.conversation(cid)["target_info"]["online"], 5, interval=0.1,
-               what="bob to show offline soon after closing")
-    assert time.monotonic() - closed < 5
+               what="bob to show offline within 5 s of closing, the heartbeat being 15 s away")

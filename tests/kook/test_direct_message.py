@@ -7,11 +7,13 @@ import json
 
 import pytest
 
+from chat import backends
+
 CARD = json.dumps([{"type": "card", "modules": [{"type": "section", "text": {"type": "plain-text", "content": "hi"}}]}])
 
 
 def _events(app, user, name):
-    return [json.loads(data) for _, event, data in app.extensions["event_bus"].read(user.id, None) if event == name]
+    return [json.loads(data) for _, event, data in backends.of(app).bus.read(user.id, None) if event == name]
 
 
 def _list(user, code, **query):

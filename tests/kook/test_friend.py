@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chat import backends
 from chat.extensions import db
 from chat.models import User
 
@@ -142,7 +143,7 @@ def test_a_block_stops_the_push_of_a_message_still_waiting_for_it(app, kalice, k
     kbob.ok("post", "/friend/block", json={"user_id": kalice.id})
 
     assert push.deliver_batch([waiting.id]) == {waiting.id}  # claimed, so the sweeper stops retrying it
-    events = [event for _, event, _ in app.extensions["event_bus"].read(kbob.id, None)]
+    events = [event for _, event, _ in backends.of(app).bus.read(kbob.id, None)]
     assert "message.created" not in events
     # Stored before the block, it is history like any message pushed a moment earlier: it counts
     # as unread (a block does not rewrite counts; see docs/decisions.md), it is just not announced.

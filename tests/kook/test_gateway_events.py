@@ -4,13 +4,12 @@ event (a session's replay numbers events as the first time)."""
 
 from __future__ import annotations
 
-from flask import current_app
-
+from chat import backends
 from chat.kook_wire import kook_event
 
 
 def _stream(user_id: int) -> list[tuple[str, str, str]]:
-    return current_app.extensions["event_bus"].read(user_id, None)
+    return backends.current().bus.read(user_id, None)
 
 
 def test_messages_become_person_events_with_author_quote_and_kook_type(kalice, kbob):

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import pytest
 
+from chat import backends
+
 
 @pytest.mark.parametrize("kept", [3, 6])
 def test_a_session_keeps_as_many_positions_as_the_stream_keeps_events(app, app_with, kept):
     client = app_with(EVENT_STREAM_MAXLEN=kept)
     built = client.application
-    sessions, bus = built.extensions["gateway_sessions"], built.extensions["event_bus"]
+    found = backends.of(built)
+    sessions, bus = found.sessions, found.bus
     for number in range(8):
         bus.append(42, "message.created", {"n": number})
     events = bus.read(42, None)

@@ -14,7 +14,8 @@ import subprocess
 
 import pytest
 
-from chat.celery_config import celery_settings
+from chat import backends
+from chat.backends import celery_settings
 from config import (ConfigError, DevelopmentConfig, ProductionConfig, TestingConfig, env_bool,
                     env_float, load_config)
 from tests.conftest import REDIS_URL
@@ -187,6 +188,7 @@ def test_a_subclass_value_counts_in_what_is_derived_from_it():
         REDIS_KEY_PREFIX = "t:"
 
     settings = load_config({}, WithRedis)
+    backends.configure(settings)  # what create_app derives from the one Redis decision
     assert settings["RATELIMIT_STORAGE_URI"] == f"chat+{REDIS_URL}"  # chat/limiter_storage.py
     assert settings["RATELIMIT_STORAGE_OPTIONS"]["key_prefix"] == "t:limits"
     celery = celery_settings(settings)
@@ -200,17 +202,19 @@ def test_a_subclass_value_for_a_derived_setting_wins():
         RATELIMIT_STORAGE_OPTIONS = {"key_prefix": "own:limits"}
 
     settings = load_config({}, OwnStorage)
+    backends.configure(settings)
     assert settings["RATELIMIT_STORAGE_URI"] == REDIS_URL
     assert settings["RATELIMIT_STORAGE_OPTIONS"] == {"key_prefix": "own:limits"}
 
 
 def test_without_redis_tasks_run_in_process(app):
     settings = load_config({})
+    backends.configure(settings)
     assert settings["RATELIMIT_STORAGE_URI"] == "memory://"
     assert celery_settings(settings)["broker_url"] == "memory://"
     from chat.runner import InProcessQueue
 
-    assert isinstance(app.extensions["task_queue"], InProcessQueue)
+    assert isinstance(backends.of(app).queue, InProcessQueue)
 
 
 class _Recording(dict):
@@ -300,5 +304,7 @@ def test_the_rate_limiter_waits_on_redis_as_long_as_every_other_client():
         REDIS_URL = REDIS_URL
         REDIS_SOCKET_TIMEOUT = 0.25
 
-    options = load_config({}, WithRedis)["RATELIMIT_STORAGE_OPTIONS"]
+    settings = load_config({}, WithRedis)
+    backends.configure(settings)
+    options = settings["RATELIMIT_STORAGE_OPTIONS"]
     assert (options["socket_connect_timeout"], options["socket_timeout"]) == (0.25, 0.25)

@@ -21,11 +21,17 @@ def green_psycopg(monkeypatch, postgres_only, database_url):
 
 
 def test_a_waiting_query_lets_other_greenlets_run(green_psycopg):
+    # The slow query waits for an advisory lock the test holds, so it is still waiting while
+    # the quick one runs however slow the machine; lock_timeout turns a wait that blocked the
+    # whole process (nobody left to release the lock) into an error instead of a hang.
     finished: list[str] = []
+    holder = psycopg.connect(green_psycopg, autocommit=True)
+    holder.execute("SELECT pg_advisory_lock(4242)")
 
     def slow():
-        with psycopg.connect(green_psycopg) as conn:
-            conn.execute("SELECT pg_sleep(0.5)")
+        with psycopg.connect(green_psycopg, autocommit=True) as conn:
+            conn.execute("SET lock_timeout = '20s'")
+            conn.execute("SELECT pg_advisory_lock(4242)")
         finished.append("slow")
 
     def quick():
@@ -34,9 +40,21 @@ def test_a_waiting_query_lets_other_greenlets_run(green_psycopg):
                 assert conn.execute("SELECT %s::int + 1", (n,)).fetchone() == (n + 1,)
         finished.append("quick")
 
-    sleeper = gevent.spawn(slow)
-    gevent.sleep(0.1)  # the slow query is on its way
-    gevent.joinall([sleeper, gevent.spawn(quick)], raise_error=True)
+    def slow_is_waiting() -> bool:
+        return holder.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND NOT granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").fetchone()[0] == 1
+
+    try:
+        sleeper = gevent.spawn(slow)
+        while not slow_is_waiting():  # its query is on its way and waiting at the server
+            gevent.sleep(0.01)
+            assert not sleeper.dead, sleeper.exception
+        gevent.joinall([gevent.spawn(quick)], raise_error=True)
+        holder.execute("SELECT pg_advisory_unlock(4242)")
+        gevent.joinall([sleeper], raise_error=True)
+    finally:
+        holder.close()
     assert finished == ["quick", "slow"]
 
 

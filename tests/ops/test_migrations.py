@@ -42,7 +42,7 @@ def _tables(url: str) -> set[str]:
 
 
 def test_upgrade_on_an_empty_database_makes_the_schema_the_models_declare(live_database_url):
-    # live_database_url is a new database that `flask db upgrade` has just migrated.
+    # live_database_url is a new database just as `flask db upgrade` leaves one.
     assert _differences(live_database_url) == []
     assert _tables(live_database_url) == set(db.metadata.tables) | {"alembic_version"}
 

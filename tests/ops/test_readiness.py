@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from chat import create_app
+from chat import backends, create_app
 from chat.extensions import db
 from chat.models import User
 from tests.conftest import REDIS_URL
@@ -46,7 +46,7 @@ def test_probes_reuse_the_apps_redis_connection(config_class, _schema):
         assert client.get("/readyz").json["checks"]["redis"] == "ok"
     # One pooled connection of the app's own client served every probe (redis-py's list of
     # the connections its blocking pool has opened), not a new client and connection per probe.
-    assert len(app.extensions["redis"].connection_pool._connections) == 1
+    assert len(backends.of(app).redis.connection_pool._connections) == 1
 
 
 def test_redis_down_is_named(config_class, _schema):

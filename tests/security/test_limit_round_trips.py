@@ -10,6 +10,7 @@ import pytest
 import redis
 from limits.storage import storage_from_string
 
+from chat import backends
 from chat.limiter_storage import CountedAheadRedisStorage
 from chat.services import accounts
 from config import load_config
@@ -81,9 +82,10 @@ def test_settling_leaves_a_window_that_ended_meanwhile_alone(app, redis_prefix):
 
 
 def test_the_storage_production_configures_counts_in_redis_under_its_prefix(redis_prefix):
-    # The options config.py derives for production, exactly as Flask-Limiter passes them.
+    # The options chat/backends.py derives for production, exactly as Flask-Limiter passes them.
     settings = load_config({"CHAT_ENV": "production", "SECRET_KEY": "s", "DATABASE_URL": "postgresql://x/y",
                             "REDIS_URL": REDIS_URL, "REDIS_KEY_PREFIX": redis_prefix})
+    backends.configure(settings)
     storage = storage_from_string(settings["RATELIMIT_STORAGE_URI"], **settings["RATELIMIT_STORAGE_OPTIONS"])
     assert isinstance(storage, CountedAheadRedisStorage) and storage.check()
     assert storage.incr("probe", 60) == 1 and storage.incr("probe", 60) == 2

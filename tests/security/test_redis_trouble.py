@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 
+import psutil
 import pytest
 
 from chat.extensions import db
 from chat.services import accounts
 from tests.kook.test_ratelimit import limited  # noqa: F401  (the fixture)
 from tests.conftest import app_with_clean_database
-from devstack import start_redis
+from devstack import start_redis, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -30,44 +30,57 @@ def private_redis(tmp_path):
     server.stop()
 
 
-def _staggered(client_factory, count: int, call, gap: float) -> list[int]:
-    """``count`` concurrent calls, one every ``gap`` seconds (so several are waiting on a
-    frozen Redis when the first gives up and switches to the fallback); their statuses."""
+def _together(client_factory, count: int, call) -> tuple[list[threading.Thread], list[int]]:
+    """``count`` calls started at the same moment: (their threads, their statuses once
+    joined)."""
     statuses: list[int] = []
+    barrier = threading.Barrier(count)
 
     def one():
+        barrier.wait()
         statuses.append(call(client_factory()).status_code)
 
-    threads = []
-    for _ in range(count):
-        threads.append(threading.Thread(target=one))
-        threads[-1].start()
-        time.sleep(gap)
+    threads = [threading.Thread(target=one) for _ in range(count)]
     for thread in threads:
-        thread.join(30)
-    return statuses
+        thread.start()
+    return threads, statuses
+
+
+def _connections_to(port: int) -> int:
+    """This process's TCP connections to ``port`` that are up."""
+    return sum(1 for c in psutil.Process().net_connections(kind="tcp")
+               if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED)
 
 
 @pytest.mark.parametrize("trouble", ["frozen", "stopped"])
-def test_concurrent_requests_never_500_when_redis_fails_under_them(limited, private_redis, trouble):
+def test_concurrent_requests_never_500_when_redis_fails_under_them(limited, private_redis, trouble, caplog):
     server, url = private_redis
+    # Frozen: each call gives up after 0.5 s. Stopped: the calls wait on a frozen Redis until
+    # it is killed under them (SIGKILL, so its sockets close at once).
+    timeout = 0.5 if trouble == "frozen" else 30
     client = limited(RATELIMIT_STORAGE_URI=url,
-                     RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+                     RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": timeout, "socket_timeout": timeout},
                      RATELIMIT_ROUTE="1000 per minute", RATELIMIT_GLOBAL="1000 per minute")
     app = client.application
     _, token = accounts.create_bot("redis-trouble")
     me = {"Authorization": f"Bot {token}"}
     assert client.get("/api/v3/user/me", headers=me).status_code == 200  # counted in Redis
     db.session.remove()  # the test's own session must not hold SQLite's write lock
-    if trouble == "frozen":
-        server.kill(signal.SIGSTOP)
-    else:
-        server.stop()
-    # Redis gives up on each call after 0.5 s: requests started 0.1 s apart are still waiting
-    # when the first one switches the limiter to its in-process fallback. (Anonymous calls:
-    # they touch no database, so SQLite's single writer does not serialize them.)
-    statuses = _staggered(app.test_client, 6, lambda c: c.get("/api/v3/user/me"), 0.1)
+    server.kill(signal.SIGSTOP)
+    # Requests that all wait on Redis when it fails: the first to fail switches the limiter to
+    # its in-process fallback, the others fail after the switch. (Anonymous calls: they touch
+    # no database, so SQLite's single writer does not serialize them.)
+    threads, statuses = _together(app.test_client, 6, lambda c: c.get("/api/v3/user/me"))
+    if trouble == "stopped":
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        wait_until(lambda: _connections_to(port) >= 6, 10, what="every request to wait on Redis")
+        server.kill(signal.SIGKILL)
+    for thread in threads:
+        thread.join(30)
     assert statuses == [401] * 6, statuses
+    # The race happened: a request failed on Redis after another had made the switch.
+    assert any("after the switch" in r.getMessage() for r in caplog.records if r.name == "flask-limiter"), \
+        [r.getMessage() for r in caplog.records]
     assert client.get("/api/v3/user/me", headers=me).status_code == 200
 
 

@@ -13,6 +13,7 @@ import time
 
 from sqlalchemy import update
 
+from chat import backends
 from chat.extensions import db
 from chat.models import Token, now_ms
 from chat.services import accounts
@@ -33,7 +34,7 @@ def _listening(client) -> None:
     """Wait until that process hears broadcasts (its subscriber has subscribed)."""
     with client.application.app_context():
         accounts._cache()  # the cache registers for revocations when it is made
-        subscriber = client.application.extensions["event_bus"].subscriber
+        subscriber = backends.of(client.application).broadcasts
         wait_until(lambda: subscriber.listening_since() is not None, 10, what="the subscriber to listen")
 
 

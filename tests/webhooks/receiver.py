@@ -17,14 +17,16 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from flask import current_app, has_app_context
+from flask import has_app_context
+
+from chat import backends
 
 
 def settle() -> None:
     """Wait until the app's in-process tasks (webhook attempts and their retries) are done
     (nothing to wait for outside an app: a real worker process delivers there)."""
-    if has_app_context() and hasattr(current_app.extensions["task_queue"], "join"):
-        assert current_app.extensions["task_queue"].join(timeout=30), "in-process tasks did not finish"
+    if has_app_context() and hasattr(backends.current().queue, "join"):
+        assert backends.current().queue.join(timeout=30), "in-process tasks did not finish"
 
 
 @dataclass

@@ -1,7 +1,8 @@
 /*
  * The chat page's service worker (served at /sw.js, scope /): shows Web Push notifications
  * while the page is closed or hidden, replaces or closes one when the server retracts it (the
- * message was deleted, or the chat was read elsewhere), and opens that conversation on click.
+ * message was deleted, or the chat was read elsewhere), and opens that conversation on click
+ * (in the open page, which it asks with an {type: "open-chat", chat_code} message, or a new one).
  * Payload: {title, body, tag, conversationid, chat_code, count, badge, retract}.
  */
 "use strict";
@@ -25,9 +26,9 @@ self.addEventListener("push", (event) => {
     }
     const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
     if (windows.some((client) => client.visibilityState === "visible" && client.focused)) return; // the page shows it
-    const count = Number(payload.count) || 1;
+    // The body already says how many ("3 new messages from alice", "text (+2 more)").
     await self.registration.showNotification(String(payload.title || "New message"), {
-      body: String(payload.body || "") + (count > 1 ? " (" + count + " messages)" : ""),
+      body: String(payload.body || ""),
       tag, renotify: true, data: { chat_code: payload.chat_code || "" },
     });
   })());
@@ -36,15 +37,15 @@ self.addEventListener("push", (event) => {
 self.addEventListener("notificationclick", (event) => {
   event.notification.close();
   const code = String((event.notification.data || {}).chat_code || "");
-  const target = "/" + (/^[0-9a-f]{1,64}$/.test(code) ? "#c=" + code : "");
+  const known = /^[0-9a-f]{1,64}$/.test(code);
   event.waitUntil((async () => {
     const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
-    for (const client of windows) {
-      if (new URL(client.url).pathname === "/") {
-        await client.focus();
-        return client.navigate(target);
-      }
-    }
-    return self.clients.openWindow(target);
+    const page = windows.find((client) => new URL(client.url).pathname === "/");
+    if (!page) return self.clients.openWindow("/" + (known ? "#c=" + code : ""));
+    // The open page switches to the chat itself when asked by a message: client.navigate()
+    // is refused for a page this worker does not control (one loaded with a hard reload).
+    // Asked first, so a refused focus() does not stop it.
+    if (known) page.postMessage({ type: "open-chat", chat_code: code });
+    return page.focus();
   })());
 });

@@ -2,7 +2,8 @@
  * Notifications: the unread count in the title; a notification while the tab is hidden
  * (shown by this page); Web Push through the service worker (/sw.js) when the page is
  * closed. The button asks for permission only when pressed; without Web Push on the server
- * (GET /push/config answers 404, or says it is off) the button stays hidden.
+ * (GET /push/config answers 404, or says it is off) the button stays hidden. A click on the
+ * worker's notification opens its chat in this page when the worker asks ("open-chat").
  */
 
 import { $ } from "./dom.js";
@@ -10,6 +11,7 @@ import { api } from "./api.js";
 import { previewText } from "./message-view.js";
 
 let pushConfig = null;
+let workerHeard = false;
 const shown = new Map(); // chat code -> the notification this page shows for it
 
 export function setUnreadTitle(count) {
@@ -69,10 +71,24 @@ async function subscribe() {
   $("notify-button").disabled = true;
 }
 
+/** A click on the worker's notification opens its chat here (the URL says which chat is open). */
+function followWorker() {
+  if (workerHeard) return;
+  workerHeard = true;
+  navigator.serviceWorker.addEventListener("message", (event) => {
+    const data = event.data || {};
+    if (data.type === "open-chat" && /^[0-9a-f]{1,64}$/.test(String(data.chat_code))) {
+      location.hash = "c=" + data.chat_code;
+    }
+  });
+  navigator.serviceWorker.startMessages(); // a listener added with addEventListener does not start them
+}
+
 export async function initNotifications(state, report) {
   const button = $("notify-button");
   button.hidden = true;
   if (!("serviceWorker" in navigator) || !("PushManager" in window) || !("Notification" in window)) return;
+  followWorker();
   try {
     pushConfig = await api("GET", "/push/config");
   } catch (error) {

@@ -12,7 +12,8 @@ is kept: a client that reconnects without resuming (khl.py does not resume) star
 what was sent while it was away is not lost. Both expire after
 ``GATEWAY_SESSION_TTL_SECONDS`` without activity.
 
-In Redis when ``REDIS_URL`` is set (sessions resume across web processes), else in this
+Two implementations of one interface (``chat.backends.GatewaySessions``), chosen with the
+event bus by ``chat.backends``: in Redis (sessions resume across web processes) or in this
 process. Redis failures are raised as ``EventBusDown``, like the bus's.
 """
 
@@ -21,15 +22,22 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from dataclasses import dataclass
 
 import redis
-from flask import Flask
 
 from chat.realtime.bus import EventBusDown
 
 
 def new_session_id() -> str:
     return secrets.token_hex(16)
+
+
+@dataclass
+class _Session:
+    user: int
+    expires: float  # time.monotonic()
+    positions: dict[int, str]  # sn -> stream event id
 
 
 class InProcessSessions:
@@ -39,12 +47,12 @@ class InProcessSessions:
         self.ttl = ttl
         self.keep = keep
         self._lock = threading.Lock()
-        self._sessions: dict[str, dict] = {}  # id -> {"user", "expires", "positions"}
+        self._sessions: dict[str, _Session] = {}
         self._resume_points: dict[int, tuple[str, float]] = {}  # token id -> (position, expires)
 
     def _expire(self) -> None:
         now = time.monotonic()
-        for sid in [s for s, v in self._sessions.items() if v["expires"] <= now]:
+        for sid in [s for s, v in self._sessions.items() if v.expires <= now]:
             del self._sessions[sid]
         for key in [k for k, v in self._resume_points.items() if v[1] <= now]:
             del self._resume_points[key]
@@ -53,29 +61,28 @@ class InProcessSessions:
         sid = new_session_id()
         with self._lock:
             self._expire()
-            self._sessions[sid] = {"user": user_id, "expires": time.monotonic() + self.ttl,
-                                   "positions": {0: start}}
+            self._sessions[sid] = _Session(user_id, time.monotonic() + self.ttl, {0: start})
         return sid
 
     def user_of(self, sid: str) -> int | None:
         with self._lock:
             self._expire()
             session = self._sessions.get(sid)
-            return session["user"] if session else None
+            return session.user if session else None
 
     def position(self, sid: str, sn: int) -> str | None:
         with self._lock:
             session = self._sessions.get(sid)
-            return session["positions"].get(sn) if session else None
+            return session.positions.get(sn) if session else None
 
     def record(self, sid: str, pairs: list[tuple[int, str]]) -> None:
         with self._lock:
             session = self._sessions.get(sid)
             if session is not None:
-                session["expires"] = time.monotonic() + self.ttl
+                session.expires = time.monotonic() + self.ttl
                 for sn, event_id in pairs:
-                    session["positions"][sn] = event_id
-                    session["positions"].pop(sn - self.keep, None)
+                    session.positions[sn] = event_id
+                    session.positions.pop(sn - self.keep, None)
 
     def sent_up_to(self, token_id: int, cursor: str) -> None:
         with self._lock:
@@ -85,7 +92,7 @@ class InProcessSessions:
         with self._lock:
             expires = time.monotonic() + self.ttl
             if sid in self._sessions:
-                self._sessions[sid]["expires"] = expires
+                self._sessions[sid].expires = expires
             if token_id in self._resume_points:
                 self._resume_points[token_id] = (self._resume_points[token_id][0], expires)
 
@@ -172,18 +179,3 @@ class RedisSessions:
         except redis.RedisError as exc:
             raise EventBusDown(str(exc)) from exc
         return found.decode() if isinstance(found, bytes) else found
-
-
-def init_sessions(app: Flask) -> None:
-    """The app's session store, beside the event bus it follows (after ``chat.realtime.init_app``)."""
-    ttl = float(app.config["GATEWAY_SESSION_TTL_SECONDS"])
-    # How many sn -> position entries a session keeps: the bus keeps about this many events
-    # per user, so an older position could not be resumed completely anyway. The same
-    # setting, so raising one raises the other.
-    keep = int(app.config["EVENT_STREAM_MAXLEN"])
-    client = app.extensions.get("redis")  # set by chat.realtime when REDIS_URL is
-    if client is not None:
-        store = RedisSessions(client, app.config["REDIS_KEY_PREFIX"], ttl, keep)
-    else:
-        store = InProcessSessions(ttl, keep)
-    app.extensions["gateway_sessions"] = store
