@@ -25,7 +25,7 @@ from chat.kook.account import account_blp
 from chat.kook.aliases import aliases_blp
 from chat.kook.asset import asset_blp as kook_asset_blp
 from chat.kook.direct_message import direct_message_blp
-from chat.kook.events import events_blp
+from chat.kook.event_stream import events_blp
 from chat.kook.friend import friend_blp
 from chat.kook.gateway import gateway_blp, init_gateway
 from chat.kook.user import user_blp

@@ -10,6 +10,7 @@ from functools import wraps
 
 from flask import after_this_request, g, request
 
+from chat import dialects
 from chat.errors import Kind, ServiceError
 from chat.models import Token, User
 from chat.services import accounts
@@ -102,22 +103,23 @@ def resolve_token(raw: str) -> tuple[User, Token] | None:
     return cache[raw]
 
 
-KOOK_PREFIX = "/api/v3/"
-STREAM_PATH = "/api/v3/events"
+STREAM_PATH = f"{dialects.KOOK_API}/events"
 
 
 def route_credential() -> str:
     """The credential this request's route authenticates with ("" when none): KOOK routes
-    read ``Authorization`` (the event stream also ``?token=``), classic routes
-    ``X-APP-Session`` / ``X-HA-Session``. The rate limiter keys on exactly this, so a header
-    the route ignores (``Authorization: Bearer junk`` on a classic route) cannot move a
-    caller into another bucket."""
-    if request.path.startswith(KOOK_PREFIX):
-        raw = bearer_token()
-        if not raw and request.path == STREAM_PATH:
-            raw = request.args.get("token", "").strip() or web_cookie_credential(header_needed=False)
-        return raw or web_cookie_credential()
-    return _first_header(SESSION_HEADERS) or web_cookie_credential()
+    read ``Authorization`` (the event stream also ``?token=``, the gateway socket its URL's
+    ``?token=`` first), classic routes ``X-APP-Session`` / ``X-HA-Session``. The rate limiter
+    keys on exactly this, so a header the route ignores (``Authorization: Bearer junk`` on a
+    classic route) cannot move a caller into another bucket."""
+    if dialects.of_request() is not dialects.KOOK:
+        return _first_header(SESSION_HEADERS) or web_cookie_credential()
+    if request.path == dialects.KOOK_GATEWAY:
+        return socket_token()
+    raw = bearer_token()
+    if not raw and request.path == STREAM_PATH:
+        raw = request.args.get("token", "").strip() or web_cookie_credential(header_needed=False)
+    return raw or web_cookie_credential()
 
 
 def _authenticate(raw: str, what: str) -> None:
@@ -157,6 +159,12 @@ def bearer_token() -> str:
     """The token from ``Authorization: Bot <token>`` or ``Bearer <token>``."""
     scheme, _, raw = request.headers.get("Authorization", "").strip().partition(" ")
     return raw.strip() if scheme.lower() in ("bot", "bearer") else ""
+
+
+def socket_token() -> str:
+    """The gateway socket's token: its URL's ``?token=`` (what ``gateway/index`` hands out),
+    else ``Authorization``."""
+    return request.args.get("token", "").strip() or bearer_token()
 
 
 def require_token(view):

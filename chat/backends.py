@@ -123,6 +123,10 @@ class GatewaySessions(Protocol):
 
     def resume_point(self, token_id: int) -> str | None: ...
 
+    # How many sn -> position entries a session keeps: as many as the event log keeps events
+    # per user (EVENT_STREAM_MAXLEN), so raising one raises the other.
+    keep: int
+
 
 class TaskQueue(Protocol):
     """Where a queued job goes (``chat.runner``): a Celery worker, or this process. Never raises
@@ -242,7 +246,7 @@ def build(app: Flask, *, celery: Celery, jobs: dict[str, Job]) -> Backends:
     found = redis_settings(config)
     if found is None:
         return Backends(bus=InProcessBus(maxlen), presence=InProcessPresence(),
-                        sessions=InProcessSessions(session_ttl),
+                        sessions=InProcessSessions(session_ttl, keep=maxlen),
                         queue=InProcessQueue(app, jobs, int(config["INPROCESS_RETRY_LIMIT"])))
     prefix = found.key_prefix
     client = redis_client(found.url, found.socket_timeout, pool_size=found.pool_size, pool_wait=found.pool_wait)
@@ -252,7 +256,7 @@ def build(app: Flask, *, celery: Celery, jobs: dict[str, Job]) -> Backends:
     pile = Pile(client, prefix, int(float(config["TASK_PILE_HOLD_SECONDS"]) * 1000))
     return Backends(bus=RedisStreamBus(client, subscriber, prefix, maxlen),
                     presence=RedisPresence(client, prefix, presence_ttl(heartbeat)),
-                    sessions=RedisSessions(client, prefix, session_ttl),
+                    sessions=RedisSessions(client, prefix, session_ttl, keep=maxlen),
                     queue=CeleryQueue(app, celery, jobs, pile),
                     redis=client, broadcasts=subscriber)
 

@@ -18,10 +18,11 @@ from config import TASK_SOFT_TIME_LIMIT, TASK_TIME_LIMIT
 # (a worker started without -Q, as in development and tests, consumes all three).
 QUEUES = ("push", "counters", "webhooks")
 TASK_ROUTES = {
-    "deliver_message": {"queue": "push"},
+    "push_messages": {"queue": "push"},
+    "deliver_message": {"queue": "push"},  # push_messages' name in the previous release (chat.delivery.push)
     # Drains a batched job's pile (chat.runner); queued on that job's own queue by name.
     "run_batches": {"queue": "push"},
-    "sweep_unpushed": {"queue": "push"},
+    "sweep_pushes_and_reads": {"queue": "push"},
     "mark_read": {"queue": "counters"},
     "forget_message": {"queue": "push"},
     "deliver_webhook": {"queue": "webhooks"},
@@ -85,7 +86,7 @@ def celery_settings(config: Mapping) -> dict:
         # Each sweep expires unrun after two intervals, so a backlog of sweeps never piles up
         # while no worker runs.
         "beat_schedule": {
-            "sweep-unpushed": {"task": "sweep_unpushed", "schedule": push_every,
+            "sweep-pushes-and-reads": {"task": "sweep_pushes_and_reads", "schedule": push_every,
                                "options": {"expires": push_every * 2}},
             "requeue-webhooks": {"task": "requeue_webhooks", "schedule": webhooks_every,
                                  "options": {"expires": webhooks_every * 2}},

@@ -41,6 +41,21 @@ def hashes_password() -> bool:
     return _current_view_has(PASSWORD_MARK)
 
 
+CREDENTIAL_MARK = "shows_credential"
+
+
+def shows_credential(view):
+    """Mark a view whose successful answer holds a credential shown once (a login's session,
+    a new webhook's secret, a gateway URL carrying the token): the answer is never cached."""
+    setattr(view, CREDENTIAL_MARK, True)
+    return view
+
+
+def answers_with_credential() -> bool:
+    """Whether the current request was routed to a view marked ``shows_credential``."""
+    return _current_view_has(CREDENTIAL_MARK)
+
+
 def body_limit(setting: str):
     """Mark a view whose request bodies are capped by the configuration value ``setting``
     (bytes) instead of ``MAX_CONTENT_LENGTH``, the small cap of every other route: a route

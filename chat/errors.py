@@ -1,9 +1,10 @@
 """One error type for the whole service and its translation into each dialect's envelope.
 
-Services raise ``ServiceError(kind, message)``; the app-wide handlers registered here turn it
-(and every HTTP error, unknown routes and wrong methods included) into the classic envelope
-``{"code": 1, "msg", "data"}`` or, under ``/api/v3``, KOOK's ``{"code", "message", "data"}``.
-Anything unexpected is logged and answered as a generic server error, never a stack trace.
+Services raise ``ServiceError(kind, message)`` (with ``field=`` or ``errors=`` for messages by
+field); the app-wide handlers registered here turn it (and every HTTP error, unknown routes and
+wrong methods included) into the failure envelope of the dialect the path belongs to
+(``chat.dialects``). Anything unexpected is logged and answered as a generic server error,
+never a stack trace.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import WebsocketMismatch
 
+from chat import dialects
 from chat.db import abandon
 
 log = logging.getLogger(__name__)
@@ -59,11 +61,18 @@ STATUS_TO_KIND = {status: kind for kind, (status, _) in KINDS.items()}
 
 class ServiceError(Exception):
     """A failure a client can act on: a kind (see ``KINDS``), a human message, field errors,
-    and headers the answer carries (``Retry-After`` for a refusal that passes)."""
+    and headers the answer carries (``Retry-After`` for a refusal that passes).
 
-    def __init__(self, kind: Kind, message: str, errors: dict | None = None, headers: dict | None = None):
+    ``errors`` gives messages by field; ``field`` names the one field the message is about
+    (``errors`` becomes ``{field: [message]}``). Raised only this way, with its kind spelled
+    out, so every refusal reads alike."""
+
+    def __init__(self, kind: Kind, message: str, errors: dict | None = None, headers: dict | None = None,
+                 *, field: str | None = None):
         if kind not in KINDS:
             raise ValueError(f"unknown error kind {kind!r}")
+        if field is not None:
+            errors = {field: [message]}
         super().__init__(message)
         self.kind = kind
         self.message = message
@@ -79,33 +88,9 @@ class ServiceError(Exception):
         return KINDS[self.kind][1]
 
 
-def not_found(what: str) -> ServiceError:
-    return ServiceError(Kind.NOT_FOUND, f"{what} not found")
-
-
-def invalid(message: str, field: str | None = None) -> ServiceError:
-    return ServiceError(Kind.INVALID, message, {field: [message]} if field else None)
-
-
-def is_kook_path(path: str) -> bool:
-    """Whether ``path`` belongs to the KOOK-compatible API (and answers in its envelope).
-    /gateway is KOOK's WebSocket gateway (chat/kook/gateway.py), outside /api/v3 as KOOK's is."""
-    return path.startswith("/api/v3") or path == "/gateway"
-
-
-def is_kook_request() -> bool:
-    return is_kook_path(request.path)
-
-
 def error_response(err: ServiceError):
     """Render ``err`` in the envelope of the dialect the request belongs to."""
-    if is_kook_request():
-        body = {"code": err.kook_code, "message": err.message, "data": {}}
-        if err.errors:
-            body["data"] = {"errors": err.errors}
-    else:
-        body = {"code": 1, "msg": err.message, "data": {"errors": err.errors} if err.errors else None}
-    response = jsonify(body)
+    response = jsonify(dialects.of_request().failure(err.kook_code, err.message, err.errors))
     response.headers.update(err.headers or {})
     return response, err.status
 
@@ -154,7 +139,7 @@ def http_error_to_service_error(exc: HTTPException) -> ServiceError:
         return ServiceError(Kind.INVALID, "request body is not valid JSON")
     kind = STATUS_TO_KIND.get(status)
     if kind is None:
-        kind = "invalid" if 400 <= status < 500 else "server"
+        kind = Kind.INVALID if 400 <= status < 500 else Kind.SERVER
     return ServiceError(kind, exc.description or exc.name)
 
 

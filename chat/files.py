@@ -12,7 +12,8 @@ from flask import request
 from marshmallow import fields
 
 from chat.assets import service, serving
-from chat.schemas import BaseSchema, Blueprint
+from chat.blueprint import Blueprint
+from chat.schemas import BaseSchema
 
 files_blp = Blueprint("files", __name__, url_prefix="/files", description="Uploaded files")
 

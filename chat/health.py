@@ -9,9 +9,10 @@ from marshmallow import fields
 from sqlalchemy import text
 
 from chat import backends
+from chat.blueprint import Blueprint
 from chat.db import abandon
 from chat.extensions import db
-from chat.schemas import BaseSchema, Blueprint
+from chat.schemas import BaseSchema
 
 log = logging.getLogger(__name__)
 health_blp = Blueprint("health", __name__, description="Probes")

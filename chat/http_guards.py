@@ -30,7 +30,8 @@
   envelope, ``data: {"allow": [...]}``.
 - **Headers on every answer**: ``X-Content-Type-Options: nosniff`` (a browser must never
   guess a type and run a JSON answer as a page); ``Cache-Control: no-store`` on answers that
-  carry a credential (the login's session, a new webhook's secret, the gateway URL's token);
+  carry a credential (views marked ``chat.endpoints.shows_credential``: the login's session,
+  a new webhook's secret, the gateway URL's token);
   ``Retry-After`` on every 503, which always means "try again shortly".
 """
 
@@ -41,7 +42,8 @@ from flask.wrappers import Response
 from werkzeug.exceptions import BadRequest, NotFound, RequestEntityTooLarge
 from werkzeug.routing import RequestRedirect
 
-from chat.endpoints import body_limit_setting, takes_uploads
+from chat import dialects
+from chat.endpoints import answers_with_credential, body_limit_setting, takes_uploads
 from chat.errors import Kind, ServiceError, error_response
 
 try:  # the production server; its body-framing errors are plain exceptions
@@ -50,9 +52,6 @@ except ImportError:  # pragma: no cover - gunicorn is a runtime requirement
     NoMoreData = ParseException = OSError
 
 RETRY_AFTER_SECONDS = 5  # an outage's 503: a short wait, then retry
-# Endpoints whose successful answer holds a credential shown once.
-CREDENTIAL_ENDPOINTS = frozenset({"classic_auth.login_user", "kook_webhooks.create_webhook",
-                                  "kook_gateway.get_gateway"})  # the socket URL carries the token
 
 
 def refuse_redirects() -> None:
@@ -99,9 +98,7 @@ def options_in_envelope(response: Response) -> Response:
     if request.method != "OPTIONS" or response.status_code != 200 or response.get_data():
         return response
     allow = [m.strip() for m in response.headers.get("Allow", "").split(",") if m.strip()]
-    kook = request.path.startswith("/api/v3")
-    body = jsonify({"code": 0, "message" if kook else "msg": "操作成功" if kook else "success",
-                    "data": {"allow": allow}})
+    body = jsonify(dialects.of_request().success({"allow": allow}))
     for name, value in response.headers.items():  # Allow, and any hook's headers
         if name.lower() not in ("content-type", "content-length"):
             body.headers[name] = value
@@ -110,7 +107,7 @@ def options_in_envelope(response: Response) -> Response:
 
 def add_headers(response: Response) -> Response:
     response.headers["X-Content-Type-Options"] = "nosniff"
-    if request.endpoint in CREDENTIAL_ENDPOINTS:
+    if answers_with_credential():
         response.headers["Cache-Control"] = "no-store"
     if response.status_code == 503 and "Retry-After" not in response.headers:
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)

@@ -39,12 +39,13 @@ from prometheus_client import (  # noqa: E402
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily  # noqa: E402
+from werkzeug.exceptions import NotFound  # noqa: E402
 
-from chat import backends  # noqa: E402
+from chat import backends, dialects  # noqa: E402
+from chat.blueprint import Blueprint  # noqa: E402
 from chat.endpoints import is_send  # noqa: E402
 from chat.errors import Kind, ServiceError  # noqa: E402
 from chat.extensions import api  # noqa: E402
-from chat.schemas import Blueprint  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +193,7 @@ def _record_request(response: Response) -> Response:
     if started is not None:
         REQUEST_SECONDS.labels(route, method).observe(time.perf_counter() - started)
     if response.status_code == 200 and is_send():
-        message_sent("kook" if request.path.startswith("/api/v3/") else "classic")
+        message_sent(dialects.of_request().name)
     return response
 
 
@@ -273,7 +274,7 @@ def scrape_metrics():
             raise ServiceError(Kind.UNAUTHORIZED, "send Authorization: Bearer <METRICS_TOKEN>")
     elif not (config.get("METRICS_ALLOW_LOOPBACK") and _is_loopback(request.remote_addr)):
         # Disabled: answer as if there were no such route, so it cannot be probed.
-        raise ServiceError(Kind.NOT_FOUND, f"no such route: {request.method} {request.path}")
+        raise NotFound()  # answered as every unknown route is (chat.errors)
     return Response(exposition(), mimetype=CONTENT_TYPE_LATEST.split(";")[0],
                     headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})
 

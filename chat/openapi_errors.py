@@ -2,12 +2,12 @@
 
 flask-smorest documents every error with its own schema (``code, status, message, errors``),
 which no route of this service answers with. This apispec plugin replaces that, operation by
-operation, with the dialect's envelope (the classic ``{code, msg, data}``, KOOK's
-``{code, message, data}``; see chat/errors.py) for each status the operation can answer:
+operation, with the dialect's failure envelope (the classic ``{code, msg, data}``, KOOK's
+``{code, message, data}``; ``chat.dialects``) for each status the operation can answer:
 
 - 400 when it takes parameters or a body; 413 when it takes a body;
 - 401 when it needs a credential; 403, 404, 409 where a rule can refuse (``REFUSALS``);
-- KOOK's ``X-Rate-Limit-*`` headers on every ``/api/v3`` answer;
+- KOOK's ``X-Rate-Limit-*`` headers on every KOOK answer (``/api/v3`` and the gateway);
 - 429 on every rate-limited route (everything but the probes and this document), with
   ``Retry-After``; 503 wherever the database (or, for the event stream, Redis) is needed,
   with ``Retry-After``.
@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from apispec import BasePlugin
 
-from chat.errors import KINDS, STATUS_TO_KIND, is_kook_path
+from chat import dialects
+from chat.errors import KINDS, STATUS_TO_KIND
 
-KOOK_PREFIX = "/api/v3/"
 UNLIMITED = frozenset({"/livez", "/readyz"})  # probes: no limits, no envelope
 NO_DATABASE = frozenset({"/livez", "/readyz"})
 
@@ -89,7 +89,7 @@ DESCRIPTIONS = {
     503: "A dependency (the database; Redis for the event stream) is unavailable: retry after `Retry-After` seconds",
 }
 RETRY_AFTER = {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
-# KOOK's rate-limit headers, on every /api/v3 answer (chat/ratelimit.py).
+# KOOK's rate-limit headers, on every KOOK answer (chat/ratelimit.py).
 _INTEGER = {"schema": {"type": "integer"}}
 KOOK_RATE_HEADERS = {
     "X-Rate-Limit-Limit": {"description": "Requests allowed in the bucket's window", **_INTEGER},
@@ -100,32 +100,36 @@ KOOK_RATE_HEADERS = {
 
 _ERRORS = {"type": "object", "additionalProperties": True,
            "description": "Messages by field name (``_schema``: about the request as a whole)"}
-CLASSIC_ERROR = {
-    "type": "object",
-    "required": ["code", "msg", "data"],
-    "additionalProperties": False,
-    "properties": {
-        "code": {"type": "integer", "enum": [1]},
-        "msg": {"type": "string", "description": "What is wrong, for a human"},
-        "data": {"type": "object", "nullable": True, "additionalProperties": False,
-                 "properties": {"errors": _ERRORS}},
-    },
-}
-KOOK_ERROR = {
-    "type": "object",
-    "required": ["code", "message", "data"],
-    "additionalProperties": False,
-    "properties": {
-        "code": {"type": "integer", "description": "KOOK error code: 40000, 401, 40300, 40400, "
-                 "40900, 40014, 42900, 50000"},
-        "message": {"type": "string", "description": "What is wrong, for a human"},
-        "data": {"type": "object", "additionalProperties": False, "properties": {"errors": _ERRORS}},
-    },
-}
 
 
-def _response_name(dialect: str, status: int) -> str:
-    return f"{dialect}Error{status}"
+def error_schema(dialect: dialects.Dialect) -> dict:
+    """The failure envelope ``dialect.failure`` writes, as a JSON schema."""
+    if dialect.error_code is not None:
+        code = {"type": "integer", "enum": [dialect.error_code]}
+    else:
+        codes = ", ".join(str(code) for code in dict.fromkeys(code for _, code in KINDS.values()))
+        code = {"type": "integer", "description": f"KOOK error code: {codes}"}
+    data = {"type": "object", "additionalProperties": False, "properties": {"errors": _ERRORS}}
+    if not dialect.empty_is_object:
+        data["nullable"] = True
+    return {
+        "type": "object",
+        "required": ["code", dialect.message_key, "data"],
+        "additionalProperties": False,
+        "properties": {
+            "code": code,
+            dialect.message_key: {"type": "string", "description": "What is wrong, for a human"},
+            "data": data,
+        },
+    }
+
+
+def _schema_name(dialect: dialects.Dialect) -> str:
+    return f"{dialect.name.capitalize()}Error"  # ClassicError, KookError
+
+
+def _response_name(dialect: dialects.Dialect, status: int) -> str:
+    return f"{_schema_name(dialect)}{status}"
 
 
 class ErrorEnvelopePlugin(BasePlugin):
@@ -134,18 +138,18 @@ class ErrorEnvelopePlugin(BasePlugin):
     def init_spec(self, spec):
         super().init_spec(spec)
         self.spec = spec
-        spec.components.schema("ClassicError", CLASSIC_ERROR)
-        spec.components.schema("KookError", KOOK_ERROR)
-        for dialect in ("Classic", "Kook"):
+        for dialect in dialects.DIALECTS:
+            spec.components.schema(_schema_name(dialect), error_schema(dialect))
             for status, description in DESCRIPTIONS.items():
                 response = {
                     "description": description,
-                    "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{dialect}Error"}}},
+                    "content": {"application/json": {"schema": {
+                        "$ref": f"#/components/schemas/{_schema_name(dialect)}"}}},
                 }
-                if dialect == "Kook":
+                if dialect.error_code is None:  # each kind has a code of its own: say which
                     code = KINDS[STATUS_TO_KIND[status]][1]
                     response["description"] += f" (code {code})"
-                headers = dict(KOOK_RATE_HEADERS) if dialect == "Kook" else {}
+                headers = dict(KOOK_RATE_HEADERS) if dialect is dialects.KOOK else {}
                 if status in (429, 503):
                     headers["Retry-After"] = RETRY_AFTER
                 if headers:
@@ -160,13 +164,13 @@ class ErrorEnvelopePlugin(BasePlugin):
             # flask-smorest's generic ones go: they describe a schema this service never uses.
             for status in [s for s in responses if str(s) == "default" or str(s).startswith("4")]:
                 del responses[status]
-            kook = is_kook_path(path)
-            if path.startswith(KOOK_PREFIX):  # the limiter's KOOK headers (chat/ratelimit.py)
+            dialect = dialects.of_path(path)
+            if dialect is dialects.KOOK:  # the limiter's KOOK headers (chat/ratelimit.py)
                 for response in responses.values():
                     if isinstance(response, dict):
                         response.setdefault("headers", {}).update(KOOK_RATE_HEADERS)
             for status in self.statuses(method, path, operation):
-                responses.setdefault(str(status), _response_name("Kook" if kook else "Classic", status))
+                responses.setdefault(str(status), _response_name(dialect, status))
 
     @staticmethod
     def statuses(method: str, path: str, operation: dict) -> list[int]:

@@ -6,8 +6,9 @@ authenticates with (``chat.auth.route_credential``: the session headers on class
 address (behind ``TRUSTED_PROXIES`` proxies, the address they forwarded):
 
 - a global limit over all their requests (``RATELIMIT_GLOBAL``);
-- a limit per route bucket (``RATELIMIT_ROUTE``): KOOK routes are named by their path
-  under ``/api/v3`` (``user-chat/list``), classic ones by method and path (``GET /message``);
+- a limit per route bucket (``RATELIMIT_ROUTE``): KOOK routes are named as KOOK names them
+  (``user-chat/list``, ``gateway``: ``chat.dialects.kook_route_name``), classic ones by
+  method and path (``GET /message``);
 - one send bucket, ``message/send`` (``RATELIMIT_SEND``), shared by classic ``POST /message``
   and KOOK ``direct-message/create``, so switching dialects does not double the rate;
 - one login bucket per client address, ``auth/password`` (``RATELIMIT_LOGIN``), shared by
@@ -23,8 +24,8 @@ address (behind ``TRUSTED_PROXIES`` proxies, the address they forwarded):
 
 Counts live in Redis when configured (keys under ``REDIS_KEY_PREFIX``), else in memory; when
 Redis is unreachable Flask-Limiter falls back to in-process counts and returns to Redis once it
-answers again. Under ``/api/v3`` every response carries KOOK's headers, all four together as
-integers, describing the bucket that applied (the breached one on a 429):
+answers again. Every KOOK response (``/api/v3`` and the gateway) carries KOOK's headers, all
+four together as integers, describing the bucket that applied (the breached one on a 429):
 ``X-Rate-Limit-Limit``, ``-Remaining``, ``-Reset`` (seconds until the window resets) and
 ``-Bucket`` (a stable number for the bucket name, which ``X-Rate-Limit-Bucket-Name`` spells out);
 ``X-Rate-Limit-Global`` when the global limit is the one hit. Over a limit: HTTP 429, KOOK code
@@ -43,7 +44,7 @@ from flask.wrappers import Response
 from flask_limiter import ApplicationLimit, Limit
 from sqlalchemy.exc import SQLAlchemyError
 
-from chat import metrics, names
+from chat import dialects, metrics, names
 from chat.auth import resolve_token, route_credential
 from chat.db import abandon
 from chat.endpoints import hashes_password, is_send
@@ -60,7 +61,6 @@ USERNAME_READ_MAX = 256  # characters of a typed username looked at: real ones a
 UNROUTED = "unrouted"  # requests that match no route still count, so probing is limited too
 # Probes, the OpenAPI document, the scrape endpoint, and the web page with its files.
 EXEMPT_BLUEPRINTS = frozenset({"health", "api-docs", "metrics", "web"})
-KOOK_PREFIX = "/api/v3/"
 DATABASE_FAILURE = "chat.ratelimit.database_failure"  # request.environ key
 
 
@@ -148,8 +148,8 @@ def bucket_name(_endpoint: str = "") -> str:
     rule = request.url_rule
     if rule is None:
         return UNROUTED
-    if rule.rule.startswith(KOOK_PREFIX):
-        return rule.rule[len(KOOK_PREFIX):]
+    if dialects.of_path(rule.rule) is dialects.KOOK:
+        return dialects.kook_route_name(rule.rule)
     return f"{request.method} {rule.rule}"
 
 
@@ -251,7 +251,7 @@ def add_headers(response: Response) -> Response:
         (lim for lim in evaluated if _scope(lim) != GLOBAL_SCOPE), evaluated[0])
     if chosen.breached:
         metrics.rate_limited(_scope(chosen))
-    kook = request.path.startswith(KOOK_PREFIX)
+    kook = dialects.of_request() is dialects.KOOK
     if not kook and response.status_code != 429:
         return response  # classic answers carry no rate-limit headers: nothing to look up
     try:

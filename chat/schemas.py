@@ -1,20 +1,16 @@
-"""Pieces every dialect's schemas share: the base schema, the request parser, envelopes,
-and fields for values the two APIs spell loosely (ids as strings or numbers, ms timestamps).
+"""Pieces every dialect's schemas share: the base schema, envelopes, and fields for values the
+two APIs spell loosely (ids as strings or numbers, ms timestamps). Routes are declared on
+``chat.blueprint.Blueprint``; arguments are read by ``chat.request_parser``.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 
-from flask_smorest import Blueprint as SmorestBlueprint
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load
-from webargs.core import is_json, missing
-from webargs.flaskparser import FlaskParser, abort
 
-from chat import strict_json
 from chat.compiled_dump import CompiledDumpSchema
-from chat.db import each_statement_commits
+from chat.dialects import Dialect
 
 MAX_TIMESTAMP_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
 BIGINT_LIMIT = 2**63
@@ -60,78 +56,6 @@ class LenientSchema(BaseSchema):
         if hasattr(data, "items"):
             return {k: v for k, v in data.items() if v is not None}
         return data
-
-
-class Parser(FlaskParser):
-    """webargs parser: schemas decide about unknown fields; validation answers 400."""
-
-    DEFAULT_UNKNOWN_BY_LOCATION = {location: None for location in FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION}
-    DEFAULT_VALIDATION_STATUS = 400
-
-    def _raw_load_json(self, req):
-        """The body through ``chat.strict_json``: no NaN, no endless digits or nesting."""
-        if not is_json(req.mimetype):
-            return missing
-        return strict_json.loads(req.get_data(cache=True))
-
-    def _handle_invalid_json_error(self, error, req, *args, **kwargs):
-        reason = getattr(error, "msg", None) or getattr(error, "reason", None) or "not valid JSON"
-        abort(400, exc=error, messages={"json": [f"Invalid JSON body: {reason}."]})
-
-
-parser = Parser()
-
-
-@parser.location_loader("body_or_query")
-def load_body_or_query(request, schema):
-    """The body (JSON or form) when there is one, else the query string: DELETE clients
-    differ on where they put the arguments."""
-    body = parser.load_json_or_form(request, schema)
-    if body is not missing and body:
-        return body
-    return parser.load_querystring(request, schema)
-
-
-class Blueprint(SmorestBlueprint):
-    ARGUMENTS_PARSER = parser
-    DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
-        **SmorestBlueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
-        "json_or_form": "application/json",
-        "body_or_query": "application/json",
-    }
-
-    def operation(self, rule: str, method: str, envelope, *, auth, security: list,
-                  args=None, location: str = "json", each_statement_commits: bool = False,
-                  example: dict | None = None, **doc):
-        """One API operation in one decorator: its route and method, the envelope it answers
-        200 with, how it authenticates (``auth`` checks, ``security`` documents), and what it
-        reads (``args`` from ``location``); further OpenAPI ``doc`` as flask-smorest takes it.
-        ``each_statement_commits``: the operation reads, and writes no more than one statement
-        at a time (``chat.db.each_statement_commits``). ``example``: the request body
-        /docs offers, which works as sent on the demo data (``chat.examples``)."""
-        def decorate(view):
-            if each_statement_commits:
-                view = _each_statement_commits(view)
-            if args is not None:
-                # One schema instance for every request (a class would be instantiated per
-                # request, copying its fields each time); loading keeps no state on it.
-                view = self.arguments(args() if isinstance(args, type) else args, location=location,
-                                      example=example)(view)
-            view = auth(view)
-            view = self.doc(security=security, **doc)(view)
-            view = self.response(200, envelope)(view)
-            return self.route(rule, methods=[method])(view)
-
-        return decorate
-
-
-def _each_statement_commits(view):
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        each_statement_commits()
-        return view(*args, **kwargs)
-
-    return wrapper
 
 
 class StrictInteger(fields.Integer):
@@ -235,8 +159,8 @@ class ChatListStateSchema(ChatStateSchema):
 _envelopes: dict[str, type[Schema]] = {}
 
 
-def envelope(name: str, data, *, many: bool = False, kook: bool = False) -> type[Schema]:
-    """A response schema wrapping ``data`` in the dialect's envelope; the route returns
+def envelope(name: str, data, *, dialect: Dialect, many: bool = False) -> type[Schema]:
+    """A response schema wrapping ``data`` in ``dialect``'s success envelope; the route returns
     ``{"data": ...}`` and the envelope's code and message come from their defaults."""
     if name not in _envelopes:
         data_field = (
@@ -245,7 +169,7 @@ def envelope(name: str, data, *, many: bool = False, kook: bool = False) -> type
         )
         attrs = {
             "code": fields.Integer(dump_default=0),
-            "message" if kook else "msg": fields.String(dump_default="操作成功" if kook else "success"),
+            dialect.message_key: fields.String(dump_default=dialect.success_text),
             "data": data_field,
         }
         _envelopes[name] = type(name, (CompiledDumpSchema,), attrs)

@@ -24,7 +24,7 @@ from chat import backends, notifications, webhooks
 from chat.assets import service as assets
 from chat.assets.storage import StorageUnavailable
 from chat.db import abandon
-from chat.delivery import events, push, reads
+from chat.delivery import announcements, push, reads
 from chat.models import now_ms
 from chat.realtime import EventBusDown
 from chat.runner import DRAIN_TASK, Job
@@ -37,11 +37,13 @@ log = logging.getLogger(__name__)
 TRANSIENT = (EventBusDown, OperationalError, InterfaceError, PoolTimeout)
 RETRY = {"retry_backoff": 1, "retry_backoff_max": 30, "retry_jitter": True, "max_retries": 12}
 
+PUSH = Job(push.deliver_batch, batched=True, transient=TRANSIENT)
 JOBS = {
-    push.TASK: Job(push.deliver_batch, batched=True, transient=TRANSIENT),
+    push.TASK: PUSH,
+    push.TASK_BEFORE_RENAME: PUSH,  # the previous release's piles and drain tasks (see there)
     reads.TASK: Job(reads.mark_read, run_here_if_unqueued=True),
-    events.FORGET_TASK: Job(events.forget_in_streams),
-    events.ERASE_TASK: Job(events.erase_stream),
+    announcements.FORGET_TASK: Job(announcements.forget_in_streams),
+    announcements.ERASE_TASK: Job(announcements.erase_stream),
     webhooks.deliveries.TASK: Job(webhooks.attempt, background=True),
     notifications.rule.TASK: Job(notifications.rule.notify_chat, background=True),
     notifications.sending.TASK: Job(notifications.sending.attempt, background=True),
@@ -54,14 +56,6 @@ JOBS = {
 def run_batches(job_name: str) -> int:
     """Run a batched job's piled-up calls (pushes) in batches until none are left."""
     return backends.current().queue.drain(job_name)
-
-
-@shared_task(name=push.TASK, autoretry_for=TRANSIENT, **RETRY)
-def deliver_message(message_id: int) -> bool:
-    """Push one stored message to its recipient and count it unread, exactly once. Pushes
-    are piled up and run in batches (``run_batches``); this task runs the ones a release
-    before that queued one task each, still in the broker when it was upgraded."""
-    return push.deliver(message_id)
 
 
 @shared_task(name=reads.TASK, bind=True, **RETRY)
@@ -78,16 +72,16 @@ def mark_read(self, user_id: int, conversation_id: int, up_to_id: int | None, an
                          kwargs={"announce": True}, countdown=countdown) from exc
 
 
-@shared_task(name=events.FORGET_TASK, autoretry_for=TRANSIENT, **RETRY)
+@shared_task(name=announcements.FORGET_TASK, autoretry_for=TRANSIENT, **RETRY)
 def forget_message(message_key: str, *user_ids: int) -> None:
     """Take a deleted message's content out of these users' event streams."""
-    events.forget_in_streams(message_key, *user_ids)
+    announcements.forget_in_streams(message_key, *user_ids)
 
 
-@shared_task(name=events.ERASE_TASK, autoretry_for=TRANSIENT, **RETRY)
+@shared_task(name=announcements.ERASE_TASK, autoretry_for=TRANSIENT, **RETRY)
 def erase_stream(user_id: int, *token_ids: int) -> None:
     """Drop a deleted account's event stream, and end what is still open with its tokens."""
-    events.erase_stream(user_id, *token_ids)
+    announcements.erase_stream(user_id, *token_ids)
 
 
 def _each(*steps) -> None:
@@ -101,8 +95,8 @@ def _each(*steps) -> None:
             abandon()
 
 
-@shared_task(name="sweep_unpushed")
-def sweep_unpushed() -> None:
+@shared_task(name="sweep_pushes_and_reads")
+def sweep_pushes_and_reads() -> None:
     """Queue again every message left unpushed, and every read whose task was lost
     (periodic, from ``celery beat``)."""
     _each(push.sweep_unpushed, reads.sweep_lost_reads)

@@ -184,7 +184,7 @@ def test_a_user_is_online_while_a_stream_is_open(alice, bob):
 
 
 def test_the_stream_answers_503_while_redis_is_down(app, bob):
-    backends.of(app).bus = RedisStreamBus(dead_redis(), Subscriber(dead_redis(), "test:"), "test:")
+    backends.of(app).bus = RedisStreamBus(dead_redis(), Subscriber(dead_redis(), "test:"), "test:", maxlen=1000)
     response = open_stream(bob.client, bob.session)
     assert response.status_code == 503
     assert response.json["code"] == 50000 and "unavailable" in response.json["message"]
@@ -317,7 +317,7 @@ def test_waiting_streams_send_nothing_to_redis_and_share_one_connection(own_redi
     import redis
 
     url, client = own_redis
-    bus = RedisStreamBus(client, Subscriber(client, "t:"), "t:")
+    bus = RedisStreamBus(client, Subscriber(client, "t:"), "t:", maxlen=1000)
     got: dict[int, list] = {}
     heads = {user: "0-0" for user in range(1, 41)}
 
@@ -360,7 +360,7 @@ def test_a_stream_that_waits_after_reading_misses_nothing_appended_in_between(ow
     # The race the subscriber must close: an event appended between a stream's read and its
     # wait (before or after its channel is subscribed) still wakes it.
     _, client = own_redis
-    bus = RedisStreamBus(client, Subscriber(client, "r:"), "r:")
+    bus = RedisStreamBus(client, Subscriber(client, "r:"), "r:", maxlen=1000)
     head = bus.append(5, "message.created", {"n": 0})
     for n in range(1, 30):
         assert bus.read(5, head) == []
@@ -380,7 +380,7 @@ def test_a_stream_woken_for_an_event_taken_out_since_waits_instead_of_reading_in
 
     from chat.realtime.sse import sse_stream
     url, client = own_redis
-    bus = RedisStreamBus(client, Subscriber(client, "f:"), "f:")
+    bus = RedisStreamBus(client, Subscriber(client, "f:"), "f:", maxlen=1000)
     presence = RedisPresence(client, "f:", ttl_seconds=30)
     stream = sse_stream(bus, presence, 9, bus.last_id(9), 10.0, "c1")  # no heartbeat in this test
     frames: list[str] = []
@@ -418,7 +418,7 @@ def test_a_wake_up_lost_on_the_way_is_made_up_by_the_process_sweep(own_redis):
     import threading
 
     _, client = own_redis
-    bus = RedisStreamBus(client, Subscriber(client, "w:", sweep_s=0.3), "w:")
+    bus = RedisStreamBus(client, Subscriber(client, "w:", sweep_s=0.3), "w:", maxlen=1000)
     heads = {user: bus.append(user, "message.created", {"n": 0}) for user in (3, 4)}
     for user in (3, 4):  # until subscribed: a confirmation wakes its waiter once
         wait_until(lambda u=user: bus.wait(u, heads[u], 0.5) is None, 10, what=f"user {user} subscribed")
@@ -439,7 +439,7 @@ def sweeping_bus(client, user: int) -> tuple[Subscriber, RedisStreamBus, str]:
     """A bus whose subscriber sweeps every 0.1 s, ``user``'s stream with one event, and that
     user's channel subscribed: (subscriber, bus, the event's id)."""
     subscriber = Subscriber(client, f"s{user}:", sweep_s=0.1)
-    bus = RedisStreamBus(client, subscriber, f"s{user}:")
+    bus = RedisStreamBus(client, subscriber, f"s{user}:", maxlen=1000)
     head = bus.append(user, "message.created", {"n": 0})
     wait_until(lambda: bus.wait(user, head, 0.3) is None, 10, what=f"user {user} subscribed")
     return subscriber, bus, head

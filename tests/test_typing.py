@@ -12,7 +12,7 @@ import pytest
 
 from chat import backends
 from chat.realtime import RedisStreamBus, Subscriber, redis_client
-from chat.realtime.kook_events import kook_signal
+from chat.kook_wire import kook_signal
 from tests.conftest import REDIS_URL
 from tests.test_stream import Reader, open_stream
 
@@ -114,8 +114,8 @@ def test_a_typing_signal_becomes_a_kook_system_event():
 def test_on_redis_a_signal_reaches_the_process_holding_the_stream_and_claims_are_shared(redis_prefix):
     redis_url = REDIS_URL
     client = redis_client(redis_url, 1)
-    here = RedisStreamBus(client, Subscriber(redis_client(redis_url, 1), redis_prefix), redis_prefix)
-    there = RedisStreamBus(client, Subscriber(redis_client(redis_url, 1), redis_prefix), redis_prefix)
+    here = RedisStreamBus(client, Subscriber(redis_client(redis_url, 1), redis_prefix), redis_prefix, maxlen=1000)
+    there = RedisStreamBus(client, Subscriber(redis_client(redis_url, 1), redis_prefix), redis_prefix, maxlen=1000)
     start = there.signals.position()
     woke: list = []
     waiter = threading.Thread(target=lambda: woke.append(there.wait(42, "0-0", 10, signal_after=start)))

@@ -36,7 +36,8 @@ END = "<!-- end of the generated layers -->"
 DESCRIPTIONS: dict[str, str] = {
     "chat.app": "the application factory: configuration, extensions, blueprints, error handlers, hooks",
     "chat.classic": "the classic API's blueprint: routes and schemas, `{code, msg, data}`",
-    "chat.kook": "the KOOK-compatible API under `/api/v3`: routes, schemas, event stream, gateway, webhook routes",
+    "chat.kook": "the KOOK-compatible API under `/api/v3` and `/gateway`: routes, schemas, event stream, gateway, "
+                 "webhook routes",
     "chat.web": "the web page at `/` and the API docs viewer at `/docs`",
     "chat.tasks": "the Celery tasks and the job table: thin, taking ids",
     "chat.cli": "operator commands (`flask app-key`, `bot`, `secrets`, `counters`, `search`, `assets`, `demo`)",
@@ -48,7 +49,7 @@ DESCRIPTIONS: dict[str, str] = {
     "chat.services": "the rules, once for both dialects: accounts, my account, conversations, messages, "
                      "reactions, social graph, people, search, typing, demo data",
     "chat.assets": "uploads: storage (disk, S3), sniffing, image re-encoding, lifetimes, serving",
-    "chat.delivery": "after a commit: push and sweep, reads, the unread rule, events, payloads, "
+    "chat.delivery": "after a commit: push and the sweeps, reads, the unread rule, announcements, payloads, "
                      "presence notices, connection slots",
     "chat.notifications": "device notifications: devices, the when-to-notify rule, Web Push / FCM / APNs",
     "chat.webhooks": "registry, address policy, signing, transport, deliveries, KOOK-format callbacks",
@@ -56,8 +57,11 @@ DESCRIPTIONS: dict[str, str] = {
     "chat.metrics": "every Prometheus metric and `GET /metrics`",
     "chat.backends": "every backend built once from the configuration, each behind a `typing.Protocol`; the one place that asks whether Redis is configured",
     "chat.runner": "the task queues behind one `enqueue`: Celery on Redis, or in this process",
-    "chat.realtime": "per-user event bus (Redis Streams or in-process), presence, signals, SSE, KOOK events",
-    "chat.schemas": "what both dialects' schemas share: base schema, parser, envelopes, loose fields",
+    "chat.realtime": "per-user event bus (Redis Streams or in-process), presence, signals, SSE, gateway sessions",
+    "chat.blueprint": "the Blueprint every API route is declared on, with `operation`",
+    "chat.schemas": "what both dialects' schemas share: base schema, envelopes, loose fields",
+    "chat.request_parser": "how routes read their arguments: webargs' parser, strict JSON, `body_or_query`",
+    "chat.kook_wire": "KOOK's wire format, pure: events from stream events, frames, socket and callback bytes",
     "chat.examples": "the ids the OpenAPI examples name and `flask demo` seeds",
     "chat.json_answers": "answers' JSON written by orjson",
     "chat.http_guards": "rules for every route: no redirects, body caps, broken chunked bodies",
@@ -66,17 +70,20 @@ DESCRIPTIONS: dict[str, str] = {
     "chat.celery_config": "Celery's settings, derived from the app's configuration",
     "chat.broker": "kombu's Redis transport, made to survive Redis going away",
     "chat.limiter_fallback": "Flask-Limiter's in-process fallback, kept under concurrency",
-    "chat.endpoints": "marks a view sets on itself (a send, a password check, its body limit, uploads)",
+    "chat.endpoints": "marks a view sets on itself (a send, a password check, its body limit, uploads, "
+                      "a credential in its answer)",
     "chat.names": "usernames and nicknames: PRECIS profiles, confusable skeletons",
     "chat.passwords": "Argon2id hashing on OS threads, a few at a time",
     "chat.search": "message search: the searchable text and the index on each database",
     "chat.message_types": "the one table of message types and their content rules",
     "chat.models": "SQLAlchemy 2 typed models: the one data model",
-    "chat.errors": "the one error type and its envelope in each dialect",
+    "chat.errors": "the one error type, raised one way, and its handlers",
     "chat.strict_json": "JSON as the service accepts it (no NaN, bounded depth and numbers)",
     "chat.compiled_dump": "schemas whose dump runs a plan made once from their fields",
     "chat.db": "the one transaction boundary: `atomic()`, `on_commit()` and the named modes (`end_read`, `autocommit`, ...)",
     "chat.extensions": "unbound extension instances (db, migrate, the OpenAPI `api`)",
+    "chat.dialects": "which dialect a path speaks (KOOK: `/api/v3`, `/gateway`; classic: the rest), and each one's "
+                     "envelopes",
     "chat.coalesce": "concurrent requests' Redis script calls sharing one round trip",
     "chat.limiter_storage": "Flask-Limiter's Redis storage, a request's limits counted in one round trip",
 }

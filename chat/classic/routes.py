@@ -20,11 +20,13 @@ from chat.auth import (
     require_session,
     set_web_cookie,
 )
+from chat.blueprint import Blueprint
 from chat.classic import schemas as s
-from chat.endpoints import body_limit, checks_password, counts_as_send, takes_upload
+from chat.dialects import CLASSIC
+from chat.endpoints import body_limit, checks_password, counts_as_send, shows_credential, takes_upload
 from chat.notifications import devices as notification_devices
 from chat.notifications.routes import blueprint as push_blueprint
-from chat.schemas import Blueprint, export_download
+from chat.schemas import export_download
 from chat.services import accounts, conversations, messages, my_account, search, typing
 
 auth_blp = Blueprint("classic_auth", __name__, url_prefix="/auth", description="Accounts (classic envelope)")
@@ -32,7 +34,7 @@ conversation_blp = Blueprint("classic_conversation", __name__, url_prefix="/conv
                              description="Conversations (classic API)")
 message_blp = Blueprint("classic_message", __name__, url_prefix="/message", description="Messages (classic API)")
 asset_blp = Blueprint("classic_asset", __name__, url_prefix="/asset", description="Uploads (classic API)")
-push_blp = push_blueprint("classic_push", "/push", kook=False, auth=require_session, security=SESSION_SECURITY,
+push_blp = push_blueprint("classic_push", "/push", dialect=CLASSIC, auth=require_session, security=SESSION_SECURITY,
                           current_user=current_user, current_token=current_token, body_location="json")
 blueprints = (auth_blp, conversation_blp, message_blp, push_blp, asset_blp)
 
@@ -47,6 +49,7 @@ def register_user(args):
 
 
 @checks_password
+@shows_credential
 @auth_blp.operation("/login", "POST", s.SessionEnvelope,
                     auth=require_app_key, security=APP_KEY_SECURITY, args=s.LoginSchema, example=ex.LOGIN)
 def login_user(args):

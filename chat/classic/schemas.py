@@ -6,6 +6,7 @@ from flask_smorest.fields import Upload
 from marshmallow import fields, validate
 
 from chat import examples as ex
+from chat.dialects import CLASSIC
 from chat.message_types import FROM_CLASSIC, TYPES, classic_number
 from chat.schemas import (
     AccountExportSchema,
@@ -227,13 +228,13 @@ class SessionsEndedSchema(BaseSchema):
     sessions_ended = fields.Integer()
 
 
-UserEnvelope = envelope("ClassicUserEnvelope", UserSchema)
-PasswordChangedEnvelope = envelope("ClassicPasswordChangedEnvelope", PasswordChangedSchema)
-SessionListEnvelope = envelope("ClassicSessionListEnvelope", SessionItemSchema, many=True)
-SessionsEndedEnvelope = envelope("ClassicSessionsEndedEnvelope", SessionsEndedSchema)
-SessionEnvelope = envelope("ClassicSessionEnvelope", SessionSchema)
-WebSessionEnvelope = envelope("ClassicWebSessionEnvelope", WebSessionSchema)
-EmptyEnvelope = envelope("ClassicEmptyEnvelope", None)
+UserEnvelope = envelope("ClassicUserEnvelope", UserSchema, dialect=CLASSIC)
+PasswordChangedEnvelope = envelope("ClassicPasswordChangedEnvelope", PasswordChangedSchema, dialect=CLASSIC)
+SessionListEnvelope = envelope("ClassicSessionListEnvelope", SessionItemSchema, many=True, dialect=CLASSIC)
+SessionsEndedEnvelope = envelope("ClassicSessionsEndedEnvelope", SessionsEndedSchema, dialect=CLASSIC)
+SessionEnvelope = envelope("ClassicSessionEnvelope", SessionSchema, dialect=CLASSIC)
+WebSessionEnvelope = envelope("ClassicWebSessionEnvelope", WebSessionSchema, dialect=CLASSIC)
+EmptyEnvelope = envelope("ClassicEmptyEnvelope", None, dialect=CLASSIC)
 
 
 class TypingSentSchema(BaseSchema):
@@ -242,11 +243,13 @@ class TypingSentSchema(BaseSchema):
                                                           "send one about this often while typing."})
 
 
-TypingEnvelope = envelope("ClassicTypingEnvelope", TypingSentSchema)
-ConversationCreatedEnvelope = envelope("ClassicConversationCreatedEnvelope", ConversationCreatedSchema)
-ConversationPageEnvelope = envelope("ClassicConversationListEnvelope", ConversationSchema, many=True)
-MessageSentEnvelope = envelope("ClassicMessageSentEnvelope", MessageSentSchema)
-AssetEnvelope = envelope("ClassicAssetEnvelope", AssetSchema)
-MessageListEnvelope = envelope("ClassicMessageListEnvelope", MessageSchema, many=True)
-SearchEnvelope = envelope("ClassicMessageSearchEnvelope", SearchPageSchema)
-ExportEnvelope = envelope("ClassicAccountExportEnvelope", AccountExportSchema)
+TypingEnvelope = envelope("ClassicTypingEnvelope", TypingSentSchema, dialect=CLASSIC)
+ConversationCreatedEnvelope = envelope("ClassicConversationCreatedEnvelope", ConversationCreatedSchema,
+                                       dialect=CLASSIC)
+ConversationPageEnvelope = envelope("ClassicConversationListEnvelope", ConversationSchema, many=True,
+                                    dialect=CLASSIC)
+MessageSentEnvelope = envelope("ClassicMessageSentEnvelope", MessageSentSchema, dialect=CLASSIC)
+AssetEnvelope = envelope("ClassicAssetEnvelope", AssetSchema, dialect=CLASSIC)
+MessageListEnvelope = envelope("ClassicMessageListEnvelope", MessageSchema, many=True, dialect=CLASSIC)
+SearchEnvelope = envelope("ClassicMessageSearchEnvelope", SearchPageSchema, dialect=CLASSIC)
+ExportEnvelope = envelope("ClassicAccountExportEnvelope", AccountExportSchema, dialect=CLASSIC)

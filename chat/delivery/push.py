@@ -21,19 +21,24 @@ import functools
 import logging
 from types import SimpleNamespace
 
-from flask import current_app
 from sqlalchemy import BigInteger, bindparam, case, exists, false, func, select, tuple_, update
 
 from chat import backends, metrics, notifications, realtime, webhooks
 from chat.db import atomic, end_read
-from chat.delivery import counters, events
+from chat.delivery import announcements, counters, sweeps
 from chat.delivery.payloads import message_payload, quotes_of
 from chat.extensions import db
 from chat.models import Block, Conversation, ConversationMember, Message, User, Webhook, now_ms
 
 log = logging.getLogger(__name__)
 
-TASK = "deliver_message"
+TASK = "push_messages"  # a batched job (chat.runner): its ids wait on a pile, drained in batches
+# What the release before this one called the same job. Its web processes pile ids and queue
+# drain tasks under this name, so workers still drain it for one release (chat.tasks.JOBS);
+# remove it in the release after, once no process of that release runs any more (its pile
+# is then empty and its drain tasks consumed; ids stranded anyway are unpushed rows, which
+# the sweeper queues again).
+TASK_BEFORE_RENAME = "deliver_message"
 SENDER_COLUMNS = ("id", "username", "nickname", "avatar", "identify_num", "is_bot")  # what an event shows
 
 
@@ -98,11 +103,6 @@ def _statements() -> SimpleNamespace:
     )
 
 
-def deliver(message_id: int) -> bool:
-    """Push one stored message; returns whether this call claimed it."""
-    return message_id in deliver_batch([message_id])
-
-
 def deliver_batch(message_ids) -> set[int]:
     """Push stored messages to their recipients; returns the ids this call claimed.
 
@@ -143,7 +143,7 @@ def deliver_batch(message_ids) -> set[int]:
                 # Deleted for everyone while the event went out: take it back out of the stream
                 # (the deletion's own clean-up may have run before the event was there) and
                 # record no webhook delivery of content that is gone.
-                events.forget(announced.pop(message_id)["messagekey"], [recipient_of[message_id]])
+                announcements.forget(announced.pop(message_id)["messagekey"], [recipient_of[message_id]])
         members = sorted({(facts[m], recipient_of[m]) for m in claimed})
         db.session.execute(sql.lock, {"members": members}).all()
         db.session.execute(sql.count, {"members": members, "claimed": sorted(claimed),
@@ -175,33 +175,12 @@ def _announced(rows) -> dict[int, dict]:
     return announced
 
 
-def sweep_bounds(min_age_ms: int | None, limit: int | None) -> tuple[int, int]:
-    """A sweep's (minimum age in ms, most rows), each defaulting to its ``PUSH_SWEEP_*``
-    setting: the push and the read sweeps take the same ones."""
-    config = current_app.config
-    if min_age_ms is None:
-        min_age_ms = int(config["PUSH_SWEEP_MIN_AGE_SECONDS"] * 1000)
-    if limit is None:
-        limit = int(config["PUSH_SWEEP_BATCH"])
-    return min_age_ms, limit
-
-
-def queue_again(task: str, jobs: list[tuple], what: str) -> int:
-    """For a sweep, after its read transaction ended: queue ``task`` once per argument tuple,
-    stopping at the first the broker refuses (the next sweep tries again). Returns how many
-    were queued."""
-    queued = backends.current().queue.enqueue_many(task, [tuple(args) for args in jobs]) if jobs else 0
-    if jobs:
-        log.info("sweeper queued %d of %d %s again", queued, len(jobs), what)
-    return queued
-
-
 def sweep_unpushed(min_age_ms: int | None = None, limit: int | None = None) -> int:
     """Queue again the push of every message left unpushed for ``min_age_ms`` (its first
     enqueue was lost, or its worker died); oldest first, at most ``limit`` (both default to
     the ``PUSH_SWEEP_*`` settings). Returns how many were queued. A message queued twice is
     harmless: delivery is idempotent."""
-    min_age_ms, limit = sweep_bounds(min_age_ms, limit)
+    min_age_ms, limit = sweeps.bounds(min_age_ms, limit)
     ids = db.session.scalars(
         select(Message.id)
         .where(Message.pushed_at.is_(None), Message.created_at <= now_ms() - min_age_ms)
@@ -209,4 +188,4 @@ def sweep_unpushed(min_age_ms: int | None = None, limit: int | None = None) -> i
         .limit(limit)
     ).all()
     end_read()  # before anything is queued
-    return queue_again(TASK, [(message_id,) for message_id in ids], "unpushed messages")
+    return sweeps.queue_again(TASK, [(message_id,) for message_id in ids], "unpushed messages")

@@ -18,7 +18,7 @@ from sqlalchemy import BigInteger, bindparam, func, select, update
 
 from chat import backends, notifications, outbox, webhooks
 from chat.db import atomic, end_read
-from chat.delivery import counters, events, push
+from chat.delivery import announcements, counters, sweeps
 from chat.delivery.payloads import read_payload
 from chat.extensions import db
 from chat.models import Conversation, ConversationMember, Message, now_ms
@@ -67,7 +67,7 @@ def sweep_lost_reads(min_age_ms: int | None = None, limit: int | None = None) ->
     its own task); at most ``limit``. Both default to the ``PUSH_SWEEP_*`` settings. A read
     still in flight may be queued twice: harmless, the task is idempotent. Returns how many
     were queued."""
-    min_age_ms, limit = push.sweep_bounds(min_age_ms, limit)
+    min_age_ms, limit = sweeps.bounds(min_age_ms, limit)
     rows = db.session.execute(
         select(ConversationMember.user_id, ConversationMember.conversation_id, ConversationMember.read_wanted_id)
         .where(ConversationMember.read_wanted_id > ConversationMember.last_read_message_id,
@@ -75,7 +75,7 @@ def sweep_lost_reads(min_age_ms: int | None = None, limit: int | None = None) ->
         .limit(limit)
     ).all()
     end_read()  # before anything is queued
-    return push.queue_again(TASK, rows, "lost reads")
+    return sweeps.queue_again(TASK, rows, "lost reads")
 
 
 def mark_read(user_id: int, conversation_id: int, up_to_id: int | None = None, *,
@@ -111,7 +111,7 @@ def mark_read(user_id: int, conversation_id: int, up_to_id: int | None = None, *
             payload = read_payload(conversation, reader_id=user_id, up_to_key=up_to_key)
         if moved:  # a retry that only announces again finds these recorded already
             webhooks.record(conversation.other(user_id), "message.read", payload)
-            events.chat_updated(conversation, member)
+            announcements.chat_updated(conversation, member)
             notifications.rule.read(user_id, conversation, member.last_read_message_id)
     if payload is not None:
         backends.current().bus.append(conversation.other(user_id), "message.read", payload)

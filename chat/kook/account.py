@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from chat import examples as ex
 from chat.auth import TOKEN_SECURITY, current_token, current_user, require_token
+from chat.blueprint import Blueprint
+from chat.dialects import KOOK_API
 from chat.endpoints import checks_password
 from chat.kook import schemas as s
-from chat.schemas import Blueprint, export_download
+from chat.schemas import export_download
 from chat.services import my_account
 
-account_blp = Blueprint("kook_account", __name__, url_prefix="/api/v3/auth",
+account_blp = Blueprint("kook_account", __name__, url_prefix=f"{KOOK_API}/auth",
                         description="My account (KOOK envelope)")
 
 

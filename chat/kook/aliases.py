@@ -10,10 +10,11 @@ used SDKs still send private messages through ``create-msg``. Each alias is the 
 
 from __future__ import annotations
 
+from chat.blueprint import Blueprint
+from chat.dialects import KOOK_API
 from chat.kook import direct_message, user_chat
-from chat.schemas import Blueprint
 
-aliases_blp = Blueprint("kook_user_chat_aliases", __name__, url_prefix="/api/v3/user-chat",
+aliases_blp = Blueprint("kook_user_chat_aliases", __name__, url_prefix=f"{KOOK_API}/user-chat",
                         description="KOOK's older names of the private-message routes (deprecated)")
 
 # old path -> (endpoint, the current view, its current path, methods)
@@ -24,7 +25,6 @@ ALIASES = {
     "/msg-list": ("list_msgs", direct_message.list_direct_messages, "direct-message/list", ["GET"]),
     "/index": ("index_chats", user_chat.list_user_chats, "user-chat/list", ["GET"]),
 }
-CREATE_MSG_ENDPOINT = f"{aliases_blp.name}.create_msg"
 
 for path, (endpoint, view, current, methods) in ALIASES.items():
     # ``doc`` wraps the view with a copy of its documentation: the current route's stays as is.

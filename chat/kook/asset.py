@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from chat.assets import service as assets
 from chat.auth import TOKEN_SECURITY, current_user, require_token
+from chat.blueprint import Blueprint
+from chat.dialects import KOOK_API
 from chat.endpoints import takes_upload
 from chat.kook import schemas as s
-from chat.schemas import Blueprint
 
-asset_blp = Blueprint("kook_asset", __name__, url_prefix="/api/v3/asset", description="KOOK uploads")
+asset_blp = Blueprint("kook_asset", __name__, url_prefix=f"{KOOK_API}/asset", description="KOOK uploads")
 
 
 @takes_upload

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from chat import examples as ex
 from chat.auth import TOKEN_SECURITY, current_user, require_token
+from chat.blueprint import Blueprint
+from chat.dialects import KOOK_API
 from chat.endpoints import body_limit, counts_as_send
 from chat.errors import Kind, ServiceError
 from chat.kook import schemas as s
 from chat.message_types import FROM_KOOK
 from chat.models import now_ms
-from chat.schemas import Blueprint
 from chat.services import conversations, messages, reactions, search
 
-direct_message_blp = Blueprint("kook_direct_message", __name__, url_prefix="/api/v3/direct-message",
+direct_message_blp = Blueprint("kook_direct_message", __name__, url_prefix=f"{KOOK_API}/direct-message",
                                description="KOOK private messages")
 
 

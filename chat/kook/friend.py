@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from chat import examples as ex
 from chat.auth import TOKEN_SECURITY, current_user, require_token
+from chat.blueprint import Blueprint
+from chat.dialects import KOOK_API
 from chat.kook import schemas as s
-from chat.schemas import Blueprint
 from chat.services import accounts, social
 
-friend_blp = Blueprint("kook_friend", __name__, url_prefix="/api/v3/friend",
+friend_blp = Blueprint("kook_friend", __name__, url_prefix=f"{KOOK_API}/friend",
                        description="KOOK friends and blocks")
 
 

@@ -1,7 +1,7 @@
 """KOOK's WebSocket gateway: ``GET /api/v3/gateway/index`` and the ``/gateway`` socket.
 
 A KOOK SDK asks ``gateway/index`` for a URL, opens it, and hears its user's private-message
-events there (``chat.realtime.kook_events``), taken from the same per-user event bus as the
+events there (``chat.kook_wire``), taken from the same per-user event bus as the
 SSE stream, so the same block and delete rules apply. The protocol (KOOK's signals):
 
 - server HELLO ``{"s":1,"d":{"code":0,"session_id":S}}`` right after the socket opens; a
@@ -15,7 +15,7 @@ SSE stream, so the same block and delete rules apply. The protocol (KOOK's signa
   RESUME ACK ``{"s":6,"d":{"session_id":S}}``; what cannot be resumed gets RECONNECT
   ``{"s":5,"d":{"code":40106|40107|40108,"err":...}}`` and the socket closes;
 - ``compress=1`` (the default, as KOOK's): every server frame is zlib-deflated; ``compress=0``:
-  plain JSON. Both in binary frames (``encode_frame`` says why);
+  plain JSON. Both in binary frames (``chat.kook_wire.socket_bytes`` says why);
 - the socket ends with its token: at the token's expiry, or at once when it is revoked
   (logout, a password change, "sign out everywhere"), with RECONNECT code 40103;
 - a client frame too deeply nested to parse closes the socket with 1007 (invalid data).
@@ -39,7 +39,6 @@ import socket
 import threading
 import time
 import uuid
-import zlib
 from collections import OrderedDict
 
 from flask import Blueprint as FlaskBlueprint
@@ -49,28 +48,38 @@ from marshmallow import fields, validate
 from simple_websocket import ConnectionClosed
 
 from chat import backends, metrics
-from chat.auth import TOKEN_SECURITY, bearer_token, current_user, require_token
+from chat.auth import TOKEN_SECURITY, bearer_token, current_user, require_token, socket_token
+from chat.blueprint import Blueprint
 from chat.delivery import connections
+from chat.dialects import KOOK, KOOK_API, KOOK_GATEWAY
+from chat.endpoints import shows_credential
 from chat.extensions import api, db
 from chat.kook.gateway_socket import write_whole_frames
+from chat.kook_wire import (
+    HELLO,
+    PING,
+    PONG,
+    RECONNECT,
+    RESUME_ACK,
+    event_frame,
+    kook_event,
+    kook_signal,
+    socket_bytes,
+)
 from chat.models import now_ms
 from chat.realtime import SESSION_REVOKED, EventBusDown, parse_event_id
 from chat.realtime.bus import later_event_id, revokes
-from chat.realtime.gateway_sessions import KEEP
-from chat.realtime.kook_events import kook_event, kook_signal
-from chat.schemas import BaseSchema, Blueprint, LenientSchema, envelope
+from chat.schemas import BaseSchema, LenientSchema, envelope
 from chat.services import accounts
 
 log = logging.getLogger(__name__)
 
-gateway_blp = Blueprint("kook_gateway", __name__, url_prefix="/api/v3/gateway",
+gateway_blp = Blueprint("kook_gateway", __name__, url_prefix=f"{KOOK_API}/gateway",
                         description="KOOK WebSocket gateway")
 # The socket itself is not an HTTP route a schema can describe: a plain blueprint (flask-sock).
 gateway_socket_bp = FlaskBlueprint("kook_gateway_socket", __name__)
 sock = Sock()
 
-# KOOK's signals.
-EVENT, HELLO, PING, PONG, RESUME, RECONNECT, RESUME_ACK = 0, 1, 2, 3, 4, 5, 6
 # KOOK's HELLO and RECONNECT codes.
 MISSING_TOKEN, INVALID_TOKEN, EXPIRED_TOKEN = 40100, 40101, 40103
 RESUME_MISSING_PARAMS, SESSION_EXPIRED, INVALID_SN = 40106, 40107, 40108
@@ -91,15 +100,16 @@ class GatewaySchema(BaseSchema):
     url = fields.String(metadata={"description": "ws(s)://<the service's public address>/gateway?compress=..&token=.."})
 
 
-GatewayEnvelope = envelope("KookGatewayEnvelope", GatewaySchema, kook=True)
+GatewayEnvelope = envelope("KookGatewayEnvelope", GatewaySchema, dialect=KOOK)
 
 
+@shows_credential  # the socket URL carries the token
 @gateway_blp.operation("/index", "GET", GatewayEnvelope,
                        auth=require_token, security=TOKEN_SECURITY, args=GatewayQuerySchema, location="query")
 def get_gateway(args):
     """Get the WebSocket URL to hear my events on (KOOK's gateway)."""
     current_user()  # authenticated by the decorator; the URL carries the same token
-    return {"data": {"url": f"{socket_base()}/gateway?compress={args['compress']}&token={bearer_token()}"}}
+    return {"data": {"url": f"{socket_base()}{KOOK_GATEWAY}?compress={args['compress']}&token={bearer_token()}"}}
 
 
 def socket_base() -> str:
@@ -114,14 +124,6 @@ def socket_base() -> str:
 
 
 # ---- the socket -------------------------------------------------------------------------------
-
-def encode_frame(frame: dict, compress: bool) -> bytes:
-    """A server frame: UTF-8 JSON, zlib-deflated with ``compress``. Always a binary frame:
-    khl.py decodes every frame with ``str(raw, encoding="utf-8")``, which a text frame (a
-    Python ``str``) makes fail, so ``compress=0`` sends the JSON uncompressed, still binary."""
-    data = json.dumps(frame, ensure_ascii=False, separators=(",", ":")).encode()
-    return zlib.compress(data) if compress else data
-
 
 class _Refused(Exception):
     """The connection ends after this frame (a HELLO with an error code, or a RECONNECT)."""
@@ -173,7 +175,7 @@ class GatewayConnection:
     # -- frames --
 
     def send(self, frame: dict) -> None:
-        self.ws.send(encode_frame(frame, self.compress))
+        self.ws.send(socket_bytes(frame, self.compress))
 
     def _online(self, user_id: int) -> bool:
         try:
@@ -228,7 +230,7 @@ class GatewayConnection:
                 d = kook_event(event_id, event, data, self.user_id, self._online)
                 if d is not None:
                     sn += 1
-                    frames.append((sn, event_id, {"s": EVENT, "d": d, "sn": sn}))
+                    frames.append((sn, event_id, event_frame(d, sn)))
                     pairs.append((sn, event_id))
             # The numbering is recorded before sending: a client may resume (elsewhere) from
             # any sn it saw. Where the token's next connection starts moves only after the
@@ -239,7 +241,7 @@ class GatewayConnection:
                 self.send(frame)
                 self.sn = sn
                 self.sent[sn] = (event_id, time.monotonic())
-                while len(self.sent) > KEEP:
+                while len(self.sent) > self.sessions.keep:
                     self.sent.popitem(last=False)
             self.sessions.sent_up_to(self.token_id, self.cursor)
         if revoked:
@@ -265,7 +267,7 @@ class GatewayConnection:
                     continue
                 sn = self.sn + 1
                 self.sessions.record(self.session_id, [(sn, self.cursor)])
-                self.send({"s": EVENT, "d": d, "sn": sn})
+                self.send(event_frame(d, sn))
                 self.sn = sn
 
     def resend_after(self, client_sn: int) -> None:
@@ -302,7 +304,7 @@ class GatewayConnection:
                     sn = numbers.pop(event_id, None)
                     d = None if sn is None else kook_event(event_id, event, data, self.user_id, self._online)
                     if d is not None:
-                        self.send({"s": EVENT, "d": d, "sn": sn})
+                        self.send(event_frame(d, sn))
                 after = found[-1][0]
 
     # -- the client's frames (read in their own thread/greenlet) --
@@ -392,10 +394,6 @@ def _resume_params(args) -> dict | None:
     return {"session_id": sid, "sn": int(sn)}
 
 
-def _socket_token() -> str:
-    return request.args.get("token", "").strip() or bearer_token()
-
-
 @gateway_socket_bp.before_request
 def admit_socket():
     """Before the handshake: frames written whole, and a live token's socket counted against
@@ -403,7 +401,7 @@ def admit_socket():
     envelope). A bad token is told after the handshake, in HELLO, as KOOK does."""
     app = current_app._get_current_object()
     write_whole_frames(request.environ, float(app.config["GATEWAY_WRITE_TIMEOUT_SECONDS"]))
-    found = accounts.user_for_token(_socket_token())
+    found = accounts.user_for_token(socket_token())
     if found is None:
         return
     user, token = found
@@ -424,19 +422,19 @@ def release_socket(_exc) -> None:
             pass  # the presence entry expires by itself
 
 
-@sock.route("/gateway", bp=gateway_socket_bp)
+@sock.route(KOOK_GATEWAY, bp=gateway_socket_bp)
 def gateway_socket(ws):
     """Serve one gateway connection (see the module docstring for the protocol)."""
     compress = request.args.get("compress", "1").strip() != "0"
     app = current_app._get_current_object()
 
     def send_and_close(frame: dict) -> None:
-        ws.send(encode_frame(frame, compress))
+        ws.send(socket_bytes(frame, compress))
         _close_gracefully(ws)
 
     admission = g.get("gateway_admission")
     if admission is None:
-        problem = accounts.token_problem(_socket_token())
+        problem = accounts.token_problem(socket_token())
         db.session.remove()
         send_and_close({"s": HELLO, "d": {"code": TOKEN_CODES.get(problem, INVALID_TOKEN)}})
         return

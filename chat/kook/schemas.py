@@ -14,6 +14,7 @@ from flask_smorest.fields import Upload
 from marshmallow import ValidationError, fields, pre_load, validate, validates_schema
 
 from chat import examples as ex
+from chat.dialects import KOOK
 from chat.message_types import FROM_KOOK, MEDIA_TYPES, TYPES, kook_number
 from chat.schemas import (
     AccountExportSchema,
@@ -324,18 +325,19 @@ class AssetCreatedSchema(BaseSchema):
                                                  "fetched without credentials."})
 
 
-EmptyEnvelope = envelope("KookEmptyEnvelope", None, kook=True)
-TypingEnvelope = envelope("KookTypingEnvelope", KookTypingSentSchema, kook=True)
-AssetCreatedEnvelope = envelope("KookAssetCreatedEnvelope", AssetCreatedSchema, kook=True)
-UserEnvelope = envelope("KookUserEnvelope", KookUserSchema, kook=True)
-UserChatEnvelope = envelope("KookUserChatEnvelope", UserChatDetailSchema, kook=True)
-UserChatPageEnvelope = envelope("KookUserChatPageEnvelope", UserChatPageSchema, kook=True)
-DirectMessageEnvelope = envelope("KookDirectMessageEnvelope", DirectMessageSchema, kook=True)
-DirectMessageListEnvelope = envelope("KookDirectMessageListEnvelope", DirectMessageListSchema, kook=True)
-DirectMessageSearchEnvelope = envelope("KookDirectMessageSearchEnvelope", DirectMessageSearchSchema, kook=True)
-MessageCreatedEnvelope = envelope("KookMessageCreatedEnvelope", MessageCreatedSchema, kook=True)
-ReactionUsersEnvelope = envelope("KookReactionUsersEnvelope", ReactionUserSchema, many=True, kook=True)
-FriendListsEnvelope = envelope("KookFriendListsEnvelope", FriendListsSchema, kook=True)
+EmptyEnvelope = envelope("KookEmptyEnvelope", None, dialect=KOOK)
+TypingEnvelope = envelope("KookTypingEnvelope", KookTypingSentSchema, dialect=KOOK)
+AssetCreatedEnvelope = envelope("KookAssetCreatedEnvelope", AssetCreatedSchema, dialect=KOOK)
+UserEnvelope = envelope("KookUserEnvelope", KookUserSchema, dialect=KOOK)
+UserChatEnvelope = envelope("KookUserChatEnvelope", UserChatDetailSchema, dialect=KOOK)
+UserChatPageEnvelope = envelope("KookUserChatPageEnvelope", UserChatPageSchema, dialect=KOOK)
+DirectMessageEnvelope = envelope("KookDirectMessageEnvelope", DirectMessageSchema, dialect=KOOK)
+DirectMessageListEnvelope = envelope("KookDirectMessageListEnvelope", DirectMessageListSchema, dialect=KOOK)
+DirectMessageSearchEnvelope = envelope("KookDirectMessageSearchEnvelope", DirectMessageSearchSchema,
+                                       dialect=KOOK)
+MessageCreatedEnvelope = envelope("KookMessageCreatedEnvelope", MessageCreatedSchema, dialect=KOOK)
+ReactionUsersEnvelope = envelope("KookReactionUsersEnvelope", ReactionUserSchema, many=True, dialect=KOOK)
+FriendListsEnvelope = envelope("KookFriendListsEnvelope", FriendListsSchema, dialect=KOOK)
 
 
 # ---- my account (/api/v3/auth/...) ------------------------------------------------------------
@@ -364,7 +366,7 @@ class KookSessionItemSchema(BaseSchema):
     current = fields.Boolean()
 
 
-PasswordChangedEnvelope = envelope("KookPasswordChangedEnvelope", KookSessionsEndedSchema, kook=True)
-SessionsEndedEnvelope = envelope("KookSessionsEndedEnvelope", KookSessionsEndedSchema, kook=True)
-SessionListEnvelope = envelope("KookSessionListEnvelope", KookSessionItemSchema, many=True, kook=True)
-ExportEnvelope = envelope("KookAccountExportEnvelope", AccountExportSchema, kook=True)
+PasswordChangedEnvelope = envelope("KookPasswordChangedEnvelope", KookSessionsEndedSchema, dialect=KOOK)
+SessionsEndedEnvelope = envelope("KookSessionsEndedEnvelope", KookSessionsEndedSchema, dialect=KOOK)
+SessionListEnvelope = envelope("KookSessionListEnvelope", KookSessionItemSchema, many=True, dialect=KOOK)
+ExportEnvelope = envelope("KookAccountExportEnvelope", AccountExportSchema, dialect=KOOK)

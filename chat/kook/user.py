@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from chat.auth import TOKEN_SECURITY, current_user, require_token
+from chat.blueprint import Blueprint
+from chat.dialects import KOOK_API
 from chat.kook import schemas as s
-from chat.schemas import Blueprint
 from chat.services import accounts, people
 
-user_blp = Blueprint("kook_user", __name__, url_prefix="/api/v3/user", description="KOOK users")
+user_blp = Blueprint("kook_user", __name__, url_prefix=f"{KOOK_API}/user", description="KOOK users")
 
 
 @user_blp.operation("/me", "GET", s.UserEnvelope, auth=require_token, security=TOKEN_SECURITY)

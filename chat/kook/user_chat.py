@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from chat import examples as ex
 from chat.auth import TOKEN_SECURITY, current_token, current_user, require_token
+from chat.blueprint import Blueprint
+from chat.dialects import KOOK, KOOK_API
 from chat.kook import schemas as s
 from chat.notifications import devices as notification_devices
 from chat.notifications.routes import blueprint as push_blueprint
-from chat.schemas import Blueprint
 from chat.services import conversations, typing
 
-user_chat_blp = Blueprint("kook_user_chat", __name__, url_prefix="/api/v3/user-chat",
+user_chat_blp = Blueprint("kook_user_chat", __name__, url_prefix=f"{KOOK_API}/user-chat",
                           description="KOOK private chats")
 
-push_blp = push_blueprint("kook_push", "/api/v3/push", kook=True, auth=require_token, security=TOKEN_SECURITY,
+push_blp = push_blueprint("kook_push", f"{KOOK_API}/push", dialect=KOOK, auth=require_token, security=TOKEN_SECURITY,
                           current_user=current_user, current_token=current_token, body_location="json_or_form")
 
 # KOOK lists say how they are sorted as {key: 1 | -1}; chats are newest activity first.

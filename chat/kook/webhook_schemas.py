@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import fields, validate
 
 from chat import examples as ex
+from chat.dialects import KOOK
 from chat.kook.schemas import PageMetaSchema, PageQuerySchema
 from chat.schemas import IntegerId, LenientSchema, envelope
 from chat.webhooks.addresses import MAX_URL_LENGTH
@@ -77,7 +78,7 @@ class DeliveryPageSchema(LenientSchema):
     meta = fields.Nested(PageMetaSchema)
 
 
-WebhookCreatedEnvelope = envelope("WebhookCreatedEnvelope", WebhookCreatedSchema, kook=True)
-WebhookListEnvelope = envelope("WebhookListEnvelope", WebhookListSchema, kook=True)
-WebhookDeletedEnvelope = envelope("WebhookDeletedEnvelope", None, kook=True)
-DeliveryPageEnvelope = envelope("WebhookDeliveryPageEnvelope", DeliveryPageSchema, kook=True)
+WebhookCreatedEnvelope = envelope("WebhookCreatedEnvelope", WebhookCreatedSchema, dialect=KOOK)
+WebhookListEnvelope = envelope("WebhookListEnvelope", WebhookListSchema, dialect=KOOK)
+WebhookDeletedEnvelope = envelope("WebhookDeletedEnvelope", None, dialect=KOOK)
+DeliveryPageEnvelope = envelope("WebhookDeliveryPageEnvelope", DeliveryPageSchema, dialect=KOOK)

@@ -9,15 +9,18 @@ from __future__ import annotations
 from chat import examples as ex
 from chat import webhooks
 from chat.auth import TOKEN_SECURITY, current_user, require_token
+from chat.blueprint import Blueprint
+from chat.dialects import KOOK_API
+from chat.endpoints import shows_credential
 from chat.kook import webhook_schemas as s
 from chat.kook.schemas import page_meta
-from chat.schemas import Blueprint
 from chat.webhooks import kook_format
 
-webhooks_blp = Blueprint("kook_webhooks", __name__, url_prefix="/api/v3/webhooks",
+webhooks_blp = Blueprint("kook_webhooks", __name__, url_prefix=f"{KOOK_API}/webhooks",
                          description="Webhooks: events POSTed to your URLs, signed (KOOK envelope)")
 
 
+@shows_credential
 @webhooks_blp.operation("", "POST", s.WebhookCreatedEnvelope, auth=require_token, security=TOKEN_SECURITY)
 @webhooks_blp.arguments(s.WebhookCreateSchema, location="json_or_form",  # as every KOOK body
                         example=ex.WEBHOOK_CREATE)

@@ -23,7 +23,7 @@ from flask import current_app
 from sqlalchemy import delete, select, update
 
 from chat.db import atomic, end_read
-from chat.errors import Kind, ServiceError, invalid, not_found
+from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.models import ConversationMember, PushDevice, PushSetting, User, insert_unless_taken, now_ms
 from chat.notifications import keys, providers
@@ -48,9 +48,10 @@ def _b64url(value: str, field: str, size: int | None = None) -> bytes:
     try:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
     except (binascii.Error, ValueError):
-        raise invalid(f"{field} must be base64url, as PushSubscription.toJSON() gives it", field) from None
+        raise ServiceError(Kind.INVALID, f"{field} must be base64url, as PushSubscription.toJSON() gives it",
+                           field=field) from None
     if size is not None and len(raw) != size:
-        raise invalid(f"{field} must decode to {size} bytes", field)
+        raise ServiceError(Kind.INVALID, f"{field} must decode to {size} bytes", field=field)
     return raw
 
 
@@ -59,24 +60,27 @@ def _webpush_address(subscription: dict) -> tuple[str, str]:
     endpoint = subscription.get("endpoint")
     sub_keys = subscription.get("keys")
     if not isinstance(endpoint, str) or not endpoint:
-        raise invalid("subscription.endpoint is required", "subscription")
+        raise ServiceError(Kind.INVALID, "subscription.endpoint is required", field="subscription")
     if not isinstance(sub_keys, dict) or not isinstance(sub_keys.get("p256dh"), str) \
             or not isinstance(sub_keys.get("auth"), str):
-        raise invalid("subscription.keys must hold p256dh and auth", "subscription")
+        raise ServiceError(Kind.INVALID, "subscription.keys must hold p256dh and auth", field="subscription")
     if len(endpoint) > MAX_URL_LENGTH:
-        raise invalid(f"subscription.endpoint is longer than {MAX_URL_LENGTH} characters", "subscription")
+        raise ServiceError(Kind.INVALID, f"subscription.endpoint is longer than {MAX_URL_LENGTH} characters",
+                           field="subscription")
     try:
         parse_url(endpoint)
     except ServiceError as exc:
-        raise invalid(f"subscription.endpoint: {exc.message}", "subscription") from None
+        raise ServiceError(Kind.INVALID, f"subscription.endpoint: {exc.message}",
+                           field="subscription") from None
     point = _b64url(sub_keys["p256dh"], "subscription", 65)
     if point[0] != 4:
-        raise invalid("subscription.keys.p256dh must be an uncompressed P-256 point", "subscription")
+        raise ServiceError(Kind.INVALID, "subscription.keys.p256dh must be an uncompressed P-256 point",
+                           field="subscription")
     _b64url(sub_keys["auth"], "subscription", 16)
     try:
         providers.check_endpoint(endpoint)
     except (UnsafeAddress, Unresolvable) as exc:
-        raise invalid(f"subscription.endpoint: {exc}", "subscription") from None
+        raise ServiceError(Kind.INVALID, f"subscription.endpoint: {exc}", field="subscription") from None
     stored = json.dumps({"p256dh": sub_keys["p256dh"], "auth": sub_keys["auth"]})
     return endpoint, encrypt_secret(stored)
 
@@ -92,23 +96,26 @@ def register(user: User, token_id: int | None, kind: str, *, subscription: dict 
     encrypted = None
     if kind == "webpush":
         if not isinstance(subscription, dict):
-            raise invalid("subscription is required for a webpush device", "subscription")
+            raise ServiceError(Kind.INVALID, "subscription is required for a webpush device",
+                               field="subscription")
         address, encrypted = _webpush_address(subscription)  # may resolve a name: before any lock
     elif kind == "fcm":
         if not token or len(token) > 4096:
-            raise invalid("token (the FCM registration token) is required", "token")
+            raise ServiceError(Kind.INVALID, "token (the FCM registration token) is required", field="token")
         address = token
     elif kind == "apns":
         if not token or not _APNS_TOKEN.fullmatch(token):
-            raise invalid("token must be the APNs device token in hex", "token")
+            raise ServiceError(Kind.INVALID, "token must be the APNs device token in hex", field="token")
         if not topic or not _BUNDLE_ID.fullmatch(topic):
-            raise invalid("topic (the app's bundle id) is required for an apns device", "topic")
+            raise ServiceError(Kind.INVALID, "topic (the app's bundle id) is required for an apns device",
+                               field="topic")
         address = token.lower()
     else:
-        raise invalid(f"kind must be one of {', '.join(KINDS)}", "kind")
+        raise ServiceError(Kind.INVALID, f"kind must be one of {', '.join(KINDS)}", field="kind")
     if kind == "fcm" and not providers.fcm_enabled(current_app.config) \
             or kind == "apns" and not providers.apns_enabled(current_app.config):
-        raise invalid(f"this server does not send {kind} notifications (see GET /push/config)", "kind")
+        raise ServiceError(Kind.INVALID, f"this server does not send {kind} notifications (see GET /push/config)",
+                           field="kind")
     address_hash = hashlib.sha256(f"{kind}\n{address}".encode()).hexdigest()
     now = now_ms()
     with atomic():
@@ -154,7 +161,7 @@ def remove(user: User, device_id: str) -> None:
         done = db.session.execute(delete(PushDevice).where(PushDevice.id == device_id,
                                                            PushDevice.user_id == user.id)).rowcount
         if not done:
-            raise not_found("device")
+            raise ServiceError(Kind.NOT_FOUND, "device not found")
 
 
 def forget_session(token_id: int) -> None:

@@ -1,6 +1,6 @@
 """The notification routes, built once per dialect: ``/push/...`` (classic envelope and auth)
 and ``/api/v3/push/...`` (KOOK envelope and token). Each dialect calls ``blueprint`` with its
-own prefix, envelope flavour and credential check, so the routes stay identical in both.
+own prefix, dialect (``chat.dialects``: the envelope) and credential check, so the routes stay identical in both.
 """
 
 from __future__ import annotations
@@ -9,23 +9,25 @@ import math
 from typing import Callable
 
 from chat import examples as ex
+from chat.blueprint import Blueprint
+from chat.dialects import KOOK, Dialect
 from chat.notifications import devices, sending
 from chat.notifications import schemas as s
-from chat.schemas import Blueprint, envelope
+from chat.schemas import envelope
 
 
-def blueprint(name: str, url_prefix: str, *, kook: bool, auth: Callable, security: list,
+def blueprint(name: str, url_prefix: str, *, dialect: Dialect, auth: Callable, security: list,
               current_user: Callable, current_token: Callable, body_location: str) -> Blueprint:
     """The push routes for one dialect."""
-    flavour = "Kook" if kook else "Classic"
-    config_envelope = envelope(f"{flavour}PushConfigEnvelope", s.PushConfigSchema, kook=kook)
-    device_envelope = envelope(f"{flavour}PushDeviceEnvelope", s.DeviceSchema, kook=kook)
-    devices_envelope = envelope(f"{flavour}PushDeviceListEnvelope", s.DeviceSchema, many=True, kook=kook)
-    empty_envelope = envelope(f"{flavour}PushEmptyEnvelope", None, kook=kook)
-    log_envelope = envelope(f"{flavour}PushDeliveryPageEnvelope", s.PushDeliveryPageSchema, kook=kook)
-    settings_envelope = envelope(f"{flavour}PushSettingsEnvelope", s.PushSettingsSchema, kook=kook)
+    flavour = dialect.name.capitalize()  # the envelopes' schema names: ClassicPush..., KookPush...
+    config_envelope = envelope(f"{flavour}PushConfigEnvelope", s.PushConfigSchema, dialect=dialect)
+    device_envelope = envelope(f"{flavour}PushDeviceEnvelope", s.DeviceSchema, dialect=dialect)
+    devices_envelope = envelope(f"{flavour}PushDeviceListEnvelope", s.DeviceSchema, many=True, dialect=dialect)
+    empty_envelope = envelope(f"{flavour}PushEmptyEnvelope", None, dialect=dialect)
+    log_envelope = envelope(f"{flavour}PushDeliveryPageEnvelope", s.PushDeliveryPageSchema, dialect=dialect)
+    settings_envelope = envelope(f"{flavour}PushSettingsEnvelope", s.PushSettingsSchema, dialect=dialect)
     blp = Blueprint(name, __name__, url_prefix=url_prefix,
-                    description="Device notifications: Web Push, FCM, APNs" + (" (KOOK envelope)" if kook else ""))
+                    description="Device notifications: Web Push, FCM, APNs" + (" (KOOK envelope)" if dialect is KOOK else ""))
     common = {"auth": auth, "security": security}
 
     def token_id():
@@ -54,7 +56,7 @@ def blueprint(name: str, url_prefix: str, *, kook: bool, auth: Callable, securit
     def delete_push_device(device_id):
         """Remove one of my devices: it is notified no more."""
         devices.remove(current_user(), device_id)
-        return {"data": {}} if kook else {}
+        return {"data": dialect.no_data()}
 
     @blp.operation("/deliveries", "GET", log_envelope, args=s.DeliveryQuerySchema, location="query", **common)
     def list_push_deliveries(args):

@@ -39,7 +39,6 @@ from chat.realtime.signals import SignalBox
 
 log = logging.getLogger(__name__)
 
-STREAM_MAXLEN = 1000
 READ_COUNT = 200  # events read per round trip; a client behind catches up in batches
 
 # Tokens were revoked (logout, a password change, "sign out everywhere"): the streams and
@@ -141,7 +140,8 @@ def content_of(event: str, data: dict) -> str | None:
 class InProcessBus:
     """Per-user bounded event logs in this process's memory (embedded default only)."""
 
-    def __init__(self, maxlen: int = STREAM_MAXLEN):
+    def __init__(self, maxlen: int):
+        """``maxlen``: events kept per user (``EVENT_STREAM_MAXLEN``)."""
         self._streams: dict[int, deque] = defaultdict(lambda: deque(maxlen=maxlen))
         self._trimmed: dict[int, str] = {}  # per user: the newest event id dropped for length
         self._last: dict[int, str] = {}  # per user: the newest event id ever given
@@ -249,7 +249,8 @@ class InProcessBus:
 class RedisStreamBus:
     """Per-user Redis Streams ``<prefix>events:<user_id>``, trimmed to about ``maxlen``."""
 
-    def __init__(self, client: redis.Redis, subscriber: "Subscriber", prefix: str, maxlen: int = STREAM_MAXLEN):
+    def __init__(self, client: redis.Redis, subscriber: "Subscriber", prefix: str, maxlen: int):
+        """``maxlen``: events kept per user, about (``EVENT_STREAM_MAXLEN``)."""
         self._client = client
         self.subscriber = subscriber
         self._prefix = prefix

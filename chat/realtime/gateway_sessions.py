@@ -3,7 +3,7 @@
 A session numbers the KOOK events it sends (``sn`` 1, 2, ...). Each number is recorded with
 the id of the stream event it came from, so a client that resumes with ``sn=N`` (in this
 process or any other) continues right after that stream event, and a client whose PING shows
-it is behind gets the rest again: ``chat.realtime.kook_events.kook_event`` is deterministic,
+it is behind gets the rest again: ``chat.kook_wire.kook_event`` is deterministic,
 so a replay from the same place numbers the events the same way. ``0`` is the position the
 session started at.
 
@@ -26,11 +26,7 @@ from dataclasses import dataclass
 
 import redis
 
-from chat.realtime.bus import STREAM_MAXLEN, EventBusDown
-
-# How many sn -> position entries a session keeps: the bus keeps about this many events per
-# user, so an older position could not be resumed completely anyway.
-KEEP = STREAM_MAXLEN
+from chat.realtime.bus import EventBusDown
 
 
 def new_session_id() -> str:
@@ -47,8 +43,9 @@ class _Session:
 class InProcessSessions:
     """Sessions in this process's memory (embedded default only)."""
 
-    def __init__(self, ttl: float):
+    def __init__(self, ttl: float, keep: int):
         self.ttl = ttl
+        self.keep = keep
         self._lock = threading.Lock()
         self._sessions: dict[str, _Session] = {}
         self._resume_points: dict[int, tuple[str, float]] = {}  # token id -> (position, expires)
@@ -85,7 +82,7 @@ class InProcessSessions:
                 session.expires = time.monotonic() + self.ttl
                 for sn, event_id in pairs:
                     session.positions[sn] = event_id
-                    session.positions.pop(sn - KEEP, None)
+                    session.positions.pop(sn - self.keep, None)
 
     def sent_up_to(self, token_id: int, cursor: str) -> None:
         with self._lock:
@@ -110,10 +107,11 @@ class RedisSessions:
     """``<prefix>gateway:<session id>``: a hash of ``user`` and ``sn -> event id``;
     ``<prefix>gateway-token:<token id>``: where that token's last connection stopped."""
 
-    def __init__(self, client: redis.Redis, prefix: str, ttl: float):
+    def __init__(self, client: redis.Redis, prefix: str, ttl: float, keep: int):
         self._client = client
         self._prefix = prefix
         self.ttl = int(ttl)
+        self.keep = keep
 
     def _key(self, sid: str) -> str:
         return f"{self._prefix}gateway:{sid}"
@@ -152,7 +150,7 @@ class RedisSessions:
         try:
             pipe = self._client.pipeline()
             pipe.hset(self._key(sid), mapping={str(sn): event_id for sn, event_id in pairs})
-            old = [str(sn - KEEP) for sn, _ in pairs if sn - KEEP > 0]
+            old = [str(sn - self.keep) for sn, _ in pairs if sn - self.keep > 0]
             if old:
                 pipe.hdel(self._key(sid), *old)
             pipe.expire(self._key(sid), self.ttl)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import aliased
 
 from chat import backends
 from chat.db import atomic
-from chat.delivery import events, reads
+from chat.delivery import announcements, reads
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.models import Conversation, ConversationMember, Message, MessageHide, User
@@ -253,7 +253,7 @@ def hide_for_user(view: ConversationView) -> None:
             .values(hidden=True, cleared_before_id=newest, unread_count=0)
         )
         db.session.refresh(view.member)
-        events.chat_updated(view.conversation, view.member)
+        announcements.chat_updated(view.conversation, view.member)
         # What was cleared counts as read: the pointer moves (and the other side hears of it) the
         # way every read does.
         reads.want_read(view.member.user_id, view.conversation.id, newest,

@@ -18,7 +18,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from chat import backends, notifications, outbox
 from chat.assets import service as assets
 from chat.db import atomic, autocommit
-from chat.delivery import counters, events, push, reads
+from chat.delivery import announcements, counters, push, reads
 from chat.delivery.payloads import message_payload, quote_of
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
@@ -103,6 +103,16 @@ def _replay(me: User, nonce: str, conversation_id: int, type_name: str, content:
 def _visible_in(view: ConversationView, user_id: int):
     """SQL criteria: messages of the conversation ``user_id`` can still see."""
     return _visible(view.conversation.id, view.member.cleared_before_id, user_id)
+
+
+def _ensure_quotable(view: ConversationView, me: User, quote_key: str, quoting: str | None = None) -> None:
+    """A quote must name a message ``me`` can still see in this conversation, and not the
+    message that quotes it (``quoting``, when an edit sets the quote)."""
+    if quote_key == quoting or db.session.scalar(
+        select(Message.id).where(Message.key == quote_key, _visible_in(view, me.id))
+    ) is None:
+        raise ServiceError(Kind.INVALID, "the quoted message is not in this conversation",
+                           {"quote": ["no such message in this conversation"]})
 
 
 def _visible(conversation_id, cleared_before_id, user_id):
@@ -257,11 +267,8 @@ def send(me: User, view: ConversationView, type_name: str, content: str, client_
     with atomic():
         social.ensure_not_blocked(me.id, view.target.id, view.relation)
         content = _checked(type_name, content, nonce)
-        if quote_key is not None and db.session.scalar(
-            select(Message.id).where(Message.key == quote_key, _visible_in(view, me.id))
-        ) is None:
-            raise ServiceError(Kind.INVALID, "the quoted message is not in this conversation",
-                               {"quote": ["no such message in this conversation"]})
+        if quote_key is not None:
+            _ensure_quotable(view, me, quote_key)
 
         values = _new_values(me, conversation.id, type_name, content, client_time, nonce, quote_key)
         store, shows_chat = _store_statement(db.session.get_bind().dialect.name)
@@ -344,7 +351,7 @@ def hide_for_me(me: User, key: str) -> None:
             db.session.execute(insert_unless_taken(  # a parallel repeat may get there first
                 MessageHide, {"user_id": me.id, "message_id": message.id, "created_at": now_ms()}))
             counters.refresh_unread(message.conversation_id, me.id)
-            events.forget(message.key, [me.id])
+            announcements.forget(message.key, [me.id])
 
 
 def delete_for_everyone(me: User, key: str) -> None:
@@ -373,8 +380,8 @@ def _announce_deleted(message: Message, view: ConversationView) -> None:
     payload = _payload(view_of(message, view))
     both = (view.conversation.other(message.sender_id), message.sender_id)
     for user_id in both:
-        events.announce(user_id, "message.deleted", payload)
-    events.forget(message.key, both)
+        announcements.announce(user_id, "message.deleted", payload)
+    announcements.forget(message.key, both)
 
 
 def read_up_to(me: User, view: ConversationView, key: str | None = None) -> None:
@@ -415,7 +422,7 @@ def announce_update(message: Message, view: ConversationView, extra: dict | None
     for user_id in dict.fromkeys(recipients):
         if user_id != message.sender_id and not announce_to_other:
             continue
-        events.announce(user_id, "message.updated", payload)
+        announcements.announce(user_id, "message.updated", payload)
 
 
 def update(me: User, key: str, content: str, quote_key: str | None = None) -> MessageView:
@@ -435,11 +442,7 @@ def update(me: User, key: str, content: str, quote_key: str | None = None) -> Me
     if quote_key == "":
         changes["quote_key"] = None
     elif quote_key is not None:
-        if quote_key == message.key or db.session.scalar(
-            select(Message.id).where(Message.key == quote_key, _visible_in(view, me.id))
-        ) is None:
-            raise ServiceError(Kind.INVALID, "the quoted message is not in this conversation",
-                               {"quote": ["no such message in this conversation"]})
+        _ensure_quotable(view, me, quote_key, quoting=message.key)
         changes["quote_key"] = quote_key
     # Delete wins, always: only a row still undeleted is written. A delete for everyone that
     # committed since the row was read (PostgreSQL re-checks the condition after waiting for

@@ -18,7 +18,7 @@ from sqlalchemy import delete, or_, select, update
 
 from chat.assets import service as assets
 from chat.db import atomic, end_read
-from chat.delivery import counters, events
+from chat.delivery import announcements, counters
 from chat.delivery.payloads import message_payload
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
@@ -137,8 +137,8 @@ def delete_account(me: User, password: str) -> None:
             message.deleted_at = stamp
             message.updated_at = stamp
             # Their open clients take it off the screen; what is kept for both is withdrawn.
-            events.announce(other, "message.deleted", message_payload(message, code, user, other))
-            events.forget(message.key, (other, uid))
+            announcements.announce(other, "message.deleted", message_payload(message, code, user, other))
+            announcements.forget(message.key, (other, uid))
         db.session.flush()
         for conversation_id, other in partners.items():
             counters.refresh_unread(conversation_id, other)
@@ -172,7 +172,7 @@ def delete_account(me: User, password: str) -> None:
         user.avatar = ""
         user.password_hash = None
         user.deleted_at = stamp
-        events.erase_stream_after_commit(uid, [token.id for token in tokens])
+        announcements.erase_stream_after_commit(uid, [token.id for token in tokens])
         accounts.revoke_tokens(tokens, "account deleted")
     accounts.audit("account.deleted", user_id=uid, sessions_ended=len(tokens))
 

@@ -32,10 +32,6 @@ def blocks(blocker_id: int, blocked_id: int) -> bool:
     return db.session.get(Block, (blocker_id, blocked_id)) is not None
 
 
-def blocked_either_way(a: int, b: int) -> bool:
-    return db.session.scalar(select(exists().where(Block.either_way(a, b))))
-
-
 def blocks_sql(blocker, blocked):
     """SQL: whether ``blocker`` blocks ``blocked`` (ids or columns), for use inside a query."""
     return exists().where(Block.blocker_id == blocker, Block.blocked_id == blocked)

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from flask import current_app
 
-from chat.errors import invalid
+from chat.errors import Kind, ServiceError
 
 MAX_URL_LENGTH = 2048
 
@@ -85,24 +85,25 @@ def resolve(host: str, port: int, *, allow_private: bool | None = None) -> list[
 def parse_url(url: str) -> tuple[str, int]:
     """Check a webhook URL's form; returns (host, port). Raises ``ServiceError`` (invalid)."""
     if len(url) > MAX_URL_LENGTH:
-        raise invalid(f"url is longer than {MAX_URL_LENGTH} characters", "url")
+        raise ServiceError(Kind.INVALID, f"url is longer than {MAX_URL_LENGTH} characters", field="url")
     if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
-        raise invalid("url must not contain spaces or control characters", "url")
+        raise ServiceError(Kind.INVALID, "url must not contain spaces or control characters", field="url")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise invalid("url is not a valid URL (check the host and port)", "url") from None
+        raise ServiceError(Kind.INVALID, "url is not a valid URL (check the host and port)",
+                           field="url") from None
     if parts.scheme.lower() not in ("http", "https"):
-        raise invalid("url must start with http:// or https://", "url")
+        raise ServiceError(Kind.INVALID, "url must start with http:// or https://", field="url")
     if not parts.hostname:
-        raise invalid("url has no host", "url")
+        raise ServiceError(Kind.INVALID, "url has no host", field="url")
     if port == 0:
-        raise invalid("url has port 0: give a port from 1 to 65535", "url")
+        raise ServiceError(Kind.INVALID, "url has port 0: give a port from 1 to 65535", field="url")
     if parts.username is not None or parts.password is not None:
         # Credentials would be stored and listed in clear; the signature authenticates us.
-        raise invalid("url must not contain a user name or password: verify X-Chat-Signature "
-                      "instead", "url")
+        raise ServiceError(Kind.INVALID, "url must not contain a user name or password: verify X-Chat-Signature "
+                      "instead", field="url")
     return parts.hostname, port or (443 if parts.scheme.lower() == "https" else 80)
 
 
@@ -112,6 +113,6 @@ def check_url(url: str) -> None:
     try:
         resolve(host, port)
     except Unresolvable as exc:
-        raise invalid(f"url: {exc}; give a host that resolves", "url") from None
+        raise ServiceError(Kind.INVALID, f"url: {exc}; give a host that resolves", field="url") from None
     except UnsafeAddress as exc:
-        raise invalid(f"url: {exc}", "url") from None
+        raise ServiceError(Kind.INVALID, f"url: {exc}", field="url") from None

@@ -30,7 +30,7 @@ from cryptography.fernet import InvalidToken
 from flask import current_app
 from sqlalchemy import bindparam, delete, func, or_, select, update
 
-from chat import metrics, outbox
+from chat import kook_wire, metrics, outbox
 from chat.celery_config import webhook_time_limits
 from chat.db import atomic, end_read
 from chat.extensions import db
@@ -97,11 +97,11 @@ def record_many(events: list[tuple[int, str, dict]]) -> None:
 def _kook_body(hook_id: int, user_id: int, event: str, data: dict, now: int) -> str | None:
     """A KOOK callback's frame, numbered with the callback's next ``sn`` (taken only for an
     event that has a KOOK form, so the numbers have no gaps)."""
-    if not kook_format.has_kook_form(event, data):
+    if not kook_wire.has_kook_form(event, data):
         return None
     sn = db.session.execute(update(Webhook).where(Webhook.id == hook_id).values(sn=Webhook.sn + 1)
                             .returning(Webhook.sn)).scalar_one()
-    frame = kook_format.event_frame(user_id, event, data, sn, now)
+    frame = kook_wire.callback_frame(user_id, event, data, sn, now)
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -175,7 +175,7 @@ def attempt(delivery_id: str, expected_attempts: int | None = None) -> RetryLate
     body = payload.encode()
     if hook_format == kook_format.KOOK_FORMAT:
         verify_token, encrypt_key = kook_format.read_secret_blob(secret)
-        body = kook_format.encode(json.loads(payload), verify_token, encrypt_key, compress)
+        body = kook_wire.callback_bytes(json.loads(payload), verify_token, encrypt_key, compress)
         secret = None  # KOOK's receivers check the verify token in the body, not a signature
     outcome = post(url, secret, delivery_id, event, body, number)
 

@@ -10,7 +10,7 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from chat.db import atomic, end_read
-from chat.errors import Kind, ServiceError, invalid, not_found
+from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.models import User, Webhook, WebhookDelivery, now_ms
 from chat.webhooks import signing
@@ -50,7 +50,7 @@ def _check_room(user_id: int, url: str) -> None:
     mine = db.session.scalars(select(Webhook.url).where(Webhook.user_id == user_id)).all()
     limit = current_app.config["WEBHOOK_MAX_PER_USER"]
     if len(mine) >= limit:
-        raise invalid(f"you already have {limit} webhooks, the most allowed: delete one first")
+        raise ServiceError(Kind.INVALID, f"you already have {limit} webhooks, the most allowed: delete one first")
     if url in mine:
         raise ServiceError(Kind.CONFLICT, "this url is already registered as one of your webhooks")
 
@@ -64,7 +64,7 @@ def list_for_user(user: User) -> list[Webhook]:
 def _mine(user: User, webhook_id: int) -> Webhook:
     webhook = db.session.get(Webhook, webhook_id)
     if webhook is None or webhook.user_id != user.id:
-        raise not_found("webhook")  # unknown and not-yours look the same
+        raise ServiceError(Kind.NOT_FOUND, "webhook not found")  # unknown and not-yours look the same
     return webhook
 
 

@@ -86,7 +86,7 @@ def test_a_classic_send_stays_within_its_statement_budget(app, alice, bob):
     _check_ordinary(sent)
     data = response.json["data"]
     assert (data["issent"], data["ispushed"], data["isread"]) == (1, 0, 0)
-    assert queue.queued[-1][0] == "deliver_message"
+    assert queue.queued[-1][0] == "push_messages"
 
     with statements_sent() as sent:  # a retry with the same nonce
         again = alice.send(chat, "hello", nonce="n-1")

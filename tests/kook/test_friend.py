@@ -142,7 +142,7 @@ def test_a_block_stops_the_push_of_a_message_still_waiting_for_it(app, kalice, k
     db.session.commit()
     kbob.ok("post", "/friend/block", json={"user_id": kalice.id})
 
-    assert push.deliver(waiting.id) is True  # claimed, so the sweeper stops retrying it
+    assert push.deliver_batch([waiting.id]) == {waiting.id}  # claimed, so the sweeper stops retrying it
     events = [event for _, event, _ in backends.of(app).bus.read(kbob.id, None)]
     assert "message.created" not in events
     # Stored before the block, it is history like any message pushed a moment earlier: it counts

@@ -5,7 +5,7 @@ event (a session's replay numbers events as the first time)."""
 from __future__ import annotations
 
 from chat import backends
-from chat.realtime.kook_events import kook_event
+from chat.kook_wire import kook_event
 
 
 def _stream(user_id: int) -> list[tuple[str, str, str]]:

@@ -297,3 +297,14 @@ def test_the_metrics_directory_processes_share(monkeypatch, tmp_path, env, expec
     assert os.environ.get("PROMETHEUS_MULTIPROC_DIR") == expected
     if expected:
         assert os.path.isdir(expected)
+
+
+def test_the_rate_limiter_waits_on_redis_as_long_as_every_other_client():
+    class WithRedis(TestingConfig):
+        REDIS_URL = REDIS_URL
+        REDIS_SOCKET_TIMEOUT = 0.25
+
+    settings = load_config({}, WithRedis)
+    backends.configure(settings)
+    options = settings["RATELIMIT_STORAGE_OPTIONS"]
+    assert (options["socket_connect_timeout"], options["socket_timeout"]) == (0.25, 0.25)

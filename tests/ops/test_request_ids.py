@@ -86,7 +86,7 @@ def test_the_id_follows_a_send_into_the_web_and_worker_logs(live_env, tmp_path):
         def worker_logged_it():
             # The push runs in a batch: the batch's line names the requests that queued it.
             return [line for line in _json_lines(worker.log_path)
-                    if "deliver_message" in line["message"] and "trace-send-1" in line["message"]]
+                    if "push_messages" in line["message"] and "trace-send-1" in line["message"]]
 
         wait_until(worker_logged_it, 20, what="the worker's line for the send's push")
     finally:

@@ -15,12 +15,14 @@ from marshmallow import fields, validate
 
 from chat import backends, metrics
 from chat.auth import STREAM_SECURITY, current_token, current_user, require_stream_token
+from chat.blueprint import Blueprint
 from chat.delivery import connections, presence_notices
+from chat.dialects import KOOK_API
 from chat.extensions import db
 from chat.realtime.sse import sse_stream, stream_start
-from chat.schemas import Blueprint, LenientSchema
+from chat.schemas import LenientSchema
 
-events_blp = Blueprint("kook_events", __name__, url_prefix="/api/v3/events",
+events_blp = Blueprint("kook_events", __name__, url_prefix=f"{KOOK_API}/events",
                        description="Event stream (Server-Sent Events)")
 
 STREAM_DOC = {

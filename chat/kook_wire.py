@@ -1,10 +1,22 @@
-"""KOOK's private-message events, made from the events on a user's stream.
+"""KOOK's wire format: its private-message events, made from the events on a user's stream,
+and the frames and bytes that carry them. Pure functions of their arguments, no I/O.
 
-The gateway (``chat.kook.gateway``) and the KOOK-format callbacks (``chat.webhooks.kook_format``)
-both speak KOOK: a message becomes a ``channel_type: "PERSON"`` event with the KOOK type
-number; an edit, a delete and a reaction become system events (``type: 255``) with
-``extra: {type, body}``. Read markers and chat list changes have no KOOK counterpart and are
-left out.
+The gateway socket (``chat.kook.gateway``) and the KOOK-format callbacks
+(``chat.webhooks.kook_format``) both speak it:
+
+- a message becomes a ``channel_type: "PERSON"`` event with the KOOK type number; an edit, a
+  delete and a reaction become system events (``type: 255``) with ``extra: {type, body}``.
+  Read markers and chat list changes have no KOOK counterpart and are left out;
+- an event travels in a frame ``{"s": 0, "d": event, "sn": N}`` (``s`` is KOOK's signal:
+  ``EVENT``, ``HELLO``, ``PING``...);
+- on the gateway a frame is UTF-8 JSON in a binary WebSocket message, zlib-deflated when the
+  client asked for ``compress`` (``socket_bytes``);
+- a callback's body is the frame with the callback's verify token added to ``d``, sent as
+  ``{"encrypt": E}`` when it has an encrypt key (``E`` is base64 of a 16-byte IV followed by
+  base64 of AES-256-CBC (PKCS#7) of the JSON, the key being the encrypt key padded with NUL
+  bytes to 32, exactly what KOOK sends and khl.py's ``Cert.decrypt`` reads), and
+  zlib-deflated with ``compress`` (``callback_bytes``); registering one starts with KOOK's
+  challenge frame (``challenge_frame``).
 
 ``kook_event`` is a pure function of the stored event (and the user whose stream it is): a
 session replays a stretch of the stream to resend or resume, and must number the replayed
@@ -15,11 +27,19 @@ looked up by the caller (``online``).
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
 import uuid
+import zlib
 from typing import Callable
 
-from chat.realtime.bus import parse_event_id
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+# KOOK's signals (a frame's ``s``).
+EVENT, HELLO, PING, PONG, RESUME, RECONNECT, RESUME_ACK = 0, 1, 2, 3, 4, 5, 6
+ENCRYPT_KEY_BYTES = 32  # a callback's encrypt key is padded with NUL bytes to an AES-256 key
 
 PERSON = "PERSON"
 SYSTEM_TYPE = 255
@@ -97,8 +117,9 @@ def _system(event_id: str, user_id: int, kind: str, body: dict, at: int) -> dict
 
 
 def _event_ms(event_id: str) -> int:
-    parsed = parse_event_id(event_id)
-    return parsed[0] if parsed else 0
+    """The time (ms) in a stream event id, ``"<ms>-<seq>"``; 0 when there is none."""
+    ms = event_id.partition("-")[0]
+    return int(ms) if ms.isascii() and ms.isdigit() else 0
 
 
 def kook_event(event_id: str, event: str, data: dict | str, user_id: int,
@@ -151,3 +172,55 @@ def kook_signal(event: str, data: str, user_id: int, at_ms: int) -> dict | None:
     frame = _system(uuid.uuid4().hex, user_id, TYPING, body, at_ms)
     frame["msg_id"] = str(uuid.uuid4())
     return frame
+
+
+def event_frame(d: dict, sn: int) -> dict:
+    """The frame that carries KOOK event ``d`` as number ``sn``."""
+    return {"s": EVENT, "d": d, "sn": sn}
+
+
+def socket_bytes(frame: dict, compress: bool) -> bytes:
+    """A gateway frame on the socket: UTF-8 JSON, zlib-deflated with ``compress``. Always a
+    binary message: khl.py decodes every frame with ``str(raw, encoding="utf-8")``, which a
+    text message (a Python ``str``) makes fail, so ``compress=0`` sends the JSON uncompressed,
+    still binary."""
+    data = json.dumps(frame, ensure_ascii=False, separators=(",", ":")).encode()
+    return zlib.compress(data) if compress else data
+
+
+def callback_frame(user_id: int, event: str, data: dict, sn: int, at_ms: int) -> dict | None:
+    """The callback frame (without the verify token) for an event of ``user_id``'s stream;
+    None when it has no KOOK counterpart. ``at_ms`` and ``sn`` name the event (system events
+    take their ``msg_id`` from them)."""
+    d = kook_event(f"{at_ms}-{sn}", event, data, user_id)
+    return None if d is None else event_frame(d, sn)
+
+
+def has_kook_form(event: str, data: dict) -> bool:
+    """Whether a stream event has a KOOK counterpart at all."""
+    return kook_event("0-0", event, data, 0) is not None
+
+
+def challenge_frame(challenge: str) -> dict:
+    """KOOK's registration challenge: the callback must answer ``{"challenge": challenge}``."""
+    return {"s": EVENT, "d": {"type": SYSTEM_TYPE, "channel_type": "WEBHOOK_CHALLENGE", "challenge": challenge}}
+
+
+def encrypt(text: str, key: str) -> str:
+    """KOOK's ``encrypt`` value for ``text`` (see the module docstring)."""
+    iv = secrets.token_bytes(16)
+    padder = padding.PKCS7(128).padder()
+    padded = padder.update(text.encode()) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(key.encode().ljust(ENCRYPT_KEY_BYTES, b"\0")), modes.CBC(iv)).encryptor()
+    cipher = encryptor.update(padded) + encryptor.finalize()
+    return base64.b64encode(iv + base64.b64encode(cipher)).decode()
+
+
+def callback_bytes(frame: dict, verify_token: str, encrypt_key: str, compress: bool) -> bytes:
+    """The bytes of one callback request: ``frame`` with the verify token added to ``d``."""
+    frame = {**frame, "d": {**frame["d"], "verify_token": verify_token}}
+    text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    if encrypt_key:
+        text = json.dumps({"encrypt": encrypt(text, encrypt_key)})
+    data = text.encode()
+    return zlib.compress(data) if compress else data
