@@ -34,13 +34,14 @@ def normalize_database_url(url: str) -> str:
     """Make a Heroku-style ``postgres://`` URL use the psycopg 3 driver."""
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
 # ---- reading one variable ------------------------------------------------------------------
 # Each reader takes the mapping to read (os.environ in a process, a plain dict in a test); an
 # unset or empty variable means the default.
+
 
 def env_int(environ: Mapping[str, str], name: str, default: int) -> int:
     value = environ.get(name)
@@ -143,10 +144,18 @@ def env_public_base_url(environ: Mapping[str, str], embedded: bool) -> str | Non
     if not value:
         return f"http://127.0.0.1:{env_int(environ, 'PORT', 5000)}" if embedded else None
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
-            or parts.username or parts.password:
-        raise ConfigError(f"PUBLIC_BASE_URL must be an http:// or https:// address such as "
-                          f"https://chat.example.com (no query, fragment or user), not {value!r}")
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or parts.username
+        or parts.password
+    ):
+        raise ConfigError(
+            f"PUBLIC_BASE_URL must be an http:// or https:// address such as "
+            f"https://chat.example.com (no query, fragment or user), not {value!r}"
+        )
     return value.rstrip("/")
 
 
@@ -166,9 +175,11 @@ def long_lived_limits(environ: Mapping[str, str]) -> tuple[int, int]:
     reserve = env_int(environ, "LONG_LIVED_RESERVE", max(1, slots // 5) if slots else 0)
     limit = env_int(environ, "LONG_LIVED_PER_PROCESS", slots - reserve if slots else 500)
     if limit < 1:
-        raise ConfigError(f"LONG_LIVED_PER_PROCESS must be at least 1 (with {slots} connection slots per "
-                          f"worker and LONG_LIVED_RESERVE={reserve}, none would be left for event "
-                          "streams): raise GUNICORN_WORKER_CONNECTIONS or lower LONG_LIVED_RESERVE")
+        raise ConfigError(
+            f"LONG_LIVED_PER_PROCESS must be at least 1 (with {slots} connection slots per "
+            f"worker and LONG_LIVED_RESERVE={reserve}, none would be left for event "
+            "streams): raise GUNICORN_WORKER_CONNECTIONS or lower LONG_LIVED_RESERVE"
+        )
     return limit, reserve
 
 
@@ -208,9 +219,7 @@ class Config:
         """Stop at start-up, naming the variables, when a required one is missing."""
         missing = [name for name in cls.required if not environ.get(name)]
         if missing:
-            raise ConfigError(
-                "CHAT_ENV=production needs these environment variables: " + ", ".join(missing)
-            )
+            raise ConfigError("CHAT_ENV=production needs these environment variables: " + ", ".join(missing))
 
 
 class DevelopmentConfig(Config):
@@ -364,7 +373,9 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
         "RATELIMIT_STRATEGY": "fixed-window",
         "RATELIMIT_GLOBAL": env_rate_limit(environ, "RATELIMIT_GLOBAL", "300 per 10 seconds"),  # all routes
         "RATELIMIT_ROUTE": env_rate_limit(environ, "RATELIMIT_ROUTE", "120 per 10 seconds"),  # each bucket
-        "RATELIMIT_SEND": env_rate_limit(environ, "RATELIMIT_SEND", "60 per 10 seconds"),  # sends, both dialects
+        "RATELIMIT_SEND": env_rate_limit(
+            environ, "RATELIMIT_SEND", "60 per 10 seconds"
+        ),  # sends, both dialects
         # Logins and sign-ups (each costs a password hash) per client address, whoever they name.
         "RATELIMIT_LOGIN": env_rate_limit(environ, "RATELIMIT_LOGIN", "10 per minute"),
         # The same, per account named, whichever addresses the attempts come from: bounds
@@ -521,8 +532,13 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
     # Derived after the fixed values, so that a profile's database URL counts, unless the
     # profile fixes the derived setting itself.
     _check_within(settings, "TASK_BATCH_SIZE", 1, MAX_TASK_BATCH_SIZE, "messages pushed at once")
-    _check_within(settings, "TASK_DRAIN_SECONDS", 0.1, TASK_SOFT_TIME_LIMIT - 5,
-                  "a draining task hands over well within the tasks' soft time limit")
+    _check_within(
+        settings,
+        "TASK_DRAIN_SECONDS",
+        0.1,
+        TASK_SOFT_TIME_LIMIT - 5,
+        "a draining task hands over well within the tasks' soft time limit",
+    )
     # What depends on whether Redis is configured (the rate limiter's storage, Celery's broker)
     # is derived by chat/backends.py when the app is created.
     derived = {
@@ -544,11 +560,18 @@ def asset_settings(environ: Mapping[str, str]) -> dict:
     given = [name for name in S3_REQUIRED if environ.get(name)]
     if given and len(given) < len(S3_REQUIRED):
         missing = [name for name in S3_REQUIRED if name not in given]
-        raise ConfigError("object storage is half-configured: set " + ", ".join(missing)
-                          + " too (or unset " + ", ".join(given) + " to keep files on local disk)")
+        raise ConfigError(
+            "object storage is half-configured: set "
+            + ", ".join(missing)
+            + " too (or unset "
+            + ", ".join(given)
+            + " to keep files on local disk)"
+        )
     endpoint = environ.get("S3_ENDPOINT_URL") or None
     if endpoint and endpoint.partition("://")[0] not in ("http", "https"):
-        raise ConfigError(f"S3_ENDPOINT_URL must be an http(s) URL, not {endpoint.partition('://')[0] + '://'!r}")
+        raise ConfigError(
+            f"S3_ENDPOINT_URL must be an http(s) URL, not {endpoint.partition('://')[0] + '://'!r}"
+        )
     settings = {
         "ASSET_DIR": environ.get("ASSET_DIR") or str(BASE_DIR / "instance" / "assets"),
         "S3_ENDPOINT_URL": endpoint,
@@ -572,14 +595,31 @@ def asset_settings(environ: Mapping[str, str]) -> dict:
         "ASSET_UNUSED_TTL_SECONDS": env_float(environ, "ASSET_UNUSED_TTL_SECONDS", 24 * 3600.0),
         "ASSET_SWEEP_INTERVAL_SECONDS": env_float(environ, "ASSET_SWEEP_INTERVAL_SECONDS", 600.0),
     }
-    for name in ("ASSET_MAX_IMAGE_BYTES", "ASSET_MAX_VIDEO_BYTES", "ASSET_MAX_AUDIO_BYTES", "ASSET_MAX_FILE_BYTES",
-                 "ASSET_MAX_IMAGE_PIXELS", "ASSET_DAILY_BYTES", "ASSET_DAILY_UPLOADS"):
+    for name in (
+        "ASSET_MAX_IMAGE_BYTES",
+        "ASSET_MAX_VIDEO_BYTES",
+        "ASSET_MAX_AUDIO_BYTES",
+        "ASSET_MAX_FILE_BYTES",
+        "ASSET_MAX_IMAGE_PIXELS",
+        "ASSET_DAILY_BYTES",
+        "ASSET_DAILY_UPLOADS",
+    ):
         if settings[name] < 1:
             raise ConfigError(f"{name} must be at least 1, not {settings[name]!r}")
     # The upload routes' body cap (chat.endpoints.takes_upload): the largest file of any kind
     # plus room for the multipart framing; every other route keeps its small cap.
-    settings["ASSET_MAX_REQUEST_BYTES"] = max(settings[name] for name in (
-        "ASSET_MAX_IMAGE_BYTES", "ASSET_MAX_VIDEO_BYTES", "ASSET_MAX_AUDIO_BYTES", "ASSET_MAX_FILE_BYTES")) + 64 * 1024
+    settings["ASSET_MAX_REQUEST_BYTES"] = (
+        max(
+            settings[name]
+            for name in (
+                "ASSET_MAX_IMAGE_BYTES",
+                "ASSET_MAX_VIDEO_BYTES",
+                "ASSET_MAX_AUDIO_BYTES",
+                "ASSET_MAX_FILE_BYTES",
+            )
+        )
+        + 64 * 1024
+    )
     return settings
 
 

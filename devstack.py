@@ -58,7 +58,11 @@ class LiveProcess:
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            self.argv, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+            self.argv,
+            cwd=ROOT,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         log.close()
@@ -108,12 +112,24 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "c
         time.sleep(interval)
 
 
-def start_server(env: dict[str, str], log_dir: Path, *, port: int | None = None,
-                 extra_args: list[str] | None = None) -> tuple[LiveProcess, str]:
+def start_server(
+    env: dict[str, str], log_dir: Path, *, port: int | None = None, extra_args: list[str] | None = None
+) -> tuple[LiveProcess, str]:
     """gunicorn serving ``wsgi:app``; returns (process, base URL) once /livez answers."""
     port = port or free_port()
-    argv = [str(BIN / "gunicorn"), "wsgi:app", "--bind", f"127.0.0.1:{port}",
-            "--workers", "2", "--threads", "4", "--timeout", "60", *(extra_args or [])]
+    argv = [
+        str(BIN / "gunicorn"),
+        "wsgi:app",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "2",
+        "--threads",
+        "4",
+        "--timeout",
+        "60",
+        *(extra_args or []),
+    ]
     server = LiveProcess("web", argv, env, log_dir).start()
     base = f"http://127.0.0.1:{port}"
 
@@ -129,26 +145,46 @@ def start_server(env: dict[str, str], log_dir: Path, *, port: int | None = None,
     return server, base
 
 
-def start_worker(env: dict[str, str], log_dir: Path, *, concurrency: int = 2,
-                 extra_args: list[str] | None = None) -> LiveProcess:
+def start_worker(
+    env: dict[str, str], log_dir: Path, *, concurrency: int = 2, extra_args: list[str] | None = None
+) -> LiveProcess:
     """A Celery worker on every queue of the app."""
-    argv = [str(BIN / "celery"), "-A", "workers", "worker", "--loglevel=info",
-            f"--concurrency={concurrency}", "--without-gossip", "--without-mingle",
-            *(extra_args or [])]
+    argv = [
+        str(BIN / "celery"),
+        "-A",
+        "workers",
+        "worker",
+        "--loglevel=info",
+        f"--concurrency={concurrency}",
+        "--without-gossip",
+        "--without-mingle",
+        *(extra_args or []),
+    ]
     return LiveProcess("worker", argv, env, log_dir).start()
 
 
 def start_beat(env: dict[str, str], log_dir: Path) -> LiveProcess:
-    argv = [str(BIN / "celery"), "-A", "workers", "beat", "--loglevel=info",
-            "--schedule", str(log_dir / f"beat-schedule-{time.time_ns()}")]
+    argv = [
+        str(BIN / "celery"),
+        "-A",
+        "workers",
+        "beat",
+        "--loglevel=info",
+        "--schedule",
+        str(log_dir / f"beat-schedule-{time.time_ns()}"),
+    ]
     return LiveProcess("beat", argv, env, log_dir).start()
 
 
 def flask_command(env: dict[str, str], *args: str) -> str:
     """Run ``flask <args>`` against ``env``; returns its output (raises on failure)."""
     result = subprocess.run(
-        [str(BIN / "flask"), "--app", "wsgi", *args], cwd=ROOT, env={**os.environ, **env},
-        capture_output=True, text=True, timeout=120,
+        [str(BIN / "flask"), "--app", "wsgi", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     if result.returncode != 0:
         raise AssertionError(f"flask {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -161,8 +197,19 @@ def start_redis(log_dir: Path, port: int | None = None) -> tuple[LiveProcess, st
     import redis
 
     port = port or free_port()
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--daemonize", "no"]
+    argv = [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+    ]
     server = LiveProcess(f"redis-{port}", argv, {}, log_dir).start()
     url = f"redis://127.0.0.1:{port}/0"
 
@@ -188,14 +235,23 @@ class ObjectStore(NamedTuple):
     secret_access_key: str
 
     def env(self) -> dict[str, str]:
-        return {"S3_ENDPOINT_URL": self.endpoint_url, "S3_BUCKET": self.bucket,
-                "S3_ACCESS_KEY_ID": self.access_key_id, "S3_SECRET_ACCESS_KEY": self.secret_access_key}
+        return {
+            "S3_ENDPOINT_URL": self.endpoint_url,
+            "S3_BUCKET": self.bucket,
+            "S3_ACCESS_KEY_ID": self.access_key_id,
+            "S3_SECRET_ACCESS_KEY": self.secret_access_key,
+        }
 
     def client(self):
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1",
-                            aws_access_key_id=self.access_key_id, aws_secret_access_key=self.secret_access_key)
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+        )
 
     def keys(self) -> list[str]:
         listed = self.client().list_objects_v2(Bucket=self.bucket)
@@ -213,17 +269,43 @@ def start_seaweedfs(log_dir: Path, bucket: str = "chat") -> ObjectStore:
     data.mkdir(parents=True)
     access, secret = "chat-" + os.urandom(6).hex(), os.urandom(20).hex()
     config = data / "s3.json"
-    config.write_text(json.dumps({"identities": [{
-        "name": "chat", "credentials": [{"accessKey": access, "secretKey": secret}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+    config.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "chat",
+                        "credentials": [{"accessKey": access, "secretKey": secret}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
     ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
     grpc = {name: free_port() for name in ports}
-    argv = [str(BIN / "weed"), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-master.port={ports['master']}", f"-master.port.grpc={grpc['master']}",
-            f"-volume.port={ports['volume']}", f"-volume.port.grpc={grpc['volume']}",
-            "-filer", f"-filer.port={ports['filer']}", f"-filer.port.grpc={grpc['filer']}",
-            "-s3", f"-s3.port={ports['s3']}", f"-s3.port.grpc={grpc['s3']}", f"-s3.config={config}",
-            "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.volumeSizeLimitMB=256", "-volume.max=16"]
+    argv = [
+        str(BIN / "weed"),
+        "server",
+        f"-dir={data}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-master.port={ports['master']}",
+        f"-master.port.grpc={grpc['master']}",
+        f"-volume.port={ports['volume']}",
+        f"-volume.port.grpc={grpc['volume']}",
+        "-filer",
+        f"-filer.port={ports['filer']}",
+        f"-filer.port.grpc={grpc['filer']}",
+        "-s3",
+        f"-s3.port={ports['s3']}",
+        f"-s3.port.grpc={grpc['s3']}",
+        f"-s3.config={config}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-master.volumeSizeLimitMB=256",
+        "-volume.max=16",
+    ]
     server = LiveProcess(f"seaweedfs-{ports['s3']}", argv, {}, log_dir).start()
     store = ObjectStore(server, f"http://127.0.0.1:{ports['s3']}", bucket, access, secret)
 
@@ -234,7 +316,10 @@ def start_seaweedfs(log_dir: Path, bucket: str = "chat") -> ObjectStore:
             store.client().create_bucket(Bucket=bucket)
             return True
         except botocore.exceptions.ClientError as exc:
-            return exc.response.get("Error", {}).get("Code") in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists")
+            return exc.response.get("Error", {}).get("Code") in (
+                "BucketAlreadyOwnedByYou",
+                "BucketAlreadyExists",
+            )
         except botocore.exceptions.BotoCoreError:
             return False
 
@@ -261,20 +346,31 @@ class ApiUser:
 
     def call(self, method: str, path: str, **kwargs):
         """The ``data`` of a successful classic call (fails the test otherwise)."""
-        response = self.http.request(method, f"{self.base}{path}", timeout=kwargs.pop("timeout", 10), **kwargs)
+        response = self.http.request(
+            method, f"{self.base}{path}", timeout=kwargs.pop("timeout", 10), **kwargs
+        )
         assert response.status_code == 200, f"{method} {path}: {response.status_code} {response.text}"
         return response.json()["data"]
 
     def open_with(self, other: "ApiUser") -> int:
-        return self.call("POST", "/conversation", json={"passiveuser": other.id, "time": "1"})["conversationid"]
+        return self.call("POST", "/conversation", json={"passiveuser": other.id, "time": "1"})[
+            "conversationid"
+        ]
 
     def send(self, conversation_id: int, content: str = "hello", **kwargs) -> dict:
-        return self.call("POST", "/message", json={"conversationid": conversation_id, "type": -1,
-                                                   "content": content, "time": "1700000000000"}, **kwargs)
+        return self.call(
+            "POST",
+            "/message",
+            json={"conversationid": conversation_id, "type": -1, "content": content, "time": "1700000000000"},
+            **kwargs,
+        )
 
     def conversation(self, conversation_id: int) -> dict:
-        found = [c for c in self.call("GET", "/conversation", params={"limit": 100})
-                 if c["conversationid"] == conversation_id]
+        found = [
+            c
+            for c in self.call("GET", "/conversation", params={"limit": 100})
+            if c["conversationid"] == conversation_id
+        ]
         assert found, f"conversation {conversation_id} not in the list"
         return found[0]
 
@@ -289,8 +385,15 @@ class EventStream:
     counts comment lines (heartbeats). ``status`` and ``body`` tell how a refused stream
     was answered."""
 
-    def __init__(self, base: str, token: str, *, last_event_id: str | None = None,
-                 token_in_query: bool = False, query_last_event_id: str | None = None):
+    def __init__(
+        self,
+        base: str,
+        token: str,
+        *,
+        last_event_id: str | None = None,
+        token_in_query: bool = False,
+        query_last_event_id: str | None = None,
+    ):
         import queue
         import threading
 
@@ -309,8 +412,9 @@ class EventStream:
             headers["Last-Event-ID"] = last_event_id
         if query_last_event_id is not None:
             params["last_event_id"] = query_last_event_id
-        self._thread = threading.Thread(target=self._run, args=(f"{base}/api/v3/events", headers, params),
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(f"{base}/api/v3/events", headers, params), daemon=True
+        )
         self._thread.start()
 
     def _run(self, url, headers, params):
@@ -336,8 +440,14 @@ class EventStream:
                     self._opened.set()  # the server's first chunk is a comment
                 elif line == "":
                     if "data" in fields:
-                        self.events.put((fields.get("id", ""), fields.get("event", "message"),
-                                         json.loads(fields["data"]), time.monotonic()))
+                        self.events.put(
+                            (
+                                fields.get("id", ""),
+                                fields.get("event", "message"),
+                                json.loads(fields["data"]),
+                                time.monotonic(),
+                            )
+                        )
                     fields = {}
                 else:
                     name, _, value = line.partition(":")
@@ -382,8 +492,9 @@ class Trickler:
     long as it runs. ``with Trickler() as t:`` -> ``t.url``; ``t.connections`` counts the
     attempts that reached it, ``t.open`` the ones still connected."""
 
-    def __init__(self, *, interval: float = 0.3, tls: tuple[Path, Path] | None = None,
-                 host: str = "127.0.0.1"):
+    def __init__(
+        self, *, interval: float = 0.3, tls: tuple[Path, Path] | None = None, host: str = "127.0.0.1"
+    ):
         self.interval = interval
         self.connections = 0
         self.open = 0
@@ -485,17 +596,19 @@ def stack_env(environ=os.environ) -> dict[str, str]:
     state = Path(environ.get("STACK_STATE_DIR") or ROOT / "instance" / "stack")
     return {
         "CHAT_ENV": "production",
-        "DATABASE_URL": environ.get("STACK_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/chat_stack",
+        "DATABASE_URL": environ.get("STACK_DATABASE_URL")
+        or "postgresql://postgres@127.0.0.1:5432/chat_stack",
         "REDIS_URL": environ.get("STACK_REDIS_URL") or "redis://127.0.0.1:6379/0",
         "REDIS_KEY_PREFIX": environ.get("STACK_REDIS_KEY_PREFIX") or "chat-stack:",
-        "SECRET_KEY": environ.get("SECRET_KEY") or _kept_secret(state / "secret-key", lambda: secrets.token_urlsafe(32)),
+        "SECRET_KEY": environ.get("SECRET_KEY")
+        or _kept_secret(state / "secret-key", lambda: secrets.token_urlsafe(32)),
         "PORT": port,
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         # Where clients reach it (the gateway's socket URL is built from this, never from Host).
         "PUBLIC_BASE_URL": environ.get("PUBLIC_BASE_URL") or f"http://127.0.0.1:{port}",
         # Loopback only, so /metrics may answer without a token here.
-        "METRICS_TOKEN": environ.get("METRICS_TOKEN") or _kept_secret(state / "metrics-token",
-                                                                      lambda: secrets.token_urlsafe(24)),
+        "METRICS_TOKEN": environ.get("METRICS_TOKEN")
+        or _kept_secret(state / "metrics-token", lambda: secrets.token_urlsafe(24)),
         # beat's schedule file (last run times) lives with the stack's state, not in the source.
         "CELERY_BEAT_SCHEDULE": str(state / "celerybeat-schedule"),
         "PROMETHEUS_MULTIPROC_DIR": str(state / "metrics"),
@@ -517,17 +630,35 @@ def stack(argv: list[str]) -> None:
     subprocess.run(["/bin/sh", "-c", procfile()["release"]], cwd=ROOT, env=env, check=True)
     key_file = Path(env["CELERY_BEAT_SCHEDULE"]).parent / "web-app-key"
     if not env.get("WEB_APP_KEY"):
+
         def make_key() -> str:
             name = f"stack-web-{os.urandom(3).hex()}"
             return flask_command(env, "app-key", "create", name).strip().splitlines()[-1]
+
         env["WEB_APP_KEY"] = _kept_secret(key_file, make_key)
     base = f"http://127.0.0.1:{env['PORT']}"
-    print(f"stack: {base}/ (the chat), {base}/docs, {base}/metrics "
-          f"(Authorization: Bearer <{key_file.parent / 'metrics-token'}>); the classic API's app key is "
-          f"the web page's, in {key_file}", flush=True)
+    print(
+        f"stack: {base}/ (the chat), {base}/docs, {base}/metrics "
+        f"(Authorization: Bearer <{key_file.parent / 'metrics-token'}>); the classic API's app key is "
+        f"the web page's, in {key_file}",
+        flush=True,
+    )
     processes = argv or list(STACK_PROCESSES)
-    os.execvpe(str(BIN / "honcho"), ["honcho", "--procfile", str(ROOT / "Procfile"), "--app-root", str(ROOT),
-                                     "start", "--port", env["PORT"], *processes], env)
+    os.execvpe(
+        str(BIN / "honcho"),
+        [
+            "honcho",
+            "--procfile",
+            str(ROOT / "Procfile"),
+            "--app-root",
+            str(ROOT),
+            "start",
+            "--port",
+            env["PORT"],
+            *processes,
+        ],
+        env,
+    )
 
 
 if __name__ == "__main__":

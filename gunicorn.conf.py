@@ -97,8 +97,12 @@ def _check_open_files(server) -> None:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     needed = _slots(server.cfg) + 256  # the database and Redis pools, logs, the listener
     if soft != resource.RLIM_INFINITY and soft < needed:
-        server.log.warning("open files limit %d is below what a worker may need (%d): raise it "
-                           "(ulimit -n) or lower GUNICORN_WORKER_CONNECTIONS", soft, needed)
+        server.log.warning(
+            "open files limit %d is below what a worker may need (%d): raise it "
+            "(ulimit -n) or lower GUNICORN_WORKER_CONNECTIONS",
+            soft,
+            needed,
+        )
 
 
 def post_fork(server, worker):

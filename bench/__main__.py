@@ -38,8 +38,19 @@ from bench.wrk import send_vs_livez
 # What gunicorn.conf.py picks with a PostgreSQL DATABASE_URL.
 PRODUCTION_WORKERS = "gevent"
 
-BENCHMARKS = [send_vs_livez, sustained_rate, worker_drain, many_streams, history_and_list_growth, search_latency,
-              scale_out, push_latency, sends_with_devices, notifications_per_second, uploads]
+BENCHMARKS = [
+    send_vs_livez,
+    sustained_rate,
+    worker_drain,
+    many_streams,
+    history_and_list_growth,
+    search_latency,
+    scale_out,
+    push_latency,
+    sends_with_devices,
+    notifications_per_second,
+    uploads,
+]
 
 
 def _cell(value: float | None) -> str:
@@ -54,8 +65,12 @@ def print_table(rows: list[Row]) -> None:
     ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     for number, line in enumerate(lines):
-        print("  ".join(cell.ljust(width) if i in (0, 6) else cell.rjust(width)
-                        for i, (cell, width) in enumerate(zip(line, widths))).rstrip())
+        print(
+            "  ".join(
+                cell.ljust(width) if i in (0, 6) else cell.rjust(width)
+                for i, (cell, width) in enumerate(zip(line, widths))
+            ).rstrip()
+        )
         if number == 0:
             print("  ".join("-" * width for width in widths))
 
@@ -65,8 +80,10 @@ def machine() -> str:
     meminfo = Path("/proc/meminfo").read_text()
     memory_kib = int(re.search(r"^MemTotal:\s+(\d+) kB", meminfo, re.MULTILINE).group(1))
     model = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
-    return (f"machine: {len(os.sched_getaffinity(0))} cores (nproc), {memory_kib / 2**20:.1f} GiB memory, "
-            f"{model.group(1).strip() if model else 'CPU model unknown'}")
+    return (
+        f"machine: {len(os.sched_getaffinity(0))} cores (nproc), {memory_kib / 2**20:.1f} GiB memory, "
+        f"{model.group(1).strip() if model else 'CPU model unknown'}"
+    )
 
 
 def settle(stack) -> None:
@@ -83,7 +100,9 @@ def main(argv: list[str]) -> int:
     allow_sqlite = "--allow-sqlite" in argv or sqlite_allowed()
     names = [a for a in argv if a != "--allow-sqlite"]
     # By function (search_latency) or by module (search: `make bench BENCH=search`).
-    chosen = [b for b in BENCHMARKS if not names or {b.__name__, b.__module__.rsplit('.', 1)[-1]} & set(names)]
+    chosen = [
+        b for b in BENCHMARKS if not names or {b.__name__, b.__module__.rsplit(".", 1)[-1]} & set(names)
+    ]
     if not chosen:
         print(f"unknown benchmark; choose from: {', '.join(b.__name__ for b in BENCHMARKS)}", file=sys.stderr)
         return 2
@@ -100,18 +119,24 @@ def main(argv: list[str]) -> int:
                     rows.extend(benchmark(stack))
                 except Exception as exc:  # one broken benchmark must not hide the others' numbers
                     rows.append(Row(benchmark.__name__, 0, note=f"failed: {exc.__class__.__name__}: {exc}"))
-                print(f"  {benchmark.__name__}: {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
+                print(
+                    f"  {benchmark.__name__}: {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True
+                )
     except NotProduction as exc:
         print(f"make bench: refused: {exc} (or: python -m bench --allow-sqlite)", file=sys.stderr)
         return 2
     production = stack.database == "PostgreSQL" and web_workers == PRODUCTION_WORKERS
     if not production:
-        print(f"NOT A PRODUCTION TABLE: {stack.database}, web workers {web_workers} (production: PostgreSQL, "
-              f"{PRODUCTION_WORKERS}); these numbers say nothing about a deployment.\n")
+        print(
+            f"NOT A PRODUCTION TABLE: {stack.database}, web workers {web_workers} (production: PostgreSQL, "
+            f"{PRODUCTION_WORKERS}); these numbers say nothing about a deployment.\n"
+        )
     print_table(rows)
-    print(f"\n({time.monotonic() - started:.0f} s, {stack.database}, web workers: {web_workers} x "
-          f"{os.environ.get('WEB_CONCURRENCY', '2')}, every setting at production's default unless its row "
-          "says otherwise; users made through the set-up server (bench/stack.py); this machine)")
+    print(
+        f"\n({time.monotonic() - started:.0f} s, {stack.database}, web workers: {web_workers} x "
+        f"{os.environ.get('WEB_CONCURRENCY', '2')}, every setting at production's default unless its row "
+        "says otherwise; users made through the set-up server (bench/stack.py); this machine)"
+    )
     print(machine())
     # Asked for (--allow-sqlite), a run that is not production's is a success; unasked, not.
     return 0 if production or allow_sqlite else 3

@@ -58,7 +58,9 @@ class Inbox:
                     self.lags.setdefault(data["messagekey"], lag)  # a repeat is not a new arrival
                     scheduled = _SCHEDULED.fullmatch(str(data.get("content", "")))
                     if scheduled:
-                        self.from_schedule.setdefault(data["messagekey"], arrived * 1000 - float(scheduled[1]))
+                        self.from_schedule.setdefault(
+                            data["messagekey"], arrived * 1000 - float(scheduled[1])
+                        )
 
 
 def close_streams(streams: list[EventStream]) -> None:
@@ -80,8 +82,10 @@ def unpushed(stack: Stack) -> int:
 
 
 def stored_keys(stack: Stack, after_id: int, conversations: list[int]) -> set[str]:
-    rows = stack.sql("SELECT key FROM messages WHERE id > %(after)s AND conversation_id = ANY(%(cids)s)",
-                     {"after": after_id, "cids": conversations})
+    rows = stack.sql(
+        "SELECT key FROM messages WHERE id > %(after)s AND conversation_id = ANY(%(cids)s)",
+        {"after": after_id, "cids": conversations},
+    )
     return {key for (key,) in rows}
 
 

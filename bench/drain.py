@@ -28,8 +28,10 @@ def worker_drain(stack: Stack) -> list[Row]:
     worker = next(p for p in stack.processes if p.name == "worker")
     worker.stop()
     stack.processes.remove(worker)
-    pairs = [(stack.setup(sender), sender.open_with(stack.user("drain")))
-             for sender in (stack.user("drain") for _ in range(20))]
+    pairs = [
+        (stack.setup(sender), sender.open_with(stack.user("drain")))
+        for sender in (stack.user("drain") for _ in range(20))
+    ]
     engine = create_engine(stack.env["DATABASE_URL"])
     with engine.connect() as conn:
         floor = conn.execute(text("SELECT coalesce(max(id), 0) FROM messages")).scalar_one()
@@ -45,17 +47,26 @@ def worker_drain(stack: Stack) -> list[Row]:
 
     def drained() -> bool:
         with engine.connect() as conn:
-            return conn.execute(text("SELECT count(*) FROM messages WHERE pushed_at IS NULL AND id > :floor"),
-                                {"floor": floor}).scalar_one() == 0
+            return (
+                conn.execute(
+                    text("SELECT count(*) FROM messages WHERE pushed_at IS NULL AND id > :floor"),
+                    {"floor": floor},
+                ).scalar_one()
+                == 0
+            )
+
     started = time.monotonic()
     wait_until(drained, 600, interval=0.5, what="the backlog to drain")
     with engine.connect() as conn:
-        first, last = conn.execute(text("SELECT min(pushed_at), max(pushed_at) FROM messages WHERE id > :floor"),
-                                   {"floor": floor}).one()
+        first, last = conn.execute(
+            text("SELECT min(pushed_at), max(pushed_at) FROM messages WHERE id > :floor"), {"floor": floor}
+        ).one()
         # A batch's messages share one pushed_at, stamped when it was claimed: the rate runs
         # from the end of the first batch to the end of the last, over the messages after it.
-        first_batch = conn.execute(text("SELECT count(*) FROM messages WHERE id > :floor AND pushed_at = :first"),
-                                   {"floor": floor, "first": first}).scalar_one()
+        first_batch = conn.execute(
+            text("SELECT count(*) FROM messages WHERE id > :floor AND pushed_at = :first"),
+            {"floor": floor, "first": first},
+        ).scalar_one()
     engine.dispose()
     seconds = max((last - first) / 1000, 0.001)
     drained = BACKLOG - first_batch
@@ -63,7 +74,12 @@ def worker_drain(stack: Stack) -> list[Row]:
     one.stop()
     stack.processes.remove(one)
     stack.processes.append(start_worker(stack.env, stack.log_dir))
-    return [Row("worker drain, 1 process", BACKLOG,
-                note=f"{drained / seconds:.0f} deliveries/s ({drained} queued pushes in {seconds:.1f} s after a first "
-                     f"batch of {first_batch}; {time.monotonic() - started:.1f} s with the worker's start-up; the "
-                     "backlog sent through the set-up server)")]
+    return [
+        Row(
+            "worker drain, 1 process",
+            BACKLOG,
+            note=f"{drained / seconds:.0f} deliveries/s ({drained} queued pushes in {seconds:.1f} s after a first "
+            f"batch of {first_batch}; {time.monotonic() - started:.1f} s with the worker's start-up; the "
+            "backlog sent through the set-up server)",
+        )
+    ]

@@ -67,8 +67,14 @@ from devstack import (
     wait_until,
 )
 
-PG_BIN = next((p for p in (Path("/usr/local/bin"), *sorted(Path("/usr/lib/postgresql").glob("*/bin")))
-               if (p / "initdb").exists()), Path("/usr/local/bin"))
+PG_BIN = next(
+    (
+        p
+        for p in (Path("/usr/local/bin"), *sorted(Path("/usr/lib/postgresql").glob("*/bin")))
+        if (p / "initdb").exists()
+    ),
+    Path("/usr/local/bin"),
+)
 
 # Where the runs differ from the production defaults, and why. Nothing here changes how a
 # fault is recovered from.
@@ -77,7 +83,10 @@ DEVIATIONS = {
     "PUSH_ALLOW_PRIVATE": ("1", "the notification run's push service listens on 127.0.0.1"),
     # Sends keep every per-user limit at its default (the runs use enough users); only the
     # per-address sign-in limit is raised.
-    "RATELIMIT_LOGIN": ("1000000 per second", "every user registers and signs in from one address, 127.0.0.1"),
+    "RATELIMIT_LOGIN": (
+        "1000000 per second",
+        "every user registers and signs in from one address, 127.0.0.1",
+    ),
 }
 
 # The short version (tests/integration/test_faults.py) recovers faster than the defaults so
@@ -99,9 +108,17 @@ SHORT = {
 }
 
 # The settings that decide how long recovery takes, printed with the results.
-RECOVERY_SETTINGS = ("PUSH_SWEEP_INTERVAL_SECONDS", "PUSH_SWEEP_MIN_AGE_SECONDS", "TASK_PILE_HOLD_SECONDS",
-                     "CELERY_VISIBILITY_TIMEOUT", "DB_POOL_TIMEOUT", "WEBHOOK_ATTEMPT_TIMEOUT",
-                     "WEBHOOK_REQUEUE_AFTER", "WEBHOOK_SWEEP_INTERVAL_SECONDS", "NOTIFY_DELAY_SECONDS")
+RECOVERY_SETTINGS = (
+    "PUSH_SWEEP_INTERVAL_SECONDS",
+    "PUSH_SWEEP_MIN_AGE_SECONDS",
+    "TASK_PILE_HOLD_SECONDS",
+    "CELERY_VISIBILITY_TIMEOUT",
+    "DB_POOL_TIMEOUT",
+    "WEBHOOK_ATTEMPT_TIMEOUT",
+    "WEBHOOK_REQUEUE_AFTER",
+    "WEBHOOK_SWEEP_INTERVAL_SECONDS",
+    "NOTIFY_DELAY_SECONDS",
+)
 
 # A 503 counts as the fault's when the request overlapped the fault's window: from the fault
 # until the dependency answers again, plus this. It covers the first use of each pooled
@@ -127,22 +144,42 @@ class PrivatePostgres:
         if self._as:
             shutil.chown(self.dir, "postgres")
         # --no-sync only skips flushing initdb's own files; the server syncs as usual.
-        self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
-                  "--no-sync", "-E", "UTF8")
+        self._run(
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        )
 
     def _run(self, *argv: str) -> None:
         subprocess.run([*self._as, *argv], check=True, capture_output=True, timeout=120)
 
     def start(self) -> None:
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-w", "-o",
-                  f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1", "start")
+        self._run(
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.dir / "log"),
+            "-w",
+            "-o",
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1",
+            "start",
+        )
 
     def stop(self, mode: str = "fast") -> None:
         self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def create_database(self) -> None:
-        engine = create_engine(f"postgresql://postgres@127.0.0.1:{self.port}/postgres",
-                               isolation_level="AUTOCOMMIT")
+        engine = create_engine(
+            f"postgresql://postgres@127.0.0.1:{self.port}/postgres", isolation_level="AUTOCOMMIT"
+        )
         with engine.connect() as conn:
             conn.execute(text("CREATE DATABASE chat"))
         engine.dispose()
@@ -158,6 +195,7 @@ class PrivatePostgres:
 @dataclass
 class Seen:
     """One process of the stack as the census saw it."""
+
     role: str
     label: str
     first: float
@@ -246,7 +284,9 @@ class Census:
         unexpected = []
         for key, entry in sorted(self.seen.items(), key=lambda item: item[1].first):
             if key not in final and key not in self.on_purpose:
-                unexpected.append(f"{entry.label} pid {key[0]} exited (seen {entry.first:.0f}-{entry.last:.0f} s)")
+                unexpected.append(
+                    f"{entry.label} pid {key[0]} exited (seen {entry.first:.0f}-{entry.last:.0f} s)"
+                )
         counts = {}
         for role in self.roots:
             before = sum(1 for key in self.first if self.seen[key].role == role)
@@ -259,6 +299,7 @@ class Census:
 @dataclass
 class Answers:
     """What the senders saw: each send's status with when it started and ended."""
+
     accepted: dict[str, str] = field(default_factory=dict)  # messagekey -> content
     log: list[tuple[float, float, object]] = field(default_factory=list)  # (started, ended, status)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -274,6 +315,7 @@ class Answers:
 class Fault:
     """One fault: its kind, when it struck and when the dependency was back (monotonic),
     the same on the database's clock (ms), and what it took to recover."""
+
     kind: str
     started: float
     back: float = 0.0
@@ -308,9 +350,13 @@ class Stack:
         port = free_port()
         self.base = f"http://127.0.0.1:{port}"
         self.env = {
-            "CHAT_ENV": "production", "DATABASE_URL": self.pg.url, "REDIS_URL": redis_url,
-            "REDIS_KEY_PREFIX": "faults:", "SECRET_KEY": "fault-suite-secret",
-            "GUNICORN_BIND": f"127.0.0.1:{port}", "PUBLIC_BASE_URL": self.base,
+            "CHAT_ENV": "production",
+            "DATABASE_URL": self.pg.url,
+            "REDIS_URL": redis_url,
+            "REDIS_KEY_PREFIX": "faults:",
+            "SECRET_KEY": "fault-suite-secret",
+            "GUNICORN_BIND": f"127.0.0.1:{port}",
+            "PUBLIC_BASE_URL": self.base,
             "CELERY_BEAT_SCHEDULE": str(workdir / "beat-schedule"),
             "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
             "VAPID_KEY_FILE": str(workdir / "vapid.pem"),
@@ -324,8 +370,14 @@ class Stack:
         self._engine = None
         try:
             # The Procfile's release: the migrations.
-            subprocess.run(["bash", "-c", procfile()["release"]], cwd=ROOT, env={**os.environ, **self.env},
-                           check=True, capture_output=True, timeout=120)
+            subprocess.run(
+                ["bash", "-c", procfile()["release"]],
+                cwd=ROOT,
+                env={**os.environ, **self.env},
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
             for role in self.ROLES:
                 self.start(role)
             self.census.register("redis", self.redis)
@@ -348,12 +400,15 @@ class Stack:
             for role, process in self.processes.items():
                 if not process.alive():
                     raise AssertionError(f"{role} exited:\n{process.log_tail()}")
-            celery_ready = all("ready." in self.processes[role].log_path.read_text(errors="replace")
-                               for role in ("worker", "webhooks"))
+            celery_ready = all(
+                "ready." in self.processes[role].log_path.read_text(errors="replace")
+                for role in ("worker", "webhooks")
+            )
             try:
                 return celery_ready and requests.get(f"{self.base}/readyz", timeout=2).status_code == 200
             except requests.RequestException:
                 return False
+
         wait_until(ready, 90, interval=0.3, what="the stack to be ready")
 
     def restart(self, role: str) -> None:
@@ -381,11 +436,13 @@ class Stack:
 
     def scalar_when_up(self, sql: str, timeout: float = 60):
         """``scalar``, retried while the database is still coming back."""
+
         def attempt():
             try:
                 return (self.scalar(sql),)
             except Exception:  # noqa: BLE001 - the database may still be starting
                 return None
+
         return wait_until(attempt, timeout, interval=0.2, what="the database to answer")[0]
 
     def stop(self) -> None:
@@ -408,8 +465,9 @@ def _make_users(stack: Stack, prefix: str, count: int) -> list[ApiUser]:
         return list(pool.map(lambda n: ApiUser(stack.base, stack.app_key, f"{prefix}{n}"), range(count)))
 
 
-def _send_loop(chats: list[tuple[ApiUser, int]], total: int, answers: Answers, counter,
-               stop: threading.Event) -> None:
+def _send_loop(
+    chats: list[tuple[ApiUser, int]], total: int, answers: Answers, counter, stop: threading.Event
+) -> None:
     while True:
         n = next(counter)
         if n >= total and stop.is_set():
@@ -419,8 +477,16 @@ def _send_loop(chats: list[tuple[ApiUser, int]], total: int, answers: Answers, c
         started = time.monotonic()
         key = None
         try:
-            response = sender.http.post(f"{sender.base}/message", timeout=30, json={
-                "conversationid": chat, "type": -1, "content": content, "time": str(int(time.time() * 1000))})
+            response = sender.http.post(
+                f"{sender.base}/message",
+                timeout=30,
+                json={
+                    "conversationid": chat,
+                    "type": -1,
+                    "content": content,
+                    "time": str(int(time.time() * 1000)),
+                },
+            )
             status = response.status_code
             if 200 <= status < 300:
                 key = response.json()["data"]["messagekey"]
@@ -434,8 +500,12 @@ def _probe_pushed(stack: Stack, probe: tuple[ApiUser, int], timeout: float = 120
     sender, chat = probe
     started = time.monotonic()
     key = sender.send(chat, "probe", timeout=30)["messagekey"]
-    wait_until(lambda: stack.scalar(f"SELECT pushed_at IS NOT NULL FROM messages WHERE key = '{key}'"),
-               timeout, interval=0.005, what="the probe message to be pushed")
+    wait_until(
+        lambda: stack.scalar(f"SELECT pushed_at IS NOT NULL FROM messages WHERE key = '{key}'"),
+        timeout,
+        interval=0.005,
+        what="the probe message to be pushed",
+    )
     return time.monotonic() - started
 
 
@@ -449,8 +519,12 @@ def _edit_delete_race(stack: Stack, sender: ApiUser, chat: int, messages: int = 
         sender.http.delete(f"{sender.base}/message", json={"messagekey": key, "type": 2}, timeout=10)
 
     def edit(key, n):
-        requests.post(f"{sender.base}/api/v3/direct-message/update", headers=bearer, timeout=10,
-                      json={"msg_id": key, "content": f"edited {n}"})
+        requests.post(
+            f"{sender.base}/api/v3/direct-message/update",
+            headers=bearer,
+            timeout=10,
+            json={"msg_id": key, "content": f"edited {n}"},
+        )
 
     for key in keys:
         racers = [threading.Thread(target=delete, args=(key,))]
@@ -460,8 +534,9 @@ def _edit_delete_race(stack: Stack, sender: ApiUser, chat: int, messages: int = 
         for racer in racers:
             racer.join(15)
     listed = ", ".join(f"'{key}'" for key in keys)
-    return stack.scalar(f"SELECT count(*) FROM messages WHERE key IN ({listed}) "
-                        "AND (deleted_at IS NULL OR content <> '')")
+    return stack.scalar(
+        f"SELECT count(*) FROM messages WHERE key IN ({listed}) AND (deleted_at IS NULL OR content <> '')"
+    )
 
 
 def _faults(short: bool) -> list[str]:
@@ -487,14 +562,25 @@ def _inflict(stack: Stack, kind: str) -> Fault:
 
     def cleared():
         try:
-            return stack.scalar(f"SELECT count(*) FROM messages WHERE id <= {newest} AND pushed_at IS NULL") == 0
+            return (
+                stack.scalar(f"SELECT count(*) FROM messages WHERE id <= {newest} AND pushed_at IS NULL") == 0
+            )
         except Exception:  # noqa: BLE001 - the database may be busy recovering
             return False
-    wait_until(cleared, RECOVERY_TIMEOUT, interval=0.2,
-               what=f"every message stored before the {kind} fault was over to be pushed")
+
+    wait_until(
+        cleared,
+        RECOVERY_TIMEOUT,
+        interval=0.2,
+        what=f"every message stored before the {kind} fault was over to be pushed",
+    )
     last = stack.scalar(f"SELECT max(pushed_at) FROM messages WHERE id <= {newest}") or fault.started_ms
-    first = wait_until(lambda: stack.scalar(f"SELECT min(pushed_at) FROM messages WHERE pushed_at >= {fault.back_ms}"),
-                       RECOVERY_TIMEOUT, interval=0.2, what=f"a push after the {kind} fault")
+    first = wait_until(
+        lambda: stack.scalar(f"SELECT min(pushed_at) FROM messages WHERE pushed_at >= {fault.back_ms}"),
+        RECOVERY_TIMEOUT,
+        interval=0.2,
+        what=f"a push after the {kind} fault",
+    )
     fault.first_push = (first - fault.started_ms) / 1000
     fault.cleared = max(0, last - fault.started_ms) / 1000
     return fault
@@ -524,8 +610,13 @@ def _counter_drift(stack: Stack) -> int:
     return int(rebuild.group(1)) if rebuild else -1
 
 
-def run(messages: int = 10_000, users: int = 100, senders: int = 8, short: bool = False,
-        workdir: Path | None = None) -> dict:
+def run(
+    messages: int = 10_000,
+    users: int = 100,
+    senders: int = 8,
+    short: bool = False,
+    workdir: Path | None = None,
+) -> dict:
     """Run the suite; returns its numbers and verdicts' inputs (``check`` judges them)."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="chat-faults-"))
     stack = Stack(workdir, settings_for(short))
@@ -535,12 +626,18 @@ def run(messages: int = 10_000, users: int = 100, senders: int = 8, short: bool 
         probe_users = _make_users(stack, "probe", 2)
         probe = (probe_users[0], probe_users[0].open_with(probe_users[1]))
         trickler = Trickler(interval=1.0).__enter__()
-        people[1].call("POST", "/api/v3/webhooks", json={"url": trickler.url},
-                       headers={"Authorization": f"Bearer {people[1].token}"})
+        people[1].call(
+            "POST",
+            "/api/v3/webhooks",
+            json={"url": trickler.url},
+            headers={"Authorization": f"Bearer {people[1].token}"},
+        )
 
         answers, counter, stop = Answers(), itertools.count(), threading.Event()
-        threads = [threading.Thread(target=_send_loop, args=(chats, messages, answers, counter, stop),
-                                    daemon=True) for _ in range(senders)]
+        threads = [
+            threading.Thread(target=_send_loop, args=(chats, messages, answers, counter, stop), daemon=True)
+            for _ in range(senders)
+        ]
         started = time.monotonic()
         for thread in threads:
             thread.start()
@@ -552,8 +649,12 @@ def run(messages: int = 10_000, users: int = 100, senders: int = 8, short: bool 
         for thread in threads:
             thread.join(600)
         load_seconds = time.monotonic() - started
-        wait_until(lambda: stack.scalar("SELECT count(*) FROM messages WHERE pushed_at IS NULL") == 0,
-                   RECOVERY_TIMEOUT, interval=0.5, what="every stored message to be pushed")
+        wait_until(
+            lambda: stack.scalar("SELECT count(*) FROM messages WHERE pushed_at IS NULL") == 0,
+            RECOVERY_TIMEOUT,
+            interval=0.5,
+            what="every stored message to be pushed",
+        )
         # A timing, reported only: the trickling receiver has held webhook processes all along.
         lags = sorted(_probe_pushed(stack, probe) * 1000 for _ in range(20))
         trickled = trickler.connections
@@ -563,14 +664,20 @@ def run(messages: int = 10_000, users: int = 100, senders: int = 8, short: bool 
         found = Counter()
         engine = create_engine(stack.pg.url)
         with engine.connect() as conn:
-            for key, pushed in conn.execute(text(
-                    "SELECT key, pushed_at IS NOT NULL FROM messages WHERE content LIKE 'fault-suite %'")):
+            for key, pushed in conn.execute(
+                text("SELECT key, pushed_at IS NOT NULL FROM messages WHERE content LIKE 'fault-suite %'")
+            ):
                 found[key] += 1
                 found["pushed"] += int(pushed)
-            duplicates = conn.execute(text(
-                "SELECT count(*) FROM (SELECT content FROM messages WHERE content LIKE 'fault-suite %' "
-                "GROUP BY content HAVING count(*) > 1) d")).scalar_one()
-            stored = conn.execute(text("SELECT count(*) FROM messages WHERE content LIKE 'fault-suite %'")).scalar_one()
+            duplicates = conn.execute(
+                text(
+                    "SELECT count(*) FROM (SELECT content FROM messages WHERE content LIKE 'fault-suite %' "
+                    "GROUP BY content HAVING count(*) > 1) d"
+                )
+            ).scalar_one()
+            stored = conn.execute(
+                text("SELECT count(*) FROM messages WHERE content LIKE 'fault-suite %'")
+            ).scalar_one()
         engine.dispose()
         unexpected = _attribute(answers, faults)
         census = stack.census.finish()
@@ -603,7 +710,9 @@ def run(messages: int = 10_000, users: int = 100, senders: int = 8, short: bool 
         stack.stop()
 
 
-def run_notifications(users: int = 30, rounds: int = 6, short: bool = False, workdir: Path | None = None) -> dict:
+def run_notifications(
+    users: int = 30, rounds: int = 6, short: bool = False, workdir: Path | None = None
+) -> dict:
     """Device notifications while the process that sends them (the Procfile's ``webhooks``
     worker) is SIGKILLed mid-batch and Redis is killed: ``users`` offline users with a Web Push
     device each (a local, slow push service) get a message per round from one sender, and
@@ -623,7 +732,9 @@ def run_notifications(users: int = 30, rounds: int = 6, short: bool = False, wor
         delay = stack.settings["NOTIFY_DELAY_SECONDS"]
         faults = []
         for round_number in range(rounds):
-            threads = [threading.Thread(target=sender.send, args=(chat, f"round {round_number}")) for chat in chats]
+            threads = [
+                threading.Thread(target=sender.send, args=(chat, f"round {round_number}")) for chat in chats
+            ]
             for thread in threads:
                 thread.start()
             for thread in threads:
@@ -638,19 +749,25 @@ def run_notifications(users: int = 30, rounds: int = 6, short: bool = False, wor
 
         def settled():
             try:
-                return (stack.scalar("SELECT count(*) FROM push_pending") == 0
-                        and stack.scalar("SELECT count(*) FROM push_deliveries WHERE status = 'queued'") == 0)
+                return (
+                    stack.scalar("SELECT count(*) FROM push_pending") == 0
+                    and stack.scalar("SELECT count(*) FROM push_deliveries WHERE status = 'queued'") == 0
+                )
             except Exception:  # noqa: BLE001 - the database may be busy with the recovery
                 return False
+
         started = time.monotonic()
         wait_until(settled, RECOVERY_TIMEOUT, interval=0.5, what="every notification to be sent")
         settle_seconds = time.monotonic() - started
         engine = create_engine(stack.pg.url)
         with engine.connect() as conn:
-            rows = conn.execute(text(
-                "SELECT d.address, count(*) FILTER (WHERE pd.status = 'sent'), "
-                "count(*) FILTER (WHERE pd.attempts > 1), count(*) FILTER (WHERE pd.status <> 'sent') "
-                "FROM push_deliveries pd JOIN push_devices d ON d.id = pd.device_id GROUP BY d.address")).all()
+            rows = conn.execute(
+                text(
+                    "SELECT d.address, count(*) FILTER (WHERE pd.status = 'sent'), "
+                    "count(*) FILTER (WHERE pd.attempts > 1), count(*) FILTER (WHERE pd.status <> 'sent') "
+                    "FROM push_deliveries pd JOIN push_devices d ON d.id = pd.device_id GROUP BY d.address"
+                )
+            ).all()
         engine.dispose()
         received = {f"{service.base}{path}": count for path, count in service.per_path.items()}
         repeats = sum(max(0, received.get(address, 0) - sent) for address, sent, _, _ in rows)
@@ -699,7 +816,9 @@ def check(result: dict) -> list[str]:
     if result["pushed"] != result["stored"]:
         broken.append(f"{result['stored'] - result['pushed']} stored messages were never pushed")
     if result["counter drift (rows the rebuild changed)"] != 0:
-        broken.append(f"unread counters differ from the rebuild ({result['counter drift (rows the rebuild changed)']})")
+        broken.append(
+            f"unread counters differ from the rebuild ({result['counter drift (rows the rebuild changed)']})"
+        )
     if result["deleted messages showing content after a delete/edit race"]:
         broken.append("a delete racing edits left content behind")
     if result["other answers"]:
@@ -715,12 +834,20 @@ def table(result: dict) -> str:
     for n, f in enumerate(result["faults"]):
         refused = ""
         if f.refused:
-            when = (f"{f.last_refusal:.1f} s after" if f.last_refusal > 0 else f"{-f.last_refusal:.1f} s before")
+            when = (
+                f"{f.last_refusal:.1f} s after" if f.last_refusal > 0 else f"{-f.last_refusal:.1f} s before"
+            )
             refused = f"; {f.refused} refused with 503, the last answered {when} it was back"
-        rows.append((f"{f.kind} fault {n + 1}: down / first push / all stored until back pushed",
-                     f"{f.down:.1f} s / {f.first_push:.1f} s / {f.cleared:.1f} s{refused}"))
+        rows.append(
+            (
+                f"{f.kind} fault {n + 1}: down / first push / all stored until back pushed",
+                f"{f.down:.1f} s / {f.first_push:.1f} s / {f.cleared:.1f} s{refused}",
+            )
+        )
     rows += [(f"processes: {role}", counts) for role, counts in result["processes"].items()]
-    rows.append(("processes that exited without being killed", "; ".join(result["unexpected exits"]) or "none"))
+    rows.append(
+        ("processes that exited without being killed", "; ".join(result["unexpected exits"]) or "none")
+    )
     rows += [(f"setting {name}", value) for name, value in result["settings"].items()]
     width = max(len(name) for name, _ in rows)
     lines = [f"| {'measure'.ljust(width)} | value |", f"|{'-' * (width + 2)}|-------|"]
@@ -738,12 +865,21 @@ def deviations(short: bool = False) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=10_000)
-    parser.add_argument("--users", type=int, default=100,
-                        help="senders' accounts; enough that each stays under the default per-user send limit")
+    parser.add_argument(
+        "--users",
+        type=int,
+        default=100,
+        help="senders' accounts; enough that each stays under the default per-user send limit",
+    )
     parser.add_argument("--senders", type=int, default=8, help="sending threads")
-    parser.add_argument("--short", action="store_true", help="one fault of each kind, shorter recovery settings")
-    parser.add_argument("--notifications", action="store_true",
-                        help="device notifications while their worker and Redis are killed")
+    parser.add_argument(
+        "--short", action="store_true", help="one fault of each kind, shorter recovery settings"
+    )
+    parser.add_argument(
+        "--notifications",
+        action="store_true",
+        help="device notifications while their worker and Redis are killed",
+    )
     args = parser.parse_args(argv)
     print(deviations(args.short), flush=True)
     if args.notifications:

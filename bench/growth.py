@@ -98,8 +98,14 @@ def _growth(stack: Stack, base: str) -> list[Row]:
         have = size
         newest = _read_latency(base, stack, reader, f"/message?conversationid={cid}&limit=20")
         deep = _read_latency(base, stack, reader, f"/message?conversationid={cid}&start={size - 40}&limit=20")
-        rows.append(wrk_row(f"GET /message newest page, {size:,} msgs", newest, f"limit 20, marks read; {_note(newest)}"))
-        rows.append(wrk_row(f"GET /message offset {size - 40:,}", deep, f"start= paging, limit 20; {_note(deep)}"))
+        rows.append(
+            wrk_row(
+                f"GET /message newest page, {size:,} msgs", newest, f"limit 20, marks read; {_note(newest)}"
+            )
+        )
+        rows.append(
+            wrk_row(f"GET /message offset {size - 40:,}", deep, f"start= paging, limit 20; {_note(deep)}")
+        )
     have = 1  # the reader's conversation with the writer
     for index, size in enumerate(LIST_SIZES):
         _add_conversations(stack, reader.id, size - have, first_peer_id=1_000_000 + index * 10_000)

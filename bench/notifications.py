@@ -76,10 +76,15 @@ class PushService:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def subscription(self) -> dict:
-        point = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-            Encoding.X962, PublicFormat.UncompressedPoint)
-        return {"endpoint": f"{self.base}/push/{_b64(os.urandom(12))}",
-                "keys": {"p256dh": _b64(point), "auth": _b64(os.urandom(16))}}
+        point = (
+            ec.generate_private_key(ec.SECP256R1())
+            .public_key()
+            .public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+        )
+        return {
+            "endpoint": f"{self.base}/push/{_b64(os.urandom(12))}",
+            "keys": {"p256dh": _b64(point), "auth": _b64(os.urandom(16))},
+        }
 
     def register(self, user) -> None:
         user.call("POST", "/push/devices", json={"kind": "webpush", "subscription": self.subscription()})
@@ -96,7 +101,9 @@ def notifications_per_second(stack: Stack) -> list[Row]:
         sender = stack.setup(stack.user("notifier"))
         recipients = [stack.user("notified") for _ in range(USERS)]
         with ThreadPoolExecutor(8) as pool:
-            chats = list(pool.map(lambda user: (service.register(user), sender.open_with(user))[1], recipients))
+            chats = list(
+                pool.map(lambda user: (service.register(user), sender.open_with(user))[1], recipients)
+            )
         engine = create_engine(stack.env["DATABASE_URL"])
         with engine.connect() as conn:  # earlier benchmarks' notifications are not this one's
             before = conn.execute(text("SELECT coalesce(max(id), 0) FROM messages")).scalar_one()
@@ -109,22 +116,37 @@ def notifications_per_second(stack: Stack) -> list[Row]:
 
         def sent() -> int:
             with engine.connect() as conn:
-                return conn.execute(text("SELECT count(*) FROM push_deliveries WHERE status = 'sent' AND message_id > :before"),
-                                    {"before": before}).scalar_one()
+                return conn.execute(
+                    text(
+                        "SELECT count(*) FROM push_deliveries WHERE status = 'sent' AND message_id > :before"
+                    ),
+                    {"before": before},
+                ).scalar_one()
+
         started = time.monotonic()
         wait_until(lambda: sent() >= USERS, 900, interval=0.5, what="every notification to be sent")
         with engine.connect() as conn:
-            first, last = conn.execute(text("SELECT min(sent_at), max(sent_at) FROM push_deliveries "
-                                            "WHERE status = 'sent' AND message_id > :before"), {"before": before}).one()
+            first, last = conn.execute(
+                text(
+                    "SELECT min(sent_at), max(sent_at) FROM push_deliveries "
+                    "WHERE status = 'sent' AND message_id > :before"
+                ),
+                {"before": before},
+            ).one()
         engine.dispose()
         seconds = max((last - first) / 1000, 0.001)
         one.stop()
         stack.processes.remove(one)
         stack.processes.append(start_worker(stack.env, stack.log_dir))
-        return [Row("notifications, 1 worker process", USERS,
-                    note=f"{USERS / seconds:.0f} Web Push notifications/s ({USERS} in {seconds:.1f} s; "
-                         f"{time.monotonic() - started:.1f} s with the worker's start-up; the push service "
-                         f"counted {service.count})")]
+        return [
+            Row(
+                "notifications, 1 worker process",
+                USERS,
+                note=f"{USERS / seconds:.0f} Web Push notifications/s ({USERS} in {seconds:.1f} s; "
+                f"{time.monotonic() - started:.1f} s with the worker's start-up; the push service "
+                f"counted {service.count})",
+            )
+        ]
     finally:
         service.close()
 

@@ -28,7 +28,9 @@ SLOW_MS = 1000.0
 
 def push_latency(stack: Stack) -> list[Row]:
     recipient = stack.user("recipient")
-    senders = [(sender, sender.open_with(recipient)) for sender in (stack.user("sender") for _ in range(SENDERS))]
+    senders = [
+        (sender, sender.open_with(recipient)) for sender in (stack.user("sender") for _ in range(SENDERS))
+    ]
     stream = recipient.stream().wait_open()
     try:
         latencies, sends = [], []
@@ -47,8 +49,12 @@ def push_latency(stack: Stack) -> list[Row]:
     finally:
         close_streams([stream])
     slow = sum(1 for ms in latencies if ms > SLOW_MS)
-    note = (f"{stack.database}, 2 worker processes, one message at a time, {SENDERS} senders to one recipient, "
-            f"defaults (15 s heartbeat); {slow} of {len(latencies):,} over {SLOW_MS / 1000:.0f} s "
-            "(a lost wake-up waits for the heartbeat's sweep)")
-    return [row_of("push latency (send -> event stream)", latencies, note),
-            row_of("  of which: the send request", sends, "POST /message until its answer")]
+    note = (
+        f"{stack.database}, 2 worker processes, one message at a time, {SENDERS} senders to one recipient, "
+        f"defaults (15 s heartbeat); {slow} of {len(latencies):,} over {SLOW_MS / 1000:.0f} s "
+        "(a lost wake-up waits for the heartbeat's sweep)"
+    )
+    return [
+        row_of("push latency (send -> event stream)", latencies, note),
+        row_of("  of which: the send request", sends, "POST /message until its answer"),
+    ]

@@ -39,8 +39,11 @@ WAIT = 15.0  # seconds a message may take to arrive before the check fails
 
 def _send(sender: ApiUser, base: str, cid: int, content: str) -> str:
     """Send through ``base`` (either instance) with the sender's session; the message key."""
-    response = sender.http.post(f"{base}/message", timeout=10, json={
-        "conversationid": cid, "type": -1, "content": content, "time": str(int(time.time() * 1000))})
+    response = sender.http.post(
+        f"{base}/message",
+        timeout=10,
+        json={"conversationid": cid, "type": -1, "content": content, "time": str(int(time.time() * 1000))},
+    )
     response.raise_for_status()
     return response.json()["data"]["messagekey"]
 
@@ -54,7 +57,9 @@ def _crossing(stack: Stack, stream_base: str, send_base: str, name: str) -> Row:
         while True:
             _, _, data, arrived = stream.next(timeout=WAIT, event="message.created")
             if data["messagekey"] == key:
-                return Row(name, 1, note=f"held: arrived {(arrived - started) * 1000:.0f} ms after the send began")
+                return Row(
+                    name, 1, note=f"held: arrived {(arrived - started) * 1000:.0f} ms after the send began"
+                )
     except AssertionError:
         return Row(name, 1, note=f"FAILED: the message did not arrive within {WAIT:.0f} s")
     finally:
@@ -64,7 +69,9 @@ def _crossing(stack: Stack, stream_base: str, send_base: str, name: str) -> Row:
 def _burst(stack: Stack, bases: list[str]) -> list[Row]:
     pairs = stack.pairs(SENDERS, "burst", recipients=RECIPIENTS)
     recipients = {recipient.id: recipient for _, recipient, _ in pairs}.values()
-    streams = [EventStream(bases[n % 2], recipient.token).wait_open() for n, recipient in enumerate(recipients)]
+    streams = [
+        EventStream(bases[n % 2], recipient.token).wait_open() for n, recipient in enumerate(recipients)
+    ]
     inbox = Inbox(streams)
     conversations = [cid for _, _, cid in pairs]
     mark = newest_message_id(stack)
@@ -91,12 +98,22 @@ def _burst(stack: Stack, bases: list[str]) -> list[Row]:
         failed.append(f"{refused} sends were refused")
     if result.backlog_empty_after is None:
         failed.append(f"backlog {result.backlog_left} still unpushed after {WAIT:.0f} s")
-    delivery = (f"FAILED: {'; '.join(failed)}. " if failed else "held: ") + \
-        f"{arrived} of {len(result.stored)} stored messages arrived ({BURST - refused} sends answered 200)"
-    problem = counters_problem(stack) if result.backlog_empty_after is not None else "not checked (backlog not empty)"
-    return [Row(f"scale-out: burst of {BURST}, half through each instance", len(result.stored), note=delivery),
-            Row("scale-out: unread counters = rebuild", 0,
-                note=f"FAILED: {problem}" if problem else "held: the rebuild changed nothing")]
+    delivery = (
+        f"FAILED: {'; '.join(failed)}. " if failed else "held: "
+    ) + f"{arrived} of {len(result.stored)} stored messages arrived ({BURST - refused} sends answered 200)"
+    problem = (
+        counters_problem(stack)
+        if result.backlog_empty_after is not None
+        else "not checked (backlog not empty)"
+    )
+    return [
+        Row(f"scale-out: burst of {BURST}, half through each instance", len(result.stored), note=delivery),
+        Row(
+            "scale-out: unread counters = rebuild",
+            0,
+            note=f"FAILED: {problem}" if problem else "held: the rebuild changed nothing",
+        ),
+    ]
 
 
 def scale_out(stack: Stack) -> list[Row]:
@@ -106,20 +123,36 @@ def scale_out(stack: Stack) -> list[Row]:
     worker = start_worker(stack.env, stack.log_dir, extra_args=["-n", "second@%h"])
     workers = [next(p for p in stack.processes if p.name == "worker"), worker]
     try:
-        wait_until(lambda: "ready." in worker.log_tail(200), 60, interval=0.5, what="the second Celery worker")
+        wait_until(
+            lambda: "ready." in worker.log_tail(200), 60, interval=0.5, what="the second Celery worker"
+        )
         before = [deliveries(stack, w) for w in workers]
         first_port, second_port = stack.base.rsplit(":", 1)[1], second_base.rsplit(":", 1)[1]
         rows = [
-            _crossing(stack, stack.base, second_base, f"scale-out: stream on :{first_port}, sent via :{second_port}"),
-            _crossing(stack, second_base, stack.base, f"scale-out: stream on :{second_port}, sent via :{first_port}"),
+            _crossing(
+                stack, stack.base, second_base, f"scale-out: stream on :{first_port}, sent via :{second_port}"
+            ),
+            _crossing(
+                stack, second_base, stack.base, f"scale-out: stream on :{second_port}, sent via :{first_port}"
+            ),
             *_burst(stack, [stack.base, second_base]),
         ]
         taken = [deliveries(stack, w) - n for w, n in zip(workers, before)]
-        share = (f"first {taken[0]:,}, second {taken[1]:,} pushes delivered during the checks (each worker's "
-                 "chat_deliveries_total)")
-        rows.append(Row("scale-out: pushes per worker", sum(taken),
-                        note=(f"FAILED: the second worker delivered none; {share}" if taken[1] == 0
-                              else f"held: {share}")))
+        share = (
+            f"first {taken[0]:,}, second {taken[1]:,} pushes delivered during the checks (each worker's "
+            "chat_deliveries_total)"
+        )
+        rows.append(
+            Row(
+                "scale-out: pushes per worker",
+                sum(taken),
+                note=(
+                    f"FAILED: the second worker delivered none; {share}"
+                    if taken[1] == 0
+                    else f"held: {share}"
+                ),
+            )
+        )
         return rows
     finally:
         worker.stop()

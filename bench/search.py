@@ -32,12 +32,16 @@ CHATS = 20  # the reader's conversations the messages are spread over
 COMMON, RARE, CHINESE = "meeting", "zanzibar", "火锅"
 RARE_EVERY = 10_000  # one message in this many has the rare word
 TEXTS = 997  # distinct texts (prime: the rare one does not line up with a chat)
-WORDS = ("project budget review client deadline lunch coffee report draft slides office train "
-         "ticket hotel weekend photo music movie dinner birthday invoice contract design server "
-         "deploy release bug issue test team manager holiday family doctor school garden weather "
-         "football market price order delivery package address phone email password account").split()
-CHINESE_WORDS = ("我们 明天 上午 下午 开会 项目 预算 客户 报告 周末 电影 晚饭 生日 北京 上海 "
-                 "天气 咖啡 地址 电话 快递 医生 学校 朋友 家人 工作 时间 问题 测试 发布 设计").split()
+WORDS = (
+    "project budget review client deadline lunch coffee report draft slides office train "
+    "ticket hotel weekend photo music movie dinner birthday invoice contract design server "
+    "deploy release bug issue test team manager holiday family doctor school garden weather "
+    "football market price order delivery package address phone email password account"
+).split()
+CHINESE_WORDS = (
+    "我们 明天 上午 下午 开会 项目 预算 客户 报告 周末 电影 晚饭 生日 北京 上海 "
+    "天气 咖啡 地址 电话 快递 医生 学校 朋友 家人 工作 时间 问题 测试 发布 设计"
+).split()
 
 
 def _texts() -> list[tuple[str, str]]:
@@ -60,11 +64,15 @@ def _add_messages(stack: Stack, chats: list[tuple[int, int]], reader_id: int, fi
     """Messages numbered ``first``..``last``, spread over ``chats`` (id, peer), every other
     one sent by the reader."""
     with psycopg.connect(_psycopg_url(stack), autocommit=True) as conn:
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS bench_texts (i int PRIMARY KEY, content text, doc text)")
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS bench_texts (i int PRIMARY KEY, content text, doc text)"
+        )
         if not conn.execute("SELECT count(*) FROM bench_texts").fetchone()[0]:
             with conn.cursor() as cursor:
-                cursor.executemany("INSERT INTO bench_texts VALUES (%s, %s, %s)",
-                                   [(i, c, d) for i, (c, d) in enumerate(_texts())])
+                cursor.executemany(
+                    "INSERT INTO bench_texts VALUES (%s, %s, %s)",
+                    [(i, c, d) for i, (c, d) in enumerate(_texts())],
+                )
         rare = f"{RARE} shipping update", document("text", f"{RARE} shipping update")
         conn.execute(
             """INSERT INTO messages (key, conversation_id, sender_id, type, content, client_time,
@@ -76,9 +84,18 @@ def _add_messages(stack: Stack, chats: list[tuple[int, int]], reader_id: int, fi
                       (extract(epoch from now()) * 1000)::bigint, (extract(epoch from now()) * 1000)::bigint,
                       ' ' || n || CASE WHEN n %% %(every)s = 0 THEN %(rare_doc)s ELSE t.doc END
                FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS n JOIN bench_texts t ON t.i = n %% %(texts)s""",
-            {"chats": [c for c, _ in chats], "peers": [p for _, p in chats], "count": len(chats),
-             "reader": reader_id, "every": RARE_EVERY, "rare": rare[0], "rare_doc": rare[1],
-             "first": first, "last": last, "texts": TEXTS},
+            {
+                "chats": [c for c, _ in chats],
+                "peers": [p for _, p in chats],
+                "count": len(chats),
+                "reader": reader_id,
+                "every": RARE_EVERY,
+                "rare": rare[0],
+                "rare_doc": rare[1],
+                "first": first,
+                "last": last,
+                "texts": TEXTS,
+            },
         )
         conn.execute("ANALYZE messages")
 
@@ -107,9 +124,14 @@ def _search(stack: Stack, base: str) -> list[Row]:
         for label, term in (("common word", COMMON), ("rare word", RARE), ("2-char Chinese", CHINESE)):
             path = f"/message/search?q={quote(term)}&limit=20"
             result = one_at_a_time(f"{base}{path}", [stack.app_key, reader.token])
-            rows.append(wrk_row(f"GET /message/search {label}, {size:,} msgs", result,
-                                f"one user, {CHATS} chats, newest 20 hits; wrk, 1 connection, "
-                                f"{result['seconds']} s, {errors_of(result)}; {RAISED}"))
+            rows.append(
+                wrk_row(
+                    f"GET /message/search {label}, {size:,} msgs",
+                    result,
+                    f"one user, {CHATS} chats, newest 20 hits; wrk, 1 connection, "
+                    f"{result['seconds']} s, {errors_of(result)}; {RAISED}",
+                )
+            )
     # The messages added straight into the database skipped the unread counters: make them
     # right, so a benchmark that checks counters after this one checks its own work.
     flask_command(stack.env, "counters", "rebuild")

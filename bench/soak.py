@@ -120,8 +120,16 @@ def slope_mb_per_hour(samples: list[tuple[float, float]]) -> float:
     return statistics.linear_regression(xs, ys).slope
 
 
-def run(minutes: float, rate: float, recipients: int, streams_per_recipient: int, window: float,
-        sample_every: float, max_growth: float, churn_every: float) -> tuple[dict, list[str]]:
+def run(
+    minutes: float,
+    rate: float,
+    recipients: int,
+    streams_per_recipient: int,
+    window: float,
+    sample_every: float,
+    max_growth: float,
+    churn_every: float,
+) -> tuple[dict, list[str]]:
     workdir = Path(tempfile.mkdtemp(prefix="chat-soak-"))
     stack = faults.Stack(workdir, faults.settings_for(short=False))
     settings = stack.settings
@@ -129,8 +137,10 @@ def run(minutes: float, rate: float, recipients: int, streams_per_recipient: int
         senders_count = max(recipients, math.ceil(rate / PER_SENDER))
         receivers = faults._make_users(stack, "r", recipients)
         senders = faults._make_users(stack, "s", senders_count)
-        chats = [(sender, sender.open_with(receivers[n % recipients]), n % recipients)
-                 for n, sender in enumerate(senders)]
+        chats = [
+            (sender, sender.open_with(receivers[n % recipients]), n % recipients)
+            for n, sender in enumerate(senders)
+        ]
         streams = [ResumingStream(receiver) for receiver in receivers for _ in range(streams_per_recipient)]
 
         lock = threading.Lock()
@@ -152,8 +162,16 @@ def run(minutes: float, rate: float, recipients: int, streams_per_recipient: int
                 started = time.monotonic()
                 key = None
                 try:
-                    response = sender.http.post(f"{sender.base}/message", timeout=10, json={
-                        "conversationid": chat, "type": -1, "content": f"soak {n}", "time": "1700000000000"})
+                    response = sender.http.post(
+                        f"{sender.base}/message",
+                        timeout=10,
+                        json={
+                            "conversationid": chat,
+                            "type": -1,
+                            "content": f"soak {n}",
+                            "time": "1700000000000",
+                        },
+                    )
                     if response.status_code == 200:
                         key = response.json()["data"]["messagekey"]
                     failure = str(response.status_code)
@@ -189,6 +207,7 @@ def run(minutes: float, rate: float, recipients: int, streams_per_recipient: int
             for stream in streams:
                 stream.collect()
             return all(bus.xlen(f"{prefix}events:{r.id}") >= maxlen for r in receivers)
+
         try:
             wait_until(streams_full, 600, interval=1, what="the recipients' streams to reach their bound")
             warm_full = True
@@ -210,8 +229,10 @@ def run(minutes: float, rate: float, recipients: int, streams_per_recipient: int
             for name, mb in processes_rss(stack.census).items():
                 memory.setdefault(name, []).append((now, mb))
             unpushed = stack.scalar("SELECT count(*) FROM messages WHERE pushed_at IS NULL")
-            stale = stack.scalar("SELECT count(*) FROM messages WHERE pushed_at IS NULL AND created_at < "
-                                 f"(extract(epoch from clock_timestamp()) * 1000)::bigint - {min_age_ms}")
+            stale = stack.scalar(
+                "SELECT count(*) FROM messages WHERE pushed_at IS NULL AND created_at < "
+                f"(extract(epoch from clock_timestamp()) * 1000)::bigint - {min_age_ms}"
+            )
             backlog.append((now, unpushed, stale))
             for stream in streams:
                 stream.collect()
@@ -226,8 +247,12 @@ def run(minutes: float, rate: float, recipients: int, streams_per_recipient: int
 
         after = time.monotonic()
         try:
-            wait_until(lambda: stack.scalar("SELECT count(*) FROM messages WHERE pushed_at IS NULL") == 0,
-                       30, interval=0.2, what="the backlog to empty")
+            wait_until(
+                lambda: stack.scalar("SELECT count(*) FROM messages WHERE pushed_at IS NULL") == 0,
+                30,
+                interval=0.2,
+                what="the backlog to empty",
+            )
             emptied = round(time.monotonic() - after, 1)
         except AssertionError:
             emptied = None
@@ -235,12 +260,17 @@ def run(minutes: float, rate: float, recipients: int, streams_per_recipient: int
         def arrived():
             for stream in streams:
                 stream.collect()
-            return all(accepted[n // streams_per_recipient] <= stream.keys for n, stream in enumerate(streams))
+            return all(
+                accepted[n // streams_per_recipient] <= stream.keys for n, stream in enumerate(streams)
+            )
+
         try:
             wait_until(arrived, 60, interval=0.5, what="every message on its streams")
         except AssertionError:
             pass
-        missing = sum(len(accepted[n // streams_per_recipient] - stream.keys) for n, stream in enumerate(streams))
+        missing = sum(
+            len(accepted[n // streams_per_recipient] - stream.keys) for n, stream in enumerate(streams)
+        )
         for stream in streams:
             stream.close()
         census = stack.census.finish()
@@ -263,7 +293,9 @@ def run(minutes: float, rate: float, recipients: int, streams_per_recipient: int
             "send p50 / p99, first half (ms)": f"{percentile(first, 0.5):.1f} / {percentile(first, 0.99):.1f}",
             "send p50 / p99, second half (ms)": f"{percentile(second, 0.5):.1f} / {percentile(second, 0.99):.1f}",
             "push backlog, largest sample": max(b for _, b, _ in backlog),
-            "messages unpushed past PUSH_SWEEP_MIN_AGE_SECONDS, largest sample": max(s for _, _, s in backlog),
+            "messages unpushed past PUSH_SWEEP_MIN_AGE_SECONDS, largest sample": max(
+                s for _, _, s in backlog
+            ),
             "backlog empty after the load (s)": emptied,
             "stream reopenings (Last-Event-ID)": sum(s.reopened for s in streams),
             "reopenings refused": sum(len(s.refused) for s in streams),
@@ -271,8 +303,10 @@ def run(minutes: float, rate: float, recipients: int, streams_per_recipient: int
             "counter drift (rows the rebuild changed)": faults._counter_drift(stack),
             "processes": census["counts"],
             "unexpected exits": census["unexpected"],
-            "memory": {name: (samples[0][1], samples[-1][1], slope_mb_per_hour(samples))
-                       for name, samples in memory.items()},
+            "memory": {
+                name: (samples[0][1], samples[-1][1], slope_mb_per_hour(samples))
+                for name, samples in memory.items()
+            },
             "rows": rows,
             "p99s": (percentile(first, 0.99), percentile(second, 0.99)),
         }
@@ -283,14 +317,15 @@ def run(minutes: float, rate: float, recipients: int, streams_per_recipient: int
 
 def _row(now, sent, measured_from, window, backlog, streams, memory) -> dict:
     since = measured_from + now - window
-    latencies = [ms for t, ms, _ in sent[-int(window * 1000):] if t >= since]
+    latencies = [ms for t, ms, _ in sent[-int(window * 1000) :] if t >= since]
     by_role: dict[str, float] = {}
     for name, samples in memory.items():
         role = name.split()[0]
         by_role[role] = by_role.get(role, 0.0) + samples[-1][1]
     return {
-        "minute": round(now / 60, 1), "sends": len(latencies),
-        "failed": sum(1 for t, _, ok in sent[-int(window * 1000):] if t >= since and not ok),
+        "minute": round(now / 60, 1),
+        "sends": len(latencies),
+        "failed": sum(1 for t, _, ok in sent[-int(window * 1000) :] if t >= since and not ok),
         "p50": round(percentile(latencies, 0.5), 1) if latencies else None,
         "p99": round(percentile(latencies, 0.99), 1) if latencies else None,
         "backlog max": max((b for t, b, _ in backlog if t >= now - window), default=0),
@@ -313,8 +348,10 @@ def verdict(result: dict, rate: float, max_growth: float) -> list[str]:
     if result["backlog empty after the load (s)"] is None:
         broken.append("the push backlog was not empty 30 s after the load")
     if result["accepted messages missing from a stream of their recipient"]:
-        broken.append(f"{result['accepted messages missing from a stream of their recipient']} "
-                      "messages never reached a stream of their recipient")
+        broken.append(
+            f"{result['accepted messages missing from a stream of their recipient']} "
+            "messages never reached a stream of their recipient"
+        )
     if result["counter drift (rows the rebuild changed)"] != 0:
         broken.append("unread counters differ from the rebuild")
     if result["unexpected exits"]:
@@ -335,22 +372,30 @@ def table(result: dict) -> str:
     lines += [f"| processes: {role} | {counts} |" for role, counts in result["processes"].items()]
     lines.append(f"| processes that exited | {'; '.join(result['unexpected exits']) or 'none'} |")
     lines += ["", "| process | MB at start | MB at end | least-squares slope, MB/hour |", "|---|---|---|---|"]
-    lines += [f"| {name} | {start:.1f} | {end:.1f} | {slope:+.1f} |"
-              for name, (start, end, slope) in sorted(result["memory"].items())]
+    lines += [
+        f"| {name} | {start:.1f} | {end:.1f} | {slope:+.1f} |"
+        for name, (start, end, slope) in sorted(result["memory"].items())
+    ]
     rows = result["rows"]
     if rows:
         keys = list(rows[-1])
         lines += ["", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-        lines += ["| " + " | ".join("" if row.get(k) is None else str(row.get(k)) for k in keys) + " |"
-                  for row in rows]
+        lines += [
+            "| " + " | ".join("" if row.get(k) is None else str(row.get(k)) for k in keys) + " |"
+            for row in rows
+        ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10, help="the measured run, after the warm-up")
-    parser.add_argument("--rate", type=float, default=SUSTAINED_RATE / 2,
-                        help=f"messages per second (default: half of the {SUSTAINED_RATE} msg/s sustained)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=SUSTAINED_RATE / 2,
+        help=f"messages per second (default: half of the {SUSTAINED_RATE} msg/s sustained)",
+    )
     parser.add_argument("--recipients", type=int, default=10)
     parser.add_argument("--streams", type=int, default=4, help="event streams open per recipient")
     parser.add_argument("--churn", type=float, default=2.0, help="seconds between two stream reopenings")
@@ -359,8 +404,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-growth", type=float, default=20, help="MB an hour a process may grow")
     args = parser.parse_args(argv)
     print(faults.deviations(), flush=True)
-    result, broken = run(args.minutes, args.rate, args.recipients, args.streams, args.window,
-                         args.sample, args.max_growth, args.churn)
+    result, broken = run(
+        args.minutes,
+        args.rate,
+        args.recipients,
+        args.streams,
+        args.window,
+        args.sample,
+        args.max_growth,
+        args.churn,
+    )
     print(table(result))
     for problem in broken:
         print(f"BROKEN: {problem}", file=sys.stderr)

@@ -76,12 +76,25 @@ OPEN_FILES = 16384
 SECOND_INSTANCE_POOLS = {"DB_POOL_SIZE": "10", "DB_MAX_OVERFLOW": "10"}
 # The per-user and login limits of the set-up server, and of rows that time one user's
 # back-to-back requests (each says so in its note): far above anything a run sends.
-RAISED_LIMITS = {name: "1000000 per second" for name in (
-    "RATELIMIT_GLOBAL", "RATELIMIT_ROUTE", "RATELIMIT_SEND", "RATELIMIT_LOGIN", "RATELIMIT_LOGIN_ACCOUNT")}
+RAISED_LIMITS = {
+    name: "1000000 per second"
+    for name in (
+        "RATELIMIT_GLOBAL",
+        "RATELIMIT_ROUTE",
+        "RATELIMIT_SEND",
+        "RATELIMIT_LOGIN",
+        "RATELIMIT_LOGIN_ACCOUNT",
+    )
+}
 # The set-up server: cheap password hashes and raised limits (see the module docstring); small
 # pools, so it fits PostgreSQL's connection budget next to the stack's own server.
-SETUP_SERVER = {**RAISED_LIMITS, "ARGON2_TIME_COST": "1", "ARGON2_MEMORY_COST_KIB": "8192",
-                "DB_POOL_SIZE": "5", "DB_MAX_OVERFLOW": "5"}
+SETUP_SERVER = {
+    **RAISED_LIMITS,
+    "ARGON2_TIME_COST": "1",
+    "ARGON2_MEMORY_COST_KIB": "8192",
+    "DB_POOL_SIZE": "5",
+    "DB_MAX_OVERFLOW": "5",
+}
 
 
 class NotProduction(Exception):
@@ -114,8 +127,15 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def row_of(name: str, values: list[float], note: str = "") -> Row:
     """A table row from latency samples in milliseconds."""
-    return Row(name, len(values), p50=statistics.median(values), p90=percentile(values, 0.9),
-               p99=percentile(values, 0.99), worst=max(values), note=note)
+    return Row(
+        name,
+        len(values),
+        p50=statistics.median(values),
+        p90=percentile(values, 0.9),
+        p99=percentile(values, 0.99),
+        worst=max(values),
+        note=note,
+    )
 
 
 def start_gunicorn(env: dict[str, str], log_dir: Path, port: int | None = None) -> tuple[LiveProcess, str]:
@@ -173,19 +193,22 @@ class Stack:
         handle.base = self.setup_base or self.base
         return handle
 
-    def pairs(self, count: int, prefix: str = "pair", recipients: int | None = None
-              ) -> list[tuple[ApiUser, ApiUser, int]]:
+    def pairs(
+        self, count: int, prefix: str = "pair", recipients: int | None = None
+    ) -> list[tuple[ApiUser, ApiUser, int]]:
         """``count`` (sender, recipient, conversation id) triples, registered through the API
         by a few threads at once. With ``recipients``, only that many recipients, each in
         chats with several senders (senders in turn): many senders keep each one's rate
         within a person's limits while the recipients' streams stay few."""
         shared = None
         if recipients is not None:
+
             def recipient(_):
                 made = self.user(f"{prefix}r")
                 if self.device_for is not None:
                     self.device_for(made)
                 return made
+
             with ThreadPoolExecutor(8) as pool:
                 shared = list(pool.map(recipient, range(recipients)))
 
@@ -232,7 +255,8 @@ def _database(log_dir: Path, allow_sqlite: bool):
                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}. "
                 "The benchmark measures the production stack, which runs on PostgreSQL. Start one, "
                 "or set BENCH_ALLOW_SQLITE=1 for a run on SQLite whose numbers say nothing about a "
-                "deployment.") from None
+                "deployment."
+            ) from None
         yield f"sqlite:///{log_dir / 'bench.db'}", "SQLite"
         return
     base, _, _ = admin.rpartition("/")
@@ -253,8 +277,9 @@ def _raise_open_files() -> None:
 
 
 @contextlib.contextmanager
-def production_stack(worker_concurrency: int = 2, extra_env: dict[str, str] | None = None,
-                     allow_sqlite: bool | None = None):
+def production_stack(
+    worker_concurrency: int = 2, extra_env: dict[str, str] | None = None, allow_sqlite: bool | None = None
+):
     """Start everything; yield a ``Stack``; stop everything. ``extra_env`` adds settings.
     Raises ``NotProduction`` when no PostgreSQL answers, unless SQLite is allowed
     (``allow_sqlite``, by default ``BENCH_ALLOW_SQLITE``)."""
@@ -274,13 +299,18 @@ def production_stack(worker_concurrency: int = 2, extra_env: dict[str, str] | No
                 port = free_port()
                 (log_dir / "metrics").mkdir()
                 env = {
-                    "CHAT_ENV": "production", "DATABASE_URL": database_url, "REDIS_URL": redis_url,
-                    "REDIS_KEY_PREFIX": "bench:", "SECRET_KEY": "bench-secret",
+                    "CHAT_ENV": "production",
+                    "DATABASE_URL": database_url,
+                    "REDIS_URL": redis_url,
+                    "REDIS_KEY_PREFIX": "bench:",
+                    "SECRET_KEY": "bench-secret",
                     "PROMETHEUS_MULTIPROC_DIR": str(log_dir / "metrics"),
                     # Device notifications go to a local push service (bench/notifications.py),
                     # signed with a key of this run's own.
-                    "PUSH_ALLOW_PRIVATE": "1", "VAPID_KEY_FILE": str(log_dir / "vapid.pem"),
-                    "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", **store.env(),
+                    "PUSH_ALLOW_PRIVATE": "1",
+                    "VAPID_KEY_FILE": str(log_dir / "vapid.pem"),
+                    "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+                    **store.env(),
                     **(extra_env or {}),
                 }
                 flask_command(env, "db", "upgrade")
@@ -291,7 +321,9 @@ def production_stack(worker_concurrency: int = 2, extra_env: dict[str, str] | No
                 processes.append(start_beat(env, log_dir))
                 setup_server, setup_base = start_gunicorn({**env, **SETUP_SERVER}, log_dir)
                 helpers.append(setup_server)
-                yield Stack(base, env, app_key, log_dir, database, processes, store=store, setup_base=setup_base)
+                yield Stack(
+                    base, env, app_key, log_dir, database, processes, store=store, setup_base=setup_base
+                )
             finally:
                 for process in [*helpers, *reversed(processes)]:
                     process.stop()

@@ -59,18 +59,25 @@ FIRST_STREAM_USER = 20_000_000  # below the random ids registration uses (USER_I
 
 def _stream_tokens(stack: Stack, users: int) -> list[str]:
     """``users`` new users with one session token each, inserted in two statements."""
-    first = stack.sql("SELECT coalesce(max(id), %(floor)s) + 1 FROM users WHERE id >= %(floor)s AND id < 100000000",
-                      {"floor": FIRST_STREAM_USER})[0][0]
+    first = stack.sql(
+        "SELECT coalesce(max(id), %(floor)s) + 1 FROM users WHERE id >= %(floor)s AND id < 100000000",
+        {"floor": FIRST_STREAM_USER},
+    )[0][0]
     now = int(time.time() * 1000)
-    stack.sql("""INSERT INTO users (id, username, username_key, nickname, avatar, identify_num, is_bot, created_at)
+    stack.sql(
+        """INSERT INTO users (id, username, username_key, nickname, avatar, identify_num, is_bot, created_at)
                  SELECT %(first)s + n, 'streams' || (%(first)s + n), 'streams' || (%(first)s + n), 'streams', '',
                         '0001', false, %(now)s
-                 FROM generate_series(0, %(users)s - 1) AS n""", {"first": first, "users": users, "now": now})
+                 FROM generate_series(0, %(users)s - 1) AS n""",
+        {"first": first, "users": users, "now": now},
+    )
     tokens = [secrets.token_urlsafe(32) for _ in range(users)]
-    stack.sql("""INSERT INTO tokens (user_id, token_hash, kind, created_at, expires_at)
+    stack.sql(
+        """INSERT INTO tokens (user_id, token_hash, kind, created_at, expires_at)
                  SELECT %(first)s + n - 1, hash, 'session', %(now)s, %(now)s + 86400000
                  FROM unnest(%(hashes)s::text[]) WITH ORDINALITY AS t(hash, n)""",
-              {"first": first, "now": now, "hashes": [hashlib.sha256(t.encode()).hexdigest() for t in tokens]})
+        {"first": first, "now": now, "hashes": [hashlib.sha256(t.encode()).hexdigest() for t in tokens]},
+    )
     return tokens
 
 
@@ -116,8 +123,10 @@ class HeldStreams:
             except (OSError, asyncio.TimeoutError) as exc:
                 self.failures[f"connect: {type(exc).__name__}"] += 1
                 return None
-            writer.write(f"GET /api/v3/events HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-                         f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n".encode())
+            writer.write(
+                f"GET /api/v3/events HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n".encode()
+            )
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
                 status = int(head.split(b" ", 2)[1])
@@ -135,8 +144,14 @@ class HeldStreams:
     @staticmethod
     async def _reason(reader: asyncio.StreamReader, head: bytes) -> str:
         """The ``message`` of a refusal's JSON body, when there is one."""
-        length = next((int(line.split(b":", 1)[1]) for line in head.lower().split(b"\r\n")
-                       if line.startswith(b"content-length:")), 0)
+        length = next(
+            (
+                int(line.split(b":", 1)[1])
+                for line in head.lower().split(b"\r\n")
+                if line.startswith(b"content-length:")
+            ),
+            0,
+        )
         try:
             return str(json.loads(await asyncio.wait_for(reader.readexactly(length), 5))["message"])[:80]
         except Exception:  # noqa: BLE001 - only a label for the table
@@ -166,19 +181,28 @@ def _per_process(stack: Stack, server: LiveProcess, web_port: int) -> list[dict]
     for worker in _workers(server):
         sockets = worker.net_connections(kind="tcp")
         to_redis = {c.laddr.port for c in sockets if c.raddr and c.raddr.port == redis_port}
-        found.append({
-            "rss": worker.memory_info().rss / 2**20,
-            "streams": sum(1 for c in sockets if c.laddr.port == web_port and c.status == psutil.CONN_ESTABLISHED),
-            "redis": sum(listed[port] for port in to_redis),
-        })
+        found.append(
+            {
+                "rss": worker.memory_info().rss / 2**20,
+                "streams": sum(
+                    1 for c in sockets if c.laddr.port == web_port and c.status == psutil.CONN_ESTABLISHED
+                ),
+                "redis": sum(listed[port] for port in to_redis),
+            }
+        )
     return found
 
 
 def _processes_row(name: str, measured: list[dict], note: str = "") -> Row:
     def each(key: str, fmt: str) -> str:
         return " / ".join(format(p[key], fmt) for p in measured)
-    return Row(name, len(measured), note=f"RSS {each('rss', '.0f')} MB; Redis connections {each('redis', 'd')}; "
-                                         f"client connections {each('streams', ',d')}{note}")
+
+    return Row(
+        name,
+        len(measured),
+        note=f"RSS {each('rss', '.0f')} MB; Redis connections {each('redis', 'd')}; "
+        f"client connections {each('streams', ',d')}{note}",
+    )
 
 
 def many_streams(stack: Stack) -> list[Row]:
@@ -188,14 +212,21 @@ def many_streams(stack: Stack) -> list[Row]:
     web_port = urlsplit(base).port
     held = None
     try:
-        senders = senders_file(stack, stack.pairs(SENDERS, "streamsend", recipients=RECIPIENTS), "streams-senders")
-        tokens = [token for token in _stream_tokens(stack, -(-STREAMS // PER_USER)) for _ in range(PER_USER)][:STREAMS]
+        senders = senders_file(
+            stack, stack.pairs(SENDERS, "streamsend", recipients=RECIPIENTS), "streams-senders"
+        )
+        tokens = [token for token in _stream_tokens(stack, -(-STREAMS // PER_USER)) for _ in range(PER_USER)][
+            :STREAMS
+        ]
 
         def load() -> dict:
-            return paced_sends(stack, senders, rate=SEND_RATE, seconds=SEND_SECONDS, connections=SEND_CONNECTIONS,
-                               base=base)
+            return paced_sends(
+                stack, senders, rate=SEND_RATE, seconds=SEND_SECONDS, connections=SEND_CONNECTIONS, base=base
+            )
 
-        paced_sends(stack, senders, rate=SEND_RATE, seconds=2, connections=SEND_CONNECTIONS, base=base)  # warm-up
+        paced_sends(
+            stack, senders, rate=SEND_RATE, seconds=2, connections=SEND_CONNECTIONS, base=base
+        )  # warm-up
         quiet = load()
         quiet_processes = _per_process(stack, server, web_port)
 
@@ -213,19 +244,28 @@ def many_streams(stack: Stack) -> list[Row]:
 
     failed = STREAMS - held.opened
     why = ", ".join(f"{count} x {reason}" for reason, count in held.failures.most_common(3))
-    opened = (f"{held.opened:,} of {STREAMS:,} opened in {opening:.0f} s, "
-              + (f"{failed:,} refused or failed ({why})" if failed else "none refused")
-              + f", {still:,} still open after the load")
+    opened = (
+        f"{held.opened:,} of {STREAMS:,} opened in {opening:.0f} s, "
+        + (f"{failed:,} refused or failed ({why})" if failed else "none refused")
+        + f", {still:,} still open after the load"
+    )
     ratio = busy["p99"] / quiet["p99"] if quiet["p99"] else float("nan")
     extra_kb = (sum(p["rss"] for p in busy_processes) - sum(p["rss"] for p in quiet_processes)) * 1024
     per_stream = f" (+{extra_kb / held.opened:.0f} KB per open stream)" if held.opened else ""
     setup = f"{SEND_RATE:.0f} req/s paced for {SEND_SECONDS} s, {SENDERS} senders"
     return [
-        wrk_row("send, 0 streams open", quiet, f"achieved {quiet['rps']:.0f} req/s of {setup}, {errors_of(quiet)}; "
-                                              f"{scheduled(quiet)}; every setting at its default"),
-        wrk_row(f"send, {STREAMS:,} streams open", busy,
-                f"achieved {busy['rps']:.0f} req/s, {errors_of(busy)}; streams: {opened}; default connection "
-                "slots (5,000 per worker, 4,000 of them long-lived) and 15 s heartbeat"),
+        wrk_row(
+            "send, 0 streams open",
+            quiet,
+            f"achieved {quiet['rps']:.0f} req/s of {setup}, {errors_of(quiet)}; "
+            f"{scheduled(quiet)}; every setting at its default",
+        ),
+        wrk_row(
+            f"send, {STREAMS:,} streams open",
+            busy,
+            f"achieved {busy['rps']:.0f} req/s, {errors_of(busy)}; streams: {opened}; default connection "
+            "slots (5,000 per worker, 4,000 of them long-lived) and 15 s heartbeat",
+        ),
         Row("send p99 ratio, streams/none", 0, note=f"{ratio:.2f} (goal at most 2)"),
         _processes_row("web processes, 0 streams", quiet_processes),
         _processes_row(f"web processes, {STREAMS:,} streams", busy_processes, per_stream),
@@ -238,8 +278,11 @@ def _settle(server: LiveProcess, web_port: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if not any(c.laddr.port == web_port and c.status != psutil.CONN_LISTEN
-                       for w in _workers(server) for c in w.net_connections(kind="tcp")):
+            if not any(
+                c.laddr.port == web_port and c.status != psutil.CONN_LISTEN
+                for w in _workers(server)
+                for c in w.net_connections(kind="tcp")
+            ):
                 return
         except psutil.Error:
             return

@@ -51,7 +51,9 @@ BACKLOG_LIMIT = 5.0  # seconds after the load for the backlog to be empty
 LAG_LIMIT_MS = 500.0  # push lag p99 during the load
 
 
-def _one_rate(stack: Stack, senders, conversations: list[int], inbox: Inbox, rate: float) -> tuple[list[Row], bool]:
+def _one_rate(
+    stack: Stack, senders, conversations: list[int], inbox: Inbox, rate: float
+) -> tuple[list[Row], bool]:
     mark = newest_message_id(stack)
     load = paced_sends(stack, senders, rate=rate, seconds=SECONDS, connections=CONNECTIONS)
     result = drain(stack, inbox, mark, conversations, DRAIN)
@@ -69,23 +71,34 @@ def _one_rate(stack: Stack, senders, conversations: list[int], inbox: Inbox, rat
     if lags and percentile(lags, 0.99) > LAG_LIMIT_MS:
         failed.append(f"push lag p99 {percentile(lags, 0.99):.0f} ms (at most {LAG_LIMIT_MS:.0f})")
     if result.missing:
-        failed.append(f"{len(result.missing):,} of {len(result.stored):,} messages did not arrive within {DRAIN:.0f} s")
+        failed.append(
+            f"{len(result.missing):,} of {len(result.stored):,} messages did not arrive within {DRAIN:.0f} s"
+        )
     problem = counters_problem(stack) if empty is not None else "counters not checked (backlog not empty)"
     if problem:
         failed.append(problem)
-    facts = (f"achieved {load['rps']:.0f} msg/s, {errors_of(load)}, backlog empty "
-             + ("never" if empty is None else f"after {empty:.1f} s")
-             + f", {len(result.stored) - len(result.missing):,}/{len(result.stored):,} arrived"
-             + ("" if problem else ", counters = rebuild"))
+    facts = (
+        f"achieved {load['rps']:.0f} msg/s, {errors_of(load)}, backlog empty "
+        + ("never" if empty is None else f"after {empty:.1f} s")
+        + f", {len(result.stored) - len(result.missing):,}/{len(result.stored):,} arrived"
+        + ("" if problem else ", counters = rebuild")
+    )
     note = (f"FAILED: {'; '.join(failed)}. " if failed else "held: ") + facts
     name = f"sustained {rate:.0f} msg/s, {SECONDS} s: push lag (stored -> stream)"
     whole = result.from_schedule(inbox)
     rows = [
         row_of(name, lags, note) if lags else Row(name, len(result.stored), note=note),
-        wrk_row("  the send (scheduled -> answer)", load, f"{scheduled(load)}; {SENDERS} senders, "
-                                                           "per-user limits at their defaults"),
-        row_of("  the whole way (scheduled send -> stream)", whole,
-               "what a recipient waits from the moment the send was due") if whole
+        wrk_row(
+            "  the send (scheduled -> answer)",
+            load,
+            f"{scheduled(load)}; {SENDERS} senders, per-user limits at their defaults",
+        ),
+        row_of(
+            "  the whole way (scheduled send -> stream)",
+            whole,
+            "what a recipient waits from the moment the send was due",
+        )
+        if whole
         else Row("  the whole way (scheduled send -> stream)", 0, note="no message arrived"),
     ]
     return rows, not failed
@@ -107,7 +120,7 @@ def sustained_rate(stack: Stack) -> list[Row]:
         paced_sends(stack, senders, rate=WARM_UP_RATE, seconds=WARM_UP_SECONDS, connections=CONNECTIONS)
         wait_until(lambda: unpushed(stack) == 0, 60, interval=0.2, what="the warm-up's pushes")
         for step in range(STEPS):
-            rate = round(RATE * STEP ** step)
+            rate = round(RATE * STEP**step)
             found, ok = _one_rate(stack, senders, conversations, inbox, rate)
             rows.extend(found)
             if not ok:
@@ -121,7 +134,16 @@ def sustained_rate(stack: Stack) -> list[Row]:
         left = ""
     except AssertionError:
         left = f"; {unpushed(stack):,} messages still unpushed after 5 more minutes"
-    rows.append(Row("sustained rate: highest held", 0,
-                    note=(f"highest sustained rate held: {held} msg/s" if held else
-                          f"no rate held (lowest tried: {RATE:.0f} msg/s)") + left))
+    rows.append(
+        Row(
+            "sustained rate: highest held",
+            0,
+            note=(
+                f"highest sustained rate held: {held} msg/s"
+                if held
+                else f"no rate held (lowest tried: {RATE:.0f} msg/s)"
+            )
+            + left,
+        )
+    )
     return rows

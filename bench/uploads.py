@@ -89,8 +89,10 @@ def _measure(stack, store, server, base) -> list[Row]:
     user.base = base
     s3 = store.client()
     rows = []
-    for label, data, name in (("1 MB image", _png_of_about(2**20), "photo.png"),
-                              ("50 MB video", _mp4_of(50 * 2**20), "clip.mp4")):
+    for label, data, name in (
+        ("1 MB image", _png_of_about(2**20), "photo.png"),
+        ("50 MB video", _mp4_of(50 * 2**20), "clip.mp4"),
+    ):
         through_app, plain_put = [], []
         peak_growth = 0
         for number in range(ROUNDS):
@@ -107,6 +109,11 @@ def _measure(stack, store, server, base) -> list[Row]:
         rows.append(Row(f"upload {label} via POST /asset", ROUNDS, note=_rate(len(data), through_app)))
         rows.append(Row(f"upload {label}: plain PUT to the store", ROUNDS, note=_rate(len(data), plain_put)))
         if label.startswith("50"):
-            rows.append(Row("upload 50 MB: web process peak RSS growth", ROUNDS,
-                            note=f"{peak_growth / 2**20:.1f} MB over its RSS before the upload"))
+            rows.append(
+                Row(
+                    "upload 50 MB: web process peak RSS growth",
+                    ROUNDS,
+                    note=f"{peak_growth / 2**20:.1f} MB over its RSS before the upload",
+                )
+            )
     return rows

@@ -47,8 +47,14 @@ def _ms(text: str) -> float:
     return float(number) * _UNITS[unit]
 
 
-def run_wrk(url: str, *, script: Path | None = None, script_args: list[str] | None = None,
-            connections: int = CONNECTIONS, seconds: int = SECONDS) -> dict:
+def run_wrk(
+    url: str,
+    *,
+    script: Path | None = None,
+    script_args: list[str] | None = None,
+    connections: int = CONNECTIONS,
+    seconds: int = SECONDS,
+) -> dict:
     """One wrk run (1 thread): requests per second, latency percentiles, errors."""
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
     if script is not None:
@@ -57,8 +63,11 @@ def run_wrk(url: str, *, script: Path | None = None, script_args: list[str] | No
     if script_args:
         argv += ["--", *script_args]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
-    found = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-             "requests": int(re.search(r"(\d+) requests in", out).group(1)), "seconds": seconds}
+    found = {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "seconds": seconds,
+    }
     for pct in ("50", "90", "99"):
         match = re.search(rf"^\s+{pct}(?:\.000)?%\s+(\S+)", out, re.MULTILINE)
         found[f"p{pct}"] = _ms(match.group(1)) if match else None
@@ -76,8 +85,9 @@ def senders_file(stack: Stack, pairs, name: str) -> Path:
     return path
 
 
-def paced_sends(stack: Stack, senders: Path, *, rate: float, seconds: int, connections: int,
-                base: str | None = None) -> dict:
+def paced_sends(
+    stack: Stack, senders: Path, *, rate: float, seconds: int, connections: int, base: str | None = None
+) -> dict:
     """``POST /message`` to ``base`` (the stack's server by default) at a fixed ``rate`` per
     second (send.lua's schedule), not as fast as answers come; ``rps`` is the rate achieved.
 
@@ -85,25 +95,40 @@ def paced_sends(stack: Stack, senders: Path, *, rate: float, seconds: int, conne
     ``answered`` sends to their answer, and ``unanswered`` ones (the schedule had reached them,
     no answer came by the end: never sent, or still waiting) at the time they had waited."""
     out = stack.log_dir / f"paced-{next(_paced_runs)}.txt"
-    found = run_wrk(base or stack.base, script=HERE / "send.lua", connections=connections, seconds=seconds,
-                    script_args=[str(senders), stack.app_key, str(rate), str(out)])
+    found = run_wrk(
+        base or stack.base,
+        script=HERE / "send.lua",
+        connections=connections,
+        seconds=seconds,
+        script_args=[str(senders), stack.app_key, str(rate), str(out)],
+    )
     answered, unanswered = [], []
     for line in out.read_text().splitlines():
         kind, ms = line.split()
         (answered if kind == "a" else unanswered).append(float(ms))
     latencies = answered + unanswered
-    found.update(answered=len(answered), unanswered=len(unanswered), latencies=latencies,
-                 p50=percentile(latencies, 0.5) if latencies else None,
-                 p90=percentile(latencies, 0.9) if latencies else None,
-                 p99=percentile(latencies, 0.99) if latencies else None,
-                 worst=max(latencies) if latencies else None)
+    found.update(
+        answered=len(answered),
+        unanswered=len(unanswered),
+        latencies=latencies,
+        p50=percentile(latencies, 0.5) if latencies else None,
+        p90=percentile(latencies, 0.9) if latencies else None,
+        p99=percentile(latencies, 0.99) if latencies else None,
+        worst=max(latencies) if latencies else None,
+    )
     return found
 
 
 def scheduled(result: dict) -> str:
     """How a paced run's latencies were taken, in words for a note."""
-    missed = (f"; {result['unanswered']:,} scheduled sends had no answer by the end (counted at the time "
-              "they had waited)") if result["unanswered"] else ""
+    missed = (
+        (
+            f"; {result['unanswered']:,} scheduled sends had no answer by the end (counted at the time "
+            "they had waited)"
+        )
+        if result["unanswered"]
+        else ""
+    )
     return f"latency from each send's scheduled time (open loop){missed}"
 
 
@@ -119,15 +144,18 @@ def one_at_a_time(url: str, script_args: list[str]) -> dict:
 
 def errors_of(result: dict) -> str:
     """wrk's failures in words: answers other than 2xx/3xx, and socket errors if any."""
-    return f"{result['errors']} errors" + (f", sockets: {result['socket_errors']}" if result["socket_errors"] else "")
+    return f"{result['errors']} errors" + (
+        f", sockets: {result['socket_errors']}" if result["socket_errors"] else ""
+    )
 
 
 def wrk_row(name: str, result: dict, note: str) -> Row:
     """A row of a wrk run: a paced run's scheduled latencies (n: every send the schedule called
     for), or wrk's own (n: the requests answered)."""
     n = len(result["latencies"]) if "latencies" in result else result["requests"]
-    return Row(name, n, p50=result["p50"], p90=result["p90"], p99=result["p99"], worst=result.get("worst"),
-               note=note)
+    return Row(
+        name, n, p50=result["p50"], p90=result["p90"], p99=result["p99"], worst=result.get("worst"), note=note
+    )
 
 
 def send_vs_livez(stack: Stack) -> list[Row]:
@@ -139,14 +167,19 @@ def send_vs_livez(stack: Stack) -> list[Row]:
     base = stack.base
     # Warm-up, not measured: each web process looks each sender's session up once (then
     # caches it) and fills its connection pool, as a server in service has long done.
-    run_wrk(base, script=HERE / "send.lua", script_args=[str(senders), stack.app_key], seconds=WARM_UP_SECONDS)
+    run_wrk(
+        base, script=HERE / "send.lua", script_args=[str(senders), stack.app_key], seconds=WARM_UP_SECONDS
+    )
     floor = run_wrk(f"{base}/livez")
     sends = run_wrk(base, script=HERE / "send.lua", script_args=[str(senders), stack.app_key])
     ratio = sends["rps"] / floor["rps"]
     setup = f"wrk 1 thread, {CONNECTIONS} connections, {SECONDS} s, closed loop"
     return [
         wrk_row("GET /livez (wrk)", floor, f"{floor['rps']:.0f} req/s, {setup}"),
-        wrk_row("POST /message (wrk)", sends, f"{sends['rps']:.0f} req/s, {SENDERS} senders, {errors_of(sends)}, "
-                                              "rate limits at their defaults"),
+        wrk_row(
+            "POST /message (wrk)",
+            sends,
+            f"{sends['rps']:.0f} req/s, {SENDERS} senders, {errors_of(sends)}, rate limits at their defaults",
+        ),
         Row("send/livez ratio", 0, note=f"{ratio:.3f} (goal 0.15, stretch 0.25)"),
     ]

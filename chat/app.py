@@ -134,8 +134,9 @@ def _ping_when_idle(engine, idle_seconds: float) -> None:
     @event.listens_for(engine, "checkout")
     def on_checkout(dbapi_connection, record, _proxy):
         try:
-            if time.monotonic() - record.info.get("checked_in", 0.0) < idle_seconds \
-                    and not green.has_something_to_read(dbapi_connection.fileno()):
+            if time.monotonic() - record.info.get(
+                "checked_in", 0.0
+            ) < idle_seconds and not green.has_something_to_read(dbapi_connection.fileno()):
                 return
         except engine.dialect.loaded_dbapi.Error:
             pass  # closed already (it has no socket): the ping below says so
@@ -162,8 +163,13 @@ def register_extensions(app: Flask) -> None:
                 green.install()
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
     init_api(api)
-    api.init_app(app, spec_kwargs={"components": {"securitySchemes": SECURITY_SCHEMES},
-                                   "extra_plugins": [ErrorEnvelopePlugin()]})
+    api.init_app(
+        app,
+        spec_kwargs={
+            "components": {"securitySchemes": SECURITY_SCHEMES},
+            "extra_plugins": [ErrorEnvelopePlugin()],
+        },
+    )
     metrics.init_app(app)  # before the limiter, so refused requests are timed too
     ratelimit.init_app(app)
     backends.init_app(app, celery=tasks.init_app(app), jobs=tasks.JOBS)
@@ -182,8 +188,19 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    kook_blueprints = (user_chat_blp, direct_message_blp, friend_blp, user_blp, webhooks_blp, events_blp,
-                       gateway_blp, aliases_blp, kook_push_blp, kook_asset_blp, account_blp)
+    kook_blueprints = (
+        user_chat_blp,
+        direct_message_blp,
+        friend_blp,
+        user_blp,
+        webhooks_blp,
+        events_blp,
+        gateway_blp,
+        aliases_blp,
+        kook_push_blp,
+        kook_asset_blp,
+        account_blp,
+    )
     for blueprint in (health_blp, *classic_blueprints, *kook_blueprints, files_blp):
         api.register_blueprint(blueprint)
     # The page and the docs viewer are not API operations: a plain blueprint, outside the

@@ -23,12 +23,23 @@ SECURITY_SCHEMES = {
     "AppSession": {"type": "apiKey", "in": "header", "name": "X-APP-Session"},
     "HaKey": {"type": "apiKey", "in": "header", "name": "X-HA-Key"},
     "HaSession": {"type": "apiKey", "in": "header", "name": "X-HA-Session"},
-    "Token": {"type": "apiKey", "in": "header", "name": "Authorization",
-              "description": "`Bot <token>` or `Bearer <token>`"},
-    "MetricsToken": {"type": "http", "scheme": "bearer",
-                     "description": "METRICS_TOKEN, for GET /metrics (Prometheus' bearer_token)"},
-    "QueryToken": {"type": "apiKey", "in": "query", "name": "token",
-                   "description": "The same token, for clients that cannot set headers (browsers' EventSource)"},
+    "Token": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "`Bot <token>` or `Bearer <token>`",
+    },
+    "MetricsToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "METRICS_TOKEN, for GET /metrics (Prometheus' bearer_token)",
+    },
+    "QueryToken": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "token",
+        "description": "The same token, for clients that cannot set headers (browsers' EventSource)",
+    },
 }
 # The web page's session: an HttpOnly cookie (script cannot read it), sent only to this site
 # (SameSite=Strict), and believed on API routes only together with a header that a form or a
@@ -38,12 +49,18 @@ SECURITY_SCHEMES = {
 WEB_COOKIE = "chat_web_session"
 WEB_HEADER = "X-Chat-Web"
 SECURITY_SCHEMES["WebSession"] = {
-    "type": "apiKey", "in": "cookie", "name": WEB_COOKIE,
+    "type": "apiKey",
+    "in": "cookie",
+    "name": WEB_COOKIE,
     "description": "The web page's session cookie (POST /auth/web-session sets it); API routes believe it "
-                   "only with the header `X-Chat-Web: 1`, the event stream without it."}
+    "only with the header `X-Chat-Web: 1`, the event stream without it.",
+}
 APP_KEY_SECURITY = [{"AppKey": []}, {"HaKey": []}]
-SESSION_SECURITY = [{"AppKey": [], "AppSession": []}, {"HaKey": [], "HaSession": []},
-                    {"AppKey": [], "WebSession": []}]
+SESSION_SECURITY = [
+    {"AppKey": [], "AppSession": []},
+    {"HaKey": [], "HaSession": []},
+    {"AppKey": [], "WebSession": []},
+]
 TOKEN_SECURITY = [{"Token": []}, {"WebSession": []}]
 STREAM_SECURITY = [{"Token": []}, {"QueryToken": []}, {"WebSession": []}]
 
@@ -70,8 +87,15 @@ def set_web_cookie(raw: str, max_age_s: int) -> None:
 
     @after_this_request
     def _set(response):
-        response.set_cookie(WEB_COOKIE, raw, max_age=max_age_s, path="/", httponly=True, samesite="Strict",
-                            secure=request.is_secure)
+        response.set_cookie(
+            WEB_COOKIE,
+            raw,
+            max_age=max_age_s,
+            path="/",
+            httponly=True,
+            samesite="Strict",
+            secure=request.is_secure,
+        )
         return response
 
 
@@ -82,7 +106,9 @@ def clear_web_cookie() -> None:
 
     @after_this_request
     def _clear(response):
-        response.delete_cookie(WEB_COOKIE, path="/", httponly=True, samesite="Strict", secure=request.is_secure)
+        response.delete_cookie(
+            WEB_COOKIE, path="/", httponly=True, samesite="Strict", secure=request.is_secure
+        )
         return response
 
 
@@ -148,8 +174,10 @@ def require_session(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
         _check_app_key()
-        _authenticate(_first_header(SESSION_HEADERS) or web_cookie_credential(),
-                      "session: log in and send it in X-APP-Session")
+        _authenticate(
+            _first_header(SESSION_HEADERS) or web_cookie_credential(),
+            "session: log in and send it in X-APP-Session",
+        )
         return view(*args, **kwargs)
 
     return wrapper
@@ -184,8 +212,11 @@ def require_stream_token(view):
 
     @wraps(view)
     def wrapper(*args, **kwargs):
-        raw = (bearer_token() or request.args.get("token", "").strip()
-               or web_cookie_credential(header_needed=False))
+        raw = (
+            bearer_token()
+            or request.args.get("token", "").strip()
+            or web_cookie_credential(header_needed=False)
+        )
         _authenticate(raw, "token: send Authorization: Bot <token>, or ?token=<token>")
         return view(*args, **kwargs)
 

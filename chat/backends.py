@@ -46,6 +46,7 @@ SUBSCRIBER_HEALTH_CHECK_S = 5
 # Redis trouble is raised as ``chat.realtime.EventBusDown`` by every method documented to
 # raise; the in-process implementations never raise it.
 
+
 class EventBus(Protocol):
     """Per-user, bounded, append-only event logs with resumable ids (``chat.realtime.bus``)."""
 
@@ -74,8 +75,14 @@ class EventBus(Protocol):
     def read(self, user_id: int, after: str | None, block_ms: int = 0) -> list[tuple[str, str, str]]:
         """(id, event, JSON data) of the events after ``after``, waiting up to ``block_ms``."""
 
-    def wait(self, user_id: int, after: str, timeout: float, woken: threading.Event | None = None,
-             signal_after: int | None = None) -> str | None:
+    def wait(
+        self,
+        user_id: int,
+        after: str,
+        timeout: float,
+        woken: threading.Event | None = None,
+        signal_after: int | None = None,
+    ) -> str | None:
         """Wait until the log may hold events after ``after``; None after ``timeout`` s."""
 
     def signal(self, user_id: int, event: str, data: dict[str, Any]) -> None:
@@ -169,6 +176,7 @@ class Backends:
 
 # ---- the one decision ----------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class RedisSettings:
     """Where Redis is and how every client of it behaves."""
@@ -186,10 +194,13 @@ def redis_settings(config: Mapping[str, Any]) -> RedisSettings | None:
     url = config.get("REDIS_URL")
     if not url:
         return None
-    return RedisSettings(url=str(url), key_prefix=str(config["REDIS_KEY_PREFIX"]),
-                         socket_timeout=float(config["REDIS_SOCKET_TIMEOUT"]),
-                         pool_size=int(config["REDIS_POOL_SIZE"]),
-                         pool_wait=float(config["REDIS_POOL_WAIT_SECONDS"]))
+    return RedisSettings(
+        url=str(url),
+        key_prefix=str(config["REDIS_KEY_PREFIX"]),
+        socket_timeout=float(config["REDIS_SOCKET_TIMEOUT"]),
+        pool_size=int(config["REDIS_POOL_SIZE"]),
+        pool_wait=float(config["REDIS_POOL_WAIT_SECONDS"]),
+    )
 
 
 def limiter_settings(settings: RedisSettings | None) -> dict[str, Any]:
@@ -201,8 +212,10 @@ def limiter_settings(settings: RedisSettings | None) -> dict[str, Any]:
         "RATELIMIT_STORAGE_URI": f"{LIMITER_SCHEME}{settings.url}",
         "RATELIMIT_STORAGE_OPTIONS": {
             "key_prefix": f"{settings.key_prefix}limits",
-            "socket_connect_timeout": settings.socket_timeout, "socket_timeout": settings.socket_timeout,
-            "pool_size": settings.pool_size, "pool_wait": settings.pool_wait,
+            "socket_connect_timeout": settings.socket_timeout,
+            "socket_timeout": settings.socket_timeout,
+            "pool_size": settings.pool_size,
+            "pool_wait": settings.pool_wait,
         },
     }
 
@@ -216,13 +229,18 @@ def celery_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     if found is None:
         settings.update(broker_url="memory://", broker_transport=None)
         return settings
-    settings.update(broker_url=found.url, broker_transport="chat.broker:Transport",
-                    broker_connection_timeout=found.socket_timeout)
+    settings.update(
+        broker_url=found.url,
+        broker_transport="chat.broker:Transport",
+        broker_connection_timeout=found.socket_timeout,
+    )
     settings["broker_transport_options"].update(
         global_keyprefix=found.key_prefix,
         # A publish from a web request must fail fast when Redis is gone or frozen, never hang
         # (workers/celery.py gives the worker's consumer longer reads).
-        socket_connect_timeout=found.socket_timeout, socket_timeout=found.socket_timeout)
+        socket_connect_timeout=found.socket_timeout,
+        socket_timeout=found.socket_timeout,
+    )
     return settings
 
 
@@ -236,6 +254,7 @@ def configure(config: MutableMapping[str, Any]) -> None:
 
 # ---- building and finding them ---------------------------------------------------------------
 
+
 def build(app: Flask, *, celery: Celery, jobs: dict[str, Job]) -> Backends:
     """The backends ``app``'s configuration asks for. ``celery`` and ``jobs``: the Celery app
     and the jobs the task queue runs (``chat.tasks``)."""
@@ -245,20 +264,31 @@ def build(app: Flask, *, celery: Celery, jobs: dict[str, Job]) -> Backends:
     session_ttl = float(config["GATEWAY_SESSION_TTL_SECONDS"])
     found = redis_settings(config)
     if found is None:
-        return Backends(bus=InProcessBus(maxlen), presence=InProcessPresence(),
-                        sessions=InProcessSessions(session_ttl, keep=maxlen),
-                        queue=InProcessQueue(app, jobs, int(config["INPROCESS_RETRY_LIMIT"])))
+        return Backends(
+            bus=InProcessBus(maxlen),
+            presence=InProcessPresence(),
+            sessions=InProcessSessions(session_ttl, keep=maxlen),
+            queue=InProcessQueue(app, jobs, int(config["INPROCESS_RETRY_LIMIT"])),
+        )
     prefix = found.key_prefix
-    client = redis_client(found.url, found.socket_timeout, pool_size=found.pool_size, pool_wait=found.pool_wait)
-    subscriber = Subscriber(redis_client(found.url, found.socket_timeout,
-                                         health_check_interval=SUBSCRIBER_HEALTH_CHECK_S),
-                            prefix, answer_s=SUBSCRIBER_HEALTH_CHECK_S, sweep_s=heartbeat)
+    client = redis_client(
+        found.url, found.socket_timeout, pool_size=found.pool_size, pool_wait=found.pool_wait
+    )
+    subscriber = Subscriber(
+        redis_client(found.url, found.socket_timeout, health_check_interval=SUBSCRIBER_HEALTH_CHECK_S),
+        prefix,
+        answer_s=SUBSCRIBER_HEALTH_CHECK_S,
+        sweep_s=heartbeat,
+    )
     pile = Pile(client, prefix, int(float(config["TASK_PILE_HOLD_SECONDS"]) * 1000))
-    return Backends(bus=RedisStreamBus(client, subscriber, prefix, maxlen),
-                    presence=RedisPresence(client, prefix, presence_ttl(heartbeat)),
-                    sessions=RedisSessions(client, prefix, session_ttl, keep=maxlen),
-                    queue=CeleryQueue(app, celery, jobs, pile),
-                    redis=client, broadcasts=subscriber)
+    return Backends(
+        bus=RedisStreamBus(client, subscriber, prefix, maxlen),
+        presence=RedisPresence(client, prefix, presence_ttl(heartbeat)),
+        sessions=RedisSessions(client, prefix, session_ttl, keep=maxlen),
+        queue=CeleryQueue(app, celery, jobs, pile),
+        redis=client,
+        broadcasts=subscriber,
+    )
 
 
 def init_app(app: Flask, *, celery: Celery, jobs: dict[str, Job]) -> Backends:

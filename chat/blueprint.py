@@ -20,23 +20,36 @@ class Blueprint(SmorestBlueprint):
         "body_or_query": "application/json",
     }
 
-    def operation(self, rule: str, method: str, envelope, *, auth, security: list,
-                  args=None, location: str = "json", each_statement_commits: bool = False,
-                  example: dict | None = None, **doc):
+    def operation(
+        self,
+        rule: str,
+        method: str,
+        envelope,
+        *,
+        auth,
+        security: list,
+        args=None,
+        location: str = "json",
+        each_statement_commits: bool = False,
+        example: dict | None = None,
+        **doc,
+    ):
         """One API operation in one decorator: its route and method, the envelope it answers
         200 with, how it authenticates (``auth`` checks, ``security`` documents), and what it
         reads (``args`` from ``location``); further OpenAPI ``doc`` as flask-smorest takes it.
         ``each_statement_commits``: the operation reads, and writes no more than one statement
         at a time (``chat.db.each_statement_commits``). ``example``: the request body
         /docs offers, which works as sent on the demo data (``chat.examples``)."""
+
         def decorate(view):
             if each_statement_commits:
                 view = _each_statement_commits(view)
             if args is not None:
                 # One schema instance for every request (a class would be instantiated per
                 # request, copying its fields each time); loading keeps no state on it.
-                view = self.arguments(args() if isinstance(args, type) else args, location=location,
-                                      example=example)(view)
+                view = self.arguments(
+                    args() if isinstance(args, type) else args, location=location, example=example
+                )(view)
             view = auth(view)
             view = self.doc(security=security, **doc)(view)
             view = self.response(200, envelope)(view)

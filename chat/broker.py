@@ -31,8 +31,12 @@ class QoS(kombu_redis.QoS):
         try:
             return super().restore_unacked(client)
         except Exception as exc:  # noqa: BLE001 - whatever the torn-down connection raises
-            log.warning("could not give %d unacknowledged messages back to the broker (%s); the "
-                        "visibility timeout and the sweepers return them", len(self._delivered), exc)
+            log.warning(
+                "could not give %d unacknowledged messages back to the broker (%s); the "
+                "visibility timeout and the sweepers return them",
+                len(self._delivered),
+                exc,
+            )
             self._delivered.clear()
             return None
 

@@ -80,19 +80,32 @@ def celery_settings(config: Mapping) -> dict:
         "task_routes": dict(TASK_ROUTES),
         "task_soft_time_limit": TASK_SOFT_TIME_LIMIT,
         "task_time_limit": TASK_TIME_LIMIT,
-        "task_annotations": {"deliver_webhook": {"soft_time_limit": webhook_soft,
-                                                 "time_limit": webhook_hard},
-                             "send_push": {"soft_time_limit": webhook_soft, "time_limit": webhook_hard}},
+        "task_annotations": {
+            "deliver_webhook": {"soft_time_limit": webhook_soft, "time_limit": webhook_hard},
+            "send_push": {"soft_time_limit": webhook_soft, "time_limit": webhook_hard},
+        },
         # Each sweep expires unrun after two intervals, so a backlog of sweeps never piles up
         # while no worker runs.
         "beat_schedule": {
-            "sweep-pushes-and-reads": {"task": "sweep_pushes_and_reads", "schedule": push_every,
-                               "options": {"expires": push_every * 2}},
-            "requeue-webhooks": {"task": "requeue_webhooks", "schedule": webhooks_every,
-                                 "options": {"expires": webhooks_every * 2}},
-            "sweep-notifications": {"task": "sweep_notifications", "schedule": push_every,
-                                    "options": {"expires": push_every * 2}},
-            "sweep-assets": {"task": "sweep_assets", "schedule": assets_every,
-                             "options": {"expires": assets_every * 2}},
+            "sweep-pushes-and-reads": {
+                "task": "sweep_pushes_and_reads",
+                "schedule": push_every,
+                "options": {"expires": push_every * 2},
+            },
+            "requeue-webhooks": {
+                "task": "requeue_webhooks",
+                "schedule": webhooks_every,
+                "options": {"expires": webhooks_every * 2},
+            },
+            "sweep-notifications": {
+                "task": "sweep_notifications",
+                "schedule": push_every,
+                "options": {"expires": push_every * 2},
+            },
+            "sweep-assets": {
+                "task": "sweep_assets",
+                "schedule": assets_every,
+                "options": {"expires": assets_every * 2},
+            },
         },
     }

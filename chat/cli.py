@@ -72,8 +72,12 @@ def _when(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-EXPIRES_OPTION = click.option("--expires-days", type=click.FloatRange(min=0, min_open=True, max=36500), default=None,
-                              help="The token stops working after this many days (default: never).")
+EXPIRES_OPTION = click.option(
+    "--expires-days",
+    type=click.FloatRange(min=0, min_open=True, max=36500),
+    default=None,
+    help="The token stops working after this many days (default: never).",
+)
 
 
 @app_key_cli.command("list")
@@ -114,8 +118,12 @@ def list_bots() -> None:
     for bot in bots:
         token = bot["token"]
         used = _when(token.last_used_at) if token else "-"
-        expires = ("never" if token.expires_at is None else _when(token.expires_at)) if token else "no live token"
-        click.echo(f"{bot['username']:<24} {bot['id']:<11} {_when(bot['created_at']):<23} {used:<23} {expires}")
+        expires = (
+            ("never" if token.expires_at is None else _when(token.expires_at)) if token else "no live token"
+        )
+        click.echo(
+            f"{bot['username']:<24} {bot['id']:<11} {_when(bot['created_at']):<23} {used:<23} {expires}"
+        )
 
 
 @bot_token_cli.command("reset")
@@ -148,9 +156,14 @@ def rotate_secrets() -> None:
     """Re-encrypt every stored secret (webhook secrets) with the current SECRET_KEY; after it,
     the old key can leave SECRET_KEY_FALLBACKS."""
     done, unreadable = webhooks.reencrypt_secrets()
-    click.echo(f"{done} webhook secret{'s' if done != 1 else ''} re-encrypted with the current SECRET_KEY"
-               + (f"; {unreadable} could not be read with any configured key (create those webhooks again)"
-                  if unreadable else ""))
+    click.echo(
+        f"{done} webhook secret{'s' if done != 1 else ''} re-encrypted with the current SECRET_KEY"
+        + (
+            f"; {unreadable} could not be read with any configured key (create those webhooks again)"
+            if unreadable
+            else ""
+        )
+    )
     if unreadable:
         raise SystemExit(1)
 
@@ -174,8 +187,10 @@ def rebuild_counters() -> None:
     seen, started = [0], time.monotonic()
     changed = counters.rebuild_all(progress=_progress("checking member rows", seen))
     # The changed count is the number scripts read ("N member rows were wrong").
-    click.echo(f"counters rebuilt in {time.monotonic() - started:.1f} s: {seen[0]} checked, "
-               f"{changed} member rows were wrong and are fixed")
+    click.echo(
+        f"counters rebuilt in {time.monotonic() - started:.1f} s: {seen[0]} checked, "
+        f"{changed} member rows were wrong and are fixed"
+    )
 
 
 @search_cli.command("rebuild")
@@ -187,14 +202,18 @@ def rebuild_search() -> None:
     with db.engine.connect() as connection:
         search_index.create(connection)  # what is missing (a restored dump, a dropped index)
         checkpoint(connection)
-        changed = search_index.fill(connection, commit_batches=True, progress=_progress("indexing messages", [0]))
+        changed = search_index.fill(
+            connection, commit_batches=True, progress=_progress("indexing messages", [0])
+        )
         search_index.create(connection)  # SQLite: the FTS table rebuilt from the documents
         checkpoint(connection)
         warning = search_index.locale_warning(connection)
     if warning:
         click.echo(warning)
-    click.echo(f"search index rebuilt in {time.monotonic() - started:.1f} s: "
-               f"{changed} messages had a stale search document and are fixed")
+    click.echo(
+        f"search index rebuilt in {time.monotonic() - started:.1f} s: "
+        f"{changed} messages had a stale search document and are fixed"
+    )
 
 
 def _write_secret(path: Path, value: str) -> None:
@@ -251,9 +270,12 @@ def _demo_port(given: int | None) -> str:
 
 
 @click.command("demo")
-@click.option("--port", type=click.IntRange(1, 65535), default=None,
-              help="The port the server listens on, for the addresses shown (default: $PORT, "
-                   "$FLASK_RUN_PORT or 5000).")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="The port the server listens on, for the addresses shown (default: $PORT, $FLASK_RUN_PORT or 5000).",
+)
 def demo(port: int | None) -> None:
     """Make demo data on an empty database, give the web page its app key, say what to open."""
     base = f"http://127.0.0.1:{_demo_port(port)}"
@@ -292,8 +314,10 @@ def sweep_assets() -> None:
     messages are all gone), and remove deleted files still stored (beat does this in
     production; `make run` at start)."""
     done = assets.sweep()
-    click.echo(f"{done['expired']} uploads no message uses deleted, {done['purged']} deleted files removed "
-               "from storage")
+    click.echo(
+        f"{done['expired']} uploads no message uses deleted, {done['purged']} deleted files removed "
+        "from storage"
+    )
 
 
 def web_page_key() -> str | None:

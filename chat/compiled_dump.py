@@ -44,8 +44,12 @@ def _unchanged_type(field: fields.Field) -> type | None:
     kind = type(field)
     if kind._serialize is fields.String._serialize:
         return str
-    if (isinstance(field, fields.Integer) and kind._serialize is fields.Number._serialize
-            and kind._format_num is fields.Number._format_num and not field.as_string):
+    if (
+        isinstance(field, fields.Integer)
+        and kind._serialize is fields.Number._serialize
+        and kind._format_num is fields.Number._format_num
+        and not field.as_string
+    ):
         return int
     return None
 
@@ -54,9 +58,11 @@ def _step(schema: Schema, name: str, field: fields.Field):
     """One field's part of the plan: a function of the object giving the dumped value, or
     ``missing`` to leave the key out. The lookup is ``marshmallow.utils.get_value``'s, written
     out here: this runs for every value of every answer."""
-    own_lookup = (type(field).serialize is not fields.Field.serialize
-                  or type(field).get_value is not fields.Field.get_value
-                  or type(schema).get_attribute is not Schema.get_attribute)
+    own_lookup = (
+        type(field).serialize is not fields.Field.serialize
+        or type(field).get_value is not fields.Field.get_value
+        or type(schema).get_attribute is not Schema.get_attribute
+    )
     if own_lookup:
         return lambda obj: field.serialize(name, obj, accessor=schema.get_attribute)
     serialize = field._serialize
@@ -123,5 +129,7 @@ class CompiledDumpSchema(Schema):
         if CHECK:
             expected = super().dump(obj, many=many)
             if result != expected:
-                raise AssertionError(f"{type(self).__name__}: compiled dump {result!r} != marshmallow's {expected!r}")
+                raise AssertionError(
+                    f"{type(self).__name__}: compiled dump {result!r} != marshmallow's {expected!r}"
+                )
         return result

@@ -83,8 +83,10 @@ def atomic(*, savepoint: bool = False) -> Iterator[None]:
     if depth == 0:
         if session.info.pop(BROKEN, False):
             _roll_back(session)
-            raise RuntimeError("an exception left a nested atomic() block and was caught inside the outer "
-                               "block: its work was rolled back (use atomic(savepoint=True) to go on)")
+            raise RuntimeError(
+                "an exception left a nested atomic() block and was caught inside the outer "
+                "block: its work was rolled back (use atomic(savepoint=True) to go on)"
+            )
         session.commit()
 
 

@@ -55,8 +55,14 @@ class Dialect:
 
 
 CLASSIC = Dialect("classic", message_key="msg", success_text="success", error_code=1, empty_is_object=False)
-KOOK = Dialect("kook", message_key="message", success_text="操作成功", error_code=None, empty_is_object=True,
-               roots=(KOOK_API, KOOK_GATEWAY))
+KOOK = Dialect(
+    "kook",
+    message_key="message",
+    success_text="操作成功",
+    error_code=None,
+    empty_is_object=True,
+    roots=(KOOK_API, KOOK_GATEWAY),
+)
 DIALECTS = (CLASSIC, KOOK)
 
 
@@ -74,5 +80,5 @@ def kook_route_name(path: str) -> str:
     """A KOOK route as KOOK's documents name it: its path under ``/api/v3``
     (``user-chat/list``); the gateway socket is ``gateway``."""
     if path.startswith(KOOK_API + "/"):
-        return path[len(KOOK_API) + 1:]
+        return path[len(KOOK_API) + 1 :]
     return path.lstrip("/")

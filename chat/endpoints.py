@@ -63,6 +63,7 @@ def body_limit(setting: str):
     here, with a limit of its own near that body's size. There is no "no limit": a route
     that takes large bodies names a large one. A setting missing from the configuration
     (or set to None) leaves the route at ``MAX_CONTENT_LENGTH``."""
+
     def mark(view):
         setattr(view, BODY_LIMIT_MARK, setting)
         return view

@@ -23,6 +23,7 @@ from chat.db import abandon
 
 log = logging.getLogger(__name__)
 
+
 class Kind(StrEnum):
     """What went wrong, in terms a client can act on; each has one HTTP status and KOOK code."""
 
@@ -67,8 +68,15 @@ class ServiceError(Exception):
     (``errors`` becomes ``{field: [message]}``). Raised only this way, with its kind spelled
     out, so every refusal reads alike."""
 
-    def __init__(self, kind: Kind, message: str, errors: dict | None = None, headers: dict | None = None,
-                 *, field: str | None = None):
+    def __init__(
+        self,
+        kind: Kind,
+        message: str,
+        errors: dict | None = None,
+        headers: dict | None = None,
+        *,
+        field: str | None = None,
+    ):
         if kind not in KINDS:
             raise ValueError(f"unknown error kind {kind!r}")
         if field is not None:
@@ -109,8 +117,12 @@ def _flatten_webargs_messages(messages: dict) -> dict:
 def _describe(errors: dict) -> str:
     parts = []
     for field, msgs in errors.items():
-        text = msgs if isinstance(msgs, str) else "; ".join(
-            m if isinstance(m, str) else str(m) for m in (msgs if isinstance(msgs, list) else [msgs])
+        text = (
+            msgs
+            if isinstance(msgs, str)
+            else "; ".join(
+                m if isinstance(m, str) else str(m) for m in (msgs if isinstance(msgs, list) else [msgs])
+            )
         )
         parts.append(text if field == "_schema" else f"{field}: {text}")
     return "invalid parameters: " + ", ".join(parts) if parts else "invalid parameters"
@@ -126,15 +138,14 @@ def http_error_to_service_error(exc: HTTPException) -> ServiceError:
     if status == 404:
         return ServiceError(Kind.NOT_FOUND, f"no such route: {request.method} {request.path}")
     if status == 405:
-        return ServiceError(
-            Kind.METHOD_NOT_ALLOWED, f"{request.method} is not allowed on {request.path}"
-        )
+        return ServiceError(Kind.METHOD_NOT_ALLOWED, f"{request.method} is not allowed on {request.path}")
     if isinstance(exc, WebsocketMismatch):
         return ServiceError(Kind.INVALID, f"{request.path} is a WebSocket: connect with Upgrade: websocket")
     if status == 413:
         limit = request.max_content_length  # the route's own limit (larger on upload routes)
-        return ServiceError(Kind.TOO_LARGE, "request body is too large"
-                            + (f": at most {limit:,} bytes" if limit else ""))
+        return ServiceError(
+            Kind.TOO_LARGE, "request body is too large" + (f": at most {limit:,} bytes" if limit else "")
+        )
     if status == 400 and "JSON" in (exc.description or ""):
         return ServiceError(Kind.INVALID, "request body is not valid JSON")
     kind = STATUS_TO_KIND.get(status)
@@ -165,8 +176,11 @@ def register_error_handlers(app: Flask) -> None:
         # Unreachable, restarting, or every pooled connection busy: the client may retry.
         # The pool drops dead connections (pre-ping), so the service recovers by itself.
         cause = getattr(exc, "orig", None) or exc
-        log.error("database unavailable: %s: %s", cause.__class__.__name__,
-                  str(cause).strip().splitlines()[0] if str(cause).strip() else "")
+        log.error(
+            "database unavailable: %s: %s",
+            cause.__class__.__name__,
+            str(cause).strip().splitlines()[0] if str(cause).strip() else "",
+        )
         try:
             abandon()
         except Exception:  # the connection may be gone already; the next request gets a new one

@@ -50,5 +50,11 @@ USER_CHAT_TYPING = {"chat_code": CHAT_CODE}
 PUSH_SETTINGS = {"show_text": False}
 
 # A path parameter with its example (flask-smorest documents the rule's own without one).
-SESSION_ID_PARAMETER = {"in": "path", "name": "session_id", "required": True, "example": OTHER_SESSION_ID,
-                        "schema": {"type": "integer"}, "description": "The session's id (from GET .../sessions)."}
+SESSION_ID_PARAMETER = {
+    "in": "path",
+    "name": "session_id",
+    "required": True,
+    "example": OTHER_SESSION_ID,
+    "schema": {"type": "integer"},
+    "description": "The session's id (from GET .../sessions).",
+}

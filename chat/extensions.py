@@ -68,4 +68,3 @@ class DocumentOnReadApi(Api):
 
 
 api = DocumentOnReadApi()
-

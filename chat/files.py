@@ -19,15 +19,21 @@ files_blp = Blueprint("files", __name__, url_prefix="/files", description="Uploa
 
 
 class FileQuerySchema(BaseSchema):
-    thumb = fields.Boolean(load_default=False, metadata={
-        "description": "1: the image's thumbnail (JPEG, at most 320 px on its longer side); 404 for other kinds"})
+    thumb = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "1: the image's thumbnail (JPEG, at most 320 px on its longer side); 404 for other kinds"
+        },
+    )
 
 
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 _RESPONSES = {
-    "200": {"description": "The file: images, video and audio inline with their own type; anything else "
-                           "as application/octet-stream with Content-Disposition: attachment",
-            "content": {"*/*": _BINARY}},
+    "200": {
+        "description": "The file: images, video and audio inline with their own type; anything else "
+        "as application/octet-stream with Content-Disposition: attachment",
+        "content": {"*/*": _BINARY},
+    },
     "206": {"description": "The byte range asked for (Range: bytes=a-b)", "content": {"*/*": _BINARY}},
     "304": {"description": "Not modified (If-None-Match matched the ETag)"},
 }
@@ -39,7 +45,11 @@ _RESPONSES = {
 def get_file(args, token: str, name: str):
     """Fetch an uploaded file (or its thumbnail) by its URL; answers ranges."""
     stored = service.find_for_serving(token)
-    return serving.respond(stored, thumbnail=args["thumb"], head_only=request.method == "HEAD",
-                           range_value=request.headers.get("Range"),
-                           if_none_match=request.headers.get("If-None-Match"),
-                           if_range=request.headers.get("If-Range"))
+    return serving.respond(
+        stored,
+        thumbnail=args["thumb"],
+        head_only=request.method == "HEAD",
+        range_value=request.headers.get("Range"),
+        if_none_match=request.headers.get("If-None-Match"),
+        if_range=request.headers.get("If-Range"),
+    )

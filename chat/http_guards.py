@@ -90,8 +90,9 @@ def malformed_framing(exc: Exception):
     """A chunked upload whose framing breaks while the multipart parser reads it (the routes
     ``refuse_oversized_stream`` leaves alone): the client's mistake, as there."""
     reason = str(exc).strip() or type(exc).__name__
-    return error_response(ServiceError(Kind.INVALID, f"the request body's chunked framing is malformed "
-                                                     f"({reason[:100]})"))
+    return error_response(
+        ServiceError(Kind.INVALID, f"the request body's chunked framing is malformed ({reason[:100]})")
+    )
 
 
 def options_in_envelope(response: Response) -> Response:

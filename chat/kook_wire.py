@@ -58,9 +58,14 @@ TYPING = "private_typing"  # not one of KOOK's own: KOOK has no typing event for
 def _author(data: dict, online: Callable[[int], bool]) -> dict:
     author = dict(data.get("author") or {})
     if not author:  # an event stored before the payload carried the author
-        author = {"id": str(data.get("id", "")), "username": data.get("username", ""),
-                  "nickname": data.get("nickname", ""), "avatar": data.get("avatar", ""),
-                  "identify_num": "", "bot": False}
+        author = {
+            "id": str(data.get("id", "")),
+            "username": data.get("username", ""),
+            "nickname": data.get("nickname", ""),
+            "avatar": data.get("avatar", ""),
+            "identify_num": "",
+            "bot": False,
+        }
     try:
         author["online"] = bool(online(int(author["id"])))
     except (TypeError, ValueError):
@@ -80,15 +85,26 @@ def _kook_type(data: dict) -> int:
 def _message(data: dict, user_id: int, online: Callable[[int], bool]) -> dict:
     kook_type = _kook_type(data)
     author = _author(data, online)
-    extra = {"type": kook_type, "code": data.get("chat_code", ""), "author": author,
-             "last_msg_content": data.get("content", "")}
+    extra = {
+        "type": kook_type,
+        "code": data.get("chat_code", ""),
+        "author": author,
+        "last_msg_content": data.get("content", ""),
+    }
     if kook_type == 9:  # KOOK puts the raw KMarkdown in extra.kmarkdown as well
-        extra["kmarkdown"] = {"raw_content": data.get("content", ""), "mention_part": [], "mention_role_part": []}
+        extra["kmarkdown"] = {
+            "raw_content": data.get("content", ""),
+            "mention_part": [],
+            "mention_role_part": [],
+        }
     quote = data.get("quote")
     if quote:
         # khl.py reads the quoted message's id as ``rong_id`` (KOOK's older name).
-        extra["quote"] = {**quote, "rong_id": quote.get("id"),
-                          "author": {**(quote.get("author") or {}), "online": False}}
+        extra["quote"] = {
+            **quote,
+            "rong_id": quote.get("id"),
+            "author": {**(quote.get("author") or {}), "online": False},
+        }
     return {
         "channel_type": PERSON,
         "type": kook_type,
@@ -122,8 +138,13 @@ def _event_ms(event_id: str) -> int:
     return int(ms) if ms.isascii() and ms.isdigit() else 0
 
 
-def kook_event(event_id: str, event: str, data: dict | str, user_id: int,
-               online: Callable[[int], bool] = lambda _user_id: False) -> dict | None:
+def kook_event(
+    event_id: str,
+    event: str,
+    data: dict | str,
+    user_id: int,
+    online: Callable[[int], bool] = lambda _user_id: False,
+) -> dict | None:
     """The KOOK event (the ``d`` of a frame) for one stream event of ``user_id``, or None
     when the event has no KOOK counterpart."""
     if isinstance(data, str):
@@ -140,19 +161,32 @@ def kook_event(event_id: str, event: str, data: dict | str, user_id: int,
         reaction = data.get("reaction")
         if isinstance(reaction, dict):
             emoji = str(reaction.get("emoji", ""))
-            body = {"msg_id": data.get("msg_id", ""), "user_id": str(reaction.get("user_id", "")),
-                    "chat_code": data.get("chat_code", ""), "emoji": {"id": emoji, "name": emoji}}
+            body = {
+                "msg_id": data.get("msg_id", ""),
+                "user_id": str(reaction.get("user_id", "")),
+                "chat_code": data.get("chat_code", ""),
+                "emoji": {"id": emoji, "name": emoji},
+            }
             kind = REACTION_ADDED if reaction.get("added") else REACTION_DELETED
             return _system(event_id, user_id, kind, body, _event_ms(event_id))
-        body = {"msg_id": data.get("msg_id", ""), "author_id": author_id,
-                "target_id": str(data.get("target_id", "")), "content": data.get("content", ""),
-                "chat_code": data.get("chat_code", ""), "updated_at": data.get("updated_at", 0)}
+        body = {
+            "msg_id": data.get("msg_id", ""),
+            "author_id": author_id,
+            "target_id": str(data.get("target_id", "")),
+            "content": data.get("content", ""),
+            "chat_code": data.get("chat_code", ""),
+            "updated_at": data.get("updated_at", 0),
+        }
         return _system(event_id, user_id, UPDATED, body, body["updated_at"] or _event_ms(event_id))
     if event == "message.deleted":
         deleted_at = data.get("updated_at") or _event_ms(event_id)
-        body = {"msg_id": data.get("msg_id", ""), "author_id": author_id,
-                "target_id": str(data.get("target_id", "")), "chat_code": data.get("chat_code", ""),
-                "deleted_at": deleted_at}
+        body = {
+            "msg_id": data.get("msg_id", ""),
+            "author_id": author_id,
+            "target_id": str(data.get("target_id", "")),
+            "chat_code": data.get("chat_code", ""),
+            "deleted_at": deleted_at,
+        }
         return _system(event_id, user_id, DELETED, body, deleted_at)
     return None
 
@@ -167,8 +201,11 @@ def kook_signal(event: str, data: str, user_id: int, at_ms: int) -> dict | None:
         parsed = json.loads(data)
     except ValueError:
         return None
-    body = {"chat_code": parsed.get("chat_code", ""), "user_id": str(parsed.get("user_id", "")),
-            "expires_in_ms": parsed.get("expires_in_ms", 0)}
+    body = {
+        "chat_code": parsed.get("chat_code", ""),
+        "user_id": str(parsed.get("user_id", "")),
+        "expires_in_ms": parsed.get("expires_in_ms", 0),
+    }
     frame = _system(uuid.uuid4().hex, user_id, TYPING, body, at_ms)
     frame["msg_id"] = str(uuid.uuid4())
     return frame
@@ -203,7 +240,10 @@ def has_kook_form(event: str, data: dict) -> bool:
 
 def challenge_frame(challenge: str) -> dict:
     """KOOK's registration challenge: the callback must answer ``{"challenge": challenge}``."""
-    return {"s": EVENT, "d": {"type": SYSTEM_TYPE, "channel_type": "WEBHOOK_CHALLENGE", "challenge": challenge}}
+    return {
+        "s": EVENT,
+        "d": {"type": SYSTEM_TYPE, "channel_type": "WEBHOOK_CHALLENGE", "challenge": challenge},
+    }
 
 
 def encrypt(text: str, key: str) -> str:
@@ -211,7 +251,9 @@ def encrypt(text: str, key: str) -> str:
     iv = secrets.token_bytes(16)
     padder = padding.PKCS7(128).padder()
     padded = padder.update(text.encode()) + padder.finalize()
-    encryptor = Cipher(algorithms.AES(key.encode().ljust(ENCRYPT_KEY_BYTES, b"\0")), modes.CBC(iv)).encryptor()
+    encryptor = Cipher(
+        algorithms.AES(key.encode().ljust(ENCRYPT_KEY_BYTES, b"\0")), modes.CBC(iv)
+    ).encryptor()
     cipher = encryptor.update(padded) + encryptor.finalize()
     return base64.b64encode(iv + base64.b64encode(cipher)).decode()
 

@@ -21,7 +21,8 @@ class FallbackLimiter(Limiter):
         except Exception:
             if not (self._in_memory_fallback_enabled and self._storage_dead):
                 raise
-            self.logger.warning("rate limit storage failed after the switch to in-process limits; "
-                                "counting this request there")
+            self.logger.warning(
+                "rate limit storage failed after the switch to in-process limits; counting this request there"
+            )
             self.context.seen_limits.clear()
             super()._check_request_limit(callable_name, in_middleware)

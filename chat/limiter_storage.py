@@ -68,8 +68,15 @@ def _stash() -> dict[str, Counted]:
 class CountedAheadRedisStorage(RedisStorage):
     STORAGE_SCHEME = [f"{SCHEME}redis", f"{SCHEME}rediss", f"{SCHEME}unix"]
 
-    def __init__(self, uri: str, key_prefix: str = RedisStorage.PREFIX, wrap_exceptions: bool = False,
-                 pool_size: int | None = None, pool_wait: float | None = None, **options):
+    def __init__(
+        self,
+        uri: str,
+        key_prefix: str = RedisStorage.PREFIX,
+        wrap_exceptions: bool = False,
+        pool_size: int | None = None,
+        pool_wait: float | None = None,
+        **options,
+    ):
         """``pool_size``: at most this many connections; a caller waits up to ``pool_wait``
         seconds for one (redis-py's default pool grows with every concurrent request).
         ``options`` are the Redis connections' own (timeouts)."""
@@ -77,9 +84,15 @@ class CountedAheadRedisStorage(RedisStorage):
         pool = None
         if pool_size is not None:
             pool = redis.BlockingConnectionPool.from_url(
-                uri.replace("redis+unix", "unix"), max_connections=pool_size, timeout=pool_wait, **options)
-        super().__init__(uri, connection_pool=pool, key_prefix=key_prefix, wrap_exceptions=wrap_exceptions,
-                         **({} if pool is not None else options))
+                uri.replace("redis+unix", "unix"), max_connections=pool_size, timeout=pool_wait, **options
+            )
+        super().__init__(
+            uri,
+            connection_pool=pool,
+            key_prefix=key_prefix,
+            wrap_exceptions=wrap_exceptions,
+            **({} if pool is not None else options),
+        )
         self._count_ahead = self.get_connection().register_script(_COUNT_AHEAD)
         self._settle = self.get_connection().register_script(_SETTLE)
         self._calls = Coalescer(self.get_connection())  # concurrent requests share a round trip
@@ -87,8 +100,9 @@ class CountedAheadRedisStorage(RedisStorage):
     def count_ahead(self, items: list[tuple[str, int, int]]) -> None:
         """Count this request against every (key, expiry, amount) at once, for ``incr``."""
         keys = [self.prefixed_key(key) for key, _, _ in items]
-        found = self._calls.call(self._count_ahead, keys, [value for _, expiry, amount in items
-                                                           for value in (expiry, amount)])
+        found = self._calls.call(
+            self._count_ahead, keys, [value for _, expiry, amount in items for value in (expiry, amount)]
+        )
         now = time.time()
         stash = _stash()
         for index, (key, (_, _, amount)) in enumerate(zip(keys, items)):

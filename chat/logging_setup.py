@@ -55,8 +55,18 @@ _HANDLER_MARK = "_chat_log_handler"
 _QUERY_PARAMETER = re.compile(r'((?:^|[?&;])([^=&;?#\s"]+)=)([^&;#\s"]*)')
 # Parts of a parameter name that mark a credential (compared in lower case, "-" as "_",
 # percent-escapes decoded): session and bot tokens, app keys, passwords, signatures.
-_CREDENTIAL_WORDS = ("token", "session", "secret", "passw", "pwd", "auth", "signature",
-                     "credential", "apikey", "appkey")
+_CREDENTIAL_WORDS = (
+    "token",
+    "session",
+    "secret",
+    "passw",
+    "pwd",
+    "auth",
+    "signature",
+    "credential",
+    "apikey",
+    "appkey",
+)
 # Parameters that are not credentials but private all the same: a search's words (people
 # search for addresses, names, things they were told in confidence).
 _PRIVATE_NAMES = frozenset({"q"})
@@ -66,13 +76,13 @@ REDACTED = "[redacted]"
 def is_credential_name(name: str) -> bool:
     """Does a query parameter called ``name`` look like it carries a credential?"""
     normal = unquote_plus(name).lower().replace("-", "_")
-    return (any(word in normal for word in _CREDENTIAL_WORDS)
-            or normal == "key" or normal.endswith("_key"))
+    return any(word in normal for word in _CREDENTIAL_WORDS) or normal == "key" or normal.endswith("_key")
 
 
 def _redact_parameter(match: re.Match) -> str:
-    if match.group(3) and (is_credential_name(match.group(2))
-                           or unquote_plus(match.group(2)).lower() in _PRIVATE_NAMES):
+    if match.group(3) and (
+        is_credential_name(match.group(2)) or unquote_plus(match.group(2)).lower() in _PRIVATE_NAMES
+    ):
         return match.group(1) + REDACTED
     return match.group(0)
 
@@ -277,8 +287,7 @@ class GunicornLogger(_GunicornLogger):
         string (``q``), and any header or environ atom that carries the URL (``{raw_uri}e``,
         ``{referer}i``...)."""
         atoms = super().atoms(resp, req, environ, request_time)
-        return {name: redact(value) if isinstance(value, str) else value
-                for name, value in atoms.items()}
+        return {name: redact(value) if isinstance(value, str) else value for name, value in atoms.items()}
 
     def access(self, resp, req, environ, request_time):
         request_id = next(

@@ -105,13 +105,17 @@ def _check_card(content: str) -> None:
         raise _bad(f"card content must be a JSON array of card objects ({exc.msg})") from None
     if isinstance(cards, dict):
         cards = [cards]
-    if not isinstance(cards, list) or not cards or not all(
-        isinstance(c, dict) and c.get("type") == "card" for c in cards
+    if (
+        not isinstance(cards, list)
+        or not cards
+        or not all(isinstance(c, dict) and c.get("type") == "card" for c in cards)
     ):
         raise _bad('card content must be a JSON array of objects with "type": "card"')
     if any(_runnable(field, text) for field, text in _strings(cards)):
-        raise _bad("card content must not carry javascript:, vbscript: or data: URLs "
-                   "(links and images must be http or https)")
+        raise _bad(
+            "card content must not carry javascript:, vbscript: or data: URLs "
+            "(links and images must be http or https)"
+        )
 
 
 def _strings(value):
@@ -145,8 +149,10 @@ def validate_content(type_name: str, content: str) -> str:
         if len(content) > TEXT_MAX:
             raise _bad(f"{type_name} content must be at most {TEXT_MAX} characters")
         if type_name == "kmarkdown" and _runnable(None, content):
-            raise _bad("KMarkdown content must not link to javascript:, vbscript: or data: URLs "
-                       "(links must be http or https)")
+            raise _bad(
+                "KMarkdown content must not link to javascript:, vbscript: or data: URLs "
+                "(links must be http or https)"
+            )
         return content
     content = content.strip()
     if type_name in MEDIA_TYPES:

@@ -59,48 +59,78 @@ UNROUTED = "unrouted"
 
 # ---- the metrics ---------------------------------------------------------------------------
 
-REQUESTS = Counter("chat_http_requests_total", "HTTP requests answered, by route, method and status",
-                   ["route", "method", "status"])
-REQUEST_SECONDS = Histogram("chat_http_request_duration_seconds",
-                            "Time to produce a response (an event stream: until its first byte)",
-                            ["route", "method"])
-MESSAGES_SENT = Counter("chat_messages_sent_total", "Messages accepted by a send, by API dialect",
-                        ["dialect"])
-PUSH_LAG = Histogram("chat_push_lag_seconds", "From a message being stored to its delivery to the recipient",
-                     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, float("inf")))
-PUSH_BATCHES = Histogram("chat_push_batch_size", "Messages one push batch delivered (a worker takes what waits)",
-                         buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, float("inf")))
-DELIVERIES = Counter("chat_deliveries_total",
-                     "Push attempts by outcome: delivered (claimed now), duplicate (done already), "
-                     "retry (event bus down, tried again later)", ["outcome"])
-WEBHOOK_DELIVERIES = Counter("chat_webhook_deliveries_total",
-                             "Webhook attempts by outcome: delivered, retry, failed (for good)", ["outcome"])
-PUSH_NOTIFICATIONS = Counter("chat_push_notifications_total",
-                             "Device notifications by outcome (queued: decided, one per device; sent, retry, "
-                             "failed, removed: the provider said the device is gone) and provider "
-                             "(webpush, fcm, apns)",
-                             ["outcome", "provider"])
-RATE_LIMITED = Counter("chat_rate_limited_total", "Requests refused with 429, by the bucket that refused",
-                       ["bucket"])
+REQUESTS = Counter(
+    "chat_http_requests_total",
+    "HTTP requests answered, by route, method and status",
+    ["route", "method", "status"],
+)
+REQUEST_SECONDS = Histogram(
+    "chat_http_request_duration_seconds",
+    "Time to produce a response (an event stream: until its first byte)",
+    ["route", "method"],
+)
+MESSAGES_SENT = Counter(
+    "chat_messages_sent_total", "Messages accepted by a send, by API dialect", ["dialect"]
+)
+PUSH_LAG = Histogram(
+    "chat_push_lag_seconds",
+    "From a message being stored to its delivery to the recipient",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, float("inf")),
+)
+PUSH_BATCHES = Histogram(
+    "chat_push_batch_size",
+    "Messages one push batch delivered (a worker takes what waits)",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, float("inf")),
+)
+DELIVERIES = Counter(
+    "chat_deliveries_total",
+    "Push attempts by outcome: delivered (claimed now), duplicate (done already), "
+    "retry (event bus down, tried again later)",
+    ["outcome"],
+)
+WEBHOOK_DELIVERIES = Counter(
+    "chat_webhook_deliveries_total",
+    "Webhook attempts by outcome: delivered, retry, failed (for good)",
+    ["outcome"],
+)
+PUSH_NOTIFICATIONS = Counter(
+    "chat_push_notifications_total",
+    "Device notifications by outcome (queued: decided, one per device; sent, retry, "
+    "failed, removed: the provider said the device is gone) and provider "
+    "(webpush, fcm, apns)",
+    ["outcome", "provider"],
+)
+RATE_LIMITED = Counter(
+    "chat_rate_limited_total", "Requests refused with 429, by the bucket that refused", ["bucket"]
+)
 # livesum: the open ones of live processes only; a process that dies stops counting.
-OPEN_STREAMS = Gauge("chat_event_streams_open", "Open event streams (GET /api/v3/events)",
-                     multiprocess_mode="livesum")
-GATEWAY_CONNECTIONS = Gauge("chat_gateway_connections", "Open KOOK WebSocket gateway connections",
-                            multiprocess_mode="livesum")
+OPEN_STREAMS = Gauge(
+    "chat_event_streams_open", "Open event streams (GET /api/v3/events)", multiprocess_mode="livesum"
+)
+GATEWAY_CONNECTIONS = Gauge(
+    "chat_gateway_connections", "Open KOOK WebSocket gateway connections", multiprocess_mode="livesum"
+)
 # Both kinds together against what the web processes may hold (LONG_LIVED_PER_PROCESS each):
 # open / limit near 1 means new streams and sockets are being refused with 503.
-LONG_LIVED_OPEN = Gauge("chat_long_lived_connections_open",
-                        "Open long-lived connections (event streams and gateway sockets)",
-                        multiprocess_mode="livesum")
-LONG_LIVED_LIMIT = Gauge("chat_long_lived_connections_limit",
-                         "The most long-lived connections the live web processes may hold",
-                         multiprocess_mode="livesum")
-LONG_LIVED_REFUSED = Counter("chat_long_lived_refused",
-                             "Event streams and gateway sockets refused: process_full (503), user_cap (429)",
-                             ["reason"])
+LONG_LIVED_OPEN = Gauge(
+    "chat_long_lived_connections_open",
+    "Open long-lived connections (event streams and gateway sockets)",
+    multiprocess_mode="livesum",
+)
+LONG_LIVED_LIMIT = Gauge(
+    "chat_long_lived_connections_limit",
+    "The most long-lived connections the live web processes may hold",
+    multiprocess_mode="livesum",
+)
+LONG_LIVED_REFUSED = Counter(
+    "chat_long_lived_refused",
+    "Event streams and gateway sockets refused: process_full (503), user_cap (429)",
+    ["reason"],
+)
 
 
 # ---- recording helpers (called from the code paths they describe) ---------------------------
+
 
 def message_sent(dialect: str) -> None:
     MESSAGES_SENT.labels(dialect).inc()
@@ -199,11 +229,13 @@ def _record_request(response: Response) -> Response:
 
 # ---- scraping --------------------------------------------------------------------------------
 
+
 def queue_depth_family() -> GaugeMetricFamily:
     """Tasks waiting in each Celery queue, read from Redis now (LLEN of the broker's lists,
     whose keys carry REDIS_KEY_PREFIX through kombu's ``global_keyprefix``)."""
-    family = GaugeMetricFamily("chat_queue_depth", "Tasks waiting in a Celery queue (Redis broker)",
-                               labels=["queue"])
+    family = GaugeMetricFamily(
+        "chat_queue_depth", "Tasks waiting in a Celery queue (Redis broker)", labels=["queue"]
+    )
     client = backends.current().redis
     if client is None:  # embedded default: tasks run in-process, nothing ever waits
         return family
@@ -220,7 +252,7 @@ def queue_depth_family() -> GaugeMetricFamily:
         return family
     per_queue = 1 + len(PRIORITY_STEPS)
     for index, queue in enumerate(QUEUES):
-        family.add_metric([queue], sum(lengths[index * per_queue:(index + 1) * per_queue]))
+        family.add_metric([queue], sum(lengths[index * per_queue : (index + 1) * per_queue]))
     return family
 
 
@@ -252,13 +284,19 @@ def _is_loopback(address: str | None) -> bool:
 
 metrics_blp = Blueprint("metrics", __name__, description="Prometheus metrics")
 SCRAPE_DOC = {
-    "200": {"description": "Prometheus' text exposition format (version 0.0.4).",
-            "content": {"text/plain": {"schema": {"type": "string"}}}},
-    "401": {"description": "METRICS_TOKEN is set and the request does not carry it.",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-    "404": {"description": "Disabled: production without METRICS_TOKEN, or a non-local client "
-                           "of the embedded default.",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+    "200": {
+        "description": "Prometheus' text exposition format (version 0.0.4).",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    },
+    "401": {
+        "description": "METRICS_TOKEN is set and the request does not carry it.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    },
+    "404": {
+        "description": "Disabled: production without METRICS_TOKEN, or a non-local client "
+        "of the embedded default.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    },
 }
 
 
@@ -275,8 +313,11 @@ def scrape_metrics():
     elif not (config.get("METRICS_ALLOW_LOOPBACK") and _is_loopback(request.remote_addr)):
         # Disabled: answer as if there were no such route, so it cannot be probed.
         raise NotFound()  # answered as every unknown route is (chat.errors)
-    return Response(exposition(), mimetype=CONTENT_TYPE_LATEST.split(";")[0],
-                    headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})
+    return Response(
+        exposition(),
+        mimetype=CONTENT_TYPE_LATEST.split(";")[0],
+        headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},
+    )
 
 
 def init_app(app: Flask) -> None:

@@ -88,8 +88,12 @@ class User(db.Model):
 
 def _revoked_index(name: str) -> Index:
     """Revoked rows by when: every process's credential cache asks for the latest."""
-    return Index(name, "revoked_at", postgresql_where=text("revoked_at IS NOT NULL"),
-                 sqlite_where=text("revoked_at IS NOT NULL"))
+    return Index(
+        name,
+        "revoked_at",
+        postgresql_where=text("revoked_at IS NOT NULL"),
+        sqlite_where=text("revoked_at IS NOT NULL"),
+    )
 
 
 class AppKey(db.Model):
@@ -144,9 +148,12 @@ class ConversationMember(db.Model):
     __tablename__ = "conversation_members"
     __table_args__ = (
         Index("ix_members_user_latest", "user_id", "latest_msg_time"),
-        Index("ix_members_read_lagging", "user_id",
-              postgresql_where=text("read_wanted_id > last_read_message_id"),
-              sqlite_where=text("read_wanted_id > last_read_message_id")),
+        Index(
+            "ix_members_read_lagging",
+            "user_id",
+            postgresql_where=text("read_wanted_id > last_read_message_id"),
+            sqlite_where=text("read_wanted_id > last_read_message_id"),
+        ),
     )
 
     conversation_id: Mapped[int] = mapped_column(
@@ -179,9 +186,7 @@ class Message(db.Model):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     key: Mapped[str] = mapped_column(String(36), unique=True)
-    conversation_id: Mapped[int] = mapped_column(
-        ForeignKey("conversations.id", ondelete="CASCADE")
-    )
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
     sender_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     type: Mapped[str] = mapped_column(String(16))  # canonical name, see chat.message_types
     content: Mapped[str] = mapped_column(Text)
@@ -204,18 +209,14 @@ class MessageHide(db.Model):
     __tablename__ = "message_hides"
 
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
-    message_id: Mapped[int] = mapped_column(
-        ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
-    )
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
 
 
 class Reaction(db.Model):
     __tablename__ = "reactions"
 
-    message_id: Mapped[int] = mapped_column(
-        ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
-    )
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
     emoji: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
@@ -257,8 +258,9 @@ class Block(db.Model):
     @classmethod
     def either_way(cls, a, b):
         """SQL criteria: a block between ``a`` and ``b``, in either direction (ids or columns)."""
-        return or_(and_(cls.blocker_id == a, cls.blocked_id == b),
-                   and_(cls.blocker_id == b, cls.blocked_id == a))
+        return or_(
+            and_(cls.blocker_id == a, cls.blocked_id == b), and_(cls.blocker_id == b, cls.blocked_id == a)
+        )
 
 
 class Webhook(db.Model):
@@ -341,8 +343,9 @@ class PushPending(db.Model):
     __tablename__ = "push_pending"
 
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
-    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"),
-                                                 primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
+    )
     last_message_id: Mapped[int] = mapped_column(BigInteger)
     due_at: Mapped[int] = mapped_column(BigInteger, index=True)
 
@@ -391,10 +394,18 @@ class Asset(db.Model):
     __table_args__ = (
         Index("ix_assets_owner_created", "owner_id", "created_at"),
         # The sweep's two questions: uploads never used, and deleted ones not yet purged.
-        Index("ix_assets_unused", "created_at", postgresql_where=text("used_at IS NULL AND deleted_at IS NULL"),
-              sqlite_where=text("used_at IS NULL AND deleted_at IS NULL")),
-        Index("ix_assets_unpurged", "deleted_at", postgresql_where=text("deleted_at IS NOT NULL AND purged_at IS NULL"),
-              sqlite_where=text("deleted_at IS NOT NULL AND purged_at IS NULL")),
+        Index(
+            "ix_assets_unused",
+            "created_at",
+            postgresql_where=text("used_at IS NULL AND deleted_at IS NULL"),
+            sqlite_where=text("used_at IS NULL AND deleted_at IS NULL"),
+        ),
+        Index(
+            "ix_assets_unpurged",
+            "deleted_at",
+            postgresql_where=text("deleted_at IS NOT NULL AND purged_at IS NULL"),
+            sqlite_where=text("deleted_at IS NOT NULL AND purged_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -421,5 +432,6 @@ class AssetUse(db.Model):
     __tablename__ = "asset_uses"
 
     asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"), primary_key=True)
-    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True,
-                                            index=True)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True, index=True
+    )

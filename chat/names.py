@@ -44,7 +44,7 @@ _REASONS = {
 
 def _refusal(field: str, exc: UnicodeError) -> ServiceError:
     reason = getattr(exc, "reason", "").split("/")[-1]
-    bad = getattr(exc, "object", "")[getattr(exc, "start", 0):getattr(exc, "end", 0)]
+    bad = getattr(exc, "object", "")[getattr(exc, "start", 0) : getattr(exc, "end", 0)]
     if reason == "empty" or not bad:
         detail = "must not be empty" if reason == "empty" else f"is not allowed ({reason.replace('_', ' ')})"
     else:

@@ -83,7 +83,7 @@ DESCRIPTIONS = {
     409: "Conflicts with what exists (a taken name, a reused nonce, ...)",
     410: "Gone: the file was deleted",
     413: "Too large: the request body over this route's limit, or an uploaded file over its kind's "
-         "(see the message)",
+    "(see the message)",
     416: "The byte range asked for is outside the file (`Content-Range: bytes */<size>`)",
     429: "Rate limited: wait `Retry-After` seconds",
     503: "A dependency (the database; Redis for the event stream) is unavailable: retry after `Retry-After` seconds",
@@ -98,8 +98,11 @@ KOOK_RATE_HEADERS = {
     "X-Rate-Limit-Bucket": {"description": "A stable number for the bucket", **_INTEGER},
 }
 
-_ERRORS = {"type": "object", "additionalProperties": True,
-           "description": "Messages by field name (``_schema``: about the request as a whole)"}
+_ERRORS = {
+    "type": "object",
+    "additionalProperties": True,
+    "description": "Messages by field name (``_schema``: about the request as a whole)",
+}
 
 
 def error_schema(dialect: dialects.Dialect) -> dict:
@@ -143,8 +146,11 @@ class ErrorEnvelopePlugin(BasePlugin):
             for status, description in DESCRIPTIONS.items():
                 response = {
                     "description": description,
-                    "content": {"application/json": {"schema": {
-                        "$ref": f"#/components/schemas/{_schema_name(dialect)}"}}},
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": f"#/components/schemas/{_schema_name(dialect)}"}
+                        }
+                    },
                 }
                 if dialect.error_code is None:  # each kind has a code of its own: say which
                     code = KINDS[STATUS_TO_KIND[status]][1]

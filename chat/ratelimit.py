@@ -132,13 +132,14 @@ def login_account_limit() -> str:
 
 
 def account_breach_message() -> str:
-    return (f"too many sign-ins to this account (at most {login_account_limit()}); "
-            "wait and retry (see Retry-After)")
+    return (
+        f"too many sign-ins to this account (at most {login_account_limit()}); "
+        "wait and retry (see Retry-After)"
+    )
 
 
 def login_breach_message() -> str:
-    return (f"too many sign-ins from this address (at most {login_limit()}); "
-            "wait and retry (see Retry-After)")
+    return f"too many sign-ins from this address (at most {login_limit()}); wait and retry (see Retry-After)"
 
 
 def bucket_name(_endpoint: str = "") -> str:
@@ -172,13 +173,14 @@ def route_limit() -> str:
 
 
 def global_breach_message() -> str:
-    return (f"too many requests in total (at most {global_limit()}); "
-            "wait X-Rate-Limit-Reset seconds and retry")
+    return f"too many requests in total (at most {global_limit()}); wait X-Rate-Limit-Reset seconds and retry"
 
 
 def route_breach_message() -> str:
-    return (f"too many requests to {bucket_name()} (at most {route_limit()}); "
-            "wait X-Rate-Limit-Reset seconds and retry")
+    return (
+        f"too many requests to {bucket_name()} (at most {route_limit()}); "
+        "wait X-Rate-Limit-Reset seconds and retry"
+    )
 
 
 def is_exempt() -> bool:
@@ -218,16 +220,41 @@ def _new_limiter(config) -> FallbackLimiter:
     fallback. Sends have their own bucket and limit; every other route its own bucket."""
     limiter = FallbackLimiter(
         key_func=caller_key,
-        application_limits=[ParsedApplicationLimit(config["RATELIMIT_GLOBAL"], error_message=global_breach_message)],
-        default_limits=[ParsedLimit(config["RATELIMIT_ROUTE"], scope=bucket_name, shared=True, exempt_when=is_send,
-                              error_message=route_breach_message),
-                        ParsedLimit(config["RATELIMIT_SEND"], scope=SEND_BUCKET, shared=True, exempt_when=is_not_send,
-                              error_message=route_breach_message),
-                        ParsedLimit(config["RATELIMIT_LOGIN"], key_function=address_key, scope=LOGIN_BUCKET, shared=True,
-                              exempt_when=hashes_no_password, error_message=login_breach_message),
-                        ParsedLimit(config["RATELIMIT_LOGIN_ACCOUNT"], key_function=account_key,
-                              scope=ACCOUNT_BUCKET, shared=True, exempt_when=hashes_no_password,
-                              error_message=account_breach_message)],
+        application_limits=[
+            ParsedApplicationLimit(config["RATELIMIT_GLOBAL"], error_message=global_breach_message)
+        ],
+        default_limits=[
+            ParsedLimit(
+                config["RATELIMIT_ROUTE"],
+                scope=bucket_name,
+                shared=True,
+                exempt_when=is_send,
+                error_message=route_breach_message,
+            ),
+            ParsedLimit(
+                config["RATELIMIT_SEND"],
+                scope=SEND_BUCKET,
+                shared=True,
+                exempt_when=is_not_send,
+                error_message=route_breach_message,
+            ),
+            ParsedLimit(
+                config["RATELIMIT_LOGIN"],
+                key_function=address_key,
+                scope=LOGIN_BUCKET,
+                shared=True,
+                exempt_when=hashes_no_password,
+                error_message=login_breach_message,
+            ),
+            ParsedLimit(
+                config["RATELIMIT_LOGIN_ACCOUNT"],
+                key_function=account_key,
+                scope=ACCOUNT_BUCKET,
+                shared=True,
+                exempt_when=hashes_no_password,
+                error_message=account_breach_message,
+            ),
+        ],
         request_identifier=request_identifier,
     )
     limiter.request_filter(is_exempt)
@@ -247,8 +274,11 @@ def add_headers(response: Response) -> Response:
     if not evaluated:
         return response
     breached = [lim for lim in evaluated if lim.breached]
-    chosen = breached[0] if breached else next(
-        (lim for lim in evaluated if _scope(lim) != GLOBAL_SCOPE), evaluated[0])
+    chosen = (
+        breached[0]
+        if breached
+        else next((lim for lim in evaluated if _scope(lim) != GLOBAL_SCOPE), evaluated[0])
+    )
     if chosen.breached:
         metrics.rate_limited(_scope(chosen))
     kook = dialects.of_request() is dialects.KOOK

@@ -85,7 +85,7 @@ def run_in_own_context(app: Flask, job: Job, args: Sequence[Any]) -> Any:
     A batched job gets its calls' arguments as one batch."""
     with app.app_context():
         if job.batched:
-            return job.function([one for one, in args])
+            return job.function([one for (one,) in args])
         return job.function(*args)
 
 
@@ -146,7 +146,7 @@ class Pile:
         kicked = False
         request_id = request_id_var.get()
         for start in range(0, len(items), ADD_CHUNK):
-            encoded = [json.dumps([item, request_id]) for item in items[start:start + ADD_CHUNK]]
+            encoded = [json.dumps([item, request_id]) for item in items[start : start + ADD_CHUNK]]
             kicked |= bool(self._calls.call(self._add, self._keys(name), [self._hold_ms, *encoded]))
         return kicked
 
@@ -172,10 +172,13 @@ class Pile:
         """Put a batch that failed back at the head of the pile (best effort: its sweeper
         finds it otherwise)."""
         try:
-            self._give_back(keys=self._keys(name)[:1], args=[json.dumps(list(pair)) for pair in reversed(taken)])
+            self._give_back(
+                keys=self._keys(name)[:1], args=[json.dumps(list(pair)) for pair in reversed(taken)]
+            )
         except redis.RedisError:
-            log.warning("could not give %d %s items back to the pile; the sweeper will find them",
-                        len(taken), name)
+            log.warning(
+                "could not give %d %s items back to the pile; the sweeper will find them", len(taken), name
+            )
 
 
 def _requests(taken: list[tuple], shown: int = 10) -> str:
@@ -214,11 +217,12 @@ class CeleryQueue:
                 queued += 1
             return queued
         try:
-            if self.pile.add(name, [one for one, in calls]):
+            if self.pile.add(name, [one for (one,) in calls]):
                 self._drain_later(name)
         except (BrokerError, OSError, redis.RedisError):
-            log.warning("could not queue %d %s; the sweeper will queue them again", len(calls), name,
-                        exc_info=True)
+            log.warning(
+                "could not queue %d %s; the sweeper will queue them again", len(calls), name, exc_info=True
+            )
             return 0
         return len(calls)
 
@@ -309,7 +313,7 @@ class CeleryQueue:
                 if failures == MAX_ITEM_FAILURES and index + 1 < len(items):
                     # Not one bad item: something fails them all. The task fails (a later
                     # one takes the rest) rather than log a traceback for every item.
-                    self.pile.give_back(name, items[index + 1:])
+                    self.pile.give_back(name, items[index + 1 :])
                     raise
 
     def close(self) -> None:
@@ -356,8 +360,12 @@ class InProcessQueue:
         try:
             self._run(job, calls)
         except Exception:
-            log.warning("in-process task %s (%d items) failed; the sweeper will retry", name, len(calls),
-                        exc_info=True)
+            log.warning(
+                "in-process task %s (%d items) failed; the sweeper will retry",
+                name,
+                len(calls),
+                exc_info=True,
+            )
             return 0
         return len(calls)
 
@@ -409,14 +417,20 @@ class InProcessQueue:
                 try:
                     result = self._run_call(self.jobs[name], args)
                 except Exception:
-                    log.warning("in-process task %s%s failed; the sweeper will retry", name, args, exc_info=True)
+                    log.warning(
+                        "in-process task %s%s failed; the sweeper will retry", name, args, exc_info=True
+                    )
                     continue
                 if isinstance(result, RetryLater):
                     if attempt < self.retry_limit:
                         self._submit(name, result.args, attempt + 1, result.seconds)
                     else:
-                        log.info("in-process task %s%s: %d attempts made, the rest is left to the "
-                                 "sweeper", name, args, attempt)
+                        log.info(
+                            "in-process task %s%s: %d attempts made, the rest is left to the sweeper",
+                            name,
+                            args,
+                            attempt,
+                        )
             finally:
                 self._backlog.task_done()
 

@@ -44,7 +44,8 @@ class BaseSchema(CompiledDumpSchema):
                 values = value if isinstance(value, list) else [value]
                 if any(isinstance(v, str) and not storable_text(v) for v in values):
                     raise ValidationError(
-                        "must be valid text (no NUL characters or unpaired surrogates)", key)
+                        "must be valid text (no NUL characters or unpaired surrogates)", key
+                    )
         return data
 
 
@@ -134,26 +135,35 @@ class ChatStateSchema(BaseSchema):
     unread_count = fields.Integer(attribute="member.unread_count")
     last_read_time = fields.Integer(attribute="member.last_read_time")
     latest_msg_time = fields.Integer(attribute="member.latest_msg_time")
-    muted = fields.Boolean(attribute="member.muted", metadata={
-        "description": "I muted this chat: its messages do not notify my devices."})
+    muted = fields.Boolean(
+        attribute="member.muted",
+        metadata={"description": "I muted this chat: its messages do not notify my devices."},
+    )
 
 
 class LastMessageSchema(BaseSchema):
     """A chat list's preview of its newest message (content erased when deleted for everyone)."""
 
     msg_id = fields.String(attribute="key")
-    kind = fields.String(attribute="type", metadata={
-        "description": "text, image, video, file, location, audio, kmarkdown or card"})
-    content = fields.Function(lambda m: "" if m.deleted_at else m.content[:200], metadata={
-        "description": "At most 200 characters; empty when deleted"})
+    kind = fields.String(
+        attribute="type",
+        metadata={"description": "text, image, video, file, location, audio, kmarkdown or card"},
+    )
+    content = fields.Function(
+        lambda m: "" if m.deleted_at else m.content[:200],
+        metadata={"description": "At most 200 characters; empty when deleted"},
+    )
     author_id = fields.Function(lambda m: str(m.sender_id))
     create_at = fields.Integer(attribute="created_at")
     deleted = fields.Function(lambda m: m.deleted_at is not None)
 
 
 class ChatListStateSchema(ChatStateSchema):
-    last_message = fields.Nested(LastMessageSchema, allow_none=True, metadata={
-        "description": "The newest message you can still see (null when none)."})
+    last_message = fields.Nested(
+        LastMessageSchema,
+        allow_none=True,
+        metadata={"description": "The newest message you can still see (null when none)."},
+    )
 
 
 _envelopes: dict[str, type[Schema]] = {}
@@ -164,8 +174,7 @@ def envelope(name: str, data, *, dialect: Dialect, many: bool = False) -> type[S
     ``{"data": ...}`` and the envelope's code and message come from their defaults."""
     if name not in _envelopes:
         data_field = (
-            fields.Raw(dump_default=None, allow_none=True) if data is None
-            else fields.Nested(data, many=many)
+            fields.Raw(dump_default=None, allow_none=True) if data is None else fields.Nested(data, many=many)
         )
         attrs = {
             "code": fields.Integer(dump_default=0),
@@ -177,6 +186,7 @@ def envelope(name: str, data, *, dialect: Dialect, many: bool = False) -> type[S
 
 
 # ---- an account's export (the same document in both dialects' envelopes) ---------------------
+
 
 class ExportProfileSchema(BaseSchema):
     id = fields.Integer()
@@ -192,7 +202,9 @@ class ExportMessageSchema(BaseSchema):
     messagekey = fields.String()
     sent_by_me = fields.Boolean()
     sender_id = fields.Integer()
-    type = fields.String(metadata={"description": "text, image, video, file, location, audio, kmarkdown or card"})
+    type = fields.String(
+        metadata={"description": "text, image, video, file, location, audio, kmarkdown or card"}
+    )
     classic_type = fields.Integer()
     kook_type = fields.Integer()
     content = fields.String()
@@ -224,5 +236,8 @@ class AccountExportSchema(BaseSchema):
 def export_download(user, document: dict):
     """A route's answer that browsers save as a file (``Content-Disposition: attachment``)."""
     name = f"chat-export-{user.id}.json"
-    return {"data": document}, 200, {"Content-Disposition": f'attachment; filename="{name}"',
-                                     "Cache-Control": "no-store"}
+    return (
+        {"data": document},
+        200,
+        {"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
+    )

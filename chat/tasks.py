@@ -66,10 +66,12 @@ def mark_read(self, user_id: int, conversation_id: int, up_to_id: int | None, an
     except TRANSIENT as exc:
         # The pointer may have moved before the event failed: the retry must announce even
         # if it finds nothing left to move.
-        countdown = get_exponential_backoff_interval(RETRY["retry_backoff"], self.request.retries,
-                                                     RETRY["retry_backoff_max"], full_jitter=True)
-        raise self.retry(exc=exc, args=(user_id, conversation_id, up_to_id),
-                         kwargs={"announce": True}, countdown=countdown) from exc
+        countdown = get_exponential_backoff_interval(
+            RETRY["retry_backoff"], self.request.retries, RETRY["retry_backoff_max"], full_jitter=True
+        )
+        raise self.retry(
+            exc=exc, args=(user_id, conversation_id, up_to_id), kwargs={"announce": True}, countdown=countdown
+        ) from exc
 
 
 @shared_task(name=announcements.FORGET_TASK, autoretry_for=TRANSIENT, **RETRY)

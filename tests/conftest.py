@@ -106,8 +106,10 @@ def is_postgres(database_url) -> bool:
 def postgres_only(is_postgres):
     """Skip, saying why, a test whose point only a real database server can show."""
     if not is_postgres:
-        pytest.skip("needs a PostgreSQL server (SQLite serializes every writer and cannot fail "
-                    "under a running server); runs in the PostgreSQL pass of `make test`")
+        pytest.skip(
+            "needs a PostgreSQL server (SQLite serializes every writer and cannot fail "
+            "under a running server); runs in the PostgreSQL pass of `make test`"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -189,12 +191,16 @@ class ClassicUser:
     def __init__(self, client, app_key: str, username: str, password: str):
         self.client = client
         self.username = username
-        response = client.post("/auth/register", json={"username": username, "password": password},
-                               headers={"X-APP-Key": app_key})
+        response = client.post(
+            "/auth/register",
+            json={"username": username, "password": password},
+            headers={"X-APP-Key": app_key},
+        )
         assert response.status_code == 200, response.json
         self.id = response.json["data"]["id"]
-        response = client.post("/auth/login", json={"username": username, "password": password},
-                               headers={"X-APP-Key": app_key})
+        response = client.post(
+            "/auth/login", json={"username": username, "password": password}, headers={"X-APP-Key": app_key}
+        )
         assert response.status_code == 200, response.json
         self.session = response.json["data"]["session"]
         self.headers = {"X-APP-Key": app_key, "X-APP-Session": self.session}
@@ -214,8 +220,13 @@ class ClassicUser:
         return response.json["data"]["conversationid"]
 
     def send(self, conversation_id: int, content: str = "hello", type: int = -1, **extra):
-        body = {"conversationid": conversation_id, "type": type, "content": content,
-                "time": "1700000000000", **extra}
+        body = {
+            "conversationid": conversation_id,
+            "type": type,
+            "content": content,
+            "time": "1700000000000",
+            **extra,
+        }
         return self.post("/message", json=body)
 
 
@@ -240,7 +251,6 @@ def alice(make_user):
 @pytest.fixture
 def bob(make_user):
     return make_user("bob")
-
 
 
 # ---- real processes (integration tests) ----------------------------------------------------
@@ -270,8 +280,11 @@ def _migrated_database_url(tmp_path_factory) -> str:
     from devstack import flask_command
 
     server = postgres_server_url()
-    url = (create_database(server, "migrated") if server
-           else f"sqlite:///{tmp_path_factory.mktemp('migrated') / 'migrated.db'}")
+    url = (
+        create_database(server, "migrated")
+        if server
+        else f"sqlite:///{tmp_path_factory.mktemp('migrated') / 'migrated.db'}"
+    )
     try:
         flask_command({"DATABASE_URL": url, "CHAT_ENV": "development"}, "db", "upgrade")
         yield url

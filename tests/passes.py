@@ -48,7 +48,11 @@ def main(argv: list[str]) -> int:
         with open(log_path, "wb") as log:
             code = subprocess.call(
                 [sys.executable, "-m", "pytest", f"--basetemp={workdir / (name + '-tmp')}", *argv],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         took = time.monotonic() - started
         results[name] = (code, took)
         with print_lock:
@@ -56,8 +60,10 @@ def main(argv: list[str]) -> int:
             sys.stdout.write(log_path.read_text(errors="replace"))
             sys.stdout.flush()
 
-    print(f"== running {' and '.join(passes)} test passes in parallel; each one's output follows when it ends ==",
-          flush=True)
+    print(
+        f"== running {' and '.join(passes)} test passes in parallel; each one's output follows when it ends ==",
+        flush=True,
+    )
     threads = [threading.Thread(target=run, args=item) for item in passes.items()]
     for thread in threads:
         thread.start()

@@ -95,8 +95,9 @@ def test_a_second_demo_run_still_prints_an_app_key_for_curl(app, tmp_path):
     second = runner.invoke(args=["demo"]).output
     key = (tmp_path / "web-app-key").read_text().strip()
     assert f"app key:  {key}" in second and f"X-APP-Key: {key}" in second
-    login = app.test_client().post("/auth/login", headers={"X-APP-Key": key},
-                                   json={"username": "alice", "password": "alice-password"})
+    login = app.test_client().post(
+        "/auth/login", headers={"X-APP-Key": key}, json={"username": "alice", "password": "alice-password"}
+    )
     assert login.status_code == 200
 
 

@@ -17,7 +17,8 @@ def test_the_document_holds_the_rendered_table():
     shown = architecture.current(architecture.DOC.read_text())
     assert shown == table, (
         f"docs/architecture.md's layers table differs from what .importlinter holds: run "
-        f"`{architecture.COMMAND}` and commit the result")
+        f"`{architecture.COMMAND}` and commit the result"
+    )
 
 
 CONFIG = """
@@ -41,13 +42,22 @@ def test_a_module_without_a_description_says_what_to_add(tmp_path, monkeypatch):
     for name in ("app", "classic", "kook", "models", "errors", "brand_new"):
         (package / f"{name}.py").write_text("")
     config = CONFIG.replace("chat.classic | chat.kook", "chat.classic | chat.kook | chat.unheard_of")
-    monkeypatch.setattr(architecture, "DESCRIPTIONS", {
-        name: "x" for name in ("chat.app", "chat.classic", "chat.kook", "chat.models", "chat.errors",
-                               "chat.gone")})
+    monkeypatch.setattr(
+        architecture,
+        "DESCRIPTIONS",
+        {
+            name: "x"
+            for name in ("chat.app", "chat.classic", "chat.kook", "chat.models", "chat.errors", "chat.gone")
+        },
+    )
     table, wrong = architecture.rendered(config, package)
     assert table == ""
-    assert any(line.startswith("chat.unheard_of has no description: add a line for it to DESCRIPTIONS "
-                               "in tools/architecture.py") for line in wrong)
+    assert any(
+        line.startswith(
+            "chat.unheard_of has no description: add a line for it to DESCRIPTIONS in tools/architecture.py"
+        )
+        for line in wrong
+    )
     assert any(line.startswith("chat.brand_new has no description") for line in wrong)
     assert any(line.startswith("chat.gone is described") for line in wrong)
     assert all("python -m tools.architecture" in line for line in wrong)
@@ -59,9 +69,14 @@ def test_layers_siblings_and_modules_outside_them(tmp_path, monkeypatch):
     (package / "kook" / "__init__.py").write_text("")
     for name in ("__init__", "app", "classic", "models", "errors", "loose"):
         (package / f"{name}.py").write_text("")
-    monkeypatch.setattr(architecture, "DESCRIPTIONS", {
-        name: name.removeprefix("chat.") + " things"
-        for name in ("chat.app", "chat.classic", "chat.kook", "chat.models", "chat.errors", "chat.loose")})
+    monkeypatch.setattr(
+        architecture,
+        "DESCRIPTIONS",
+        {
+            name: name.removeprefix("chat.") + " things"
+            for name in ("chat.app", "chat.classic", "chat.kook", "chat.models", "chat.errors", "chat.loose")
+        },
+    )
     table, wrong = architecture.rendered(CONFIG, package)
     assert wrong == []
     assert "3 layers, top to bottom" in table

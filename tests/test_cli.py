@@ -21,19 +21,22 @@ def test_counters_rebuild_shows_progress_and_a_summary(app, make_user):
     for other in people[1:]:
         people[0].send(people[0].open_with(other), "hi")
     # Break one counter, as a bug or a hand edit would.
-    db.session.execute(update(ConversationMember).where(ConversationMember.user_id == people[1].id)
-                       .values(unread_count=7))
+    db.session.execute(
+        update(ConversationMember).where(ConversationMember.user_id == people[1].id).values(unread_count=7)
+    )
     db.session.commit()
 
     result = app.test_cli_runner().invoke(args=["counters", "rebuild"])
     assert result.exit_code == 0, result.output
     assert "checking member rows" in result.output  # the bar's label (the bar itself needs a terminal)
     summary = result.output.strip().splitlines()[-1]
-    assert re.fullmatch(r"counters rebuilt in \d+\.\d s: 4 checked, 1 member rows were wrong and are fixed",
-                        summary), summary
+    assert re.fullmatch(
+        r"counters rebuilt in \d+\.\d s: 4 checked, 1 member rows were wrong and are fixed", summary
+    ), summary
 
 
 # ---- credentials over their life -----------------------------------------------------------
+
 
 def _run(app, *args):
     result = app.test_cli_runner().invoke(args=list(args))
@@ -68,14 +71,18 @@ def test_a_bot_token_reset_cuts_the_old_one_off_and_keeps_the_bot(app, client, a
     assert client.get("/api/v3/user/me", headers=as_bot).status_code == 401
     me = client.get("/api/v3/user/me", headers={"Authorization": f"Bot {new}"})
     assert me.status_code == 200 and me.json["data"]["id"] == str(bot_id)
-    chats = client.get("/api/v3/user-chat/list", headers={"Authorization": f"Bot {new}"}).json["data"]["items"]
+    chats = client.get("/api/v3/user-chat/list", headers={"Authorization": f"Bot {new}"}).json["data"][
+        "items"
+    ]
     assert [c["code"] for c in chats] == [chat.json["data"]["code"]]
 
     events = [record.getMessage() for record in caplog.records if record.name == "chat.audit"]
     assert any(line.startswith("audit credential.created kind=bot_token owner=echobot") for line in events)
     assert any(line.startswith("audit credential.first_used kind=bot_token") for line in events)
-    assert any(line.startswith("audit credential.revoked kind=bot_token") and "reason=reset" in line
-               for line in events)
+    assert any(
+        line.startswith("audit credential.revoked kind=bot_token") and "reason=reset" in line
+        for line in events
+    )
     assert any(line.startswith("audit credential.reset kind=bot_token owner=echobot") for line in events)
     assert not any(old in line or new in line for line in events)
 
@@ -93,6 +100,9 @@ def test_a_revoked_bot_token_stops_until_reset_and_list_says_so(app, client):
 def test_a_bot_token_can_expire(app, client):
     output = _run(app, "bot", "create", "shortbot", "--expires-days", "0.00001")  # under a second
     token = output.strip().splitlines()[-1]
-    wait_until(lambda: client.get("/api/v3/user/me", headers={"Authorization": f"Bot {token}"}).status_code == 401,
-               10, what="the token to expire")
+    wait_until(
+        lambda: client.get("/api/v3/user/me", headers={"Authorization": f"Bot {token}"}).status_code == 401,
+        10,
+        what="the token to expire",
+    )
     assert "UTC" in _run(app, "bot", "list").splitlines()[1]

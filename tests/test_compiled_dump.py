@@ -60,12 +60,21 @@ def marshmallow_dump(schema: Schema, obj, many=None):
 
 SAMPLES = [
     # Attributes, a dict on a dotted path, a nested proxy, a list, a key present but None.
-    Thing(meta={"title": "t", "number": 3, "when": 1700000000000}, flag=1,
-          inner=Proxy(Thing(name="n", count=2)), inners=[Thing(name="a"), {"name": "b", "count": 5}], raw=None),
+    Thing(
+        meta={"title": "t", "number": 3, "when": 1700000000000},
+        flag=1,
+        inner=Proxy(Thing(name="n", count=2)),
+        inners=[Thing(name="a"), {"name": "b", "count": 5}],
+        raw=None,
+    ),
     # Missing everywhere: dump_default where there is one, the key left out where not.
     Thing(meta={"number": 0}),
     # A mapping at the top, values of other types than the field's (a str subclass, a bool).
-    {"meta": Thing(title=type("Name", (str,), {})("sub"), number=True, when=None), "flag": "yes", "inner": None},
+    {
+        "meta": Thing(title=type("Name", (str,), {})("sub"), number=True, when=None),
+        "flag": "yes",
+        "inner": None,
+    },
 ]
 
 

@@ -38,8 +38,11 @@ def test_no_module_but_chat_db_commits_rolls_back_or_begins():
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', '?')}"
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                    and node.func.attr in TRANSACTION_CALLS:
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in TRANSACTION_CALLS
+            ):
                 found.append(f"{where} .{node.func.attr}()")
             if isinstance(node, ast.Constant) and node.value == "AUTOCOMMIT":
                 found.append(f"{where} AUTOCOMMIT")

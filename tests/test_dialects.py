@@ -10,11 +10,20 @@ from chat.ratelimit import bucket_id, bucket_name
 from chat.services import accounts
 
 
-@pytest.mark.parametrize("path,expected", [
-    ("/api/v3", dialects.KOOK), ("/api/v3/user/me", dialects.KOOK), ("/gateway", dialects.KOOK),
-    ("/api/v3x", dialects.CLASSIC), ("/gatewayx", dialects.CLASSIC), ("/message", dialects.CLASSIC),
-    ("/auth/login", dialects.CLASSIC), ("/", dialects.CLASSIC), ("/push/devices", dialects.CLASSIC),
-])
+@pytest.mark.parametrize(
+    "path,expected",
+    [
+        ("/api/v3", dialects.KOOK),
+        ("/api/v3/user/me", dialects.KOOK),
+        ("/gateway", dialects.KOOK),
+        ("/api/v3x", dialects.CLASSIC),
+        ("/gatewayx", dialects.CLASSIC),
+        ("/message", dialects.CLASSIC),
+        ("/auth/login", dialects.CLASSIC),
+        ("/", dialects.CLASSIC),
+        ("/push/devices", dialects.CLASSIC),
+    ],
+)
 def test_a_path_belongs_to_a_dialect_by_whole_segments(path, expected):
     assert dialects.of_path(path) is expected
 
@@ -25,7 +34,10 @@ def test_the_envelopes():
     assert dialects.CLASSIC.failure(40400, "gone") == {"code": 1, "msg": "gone", "data": None}
     assert dialects.KOOK.failure(40400, "gone") == {"code": 40400, "message": "gone", "data": {}}
     assert dialects.KOOK.failure(40000, "bad", {"f": ["bad"]}) == {
-        "code": 40000, "message": "bad", "data": {"errors": {"f": ["bad"]}}}
+        "code": 40000,
+        "message": "bad",
+        "data": {"errors": {"f": ["bad"]}},
+    }
 
 
 def test_kook_route_names():
@@ -46,7 +58,9 @@ def test_the_gateway_answers_plain_http_in_kooks_envelope(client):
 
 
 def test_the_gateway_carries_kooks_rate_limit_headers_and_counts_its_token(app, app_with):
-    client = app_with(RATELIMIT_ENABLED=True, RATELIMIT_ROUTE="5 per minute", RATELIMIT_GLOBAL="100 per minute")
+    client = app_with(
+        RATELIMIT_ENABLED=True, RATELIMIT_ROUTE="5 per minute", RATELIMIT_GLOBAL="100 per minute"
+    )
     _, token = accounts.create_bot("socket-bot")
     first = client.get(f"/gateway?compress=0&token={token}")
     assert first.status_code == 400  # no WebSocket upgrade (routed nowhere): still limited, as KOOK's

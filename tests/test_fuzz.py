@@ -30,12 +30,11 @@ from tests.conftest import app_with_clean_database
 # /metrics answers Prometheus' text, not an envelope (tests/test_metrics.py covers it).
 STREAMING = {"GET /api/v3/events", "GET /metrics"}
 OPERATIONS = sorted(
-    op.ok().label for op in schemathesis.openapi.from_wsgi("/openapi.json", create_app(TestingConfig))
-    .get_all_operations()
+    op.ok().label
+    for op in schemathesis.openapi.from_wsgi("/openapi.json", create_app(TestingConfig)).get_all_operations()
     if op.ok().label not in STREAMING
 )
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance]
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
 @pytest.fixture(scope="module")

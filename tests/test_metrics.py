@@ -41,34 +41,49 @@ def test_requests_are_counted_by_route_method_and_status_and_timed(client):
     client.get("/no/such/route/123")
     client.open("/livez", method="BREW")
     after = scrape(client)
-    assert value(after, "chat_http_requests_total", route="/livez", method="GET", status="200") == \
-        value(before, "chat_http_requests_total", route="/livez", method="GET", status="200") + 1
+    assert (
+        value(after, "chat_http_requests_total", route="/livez", method="GET", status="200")
+        == value(before, "chat_http_requests_total", route="/livez", method="GET", status="200") + 1
+    )
     # Unknown paths and verbs are one series each, not one per attempt.
-    assert value(after, "chat_http_requests_total", route="unrouted", method="GET", status="404") == \
-        value(before, "chat_http_requests_total", route="unrouted", method="GET", status="404") + 1
+    assert (
+        value(after, "chat_http_requests_total", route="unrouted", method="GET", status="404")
+        == value(before, "chat_http_requests_total", route="unrouted", method="GET", status="404") + 1
+    )
     assert value(after, "chat_http_requests_total", route="unrouted", method="other", status="405") >= 1
     assert not any("/no/such" in str(key) for key in after)
-    assert value(after, "chat_http_request_duration_seconds_count", route="/livez", method="GET") == \
-        value(before, "chat_http_request_duration_seconds_count", route="/livez", method="GET") + 1
+    assert (
+        value(after, "chat_http_request_duration_seconds_count", route="/livez", method="GET")
+        == value(before, "chat_http_request_duration_seconds_count", route="/livez", method="GET") + 1
+    )
 
 
 def test_sends_pushes_and_their_lag_are_counted(alice, bob, client):
     before = scrape(client)
     cid = alice.open_with(bob)
     assert alice.send(cid, "one").status_code == 200
-    kook = bob.client.post("/api/v3/direct-message/create", json={"target_id": str(alice.id), "content": "two"},
-                           headers={"Authorization": f"Bearer {bob.session}"})
+    kook = bob.client.post(
+        "/api/v3/direct-message/create",
+        json={"target_id": str(alice.id), "content": "two"},
+        headers={"Authorization": f"Bearer {bob.session}"},
+    )
     assert kook.status_code == 200, kook.json
     assert alice.send(cid, "").status_code == 400  # refused: not a message sent
     after = scrape(client)
     for dialect in ("classic", "kook"):
-        assert value(after, "chat_messages_sent_total", dialect=dialect) == \
-            value(before, "chat_messages_sent_total", dialect=dialect) + 1
+        assert (
+            value(after, "chat_messages_sent_total", dialect=dialect)
+            == value(before, "chat_messages_sent_total", dialect=dialect) + 1
+        )
     # Tasks run in-process here: each send was delivered at once, and its lag observed.
-    assert value(after, "chat_deliveries_total", outcome="delivered") == \
-        value(before, "chat_deliveries_total", outcome="delivered") + 2
+    assert (
+        value(after, "chat_deliveries_total", outcome="delivered")
+        == value(before, "chat_deliveries_total", outcome="delivered") + 2
+    )
     assert value(after, "chat_push_lag_seconds_count") == value(before, "chat_push_lag_seconds_count") + 2
-    assert value(after, "chat_push_lag_seconds_bucket", le="+Inf") == value(after, "chat_push_lag_seconds_count")
+    assert value(after, "chat_push_lag_seconds_bucket", le="+Inf") == value(
+        after, "chat_push_lag_seconds_count"
+    )
 
 
 def test_open_event_streams_are_a_gauge(app, bob, client):
@@ -88,16 +103,25 @@ def test_rate_limit_refusals_are_counted_by_bucket(other_app):
     statuses = [client.get("/api/v3/user/me").status_code for _ in range(4)]
     assert statuses == [401, 401, 429, 429]
     after = scrape(client)
-    assert value(after, "chat_rate_limited_total", bucket="user/me") == \
-        value(before, "chat_rate_limited_total", bucket="user/me") + 2
-    assert value(after, "chat_http_requests_total", route="/api/v3/user/me", method="GET", status="429") == \
-        value(before, "chat_http_requests_total", route="/api/v3/user/me", method="GET", status="429") + 2
+    assert (
+        value(after, "chat_rate_limited_total", bucket="user/me")
+        == value(before, "chat_rate_limited_total", bucket="user/me") + 2
+    )
+    assert (
+        value(after, "chat_http_requests_total", route="/api/v3/user/me", method="GET", status="429")
+        == value(before, "chat_http_requests_total", route="/api/v3/user/me", method="GET", status="429") + 2
+    )
 
 
 def test_a_token_protects_it(other_app):
     client = other_app(METRICS_TOKEN="scrape-secret")
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bot scrape-secret"},
-                    {"Authorization": "Bearer scrape-secretX"}, {"Authorization": "Bearer \u00e9"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Bot scrape-secret"},
+        {"Authorization": "Bearer scrape-secretX"},
+        {"Authorization": "Bearer \u00e9"},
+    ):
         response = client.get("/metrics", headers=headers)
         assert response.status_code == 401, headers
         assert response.json["code"] == 1 and "METRICS_TOKEN" in response.json["msg"]
@@ -150,18 +174,24 @@ def test_webhook_attempts_are_counted_by_outcome(client, alice, bob):
 
     before = scrape(client)
     with Receiver([500, 503]) as receiver:  # two failures, then delivered
-        made = client.post("/api/v3/webhooks", json={"url": receiver.url},
-                           headers={"Authorization": f"Bearer {bob.session}"})
+        made = client.post(
+            "/api/v3/webhooks", json={"url": receiver.url}, headers={"Authorization": f"Bearer {bob.session}"}
+        )
         assert made.status_code == 200, made.json
         alice.send(alice.open_with(bob), "for the hook")
         assert receiver.count() == 3
     with Receiver([410]) as receiver:  # gone: failed for good
-        client.post("/api/v3/webhooks", json={"url": receiver.url},
-                    headers={"Authorization": f"Bearer {alice.session}"})
+        client.post(
+            "/api/v3/webhooks",
+            json={"url": receiver.url},
+            headers={"Authorization": f"Bearer {alice.session}"},
+        )
         bob.send(bob.open_with(alice), "for alice's hook")
         assert receiver.count() == 1
     after = scrape(client)
-    changes = {outcome: value(after, "chat_webhook_deliveries_total", outcome=outcome)
-               - value(before, "chat_webhook_deliveries_total", outcome=outcome)
-               for outcome in ("delivered", "retry", "failed")}
+    changes = {
+        outcome: value(after, "chat_webhook_deliveries_total", outcome=outcome)
+        - value(before, "chat_webhook_deliveries_total", outcome=outcome)
+        for outcome in ("delivered", "retry", "failed")
+    }
     assert changes == {"delivered": 1, "retry": 2, "failed": 1}

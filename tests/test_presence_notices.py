@@ -20,8 +20,10 @@ def quick_heartbeat(app):
 def presence_told(app, user_id: int) -> list[tuple[int, bool]]:
     """The presence events kept on ``user_id``'s stream, in order."""
     kept = backends.of(app).bus.read(user_id, None)
-    return [(data["user_id"], data["online"]) for data in
-            (json.loads(raw) for _, event, raw in kept if event == "presence.updated")]
+    return [
+        (data["user_id"], data["online"])
+        for data in (json.loads(raw) for _, event, raw in kept if event == "presence.updated")
+    ]
 
 
 def test_partners_hear_of_the_first_stream_opening_and_the_last_closing(app, alice, bob, make_user):

@@ -132,8 +132,11 @@ def test_last_event_id_resumes_after_that_event_by_header_or_query(alice, bob):
     assert [e["data"]["messagekey"] for e in by_query.events(1)] == keys[2:]
     by_query.close()
     # The header wins over the query (a browser's reconnect sends the newer id there).
-    both = Reader(open_stream(bob.client, bob.session, headers={"Last-Event-ID": seen[1]["id"]},
-                              last_event_id=seen[0]["id"]))
+    both = Reader(
+        open_stream(
+            bob.client, bob.session, headers={"Last-Event-ID": seen[1]["id"]}, last_event_id=seen[0]["id"]
+        )
+    )
     assert [e["data"]["messagekey"] for e in both.events(1)] == keys[2:]
     both.close()
 
@@ -149,8 +152,10 @@ def test_a_new_stream_starts_from_now(alice, bob):
 
 @pytest.mark.parametrize("bad", ["abc", "1-2-3", "-1", "12-", "1.5", "99999999999999999999", "1-" + "9" * 21])
 def test_a_bad_last_event_id_is_a_400_in_the_kook_envelope(bob, bad):
-    for response in (open_stream(bob.client, bob.session, headers={"Last-Event-ID": bad}),
-                     open_stream(bob.client, bob.session, last_event_id=bad)):
+    for response in (
+        open_stream(bob.client, bob.session, headers={"Last-Event-ID": bad}),
+        open_stream(bob.client, bob.session, last_event_id=bad),
+    ):
         assert response.status_code == 400
         body = response.json
         assert body["code"] == 40000 and "Last-Event-ID" in body["message"]
@@ -160,8 +165,11 @@ def test_the_token_may_come_in_the_query_or_as_bot(alice, bob):
     Reader(open_stream(bob.client, bob.session, query=True)).close()
     bot = bob.client.get("/api/v3/events", headers={"Authorization": f"Bot {bob.session}"}, buffered=False)
     Reader(bot).close()
-    for response in (open_stream(bob.client), open_stream(bob.client, "not-a-token", query=True),
-                     open_stream(bob.client, "not-a-token")):
+    for response in (
+        open_stream(bob.client),
+        open_stream(bob.client, "not-a-token", query=True),
+        open_stream(bob.client, "not-a-token"),
+    ):
         assert response.status_code == 401
         assert response.json["code"] == 401 and response.json["message"]
 
@@ -184,7 +192,9 @@ def test_a_user_is_online_while_a_stream_is_open(alice, bob):
 
 
 def test_the_stream_answers_503_while_redis_is_down(app, bob):
-    backends.of(app).bus = RedisStreamBus(dead_redis(), Subscriber(dead_redis(), "test:"), "test:", maxlen=1000)
+    backends.of(app).bus = RedisStreamBus(
+        dead_redis(), Subscriber(dead_redis(), "test:"), "test:", maxlen=1000
+    )
     response = open_stream(bob.client, bob.session)
     assert response.status_code == 503
     assert response.json["code"] == 50000 and "unavailable" in response.json["message"]
@@ -214,6 +224,7 @@ def test_a_resume_from_before_what_is_kept_starts_with_stream_reset(app, alice, 
 
 
 # ---- the Redis backends, on the test Redis under this test's own prefix ----------------------
+
 
 @pytest.fixture
 def redis_url():
@@ -379,6 +390,7 @@ def test_a_stream_woken_for_an_event_taken_out_since_waits_instead_of_reading_in
     import redis
 
     from chat.realtime.sse import sse_stream
+
     url, client = own_redis
     bus = RedisStreamBus(client, Subscriber(client, "f:"), "f:", maxlen=1000)
     presence = RedisPresence(client, "f:", ttl_seconds=30)
@@ -395,13 +407,19 @@ def test_a_stream_woken_for_an_event_taken_out_since_waits_instead_of_reading_in
     reader = threading.Thread(target=pull, daemon=True)
     reader.start()
     watcher = redis.Redis.from_url(url)
-    wait_until(lambda: any(int(c.get("sub", 0)) >= 2 for c in watcher.client_list()), 10,
-               what="the stream's wake channel")
+    wait_until(
+        lambda: any(int(c.get("sub", 0)) >= 2 for c in watcher.client_list()),
+        10,
+        what="the stream's wake channel",
+    )
     reads = reads_once_settled(watcher)  # after the read its subscription's confirmation wakes
     # Appended and taken out in one go: the stream hears of it only after it is gone.
     pipe = client.pipeline(transaction=True)
-    bus._append(keys=[bus._key(9), bus.subscriber.wake_channel(9)],
-                args=[100, "event", "message.created", "data", "{}", "about", "k9"], client=pipe)
+    bus._append(
+        keys=[bus._key(9), bus.subscriber.wake_channel(9)],
+        args=[100, "event", "message.created", "data", "{}", "about", "k9"],
+        client=pipe,
+    )
     bus._forget(keys=[bus._key(9), bus._forgotten_key(9)], args=["k9"], client=pipe)
     pipe.execute()
     time.sleep(1.5)
@@ -423,8 +441,10 @@ def test_a_wake_up_lost_on_the_way_is_made_up_by_the_process_sweep(own_redis):
     for user in (3, 4):  # until subscribed: a confirmation wakes its waiter once
         wait_until(lambda u=user: bus.wait(u, heads[u], 0.5) is None, 10, what=f"user {user} subscribed")
     woke: dict[int, str | None] = {}
-    waiters = [threading.Thread(target=lambda u=user: woke.__setitem__(u, bus.wait(u, heads[u], 3)))
-               for user in (3, 4)]
+    waiters = [
+        threading.Thread(target=lambda u=user: woke.__setitem__(u, bus.wait(u, heads[u], 3)))
+        for user in (3, 4)
+    ]
     for waiter in waiters:
         waiter.start()
     time.sleep(0.1)
@@ -517,8 +537,11 @@ def test_a_message_deleted_for_everyone_is_not_replayed_with_its_content(alice, 
     cid = alice.open_with(bob)
     kept = alice.send(cid, "stays").json["data"]["messagekey"]
     gone = alice.send(cid, "secret text").json["data"]["messagekey"]
-    edited = alice.client.post("/api/v3/direct-message/update", json={"msg_id": gone, "content": "edited secret"},
-                               headers={"Authorization": f"Bearer {alice.session}"})
+    edited = alice.client.post(
+        "/api/v3/direct-message/update",
+        json={"msg_id": gone, "content": "edited secret"},
+        headers={"Authorization": f"Bearer {alice.session}"},
+    )
     assert edited.status_code == 200, edited.json
     assert alice.delete("/message", json={"messagekey": gone, "type": 2}).json["code"] == 0
 
@@ -552,7 +575,9 @@ def test_redis_streams_forget_a_message_inside_redis(redis_url, redis_prefix):
     first_id = bus.read(1, None)[0][0]
     assert bus.forget(1, "k1") == 2
     assert [(event, json.loads(data)["messagekey"]) for _, event, data in bus.read(1, None)] == [
-        ("message.created", "k2"), ("message.deleted", "k1")]
+        ("message.created", "k2"),
+        ("message.deleted", "k1"),
+    ]
     assert bus.forget(2, "k1") == 0  # no stream at all
     # Taking events out is not trimming: a resume from before them is still complete...
     assert bus.lost_after(1, "0-0") is False
@@ -564,8 +589,11 @@ def test_redis_streams_forget_a_message_inside_redis(redis_url, redis_prefix):
 
 def test_logging_out_ends_that_sessions_streams_at_once_and_no_other(app, client, alice, bob, app_key):
     cid = alice.open_with(bob)
-    login = client.post("/auth/login", json={"username": bob.username, "password": "correct horse"},
-                        headers={"X-APP-Key": app_key})
+    login = client.post(
+        "/auth/login",
+        json={"username": bob.username, "password": "correct horse"},
+        headers={"X-APP-Key": app_key},
+    )
     laptop_session = login.json["data"]["session"]  # bob's second session
     phone_stream = Reader(open_stream(bob.client, bob.session))
     laptop_stream = Reader(open_stream(client, laptop_session))
@@ -606,7 +634,10 @@ def test_open_streams_per_user_are_capped(app, bob):
 
 def test_a_process_full_of_streams_refuses_more_with_503_and_frees_slots_on_close(app, alice, bob):
     app.config["LONG_LIVED_PER_PROCESS"] = 2
-    first, second = Reader(open_stream(alice.client, alice.session)), Reader(open_stream(bob.client, bob.session))
+    first, second = (
+        Reader(open_stream(alice.client, alice.session)),
+        Reader(open_stream(bob.client, bob.session)),
+    )
     refused = open_stream(bob.client, bob.session)
     assert refused.status_code == 503
     assert refused.json["code"] == 50000 and "Retry-After" in refused.json["message"]
@@ -626,8 +657,11 @@ def test_one_revocation_can_end_the_streams_of_several_tokens(app, client, bob, 
     from chat.models import Token
     from chat.realtime import SESSION_REVOKED
 
-    login = client.post("/auth/login", json={"username": bob.username, "password": "correct horse"},
-                        headers={"X-APP-Key": app_key})
+    login = client.post(
+        "/auth/login",
+        json={"username": bob.username, "password": "correct horse"},
+        headers={"X-APP-Key": app_key},
+    )
     other_session = login.json["data"]["session"]
     streams = [Reader(open_stream(bob.client, bob.session)), Reader(open_stream(client, other_session))]
     token_ids = [token.id for token in Token.query.filter_by(user_id=bob.id)]

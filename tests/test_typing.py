@@ -31,8 +31,14 @@ def test_the_other_side_hears_typing_without_an_id_and_nothing_keeps_it(app, ali
     assert answer.json["data"] == {"expires_in_ms": 6000, "interval_ms": 60000}
     [event] = stream.events(1)
     assert event["event"] == "typing" and "id" not in event  # a resume's Last-Event-ID stays put
-    assert event["data"] == {"conversationid": cid, "chat_code": event["data"]["chat_code"], "user_id": alice.id,
-                             "username": "alice", "nickname": "alice", "expires_in_ms": 6000}
+    assert event["data"] == {
+        "conversationid": cid,
+        "chat_code": event["data"]["chat_code"],
+        "user_id": alice.id,
+        "username": "alice",
+        "nickname": "alice",
+        "expires_in_ms": 6000,
+    }
     # Not stored: the log has nothing, and a message after it is the next (and only) event.
     assert backends.of(app).bus.read(bob.id, None) == []
     alice.send(cid, "done typing")
@@ -69,11 +75,17 @@ def test_signals_within_the_interval_are_dropped_and_the_sender_hears_nothing(ap
 
 
 def test_kook_typing_by_chat_code_reaches_the_classic_stream(app, alice, bob):
-    code = alice.client.post("/api/v3/user-chat/create", json={"target_id": str(bob.id)},
-                             headers={"Authorization": f"Bearer {alice.session}"}).json["data"]["code"]
+    code = alice.client.post(
+        "/api/v3/user-chat/create",
+        json={"target_id": str(bob.id)},
+        headers={"Authorization": f"Bearer {alice.session}"},
+    ).json["data"]["code"]
     stream = Reader(open_stream(bob.client, bob.session))
-    answer = alice.client.post("/api/v3/user-chat/typing", json={"chat_code": code},
-                               headers={"Authorization": f"Bearer {alice.session}"})
+    answer = alice.client.post(
+        "/api/v3/user-chat/typing",
+        json={"chat_code": code},
+        headers={"Authorization": f"Bearer {alice.session}"},
+    )
     assert answer.status_code == 200 and answer.json["code"] == 0, answer.json
     [event] = stream.events(1)
     assert event["event"] == "typing" and event["data"]["chat_code"] == code
@@ -83,8 +95,14 @@ def test_kook_typing_by_chat_code_reaches_the_classic_stream(app, alice, bob):
 def test_typing_is_refused_across_a_block_and_for_chats_not_mine(app, alice, bob, make_user):
     cid = alice.open_with(bob)
     carol = make_user("carol")
-    assert bob.client.post("/api/v3/friend/block", json={"user_id": str(alice.id)},
-                           headers={"Authorization": f"Bearer {bob.session}"}).status_code == 200
+    assert (
+        bob.client.post(
+            "/api/v3/friend/block",
+            json={"user_id": str(alice.id)},
+            headers={"Authorization": f"Bearer {bob.session}"},
+        ).status_code
+        == 200
+    )
     stream = Reader(open_stream(bob.client, bob.session))
     refused = alice.post("/conversation/typing", json={"conversationid": cid})
     assert refused.status_code == 403 and "does not accept" in refused.json["msg"]
@@ -93,20 +111,34 @@ def test_typing_is_refused_across_a_block_and_for_chats_not_mine(app, alice, bob
     assert stranger.status_code == unknown.status_code == 404 and stranger.json == unknown.json
     bad = alice.post("/conversation/typing", json={"conversationid": "x"})
     assert bad.status_code == 400 and "conversationid" in bad.json["data"]["errors"]
-    kook_bad = alice.client.post("/api/v3/user-chat/typing", json={},
-                                 headers={"Authorization": f"Bearer {alice.session}"})
+    kook_bad = alice.client.post(
+        "/api/v3/user-chat/typing", json={}, headers={"Authorization": f"Bearer {alice.session}"}
+    )
     assert kook_bad.status_code == 400 and kook_bad.json["code"] == 40000
     # Nothing reached bob: the next thing his stream says is a message he gets once unblocked.
-    assert bob.client.post("/api/v3/friend/unblock", json={"user_id": str(alice.id)},
-                           headers={"Authorization": f"Bearer {bob.session}"}).status_code == 200
+    assert (
+        bob.client.post(
+            "/api/v3/friend/unblock",
+            json={"user_id": str(alice.id)},
+            headers={"Authorization": f"Bearer {bob.session}"},
+        ).status_code
+        == 200
+    )
     assert alice.send(cid, "sorry").status_code == 200
     assert kinds(stream, 1) == ["message.created"]
     stream.close()
 
 
 def test_a_typing_signal_becomes_a_kook_system_event():
-    d = kook_signal("typing", '{"chat_code": "abc", "user_id": 123456, "expires_in_ms": 6000}', 654321, 1700000000000)
-    assert (d["type"], d["channel_type"], d["target_id"], d["extra"]["type"]) == (255, "PERSON", "654321", "private_typing")
+    d = kook_signal(
+        "typing", '{"chat_code": "abc", "user_id": 123456, "expires_in_ms": 6000}', 654321, 1700000000000
+    )
+    assert (d["type"], d["channel_type"], d["target_id"], d["extra"]["type"]) == (
+        255,
+        "PERSON",
+        "654321",
+        "private_typing",
+    )
     assert d["extra"]["body"] == {"chat_code": "abc", "user_id": "123456", "expires_in_ms": 6000}
     assert kook_signal("message.created", "{}", 1, 0) is None
 
@@ -114,8 +146,12 @@ def test_a_typing_signal_becomes_a_kook_system_event():
 def test_on_redis_a_signal_reaches_the_process_holding_the_stream_and_claims_are_shared(redis_prefix):
     redis_url = REDIS_URL
     client = redis_client(redis_url, 1)
-    here = RedisStreamBus(client, Subscriber(redis_client(redis_url, 1), redis_prefix), redis_prefix, maxlen=1000)
-    there = RedisStreamBus(client, Subscriber(redis_client(redis_url, 1), redis_prefix), redis_prefix, maxlen=1000)
+    here = RedisStreamBus(
+        client, Subscriber(redis_client(redis_url, 1), redis_prefix), redis_prefix, maxlen=1000
+    )
+    there = RedisStreamBus(
+        client, Subscriber(redis_client(redis_url, 1), redis_prefix), redis_prefix, maxlen=1000
+    )
     start = there.signals.position()
     woke: list = []
     waiter = threading.Thread(target=lambda: woke.append(there.wait(42, "0-0", 10, signal_after=start)))

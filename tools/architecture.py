@@ -37,7 +37,7 @@ DESCRIPTIONS: dict[str, str] = {
     "chat.app": "the application factory: configuration, extensions, blueprints, error handlers, hooks",
     "chat.classic": "the classic API's blueprint: routes and schemas, `{code, msg, data}`",
     "chat.kook": "the KOOK-compatible API under `/api/v3` and `/gateway`: routes, schemas, event stream, gateway, "
-                 "webhook routes",
+    "webhook routes",
     "chat.web": "the web page at `/` and the API docs viewer at `/docs`",
     "chat.tasks": "the Celery tasks and the job table: thin, taking ids",
     "chat.cli": "operator commands (`flask app-key`, `bot`, `secrets`, `counters`, `search`, `assets`, `demo`)",
@@ -47,10 +47,10 @@ DESCRIPTIONS: dict[str, str] = {
     "chat.openapi_errors": "the error answers in `/openapi.json`, in each dialect's envelope",
     "chat.auth": "credentials on requests: app keys, sessions, tokens, the web page's cookie",
     "chat.services": "the rules, once for both dialects: accounts, my account, conversations, messages, "
-                     "reactions, social graph, people, search, typing, demo data",
+    "reactions, social graph, people, search, typing, demo data",
     "chat.assets": "uploads: storage (disk, S3), sniffing, image re-encoding, lifetimes, serving",
     "chat.delivery": "after a commit: push and the sweeps, reads, the unread rule, announcements, payloads, "
-                     "presence notices, connection slots",
+    "presence notices, connection slots",
     "chat.notifications": "device notifications: devices, the when-to-notify rule, Web Push / FCM / APNs",
     "chat.webhooks": "registry, address policy, signing, transport, deliveries, KOOK-format callbacks",
     "chat.outbox": "side effects recorded in a transaction, performed after its commit",
@@ -71,7 +71,7 @@ DESCRIPTIONS: dict[str, str] = {
     "chat.broker": "kombu's Redis transport, made to survive Redis going away",
     "chat.limiter_fallback": "Flask-Limiter's in-process fallback, kept under concurrency",
     "chat.endpoints": "marks a view sets on itself (a send, a password check, its body limit, uploads, "
-                      "a credential in its answer)",
+    "a credential in its answer)",
     "chat.names": "usernames and nicknames: PRECIS profiles, confusable skeletons",
     "chat.passwords": "Argon2id hashing on OS threads, a few at a time",
     "chat.search": "message search: the searchable text and the index on each database",
@@ -83,7 +83,7 @@ DESCRIPTIONS: dict[str, str] = {
     "chat.db": "the one transaction boundary: `atomic()`, `on_commit()` and the named modes (`end_read`, `autocommit`, ...)",
     "chat.extensions": "unbound extension instances (db, migrate, the OpenAPI `api`)",
     "chat.dialects": "which dialect a path speaks (KOOK: `/api/v3`, `/gateway`; classic: the rest), and each one's "
-                     "envelopes",
+    "envelopes",
     "chat.coalesce": "concurrent requests' Redis script calls sharing one round trip",
     "chat.limiter_storage": "Flask-Limiter's Redis storage, a request's limits counted in one round trip",
 }
@@ -128,8 +128,11 @@ def layers(parser: configparser.ConfigParser) -> list[Layer]:
 
 def forbidden_contracts(parser: configparser.ConfigParser) -> list[Forbidden]:
     return [
-        Forbidden(section["name"], tuple(_lines(section["source_modules"])),
-                  tuple(_lines(section["forbidden_modules"])))
+        Forbidden(
+            section["name"],
+            tuple(_lines(section["source_modules"])),
+            tuple(_lines(section["forbidden_modules"])),
+        )
         for name, section in parser.items()
         if name.startswith("importlinter:contract:") and section.get("type") == "forbidden"
     ]
@@ -148,8 +151,9 @@ def top_level_modules(package: Path = PACKAGE) -> list[str]:
 
 def _covered(module: str, listed: set[str]) -> bool:
     """Whether a layer lists ``module``, a package holding it, or a module inside it."""
-    return any(module == name or module.startswith(name + ".") or name.startswith(module + ".")
-               for name in listed)
+    return any(
+        module == name or module.startswith(name + ".") or name.startswith(module + ".") for name in listed
+    )
 
 
 def unlayered(found: list[Layer], modules: list[str]) -> list[str]:
@@ -164,10 +168,16 @@ def problems(found: list[Layer], outside: list[str]) -> list[str]:
     missing = [module for module in named if module not in DESCRIPTIONS]
     stale = sorted(set(DESCRIPTIONS) - set(named))
     return [
-        *(f"{module} has no description: add a line for it to DESCRIPTIONS in tools/architecture.py, "
-          f"then run `{COMMAND}`" for module in missing),
-        *(f"{module} is described in tools/architecture.py but is neither in a layer of .importlinter "
-          f"nor in chat/: remove its line from DESCRIPTIONS, then run `{COMMAND}`" for module in stale),
+        *(
+            f"{module} has no description: add a line for it to DESCRIPTIONS in tools/architecture.py, "
+            f"then run `{COMMAND}`"
+            for module in missing
+        ),
+        *(
+            f"{module} is described in tools/architecture.py but is neither in a layer of .importlinter "
+            f"nor in chat/: remove its line from DESCRIPTIONS, then run `{COMMAND}`"
+            for module in stale
+        ),
     ]
 
 
@@ -183,7 +193,7 @@ def render(found: list[Layer], outside: list[str], contracts: list[Forbidden]) -
             rows.append(f"| {label} | `{module}` | {DESCRIPTIONS[module]} |")
     out = [
         f"{len(found)} layers, top to bottom: a module imports only from layers below its own. "
-        "Modules of an \"independent\" layer do not import each other either.",
+        'Modules of an "independent" layer do not import each other either.',
         "",
         *rows,
     ]
@@ -215,9 +225,10 @@ def current(doc: str) -> str:
     """The table as docs/architecture.md holds it now."""
     start, end = doc.find(BEGIN), doc.find(END)
     if start < 0 or end < start:
-        raise ValueError(f"{DOC.relative_to(ROOT)} has lost the markers around its layers table "
-                         f"({BEGIN!r} ... {END!r})")
-    return doc[start + len(BEGIN):end].strip("\n")
+        raise ValueError(
+            f"{DOC.relative_to(ROOT)} has lost the markers around its layers table ({BEGIN!r} ... {END!r})"
+        )
+    return doc[start + len(BEGIN) : end].strip("\n")
 
 
 def replaced(doc: str, table: str) -> str:
@@ -238,8 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     if current(doc) == table:
         return 0
     if args.check:
-        print(f"docs/architecture.md's layers table differs from .importlinter: run `{COMMAND}`",
-              file=sys.stderr)
+        print(
+            f"docs/architecture.md's layers table differs from .importlinter: run `{COMMAND}`",
+            file=sys.stderr,
+        )
         return 1
     DOC.write_text(replaced(doc, table))
     print(f"rewrote the layers table of {DOC.relative_to(ROOT)}")

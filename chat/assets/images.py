@@ -47,13 +47,19 @@ class Reencoded(NamedTuple):
 
 
 def _too_many_pixels(limit: int) -> ServiceError:
-    return ServiceError(Kind.TOO_LARGE, f"the image has too many pixels: at most {limit:,} (width x height)",
-                        {"file": ["too many pixels"]})
+    return ServiceError(
+        Kind.TOO_LARGE,
+        f"the image has too many pixels: at most {limit:,} (width x height)",
+        {"file": ["too many pixels"]},
+    )
 
 
 def _undecodable() -> ServiceError:
-    return ServiceError(Kind.INVALID, "the file looks like an image but could not be decoded",
-                        {"file": ["not a decodable image"]})
+    return ServiceError(
+        Kind.INVALID,
+        "the file looks like an image but could not be decoded",
+        {"file": ["not a decodable image"]},
+    )
 
 
 def _pixels_only(frame: Image.Image) -> Image.Image:
@@ -128,8 +134,15 @@ def _reencode(source: BinaryIO, max_pixels: int) -> Reencoded:
     elif out_format == "WEBP":
         options = {"quality": 90}
     if animated:
-        clean.save(data, out_format, save_all=True, append_images=frames[1:], duration=durations, loop=loop,
-                   disposal=2)
+        clean.save(
+            data,
+            out_format,
+            save_all=True,
+            append_images=frames[1:],
+            duration=durations,
+            loop=loop,
+            disposal=2,
+        )
     else:
         clean.save(data, out_format, **options)
     size = data.tell()

@@ -50,8 +50,12 @@ NAME_MAX = 120
 SWEEP_BATCH = 500
 # Rows of purged assets are kept this long (without their names): the day's quota counts them.
 KEEP_PURGED_MS = 2 * DAY_MS
-LIMIT_SETTINGS = {"image": "ASSET_MAX_IMAGE_BYTES", "video": "ASSET_MAX_VIDEO_BYTES",
-                  "audio": "ASSET_MAX_AUDIO_BYTES", "file": "ASSET_MAX_FILE_BYTES"}
+LIMIT_SETTINGS = {
+    "image": "ASSET_MAX_IMAGE_BYTES",
+    "video": "ASSET_MAX_VIDEO_BYTES",
+    "audio": "ASSET_MAX_AUDIO_BYTES",
+    "file": "ASSET_MAX_FILE_BYTES",
+}
 
 
 def storage() -> Storage:
@@ -100,14 +104,26 @@ def public_base() -> str:
     must not become part of it. Unset (outside the embedded default), uploads are refused."""
     base = current_app.config.get("PUBLIC_BASE_URL")
     if not base:
-        raise ServiceError(Kind.UNAVAILABLE, "uploads are not configured on this server: it needs "
-                           "PUBLIC_BASE_URL, the address clients reach it at")
+        raise ServiceError(
+            Kind.UNAVAILABLE,
+            "uploads are not configured on this server: it needs "
+            "PUBLIC_BASE_URL, the address clients reach it at",
+        )
     return base
 
 
 def _stored(asset: Asset) -> Stored:
-    return Stored(asset.token, asset.kind, asset.mime, asset.name, asset.size, asset.width, asset.height,
-                  asset.has_thumbnail, asset.created_at)
+    return Stored(
+        asset.token,
+        asset.kind,
+        asset.mime,
+        asset.name,
+        asset.size,
+        asset.width,
+        asset.height,
+        asset.has_thumbnail,
+        asset.created_at,
+    )
 
 
 def clean_name(name: str | None, extension: str | None = None) -> str:
@@ -125,7 +141,7 @@ def clean_name(name: str | None, extension: str | None = None) -> str:
     if len(name) > NAME_MAX:
         stem, dot, ext = name.rpartition(".")
         ext = ext if dot and len(ext) <= 10 else ""
-        name = name[:NAME_MAX - len(ext) - 1].rstrip(" .") + ("." + ext if ext else "")
+        name = name[: NAME_MAX - len(ext) - 1].rstrip(" .") + ("." + ext if ext else "")
     return name
 
 
@@ -146,20 +162,27 @@ def check_quota(owner_id: int, size: int, now: int) -> None:
     config = current_app.config
     max_bytes, max_files = config["ASSET_DAILY_BYTES"], config["ASSET_DAILY_UPLOADS"]
     if size > max_bytes:
-        raise ServiceError(Kind.TOO_LARGE, f"the file is larger than the daily upload quota ({_mib(max_bytes)})",
-                           {"file": ["larger than the daily upload quota"]})
+        raise ServiceError(
+            Kind.TOO_LARGE,
+            f"the file is larger than the daily upload quota ({_mib(max_bytes)})",
+            {"file": ["larger than the daily upload quota"]},
+        )
     since = now - DAY_MS
     used_files, used_bytes = db.session.execute(
-        select(func.count(), func.coalesce(func.sum(Asset.size), 0))
-        .where(Asset.owner_id == owner_id, Asset.created_at > since)).one()
+        select(func.count(), func.coalesce(func.sum(Asset.size), 0)).where(
+            Asset.owner_id == owner_id, Asset.created_at > since
+        )
+    ).one()
     over_bytes, over_files = used_bytes + size - max_bytes, used_files + 1 - max_files
     if over_bytes <= 0 and over_files <= 0:
         return
     # The window slides: wait until the oldest uploads in it leave enough room.
     free_at = now + DAY_MS
     for created_at, counted in db.session.execute(
-            select(Asset.created_at, Asset.size).where(Asset.owner_id == owner_id, Asset.created_at > since)
-            .order_by(Asset.created_at)):
+        select(Asset.created_at, Asset.size)
+        .where(Asset.owner_id == owner_id, Asset.created_at > since)
+        .order_by(Asset.created_at)
+    ):
         over_bytes -= counted
         over_files -= 1
         if over_bytes <= 0 and over_files <= 0:
@@ -169,7 +192,9 @@ def check_quota(owner_id: int, size: int, now: int) -> None:
     raise ServiceError(
         Kind.RATE_LIMITED,
         f"daily upload quota reached ({_mib(max_bytes)} or {max_files} files in 24 hours): "
-        f"try again in {wait} seconds", headers={"Retry-After": str(wait)})
+        f"try again in {wait} seconds",
+        headers={"Retry-After": str(wait)},
+    )
 
 
 def store_upload(owner_id: int, stream: BinaryIO, filename: str | None) -> Stored:
@@ -184,8 +209,11 @@ def store_upload(owner_id: int, stream: BinaryIO, filename: str | None) -> Store
     found = sniff(head)
     limit = config[LIMIT_SETTINGS[found.kind]]
     if size > limit:
-        raise ServiceError(Kind.TOO_LARGE, f"{found.kind} files may be at most {_mib(limit)}; this one is "
-                           f"{_mib(size)}", {"file": [f"larger than {_mib(limit)}"]})
+        raise ServiceError(
+            Kind.TOO_LARGE,
+            f"{found.kind} files may be at most {_mib(limit)}; this one is {_mib(size)}",
+            {"file": [f"larger than {_mib(limit)}"]},
+        )
     check_quota(owner_id, size, now_ms())
     end_read()  # the quota's: no transaction stays open during the I/O below
 
@@ -209,8 +237,18 @@ def store_upload(owner_id: int, stream: BinaryIO, filename: str | None) -> Store
     finally:
         if body is not stream:
             body.close()
-    asset = Asset(token=token, owner_id=owner_id, kind=found.kind, mime=mime, name=name, size=size,
-                  width=width, height=height, has_thumbnail=thumbnail is not None, created_at=now_ms())
+    asset = Asset(
+        token=token,
+        owner_id=owner_id,
+        kind=found.kind,
+        mime=mime,
+        name=name,
+        size=size,
+        width=width,
+        height=height,
+        has_thumbnail=thumbnail is not None,
+        created_at=now_ms(),
+    )
     try:
         with atomic():
             db.session.add(asset)
@@ -230,7 +268,7 @@ def token_in(content: str) -> str | None:
     prefix = f"{base}{FILES_PATH}"
     if not base or not content.startswith(prefix):
         return None
-    token = content[len(prefix):].split("/", 1)[0].split("?", 1)[0]
+    token = content[len(prefix) :].split("/", 1)[0].split("?", 1)[0]
     return token if TOKEN.fullmatch(token) else None
 
 
@@ -247,9 +285,12 @@ def record_use(message_id: int, content: str) -> None:
     if token is None:
         return
     asset_id = db.session.execute(
-        update(Asset).where(Asset.token == token, Asset.deleted_at.is_(None))
-        .values(used_at=func.coalesce(Asset.used_at, now_ms())).returning(Asset.id)
-        .execution_options(synchronize_session=False)).scalar()
+        update(Asset)
+        .where(Asset.token == token, Asset.deleted_at.is_(None))
+        .values(used_at=func.coalesce(Asset.used_at, now_ms()))
+        .returning(Asset.id)
+        .execution_options(synchronize_session=False)
+    ).scalar()
     if asset_id is not None:
         db.session.execute(insert_unless_taken(AssetUse, {"asset_id": asset_id, "message_id": message_id}))
 
@@ -275,24 +316,34 @@ def release_for_account(user_id: int) -> None:
     (flushed): every file they uploaded, and every file their messages used, that no live
     message uses any more is deleted, its objects removed after the commit. A file of theirs
     someone else still sends stays until that message goes too."""
-    theirs = select(AssetUse.asset_id).join(Message, Message.id == AssetUse.message_id).where(
-        Message.sender_id == user_id)
+    theirs = (
+        select(AssetUse.asset_id)
+        .join(Message, Message.id == AssetUse.message_id)
+        .where(Message.sender_id == user_id)
+    )
     _delete_where(or_(Asset.owner_id == user_id, Asset.id.in_(theirs)), ~_in_use())
 
 
 def _in_use():
     """SQL criteria: a message not deleted for everyone uses the asset."""
-    return exists().where(AssetUse.asset_id == Asset.id, AssetUse.message_id == Message.id,
-                          Message.deleted_at.is_(None))
+    return exists().where(
+        AssetUse.asset_id == Asset.id, AssetUse.message_id == Message.id, Message.deleted_at.is_(None)
+    )
 
 
 def _delete_where(*criteria) -> list[int]:
     """Mark the undeleted assets matching ``criteria`` deleted (their names erased); their
     objects are removed after the commit."""
     stamp = now_ms()
-    deleted = list(db.session.scalars(
-        update(Asset).where(Asset.deleted_at.is_(None), *criteria).values(deleted_at=stamp, name="")
-        .returning(Asset.id).execution_options(synchronize_session=False)))
+    deleted = list(
+        db.session.scalars(
+            update(Asset)
+            .where(Asset.deleted_at.is_(None), *criteria)
+            .values(deleted_at=stamp, name="")
+            .returning(Asset.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
     for asset_id in deleted:
         outbox.enqueue(PURGE_TASK, asset_id)
     return deleted
@@ -323,21 +374,35 @@ def sweep(now: int | None = None) -> dict:
     now = now if now is not None else now_ms()
     cutoff = now - int(current_app.config["ASSET_UNUSED_TTL_SECONDS"] * 1000)
     with atomic():
-        stale = list(db.session.scalars(
-            select(Asset.id).where(Asset.used_at.is_(None), Asset.deleted_at.is_(None), Asset.created_at < cutoff)
-            .order_by(Asset.created_at).limit(SWEEP_BATCH)))
+        stale = list(
+            db.session.scalars(
+                select(Asset.id)
+                .where(Asset.used_at.is_(None), Asset.deleted_at.is_(None), Asset.created_at < cutoff)
+                .order_by(Asset.created_at)
+                .limit(SWEEP_BATCH)
+            )
+        )
         expired = _delete_where(Asset.id.in_(stale), Asset.used_at.is_(None)) if stale else []
         # Used once, and no live message uses it any more, though no release said so: its messages
         # went by a cascade (a conversation or an account removed) rather than a delete.
-        orphaned = list(db.session.scalars(
-            select(Asset.id).where(Asset.used_at.is_not(None), Asset.deleted_at.is_(None), ~_in_use())
-            .limit(SWEEP_BATCH)))
+        orphaned = list(
+            db.session.scalars(
+                select(Asset.id)
+                .where(Asset.used_at.is_not(None), Asset.deleted_at.is_(None), ~_in_use())
+                .limit(SWEEP_BATCH)
+            )
+        )
         if orphaned:
             expired += _delete_where(Asset.id.in_(orphaned), ~_in_use())
     # The purge tasks queued above may be running as well: purge is idempotent.
-    pending = list(db.session.scalars(
-        select(Asset.id).where(Asset.deleted_at.is_not(None), Asset.purged_at.is_(None))
-        .order_by(Asset.deleted_at).limit(SWEEP_BATCH)))
+    pending = list(
+        db.session.scalars(
+            select(Asset.id)
+            .where(Asset.deleted_at.is_not(None), Asset.purged_at.is_(None))
+            .order_by(Asset.deleted_at)
+            .limit(SWEEP_BATCH)
+        )
+    )
     end_read()
     purged = 0
     for asset_id in pending:

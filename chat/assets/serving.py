@@ -56,8 +56,15 @@ def _missing() -> ServiceError:
     return ServiceError(Kind.GONE, "this file was deleted")
 
 
-def respond(stored: Stored, *, thumbnail: bool, head_only: bool, range_value: str | None,
-            if_none_match: str | None, if_range: str | None) -> Response:
+def respond(
+    stored: Stored,
+    *,
+    thumbnail: bool,
+    head_only: bool,
+    range_value: str | None,
+    if_none_match: str | None,
+    if_range: str | None,
+) -> Response:
     """The answer to a GET (or HEAD) of ``stored``'s URL (its thumbnail when ``thumbnail``)."""
     storage = service.storage()
     if thumbnail:
@@ -74,7 +81,9 @@ def respond(stored: Stored, *, thumbnail: bool, head_only: bool, range_value: st
         except StorageUnavailable as exc:
             log.error("file not served: %s", exc)
             raise service.unavailable() from None
-        return Response(b"" if head_only else body, status=200, headers={**headers, "Content-Length": str(len(body))})
+        return Response(
+            b"" if head_only else body, status=200, headers={**headers, "Content-Length": str(len(body))}
+        )
 
     etag = f'"{stored.token}"'
     inline = stored.kind in ("image", "video", "audio")
@@ -88,8 +97,11 @@ def respond(stored: Stored, *, thumbnail: bool, head_only: bool, range_value: st
     if wanted is not None and (not if_range or if_range.strip() == etag):
         bounds = wanted.range_for_length(size)
         if bounds is None:
-            raise ServiceError(Kind.RANGE_NOT_SATISFIABLE, f"the range asked for is outside the file "
-                               f"({size} bytes)", headers={"Content-Range": f"bytes */{size}"})
+            raise ServiceError(
+                Kind.RANGE_NOT_SATISFIABLE,
+                f"the range asked for is outside the file ({size} bytes)",
+                headers={"Content-Range": f"bytes */{size}"},
+            )
         start, stop = bounds
         status = 206
         headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"

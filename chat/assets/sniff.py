@@ -19,8 +19,22 @@ HEAD_BYTES = 8192  # enough for every signature filetype knows
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/tiff"})
 # Containers browsers' media elements play.
 VIDEO_TYPES = frozenset({"video/mp4", "video/webm", "video/quicktime", "video/x-m4v"})
-AUDIO_TYPES = frozenset({"audio/mpeg", "audio/ogg", "audio/x-wav", "audio/wav", "audio/x-flac", "audio/flac",
-                         "audio/mp4", "audio/aac", "audio/m4a", "audio/opus", "audio/webm", "audio/amr"})
+AUDIO_TYPES = frozenset(
+    {
+        "audio/mpeg",
+        "audio/ogg",
+        "audio/x-wav",
+        "audio/wav",
+        "audio/x-flac",
+        "audio/flac",
+        "audio/mp4",
+        "audio/aac",
+        "audio/m4a",
+        "audio/opus",
+        "audio/webm",
+        "audio/amr",
+    }
+)
 DOWNLOAD_TYPE = "application/octet-stream"
 
 

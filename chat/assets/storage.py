@@ -121,8 +121,14 @@ class S3Storage:
     """An S3-compatible bucket through boto3. Each process makes its own client on first use
     (a client must not cross a fork: gunicorn and Celery fork after loading the app)."""
 
-    def __init__(self, endpoint_url: str, bucket: str, access_key_id: str, secret_access_key: str,
-                 region: str = "us-east-1"):
+    def __init__(
+        self,
+        endpoint_url: str,
+        bucket: str,
+        access_key_id: str,
+        secret_access_key: str,
+        region: str = "us-east-1",
+    ):
         self.endpoint_url = endpoint_url
         self.bucket = bucket
         self._credentials = (access_key_id, secret_access_key)
@@ -137,11 +143,18 @@ class S3Storage:
             with self._lock:
                 if self._client is None or self._client_pid != os.getpid():
                     self._client = boto3.client(
-                        "s3", endpoint_url=self.endpoint_url, region_name=self.region,
-                        aws_access_key_id=self._credentials[0], aws_secret_access_key=self._credentials[1],
-                        config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                                      connect_timeout=5, read_timeout=60,
-                                      retries={"max_attempts": 3, "mode": "standard"}),
+                        "s3",
+                        endpoint_url=self.endpoint_url,
+                        region_name=self.region,
+                        aws_access_key_id=self._credentials[0],
+                        aws_secret_access_key=self._credentials[1],
+                        config=Config(
+                            signature_version="s3v4",
+                            s3={"addressing_style": "path"},
+                            connect_timeout=5,
+                            read_timeout=60,
+                            retries={"max_attempts": 3, "mode": "standard"},
+                        ),
                     )
                     self._client_pid = os.getpid()
         return self._client
@@ -151,8 +164,13 @@ class S3Storage:
         # Multipart in 8 MiB parts from the spooled upload, one part in memory at a time; no
         # threads of its own (a gevent worker's greenlets are its concurrency).
         with _unavailable_on_failure("put"):
-            self.client.upload_fileobj(source, self.bucket, key, ExtraArgs={"ContentType": content_type},
-                                       Config=TransferConfig(use_threads=False))
+            self.client.upload_fileobj(
+                source,
+                self.bucket,
+                key,
+                ExtraArgs={"ContentType": content_type},
+                Config=TransferConfig(use_threads=False),
+            )
 
     def read(self, key: str, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
         extra = {}
@@ -203,6 +221,11 @@ def _body_chunks(body) -> Iterator[bytes]:
 def build_storage(config: Mapping) -> Storage:
     """The configured backend: S3 when its settings are given, else the local directory."""
     if config.get("S3_BUCKET"):
-        return S3Storage(config["S3_ENDPOINT_URL"], config["S3_BUCKET"], config["S3_ACCESS_KEY_ID"],
-                         config["S3_SECRET_ACCESS_KEY"], config.get("S3_REGION") or "us-east-1")
+        return S3Storage(
+            config["S3_ENDPOINT_URL"],
+            config["S3_BUCKET"],
+            config["S3_ACCESS_KEY_ID"],
+            config["S3_SECRET_ACCESS_KEY"],
+            config.get("S3_REGION") or "us-east-1",
+        )
     return DiskStorage(config["ASSET_DIR"])

@@ -20,16 +20,25 @@ from chat.schemas import (
 )
 
 CLASSIC_TYPES = sorted(FROM_CLASSIC, reverse=True)
-NONCE = fields.String(validate=validate.Length(1, 64), metadata={
-    "description": "Optional, up to 64 characters: a retry with the same nonce returns the original message."})
+NONCE = fields.String(
+    validate=validate.Length(1, 64),
+    metadata={
+        "description": "Optional, up to 64 characters: a retry with the same nonce returns the original message."
+    },
+)
 
 
 # ---- inputs -------------------------------------------------------------------------------
 
+
 class UploadSchema(BaseSchema):
-    file = Upload(required=True, metadata={
-        "description": "The file. Its kind (image, video, audio, file) is read from its bytes, "
-                       "not from its name or Content-Type."})
+    file = Upload(
+        required=True,
+        metadata={
+            "description": "The file. Its kind (image, video, audio, file) is read from its bytes, "
+            "not from its name or Content-Type."
+        },
+    )
 
 
 class RegisterSchema(BaseSchema):
@@ -42,8 +51,13 @@ class RegisterSchema(BaseSchema):
 class LoginSchema(BaseSchema):
     username = fields.String(required=True, validate=validate.Length(1, 64))
     password = fields.String(required=True, load_only=True, validate=validate.Length(1, 1024))
-    device = fields.String(load_default="", validate=validate.Length(max=64), metadata={
-        "description": "Optional: how this session is named in the list of sessions (default: the User-Agent)."})
+    device = fields.String(
+        load_default="",
+        validate=validate.Length(max=64),
+        metadata={
+            "description": "Optional: how this session is named in the list of sessions (default: the User-Agent)."
+        },
+    )
 
 
 class PasswordChangeSchema(BaseSchema):
@@ -67,8 +81,12 @@ class PageQuerySchema(BaseSchema):
 
 class MessageCreateSchema(BaseSchema):
     conversationid = IntegerId(required=True)
-    type = StrictInteger(required=True, validate=validate.OneOf(
-        CLASSIC_TYPES, error="must be one of -1 text, -2 image, -3 video, -4 file, -5 location, -6 audio"))
+    type = StrictInteger(
+        required=True,
+        validate=validate.OneOf(
+            CLASSIC_TYPES, error="must be one of -1 text, -2 image, -3 video, -4 file, -5 location, -6 audio"
+        ),
+    )
     content = fields.String(required=True)
     time = MillisString(required=True, metadata={"description": "Client time, ms timestamp as a string."})
     nonce = NONCE
@@ -76,26 +94,42 @@ class MessageCreateSchema(BaseSchema):
 
 class MessageListQuerySchema(PageQuerySchema):
     conversationid = IntegerId(required=True, metadata={"example": ex.CONVERSATION_ID})
-    before = fields.String(validate=validate.Length(1, 36), metadata={
-        "description": "A messagekey: return only older messages (stable paging)."})
+    before = fields.String(
+        validate=validate.Length(1, 36),
+        metadata={"description": "A messagekey: return only older messages (stable paging)."},
+    )
 
 
 class MessageSearchQuerySchema(BaseSchema):
-    q = fields.String(required=True, validate=validate.Length(1, 200), metadata={
-        "example": "hi",
-        "description": "What to look for: every word must be found (case and accents do not matter). "
-                       "Words match by their start; Chinese, Japanese and Korean anywhere. "
-                       "Each word needs 2 characters or more."})
+    q = fields.String(
+        required=True,
+        validate=validate.Length(1, 200),
+        metadata={
+            "example": "hi",
+            "description": "What to look for: every word must be found (case and accents do not matter). "
+            "Words match by their start; Chinese, Japanese and Korean anywhere. "
+            "Each word needs 2 characters or more.",
+        },
+    )
     conversationid = IntegerId(metadata={"description": "Only this conversation (default: all of mine)."})
     limit = StrictInteger(load_default=20, validate=validate.Range(1, 100))
-    before = fields.String(validate=validate.Length(1, 36), metadata={
-        "description": "The `next` of the previous page: only older messages."})
+    before = fields.String(
+        validate=validate.Length(1, 36),
+        metadata={"description": "The `next` of the previous page: only older messages."},
+    )
     sender = IntegerId(metadata={"description": "Only messages this user sent."})
-    type = StrictInteger(validate=validate.OneOf(
-        CLASSIC_TYPES, error="must be one of -1 text, -2 image, -3 video, -4 file, -5 location, -6 audio"),
-        metadata={"description": "Only messages of this type (as this API numbers them)."})
-    include_hidden = fields.Boolean(load_default=False, metadata={
-        "description": "Also search conversations I deleted from my list (their cleared history stays gone)."})
+    type = StrictInteger(
+        validate=validate.OneOf(
+            CLASSIC_TYPES, error="must be one of -1 text, -2 image, -3 video, -4 file, -5 location, -6 audio"
+        ),
+        metadata={"description": "Only messages of this type (as this API numbers them)."},
+    )
+    include_hidden = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "Also search conversations I deleted from my list (their cleared history stays gone)."
+        },
+    )
 
 
 def classic_types(number: int) -> frozenset[str]:
@@ -105,8 +139,10 @@ def classic_types(number: int) -> frozenset[str]:
 
 class MessageDeleteSchema(BaseSchema):
     messagekey = fields.String(required=True, validate=validate.Length(1, 36))
-    type = StrictInteger(required=True, validate=validate.OneOf(
-        [1, 2], error="must be 1 (delete for me) or 2 (delete for both)"))
+    type = StrictInteger(
+        required=True,
+        validate=validate.OneOf([1, 2], error="must be 1 (delete for me) or 2 (delete for both)"),
+    )
 
 
 class ConversationMuteSchema(BaseSchema):
@@ -124,6 +160,7 @@ class TypingSchema(BaseSchema):
 
 
 # ---- outputs ------------------------------------------------------------------------------
+
 
 class UserSchema(BaseSchema):
     id = fields.Integer()
@@ -185,28 +222,40 @@ class MessageSchema(_MessageStateSchema):
 
 class SearchHitSchema(MessageSchema):
     snippet = fields.String(metadata={"description": "Plain text around the match (no markup, no HTML)."})
-    highlights = fields.List(fields.List(fields.Integer()), metadata={
-        "description": "Matched spans of snippet: [start, end) in Unicode code points."})
+    highlights = fields.List(
+        fields.List(fields.Integer()),
+        metadata={"description": "Matched spans of snippet: [start, end) in Unicode code points."},
+    )
 
 
 class SearchPageSchema(BaseSchema):
     items = fields.List(fields.Nested(SearchHitSchema), metadata={"description": "Newest first."})
-    next = fields.String(allow_none=True, metadata={
-        "description": "Pass as before= for the next page; null on the last page."})
+    next = fields.String(
+        allow_none=True, metadata={"description": "Pass as before= for the next page; null on the last page."}
+    )
 
 
 class AssetSchema(BaseSchema):
-    url = fields.String(metadata={"description": "Absolute URL of the file: send it as a media message's content. "
-                                                 "Anyone holding it can fetch the file, without credentials."})
+    url = fields.String(
+        metadata={
+            "description": "Absolute URL of the file: send it as a media message's content. "
+            "Anyone holding it can fetch the file, without credentials."
+        }
+    )
     type = fields.String(attribute="kind", metadata={"description": "image, video, audio or file"})
-    name = fields.String(metadata={"description": "The file name as kept (cleaned; an image's extension "
-                                                  "is the one of its re-encoded format)"})
+    name = fields.String(
+        metadata={
+            "description": "The file name as kept (cleaned; an image's extension "
+            "is the one of its re-encoded format)"
+        }
+    )
     size = fields.Integer(metadata={"description": "Bytes stored (an image's after re-encoding)"})
     mime = fields.String(metadata={"description": "The media type read from the bytes"})
     width = fields.Integer(allow_none=True, metadata={"description": "Images only"})
     height = fields.Integer(allow_none=True, metadata={"description": "Images only"})
-    thumbnail_url = fields.String(allow_none=True, metadata={
-        "description": "Images only: a JPEG of at most 320 px on its longer side"})
+    thumbnail_url = fields.String(
+        allow_none=True, metadata={"description": "Images only: a JPEG of at most 320 px on its longer side"}
+    )
 
 
 class PasswordChangedSchema(BaseSchema):
@@ -215,10 +264,15 @@ class PasswordChangedSchema(BaseSchema):
 
 class SessionItemSchema(BaseSchema):
     id = fields.Integer(attribute="token.id")
-    device = fields.String(attribute="token.label", metadata={"description": "The device's name or User-Agent."})
+    device = fields.String(
+        attribute="token.label", metadata={"description": "The device's name or User-Agent."}
+    )
     created_at = fields.Integer(attribute="token.created_at")
-    last_seen_at = fields.Integer(attribute="token.last_used_at", allow_none=True, metadata={
-        "description": "When it was last used (ms; updated at most once a minute), null if never."})
+    last_seen_at = fields.Integer(
+        attribute="token.last_used_at",
+        allow_none=True,
+        metadata={"description": "When it was last used (ms; updated at most once a minute), null if never."},
+    )
     address = fields.String(attribute="token.address", allow_none=True)
     expires_at = fields.Integer(attribute="token.expires_at", allow_none=True)
     current = fields.Boolean(metadata={"description": "Whether this is the session asking."})
@@ -238,16 +292,24 @@ EmptyEnvelope = envelope("ClassicEmptyEnvelope", None, dialect=CLASSIC)
 
 
 class TypingSentSchema(BaseSchema):
-    expires_in_ms = fields.Integer(metadata={"description": "How long the other side shows it without another signal."})
-    interval_ms = fields.Integer(metadata={"description": "Signals closer together than this are not forwarded: "
-                                                          "send one about this often while typing."})
+    expires_in_ms = fields.Integer(
+        metadata={"description": "How long the other side shows it without another signal."}
+    )
+    interval_ms = fields.Integer(
+        metadata={
+            "description": "Signals closer together than this are not forwarded: "
+            "send one about this often while typing."
+        }
+    )
 
 
 TypingEnvelope = envelope("ClassicTypingEnvelope", TypingSentSchema, dialect=CLASSIC)
-ConversationCreatedEnvelope = envelope("ClassicConversationCreatedEnvelope", ConversationCreatedSchema,
-                                       dialect=CLASSIC)
-ConversationPageEnvelope = envelope("ClassicConversationListEnvelope", ConversationSchema, many=True,
-                                    dialect=CLASSIC)
+ConversationCreatedEnvelope = envelope(
+    "ClassicConversationCreatedEnvelope", ConversationCreatedSchema, dialect=CLASSIC
+)
+ConversationPageEnvelope = envelope(
+    "ClassicConversationListEnvelope", ConversationSchema, many=True, dialect=CLASSIC
+)
 MessageSentEnvelope = envelope("ClassicMessageSentEnvelope", MessageSentSchema, dialect=CLASSIC)
 AssetEnvelope = envelope("ClassicAssetEnvelope", AssetSchema, dialect=CLASSIC)
 MessageListEnvelope = envelope("ClassicMessageListEnvelope", MessageSchema, many=True, dialect=CLASSIC)

@@ -49,7 +49,9 @@ def erase_stream(user_id: int, *token_ids: int) -> None:
     bus = backends.current().bus
     bus.erase(user_id)
     if token_ids:
-        bus.append_many([(user_id, realtime.SESSION_REVOKED, {"token_id": token_id}) for token_id in token_ids])
+        bus.append_many(
+            [(user_id, realtime.SESSION_REVOKED, {"token_id": token_id}) for token_id in token_ids]
+        )
 
 
 def chat_updated(conversation, member) -> None:

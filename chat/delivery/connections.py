@@ -61,20 +61,29 @@ def admit(app: Flask, user_id: int, connection_id: str) -> bool:
     process = slots(app)
     if not process.take():
         metrics.long_lived_refused("process_full")
-        raise ServiceError(Kind.UNAVAILABLE, "this server holds as many open event streams and gateway "
-                           "connections as it may: retry in a few seconds (Retry-After)", headers=retry)
+        raise ServiceError(
+            Kind.UNAVAILABLE,
+            "this server holds as many open event streams and gateway "
+            "connections as it may: retry in a few seconds (Retry-After)",
+            headers=retry,
+        )
     cap = int(config["STREAMS_PER_USER"])
     try:
         before = backends.of(app).presence.enter_within(user_id, connection_id, cap)
     except EventBusDown:
         process.give_back()
-        raise ServiceError(Kind.UNAVAILABLE, "the event stream is unavailable right now; retry shortly") from None
+        raise ServiceError(
+            Kind.UNAVAILABLE, "the event stream is unavailable right now; retry shortly"
+        ) from None
     if before is None:
         process.give_back()
         metrics.long_lived_refused("user_cap")
-        raise ServiceError(Kind.RATE_LIMITED, f"you already have {cap} event streams and gateway connections "
-                           "open, the most one user may: close one (or wait for it to time out) and retry",
-                           headers=retry)
+        raise ServiceError(
+            Kind.RATE_LIMITED,
+            f"you already have {cap} event streams and gateway connections "
+            "open, the most one user may: close one (or wait for it to time out) and retry",
+            headers=retry,
+        )
     metrics.long_lived_opened(process.limit)
     return before > 0
 

@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 
 def countable(member: ConversationMember):
     """SQL criteria: the messages that count as unread for ``member``."""
-    return countable_for(member.conversation_id, member.user_id, member.last_read_message_id,
-                         member.cleared_before_id)
+    return countable_for(
+        member.conversation_id, member.user_id, member.last_read_message_id, member.cleared_before_id
+    )
 
 
 def countable_for(conversation_id, user_id, read_up_to, cleared_before):
@@ -40,18 +41,23 @@ def countable_for(conversation_id, user_id, read_up_to, cleared_before):
         Message.pushed_at.is_not(None),
         # Correlated to whatever encloses it (the member's row in a counting UPDATE too): a
         # hide by this member only, never by anyone who happens to be some member.
-        ~exists().where(MessageHide.user_id == user_id, MessageHide.message_id == Message.id)
+        ~exists()
+        .where(MessageHide.user_id == user_id, MessageHide.message_id == Message.id)
         .correlate_except(MessageHide),
     )
 
 
 @functools.cache
 def _lock_member_statement():
-    return (select(ConversationMember)
-            .where(ConversationMember.conversation_id == bindparam("conversation", type_=BigInteger),
-                   ConversationMember.user_id == bindparam("user", type_=BigInteger))
-            .with_for_update()
-            .execution_options(populate_existing=True))
+    return (
+        select(ConversationMember)
+        .where(
+            ConversationMember.conversation_id == bindparam("conversation", type_=BigInteger),
+            ConversationMember.user_id == bindparam("user", type_=BigInteger),
+        )
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
 
 
 def lock_member(conversation_id: int, user_id: int) -> ConversationMember | None:
@@ -72,16 +78,16 @@ def show_sender_chat(conversation, user, sent_at):
     forward under the row's lock, so parallel sends from one user can never write it
     backwards (a lost update a read-then-write would allow)."""
     members = ConversationMember.__table__
-    return (update(members)
-            .where(members.c.conversation_id == conversation, members.c.user_id == user)
-            .values(hidden=false(), latest_msg_time=later_of(members.c.latest_msg_time, sent_at)))
+    return (
+        update(members)
+        .where(members.c.conversation_id == conversation, members.c.user_id == user)
+        .values(hidden=false(), latest_msg_time=later_of(members.c.latest_msg_time, sent_at))
+    )
 
 
 def recount(member: ConversationMember) -> int:
     """Recompute ``member.unread_count`` from the messages (caller holds the lock)."""
-    member.unread_count = db.session.scalar(
-        select(func.count(Message.id)).where(countable(member))
-    ) or 0
+    member.unread_count = db.session.scalar(select(func.count(Message.id)).where(countable(member))) or 0
     return member.unread_count
 
 
@@ -102,17 +108,25 @@ def rebuild_all(progress=None) -> int:
     changed = 0
     with atomic():
         members = db.session.scalars(select(ConversationMember).with_for_update()).all()
-        for member in (progress(members) if progress else members):
+        for member in progress(members) if progress else members:
             before = (member.unread_count, member.latest_msg_time)
             recount(member)
-            member.latest_msg_time = db.session.scalar(
-                select(func.max(Message.created_at)).where(
-                    Message.conversation_id == member.conversation_id,
-                    (Message.sender_id == member.user_id) | Message.pushed_at.is_not(None),
+            member.latest_msg_time = (
+                db.session.scalar(
+                    select(func.max(Message.created_at)).where(
+                        Message.conversation_id == member.conversation_id,
+                        (Message.sender_id == member.user_id) | Message.pushed_at.is_not(None),
+                    )
                 )
-            ) or 0
+                or 0
+            )
             if (member.unread_count, member.latest_msg_time) != before:
                 changed += 1
-                log.info("counters of member %s/%s were %s, now %s", member.conversation_id,
-                         member.user_id, before, (member.unread_count, member.latest_msg_time))
+                log.info(
+                    "counters of member %s/%s were %s, now %s",
+                    member.conversation_id,
+                    member.user_id,
+                    before,
+                    (member.unread_count, member.latest_msg_time),
+                )
     return changed

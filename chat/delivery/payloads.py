@@ -21,8 +21,14 @@ from chat.models import Message, User
 
 def author(user) -> dict:
     """A user as KOOK's events name an author."""
-    return {"id": str(user.id), "username": user.username, "nickname": user.nickname,
-            "avatar": user.avatar, "identify_num": user.identify_num, "bot": bool(user.is_bot)}
+    return {
+        "id": str(user.id),
+        "username": user.username,
+        "nickname": user.nickname,
+        "avatar": user.avatar,
+        "identify_num": user.identify_num,
+        "bot": bool(user.is_bot),
+    }
 
 
 def quote_of(quote_key: str | None, conversation_id: int) -> dict | None:
@@ -39,19 +45,26 @@ def quotes_of(wanted: set[tuple[str, int]]) -> dict[tuple[str, int], dict]:
     if not wanted:
         return {}
     rows = db.session.execute(
-        select(Message, User).join(User, User.id == Message.sender_id)
+        select(Message, User)
+        .join(User, User.id == Message.sender_id)
         .where(Message.key.in_({key for key, _ in wanted}), Message.deleted_at.is_(None))
     ).all()
     return {
         (quoted.key, quoted.conversation_id): {
-            "id": quoted.key, "type": kook_number(quoted.type), "content": quoted.content,
-            "create_at": quoted.created_at, "author": author(quoted_by)}
-        for quoted, quoted_by in rows if (quoted.key, quoted.conversation_id) in wanted
+            "id": quoted.key,
+            "type": kook_number(quoted.type),
+            "content": quoted.content,
+            "create_at": quoted.created_at,
+            "author": author(quoted_by),
+        }
+        for quoted, quoted_by in rows
+        if (quoted.key, quoted.conversation_id) in wanted
     }
 
 
-def message_payload(message, chat_code: str, sender, recipient_id: int, *, isread: bool = False,
-                    quote: dict | None = None) -> dict:
+def message_payload(
+    message, chat_code: str, sender, recipient_id: int, *, isread: bool = False, quote: dict | None = None
+) -> dict:
     """A message event's data. ``message`` and ``sender`` are rows or models with the
     columns of ``messages`` and ``users``; ``quote`` comes from ``quote_of``."""
     return {

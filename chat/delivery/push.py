@@ -47,59 +47,101 @@ def _statements() -> SimpleNamespace:
     """The push's statements, built once with bound parameters (lists expand at execution):
     every batch runs them, and building them costs more than running them."""
     messages, members = Message.__table__, ConversationMember.__table__
-    chats, users, theirs = Conversation.__table__, User.__table__, ConversationMember.__table__.alias("theirs")
+    chats, users, theirs = (
+        Conversation.__table__,
+        User.__table__,
+        ConversationMember.__table__.alias("theirs"),
+    )
     ids = bindparam("ids", expanding=True)
     wanted = bindparam("members", expanding=True)
     recipient = case((messages.c.sender_id == chats.c.user_low, chats.c.user_high), else_=chats.c.user_low)
     # A recipient's messages among the claimed ones: in their conversation, sent by the other.
-    received = (messages.c.conversation_id == members.c.conversation_id) & (messages.c.sender_id != members.c.user_id)
+    received = (messages.c.conversation_id == members.c.conversation_id) & (
+        messages.c.sender_id != members.c.user_id
+    )
     claimed = messages.c.id.in_(bindparam("claimed", expanding=True))
     return SimpleNamespace(
         # Everything an event needs (plain rows: the message's columns, its chat's code, the
         # sender's as ``author_*``), with the recipient's read pointer, whether a block stands
         # either way between the two and whether the recipient has a webhook: one query for
         # the whole batch.
-        unpushed=(select(*messages.c, chats.c.code.label("chat_code"), recipient.label("recipient"),
-                         *(users.c[name].label(f"author_{name}") for name in SENDER_COLUMNS),
-                         theirs.c.last_read_message_id.label("pointer"),
-                         exists().where(Block.either_way(chats.c.user_low, chats.c.user_high)).label("blocked"),
-                         exists().where(Webhook.user_id == recipient).label("hooked"),
-                         notifications.rule.has_devices(recipient).label("notifiable"),
-                         theirs.c.muted.label("muted"))
-                  .select_from(messages.join(chats, chats.c.id == messages.c.conversation_id)
-                               .join(users, users.c.id == messages.c.sender_id)
-                               .outerjoin(theirs, (theirs.c.conversation_id == messages.c.conversation_id)
-                                          & (theirs.c.user_id == recipient)))
-                  .where(messages.c.id.in_(ids), messages.c.pushed_at.is_(None))
-                  .order_by(messages.c.id)),
-        claim=(update(messages)
-               .where(messages.c.id.in_(ids), messages.c.pushed_at.is_(None))
-               .values(pushed_at=bindparam("now", type_=BigInteger))
-               .returning(messages.c.id, messages.c.deleted_at)),
+        unpushed=(
+            select(
+                *messages.c,
+                chats.c.code.label("chat_code"),
+                recipient.label("recipient"),
+                *(users.c[name].label(f"author_{name}") for name in SENDER_COLUMNS),
+                theirs.c.last_read_message_id.label("pointer"),
+                exists().where(Block.either_way(chats.c.user_low, chats.c.user_high)).label("blocked"),
+                exists().where(Webhook.user_id == recipient).label("hooked"),
+                notifications.rule.has_devices(recipient).label("notifiable"),
+                theirs.c.muted.label("muted"),
+            )
+            .select_from(
+                messages.join(chats, chats.c.id == messages.c.conversation_id)
+                .join(users, users.c.id == messages.c.sender_id)
+                .outerjoin(
+                    theirs,
+                    (theirs.c.conversation_id == messages.c.conversation_id)
+                    & (theirs.c.user_id == recipient),
+                )
+            )
+            .where(messages.c.id.in_(ids), messages.c.pushed_at.is_(None))
+            .order_by(messages.c.id)
+        ),
+        claim=(
+            update(messages)
+            .where(messages.c.id.in_(ids), messages.c.pushed_at.is_(None))
+            .values(pushed_at=bindparam("now", type_=BigInteger))
+            .returning(messages.c.id, messages.c.deleted_at)
+        ),
         # In a stable order, so two batches locking the same members never deadlock.
-        lock=(select(members.c.conversation_id)
-              .where(tuple_(members.c.conversation_id, members.c.user_id).in_(wanted))
-              .order_by(members.c.conversation_id, members.c.user_id)
-              .with_for_update()),
+        lock=(
+            select(members.c.conversation_id)
+            .where(tuple_(members.c.conversation_id, members.c.user_id).in_(wanted))
+            .order_by(members.c.conversation_id, members.c.user_id)
+            .with_for_update()
+        ),
         # Each recipient's chat, in one statement run once the rows are locked (so it reads
         # them, and the messages' hides, as they are now): moved to its newest claimed
         # message; counted up by the claimed ones that are unread by the one rule
         # (``counters.countable_for``), announced or not, since a message delivered after a
         # block is still in the recipient's history and the rebuild counts it; back on their
         # list for an announced one past their cleared history.
-        count=(update(members)
-               .where(tuple_(members.c.conversation_id, members.c.user_id).in_(wanted))
-               .values(
-                   unread_count=members.c.unread_count + select(func.count()).where(
-                       claimed, received,
-                       counters.countable_for(members.c.conversation_id, members.c.user_id,
-                                              members.c.last_read_message_id, members.c.cleared_before_id),
-                   ).scalar_subquery(),
-                   latest_msg_time=counters.later_of(members.c.latest_msg_time, select(
-                       func.max(messages.c.created_at)).where(claimed, received).scalar_subquery()),
-                   hidden=case((exists().where(messages.c.id.in_(bindparam("announced", expanding=True)), received,
-                                               messages.c.id > members.c.cleared_before_id), false()),
-                               else_=members.c.hidden))),
+        count=(
+            update(members)
+            .where(tuple_(members.c.conversation_id, members.c.user_id).in_(wanted))
+            .values(
+                unread_count=members.c.unread_count
+                + select(func.count())
+                .where(
+                    claimed,
+                    received,
+                    counters.countable_for(
+                        members.c.conversation_id,
+                        members.c.user_id,
+                        members.c.last_read_message_id,
+                        members.c.cleared_before_id,
+                    ),
+                )
+                .scalar_subquery(),
+                latest_msg_time=counters.later_of(
+                    members.c.latest_msg_time,
+                    select(func.max(messages.c.created_at)).where(claimed, received).scalar_subquery(),
+                ),
+                hidden=case(
+                    (
+                        exists().where(
+                            messages.c.id.in_(bindparam("announced", expanding=True)),
+                            received,
+                            messages.c.id > members.c.cleared_before_id,
+                        ),
+                        false(),
+                    ),
+                    else_=members.c.hidden,
+                ),
+            )
+        ),
     )
 
 
@@ -129,7 +171,11 @@ def deliver_batch(message_ids) -> set[int]:
     if announced:
         try:
             backends.current().bus.append_many(
-                [(recipient_of[message_id], "message.created", payload) for message_id, payload in announced.items()])
+                [
+                    (recipient_of[message_id], "message.created", payload)
+                    for message_id, payload in announced.items()
+                ]
+            )
         except realtime.EventBusDown:
             metrics.delivery("retry", len(rows))
             raise
@@ -146,12 +192,24 @@ def deliver_batch(message_ids) -> set[int]:
                 announcements.forget(announced.pop(message_id)["messagekey"], [recipient_of[message_id]])
         members = sorted({(facts[m], recipient_of[m]) for m in claimed})
         db.session.execute(sql.lock, {"members": members}).all()
-        db.session.execute(sql.count, {"members": members, "claimed": sorted(claimed),
-                                       "announced": sorted(m for m in claimed if m in announced)})
-        webhooks.record_many([(recipient_of[m], "message.created", announced[m]) for m in sorted(claimed)
-                              if m in announced and m in hooked])
-        notifications.rule.schedule_many([(recipient_of[m], facts[m], m) for m in sorted(claimed)
-                                          if m in announced and m in notifiable])
+        db.session.execute(
+            sql.count,
+            {
+                "members": members,
+                "claimed": sorted(claimed),
+                "announced": sorted(m for m in claimed if m in announced),
+            },
+        )
+        webhooks.record_many(
+            [
+                (recipient_of[m], "message.created", announced[m])
+                for m in sorted(claimed)
+                if m in announced and m in hooked
+            ]
+        )
+        notifications.rule.schedule_many(
+            [(recipient_of[m], facts[m], m) for m in sorted(claimed) if m in announced and m in notifiable]
+        )
     metrics.push_batch(len(claimed))
     metrics.delivery("delivered", len(claimed))
     metrics.delivery("duplicate", len(rows) - len(claimed))
@@ -168,8 +226,14 @@ def _announced(rows) -> dict[int, dict]:
     announced = {}
     for row in shown:
         sender = SimpleNamespace(**{name: getattr(row, f"author_{name}") for name in SENDER_COLUMNS})
-        payload = message_payload(row, row.chat_code, sender, row.recipient, isread=(row.pointer or 0) >= row.id,
-                                  quote=quotes.get((row.quote_key, row.conversation_id)))
+        payload = message_payload(
+            row,
+            row.chat_code,
+            sender,
+            row.recipient,
+            isread=(row.pointer or 0) >= row.id,
+            quote=quotes.get((row.quote_key, row.conversation_id)),
+        )
         payload["ispushed"] = 1  # true by the time anyone reads the event
         announced[row.id] = payload
     return announced

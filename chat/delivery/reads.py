@@ -31,13 +31,19 @@ def _read_again():
     """The statement of a read of what was read already (most page views), built once, on
     the table: the ORM's bulk UPDATE machinery cost more than the statement itself."""
     members = ConversationMember.__table__
-    return (update(members)
-            .where(members.c.conversation_id == bindparam("read_chat", type_=BigInteger),
-                   members.c.user_id == bindparam("read_user", type_=BigInteger))
-            .values(last_read_time=bindparam("read_at", type_=BigInteger)))
+    return (
+        update(members)
+        .where(
+            members.c.conversation_id == bindparam("read_chat", type_=BigInteger),
+            members.c.user_id == bindparam("read_user", type_=BigInteger),
+        )
+        .values(last_read_time=bindparam("read_at", type_=BigInteger))
+    )
 
 
-def want_read(user_id: int, conversation_id: int, up_to_id: int | None, *, pointer: int | None = None) -> None:
+def want_read(
+    user_id: int, conversation_id: int, up_to_id: int | None, *, pointer: int | None = None
+) -> None:
     """In the reader's transaction: they asked to have read up to ``up_to_id`` (the newest
     message when None). Recorded first, so a lost task is found again; then ``mark_read``
     is queued for the commit. ``pointer``: the member's read pointer, when the caller knows
@@ -46,12 +52,22 @@ def want_read(user_id: int, conversation_id: int, up_to_id: int | None, *, point
     if pointer is not None and up_to_id is not None and up_to_id <= pointer:
         # Reading again what was read (a client reopening a chat, refreshing its page): a
         # broker publish and a worker's transaction per page view bought only this.
-        db.session.execute(_read_again(), {"read_chat": conversation_id, "read_user": user_id, "read_at": now_ms()})
+        db.session.execute(
+            _read_again(), {"read_chat": conversation_id, "read_user": user_id, "read_at": now_ms()}
+        )
         return
     member = (ConversationMember.conversation_id == conversation_id) & (ConversationMember.user_id == user_id)
-    target = up_to_id if up_to_id is not None else (
-        select(Message.id).where(Message.conversation_id == conversation_id)
-        .order_by(Message.id.desc()).limit(1).scalar_subquery())
+    target = (
+        up_to_id
+        if up_to_id is not None
+        else (
+            select(Message.id)
+            .where(Message.conversation_id == conversation_id)
+            .order_by(Message.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+    )
     db.session.execute(
         update(ConversationMember)
         .where(member, ConversationMember.read_wanted_id < target)
@@ -69,17 +85,22 @@ def sweep_lost_reads(min_age_ms: int | None = None, limit: int | None = None) ->
     were queued."""
     min_age_ms, limit = sweeps.bounds(min_age_ms, limit)
     rows = db.session.execute(
-        select(ConversationMember.user_id, ConversationMember.conversation_id, ConversationMember.read_wanted_id)
-        .where(ConversationMember.read_wanted_id > ConversationMember.last_read_message_id,
-               ConversationMember.read_wanted_at <= now_ms() - min_age_ms)
+        select(
+            ConversationMember.user_id, ConversationMember.conversation_id, ConversationMember.read_wanted_id
+        )
+        .where(
+            ConversationMember.read_wanted_id > ConversationMember.last_read_message_id,
+            ConversationMember.read_wanted_at <= now_ms() - min_age_ms,
+        )
         .limit(limit)
     ).all()
     end_read()  # before anything is queued
     return sweeps.queue_again(TASK, rows, "lost reads")
 
 
-def mark_read(user_id: int, conversation_id: int, up_to_id: int | None = None, *,
-              announce: bool = False) -> bool:
+def mark_read(
+    user_id: int, conversation_id: int, up_to_id: int | None = None, *, announce: bool = False
+) -> bool:
     """Move the member's read pointer forward to ``up_to_id`` (default: the newest message),
     set ``last_read_time`` and recompute ``unread_count``; tell the other side. Returns
     whether the pointer moved.
@@ -94,9 +115,10 @@ def mark_read(user_id: int, conversation_id: int, up_to_id: int | None = None, *
         if member is None:
             return False
         conversation = db.session.get(Conversation, conversation_id)
-        newest = db.session.scalar(
-            select(func.max(Message.id)).where(Message.conversation_id == conversation_id)
-        ) or 0
+        newest = (
+            db.session.scalar(select(func.max(Message.id)).where(Message.conversation_id == conversation_id))
+            or 0
+        )
         # What was asked for, at least: a later read whose own task was lost is done by this one.
         target = newest if up_to_id is None else min(max(up_to_id, member.read_wanted_id), newest)
         moved = target > member.last_read_message_id
@@ -107,7 +129,9 @@ def mark_read(user_id: int, conversation_id: int, up_to_id: int | None = None, *
         pointer = member.last_read_message_id
         payload = None
         if moved or (announce and pointer):
-            up_to_key = db.session.scalar(select(Message.key).where(Message.id == pointer)) if pointer else None
+            up_to_key = (
+                db.session.scalar(select(Message.key).where(Message.id == pointer)) if pointer else None
+            )
             payload = read_payload(conversation, reader_id=user_id, up_to_key=up_to_key)
         if moved:  # a retry that only announces again finds these recorded already
             webhooks.record(conversation.other(user_id), "message.read", payload)

@@ -13,19 +13,27 @@ from chat.kook import schemas as s
 from chat.schemas import export_download
 from chat.services import my_account
 
-account_blp = Blueprint("kook_account", __name__, url_prefix=f"{KOOK_API}/auth",
-                        description="My account (KOOK envelope)")
+account_blp = Blueprint(
+    "kook_account", __name__, url_prefix=f"{KOOK_API}/auth", description="My account (KOOK envelope)"
+)
 
 
 @checks_password
-@account_blp.operation("/password", "POST", s.PasswordChangedEnvelope,
-                       auth=require_token, security=TOKEN_SECURITY, args=s.KookPasswordChangeSchema,
-                       example=ex.PASSWORD_CHANGE,
-                       location="json_or_form")
+@account_blp.operation(
+    "/password",
+    "POST",
+    s.PasswordChangedEnvelope,
+    auth=require_token,
+    security=TOKEN_SECURITY,
+    args=s.KookPasswordChangeSchema,
+    example=ex.PASSWORD_CHANGE,
+    location="json_or_form",
+)
 def change_password(args):
     """Change my password; every other session ends at once (this one stays)."""
-    ended = my_account.change_password(current_user(), current_token(), args["current_password"],
-                                       args["new_password"])
+    ended = my_account.change_password(
+        current_user(), current_token(), args["current_password"], args["new_password"]
+    )
     return {"data": {"sessions_ended": ended}}
 
 
@@ -35,26 +43,39 @@ def list_sessions():
     return {"data": my_account.list_sessions(current_user(), current_token())}
 
 
-@account_blp.operation("/sessions/<int:session_id>", "DELETE", s.EmptyEnvelope,
-                    parameters=[ex.SESSION_ID_PARAMETER],
-                       auth=require_token, security=TOKEN_SECURITY)
+@account_blp.operation(
+    "/sessions/<int:session_id>",
+    "DELETE",
+    s.EmptyEnvelope,
+    parameters=[ex.SESSION_ID_PARAMETER],
+    auth=require_token,
+    security=TOKEN_SECURITY,
+)
 def end_session(session_id):
     """End one of my sessions (its streams and gateway connections close)."""
     my_account.end_session(current_user(), session_id)
     return {"data": {}}
 
 
-@account_blp.operation("/sessions", "DELETE", s.SessionsEndedEnvelope, auth=require_token, security=TOKEN_SECURITY)
+@account_blp.operation(
+    "/sessions", "DELETE", s.SessionsEndedEnvelope, auth=require_token, security=TOKEN_SECURITY
+)
 def end_other_sessions():
     """Sign out everywhere else: end every session except this one."""
     return {"data": {"sessions_ended": my_account.end_other_sessions(current_user(), current_token())}}
 
 
 @checks_password
-@account_blp.operation("/account", "DELETE", s.EmptyEnvelope,
-                       auth=require_token, security=TOKEN_SECURITY, args=s.KookAccountDeleteSchema,
-                       example=ex.ACCOUNT_DELETE,
-                       location="json_or_form")
+@account_blp.operation(
+    "/account",
+    "DELETE",
+    s.EmptyEnvelope,
+    auth=require_token,
+    security=TOKEN_SECURITY,
+    args=s.KookAccountDeleteSchema,
+    example=ex.ACCOUNT_DELETE,
+    location="json_or_form",
+)
 def delete_account(args):
     """Delete my account: my messages are erased for both sides, every session ends."""
     my_account.delete_account(current_user(), args["password"])

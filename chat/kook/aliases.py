@@ -14,8 +14,12 @@ from chat.blueprint import Blueprint
 from chat.dialects import KOOK_API
 from chat.kook import direct_message, user_chat
 
-aliases_blp = Blueprint("kook_user_chat_aliases", __name__, url_prefix=f"{KOOK_API}/user-chat",
-                        description="KOOK's older names of the private-message routes (deprecated)")
+aliases_blp = Blueprint(
+    "kook_user_chat_aliases",
+    __name__,
+    url_prefix=f"{KOOK_API}/user-chat",
+    description="KOOK's older names of the private-message routes (deprecated)",
+)
 
 # old path -> (endpoint, the current view, its current path, methods)
 ALIASES = {
@@ -28,7 +32,9 @@ ALIASES = {
 
 for path, (endpoint, view, current, methods) in ALIASES.items():
     # ``doc`` wraps the view with a copy of its documentation: the current route's stays as is.
-    alias = aliases_blp.doc(deprecated=True, summary=f"Deprecated name of {current}",
-                            description=f"The older name of `/api/v3/{current}`: the same fields "
-                                        f"and answers. Use `{current}`.")(view)
+    alias = aliases_blp.doc(
+        deprecated=True,
+        summary=f"Deprecated name of {current}",
+        description=f"The older name of `/api/v3/{current}`: the same fields and answers. Use `{current}`.",
+    )(view)
     aliases_blp.add_url_rule(path, endpoint=endpoint, view_func=alias, methods=methods)

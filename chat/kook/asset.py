@@ -14,8 +14,15 @@ asset_blp = Blueprint("kook_asset", __name__, url_prefix=f"{KOOK_API}/asset", de
 
 
 @takes_upload
-@asset_blp.operation("/create", "POST", s.AssetCreatedEnvelope, auth=require_token, security=TOKEN_SECURITY,
-                     args=s.AssetCreateSchema, location="files")
+@asset_blp.operation(
+    "/create",
+    "POST",
+    s.AssetCreatedEnvelope,
+    auth=require_token,
+    security=TOKEN_SECURITY,
+    args=s.AssetCreateSchema,
+    location="files",
+)
 def create_asset(args):
     """Upload a file (multipart field ``file``); answers its URL."""
     upload = args["file"]

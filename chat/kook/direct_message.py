@@ -17,8 +17,12 @@ from chat.message_types import FROM_KOOK
 from chat.models import now_ms
 from chat.services import conversations, messages, reactions, search
 
-direct_message_blp = Blueprint("kook_direct_message", __name__, url_prefix=f"{KOOK_API}/direct-message",
-                               description="KOOK private messages")
+direct_message_blp = Blueprint(
+    "kook_direct_message",
+    __name__,
+    url_prefix=f"{KOOK_API}/direct-message",
+    description="KOOK private messages",
+)
 
 
 def _chat(me, args):
@@ -26,44 +30,78 @@ def _chat(me, args):
     if args.get("chat_code"):
         view = conversations.get_for_member(me, code=args["chat_code"])
         if args.get("target_id") is not None and args["target_id"] != view.target.id:
-            raise ServiceError(Kind.INVALID, "chat_code and target_id name different chats",
-                               {"target_id": ["does not match chat_code"]})
+            raise ServiceError(
+                Kind.INVALID,
+                "chat_code and target_id name different chats",
+                {"target_id": ["does not match chat_code"]},
+            )
         return view
     return conversations.find_or_open(me, args["target_id"])
 
 
-@direct_message_blp.operation("/list", "GET", s.DirectMessageListEnvelope,
-                              auth=require_token, security=TOKEN_SECURITY, args=s.DirectMessageListQuerySchema, location="query")
+@direct_message_blp.operation(
+    "/list",
+    "GET",
+    s.DirectMessageListEnvelope,
+    auth=require_token,
+    security=TOKEN_SECURITY,
+    args=s.DirectMessageListQuerySchema,
+    location="query",
+)
 def list_direct_messages(args):
     """List messages oldest first: the newest page (which marks the chat read), or the page
     before, around or after msg_id."""
     me = current_user()
     view = _chat(me, args)
     if args.get("msg_id"):
-        page = messages.page_relative(me, view, args["msg_id"], args.get("flag") or "before", args["page_size"])
+        page = messages.page_relative(
+            me, view, args["msg_id"], args.get("flag") or "before", args["page_size"]
+        )
     else:
-        newest_first = messages.history(me, view, start=(args["page"] - 1) * args["page_size"],
-                                        limit=args["page_size"])
+        newest_first = messages.history(
+            me, view, start=(args["page"] - 1) * args["page_size"], limit=args["page_size"]
+        )
         page = list(reversed(newest_first))
     return {"data": {"items": messages.details(me, page, view)}}
 
 
-@direct_message_blp.operation("/search", "GET", s.DirectMessageSearchEnvelope,
-                              auth=require_token, security=TOKEN_SECURITY, args=s.DirectMessageSearchQuerySchema,
-                              location="query", each_statement_commits=True)
+@direct_message_blp.operation(
+    "/search",
+    "GET",
+    s.DirectMessageSearchEnvelope,
+    auth=require_token,
+    security=TOKEN_SECURITY,
+    args=s.DirectMessageSearchQuerySchema,
+    location="query",
+    each_statement_commits=True,
+)
 def search_direct_messages(args):
     """Search my messages, newest first, with a highlighted snippet of each (an extension:
     KOOK has no search)."""
     me = current_user()
     types = s.kook_types(args["type"]) if "type" in args else None
-    page = search.search(me, args["q"], code=args.get("chat_code"), limit=args["page_size"],
-                         before=args.get("before"), sender_id=args.get("author_id"), types=types,
-                         include_hidden=args["include_hidden"])
+    page = search.search(
+        me,
+        args["q"],
+        code=args.get("chat_code"),
+        limit=args["page_size"],
+        before=args.get("before"),
+        sender_id=args.get("author_id"),
+        types=types,
+        include_hidden=args["include_hidden"],
+    )
     return {"data": search.with_details(me, page)}
 
 
-@direct_message_blp.operation("/view", "GET", s.DirectMessageEnvelope,
-                              auth=require_token, security=TOKEN_SECURITY, args=s.DirectMessageViewQuerySchema, location="query")
+@direct_message_blp.operation(
+    "/view",
+    "GET",
+    s.DirectMessageEnvelope,
+    auth=require_token,
+    security=TOKEN_SECURITY,
+    args=s.DirectMessageViewQuerySchema,
+    location="query",
+)
 def view_direct_message(args):
     """Show one message."""
     me = current_user()
@@ -75,61 +113,104 @@ def view_direct_message(args):
 
 @counts_as_send
 @body_limit("MESSAGE_MAX_CONTENT_LENGTH")
-@direct_message_blp.operation("/create", "POST", s.MessageCreatedEnvelope,
-                              auth=require_token, security=TOKEN_SECURITY, args=s.DirectMessageCreateSchema,
-                              example=ex.DIRECT_MESSAGE_CREATE, location="json_or_form")
+@direct_message_blp.operation(
+    "/create",
+    "POST",
+    s.MessageCreatedEnvelope,
+    auth=require_token,
+    security=TOKEN_SECURITY,
+    args=s.DirectMessageCreateSchema,
+    example=ex.DIRECT_MESSAGE_CREATE,
+    location="json_or_form",
+)
 def create_direct_message(args):
     """Send a message; the nonce is echoed, and a retry with it returns the original."""
     me = current_user()
     kind, content = FROM_KOOK[args["type"]], args["content"]
     nonce, quote = args.get("nonce") or None, args.get("quote") or None
     if args.get("chat_code") and args.get("target_id") is None:  # the chat named by its code alone
-        sent = messages.send_to(me, kind, content, now_ms(), code=args["chat_code"], nonce=nonce, quote_key=quote)
+        sent = messages.send_to(
+            me, kind, content, now_ms(), code=args["chat_code"], nonce=nonce, quote_key=quote
+        )
     else:
         sent, _ = messages.send(me, _chat(me, args), kind, content, now_ms(), nonce=nonce, quote_key=quote)
     return {"data": {"view": sent, "nonce": args.get("nonce", "")}}
 
 
 @body_limit("MESSAGE_MAX_CONTENT_LENGTH")
-@direct_message_blp.operation("/update", "POST", s.EmptyEnvelope,
-                              auth=require_token, security=TOKEN_SECURITY, args=s.DirectMessageUpdateSchema,
-                              example=ex.DIRECT_MESSAGE_UPDATE, location="json_or_form")
+@direct_message_blp.operation(
+    "/update",
+    "POST",
+    s.EmptyEnvelope,
+    auth=require_token,
+    security=TOKEN_SECURITY,
+    args=s.DirectMessageUpdateSchema,
+    example=ex.DIRECT_MESSAGE_UPDATE,
+    location="json_or_form",
+)
 def update_direct_message(args):
     """Edit my message's content (and quote); both sides are told."""
     messages.update(current_user(), args["msg_id"], args["content"], args.get("quote"))
     return {"data": {}}
 
 
-@direct_message_blp.operation("/delete", "POST", s.EmptyEnvelope,
-                              auth=require_token, security=TOKEN_SECURITY, args=s.MsgIdSchema,
-                              example=ex.MSG_ID, location="json_or_form")
+@direct_message_blp.operation(
+    "/delete",
+    "POST",
+    s.EmptyEnvelope,
+    auth=require_token,
+    security=TOKEN_SECURITY,
+    args=s.MsgIdSchema,
+    example=ex.MSG_ID,
+    location="json_or_form",
+)
 def delete_direct_message(args):
     """Delete my message for both sides."""
     messages.delete_for_everyone(current_user(), args["msg_id"])
     return {"data": {}}
 
 
-@direct_message_blp.operation("/reaction-list", "GET", s.ReactionUsersEnvelope,
-                              auth=require_token, security=TOKEN_SECURITY, args=s.ReactionSchema, location="query")
+@direct_message_blp.operation(
+    "/reaction-list",
+    "GET",
+    s.ReactionUsersEnvelope,
+    auth=require_token,
+    security=TOKEN_SECURITY,
+    args=s.ReactionSchema,
+    location="query",
+)
 def list_reaction_users(args):
     """List who reacted to a message with an emoji, first first."""
     return {"data": reactions.users(current_user(), args["msg_id"], args["emoji"])}
 
 
-@direct_message_blp.operation("/add-reaction", "POST", s.EmptyEnvelope,
-                              auth=require_token, security=TOKEN_SECURITY, args=s.ReactionSchema,
-                              example=ex.REACTION, location="json_or_form")
+@direct_message_blp.operation(
+    "/add-reaction",
+    "POST",
+    s.EmptyEnvelope,
+    auth=require_token,
+    security=TOKEN_SECURITY,
+    args=s.ReactionSchema,
+    example=ex.REACTION,
+    location="json_or_form",
+)
 def add_reaction(args):
     """React to a message with an emoji."""
     reactions.add(current_user(), args["msg_id"], args["emoji"])
     return {"data": {}}
 
 
-@direct_message_blp.operation("/delete-reaction", "POST", s.EmptyEnvelope,
-                              auth=require_token, security=TOKEN_SECURITY, args=s.ReactionDeleteSchema,
-                              example=ex.REACTION, location="json_or_form")
+@direct_message_blp.operation(
+    "/delete-reaction",
+    "POST",
+    s.EmptyEnvelope,
+    auth=require_token,
+    security=TOKEN_SECURITY,
+    args=s.ReactionDeleteSchema,
+    example=ex.REACTION,
+    location="json_or_form",
+)
 def delete_reaction(args):
     """Take back my reaction."""
     reactions.remove(current_user(), args["msg_id"], args["emoji"], args.get("user_id"))
     return {"data": {}}
-

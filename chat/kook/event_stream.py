@@ -22,8 +22,9 @@ from chat.extensions import db
 from chat.realtime.sse import sse_stream, stream_start
 from chat.schemas import LenientSchema
 
-events_blp = Blueprint("kook_events", __name__, url_prefix=f"{KOOK_API}/events",
-                       description="Event stream (Server-Sent Events)")
+events_blp = Blueprint(
+    "kook_events", __name__, url_prefix=f"{KOOK_API}/events", description="Event stream (Server-Sent Events)"
+)
 
 STREAM_DOC = {
     "description": (
@@ -39,10 +40,16 @@ STREAM_DOC = {
 
 
 class EventStreamQuerySchema(LenientSchema):
-    token = fields.String(validate=validate.Length(max=512), metadata={
-        "description": "The token, when the client cannot send an Authorization header."})
-    last_event_id = fields.String(validate=validate.Length(max=64), metadata={
-        "description": "Resume after this event id (the Last-Event-ID header wins when both are sent)."})
+    token = fields.String(
+        validate=validate.Length(max=512),
+        metadata={"description": "The token, when the client cannot send an Authorization header."},
+    )
+    last_event_id = fields.String(
+        validate=validate.Length(max=64),
+        metadata={
+            "description": "Resume after this event id (the Last-Event-ID header wins when both are sent)."
+        },
+    )
 
 
 @events_blp.route("", methods=["GET"])
@@ -55,8 +62,9 @@ def stream_events(args):
     app = current_app._get_current_object()
     found = backends.of(app)
     bus, presence = found.bus, found.presence
-    after, incomplete = stream_start(bus, user_id, request.headers.get("Last-Event-ID")
-                                     or args.get("last_event_id"))
+    after, incomplete = stream_start(
+        bus, user_id, request.headers.get("Last-Event-ID") or args.get("last_event_id")
+    )
     connection_id = uuid.uuid4().hex
     # 429 over the user's cap (streams and gateway sockets together), 503 with no slot left.
     was_online = connections.admit(app, user_id, connection_id)
@@ -68,14 +76,27 @@ def stream_events(args):
         metrics.stream_closed()
         presence_notices.stream_closed(app, user_id, connection_id)
 
-    body = sse_stream(bus, presence, user_id, after, float(app.config["SSE_HEARTBEAT_SECONDS"]),
-                      connection_id, incomplete=incomplete, token_id=token.id, expires_at=token.expires_at,
-                      # The server's socket to the client, where the server gives it (gunicorn,
-                      # Werkzeug's): a hang-up is then noticed within a second.
-                      client_socket=request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket"))
-    response = Response(body, mimetype="text/event-stream", headers={
-        "Cache-Control": "no-cache",
-        "X-Accel-Buffering": "no",  # proxies must pass events through as they come
-    })
+    body = sse_stream(
+        bus,
+        presence,
+        user_id,
+        after,
+        float(app.config["SSE_HEARTBEAT_SECONDS"]),
+        connection_id,
+        incomplete=incomplete,
+        token_id=token.id,
+        expires_at=token.expires_at,
+        # The server's socket to the client, where the server gives it (gunicorn,
+        # Werkzeug's): a hang-up is then noticed within a second.
+        client_socket=request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket"),
+    )
+    response = Response(
+        body,
+        mimetype="text/event-stream",
+        headers={
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",  # proxies must pass events through as they come
+        },
+    )
     response.call_on_close(leave)
     return response

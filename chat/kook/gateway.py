@@ -74,8 +74,9 @@ from chat.services import accounts
 
 log = logging.getLogger(__name__)
 
-gateway_blp = Blueprint("kook_gateway", __name__, url_prefix=f"{KOOK_API}/gateway",
-                        description="KOOK WebSocket gateway")
+gateway_blp = Blueprint(
+    "kook_gateway", __name__, url_prefix=f"{KOOK_API}/gateway", description="KOOK WebSocket gateway"
+)
 # The socket itself is not an HTTP route a schema can describe: a plain blueprint (flask-sock).
 gateway_socket_bp = FlaskBlueprint("kook_gateway_socket", __name__)
 sock = Sock()
@@ -91,25 +92,40 @@ INVALID_DATA = 1007  # WebSocket close code: a frame this endpoint cannot make s
 
 # ---- gateway/index ----------------------------------------------------------------------------
 
+
 class GatewayQuerySchema(LenientSchema):
-    compress = fields.Integer(load_default=1, validate=validate.OneOf([0, 1]), metadata={
-        "description": "1 (default): every server frame is zlib-deflated binary; 0: text frames."})
+    compress = fields.Integer(
+        load_default=1,
+        validate=validate.OneOf([0, 1]),
+        metadata={"description": "1 (default): every server frame is zlib-deflated binary; 0: text frames."},
+    )
 
 
 class GatewaySchema(BaseSchema):
-    url = fields.String(metadata={"description": "ws(s)://<the service's public address>/gateway?compress=..&token=.."})
+    url = fields.String(
+        metadata={"description": "ws(s)://<the service's public address>/gateway?compress=..&token=.."}
+    )
 
 
 GatewayEnvelope = envelope("KookGatewayEnvelope", GatewaySchema, dialect=KOOK)
 
 
 @shows_credential  # the socket URL carries the token
-@gateway_blp.operation("/index", "GET", GatewayEnvelope,
-                       auth=require_token, security=TOKEN_SECURITY, args=GatewayQuerySchema, location="query")
+@gateway_blp.operation(
+    "/index",
+    "GET",
+    GatewayEnvelope,
+    auth=require_token,
+    security=TOKEN_SECURITY,
+    args=GatewayQuerySchema,
+    location="query",
+)
 def get_gateway(args):
     """Get the WebSocket URL to hear my events on (KOOK's gateway)."""
     current_user()  # authenticated by the decorator; the URL carries the same token
-    return {"data": {"url": f"{socket_base()}{KOOK_GATEWAY}?compress={args['compress']}&token={bearer_token()}"}}
+    return {
+        "data": {"url": f"{socket_base()}{KOOK_GATEWAY}?compress={args['compress']}&token={bearer_token()}"}
+    }
 
 
 def socket_base() -> str:
@@ -124,6 +140,7 @@ def socket_base() -> str:
 
 
 # ---- the socket -------------------------------------------------------------------------------
+
 
 class _Refused(Exception):
     """The connection ends after this frame (a HELLO with an error code, or a RECONNECT)."""
@@ -140,8 +157,18 @@ def _reconnect(code: int, err: str) -> _Refused:
 class GatewayConnection:
     """One open socket: numbers and sends the user's events, answers the client's frames."""
 
-    def __init__(self, ws, app, *, compress: bool, user_id: int, token_id: int, expires_at: int | None,
-                 presence_id: str, hears_signals: bool = True):
+    def __init__(
+        self,
+        ws,
+        app,
+        *,
+        compress: bool,
+        user_id: int,
+        token_id: int,
+        expires_at: int | None,
+        presence_id: str,
+        hears_signals: bool = True,
+    ):
         self.ws = ws
         self.app = app
         self.compress = compress
@@ -207,8 +234,12 @@ class GatewayConnection:
         how many stream events were read."""
         if block_ms and not self.maybe_more:
             # Waiting sends nothing to Redis: the bus says when the stream may have grown.
-            woke = self.bus.wait(self.user_id, later_event_id(self.cursor, self.heard), block_ms / 1000,
-                                 signal_after=self.signal_at if self.hears_signals else None)
+            woke = self.bus.wait(
+                self.user_id,
+                later_event_id(self.cursor, self.heard),
+                block_ms / 1000,
+                signal_after=self.signal_at if self.hears_signals else None,
+            )
             if woke is None:
                 return 0
             self.heard = woke  # a wake-up for an event taken out since must not wake us again
@@ -222,7 +253,7 @@ class GatewayConnection:
             revoked = False
             for event_id, event, data in found:
                 if revokes(event, data, self.token_id):
-                    found = found[:found.index((event_id, event, data)) + 1]
+                    found = found[: found.index((event_id, event, data)) + 1]
                     revoked = True
                     break
                 if event == SESSION_REVOKED:
@@ -284,8 +315,9 @@ class GatewayConnection:
             first = self.sent.get(start + 1)
             if first is not None and time.monotonic() - first[1] < self.grace:
                 return
-            after = self.sent[start][0] if start in self.sent else self.sessions.position(
-                self.session_id, start)
+            after = (
+                self.sent[start][0] if start in self.sent else self.sessions.position(self.session_id, start)
+            )
             if after is None or first is None:
                 return  # too far behind to tell; a resume will say so
             self.resent_through = self.sn
@@ -441,9 +473,16 @@ def gateway_socket(ws):
     user_id, token_id, expires_at, presence_id = admission
     db.session.remove()  # an open socket must not hold a database connection
 
-    connection = GatewayConnection(ws, app, compress=compress, user_id=user_id, token_id=token_id,
-                                   expires_at=expires_at, presence_id=presence_id,
-                                   hears_signals=not g.get("gateway_is_bot", False))
+    connection = GatewayConnection(
+        ws,
+        app,
+        compress=compress,
+        user_id=user_id,
+        token_id=token_id,
+        expires_at=expires_at,
+        presence_id=presence_id,
+        hears_signals=not g.get("gateway_is_bot", False),
+    )
     metrics.gateway_opened()
     try:
         resume = _resume_params(request.args)
@@ -481,18 +520,29 @@ SOCKET_DOC = {
         "summary": "Open KOOK's WebSocket gateway (the URL gateway/index gives).",
         "description": (
             "A WebSocket (send `Upgrade: websocket`). The server sends HELLO "
-            "`{\"s\":1,\"d\":{\"code\":0,\"session_id\":...}}`, then events "
-            "`{\"s\":0,\"d\":{...},\"sn\":N}`; the client sends PING `{\"s\":2,\"sn\":N}` and gets "
-            "PONG `{\"s\":3}`. `resume=1&sn=N&session_id=S` replays what followed N, then RESUME ACK "
-            "`{\"s\":6,...}`; what cannot be resumed gets RECONNECT `{\"s\":5,...}`. A bad token gets "
+            '`{"s":1,"d":{"code":0,"session_id":...}}`, then events '
+            '`{"s":0,"d":{...},"sn":N}`; the client sends PING `{"s":2,"sn":N}` and gets '
+            'PONG `{"s":3}`. `resume=1&sn=N&session_id=S` replays what followed N, then RESUME ACK '
+            '`{"s":6,...}`; what cannot be resumed gets RECONNECT `{"s":5,...}`. A bad token gets '
             "HELLO with code 40100/40101/40103. Frames are binary: zlib-deflated JSON with compress=1, "
-            "plain JSON with compress=0. See docs/kook.md."),
+            "plain JSON with compress=0. See docs/kook.md."
+        ),
         "tags": ["kook_gateway"],
         "security": [{"QueryToken": []}, {"Token": []}],
         "parameters": [
             {"in": "query", "name": "token", "schema": {"type": "string"}, "required": False},
-            {"in": "query", "name": "compress", "schema": {"type": "integer", "enum": [0, 1]}, "required": False},
-            {"in": "query", "name": "resume", "schema": {"type": "integer", "enum": [0, 1]}, "required": False},
+            {
+                "in": "query",
+                "name": "compress",
+                "schema": {"type": "integer", "enum": [0, 1]},
+                "required": False,
+            },
+            {
+                "in": "query",
+                "name": "resume",
+                "schema": {"type": "integer", "enum": [0, 1]},
+                "required": False,
+            },
             {"in": "query", "name": "sn", "schema": {"type": "integer", "minimum": 0}, "required": False},
             {"in": "query", "name": "session_id", "schema": {"type": "string"}, "required": False},
         ],
@@ -514,4 +564,3 @@ def init_gateway(app) -> None:
     app.register_blueprint(gateway_socket_bp)
     rule = next(r for r in app.url_map.iter_rules() if r.endpoint == "kook_gateway_socket.gateway_socket")
     api.spec.path(rule=rule, operations=SOCKET_DOC)  # smorest's Flask plugin names the path
-

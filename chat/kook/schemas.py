@@ -43,6 +43,7 @@ def require_one(data: dict, *names: str) -> None:
 
 # ---- inputs -------------------------------------------------------------------------------
 
+
 class ChatRefSchema(LenientSchema):
     """A chat named by its ``chat_code`` or by the other user's ``target_id`` (one is needed)."""
 
@@ -55,10 +56,16 @@ class ChatRefSchema(LenientSchema):
 
 
 class PageQuerySchema(LenientSchema):
-    page = StrictInteger(load_default=1, validate=validate.Range(min=1, max=1_000_000),
-                          metadata={"description": "Page number, from 1."})
-    page_size = StrictInteger(load_default=PAGE_SIZE_DEFAULT, validate=validate.Range(1, PAGE_SIZE_MAX),
-                               metadata={"description": f"Items per page, 1-{PAGE_SIZE_MAX}, default {PAGE_SIZE_DEFAULT}."})
+    page = StrictInteger(
+        load_default=1,
+        validate=validate.Range(min=1, max=1_000_000),
+        metadata={"description": "Page number, from 1."},
+    )
+    page_size = StrictInteger(
+        load_default=PAGE_SIZE_DEFAULT,
+        validate=validate.Range(1, PAGE_SIZE_MAX),
+        metadata={"description": f"Items per page, 1-{PAGE_SIZE_MAX}, default {PAGE_SIZE_DEFAULT}."},
+    )
 
 
 class ChatCodeQuerySchema(LenientSchema):
@@ -66,8 +73,11 @@ class ChatCodeQuerySchema(LenientSchema):
 
 
 class UserChatMuteSchema(ChatCodeQuerySchema):
-    mute = StrictInteger(required=True, validate=validate.OneOf([0, 1]), metadata={
-        "description": "1: mute the chat (no device notifications), 0: unmute."})
+    mute = StrictInteger(
+        required=True,
+        validate=validate.OneOf([0, 1]),
+        metadata={"description": "1: mute the chat (no device notifications), 0: unmute."},
+    )
 
 
 class UserChatCreateSchema(LenientSchema):
@@ -83,35 +93,66 @@ class UserChatTypingSchema(LenientSchema):
 
 
 class KookTypingSentSchema(BaseSchema):
-    expires_in_ms = fields.Integer(metadata={"description": "How long the other side shows it without another signal."})
-    interval_ms = fields.Integer(metadata={"description": "Signals closer together than this are not forwarded: "
-                                                          "send one about this often while typing."})
+    expires_in_ms = fields.Integer(
+        metadata={"description": "How long the other side shows it without another signal."}
+    )
+    interval_ms = fields.Integer(
+        metadata={
+            "description": "Signals closer together than this are not forwarded: "
+            "send one about this often while typing."
+        }
+    )
 
 
 class DirectMessageListQuerySchema(PageQuerySchema, ChatRefSchema):
-    msg_id = fields.String(validate=MSG_ID, metadata={
-        "description": "Reference message; without it the newest page is returned (and marks the chat read)."})
-    flag = fields.String(validate=validate.OneOf(["before", "around", "after"]), metadata={
-        "description": "With msg_id: before (default), around or after the reference message."})
+    msg_id = fields.String(
+        validate=MSG_ID,
+        metadata={
+            "description": "Reference message; without it the newest page is returned (and marks the chat read)."
+        },
+    )
+    flag = fields.String(
+        validate=validate.OneOf(["before", "around", "after"]),
+        metadata={"description": "With msg_id: before (default), around or after the reference message."},
+    )
 
 
 class DirectMessageSearchQuerySchema(LenientSchema):
-    q = fields.String(required=True, validate=validate.Length(1, 200), metadata={
-        "example": "hi",
-        "description": "What to look for: every word must be found (case and accents do not matter). "
-                       "Words match by their start; Chinese, Japanese and Korean anywhere. "
-                       "Each word needs 2 characters or more."})
-    chat_code = StringId(validate=CHAT_CODE, metadata={"description": "Only this chat (default: all of mine)."})
-    page_size = StrictInteger(load_default=20, validate=validate.Range(1, PAGE_SIZE_MAX),
-                              metadata={"description": f"Hits per page, 1-{PAGE_SIZE_MAX}, default 20."})
-    before = fields.String(validate=validate.Length(1, 36), metadata={
-        "description": "The `next` of the previous page: only older messages."})
+    q = fields.String(
+        required=True,
+        validate=validate.Length(1, 200),
+        metadata={
+            "example": "hi",
+            "description": "What to look for: every word must be found (case and accents do not matter). "
+            "Words match by their start; Chinese, Japanese and Korean anywhere. "
+            "Each word needs 2 characters or more.",
+        },
+    )
+    chat_code = StringId(
+        validate=CHAT_CODE, metadata={"description": "Only this chat (default: all of mine)."}
+    )
+    page_size = StrictInteger(
+        load_default=20,
+        validate=validate.Range(1, PAGE_SIZE_MAX),
+        metadata={"description": f"Hits per page, 1-{PAGE_SIZE_MAX}, default 20."},
+    )
+    before = fields.String(
+        validate=validate.Length(1, 36),
+        metadata={"description": "The `next` of the previous page: only older messages."},
+    )
     author_id = IntegerId(metadata={"description": "Only messages this user sent."})
-    type = StrictInteger(validate=validate.OneOf(
-        KOOK_TYPES, error="must be one of 1 text, 2 image, 3 video, 4 file, 8 audio, 9 KMarkdown, 10 card"),
-        metadata={"description": "Only messages of this type."})
-    include_hidden = fields.Boolean(load_default=False, metadata={
-        "description": "Also search chats I deleted from my list (their cleared history stays gone)."})
+    type = StrictInteger(
+        validate=validate.OneOf(
+            KOOK_TYPES, error="must be one of 1 text, 2 image, 3 video, 4 file, 8 audio, 9 KMarkdown, 10 card"
+        ),
+        metadata={"description": "Only messages of this type."},
+    )
+    include_hidden = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "Also search chats I deleted from my list (their cleared history stays gone)."
+        },
+    )
 
 
 def kook_types(number: int) -> frozenset[str]:
@@ -125,19 +166,27 @@ class DirectMessageViewQuerySchema(LenientSchema):
 
 
 class DirectMessageCreateSchema(ChatRefSchema):
-    type = StrictInteger(load_default=1, validate=validate.OneOf(
-        KOOK_TYPES, error="must be one of 1 text, 2 image, 3 video, 4 file, 8 audio, 9 KMarkdown, 10 card"))
+    type = StrictInteger(
+        load_default=1,
+        validate=validate.OneOf(
+            KOOK_TYPES, error="must be one of 1 text, 2 image, 3 video, 4 file, 8 audio, 9 KMarkdown, 10 card"
+        ),
+    )
     content = fields.String(required=True)
     quote = fields.String(validate=validate.Length(max=36), metadata={"description": "msg_id to reply to."})
-    nonce = fields.String(validate=validate.Length(max=64), metadata={
-        "description": "Echoed back; a retry with the same nonce returns the original message."})
+    nonce = fields.String(
+        validate=validate.Length(max=64),
+        metadata={"description": "Echoed back; a retry with the same nonce returns the original message."},
+    )
 
 
 class DirectMessageUpdateSchema(LenientSchema):
     msg_id = fields.String(required=True, validate=MSG_ID)
     content = fields.String(required=True)
-    quote = fields.String(validate=validate.Length(max=36), metadata={
-        "description": "msg_id to quote; an empty string removes the quote; leave out to keep it."})
+    quote = fields.String(
+        validate=validate.Length(max=36),
+        metadata={"description": "msg_id to quote; an empty string removes the quote; leave out to keep it."},
+    )
 
 
 class MsgIdSchema(LenientSchema):
@@ -153,15 +202,26 @@ class ReactionDeleteSchema(ReactionSchema):
 
 
 class FriendListQuerySchema(LenientSchema):
-    type = fields.String(validate=validate.OneOf(["friend", "request", "blocked", "block"]), metadata={
-        "description": "Only this list: friend, request, blocked (block is the same).", "example": "friend"})
+    type = fields.String(
+        validate=validate.OneOf(["friend", "request", "blocked", "block"]),
+        metadata={
+            "description": "Only this list: friend, request, blocked (block is the same).",
+            "example": "friend",
+        },
+    )
 
 
 class FriendRequestSchema(LenientSchema):
-    user_code = fields.String(required=True, validate=validate.Length(1, 64), metadata={
-        "description": '"username#1234" or "username".'})
-    from_ = StrictInteger(data_key="from", load_default=0, metadata={
-        "description": "How the user was found (0 search, 2 guild); `_from` is accepted too."})
+    user_code = fields.String(
+        required=True,
+        validate=validate.Length(1, 64),
+        metadata={"description": '"username#1234" or "username".'},
+    )
+    from_ = StrictInteger(
+        data_key="from",
+        load_default=0,
+        metadata={"description": "How the user was found (0 search, 2 guild); `_from` is accepted too."},
+    )
 
     @pre_load
     def accept_underscore_from(self, data, **kwargs):
@@ -182,8 +242,12 @@ class UserIdSchema(LenientSchema):
 
 class UserViewQuerySchema(LenientSchema):
     user_id = IntegerId(metadata={"description": "The user's id.", "example": str(ex.BOB_ID)})
-    username = fields.String(validate=validate.Length(1, 40), metadata={
-        "description": "Instead of user_id: a username, or KOOK's username#1234 (case-insensitive)."})
+    username = fields.String(
+        validate=validate.Length(1, 40),
+        metadata={
+            "description": "Instead of user_id: a username, or KOOK's username#1234 (case-insensitive)."
+        },
+    )
 
     @validates_schema
     def needs_one(self, data, **kwargs):
@@ -210,7 +274,9 @@ class UserChatSchema(ChatStateSchema):
 class UserChatDetailSchema(UserChatSchema):
     is_friend = fields.Boolean(attribute="relation.is_friend")
     is_blocked = fields.Boolean(attribute="relation.i_block", metadata={"description": "I block them."})
-    is_target_blocked = fields.Boolean(attribute="relation.they_block", metadata={"description": "They block me."})
+    is_target_blocked = fields.Boolean(
+        attribute="relation.they_block", metadata={"description": "They block me."}
+    )
 
 
 class PageMetaSchema(BaseSchema):
@@ -228,13 +294,17 @@ def page_meta(page: int, page_size: int, total: int) -> dict:
 class UserChatPageSchema(BaseSchema):
     items = fields.List(fields.Nested(UserChatSchema))
     meta = fields.Nested(PageMetaSchema)
-    sort = fields.Dict(keys=fields.String(), values=fields.Integer(), metadata={
-        "description": "Sort order: key -> 1 ascending, -1 descending."})
+    sort = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        metadata={"description": "Sort order: key -> 1 ascending, -1 descending."},
+    )
 
 
 class MessageReactionSchema(BaseSchema):
-    emoji = fields.Function(lambda r: {"id": r["emoji"], "name": r["emoji"]},
-                            metadata={"description": "{id, name}"})
+    emoji = fields.Function(
+        lambda r: {"id": r["emoji"], "name": r["emoji"]}, metadata={"description": "{id, name}"}
+    )
     count = fields.Integer()
     me = fields.Boolean()
 
@@ -264,14 +334,19 @@ class DirectMessageSchema(BaseSchema):
     attachments = fields.Function(_attachments, metadata={"description": "[{type, url, name}] for media"})
     reactions = fields.List(fields.Nested(MessageReactionSchema))
     quote = fields.Nested(QuoteSchema, allow_none=True)
-    read_status = fields.Boolean(attribute="view.isread", metadata={
-        "description": "Whether the recipient has read it."})
+    read_status = fields.Boolean(
+        attribute="view.isread", metadata={"description": "Whether the recipient has read it."}
+    )
     create_at = fields.Integer(attribute="view.message.created_at")
     updated_at = fields.Function(lambda d: d.view.message.updated_at or 0)
     chat_code = fields.String(attribute="view.conversation.code")
-    kind = fields.String(attribute="view.message.type", metadata={
-        "description": "The message's kind by name (text, image, video, file, location, audio, kmarkdown, "
-                       "card): KOOK has no location type and shows one as text (type 1)."})
+    kind = fields.String(
+        attribute="view.message.type",
+        metadata={
+            "description": "The message's kind by name (text, image, video, file, location, audio, kmarkdown, "
+            "card): KOOK has no location type and shows one as text (type 1)."
+        },
+    )
 
 
 class DirectMessageListSchema(BaseSchema):
@@ -280,14 +355,17 @@ class DirectMessageListSchema(BaseSchema):
 
 class DirectMessageHitSchema(DirectMessageSchema):
     snippet = fields.String(metadata={"description": "Plain text around the match (no markup, no HTML)."})
-    highlights = fields.List(fields.List(fields.Integer()), metadata={
-        "description": "Matched spans of snippet: [start, end) in Unicode code points."})
+    highlights = fields.List(
+        fields.List(fields.Integer()),
+        metadata={"description": "Matched spans of snippet: [start, end) in Unicode code points."},
+    )
 
 
 class DirectMessageSearchSchema(BaseSchema):
     items = fields.List(fields.Nested(DirectMessageHitSchema), metadata={"description": "Newest first."})
-    next = fields.String(allow_none=True, metadata={
-        "description": "Pass as before= for the next page; null on the last page."})
+    next = fields.String(
+        allow_none=True, metadata={"description": "Pass as before= for the next page; null on the last page."}
+    )
 
 
 class MessageCreatedSchema(BaseSchema):
@@ -301,8 +379,12 @@ class ReactionUserSchema(KookUserSchema):
 
 
 class FriendEntrySchema(BaseSchema):
-    id = fields.Integer(metadata={"description": "Request id for requests (for handle-request); "
-                                                 "the user's id for friends and blocks."})
+    id = fields.Integer(
+        metadata={
+            "description": "Request id for requests (for handle-request); "
+            "the user's id for friends and blocks."
+        }
+    )
     type = fields.String()
     friend_info = fields.Nested(KookUserSchema, attribute="user")
     own = fields.Boolean(metadata={"description": "For requests: you sent it."})
@@ -316,13 +398,22 @@ class FriendListsSchema(BaseSchema):
 
 
 class AssetCreateSchema(LenientSchema):
-    file = Upload(required=True, metadata={"description": "The file (multipart field ``file``), as KOOK's "
-                                                          "asset/create takes it; its kind is read from its bytes."})
+    file = Upload(
+        required=True,
+        metadata={
+            "description": "The file (multipart field ``file``), as KOOK's "
+            "asset/create takes it; its kind is read from its bytes."
+        },
+    )
 
 
 class AssetCreatedSchema(BaseSchema):
-    url = fields.String(metadata={"description": "Absolute URL of the file, for a media message's content; "
-                                                 "fetched without credentials."})
+    url = fields.String(
+        metadata={
+            "description": "Absolute URL of the file, for a media message's content; "
+            "fetched without credentials."
+        }
+    )
 
 
 EmptyEnvelope = envelope("KookEmptyEnvelope", None, dialect=KOOK)
@@ -333,14 +424,16 @@ UserChatEnvelope = envelope("KookUserChatEnvelope", UserChatDetailSchema, dialec
 UserChatPageEnvelope = envelope("KookUserChatPageEnvelope", UserChatPageSchema, dialect=KOOK)
 DirectMessageEnvelope = envelope("KookDirectMessageEnvelope", DirectMessageSchema, dialect=KOOK)
 DirectMessageListEnvelope = envelope("KookDirectMessageListEnvelope", DirectMessageListSchema, dialect=KOOK)
-DirectMessageSearchEnvelope = envelope("KookDirectMessageSearchEnvelope", DirectMessageSearchSchema,
-                                       dialect=KOOK)
+DirectMessageSearchEnvelope = envelope(
+    "KookDirectMessageSearchEnvelope", DirectMessageSearchSchema, dialect=KOOK
+)
 MessageCreatedEnvelope = envelope("KookMessageCreatedEnvelope", MessageCreatedSchema, dialect=KOOK)
 ReactionUsersEnvelope = envelope("KookReactionUsersEnvelope", ReactionUserSchema, many=True, dialect=KOOK)
 FriendListsEnvelope = envelope("KookFriendListsEnvelope", FriendListsSchema, dialect=KOOK)
 
 
 # ---- my account (/api/v3/auth/...) ------------------------------------------------------------
+
 
 class KookPasswordChangeSchema(LenientSchema):
     current_password = fields.String(required=True, load_only=True, validate=validate.Length(1, 1024))
@@ -359,8 +452,11 @@ class KookSessionItemSchema(BaseSchema):
     id = fields.Function(lambda v: str(v.token.id))
     device = fields.String(attribute="token.label")
     created_at = fields.Integer(attribute="token.created_at")
-    last_seen_at = fields.Integer(attribute="token.last_used_at", allow_none=True,
-                                  metadata={"description": "When it was last used (ms), null if never."})
+    last_seen_at = fields.Integer(
+        attribute="token.last_used_at",
+        allow_none=True,
+        metadata={"description": "When it was last used (ms), null if never."},
+    )
     address = fields.String(attribute="token.address", allow_none=True)
     expires_at = fields.Integer(attribute="token.expires_at", allow_none=True)
     current = fields.Boolean()

@@ -17,8 +17,15 @@ def view_me():
     return {"data": people.card(current_user())}
 
 
-@user_blp.operation("/view", "GET", s.UserEnvelope,
-                    auth=require_token, security=TOKEN_SECURITY, args=s.UserViewQuerySchema, location="query")
+@user_blp.operation(
+    "/view",
+    "GET",
+    s.UserEnvelope,
+    auth=require_token,
+    security=TOKEN_SECURITY,
+    args=s.UserViewQuerySchema,
+    location="query",
+)
 def view_user(args):
     """Show a user by id or by username."""
     if "user_id" in args:

@@ -14,21 +14,47 @@ from chat.webhooks.addresses import MAX_URL_LENGTH
 
 
 class WebhookCreateSchema(LenientSchema):
-    url = fields.String(required=True, validate=validate.Length(1, MAX_URL_LENGTH), metadata={
-        "description": "http(s) URL that receives the events; its host must resolve to public addresses."})
-    secret = fields.String(load_only=True, validate=validate.Length(
-        16, 256, error="must be 16 to 256 characters (leave it out to have one generated)"), metadata={
-        "description": "HMAC signing secret; generated when left out. Returned once, in this response."})
-    format = fields.String(load_default="signed", validate=validate.OneOf(["signed", "kook"]), metadata={
-        "description": "signed (default): our signed JSON. kook: KOOK's callback format, for KOOK "
-                       "SDKs' webhook receivers (KOOK's challenge must pass first; see docs/kook.md)."})
-    verify_token = fields.String(load_only=True, validate=validate.Length(1, 64), metadata={
-        "description": "kook format: the verify token put in every body; generated when left out."})
-    encrypt_key = fields.String(load_only=True, validate=validate.Length(1, 32), metadata={
-        "description": "kook format: encrypt bodies as KOOK does with this key (up to 32 bytes); "
-                       "left out, bodies are not encrypted."})
-    compress = fields.Boolean(load_default=True, metadata={
-        "description": "kook format: zlib-deflate bodies (KOOK's default: true)."})
+    url = fields.String(
+        required=True,
+        validate=validate.Length(1, MAX_URL_LENGTH),
+        metadata={
+            "description": "http(s) URL that receives the events; its host must resolve to public addresses."
+        },
+    )
+    secret = fields.String(
+        load_only=True,
+        validate=validate.Length(
+            16, 256, error="must be 16 to 256 characters (leave it out to have one generated)"
+        ),
+        metadata={
+            "description": "HMAC signing secret; generated when left out. Returned once, in this response."
+        },
+    )
+    format = fields.String(
+        load_default="signed",
+        validate=validate.OneOf(["signed", "kook"]),
+        metadata={
+            "description": "signed (default): our signed JSON. kook: KOOK's callback format, for KOOK "
+            "SDKs' webhook receivers (KOOK's challenge must pass first; see docs/kook.md)."
+        },
+    )
+    verify_token = fields.String(
+        load_only=True,
+        validate=validate.Length(1, 64),
+        metadata={"description": "kook format: the verify token put in every body; generated when left out."},
+    )
+    encrypt_key = fields.String(
+        load_only=True,
+        validate=validate.Length(1, 32),
+        metadata={
+            "description": "kook format: encrypt bodies as KOOK does with this key (up to 32 bytes); "
+            "left out, bodies are not encrypted."
+        },
+    )
+    compress = fields.Boolean(
+        load_default=True,
+        metadata={"description": "kook format: zlib-deflate bodies (KOOK's default: true)."},
+    )
 
 
 class WebhookDeleteSchema(LenientSchema):
@@ -36,7 +62,9 @@ class WebhookDeleteSchema(LenientSchema):
 
 
 class DeliveryQuerySchema(PageQuerySchema):
-    webhook_id = IntegerId(metadata={"description": "Only this webhook's deliveries.", "example": ex.WEBHOOK_ID})
+    webhook_id = IntegerId(
+        metadata={"description": "Only this webhook's deliveries.", "example": ex.WEBHOOK_ID}
+    )
 
 
 # ---- outputs ------------------------------------------------------------------------------

@@ -16,19 +16,33 @@ from chat.kook import webhook_schemas as s
 from chat.kook.schemas import page_meta
 from chat.webhooks import kook_format
 
-webhooks_blp = Blueprint("kook_webhooks", __name__, url_prefix=f"{KOOK_API}/webhooks",
-                         description="Webhooks: events POSTed to your URLs, signed (KOOK envelope)")
+webhooks_blp = Blueprint(
+    "kook_webhooks",
+    __name__,
+    url_prefix=f"{KOOK_API}/webhooks",
+    description="Webhooks: events POSTed to your URLs, signed (KOOK envelope)",
+)
 
 
 @shows_credential
 @webhooks_blp.operation("", "POST", s.WebhookCreatedEnvelope, auth=require_token, security=TOKEN_SECURITY)
-@webhooks_blp.arguments(s.WebhookCreateSchema, location="json_or_form",  # as every KOOK body
-                        example=ex.WEBHOOK_CREATE)
+@webhooks_blp.arguments(
+    s.WebhookCreateSchema,
+    location="json_or_form",  # as every KOOK body
+    example=ex.WEBHOOK_CREATE,
+)
 def create_webhook(args):
     """Register a webhook URL (or a KOOK-format callback); the response holds its secret, shown this once."""
     if args["format"] == kook_format.KOOK_FORMAT:
-        return {"data": kook_format.register(current_user(), args["url"], args.get("verify_token"),
-                                           args.get("encrypt_key"), args["compress"])}
+        return {
+            "data": kook_format.register(
+                current_user(),
+                args["url"],
+                args.get("verify_token"),
+                args.get("encrypt_key"),
+                args["compress"],
+            )
+        }
     return {"data": webhooks.create(current_user(), args["url"], args.get("secret"))}
 
 
@@ -38,17 +52,31 @@ def list_webhooks():
     return {"data": {"items": webhooks.list_for_user(current_user())}}
 
 
-@webhooks_blp.operation("", "DELETE", s.WebhookDeletedEnvelope,
-                        auth=require_token, security=TOKEN_SECURITY, args=s.WebhookDeleteSchema, location="body_or_query",
-                        example=ex.WEBHOOK_DELETE)
+@webhooks_blp.operation(
+    "",
+    "DELETE",
+    s.WebhookDeletedEnvelope,
+    auth=require_token,
+    security=TOKEN_SECURITY,
+    args=s.WebhookDeleteSchema,
+    location="body_or_query",
+    example=ex.WEBHOOK_DELETE,
+)
 def delete_webhook(args):
     """Delete one of my webhooks, with its delivery log."""
     webhooks.delete(current_user(), args["id"])
     return {"data": {}}
 
 
-@webhooks_blp.operation("/deliveries", "GET", s.DeliveryPageEnvelope,
-                        auth=require_token, security=TOKEN_SECURITY, args=s.DeliveryQuerySchema, location="query")
+@webhooks_blp.operation(
+    "/deliveries",
+    "GET",
+    s.DeliveryPageEnvelope,
+    auth=require_token,
+    security=TOKEN_SECURITY,
+    args=s.DeliveryQuerySchema,
+    location="query",
+)
 def list_webhook_deliveries(args):
     """Page my webhooks' delivery log, newest first."""
     page, size = args["page"], args["page_size"]

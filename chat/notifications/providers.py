@@ -71,6 +71,7 @@ def _verify():
 
 # ---- Web Push ------------------------------------------------------------------------------
 
+
 def check_endpoint(url: str) -> None:
     """Raise ``UnsafeAddress``/``Unresolvable`` unless a Web Push endpoint may be called:
     https to public addresses, or (``PUSH_ALLOW_PRIVATE``) http and private ones too."""
@@ -78,8 +79,11 @@ def check_endpoint(url: str) -> None:
     allow_private = current_app.config["PUSH_ALLOW_PRIVATE"]
     if parts.scheme != "https" and not (allow_private and parts.scheme == "http"):
         raise UnsafeAddress("push endpoints must be https URLs")
-    resolve(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80),
-            allow_private=allow_private)
+    resolve(
+        parts.hostname or "",
+        parts.port or (443 if parts.scheme == "https" else 80),
+        allow_private=allow_private,
+    )
 
 
 def send_webpush(device, subscription_keys: dict, notification: dict, topic: str) -> Outcome:
@@ -93,22 +97,35 @@ def send_webpush(device, subscription_keys: dict, notification: dict, topic: str
     except (UnsafeAddress, Unresolvable) as exc:
         return Outcome(False, None, f"endpoint refused: {exc}", permanent=True)
     parts = urlsplit(device.address)
-    claims = {"sub": current_app.config["VAPID_SUBJECT"], "aud": f"{parts.scheme}://{parts.netloc}",
-              "exp": int(time.time()) + 12 * 3600}
+    claims = {
+        "sub": current_app.config["VAPID_SUBJECT"],
+        "aud": f"{parts.scheme}://{parts.netloc}",
+        "exp": int(time.time()) + 12 * 3600,
+    }
     subscription = {"endpoint": device.address, "keys": subscription_keys}
     body = json.dumps(notification, separators=(",", ":"), ensure_ascii=False).encode()
     try:
         encrypted = WebPusher(subscription).encode(body, "aes128gcm")["body"]
     except (WebPushException, ValueError) as exc:
         return Outcome(False, None, f"cannot encrypt for this subscription: {exc}"[:200], permanent=True)
-    headers = {**keys.vapid().sign(claims), "Topic": topic, "Urgency": "high", "Content-Encoding": "aes128gcm",
-               "Content-Type": "application/octet-stream", "TTL": str(int(current_app.config["WEBPUSH_TTL_SECONDS"]))}
-    answer, problem = post_raw(device.address, encrypted, headers, _timeout(),
-                               allow_private=current_app.config["PUSH_ALLOW_PRIVATE"])
+    headers = {
+        **keys.vapid().sign(claims),
+        "Topic": topic,
+        "Urgency": "high",
+        "Content-Encoding": "aes128gcm",
+        "Content-Type": "application/octet-stream",
+        "TTL": str(int(current_app.config["WEBPUSH_TTL_SECONDS"])),
+    }
+    answer, problem = post_raw(
+        device.address, encrypted, headers, _timeout(), allow_private=current_app.config["PUSH_ALLOW_PRIVATE"]
+    )
     if answer is None:
         return Outcome(False, None, f"the push service: {problem}")
-    return _by_status(answer.status_code, {"Retry-After": str(int(answer.retry_after))} if answer.retry_after
-                      else {}, "the push service")
+    return _by_status(
+        answer.status_code,
+        {"Retry-After": str(int(answer.retry_after))} if answer.retry_after else {},
+        "the push service",
+    )
 
 
 # ---- FCM HTTP v1 ---------------------------------------------------------------------------
@@ -134,17 +151,32 @@ def _fcm_access_token(account: dict) -> str:
         if cached and cached[1] > time.time() + 60:
             return cached[0]
     now = int(time.time())
-    assertion = jwt.encode({"iss": account["client_email"], "scope": "https://www.googleapis.com/auth/firebase.messaging",
-                            "aud": account["token_uri"], "iat": now, "exp": now + 3600},
-                           account["private_key"], algorithm="RS256",
-                           headers={"kid": account.get("private_key_id")})
-    response = requests.post(account["token_uri"], timeout=_timeout(), verify=_verify(), data={
-        "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion})
+    assertion = jwt.encode(
+        {
+            "iss": account["client_email"],
+            "scope": "https://www.googleapis.com/auth/firebase.messaging",
+            "aud": account["token_uri"],
+            "iat": now,
+            "exp": now + 3600,
+        },
+        account["private_key"],
+        algorithm="RS256",
+        headers={"kid": account.get("private_key_id")},
+    )
+    response = requests.post(
+        account["token_uri"],
+        timeout=_timeout(),
+        verify=_verify(),
+        data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion},
+    )
     response.raise_for_status()
     answer = response.json()
     token = answer["access_token"]
     with _fcm_lock:
-        _fcm_cache[(account["client_email"], account["token_uri"])] = (token, time.time() + float(answer.get("expires_in", 3600)))
+        _fcm_cache[(account["client_email"], account["token_uri"])] = (
+            token,
+            time.time() + float(answer.get("expires_in", 3600)),
+        )
     return token
 
 
@@ -156,21 +188,38 @@ def send_fcm(device, notification: dict, collapse_key: str) -> Outcome:
         token = _fcm_access_token(account)
     except (OSError, ValueError, KeyError, requests.RequestException) as exc:
         return Outcome(False, None, f"no FCM access token: {type(exc).__name__}")
-    data = {key: str(value).lower() if isinstance(value, bool) else str(value) for key, value in notification.items()}
-    message = {"message": {
-        "token": device.address,
-        "notification": {"title": notification["title"], "body": notification["body"]},
-        "data": data,
-        "android": {"collapse_key": collapse_key, "priority": "high",
-                    "notification": {"tag": collapse_key, "notification_count": notification["badge"]}},
-        "apns": {"headers": {"apns-collapse-id": collapse_key},
-                 "payload": {"aps": {"badge": notification["badge"]}}},
-        "webpush": {"headers": {"Topic": collapse_key}},
-    }}
-    url = f"{current_app.config['FCM_BASE_URL'].rstrip('/')}/v1/projects/{account['project_id']}/messages:send"
+    data = {
+        key: str(value).lower() if isinstance(value, bool) else str(value)
+        for key, value in notification.items()
+    }
+    message = {
+        "message": {
+            "token": device.address,
+            "notification": {"title": notification["title"], "body": notification["body"]},
+            "data": data,
+            "android": {
+                "collapse_key": collapse_key,
+                "priority": "high",
+                "notification": {"tag": collapse_key, "notification_count": notification["badge"]},
+            },
+            "apns": {
+                "headers": {"apns-collapse-id": collapse_key},
+                "payload": {"aps": {"badge": notification["badge"]}},
+            },
+            "webpush": {"headers": {"Topic": collapse_key}},
+        }
+    }
+    url = (
+        f"{current_app.config['FCM_BASE_URL'].rstrip('/')}/v1/projects/{account['project_id']}/messages:send"
+    )
     try:
-        response = requests.post(url, json=message, timeout=_timeout(), verify=_verify(),
-                                 headers={"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT})
+        response = requests.post(
+            url,
+            json=message,
+            timeout=_timeout(),
+            verify=_verify(),
+            headers={"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT},
+        )
     except requests.RequestException as exc:
         return Outcome(False, None, f"FCM unreachable: {type(exc).__name__}")
     if response.status_code in (400, 404):
@@ -178,8 +227,12 @@ def send_fcm(device, notification: dict, collapse_key: str) -> Outcome:
         # that never was a token; either way the device cannot be reached.
         code = _fcm_error_code(response)
         if code in ("UNREGISTERED", "INVALID_ARGUMENT") or response.status_code == 404:
-            return Outcome(False, response.status_code, f"FCM answered {code or response.status_code}: the "
-                           "token is gone", gone=True)
+            return Outcome(
+                False,
+                response.status_code,
+                f"FCM answered {code or response.status_code}: the token is gone",
+                gone=True,
+            )
     return _by_status(response.status_code, response.headers, "FCM", gone_statuses=())
 
 
@@ -215,8 +268,12 @@ def _apns_jwt() -> str:
             return cached[0]
         with open(config["APNS_KEY_FILE"], encoding="utf-8") as handle:
             key = handle.read()
-        token = jwt.encode({"iss": config["APNS_TEAM_ID"], "iat": int(time.time())}, key, algorithm="ES256",
-                           headers={"kid": config["APNS_KEY_ID"]})
+        token = jwt.encode(
+            {"iss": config["APNS_TEAM_ID"], "iat": int(time.time())},
+            key,
+            algorithm="ES256",
+            headers={"kid": config["APNS_KEY_ID"]},
+        )
         _apns_token[which] = (token, time.time() + 50 * 60)
         return token
 
@@ -228,12 +285,23 @@ def send_apns(device, notification: dict, collapse_id: str) -> Outcome:
         token = _apns_jwt()
     except (OSError, ValueError, jwt.PyJWTError) as exc:
         return Outcome(False, None, f"cannot sign the APNs token: {type(exc).__name__}", permanent=True)
-    body = {"aps": {"alert": {"title": notification["title"], "body": notification["body"]},
-                    "badge": notification["badge"], "sound": "default", "thread-id": collapse_id},
-            "chat": {key: notification[key] for key in ("conversationid", "chat_code", "count")}}
-    headers = {"authorization": f"bearer {token}", "apns-topic": device.topic or "",
-               "apns-push-type": "alert", "apns-priority": "10", "apns-collapse-id": collapse_id,
-               "apns-expiration": str(int(time.time()) + int(current_app.config["WEBPUSH_TTL_SECONDS"]))}
+    body = {
+        "aps": {
+            "alert": {"title": notification["title"], "body": notification["body"]},
+            "badge": notification["badge"],
+            "sound": "default",
+            "thread-id": collapse_id,
+        },
+        "chat": {key: notification[key] for key in ("conversationid", "chat_code", "count")},
+    }
+    headers = {
+        "authorization": f"bearer {token}",
+        "apns-topic": device.topic or "",
+        "apns-push-type": "alert",
+        "apns-priority": "10",
+        "apns-collapse-id": collapse_id,
+        "apns-expiration": str(int(time.time()) + int(current_app.config["WEBPUSH_TTL_SECONDS"])),
+    }
     url = f"{current_app.config['APNS_BASE_URL'].rstrip('/')}/3/device/{device.address}"
     try:
         bundle = current_app.config.get("PUSH_CA_BUNDLE")

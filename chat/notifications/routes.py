@@ -16,18 +16,34 @@ from chat.notifications import schemas as s
 from chat.schemas import envelope
 
 
-def blueprint(name: str, url_prefix: str, *, dialect: Dialect, auth: Callable, security: list,
-              current_user: Callable, current_token: Callable, body_location: str) -> Blueprint:
+def blueprint(
+    name: str,
+    url_prefix: str,
+    *,
+    dialect: Dialect,
+    auth: Callable,
+    security: list,
+    current_user: Callable,
+    current_token: Callable,
+    body_location: str,
+) -> Blueprint:
     """The push routes for one dialect."""
     flavour = dialect.name.capitalize()  # the envelopes' schema names: ClassicPush..., KookPush...
     config_envelope = envelope(f"{flavour}PushConfigEnvelope", s.PushConfigSchema, dialect=dialect)
     device_envelope = envelope(f"{flavour}PushDeviceEnvelope", s.DeviceSchema, dialect=dialect)
-    devices_envelope = envelope(f"{flavour}PushDeviceListEnvelope", s.DeviceSchema, many=True, dialect=dialect)
+    devices_envelope = envelope(
+        f"{flavour}PushDeviceListEnvelope", s.DeviceSchema, many=True, dialect=dialect
+    )
     empty_envelope = envelope(f"{flavour}PushEmptyEnvelope", None, dialect=dialect)
     log_envelope = envelope(f"{flavour}PushDeliveryPageEnvelope", s.PushDeliveryPageSchema, dialect=dialect)
     settings_envelope = envelope(f"{flavour}PushSettingsEnvelope", s.PushSettingsSchema, dialect=dialect)
-    blp = Blueprint(name, __name__, url_prefix=url_prefix,
-                    description="Device notifications: Web Push, FCM, APNs" + (" (KOOK envelope)" if dialect is KOOK else ""))
+    blp = Blueprint(
+        name,
+        __name__,
+        url_prefix=url_prefix,
+        description="Device notifications: Web Push, FCM, APNs"
+        + (" (KOOK envelope)" if dialect is KOOK else ""),
+    )
     common = {"auth": auth, "security": security}
 
     def token_id():
@@ -39,11 +55,19 @@ def blueprint(name: str, url_prefix: str, *, dialect: Dialect, auth: Callable, s
         """What this server sends to, with the VAPID public key for PushManager.subscribe()."""
         return {"data": devices.config()}
 
-    @blp.operation("/devices", "POST", device_envelope, args=s.DeviceCreateSchema, location=body_location, **common)
+    @blp.operation(
+        "/devices", "POST", device_envelope, args=s.DeviceCreateSchema, location=body_location, **common
+    )
     def register_push_device(args):
         """Register this device (the same address again updates it, and moves it to me)."""
-        device = devices.register(current_user(), token_id(), args["kind"], subscription=args.get("subscription"),
-                                  token=args.get("token"), topic=args.get("topic"))
+        device = devices.register(
+            current_user(),
+            token_id(),
+            args["kind"],
+            subscription=args.get("subscription"),
+            token=args.get("token"),
+            topic=args.get("topic"),
+        )
         return {"data": devices.shown(device, token_id())}
 
     @blp.operation("/devices", "GET", devices_envelope, **common)
@@ -71,8 +95,15 @@ def blueprint(name: str, url_prefix: str, *, dialect: Dialect, auth: Callable, s
         """My notification settings."""
         return {"data": devices.settings_of(current_user())}
 
-    @blp.operation("/settings", "PUT", settings_envelope, args=s.PushSettingsInputSchema, location=body_location,
-                   example=ex.PUSH_SETTINGS, **common)
+    @blp.operation(
+        "/settings",
+        "PUT",
+        settings_envelope,
+        args=s.PushSettingsInputSchema,
+        location=body_location,
+        example=ex.PUSH_SETTINGS,
+        **common,
+    )
     def save_push_settings(args):
         """Change my notification settings (show_text: the message text in notifications)."""
         return {"data": devices.save_settings(current_user(), args["show_text"])}

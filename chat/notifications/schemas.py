@@ -24,14 +24,22 @@ class SubscriptionSchema(LenientSchema):
 
 
 class DeviceCreateSchema(LenientSchema):
-    kind = fields.String(required=True, validate=validate.OneOf(KINDS), metadata={
-        "description": "webpush (a browser), fcm (Firebase Cloud Messaging) or apns (Apple)."})
-    subscription = fields.Nested(SubscriptionSchema, metadata={
-        "description": "webpush: the browser's PushSubscription.toJSON()."})
-    token = fields.String(validate=validate.Length(1, 4096), metadata={
-        "description": "fcm: the registration token; apns: the device token (hex)."})
-    topic = fields.String(validate=validate.Length(1, 200), metadata={
-        "description": "apns: the app's bundle id (the apns-topic)."})
+    kind = fields.String(
+        required=True,
+        validate=validate.OneOf(KINDS),
+        metadata={"description": "webpush (a browser), fcm (Firebase Cloud Messaging) or apns (Apple)."},
+    )
+    subscription = fields.Nested(
+        SubscriptionSchema, metadata={"description": "webpush: the browser's PushSubscription.toJSON()."}
+    )
+    token = fields.String(
+        validate=validate.Length(1, 4096),
+        metadata={"description": "fcm: the registration token; apns: the device token (hex)."},
+    )
+    topic = fields.String(
+        validate=validate.Length(1, 200),
+        metadata={"description": "apns: the app's bundle id (the apns-topic)."},
+    )
 
     @validates_schema
     def needs_its_address(self, data, **kwargs):
@@ -44,8 +52,12 @@ class DeviceCreateSchema(LenientSchema):
 
 
 class PushSettingsInputSchema(LenientSchema):
-    show_text = fields.Boolean(required=True, metadata={
-        "description": "Show the message text in notifications (default false: 'New message from alice')."})
+    show_text = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "Show the message text in notifications (default false: 'New message from alice')."
+        },
+    )
 
 
 class DeliveryQuerySchema(LenientSchema):
@@ -58,8 +70,11 @@ class DeliveryQuerySchema(LenientSchema):
 
 class WebPushConfigSchema(LenientSchema):
     enabled = fields.Boolean()
-    vapid_public_key = fields.String(metadata={
-        "description": "applicationServerKey for PushManager.subscribe(): base64url, uncompressed P-256 point."})
+    vapid_public_key = fields.String(
+        metadata={
+            "description": "applicationServerKey for PushManager.subscribe(): base64url, uncompressed P-256 point."
+        }
+    )
 
 
 class ProviderConfigSchema(LenientSchema):
@@ -70,8 +85,11 @@ class PushConfigSchema(LenientSchema):
     webpush = fields.Nested(WebPushConfigSchema)
     fcm = fields.Nested(ProviderConfigSchema)
     apns = fields.Nested(ProviderConfigSchema)
-    notify_delay_seconds = fields.Integer(metadata={
-        "description": "A message notifies only if still unread this many seconds after it arrived."})
+    notify_delay_seconds = fields.Integer(
+        metadata={
+            "description": "A message notifies only if still unread this many seconds after it arrived."
+        }
+    )
 
 
 class DeviceSchema(LenientSchema):
@@ -81,8 +99,9 @@ class DeviceSchema(LenientSchema):
     updated_at = fields.Integer()
     endpoint = fields.String(allow_none=True, metadata={"description": "webpush: the endpoint URL."})
     topic = fields.String(allow_none=True, metadata={"description": "apns: the bundle id."})
-    current_session = fields.Boolean(metadata={
-        "description": "Registered by the session making this request (its logout removes it)."})
+    current_session = fields.Boolean(
+        metadata={"description": "Registered by the session making this request (its logout removes it)."}
+    )
 
 
 class PushDeliverySchema(LenientSchema):

@@ -57,8 +57,13 @@ def _send(delivery: PushDelivery, device: PushDevice, notification: dict) -> pro
         try:
             sub_keys = devices.subscription_keys(device)
         except Exception:  # noqa: BLE001 - a key that cannot be decrypted is this device's problem
-            return providers.Outcome(False, None, "the subscription's keys cannot be decrypted (SECRET_KEY "
-                                     "changed): the browser must subscribe again", gone=True)
+            return providers.Outcome(
+                False,
+                None,
+                "the subscription's keys cannot be decrypted (SECRET_KEY "
+                "changed): the browser must subscribe again",
+                gone=True,
+            )
         return providers.send_webpush(device, sub_keys, notification, topic)
     if device.kind == "fcm":
         return providers.send_fcm(device, notification, topic)
@@ -71,8 +76,10 @@ def attempt(delivery_id: str, expected_attempts: int | None = None) -> RetryLate
     config = current_app.config
     with atomic():  # the claim is visible, and nothing is held, while the provider answers
         row = db.session.execute(
-            select(PushDelivery, PushDevice).outerjoin(PushDevice, PushDevice.id == PushDelivery.device_id)
-            .where(PushDelivery.id == delivery_id)).first()
+            select(PushDelivery, PushDevice)
+            .outerjoin(PushDevice, PushDevice.id == PushDelivery.device_id)
+            .where(PushDelivery.id == delivery_id)
+        ).first()
         if row is None or row[0].status != QUEUED:
             return None
         delivery, device = row
@@ -88,10 +95,18 @@ def attempt(delivery_id: str, expected_attempts: int | None = None) -> RetryLate
             _finish(delivery_id, FAILED, delivery.last_status_code, _give_up(delivery.last_error))
             return None
         lease = int((webhook_time_limits(config)[1] + LEASE_MARGIN_S) * 1000)
-        claimed = db.session.execute(
-            update(PushDelivery).where(PushDelivery.id == delivery_id, PushDelivery.status == QUEUED,
-                                       PushDelivery.attempts == seen)
-            .values(attempts=seen + 1, next_attempt_at=now + lease)).rowcount == 1
+        claimed = (
+            db.session.execute(
+                update(PushDelivery)
+                .where(
+                    PushDelivery.id == delivery_id,
+                    PushDelivery.status == QUEUED,
+                    PushDelivery.attempts == seen,
+                )
+                .values(attempts=seen + 1, next_attempt_at=now + lease)
+            ).rowcount
+            == 1
+        )
         if not claimed:
             return None
         notification = json.loads(delivery.payload)
@@ -106,41 +121,69 @@ def attempt(delivery_id: str, expected_attempts: int | None = None) -> RetryLate
         return None
     now = now_ms()
     if outcome.permanent or now >= deadline:
-        _finish(delivery_id, FAILED, outcome.status_code,
-                outcome.error if outcome.permanent else _give_up(outcome.error))
+        _finish(
+            delivery_id,
+            FAILED,
+            outcome.status_code,
+            outcome.error if outcome.permanent else _give_up(outcome.error),
+        )
         return None
     number = seen + 1
     # The provider's Retry-After is honoured in full (not capped by our own backoff's
     # maximum); only the give-up time bounds it.
     delay = min(max(backoff_seconds(number), outcome.retry_after), (deadline - now) / 1000)
     with atomic():
-        done = db.session.execute(
-            update(PushDelivery).where(PushDelivery.id == delivery_id, PushDelivery.status == QUEUED)
-            .values(last_status_code=outcome.status_code, last_error=_truncate(outcome.error),
-                    next_attempt_at=now + math.ceil(delay * 1000))).rowcount == 1
+        done = (
+            db.session.execute(
+                update(PushDelivery)
+                .where(PushDelivery.id == delivery_id, PushDelivery.status == QUEUED)
+                .values(
+                    last_status_code=outcome.status_code,
+                    last_error=_truncate(outcome.error),
+                    next_attempt_at=now + math.ceil(delay * 1000),
+                )
+            ).rowcount
+            == 1
+        )
     metrics.push_notification("retry", device.kind)
     if not done or delay > config["CELERY_VISIBILITY_TIMEOUT"] / 2:
         return None  # the sweeper queues it when it is due
     return RetryLater(delay, (delivery_id, number))
 
 
-def _finish(delivery_id: str, status: str, status_code: int | None, error: str | None, *,
-            remove_device: str | None = None) -> None:
-    values = {"status": status, "next_attempt_at": None, "last_status_code": status_code,
-              "last_error": _truncate(error), "payload": ""}
+def _finish(
+    delivery_id: str,
+    status: str,
+    status_code: int | None,
+    error: str | None,
+    *,
+    remove_device: str | None = None,
+) -> None:
+    values = {
+        "status": status,
+        "next_attempt_at": None,
+        "last_status_code": status_code,
+        "last_error": _truncate(error),
+        "payload": "",
+    }
     if status == SENT:
         values["sent_at"] = now_ms()
     with atomic():
         kind = db.session.execute(
-            update(PushDelivery).where(PushDelivery.id == delivery_id, PushDelivery.status == QUEUED)
-            .values(**values).returning(PushDelivery.kind)).scalar()
+            update(PushDelivery)
+            .where(PushDelivery.id == delivery_id, PushDelivery.status == QUEUED)
+            .values(**values)
+            .returning(PushDelivery.kind)
+        ).scalar()
         if remove_device is not None:
             db.session.execute(delete(PushDevice).where(PushDevice.id == remove_device))
     metrics.push_notification(status, kind or "unknown")
 
 
 def _give_up(error: str | None) -> str:
-    return _truncate(f"gave up after {current_app.config['PUSH_GIVE_UP_AFTER']:g} s; last error: {error or 'none'}")
+    return _truncate(
+        f"gave up after {current_app.config['PUSH_GIVE_UP_AFTER']:g} s; last error: {error or 'none'}"
+    )
 
 
 def requeue_due(now: int, limit: int = 500) -> int:
@@ -151,21 +194,41 @@ def requeue_due(now: int, limit: int = 500) -> int:
     give_up_ms = int(config["PUSH_GIVE_UP_AFTER"] * 1000)
     rows = db.session.execute(
         select(PushDelivery.id, PushDelivery.attempts, PushDelivery.created_at, PushDelivery.last_error)
-        .where(PushDelivery.status == QUEUED, PushDelivery.next_attempt_at <= now,
-               or_(PushDelivery.attempts > 0, PushDelivery.next_attempt_at <= now - grace_ms))
-        .order_by(PushDelivery.next_attempt_at).limit(limit)).all()
+        .where(
+            PushDelivery.status == QUEUED,
+            PushDelivery.next_attempt_at <= now,
+            or_(PushDelivery.attempts > 0, PushDelivery.next_attempt_at <= now - grace_ms),
+        )
+        .order_by(PushDelivery.next_attempt_at)
+        .limit(limit)
+    ).all()
     end_read()
     queued = 0
     for delivery_id, attempts, created_at, last_error in rows:
         with atomic():
             if now >= created_at + give_up_ms:
-                db.session.execute(update(PushDelivery).where(
-                    PushDelivery.id == delivery_id, PushDelivery.status == QUEUED, PushDelivery.attempts == attempts)
-                    .values(status=FAILED, next_attempt_at=None, last_error=_give_up(last_error), payload=""))
+                db.session.execute(
+                    update(PushDelivery)
+                    .where(
+                        PushDelivery.id == delivery_id,
+                        PushDelivery.status == QUEUED,
+                        PushDelivery.attempts == attempts,
+                    )
+                    .values(status=FAILED, next_attempt_at=None, last_error=_give_up(last_error), payload="")
+                )
                 continue
-            marked = db.session.execute(update(PushDelivery).where(
-                PushDelivery.id == delivery_id, PushDelivery.status == QUEUED, PushDelivery.attempts == attempts)
-                .values(next_attempt_at=now if attempts == 0 else now + grace_ms)).rowcount == 1
+            marked = (
+                db.session.execute(
+                    update(PushDelivery)
+                    .where(
+                        PushDelivery.id == delivery_id,
+                        PushDelivery.status == QUEUED,
+                        PushDelivery.attempts == attempts,
+                    )
+                    .values(next_attempt_at=now if attempts == 0 else now + grace_ms)
+                ).rowcount
+                == 1
+            )
             if marked:
                 outbox.enqueue(TASK, delivery_id, attempts)
                 queued += 1
@@ -177,11 +240,18 @@ def prune(now: int) -> int:
     cutoff = now - int(current_app.config["PUSH_LOG_RETENTION_HOURS"] * 3600 * 1000)
     removed = 0
     while True:
-        batch = select(PushDelivery.id).where(PushDelivery.status != QUEUED, PushDelivery.created_at < cutoff) \
-            .limit(PRUNE_BATCH).scalar_subquery()
+        batch = (
+            select(PushDelivery.id)
+            .where(PushDelivery.status != QUEUED, PushDelivery.created_at < cutoff)
+            .limit(PRUNE_BATCH)
+            .scalar_subquery()
+        )
         with atomic():
-            gone = db.session.execute(delete(PushDelivery).where(PushDelivery.id.in_(batch))
-                                      .execution_options(synchronize_session=False)).rowcount
+            gone = db.session.execute(
+                delete(PushDelivery)
+                .where(PushDelivery.id.in_(batch))
+                .execution_options(synchronize_session=False)
+            ).rowcount
         removed += gone
         if gone < PRUNE_BATCH:
             return removed
@@ -191,8 +261,12 @@ def log_for_user(user_id: int, page: int, page_size: int):
     """The user's delivery log, newest first: (rows, total)."""
     where = PushDelivery.user_id == user_id
     total = db.session.scalar(select(func.count()).select_from(PushDelivery).where(where)) or 0
-    rows = db.session.scalars(select(PushDelivery).where(where)
-                              .order_by(PushDelivery.created_at.desc(), PushDelivery.id.desc())
-                              .offset((page - 1) * page_size).limit(page_size)).all()
+    rows = db.session.scalars(
+        select(PushDelivery)
+        .where(where)
+        .order_by(PushDelivery.created_at.desc(), PushDelivery.id.desc())
+        .offset((page - 1) * page_size)
+        .limit(page_size)
+    ).all()
     end_read()
     return rows, total

@@ -24,13 +24,28 @@ from chat.realtime.bus import (
 from chat.realtime.presence import InProcessPresence, RedisPresence
 
 __all__ = [
-    "EventBusDown", "InProcessBus", "InProcessPresence", "RedisPresence", "RedisStreamBus", "SESSION_REVOKED",
-    "Subscriber", "format_event_id", "parse_event_id", "redis_client",
+    "EventBusDown",
+    "InProcessBus",
+    "InProcessPresence",
+    "RedisPresence",
+    "RedisStreamBus",
+    "SESSION_REVOKED",
+    "Subscriber",
+    "format_event_id",
+    "parse_event_id",
+    "redis_client",
 ]
 
 
-def redis_client(url: str, timeout: float, read_timeout: float | None = None, *, pool_size: int | None = None,
-                 pool_wait: float | None = None, **options) -> redis.Redis:
+def redis_client(
+    url: str,
+    timeout: float,
+    read_timeout: float | None = None,
+    *,
+    pool_size: int | None = None,
+    pool_wait: float | None = None,
+    **options,
+) -> redis.Redis:
     """A client that fails fast: a short connect timeout and one immediate retry (enough to
     replace a pooled connection that died with a Redis restart), never redis-py's default
     backoff, which would hold a request for seconds while Redis is down.
@@ -39,11 +54,15 @@ def redis_client(url: str, timeout: float, read_timeout: float | None = None, *,
     for one rather than opening more (redis-py's default pool grows with every concurrent
     caller: a gevent process opening thousands of event streams at once would open hundreds).
     A pool that is merely busy is not an outage: the wait can be longer than ``timeout``."""
-    settings = {"socket_connect_timeout": timeout, "socket_timeout": read_timeout or timeout,
-                "retry": Retry(NoBackoff(), 1), **options}
+    settings = {
+        "socket_connect_timeout": timeout,
+        "socket_timeout": read_timeout or timeout,
+        "retry": Retry(NoBackoff(), 1),
+        **options,
+    }
     if pool_size is None:
         return redis.Redis.from_url(url, **settings)
-    pool = redis.BlockingConnectionPool.from_url(url, max_connections=pool_size, timeout=pool_wait or timeout,
-                                                 **settings)
+    pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=pool_size, timeout=pool_wait or timeout, **settings
+    )
     return redis.Redis(connection_pool=pool)
-

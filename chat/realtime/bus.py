@@ -137,6 +137,7 @@ def content_of(event: str, data: dict) -> str | None:
 
 # ---- events -------------------------------------------------------------------------------
 
+
 class InProcessBus:
     """Per-user bounded event logs in this process's memory (embedded default only)."""
 
@@ -195,8 +196,14 @@ class InProcessBus:
             trimmed = self._trimmed.get(user_id)
         return trimmed is not None and parse_event_id(trimmed) > parse_event_id(after)
 
-    def wait(self, user_id: int, after: str, timeout: float, woken: threading.Event | None = None,
-             signal_after: int | None = None) -> str | None:
+    def wait(
+        self,
+        user_id: int,
+        after: str,
+        timeout: float,
+        woken: threading.Event | None = None,
+        signal_after: int | None = None,
+    ) -> str | None:
         """Having just read up to ``after``: wait until the log has more, and return the
         newest id it holds; None after ``timeout`` seconds. A signal for ``user_id`` numbered
         after ``signal_after`` (when given) ends the wait too, returning ``after``. (``woken``
@@ -274,8 +281,11 @@ class RedisStreamBus:
             about = content_of(event, data)
             if about is not None:
                 fields += ["about", about]
-            self._append(keys=[self._key(user_id), self.subscriber.wake_channel(user_id)],
-                         args=[self._maxlen, *fields], client=pipe)
+            self._append(
+                keys=[self._key(user_id), self.subscriber.wake_channel(user_id)],
+                args=[self._maxlen, *fields],
+                client=pipe,
+            )
         try:
             event_ids = pipe.execute()
         except redis.RedisError as exc:
@@ -285,7 +295,9 @@ class RedisStreamBus:
     def forget(self, user_id: int, message_key: str) -> int:
         """Take out of ``user_id``'s stream every event carrying ``message_key``'s content."""
         try:
-            return int(self._forget(keys=[self._key(user_id), self._forgotten_key(user_id)], args=[message_key]))
+            return int(
+                self._forget(keys=[self._key(user_id), self._forgotten_key(user_id)], args=[message_key])
+            )
         except redis.RedisError as exc:
             raise EventBusDown(str(exc)) from exc
 
@@ -340,8 +352,14 @@ class RedisStreamBus:
             return self._read_now(user_id, after)
         return []
 
-    def wait(self, user_id: int, after: str, timeout: float, woken: threading.Event | None = None,
-             signal_after: int | None = None) -> str | None:
+    def wait(
+        self,
+        user_id: int,
+        after: str,
+        timeout: float,
+        woken: threading.Event | None = None,
+        signal_after: int | None = None,
+    ) -> str | None:
         """Having just read up to ``after``: wait until the stream may have more (see
         ``Subscriber.wait``; None after ``timeout`` seconds); ``woken`` set by the caller
         ends it early too, and so does a signal numbered after ``signal_after``. Costs no
@@ -364,7 +382,9 @@ class RedisStreamBus:
     def claim(self, key: str, ttl_s: float) -> bool:
         """True once per ``ttl_s`` seconds for ``key``, across every process."""
         try:
-            return bool(self._client.set(f"{self._prefix}claim:{key}", 1, nx=True, px=max(1, int(ttl_s * 1000))))
+            return bool(
+                self._client.set(f"{self._prefix}claim:{key}", 1, nx=True, px=max(1, int(ttl_s * 1000)))
+            )
         except redis.RedisError as exc:
             raise EventBusDown(str(exc)) from exc
 
@@ -372,7 +392,7 @@ class RedisStreamBus:
         """The id of the newest event each user's stream holds (users with none left out)."""
         newest = {}
         for start in range(0, len(user_ids), SWEEP_BATCH):
-            batch = user_ids[start:start + SWEEP_BATCH]
+            batch = user_ids[start : start + SWEEP_BATCH]
             try:
                 ids = self._newest(keys=[self._key(user_id) for user_id in batch])
             except redis.RedisError as exc:
@@ -447,8 +467,14 @@ class Subscriber:
 
     # ---- used by streams and services ----------------------------------------------------
 
-    def wait(self, user_id: int, after: str, timeout: float, woken: threading.Event | None = None,
-             signal_after: int | None = None) -> str | None:
+    def wait(
+        self,
+        user_id: int,
+        after: str,
+        timeout: float,
+        woken: threading.Event | None = None,
+        signal_after: int | None = None,
+    ) -> str | None:
         """Wait until ``user_id``'s stream may have events after ``after``; None when
         ``timeout`` seconds pass without any. Otherwise returns the newest event id heard of
         (``after`` when none is newer): read, and pass the later of it and your position as
@@ -555,9 +581,11 @@ class Subscriber:
                     failing = False
             except Exception as exc:  # noqa: BLE001 - the thread must outlive anything one message does
                 if not failing:  # once per outage, not once per retry
-                    log.warning("event bus subscriber: %s; streams poll until it is back",
-                                "redis unavailable" if isinstance(exc, redis.RedisError) else "failed",
-                                exc_info=not isinstance(exc, redis.RedisError))
+                    log.warning(
+                        "event bus subscriber: %s; streams poll until it is back",
+                        "redis unavailable" if isinstance(exc, redis.RedisError) else "failed",
+                        exc_info=not isinstance(exc, redis.RedisError),
+                    )
                     failing = True
                 with self._lock:
                     self._listening_since = None
@@ -580,8 +608,15 @@ class Subscriber:
         with self._lock:
             topics = [c for c in self._handlers if c not in self._confirmed]
             wanted = [u for u in self._waiters if u not in self._subscribed]
-            idle = [u for u in self._subscribed
-                    if u not in self._waiters and now - self._last_wanted.get(u, 0) > self.LINGER_S] if scan else []
+            idle = (
+                [
+                    u
+                    for u in self._subscribed
+                    if u not in self._waiters and now - self._last_wanted.get(u, 0) > self.LINGER_S
+                ]
+                if scan
+                else []
+            )
             if scan:
                 self._idle_scanned = now
             self._subscribed.update(wanted)  # pending: trusted once the reply arrives
@@ -600,9 +635,12 @@ class Subscriber:
         """The safety net: once every ``sweep_s`` seconds, while subscribed (before, streams
         poll), a sweep in a thread of its own, so that waiting on Redis (a pooled connection,
         a slow answer) never holds up the wake-ups and broadcasts this thread reads."""
-        if self._newest_ids is None or self._listening_since is None \
-                or time.monotonic() - self._swept < self._sweep_s \
-                or (self._sweeper is not None and self._sweeper.is_alive()):
+        if (
+            self._newest_ids is None
+            or self._listening_since is None
+            or time.monotonic() - self._swept < self._sweep_s
+            or (self._sweeper is not None and self._sweeper.is_alive())
+        ):
             return
         self._swept = time.monotonic()
         self._sweeper = threading.Thread(target=self._sweep, name="event-bus-sweep", daemon=True)
@@ -619,8 +657,11 @@ class Subscriber:
             # that would wake every stream and subscribe everything anew for what may be a
             # moment without a free pooled connection; the pub/sub connection's own pings tell
             # a real outage.
-            log.warning("event bus subscriber: sweep failed (%s); trying again", exc,
-                        exc_info=not isinstance(exc, EventBusDown))
+            log.warning(
+                "event bus subscriber: sweep failed (%s); trying again",
+                exc,
+                exc_info=not isinstance(exc, EventBusDown),
+            )
             self._swept = time.monotonic() - self._sweep_s + min(self._sweep_s, self.RETRY_S)
             return
         with self._lock:
@@ -645,8 +686,11 @@ class Subscriber:
                     self._wake(user_id)  # what was appended before the subscription: read it
                     return
                 self._confirmed.add(channel)
-                if self._listening_since is None and all(c in self._confirmed for c in self._handlers) \
-                        and self._broadcast_channel("-") in self._confirmed:
+                if (
+                    self._listening_since is None
+                    and all(c in self._confirmed for c in self._handlers)
+                    and self._broadcast_channel("-") in self._confirmed
+                ):
                     self._listening_since = time.monotonic()
                     self._wake_all()  # they may have missed wake-ups while not listening
             return
@@ -677,7 +721,7 @@ class Subscriber:
 
     def _user_of(self, channel: str) -> int | None:
         prefix = f"{self._prefix}wake:"
-        return int(channel[len(prefix):]) if channel.startswith(prefix) else None
+        return int(channel[len(prefix) :]) if channel.startswith(prefix) else None
 
     def _wake(self, user_id: int) -> None:
         for woken in self._waiters.get(user_id, ()):

@@ -131,8 +131,11 @@ class RedisPresence:
         """Count a stream unless the user has ``cap`` live ones already (on any process):
         how many they had before, or None (not counted). Raises ``EventBusDown``."""
         try:
-            before = int(self._enter_within(keys=[self._key(user_id)],
-                                            args=[time.time(), self.ttl, cap, connection_id]))
+            before = int(
+                self._enter_within(
+                    keys=[self._key(user_id)], args=[time.time(), self.ttl, cap, connection_id]
+                )
+            )
         except redis.RedisError as exc:
             raise EventBusDown(str(exc)) from exc
         return None if before < 0 else before
@@ -165,7 +168,7 @@ class RedisPresence:
         try:
             now = time.time()
             for start in range(0, len(batch), FLUSH_CHUNK):
-                self._count(batch[start:start + FLUSH_CHUNK], now)
+                self._count(batch[start : start + FLUSH_CHUNK], now)
         finally:
             with self._lock:
                 left, self._left, self._in_flight = self._left, set(), set()
@@ -178,8 +181,10 @@ class RedisPresence:
     def _count(self, streams: list[tuple[int, str]], now: float) -> None:
         """Count ``streams`` (user id, stream id) until ``now`` + TTL, in one script call."""
         try:
-            self._refresh_many(keys=[self._key(user_id) for user_id, _ in streams],
-                               args=[now, self.ttl, *(connection_id for _, connection_id in streams)])
+            self._refresh_many(
+                keys=[self._key(user_id) for user_id, _ in streams],
+                args=[now, self.ttl, *(connection_id for _, connection_id in streams)],
+            )
         except redis.RedisError as exc:
             raise EventBusDown(str(exc)) from exc
 

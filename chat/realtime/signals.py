@@ -79,7 +79,7 @@ def decode(message: str) -> tuple[str, str] | None:
     if not message.startswith(SIGNAL_MARK):
         return None
     try:
-        parsed = json.loads(message[len(SIGNAL_MARK):])
+        parsed = json.loads(message[len(SIGNAL_MARK) :])
         return str(parsed["event"]), json.dumps(parsed["data"])
     except (ValueError, KeyError, TypeError):
         return None

@@ -105,9 +105,19 @@ class HangupWatch:
         return cls(sock)
 
 
-def sse_stream(bus, presence, user_id: int, after: str, heartbeat_seconds: float,
-               connection_id: str, *, incomplete: bool = False, token_id: int | None = None,
-               expires_at: int | None = None, client_socket=None):
+def sse_stream(
+    bus,
+    presence,
+    user_id: int,
+    after: str,
+    heartbeat_seconds: float,
+    connection_id: str,
+    *,
+    incomplete: bool = False,
+    token_id: int | None = None,
+    expires_at: int | None = None,
+    client_socket=None,
+):
     """The body of ``GET /api/v3/events``: events after ``after`` as they come, a heartbeat
     comment whenever a heartbeat passes without one, presence refreshed at each heartbeat.
 
@@ -128,22 +138,50 @@ def sse_stream(bus, presence, user_id: int, after: str, heartbeat_seconds: float
     signal_at = bus.signals.position()  # signals from before the stream opened are not its business
     yield f"retry: {RETRY_MS}\n: connected\n\n"
     if incomplete:
-        yield sse_frame(after, RESET_EVENT, json.dumps({
-            "reason": "the stream cannot resume exactly after your Last-Event-ID (events after "
-                      "it are no longer kept, or it is newer than any event of this stream); "
-                      "reload your conversations, then carry on with the events that follow",
-        }))
+        yield sse_frame(
+            after,
+            RESET_EVENT,
+            json.dumps(
+                {
+                    "reason": "the stream cannot resume exactly after your Last-Event-ID (events after "
+                    "it are no longer kept, or it is newer than any event of this stream); "
+                    "reload your conversations, then carry on with the events that follow",
+                }
+            ),
+        )
     watch = HangupWatch.of(client_socket)
     try:
-        yield from _events(bus, presence, user_id, after, heartbeat_seconds, connection_id, token_id,
-                           expires_at, client_socket, watch, signal_at)
+        yield from _events(
+            bus,
+            presence,
+            user_id,
+            after,
+            heartbeat_seconds,
+            connection_id,
+            token_id,
+            expires_at,
+            client_socket,
+            watch,
+            signal_at,
+        )
     finally:
         if watch is not None:
             watch.close()
 
 
-def _events(bus, presence, user_id, after, heartbeat_seconds, connection_id, token_id, expires_at,
-            client_socket, watch, signal_at):
+def _events(
+    bus,
+    presence,
+    user_id,
+    after,
+    heartbeat_seconds,
+    connection_id,
+    token_id,
+    expires_at,
+    client_socket,
+    watch,
+    signal_at,
+):
     """``sse_stream``'s loop: read, write, wait until the stream may have grown."""
     # Heartbeats (and presence refreshes) start at a random point of the first period, so
     # thousands of streams opened together do not all write in the same instant ever after.
@@ -157,7 +195,9 @@ def _events(bus, presence, user_id, after, heartbeat_seconds, connection_id, tok
             return
         polling = client_socket is not None and (watch is None or not watch.watching)
         slice_s = min(heartbeat_seconds, HANGUP_CHECK_MS / 1000) if polling else heartbeat_seconds
-        slice_s = max(0.001, min(slice_s, heartbeat_seconds - (time.monotonic() - written), left_s or slice_s))
+        slice_s = max(
+            0.001, min(slice_s, heartbeat_seconds - (time.monotonic() - written), left_s or slice_s)
+        )
         woken = None
         if watch is not None and watch.watching:
             woken = watch.event
@@ -195,7 +235,9 @@ def _events(bus, presence, user_id, after, heartbeat_seconds, connection_id, tok
             frames = []
             for event_id, event, data in found:
                 if revokes(event, data, token_id):
-                    yield "".join(frames) + sse_frame(event_id, ENDED_EVENT, json.dumps({"reason": REVOKED_REASON}))
+                    yield "".join(frames) + sse_frame(
+                        event_id, ENDED_EVENT, json.dumps({"reason": REVOKED_REASON})
+                    )
                     return
                 if event != SESSION_REVOKED:  # another device's logout: not this stream's business
                     frames.append(sse_frame(event_id, event, data))
@@ -220,8 +262,11 @@ def stream_start(bus, user_id: int, last_event_id: str | None) -> tuple[str, boo
     if last_event_id is not None and last_event_id.strip():
         parsed = parse_event_id(last_event_id)
         if parsed is None:
-            raise ServiceError(Kind.INVALID, "Last-Event-ID must be an event id such as 1700000000000-0",
-                               {"last_event_id": ["not an event id (<milliseconds>-<sequence>)"]})
+            raise ServiceError(
+                Kind.INVALID,
+                "Last-Event-ID must be an event id such as 1700000000000-0",
+                {"last_event_id": ["not an event id (<milliseconds>-<sequence>)"]},
+            )
         start = format_event_id(parsed)
     else:
         start = None
@@ -229,7 +274,9 @@ def stream_start(bus, user_id: int, last_event_id: str | None) -> tuple[str, boo
         newest = bus.last_id(user_id)  # also tells whether the bus is there at all
         incomplete = start is not None and bus.lost_after(user_id, start)
     except EventBusDown:
-        raise ServiceError(Kind.UNAVAILABLE, "the event stream is unavailable right now; retry shortly") from None
+        raise ServiceError(
+            Kind.UNAVAILABLE, "the event stream is unavailable right now; retry shortly"
+        ) from None
     if start is not None and parse_event_id(start) > parse_event_id(newest):
         # An id this stream never gave (made up, or from before Redis lost its data): waiting
         # for events after it would wait for ever. Start from now, and say so.

@@ -58,8 +58,10 @@ SQLITE_DDL = (
     END""",
     f"INSERT INTO {FTS}({FTS}) VALUES ('rebuild')",
 )
-SQLITE_DROP = (*(f"DROP TRIGGER IF EXISTS {FTS}_{event}" for event in ("insert", "delete", "update")),
-               f"DROP TABLE IF EXISTS {FTS}")
+SQLITE_DROP = (
+    *(f"DROP TRIGGER IF EXISTS {FTS}_{event}" for event in ("insert", "delete", "update")),
+    f"DROP TABLE IF EXISTS {FTS}",
+)
 POSTGRESQL_DROP = (f"DROP INDEX IF EXISTS {PG_INDEX}",)
 
 _fts = table(FTS, column("rowid"))
@@ -77,8 +79,10 @@ def create(connection) -> None:
     """Make the index over ``messages.search_text`` (both kinds: if missing) and fill it
     from the column."""
     if connection.dialect.name == "sqlite" and sqlite3.sqlite_version_info < SQLITE_TRIGRAM:
-        raise RuntimeError(f"message search needs SQLite {'.'.join(map(str, SQLITE_TRIGRAM))} or later "
-                           f"(FTS5's trigram tokenizer); this Python has SQLite {sqlite3.sqlite_version}")
+        raise RuntimeError(
+            f"message search needs SQLite {'.'.join(map(str, SQLITE_TRIGRAM))} or later "
+            f"(FTS5's trigram tokenizer); this Python has SQLite {sqlite3.sqlite_version}"
+        )
     for statement in POSTGRESQL_DDL if connection.dialect.name == "postgresql" else SQLITE_DDL:
         connection.execute(text(statement))
 
@@ -88,11 +92,15 @@ def locale_warning(connection) -> str | None:
     or ``POSIX`` pg_trgm does not count CJK characters as letters, and CJK searches scan."""
     if connection.dialect.name != "postgresql":
         return None
-    ctype = connection.execute(text("SELECT datctype FROM pg_database WHERE datname = current_database()")).scalar()
+    ctype = connection.execute(
+        text("SELECT datctype FROM pg_database WHERE datname = current_database()")
+    ).scalar()
     if ctype in ("C", "POSIX"):
-        return (f"warning: this database's LC_CTYPE is {ctype}: pg_trgm does not index Chinese, Japanese "
-                "or Korean characters under it, so searches for them read every message of the "
-                "searcher; a database created with a UTF-8 locale (C.UTF-8 is fine) does not")
+        return (
+            f"warning: this database's LC_CTYPE is {ctype}: pg_trgm does not index Chinese, Japanese "
+            "or Korean characters under it, so searches for them read every message of the "
+            "searcher; a database created with a UTF-8 locale (C.UTF-8 is fine) does not"
+        )
     return None
 
 
@@ -119,24 +127,32 @@ def matching(dialect: str, wanted: list[Term]):
 BATCH = 1000
 
 
-def fill(connection, *, progress: Callable[[Iterable], Iterable] | None = None,
-         commit_batches: bool = False) -> int:
+def fill(
+    connection, *, progress: Callable[[Iterable], Iterable] | None = None, commit_batches: bool = False
+) -> int:
     """Write every message's search document from its content again (the rules changed, a
     repair), a batch of ``BATCH`` messages at a time, committing each when ``commit_batches``;
     returns how many documents changed. Deleted messages have none. ``progress`` wraps the
     batches (a progress bar)."""
     messages = Message.__table__
-    write = (update(messages).where(messages.c.id == bindparam("row_id"))
-             .values(search_text=bindparam("text")))
+    write = update(messages).where(messages.c.id == bindparam("row_id")).values(search_text=bindparam("text"))
     count = connection.execute(select(func.count()).select_from(messages)).scalar() or 0
     changed, last = 0, 0
 
     def one_batch() -> bool:
         nonlocal changed, last
         rows = connection.execute(
-            select(messages.c.id, messages.c.type, messages.c.content, messages.c.deleted_at,
-                   messages.c.search_text)
-            .where(messages.c.id > last).order_by(messages.c.id).limit(BATCH)).all()
+            select(
+                messages.c.id,
+                messages.c.type,
+                messages.c.content,
+                messages.c.deleted_at,
+                messages.c.search_text,
+            )
+            .where(messages.c.id > last)
+            .order_by(messages.c.id)
+            .limit(BATCH)
+        ).all()
         if not rows:
             return False
         last = rows[-1].id

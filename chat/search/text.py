@@ -36,8 +36,9 @@ MEDIA = frozenset({"image", "video", "file", "audio"})
 # Kana voicing marks are letters' parts in Japanese, not accents: が is not か.
 _KEPT_MARKS = frozenset({"\u3099", "\u309a"})
 # Letters that carry their accent in their shape, with no decomposition to strip.
-_LATIN_FOLDS = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "ð": "d", "ħ": "h", "ı": "i", "ŧ": "t",
-                              "æ": "ae", "œ": "oe", "þ": "th"})
+_LATIN_FOLDS = str.maketrans(
+    {"ł": "l", "ø": "o", "đ": "d", "ð": "d", "ħ": "h", "ı": "i", "ŧ": "t", "æ": "ae", "œ": "oe", "þ": "th"}
+)
 # Chinese, Japanese and Korean, which are searched by substring (their words are not
 # separated by spaces, or, in Korean, carry their particles attached).
 _CJK_RANGES = (
@@ -141,8 +142,9 @@ def kmarkdown_text(source: str) -> str:
     text = _WRAPPERS.sub("", text)
     text = _MARKS.sub("", text)
     text = _LINE_MARKS.sub("", text)
-    return "".join(chr(ord(c) - _SHELTER) if ord(c) >= _SHELTER and ord(c) - _SHELTER < 128 else c
-                   for c in text)
+    return "".join(
+        chr(ord(c) - _SHELTER) if ord(c) >= _SHELTER and ord(c) - _SHELTER < 128 else c for c in text
+    )
 
 
 def _card_words(node, out: list[str]) -> None:
@@ -199,6 +201,7 @@ def plain_text(type_name: str, content: str) -> str:
 
 # ---- the search document --------------------------------------------------------------------
 
+
 def document(type_name: str, content: str) -> str | None:
     """The search document of a message (see the module), or None when it has no words."""
     words = _words(_fold_all(plain_text(type_name, content)))
@@ -208,11 +211,12 @@ def document(type_name: str, content: str) -> str | None:
     for word in words:
         if len(word) > 2 and is_cjk(word[0]):
             for i in range(1, len(word) - 1):
-                pairs.setdefault(word[i:i + 2], None)
+                pairs.setdefault(word[i : i + 2], None)
     return " " + " ".join([*words, *pairs])
 
 
 # ---- queries --------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Term:
@@ -242,12 +246,15 @@ def terms(query: str) -> list[Term]:
         if len(word) >= MIN_TERM and word not in found:
             found[word] = Term(word, is_cjk(word[0]))
     if not found:
-        raise QueryTooShort(f"search for a word of at least {MIN_TERM} characters "
-                            "(letters or digits; in Chinese, Japanese or Korean, 2 characters)")
+        raise QueryTooShort(
+            f"search for a word of at least {MIN_TERM} characters "
+            "(letters or digits; in Chinese, Japanese or Korean, 2 characters)"
+        )
     return list(found.values())[:MAX_TERMS]
 
 
 # ---- snippets -------------------------------------------------------------------------------
+
 
 def _spans(folded: str, wanted: list[Term]) -> list[tuple[int, int]]:
     """Where the terms occur in folded text, by the rules the search used, merged."""

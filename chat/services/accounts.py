@@ -92,8 +92,9 @@ def _create_user(username: str, *, password: str | None, nickname: str, avatar: 
         )
 
     def taken_by_name() -> User | None:
-        return db.session.scalar(select(User).where(
-            (User.username_key == key) | (User.username_skeleton == skeleton)).limit(1))
+        return db.session.scalar(
+            select(User).where((User.username_key == key) | (User.username_skeleton == skeleton)).limit(1)
+        )
 
     user, created = insert_with_random_id(build, USER_ID_RANGE, existing=taken_by_name)
     if not created:  # somebody registered the same (or a confusable) name a moment earlier
@@ -164,8 +165,9 @@ def device_label(device: str, user_agent: str) -> str:
     return label[:128] or "unknown device"
 
 
-def login(username: str, password: str, *, device: str = "", user_agent: str = "",
-          address: str | None = None) -> tuple[str, Token, User]:
+def login(
+    username: str, password: str, *, device: str = "", user_agent: str = "", address: str | None = None
+) -> tuple[str, Token, User]:
     """Check a password and open a session; returns (raw token, token row, user).
     ``device`` / ``user_agent`` and ``address`` label the session in its owner's list."""
     user = _find_by_username(username)
@@ -188,13 +190,19 @@ def logout(token: Token) -> None:
     """Revoke a session token (idempotent); this process stops accepting it at once, and the
     event streams and gateway connections open with it (in any process) end."""
     with atomic():
-        db.session.execute(update(Token).where(Token.id == token.id, Token.revoked_at.is_(None))
-                           .values(revoked_at=now_ms()))
+        db.session.execute(
+            update(Token).where(Token.id == token.id, Token.revoked_at.is_(None)).values(revoked_at=now_ms())
+        )
         outbox.publish(token.user_id, SESSION_REVOKED, {"token_id": token.id})
         notifications.devices.forget_session(token.id)  # a signed-out device is notified no more
     _revoked(token.token_hash)
-    audit("credential.revoked", kind=f"{token.kind}_token", user_id=token.user_id, token_id=token.id,
-          reason="logout")
+    audit(
+        "credential.revoked",
+        kind=f"{token.kind}_token",
+        user_id=token.user_id,
+        token_id=token.id,
+        reason="logout",
+    )
 
 
 def user_for_token(raw: str) -> tuple[User, Token] | None:
@@ -214,7 +222,9 @@ def user_for_token(raw: str) -> tuple[User, Token] | None:
             row = db.session.execute(
                 select(Token, User).join(User, User.id == Token.user_id).where(Token.token_hash == hashed)
             ).first()
-            found = None if row is None or row[0].revoked_at is not None else (_columns(row[1]), _columns(row[0]))
+            found = (
+                None if row is None or row[0].revoked_at is not None else (_columns(row[1]), _columns(row[0]))
+            )
         if found is None:
             return None
         if cache is not None:
@@ -254,8 +264,14 @@ def create_bot(username: str, nickname: str = "", expires_days: float | None = N
     with atomic():
         user = _create_user(username, password=None, nickname=nickname, avatar="", is_bot=True)
         raw, token = _issue_token(user, "bot", ttl)
-    audit("credential.created", kind="bot_token", owner=user.username, user_id=user.id, token_id=token.id,
-          expires_at=token.expires_at)
+    audit(
+        "credential.created",
+        kind="bot_token",
+        owner=user.username,
+        user_id=user.id,
+        token_id=token.id,
+        expires_at=token.expires_at,
+    )
     return user, raw
 
 
@@ -267,15 +283,20 @@ def _bot(username: str) -> User:
 
 
 def _live_tokens(user_id: int, kind: str | None = None):
-    query = select(Token).where(Token.user_id == user_id, Token.revoked_at.is_(None),
-                                (Token.expires_at.is_(None)) | (Token.expires_at > now_ms()))
+    query = select(Token).where(
+        Token.user_id == user_id,
+        Token.revoked_at.is_(None),
+        (Token.expires_at.is_(None)) | (Token.expires_at > now_ms()),
+    )
     return query.where(Token.kind == kind) if kind else query
 
 
 def list_bots() -> list[dict]:
     """Every bot: name, id, created, and its live token's created / last used / expiry."""
     rows = []
-    for bot in db.session.scalars(select(User).where(User.is_bot, User.deleted_at.is_(None)).order_by(User.id)):
+    for bot in db.session.scalars(
+        select(User).where(User.is_bot, User.deleted_at.is_(None)).order_by(User.id)
+    ):
         token = db.session.scalars(_live_tokens(bot.id, "bot").order_by(Token.id.desc()).limit(1)).first()
         rows.append({"username": bot.username, "id": bot.id, "created_at": bot.created_at, "token": token})
     return rows
@@ -298,8 +319,13 @@ def revoke_tokens(tokens: list[Token], why: str) -> None:
 def _tokens_revoked(tokens: list[Token], why: str) -> None:
     for token in tokens:
         _revoked(token.token_hash)
-        audit("credential.revoked", kind=f"{token.kind}_token", user_id=token.user_id, token_id=token.id,
-              reason=why)
+        audit(
+            "credential.revoked",
+            kind=f"{token.kind}_token",
+            user_id=token.user_id,
+            token_id=token.id,
+            reason=why,
+        )
 
 
 def reset_bot_token(username: str, expires_days: float | None = None) -> str:
@@ -311,8 +337,15 @@ def reset_bot_token(username: str, expires_days: float | None = None) -> str:
     with atomic():
         raw, token = _issue_token(bot, "bot", ttl)
         revoke_tokens(old, "reset")
-    audit("credential.reset", kind="bot_token", owner=bot.username, user_id=bot.id, token_id=token.id,
-          replaced=",".join(str(t.id) for t in old) or "none", expires_at=token.expires_at)
+    audit(
+        "credential.reset",
+        kind="bot_token",
+        owner=bot.username,
+        user_id=bot.id,
+        token_id=token.id,
+        replaced=",".join(str(t.id) for t in old) or "none",
+        expires_at=token.expires_at,
+    )
     return raw
 
 
@@ -365,7 +398,12 @@ def audit(event: str, **fields) -> None:
     """One structured line per credential event: ``event`` and ``key=value`` pairs in the
     text, and the same as fields of a JSON line (``LOG_FORMAT=json``). Never a secret."""
     shown = " ".join(f"{key}={value}" for key, value in fields.items())
-    AUDIT_LOG.info("audit %s %s", event, shown, extra={"audit_event": event, **{f"audit_{k}": v for k, v in fields.items()}})
+    AUDIT_LOG.info(
+        "audit %s %s",
+        event,
+        shown,
+        extra={"audit_event": event, **{f"audit_{k}": v for k, v in fields.items()}},
+    )
 
 
 # A credential's last use is written at most this often per process: every request carries
@@ -376,7 +414,9 @@ USE_WRITE_INTERVAL_SECONDS = 60
 def _recent_uses() -> TTLCache:
     uses = current_app.extensions.get("credential_uses")
     if uses is None:
-        uses = current_app.extensions["credential_uses"] = TTLCache(maxsize=100_000, ttl=USE_WRITE_INTERVAL_SECONDS)
+        uses = current_app.extensions["credential_uses"] = TTLCache(
+            maxsize=100_000, ttl=USE_WRITE_INTERVAL_SECONDS
+        )
     return uses
 
 
@@ -405,12 +445,19 @@ def note_use(token: Token | None = None, app_key: str | None = None, address: st
                         values["address"] = address[:64]
                 else:
                     model, where, values = AppKey, AppKey.key_hash == ident, {"last_used_at": stamp}
-                first = connection.execute(update(model).where(where, model.last_used_at.is_(None))
-                                           .values(values)).rowcount
+                first = connection.execute(
+                    update(model).where(where, model.last_used_at.is_(None)).values(values)
+                ).rowcount
                 if first:
-                    audit("credential.first_used", kind=f"{token.kind}_token" if kind == "token" else "app_key",
-                          **({"token_id": ident, "user_id": token.user_id} if kind == "token"
-                             else {"key_id": connection.scalar(select(AppKey.id).where(where))}))
+                    audit(
+                        "credential.first_used",
+                        kind=f"{token.kind}_token" if kind == "token" else "app_key",
+                        **(
+                            {"token_id": ident, "user_id": token.user_id}
+                            if kind == "token"
+                            else {"key_id": connection.scalar(select(AppKey.id).where(where))}
+                        ),
+                    )
                 else:
                     connection.execute(update(model).where(where).values(values))
     except SQLAlchemyError:
@@ -436,6 +483,7 @@ def app_key_is_valid(raw: str) -> bool:
 
 # ---- the credential cache -------------------------------------------------------------------
 
+
 @contextmanager
 def _own_read():
     """A credential lookup ends the read transaction it began (a request's first statement,
@@ -452,7 +500,6 @@ def _own_read():
         end_read()
 
 
-
 def _cache() -> credential_cache.CredentialCache | None:
     """This app's credential cache (None when ``AUTH_CACHE_SECONDS`` is 0), listening to the
     revocations broadcast by every process when the event bus can carry them."""
@@ -463,8 +510,10 @@ def _cache() -> credential_cache.CredentialCache | None:
     if cache is None:
         subscriber = backends.current().broadcasts
         cache = credential_cache.CredentialCache(
-            config["AUTH_CACHE_SECONDS"], config["AUTH_CACHE_TRUSTED_SECONDS"],
-            subscriber.listening_since if subscriber is not None else (lambda: None))
+            config["AUTH_CACHE_SECONDS"],
+            config["AUTH_CACHE_TRUSTED_SECONDS"],
+            subscriber.listening_since if subscriber is not None else (lambda: None),
+        )
         if subscriber is not None:
             subscriber.on_broadcast(credential_cache.TOPIC, cache.forget)
         current_app.extensions["credential_cache"] = cache
@@ -485,8 +534,10 @@ def _cached(cache: credential_cache.CredentialCache | None, hashed: str):
     if since is not None:
         with _own_read():
             revoked = db.session.scalars(
-                select(Token.token_hash).where(Token.revoked_at >= since)
-                .union_all(select(AppKey.key_hash).where(AppKey.revoked_at >= since))).all()
+                select(Token.token_hash)
+                .where(Token.revoked_at >= since)
+                .union_all(select(AppKey.key_hash).where(AppKey.revoked_at >= since))
+            ).all()
         for revoked_digest in revoked:
             cache.forget(revoked_digest)
     return cache.get(hashed)
@@ -532,4 +583,3 @@ def find_user_by_code(user_code: str) -> User:
 
 def count_users() -> int:
     return db.session.scalar(select(func.count(User.id))) or 0
-

@@ -63,8 +63,9 @@ def open_conversation(me: User, target_id: int, *, existing_despite_block: bool 
     returned (KOOK, whose chat detail carries the block flags).
     """
     if target_id == me.id:
-        raise ServiceError(Kind.INVALID, "you cannot open a conversation with yourself",
-                           {"target": ["must be another user"]})
+        raise ServiceError(
+            Kind.INVALID, "you cannot open a conversation with yourself", {"target": ["must be another user"]}
+        )
     target = get_user(target_id)
     relation = social.relation(me.id, target.id)
     low, high = social.ordered_pair(me.id, target.id)
@@ -79,15 +80,20 @@ def open_conversation(me: User, target_id: int, *, existing_despite_block: bool 
         if conversation is None or not existing_despite_block:
             social.ensure_not_blocked(me.id, target.id, relation)
         if conversation is None:
+
             def build(conversation_id: int) -> Conversation:
-                return Conversation(id=conversation_id, code=secrets.token_hex(16), user_low=low, user_high=high)
+                return Conversation(
+                    id=conversation_id, code=secrets.token_hex(16), user_low=low, user_high=high
+                )
 
             conversation, created = insert_with_random_id(build, CONVERSATION_ID_RANGE, existing)
             if created:
-                db.session.add_all([
-                    ConversationMember(conversation_id=conversation.id, user_id=low),
-                    ConversationMember(conversation_id=conversation.id, user_id=high),
-                ])
+                db.session.add_all(
+                    [
+                        ConversationMember(conversation_id=conversation.id, user_id=low),
+                        ConversationMember(conversation_id=conversation.id, user_id=high),
+                    ]
+                )
         member = db.session.get(ConversationMember, (conversation.id, me.id))
         theirs = db.session.get(ConversationMember, (conversation.id, target.id))
         if member.hidden:
@@ -105,35 +111,49 @@ def _member_query(by_code: bool):
     me = bindparam("me", type_=BigInteger)
     other_id = case((Conversation.user_low == me, Conversation.user_high), else_=Conversation.user_low)
     theirs = aliased(ConversationMember)
-    name = Conversation.code == bindparam("name", type_=String) if by_code \
+    name = (
+        Conversation.code == bindparam("name", type_=String)
+        if by_code
         else Conversation.id == bindparam("name", type_=BigInteger)
+    )
     return (
-        select(Conversation, ConversationMember, User, theirs.last_read_message_id,
-               social.friends_sql(me, User.id), social.blocks_sql(me, User.id),
-               social.blocks_sql(User.id, me))
-        .join(ConversationMember, (ConversationMember.conversation_id == Conversation.id)
-              & (ConversationMember.user_id == me))
+        select(
+            Conversation,
+            ConversationMember,
+            User,
+            theirs.last_read_message_id,
+            social.friends_sql(me, User.id),
+            social.blocks_sql(me, User.id),
+            social.blocks_sql(User.id, me),
+        )
+        .join(
+            ConversationMember,
+            (ConversationMember.conversation_id == Conversation.id) & (ConversationMember.user_id == me),
+        )
         .join(User, User.id == other_id)
         .join(theirs, (theirs.conversation_id == Conversation.id) & (theirs.user_id == User.id))
         .where(name)
     )
 
 
-def get_for_member(me: User, *, conversation_id: int | None = None, code: str | None = None,
-                   with_presence: bool = False) -> ConversationView:
+def get_for_member(
+    me: User, *, conversation_id: int | None = None, code: str | None = None, with_presence: bool = False
+) -> ConversationView:
     """The caller's conversation by either name, with the other user and how the two stand,
     in one query; unknown and not-yours look the same. ``with_presence`` also looks up
     whether the other user is online (one more round trip to the bus)."""
     if conversation_id is None and code is None:
         raise ServiceError(Kind.INVALID, "a conversation id or chat code is required")
     by_code = conversation_id is None
-    row = db.session.execute(_member_query(by_code),
-                             {"me": me.id, "name": code if by_code else conversation_id}).first()
+    row = db.session.execute(
+        _member_query(by_code), {"me": me.id, "name": code if by_code else conversation_id}
+    ).first()
     if row is None:
         raise ServiceError(Kind.NOT_FOUND, "conversation not found")
     conversation, member, target, target_pointer, *flags = row
-    view = ConversationView(conversation, member, target, me, target_pointer,
-                            social.Relation(*(bool(f) for f in flags)))
+    view = ConversationView(
+        conversation, member, target, me, target_pointer, social.Relation(*(bool(f) for f in flags))
+    )
     return _with_presence([view])[0] if with_presence else view
 
 
@@ -171,26 +191,32 @@ def _list_queries():
     Chosen first, the most such a plan sorts is the caller's member rows."""
     me = bindparam("me", type_=BigInteger)
     members = ConversationMember.__table__
-    total = (select(func.count()).select_from(members)
-             .where(members.c.user_id == me, members.c.hidden.is_(False)))
+    total = (
+        select(func.count()).select_from(members).where(members.c.user_id == me, members.c.hidden.is_(False))
+    )
     newest = (ConversationMember.latest_msg_time.desc(), ConversationMember.conversation_id)
-    chosen = (select(ConversationMember)
-              .where(ConversationMember.user_id == me, ConversationMember.hidden.is_(False))
-              .order_by(*newest)
-              .offset(bindparam("start", type_=BigInteger))
-              .limit(bindparam("limit", type_=BigInteger))
-              .subquery("chosen"))
+    chosen = (
+        select(ConversationMember)
+        .where(ConversationMember.user_id == me, ConversationMember.hidden.is_(False))
+        .order_by(*newest)
+        .offset(bindparam("start", type_=BigInteger))
+        .limit(bindparam("limit", type_=BigInteger))
+        .subquery("chosen")
+    )
     member = aliased(ConversationMember, chosen)
     other_id = case((Conversation.user_low == me, Conversation.user_high), else_=Conversation.user_low)
-    page = (select(Conversation, member, User)
-            .join(member, member.conversation_id == Conversation.id)
-            .join(User, User.id == other_id)
-            .order_by(member.latest_msg_time.desc(), member.conversation_id))
+    page = (
+        select(Conversation, member, User)
+        .join(member, member.conversation_id == Conversation.id)
+        .join(User, User.id == other_id)
+        .order_by(member.latest_msg_time.desc(), member.conversation_id)
+    )
     return total, page
 
 
-def list_for_user(me: User, offset: int, limit: int, *, counted: bool = True,
-                  with_last_message: bool = False) -> tuple[list[ConversationView], int | None]:
+def list_for_user(
+    me: User, offset: int, limit: int, *, counted: bool = True, with_last_message: bool = False
+) -> tuple[list[ConversationView], int | None]:
     """The caller's visible conversations, newest activity first, with the other users'
     presence, and how many there are (None unless ``counted``: the classic list does not say,
     and counting is a scan of the caller's whole list). ``with_last_message``: also each
@@ -221,15 +247,23 @@ def _last_messages(me_id: int, conversation_ids: list[int]) -> dict[int, Message
     """
     if not conversation_ids:
         return {}
-    newest_id = (select(Message.id)
-                 .where(Message.conversation_id.between(ConversationMember.conversation_id,
-                                                        ConversationMember.conversation_id),
-                        Message.id > ConversationMember.cleared_before_id,
-                        ~exists().where(MessageHide.user_id == me_id, MessageHide.message_id == Message.id))
-                 .order_by(Message.conversation_id.desc(), Message.id.desc()).limit(1)
-                 .correlate(ConversationMember).scalar_subquery())
-    wanted = select(newest_id).where(ConversationMember.user_id == me_id,
-                                     ConversationMember.conversation_id.in_(conversation_ids))
+    newest_id = (
+        select(Message.id)
+        .where(
+            Message.conversation_id.between(
+                ConversationMember.conversation_id, ConversationMember.conversation_id
+            ),
+            Message.id > ConversationMember.cleared_before_id,
+            ~exists().where(MessageHide.user_id == me_id, MessageHide.message_id == Message.id),
+        )
+        .order_by(Message.conversation_id.desc(), Message.id.desc())
+        .limit(1)
+        .correlate(ConversationMember)
+        .scalar_subquery()
+    )
+    wanted = select(newest_id).where(
+        ConversationMember.user_id == me_id, ConversationMember.conversation_id.in_(conversation_ids)
+    )
     found = db.session.scalars(select(Message).where(Message.id.in_(wanted))).all()
     return {message.conversation_id: message for message in found}
 
@@ -239,9 +273,10 @@ def hide_for_user(view: ConversationView) -> None:
 
     It comes back, without the cleared history, when a new message arrives.
     """
-    newest = db.session.scalar(
-        select(func.max(Message.id)).where(Message.conversation_id == view.conversation.id)
-    ) or 0
+    newest = (
+        db.session.scalar(select(func.max(Message.id)).where(Message.conversation_id == view.conversation.id))
+        or 0
+    )
     with atomic():
         db.session.execute(
             update(ConversationMember)
@@ -256,5 +291,6 @@ def hide_for_user(view: ConversationView) -> None:
         announcements.chat_updated(view.conversation, view.member)
         # What was cleared counts as read: the pointer moves (and the other side hears of it) the
         # way every read does.
-        reads.want_read(view.member.user_id, view.conversation.id, newest,
-                        pointer=view.member.last_read_message_id)
+        reads.want_read(
+            view.member.user_id, view.conversation.id, newest, pointer=view.member.last_read_message_id
+        )

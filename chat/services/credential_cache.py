@@ -31,8 +31,13 @@ TOPIC = "credential-revoked"  # the broadcast's topic; the message is the digest
 
 
 class CredentialCache:
-    def __init__(self, short_seconds: float, trusted_seconds: float,
-                 listening_since: Callable[[], float | None], maxsize: int = 100_000):
+    def __init__(
+        self,
+        short_seconds: float,
+        trusted_seconds: float,
+        listening_since: Callable[[], float | None],
+        maxsize: int = 100_000,
+    ):
         self._short = short_seconds
         self._trusted = max(trusted_seconds, short_seconds)
         self._listening_since = listening_since

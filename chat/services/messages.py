@@ -59,19 +59,27 @@ class MessageView:
         return people.Card(self.sender, self.sender_online)
 
 
-def _views(messages: list[Message], view: ConversationView, my_pointer: int | None = None) -> list[MessageView]:
+def _views(
+    messages: list[Message], view: ConversationView, my_pointer: int | None = None
+) -> list[MessageView]:
     """``messages`` of ``view``'s conversation as the caller sees them. Both senders and both
     read pointers are already in ``view``: no query. ``my_pointer`` overrides the caller's
     own pointer (a page that marks the conversation read shows it read)."""
     me_id = view.member.user_id
     senders = {view.target.id: view.target, me_id: view.me}
-    pointers = {me_id: view.member.last_read_message_id if my_pointer is None else my_pointer,
-                view.target.id: view.target_pointer}
+    pointers = {
+        me_id: view.member.last_read_message_id if my_pointer is None else my_pointer,
+        view.target.id: view.target_pointer,
+    }
 
     return [
-        MessageView(m, view.conversation, senders[m.sender_id],
-                    isread=pointers[view.conversation.other(m.sender_id)] >= m.id,
-                    ispushed=m.pushed_at is not None)
+        MessageView(
+            m,
+            view.conversation,
+            senders[m.sender_id],
+            isread=pointers[view.conversation.other(m.sender_id)] >= m.id,
+            ispushed=m.pushed_at is not None,
+        )
         for m in messages
     ]
 
@@ -95,8 +103,11 @@ def _replay(me: User, nonce: str, conversation_id: int, type_name: str, content:
     if message is None:
         return None
     if not _same_request(message, conversation_id, type_name, content):
-        raise ServiceError(Kind.CONFLICT, "this nonce was already used for a different message",
-                           {"nonce": ["already used for a different message"]})
+        raise ServiceError(
+            Kind.CONFLICT,
+            "this nonce was already used for a different message",
+            {"nonce": ["already used for a different message"]},
+        )
     return message
 
 
@@ -108,11 +119,16 @@ def _visible_in(view: ConversationView, user_id: int):
 def _ensure_quotable(view: ConversationView, me: User, quote_key: str, quoting: str | None = None) -> None:
     """A quote must name a message ``me`` can still see in this conversation, and not the
     message that quotes it (``quoting``, when an edit sets the quote)."""
-    if quote_key == quoting or db.session.scalar(
-        select(Message.id).where(Message.key == quote_key, _visible_in(view, me.id))
-    ) is None:
-        raise ServiceError(Kind.INVALID, "the quoted message is not in this conversation",
-                           {"quote": ["no such message in this conversation"]})
+    if (
+        quote_key == quoting
+        or db.session.scalar(select(Message.id).where(Message.key == quote_key, _visible_in(view, me.id)))
+        is None
+    ):
+        raise ServiceError(
+            Kind.INVALID,
+            "the quoted message is not in this conversation",
+            {"quote": ["no such message in this conversation"]},
+        )
 
 
 def _visible(conversation_id, cleared_before_id, user_id):
@@ -126,8 +142,18 @@ def _visible(conversation_id, cleared_before_id, user_id):
     )
 
 
-STORED_COLUMNS = ("key", "conversation_id", "sender_id", "type", "content", "quote_key", "client_time", "nonce",
-                  "created_at", "search_text")
+STORED_COLUMNS = (
+    "key",
+    "conversation_id",
+    "sender_id",
+    "type",
+    "content",
+    "quote_key",
+    "client_time",
+    "nonce",
+    "created_at",
+    "search_text",
+)
 
 
 def _bound(name: str, column: str):
@@ -138,9 +164,11 @@ def _moved(conversation=None, user=None, sent_at=None):
     """The sender's chat moved by a send: ``counters.show_sender_chat`` with the send's own
     values (each defaults to a bound parameter: ``conversation``, ``user``, ``sent_at``)."""
     big = BigInteger()
-    return counters.show_sender_chat(conversation if conversation is not None else bindparam("conversation", big),
-                                     user if user is not None else bindparam("user", big),
-                                     sent_at if sent_at is not None else bindparam("sent_at", big))
+    return counters.show_sender_chat(
+        conversation if conversation is not None else bindparam("conversation", big),
+        user if user is not None else bindparam("user", big),
+        sent_at if sent_at is not None else bindparam("sent_at", big),
+    )
 
 
 @functools.cache
@@ -153,14 +181,21 @@ def _store_statement(dialect: str):
     brings the chat to the top of the sender's own list (a data-modifying WITH: one round
     trip); elsewhere the caller runs ``_moved()`` after it."""
     table = Message.__table__
-    insert = (dialect_insert(dialect)(table)
-              .values({name: _bound(f"new_{name}", name) for name in STORED_COLUMNS})
-              .on_conflict_do_nothing(index_elements=["sender_id", "nonce"])
-              .returning(table.c.id))
+    insert = (
+        dialect_insert(dialect)(table)
+        .values({name: _bound(f"new_{name}", name) for name in STORED_COLUMNS})
+        .on_conflict_do_nothing(index_elements=["sender_id", "nonce"])
+        .returning(table.c.id)
+    )
     if dialect != "postgresql":
         return insert, False
     stored = insert.cte("stored")
-    shown = _moved().where(exists(select(stored.c.id))).returning(ConversationMember.__table__.c.user_id).cte("shown")
+    shown = (
+        _moved()
+        .where(exists(select(stored.c.id)))
+        .returning(ConversationMember.__table__.c.user_id)
+        .cte("shown")
+    )
     return select(stored.c.id).add_cte(shown), True
 
 
@@ -173,42 +208,78 @@ def _send_at_once(by_code: bool):
     or nothing: then the general path finds out why (and says so)."""
     chats, members, table = Conversation.__table__, ConversationMember.__table__, Message.__table__
     me = bindparam("me", type_=BigInteger)
-    name = chats.c.code == bindparam("name", type_=String) if by_code else chats.c.id == bindparam("name", type_=BigInteger)
-    chat = (select(chats)
-            .join(members, (members.c.conversation_id == chats.c.id) & (members.c.user_id == me))
-            .where(name, ~exists().where(Block.either_way(chats.c.user_low, chats.c.user_high)))
-            .cte("chat"))
+    name = (
+        chats.c.code == bindparam("name", type_=String)
+        if by_code
+        else chats.c.id == bindparam("name", type_=BigInteger)
+    )
+    chat = (
+        select(chats)
+        .join(members, (members.c.conversation_id == chats.c.id) & (members.c.user_id == me))
+        .where(name, ~exists().where(Block.either_way(chats.c.user_low, chats.c.user_high)))
+        .cte("chat")
+    )
     # Fewer parameters are cheaper to send: the sender is ``me``, a quote takes the general
     # path, and the chat moves to the message's own time.
-    given = {name: _bound(f"new_{name}", name) for name in STORED_COLUMNS
-             if name not in ("conversation_id", "sender_id", "quote_key")}
-    insert = (dialect_insert("postgresql")(table)
-              .from_select([*given, "conversation_id", "sender_id"], select(*given.values(), chat.c.id, me))
-              .on_conflict_do_nothing(index_elements=["sender_id", "nonce"])
-              .returning(table.c.id))
+    given = {
+        name: _bound(f"new_{name}", name)
+        for name in STORED_COLUMNS
+        if name not in ("conversation_id", "sender_id", "quote_key")
+    }
+    insert = (
+        dialect_insert("postgresql")(table)
+        .from_select([*given, "conversation_id", "sender_id"], select(*given.values(), chat.c.id, me))
+        .on_conflict_do_nothing(index_elements=["sender_id", "nonce"])
+        .returning(table.c.id)
+    )
     stored = insert.cte("stored")
-    shown = (_moved(chat.c.id, me, given["created_at"]).where(exists(select(stored.c.id)))
-             .returning(members.c.user_id).cte("shown"))
-    return (select(stored.c.id, chat.c.id.label("conversation_id"), chat.c.code, chat.c.user_low, chat.c.user_high,
-                   chat.c.created_at)
-            .select_from(stored).join(chat, true()).add_cte(shown))
+    shown = (
+        _moved(chat.c.id, me, given["created_at"])
+        .where(exists(select(stored.c.id)))
+        .returning(members.c.user_id)
+        .cte("shown")
+    )
+    return (
+        select(
+            stored.c.id,
+            chat.c.id.label("conversation_id"),
+            chat.c.code,
+            chat.c.user_low,
+            chat.c.user_high,
+            chat.c.created_at,
+        )
+        .select_from(stored)
+        .join(chat, true())
+        .add_cte(shown)
+    )
 
 
 def _checked(type_name: str, content: str, nonce: str | None) -> str:
     """The content as stored, once it passed its type's rules; the nonce's length checked."""
     content = validate_content(type_name, content)
     if nonce is not None and len(nonce) > NONCE_MAX:
-        raise ServiceError(Kind.INVALID, f"nonce must be at most {NONCE_MAX} characters",
-                           {"nonce": [f"at most {NONCE_MAX} characters"]})
+        raise ServiceError(
+            Kind.INVALID,
+            f"nonce must be at most {NONCE_MAX} characters",
+            {"nonce": [f"at most {NONCE_MAX} characters"]},
+        )
     return content
 
 
 def _new_values(me: User, conversation_id, type_name, content, client_time, nonce, quote_key) -> dict:
-    return {"key": str(uuid.uuid4()), "conversation_id": conversation_id, "sender_id": me.id,
-            "type": type_name, "content": content, "quote_key": quote_key,
-            "client_time": client_time, "nonce": nonce or None, "created_at": now_ms(),
-            # Indexed by the statement that stores the message: search is never behind.
-            "search_text": search_document(type_name, content)}
+    return {
+        "key": str(uuid.uuid4()),
+        "conversation_id": conversation_id,
+        "sender_id": me.id,
+        "type": type_name,
+        "content": content,
+        "quote_key": quote_key,
+        "client_time": client_time,
+        "nonce": nonce or None,
+        "created_at": now_ms(),
+        # Indexed by the statement that stores the message: search is never behind.
+        "search_text": search_document(type_name, content),
+    }
 
 
 def _sent(me: User, conversation: Conversation, values: dict, message_id: int) -> MessageView:
@@ -219,8 +290,17 @@ def _sent(me: User, conversation: Conversation, values: dict, message_id: int) -
     return MessageView(message, conversation, me, isread=False, ispushed=pushed)
 
 
-def send_to(me: User, type_name: str, content: str, client_time: int, *, conversation_id: int | None = None,
-            code: str | None = None, nonce: str | None = None, quote_key: str | None = None) -> MessageView:
+def send_to(
+    me: User,
+    type_name: str,
+    content: str,
+    client_time: int,
+    *,
+    conversation_id: int | None = None,
+    code: str | None = None,
+    nonce: str | None = None,
+    quote_key: str | None = None,
+) -> MessageView:
     """Send to the caller's chat named by id or KOOK code (a retry with the same nonce
     returns the original message).
 
@@ -230,10 +310,14 @@ def send_to(me: User, type_name: str, content: str, client_time: int, *, convers
     answers as it always does."""
     # A media message carrying one of our uploads' URLs records that use in its transaction:
     # the general path.
-    at_once = (quote_key is None and not db.session().in_transaction()
-               and db.session.get_bind().dialect.name == "postgresql"
-               and not (type_name in MEDIA_TYPES and isinstance(content, str)
-                        and assets.is_asset_url(content.strip())))
+    at_once = (
+        quote_key is None
+        and not db.session().in_transaction()
+        and db.session.get_bind().dialect.name == "postgresql"
+        and not (
+            type_name in MEDIA_TYPES and isinstance(content, str) and assets.is_asset_url(content.strip())
+        )
+    )
     if at_once:
         try:
             checked = _checked(type_name, content, nonce)
@@ -241,9 +325,14 @@ def send_to(me: User, type_name: str, content: str, client_time: int, *, convers
             at_once = False  # answered the general way, in its order: "not your chat" first
     if at_once:
         values = _new_values(me, None, type_name, checked, client_time, nonce, None)
-        params = {**{f"new_{k}": values[k] for k in ("key", "type", "content", "client_time", "nonce", "created_at",
-                                                    "search_text")},
-                  "me": me.id, "name": code if conversation_id is None else conversation_id}
+        params = {
+            **{
+                f"new_{k}": values[k]
+                for k in ("key", "type", "content", "client_time", "nonce", "created_at", "search_text")
+            },
+            "me": me.id,
+            "name": code if conversation_id is None else conversation_id,
+        }
         # The statement is its own transaction, without BEGIN and COMMIT round trips; the
         # push is queued as the block ends.
         with autocommit() as connection:
@@ -253,14 +342,23 @@ def send_to(me: User, type_name: str, content: str, client_time: int, *, convers
         if row is not None:
             message_id, *chat = row
             values["conversation_id"] = chat[0]
-            conversation = carrying(Conversation, dict(zip(("id", "code", "user_low", "user_high", "created_at"), chat)))
+            conversation = carrying(
+                Conversation, dict(zip(("id", "code", "user_low", "user_high", "created_at"), chat))
+            )
             return _sent(me, conversation, values, message_id)
     view = get_for_member(me, conversation_id=conversation_id, code=code)
     return send(me, view, type_name, content, client_time, nonce=nonce, quote_key=quote_key)[0]
 
 
-def send(me: User, view: ConversationView, type_name: str, content: str, client_time: int,
-         nonce: str | None = None, quote_key: str | None = None) -> tuple[MessageView, bool]:
+def send(
+    me: User,
+    view: ConversationView,
+    type_name: str,
+    content: str,
+    client_time: int,
+    nonce: str | None = None,
+    quote_key: str | None = None,
+) -> tuple[MessageView, bool]:
     """Store a message and queue its push. Returns (message, created); a retry with the same
     nonce returns the original message with ``created`` False."""
     conversation = view.conversation
@@ -274,7 +372,9 @@ def send(me: User, view: ConversationView, type_name: str, content: str, client_
         store, shows_chat = _store_statement(db.session.get_bind().dialect.name)
         moved = {"conversation": conversation.id, "user": me.id, "sent_at": values["created_at"]}
         # A retry with the same nonce (even a parallel one) inserts nothing, and moves nothing.
-        message_id = db.session.execute(store, {**{f"new_{k}": v for k, v in values.items()}, **moved}).scalar()
+        message_id = db.session.execute(
+            store, {**{f"new_{k}": v for k, v in values.items()}, **moved}
+        ).scalar()
         if message_id is None:  # a retry (or a parallel one got in first): answer with the original
             return view_of(_replay(me, nonce, conversation.id, type_name, content), view), False
         if not shows_chat:
@@ -290,28 +390,42 @@ def _page_query(before_anchor: bool):
     """The query of ``history``, built once per form (with or without an anchor), everything
     that changes bound: the newest page is the most frequent read, and building its statement
     (then its cache key) each time was a tenth of that request's time in the web process."""
-    query = select(Message).where(_visible(bindparam("conversation_id", type_=BigInteger),
-                                           bindparam("cleared_before", type_=BigInteger),
-                                           bindparam("me", type_=BigInteger)))
+    query = select(Message).where(
+        _visible(
+            bindparam("conversation_id", type_=BigInteger),
+            bindparam("cleared_before", type_=BigInteger),
+            bindparam("me", type_=BigInteger),
+        )
+    )
     if before_anchor:
         query = query.where(Message.id < bindparam("anchor", type_=BigInteger))
-    return (query.order_by(Message.id.desc())
-            .offset(bindparam("start", type_=BigInteger)).limit(bindparam("limit", type_=BigInteger)))
+    return (
+        query.order_by(Message.id.desc())
+        .offset(bindparam("start", type_=BigInteger))
+        .limit(bindparam("limit", type_=BigInteger))
+    )
 
 
-def history(me: User, view: ConversationView, *, start: int = 0, limit: int = 20,
-            before_key: str | None = None) -> list[MessageView]:
+def history(
+    me: User, view: ConversationView, *, start: int = 0, limit: int = 20, before_key: str | None = None
+) -> list[MessageView]:
     """A page of the conversation, newest first, without what the caller may not see.
 
     The newest page (no ``start``, no ``before_key``) marks the conversation read up to its
     newest message, and shows it so.
     """
-    params = {"me": me.id, "conversation_id": view.conversation.id,
-              "cleared_before": view.member.cleared_before_id, "start": start, "limit": limit}
+    params = {
+        "me": me.id,
+        "conversation_id": view.conversation.id,
+        "cleared_before": view.member.cleared_before_id,
+        "start": start,
+        "limit": limit,
+    }
     if before_key is not None:
         params["anchor"] = db.session.scalar(
-            select(Message.id).where(Message.key == before_key,
-                                     Message.conversation_id == view.conversation.id)
+            select(Message.id).where(
+                Message.key == before_key, Message.conversation_id == view.conversation.id
+            )
         )
         if params["anchor"] is None:
             raise ServiceError(Kind.NOT_FOUND, "the message given in before was not found")
@@ -331,8 +445,9 @@ def find_for_member(me: User, key: str) -> tuple[Message, ConversationView]:
     The message and the caller's membership are looked up in one query: a separate
     membership query after a found message made someone else's key answer measurably slower
     than an absent one, which told a prober that the key exists."""
-    member = exists().where(ConversationMember.conversation_id == Message.conversation_id,
-                            ConversationMember.user_id == me.id)
+    member = exists().where(
+        ConversationMember.conversation_id == Message.conversation_id, ConversationMember.user_id == me.id
+    )
     message = db.session.scalar(select(Message).where(Message.key == key, member))
     if message is None:
         raise ServiceError(Kind.NOT_FOUND, "message not found")
@@ -348,8 +463,11 @@ def hide_for_me(me: User, key: str) -> None:
     message, view = find_for_member(me, key)
     with atomic():
         if db.session.get(MessageHide, (me.id, message.id)) is None:
-            db.session.execute(insert_unless_taken(  # a parallel repeat may get there first
-                MessageHide, {"user_id": me.id, "message_id": message.id, "created_at": now_ms()}))
+            db.session.execute(
+                insert_unless_taken(  # a parallel repeat may get there first
+                    MessageHide, {"user_id": me.id, "message_id": message.id, "created_at": now_ms()}
+                )
+            )
             counters.refresh_unread(message.conversation_id, me.id)
             announcements.forget(message.key, [me.id])
 
@@ -399,22 +517,33 @@ def read_up_to(me: User, view: ConversationView, key: str | None = None) -> None
 
 # ---- editing, relative paging and details (used by the KOOK dialect; rules for both) ---------
 
+
 def find_visible(me: User, key: str) -> tuple[Message, ConversationView]:
     """A message the caller can still see (not deleted, hidden or cleared); else not found."""
     message, view = find_for_member(me, key)
-    if db.session.scalar(select(Message.id).where(Message.id == message.id, _visible_in(view, me.id))) is None:
+    if (
+        db.session.scalar(select(Message.id).where(Message.id == message.id, _visible_in(view, me.id)))
+        is None
+    ):
         raise ServiceError(Kind.NOT_FOUND, "message not found")
     return message, view
 
 
 def _payload(shown: MessageView) -> dict:
     message, conversation = shown.message, shown.conversation
-    return message_payload(message, conversation.code, shown.sender, conversation.other(message.sender_id),
-                           isread=shown.isread, quote=quote_of(message.quote_key, conversation.id))
+    return message_payload(
+        message,
+        conversation.code,
+        shown.sender,
+        conversation.other(message.sender_id),
+        isread=shown.isread,
+        quote=quote_of(message.quote_key, conversation.id),
+    )
 
 
-def announce_update(message: Message, view: ConversationView, extra: dict | None = None,
-                    announce_to_other: bool = True) -> None:
+def announce_update(
+    message: Message, view: ConversationView, extra: dict | None = None, announce_to_other: bool = True
+) -> None:
     """In the transaction that changed it: tell both sides a message changed (``extra``:
     what changed, beside the message itself)."""
     payload = {**_payload(view_of(message, view)), **(extra or {})}
@@ -433,12 +562,19 @@ def update(me: User, key: str, content: str, quote_key: str | None = None) -> Me
     if message.sender_id != me.id:
         raise ServiceError(Kind.FORBIDDEN, "only the sender can edit a message")
     if message.type not in EDITABLE_TYPES:
-        raise ServiceError(Kind.INVALID, f"{message.type} messages cannot be edited; send a new one",
-                           {"msg_id": ["only text, KMarkdown, card and location messages can be edited"]})
+        raise ServiceError(
+            Kind.INVALID,
+            f"{message.type} messages cannot be edited; send a new one",
+            {"msg_id": ["only text, KMarkdown, card and location messages can be edited"]},
+        )
     social.ensure_not_blocked(me.id, view.target.id, view.relation)
     content = validate_content(message.type, content)
     # The search document follows the new text in the same statement.
-    changes = {"content": content, "updated_at": now_ms(), "search_text": search_document(message.type, content)}
+    changes = {
+        "content": content,
+        "updated_at": now_ms(),
+        "search_text": search_document(message.type, content),
+    }
     if quote_key == "":
         changes["quote_key"] = None
     elif quote_key is not None:
@@ -449,8 +585,10 @@ def update(me: User, key: str, content: str, quote_key: str | None = None) -> Me
     # the deleter's row lock) leaves nothing to edit, and the edit answers as for a deleted one.
     with atomic():
         edited = db.session.execute(
-            sql_update(Message).where(Message.id == message.id, Message.deleted_at.is_(None))
-            .values(**changes).execution_options(synchronize_session=False)
+            sql_update(Message)
+            .where(Message.id == message.id, Message.deleted_at.is_(None))
+            .values(**changes)
+            .execution_options(synchronize_session=False)
         ).rowcount
         if not edited:
             raise ServiceError(Kind.NOT_FOUND, "message not found")
@@ -466,8 +604,9 @@ def update(me: User, key: str, content: str, quote_key: str | None = None) -> Me
     return view_of(message, view)
 
 
-def page_relative(me: User, view: ConversationView, anchor_key: str, flag: str,
-                  limit: int) -> list[MessageView]:
+def page_relative(
+    me: User, view: ConversationView, anchor_key: str, flag: str, limit: int
+) -> list[MessageView]:
     """Up to ``limit`` messages the caller can see next to the message ``anchor_key``, oldest
     first: ``before`` or ``after`` it (without it), or ``around`` it (with it, when visible).
     The anchor may be any message of the conversation, so paging survives deletions."""
@@ -483,15 +622,19 @@ def page_relative(me: User, view: ConversationView, anchor_key: str, flag: str,
     def older(count: int) -> list[Message]:
         if count <= 0:
             return []
-        rows = db.session.scalars(select(Message).where(visible, Message.id < anchor)
-                                  .order_by(Message.id.desc()).limit(count))
+        rows = db.session.scalars(
+            select(Message).where(visible, Message.id < anchor).order_by(Message.id.desc()).limit(count)
+        )
         return list(reversed(list(rows)))
 
     def newer(count: int) -> list[Message]:
         if count <= 0:
             return []
-        return list(db.session.scalars(select(Message).where(visible, Message.id > anchor)
-                                       .order_by(Message.id).limit(count)))
+        return list(
+            db.session.scalars(
+                select(Message).where(visible, Message.id > anchor).order_by(Message.id).limit(count)
+            )
+        )
 
     if flag == "before":
         found = older(limit)
@@ -502,7 +645,6 @@ def page_relative(me: User, view: ConversationView, anchor_key: str, flag: str,
         before = older((limit - len(centre)) // 2)
         found = before + centre + newer(limit - len(centre) - len(before))
     return _views(found, view)
-
 
 
 @dataclass
@@ -525,13 +667,17 @@ def details(me: User, views: list[MessageView], view: ConversationView) -> list[
     keys = {v.message.quote_key for v in views if v.message.quote_key}
     quoted = {}
     if keys:
-        rows = list(db.session.scalars(select(Message).where(
-            Message.key.in_(keys), Message.conversation_id == view.conversation.id, Message.deleted_at.is_(None))))
+        rows = list(
+            db.session.scalars(
+                select(Message).where(
+                    Message.key.in_(keys),
+                    Message.conversation_id == view.conversation.id,
+                    Message.deleted_at.is_(None),
+                )
+            )
+        )
         quoted = {v.message.key: v for v in _views(rows, view)} if rows else {}
         online = backends.current().presence.online_map(v.sender.id for v in quoted.values())
         for quote in quoted.values():
             quote.sender_online = online[quote.sender.id]
-    return [
-        MessageDetail(v, summary.get(v.message.id, []), quoted.get(v.message.quote_key))
-        for v in views
-    ]
+    return [MessageDetail(v, summary.get(v.message.id, []), quoted.get(v.message.quote_key)) for v in views]

@@ -46,6 +46,7 @@ from chat.services import accounts
 
 DELETED_NICKNAME = "Deleted account"
 
+
 def _check_password(me: User, password: str, field: str) -> User:
     """The caller's own row, once ``password`` is theirs (no transaction held while hashing)."""
     stored = db.session.scalar(select(User.password_hash).where(User.id == me.id))
@@ -56,8 +57,12 @@ def _check_password(me: User, password: str, field: str) -> User:
 
 
 def _live_sessions(user_id: int):
-    return (select(Token).where(Token.user_id == user_id, Token.kind == "session", Token.revoked_at.is_(None),
-                                (Token.expires_at.is_(None)) | (Token.expires_at > now_ms())))
+    return select(Token).where(
+        Token.user_id == user_id,
+        Token.kind == "session",
+        Token.revoked_at.is_(None),
+        (Token.expires_at.is_(None)) | (Token.expires_at > now_ms()),
+    )
 
 
 def change_password(me: User, current: Token, current_password: str, new_password: str) -> int:
@@ -65,7 +70,9 @@ def change_password(me: User, current: Token, current_password: str, new_passwor
     account at once; the session that asked stays. Returns how many sessions were ended."""
     accounts.check_password_rule(new_password, "new_password")
     if bool(me.is_bot):
-        raise ServiceError(Kind.FORBIDDEN, "a bot has no password: its token is managed with `flask bot token`")
+        raise ServiceError(
+            Kind.FORBIDDEN, "a bot has no password: its token is managed with `flask bot token`"
+        )
     _check_password(me, current_password, "current_password")
     new_hash = accounts.hash_password(new_password)
     with atomic():  # the new hash and the revocations, together
@@ -85,8 +92,11 @@ class SessionView:
 
 def list_sessions(me: User, current: Token) -> list[SessionView]:
     """My live sessions, the most recently used first."""
-    tokens = db.session.scalars(_live_sessions(me.id).order_by(
-        Token.last_used_at.desc().nulls_last(), Token.created_at.desc(), Token.id.desc()))
+    tokens = db.session.scalars(
+        _live_sessions(me.id).order_by(
+            Token.last_used_at.desc().nulls_last(), Token.created_at.desc(), Token.id.desc()
+        )
+    )
     return [SessionView(token, token.id == current.id) for token in tokens]
 
 
@@ -122,15 +132,20 @@ def delete_account(me: User, password: str) -> None:
     with atomic():  # everything below and the revocations commit together
         stamp = now_ms()
         uid = user.id
-        tokens = list(db.session.scalars(select(Token).where(Token.user_id == uid, Token.revoked_at.is_(None))))
+        tokens = list(
+            db.session.scalars(select(Token).where(Token.user_id == uid, Token.revoked_at.is_(None)))
+        )
 
         partners: dict[int, int] = {}  # conversation id -> the other member
         for conversation in db.session.scalars(
-                select(Conversation).where(or_(Conversation.user_low == uid, Conversation.user_high == uid))):
+            select(Conversation).where(or_(Conversation.user_low == uid, Conversation.user_high == uid))
+        ):
             partners[conversation.id] = conversation.other(uid)
         for message, code in db.session.execute(
-                select(Message, Conversation.code).join(Conversation, Conversation.id == Message.conversation_id)
-                .where(Message.sender_id == uid, Message.deleted_at.is_(None))):
+            select(Message, Conversation.code)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .where(Message.sender_id == uid, Message.deleted_at.is_(None))
+        ):
             other = partners[message.conversation_id]
             message.content = ""
             message.search_text = None  # found by no search from now on
@@ -147,17 +162,27 @@ def delete_account(me: User, password: str) -> None:
             db.session.merge(Block(blocker_id=uid, blocked_id=other, created_at=stamp))
 
         db.session.execute(delete(Block).where(Block.blocked_id == uid))
-        db.session.execute(delete(Block).where(Block.blocker_id == uid, Block.blocked_id.not_in(list(partners.values()))))
+        db.session.execute(
+            delete(Block).where(Block.blocker_id == uid, Block.blocked_id.not_in(list(partners.values())))
+        )
         db.session.execute(delete(Reaction).where(Reaction.user_id == uid))
         db.session.execute(delete(MessageHide).where(MessageHide.user_id == uid))
-        db.session.execute(delete(Friendship).where(or_(Friendship.user_low == uid, Friendship.user_high == uid)))
-        db.session.execute(delete(FriendRequest).where(or_(FriendRequest.from_user_id == uid,
-                                                           FriendRequest.to_user_id == uid)))
+        db.session.execute(
+            delete(Friendship).where(or_(Friendship.user_low == uid, Friendship.user_high == uid))
+        )
+        db.session.execute(
+            delete(FriendRequest).where(
+                or_(FriendRequest.from_user_id == uid, FriendRequest.to_user_id == uid)
+            )
+        )
         hooks = select(Webhook.id).where(Webhook.user_id == uid)
         db.session.execute(delete(WebhookDelivery).where(WebhookDelivery.webhook_id.in_(hooks)))
         db.session.execute(delete(Webhook).where(Webhook.user_id == uid))
-        db.session.execute(update(ConversationMember).where(ConversationMember.user_id == uid)
-                           .values(unread_count=0, hidden=True))
+        db.session.execute(
+            update(ConversationMember)
+            .where(ConversationMember.user_id == uid)
+            .values(unread_count=0, hidden=True)
+        )
         # Sessions keep only their digest (revoked, so every process's cache sweep finds it);
         # where and on what they were used goes.
         db.session.execute(update(Token).where(Token.user_id == uid).values(label=None, address=None))
@@ -184,39 +209,59 @@ def export(me: User) -> dict:
     conversations = []
     rows = db.session.execute(
         select(Conversation, ConversationMember, User)
-        .join(ConversationMember, (ConversationMember.conversation_id == Conversation.id)
-              & (ConversationMember.user_id == me.id))
+        .join(
+            ConversationMember,
+            (ConversationMember.conversation_id == Conversation.id) & (ConversationMember.user_id == me.id),
+        )
         .join(User, User.id == (Conversation.user_low + Conversation.user_high - me.id))
-        .order_by(Conversation.created_at)).all()
+        .order_by(Conversation.created_at)
+    ).all()
     for conversation, member, other in rows:
         messages = db.session.scalars(
-            select(Message).where(
-                Message.conversation_id == conversation.id, Message.deleted_at.is_(None),
+            select(Message)
+            .where(
+                Message.conversation_id == conversation.id,
+                Message.deleted_at.is_(None),
                 Message.id > member.cleared_before_id,
-                ~select(MessageHide.message_id).where(MessageHide.user_id == me.id,
-                                                      MessageHide.message_id == Message.id).exists())
-            .order_by(Message.id)).all()
-        conversations.append({
-            "conversationid": conversation.id,
-            "chat_code": conversation.code,
-            "created_at": conversation.created_at,
-            "with": {"id": other.id, "username": other.username, "nickname": other.nickname},
-            "messages": [{
-                "messagekey": message.key,
-                "sent_by_me": message.sender_id == me.id,
-                "sender_id": message.sender_id,
-                "type": message.type,
-                "classic_type": classic_number(message.type),
-                "kook_type": kook_number(message.type),
-                "content": message.content,
-                "time": message.client_time,
-                "created_at": message.created_at,
-                "updated_at": message.updated_at,
-            } for message in messages],
-        })
+                ~select(MessageHide.message_id)
+                .where(MessageHide.user_id == me.id, MessageHide.message_id == Message.id)
+                .exists(),
+            )
+            .order_by(Message.id)
+        ).all()
+        conversations.append(
+            {
+                "conversationid": conversation.id,
+                "chat_code": conversation.code,
+                "created_at": conversation.created_at,
+                "with": {"id": other.id, "username": other.username, "nickname": other.nickname},
+                "messages": [
+                    {
+                        "messagekey": message.key,
+                        "sent_by_me": message.sender_id == me.id,
+                        "sender_id": message.sender_id,
+                        "type": message.type,
+                        "classic_type": classic_number(message.type),
+                        "kook_type": kook_number(message.type),
+                        "content": message.content,
+                        "time": message.client_time,
+                        "created_at": message.created_at,
+                        "updated_at": message.updated_at,
+                    }
+                    for message in messages
+                ],
+            }
+        )
     return {
         "exported_at": now_ms(),
-        "profile": {"id": user.id, "username": user.username, "nickname": user.nickname, "avatar": user.avatar,
-                    "identify_num": user.identify_num, "is_bot": bool(user.is_bot), "created_at": user.created_at},
+        "profile": {
+            "id": user.id,
+            "username": user.username,
+            "nickname": user.nickname,
+            "avatar": user.avatar,
+            "identify_num": user.identify_num,
+            "is_bot": bool(user.is_bot),
+            "created_at": user.created_at,
+        },
         "conversations": conversations,
     }

@@ -24,8 +24,11 @@ EMOJI_MAX = 64
 def _check_emoji(emoji: str) -> str:
     emoji = emoji.strip()
     if not emoji or len(emoji) > EMOJI_MAX or not emoji.isprintable():
-        raise ServiceError(Kind.INVALID, f"emoji must be 1-{EMOJI_MAX} printable characters",
-                           {"emoji": [f"1-{EMOJI_MAX} printable characters"]})
+        raise ServiceError(
+            Kind.INVALID,
+            f"emoji must be 1-{EMOJI_MAX} printable characters",
+            {"emoji": [f"1-{EMOJI_MAX} printable characters"]},
+        )
     return emoji
 
 
@@ -35,16 +38,27 @@ def _check_room(message_id: int, user_id: int, emoji: str) -> None:
     config = current_app.config
     db.session.execute(select(Message.id).where(Message.id == message_id).with_for_update())
     per_user = config["REACTIONS_PER_USER_PER_MESSAGE"]
-    own = db.session.scalar(select(func.count()).select_from(Reaction).where(
-        Reaction.message_id == message_id, Reaction.user_id == user_id))
+    own = db.session.scalar(
+        select(func.count())
+        .select_from(Reaction)
+        .where(Reaction.message_id == message_id, Reaction.user_id == user_id)
+    )
     if own >= per_user:
-        raise ServiceError(Kind.INVALID, f"you can add at most {per_user} reactions to one message; "
-                           "remove one of yours first", {"emoji": [f"at most {per_user} per message"]})
+        raise ServiceError(
+            Kind.INVALID,
+            f"you can add at most {per_user} reactions to one message; remove one of yours first",
+            {"emoji": [f"at most {per_user} per message"]},
+        )
     per_message = config["REACTION_EMOJIS_PER_MESSAGE"]
-    emojis = set(db.session.scalars(select(Reaction.emoji).where(Reaction.message_id == message_id).distinct()))
+    emojis = set(
+        db.session.scalars(select(Reaction.emoji).where(Reaction.message_id == message_id).distinct())
+    )
     if emoji not in emojis and len(emojis) >= per_message:
-        raise ServiceError(Kind.INVALID, f"a message can carry at most {per_message} different reactions; "
-                           "use one already on it", {"emoji": [f"at most {per_message} different per message"]})
+        raise ServiceError(
+            Kind.INVALID,
+            f"a message can carry at most {per_message} different reactions; use one already on it",
+            {"emoji": [f"at most {per_message} different per message"]},
+        )
 
 
 def add(me: User, key: str, emoji: str) -> bool:
@@ -56,12 +70,19 @@ def add(me: User, key: str, emoji: str) -> bool:
         return False
     with atomic():
         _check_room(message.id, me.id, emoji)
-        added = db.session.execute(insert_unless_taken(  # a parallel repeat may get there first
-            Reaction, {"message_id": message.id, "user_id": me.id, "emoji": emoji, "created_at": now_ms()},
-        ).returning(Reaction.message_id)).first() is not None
+        added = (
+            db.session.execute(
+                insert_unless_taken(  # a parallel repeat may get there first
+                    Reaction,
+                    {"message_id": message.id, "user_id": me.id, "emoji": emoji, "created_at": now_ms()},
+                ).returning(Reaction.message_id)
+            ).first()
+            is not None
+        )
         if added:
-            messages.announce_update(message, view,
-                                     {"reaction": {"emoji": emoji, "user_id": str(me.id), "added": True}})
+            messages.announce_update(
+                message, view, {"reaction": {"emoji": emoji, "user_id": str(me.id), "added": True}}
+            )
     return added
 
 
@@ -72,14 +93,22 @@ def remove(me: User, key: str, emoji: str, user_id: int | None = None) -> bool:
     emoji = _check_emoji(emoji)
     message, view = messages.find_visible(me, key)
     with atomic():
-        removed = db.session.execute(delete(Reaction).where(
-            Reaction.message_id == message.id, Reaction.user_id == me.id, Reaction.emoji == emoji
-        )).rowcount > 0
+        removed = (
+            db.session.execute(
+                delete(Reaction).where(
+                    Reaction.message_id == message.id, Reaction.user_id == me.id, Reaction.emoji == emoji
+                )
+            ).rowcount
+            > 0
+        )
         if removed:
             blocked = view.relation.i_block or view.relation.they_block
-            messages.announce_update(message, view,
-                                     {"reaction": {"emoji": emoji, "user_id": str(me.id), "added": False}},
-                                     announce_to_other=not blocked)
+            messages.announce_update(
+                message,
+                view,
+                {"reaction": {"emoji": emoji, "user_id": str(me.id), "added": False}},
+                announce_to_other=not blocked,
+            )
     return removed
 
 
@@ -89,7 +118,8 @@ def users(me: User, key: str, emoji: str) -> list[people.Card]:
     emoji = _check_emoji(emoji)
     message, _ = messages.find_visible(me, key)
     rows = db.session.execute(
-        select(User, Reaction.created_at).join(Reaction, Reaction.user_id == User.id)
+        select(User, Reaction.created_at)
+        .join(Reaction, Reaction.user_id == User.id)
         .where(Reaction.message_id == message.id, Reaction.emoji == emoji)
         .order_by(Reaction.created_at, User.id)
     ).all()
@@ -102,8 +132,13 @@ def users(me: User, key: str, emoji: str) -> list[people.Card]:
 def summary(message_ids: list[int], viewer_id: int) -> dict[int, list[dict]]:
     """Per message: ``[{emoji, count, me}]`` in the order the emojis were first used."""
     rows = db.session.execute(
-        select(Reaction.message_id, Reaction.emoji, func.count(),
-               func.max(case((Reaction.user_id == viewer_id, 1), else_=0)), func.min(Reaction.created_at))
+        select(
+            Reaction.message_id,
+            Reaction.emoji,
+            func.count(),
+            func.max(case((Reaction.user_id == viewer_id, 1), else_=0)),
+            func.min(Reaction.created_at),
+        )
         .where(Reaction.message_id.in_(message_ids))
         .group_by(Reaction.message_id, Reaction.emoji)
         .order_by(Reaction.message_id, func.min(Reaction.created_at), Reaction.emoji)

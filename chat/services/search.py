@@ -55,9 +55,18 @@ class SearchPage:
     next: str | None  # the ``before`` of the next page, None on the last
 
 
-def search(me: User, query: str, *, conversation_id: int | None = None, code: str | None = None,
-           limit: int = 20, before: str | None = None, sender_id: int | None = None,
-           types: frozenset[str] | None = None, include_hidden: bool = False) -> SearchPage:
+def search(
+    me: User,
+    query: str,
+    *,
+    conversation_id: int | None = None,
+    code: str | None = None,
+    limit: int = 20,
+    before: str | None = None,
+    sender_id: int | None = None,
+    types: frozenset[str] | None = None,
+    include_hidden: bool = False,
+) -> SearchPage:
     """A page of the caller's messages holding every word of ``query``, newest first,
     across all their conversations or in one (by id or code); see the module for what is
     left out. ``types`` restricts to these canonical message types; ``sender_id`` to one
@@ -78,10 +87,17 @@ def search(me: User, query: str, *, conversation_id: int | None = None, code: st
     # on one table and walks the newest messages for a common word, or the index for a rare
     # one. Joined to the chats and users, it guessed from a couple of chats per user and
     # sorted every match of a common word (see docs/search.md).
-    found = (select(Message.id, Message.key)
-             .where(criteria, where, Message.deleted_at.is_(None),
-                    ~exists().where(MessageHide.user_id == me.id, MessageHide.message_id == Message.id))
-             .order_by(newest.desc()).limit(limit + 1))
+    found = (
+        select(Message.id, Message.key)
+        .where(
+            criteria,
+            where,
+            Message.deleted_at.is_(None),
+            ~exists().where(MessageHide.user_id == me.id, MessageHide.message_id == Message.id),
+        )
+        .order_by(newest.desc())
+        .limit(limit + 1)
+    )
     if joined is not None:
         found = found.select_from(joined)
     if sender_id is not None:
@@ -112,7 +128,8 @@ def _members_query(one: bool, include_hidden: bool):
     """The conversations a search looks in, with what the caller cleared of each; built once
     per form (statements are built once, see ``messages._page_query``)."""
     members = select(ConversationMember.conversation_id, ConversationMember.cleared_before_id).where(
-        ConversationMember.user_id == bindparam("me", type_=BigInteger))
+        ConversationMember.user_id == bindparam("me", type_=BigInteger)
+    )
     if one:
         members = members.where(ConversationMember.conversation_id == bindparam("only", type_=BigInteger))
     if not include_hidden:
@@ -137,13 +154,15 @@ def _rows_query():
     """The query of ``_rows``, built once."""
     me = bindparam("me", type_=BigInteger)
     mine, theirs, target = aliased(ConversationMember), aliased(ConversationMember), aliased(User)
-    return (select(Message, Conversation, mine, target, theirs.last_read_message_id)
-            .join(mine, (mine.conversation_id == Message.conversation_id) & (mine.user_id == me))
-            .join(Conversation, Conversation.id == Message.conversation_id)
-            .join(theirs, (theirs.conversation_id == Message.conversation_id) & (theirs.user_id != me))
-            .join(target, target.id == theirs.user_id)
-            .where(Message.id.in_(bindparam("ids", expanding=True)))
-            .order_by(Message.id.desc()))
+    return (
+        select(Message, Conversation, mine, target, theirs.last_read_message_id)
+        .join(mine, (mine.conversation_id == Message.conversation_id) & (mine.user_id == me))
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .join(theirs, (theirs.conversation_id == Message.conversation_id) & (theirs.user_id != me))
+        .join(target, target.id == theirs.user_id)
+        .where(Message.id.in_(bindparam("ids", expanding=True)))
+        .order_by(Message.id.desc())
+    )
 
 
 def _rows(me: User, ids: list[int]) -> list:
@@ -157,19 +176,34 @@ def _anchor(me: User, key: str) -> int:
     (a cursor from a page of theirs); anything else is refused alike."""
     found = db.session.scalar(
         select(Message.id)
-        .join(ConversationMember, (ConversationMember.conversation_id == Message.conversation_id)
-              & (ConversationMember.user_id == me.id))
-        .where(Message.key == key))
+        .join(
+            ConversationMember,
+            (ConversationMember.conversation_id == Message.conversation_id)
+            & (ConversationMember.user_id == me.id),
+        )
+        .where(Message.key == key)
+    )
     if found is None:
-        raise ServiceError(Kind.INVALID, "before is not a cursor from a previous page of this search",
-                           {"before": ["pass the next value of the previous page"]})
+        raise ServiceError(
+            Kind.INVALID,
+            "before is not a cursor from a previous page of this search",
+            {"before": ["pass the next value of the previous page"]},
+        )
     return found
 
 
 def _hit(shown: messages.MessageView, chat: ConversationView, wanted: list[Term]) -> SearchHit:
     text, marks = snippet(plain_text(shown.message.type, shown.message.content), wanted)
-    return SearchHit(shown.message, shown.conversation, shown.sender, shown.isread, shown.ispushed,
-                     snippet=text, highlights=marks, chat=chat)
+    return SearchHit(
+        shown.message,
+        shown.conversation,
+        shown.sender,
+        shown.isread,
+        shown.ispushed,
+        snippet=text,
+        highlights=marks,
+        chat=chat,
+    )
 
 
 def with_details(me: User, page: SearchPage) -> SearchPage:
@@ -183,6 +217,14 @@ def with_details(me: User, page: SearchPage) -> SearchPage:
         for hit, detail in zip(hits, messages.details(me, hits, hits[0].chat)):
             detailed[id(hit)] = detail
     end_read()
-    items = [SearchDetail(hit, detailed[id(hit)].reactions, detailed[id(hit)].quote,
-                          snippet=hit.snippet, highlights=hit.highlights) for hit in page.items]
+    items = [
+        SearchDetail(
+            hit,
+            detailed[id(hit)].reactions,
+            detailed[id(hit)].quote,
+            snippet=hit.snippet,
+            highlights=hit.highlights,
+        )
+        for hit in page.items
+    ]
     return SearchPage(items, page.next)

@@ -39,8 +39,12 @@ def blocks_sql(blocker, blocked):
 
 def friends_sql(a, b):
     """SQL: whether ``a`` and ``b`` (ids or columns) are friends, for use inside a query."""
-    return exists().where(or_(and_(Friendship.user_low == a, Friendship.user_high == b),
-                              and_(Friendship.user_low == b, Friendship.user_high == a)))
+    return exists().where(
+        or_(
+            and_(Friendship.user_low == a, Friendship.user_high == b),
+            and_(Friendship.user_low == b, Friendship.user_high == a),
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -54,8 +58,9 @@ class Relation:
 
 def relation(me_id: int, other_id: int) -> Relation:
     """The caller's relation to ``other_id``, in one query."""
-    row = db.session.execute(select(friends_sql(me_id, other_id), blocks_sql(me_id, other_id),
-                                    blocks_sql(other_id, me_id))).one()
+    row = db.session.execute(
+        select(friends_sql(me_id, other_id), blocks_sql(me_id, other_id), blocks_sql(other_id, me_id))
+    ).one()
     return Relation(*(bool(flag) for flag in row))
 
 
@@ -74,6 +79,7 @@ def are_friends(a: int, b: int) -> bool:
 
 # ---- friend requests and friendships ---------------------------------------------------------
 
+
 @dataclass
 class FriendEntry:
     """One row of a friend list as its owner sees it."""
@@ -87,7 +93,9 @@ class FriendEntry:
 
 def _other_user(me: User, user_id: int) -> User:
     if user_id == me.id:
-        raise ServiceError(Kind.INVALID, "you cannot do this to yourself", {"user_id": ["must be another user"]})
+        raise ServiceError(
+            Kind.INVALID, "you cannot do this to yourself", {"user_id": ["must be another user"]}
+        )
     return get_user(user_id)
 
 
@@ -103,17 +111,23 @@ def _make_friends(a: int, b: int) -> None:
 
 
 def _drop_requests_between(a: int, b: int) -> None:
-    db.session.execute(delete(FriendRequest).where(or_(
-        (FriendRequest.from_user_id == a) & (FriendRequest.to_user_id == b),
-        (FriendRequest.from_user_id == b) & (FriendRequest.to_user_id == a),
-    )))
+    db.session.execute(
+        delete(FriendRequest).where(
+            or_(
+                (FriendRequest.from_user_id == a) & (FriendRequest.to_user_id == b),
+                (FriendRequest.from_user_id == b) & (FriendRequest.to_user_id == a),
+            )
+        )
+    )
 
 
 def request_friend(me: User, target: User) -> FriendRequest | None:
     """Ask ``target`` to be friends. Asking again is harmless; when they already asked the
     caller, this accepts their request instead (returns None: you are friends now)."""
     if target.id == me.id:
-        raise ServiceError(Kind.INVALID, "you cannot befriend yourself", {"user_code": ["must be another user"]})
+        raise ServiceError(
+            Kind.INVALID, "you cannot befriend yourself", {"user_code": ["must be another user"]}
+        )
     if blocks(me.id, target.id):
         raise ServiceError(Kind.FORBIDDEN, "you have blocked this user; unblock them first")
     if blocks(target.id, me.id):
@@ -124,8 +138,9 @@ def request_friend(me: User, target: User) -> FriendRequest | None:
 
     def pending() -> FriendRequest | None:
         """The pair's one pending request, whichever way it goes."""
-        return db.session.scalar(select(FriendRequest).where(
-            FriendRequest.pair_low == low, FriendRequest.pair_high == high))
+        return db.session.scalar(
+            select(FriendRequest).where(FriendRequest.pair_low == low, FriendRequest.pair_high == high)
+        )
 
     with atomic():
         request = pending()
@@ -165,8 +180,11 @@ def remove_friend(me: User, user_id: int) -> None:
     low, high = ordered_pair(me.id, other.id)
     with atomic():
         db.session.execute(delete(Friendship).where(Friendship.user_low == low, Friendship.user_high == high))
-        db.session.execute(delete(FriendRequest).where(
-            FriendRequest.from_user_id == me.id, FriendRequest.to_user_id == other.id))
+        db.session.execute(
+            delete(FriendRequest).where(
+                FriendRequest.from_user_id == me.id, FriendRequest.to_user_id == other.id
+            )
+        )
 
 
 def block(me: User, user_id: int) -> None:
@@ -200,16 +218,22 @@ def friend_lists(me: User, only: str | None = None) -> dict[str, list[FriendEntr
     if "friend" in wanted:
         rows = db.session.execute(
             select(Friendship, User)
-            .join(User, ((Friendship.user_low == me.id) & (User.id == Friendship.user_high))
-                  | ((Friendship.user_high == me.id) & (User.id == Friendship.user_low)))
+            .join(
+                User,
+                ((Friendship.user_low == me.id) & (User.id == Friendship.user_high))
+                | ((Friendship.user_high == me.id) & (User.id == Friendship.user_low)),
+            )
             .order_by(Friendship.created_at.desc(), User.id)
         ).all()
         lists["friend"] = [FriendEntry(u.id, "friend", u, False, f.created_at) for f, u in rows]
     if "request" in wanted:
         rows = db.session.execute(
             select(FriendRequest, User)
-            .join(User, ((FriendRequest.to_user_id == me.id) & (User.id == FriendRequest.from_user_id))
-                  | ((FriendRequest.from_user_id == me.id) & (User.id == FriendRequest.to_user_id)))
+            .join(
+                User,
+                ((FriendRequest.to_user_id == me.id) & (User.id == FriendRequest.from_user_id))
+                | ((FriendRequest.from_user_id == me.id) & (User.id == FriendRequest.to_user_id)),
+            )
             .order_by(FriendRequest.created_at.desc(), FriendRequest.id.desc())
         ).all()
         lists["request"] = [
@@ -217,7 +241,8 @@ def friend_lists(me: User, only: str | None = None) -> dict[str, list[FriendEntr
         ]
     if "blocked" in wanted:
         rows = db.session.execute(
-            select(Block, User).join(User, User.id == Block.blocked_id)
+            select(Block, User)
+            .join(User, User.id == Block.blocked_id)
             .where(Block.blocker_id == me.id)
             .order_by(Block.created_at.desc(), User.id)
         ).all()

@@ -30,8 +30,16 @@ def signal_typing(me: User, *, conversation_id: int | None = None, code: str | N
     expires_in_ms = int(float(config["TYPING_EXPIRES_SECONDS"]) * 1000)
     interval = float(config["TYPING_INTERVAL_SECONDS"])
     conversation = view.conversation
-    payload = {"conversationid": conversation.id, "chat_code": conversation.code, "user_id": me.id,
-               "username": me.username, "nickname": me.nickname or me.username, "expires_in_ms": expires_in_ms}
+    payload = {
+        "conversationid": conversation.id,
+        "chat_code": conversation.code,
+        "user_id": me.id,
+        "username": me.username,
+        "nickname": me.nickname or me.username,
+        "expires_in_ms": expires_in_ms,
+    }
     with atomic():  # ends the look-up's read; the signal goes out after it, with no transaction open
-        outbox.signal(view.target.id, TYPING_EVENT, payload, once_per=(f"typing:{me.id}:{conversation.id}", interval))
+        outbox.signal(
+            view.target.id, TYPING_EVENT, payload, once_per=(f"typing:{me.id}:{conversation.id}", interval)
+        )
     return {"expires_in_ms": expires_in_ms, "interval_ms": int(interval * 1000)}

@@ -19,20 +19,25 @@ from swagger_ui_bundle import swagger_ui_path
 
 log = logging.getLogger(__name__)
 
-web_blp = Blueprint("web", __name__, static_folder="static", static_url_path="/web/static",
-                    template_folder="templates")
+web_blp = Blueprint(
+    "web", __name__, static_folder="static", static_url_path="/web/static", template_folder="templates"
+)
 
 # The page's own files only. Pictures, video and sound load only from this origin (the files
 # the service stores, under /files/): media a sender links from elsewhere is shown as a link,
 # so opening a conversation never makes the reader's browser fetch an address the sender
 # chose. blob: and data: for what the page makes itself (a pasted image's preview).
-PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; style-src 'self'; "
-               "script-src 'self'; connect-src 'self'; worker-src 'self'; object-src 'none'; base-uri 'none'; "
-               "frame-ancestors 'none'; form-action 'self'")
+PAGE_POLICY = (
+    "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; style-src 'self'; "
+    "script-src 'self'; connect-src 'self'; worker-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'"
+)
 # Swagger UI sets inline styles and shows its logo as a data: image.
-DOCS_POLICY = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-               "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-               "frame-ancestors 'none'")
+DOCS_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
 # The package's files /docs uses, and no others: the package also ships Swagger UI's stock
 # pages (index.html, oauth2-redirect.html), which would be served on this origin without the
 # docs policy and which fetch petstore.swagger.io and validator.swagger.io.
@@ -57,8 +62,10 @@ def warn_if_unconfigured(app) -> None:
     """At start-up: tell the operator when the page has no app key to use (it then tells its
     visitors that it is not configured)."""
     if not app.config.get("WEB_APP_KEY") and not app.config.get("WEB_APP_KEY_FILE") and not app.testing:
-        log.warning("WEB_APP_KEY is not set: the web page at / tells visitors it is not configured. "
-                    "Set it to the last line of `flask app-key create web` (docs/operations.md).")
+        log.warning(
+            "WEB_APP_KEY is not set: the web page at / tells visitors it is not configured. "
+            "Set it to the last line of `flask app-key create web` (docs/operations.md)."
+        )
 
 
 def _page(template: str, policy: str, **context):

@@ -20,6 +20,20 @@ from chat.webhooks.registry import create, delete, delivery_log, list_for_user, 
 from chat.webhooks.signing import decrypt_secret, encrypt_secret, signature
 
 __all__ = [
-    "PENDING", "attempt", "backoff_seconds", "create", "decrypt_secret", "delete", "delivery_log",
-    "encrypt_secret", "list_for_user", "prune", "reencrypt_secrets", "record", "record_many", "requeue_due", "signature", "withdraw",
+    "PENDING",
+    "attempt",
+    "backoff_seconds",
+    "create",
+    "decrypt_secret",
+    "delete",
+    "delivery_log",
+    "encrypt_secret",
+    "list_for_user",
+    "prune",
+    "reencrypt_secrets",
+    "record",
+    "record_many",
+    "requeue_due",
+    "signature",
+    "withdraw",
 ]

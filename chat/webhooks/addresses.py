@@ -53,8 +53,12 @@ def address_is_public(text: str) -> bool:
         if inner is not None and not address_is_public(str(inner)):
             return False
     return address.is_global and not (
-        address.is_private or address.is_loopback or address.is_link_local
-        or address.is_multicast or address.is_reserved or address.is_unspecified
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
     )
 
 
@@ -92,8 +96,9 @@ def parse_url(url: str) -> tuple[str, int]:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise ServiceError(Kind.INVALID, "url is not a valid URL (check the host and port)",
-                           field="url") from None
+        raise ServiceError(
+            Kind.INVALID, "url is not a valid URL (check the host and port)", field="url"
+        ) from None
     if parts.scheme.lower() not in ("http", "https"):
         raise ServiceError(Kind.INVALID, "url must start with http:// or https://", field="url")
     if not parts.hostname:
@@ -102,8 +107,11 @@ def parse_url(url: str) -> tuple[str, int]:
         raise ServiceError(Kind.INVALID, "url has port 0: give a port from 1 to 65535", field="url")
     if parts.username is not None or parts.password is not None:
         # Credentials would be stored and listed in clear; the signature authenticates us.
-        raise ServiceError(Kind.INVALID, "url must not contain a user name or password: verify X-Chat-Signature "
-                      "instead", field="url")
+        raise ServiceError(
+            Kind.INVALID,
+            "url must not contain a user name or password: verify X-Chat-Signature instead",
+            field="url",
+        )
     return parts.hostname, port or (443 if parts.scheme.lower() == "https" else 80)
 
 

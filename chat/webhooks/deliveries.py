@@ -54,9 +54,11 @@ TASK = "deliver_webhook"
 @functools.cache
 def _hooks_of_users():
     """Built once: every push batch asks it (and nearly always finds none)."""
-    return (select(Webhook.user_id, Webhook.id, Webhook.format)
-            .where(Webhook.user_id.in_(bindparam("users", expanding=True)))
-            .order_by(Webhook.id))
+    return (
+        select(Webhook.user_id, Webhook.id, Webhook.format)
+        .where(Webhook.user_id.in_(bindparam("users", expanding=True)))
+        .order_by(Webhook.id)
+    )
 
 
 def record(user_id: int, event: str, data: dict) -> None:
@@ -72,7 +74,8 @@ def record_many(events: list[tuple[int, str, dict]]) -> None:
         return
     hooks = defaultdict(list)
     for user_id, hook_id, hook_format in db.session.execute(
-            _hooks_of_users(), {"users": sorted({user_id for user_id, _, _ in events})}):
+        _hooks_of_users(), {"users": sorted({user_id for user_id, _, _ in events})}
+    ):
         hooks[user_id].append((hook_id, hook_format))
     if not hooks:
         return
@@ -86,11 +89,24 @@ def record_many(events: list[tuple[int, str, dict]]) -> None:
                 if body is None:
                     continue  # no KOOK counterpart (read markers, chat list changes)
             else:
-                body = json.dumps({"event": event, "delivery": delivery_id, "created_at": now, "data": data},
-                                  separators=(",", ":"), ensure_ascii=False)
-            db.session.add(WebhookDelivery(id=delivery_id, webhook_id=hook_id, event=event, payload=body,
-                                           about=about, status=PENDING, attempts=0, created_at=now,
-                                           next_attempt_at=now))
+                body = json.dumps(
+                    {"event": event, "delivery": delivery_id, "created_at": now, "data": data},
+                    separators=(",", ":"),
+                    ensure_ascii=False,
+                )
+            db.session.add(
+                WebhookDelivery(
+                    id=delivery_id,
+                    webhook_id=hook_id,
+                    event=event,
+                    payload=body,
+                    about=about,
+                    status=PENDING,
+                    attempts=0,
+                    created_at=now,
+                    next_attempt_at=now,
+                )
+            )
             outbox.enqueue(TASK, delivery_id, 0)
 
 
@@ -99,8 +115,9 @@ def _kook_body(hook_id: int, user_id: int, event: str, data: dict, now: int) -> 
     event that has a KOOK form, so the numbers have no gaps)."""
     if not kook_wire.has_kook_form(event, data):
         return None
-    sn = db.session.execute(update(Webhook).where(Webhook.id == hook_id).values(sn=Webhook.sn + 1)
-                            .returning(Webhook.sn)).scalar_one()
+    sn = db.session.execute(
+        update(Webhook).where(Webhook.id == hook_id).values(sn=Webhook.sn + 1).returning(Webhook.sn)
+    ).scalar_one()
     frame = kook_wire.callback_frame(user_id, event, data, sn, now)
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
 
@@ -153,12 +170,18 @@ def attempt(delivery_id: str, expected_attempts: int | None = None) -> RetryLate
             _finish(delivery_id, FAILED, delivery.last_status_code, _give_up_reason(delivery.last_error))
             return None
         lease = int((webhook_time_limits(config)[1] + LEASE_MARGIN_S) * 1000)
-        claimed = db.session.execute(
-            update(WebhookDelivery)
-            .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == PENDING,
-                   WebhookDelivery.attempts == seen)
-            .values(attempts=seen + 1, next_attempt_at=now + lease)
-        ).rowcount == 1
+        claimed = (
+            db.session.execute(
+                update(WebhookDelivery)
+                .where(
+                    WebhookDelivery.id == delivery_id,
+                    WebhookDelivery.status == PENDING,
+                    WebhookDelivery.attempts == seen,
+                )
+                .values(attempts=seen + 1, next_attempt_at=now + lease)
+            ).rowcount
+            == 1
+        )
         # The claim is visible before the request goes out, and no transaction (nor, on SQLite,
         # the database's write lock) is held while a remote server takes its time.
         if not claimed:
@@ -168,9 +191,13 @@ def attempt(delivery_id: str, expected_attempts: int | None = None) -> RetryLate
     try:
         secret = decrypt_secret(secret_encrypted)
     except InvalidToken:
-        _finish(delivery_id, FAILED, None,
-                "the webhook's secret cannot be decrypted (SECRET_KEY changed without the old key in "
-                "SECRET_KEY_FALLBACKS): create it again")
+        _finish(
+            delivery_id,
+            FAILED,
+            None,
+            "the webhook's secret cannot be decrypted (SECRET_KEY changed without the old key in "
+            "SECRET_KEY_FALLBACKS): create it again",
+        )
         return None
     body = payload.encode()
     if hook_format == kook_format.KOOK_FORMAT:
@@ -187,8 +214,10 @@ def attempt(delivery_id: str, expected_attempts: int | None = None) -> RetryLate
         error = outcome.error if outcome.permanent else _give_up_reason(outcome.error)
         _finish(delivery_id, FAILED, outcome.status_code, error)
         return None
-    delay = min(max(backoff_seconds(number), min(outcome.retry_after, config["WEBHOOK_BACKOFF_MAX"])),
-                (deadline - now) / 1000)  # the last attempt falls on the deadline, not after it
+    delay = min(
+        max(backoff_seconds(number), min(outcome.retry_after, config["WEBHOOK_BACKOFF_MAX"])),
+        (deadline - now) / 1000,
+    )  # the last attempt falls on the deadline, not after it
     if not _record_failure(delivery_id, outcome, now + math.ceil(delay * 1000)):
         return None
     if delay > longest_task_wait():
@@ -199,19 +228,30 @@ def attempt(delivery_id: str, expected_attempts: int | None = None) -> RetryLate
 
 def _record_failure(delivery_id: str, outcome, next_attempt_at: int) -> bool:
     with atomic():
-        done = db.session.execute(
-            update(WebhookDelivery)
-            .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == PENDING)
-            .values(last_status_code=outcome.status_code, last_error=_truncate(outcome.error),
-                    next_attempt_at=next_attempt_at)
-        ).rowcount == 1
+        done = (
+            db.session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == PENDING)
+                .values(
+                    last_status_code=outcome.status_code,
+                    last_error=_truncate(outcome.error),
+                    next_attempt_at=next_attempt_at,
+                )
+            ).rowcount
+            == 1
+        )
     metrics.webhook_delivery("retry")
     return done
 
 
 def _finish(delivery_id: str, status: str, status_code: int | None, error: str | None) -> None:
-    values = {"status": status, "next_attempt_at": None, "last_status_code": status_code,
-              "last_error": _truncate(error), "payload": ""}
+    values = {
+        "status": status,
+        "next_attempt_at": None,
+        "last_status_code": status_code,
+        "last_error": _truncate(error),
+        "payload": "",
+    }
     if status == DELIVERED:
         values["delivered_at"] = now_ms()
     with atomic():
@@ -241,10 +281,17 @@ def requeue_due(now: int, limit: int = 500) -> int:
     grace_ms = int(config["WEBHOOK_REQUEUE_AFTER"] * 1000)
     give_up_ms = int(config["WEBHOOK_GIVE_UP_AFTER"] * 1000)
     rows = db.session.execute(
-        select(WebhookDelivery.id, WebhookDelivery.attempts, WebhookDelivery.created_at,
-               WebhookDelivery.last_error)
-        .where(WebhookDelivery.status == PENDING, WebhookDelivery.next_attempt_at <= now,
-               or_(WebhookDelivery.attempts > 0, WebhookDelivery.next_attempt_at <= now - grace_ms))
+        select(
+            WebhookDelivery.id,
+            WebhookDelivery.attempts,
+            WebhookDelivery.created_at,
+            WebhookDelivery.last_error,
+        )
+        .where(
+            WebhookDelivery.status == PENDING,
+            WebhookDelivery.next_attempt_at <= now,
+            or_(WebhookDelivery.attempts > 0, WebhookDelivery.next_attempt_at <= now - grace_ms),
+        )
         .order_by(WebhookDelivery.next_attempt_at)
         .limit(limit)
     ).all()
@@ -259,12 +306,18 @@ def requeue_due(now: int, limit: int = 500) -> int:
             # sweeps leave it alone while the task waits in the queue: for WEBHOOK_REQUEUE_AFTER,
             # then it is taken as lost again (a never-attempted delivery gets that margin from
             # the rule above, so it is marked due now, which is also what the log shows).
-            marked = db.session.execute(
-                update(WebhookDelivery)
-                .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == PENDING,
-                       WebhookDelivery.attempts == attempts)
-                .values(next_attempt_at=now if attempts == 0 else now + grace_ms)
-            ).rowcount == 1
+            marked = (
+                db.session.execute(
+                    update(WebhookDelivery)
+                    .where(
+                        WebhookDelivery.id == delivery_id,
+                        WebhookDelivery.status == PENDING,
+                        WebhookDelivery.attempts == attempts,
+                    )
+                    .values(next_attempt_at=now if attempts == 0 else now + grace_ms)
+                ).rowcount
+                == 1
+            )
             if marked:
                 outbox.enqueue(TASK, delivery_id, attempts)
                 queued += 1
@@ -276,8 +329,11 @@ def _fail_stale(delivery_id: str, attempts: int, last_error: str | None) -> None
     with atomic():
         db.session.execute(
             update(WebhookDelivery)
-            .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == PENDING,
-                   WebhookDelivery.attempts == attempts)
+            .where(
+                WebhookDelivery.id == delivery_id,
+                WebhookDelivery.status == PENDING,
+                WebhookDelivery.attempts == attempts,
+            )
             .values(status=FAILED, next_attempt_at=None, last_error=_give_up_reason(last_error), payload="")
         )
 
@@ -295,12 +351,16 @@ def withdraw(message_key: str, user_ids) -> int:
     KOOK-format callbacks are left to go out: each carries the next ``sn`` of its callback,
     and KOOK clients treat a gap in ``sn`` as a lost event (they wait or resynchronise).
     The deletion follows them as KOOK's own system event."""
-    hooks = select(Webhook.id).where(Webhook.user_id.in_(list(user_ids)),
-                                     Webhook.format != kook_format.KOOK_FORMAT)
+    hooks = select(Webhook.id).where(
+        Webhook.user_id.in_(list(user_ids)), Webhook.format != kook_format.KOOK_FORMAT
+    )
     return db.session.execute(
         update(WebhookDelivery)
-        .where(WebhookDelivery.about == message_key, WebhookDelivery.status == PENDING,
-               WebhookDelivery.webhook_id.in_(hooks))
+        .where(
+            WebhookDelivery.about == message_key,
+            WebhookDelivery.status == PENDING,
+            WebhookDelivery.webhook_id.in_(hooks),
+        )
         .values(status=FAILED, next_attempt_at=None, last_error=WITHDRAWN, payload="")
         .execution_options(synchronize_session=False)
     ).rowcount
@@ -317,12 +377,20 @@ def prune(now: int) -> int:
     # of rows, and one huge DELETE would outlast the task's time limit and roll back.
     removed = 0
     while True:
-        batch = select(WebhookDelivery.id).where(
-            WebhookDelivery.status != PENDING, WebhookDelivery.created_at < cutoff,
-        ).limit(PRUNE_BATCH).scalar_subquery()
+        batch = (
+            select(WebhookDelivery.id)
+            .where(
+                WebhookDelivery.status != PENDING,
+                WebhookDelivery.created_at < cutoff,
+            )
+            .limit(PRUNE_BATCH)
+            .scalar_subquery()
+        )
         with atomic():
             gone = db.session.execute(
-                delete(WebhookDelivery).where(WebhookDelivery.id.in_(batch)).execution_options(synchronize_session=False)
+                delete(WebhookDelivery)
+                .where(WebhookDelivery.id.in_(batch))
+                .execution_options(synchronize_session=False)
             ).rowcount
         removed += gone
         if gone < PRUNE_BATCH:
@@ -336,21 +404,34 @@ def prune(now: int) -> int:
             .having(func.count() > cap)
         ).all()
         for hook_id, count in crowded:
-            oldest = select(WebhookDelivery.id).where(
-                WebhookDelivery.webhook_id == hook_id, WebhookDelivery.status == PENDING,
-            ).order_by(WebhookDelivery.created_at).limit(count - cap).scalar_subquery()
+            oldest = (
+                select(WebhookDelivery.id)
+                .where(
+                    WebhookDelivery.webhook_id == hook_id,
+                    WebhookDelivery.status == PENDING,
+                )
+                .order_by(WebhookDelivery.created_at)
+                .limit(count - cap)
+                .scalar_subquery()
+            )
             removed += db.session.execute(
-                update(WebhookDelivery).where(WebhookDelivery.id.in_(oldest), WebhookDelivery.status == PENDING)
-                .values(status=FAILED, next_attempt_at=None, payload="",
-                        last_error=_truncate(f"dropped: more than {cap} events were waiting for this webhook"))
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id.in_(oldest), WebhookDelivery.status == PENDING)
+                .values(
+                    status=FAILED,
+                    next_attempt_at=None,
+                    payload="",
+                    last_error=_truncate(f"dropped: more than {cap} events were waiting for this webhook"),
+                )
                 .execution_options(synchronize_session=False)
             ).rowcount
     return removed
 
 
 def _give_up_reason(error: str | None) -> str:
-    return _truncate(f"gave up after {current_app.config['WEBHOOK_GIVE_UP_AFTER']:g} s; last error: "
-                     f"{error or 'none'}")
+    return _truncate(
+        f"gave up after {current_app.config['WEBHOOK_GIVE_UP_AFTER']:g} s; last error: {error or 'none'}"
+    )
 
 
 def _truncate(text: str | None) -> str | None:

@@ -45,8 +45,11 @@ def read_secret_blob(blob: str) -> tuple[str, str]:
 def check_encrypt_key(key: str) -> str:
     most = kook_wire.ENCRYPT_KEY_BYTES
     if len(key.encode()) > most or not key.isprintable():
-        raise ServiceError(Kind.INVALID, f"encrypt_key: at most {most} printable bytes (it is padded to an AES-256 key)",
-                           field="encrypt_key")
+        raise ServiceError(
+            Kind.INVALID,
+            f"encrypt_key: at most {most} printable bytes (it is padded to an AES-256 key)",
+            field="encrypt_key",
+        )
     return key
 
 
@@ -54,8 +57,12 @@ def challenge(url: str, verify_token: str, encrypt_key: str, compress: bool) -> 
     """KOOK's handshake: the URL must echo the challenge; raises a 400 that says why not."""
     token = secrets.token_urlsafe(12)
     frame = kook_wire.challenge_frame(token)
-    response, error = post_raw(url, kook_wire.callback_bytes(frame, verify_token, encrypt_key, compress),
-                               {"Content-Type": "application/json"}, timeout=CHALLENGE_TIMEOUT)
+    response, error = post_raw(
+        url,
+        kook_wire.callback_bytes(frame, verify_token, encrypt_key, compress),
+        {"Content-Type": "application/json"},
+        timeout=CHALLENGE_TIMEOUT,
+    )
     if response is None:
         raise ServiceError(Kind.INVALID, f"url: the challenge could not be delivered: {error}", field="url")
     try:
@@ -63,9 +70,12 @@ def challenge(url: str, verify_token: str, encrypt_key: str, compress: bool) -> 
     except (ValueError, AttributeError, RecursionError):
         answered = None
     if answered != token:
-        raise ServiceError(Kind.INVALID, "url: the callback did not answer KOOK's challenge with "
-                                      '{"challenge": ...} (check its verify_token and encrypt_key)',
-                           {"url": ["did not answer the challenge"]})
+        raise ServiceError(
+            Kind.INVALID,
+            "url: the callback did not answer KOOK's challenge with "
+            '{"challenge": ...} (check its verify_token and encrypt_key)',
+            {"url": ["did not answer the challenge"]},
+        )
 
 
 def register(user, url: str, verify_token: str | None, encrypt_key: str | None, compress: bool) -> dict:
@@ -74,7 +84,12 @@ def register(user, url: str, verify_token: str | None, encrypt_key: str | None, 
     verify_token = verify_token or secrets.token_urlsafe(12)
     encrypt_key = check_encrypt_key(encrypt_key or "")
     created = create(
-        user, url, secret_blob(verify_token, encrypt_key), format=KOOK_FORMAT, compress=compress,
-        handshake=lambda checked: challenge(checked, verify_token, encrypt_key, compress))
+        user,
+        url,
+        secret_blob(verify_token, encrypt_key),
+        format=KOOK_FORMAT,
+        compress=compress,
+        handshake=lambda checked: challenge(checked, verify_token, encrypt_key, compress),
+    )
     created.pop("secret")
     return {**created, "verify_token": verify_token, "encrypt_key": encrypt_key}

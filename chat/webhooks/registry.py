@@ -18,8 +18,15 @@ from chat.webhooks.addresses import check_url
 from chat.webhooks.signing import encrypt_secret
 
 
-def create(user: User, url: str, secret: str | None = None, *, format: str = "signed",
-           compress: bool = False, handshake=None) -> dict:
+def create(
+    user: User,
+    url: str,
+    secret: str | None = None,
+    *,
+    format: str = "signed",
+    compress: bool = False,
+    handshake=None,
+) -> dict:
     """Register a webhook; the returned dict carries the secret, shown this once only.
 
     ``format="kook"`` registers a KOOK-format callback (chat/webhooks/kook_format.py):
@@ -38,11 +45,23 @@ def create(user: User, url: str, secret: str | None = None, *, format: str = "si
         db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
         _check_room(user_id, url)
         secret = secret or secrets.token_urlsafe(32)
-        webhook = Webhook(user_id=user_id, url=url, secret_encrypted=encrypt_secret(secret),
-                          created_at=now_ms(), format=format, compress=compress)
+        webhook = Webhook(
+            user_id=user_id,
+            url=url,
+            secret_encrypted=encrypt_secret(secret),
+            created_at=now_ms(),
+            format=format,
+            compress=compress,
+        )
         db.session.add(webhook)
-    return {"id": webhook.id, "url": webhook.url, "created_at": webhook.created_at, "secret": secret,
-            "format": webhook.format, "compress": webhook.compress}
+    return {
+        "id": webhook.id,
+        "url": webhook.url,
+        "created_at": webhook.created_at,
+        "secret": secret,
+        "format": webhook.format,
+        "compress": webhook.compress,
+    }
 
 
 def _check_room(user_id: int, url: str) -> None:
@@ -50,15 +69,15 @@ def _check_room(user_id: int, url: str) -> None:
     mine = db.session.scalars(select(Webhook.url).where(Webhook.user_id == user_id)).all()
     limit = current_app.config["WEBHOOK_MAX_PER_USER"]
     if len(mine) >= limit:
-        raise ServiceError(Kind.INVALID, f"you already have {limit} webhooks, the most allowed: delete one first")
+        raise ServiceError(
+            Kind.INVALID, f"you already have {limit} webhooks, the most allowed: delete one first"
+        )
     if url in mine:
         raise ServiceError(Kind.CONFLICT, "this url is already registered as one of your webhooks")
 
 
 def list_for_user(user: User) -> list[Webhook]:
-    return list(db.session.scalars(
-        select(Webhook).where(Webhook.user_id == user.id).order_by(Webhook.id)
-    ))
+    return list(db.session.scalars(select(Webhook).where(Webhook.user_id == user.id).order_by(Webhook.id)))
 
 
 def _mine(user: User, webhook_id: int) -> Webhook:
@@ -85,9 +104,11 @@ def delivery_log(user: User, webhook_id: int | None, page: int, page_size: int):
         where = [WebhookDelivery.webhook_id.in_(select(Webhook.id).where(Webhook.user_id == user.id))]
     total = db.session.scalar(select(func.count()).select_from(WebhookDelivery).where(*where)) or 0
     rows = db.session.scalars(
-        select(WebhookDelivery).where(*where)
+        select(WebhookDelivery)
+        .where(*where)
         .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
-        .offset((page - 1) * page_size).limit(page_size)
+        .offset((page - 1) * page_size)
+        .limit(page_size)
     ).all()
     return rows, total
 

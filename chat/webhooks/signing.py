@@ -21,8 +21,9 @@ def _fernet_for(secret_key: str | bytes) -> Fernet:
     raw = secret_key.encode() if isinstance(secret_key, str) else secret_key
     # HKDF gives a key of its own to this one use, so SECRET_KEY's other uses (sessions,
     # signing) never share a key with the webhook secrets.
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"chat.webhooks",
-                   info=b"webhook secret encryption").derive(raw)
+    derived = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=b"chat.webhooks", info=b"webhook secret encryption"
+    ).derive(raw)
     return Fernet(base64.urlsafe_b64encode(derived))
 
 

@@ -127,10 +127,16 @@ def _pinned_session(addresses: list[str], deadline: Deadline | None = None) -> r
             finally:
                 self._dns_host = host
 
-    http_pool = type("PinnedHTTPConnectionPool", (HTTPConnectionPool,), {
-        "ConnectionCls": type("PinnedHTTPConnection", (PinnedMixin, HTTPConnection), {})})
-    https_pool = type("PinnedHTTPSConnectionPool", (HTTPSConnectionPool,), {
-        "ConnectionCls": type("PinnedHTTPSConnection", (PinnedMixin, HTTPSConnection), {})})
+    http_pool = type(
+        "PinnedHTTPConnectionPool",
+        (HTTPConnectionPool,),
+        {"ConnectionCls": type("PinnedHTTPConnection", (PinnedMixin, HTTPConnection), {})},
+    )
+    https_pool = type(
+        "PinnedHTTPSConnectionPool",
+        (HTTPSConnectionPool,),
+        {"ConnectionCls": type("PinnedHTTPSConnection", (PinnedMixin, HTTPSConnection), {})},
+    )
     adapter = HTTPAdapter(max_retries=0)
     adapter.poolmanager.pool_classes_by_scheme = {"http": http_pool, "https": https_pool}
     session = requests.Session()
@@ -188,8 +194,9 @@ def _read_limited(response: requests.Response) -> tuple[bytes, bool]:
     return data[:ANSWER_MAX_BYTES], complete
 
 
-def post_raw(url: str, body: bytes, headers: dict, timeout: float, *,
-             allow_private: bool | None = None) -> tuple[Answer | None, str | None]:
+def post_raw(
+    url: str, body: bytes, headers: dict, timeout: float, *, allow_private: bool | None = None
+) -> tuple[Answer | None, str | None]:
     """One POST with the same address checks, pinning and hard deadline as a delivery, whose
     answer is read up to ``ANSWER_MAX_BYTES``; returns (answer, None) or (None, what went
     wrong). For KOOK's registration challenge, and Web Push (``allow_private``: its own
@@ -203,8 +210,9 @@ def post_raw(url: str, body: bytes, headers: dict, timeout: float, *,
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **headers}
     try:
         with Deadline(limit) as deadline, _pinned_session(addresses, deadline) as session:
-            response = session.post(url, data=body, headers=headers, timeout=timeout,
-                                    allow_redirects=False, stream=True)
+            response = session.post(
+                url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True
+            )
             try:
                 answer, complete = _read_limited(response)
             finally:
@@ -250,8 +258,9 @@ def post(url: str, secret: str | None, delivery_id: str, event: str, body: bytes
     try:
         with Deadline(limit) as deadline, _pinned_session(addresses, deadline) as session:
             # No redirects: a redirect could lead to an address the checks above refuse.
-            response = session.post(url, data=body, headers=headers, timeout=timeout,
-                                    allow_redirects=False, stream=True)
+            response = session.post(
+                url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True
+            )
             # Cut inside the headers, http.client takes the end of the stream for the end of
             # the headers, so a status line that made it in time would look like an answer.
             late = deadline.stop()

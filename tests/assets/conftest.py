@@ -14,7 +14,9 @@ GPS_IFD = 0x8825
 def png_with_exif(size=(64, 48)) -> tuple[bytes, Image.Image]:
     """A PNG carrying EXIF (a GPS position) and a text chunk; returns (bytes, its pixels)."""
     image = Image.new("RGB", size)
-    image.putdata([((x * 7) % 256, (y * 5) % 256, (x * y) % 256) for y in range(size[1]) for x in range(size[0])])
+    image.putdata(
+        [((x * 7) % 256, (y * 5) % 256, (x * y) % 256) for y in range(size[1]) for x in range(size[0])]
+    )
     exif = Image.Exif()
     exif[0x010F] = "PhoneMaker"
     exif.get_ifd(GPS_IFD)[2] = (31.0, 13.0, 49.0)  # GPSLatitude

@@ -14,7 +14,9 @@ from tests.kook.conftest import KookUser
 
 
 def _upload(user, data: bytes = MP4, name: str = "clip.mp4") -> dict:
-    response = user.post("/asset", data={"file": (io.BytesIO(data), name)}, content_type="multipart/form-data")
+    response = user.post(
+        "/asset", data={"file": (io.BytesIO(data), name)}, content_type="multipart/form-data"
+    )
     assert response.status_code == 200, response.json
     return response.json["data"]
 
@@ -55,8 +57,11 @@ def test_a_file_used_by_two_messages_lives_until_both_are_deleted(client, alice,
     first = alice.send(conversation, stored["url"], type=-3).json["data"]["messagekey"]
     # Forwarded by the other side, from the KOOK dialect.
     kook_bob = KookUser(bob)
-    second = kook_bob.ok("post", "/direct-message/create", json={"type": 3, "target_id": str(alice.id),
-                                                                 "content": stored["url"]})["msg_id"]
+    second = kook_bob.ok(
+        "post",
+        "/direct-message/create",
+        json={"type": 3, "target_id": str(alice.id), "content": stored["url"]},
+    )["msg_id"]
     assert alice.delete("/message", json={"messagekey": first, "type": 2}).status_code == 200
     assert client.get(_path(stored["url"])).status_code == 200
     assert kook_bob.post("/direct-message/delete", json={"msg_id": second}).status_code == 200
@@ -75,8 +80,11 @@ def test_an_upload_never_sent_is_swept_and_a_sent_one_is_kept(app, client, alice
     conversation = alice.open_with(bob)
     unused = _upload(alice)
     used = _upload(alice)
-    assert KookUser(alice).ok("post", "/direct-message/create", json={
-        "type": 3, "chat_code": KookUser(alice).open_chat(KookUser(bob)), "content": used["url"]})
+    assert KookUser(alice).ok(
+        "post",
+        "/direct-message/create",
+        json={"type": 3, "chat_code": KookUser(alice).open_chat(KookUser(bob)), "content": used["url"]},
+    )
     assert conversation
     # Not yet stale: nothing happens.
     assert service.sweep()["expired"] == 0
@@ -112,11 +120,16 @@ def test_two_last_uses_deleted_at_the_same_moment_still_delete_the_file(app, pos
         def delete(user, key):
             client = app.test_client()
             start.wait()
-            answers.append(client.delete("/message", json={"messagekey": key, "type": 2},
-                                         headers=user.headers).status_code)
+            answers.append(
+                client.delete(
+                    "/message", json={"messagekey": key, "type": 2}, headers=user.headers
+                ).status_code
+            )
 
-        threads = [threading.Thread(target=delete, args=(alice, first)),
-                   threading.Thread(target=delete, args=(bob, second))]
+        threads = [
+            threading.Thread(target=delete, args=(alice, first)),
+            threading.Thread(target=delete, args=(bob, second)),
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -165,5 +178,8 @@ def test_deleting_an_account_deletes_its_files_unless_someone_still_sends_them(c
     assert client.get(_path(never_sent["url"])).status_code == 410
     assert client.get(_path(sent["url"])).status_code == 410
     assert client.get(_path(forwarded["url"])).status_code == 200
-    wait_until(lambda: not _in_storage(sent["url"]) and not _in_storage(never_sent["url"]), 10,
-               what="the deleted account's objects to be removed")
+    wait_until(
+        lambda: not _in_storage(sent["url"]) and not _in_storage(never_sent["url"]),
+        10,
+        what="the deleted account's objects to be removed",
+    )

@@ -7,8 +7,12 @@ from click.testing import CliRunner
 
 from config import ConfigError, load_config
 
-S3 = {"S3_ENDPOINT_URL": "http://127.0.0.1:9000", "S3_BUCKET": "chat", "S3_ACCESS_KEY_ID": "id",
-      "S3_SECRET_ACCESS_KEY": "secret"}
+S3 = {
+    "S3_ENDPOINT_URL": "http://127.0.0.1:9000",
+    "S3_BUCKET": "chat",
+    "S3_ACCESS_KEY_ID": "id",
+    "S3_SECRET_ACCESS_KEY": "secret",
+}
 
 
 def test_half_configured_object_storage_stops_start_up_naming_what_is_missing():
@@ -24,8 +28,10 @@ def test_half_configured_object_storage_stops_start_up_naming_what_is_missing():
 def test_public_base_url_defaults_to_the_served_address_and_is_checked():
     assert load_config({})["PUBLIC_BASE_URL"] == "http://127.0.0.1:5000"
     assert load_config({"PORT": "8000"})["PUBLIC_BASE_URL"] == "http://127.0.0.1:8000"
-    assert load_config({"PUBLIC_BASE_URL": "https://chat.example.com/"})["PUBLIC_BASE_URL"] == \
-        "https://chat.example.com"
+    assert (
+        load_config({"PUBLIC_BASE_URL": "https://chat.example.com/"})["PUBLIC_BASE_URL"]
+        == "https://chat.example.com"
+    )
     with pytest.raises(ConfigError, match="PUBLIC_BASE_URL"):
         load_config({"PUBLIC_BASE_URL": "chat.example.com"})
 
@@ -54,6 +60,12 @@ def test_flask_assets_sweep_says_what_it_did(app):
 
 
 def test_the_upload_routes_body_cap_follows_the_largest_kind():
-    settings = load_config({"ASSET_MAX_VIDEO_BYTES": "1000", "ASSET_MAX_FILE_BYTES": "3000",
-                            "ASSET_MAX_IMAGE_BYTES": "2000", "ASSET_MAX_AUDIO_BYTES": "10"})
+    settings = load_config(
+        {
+            "ASSET_MAX_VIDEO_BYTES": "1000",
+            "ASSET_MAX_FILE_BYTES": "3000",
+            "ASSET_MAX_IMAGE_BYTES": "2000",
+            "ASSET_MAX_AUDIO_BYTES": "10",
+        }
+    )
     assert settings["ASSET_MAX_REQUEST_BYTES"] == 3000 + 64 * 1024

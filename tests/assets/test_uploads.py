@@ -12,8 +12,9 @@ from tests.kook.conftest import KookUser
 
 
 def upload(user, data: bytes, name: str = "photo.png", content_type: str = "image/png", path="/asset"):
-    return user.post(path, data={"file": (io.BytesIO(data), name, content_type)},
-                     content_type="multipart/form-data")
+    return user.post(
+        path, data={"file": (io.BytesIO(data), name, content_type)}, content_type="multipart/form-data"
+    )
 
 
 def fetch(client, url: str, **kwargs):
@@ -120,44 +121,61 @@ def test_urls_are_random_capabilities(alice, client, png):
 def test_the_url_uses_the_configured_base_not_the_host_header(app, client, alice, png):
     app.config["PUBLIC_BASE_URL"] = "https://chat.example.com"
     user = alice
-    response = client.post("/asset", data={"file": (io.BytesIO(png[0]), "a.png")},
-                           content_type="multipart/form-data", headers={**user.headers, "Host": "evil.example"})
+    response = client.post(
+        "/asset",
+        data={"file": (io.BytesIO(png[0]), "a.png")},
+        content_type="multipart/form-data",
+        headers={**user.headers, "Host": "evil.example"},
+    )
     assert response.json["data"]["url"].startswith("https://chat.example.com/files/")
 
 
 def test_upload_refusals_in_the_classic_envelope(alice, client, png):
     missing = alice.post("/asset", data={}, content_type="multipart/form-data")
-    assert missing.status_code == 400 and missing.json["code"] == 1 and "file" in missing.json["data"]["errors"]
+    assert (
+        missing.status_code == 400 and missing.json["code"] == 1 and "file" in missing.json["data"]["errors"]
+    )
     empty = upload(alice, b"", "empty.bin")
     assert empty.status_code == 400 and "empty" in empty.json["msg"]
     broken = upload(alice, png[0][:60], "broken.png")
     assert broken.status_code == 400 and "decoded" in broken.json["msg"]
-    anonymous = client.post("/asset", data={"file": (io.BytesIO(png[0]), "a.png")},
-                            content_type="multipart/form-data")
+    anonymous = client.post(
+        "/asset", data={"file": (io.BytesIO(png[0]), "a.png")}, content_type="multipart/form-data"
+    )
     assert anonymous.status_code == 401
 
 
 def test_per_kind_size_limits_answer_413(app, make_user, png):
     app.config.update(ASSET_MAX_IMAGE_BYTES=100, ASSET_MAX_FILE_BYTES=50)
     user = make_user("dave")
-    too_big = user.post("/asset", data={"file": (io.BytesIO(png[0]), "a.png")}, content_type="multipart/form-data")
+    too_big = user.post(
+        "/asset", data={"file": (io.BytesIO(png[0]), "a.png")}, content_type="multipart/form-data"
+    )
     assert too_big.status_code == 413 and too_big.json["code"] == 1 and "image" in too_big.json["msg"]
-    ok = user.post("/asset", data={"file": (io.BytesIO(b"x" * 40), "a.txt")}, content_type="multipart/form-data")
+    ok = user.post(
+        "/asset", data={"file": (io.BytesIO(b"x" * 40), "a.txt")}, content_type="multipart/form-data"
+    )
     assert ok.status_code == 200
     kook = KookUser(user)
-    refused = kook.post("/asset/create", data={"file": (io.BytesIO(b"x" * 60), "a.txt")},
-                        content_type="multipart/form-data")
+    refused = kook.post(
+        "/asset/create", data={"file": (io.BytesIO(b"x" * 60), "a.txt")}, content_type="multipart/form-data"
+    )
     assert refused.status_code == 413 and refused.json["code"] == 40014
 
 
 def test_the_request_body_limit_is_raised_only_for_uploads(app, make_user):
     # ASSET_MAX_REQUEST_BYTES is derived from the kinds' limits when the app is made.
-    app.config.update(MAX_CONTENT_LENGTH=1024, ASSET_MAX_FILE_BYTES=4096, ASSET_MAX_REQUEST_BYTES=4096 + 65536)
+    app.config.update(
+        MAX_CONTENT_LENGTH=1024, ASSET_MAX_FILE_BYTES=4096, ASSET_MAX_REQUEST_BYTES=4096 + 65536
+    )
     user = make_user("erin")
-    ok = user.post("/asset", data={"file": (io.BytesIO(b"y" * 3000), "a.bin")}, content_type="multipart/form-data")
+    ok = user.post(
+        "/asset", data={"file": (io.BytesIO(b"y" * 3000), "a.bin")}, content_type="multipart/form-data"
+    )
     assert ok.status_code == 200, ok.json
-    too_big = user.post("/asset", data={"file": (io.BytesIO(b"y" * 200_000), "a.bin")},
-                        content_type="multipart/form-data")
+    too_big = user.post(
+        "/asset", data={"file": (io.BytesIO(b"y" * 200_000), "a.bin")}, content_type="multipart/form-data"
+    )
     assert too_big.status_code == 413 and too_big.json["code"] == 1
     # Elsewhere the small limit still holds.
     big_json = user.post("/conversation", json={"passiveuser": 1, "time": "1", "padding": "z" * 2000})
@@ -170,8 +188,9 @@ def test_decompression_bombs_are_refused(app, make_user, side):
     user = make_user("frank")
     out = io.BytesIO()
     Image.new("L", (side, side)).save(out, "PNG")  # a tiny file of many pixels
-    response = user.post("/asset", data={"file": (io.BytesIO(out.getvalue()), "bomb.png")},
-                         content_type="multipart/form-data")
+    response = user.post(
+        "/asset", data={"file": (io.BytesIO(out.getvalue()), "bomb.png")}, content_type="multipart/form-data"
+    )
     assert response.status_code == 413 and "pixels" in response.json["msg"]
 
 
@@ -179,20 +198,28 @@ def test_daily_quota_answers_429_with_retry_after(app, make_user):
     app.config.update(ASSET_DAILY_UPLOADS=2)
     user = make_user("gina")
     for _ in range(2):
-        assert user.post("/asset", data={"file": (io.BytesIO(b"q" * 10), "a.txt")},
-                         content_type="multipart/form-data").status_code == 200
-    refused = user.post("/asset", data={"file": (io.BytesIO(b"q" * 10), "a.txt")}, content_type="multipart/form-data")
+        assert (
+            user.post(
+                "/asset", data={"file": (io.BytesIO(b"q" * 10), "a.txt")}, content_type="multipart/form-data"
+            ).status_code
+            == 200
+        )
+    refused = user.post(
+        "/asset", data={"file": (io.BytesIO(b"q" * 10), "a.txt")}, content_type="multipart/form-data"
+    )
     assert refused.status_code == 429 and refused.json["code"] == 1
     assert 80_000 < int(refused.headers["Retry-After"]) <= 86_400
-    kook = KookUser(user).post("/asset/create", data={"file": (io.BytesIO(b"q"), "a.txt")},
-                               content_type="multipart/form-data")
+    kook = KookUser(user).post(
+        "/asset/create", data={"file": (io.BytesIO(b"q"), "a.txt")}, content_type="multipart/form-data"
+    )
     assert kook.status_code == 429 and kook.json["code"] == 42900 and "Retry-After" in kook.headers
 
 
 def test_kook_asset_create_answers_the_url(alice, client, png):
     kook = KookUser(alice)
-    response = kook.post("/asset/create", data={"file": (io.BytesIO(png[0]), "p.png")},
-                         content_type="multipart/form-data")
+    response = kook.post(
+        "/asset/create", data={"file": (io.BytesIO(png[0]), "p.png")}, content_type="multipart/form-data"
+    )
     assert response.status_code == 200
     assert response.json["code"] == 0 and set(response.json["data"]) == {"url"}
     assert fetch(client, response.json["data"]["url"]).status_code == 200
@@ -210,20 +237,29 @@ def test_names_are_cleaned(alice, name):
 
 
 def _multipart(data: bytes, name: str = "big.bin") -> bytes:
-    return (b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="' + name.encode() + b'"\r\n'
-            b"Content-Type: application/octet-stream\r\n\r\n" + data + b"\r\n--xyz--\r\n")
+    return (
+        b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="' + name.encode() + b'"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n" + data + b"\r\n--xyz--\r\n"
+    )
 
 
 @pytest.mark.parametrize("size, status", [(3000, 200), (100_000, 413)])
 def test_a_chunked_upload_is_read_up_to_the_upload_limit_only(app, alice, size, status):
-    limits = dict.fromkeys(("ASSET_MAX_IMAGE_BYTES", "ASSET_MAX_VIDEO_BYTES", "ASSET_MAX_AUDIO_BYTES",
-                            "ASSET_MAX_FILE_BYTES"), 4096)
+    limits = dict.fromkeys(
+        ("ASSET_MAX_IMAGE_BYTES", "ASSET_MAX_VIDEO_BYTES", "ASSET_MAX_AUDIO_BYTES", "ASSET_MAX_FILE_BYTES"),
+        4096,
+    )
     app.config.update(MAX_CONTENT_LENGTH=1024, ASSET_MAX_REQUEST_BYTES=4096 + 65536, **limits)
     response = alice.client.post(
-        "/asset", input_stream=io.BytesIO(_multipart(b"z" * size)),
-        headers={**alice.headers, "Transfer-Encoding": "chunked",
-                 "Content-Type": "multipart/form-data; boundary=xyz"},
-        environ_overrides={"wsgi.input_terminated": True})
+        "/asset",
+        input_stream=io.BytesIO(_multipart(b"z" * size)),
+        headers={
+            **alice.headers,
+            "Transfer-Encoding": "chunked",
+            "Content-Type": "multipart/form-data; boundary=xyz",
+        },
+        environ_overrides={"wsgi.input_terminated": True},
+    )
     assert response.status_code == status, response.json
     if status == 200:
         assert response.json["data"]["size"] == size
@@ -235,7 +271,9 @@ def test_a_chunked_upload_is_read_up_to_the_upload_limit_only(app, alice, size, 
 def test_an_animated_gif_keeps_its_frames(alice, client):
     frames = [Image.new("RGB", (20, 20), color) for color in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
     out = io.BytesIO()
-    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0, comment=b"hidden")
+    frames[0].save(
+        out, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0, comment=b"hidden"
+    )
     stored = upload(alice, out.getvalue(), "dance.gif").json["data"]
     assert stored["type"] == "image" and stored["mime"] == "image/gif"
     got = fetch(client, stored["url"]).data
@@ -262,13 +300,18 @@ def test_an_unreachable_object_store_answers_503_in_the_envelope(app, alice, cli
     assert "Retry-After" in refused.headers
     fetched = fetch(client, stored["url"])
     assert fetched.status_code == 503 and fetched.json["code"] == 1
-    kook = KookUser(alice).post("/asset/create", data={"file": (io.BytesIO(MP4), "c.mp4")},
-                                content_type="multipart/form-data")
+    kook = KookUser(alice).post(
+        "/asset/create", data={"file": (io.BytesIO(MP4), "c.mp4")}, content_type="multipart/form-data"
+    )
     assert kook.status_code == 503 and kook.json["code"] == 50000
 
 
 def test_without_a_public_base_url_uploads_are_refused_not_built_from_the_host(app, alice, png):
     app.config["PUBLIC_BASE_URL"] = None  # production without it
-    refused = alice.client.post("/asset", data={"file": (io.BytesIO(png[0]), "a.png")},
-                                content_type="multipart/form-data", headers={**alice.headers, "Host": "evil.example"})
+    refused = alice.client.post(
+        "/asset",
+        data={"file": (io.BytesIO(png[0]), "a.png")},
+        content_type="multipart/form-data",
+        headers={**alice.headers, "Host": "evil.example"},
+    )
     assert refused.status_code == 503 and "PUBLIC_BASE_URL" in refused.json["msg"]

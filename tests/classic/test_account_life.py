@@ -18,8 +18,11 @@ PASSWORD = "correct horse"
 
 
 def second_session(client, app_key, user, device="laptop"):
-    response = client.post("/auth/login", headers={"X-APP-Key": app_key, "User-Agent": "Firefox/140"},
-                           json={"username": user.username, "password": PASSWORD, "device": device})
+    response = client.post(
+        "/auth/login",
+        headers={"X-APP-Key": app_key, "User-Agent": "Firefox/140"},
+        json={"username": user.username, "password": PASSWORD, "device": device},
+    )
     assert response.status_code == 200, response.json
     return response.json["data"]["session"]
 
@@ -29,7 +32,9 @@ def classic_headers(app_key, session):
 
 
 def test_changing_the_password_needs_the_current_one(alice):
-    wrong = alice.post("/auth/password", json={"current_password": "not it at all", "new_password": "a new password"})
+    wrong = alice.post(
+        "/auth/password", json={"current_password": "not it at all", "new_password": "a new password"}
+    )
     assert wrong.status_code == 403 and wrong.json["code"] == 1
     assert "current password is wrong" in wrong.json["msg"]
     short = alice.post("/auth/password", json={"current_password": PASSWORD, "new_password": "short"})
@@ -39,18 +44,24 @@ def test_changing_the_password_needs_the_current_one(alice):
 def test_a_new_password_ends_every_other_session_and_its_stream_at_once(client, app_key, alice, bob):
     laptop = second_session(client, app_key, alice)
     laptop_stream = Reader(open_stream(client, laptop))
-    changed = alice.post("/auth/password", json={"current_password": PASSWORD, "new_password": "a new password"})
+    changed = alice.post(
+        "/auth/password", json={"current_password": PASSWORD, "new_password": "a new password"}
+    )
     assert changed.status_code == 200 and changed.json["data"] == {"sessions_ended": 1}
 
     (ended,) = laptop_stream.events(1)
     assert ended["event"] == "stream.ended"
     assert client.get("/conversation", headers=classic_headers(app_key, laptop)).status_code == 401
     assert alice.get("/conversation").status_code == 200  # the session that asked stays
-    old = client.post("/auth/login", headers={"X-APP-Key": app_key},
-                      json={"username": "alice", "password": PASSWORD})
+    old = client.post(
+        "/auth/login", headers={"X-APP-Key": app_key}, json={"username": "alice", "password": PASSWORD}
+    )
     assert old.status_code == 401
-    new = client.post("/auth/login", headers={"X-APP-Key": app_key},
-                      json={"username": "alice", "password": "a new password"})
+    new = client.post(
+        "/auth/login",
+        headers={"X-APP-Key": app_key},
+        json={"username": "alice", "password": "a new password"},
+    )
     assert new.status_code == 200
 
 
@@ -96,11 +107,17 @@ def test_the_kook_twins_answer_in_the_kook_envelope(client, app_key, alice):
     ended = client.delete("/api/v3/auth/sessions", headers=bearer)
     assert ended.json == {"code": 0, "message": "操作成功", "data": {"sessions_ended": 1}}
     assert client.get("/api/v3/user/me", headers={"Authorization": f"Bearer {laptop}"}).status_code == 401
-    wrong = client.post("/api/v3/auth/password", headers=bearer,
-                        json={"current_password": "wrong wrong", "new_password": "a new password"})
+    wrong = client.post(
+        "/api/v3/auth/password",
+        headers=bearer,
+        json={"current_password": "wrong wrong", "new_password": "a new password"},
+    )
     assert wrong.status_code == 403 and wrong.json["code"] == 40300
-    changed = client.post("/api/v3/auth/password", headers=bearer,
-                          json={"current_password": PASSWORD, "new_password": "a new password"})
+    changed = client.post(
+        "/api/v3/auth/password",
+        headers=bearer,
+        json={"current_password": PASSWORD, "new_password": "a new password"},
+    )
     assert changed.status_code == 200 and changed.json["data"] == {"sessions_ended": 0}
     exported = client.get("/api/v3/auth/export", headers=bearer)
     assert exported.status_code == 200 and exported.json["data"]["profile"]["username"] == "alice"
@@ -122,7 +139,9 @@ def test_export_is_a_json_download_of_profile_conversations_and_messages(alice, 
     (conversation,) = document["conversations"]
     assert conversation["conversationid"] == cid and conversation["with"]["username"] == "bob"
     assert [(m["content"], m["sent_by_me"]) for m in conversation["messages"]] == [
-        ("from alice", True), ("from bob", False)]
+        ("from alice", True),
+        ("from bob", False),
+    ]
     assert "password" not in json.dumps(document) and alice.session not in json.dumps(document)
 
 
@@ -160,27 +179,40 @@ def test_deleting_my_account_erases_what_i_wrote_and_keeps_what_they_wrote(app, 
     assert listed[0]["target_info"]["username"] != "alice"
     refused = bob.send(cid, "anyone there?")
     assert refused.status_code == 403
-    assert bob.post("/conversation", json={"passiveuser": alice_id, "time": "1700000000000"}).status_code in (403, 404)
+    assert bob.post("/conversation", json={"passiveuser": alice_id, "time": "1700000000000"}).status_code in (
+        403,
+        404,
+    )
 
     # nothing of hers is left to use or read
     assert alice.get("/conversation").status_code == 401
-    assert client.post("/auth/login", headers={"X-APP-Key": app_key},
-                       json={"username": "alice", "password": PASSWORD}).status_code == 401
+    assert (
+        client.post(
+            "/auth/login", headers={"X-APP-Key": app_key}, json={"username": "alice", "password": PASSWORD}
+        ).status_code
+        == 401
+    )
     user = db.session.get(User, alice_id)
     assert user.deleted_at and user.password_hash is None and user.username == f"deleted-{alice_id}"
     assert db.session.scalar(select(Message.content).where(Message.key == mine)) == ""
-    assert all(t.revoked_at and t.label is None and t.address is None
-               for t in db.session.scalars(select(Token).where(Token.user_id == alice_id)))
+    assert all(
+        t.revoked_at and t.label is None and t.address is None
+        for t in db.session.scalars(select(Token).where(Token.user_id == alice_id))
+    )
     assert db.session.scalars(select(Webhook).where(Webhook.user_id == alice_id)).all() == []
     bus = backends.of(app).bus
     assert all("alice's secret" not in data for _, _, data in bus.read(bob.id, None))
     # Her stream was dropped; what others do later may still note contentless events there
     # (bob read the chat, his stream closed): no message of anyone's is in it.
-    assert [event for _, event, _ in bus.read(alice_id, None) if event.startswith("message.") and
-            event != "message.read"] == []
+    assert [
+        event
+        for _, event, _ in bus.read(alice_id, None)
+        if event.startswith("message.") and event != "message.read"
+    ] == []
     # the name is free again
-    again = client.post("/auth/register", headers={"X-APP-Key": app_key},
-                        json={"username": "alice", "password": PASSWORD})
+    again = client.post(
+        "/auth/register", headers={"X-APP-Key": app_key}, json={"username": "alice", "password": PASSWORD}
+    )
     assert again.status_code == 200 and again.json["data"]["id"] != alice_id
 
 
@@ -204,11 +236,17 @@ def test_ending_sessions_or_the_account_removes_notification_devices(app, client
     laptop_id = next(s["id"] for s in alice.get("/auth/sessions").json["data"] if not s["current"])
     current_id = next(s["id"] for s in alice.get("/auth/sessions").json["data"] if s["current"])
     for name, token_id in (("laptop", laptop_id), ("phone", current_id)):
-        db.session.add(PushDevice(id=name, user_id=alice.id, kind="fcm", address=name, address_hash=name * 8,
-                                  token_id=token_id))
+        db.session.add(
+            PushDevice(
+                id=name, user_id=alice.id, kind="fcm", address=name, address_hash=name * 8, token_id=token_id
+            )
+        )
     db.session.commit()
     assert alice.delete("/auth/sessions").status_code == 200  # signs the laptop out
     assert client.get("/conversation", headers=classic_headers(app_key, laptop)).status_code == 401
     assert db.session.scalars(select(PushDevice.id)).all() == ["phone"]
-    assert alice.client.delete("/auth/account", headers=alice.headers, json={"password": PASSWORD}).status_code == 200
+    assert (
+        alice.client.delete("/auth/account", headers=alice.headers, json={"password": PASSWORD}).status_code
+        == 200
+    )
     assert db.session.scalars(select(PushDevice.id)).all() == []

@@ -8,8 +8,11 @@ from chat.services import accounts
 
 
 def test_register_returns_the_user(client, app_key):
-    response = client.post("/auth/register", headers={"X-APP-Key": app_key},
-                           json={"username": "Zoë", "password": "long enough", "nickname": "Z"})
+    response = client.post(
+        "/auth/register",
+        headers={"X-APP-Key": app_key},
+        json={"username": "Zoë", "password": "long enough", "nickname": "Z"},
+    )
     assert response.status_code == 200
     user = response.json["data"]
     assert user["username"] == "Zoë" and user["nickname"] == "Z"
@@ -18,15 +21,19 @@ def test_register_returns_the_user(client, app_key):
 
 
 def test_username_is_unique_case_insensitively(client, app_key, alice):
-    response = client.post("/auth/register", headers={"X-APP-Key": app_key},
-                           json={"username": "ALICE", "password": "long enough"})
+    response = client.post(
+        "/auth/register",
+        headers={"X-APP-Key": app_key},
+        json={"username": "ALICE", "password": "long enough"},
+    )
     assert response.status_code == 409
     assert response.json["code"] == 1 and "taken" in response.json["msg"]
 
 
 def test_register_validates_fields(client, app_key):
-    response = client.post("/auth/register", headers={"X-APP-Key": app_key},
-                           json={"username": "x" * 33, "password": "short"})
+    response = client.post(
+        "/auth/register", headers={"X-APP-Key": app_key}, json={"username": "x" * 33, "password": "short"}
+    )
     assert response.status_code == 400
     errors = response.json["data"]["errors"]
     assert set(errors) == {"username", "password"}
@@ -45,10 +52,12 @@ def test_revoked_app_key_is_refused(client, app, alice):
 
 
 def test_login_with_wrong_password_or_unknown_user_looks_the_same(client, app_key, alice):
-    wrong = client.post("/auth/login", headers={"X-APP-Key": app_key},
-                        json={"username": "alice", "password": "nope nope"})
-    unknown = client.post("/auth/login", headers={"X-APP-Key": app_key},
-                          json={"username": "nobody", "password": "nope nope"})
+    wrong = client.post(
+        "/auth/login", headers={"X-APP-Key": app_key}, json={"username": "alice", "password": "nope nope"}
+    )
+    unknown = client.post(
+        "/auth/login", headers={"X-APP-Key": app_key}, json={"username": "nobody", "password": "nope nope"}
+    )
     assert wrong.status_code == unknown.status_code == 401
     assert wrong.json == unknown.json
 
@@ -79,10 +88,14 @@ def test_missing_or_bogus_session_is_401(client, app_key):
 
 
 def test_a_username_that_folds_longer_than_32_is_refused(client, app_key):
-    response = client.post("/auth/register", headers={"X-APP-Key": app_key},
-                           json={"username": "ß" * 32, "password": "long enough"})
+    response = client.post(
+        "/auth/register",
+        headers={"X-APP-Key": app_key},
+        json={"username": "ß" * 32, "password": "long enough"},
+    )
     assert response.status_code == 400 and "username" in response.json["data"]["errors"]
     for password in ("\ud800 surrogate", "long enough"):
-        response = client.post("/auth/register", headers={"X-APP-Key": app_key},
-                               json={"username": "ok", "password": password})
+        response = client.post(
+            "/auth/register", headers={"X-APP-Key": app_key}, json={"username": "ok", "password": password}
+        )
         assert response.status_code == (400 if "\ud800" in password else 200)

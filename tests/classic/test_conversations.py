@@ -42,17 +42,20 @@ def test_a_block_either_way_forbids_opening(app, alice, bob, blocker):
     assert response.status_code == 403
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"time": "1700000000000"}, "passiveuser"),
-    ({"passiveuser": "abc", "time": "1700000000000"}, "passiveuser"),
-    ({"passiveuser": 1.5, "time": "1700000000000"}, "passiveuser"),
-    ({"passiveuser": True, "time": "1700000000000"}, "passiveuser"),
-    ({"passiveuser": 10**30, "time": "1700000000000"}, "passiveuser"),
-    ({"passiveuser": 123456}, "time"),
-    ({"passiveuser": 123456, "time": 1700000000000}, "time"),
-    ({"passiveuser": 123456, "time": "yesterday"}, "time"),
-    ({"passiveuser": 123456, "time": "9" * 40}, "time"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"time": "1700000000000"}, "passiveuser"),
+        ({"passiveuser": "abc", "time": "1700000000000"}, "passiveuser"),
+        ({"passiveuser": 1.5, "time": "1700000000000"}, "passiveuser"),
+        ({"passiveuser": True, "time": "1700000000000"}, "passiveuser"),
+        ({"passiveuser": 10**30, "time": "1700000000000"}, "passiveuser"),
+        ({"passiveuser": 123456}, "time"),
+        ({"passiveuser": 123456, "time": 1700000000000}, "time"),
+        ({"passiveuser": 123456, "time": "yesterday"}, "time"),
+        ({"passiveuser": 123456, "time": "9" * 40}, "time"),
+    ],
+)
 def test_bad_input_names_the_field(alice, body, field):
     response = alice.post("/conversation", json=body)
     assert response.status_code == 400
@@ -71,8 +74,13 @@ def test_list_is_newest_activity_first_with_unread_counts(alice, bob, make_user)
     assert [i["conversationid"] for i in items] == [with_carol, with_bob]
     assert [i["unread_count"] for i in items] == [1, 2]
     first = items[0]
-    assert first["target_info"] == {"id": carol.id, "username": "carol", "nickname": "carol",
-                                    "avatar": "", "online": False}
+    assert first["target_info"] == {
+        "id": carol.id,
+        "username": "carol",
+        "nickname": "carol",
+        "avatar": "",
+        "online": False,
+    }
     assert len(first["code"]) == 32 and first["latest_msg_time"] > 0
     assert alice.get("/conversation?start=1&limit=1").json["data"][0]["conversationid"] == with_bob
 

@@ -23,18 +23,24 @@ def history(user, conversation_id, **params):
 
 
 def unread(user, conversation_id):
-    return next(i["unread_count"] for i in user.get("/conversation").json["data"]
-                if i["conversationid"] == conversation_id)
+    return next(
+        i["unread_count"]
+        for i in user.get("/conversation").json["data"]
+        if i["conversationid"] == conversation_id
+    )
 
 
-@pytest.mark.parametrize("type_,content", [
-    (-1, "hello there"),
-    (-2, "https://cdn.example.com/cat.png"),
-    (-3, "http://cdn.example.com/v.mp4"),
-    (-4, "https://example.com/report.pdf"),
-    (-5, "31.2304,121.4737"),
-    (-6, "https://example.com/voice.ogg"),
-])
+@pytest.mark.parametrize(
+    "type_,content",
+    [
+        (-1, "hello there"),
+        (-2, "https://cdn.example.com/cat.png"),
+        (-3, "http://cdn.example.com/v.mp4"),
+        (-4, "https://example.com/report.pdf"),
+        (-5, "31.2304,121.4737"),
+        (-6, "https://example.com/voice.ogg"),
+    ],
+)
 def test_each_type_round_trips(alice, bob, chat, type_, content):
     sent = alice.send(chat, content, type=type_)
     assert sent.status_code == 200, sent.json
@@ -47,19 +53,22 @@ def test_each_type_round_trips(alice, bob, chat, type_, content):
     assert (message["id"], message["username"], message["nickname"]) == (alice.id, "alice", "alice")
 
 
-@pytest.mark.parametrize("type_,content,hint", [
-    (-1, "", "empty"),
-    (-1, "   ", "empty"),
-    (-1, "x" * 5001, "5000"),
-    (-2, "not a url", "URL"),
-    (-2, "ftp://example.com/a.png", "URL"),
-    (-2, "https://example.com/" + "a" * 2048, "2048"),
-    (-5, "91,0", "range"),
-    (-5, "0,181", "range"),
-    (-5, "north,south", "lat,lng"),
-    (-5, "nan,1", "lat,lng"),
-    (-5, "1,2,3", "lat,lng"),
-])
+@pytest.mark.parametrize(
+    "type_,content,hint",
+    [
+        (-1, "", "empty"),
+        (-1, "   ", "empty"),
+        (-1, "x" * 5001, "5000"),
+        (-2, "not a url", "URL"),
+        (-2, "ftp://example.com/a.png", "URL"),
+        (-2, "https://example.com/" + "a" * 2048, "2048"),
+        (-5, "91,0", "range"),
+        (-5, "0,181", "range"),
+        (-5, "north,south", "lat,lng"),
+        (-5, "nan,1", "lat,lng"),
+        (-5, "1,2,3", "lat,lng"),
+    ],
+)
 def test_bad_content_is_a_clear_400(alice, chat, type_, content, hint):
     response = alice.send(chat, content, type=type_)
     assert response.status_code == 400
@@ -67,16 +76,19 @@ def test_bad_content_is_a_clear_400(alice, chat, type_, content, hint):
     assert "content" in response.json["data"]["errors"]
 
 
-@pytest.mark.parametrize("patch,field", [
-    ({"type": 7}, "type"),
-    ({"type": 1}, "type"),
-    ({"type": "text"}, "type"),
-    ({"content": 12}, "content"),
-    ({"time": 1700000000000}, "time"),
-    ({"time": "-5"}, "time"),
-    ({"conversationid": "x"}, "conversationid"),
-    ({"nonce": "n" * 65}, "nonce"),
-])
+@pytest.mark.parametrize(
+    "patch,field",
+    [
+        ({"type": 7}, "type"),
+        ({"type": 1}, "type"),
+        ({"type": "text"}, "type"),
+        ({"content": 12}, "content"),
+        ({"time": 1700000000000}, "time"),
+        ({"time": "-5"}, "time"),
+        ({"conversationid": "x"}, "conversationid"),
+        ({"nonce": "n" * 65}, "nonce"),
+    ],
+)
 def test_bad_fields_are_named(alice, chat, patch, field):
     body = {"conversationid": chat, "type": -1, "content": "hi", "time": "1700000000000", **patch}
     response = alice.post("/message", json=body)
@@ -85,17 +97,22 @@ def test_bad_fields_are_named(alice, chat, patch, field):
 
 
 def test_malformed_bodies_never_500(alice, chat):
-    for raw, ctype in [("{bad json", "application/json"), ("[1,2]", "application/json"),
-                       ("null", "application/json"), ("x=1", "application/x-www-form-urlencoded"),
-                       ("", "text/plain")]:
+    for raw, ctype in [
+        ("{bad json", "application/json"),
+        ("[1,2]", "application/json"),
+        ("null", "application/json"),
+        ("x=1", "application/x-www-form-urlencoded"),
+        ("", "text/plain"),
+    ]:
         response = alice.post("/message", data=raw, content_type=ctype)
         assert response.status_code == 400, (raw, response.json)
         assert response.json["code"] == 1 and response.json["msg"]
 
 
 def test_huge_body_is_413(alice, chat):
-    response = alice.post("/message", json={"conversationid": chat, "type": -1,
-                                            "content": "x" * (2 * 1024 * 1024), "time": "1"})
+    response = alice.post(
+        "/message", json={"conversationid": chat, "type": -1, "content": "x" * (2 * 1024 * 1024), "time": "1"}
+    )
     assert response.status_code == 413 and response.json["code"] == 1
 
 
@@ -232,8 +249,11 @@ def test_reading_and_deleting_a_chat_tell_my_other_devices(app, alice, bob, chat
     updates = [json.loads(data) for _, event, data in bus.read(bob.id, None) if event == "chat.updated"]
     assert updates[-1]["conversationid"] == chat and updates[-1]["unread_count"] == 0
     code = updates[-1]["chat_code"]
-    response = bob.client.post("/api/v3/user-chat/delete", json={"chat_code": code},
-                               headers={"Authorization": f"Bearer {bob.session}"})
+    response = bob.client.post(
+        "/api/v3/user-chat/delete",
+        json={"chat_code": code},
+        headers={"Authorization": f"Bearer {bob.session}"},
+    )
     assert response.status_code == 200, response.json
     updates = [json.loads(data) for _, event, data in bus.read(bob.id, None) if event == "chat.updated"]
     assert updates[-1]["hidden"] is True
@@ -241,9 +261,15 @@ def test_reading_and_deleting_a_chat_tell_my_other_devices(app, alice, bob, chat
     assert all(event != "chat.updated" for _, event, _ in bus.read(alice.id, None))
 
 
-@pytest.mark.parametrize("patch", [
-    {"content": "hi \ud800"}, {"nonce": "\udc00"}, {"content": "nul \x00 inside"}, {"time": "²"},
-])
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"content": "hi \ud800"},
+        {"nonce": "\udc00"},
+        {"content": "nul \x00 inside"},
+        {"time": "²"},
+    ],
+)
 def test_text_that_cannot_be_stored_is_a_400(alice, chat, patch):
     body = {"conversationid": chat, "type": -1, "content": "hi", "time": "1700000000000", **patch}
     response = alice.post("/message", json=body)

@@ -23,13 +23,23 @@ def _register(client, app_key, username, nickname=None):
     return client.post("/auth/register", headers={"X-APP-Key": app_key}, json=body)
 
 
-@pytest.mark.parametrize("nickname", [
-    "evil\u202etxt.exe",  # right-to-left override
-    "a\u202ab", "a\u2067b",  # embedding, isolate
-    "zero\u200bwidth", "zero\u200dwidth", "zero\u200cwidth", "\u2060joined",
-    "\ufeffbom",
-    "bell\x07", "esc\x1b[31m", "next\x85line", "csi\x9b",  # C0 and C1 controls
-])
+@pytest.mark.parametrize(
+    "nickname",
+    [
+        "evil\u202etxt.exe",  # right-to-left override
+        "a\u202ab",
+        "a\u2067b",  # embedding, isolate
+        "zero\u200bwidth",
+        "zero\u200dwidth",
+        "zero\u200cwidth",
+        "\u2060joined",
+        "\ufeffbom",
+        "bell\x07",
+        "esc\x1b[31m",
+        "next\x85line",
+        "csi\x9b",  # C0 and C1 controls
+    ],
+)
 def test_nicknames_refuse_invisible_and_control_characters(client, app_key, nickname):
     response = _register(client, app_key, "someone", nickname)
     assert response.status_code == 400, nickname
@@ -44,8 +54,9 @@ def test_nicknames_keep_case_and_tidy_spaces(client, app_key):
     assert _register(client, app_key, "emoji", "Zoë 😀").json["data"]["nickname"] == "Zoë 😀"
 
 
-@pytest.mark.parametrize("username", ["evil\u202eman", "zero\u200bwidth", "\ufeffbom", "bell\x07",
-                                      "a\x85b", "x\u00b2"])
+@pytest.mark.parametrize(
+    "username", ["evil\u202eman", "zero\u200bwidth", "\ufeffbom", "bell\x07", "a\x85b", "x\u00b2"]
+)
 def test_usernames_refuse_what_the_profile_disallows(client, app_key, username):
     response = _register(client, app_key, username)
     assert response.status_code == 400, username
@@ -69,8 +80,11 @@ def test_usernames_are_normalised_and_confusables_refused(client, app_key, alice
 
 
 def test_login_and_lookup_take_any_width_or_case(client, app_key, alice):
-    response = client.post("/auth/login", headers={"X-APP-Key": app_key},
-                           json={"username": "ＡＬＩＣＥ", "password": "correct horse"})
+    response = client.post(
+        "/auth/login",
+        headers={"X-APP-Key": app_key},
+        json={"username": "ＡＬＩＣＥ", "password": "correct horse"},
+    )
     assert response.status_code == 200, response.json
     assert response.json["data"]["user"]["id"] == alice.id
     assert accounts.find_user_by_code("Ａlice").id == alice.id
@@ -84,16 +98,24 @@ def test_existing_accounts_keep_working_after_the_upgrade(empty_database_url):
     env = {"DATABASE_URL": url, "CHAT_ENV": "development"}
     flask_command(env, "db", "upgrade", "0003_friend_request_pair")
     hashed = PasswordHasher(time_cost=1, memory_cost=1024).hash("long enough")
-    legacy = [(100000001, "alice"), (100000002, "\u0430lice"), (100000003, "ａｌｉｃｅ"),
-              (100000004, "evil\u202eman"), (100000005, "Straße")]
+    legacy = [
+        (100000001, "alice"),
+        (100000002, "\u0430lice"),
+        (100000003, "ａｌｉｃｅ"),
+        (100000004, "evil\u202eman"),
+        (100000005, "Straße"),
+    ]
     engine = create_engine(url)
     with engine.begin() as conn:
         for n, (user_id, name) in enumerate(legacy):
-            conn.execute(text(
-                "INSERT INTO users (id, username, username_key, nickname, avatar, identify_num, "
-                "password_hash, is_bot, created_at) VALUES (:id, :name, :key, :name, '', '0001', :hash, "
-                "false, :created)"), {"id": user_id, "name": name, "key": name.casefold(), "hash": hashed,
-                                      "created": n})
+            conn.execute(
+                text(
+                    "INSERT INTO users (id, username, username_key, nickname, avatar, identify_num, "
+                    "password_hash, is_bot, created_at) VALUES (:id, :name, :key, :name, '', '0001', :hash, "
+                    "false, :created)"
+                ),
+                {"id": user_id, "name": name, "key": name.casefold(), "hash": hashed, "created": n},
+            )
     engine.dispose()
     flask_command(env, "db", "upgrade")
 

@@ -27,8 +27,11 @@ def _member(cid: int, user_id: int) -> ConversationMember:
 
 
 def _created(bus, user_id: int) -> dict[str, dict]:
-    return {json.loads(data)["messagekey"]: json.loads(data)
-            for _, event, data in bus.read(user_id, None) if event == "message.created"}
+    return {
+        json.loads(data)["messagekey"]: json.loads(data)
+        for _, event, data in bus.read(user_id, None)
+        if event == "message.created"
+    }
 
 
 def test_a_mixed_batch_counts_each_message_once_and_announces_what_it_may(app, make_user):
@@ -39,14 +42,26 @@ def test_a_mixed_batch_counts_each_message_once_and_announces_what_it_may(app, m
     quoted = carol.send(cb, "pushed already").json["data"]["messagekey"]  # pushed the usual way
     assert bob.post("/message/read", json={"conversationid": cb}).status_code == 200
     # Bob deletes the chat with carol (off his list): a new message must bring it back.
-    assert bob.client.post("/api/v3/user-chat/delete", json={"chat_code": code},
-                           headers={"Authorization": f"Bearer {bob.session}"}).status_code == 200
+    assert (
+        bob.client.post(
+            "/api/v3/user-chat/delete",
+            json={"chat_code": code},
+            headers={"Authorization": f"Bearer {bob.session}"},
+        ).status_code
+        == 200
+    )
 
     # Dave deletes his chat with alice too; what comes next is never announced (he blocks
     # her), so it must not bring the chat back.
     dave_code = next(c["code"] for c in dave.get("/conversation").json["data"] if c["conversationid"] == ad)
-    assert dave.client.post("/api/v3/user-chat/delete", json={"chat_code": dave_code},
-                            headers={"Authorization": f"Bearer {dave.session}"}).status_code == 200
+    assert (
+        dave.client.post(
+            "/api/v3/user-chat/delete",
+            json={"chat_code": dave_code},
+            headers={"Authorization": f"Bearer {dave.session}"},
+        ).status_code
+        == 200
+    )
 
     real = backends.of(app).queue
     backends.of(app).queue = held = KeepingQueue(real, push.TASK)  # pushes wait for the batch
@@ -58,15 +73,24 @@ def test_a_mixed_batch_counts_each_message_once_and_announces_what_it_may(app, m
         assert alice.delete("/message", json={"messagekey": a3, "type": 2}).json["code"] == 0  # for both
         # Alice hides her own a4: still unread for bob (a hide is its member's alone).
         assert alice.delete("/message", json={"messagekey": a4, "type": 1}).json["code"] == 0
-        c1 = carol.client.post("/api/v3/direct-message/create", headers=kook, json={
-            "chat_code": code, "type": 1, "content": "quoting", "quote": quoted}).json["data"]["msg_id"]
+        c1 = carol.client.post(
+            "/api/v3/direct-message/create",
+            headers=kook,
+            json={"chat_code": code, "type": 1, "content": "quoting", "quote": quoted},
+        ).json["data"]["msg_id"]
         d1 = alice.send(ad, "before the block").json["data"]["messagekey"]
-        assert dave.client.post("/api/v3/friend/block", json={"user_id": str(alice.id)},
-                                headers={"Authorization": f"Bearer {dave.session}"}).status_code == 200
+        assert (
+            dave.client.post(
+                "/api/v3/friend/block",
+                json={"user_id": str(alice.id)},
+                headers={"Authorization": f"Bearer {dave.session}"},
+            ).status_code
+            == 200
+        )
     finally:
         backends.of(app).queue = real
     ids = dict(db.session.execute(select(Message.key, Message.id)).all())
-    held_ids = [message_id for message_id, in held.kept]
+    held_ids = [message_id for (message_id,) in held.kept]
     assert sorted(held_ids) == sorted(ids[k] for k in (a1, a2, a3, a4, b1, c1, d1))
     assert _member(ab, bob.id).unread_count == 0  # nothing pushed yet, nothing counted
 
@@ -75,7 +99,9 @@ def test_a_mixed_batch_counts_each_message_once_and_announces_what_it_may(app, m
     assert push.deliver_batch(batch) == set(held_ids)
 
     assert counters.rebuild_all() == 0  # every live counter is the truth
-    assert _member(ab, bob.id).unread_count == 1  # a4 only (alice hid it, not bob): a1 read, a2 hidden, a3 deleted
+    assert (
+        _member(ab, bob.id).unread_count == 1
+    )  # a4 only (alice hid it, not bob): a1 read, a2 hidden, a3 deleted
     assert _member(ab, alice.id).unread_count == 1  # b1
     assert _member(cb, bob.id).unread_count == 1 and _member(cb, bob.id).hidden is False
     assert _member(ad, dave.id).unread_count == 1  # sent before the block: in his history

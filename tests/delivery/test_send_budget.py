@@ -137,7 +137,9 @@ def test_reads_run_statement_by_statement_on_postgresql(app, alice, bob):
     with statements_sent() as sent:
         page = alice.get(f"/message?conversationid={chat}")
         chats = alice.get("/conversation")
-        kook = alice.client.get("/api/v3/user-chat/list", headers={"Authorization": f"Bearer {alice.session}"})
+        kook = alice.client.get(
+            "/api/v3/user-chat/list", headers={"Authorization": f"Bearer {alice.session}"}
+        )
     assert page.status_code == chats.status_code == kook.status_code == 200
     assert [m["content"] for m in page.json["data"]] == ["two", "one"]
     assert len(sent) == 7, _shown(sent)  # chat, page, read wanted; list, its last messages; count, list

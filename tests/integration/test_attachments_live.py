@@ -68,8 +68,9 @@ async def _bot_sends_a_photo(token: str, path, recipient_id: str) -> str:
             requester._cs = None
 
 
-def test_a_khl_bot_uploads_a_photo_and_the_recipient_gets_its_pixels_without_exif(s3_stack, tmp_path,
-                                                                                   monkeypatch):
+def test_a_khl_bot_uploads_a_photo_and_the_recipient_gets_its_pixels_without_exif(
+    s3_stack, tmp_path, monkeypatch
+):
     base, key, env, store, _ = s3_stack
     monkeypatch.setattr(khl_requester, "API", f"{base}/api/v3")
     token = flask_command(env, "bot", "create", "photo-bot").strip().splitlines()[-1]
@@ -99,14 +100,18 @@ def test_upload_send_range_delete_and_the_objects_leave_the_bucket(s3_stack):
     conversation = alice.open_with(bob)
     # Larger than one 8 MiB multipart part: the upload to the store is multipart.
     video = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(range(256)) * (36 * 1024)
-    stored = alice.call("POST", "/asset", files={"file": ("clip.mp4", video, "application/octet-stream")},
-                        timeout=60)
+    stored = alice.call(
+        "POST", "/asset", files={"file": ("clip.mp4", video, "application/octet-stream")}, timeout=60
+    )
     assert stored["type"] == "video" and stored["size"] == len(video)
     token = stored["url"].split("/files/")[1].split("/")[0]
     assert store.keys() == [f"a/{token}"]
 
-    sent = alice.call("POST", "/message", json={"conversationid": conversation, "type": -3,
-                                                "content": stored["url"], "time": "1700000000000"})
+    sent = alice.call(
+        "POST",
+        "/message",
+        json={"conversationid": conversation, "type": -3, "content": stored["url"], "time": "1700000000000"},
+    )
     part = requests.get(stored["url"], headers={"Range": "bytes=1000-1999"}, timeout=10)
     assert part.status_code == 206 and part.content == video[1000:2000]
     assert part.headers["Content-Range"] == f"bytes 1000-1999/{len(video)}"
@@ -123,8 +128,10 @@ def test_a_100_mb_upload_streams_through_the_web_process(s3_stack):
     alice = ApiUser(base, key, "alice")
     size = 100 * 2**20
     chunk = os.urandom(2**20)
-    head = (b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n'
-            b"Content-Type: application/octet-stream\r\n\r\n")
+    head = (
+        b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n"
+    )
 
     def body():  # no Content-Length: requests sends it chunked
         yield head
@@ -149,8 +156,12 @@ def test_a_100_mb_upload_streams_through_the_web_process(s3_stack):
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        response = alice.http.post(f"{base}/asset", data=body(), timeout=300,
-                                   headers={"Content-Type": "multipart/form-data; boundary=xyz"})
+        response = alice.http.post(
+            f"{base}/asset",
+            data=body(),
+            timeout=300,
+            headers={"Content-Type": "multipart/form-data; boundary=xyz"},
+        )
     finally:
         done.set()
         watcher.join()

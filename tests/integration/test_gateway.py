@@ -12,7 +12,16 @@ import pytest
 import requests
 import websocket
 
-from devstack import BIN, ApiUser, LiveProcess, flask_command, free_port, start_server, start_worker, wait_until
+from devstack import (
+    BIN,
+    ApiUser,
+    LiveProcess,
+    flask_command,
+    free_port,
+    start_server,
+    start_worker,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -69,8 +78,12 @@ def stack(live_env, tmp_path):
 
 
 def _gateway_url(base: str, token: str, compress: int) -> str:
-    response = requests.get(f"{base}/api/v3/gateway/index", params={"compress": compress},
-                            headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    response = requests.get(
+        f"{base}/api/v3/gateway/index",
+        params={"compress": compress},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["code"] == 0
@@ -80,8 +93,11 @@ def _gateway_url(base: str, token: str, compress: int) -> str:
 
 
 def _all_pushed(user: ApiUser, chat: int) -> None:
-    wait_until(lambda: all(m["ispushed"] for m in user.call("GET", "/message", params={"conversationid": chat})),
-               15, what="the pushes")
+    wait_until(
+        lambda: all(m["ispushed"] for m in user.call("GET", "/message", params={"conversationid": chat})),
+        15,
+        what="the pushes",
+    )
 
 
 def _texts(frames: list[dict]) -> list[str]:
@@ -132,7 +148,10 @@ def test_gateway_protocol(stack, compress):
     assert resumed.recv()["d"] == {"code": 0, "session_id": session_id}
     replay = [resumed.recv() for _ in range(3)]
     assert [(f["sn"], f["d"]["content"]) for f in replay] == [
-        (3, "m2"), (4, "while away 1"), (5, "while away 2")]
+        (3, "m2"),
+        (4, "while away 1"),
+        (5, "while away 2"),
+    ]
     assert resumed.recv() == {"s": 6, "d": {"session_id": session_id}}
     alice.send(chat, "live again")
     assert (lambda f: (f["sn"], f["d"]["content"]))(resumed.recv()) == (6, "live again")
@@ -142,29 +161,41 @@ def test_gateway_protocol(stack, compress):
     assert resumed.recv()["sn"] == 7
     kook = requests.Session()
     kook.headers["Authorization"] = f"Bearer {alice.token}"
-    assert kook.post(f"{base}/api/v3/direct-message/update",
-                     json={"msg_id": key_, "content": "edited"}, timeout=10).json()["code"] == 0
+    assert (
+        kook.post(
+            f"{base}/api/v3/direct-message/update", json={"msg_id": key_, "content": "edited"}, timeout=10
+        ).json()["code"]
+        == 0
+    )
     updated = resumed.recv()
     assert updated["sn"] == 8 and updated["d"]["type"] == 255
     assert updated["d"]["extra"]["type"] == "updated_private_message"
     assert updated["d"]["extra"]["body"]["content"] == "edited"
     assert updated["d"]["extra"]["body"]["msg_id"] == key_
-    assert kook.post(f"{base}/api/v3/direct-message/add-reaction",
-                     json={"msg_id": key_, "emoji": "👍"}, timeout=10).json()["code"] == 0
+    assert (
+        kook.post(
+            f"{base}/api/v3/direct-message/add-reaction", json={"msg_id": key_, "emoji": "👍"}, timeout=10
+        ).json()["code"]
+        == 0
+    )
     reaction = resumed.recv()["d"]["extra"]
     assert reaction["type"] == "private_added_reaction"
     assert reaction["body"]["emoji"] == {"id": "👍", "name": "👍"}
     assert reaction["body"]["user_id"] == str(alice.id)
-    assert kook.post(f"{base}/api/v3/direct-message/delete", json={"msg_id": key_},
-                     timeout=10).json()["code"] == 0
+    assert (
+        kook.post(f"{base}/api/v3/direct-message/delete", json={"msg_id": key_}, timeout=10).json()["code"]
+        == 0
+    )
     deleted = resumed.recv()["d"]["extra"]
     assert deleted["type"] == "deleted_private_message" and deleted["body"]["msg_id"] == key_
     resumed.close()
 
     # What cannot be resumed: RECONNECT, then the socket closes.
-    for query, code in ((f"resume=1&sn=2&session_id={'0' * 32}", 40107),
-                        (f"resume=1&sn=999&session_id={session_id}", 40108),
-                        ("resume=1&sn=x", 40106)):
+    for query, code in (
+        (f"resume=1&sn=2&session_id={'0' * 32}", 40107),
+        (f"resume=1&sn=999&session_id={session_id}", 40108),
+        ("resume=1&sn=x", 40106),
+    ):
         bad = Gateway(f"{url}&{query}")
         frame = bad.recv()
         assert frame["s"] == 5 and frame["d"]["code"] == code and frame["d"]["err"]
@@ -218,8 +249,14 @@ def test_a_person_hears_typing_on_the_gateway_once_and_a_resume_does_not_replay_
             continue
     assert frame is not None, "no typing frame arrived"
     assert frame["sn"] == 2 and frame["d"]["type"] == 255
-    assert frame["d"]["extra"] == {"type": "private_typing", "body": {
-        "chat_code": alice.conversation(chat)["code"], "user_id": str(alice.id), "expires_in_ms": 6000}}
+    assert frame["d"]["extra"] == {
+        "type": "private_typing",
+        "body": {
+            "chat_code": alice.conversation(chat)["code"],
+            "user_id": str(alice.id),
+            "expires_in_ms": 6000,
+        },
+    }
     last = frame["sn"]
     while not gw.nothing(1):  # a retry's signal may still come: each takes the next sn
         last += 1
@@ -227,7 +264,9 @@ def test_a_person_hears_typing_on_the_gateway_once_and_a_resume_does_not_replay_
     alice.send(chat, "after")
     _all_pushed(alice, chat)
     # Resuming from the last typing frame's sn: the stored message after it, no typing again.
-    resumed = Gateway(_gateway_url(base, bob.token, 0) + f"&resume=1&sn={last}&session_id={hello['d']['session_id']}")
+    resumed = Gateway(
+        _gateway_url(base, bob.token, 0) + f"&resume=1&sn={last}&session_id={hello['d']['session_id']}"
+    )
     assert resumed.recv()["d"]["code"] == 0
     after = resumed.recv()
     assert after["sn"] == last + 1 and after["d"]["content"] == "after"
@@ -242,22 +281,33 @@ def test_a_password_change_or_signing_out_everywhere_ends_the_other_sessions_gat
     alice, bob = ApiUser(base, key, f"alice-{how[:4]}"), ApiUser(base, key, name)
     chat = alice.open_with(bob)
     # bob's other device (a stolen session, say), connected to the gateway
-    login = requests.post(f"{base}/auth/login", headers={"X-APP-Key": key}, timeout=10,
-                          json={"username": name, "password": "live-password"})
+    login = requests.post(
+        f"{base}/auth/login",
+        headers={"X-APP-Key": key},
+        timeout=10,
+        json={"username": name, "password": "live-password"},
+    )
     stolen = login.json()["data"]["session"]
     gw = Gateway(_gateway_url(base, stolen, 0))
     assert gw.recv()["d"]["code"] == 0
     alice.send(chat, "before")
     assert _texts([gw.recv()]) == ["before"]
     if how == "password change":
-        bob.call("POST", "/auth/password", json={"current_password": "live-password",
-                                                 "new_password": "a brand new password"})
+        bob.call(
+            "POST",
+            "/auth/password",
+            json={"current_password": "live-password", "new_password": "a brand new password"},
+        )
     else:
         assert bob.call("DELETE", "/auth/sessions") == {"sessions_ended": 1}
     assert gw.recv(timeout=5)["d"]["code"] == 40103
     assert gw.closed()
-    assert requests.get(f"{base}/api/v3/user/me", headers={"Authorization": f"Bearer {stolen}"},
-                        timeout=10).status_code == 401
+    assert (
+        requests.get(
+            f"{base}/api/v3/user/me", headers={"Authorization": f"Bearer {stolen}"}, timeout=10
+        ).status_code
+        == 401
+    )
     bob.call("GET", "/conversation")  # the session that asked goes on
 
 
@@ -291,30 +341,44 @@ def test_gateway_index_needs_a_token_and_ignores_untrusted_forwarded_headers(sta
     assert response.status_code == 401 and response.json()["code"] == 401
     bob = ApiUser(base, key, "bob-index")
     # TRUSTED_PROXIES is 0: any client could send X-Forwarded-Proto, so it counts for nothing.
-    response = requests.get(f"{base}/api/v3/gateway/index", timeout=10, headers={
-        "Authorization": f"Bot {bob.token}", "X-Forwarded-Proto": "https"})
+    response = requests.get(
+        f"{base}/api/v3/gateway/index",
+        timeout=10,
+        headers={"Authorization": f"Bot {bob.token}", "X-Forwarded-Proto": "https"},
+    )
     assert response.json()["data"]["url"].startswith("ws://127.0.0.1:")
     assert "compress=1" in response.json()["data"]["url"]
     assert response.headers["Cache-Control"] == "no-store"
-    response = requests.get(f"{base}/api/v3/gateway/index", params={"compress": 7}, timeout=10,
-                            headers={"Authorization": f"Bot {bob.token}"})
+    response = requests.get(
+        f"{base}/api/v3/gateway/index",
+        params={"compress": 7},
+        timeout=10,
+        headers={"Authorization": f"Bot {bob.token}"},
+    )
     assert response.status_code == 400 and response.json()["code"] == 40000
 
 
 def test_the_gateway_under_flask_run_never_logs_its_token(live_database_url, tmp_path):
     """The embedded default (``make run``: ``flask run``, threads, in-process bus and tasks)
     serves the gateway too, and its request line has the token redacted."""
-    env = {"CHAT_ENV": "development", "DATABASE_URL": live_database_url, "FLASK_APP": "wsgi", "REDIS_URL": "",
-           "SSE_HEARTBEAT_SECONDS": "1",  # a closed socket is noticed (and logged) within one
-           "GATEWAY_IDLE_TIMEOUT_SECONDS": "4"}
+    env = {
+        "CHAT_ENV": "development",
+        "DATABASE_URL": live_database_url,
+        "FLASK_APP": "wsgi",
+        "REDIS_URL": "",
+        "SSE_HEARTBEAT_SECONDS": "1",  # a closed socket is noticed (and logged) within one
+        "GATEWAY_IDLE_TIMEOUT_SECONDS": "4",
+    }
     key = flask_command(env, "app-key", "create", "embedded").strip().splitlines()[-1]
     bot_token = flask_command(env, "bot", "create", "embedded-bot").strip().splitlines()[-1]
     port = free_port()
     env["PORT"] = str(port)  # as `make run` passes it: the gateway's URL is built from it
-    server = LiveProcess("flask-run", [str(BIN / "flask"), "run", "--host", "127.0.0.1", "--port", str(port)],
-                         env, tmp_path).start()
+    server = LiveProcess(
+        "flask-run", [str(BIN / "flask"), "run", "--host", "127.0.0.1", "--port", str(port)], env, tmp_path
+    ).start()
     base = f"http://127.0.0.1:{port}"
     try:
+
         def up():
             assert server.alive(), server.log_tail()
             try:
@@ -324,21 +388,31 @@ def test_the_gateway_under_flask_run_never_logs_its_token(live_database_url, tmp
 
         wait_until(up, 30, what="flask run")
         user = ApiUser(base, key, "embedded-user")
-        bot_id = requests.get(f"{base}/api/v3/user/me", headers={"Authorization": f"Bot {bot_token}"},
-                              timeout=10).json()["data"]["id"]
-        chat = user.call("POST", "/conversation", json={"passiveuser": int(bot_id), "time": "1"})["conversationid"]
+        bot_id = requests.get(
+            f"{base}/api/v3/user/me", headers={"Authorization": f"Bot {bot_token}"}, timeout=10
+        ).json()["data"]["id"]
+        chat = user.call("POST", "/conversation", json={"passiveuser": int(bot_id), "time": "1"})[
+            "conversationid"
+        ]
         gw = Gateway(_gateway_url(base, bot_token, 0))
         assert gw.recv()["d"]["code"] == 0
         user.send(chat, "hello embedded")
         frame = gw.recv()
-        assert (frame["sn"], frame["d"]["content"], frame["d"]["author_id"]) == (1, "hello embedded", str(user.id))
+        assert (frame["sn"], frame["d"]["content"], frame["d"]["author_id"]) == (
+            1,
+            "hello embedded",
+            str(user.id),
+        )
         assert user.conversation(chat)["target_info"]["online"] is True
         # A client that never PINGs is let go after the idle timeout, and shows offline (as
         # soon as the server's side of the socket has finished, just after the close).
         assert gw.closed(timeout=15)
         wait_until(lambda: user.conversation(chat)["target_info"]["online"] is False, 5, what="offline")
-        wait_until(lambda: "GET /gateway?compress=0&token=[redacted]" in server.log_path.read_text(), 10,
-                   what="the gateway's request line in the log")
+        wait_until(
+            lambda: "GET /gateway?compress=0&token=[redacted]" in server.log_path.read_text(),
+            10,
+            what="the gateway's request line in the log",
+        )
     finally:
         server.stop()
     assert bot_token not in server.log_path.read_text()

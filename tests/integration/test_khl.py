@@ -54,12 +54,21 @@ async def _scenario(tokens: dict) -> dict:
         seen["view"] = await me.exec_req(api.UserChat.view(chat_code=created[0]["code"]))
 
         friend_id = seen["friend"]["id"]
-        seen["sent_text"] = await me.exec_req(api.DirectMessage.create(
-            type=1, target_id=friend_id, content="hello from khl.py", nonce="khl-nonce-1"))
-        seen["sent_retry"] = await me.exec_req(api.DirectMessage.create(
-            type=1, target_id=friend_id, content="hello from khl.py", nonce="khl-nonce-1"))
-        seen["sent_kmd"] = await me.exec_req(api.DirectMessage.create(
-            type=9, chat_code=created[0]["code"], content="**bold** move", nonce="khl-nonce-2"))
+        seen["sent_text"] = await me.exec_req(
+            api.DirectMessage.create(
+                type=1, target_id=friend_id, content="hello from khl.py", nonce="khl-nonce-1"
+            )
+        )
+        seen["sent_retry"] = await me.exec_req(
+            api.DirectMessage.create(
+                type=1, target_id=friend_id, content="hello from khl.py", nonce="khl-nonce-1"
+            )
+        )
+        seen["sent_kmd"] = await me.exec_req(
+            api.DirectMessage.create(
+                type=9, chat_code=created[0]["code"], content="**bold** move", nonce="khl-nonce-2"
+            )
+        )
         seen["friend_list"] = await friend.exec_req(api.DirectMessage.list(chat_code=created[0]["code"]))
 
         await me.exec_req(api.UserChat.delete(chat_code=created[1]["code"]))
@@ -74,7 +83,9 @@ async def _scenario(tokens: dict) -> dict:
         seen["friends"] = (await me.request("GET", "friend", params={"type": "friend"}))["friend"]
         seen["view_friend"] = await me.exec_req(api.UserChat.view(chat_code=created[0]["code"]))
         await me.exec_req(api.Friend.delete(user_id=friend_id))
-        seen["friends_after_delete"] = (await friend.request("GET", "friend", params={"type": "friend"}))["friend"]
+        seen["friends_after_delete"] = (await friend.request("GET", "friend", params={"type": "friend"}))[
+            "friend"
+        ]
 
         # A block stops sending from both sides until it is lifted.
         await friend.exec_req(api.Friend.block(user_id=seen["me"]["id"]))
@@ -85,8 +96,9 @@ async def _scenario(tokens: dict) -> dict:
             except khl_requester.HTTPRequester.APIRequestFailed as failure:
                 seen[f"blocked_send_{who}"] = failure.err_code
         await friend.exec_req(api.Friend.unblock(user_id=seen["me"]["id"]))
-        seen["after_unblock"] = await friend.exec_req(api.DirectMessage.create(
-            type=1, target_id=seen["me"]["id"], content="we are fine again"))
+        seen["after_unblock"] = await friend.exec_req(
+            api.DirectMessage.create(type=1, target_id=seen["me"]["id"], content="we are fine again")
+        )
 
         try:
             await me.exec_req(api.UserChat.view(chat_code="0" * 32))
@@ -102,6 +114,7 @@ async def _scenario(tokens: dict) -> dict:
 
 def _more_bots(database_url: str, names: list[str]) -> list[tuple[str, str]]:
     """More bots as (id, token), made in-process: quicker than a flask command each."""
+
     class Config(DevelopmentConfig):
         SQLALCHEMY_DATABASE_URI = normalize_database_url(database_url)
 

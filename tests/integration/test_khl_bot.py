@@ -92,13 +92,18 @@ def _point_khl_at(monkeypatch, base: str) -> None:
 def _bot_id(user: ApiUser, bot_token: str) -> int:
     import requests
 
-    me = requests.get(f"{user.base}/api/v3/user/me", headers={"Authorization": f"Bot {bot_token}"}, timeout=10)
+    me = requests.get(
+        f"{user.base}/api/v3/user/me", headers={"Authorization": f"Bot {bot_token}"}, timeout=10
+    )
     return int(me.json()["data"]["id"])
 
 
 def _replies(user: ApiUser, chat: int, bot_id: int) -> list[str]:
-    return [m["content"] for m in reversed(user.call("GET", "/message", params={"conversationid": chat}))
-            if m["id"] == bot_id]
+    return [
+        m["content"]
+        for m in reversed(user.call("GET", "/message", params={"conversationid": chat}))
+        if m["id"] == bot_id
+    ]
 
 
 def _streamed_replies(stream, bot_id: int, count: int, timeout: float = 30) -> list[str]:
@@ -136,8 +141,11 @@ def test_a_khl_bot_hears_hello_on_the_gateway_and_replies(stack, monkeypatch, co
         proxy.hold()
         wait_until(lambda: not user.conversation(chat)["target_info"]["online"], 20, what="the bot offline")
         user.send(chat, "/hello")
-        wait_until(lambda: all(m["ispushed"] for m in user.call("GET", "/message", params={"conversationid": chat})),
-                   15, what="the push")
+        wait_until(
+            lambda: all(m["ispushed"] for m in user.call("GET", "/message", params={"conversationid": chat})),
+            15,
+            what="the push",
+        )
         time.sleep(1)  # the message waits on the bus while the bot is away
         assert len(_replies(user, chat, bot_id)) == 1
         proxy.restore()
@@ -168,6 +176,7 @@ def test_a_khl_bot_in_webhook_mode_hears_hello_and_replies(stack, monkeypatch, e
     cert = Cert(token=bot_token, verify_token="khl-verify-token", encrypt_key=encrypt_key)
     bot = RunningBot("", cert=cert, port=port, route="/khl-wh", compress=compress)
     try:
+
         def listening():
             try:
                 requests.get(f"http://127.0.0.1:{port}/", timeout=1)
@@ -176,12 +185,17 @@ def test_a_khl_bot_in_webhook_mode_hears_hello_and_replies(stack, monkeypatch, e
                 return False
 
         wait_until(listening, 10, what="the bot's webhook receiver")
-        body = {"url": f"http://127.0.0.1:{port}/khl-wh", "format": "kook", "verify_token": "khl-verify-token",
-                "compress": compress}
+        body = {
+            "url": f"http://127.0.0.1:{port}/khl-wh",
+            "format": "kook",
+            "verify_token": "khl-verify-token",
+            "compress": compress,
+        }
         if encrypt_key:
             body["encrypt_key"] = encrypt_key
-        registered = requests.post(f"{base}/api/v3/webhooks", json=body, timeout=20,
-                                   headers={"Authorization": f"Bot {bot_token}"})
+        registered = requests.post(
+            f"{base}/api/v3/webhooks", json=body, timeout=20, headers={"Authorization": f"Bot {bot_token}"}
+        )
         assert registered.status_code == 200, registered.text
         assert registered.json()["data"]["format"] == "kook"
 

@@ -23,16 +23,31 @@ def test_one_command_runs_the_stack_and_one_ctrl_c_stops_it(empty_database_url, 
     port = free_port()
     state = tmp_path / "stack"
     env = {k: v for k, v in os.environ.items() if k not in ("CHAT_ENV", "FLASK_APP", "TEST_DATABASE_URL")}
-    env.update({"STACK_DATABASE_URL": empty_database_url, "STACK_REDIS_URL": REDIS_URL,
-                "STACK_REDIS_KEY_PREFIX": redis_prefix, "STACK_STATE_DIR": str(state), "PORT": str(port),
-                "WEB_CONCURRENCY": "1", "WEBHOOK_CONCURRENCY": "1"})
+    env.update(
+        {
+            "STACK_DATABASE_URL": empty_database_url,
+            "STACK_REDIS_URL": REDIS_URL,
+            "STACK_REDIS_KEY_PREFIX": redis_prefix,
+            "STACK_STATE_DIR": str(state),
+            "PORT": str(port),
+            "WEB_CONCURRENCY": "1",
+            "WEBHOOK_CONCURRENCY": "1",
+        }
+    )
     log_path = tmp_path / "stack.log"
     with open(log_path, "wb") as log:
         # A session of its own stands for the terminal: Ctrl-C signals its whole group.
-        stack = subprocess.Popen([sys.executable, "devstack.py", "stack"], cwd=ROOT, env=env,
-                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        stack = subprocess.Popen(
+            [sys.executable, "devstack.py", "stack"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
+
         def up():
             assert stack.poll() is None, log_path.read_text()
             try:
@@ -46,12 +61,22 @@ def test_one_command_runs_the_stack_and_one_ctrl_c_stops_it(empty_database_url, 
         conversation = alice.open_with(bob)
         sent = alice.send(conversation, "through make stack")
         # The push is the worker's: ispushed turns 1 once the worker process did it.
-        wait_until(lambda: bob.call("GET", "/message", params={"conversationid": conversation})[0]["ispushed"] == 1,
-                   60, interval=0.3, what="the worker to push the message")
+        wait_until(
+            lambda: bob.call("GET", "/message", params={"conversationid": conversation})[0]["ispushed"] == 1,
+            60,
+            interval=0.3,
+            what="the worker to push the message",
+        )
         assert sent["messagekey"]
-        wait_until(lambda: (state / "celerybeat-schedule").exists()
-                   or any(p.name.startswith("celerybeat-schedule") for p in state.iterdir()),
-                   60, interval=0.3, what="beat to write its schedule")
+        wait_until(
+            lambda: (
+                (state / "celerybeat-schedule").exists()
+                or any(p.name.startswith("celerybeat-schedule") for p in state.iterdir())
+            ),
+            60,
+            interval=0.3,
+            what="beat to write its schedule",
+        )
         text = log_path.read_text()
         for name in ("web.1", "worker.1", "webhooks.1", "beat.1"):
             assert f" {name}" in text and "|" in text, name
@@ -64,7 +89,9 @@ def test_one_command_runs_the_stack_and_one_ctrl_c_stops_it(empty_database_url, 
             os.killpg(stack.pid, signal.SIGKILL)
             raise
     text = log_path.read_text()
-    assert all(f"{name} stopped" in text for name in ("web.1", "worker.1", "webhooks.1", "beat.1")), text[-3000:]
+    assert all(f"{name} stopped" in text for name in ("web.1", "worker.1", "webhooks.1", "beat.1")), text[
+        -3000:
+    ]
     with pytest.raises(requests.RequestException):
         requests.get(f"{base}/livez", timeout=1)
     assert not list(ROOT.glob("celerybeat-schedule*"))  # nothing written into the source tree

@@ -19,8 +19,11 @@ TOKEN = "live-metrics-token"
 def scrape(base: str) -> dict[tuple, float]:
     response = requests.get(f"{base}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
     assert response.status_code == 200, response.text
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(response.text) for sample in family.samples}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
 
 
 def value(samples, name, **labels) -> float:
@@ -53,17 +56,25 @@ def test_every_process_is_counted_and_the_token_is_required(live_env, tmp_path):
         for _ in range(4):
             samples = scrape(base)
             assert value(samples, "chat_messages_sent_total", dialect="classic") == len(keys)
-            assert value(samples, "chat_http_requests_total", route="/message", method="POST",
-                         status="200") == len(keys)
+            assert value(
+                samples, "chat_http_requests_total", route="/message", method="POST", status="200"
+            ) == len(keys)
             assert value(samples, "chat_deliveries_total", outcome="delivered") == len(keys)
             assert value(samples, "chat_push_lag_seconds_count") == len(keys)
             assert value(samples, "chat_event_streams_open") == 1
             # Read from the broker's lists at scrape time: one series per queue.
             assert {dict(labels)["queue"] for name, labels in samples if name == "chat_queue_depth"} == {
-                "push", "counters", "webhooks"}
+                "push",
+                "counters",
+                "webhooks",
+            }
         stream.close()
-        wait_until(lambda: value(scrape(base), "chat_event_streams_open") == 0, 10, interval=0.2,
-                   what="the closed stream to stop counting")
+        wait_until(
+            lambda: value(scrape(base), "chat_event_streams_open") == 0,
+            10,
+            interval=0.2,
+            what="the closed stream to stop counting",
+        )
     finally:
         server.stop()
         worker.stop()

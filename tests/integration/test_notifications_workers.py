@@ -53,8 +53,11 @@ def test_an_offline_recipient_is_notified_once_by_the_worker(stack, tmp_path):
         (pushed,) = wait_until(lambda: service.for_subscription(device), 20, what="the notification")
         assert pushed.notification["count"] == 2 and pushed.notification["badge"] == 2
         assert service.refused == []
-        (row,) = wait_until(lambda: [r for r in bob.call("GET", "/push/deliveries")["items"] if r["status"] == "sent"],
-                            10, what="the delivery to be recorded")
+        (row,) = wait_until(
+            lambda: [r for r in bob.call("GET", "/push/deliveries")["items"] if r["status"] == "sent"],
+            10,
+            what="the delivery to be recorded",
+        )
         assert row["attempts"] == 1
 
 
@@ -79,9 +82,16 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_only_what_was_on_th
             return all(service.for_subscription(device) for device in devices.values())
 
         wait_until(everyone, 90, interval=0.5, what="every device to be notified")
-        rows = {user.id: wait_until(lambda u=user: [r for r in u.call("GET", "/push/deliveries")["items"]
-                                                    if r["status"] == "sent"], 60, what="the log")
-                for user in recipients}
+        rows = {
+            user.id: wait_until(
+                lambda u=user: [
+                    r for r in u.call("GET", "/push/deliveries")["items"] if r["status"] == "sent"
+                ],
+                60,
+                what="the log",
+            )
+            for user in recipients
+        }
         got = Counter({user_id: len(service.for_subscription(device)) for user_id, device in devices.items()})
         # A notification is sent twice only if the worker died after the push service took it
         # and before the outcome was recorded: those deliveries show a second attempt, and

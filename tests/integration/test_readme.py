@@ -17,9 +17,12 @@ def readme_flow() -> str:
 
 
 def test_readme_curl_flow_works(tmp_path):
-    env = {"CHAT_ENV": "development", "DATABASE_URL": f"sqlite:///{tmp_path / 'readme.db'}",
-           "WEB_APP_KEY_FILE": str(tmp_path / "web-app-key"),  # not the checkout's own file
-           "ASSET_DIR": str(tmp_path / "assets")}  # nor its instance/assets
+    env = {
+        "CHAT_ENV": "development",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'readme.db'}",
+        "WEB_APP_KEY_FILE": str(tmp_path / "web-app-key"),  # not the checkout's own file
+        "ASSET_DIR": str(tmp_path / "assets"),
+    }  # nor its instance/assets
     flask_command(env, "db", "upgrade")
     demo = flask_command(env, "demo")
     key = re.search(r"app key:\s+(\S+)", demo).group(1)
@@ -30,8 +33,9 @@ def test_readme_curl_flow_works(tmp_path):
         script = readme_flow()
         script = re.sub(r"^KEY=.*$", f"KEY='{key}'", script, flags=re.M)
         script = re.sub(r"^B=.*$", f"B={base}", script, flags=re.M)
-        result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True,
-                                text=True, timeout=60, cwd=ROOT)
+        result = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT
+        )
         assert result.returncode == 0, result.stderr
         answers = result.stdout.strip().splitlines()
         assert len(answers) == 4, answers

@@ -40,8 +40,9 @@ def _stop(processes, server) -> None:
 def _open_stream(base: str, token: str) -> requests.Response:
     """Open an event stream; returns the response once its head arrived (the body streams).
     A server whose every slot is taken never answers: the timeout fails the test."""
-    return requests.get(f"{base}/api/v3/events", headers={"Authorization": f"Bearer {token}"},
-                        stream=True, timeout=(5, 10))
+    return requests.get(
+        f"{base}/api/v3/events", headers={"Authorization": f"Bearer {token}"}, stream=True, timeout=(5, 10)
+    )
 
 
 def _refused_socket(url: str) -> websocket.WebSocketBadStatusException:
@@ -96,8 +97,12 @@ def test_gateway_sockets_and_event_streams_share_one_per_user_cap(live_env, tmp_
 def test_long_lived_connections_leave_slots_for_ordinary_requests(live_env, tmp_path):
     """A web process with few connection slots: streams and sockets beyond its share are
     refused with 503 + Retry-After, and a send still gets through at once."""
-    env = {**live_env, "GUNICORN_WORKER_CONNECTIONS": "10", "STREAMS_PER_USER": "100",
-           "METRICS_TOKEN": "limits-metrics"}
+    env = {
+        **live_env,
+        "GUNICORN_WORKER_CONNECTIONS": "10",
+        "STREAMS_PER_USER": "100",
+        "METRICS_TOKEN": "limits-metrics",
+    }
     processes, server, base, key = _server(env, tmp_path, workers=1, worker=False)
     streams = []
     try:
@@ -126,10 +131,14 @@ def test_long_lived_connections_leave_slots_for_ordinary_requests(live_env, tmp_
         for n in range(5):
             assert alice.send(chat, f"still answered {n}", timeout=10)["issent"] == 1
 
-        metrics = requests.get(f"{base}/metrics", headers={"Authorization": "Bearer limits-metrics"},
-                               timeout=10).text
-        values = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
-                  if line.startswith("chat_long_lived_connections")}
+        metrics = requests.get(
+            f"{base}/metrics", headers={"Authorization": "Bearer limits-metrics"}, timeout=10
+        ).text
+        values = {
+            line.split()[0]: float(line.split()[1])
+            for line in metrics.splitlines()
+            if line.startswith("chat_long_lived_connections")
+        }
         assert values["chat_long_lived_connections_open"] == len(streams)
         assert values["chat_long_lived_connections_limit"] == len(streams)
     finally:
@@ -203,8 +212,9 @@ def test_a_gateway_socket_ends_when_its_session_expires(live_env, tmp_path):
         frame = gw.recv(timeout=30)
         assert frame["s"] == 5 and frame["d"]["code"] == 40103 and "expired" in frame["d"]["err"]
         assert gw.closed()
-        response = requests.get(f"{base}/api/v3/user/me", headers={"Authorization": f"Bearer {bob.token}"},
-                                timeout=10)
+        response = requests.get(
+            f"{base}/api/v3/user/me", headers={"Authorization": f"Bearer {bob.token}"}, timeout=10
+        )
         assert response.status_code == 401
     finally:
         _stop(processes, server)
@@ -220,14 +230,22 @@ def test_a_slow_reader_receives_every_frame_whole(live_env, tmp_path):
         alice, bob = ApiUser(base, key, "alice-slow"), ApiUser(base, key, "bob-slow")
         chat = alice.open_with(bob)
         url = _gateway_url(base, bob.token, 0)
-        ws = websocket.create_connection(url, timeout=30, sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),))
+        ws = websocket.create_connection(
+            url, timeout=30, sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),)
+        )
         assert json.loads(ws.recv())["d"]["code"] == 0
         count = 150
         texts = [f"{n:04d}" + "汉" * 4990 for n in range(count)]  # about 15 KB a frame
         for text in texts:
             alice.send(chat, text)
-        wait_until(lambda: all(m["ispushed"] for m in alice.call(
-            "GET", "/message", params={"conversationid": chat, "limit": 100})), 60, what="the pushes")
+        wait_until(
+            lambda: all(
+                m["ispushed"]
+                for m in alice.call("GET", "/message", params={"conversationid": chat, "limit": 100})
+            ),
+            60,
+            what="the pushes",
+        )
         received = []
         for _ in range(count):
             raw = ws.recv()
@@ -244,14 +262,20 @@ def test_a_client_that_stops_reading_is_let_go_and_frees_its_place(live_env, tmp
     """Frames a client does not read pile up in the socket's buffers, then a write cannot
     finish: after GATEWAY_WRITE_TIMEOUT_SECONDS the server gives up on that socket, and its
     place under the user's cap is free again."""
-    env = {**live_env, "GUNICORN_WORKER_CLASS": "gevent", "STREAMS_PER_USER": "1",
-           "GATEWAY_WRITE_TIMEOUT_SECONDS": "2"}
+    env = {
+        **live_env,
+        "GUNICORN_WORKER_CLASS": "gevent",
+        "STREAMS_PER_USER": "1",
+        "GATEWAY_WRITE_TIMEOUT_SECONDS": "2",
+    }
     processes, server, base, key = _server(env, tmp_path, workers=1)
     try:
         alice, bob = ApiUser(base, key, "alice-stuck"), ApiUser(base, key, "bob-stuck")
         chat = alice.open_with(bob)
         url = _gateway_url(base, bob.token, 0)
-        stuck = websocket.create_connection(url, timeout=30, sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),))
+        stuck = websocket.create_connection(
+            url, timeout=30, sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),)
+        )
         assert json.loads(stuck.recv())["d"]["code"] == 0
         assert _refused_socket(url).status_code == 429  # the one place is taken
         for n in range(150):

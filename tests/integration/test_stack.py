@@ -33,23 +33,25 @@ def platform_env(empty_database_url, redis_prefix, tmp_path) -> dict[str, str]:
     """What a platform gives each process: its config vars, PORT, and PATH with the app's
     executables. CHAT_ENV is deliberately absent."""
     env = {k: v for k, v in os.environ.items() if k not in ("CHAT_ENV", "FLASK_APP", "TEST_DATABASE_URL")}
-    env.update({
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "DATABASE_URL": empty_database_url,
-        "REDIS_URL": REDIS_URL,
-        "REDIS_KEY_PREFIX": redis_prefix,
-        "SECRET_KEY": "procfile-test-secret",
-        "PORT": str(free_port()),
-        "WEB_CONCURRENCY": "2",  # gunicorn's worker count when its configuration sets none
-        "METRICS_TOKEN": "procfile-test-metrics",
-        # Production's default is instance/metrics of the checkout (tests/ops/test_config.py);
-        # this run keeps its numbers to itself.
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
-        # beat's schedule file, which the Procfile keeps out of the checkout (under $TMPDIR by
-        # default): this run's own, so parallel runs never share one.
-        "CELERY_BEAT_SCHEDULE": str(tmp_path / "celerybeat-schedule"),
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "DATABASE_URL": empty_database_url,
+            "REDIS_URL": REDIS_URL,
+            "REDIS_KEY_PREFIX": redis_prefix,
+            "SECRET_KEY": "procfile-test-secret",
+            "PORT": str(free_port()),
+            "WEB_CONCURRENCY": "2",  # gunicorn's worker count when its configuration sets none
+            "METRICS_TOKEN": "procfile-test-metrics",
+            # Production's default is instance/metrics of the checkout (tests/ops/test_config.py);
+            # this run keeps its numbers to itself.
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+            # beat's schedule file, which the Procfile keeps out of the checkout (under $TMPDIR by
+            # default): this run's own, so parallel runs never share one.
+            "CELERY_BEAT_SCHEDULE": str(tmp_path / "celerybeat-schedule"),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
@@ -58,8 +60,14 @@ class ProcfileProcess(LiveProcess):
 
     def start(self) -> "ProcfileProcess":
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(["bash", "-c", self.argv[0]], cwd=ROOT, env=self.env,
-                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            ["bash", "-c", self.argv[0]],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         return self
 
@@ -69,13 +77,17 @@ def procfile_stack(env: dict[str, str], log_dir):
     """``release``, then every long-running line of the Procfile; yields the processes by
     name once the web process is ready, and checks at the end that none of them died."""
     commands = procfile()
-    release = subprocess.run(["bash", "-c", commands["release"]], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=120)
+    release = subprocess.run(
+        ["bash", "-c", commands["release"]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert release.returncode == 0, release.stdout + release.stderr
-    processes = {name: ProcfileProcess(name, [commands[name]], env, log_dir).start()
-                 for name in ("web", "worker", "webhooks", "beat")}
+    processes = {
+        name: ProcfileProcess(name, [commands[name]], env, log_dir).start()
+        for name in ("web", "worker", "webhooks", "beat")
+    }
     base = f"http://127.0.0.1:{env['PORT']}"
     try:
+
         def ready():
             for process in processes.values():
                 assert process.alive(), f"{process.name} exited:\n{process.log_tail()}"
@@ -106,16 +118,25 @@ def test_pushes_arrive_while_slow_webhook_receivers_hold_every_webhook_process(p
     # Four receivers that trickle their answer a byte at a time (every read well inside the
     # read timeout) for one user, against two webhook processes: every webhook process is
     # stuck on someone's receiver, and another chat's pushes must arrive all the same.
-    env = {**platform_env, "WEBHOOK_ALLOW_PRIVATE": "1", "WEBHOOK_CONCURRENCY": "2",
-           "WEBHOOK_READ_TIMEOUT": "2", "WEBHOOK_ATTEMPT_TIMEOUT": "4"}
+    env = {
+        **platform_env,
+        "WEBHOOK_ALLOW_PRIVATE": "1",
+        "WEBHOOK_CONCURRENCY": "2",
+        "WEBHOOK_READ_TIMEOUT": "2",
+        "WEBHOOK_ATTEMPT_TIMEOUT": "4",
+    }
     base = f"http://127.0.0.1:{env['PORT']}"
     with procfile_stack(env, tmp_path), ExitStack() as receivers:
         key = flask_command(env, "app-key", "create", "isolation").strip().splitlines()[-1]
         alice, bob, carol, dave = (ApiUser(base, key, name) for name in ("alice", "bob", "carol", "dave"))
         tricklers = [receivers.enter_context(Trickler(interval=0.2)) for _ in range(4)]
         for trickler in tricklers:
-            bob.call("POST", "/api/v3/webhooks", json={"url": trickler.url},
-                     headers={"Authorization": f"Bearer {bob.token}"})
+            bob.call(
+                "POST",
+                "/api/v3/webhooks",
+                json={"url": trickler.url},
+                headers={"Authorization": f"Bearer {bob.token}"},
+            )
         stream = dave.stream().wait_open()
         chat = carol.open_with(dave)
         alice.send(alice.open_with(bob), "to bob's slow hooks")
@@ -130,8 +151,12 @@ def test_pushes_arrive_while_slow_webhook_receivers_hold_every_webhook_process(p
         # would differ. A push that straddles such a change proves nothing and is not counted.
         isolated, pushes = 0, 0
         while isolated < 10 and pushes < 40:
-            wait_until(lambda: held()[0] == 2, 30, interval=0.05,
-                       what="both webhook processes to be held by a receiver")
+            wait_until(
+                lambda: held()[0] == 2,
+                30,
+                interval=0.05,
+                what="both webhook processes to be held by a receiver",
+            )
             before = held()
             sent = carol.send(chat, f"push {pushes}")["messagekey"]
             _, _, data, _ = stream.next(timeout=30, event="message.created")
@@ -139,16 +164,20 @@ def test_pushes_arrive_while_slow_webhook_receivers_hold_every_webhook_process(p
             pushes += 1
             isolated += before[0] == 2 and held() == before
         stream.close()
-        assert isolated == 10, f"only {isolated} of {pushes} pushes came and went while both webhook processes were held"
+        assert isolated == 10, (
+            f"only {isolated} of {pushes} pushes came and went while both webhook processes were held"
+        )
 
         # Each attempt ends at its deadline (the receivers never finish), one at a time per
         # delivery: no receiver ever saw two connections at once.
         seen = []
 
         def all_cut_off():
-            seen[:] = bob.call("GET", "/api/v3/webhooks/deliveries",
-                               headers={"Authorization": f"Bearer {bob.token}"})["items"]
+            seen[:] = bob.call(
+                "GET", "/api/v3/webhooks/deliveries", headers={"Authorization": f"Bearer {bob.token}"}
+            )["items"]
             return len(seen) == 4 and all(i["last_error"] == "no complete response within 4 s" for i in seen)
+
         try:
             wait_until(all_cut_off, 30, interval=0.2, what="every attempt to end at its deadline")
         except AssertionError as exc:
@@ -161,49 +190,64 @@ def _readme_flow(base: str, env: dict[str, str]) -> None:
     app = {"X-APP-Key": key}
     ids = {}
     for name in ("alice", "bob"):
-        r = requests.post(f"{base}/auth/register", headers=app,
-                          json={"username": name, "password": f"{name}-password"})
+        r = requests.post(
+            f"{base}/auth/register", headers=app, json={"username": name, "password": f"{name}-password"}
+        )
         assert r.status_code == 200, r.text
         ids[name] = r.json()["data"]["id"]
     heads = {}
     for name in ("alice", "bob"):
-        r = requests.post(f"{base}/auth/login", headers=app,
-                          json={"username": name, "password": f"{name}-password"})
+        r = requests.post(
+            f"{base}/auth/login", headers=app, json={"username": name, "password": f"{name}-password"}
+        )
         assert r.status_code == 200, r.text
         heads[name] = {**app, "X-APP-Session": r.json()["data"]["session"]}
 
-    opened = requests.post(f"{base}/conversation", headers=heads["alice"],
-                           json={"passiveuser": ids["bob"], "time": "1700000000000"})
+    opened = requests.post(
+        f"{base}/conversation",
+        headers=heads["alice"],
+        json={"passiveuser": ids["bob"], "time": "1700000000000"},
+    )
     assert opened.status_code == 200, opened.text
     cid = opened.json()["data"]["conversationid"]
     assert opened.json()["data"]["match"] == [str(ids["alice"]), str(ids["bob"])]
 
-    sent = requests.post(f"{base}/message", headers=heads["alice"], json={
-        "conversationid": cid, "type": -1, "content": "hi bob", "time": "1700000000000"})
+    sent = requests.post(
+        f"{base}/message",
+        headers=heads["alice"],
+        json={"conversationid": cid, "type": -1, "content": "hi bob", "time": "1700000000000"},
+    )
     assert sent.status_code == 200, sent.text
     assert sent.json()["data"]["issent"] == 1
     msg_key = sent.json()["data"]["messagekey"]
 
     def alices_view():
-        page = requests.get(f"{base}/message", headers=heads["alice"],
-                            params={"conversationid": cid}).json()["data"]
+        page = requests.get(f"{base}/message", headers=heads["alice"], params={"conversationid": cid}).json()[
+            "data"
+        ]
         return next(m for m in page if m["messagekey"] == msg_key)
 
-    wait_until(lambda: alices_view()["ispushed"] == 1, 20, interval=0.1,
-               what="the worker to push the message (ispushed 1)")
+    wait_until(
+        lambda: alices_view()["ispushed"] == 1,
+        20,
+        interval=0.1,
+        what="the worker to push the message (ispushed 1)",
+    )
 
     listing = requests.get(f"{base}/conversation", headers=heads["bob"]).json()["data"]
     assert [(c["conversationid"], c["unread_count"]) for c in listing] == [(cid, 1)]
 
     page = requests.get(f"{base}/message", headers=heads["bob"], params={"conversationid": cid})
     assert [m["content"] for m in page.json()["data"]] == ["hi bob"]
-    wait_until(lambda: alices_view()["isread"] == 1, 20, interval=0.1,
-               what="bob's read to reach alice (isread 1)")
+    wait_until(
+        lambda: alices_view()["isread"] == 1, 20, interval=0.1, what="bob's read to reach alice (isread 1)"
+    )
     listing = requests.get(f"{base}/conversation", headers=heads["bob"]).json()["data"]
     assert listing[0]["unread_count"] == 0
 
-    deleted = requests.delete(f"{base}/message", headers=heads["alice"],
-                              json={"messagekey": msg_key, "type": 2})
+    deleted = requests.delete(
+        f"{base}/message", headers=heads["alice"], json={"messagekey": msg_key, "type": 2}
+    )
     assert deleted.json()["code"] == 0
     page = requests.get(f"{base}/message", headers=heads["bob"], params={"conversationid": cid})
     assert page.json()["data"] == []

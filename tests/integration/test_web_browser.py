@@ -36,8 +36,13 @@ SETTLE_MS = 10000
 AUTH_CACHE_SECONDS = 1
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 # The phone also runs in the dark colour scheme, so both schemes get the contrast checks.
-PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True, "device_scale_factor": 2,
-         "color_scheme": "dark"}
+PHONE = {
+    "viewport": {"width": 390, "height": 844},
+    "has_touch": True,
+    "is_mobile": True,
+    "device_scale_factor": 2,
+    "color_scheme": "dark",
+}
 
 
 class Site(str):
@@ -51,8 +56,12 @@ def site(live_env, tmp_path):
     """gunicorn and a Celery worker, with the web page's app key; yields the base URL."""
     # Each web process reuses a credential lookup for AUTH_CACHE_SECONDS: a logout counts at
     # once in the process that served it, in the other one within that time (kept short here).
-    env = dict(live_env, SSE_HEARTBEAT_SECONDS="2", METRICS_TOKEN="browser-test-metrics",
-               AUTH_CACHE_SECONDS=str(AUTH_CACHE_SECONDS))
+    env = dict(
+        live_env,
+        SSE_HEARTBEAT_SECONDS="2",
+        METRICS_TOKEN="browser-test-metrics",
+        AUTH_CACHE_SECONDS=str(AUTH_CACHE_SECONDS),
+    )
     env["WEB_APP_KEY"] = flask_command(env, "app-key", "create", "web").strip().splitlines()[-1]
     worker = start_worker(env, tmp_path)
     server, base = start_server(env, tmp_path)
@@ -85,7 +94,9 @@ def browser():
 class Person:
     """One browser context (its own cookies and storage) with the page open."""
 
-    def __init__(self, browser, base: str, name: str, shots: list[Path], shot_dir: Path, device: dict | None = None):
+    def __init__(
+        self, browser, base: str, name: str, shots: list[Path], shot_dir: Path, device: dict | None = None
+    ):
         self.name = name
         self.device = device or DESKTOP
         self.context = browser.new_context(**self.device)
@@ -147,7 +158,9 @@ class Person:
         """No sideways scrolling, and no serious or critical accessibility violations."""
         width = self.device["viewport"]["width"]
         scroll = self.page.evaluate("document.documentElement.scrollWidth")
-        assert scroll <= width, f"{self.name}, {screen}: the page is {scroll} px wide in a {width} px viewport"
+        assert scroll <= width, (
+            f"{self.name}, {screen}: the page is {scroll} px wide in a {width} px viewport"
+        )
         violations = self.page.evaluate("""async () => {
             const result = await axe.run(document, {resultTypes: ["violations"]});
             return result.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
@@ -252,7 +265,9 @@ def test_two_people_chat_live_in_two_browsers(site, browser, tmp_path, device):
     # Reactions: bob reacts, alice sees the chip; bob takes it back, it goes on both sides.
     bob.act("a reply", "React 👍")
     expect(bob.message("a reply").get_by_role("button", name=re.compile("^👍 1, yours"))).to_be_visible()
-    expect(alice.message("a reply").get_by_role("button", name=re.compile("^👍 1"))).to_be_visible(timeout=SETTLE_MS)
+    expect(alice.message("a reply").get_by_role("button", name=re.compile("^👍 1"))).to_be_visible(
+        timeout=SETTLE_MS
+    )
     bob.message("a reply").get_by_role("button", name=re.compile("^👍 1, yours")).click()
     expect(bob.message("a reply").locator(".chip")).to_have_count(0)
     expect(alice.message("a reply").locator(".chip")).to_have_count(0, timeout=SETTLE_MS)
@@ -270,11 +285,14 @@ def test_two_people_chat_live_in_two_browsers(site, browser, tmp_path, device):
     link = bob.message("see https").get_by_role("link", name="https://example.org/page")
     expect(link).to_have_attribute("rel", "noopener noreferrer", timeout=SETTLE_MS)
     external = f"{base.replace('127.0.0.1', 'localhost')}/docs/assets/favicon-32x32.png"
-    alice.page.evaluate("""async ([code, url]) => {
+    alice.page.evaluate(
+        """async ([code, url]) => {
         await fetch('/api/v3/direct-message/create', {method: 'POST', credentials: 'same-origin',
             headers: {'Content-Type': 'application/json', 'X-Chat-Web': '1'},
             body: JSON.stringify({chat_code: code, type: 2, content: url})});
-    }""", [alice.page.url.split("#c=")[1], external])
+    }""",
+        [alice.page.url.split("#c=")[1], external],
+    )
     expect(bob.messages.get_by_role("link", name="open image")).to_be_visible(timeout=SETTLE_MS)
     expect(bob.messages.locator("img")).to_have_count(0)
     alice.screenshot("conversation")
@@ -283,7 +301,9 @@ def test_two_people_chat_live_in_two_browsers(site, browser, tmp_path, device):
     # Delete for everyone asks first; cancelled, nothing happens; confirmed, a tombstone on
     # both sides.
     bob.act("so line one", "Delete for everyone")
-    expect(bob.role("dialog", "Delete this message for everyone? It disappears from both sides.")).to_be_visible()
+    expect(
+        bob.role("dialog", "Delete this message for everyone? It disappears from both sides.")
+    ).to_be_visible()
     bob.fits("delete confirmation")
     bob.role("button", "Cancel").click()
     expect(bob.message("so line one")).to_be_visible()
@@ -377,13 +397,23 @@ def test_two_people_chat_live_in_two_browsers(site, browser, tmp_path, device):
     expect(alice.role("button", "Log in")).to_be_visible()
     # Refused by both web processes once the one that did not serve the logout has let its
     # cached lookup go (AUTH_CACHE_SECONDS): each new connection may reach either of them.
-    wait_until(lambda: all(requests.get(f"{base}/api/v3/user/me", headers={"Authorization": f"Bearer {token}"},
-                                        timeout=10).status_code == 401 for _ in range(4)),
-               SETTLE_MS / 1000, interval=0.2, what="the ended session to be refused everywhere")
+    wait_until(
+        lambda: all(
+            requests.get(
+                f"{base}/api/v3/user/me", headers={"Authorization": f"Bearer {token}"}, timeout=10
+            ).status_code
+            == 401
+            for _ in range(4)
+        ),
+        SETTLE_MS / 1000,
+        interval=0.2,
+        what="the ended session to be refused everywhere",
+    )
 
     # A session that ends elsewhere: bob's page says so and shows the login form.
-    revoked = requests.post(f"{base}/auth/logout", headers={"X-APP-Key": site.app_key,
-                                                           "X-APP-Session": bob.session_token()})
+    revoked = requests.post(
+        f"{base}/auth/logout", headers={"X-APP-Key": site.app_key, "X-APP-Session": bob.session_token()}
+    )
     assert revoked.status_code == 200, revoked.text
     # His open event stream ends at once and the page says so (no action of his needed).
     expect(bob.role("button", "Log in")).to_be_visible(timeout=SETTLE_MS)
@@ -433,7 +463,9 @@ def test_on_a_phone_the_list_and_the_conversation_each_fill_the_screen(site, bro
     expect(phone.conversations).to_be_hidden()  # one column: the conversation only
     expect(phone.message("hi alice")).to_be_visible()
     phone.send("hello from the phone")
-    expect(phone.message("hello from the phone").locator(".receipt")).to_have_text(re.compile("^(sent|read)$"))
+    expect(phone.message("hello from the phone").locator(".receipt")).to_have_text(
+        re.compile("^(sent|read)$")
+    )
     phone.fits("conversation")
     for name in ("Send", "Back to conversations"):
         size = phone.role("button", name).bounding_box()
@@ -508,9 +540,11 @@ def test_history_pages_in_older_messages_on_scroll(site, browser, tmp_path):
         box.append(linkified('javascript:alert(1) <i>x</i> https://example.org/a).'));
         return [highlighted('a😀<b>x</b>c', [[1, 2], [2, 5], [9, 99]]).innerHTML, box.innerHTML];
     }""")
-    assert snippet == ['a<mark>😀</mark><mark>&lt;b&gt;</mark>x&lt;/b<mark>&gt;c</mark>',
-                       'javascript:alert(1) &lt;i&gt;x&lt;/i&gt; <a href="https://example.org/a" target="_blank" '
-                       'rel="noopener noreferrer">https://example.org/a</a>).'], snippet
+    assert snippet == [
+        "a<mark>😀</mark><mark>&lt;b&gt;</mark>x&lt;/b<mark>&gt;c</mark>",
+        'javascript:alert(1) &lt;i&gt;x&lt;/i&gt; <a href="https://example.org/a" target="_blank" '
+        'rel="noopener noreferrer">https://example.org/a</a>).',
+    ], snippet
 
     # The API docs page renders the document in Swagger UI, with both kinds of credentials.
     person.page.get_by_role("link", name="API docs").click()
@@ -531,11 +565,21 @@ def _png(width: int, height: int) -> bytes:
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     rows = b"".join(b"\x00" + b"\x30\x80\xd0" * width for _ in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_attachments_upload_show_inline_and_say_why_when_refused(live_env, browser, tmp_path):
@@ -544,8 +588,12 @@ def test_attachments_upload_show_inline_and_say_why_when_refused(live_env, brows
     from playwright.sync_api import expect
 
     port = free_port()  # asset URLs start with the public address: this server's own
-    env = dict(live_env, ASSET_MAX_FILE_BYTES="4000", ASSET_DIR=str(tmp_path / "assets"),
-               PUBLIC_BASE_URL=f"http://127.0.0.1:{port}")
+    env = dict(
+        live_env,
+        ASSET_MAX_FILE_BYTES="4000",
+        ASSET_DIR=str(tmp_path / "assets"),
+        PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+    )
     env["WEB_APP_KEY"] = flask_command(env, "app-key", "create", "web").strip().splitlines()[-1]
     worker = start_worker(env, tmp_path)
     server, base = start_server(env, tmp_path, port=port)
@@ -562,7 +610,8 @@ def test_attachments_upload_show_inline_and_say_why_when_refused(live_env, brows
         expect(person.role("button", "Attach a file")).to_be_enabled()
 
         person.page.locator("#file-input").set_input_files(
-            files=[{"name": "photo.png", "mimeType": "image/png", "buffer": _png(64, 48)}])
+            files=[{"name": "photo.png", "mimeType": "image/png", "buffer": _png(64, 48)}]
+        )
         picture = person.messages.get_by_role("button", name="Open image from alice full size")
         expect(picture).to_be_visible(timeout=SETTLE_MS)
         source = picture.locator("img").get_attribute("src")
@@ -573,15 +622,19 @@ def test_attachments_upload_show_inline_and_say_why_when_refused(live_env, brows
         person.role("button", "Close image").click()
 
         person.page.locator("#file-input").set_input_files(
-            files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"plain words\n" * 10}])
+            files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"plain words\n" * 10}]
+        )
         card = person.messages.locator(".file-card").last
         expect(card.get_by_role("link")).to_have_attribute("download", re.compile("notes"), timeout=SETTLE_MS)
         person.page.locator("#file-input").set_input_files(
-            files=[{"name": "big.txt", "mimeType": "text/plain", "buffer": b"x" * 9000}])
+            files=[{"name": "big.txt", "mimeType": "text/plain", "buffer": b"x" * 9000}]
+        )
         expect(person.alert()).to_contain_text("too large", timeout=SETTLE_MS)
         person.fits("attachments")
 
-        sent = [m for m in bob.call("GET", "/message", params={"conversationid": cid}) if m["type"] in (-2, -4)]
+        sent = [
+            m for m in bob.call("GET", "/message", params={"conversationid": cid}) if m["type"] in (-2, -4)
+        ]
         assert {m["type"] for m in sent} == {-2, -4} and all("/files/" in m["content"] for m in sent)
         assert person.errors == []
     finally:
@@ -632,24 +685,44 @@ def test_the_service_worker_shows_collapsed_notifications_and_retracts_them(site
     page.goto(site + "/")
     cdp = context.new_cdp_session(page)
     registrations: list[dict] = []
-    cdp.on("ServiceWorker.workerRegistrationUpdated", lambda event: registrations.extend(event["registrations"]))
+    cdp.on(
+        "ServiceWorker.workerRegistrationUpdated", lambda event: registrations.extend(event["registrations"])
+    )
     cdp.send("ServiceWorker.enable")
-    page.evaluate("navigator.serviceWorker.register('/sw.js', {scope: '/'}).then(() => navigator.serviceWorker.ready)")
-    wait_until(lambda: any(not r.get("isDeleted") for r in registrations), 10, what="the worker's registration")
+    page.evaluate(
+        "navigator.serviceWorker.register('/sw.js', {scope: '/'}).then(() => navigator.serviceWorker.ready)"
+    )
+    wait_until(
+        lambda: any(not r.get("isDeleted") for r in registrations), 10, what="the worker's registration"
+    )
     registration = next(r for r in registrations if not r.get("isDeleted"))["registrationId"]
 
     def push(payload: dict) -> None:
-        cdp.send("ServiceWorker.deliverPushMessage", {"origin": site, "registrationId": registration,
-                                                      "data": json.dumps(payload)})
+        cdp.send(
+            "ServiceWorker.deliverPushMessage",
+            {"origin": site, "registrationId": registration, "data": json.dumps(payload)},
+        )
 
     def shown() -> list:
         return page.evaluate("""navigator.serviceWorker.getRegistration('/').then((r) => r.getNotifications())
             .then((all) => all.map((n) => [n.title, n.body, n.tag]))""")
 
     page.goto("about:blank")  # the page is closed: the worker shows what comes
-    push({"title": "alice", "body": "are you there? (+2 more)", "tag": "c0ffee", "chat_code": "c0ffee", "conversationid": -1,
-          "count": 3, "badge": 3, "retract": False})
-    push({"title": "carol", "body": "hello", "tag": "beef", "chat_code": "beef", "count": 1, "retract": False})
+    push(
+        {
+            "title": "alice",
+            "body": "are you there? (+2 more)",
+            "tag": "c0ffee",
+            "chat_code": "c0ffee",
+            "conversationid": -1,
+            "count": 3,
+            "badge": 3,
+            "retract": False,
+        }
+    )
+    push(
+        {"title": "carol", "body": "hello", "tag": "beef", "chat_code": "beef", "count": 1, "retract": False}
+    )
     page.goto(site + "/sw.js")  # same origin again, to ask the registration (a script is no window)
     wait_until(lambda: len(shown()) == 2, 10, what="two notifications")
     assert sorted(shown()) == [["alice", "are you there? (+2 more)", "c0ffee"], ["carol", "hello", "beef"]]

@@ -30,8 +30,22 @@ TEXTS = [
 IMAGE_URL = f'https://example.invalid/a.png"><img/src=x/onerror={RUN}>'  # no whitespace: a valid URL
 FILE_URL = f'https://example.invalid/f"onmouseover="{RUN}'
 KMARKDOWN = f"**<img src=x onerror={RUN}>** [click](https://example.invalid/k)"
-CARD = json.dumps([{"type": "card", "modules": [{"type": "section", "text": {
-    "type": "kmarkdown", "content": f"<iframe srcdoc='<script>parent.{RUN}</script>'>"}}]}])
+CARD = json.dumps(
+    [
+        {
+            "type": "card",
+            "modules": [
+                {
+                    "type": "section",
+                    "text": {
+                        "type": "kmarkdown",
+                        "content": f"<iframe srcdoc='<script>parent.{RUN}</script>'>",
+                    },
+                }
+            ],
+        }
+    ]
+)
 EDITED = f"<body onload={RUN}>edited"
 NICKNAME = f"<img src=x onerror={RUN}>"
 
@@ -56,28 +70,48 @@ def test_no_stored_content_runs_in_the_page(site):
         pytest.fail(f"no chromium at {CHROMIUM}: `apt-get install chromium` (.ci/run does), or set CHROMIUM")
     base, app_key = site
     # The sender, with a nickname that is markup, speaking both APIs.
-    assert requests.post(f"{base}/auth/register", headers={"X-APP-Key": app_key}, timeout=10, json={
-        "username": "mallory", "password": "mallory-password", "nickname": NICKNAME}).status_code == 200
-    login = requests.post(f"{base}/auth/login", headers={"X-APP-Key": app_key}, timeout=10,
-                          json={"username": "mallory", "password": "mallory-password"}).json()["data"]
+    assert (
+        requests.post(
+            f"{base}/auth/register",
+            headers={"X-APP-Key": app_key},
+            timeout=10,
+            json={"username": "mallory", "password": "mallory-password", "nickname": NICKNAME},
+        ).status_code
+        == 200
+    )
+    login = requests.post(
+        f"{base}/auth/login",
+        headers={"X-APP-Key": app_key},
+        timeout=10,
+        json={"username": "mallory", "password": "mallory-password"},
+    ).json()["data"]
     classic = {"X-APP-Key": app_key, "X-APP-Session": login["session"]}
     kook = {"Authorization": f"Bearer {login['session']}"}
     victim = ApiUser(base, app_key, "victim", password="victim-password")
 
     def classic_send(conversation, kind, content):
-        response = requests.post(f"{base}/message", headers=classic, timeout=10, json={
-            "conversationid": conversation, "type": kind, "content": content, "time": "1700000000000"})
+        response = requests.post(
+            f"{base}/message",
+            headers=classic,
+            timeout=10,
+            json={"conversationid": conversation, "type": kind, "content": content, "time": "1700000000000"},
+        )
         assert response.status_code == 200, response.text
         return response.json()["data"]
 
     def kook_send(kind, content):
-        response = requests.post(f"{base}/api/v3/direct-message/create", headers=kook, timeout=10,
-                                 json={"target_id": str(victim.id), "type": kind, "content": content})
+        response = requests.post(
+            f"{base}/api/v3/direct-message/create",
+            headers=kook,
+            timeout=10,
+            json={"target_id": str(victim.id), "type": kind, "content": content},
+        )
         assert response.status_code == 200, response.text
         return response.json()["data"]["msg_id"]
 
-    conversation = requests.post(f"{base}/conversation", headers=classic, timeout=10, json={
-        "passiveuser": victim.id, "time": "1"}).json()["data"]["conversationid"]
+    conversation = requests.post(
+        f"{base}/conversation", headers=classic, timeout=10, json={"passiveuser": victim.id, "time": "1"}
+    ).json()["data"]["conversationid"]
     for text in TEXTS:
         classic_send(conversation, -1, text)
     classic_send(conversation, -2, IMAGE_URL)
@@ -85,8 +119,15 @@ def test_no_stored_content_runs_in_the_page(site):
     kook_send(9, KMARKDOWN)
     kook_send(10, CARD)
     edited = kook_send(1, "to be edited")
-    assert requests.post(f"{base}/api/v3/direct-message/update", headers=kook, timeout=10,
-                         json={"msg_id": edited, "content": EDITED}).status_code == 200
+    assert (
+        requests.post(
+            f"{base}/api/v3/direct-message/update",
+            headers=kook,
+            timeout=10,
+            json={"msg_id": edited, "content": EDITED},
+        ).status_code
+        == 200
+    )
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)

@@ -73,12 +73,18 @@ def notifying_site(live_env, tmp_path):
     push service (``PUSH_ALLOW_PRIVATE``); yields (base URL, the page's app key)."""
     vapid = Vapid()
     vapid.generate_keys()
-    env = dict(live_env, PUSH_ALLOW_PRIVATE="1", NOTIFY_DELAY_SECONDS=str(NOTIFY_DELAY_SECONDS),
-               VAPID_PRIVATE_KEY=vapid.private_pem().decode())
+    env = dict(
+        live_env,
+        PUSH_ALLOW_PRIVATE="1",
+        NOTIFY_DELAY_SECONDS=str(NOTIFY_DELAY_SECONDS),
+        VAPID_PRIVATE_KEY=vapid.private_pem().decode(),
+    )
     env["WEB_APP_KEY"] = flask_command(env, "app-key", "create", "web").strip().splitlines()[-1]
     # As the Procfile runs them: events and counters on one worker, provider calls on another.
-    workers = [start_worker(env, tmp_path, extra_args=["-Q", queues, "-n", f"{name}-{tmp_path.name}@%h"])
-               for name, queues in (("worker", "push,counters"), ("webhooks", "webhooks"))]
+    workers = [
+        start_worker(env, tmp_path, extra_args=["-Q", queues, "-n", f"{name}-{tmp_path.name}@%h"])
+        for name, queues in (("worker", "push,counters"), ("webhooks", "webhooks"))
+    ]
     server, base = start_server(env, tmp_path)
     try:
         yield base, env["WEB_APP_KEY"]
@@ -88,7 +94,9 @@ def notifying_site(live_env, tmp_path):
             worker.stop()
 
 
-def test_a_notification_for_a_page_in_the_background_opens_its_conversation(notifying_site, browser, tmp_path):
+def test_a_notification_for_a_page_in_the_background_opens_its_conversation(
+    notifying_site, browser, tmp_path
+):
     from playwright.sync_api import expect
 
     base, app_key = notifying_site
@@ -98,7 +106,9 @@ def test_a_notification_for_a_page_in_the_background_opens_its_conversation(noti
         subscription = push_service.subscribe()
         bob = Person(browser, base, "bob", [], tmp_path)
         bob.context.grant_permissions(["notifications"], origin=base)
-        bob.context.add_init_script(script=FAKE_PUSH_MANAGER.replace("SUBSCRIPTION", json.dumps(subscription.json)))
+        bob.context.add_init_script(
+            script=FAKE_PUSH_MANAGER.replace("SUBSCRIPTION", json.dumps(subscription.json))
+        )
         bob.page.reload()  # the page opened before the script was added
         bob.register("bob-password")
         expect(bob.role("button", "Log out")).to_be_visible()
@@ -117,7 +127,8 @@ def test_a_notification_for_a_page_in_the_background_opens_its_conversation(noti
             return worker.url == f"{base}/sw.js"
 
         worker = next(filter(is_ours, bob.context.service_workers), None) or bob.context.wait_for_event(
-            "serviceworker", predicate=is_ours)
+            "serviceworker", predicate=is_ours
+        )
 
         # bob reloads the page bypassing the cache (Ctrl+Shift+R): a page loaded so is not
         # controlled by the worker, which must still be able to open a chat in it.
@@ -139,30 +150,51 @@ def test_a_notification_for_a_page_in_the_background_opens_its_conversation(noti
         wait_until(lambda: not bob.page.evaluate("document.hasFocus()"), 10, what="the page to lose focus")
 
         # alice writes; bob's page does not read it, so the worker notifies his device.
-        me = requests.get(f"{base}/api/v3/user/me", headers={"Authorization": f"Bearer {bob.session_token()}"},
-                          timeout=10).json()["data"]
+        me = requests.get(
+            f"{base}/api/v3/user/me", headers={"Authorization": f"Bearer {bob.session_token()}"}, timeout=10
+        ).json()["data"]
         conversation_id = alice.open_with(SimpleNamespace(id=int(me["id"])))
         chat_code = alice.conversation(conversation_id)["code"]
         alice.send(conversation_id, "are you there?")
-        (pushed,) = wait_until(lambda: push_service.for_subscription(subscription), 30, what="the Web Push message")
+        (pushed,) = wait_until(
+            lambda: push_service.for_subscription(subscription), 30, what="the Web Push message"
+        )
         assert push_service.refused == []
-        assert pushed.notification == {"title": "alice", "body": "New message from alice", "tag": chat_code,
-                                       "conversationid": conversation_id, "chat_code": chat_code, "count": 1,
-                                       "badge": 1, "retract": False}
+        assert pushed.notification == {
+            "title": "alice",
+            "body": "New message from alice",
+            "tag": chat_code,
+            "conversationid": conversation_id,
+            "chat_code": chat_code,
+            "count": 1,
+            "badge": 1,
+            "retract": False,
+        }
 
         # The push service hands the message to the browser, which wakes the page's worker.
         registrations: list[dict] = []
-        cdp.on("ServiceWorker.workerRegistrationUpdated", lambda event: registrations.extend(event["registrations"]))
+        cdp.on(
+            "ServiceWorker.workerRegistrationUpdated",
+            lambda event: registrations.extend(event["registrations"]),
+        )
         cdp.send("ServiceWorker.enable")
 
         def registration_id():
             bob.page.wait_for_timeout(50)  # Playwright hands over protocol events only while it runs
-            return next((r["registrationId"] for r in registrations
-                         if r["scopeURL"] == f"{base}/" and not r.get("isDeleted")), None)
+            return next(
+                (
+                    r["registrationId"]
+                    for r in registrations
+                    if r["scopeURL"] == f"{base}/" and not r.get("isDeleted")
+                ),
+                None,
+            )
 
         registration = wait_until(registration_id, 10, what="the worker's registration")
-        cdp.send("ServiceWorker.deliverPushMessage", {"origin": base, "registrationId": registration,
-                                                      "data": json.dumps(pushed.notification)})
+        cdp.send(
+            "ServiceWorker.deliverPushMessage",
+            {"origin": base, "registrationId": registration, "data": json.dumps(pushed.notification)},
+        )
 
         # 3. The worker shows it: the sender as the title, the chat as the tag.
         def shown() -> list:
@@ -173,14 +205,17 @@ def test_a_notification_for_a_page_in_the_background_opens_its_conversation(noti
         assert shown() == [["alice", "New message from alice", chat_code, chat_code]]
 
         # 4. bob clicks it: his page opens the conversation with alice, with her message.
-        refused = worker.evaluate("""async (tag) => {
+        refused = worker.evaluate(
+            """async (tag) => {
             const [notification] = await self.registration.getNotifications({tag});
             const event = new NotificationEvent("notificationclick", {notification});
             let handled = Promise.resolve();
             event.waitUntil = (promise) => { handled = promise; };  // an untrusted event cannot be extended
             self.dispatchEvent(event);
             try { await handled; return null; } catch (error) { return String(error); }
-        }""", chat_code)
+        }""",
+            chat_code,
+        )
         assert refused in (None, "InvalidAccessError: Not allowed to focus a window."), refused
         expect(bob.page).to_have_url(re.compile(f"#c={chat_code}$"))
         expect(bob.role("heading", "Conversation with alice")).to_be_visible()
@@ -188,6 +223,9 @@ def test_a_notification_for_a_page_in_the_background_opens_its_conversation(noti
         assert shown() == []  # the click closed it
 
         # Opening the chat read it: the device is told to take back what it showed.
-        wait_until(lambda: any(p.notification["retract"] for p in push_service.for_subscription(subscription)),
-                   SETTLE_MS / 1000, what="the retraction")
+        wait_until(
+            lambda: any(p.notification["retract"] for p in push_service.for_subscription(subscription)),
+            SETTLE_MS / 1000,
+            what="the retraction",
+        )
         assert push_service.refused == [] and bob.errors == []

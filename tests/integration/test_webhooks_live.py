@@ -14,8 +14,12 @@ pytestmark = pytest.mark.integration
 
 
 def test_a_failing_receiver_is_retried_by_the_worker(live_env, tmp_path):
-    env = {**live_env, "WEBHOOK_ALLOW_PRIVATE": "1",  # the receiver is on 127.0.0.1
-           "WEBHOOK_BACKOFF_BASE": "0.2", "WEBHOOK_BACKOFF_MAX": "0.5"}
+    env = {
+        **live_env,
+        "WEBHOOK_ALLOW_PRIVATE": "1",  # the receiver is on 127.0.0.1
+        "WEBHOOK_BACKOFF_BASE": "0.2",
+        "WEBHOOK_BACKOFF_MAX": "0.5",
+    }
     key = flask_command(env, "app-key", "create", "hooks").strip().splitlines()[-1]
     server, base = start_server(env, tmp_path)
     worker = start_worker(env, tmp_path)
@@ -24,29 +28,40 @@ def test_a_failing_receiver_is_retried_by_the_worker(live_env, tmp_path):
             h = {"X-APP-Key": key}
             sessions, ids = {}, {}
             for name in ("alice", "bob"):
-                r = requests.post(f"{base}/auth/register", json={"username": name, "password": "pass-" + name * 2},
-                                  headers=h)
+                r = requests.post(
+                    f"{base}/auth/register",
+                    json={"username": name, "password": "pass-" + name * 2},
+                    headers=h,
+                )
                 assert r.status_code == 200, r.text
                 ids[name] = r.json()["data"]["id"]
-                sessions[name] = requests.post(f"{base}/auth/login", json={"username": name, "password": "pass-" + name * 2},
-                                               headers=h).json()["data"]["session"]
+                sessions[name] = requests.post(
+                    f"{base}/auth/login", json={"username": name, "password": "pass-" + name * 2}, headers=h
+                ).json()["data"]["session"]
             bob = {"Authorization": f"Bearer {sessions['bob']}"}
             created = requests.post(f"{base}/api/v3/webhooks", json={"url": receiver.url}, headers=bob)
             assert created.status_code == 200, created.text
             secret = created.json()["data"]["secret"]
 
             alice = {**h, "X-APP-Session": sessions["alice"]}
-            cid = requests.post(f"{base}/conversation", json={"passiveuser": ids["bob"], "time": "1"},
-                                headers=alice).json()["data"]["conversationid"]
-            sent = requests.post(f"{base}/message", json={"conversationid": cid, "type": -1, "content": "via worker",
-                                                          "time": "1700000000000"}, headers=alice)
+            cid = requests.post(
+                f"{base}/conversation", json={"passiveuser": ids["bob"], "time": "1"}, headers=alice
+            ).json()["data"]["conversationid"]
+            sent = requests.post(
+                f"{base}/message",
+                json={"conversationid": cid, "type": -1, "content": "via worker", "time": "1700000000000"},
+                headers=alice,
+            )
             assert sent.status_code == 200, sent.text
 
             def delivered():
                 if not worker.alive():
                     raise AssertionError(f"worker exited:\n{worker.log_tail()}")
-                items = requests.get(f"{base}/api/v3/webhooks/deliveries", headers=bob).json()["data"]["items"]
+                items = requests.get(f"{base}/api/v3/webhooks/deliveries", headers=bob).json()["data"][
+                    "items"
+                ]
                 return items and items[0]["status"] == "delivered" and items[0]
+
             item = wait_until(delivered, 30, what="the delivery to succeed")
 
             assert item["attempts"] == 3 and item["last_status_code"] == 200

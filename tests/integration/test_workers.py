@@ -161,9 +161,12 @@ def test_a_message_deleted_for_everyone_is_never_replayed_with_its_content(stack
     def scrubbed():
         events = replay()
         return "the secret" not in repr(events) and events
+
     events = wait_until(scrubbed, 15, interval=0.2, what="the deleted content to leave the stream")
     assert [(e, d["messagekey"]) for e, d in events if e.startswith("message.")] == [
-        ("message.created", kept), ("message.deleted", gone)]
+        ("message.created", kept),
+        ("message.deleted", gone),
+    ]
 
 
 def test_a_reconnect_with_last_event_id_gets_exactly_what_it_missed(stack):
@@ -185,12 +188,16 @@ def test_a_reconnect_with_last_event_id_gets_exactly_what_it_missed(stack):
 
     # Resumed by the header (what EventSource sends), then by the query (a URL a browser
     # builds): each gets every event after the id, in order, once, and then the live ones.
-    for resumed in (bob.stream(last_event_id=seen_id),
-                    bob.stream(query_last_event_id=seen_id, token_in_query=True)):
+    for resumed in (
+        bob.stream(last_event_id=seen_id),
+        bob.stream(query_last_event_id=seen_id, token_in_query=True),
+    ):
         resumed.wait_open()
         got = [resumed.next(timeout=10) for _ in missed]
         # Two worker processes push in parallel, so arrival order may differ from send order.
-        assert sorted((e, d["messagekey"]) for _, e, d, _ in got) == sorted(("message.created", k) for k in missed)
+        assert sorted((e, d["messagekey"]) for _, e, d, _ in got) == sorted(
+            ("message.created", k) for k in missed
+        )
         live = alice.send(cid, "after the reconnect")
         _, event, data, _ = resumed.next(timeout=10)
         assert (event, data["messagekey"]) == ("message.created", live["messagekey"])
@@ -268,8 +275,9 @@ def test_sends_survive_a_redis_outage_and_are_pushed_when_it_is_back(stack):
     assert all(m["issent"] == 1 and m["ispushed"] == 0 for m in during)
     # Everything else keeps working: lists (presence reads offline), reads; only the stream is 503.
     assert bob.conversation(cid)["target_info"]["online"] is False
-    refused = requests.get(f"{stack.base}/api/v3/events", headers={"Authorization": f"Bearer {bob.token}"},
-                           timeout=5)
+    refused = requests.get(
+        f"{stack.base}/api/v3/events", headers={"Authorization": f"Bearer {bob.token}"}, timeout=5
+    )
     assert refused.status_code == 503
     assert refused.json()["code"] == 50000 and refused.json()["message"]
     bob.call("POST", "/message/read", json={"conversationid": cid}, timeout=5)
@@ -280,8 +288,11 @@ def test_sends_survive_a_redis_outage_and_are_pushed_when_it_is_back(stack):
     stream = bob.stream().wait_open()
     assert stream.status == 200
     after = alice.send(cid, "after the outage")
-    wait_until(lambda: stream.next(event="message.created", timeout=30)[2]["messagekey"] == after["messagekey"],
-               60, what="the new message on the stream")
+    wait_until(
+        lambda: stream.next(event="message.created", timeout=30)[2]["messagekey"] == after["messagekey"],
+        60,
+        what="the new message on the stream",
+    )
     stream.close()
     wait_until(lambda: bob.conversation(cid)["unread_count"] == 1, 15, what="the count after the outage")
     assert stack.rebuild_changed() == 0
@@ -306,7 +317,9 @@ def test_worker_and_beat_ride_out_redis_being_killed_and_restarted(stack):
     def gave_up_so_far() -> int:
         return worker.log_path.read_text(errors="replace").count(gave_up)
 
-    wait_until(lambda: " ready." in worker.log_path.read_text(errors="replace"), 60, what="the worker to start")
+    wait_until(
+        lambda: " ready." in worker.log_path.read_text(errors="replace"), 60, what="the worker to start"
+    )
     for round_ in range(2):
         broker = redis.Redis.from_url(stack.env["REDIS_URL"])
         pool = psutil.Process(worker.pid).children()
@@ -314,20 +327,28 @@ def test_worker_and_beat_ride_out_redis_being_killed_and_restarted(stack):
         before = gave_up_so_far()
         for process in pool:
             process.suspend()
-        burst = threading.Thread(target=lambda: [alice.send(cid, f"burst {round_}.{n}", timeout=5)
-                                                 for n in range(40)])
+        burst = threading.Thread(
+            target=lambda: [alice.send(cid, f"burst {round_}.{n}", timeout=5) for n in range(40)]
+        )
         burst.start()
         wait_until(lambda: broker.hlen(unacked) > 0, 30, what="the worker to take tasks it cannot finish yet")
         stack.redis.kill(signal.SIGKILL)  # no shutdown, no goodbye to its clients
         stack.redis.process.wait(5)
-        wait_until(lambda: gave_up_so_far() > before, 30,
-                   what=f"the worker to find its connection gone with tasks in hand (round {round_})")
+        wait_until(
+            lambda: gave_up_so_far() > before,
+            30,
+            what=f"the worker to find its connection gone with tasks in hand (round {round_})",
+        )
         for process in pool:
             process.resume()
         burst.join(30)
         stack.start_redis(stack.redis_port)
-        wait_until(lambda: stack.unpushed() == 0, 30, interval=0.2,
-                   what=f"every message to be pushed (round {round_})")
+        wait_until(
+            lambda: stack.unpushed() == 0,
+            30,
+            interval=0.2,
+            what=f"every message to be pushed (round {round_})",
+        )
         assert worker.alive(), f"the worker died:\n{worker.log_tail()}"
         assert beat.alive(), f"beat died:\n{beat.log_tail()}"
     assert "Unrecoverable error" not in worker.log_path.read_text(errors="replace")
@@ -345,5 +366,9 @@ def test_a_closed_stream_leaves_presence_by_a_5_s_deadline_not_at_the_15_s_heart
     stream.close()
     # The deadline is the behaviour under test: offline well before the next heartbeat, which
     # only a stream that notices its client hang up (not its next write failing) achieves.
-    wait_until(lambda: not alice.conversation(cid)["target_info"]["online"], 5, interval=0.1,
-               what="bob to show offline within 5 s of closing, the heartbeat being 15 s away")
+    wait_until(
+        lambda: not alice.conversation(cid)["target_info"]["online"],
+        5,
+        interval=0.1,
+        what="bob to show offline within 5 s of closing, the heartbeat being 15 s away",
+    )

@@ -27,7 +27,9 @@ def test_chat_opened_in_kook_is_the_classic_conversation_and_back(kalice, kbob):
     sent = kalice.send(kbob, "kook answers").json["data"]
     history = _classic_history(kbob, conversation_id)
     assert [(m["content"], m["id"], m["messagekey"]) for m in history] == [
-        ("kook answers", kalice.id, sent["msg_id"]), ("classic says hi", kbob.id, history[1]["messagekey"])]
+        ("kook answers", kalice.id, sent["msg_id"]),
+        ("classic says hi", kbob.id, history[1]["messagekey"]),
+    ]
 
 
 def test_types_cross_dialects(kalice, kbob):

@@ -9,7 +9,9 @@ import pytest
 
 from chat import backends
 
-CARD = json.dumps([{"type": "card", "modules": [{"type": "section", "text": {"type": "plain-text", "content": "hi"}}]}])
+CARD = json.dumps(
+    [{"type": "card", "modules": [{"type": "section", "text": {"type": "plain-text", "content": "hi"}}]}]
+)
 
 
 def _events(app, user, name):
@@ -22,8 +24,13 @@ def _list(user, code, **query):
 
 def test_send_each_kook_type_and_read_it_back(kalice, kbob):
     bodies = [
-        (1, "plain"), (2, "https://example.com/cat.png"), (3, "https://example.com/v.mp4"),
-        (4, "https://example.com/f.pdf"), (8, "https://example.com/a.mp3"), (9, "**bold**"), (10, CARD),
+        (1, "plain"),
+        (2, "https://example.com/cat.png"),
+        (3, "https://example.com/v.mp4"),
+        (4, "https://example.com/f.pdf"),
+        (8, "https://example.com/a.mp3"),
+        (9, "**bold**"),
+        (10, CARD),
     ]
     for kind, content in bodies:
         response = kalice.send(kbob, content, type=kind)
@@ -34,7 +41,9 @@ def test_send_each_kook_type_and_read_it_back(kalice, kbob):
     items = _list(kbob, code)
     assert [(m["type"], m["content"]) for m in items] == bodies  # oldest first
     image = items[1]
-    assert image["attachments"] == [{"type": "image", "url": "https://example.com/cat.png", "name": "cat.png"}]
+    assert image["attachments"] == [
+        {"type": "image", "url": "https://example.com/cat.png", "name": "cat.png"}
+    ]
     assert items[0]["attachments"] == [] and items[0]["embeds"] == []
     first = items[0]
     assert first["author_id"] == str(kalice.id) and first["updated_at"] == 0 and first["quote"] is None
@@ -81,8 +90,17 @@ def test_nonce_is_echoed_and_makes_retries_safe(kalice, kbob):
 
 
 def test_explicit_nulls_are_ignored(kalice, kbob):
-    response = kalice.post("/direct-message/create", json={
-        "target_id": str(kbob.id), "content": "hi", "type": None, "quote": None, "nonce": None, "chat_code": None})
+    response = kalice.post(
+        "/direct-message/create",
+        json={
+            "target_id": str(kbob.id),
+            "content": "hi",
+            "type": None,
+            "quote": None,
+            "nonce": None,
+            "chat_code": None,
+        },
+    )
     assert response.status_code == 200, response.json
 
 
@@ -102,14 +120,29 @@ def test_newest_page_marks_read_and_paging_around_a_message(kalice, kbob):
     assert contents(msg_id=keys[3], flag="before", page_size=2) == ["m1", "m2"]
     assert contents(msg_id=keys[3], flag="after", page_size=2) == ["m4", "m5"]
     assert contents(msg_id=keys[3], flag="around", page_size=3) == ["m2", "m3", "m4"]
-    assert contents(msg_id=keys[0], flag="around", page_size=5) == ["m0", "m1", "m2", "m3", "m4"]  # filled after
+    assert contents(msg_id=keys[0], flag="around", page_size=5) == [
+        "m0",
+        "m1",
+        "m2",
+        "m3",
+        "m4",
+    ]  # filled after
     assert contents(msg_id=keys[3]) == ["m0", "m1", "m2"]  # before, by default
     assert contents(page=2, page_size=3) == ["m1", "m2", "m3"]
-    assert [m["content"] for m in kbob.ok("get", "/direct-message/list", query_string={
-        "target_id": kalice.id, "msg_id": keys[6], "flag": "before", "page_size": 1})["items"]] == ["m5"]
+    assert [
+        m["content"]
+        for m in kbob.ok(
+            "get",
+            "/direct-message/list",
+            query_string={"target_id": kalice.id, "msg_id": keys[6], "flag": "before", "page_size": 1},
+        )["items"]
+    ] == ["m5"]
 
-    for query, status in (({"msg_id": "nope"}, 404), ({"msg_id": keys[0], "flag": "sideways"}, 400),
-                          ({"page_size": 101}, 400)):
+    for query, status in (
+        ({"msg_id": "nope"}, 404),
+        ({"msg_id": keys[0], "flag": "sideways"}, 400),
+        ({"page_size": 101}, 400),
+    ):
         response = kbob.get("/direct-message/list", query_string={"chat_code": code, **query})
         assert response.status_code == status, query
     response = kbob.get("/direct-message/list")
@@ -127,8 +160,11 @@ def test_view_one_message(kalice, kbob, make_kook_user):
     data = kbob.ok("get", "/direct-message/view", query_string={"msg_id": key, "chat_code": code})
     assert (data["id"], data["content"], data["type"]) == (key, "look", 1)
     stranger = make_kook_user("stranger")
-    for who, query in ((stranger, {"msg_id": key}), (kbob, {"msg_id": key, "chat_code": "b" * 32}),
-                       (kbob, {"msg_id": "missing"})):
+    for who, query in (
+        (stranger, {"msg_id": key}),
+        (kbob, {"msg_id": key, "chat_code": "b" * 32}),
+        (kbob, {"msg_id": "missing"}),
+    ):
         response = who.get("/direct-message/view", query_string=query)
         assert (response.status_code, response.json["code"]) == (404, 40400), query
 
@@ -148,7 +184,10 @@ def test_quote_shows_the_quoted_message(kalice, kbob):
 def test_update_edits_content_and_tells_both_sides(app, kalice, kbob):
     key = kalice.send(kbob, "typo").json["data"]["msg_id"]
     other = kbob.send(kalice, "quotable").json["data"]["msg_id"]
-    assert kalice.ok("post", "/direct-message/update", json={"msg_id": key, "content": "fixed", "quote": other}) == {}
+    assert (
+        kalice.ok("post", "/direct-message/update", json={"msg_id": key, "content": "fixed", "quote": other})
+        == {}
+    )
     item = kbob.ok("get", "/direct-message/view", query_string={"msg_id": key})
     assert item["content"] == "fixed" and item["updated_at"] > 0 and item["quote"]["id"] == other
     for user in (kalice, kbob):
@@ -204,19 +243,34 @@ def test_reactions(app, kalice, kbob, make_kook_user):
     assert reacted[0] == {"emoji": "👍", "user_id": str(kbob.id), "added": True}
     users = kalice.ok("get", "/direct-message/reaction-list", query_string={"msg_id": key, "emoji": "👍"})
     assert [u["id"] for u in users] == [str(kbob.id), str(kalice.id)]
-    assert set(users[0]) >= {"id", "username", "identify_num", "online", "avatar", "bot", "nickname", "reaction_time"}
+    assert set(users[0]) >= {
+        "id",
+        "username",
+        "identify_num",
+        "online",
+        "avatar",
+        "bot",
+        "nickname",
+        "reaction_time",
+    }
     item = kbob.ok("get", "/direct-message/view", query_string={"msg_id": key})
     assert item["reactions"] == [
         {"emoji": {"id": "👍", "name": "👍"}, "count": 2, "me": True},
         {"emoji": {"id": "🎉", "name": "🎉"}, "count": 1, "me": False},
     ]
 
-    response = kalice.post("/direct-message/delete-reaction", json={"msg_id": key, "emoji": "👍", "user_id": kbob.id})
+    response = kalice.post(
+        "/direct-message/delete-reaction", json={"msg_id": key, "emoji": "👍", "user_id": kbob.id}
+    )
     assert (response.status_code, response.json["code"]) == (403, 40300)
     assert kbob.ok("post", "/direct-message/delete-reaction", json={"msg_id": key, "emoji": "👍"}) == {}
     assert kbob.ok("post", "/direct-message/delete-reaction", json={"msg_id": key, "emoji": "👍"}) == {}
-    assert [u["id"] for u in kalice.ok("get", "/direct-message/reaction-list",
-                                       query_string={"msg_id": key, "emoji": "👍"})] == [str(kalice.id)]
+    assert [
+        u["id"]
+        for u in kalice.ok(
+            "get", "/direct-message/reaction-list", query_string={"msg_id": key, "emoji": "👍"}
+        )
+    ] == [str(kalice.id)]
 
     stranger = make_kook_user("stranger")
     for who, method, path, body, status in (
@@ -243,7 +297,10 @@ def test_reactions_are_capped_per_message_and_per_user(app, kalice, kbob):
     """One person must not be able to bloat the other's history with endless distinct
     reactions: a message holds at most REACTION_EMOJIS_PER_MESSAGE distinct emojis, a person
     at most REACTIONS_PER_USER_PER_MESSAGE of their own on it; over either is a clear 400."""
-    assert (app.config["REACTION_EMOJIS_PER_MESSAGE"], app.config["REACTIONS_PER_USER_PER_MESSAGE"]) == (20, 10)
+    assert (app.config["REACTION_EMOJIS_PER_MESSAGE"], app.config["REACTIONS_PER_USER_PER_MESSAGE"]) == (
+        20,
+        10,
+    )
     per_user, per_message = 3, 4  # small caps keep the test short; the rule is the same
     app.config.update(REACTIONS_PER_USER_PER_MESSAGE=per_user, REACTION_EMOJIS_PER_MESSAGE=per_message)
     key = kalice.send(kbob, "react to me").json["data"]["msg_id"]
@@ -265,7 +322,10 @@ def test_reactions_are_capped_per_message_and_per_user(app, kalice, kbob):
     assert f"at most {per_message}" in over.json["message"]
     assert react(kalice, "b1").status_code == 200  # joining an emoji already on it is fine
     # Taking one back makes room again.
-    assert kbob.ok("post", "/direct-message/delete-reaction", json={"msg_id": key, "emoji": f"b{per_user - 1}"}) == {}
+    assert (
+        kbob.ok("post", "/direct-message/delete-reaction", json={"msg_id": key, "emoji": f"b{per_user - 1}"})
+        == {}
+    )
     assert react(kalice, "a new emoji").status_code == 200
     item = kbob.ok("get", "/direct-message/view", query_string={"msg_id": key})
     assert len(item["reactions"]) == per_message
@@ -277,14 +337,26 @@ def _card(*modules) -> str:
 
 RUNNABLE_CARDS = {
     "an image": _card({"type": "container", "elements": [{"type": "image", "src": "javascript:alert(1)"}]}),
-    "a link button": _card({"type": "action-group", "elements": [
-        {"type": "button", "click": "link", "value": " JaVa\tScript:alert(document.cookie)",
-         "text": {"type": "plain-text", "content": "open"}}]}),
-    "a KMarkdown link": _card({"type": "section", "text": {"type": "kmarkdown",
-                                                           "content": "[hi](javascript:alert(1))"}}),
+    "a link button": _card(
+        {
+            "type": "action-group",
+            "elements": [
+                {
+                    "type": "button",
+                    "click": "link",
+                    "value": " JaVa\tScript:alert(document.cookie)",
+                    "text": {"type": "plain-text", "content": "open"},
+                }
+            ],
+        }
+    ),
+    "a KMarkdown link": _card(
+        {"type": "section", "text": {"type": "kmarkdown", "content": "[hi](javascript:alert(1))"}}
+    ),
     "an entity-spelled colon": _card({"type": "file", "src": "javascript&#58;alert(1)", "title": "f"}),
-    "a data URL": _card({"type": "container", "elements": [
-        {"type": "image", "src": "data:text/html;base64,PHNjcmlwdD4="}]}),
+    "a data URL": _card(
+        {"type": "container", "elements": [{"type": "image", "src": "data:text/html;base64,PHNjcmlwdD4="}]}
+    ),
 }
 
 
@@ -299,14 +371,27 @@ def test_a_card_carrying_a_runnable_url_is_refused_at_send_and_edit(kalice, kbob
 
 
 def test_card_text_that_merely_mentions_a_scheme_is_kept(kalice, kbob):
-    card = _card({"type": "section", "text": {"type": "kmarkdown",
-                                              "content": "Data: 5 items. JavaScript: see [docs](https://example.com)"}},
-                 {"type": "container", "elements": [{"type": "image", "src": "https://example.com/a.png"}]})
+    card = _card(
+        {
+            "type": "section",
+            "text": {
+                "type": "kmarkdown",
+                "content": "Data: 5 items. JavaScript: see [docs](https://example.com)",
+            },
+        },
+        {"type": "container", "elements": [{"type": "image", "src": "https://example.com/a.png"}]},
+    )
     assert kalice.send(kbob, card, type=10).status_code == 200
 
 
-@pytest.mark.parametrize("text", ["[hi](javascript:alert(1))", "see <JavaScript:alert(1)>",
-                                  "[x]( data:text/html,<script>alert(1)</script>)"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[hi](javascript:alert(1))",
+        "see <JavaScript:alert(1)>",
+        "[x]( data:text/html,<script>alert(1)</script>)",
+    ],
+)
 def test_kmarkdown_linking_to_a_runnable_url_is_refused(kalice, kbob, text):
     refused = kalice.send(kbob, text, type=9)
     assert refused.status_code == 400 and "must be http or https" in refused.json["message"]

@@ -5,15 +5,26 @@ from __future__ import annotations
 import pytest
 
 KOOK_ROUTES = {
-    ("/api/v3/user-chat/list", "get"), ("/api/v3/user-chat/view", "get"),
-    ("/api/v3/user-chat/create", "post"), ("/api/v3/user-chat/delete", "post"),
-    ("/api/v3/direct-message/list", "get"), ("/api/v3/direct-message/view", "get"),
-    ("/api/v3/direct-message/create", "post"), ("/api/v3/direct-message/update", "post"),
-    ("/api/v3/direct-message/delete", "post"), ("/api/v3/direct-message/reaction-list", "get"),
-    ("/api/v3/direct-message/add-reaction", "post"), ("/api/v3/direct-message/delete-reaction", "post"),
-    ("/api/v3/friend", "get"), ("/api/v3/friend/request", "post"), ("/api/v3/friend/handle-request", "post"),
-    ("/api/v3/friend/delete", "post"), ("/api/v3/friend/block", "post"), ("/api/v3/friend/unblock", "post"),
-    ("/api/v3/user/me", "get"), ("/api/v3/user/view", "get"),
+    ("/api/v3/user-chat/list", "get"),
+    ("/api/v3/user-chat/view", "get"),
+    ("/api/v3/user-chat/create", "post"),
+    ("/api/v3/user-chat/delete", "post"),
+    ("/api/v3/direct-message/list", "get"),
+    ("/api/v3/direct-message/view", "get"),
+    ("/api/v3/direct-message/create", "post"),
+    ("/api/v3/direct-message/update", "post"),
+    ("/api/v3/direct-message/delete", "post"),
+    ("/api/v3/direct-message/reaction-list", "get"),
+    ("/api/v3/direct-message/add-reaction", "post"),
+    ("/api/v3/direct-message/delete-reaction", "post"),
+    ("/api/v3/friend", "get"),
+    ("/api/v3/friend/request", "post"),
+    ("/api/v3/friend/handle-request", "post"),
+    ("/api/v3/friend/delete", "post"),
+    ("/api/v3/friend/block", "post"),
+    ("/api/v3/friend/unblock", "post"),
+    ("/api/v3/user/me", "get"),
+    ("/api/v3/user/view", "get"),
 }
 
 
@@ -38,8 +49,11 @@ def test_every_route_wants_a_token(client, path, method):
 
 
 def test_bad_bodies(kalice):
-    response = kalice.client.post("/api/v3/user-chat/create", data="{not json", headers={
-        **kalice.headers, "Content-Type": "application/json"})
+    response = kalice.client.post(
+        "/api/v3/user-chat/create",
+        data="{not json",
+        headers={**kalice.headers, "Content-Type": "application/json"},
+    )
     _assert_kook_error(response, 400, 40000)
     response = kalice.post("/user-chat/create", json=["a", "list"])
     _assert_kook_error(response, 400, 40000)
@@ -55,8 +69,12 @@ def test_too_large(kalice, kbob):
 
 def test_openapi_covers_every_kook_route(client):
     spec = client.get("/openapi.json").json
-    documented = {(path, method) for path, ops in spec["paths"].items() for method in ops
-                  if path.startswith("/api/v3/") and method in ("get", "post")}
+    documented = {
+        (path, method)
+        for path, ops in spec["paths"].items()
+        for method in ops
+        if path.startswith("/api/v3/") and method in ("get", "post")
+    }
     assert KOOK_ROUTES <= documented
     create = spec["paths"]["/api/v3/direct-message/create"]["post"]
     # A token, or the web page's session cookie (believed only with its X-Chat-Web header).

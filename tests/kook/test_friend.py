@@ -21,7 +21,9 @@ def test_request_accept_and_lists(kalice, kbob):
 
     sent = _lists(kalice, "request")
     assert list(sent) == ["request"]
-    assert [(r["friend_info"]["id"], r["own"], r["type"]) for r in sent["request"]] == [(str(kbob.id), True, "request")]
+    assert [(r["friend_info"]["id"], r["own"], r["type"]) for r in sent["request"]] == [
+        (str(kbob.id), True, "request")
+    ]
     received = _lists(kbob, "request")["request"]
     assert [(r["friend_info"]["id"], r["own"]) for r in received] == [(str(kalice.id), False)]
 
@@ -136,8 +138,15 @@ def test_a_block_stops_the_push_of_a_message_still_waiting_for_it(app, kalice, k
 
     code = kalice.open_chat(kbob)
     view = conversations.get_for_member(db.session.get(User, kalice.id), code=code)
-    waiting = Message(key="00000000-0000-0000-0000-00000000b10c", conversation_id=view.conversation.id,
-                      sender_id=kalice.id, type="text", content="queued", client_time=1, created_at=now_ms())
+    waiting = Message(
+        key="00000000-0000-0000-0000-00000000b10c",
+        conversation_id=view.conversation.id,
+        sender_id=kalice.id,
+        type="text",
+        content="queued",
+        client_time=1,
+        created_at=now_ms(),
+    )
     db.session.add(waiting)
     db.session.commit()
     kbob.ok("post", "/friend/block", json={"user_id": kalice.id})

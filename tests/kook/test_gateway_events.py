@@ -14,18 +14,34 @@ def _stream(user_id: int) -> list[tuple[str, str, str]]:
 
 def test_messages_become_person_events_with_author_quote_and_kook_type(kalice, kbob):
     code = kalice.open_chat(kbob)
-    first = kalice.ok("post", "/direct-message/create", json={"chat_code": code, "content": "**hi**", "type": 9})
-    kalice.ok("post", "/direct-message/create", json={"chat_code": code, "content": "see above",
-                                                      "quote": first["msg_id"], "nonce": "n-1"})
+    first = kalice.ok(
+        "post", "/direct-message/create", json={"chat_code": code, "content": "**hi**", "type": 9}
+    )
+    kalice.ok(
+        "post",
+        "/direct-message/create",
+        json={"chat_code": code, "content": "see above", "quote": first["msg_id"], "nonce": "n-1"},
+    )
     kalice.classic.send(kalice.classic.open_with(kbob.classic), "31.2304,121.4737", type=-5)
     events = [kook_event(*e, kbob.id) for e in _stream(kbob.id) if e[1] == "message.created"]
     kmarkdown, reply, location = events
-    assert (kmarkdown["type"], kmarkdown["extra"]["type"], kmarkdown["extra"]["kmarkdown"]["raw_content"]) == (
-        9, 9, "**hi**")
-    assert reply["nonce"] == "n-1" and reply["target_id"] == str(kbob.id) and reply["author_id"] == str(kalice.id)
+    assert (
+        kmarkdown["type"],
+        kmarkdown["extra"]["type"],
+        kmarkdown["extra"]["kmarkdown"]["raw_content"],
+    ) == (9, 9, "**hi**")
+    assert (
+        reply["nonce"] == "n-1"
+        and reply["target_id"] == str(kbob.id)
+        and reply["author_id"] == str(kalice.id)
+    )
     quote = reply["extra"]["quote"]
     assert (quote["id"], quote["rong_id"], quote["type"], quote["content"]) == (
-        first["msg_id"], first["msg_id"], 9, "**hi**")
+        first["msg_id"],
+        first["msg_id"],
+        9,
+        "**hi**",
+    )
     assert quote["author"]["id"] == str(kalice.id)
     author = reply["extra"]["author"]
     assert (author["username"], author["bot"], len(author["identify_num"])) == ("kalice", True, 4)

@@ -9,8 +9,11 @@ from tests.conftest import ClassicUser
 
 
 def _index(client, token: str, **headers):
-    return client.get("/api/v3/gateway/index", query_string={"compress": 0},
-                      headers={"Authorization": f"Bearer {token}", **headers})
+    return client.get(
+        "/api/v3/gateway/index",
+        query_string={"compress": 0},
+        headers={"Authorization": f"Bearer {token}", **headers},
+    )
 
 
 def _user(client) -> ClassicUser:
@@ -22,14 +25,18 @@ def test_the_url_comes_from_the_public_base_url_whatever_the_request_says(app, a
     bob = _user(client)
     response = _index(client, bob.session, Host="evil.example", **{"X-Forwarded-Proto": "http"})
     assert response.status_code == 200
-    assert response.json["data"]["url"] == f"wss://chat.example.test/base/gateway?compress=0&token={bob.session}"
+    assert (
+        response.json["data"]["url"] == f"wss://chat.example.test/base/gateway?compress=0&token={bob.session}"
+    )
     assert "no-store" in response.headers["Cache-Control"]
 
 
 def test_without_a_trusted_proxy_forwarded_headers_are_ignored(app, app_with):
     client = app_with(PUBLIC_BASE_URL=None, TRUSTED_PROXIES=0)
     bob = _user(client)
-    response = _index(client, bob.session, **{"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example"})
+    response = _index(
+        client, bob.session, **{"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example"}
+    )
     assert response.json["data"]["url"].startswith("ws://localhost/gateway?")
     assert "no-store" in response.headers["Cache-Control"]
 

@@ -44,8 +44,11 @@ def test_every_kook_response_carries_the_four_headers_as_integers(limited):
         assert all(values[name] is not None and values[name].isdigit() for name in HEADERS), values
         assert values["X-Rate-Limit-Global"] is None
     first, second = (_limits(r) for r in responses[:2])
-    assert (first["X-Rate-Limit-Limit"], first["X-Rate-Limit-Remaining"], second["X-Rate-Limit-Remaining"]) == (
-        "5", "4", "3")
+    assert (
+        first["X-Rate-Limit-Limit"],
+        first["X-Rate-Limit-Remaining"],
+        second["X-Rate-Limit-Remaining"],
+    ) == ("5", "4", "3")
     assert first["X-Rate-Limit-Bucket"] == str(bucket_id("user/me"))
     assert 0 < int(first["X-Rate-Limit-Reset"]) <= 60
     assert _limits(responses[3])["X-Rate-Limit-Bucket"] == str(bucket_id("user/view"))
@@ -80,34 +83,51 @@ def test_the_global_limit_says_so(limited):
 
 
 def test_sends_share_one_bucket_across_dialects(limited):
-    client = limited(RATELIMIT_SEND="2 per minute", RATELIMIT_ROUTE="100 per minute",
-                     RATELIMIT_GLOBAL="100 per minute")
+    client = limited(
+        RATELIMIT_SEND="2 per minute", RATELIMIT_ROUTE="100 per minute", RATELIMIT_GLOBAL="100 per minute"
+    )
     alice_user, alice_token = accounts.create_bot("alice-sender")
     bob_user, bob_token = accounts.create_bot("bob-sender")
     kook = {"Authorization": f"Bot {alice_token}"}
     classic = {"X-APP-Key": accounts.create_app_key("limited"), "X-APP-Session": alice_token}
     for _ in range(2):
-        response = client.post("/api/v3/direct-message/create", headers=kook,
-                               json={"target_id": bob_user.id, "content": "hi"})
+        response = client.post(
+            "/api/v3/direct-message/create", headers=kook, json={"target_id": bob_user.id, "content": "hi"}
+        )
         assert response.status_code == 200, response.json
     assert _limits(response)["X-Rate-Limit-Bucket"] == str(bucket_id("message/send"))
-    conversation = client.post("/conversation", headers=classic,
-                               json={"passiveuser": bob_user.id, "time": "1700000000000"}).json["data"]
-    response = client.post("/message", headers=classic, json={
-        "conversationid": conversation["conversationid"], "type": -1, "content": "one more", "time": "1"})
+    conversation = client.post(
+        "/conversation", headers=classic, json={"passiveuser": bob_user.id, "time": "1700000000000"}
+    ).json["data"]
+    response = client.post(
+        "/message",
+        headers=classic,
+        json={
+            "conversationid": conversation["conversationid"],
+            "type": -1,
+            "content": "one more",
+            "time": "1",
+        },
+    )
     assert (response.status_code, response.json["code"]) == (429, 1)
     assert response.json["msg"] and "Retry-After" in response.headers
     assert "X-Rate-Limit-Limit" not in response.headers  # KOOK's headers are KOOK's
     # Bob has his own sends.
-    response = client.post("/api/v3/direct-message/create", headers={"Authorization": f"Bot {bob_token}"},
-                           json={"target_id": alice_user.id, "content": "hello"})
+    response = client.post(
+        "/api/v3/direct-message/create",
+        headers={"Authorization": f"Bot {bob_token}"},
+        json={"target_id": alice_user.id, "content": "hello"},
+    )
     assert response.status_code == 200
 
 
 def test_an_unreachable_redis_falls_back_to_in_process_limits(limited):
-    client = limited(RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{free_port()}/0",
-                     RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
-                     RATELIMIT_ROUTE="2 per minute", RATELIMIT_GLOBAL="100 per minute")
+    client = limited(
+        RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{free_port()}/0",
+        RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        RATELIMIT_ROUTE="2 per minute",
+        RATELIMIT_GLOBAL="100 per minute",
+    )
     me = _bot("limited")
     statuses = [client.get("/api/v3/user/me", headers=me).status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
@@ -118,9 +138,12 @@ def test_an_unreachable_redis_falls_back_to_in_process_limits(limited):
 def test_redis_counts_live_under_the_key_prefix(limited, redis_prefix):
     import redis
 
-    client = limited(RATELIMIT_STORAGE_URI=REDIS_URL,
-                     RATELIMIT_STORAGE_OPTIONS={"key_prefix": f"{redis_prefix}limits"},
-                     RATELIMIT_ROUTE="2 per minute", RATELIMIT_GLOBAL="100 per minute")
+    client = limited(
+        RATELIMIT_STORAGE_URI=REDIS_URL,
+        RATELIMIT_STORAGE_OPTIONS={"key_prefix": f"{redis_prefix}limits"},
+        RATELIMIT_ROUTE="2 per minute",
+        RATELIMIT_GLOBAL="100 per minute",
+    )
     me = _bot("limited")
     statuses = [client.get("/api/v3/user/me", headers=me).status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
@@ -132,19 +155,31 @@ def test_logins_and_sign_ups_are_limited_per_address(limited, app_key):
     """Each login or sign-up costs a password hash: one address gets RATELIMIT_LOGIN of them,
     whatever usernames it tries and whatever credentials it adds, while other addresses and
     other routes are not affected."""
-    client = limited(RATELIMIT_LOGIN="3 per minute", RATELIMIT_ROUTE="100 per minute",
-                     RATELIMIT_GLOBAL="100 per minute")
+    client = limited(
+        RATELIMIT_LOGIN="3 per minute", RATELIMIT_ROUTE="100 per minute", RATELIMIT_GLOBAL="100 per minute"
+    )
     key = {"X-APP-Key": app_key}
     here, there = {"REMOTE_ADDR": "198.51.100.7"}, {"REMOTE_ADDR": "198.51.100.8"}
     me = _bot("signer")
 
     def login(name, environ, headers=key):
-        return client.post("/auth/login", headers=headers, environ_base=environ,
-                           json={"username": name, "password": "wrong password"})
+        return client.post(
+            "/auth/login",
+            headers=headers,
+            environ_base=environ,
+            json={"username": name, "password": "wrong password"},
+        )
 
     assert login("nobody1", here).status_code == 401
-    assert client.post("/auth/register", headers=key, environ_base=here,
-                       json={"username": "fresh", "password": "long enough"}).status_code == 200
+    assert (
+        client.post(
+            "/auth/register",
+            headers=key,
+            environ_base=here,
+            json={"username": "fresh", "password": "long enough"},
+        ).status_code
+        == 200
+    )
     assert login("nobody2", here, {**key, **me}).status_code == 401  # a token does not move it
     refused = login("nobody3", here)
     assert refused.status_code == 429
@@ -169,15 +204,30 @@ def test_sign_ins_are_limited_per_account_whatever_the_address(limited, app_key)
     bucket (RATELIMIT_LOGIN_ACCOUNT) ends them, whichever way the name is spelled; other
     accounts, and names that have no account (the answer must not tell them apart), count
     on their own."""
-    client = limited(RATELIMIT_LOGIN="100 per minute", RATELIMIT_LOGIN_ACCOUNT="3 per minute",
-                     RATELIMIT_ROUTE="100 per minute", RATELIMIT_GLOBAL="100 per minute")
+    client = limited(
+        RATELIMIT_LOGIN="100 per minute",
+        RATELIMIT_LOGIN_ACCOUNT="3 per minute",
+        RATELIMIT_ROUTE="100 per minute",
+        RATELIMIT_GLOBAL="100 per minute",
+    )
     key = {"X-APP-Key": app_key}
-    assert client.post("/auth/register", headers=key, environ_base={"REMOTE_ADDR": "203.0.113.1"},
-                       json={"username": "Victim", "password": "the right one"}).status_code == 200
+    assert (
+        client.post(
+            "/auth/register",
+            headers=key,
+            environ_base={"REMOTE_ADDR": "203.0.113.1"},
+            json={"username": "Victim", "password": "the right one"},
+        ).status_code
+        == 200
+    )
 
     def login(name, address, password="wrong password"):
-        return client.post("/auth/login", headers=key, environ_base={"REMOTE_ADDR": address},
-                           json={"username": name, "password": password})
+        return client.post(
+            "/auth/login",
+            headers=key,
+            environ_base={"REMOTE_ADDR": address},
+            json={"username": name, "password": password},
+        )
 
     # Register counted once; two guesses from two more addresses use up the account's three.
     assert login("victim", "198.51.100.21").status_code == 401

@@ -18,8 +18,9 @@ def test_kook_message_type_must_be_an_integer(kalice, kbob, value):
 
 def test_kook_message_type_as_digits_still_works(kalice, kbob):
     assert kalice.send(kbob, "number", type=1).status_code == 200
-    response = kalice.post("/direct-message/create", data={"type": "1", "target_id": str(kbob.id),
-                                                            "content": "form body"})
+    response = kalice.post(
+        "/direct-message/create", data={"type": "1", "target_id": str(kbob.id), "content": "form body"}
+    )
     assert response.status_code == 200, response.json
 
 
@@ -43,13 +44,21 @@ def test_classic_paging_numbers_are_ascii_digits(kalice, kbob, value):
         assert response.status_code == 400, (name, value)
 
 
-@pytest.mark.parametrize("body", [
-    {"type": -1.0}, {"type": -1.5}, {"type": "-١"}, {"conversationid": 1.0}, {"conversationid": "١"},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"type": -1.0},
+        {"type": -1.5},
+        {"type": "-١"},
+        {"conversationid": 1.0},
+        {"conversationid": "١"},
+    ],
+)
 def test_classic_send_refuses_floats_and_odd_digits(kalice, kbob, body):
     cid = kalice.classic.open_with(kbob.classic)
-    response = kalice.classic.post("/message", json={
-        "conversationid": cid, "type": -1, "content": "x", "time": "1700000000000", **body})
+    response = kalice.classic.post(
+        "/message", json={"conversationid": cid, "type": -1, "content": "x", "time": "1700000000000", **body}
+    )
     assert response.status_code == 400, (body, response.json)
 
 

@@ -14,7 +14,12 @@ def test_me_with_a_bot_token(client, app):
     data = response.json["data"]
     assert USER_FIELDS <= set(data)
     assert (data["id"], data["username"], data["nickname"], data["bot"], data["online"]) == (
-        str(bot.id), "helper", "Helper", True, False)
+        str(bot.id),
+        "helper",
+        "Helper",
+        True,
+        False,
+    )
     assert len(data["identify_num"]) == 4 and data["identify_num"].isdigit()
 
 
@@ -25,8 +30,12 @@ def test_view_a_person(kalice, alice):
 
 
 def test_view_errors(kalice):
-    for query, status, code in (({"user_id": "123456789"}, 404, 40400), ({"user_id": "abc"}, 400, 40000),
-                                ({}, 400, 40000), ({"user_id": "9" * 30}, 400, 40000)):
+    for query, status, code in (
+        ({"user_id": "123456789"}, 404, 40400),
+        ({"user_id": "abc"}, 400, 40000),
+        ({}, 400, 40000),
+        ({"user_id": "9" * 30}, 400, 40000),
+    ):
         response = kalice.get("/user/view", query_string=query)
         assert (response.status_code, response.json["code"]) == (status, code), query
 
@@ -36,7 +45,10 @@ def test_view_a_person_by_username(kalice, alice):
     for given in ("alice", "ALICE", f"alice#{accounts.get_user(alice.id).identify_num}"):
         data = kalice.ok("get", "/user/view", query_string={"username": given})
         assert (data["id"], data["username"]) == (str(alice.id), "alice"), given
-    for query, status in (({"username": "nobody-here"}, 404), ({"username": ""}, 400),
-                          ({"username": "x" * 41}, 400)):
+    for query, status in (
+        ({"username": "nobody-here"}, 404),
+        ({"username": ""}, 400),
+        ({"username": "x" * 41}, 400),
+    ):
         response = kalice.get("/user/view", query_string=query)
         assert response.status_code == status, (query, response.json)

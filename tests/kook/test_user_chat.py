@@ -9,8 +9,13 @@ def test_create_is_idempotent_per_pair_from_either_side(kalice, kbob):
     theirs = kbob.ok("post", "/user-chat/create", data={"target_id": str(kalice.id)})  # form body
     assert first["code"] == again["code"] == theirs["code"]
     assert len(first["code"]) == 32
-    assert first["target_info"] == {"id": str(kbob.id), "username": "kbob", "nickname": "kbob",
-                                    "online": False, "avatar": ""}
+    assert first["target_info"] == {
+        "id": str(kbob.id),
+        "username": "kbob",
+        "nickname": "kbob",
+        "online": False,
+        "avatar": "",
+    }
     assert (first["is_friend"], first["is_blocked"], first["is_target_blocked"]) == (False, False, False)
     assert first["unread_count"] == 0
 
@@ -49,8 +54,10 @@ def test_list_pages_newest_activity_first(kalice, make_kook_user):
     assert [item["target_info"]["username"] for item in seen[:3]] == ["partner2", "partner1", "partner0"]
     assert {item["target_info"]["username"] for item in seen} == {o.username for o in others}
     assert [item["unread_count"] for item in seen] == [1, 1, 1, 0, 0]
-    assert all(set(item) == {"code", "last_read_time", "latest_msg_time", "unread_count", "target_info", "muted"}
-               for item in seen)
+    assert all(
+        set(item) == {"code", "last_read_time", "latest_msg_time", "unread_count", "target_info", "muted"}
+        for item in seen
+    )
 
     beyond = kalice.ok("get", "/user-chat/list", query_string={"page": 9, "page_size": 2})
     assert beyond["items"] == [] and beyond["meta"]["total"] == 5
@@ -85,8 +92,10 @@ def test_delete_hides_for_caller_until_a_new_message(kalice, kbob):
     assert kalice.ok("get", "/user-chat/list")["items"] == []
     assert [i["code"] for i in kbob.ok("get", "/user-chat/list")["items"]] == [code]  # only mine
     assert kalice.ok("get", "/direct-message/list", query_string={"chat_code": code})["items"] == []
-    assert [m["content"] for m in kbob.ok("get", "/direct-message/list",
-                                          query_string={"chat_code": code})["items"]] == ["old news"]
+    assert [
+        m["content"]
+        for m in kbob.ok("get", "/direct-message/list", query_string={"chat_code": code})["items"]
+    ] == ["old news"]
     assert kalice.ok("post", "/user-chat/delete", json={"chat_code": code}) == {}  # repeat is fine
 
     kbob.send(kalice, "fresh")
@@ -103,8 +112,11 @@ def test_delete_by_target_id_as_older_clients_send(kalice, kbob):
 
 
 def test_delete_errors(kalice, kbob):
-    for body, status, code in (({}, 400, 40000), ({"chat_code": "f" * 32}, 404, 40400),
-                               ({"target_id": str(kbob.id)}, 404, 40400)):  # no chat with kbob yet
+    for body, status, code in (
+        ({}, 400, 40000),
+        ({"chat_code": "f" * 32}, 404, 40400),
+        ({"target_id": str(kbob.id)}, 404, 40400),
+    ):  # no chat with kbob yet
         response = kalice.post("/user-chat/delete", json=body)
         assert (response.status_code, response.json["code"]) == (status, code), body
 

@@ -42,8 +42,11 @@ class Subscription:
         self.auth_secret = os.urandom(16)
         self.endpoint = endpoint
         point = self.private_key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
-        self.json = {"endpoint": endpoint, "expirationTime": None,
-                     "keys": {"p256dh": b64url(point), "auth": b64url(self.auth_secret)}}
+        self.json = {
+            "endpoint": endpoint,
+            "expirationTime": None,
+            "keys": {"p256dh": b64url(point), "auth": b64url(self.auth_secret)},
+        }
 
 
 @dataclass
@@ -70,8 +73,13 @@ class WebPushService:
     """``with WebPushService(vapid_public_key) as service``: ``service.subscribe()`` makes a
     subscription on it; ``service.received`` is what was pushed, decrypted and verified."""
 
-    def __init__(self, vapid_public_key: str | None = None, statuses: list[int] | None = None,
-                 hang: threading.Event | None = None, hold_seconds: float = 0):
+    def __init__(
+        self,
+        vapid_public_key: str | None = None,
+        statuses: list[int] | None = None,
+        hang: threading.Event | None = None,
+        hold_seconds: float = 0,
+    ):
         self.vapid_public_key = vapid_public_key
         self.hold_seconds = hold_seconds  # each answer waits this long (a slow push service)
         self.statuses = list(statuses or [])
@@ -119,7 +127,7 @@ class WebPushService:
 
     def subscribe(self) -> Subscription:
         subscription = Subscription(f"{self.base}/push/{b64url(os.urandom(12))}")
-        self.subscriptions[subscription.endpoint[len(self.base):]] = subscription
+        self.subscriptions[subscription.endpoint[len(self.base) :]] = subscription
         return subscription
 
     def _check(self, path: str, headers: dict, body: bytes):
@@ -130,29 +138,40 @@ class WebPushService:
         auth = headers.get("Authorization", "")
         if not auth.startswith("vapid "):
             return "no VAPID authorization", None
-        params = dict(part.strip().split("=", 1) for part in auth[len("vapid "):].split(","))
+        params = dict(part.strip().split("=", 1) for part in auth[len("vapid ") :].split(","))
         if self.vapid_public_key and params.get("k") != self.vapid_public_key:
             return "VAPID key is not the server's", None
         point = unb64url(params["k"])
         public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
         try:
-            claims = jwt.decode(params["t"], key=public, algorithms=["ES256"], audience=self.base,
-                                options={"require": ["aud", "exp", "sub"]})
+            claims = jwt.decode(
+                params["t"],
+                key=public,
+                algorithms=["ES256"],
+                audience=self.base,
+                options={"require": ["aud", "exp", "sub"]},
+            )
         except jwt.PyJWTError as exc:
             return f"bad VAPID JWT: {exc}", None
-        if claims["exp"] > time.time() + 24 * 3600 or not str(claims["sub"]).startswith(("mailto:", "https:")):
+        if claims["exp"] > time.time() + 24 * 3600 or not str(claims["sub"]).startswith(
+            ("mailto:", "https:")
+        ):
             return "VAPID claims out of bounds", None
         if headers.get("Content-Encoding") != "aes128gcm" or "TTL" not in headers:
             return "not aes128gcm, or no TTL", None
         try:
-            plain = http_ece.decrypt(body, private_key=subscription.private_key,
-                                     auth_secret=subscription.auth_secret, version="aes128gcm")
+            plain = http_ece.decrypt(
+                body,
+                private_key=subscription.private_key,
+                auth_secret=subscription.auth_secret,
+                version="aes128gcm",
+            )
         except Exception as exc:  # noqa: BLE001 - any failure to decrypt is a refusal
             return f"cannot decrypt: {exc}", None
         return None, Pushed(path, headers, json.loads(plain), claims)
 
     def for_subscription(self, subscription: Subscription) -> list[Pushed]:
-        path = subscription.endpoint[len(self.base):]
+        path = subscription.endpoint[len(self.base) :]
         with self._lock:
             return [p for p in self.received if p.path == path]
 
@@ -169,6 +188,7 @@ class WebPushService:
 
 # ---- FCM HTTP v1 ---------------------------------------------------------------------------
 
+
 class FcmService:
     """Google's OAuth token endpoint and FCM's ``messages:send``, checked as Google checks them:
     the JWT bearer grant signed by the service account's key, then the bearer token and the
@@ -181,6 +201,7 @@ class FcmService:
         self.hang: threading.Event | None = None  # when set, sends wait for it (a hanging FCM)
         self.attempts = 0
         from cryptography.hazmat.primitives.asymmetric import rsa
+
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.statuses = list(statuses or [])
         self.tokens: set[str] = set()
@@ -217,23 +238,39 @@ class FcmService:
 
     def credentials(self, directory) -> str:
         from cryptography.hazmat.primitives import serialization
-        pem = self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption()).decode()
+
+        pem = self.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
         path = directory / "service-account.json"
-        path.write_text(json.dumps({"type": "service_account", "project_id": self.PROJECT,
-                                    "private_key_id": "key-1", "private_key": pem,
-                                    "client_email": "push@chat-test-project.iam.gserviceaccount.com",
-                                    "token_uri": f"{self.base}/token"}))
+        path.write_text(
+            json.dumps(
+                {
+                    "type": "service_account",
+                    "project_id": self.PROJECT,
+                    "private_key_id": "key-1",
+                    "private_key": pem,
+                    "client_email": "push@chat-test-project.iam.gserviceaccount.com",
+                    "token_uri": f"{self.base}/token",
+                }
+            )
+        )
         return str(path)
 
     def _grant(self, body: bytes):
         from urllib.parse import parse_qs
+
         form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
         if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
             return 400, {"error": "unsupported_grant_type"}
         try:
-            claims = jwt.decode(form.get("assertion", ""), self.key.public_key(), algorithms=["RS256"],
-                                audience=f"{self.base}/token", options={"require": ["iss", "exp", "iat"]})
+            claims = jwt.decode(
+                form.get("assertion", ""),
+                self.key.public_key(),
+                algorithms=["RS256"],
+                audience=f"{self.base}/token",
+                options={"require": ["iss", "exp", "iat"]},
+            )
         except jwt.PyJWTError as exc:
             self.refused.append(f"bad assertion: {exc}")
             return 400, {"error": "invalid_grant"}
@@ -251,17 +288,30 @@ class FcmService:
             self.refused.append("bad bearer token")
             return 401, {"error": {"code": 401, "status": "UNAUTHENTICATED"}}
         message = json.loads(body)["message"]
-        shape = (isinstance(message.get("token"), str) and set(message["notification"]) == {"title", "body"}
-                 and all(isinstance(v, str) for v in message["data"].values())
-                 and message["android"]["collapse_key"] == message["data"]["chat_code"])
+        shape = (
+            isinstance(message.get("token"), str)
+            and set(message["notification"]) == {"title", "body"}
+            and all(isinstance(v, str) for v in message["data"].values())
+            and message["android"]["collapse_key"] == message["data"]["chat_code"]
+        )
         if not shape:
             self.refused.append(f"bad message shape: {message}")
             return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT"}}
         with self._lock:
             status = self.statuses.pop(0) if self.statuses else 200
         if status == 404:
-            return 404, {"error": {"code": 404, "status": "NOT_FOUND", "details": [
-                {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "UNREGISTERED"}]}}
+            return 404, {
+                "error": {
+                    "code": 404,
+                    "status": "NOT_FOUND",
+                    "details": [
+                        {
+                            "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
+                            "errorCode": "UNREGISTERED",
+                        }
+                    ],
+                }
+            }
         if status != 200:
             return status, {"error": {"code": status, "status": "UNAVAILABLE"}}
         with self._lock:
@@ -279,6 +329,7 @@ class FcmService:
 
 # ---- APNs over HTTP/2 ----------------------------------------------------------------------
 
+
 class ApnsService:
     """APNs' provider API over HTTP/2 with TLS (``h2``): checks the provider token (ES256 with
     the team's .p8 key, ``kid`` and ``iss``), the ``apns-*`` headers and the body.
@@ -291,6 +342,7 @@ class ApnsService:
         self.attempts = 0
         import socket
         import ssl
+
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.statuses = list(statuses or [])
         self.received: list[dict] = []
@@ -307,9 +359,13 @@ class ApnsService:
 
     def key_file(self, directory) -> str:
         from cryptography.hazmat.primitives import serialization
+
         path = directory / f"AuthKey_{self.KEY_ID}.p8"
-        path.write_bytes(self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                serialization.NoEncryption()))
+        path.write_bytes(
+            self.key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
         return str(path)
 
     def _serve(self):
@@ -325,6 +381,7 @@ class ApnsService:
         import h2.config
         import h2.connection
         import h2.events
+
         try:
             tls = self._context.wrap_socket(sock, server_side=True)
         except OSError:
@@ -340,9 +397,15 @@ class ApnsService:
                     return
                 for event in conn.receive_data(data):
                     if isinstance(event, h2.events.RequestReceived):
-                        streams[event.stream_id] = {"headers": {k.decode() if isinstance(k, bytes) else k:
-                                                                v.decode() if isinstance(v, bytes) else v
-                                                                for k, v in event.headers}, "body": b""}
+                        streams[event.stream_id] = {
+                            "headers": {
+                                k.decode() if isinstance(k, bytes) else k: v.decode()
+                                if isinstance(v, bytes)
+                                else v
+                                for k, v in event.headers
+                            },
+                            "body": b"",
+                        }
                     elif isinstance(event, h2.events.DataReceived):
                         streams[event.stream_id]["body"] += event.data
                         conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
@@ -353,9 +416,11 @@ class ApnsService:
                             self.hang.wait(30)
                         status, answer = self._answer(request["headers"], request["body"])
                         raw = json.dumps(answer).encode() if answer else b""
-                        conn.send_headers(event.stream_id, [(":status", str(status)), ("apns-id", "x"),
-                                                            ("content-length", str(len(raw)))],
-                                          end_stream=not raw)
+                        conn.send_headers(
+                            event.stream_id,
+                            [(":status", str(status)), ("apns-id", "x"), ("content-length", str(len(raw)))],
+                            end_stream=not raw,
+                        )
                         if raw:
                             conn.send_data(event.stream_id, raw, end_stream=True)
                 tls.sendall(conn.data_to_send())
@@ -367,7 +432,9 @@ class ApnsService:
     def _answer(self, headers: dict, body: bytes):
         token = headers.get("authorization", "").removeprefix("bearer ")
         try:
-            claims = jwt.decode(token, self.key.public_key(), algorithms=["ES256"], options={"require": ["iss", "iat"]})
+            claims = jwt.decode(
+                token, self.key.public_key(), algorithms=["ES256"], options={"require": ["iss", "iat"]}
+            )
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError as exc:
             self.refused.append(f"bad provider token: {exc}")
@@ -377,8 +444,11 @@ class ApnsService:
             return 403, {"reason": "InvalidProviderToken"}
         if headers.get(":method") != "POST" or not headers.get(":path", "").startswith("/3/device/"):
             return 404, {"reason": "BadPath"}
-        if headers.get("apns-topic") != self.BUNDLE or headers.get("apns-push-type") != "alert" \
-                or not headers.get("apns-collapse-id"):
+        if (
+            headers.get("apns-topic") != self.BUNDLE
+            or headers.get("apns-push-type") != "alert"
+            or not headers.get("apns-collapse-id")
+        ):
             self.refused.append(f"bad headers: {headers}")
             return 400, {"reason": "MissingTopic"}
         payload = json.loads(body)
@@ -392,8 +462,9 @@ class ApnsService:
         if status != 200:
             return status, {"reason": "ServiceUnavailable"}
         with self._lock:
-            self.received.append({"device": headers[":path"].rsplit("/", 1)[1], "headers": headers,
-                                  "payload": payload})
+            self.received.append(
+                {"device": headers[":path"].rsplit("/", 1)[1], "headers": headers, "payload": payload}
+            )
         return 200, None
 
     def __enter__(self) -> "ApnsService":

@@ -29,8 +29,9 @@ class Fcm:
 
     def __enter__(self):
         self.service.__enter__()
-        self.app.config.update(FCM_CREDENTIALS_FILE=self.service.credentials(self.tmp_path),
-                               FCM_BASE_URL=self.service.base)
+        self.app.config.update(
+            FCM_CREDENTIALS_FILE=self.service.credentials(self.tmp_path), FCM_BASE_URL=self.service.base
+        )
         return self
 
     def __exit__(self, *exc):
@@ -40,9 +41,16 @@ class Fcm:
         return user.post("/push/devices", json={"kind": "fcm", "token": f"fcm-token-{user.username}"})
 
     def received(self):
-        return [{"collapse": m["android"]["collapse_key"], "count": int(m["data"]["count"]),
-                 "badge": int(m["data"]["badge"]), "title": m["notification"]["title"],
-                 "body": m["notification"]["body"]} for m in self.service.received]
+        return [
+            {
+                "collapse": m["android"]["collapse_key"],
+                "count": int(m["data"]["count"]),
+                "badge": int(m["data"]["badge"]),
+                "title": m["notification"]["title"],
+                "body": m["notification"]["body"],
+            }
+            for m in self.service.received
+        ]
 
 
 class Apns:
@@ -55,21 +63,34 @@ class Apns:
 
     def __enter__(self):
         self.service.__enter__()
-        self.app.config.update(APNS_KEY_FILE=self.service.key_file(self.tmp_path), APNS_KEY_ID=ApnsService.KEY_ID,
-                               APNS_TEAM_ID=ApnsService.TEAM, APNS_BASE_URL=self.service.base,
-                               PUSH_CA_BUNDLE=str(self.tls[0]))
+        self.app.config.update(
+            APNS_KEY_FILE=self.service.key_file(self.tmp_path),
+            APNS_KEY_ID=ApnsService.KEY_ID,
+            APNS_TEAM_ID=ApnsService.TEAM,
+            APNS_BASE_URL=self.service.base,
+            PUSH_CA_BUNDLE=str(self.tls[0]),
+        )
         return self
 
     def __exit__(self, *exc):
         self.service.__exit__(*exc)
 
     def register(self, user):
-        return user.post("/push/devices", json={"kind": "apns", "token": APNS_TOKEN, "topic": ApnsService.BUNDLE})
+        return user.post(
+            "/push/devices", json={"kind": "apns", "token": APNS_TOKEN, "topic": ApnsService.BUNDLE}
+        )
 
     def received(self):
-        return [{"collapse": r["headers"]["apns-collapse-id"], "count": r["payload"]["chat"]["count"],
-                 "badge": r["payload"]["aps"]["badge"], "title": r["payload"]["aps"]["alert"]["title"],
-                 "body": r["payload"]["aps"]["alert"]["body"]} for r in self.service.received]
+        return [
+            {
+                "collapse": r["headers"]["apns-collapse-id"],
+                "count": r["payload"]["chat"]["count"],
+                "badge": r["payload"]["aps"]["badge"],
+                "title": r["payload"]["aps"]["alert"]["title"],
+                "body": r["payload"]["aps"]["alert"]["body"],
+            }
+            for r in self.service.received
+        ]
 
 
 PROVIDERS = [Fcm, Apns]
@@ -92,7 +113,9 @@ def test_config_says_the_provider_is_enabled(provider, bob):
     assert bob.get("/push/config").json["data"][provider.kind] == {"enabled": True}
 
 
-def test_an_offline_recipient_gets_exactly_one_notification_within_the_delay_plus_2_s(app, provider, alice, bob):
+def test_an_offline_recipient_gets_exactly_one_notification_within_the_delay_plus_2_s(
+    app, provider, alice, bob
+):
     assert provider.register(bob).status_code == 200
     cid = alice.open_with(bob)
     started = time.monotonic()
@@ -101,8 +124,9 @@ def test_an_offline_recipient_gets_exactly_one_notification_within_the_delay_plu
     assert time.monotonic() - started < app.config["NOTIFY_DELAY_SECONDS"] + 2
     settle()
     code = bob.get("/conversation").json["data"][0]["code"]
-    assert provider.received() == [{"collapse": code, "count": 1, "badge": 1, "title": "alice",
-                                    "body": "New message from alice"}]
+    assert provider.received() == [
+        {"collapse": code, "count": 1, "badge": 1, "title": "alice", "body": "New message from alice"}
+    ]
     assert provider.service.refused == []
     (row,) = bob.get("/push/deliveries").json["data"]["items"]
     assert row["status"] == "sent" and row["kind"] == provider.kind
@@ -129,8 +153,9 @@ def test_three_quick_messages_collapse_into_one(slow_delay, provider, alice, bob
 
 def test_a_device_the_provider_says_is_gone_is_removed(app, tmp_path, alice, bob):
     for make, status in ((Fcm, 404), (Apns, 410)):
-        with make(app, tmp_path / make.kind if (tmp_path / make.kind).mkdir() is None else tmp_path,
-                  [status]) as provider:
+        with make(
+            app, tmp_path / make.kind if (tmp_path / make.kind).mkdir() is None else tmp_path, [status]
+        ) as provider:
             provider.register(bob)
             alice.send(alice.open_with(bob), f"to {make.kind}")
             settle()

@@ -34,7 +34,9 @@ def vapid_key(user) -> str:
 def register(user, subscription, *, kook=False):
     body = {"kind": "webpush", "subscription": subscription.json}
     if kook:
-        return user.client.post(f"{KOOK}/push/devices", json=body, headers={"Authorization": f"Bearer {user.session}"})
+        return user.client.post(
+            f"{KOOK}/push/devices", json=body, headers={"Authorization": f"Bearer {user.session}"}
+        )
     return user.post("/push/devices", json=body)
 
 
@@ -67,6 +69,7 @@ def deliveries(user):
 
 
 # ---- the configuration and devices -----------------------------------------------------------
+
 
 def test_config_gives_the_vapid_key_and_the_delay_in_both_dialects(app, alice):
     classic = alice.get("/push/config").json
@@ -109,15 +112,28 @@ def test_a_device_is_removed_by_its_owner_only(alice, bob, bob_device):
     assert bob.get("/push/devices").json["data"] == []
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"kind": "webpush"}, "subscription"),
-    ({"kind": "carrier-pigeon"}, "kind"),
-    ({"kind": "webpush", "subscription": {"endpoint": "ftp://x/y", "keys": {"p256dh": "AA", "auth": "AA"}}},
-     "subscription"),
-    ({"kind": "webpush", "subscription": {"endpoint": "http://127.0.0.1:9/p", "keys": {"p256dh": "AA", "auth": "AA"}}},
-     "subscription"),
-    ({"kind": "fcm", "token": "abc"}, "kind"),  # FCM is not configured here
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"kind": "webpush"}, "subscription"),
+        ({"kind": "carrier-pigeon"}, "kind"),
+        (
+            {
+                "kind": "webpush",
+                "subscription": {"endpoint": "ftp://x/y", "keys": {"p256dh": "AA", "auth": "AA"}},
+            },
+            "subscription",
+        ),
+        (
+            {
+                "kind": "webpush",
+                "subscription": {"endpoint": "http://127.0.0.1:9/p", "keys": {"p256dh": "AA", "auth": "AA"}},
+            },
+            "subscription",
+        ),
+        ({"kind": "fcm", "token": "abc"}, "kind"),  # FCM is not configured here
+    ],
+)
 def test_bad_devices_are_refused_with_a_message(bob, body, field):
     response = bob.post("/push/devices", json=body)
     assert response.status_code == 400, response.json
@@ -135,18 +151,30 @@ def test_endpoints_must_be_https_and_public_unless_private_is_allowed(app, app_k
 
 # ---- the rule ------------------------------------------------------------------------------
 
-def test_an_offline_recipient_gets_exactly_one_notification_within_the_delay_plus_2_s(app, alice, bob,
-                                                                                       bob_device, service):
+
+def test_an_offline_recipient_gets_exactly_one_notification_within_the_delay_plus_2_s(
+    app, alice, bob, bob_device, service
+):
     cid = alice.open_with(bob)
     started = time.monotonic()
     assert alice.send(cid, "secret plans").status_code == 200
-    (pushed,) = wait_for(lambda: service.for_subscription(bob_device),
-                         app.config["NOTIFY_DELAY_SECONDS"] + 2, "the notification")
+    (pushed,) = wait_for(
+        lambda: service.for_subscription(bob_device),
+        app.config["NOTIFY_DELAY_SECONDS"] + 2,
+        "the notification",
+    )
     assert time.monotonic() - started < app.config["NOTIFY_DELAY_SECONDS"] + 2
     code = alice.get("/conversation").json["data"][0]["code"]
-    assert pushed.notification == {"title": "alice", "body": "New message from alice", "tag": code,
-                                   "conversationid": cid, "chat_code": code, "count": 1, "badge": 1,
-                                   "retract": False}
+    assert pushed.notification == {
+        "title": "alice",
+        "body": "New message from alice",
+        "tag": code,
+        "conversationid": cid,
+        "chat_code": code,
+        "count": 1,
+        "badge": 1,
+        "retract": False,
+    }
     assert "secret plans" not in str(pushed.notification)  # text is off by default
     assert pushed.headers["Topic"] == code and pushed.claims["sub"].startswith("mailto:")
     settle()
@@ -212,7 +240,9 @@ def test_a_muted_chat_does_not_notify_and_lists_show_it_in_both_dialects(alice, 
     settle()
     assert service.received == []
 
-    response = bob.client.post(f"{KOOK}/user-chat/mute", json={"chat_code": item["code"], "mute": 0}, headers=kook)
+    response = bob.client.post(
+        f"{KOOK}/user-chat/mute", json={"chat_code": item["code"], "mute": 0}, headers=kook
+    )
     assert response.status_code == 200 and response.json["code"] == 0
     viewed = bob.client.get(f"{KOOK}/user-chat/view", query_string={"chat_code": item["code"]}, headers=kook)
     assert viewed.json["data"]["muted"] is False
@@ -230,14 +260,19 @@ def test_muting_a_chat_that_is_not_mine_is_not_found(alice, bob, make_user):
 def test_a_sender_blocked_within_the_delay_never_notifies(slow_delay, alice, bob, bob_device, service):
     cid = alice.open_with(bob)
     alice.send(cid, "hi")
-    blocked = bob.client.post(f"{KOOK}/friend/block", json={"user_id": str(alice.id)},
-                              headers={"Authorization": f"Bearer {bob.session}"})
+    blocked = bob.client.post(
+        f"{KOOK}/friend/block",
+        json={"user_id": str(alice.id)},
+        headers={"Authorization": f"Bearer {bob.session}"},
+    )
     assert blocked.status_code == 200, blocked.json
     settle()
     assert service.received == []
 
 
-def test_a_message_deleted_before_its_notification_is_not_notified(slow_delay, alice, bob, bob_device, service):
+def test_a_message_deleted_before_its_notification_is_not_notified(
+    slow_delay, alice, bob, bob_device, service
+):
     cid = alice.open_with(bob)
     key = alice.send(cid, "oops").json["data"]["messagekey"]
     assert alice.delete("/message", json={"messagekey": key, "type": 2}).status_code == 200
@@ -245,8 +280,9 @@ def test_a_message_deleted_before_its_notification_is_not_notified(slow_delay, a
     assert service.received == []
 
 
-def test_a_message_deleted_after_its_notification_is_retracted_with_the_same_topic(alice, bob, bob_device,
-                                                                                    service):
+def test_a_message_deleted_after_its_notification_is_retracted_with_the_same_topic(
+    alice, bob, bob_device, service
+):
     cid = alice.open_with(bob)
     key = alice.send(cid, "oops").json["data"]["messagekey"]
     settle()
@@ -264,13 +300,17 @@ def test_reading_on_another_device_retracts_a_shown_notification(alice, bob, bob
     bob.post("/message/read", json={"conversationid": cid})
     settle()
     shown, retraction = service.for_subscription(bob_device)
-    assert retraction.notification["retract"] is True and retraction.notification["tag"] == shown.notification["tag"]
+    assert (
+        retraction.notification["retract"] is True
+        and retraction.notification["tag"] == shown.notification["tag"]
+    )
     bob.post("/message/read", json={"conversationid": cid})  # nothing more to retract
     settle()
     assert len(service.for_subscription(bob_device)) == 2
 
 
 # ---- the push service's answers --------------------------------------------------------------
+
 
 def test_a_410_removes_the_device(alice, bob, service):
     subscription = service.subscribe()
@@ -299,7 +339,11 @@ def test_a_refused_payload_fails_for_good_with_the_reason(alice, bob, bob_device
     (row,) = deliveries(bob)
     assert row["status"] == "failed" and row["attempts"] == 1 and "400" in row["last_error"]
     kook = bob.client.get(f"{KOOK}/push/deliveries", headers={"Authorization": f"Bearer {bob.session}"}).json
-    assert kook["code"] == 0 and kook["data"]["items"][0]["id"] == row["id"] and kook["data"]["meta"]["total"] == 1
+    assert (
+        kook["code"] == 0
+        and kook["data"]["items"][0]["id"] == row["id"]
+        and kook["data"]["meta"]["total"] == 1
+    )
 
 
 def test_a_hanging_push_service_does_not_delay_another_users_event_stream(alice, bob, make_user):
@@ -348,11 +392,15 @@ def test_the_vapid_key_is_made_once_and_kept_in_its_file(app, tmp_path):
 
 def test_logout_takes_only_the_device_its_own_session_registered(client, app_key, bob, service):
     phone = register(bob, service.subscribe()).json["data"]
-    login = client.post("/auth/login", json={"username": "bob", "password": "correct horse"},
-                        headers={"X-APP-Key": app_key})
+    login = client.post(
+        "/auth/login", json={"username": "bob", "password": "correct horse"}, headers={"X-APP-Key": app_key}
+    )
     laptop_session = {"X-APP-Key": app_key, "X-APP-Session": login.json["data"]["session"]}
-    laptop = client.post("/push/devices", json={"kind": "webpush", "subscription": service.subscribe().json},
-                         headers=laptop_session).json["data"]
+    laptop = client.post(
+        "/push/devices",
+        json={"kind": "webpush", "subscription": service.subscribe().json},
+        headers=laptop_session,
+    ).json["data"]
     assert phone["current_session"] is True and laptop["current_session"] is True
     listed = {d["id"]: d["current_session"] for d in bob.get("/push/devices").json["data"]}
     assert listed == {phone["id"]: True, laptop["id"]: False}

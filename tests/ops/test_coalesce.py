@@ -74,8 +74,13 @@ CHILD = textwrap.dedent("""
 
 
 def run_child(redis_prefix: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", CHILD, REDIS_URL, redis_prefix], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, REDIS_URL, redis_prefix],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
 

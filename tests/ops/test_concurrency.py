@@ -67,14 +67,19 @@ def test_both_sides_opening_at_once_get_one_conversation(live_env, tmp_path):
     key, users = _seed(live_env["DATABASE_URL"], pairs * 2)
     server, base = start_server(live_env, tmp_path, extra_args=SERVER_ARGS)
     try:
+
         def race(pair: int) -> tuple[int, int]:
             a, b = users[2 * pair], users[2 * pair + 1]
             barrier = threading.Barrier(2)
 
             def open_(me, them):
                 barrier.wait()
-                r = requests.post(f"{base}/conversation", headers=_headers(key, me),
-                                  json={"passiveuser": them["id"], "time": "1700000000000"}, timeout=30)
+                r = requests.post(
+                    f"{base}/conversation",
+                    headers=_headers(key, me),
+                    json={"passiveuser": them["id"], "time": "1700000000000"},
+                    timeout=30,
+                )
                 assert r.status_code == 200, r.text
                 return r.json()["data"]["conversationid"]
 
@@ -100,8 +105,11 @@ def test_both_sides_opening_at_once_get_one_conversation(live_env, tmp_path):
 # (extra environment, gunicorn arguments, the worker class its log must name).
 SERVER_KINDS = {
     "gthread": ({}, [*SERVER_ARGS, "--worker-class", "gthread"], "gthread"),
-    "gevent-small-pool": ({"DB_POOL_SIZE": "2", "DB_MAX_OVERFLOW": "1"},
-                          ["--workers", "2", "--worker-class", "gevent", "--worker-connections", "100"], "gevent"),
+    "gevent-small-pool": (
+        {"DB_POOL_SIZE": "2", "DB_MAX_OVERFLOW": "1"},
+        ["--workers", "2", "--worker-class", "gevent", "--worker-connections", "100"],
+        "gevent",
+    ),
 }
 
 
@@ -113,24 +121,37 @@ def test_parallel_retries_with_one_nonce_make_one_message(live_env, tmp_path, se
     server, base = start_server({**live_env, **extra_env}, tmp_path, extra_args=server_args)
     try:
         # The race runs on the kind of worker it is meant for (gunicorn names it at start).
-        assert f"Using worker: {worker_class}" in server.log_path.read_text(errors="replace"), server.log_tail()
+        assert f"Using worker: {worker_class}" in server.log_path.read_text(errors="replace"), (
+            server.log_tail()
+        )
         h = _headers(key, alice)
-        cid = requests.post(f"{base}/conversation", headers=h, json={
-            "passiveuser": bob["id"], "time": "1"}).json()["data"]["conversationid"]
+        cid = requests.post(
+            f"{base}/conversation", headers=h, json={"passiveuser": bob["id"], "time": "1"}
+        ).json()["data"]["conversationid"]
         barrier = threading.Barrier(senders)
 
         def send(_):
             barrier.wait()
-            r = requests.post(f"{base}/message", headers=h, timeout=30, json={
-                "conversationid": cid, "type": -1, "content": "only once",
-                "time": "1700000000000", "nonce": "retry-me"})
+            r = requests.post(
+                f"{base}/message",
+                headers=h,
+                timeout=30,
+                json={
+                    "conversationid": cid,
+                    "type": -1,
+                    "content": "only once",
+                    "time": "1700000000000",
+                    "nonce": "retry-me",
+                },
+            )
             assert r.status_code == 200, r.text
             return r.json()["data"]["messagekey"]
 
         with ThreadPoolExecutor(senders) as pool:
             keys = set(pool.map(send, range(senders)))
-        page = requests.get(f"{base}/message", headers=_headers(key, bob),
-                            params={"conversationid": cid}).json()["data"]
+        page = requests.get(
+            f"{base}/message", headers=_headers(key, bob), params={"conversationid": cid}
+        ).json()["data"]
     finally:
         server.stop()
     assert len(keys) == 1
@@ -148,15 +169,20 @@ def test_parallel_sends_never_move_the_senders_latest_time_backwards(live_env, t
     stale = []
     try:
         h = _headers(key, alice)
-        cid = requests.post(f"{base}/conversation", headers=h, json={
-            "passiveuser": bob["id"], "time": "1"}).json()["data"]["conversationid"]
+        cid = requests.post(
+            f"{base}/conversation", headers=h, json={"passiveuser": bob["id"], "time": "1"}
+        ).json()["data"]["conversationid"]
         for round_ in range(rounds):
             barrier = threading.Barrier(burst)
 
             def send(n):
                 barrier.wait()
-                r = requests.post(f"{base}/message", headers=h, timeout=30, json={
-                    "conversationid": cid, "type": -1, "content": f"{round_}/{n}", "time": "1"})
+                r = requests.post(
+                    f"{base}/message",
+                    headers=h,
+                    timeout=30,
+                    json={"conversationid": cid, "type": -1, "content": f"{round_}/{n}", "time": "1"},
+                )
                 assert r.status_code == 200, r.text
 
             with ThreadPoolExecutor(burst) as pool:
@@ -178,24 +204,32 @@ def test_a_thousand_parallel_sends_count_exactly_a_thousand_unread(live_env, tmp
     url = live_env["DATABASE_URL"]
     try:
         h = _headers(key, alice)
-        cid = requests.post(f"{base}/conversation", headers=h, json={
-            "passiveuser": bob["id"], "time": "1"}).json()["data"]["conversationid"]
+        cid = requests.post(
+            f"{base}/conversation", headers=h, json={"passiveuser": bob["id"], "time": "1"}
+        ).json()["data"]["conversationid"]
         local = threading.local()
 
         def send(n: int) -> int:
             session = getattr(local, "session", None) or requests.Session()
             local.session = session
-            r = session.post(f"{base}/message", headers=h, timeout=60, json={
-                "conversationid": cid, "type": -1, "content": f"message {n}",
-                "time": "1700000000000"})
+            r = session.post(
+                f"{base}/message",
+                headers=h,
+                timeout=60,
+                json={"conversationid": cid, "type": -1, "content": f"message {n}", "time": "1700000000000"},
+            )
             return r.status_code
 
         with ThreadPoolExecutor(8) as pool:
             statuses = list(pool.map(send, range(total)))
         assert statuses == [200] * total
 
-        wait_until(lambda: _scalar(url, "SELECT count(*) FROM messages WHERE pushed_at IS NULL") == 0,
-                   45, interval=0.5, what="the worker to push every message")
+        wait_until(
+            lambda: _scalar(url, "SELECT count(*) FROM messages WHERE pushed_at IS NULL") == 0,
+            45,
+            interval=0.5,
+            what="the worker to push every message",
+        )
         listing = requests.get(f"{base}/conversation", headers=_headers(key, bob)).json()["data"]
     finally:
         worker.stop()
@@ -220,26 +254,34 @@ def test_edits_racing_a_delete_for_everyone_never_bring_the_content_back(live_en
     try:
         h = _headers(key, alice)
         kook = {"Authorization": f"Bearer {alice['token']}"}
-        cid = requests.post(f"{base}/conversation", headers=h, json={
-            "passiveuser": bob["id"], "time": "1"}).json()["data"]["conversationid"]
+        cid = requests.post(
+            f"{base}/conversation", headers=h, json={"passiveuser": bob["id"], "time": "1"}
+        ).json()["data"]["conversationid"]
         stream = EventStream(base, bob["token"]).wait_open()
         for round_ in range(rounds):
-            msg_key = requests.post(f"{base}/message", headers=h, json={
-                "conversationid": cid, "type": -1, "content": f"original {round_}",
-                "time": "1"}).json()["data"]["messagekey"]
+            msg_key = requests.post(
+                f"{base}/message",
+                headers=h,
+                json={"conversationid": cid, "type": -1, "content": f"original {round_}", "time": "1"},
+            ).json()["data"]["messagekey"]
             barrier = threading.Barrier(edits + 1)
 
             def delete(_):
                 barrier.wait()
-                r = requests.delete(f"{base}/message", headers=h, timeout=30,
-                                    json={"messagekey": msg_key, "type": 2})
+                r = requests.delete(
+                    f"{base}/message", headers=h, timeout=30, json={"messagekey": msg_key, "type": 2}
+                )
                 assert r.status_code == 200, r.text
                 return None
 
             def edit(n):
                 barrier.wait()
-                r = requests.post(f"{base}/api/v3/direct-message/update", headers=kook, timeout=30,
-                                  json={"msg_id": msg_key, "content": f"edited {round_}/{n}"})
+                r = requests.post(
+                    f"{base}/api/v3/direct-message/update",
+                    headers=kook,
+                    timeout=30,
+                    json={"msg_id": msg_key, "content": f"edited {round_}/{n}"},
+                )
                 return r.status_code
 
             with ThreadPoolExecutor(edits + 1) as pool:
@@ -248,10 +290,19 @@ def test_edits_racing_a_delete_for_everyone_never_bring_the_content_back(live_en
         # Every answer is in, so every event is in the recipient's stream: read up to a marker
         # sent after them all (a stream keeps the order events were appended in).
         # (A reaction: announced by the request itself, as edits and deletes are.)
-        marker = requests.post(f"{base}/message", headers=h, json={
-            "conversationid": cid, "type": -1, "content": "marker", "time": "1"}).json()["data"]["messagekey"]
-        assert requests.post(f"{base}/api/v3/direct-message/add-reaction", headers=kook,
-                             json={"msg_id": marker, "emoji": "end"}).status_code == 200
+        marker = requests.post(
+            f"{base}/message",
+            headers=h,
+            json={"conversationid": cid, "type": -1, "content": "marker", "time": "1"},
+        ).json()["data"]["messagekey"]
+        assert (
+            requests.post(
+                f"{base}/api/v3/direct-message/add-reaction",
+                headers=kook,
+                json={"msg_id": marker, "emoji": "end"},
+            ).status_code
+            == 200
+        )
         seen = []
         while not seen or seen[-1][2].get("messagekey") != marker:
             seen.append(stream.next(timeout=30))
@@ -281,15 +332,19 @@ def test_friend_requests_both_ways_at_once_make_one_friendship(live_env, tmp_pat
     _key, users = _seed(live_env["DATABASE_URL"], pairs * 2)
     server, base = start_server(live_env, tmp_path, extra_args=SERVER_ARGS)
     try:
+
         def race(pair: int) -> list[int]:
             a, b = users[2 * pair], users[2 * pair + 1]
             barrier = threading.Barrier(2)
 
             def ask(me, them_name):
                 barrier.wait()
-                r = requests.post(f"{base}/api/v3/friend/request", timeout=30,
-                                  headers={"Authorization": f"Bearer {me['token']}"},
-                                  json={"user_code": them_name})
+                r = requests.post(
+                    f"{base}/api/v3/friend/request",
+                    timeout=30,
+                    headers={"Authorization": f"Bearer {me['token']}"},
+                    json={"user_code": them_name},
+                )
                 return r.status_code
 
             with ThreadPoolExecutor(2) as both:

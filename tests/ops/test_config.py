@@ -16,8 +16,15 @@ import pytest
 
 from chat import backends
 from chat.backends import celery_settings
-from config import (ConfigError, DevelopmentConfig, ProductionConfig, TestingConfig, env_bool,
-                    env_float, load_config)
+from config import (
+    ConfigError,
+    DevelopmentConfig,
+    ProductionConfig,
+    TestingConfig,
+    env_bool,
+    env_float,
+    load_config,
+)
 from tests.conftest import REDIS_URL
 from devstack import BIN, ROOT
 
@@ -31,8 +38,14 @@ PRODUCTION = {
 
 def _flask(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     clean = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", **env}
-    return subprocess.run([str(BIN / "flask"), "--app", "wsgi", *args], cwd=ROOT, env=clean,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", *args],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize("missing", ["SECRET_KEY", "DATABASE_URL", "REDIS_URL"])
@@ -75,21 +88,37 @@ with app.app_context():
 
 
 def test_the_pool_is_sized_from_the_environment():
-    env = {**PRODUCTION, "DB_POOL_SIZE": "7", "DB_MAX_OVERFLOW": "3", "DB_POOL_RECYCLE": "600",
-           "DB_POOL_TIMEOUT": "4"}
-    result = subprocess.run([str(BIN / "python"), "-c", PROBE], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60, env={"PATH": "/usr/bin:/bin", **env})
+    env = {
+        **PRODUCTION,
+        "DB_POOL_SIZE": "7",
+        "DB_MAX_OVERFLOW": "3",
+        "DB_POOL_RECYCLE": "600",
+        "DB_POOL_TIMEOUT": "4",
+    }
+    result = subprocess.run(
+        [str(BIN / "python"), "-c", PROBE],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", **env},
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {
-        "size": 7, "overflow": 3, "recycle": 600, "timeout": 4}
+        "size": 7,
+        "overflow": 3,
+        "recycle": 600,
+        "timeout": 4,
+    }
 
 
 # ---- in-process: load_config from a mapping -------------------------------------------------
 
 
 def test_production_names_what_is_missing_in_process():
-    with pytest.raises(ConfigError, match="^CHAT_ENV=production needs these environment variables: "
-                                          "SECRET_KEY, REDIS_URL$"):
+    with pytest.raises(
+        ConfigError, match="^CHAT_ENV=production needs these environment variables: SECRET_KEY, REDIS_URL$"
+    ):
         load_config({"CHAT_ENV": "production", "DATABASE_URL": "sqlite://"})
 
 
@@ -103,55 +132,80 @@ def test_only_the_given_mapping_is_read(monkeypatch):
     assert settings["SECRET_KEY"] == "dev-only-not-secret"
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"DB_POOL_SIZE": "lots"}, "DB_POOL_SIZE must be a whole number, not 'lots'"),
-    ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be one of text, json, not 'xml'"),
-    ({"WEBHOOK_READ_TIMEOUT": "10s"}, "WEBHOOK_READ_TIMEOUT must be a number, not '10s'"),
-    ({"WEBHOOK_ALLOW_PRIVATE": "ture"}, "WEBHOOK_ALLOW_PRIVATE must be one of 1, true, yes, on, 0, "
-                                        "false, no, off, not 'ture'"),
-    ({"RATELIMIT_SEND": "lots"}, "RATELIMIT_SEND must be a rate limit such as '60 per 10 seconds', "
-                                 "not 'lots'"),
-    ({"REDIS_URL": "http://cache:6379"}, "REDIS_URL must be a redis://, rediss:// or unix:// URL, not "
-                                         "'http://'"),
-    ({"REDIS_URL": "cache:6379"}, "REDIS_URL must be a redis://, rediss:// or unix:// URL, not a URL "
-                                  "without a scheme"),
-    ({"CHAT_ENV": "staging"}, "CHAT_ENV must be one of development, testing, production, not 'staging'"),
-    ({"TASK_BATCH_SIZE": "0"}, "TASK_BATCH_SIZE must be between 1 and 1000 (messages pushed at once), not 0"),
-    ({"TASK_DRAIN_SECONDS": "60"}, "TASK_DRAIN_SECONDS must be between 0.1 and 25 (a draining task hands "
-                                   "over well within the tasks' soft time limit), not 60.0"),
-])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DB_POOL_SIZE": "lots"}, "DB_POOL_SIZE must be a whole number, not 'lots'"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be one of text, json, not 'xml'"),
+        ({"WEBHOOK_READ_TIMEOUT": "10s"}, "WEBHOOK_READ_TIMEOUT must be a number, not '10s'"),
+        (
+            {"WEBHOOK_ALLOW_PRIVATE": "ture"},
+            "WEBHOOK_ALLOW_PRIVATE must be one of 1, true, yes, on, 0, false, no, off, not 'ture'",
+        ),
+        (
+            {"RATELIMIT_SEND": "lots"},
+            "RATELIMIT_SEND must be a rate limit such as '60 per 10 seconds', not 'lots'",
+        ),
+        (
+            {"REDIS_URL": "http://cache:6379"},
+            "REDIS_URL must be a redis://, rediss:// or unix:// URL, not 'http://'",
+        ),
+        (
+            {"REDIS_URL": "cache:6379"},
+            "REDIS_URL must be a redis://, rediss:// or unix:// URL, not a URL without a scheme",
+        ),
+        ({"CHAT_ENV": "staging"}, "CHAT_ENV must be one of development, testing, production, not 'staging'"),
+        (
+            {"TASK_BATCH_SIZE": "0"},
+            "TASK_BATCH_SIZE must be between 1 and 1000 (messages pushed at once), not 0",
+        ),
+        (
+            {"TASK_DRAIN_SECONDS": "60"},
+            "TASK_DRAIN_SECONDS must be between 0.1 and 25 (a draining task hands "
+            "over well within the tasks' soft time limit), not 60.0",
+        ),
+    ],
+)
 def test_a_malformed_value_is_named(env, message):
     with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
         load_config({**PRODUCTION, **env})
 
 
-@pytest.mark.parametrize(("url", "scheme"), [
-    ("mysql://chat:hunter2@db/chat", "mysql://"),
-    ("postgresql+asyncpg://chat:hunter2@db/chat", "postgresql+asyncpg://"),
-    ("https://chat:hunter2@db/chat", "https://"),
-])
+@pytest.mark.parametrize(
+    ("url", "scheme"),
+    [
+        ("mysql://chat:hunter2@db/chat", "mysql://"),
+        ("postgresql+asyncpg://chat:hunter2@db/chat", "postgresql+asyncpg://"),
+        ("https://chat:hunter2@db/chat", "https://"),
+    ],
+)
 def test_a_database_url_of_another_kind_is_named_without_its_password(url, scheme):
     with pytest.raises(ConfigError) as raised:
         load_config({**PRODUCTION, "DATABASE_URL": url})
     message = str(raised.value)
-    assert message == ("DATABASE_URL must be a postgresql:// (or postgres://) or sqlite:/// URL, "
-                       f"not {scheme!r}")
+    assert message == (
+        f"DATABASE_URL must be a postgresql:// (or postgres://) or sqlite:/// URL, not {scheme!r}"
+    )
     assert "hunter2" not in message
 
 
 def test_a_database_url_that_is_no_url_is_named_without_repeating_it():
     with pytest.raises(ConfigError) as raised:
         load_config({**PRODUCTION, "DATABASE_URL": "chat:hunter2 at db"})
-    assert str(raised.value) == ("DATABASE_URL must be a postgresql:// (or postgres://) or "
-                                 "sqlite:/// URL; it is not a URL")
+    assert str(raised.value) == (
+        "DATABASE_URL must be a postgresql:// (or postgres://) or sqlite:/// URL; it is not a URL"
+    )
 
 
-@pytest.mark.parametrize(("url", "stored"), [
-    ("postgres://u@db/chat", "postgresql+psycopg://u@db/chat"),
-    ("postgresql://u@db/chat", "postgresql+psycopg://u@db/chat"),
-    ("postgresql+psycopg://u@db/chat", "postgresql+psycopg://u@db/chat"),
-    ("sqlite:////srv/chat.db", "sqlite:////srv/chat.db"),
-])
+@pytest.mark.parametrize(
+    ("url", "stored"),
+    [
+        ("postgres://u@db/chat", "postgresql+psycopg://u@db/chat"),
+        ("postgresql://u@db/chat", "postgresql+psycopg://u@db/chat"),
+        ("postgresql+psycopg://u@db/chat", "postgresql+psycopg://u@db/chat"),
+        ("sqlite:////srv/chat.db", "sqlite:////srv/chat.db"),
+    ],
+)
 def test_database_urls_the_service_runs_on(url, stored):
     assert load_config({"DATABASE_URL": url})["SQLALCHEMY_DATABASE_URI"] == stored
 
@@ -159,8 +213,12 @@ def test_database_urls_the_service_runs_on(url, stored):
 def test_the_pool_settings_become_engine_options():
     settings = load_config({**PRODUCTION, "DB_POOL_SIZE": "7", "DB_CONNECT_TIMEOUT": "2"})
     assert settings["SQLALCHEMY_ENGINE_OPTIONS"] == {
-        "pool_size": 7, "max_overflow": 10, "pool_timeout": 10,
-        "pool_recycle": 1800, "connect_args": {"connect_timeout": 2}}
+        "pool_size": 7,
+        "max_overflow": 10,
+        "pool_timeout": 10,
+        "pool_recycle": 1800,
+        "connect_args": {"connect_timeout": 2},
+    }
     # SQLite has no pool to size.
     assert load_config({"DB_POOL_SIZE": "7"})["SQLALCHEMY_ENGINE_OPTIONS"] == {}
 
@@ -249,10 +307,19 @@ def test_every_variable_read_is_in_the_operations_guide(monkeypatch):
 # ---- reading one variable -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("1", True), ("true", True), ("Yes", True), (" ON ", True),
-    ("0", False), ("false", False), ("NO", False), ("off", False),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1", True),
+        ("true", True),
+        ("Yes", True),
+        (" ON ", True),
+        ("0", False),
+        ("false", False),
+        ("NO", False),
+        ("off", False),
+    ],
+)
 def test_switch_words(raw, expected):
     assert env_bool({"CHAT_TEST_SWITCH": raw}, "CHAT_TEST_SWITCH", not expected) is expected
 
@@ -275,12 +342,15 @@ def test_numbers_and_defaults():
     assert env_float({"CHAT_TEST_NUMBER": ""}, "CHAT_TEST_NUMBER", 1.0) == 1.0
 
 
-@pytest.mark.parametrize(("env", "expected"), [
-    ({"CHAT_ENV": "production"}, str(ROOT / "instance" / "metrics")),  # one place per checkout
-    ({"CHAT_ENV": "production", "PROMETHEUS_MULTIPROC_DIR": "{tmp}/given"}, "{tmp}/given"),
-    ({"CHAT_ENV": "development"}, None),  # one process: nothing to share
-    ({}, None),
-])
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"CHAT_ENV": "production"}, str(ROOT / "instance" / "metrics")),  # one place per checkout
+        ({"CHAT_ENV": "production", "PROMETHEUS_MULTIPROC_DIR": "{tmp}/given"}, "{tmp}/given"),
+        ({"CHAT_ENV": "development"}, None),  # one process: nothing to share
+        ({}, None),
+    ],
+)
 def test_the_metrics_directory_processes_share(monkeypatch, tmp_path, env, expected):
     """Settled before prometheus-client is imported, in the environment, so that the
     processes a gunicorn arbiter or Celery forks inherit it."""

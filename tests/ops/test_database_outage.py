@@ -34,18 +34,27 @@ def proxy(live_env):
 def test_requests_get_503_while_the_database_is_gone_and_recover_after(live_env, proxy, tmp_path):
     key, (alice, bob) = _seed(live_env["DATABASE_URL"], 2)
     through_proxy = make_url(live_env["DATABASE_URL"]).set(host="127.0.0.1", port=proxy.port)
-    env = {**live_env, "DATABASE_URL": through_proxy.render_as_string(hide_password=False),
-           "LOG_FORMAT": "json", "DB_CONNECT_TIMEOUT": "2"}
+    env = {
+        **live_env,
+        "DATABASE_URL": through_proxy.render_as_string(hide_password=False),
+        "LOG_FORMAT": "json",
+        "DB_CONNECT_TIMEOUT": "2",
+    }
     server, base = start_server(env, tmp_path)
     h = _headers(key, alice)
 
     def send(content: str) -> requests.Response:
-        return requests.post(f"{base}/message", headers=h, timeout=30, json={
-            "conversationid": cid, "type": -1, "content": content, "time": "1700000000000"})
+        return requests.post(
+            f"{base}/message",
+            headers=h,
+            timeout=30,
+            json={"conversationid": cid, "type": -1, "content": content, "time": "1700000000000"},
+        )
 
     try:
-        cid = requests.post(f"{base}/conversation", headers=h, json={
-            "passiveuser": bob["id"], "time": "1"}).json()["data"]["conversationid"]
+        cid = requests.post(
+            f"{base}/conversation", headers=h, json={"passiveuser": bob["id"], "time": "1"}
+        ).json()["data"]["conversationid"]
         assert send("before").status_code == 200
 
         proxy.cut()
@@ -60,8 +69,12 @@ def test_requests_get_503_while_the_database_is_gone_and_recover_after(live_env,
         assert requests.get(f"{base}/livez", timeout=30).status_code == 200
 
         proxy.restore()
-        wait_until(lambda: send("after").status_code == 200, 30, interval=0.2,
-                   what="the server to use the database again")
+        wait_until(
+            lambda: send("after").status_code == 200,
+            30,
+            interval=0.2,
+            what="the server to use the database again",
+        )
         assert requests.get(f"{base}/readyz", timeout=30).status_code == 200
         assert server.alive()  # the same processes recovered; nothing was restarted
         page = requests.get(f"{base}/message", headers=h, params={"conversationid": cid}).json()["data"]

@@ -41,9 +41,13 @@ def test_a_waiting_query_lets_other_greenlets_run(green_psycopg):
         finished.append("quick")
 
     def slow_is_waiting() -> bool:
-        return holder.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND NOT granted"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").fetchone()[0] == 1
+        return (
+            holder.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND NOT granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ).fetchone()[0]
+            == 1
+        )
 
     try:
         sleeper = gevent.spawn(slow)

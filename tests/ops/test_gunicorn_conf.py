@@ -20,12 +20,15 @@ def _settings(monkeypatch, **env) -> dict:
     return runpy.run_path(CONF)
 
 
-@pytest.mark.parametrize(("env", "worker_class"), [
-    ({}, "gthread"),  # no DATABASE_URL: the embedded default, SQLite
-    ({"DATABASE_URL": "sqlite:////tmp/chat.db"}, "gthread"),
-    ({"DATABASE_URL": "postgresql://u@db/chat"}, "gevent"),
-    ({"DATABASE_URL": "postgresql://u@db/chat", "GUNICORN_WORKER_CLASS": "sync"}, "sync"),
-])
+@pytest.mark.parametrize(
+    ("env", "worker_class"),
+    [
+        ({}, "gthread"),  # no DATABASE_URL: the embedded default, SQLite
+        ({"DATABASE_URL": "sqlite:////tmp/chat.db"}, "gthread"),
+        ({"DATABASE_URL": "postgresql://u@db/chat"}, "gevent"),
+        ({"DATABASE_URL": "postgresql://u@db/chat", "GUNICORN_WORKER_CLASS": "sync"}, "sync"),
+    ],
+)
 def test_sqlite_gets_threads_everything_else_gevent(monkeypatch, env, worker_class):
     assert _settings(monkeypatch, **env)["worker_class"] == worker_class
 

@@ -17,30 +17,46 @@ from devstack import BIN, ROOT, LiveProcess, free_port, start_server, wait_until
 SECRET = "s3cr3t-T0KEN_value"
 
 
-@pytest.mark.parametrize(("line", "expected"), [
-    (f"GET /api/v3/events?token={SECRET} HTTP/1.1",
-     "GET /api/v3/events?token=[redacted] HTTP/1.1"),
-    (f'"GET /api/v3/events?last_event_id=1-0&token={SECRET}&x=1 HTTP/1.1" 401 -',
-     '"GET /api/v3/events?last_event_id=1-0&token=[redacted]&x=1 HTTP/1.1" 401 -'),
-    (f"token={SECRET}&last_event_id=2", "token=[redacted]&last_event_id=2"),  # a bare query
-    (f'"http://host/app?token={SECRET}"', '"http://host/app?token=[redacted]"'),
-    # Any credential-looking parameter, not only token=: a client may send its session,
-    # app key or password in the query string, and the request line is logged before any
-    # route refuses it.
-    (f"GET /message?conversationid=-123&X-APP-Session={SECRET}&messagekey=k HTTP/1.1",
-     "GET /message?conversationid=-123&X-APP-Session=[redacted]&messagekey=k HTTP/1.1"),
-    (f"GET /x?X%2DHA%2DSession={SECRET}&X-HA-Key={SECRET}&app_key={SECRET} HTTP/1.1",
-     "GET /x?X%2DHA%2DSession=[redacted]&X-HA-Key=[redacted]&app_key=[redacted] HTTP/1.1"),
-    (f"GET /x?password={SECRET}&Authorization=Bot%20{SECRET}&access_token={SECRET}&key={SECRET}",
-     "GET /x?password=[redacted]&Authorization=[redacted]&access_token=[redacted]&key=[redacted]"),
-    (f"GET /api/v3/events?mytoken={SECRET}&secret={SECRET}",
-     "GET /api/v3/events?mytoken=[redacted]&secret=[redacted]"),
-    # Parameters that are not credentials stay readable.
-    ("GET /api/v3/direct-message/list?chat_code=ab&msg_id=c&page_size=5&messagekey=m HTTP/1.1",
-     "GET /api/v3/direct-message/list?chat_code=ab&msg_id=c&page_size=5&messagekey=m HTTP/1.1"),
-    (f"GET /gateway?compress=1&token={SECRET}&resume=1&sn=3 HTTP/1.1",  # KOOK's gateway URL
-     "GET /gateway?compress=1&token=[redacted]&resume=1&sn=3 HTTP/1.1"),
-])
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (f"GET /api/v3/events?token={SECRET} HTTP/1.1", "GET /api/v3/events?token=[redacted] HTTP/1.1"),
+        (
+            f'"GET /api/v3/events?last_event_id=1-0&token={SECRET}&x=1 HTTP/1.1" 401 -',
+            '"GET /api/v3/events?last_event_id=1-0&token=[redacted]&x=1 HTTP/1.1" 401 -',
+        ),
+        (f"token={SECRET}&last_event_id=2", "token=[redacted]&last_event_id=2"),  # a bare query
+        (f'"http://host/app?token={SECRET}"', '"http://host/app?token=[redacted]"'),
+        # Any credential-looking parameter, not only token=: a client may send its session,
+        # app key or password in the query string, and the request line is logged before any
+        # route refuses it.
+        (
+            f"GET /message?conversationid=-123&X-APP-Session={SECRET}&messagekey=k HTTP/1.1",
+            "GET /message?conversationid=-123&X-APP-Session=[redacted]&messagekey=k HTTP/1.1",
+        ),
+        (
+            f"GET /x?X%2DHA%2DSession={SECRET}&X-HA-Key={SECRET}&app_key={SECRET} HTTP/1.1",
+            "GET /x?X%2DHA%2DSession=[redacted]&X-HA-Key=[redacted]&app_key=[redacted] HTTP/1.1",
+        ),
+        (
+            f"GET /x?password={SECRET}&Authorization=Bot%20{SECRET}&access_token={SECRET}&key={SECRET}",
+            "GET /x?password=[redacted]&Authorization=[redacted]&access_token=[redacted]&key=[redacted]",
+        ),
+        (
+            f"GET /api/v3/events?mytoken={SECRET}&secret={SECRET}",
+            "GET /api/v3/events?mytoken=[redacted]&secret=[redacted]",
+        ),
+        # Parameters that are not credentials stay readable.
+        (
+            "GET /api/v3/direct-message/list?chat_code=ab&msg_id=c&page_size=5&messagekey=m HTTP/1.1",
+            "GET /api/v3/direct-message/list?chat_code=ab&msg_id=c&page_size=5&messagekey=m HTTP/1.1",
+        ),
+        (
+            f"GET /gateway?compress=1&token={SECRET}&resume=1&sn=3 HTTP/1.1",  # KOOK's gateway URL
+            "GET /gateway?compress=1&token=[redacted]&resume=1&sn=3 HTTP/1.1",
+        ),
+    ],
+)
 def test_redact(line, expected):
     assert redact(line) == expected
 
@@ -48,15 +64,29 @@ def test_redact(line, expected):
 def test_terminal_colours_are_taken_out_of_the_development_servers_lines():
     from chat.logging_setup import PlainTextFilter
 
-    record = logging.LogRecord("werkzeug", logging.INFO, __file__, 1, '"%s" %s %s',
-                               ("GET /livez HTTP/1.1", "\x1b[33m404\x1b[0m", "-"), None)
+    record = logging.LogRecord(
+        "werkzeug",
+        logging.INFO,
+        __file__,
+        1,
+        '"%s" %s %s',
+        ("GET /livez HTTP/1.1", "\x1b[33m404\x1b[0m", "-"),
+        None,
+    )
     assert PlainTextFilter().filter(record)
     assert record.getMessage() == '"GET /livez HTTP/1.1" 404 -'
 
 
 def test_the_filter_redacts_the_formatted_message_args_included():
-    record = logging.LogRecord("werkzeug", logging.INFO, __file__, 1, '"%s" %s %s',
-                               (f"GET /api/v3/events?token={SECRET} HTTP/1.1", "200", "-"), None)
+    record = logging.LogRecord(
+        "werkzeug",
+        logging.INFO,
+        __file__,
+        1,
+        '"%s" %s %s',
+        (f"GET /api/v3/events?token={SECRET} HTTP/1.1", "200", "-"),
+        None,
+    )
     assert RedactTokensFilter().filter(record) is True
     assert record.getMessage() == '"GET /api/v3/events?token=[redacted] HTTP/1.1" 200 -'
 
@@ -71,8 +101,9 @@ def restore_logging():
     root.setLevel(saved[1])
 
 
-def test_the_development_servers_request_lines_are_redacted(config_class, _schema, restore_logging,
-                                                             caplog, capsys):
+def test_the_development_servers_request_lines_are_redacted(
+    config_class, _schema, restore_logging, caplog, capsys
+):
     from werkzeug.serving import make_server
 
     class Configured(config_class):
@@ -86,8 +117,11 @@ def test_the_development_servers_request_lines_are_redacted(config_class, _schem
         url = f"http://127.0.0.1:{server.server_port}/api/v3/events"
         response = requests.get(url, params={"last_event_id": "1-0", "token": SECRET}, timeout=10)
         assert response.status_code == 401
-        response = requests.get(f"http://127.0.0.1:{server.server_port}/conversation",
-                                params={"X-APP-Session": SECRET}, timeout=10)
+        response = requests.get(
+            f"http://127.0.0.1:{server.server_port}/conversation",
+            params={"X-APP-Session": SECRET},
+            timeout=10,
+        )
         assert response.status_code == 401
     finally:
         server.shutdown()
@@ -105,20 +139,27 @@ def test_flask_run_does_not_log_the_token(live_database_url, tmp_path):
     port = free_port()
     env = {"CHAT_ENV": "development", "DATABASE_URL": live_database_url, "FLASK_APP": "wsgi"}
     env.pop("REDIS_URL", None)
-    server = LiveProcess("flask-run", [str(BIN / "flask"), "run", "--host", "127.0.0.1",
-                                       "--port", str(port)], env, tmp_path).start()
+    server = LiveProcess(
+        "flask-run", [str(BIN / "flask"), "run", "--host", "127.0.0.1", "--port", str(port)], env, tmp_path
+    ).start()
     try:
+
         def answered():
             assert server.alive(), server.log_tail()
             try:
-                return requests.get(f"http://127.0.0.1:{port}/api/v3/events",
-                                    params={"token": SECRET}, timeout=2).status_code == 401
+                return (
+                    requests.get(
+                        f"http://127.0.0.1:{port}/api/v3/events", params={"token": SECRET}, timeout=2
+                    ).status_code
+                    == 401
+                )
             except requests.RequestException:
                 return False
 
         wait_until(answered, 30, interval=0.1, what="flask run to answer")
-        wait_until(lambda: "token=[redacted]" in server.log_path.read_text(), 10,
-                   what="the request line in the log")
+        wait_until(
+            lambda: "token=[redacted]" in server.log_path.read_text(), 10, what="the request line in the log"
+        )
     finally:
         server.stop()
     assert SECRET not in server.log_path.read_text()
@@ -131,21 +172,38 @@ def test_gunicorn_access_lines_never_carry_the_token(live_env, tmp_path):
     access_log = tmp_path / "access.log"
     # Every atom that can hold the URL: the request line, the query string, the raw URI, the
     # Referer (a browser page opened with ?token=...).
-    log_format = '%(r)s | %(q)s | %(U)s | %({raw_uri}e)s | %(f)s'
-    server, base = start_server({**live_env, "LOG_FORMAT": "text"}, tmp_path, extra_args=[
-        "--config", str(ROOT / "gunicorn.conf.py"), "--access-logfile", str(access_log),
-        "--access-logformat", log_format])
+    log_format = "%(r)s | %(q)s | %(U)s | %({raw_uri}e)s | %(f)s"
+    server, base = start_server(
+        {**live_env, "LOG_FORMAT": "text"},
+        tmp_path,
+        extra_args=[
+            "--config",
+            str(ROOT / "gunicorn.conf.py"),
+            "--access-logfile",
+            str(access_log),
+            "--access-logformat",
+            log_format,
+        ],
+    )
     try:
-        response = requests.get(f"{base}/api/v3/events", params={"token": SECRET},
-                                headers={"Referer": f"https://app.example/chat?token={SECRET}"},
-                                timeout=10)
+        response = requests.get(
+            f"{base}/api/v3/events",
+            params={"token": SECRET},
+            headers={"Referer": f"https://app.example/chat?token={SECRET}"},
+            timeout=10,
+        )
         assert response.status_code == 401
-        wait_until(lambda: access_log.exists() and "/api/v3/events" in access_log.read_text(), 10,
-                   what="the access line")
+        wait_until(
+            lambda: access_log.exists() and "/api/v3/events" in access_log.read_text(),
+            10,
+            what="the access line",
+        )
     finally:
         server.stop()
     text = access_log.read_text()
     assert SECRET not in text and SECRET not in server.log_path.read_text()
     line = next(line for line in text.splitlines() if "/api/v3/events" in line)
-    assert ("GET /api/v3/events?token=[redacted] HTTP/1.1 | token=[redacted] | /api/v3/events"
-            " | /api/v3/events?token=[redacted] | https://app.example/chat?token=[redacted]") in line
+    assert (
+        "GET /api/v3/events?token=[redacted] HTTP/1.1 | token=[redacted] | /api/v3/events"
+        " | /api/v3/events?token=[redacted] | https://app.example/chat?token=[redacted]"
+    ) in line

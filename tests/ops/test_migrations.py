@@ -25,8 +25,12 @@ def _differences(url: str) -> list:
         with engine.connect() as conn:
             # The search index has no model (chat/search/index.py): its own tests cover it.
             context = MigrationContext.configure(
-                conn, opts={"compare_type": True, "compare_server_default": True,
-                            "include_name": lambda name, *_: not is_index_object(name)}
+                conn,
+                opts={
+                    "compare_type": True,
+                    "compare_server_default": True,
+                    "include_name": lambda name, *_: not is_index_object(name),
+                },
             )
             return compare_metadata(context, db.metadata)
     finally:
@@ -58,16 +62,19 @@ def test_downgrade_to_base_and_upgrade_again_round_trips(live_database_url):
 def test_only_migrations_create_tables():
     """No runtime code path calls ``create_all``: a web process never makes the schema."""
     offenders = []
-    for path in [*ROOT.glob("chat/**/*.py"), *ROOT.glob("workers/**/*.py"),
-                 ROOT / "wsgi.py", ROOT / "config.py"]:
+    for path in [
+        *ROOT.glob("chat/**/*.py"),
+        *ROOT.glob("workers/**/*.py"),
+        ROOT / "wsgi.py",
+        ROOT / "config.py",
+    ]:
         if re.search(r"\bcreate_all\s*\(", Path(path).read_text()):
             offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
 
 
 def test_procfile_release_runs_the_migrations():
-    release = [line for line in (ROOT / "Procfile").read_text().splitlines()
-               if line.startswith("release:")]
+    release = [line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("release:")]
     assert len(release) == 1 and "flask db upgrade" in release[0]
 
 
@@ -82,8 +89,11 @@ def _run(url: str, *statements: str) -> list:
 
 
 def _users_sql(*ids: int) -> list[str]:
-    return [f"INSERT INTO users (id, username, username_key, nickname, avatar, identify_num, is_bot, "
-            f"created_at) VALUES ({i}, 'u{i}', 'u{i}', 'u{i}', '', '0001', false, 1)" for i in ids]
+    return [
+        f"INSERT INTO users (id, username, username_key, nickname, avatar, identify_num, is_bot, "
+        f"created_at) VALUES ({i}, 'u{i}', 'u{i}', 'u{i}', '', '0001', false, 1)"
+        for i in ids
+    ]
 
 
 def test_friend_requests_both_ways_become_a_friendship_on_upgrade(empty_database_url):
@@ -91,20 +101,25 @@ def test_friend_requests_both_ways_become_a_friendship_on_upgrade(empty_database
     url = empty_database_url
     env = {"DATABASE_URL": url, "CHAT_ENV": "development"}
     flask_command(env, "db", "upgrade", "0002_webhook_schedule")
-    _run(url, *_users_sql(100000001, 100000002, 100000003, 100000004, 100000005),
-         # both ways: becomes a friendship
-         "INSERT INTO friend_requests (from_user_id, to_user_id, created_at) VALUES (100000002, 100000001, 5)",
-         "INSERT INTO friend_requests (from_user_id, to_user_id, created_at) VALUES (100000001, 100000002, 6)",
-         # friends already, with a stale request each way
-         "INSERT INTO friendships (user_low, user_high, created_at) VALUES (100000003, 100000004, 1)",
-         "INSERT INTO friend_requests (from_user_id, to_user_id, created_at) VALUES (100000003, 100000004, 2)",
-         "INSERT INTO friend_requests (from_user_id, to_user_id, created_at) VALUES (100000004, 100000003, 3)",
-         # one way: stays pending
-         "INSERT INTO friend_requests (from_user_id, to_user_id, created_at) VALUES (100000005, 100000001, 4)")
+    _run(
+        url,
+        *_users_sql(100000001, 100000002, 100000003, 100000004, 100000005),
+        # both ways: becomes a friendship
+        "INSERT INTO friend_requests (from_user_id, to_user_id, created_at) VALUES (100000002, 100000001, 5)",
+        "INSERT INTO friend_requests (from_user_id, to_user_id, created_at) VALUES (100000001, 100000002, 6)",
+        # friends already, with a stale request each way
+        "INSERT INTO friendships (user_low, user_high, created_at) VALUES (100000003, 100000004, 1)",
+        "INSERT INTO friend_requests (from_user_id, to_user_id, created_at) VALUES (100000003, 100000004, 2)",
+        "INSERT INTO friend_requests (from_user_id, to_user_id, created_at) VALUES (100000004, 100000003, 3)",
+        # one way: stays pending
+        "INSERT INTO friend_requests (from_user_id, to_user_id, created_at) VALUES (100000005, 100000001, 4)",
+    )
     flask_command(env, "db", "upgrade")
     friends, pending = _run(
-        url, "SELECT user_low, user_high FROM friendships ORDER BY user_low",
-        "SELECT from_user_id, to_user_id, pair_low, pair_high FROM friend_requests")
+        url,
+        "SELECT user_low, user_high FROM friendships ORDER BY user_low",
+        "SELECT from_user_id, to_user_id, pair_low, pair_high FROM friend_requests",
+    )
     assert [tuple(r) for r in friends] == [(100000001, 100000002), (100000003, 100000004)]
     assert [tuple(r) for r in pending] == [(100000005, 100000001, 100000001, 100000005)]
     assert _differences(url) == []

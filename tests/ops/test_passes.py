@@ -10,9 +10,25 @@ from devstack import ROOT
 
 
 def test_a_pass_that_runs_no_test_fails_the_run_and_is_reported_by_name():
-    result = subprocess.run([sys.executable, "-m", "tests.passes", "--only", "sqlite", "tests/test_carrying.py",
-                             "-q", "-k", "no_test_has_this_name", "-p", "no:cacheprovider"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=240)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.passes",
+            "--only",
+            "sqlite",
+            "tests/test_carrying.py",
+            "-q",
+            "-k",
+            "no_test_has_this_name",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "== test pass: SQLite (exit 5" in result.stdout
     assert "SQLite      NO TESTS RAN (exit 5)" in result.stdout

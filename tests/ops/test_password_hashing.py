@@ -88,8 +88,13 @@ print(json.dumps(result))
 
 
 def test_hashing_under_gevent_leaves_the_loop_running_and_is_capped(tmp_path):
-    done = subprocess.run([sys.executable, "-c", GEVENT_SCRIPT, f"sqlite:///{tmp_path / 'hash.db'}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", GEVENT_SCRIPT, f"sqlite:///{tmp_path / 'hash.db'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["register"] > 0 and result["login"] > 0 and result["unknown_login"] > 0, result

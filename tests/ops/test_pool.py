@@ -33,8 +33,12 @@ def _drop_every_connection() -> None:
     connection of its own, outside the pool)."""
     engine = create_engine(db.engine.url, poolclass=NullPool)
     with engine.connect() as conn:
-        ended = conn.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                  "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
+        ended = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar()
     engine.dispose()
     assert ended >= 1
 

@@ -19,11 +19,11 @@ from chat.models import Conversation, ConversationMember, User
 from chat.services.conversations import _list_queries
 
 
-
 @pytest.fixture(autouse=True)
 def postgresql_plans(is_postgres):
     if not is_postgres:
         pytest.skip("PostgreSQL's generic plans: runs in the PostgreSQL pass of `make test`")
+
 
 CHATS = 300
 PAGE = 20
@@ -39,7 +39,8 @@ def _generic_plan(statement, params: dict) -> dict:
     try:
         arguments = ", ".join(str(int(params[name])) for name in order)
         (plan,) = connection.exec_driver_sql(
-            f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE hot_read({arguments})").scalar()
+            f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE hot_read({arguments})"
+        ).scalar()
         return plan["Plan"] if isinstance(plan, dict) else json.loads(plan)[0]["Plan"]
     finally:
         connection.exec_driver_sql("DEALLOCATE hot_read")
@@ -56,15 +57,47 @@ def test_a_chat_list_page_joins_only_its_page_under_a_generic_plan(app):
     me = User(id=5_000_000, username="many", username_key="many", nickname="many", identify_num="0001")
     db.session.add(me)
     db.session.flush()
-    peers = db.session.execute(insert(User).returning(User.id), [
-        {"id": 5_000_001 + n, "username": f"peer{n}", "username_key": f"peer{n}", "nickname": "peer",
-         "identify_num": "0001"} for n in range(CHATS)]).scalars().all()
-    chats = db.session.execute(insert(Conversation).returning(Conversation.id), [
-        {"id": -100_000_000 - n, "code": f"{n:032x}", "user_low": min(me.id, peer), "user_high": max(me.id, peer)}
-        for n, peer in enumerate(peers)]).scalars().all()
-    db.session.execute(insert(ConversationMember), [
-        {"conversation_id": chat, "user_id": user, "latest_msg_time": n}
-        for n, (chat, peer) in enumerate(zip(chats, peers)) for user in (me.id, peer)])
+    peers = (
+        db.session.execute(
+            insert(User).returning(User.id),
+            [
+                {
+                    "id": 5_000_001 + n,
+                    "username": f"peer{n}",
+                    "username_key": f"peer{n}",
+                    "nickname": "peer",
+                    "identify_num": "0001",
+                }
+                for n in range(CHATS)
+            ],
+        )
+        .scalars()
+        .all()
+    )
+    chats = (
+        db.session.execute(
+            insert(Conversation).returning(Conversation.id),
+            [
+                {
+                    "id": -100_000_000 - n,
+                    "code": f"{n:032x}",
+                    "user_low": min(me.id, peer),
+                    "user_high": max(me.id, peer),
+                }
+                for n, peer in enumerate(peers)
+            ],
+        )
+        .scalars()
+        .all()
+    )
+    db.session.execute(
+        insert(ConversationMember),
+        [
+            {"conversation_id": chat, "user_id": user, "latest_msg_time": n}
+            for n, (chat, peer) in enumerate(zip(chats, peers))
+            for user in (me.id, peer)
+        ],
+    )
     db.session.commit()
     db.session.execute(text("ANALYZE conversation_members"))
 

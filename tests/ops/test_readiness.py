@@ -70,16 +70,17 @@ def test_liveness_does_not_depend_on_the_database(config_class, is_postgres, tmp
 
 
 def test_classic_request_without_a_database_gets_503_in_the_classic_envelope(
-        config_class, is_postgres, tmp_path):
+    config_class, is_postgres, tmp_path
+):
     app = _app(config_class, SQLALCHEMY_DATABASE_URI=_unreachable_database(is_postgres, tmp_path))
-    response = app.test_client().post("/auth/login", json={"username": "a", "password": "b" * 8},
-                                      headers={"X-APP-Key": "some-key"})
+    response = app.test_client().post(
+        "/auth/login", json={"username": "a", "password": "b" * 8}, headers={"X-APP-Key": "some-key"}
+    )
     assert response.status_code == 503
     assert response.json == {"code": 1, "msg": "database is unavailable, try again", "data": None}
 
 
-def test_kook_request_without_a_database_gets_503_in_the_kook_envelope(
-        config_class, is_postgres, tmp_path):
+def test_kook_request_without_a_database_gets_503_in_the_kook_envelope(config_class, is_postgres, tmp_path):
     app = _app(config_class, SQLALCHEMY_DATABASE_URI=_unreachable_database(is_postgres, tmp_path))
 
     # Any /api/v3 route that reads the database; this one stands in for the KOOK blueprints so

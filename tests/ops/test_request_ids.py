@@ -24,7 +24,7 @@ def test_without_one_the_server_makes_one_per_request(client):
     assert re.fullmatch(r"[0-9a-f]{32}", first) and first != second
 
 
-@pytest.mark.parametrize("bad", ["x" * 129, "has space", "line\\nbreak", "quote\"d"])
+@pytest.mark.parametrize("bad", ["x" * 129, "has space", "line\\nbreak", 'quote"d'])
 def test_an_unsafe_request_id_is_replaced(client, bad):
     echoed = client.get("/livez", headers={"X-Request-ID": bad}).headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{32}", echoed)
@@ -67,26 +67,40 @@ def _json_lines(path) -> list[dict]:
 def test_the_id_follows_a_send_into_the_web_and_worker_logs(live_env, tmp_path):
     env = {**live_env, "LOG_FORMAT": "json"}
     key = flask_command(env, "app-key", "create", "logs").strip().splitlines()[-1]
-    server, base = start_server(env, tmp_path, extra_args=[
-        "--logger-class", "chat.logging_setup.GunicornLogger", "--access-logfile", "-"])
+    server, base = start_server(
+        env,
+        tmp_path,
+        extra_args=["--logger-class", "chat.logging_setup.GunicornLogger", "--access-logfile", "-"],
+    )
     worker = start_worker(env, tmp_path, concurrency=1)
     try:
         h = {"X-APP-Key": key}
-        ids = [requests.post(f"{base}/auth/register", headers=h,
-                             json={"username": n, "password": "password-" + n}).json()["data"]["id"]
-               for n in ("alice", "bob")]
-        h["X-APP-Session"] = requests.post(f"{base}/auth/login", headers=h, json={
-            "username": "alice", "password": "password-alice"}).json()["data"]["session"]
-        cid = requests.post(f"{base}/conversation", headers=h, json={
-            "passiveuser": ids[1], "time": "1"}).json()["data"]["conversationid"]
-        sent = requests.post(f"{base}/message", headers={**h, "X-Request-ID": "trace-send-1"}, json={
-            "conversationid": cid, "type": -1, "content": "hi", "time": "1700000000000"})
+        ids = [
+            requests.post(
+                f"{base}/auth/register", headers=h, json={"username": n, "password": "password-" + n}
+            ).json()["data"]["id"]
+            for n in ("alice", "bob")
+        ]
+        h["X-APP-Session"] = requests.post(
+            f"{base}/auth/login", headers=h, json={"username": "alice", "password": "password-alice"}
+        ).json()["data"]["session"]
+        cid = requests.post(
+            f"{base}/conversation", headers=h, json={"passiveuser": ids[1], "time": "1"}
+        ).json()["data"]["conversationid"]
+        sent = requests.post(
+            f"{base}/message",
+            headers={**h, "X-Request-ID": "trace-send-1"},
+            json={"conversationid": cid, "type": -1, "content": "hi", "time": "1700000000000"},
+        )
         assert sent.headers["X-Request-ID"] == "trace-send-1"
 
         def worker_logged_it():
             # The push runs in a batch: the batch's line names the requests that queued it.
-            return [line for line in _json_lines(worker.log_path)
-                    if "push_messages" in line["message"] and "trace-send-1" in line["message"]]
+            return [
+                line
+                for line in _json_lines(worker.log_path)
+                if "push_messages" in line["message"] and "trace-send-1" in line["message"]
+            ]
 
         wait_until(worker_logged_it, 20, what="the worker's line for the send's push")
     finally:
@@ -95,5 +109,7 @@ def test_the_id_follows_a_send_into_the_web_and_worker_logs(live_env, tmp_path):
     web_lines = [raw for raw in server.log_path.read_text().splitlines() if raw.strip()]
     # Production logs are JSON, every line of them (gunicorn's own included).
     parsed = [json.loads(raw) for raw in web_lines]
-    access = [line for line in parsed if line["logger"] == "gunicorn.access" and "POST /message" in line["message"]]
+    access = [
+        line for line in parsed if line["logger"] == "gunicorn.access" and "POST /message" in line["message"]
+    ]
     assert [line["request_id"] for line in access] == ["trace-send-1"]

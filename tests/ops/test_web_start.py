@@ -29,8 +29,14 @@ PRODUCTION = {
 
 
 def _platform_env(env: dict[str, str]) -> dict[str, str]:
-    return {"PATH": f"{BIN}{os.pathsep}/usr/bin:/bin", "HOME": "/tmp", "PYTHONUNBUFFERED": "1",
-            "PORT": str(free_port()), "WEB_CONCURRENCY": "1", **env}
+    return {
+        "PATH": f"{BIN}{os.pathsep}/usr/bin:/bin",
+        "HOME": "/tmp",
+        "PYTHONUNBUFFERED": "1",
+        "PORT": str(free_port()),
+        "WEB_CONCURRENCY": "1",
+        **env,
+    }
 
 
 def _kill_group(process: subprocess.Popen) -> None:
@@ -43,9 +49,15 @@ def _kill_group(process: subprocess.Popen) -> None:
 def _run_web(env: dict[str, str]) -> tuple[int, str]:
     """Run the ``web`` line until it exits; (exit status, everything it printed). A line that
     does not exit (the crash loop this file is about) is killed, whole group, and fails."""
-    process = subprocess.Popen(["bash", "-c", procfile()["web"]], cwd=ROOT, env=_platform_env(env),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        ["bash", "-c", procfile()["web"]],
+        cwd=ROOT,
+        env=_platform_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         output, _ = process.communicate(timeout=30)
     except subprocess.TimeoutExpired:
@@ -71,18 +83,24 @@ def test_the_web_line_refuses_without(missing):
 
 
 def test_the_web_line_names_everything_missing_at_once():
-    _assert_refused({}, "CHAT_ENV=production needs these environment variables: "
-                        "SECRET_KEY, DATABASE_URL, REDIS_URL")
+    _assert_refused(
+        {}, "CHAT_ENV=production needs these environment variables: SECRET_KEY, DATABASE_URL, REDIS_URL"
+    )
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"DB_POOL_SIZE": "abc"}, "DB_POOL_SIZE must be a whole number, not 'abc'"),
-    ({"DATABASE_URL": "mysql://chat:hunter2@127.0.0.1/chat"},
-     "DATABASE_URL must be a postgresql:// (or postgres://) or sqlite:/// URL, not 'mysql://'"),
-    ({"WEBHOOK_READ_TIMEOUT": "10s"}, "WEBHOOK_READ_TIMEOUT must be a number, not '10s'"),
-    ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be one of text, json, not 'xml'"),
-    ({"GUNICORN_THREADS": "many"}, "GUNICORN_THREADS must be a whole number, not 'many'"),
-])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DB_POOL_SIZE": "abc"}, "DB_POOL_SIZE must be a whole number, not 'abc'"),
+        (
+            {"DATABASE_URL": "mysql://chat:hunter2@127.0.0.1/chat"},
+            "DATABASE_URL must be a postgresql:// (or postgres://) or sqlite:/// URL, not 'mysql://'",
+        ),
+        ({"WEBHOOK_READ_TIMEOUT": "10s"}, "WEBHOOK_READ_TIMEOUT must be a number, not '10s'"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be one of text, json, not 'xml'"),
+        ({"GUNICORN_THREADS": "many"}, "GUNICORN_THREADS must be a whole number, not 'many'"),
+    ],
+)
 def test_the_web_line_refuses_a_malformed_setting(env, message):
     output = _assert_refused({**PRODUCTION, **env}, message)
     assert "hunter2" not in output
@@ -98,10 +116,18 @@ def test_the_web_line_starts_when_the_configuration_is_complete(tmp_path):
     """The check refuses only what is wrong: with everything set, the line serves."""
     env = _platform_env(PRODUCTION)
     log = open(tmp_path / "web.log", "wb")
-    process = subprocess.Popen(["bash", "-c", procfile()["web"]], cwd=ROOT, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_few_open_files)
+    process = subprocess.Popen(
+        ["bash", "-c", procfile()["web"]],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_few_open_files,
+    )
     log.close()
     try:
+
         def up():
             assert process.poll() is None, (tmp_path / "web.log").read_text()
             try:

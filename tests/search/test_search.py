@@ -127,8 +127,9 @@ def test_a_hidden_chat_is_searched_only_when_asked(alice, bob):
     sent(alice, bob, "holiday plans")
     # A chat off bob's list that still has messages to show: one came in after he deleted it
     # and its push (which brings the chat back) has not run yet.
-    db.session.execute(update(ConversationMember).where(ConversationMember.user_id == bob.id)
-                       .values(hidden=True))
+    db.session.execute(
+        update(ConversationMember).where(ConversationMember.user_id == bob.id).values(hidden=True)
+    )
     db.session.commit()
     assert found(bob, "holiday") == []
     assert found(bob, "holiday", include_hidden="true") == ["holiday plans"]
@@ -142,7 +143,9 @@ def test_nobody_finds_what_is_in_another_users_conversation(alice, bob, carol):
     conversation = classic_search(alice, "matter")["items"][0]["conversationid"]
     chat_code = kook_search(alice, "matter")["items"][0]["chat_code"]
     mine = carol.classic.get("/message/search", query_string={"q": "private", "conversationid": conversation})
-    unknown = carol.classic.get("/message/search", query_string={"q": "private", "conversationid": -100000001})
+    unknown = carol.classic.get(
+        "/message/search", query_string={"q": "private", "conversationid": -100000001}
+    )
     assert mine.status_code == unknown.status_code == 404
     assert mine.json == unknown.json
     response = carol.get("/direct-message/search", query_string={"q": "private", "chat_code": chat_code})
@@ -160,18 +163,27 @@ def test_one_conversation_sender_and_type_filters(alice, bob, carol):
     sent(alice, bob, "https://files.example/abc/report.pdf", type=4)
     with_bob = classic_search(alice, "report from")["items"]
     assert [i["content"] for i in with_bob] == [
-        "report from carol to alice", "report from bob to alice", "report from alice to bob"]
+        "report from carol to alice",
+        "report from bob to alice",
+        "report from alice to bob",
+    ]
     chat = kook_search(alice, "report", author_id=bob.id)["items"][0]["chat_code"]
     assert [i["content"] for i in kook_search(alice, "report", chat_code=chat)["items"]] == [
-        "https://files.example/abc/report.pdf", "report from bob to alice", "report from alice to bob"]
+        "https://files.example/abc/report.pdf",
+        "report from bob to alice",
+        "report from alice to bob",
+    ]
     conversation = with_bob[1]["conversationid"]
-    assert [i["content"] for i in classic_search(alice, "report", conversationid=conversation,
-                                                 sender=alice.id)["items"]] == [
-        "https://files.example/abc/report.pdf", "report from alice to bob"]
+    assert [
+        i["content"]
+        for i in classic_search(alice, "report", conversationid=conversation, sender=alice.id)["items"]
+    ] == ["https://files.example/abc/report.pdf", "report from alice to bob"]
     assert [i["content"] for i in classic_search(alice, "report", type=-4)["items"]] == [
-        "https://files.example/abc/report.pdf"]
+        "https://files.example/abc/report.pdf"
+    ]
     assert [i["content"] for i in kook_search(alice, "report", type=4)["items"]] == [
-        "https://files.example/abc/report.pdf"]
+        "https://files.example/abc/report.pdf"
+    ]
 
 
 def test_an_edit_is_found_by_its_new_words_only(alice, bob):
@@ -211,9 +223,11 @@ def test_pages_have_no_duplicates_and_no_gaps_while_messages_arrive(alice, bob):
 
 def test_kmarkdown_cards_and_file_names_are_searched_as_their_readers_see_them(alice, bob):
     sent(alice, bob, "**Quarterly** results: [see the deck](https://example.com/deck) ~~draft~~", type=9)
-    card = ('[{"type": "card", "modules": [{"type": "section", "text": {"type": "kmarkdown", '
-            '"content": "**Invitation** to the picnic"}}, {"type": "file", "title": "map.pdf", '
-            '"src": "https://example.com/map.pdf"}]}]')
+    card = (
+        '[{"type": "card", "modules": [{"type": "section", "text": {"type": "kmarkdown", '
+        '"content": "**Invitation** to the picnic"}}, {"type": "file", "title": "map.pdf", '
+        '"src": "https://example.com/map.pdf"}]}]'
+    )
     sent(alice, bob, card, type=10)
     sent(alice, bob, "https://chat.example/files/Zx9tok/holiday%20photo.jpg", type=2)
     hit = classic_search(bob, "quarterly deck")["items"][0]
@@ -256,8 +270,10 @@ def test_a_long_message_gives_a_snippet_around_the_match(alice, bob):
 
 def test_classic_hits_carry_the_history_fields(alice, bob):
     sent(alice, bob, "shape check")
-    history = bob.classic.get("/message", query_string={"conversationid": classic_search(bob, "shape")["items"][0][
-        "conversationid"]}).json["data"][0]
+    history = bob.classic.get(
+        "/message",
+        query_string={"conversationid": classic_search(bob, "shape")["items"][0]["conversationid"]},
+    ).json["data"][0]
     hit = classic_search(bob, "shape")["items"][0]
     assert {k: v for k, v in hit.items() if k not in ("snippet", "highlights")} == history
     kook = kook_search(bob, "shape")
@@ -274,18 +290,26 @@ def test_the_words_searched_for_never_reach_the_logs(alice, bob, caplog):
 
 
 def test_request_lines_never_show_the_query():
-    assert (redact("GET /message/search?q=my%20diagnosis&limit=5 HTTP/1.1")
-            == "GET /message/search?q=[redacted]&limit=5 HTTP/1.1")
-    assert (redact('"GET /api/v3/direct-message/search?chat_code=ab&q=secret HTTP/1.1" 200')
-            == '"GET /api/v3/direct-message/search?chat_code=ab&q=[redacted] HTTP/1.1" 200')
+    assert (
+        redact("GET /message/search?q=my%20diagnosis&limit=5 HTTP/1.1")
+        == "GET /message/search?q=[redacted]&limit=5 HTTP/1.1"
+    )
+    assert (
+        redact('"GET /api/v3/direct-message/search?chat_code=ab&q=secret HTTP/1.1" 200')
+        == '"GET /api/v3/direct-message/search?chat_code=ab&q=[redacted] HTTP/1.1" 200'
+    )
 
 
 def test_searches_are_rate_limited_like_other_reads(app, app_with):
-    client = app_with(RATELIMIT_ENABLED=True, RATELIMIT_ROUTE="3 per minute", RATELIMIT_GLOBAL="100 per minute")
+    client = app_with(
+        RATELIMIT_ENABLED=True, RATELIMIT_ROUTE="3 per minute", RATELIMIT_GLOBAL="100 per minute"
+    )
     _, token = accounts.create_bot("limited-searcher")
     kook = {"Authorization": f"Bot {token}"}
-    answers = [client.get("/api/v3/direct-message/search", query_string={"q": "hello"}, headers=kook)
-               for _ in range(4)]
+    answers = [
+        client.get("/api/v3/direct-message/search", query_string={"q": "hello"}, headers=kook)
+        for _ in range(4)
+    ]
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
     assert answers[-1].json["code"] == 42900
     assert answers[-1].headers["X-Rate-Limit-Bucket-Name"] == "direct-message/search"

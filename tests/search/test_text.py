@@ -15,7 +15,9 @@ def marked(plain: str, query: str) -> list[str]:
 
 def test_highlights_cover_what_was_written_whatever_the_folding():
     assert marked("Die Straße ist lang", "strasse") == ["Straße"]
-    assert marked(plain_text("text", "Cafe\u0301 au lait"), "café") == ["Caf\u00e9"]  # composed for the snippet
+    assert marked(plain_text("text", "Cafe\u0301 au lait"), "café") == [
+        "Caf\u00e9"
+    ]  # composed for the snippet
     assert marked("Cafe\u0301 au lait", "café") == ["Cafe\u0301"]  # a separate accent stays with its letter
     assert marked("ＦＵＬＬ width", "full") == ["ＦＵＬＬ"]
     assert marked("İstanbul", "istan") == ["İstan"]
@@ -41,8 +43,10 @@ def test_the_document_has_word_starts_and_the_pairs_of_longer_cjk_runs():
 
 
 def test_markup_is_not_text():
-    assert plain_text("kmarkdown", "> **Note**: `code` and ~~old~~ (spl)secret(spl) (met)123456(met)") == \
-        "Note: code and old secret"
+    assert (
+        plain_text("kmarkdown", "> **Note**: `code` and ~~old~~ (spl)secret(spl) (met)123456(met)")
+        == "Note: code and old secret"
+    )
     assert plain_text("kmarkdown", r"a \*literal\* star") == "a *literal* star"
     assert plain_text("card", "not json") == ""
 

@@ -31,8 +31,15 @@ def classic(app, app_key):
     return {"X-APP-Key": app_key, "X-APP-Session": token}
 
 
-@pytest.mark.parametrize("path", ["/api/v3/user-chat/create", "/api/v3/direct-message/create",
-                                  "/api/v3/direct-message/update", "/api/v3/friend/request"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v3/user-chat/create",
+        "/api/v3/direct-message/create",
+        "/api/v3/direct-message/update",
+        "/api/v3/friend/request",
+    ],
+)
 def test_a_wide_body_over_the_routes_limit_is_413_in_kooks_envelope(client, bot, path):
     _, headers = bot
     response = client.post(path, headers=headers, data=WIDE, content_type="application/json")
@@ -62,8 +69,9 @@ def test_the_largest_valid_card_fits_its_route(client, bot):
     assert len(card) == 20000
     body = json.dumps({"type": 10, "target_id": str(other.id), "content": card})  # ensure_ascii
     assert 64 * 1024 < len(body) <= 256 * 1024
-    response = client.post("/api/v3/direct-message/create", headers=headers, data=body,
-                           content_type="application/json")
+    response = client.post(
+        "/api/v3/direct-message/create", headers=headers, data=body, content_type="application/json"
+    )
     assert response.status_code == 200, response.json
 
 
@@ -73,35 +81,43 @@ def test_a_route_marked_with_a_limit_of_its_own_takes_it(app, client, bot):
     body = {"type": 1, "target_id": str(other.id), "content": "x" * 4000}
     assert client.post("/api/v3/direct-message/create", headers=headers, json=body).status_code == 200
     # The same size on a route without the mark is over the default limit.
-    response = client.post("/api/v3/user-chat/create", headers=headers,
-                           json={"target_id": str(other.id), "padding": "x" * 4000})
+    response = client.post(
+        "/api/v3/user-chat/create", headers=headers, json={"target_id": str(other.id), "padding": "x" * 4000}
+    )
     assert response.status_code == 413
 
 
 # ---- the parser itself: the fast path refuses and accepts exactly what the careful one does --
 
-@pytest.mark.parametrize(("text", "reason"), [
-    ("1e400", "numbers must be finite"),
-    ("[1" + "0" * 250 + "e99]", "numbers must be finite"),
-    ("[NaN]", "NaN is not a JSON number"),
-    ("[-Infinity]", "Infinity is not a JSON number"),
-    ("9" * 4001, "integer of 4001 digits is too long"),
-    ("[" * 65 + "]" * 65, "nested deeper than 64 levels"),
-    ("[" + "[]," * 1000 + "[" * 64 + "]" * 64 + "]", "nested deeper than 64 levels"),
-    ('{"a":' * 65 + "1" + "}" * 65, "nested deeper than 64 levels"),
-])
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("1e400", "numbers must be finite"),
+        ("[1" + "0" * 250 + "e99]", "numbers must be finite"),
+        ("[NaN]", "NaN is not a JSON number"),
+        ("[-Infinity]", "Infinity is not a JSON number"),
+        ("9" * 4001, "integer of 4001 digits is too long"),
+        ("[" * 65 + "]" * 65, "nested deeper than 64 levels"),
+        ("[" + "[]," * 1000 + "[" * 64 + "]" * 64 + "]", "nested deeper than 64 levels"),
+        ('{"a":' * 65 + "1" + "}" * 65, "nested deeper than 64 levels"),
+    ],
+)
 def test_the_parser_refuses_what_no_client_can_read_back(text, reason):
     with pytest.raises(json.JSONDecodeError) as refused:
         strict_json.loads(text)
     assert reason in refused.value.msg
 
 
-@pytest.mark.parametrize("text", [
-    "[" * 64 + "]" * 64,
-    "[" + "[]," * 10000 + "[]]",
-    "[" + ",".join(["1.5e10"] * 1000) + "]",
-    '"[[[[' + "[" * 100 + '"',  # brackets inside a string nest nothing
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 64 + "]" * 64,
+        "[" + "[]," * 10000 + "[]]",
+        "[" + ",".join(["1.5e10"] * 1000) + "]",
+        '"[[[[' + "[" * 100 + '"',  # brackets inside a string nest nothing
+    ],
+)
 def test_the_parser_accepts_wide_and_deep_enough_input(text):
     assert strict_json.loads(text) == json.loads(text)
 

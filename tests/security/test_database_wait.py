@@ -41,7 +41,8 @@ def pool_waits(one_connection_app, monkeypatch):
 
 @pytest.mark.parametrize("dialect", ["classic", "kook"])
 def test_an_exhausted_pool_is_waited_for_once_and_answered_503_with_retry_after(
-        one_connection_app, pool_waits, dialect):
+    one_connection_app, pool_waits, dialect
+):
     key = accounts.create_app_key("pool")
     _, token = accounts.create_bot("pool-bot")
     db.session.commit()

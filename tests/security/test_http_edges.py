@@ -17,15 +17,18 @@ def bot(app):
     return user, {"Authorization": f"Bot {token}"}
 
 
-@pytest.mark.parametrize(("path", "dialect"), [
-    ("/api/v3//user/me", "kook"),
-    ("//api/v3/user/me", "kook"),  # the request path, leading slashes folded, is under /api/v3
-    ("/api/v3/user//me", "kook"),
-    ("/api/v3/user/me/", "kook"),
-    ("//conversation", "classic"),
-    ("/conversation/", "classic"),
-    ("/message//read", "classic"),
-])
+@pytest.mark.parametrize(
+    ("path", "dialect"),
+    [
+        ("/api/v3//user/me", "kook"),
+        ("//api/v3/user/me", "kook"),  # the request path, leading slashes folded, is under /api/v3
+        ("/api/v3/user//me", "kook"),
+        ("/api/v3/user/me/", "kook"),
+        ("//conversation", "classic"),
+        ("/conversation/", "classic"),
+        ("/message//read", "classic"),
+    ],
+)
 def test_odd_slashes_answer_in_the_envelope_never_a_redirect(client, bot, app_key, path, dialect):
     _, headers = bot
     headers = {**headers, "X-APP-Key": app_key, "Host": "evil.example"}
@@ -43,9 +46,12 @@ def test_odd_slashes_answer_in_the_envelope_never_a_redirect(client, bot, app_ke
 
 def _chunked(client, app, size, path="/auth/login", headers=None):
     body = b'{"username": "' + b"a" * size + b'", "password": "x"}'
-    return client.post(path, input_stream=io.BytesIO(body), headers={
-        "Content-Type": "application/json", "Transfer-Encoding": "chunked", **(headers or {})},
-        environ_overrides={"wsgi.input_terminated": True})
+    return client.post(
+        path,
+        input_stream=io.BytesIO(body),
+        headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked", **(headers or {})},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
 
 
 def test_a_chunked_body_over_the_limit_is_413_not_invalid_json(app, client, app_key):
@@ -67,16 +73,24 @@ def test_a_chunked_kook_body_over_the_limit_is_413_in_kooks_envelope(app, client
 
 def test_every_answer_says_nosniff(client, bot):
     _, headers = bot
-    for response in (client.get("/livez"), client.get("/openapi.json"),
-                     client.get("/api/v3/user/me", headers=headers), client.get("/api/v3/user/me"),
-                     client.get("/nowhere"), client.post("/conversation")):
+    for response in (
+        client.get("/livez"),
+        client.get("/openapi.json"),
+        client.get("/api/v3/user/me", headers=headers),
+        client.get("/api/v3/user/me"),
+        client.get("/nowhere"),
+        client.post("/conversation"),
+    ):
         assert response.headers.get("X-Content-Type-Options") == "nosniff", response.request.path
 
 
 def test_the_login_answer_is_never_cached(client, app_key):
     accounts.register("cache-me", "cache-me-password")
-    response = client.post("/auth/login", headers={"X-APP-Key": app_key},
-                           json={"username": "cache-me", "password": "cache-me-password"})
+    response = client.post(
+        "/auth/login",
+        headers={"X-APP-Key": app_key},
+        json={"username": "cache-me", "password": "cache-me-password"},
+    )
     assert response.status_code == 200 and response.json["data"]["session"]
     assert response.headers.get("Cache-Control") == "no-store"
 
@@ -93,8 +107,9 @@ def test_a_refused_webhook_address_is_not_revealed(app, client, bot):
 
 def test_a_webhook_can_be_registered_with_a_form_body(client, bot):
     _, headers = bot
-    response = client.post("/api/v3/webhooks", headers=headers,
-                           data={"url": "http://127.0.0.1:9/hook", "secret": "s" * 20})
+    response = client.post(
+        "/api/v3/webhooks", headers=headers, data={"url": "http://127.0.0.1:9/hook", "secret": "s" * 20}
+    )
     assert response.status_code == 200, response.json
     assert response.json["data"]["secret"] == "s" * 20
     assert response.headers.get("Cache-Control") == "no-store"  # the secret is in it

@@ -23,8 +23,11 @@ MALFORMED = {
     "a bare-LF chunk extension": b"3;ext\nabc\r\n0\r\n\r\n",
     "a missing CRLF after the data": b"3\r\nabcXX0\r\n\r\n",
 }
-ROUTES = [("GET", "/livez", "msg"), ("POST", "/message", "msg"),
-          ("POST", "/api/v3/direct-message/create", "message")]
+ROUTES = [
+    ("GET", "/livez", "msg"),
+    ("POST", "/message", "msg"),
+    ("POST", "/api/v3/direct-message/create", "message"),
+]
 
 
 def _answer(port: int, raw: bytes) -> tuple[int, bytes]:
@@ -42,7 +45,7 @@ def _answer(port: int, raw: bytes) -> tuple[int, bytes]:
                 break
             answer += chunk
     head, _, body = answer.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body[:_length(answer)]
+    return int(head.split(b" ", 2)[1]), body[: _length(answer)]
 
 
 def _length(answer: bytes) -> int:
@@ -61,10 +64,14 @@ def _exchange(port: int, raw: bytes) -> tuple[int, dict]:
 @pytest.fixture(scope="module", params=["gevent", "gthread"])
 def server(request, tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("framing")
-    env = {"CHAT_ENV": "development", "DATABASE_URL": f"sqlite:///{log_dir / 'unused.db'}",
-           "SECRET_KEY": "framing-test"}
-    process, base = start_server(env, log_dir, extra_args=[
-        "--workers", "1", "--worker-class", request.param, "--log-level", "info"])
+    env = {
+        "CHAT_ENV": "development",
+        "DATABASE_URL": f"sqlite:///{log_dir / 'unused.db'}",
+        "SECRET_KEY": "framing-test",
+    }
+    process, base = start_server(
+        env, log_dir, extra_args=["--workers", "1", "--worker-class", request.param, "--log-level", "info"]
+    )
     yield process, int(base.rsplit(":", 1)[1])
     process.stop()
 
@@ -73,8 +80,10 @@ def server(request, tmp_path_factory):
 @pytest.mark.parametrize(("method", "path", "text"), ROUTES, ids=[r[1] for r in ROUTES])
 def test_a_malformed_chunked_body_is_a_400_in_the_envelope(server, method, path, text, body):
     process, port = server
-    raw = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-           "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode() + body
+    raw = (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    ).encode() + body
     status, answer = _exchange(port, raw)
     assert status == 400, answer
     assert answer["code"] != 0 and "chunked framing is malformed" in answer[text]
@@ -94,8 +103,11 @@ SMUGGLING = {
 @pytest.mark.parametrize("framing", SMUGGLING.values(), ids=SMUGGLING.keys())
 def test_a_request_framed_two_ways_is_refused_not_served(server, framing):
     _, port = server
-    raw = (b"POST /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n" + framing +
-           b"Connection: close\r\n\r\n0\r\n\r\nGET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    raw = (
+        b"POST /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + framing
+        + b"Connection: close\r\n\r\n0\r\n\r\nGET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    )
     status, _ = _answer(port, raw)
     assert status in (400, 501)  # refused by gunicorn's parser, before the app
 
@@ -116,8 +128,9 @@ def test_slow_clients_hold_no_one_else_up(server, request):
         for n in range(5):
             for sock in slow:
                 sock.sendall(b"v" if n == 0 else b"")
-            status, answer = _exchange(port, b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                                             b"Connection: close\r\n\r\n")
+            status, answer = _exchange(
+                port, b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            )
             assert (status, answer) == (200, {"status": "ok"})
             time.sleep(0.1)  # pacing the trickle, not a measurement
     finally:

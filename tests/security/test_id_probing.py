@@ -18,7 +18,11 @@ ROUTES = [
     ("get", "/direct-message/view", lambda key, chat: {"query_string": {"msg_id": key, "chat_code": chat}}),
     ("post", "/direct-message/update", lambda key, chat: {"json": {"msg_id": key, "content": "edited"}}),
     ("post", "/direct-message/add-reaction", lambda key, chat: {"json": {"msg_id": key, "emoji": "👍"}}),
-    ("get", "/direct-message/reaction-list", lambda key, chat: {"query_string": {"msg_id": key, "emoji": "👍"}}),
+    (
+        "get",
+        "/direct-message/reaction-list",
+        lambda key, chat: {"query_string": {"msg_id": key, "emoji": "👍"}},
+    ),
 ]
 
 

@@ -21,11 +21,19 @@ DEEP = "[" * 1000 + "]" * 1000
 def _bodies(valid: dict, field: str) -> list[str]:
     """``valid`` as JSON text with ``field`` replaced by each troublesome literal, plus the
     whole body nested 1,000 deep."""
+
     def with_value(literal: str) -> str:
         return json.dumps({**valid, field: "@@"}).replace('"@@"', literal)
 
-    return [with_value(HUGE_INT), with_value(DEEP), with_value("NaN"), with_value("Infinity"),
-            with_value("-Infinity"), with_value("1e999"), DEEP]
+    return [
+        with_value(HUGE_INT),
+        with_value(DEEP),
+        with_value("NaN"),
+        with_value("Infinity"),
+        with_value("-Infinity"),
+        with_value("1e999"),
+        DEEP,
+    ]
 
 
 @pytest.fixture
@@ -33,10 +41,16 @@ def world(client, app_key):
     alice, alice_token = accounts.create_bot("alice-json")
     bob, _ = accounts.create_bot("bob-json")
     classic = {"X-APP-Key": app_key, "X-APP-Session": alice_token}
-    cid = client.post("/conversation", headers=classic,
-                      json={"passiveuser": bob.id, "time": "1700000000000"}).json["data"]["conversationid"]
-    return {"key": app_key, "classic": classic, "kook": {"Authorization": f"Bot {alice_token}"},
-            "cid": cid, "bob": bob.id}
+    cid = client.post(
+        "/conversation", headers=classic, json={"passiveuser": bob.id, "time": "1700000000000"}
+    ).json["data"]["conversationid"]
+    return {
+        "key": app_key,
+        "classic": classic,
+        "kook": {"Authorization": f"Bot {alice_token}"},
+        "cid": cid,
+        "bob": bob.id,
+    }
 
 
 def _post(client, path, headers, text):
@@ -74,25 +88,41 @@ def test_kook_send_refuses_them(client, world):
             _assert_kook_400(_post(client, "/api/v3/direct-message/create", world["kook"], text))
 
 
-@pytest.mark.parametrize("content", [
-    # Within the card length limit, nested 1,000 deep.
-    json.dumps([{"type": "card", "modules": "@@"}]).replace('"@@"', DEEP),
-    '[{"type": "card", "theme": NaN}]',
-    '[{"type": "card", "size": Infinity}]',
-    '[{"type": "card", "size": 1e999}]',
-    '[{"type": "card", "size": ' + HUGE_INT[:4500] + '}]',
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        # Within the card length limit, nested 1,000 deep.
+        json.dumps([{"type": "card", "modules": "@@"}]).replace('"@@"', DEEP),
+        '[{"type": "card", "theme": NaN}]',
+        '[{"type": "card", "size": Infinity}]',
+        '[{"type": "card", "size": 1e999}]',
+        '[{"type": "card", "size": ' + HUGE_INT[:4500] + "}]",
+    ],
+)
 def test_card_content_must_be_plain_finite_json(client, world, content):
     assert len(content) <= 20000
-    response = client.post("/api/v3/direct-message/create", headers=world["kook"], json={
-        "target_id": str(world["bob"]), "type": 10, "content": content})
+    response = client.post(
+        "/api/v3/direct-message/create",
+        headers=world["kook"],
+        json={"target_id": str(world["bob"]), "type": 10, "content": content},
+    )
     _assert_kook_400(response)
     assert "card content" in response.json["message"]
 
 
 def test_ordinary_cards_and_numbers_still_work(client, world):
-    card = json.dumps([{"type": "card", "size": "lg", "modules": [
-        {"type": "section", "text": {"type": "plain-text", "content": "1.5e3 and 2"}}]}])
-    response = client.post("/api/v3/direct-message/create", headers=world["kook"], json={
-        "target_id": world["bob"], "type": 10, "content": card})
+    card = json.dumps(
+        [
+            {
+                "type": "card",
+                "size": "lg",
+                "modules": [{"type": "section", "text": {"type": "plain-text", "content": "1.5e3 and 2"}}],
+            }
+        ]
+    )
+    response = client.post(
+        "/api/v3/direct-message/create",
+        headers=world["kook"],
+        json={"target_id": world["bob"], "type": 10, "content": card},
+    )
     assert response.status_code == 200, response.json

@@ -24,17 +24,25 @@ SHOWN = ("X-Rate-Limit-Limit", "X-Rate-Limit-Remaining", "X-Rate-Limit-Bucket", 
 
 def _run(app_with, storage_uri: str, prefix: str) -> list[tuple]:
     """A fixed sequence of requests by one bot, under small limits: what each answered."""
-    client = app_with(RATELIMIT_ENABLED=True, RATELIMIT_STORAGE_URI=storage_uri,
-                      RATELIMIT_STORAGE_OPTIONS={"key_prefix": f"{prefix}limits"},
-                      RATELIMIT_ROUTE="2 per minute", RATELIMIT_SEND="1 per minute", RATELIMIT_GLOBAL="6 per minute")
+    client = app_with(
+        RATELIMIT_ENABLED=True,
+        RATELIMIT_STORAGE_URI=storage_uri,
+        RATELIMIT_STORAGE_OPTIONS={"key_prefix": f"{prefix}limits"},
+        RATELIMIT_ROUTE="2 per minute",
+        RATELIMIT_SEND="1 per minute",
+        RATELIMIT_GLOBAL="6 per minute",
+    )
     _, token = accounts.create_bot(f"b{prefix.replace(':', '')[-8:]}")
     _, other = accounts.create_bot(f"o{prefix.replace(':', '')[-8:]}")
     me = {"Authorization": f"Bot {token}"}
     target = client.get("/api/v3/user/me", headers={"Authorization": f"Bot {other}"}).json["data"]["id"]
     answers = []
-    for method, path, body in [("GET", "/api/v3/user/me", None)] * 3 + [
-            ("POST", "/api/v3/direct-message/create", {"target_id": target, "content": "hi"})] * 2 + [
-            ("GET", "/api/v3/friend", None)] * 3 + [("GET", "/api/v3/user/view", None)] * 2:
+    for method, path, body in (
+        [("GET", "/api/v3/user/me", None)] * 3
+        + [("POST", "/api/v3/direct-message/create", {"target_id": target, "content": "hi"})] * 2
+        + [("GET", "/api/v3/friend", None)] * 3
+        + [("GET", "/api/v3/user/view", None)] * 2
+    ):
         response = client.open(path, method=method, headers=me, json=body)
         answers.append((path, response.status_code, *(response.headers.get(name) for name in SHOWN)))
     return answers
@@ -55,7 +63,9 @@ def test_counting_ahead_answers_exactly_as_flask_limiter_counts(app, app_with, r
     assert "1" in {shown[-1] for shown in plain}  # the global one among them
 
     def calls(name):
-        return after.get(f"cmdstat_{name}", {}).get("calls", 0) - before.get(f"cmdstat_{name}", {}).get("calls", 0)
+        return after.get(f"cmdstat_{name}", {}).get("calls", 0) - before.get(f"cmdstat_{name}", {}).get(
+            "calls", 0
+        )
 
     # One script call a request (and one for the request that looked the other bot up; on
     # this new Redis a first call also meets an unloaded script, counted once more), one more
@@ -83,8 +93,15 @@ def test_settling_leaves_a_window_that_ended_meanwhile_alone(app, redis_prefix):
 
 def test_the_storage_production_configures_counts_in_redis_under_its_prefix(redis_prefix):
     # The options chat/backends.py derives for production, exactly as Flask-Limiter passes them.
-    settings = load_config({"CHAT_ENV": "production", "SECRET_KEY": "s", "DATABASE_URL": "postgresql://x/y",
-                            "REDIS_URL": REDIS_URL, "REDIS_KEY_PREFIX": redis_prefix})
+    settings = load_config(
+        {
+            "CHAT_ENV": "production",
+            "SECRET_KEY": "s",
+            "DATABASE_URL": "postgresql://x/y",
+            "REDIS_URL": REDIS_URL,
+            "REDIS_KEY_PREFIX": redis_prefix,
+        }
+    )
     backends.configure(settings)
     storage = storage_from_string(settings["RATELIMIT_STORAGE_URI"], **settings["RATELIMIT_STORAGE_OPTIONS"])
     assert isinstance(storage, CountedAheadRedisStorage) and storage.check()

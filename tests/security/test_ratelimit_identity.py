@@ -16,20 +16,25 @@ def _classic(client, key, token):
 
 
 def _open(client, headers, other_id) -> int:
-    response = client.post("/conversation", headers=headers,
-                           json={"passiveuser": other_id, "time": "1700000000000"})
+    response = client.post(
+        "/conversation", headers=headers, json={"passiveuser": other_id, "time": "1700000000000"}
+    )
     assert response.status_code == 200, response.json
     return response.json["data"]["conversationid"]
 
 
 def _send(client, headers, cid):
-    return client.post("/message", headers=headers, json={
-        "conversationid": cid, "type": -1, "content": "hi", "time": "1700000000000"})
+    return client.post(
+        "/message",
+        headers=headers,
+        json={"conversationid": cid, "type": -1, "content": "hi", "time": "1700000000000"},
+    )
 
 
 def test_a_header_the_classic_route_ignores_does_not_reset_the_send_limit(limited):
-    client = limited(RATELIMIT_SEND="2 per minute", RATELIMIT_ROUTE="100 per minute",
-                     RATELIMIT_GLOBAL="100 per minute")
+    client = limited(
+        RATELIMIT_SEND="2 per minute", RATELIMIT_ROUTE="100 per minute", RATELIMIT_GLOBAL="100 per minute"
+    )
     key = accounts.create_app_key("identity")
     alice, alice_token = accounts.create_bot("alice-id")
     bob, bob_token = accounts.create_bot("bob-id")
@@ -52,8 +57,9 @@ def test_junk_credentials_on_one_user_do_not_spend_the_addresss_allowance(limite
         assert client.get("/conversation", headers=headers).status_code == 200
     # Alice's requests were hers: someone at the same address can still log in.
     accounts.register("carol", "carol-password")
-    response = client.post("/auth/login", headers={"X-APP-Key": key},
-                           json={"username": "carol", "password": "carol-password"})
+    response = client.post(
+        "/auth/login", headers={"X-APP-Key": key}, json={"username": "carol", "password": "carol-password"}
+    )
     assert response.status_code == 200, response.json
 
 
@@ -69,9 +75,12 @@ def test_unknown_credentials_count_against_the_address(limited):
 
 
 def _login_from(client, key, address, forwarded):
-    return client.post("/auth/login", headers={"X-APP-Key": key, "X-Forwarded-For": forwarded},
-                       json={"username": "nobody", "password": "x"},
-                       environ_base={"REMOTE_ADDR": address})
+    return client.post(
+        "/auth/login",
+        headers={"X-APP-Key": key, "X-Forwarded-For": forwarded},
+        json={"username": "nobody", "password": "x"},
+        environ_base={"REMOTE_ADDR": address},
+    )
 
 
 def test_forwarded_addresses_are_ignored_unless_the_proxy_is_trusted(limited):
@@ -83,8 +92,7 @@ def test_forwarded_addresses_are_ignored_unless_the_proxy_is_trusted(limited):
 
 
 def test_behind_a_trusted_proxy_each_client_address_has_its_own_bucket(limited):
-    client = limited(RATELIMIT_ROUTE="100 per minute", RATELIMIT_GLOBAL="1 per minute",
-                     TRUSTED_PROXIES=1)
+    client = limited(RATELIMIT_ROUTE="100 per minute", RATELIMIT_GLOBAL="1 per minute", TRUSTED_PROXIES=1)
     key = accounts.create_app_key("identity")
     assert _login_from(client, key, "10.0.0.1", "198.51.100.1").status_code == 401
     assert _login_from(client, key, "10.0.0.1", "198.51.100.2").status_code == 401

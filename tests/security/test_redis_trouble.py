@@ -48,8 +48,11 @@ def _together(client_factory, count: int, call) -> tuple[list[threading.Thread],
 
 def _connections_to(port: int) -> int:
     """This process's TCP connections to ``port`` that are up."""
-    return sum(1 for c in psutil.Process().net_connections(kind="tcp")
-               if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+    return sum(
+        1
+        for c in psutil.Process().net_connections(kind="tcp")
+        if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+    )
 
 
 @pytest.mark.parametrize("trouble", ["frozen", "stopped"])
@@ -58,9 +61,12 @@ def test_concurrent_requests_never_500_when_redis_fails_under_them(limited, priv
     # Frozen: each call gives up after 0.5 s. Stopped: the calls wait on a frozen Redis until
     # it is killed under them (SIGKILL, so its sockets close at once).
     timeout = 0.5 if trouble == "frozen" else 30
-    client = limited(RATELIMIT_STORAGE_URI=url,
-                     RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": timeout, "socket_timeout": timeout},
-                     RATELIMIT_ROUTE="1000 per minute", RATELIMIT_GLOBAL="1000 per minute")
+    client = limited(
+        RATELIMIT_STORAGE_URI=url,
+        RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": timeout, "socket_timeout": timeout},
+        RATELIMIT_ROUTE="1000 per minute",
+        RATELIMIT_GLOBAL="1000 per minute",
+    )
     app = client.application
     _, token = accounts.create_bot("redis-trouble")
     me = {"Authorization": f"Bot {token}"}
@@ -79,13 +85,15 @@ def test_concurrent_requests_never_500_when_redis_fails_under_them(limited, priv
         thread.join(30)
     assert statuses == [401] * 6, statuses
     # The race happened: a request failed on Redis after another had made the switch.
-    assert any("after the switch" in r.getMessage() for r in caplog.records if r.name == "flask-limiter"), \
-        [r.getMessage() for r in caplog.records]
+    assert any("after the switch" in r.getMessage() for r in caplog.records if r.name == "flask-limiter"), [
+        r.getMessage() for r in caplog.records
+    ]
     assert client.get("/api/v3/user/me", headers=me).status_code == 200
 
 
 def test_a_send_with_redis_frozen_gives_up_on_the_broker_after_the_socket_timeout(
-        config_class, _schema, private_redis):
+    config_class, _schema, private_redis
+):
     server, url = private_redis
 
     class WithBroker(config_class):
@@ -102,12 +110,16 @@ def test_a_send_with_redis_frozen_gives_up_on_the_broker_after_the_socket_timeou
         alice, token = accounts.create_bot("frozen-alice")
         bob, _ = accounts.create_bot("frozen-bob")
         headers = {"X-APP-Key": key, "X-APP-Session": token}
-        cid = client.post("/conversation", headers=headers, json={
-            "passiveuser": bob.id, "time": "1700000000000"}).json["data"]["conversationid"]
+        cid = client.post(
+            "/conversation", headers=headers, json={"passiveuser": bob.id, "time": "1700000000000"}
+        ).json["data"]["conversationid"]
         db.session.remove()
         server.kill(signal.SIGSTOP)
-        response = client.post("/message", headers=headers, json={
-            "conversationid": cid, "type": -1, "content": "while frozen", "time": "1700000000000"})
+        response = client.post(
+            "/message",
+            headers=headers,
+            json={"conversationid": cid, "type": -1, "content": "while frozen", "time": "1700000000000"},
+        )
         assert response.status_code == 200, response.json
         assert response.json["data"]["ispushed"] == 0  # the sweeper pushes it later
 

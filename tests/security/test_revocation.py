@@ -26,8 +26,12 @@ LONG = 600.0  # far longer than any test waits: only a broadcast can end an entr
 
 def _process(app_with, redis_prefix):
     """One 'web process': an app on the shared database and Redis, caching for a long time."""
-    return app_with(REDIS_URL=REDIS_URL, REDIS_KEY_PREFIX=redis_prefix,
-                    AUTH_CACHE_SECONDS=LONG, AUTH_CACHE_TRUSTED_SECONDS=LONG)
+    return app_with(
+        REDIS_URL=REDIS_URL,
+        REDIS_KEY_PREFIX=redis_prefix,
+        AUTH_CACHE_SECONDS=LONG,
+        AUTH_CACHE_TRUSTED_SECONDS=LONG,
+    )
 
 
 def _listening(client) -> None:
@@ -49,8 +53,12 @@ def _two_processes(app_with, redis_prefix, key_name: str):
 
 
 def _refused_soon(client, alice, what: str) -> None:
-    wait_until(lambda: client.get("/conversation", headers=alice.headers).status_code == 401, 3,
-               interval=0.05, what=f"the other process to refuse the {what}")
+    wait_until(
+        lambda: client.get("/conversation", headers=alice.headers).status_code == 401,
+        3,
+        interval=0.05,
+        what=f"the other process to refuse the {what}",
+    )
 
 
 def test_a_logout_in_one_process_ends_the_session_in_another_at_once(app, app_with, redis_prefix):
@@ -69,8 +77,12 @@ def test_a_revoked_app_key_is_refused_by_every_process_at_once(app, app_with, re
 def test_a_revocation_whose_broadcast_is_lost_counts_within_the_short_time(app, app_with, redis_prefix):
     # The other process listens (so it would trust its entry for LONG), but the revocation
     # is only in the database, as when the revoking process could not reach Redis.
-    two = app_with(REDIS_URL=REDIS_URL, REDIS_KEY_PREFIX=redis_prefix,
-                   AUTH_CACHE_SECONDS=0.5, AUTH_CACHE_TRUSTED_SECONDS=LONG)
+    two = app_with(
+        REDIS_URL=REDIS_URL,
+        REDIS_KEY_PREFIX=redis_prefix,
+        AUTH_CACHE_SECONDS=0.5,
+        AUTH_CACHE_TRUSTED_SECONDS=LONG,
+    )
     alice = ClassicUser(two, accounts.create_app_key("lost-broadcast"), "alice", "correct horse")
     _listening(two)
     assert two.get("/conversation", headers=alice.headers).status_code == 200  # now cached

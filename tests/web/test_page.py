@@ -16,7 +16,9 @@ from chat.services import accounts
 
 
 def page_key(response) -> str:
-    return re.search(r'<meta name="chat-app-key" content="([^"]*)">', response.get_data(as_text=True)).group(1)
+    return re.search(r'<meta name="chat-app-key" content="([^"]*)">', response.get_data(as_text=True)).group(
+        1
+    )
 
 
 @pytest.fixture
@@ -34,8 +36,11 @@ def test_the_page_is_served_with_the_configured_app_key(app, client, app_key):
     # Nothing from elsewhere may run or be fetched by script; only pictures may come from URLs.
     assert "script-src 'self'" in policy and "connect-src 'self'" in policy and "default-src 'self'" in policy
     # The key it was given works for the classic API.
-    login = client.post("/auth/register", json={"username": "pageuser", "password": "page-password"},
-                        headers={"X-APP-Key": page_key(response)})
+    login = client.post(
+        "/auth/register",
+        json={"username": "pageuser", "password": "page-password"},
+        headers={"X-APP-Key": page_key(response)},
+    )
     assert login.status_code == 200, login.json
 
 
@@ -47,7 +52,9 @@ def test_without_a_key_the_page_still_loads_and_has_none(client, app):
 
 def test_the_page_names_its_controls_as_people_and_tests_find_them(client):
     html = client.get("/").get_data(as_text=True)
-    labels = dict((target, text) for target, text in re.findall(r'<label for="([^"]+)"[^>]*>([^<]+)</label>', html))
+    labels = dict(
+        (target, text) for target, text in re.findall(r'<label for="([^"]+)"[^>]*>([^<]+)</label>', html)
+    )
     assert {"Username", "Password", "Message", "Username to message"} <= set(labels.values())
     for target in labels:
         assert f'id="{target}"' in html, target  # every label points at a real control
@@ -57,8 +64,14 @@ def test_the_page_names_its_controls_as_people_and_tests_find_them(client):
     assert re.search(r'role="log"[^>]*aria-label="Messages"', html)
 
 
-@pytest.mark.parametrize("path, mimetype", [("/web/static/js/app.js", "text/javascript"), ("/sw.js", "text/javascript"),
-                                            ("/web/static/app.css", "text/css")])
+@pytest.mark.parametrize(
+    "path, mimetype",
+    [
+        ("/web/static/js/app.js", "text/javascript"),
+        ("/sw.js", "text/javascript"),
+        ("/web/static/app.css", "text/css"),
+    ],
+)
 def test_the_page_files_come_from_the_package(client, path, mimetype):
     response = client.get(path)
     assert response.status_code == 200 and response.mimetype == mimetype
@@ -67,8 +80,9 @@ def test_the_page_files_come_from_the_package(client, path, mimetype):
 def test_page_loads_are_not_rate_limited(app, config_class):
     from chat import create_app
 
-    limited = create_app(type("Limited", (config_class,), {"RATELIMIT_ENABLED": True,
-                                                          "RATELIMIT_GLOBAL": "2 per minute"}))
+    limited = create_app(
+        type("Limited", (config_class,), {"RATELIMIT_ENABLED": True, "RATELIMIT_GLOBAL": "2 per minute"})
+    )
     client = limited.test_client()
     assert [client.get("/").status_code for _ in range(4)] == [200] * 4
     assert client.get("/web/static/js/app.js").status_code == 200
@@ -125,11 +139,20 @@ def test_the_docs_page_shows_the_openapi_document_from_packaged_files(client):
     assert {"AppKey", "AppSession", "Token"} <= set(schemes)
 
 
-@pytest.mark.parametrize("path", ["/docs/assets/../__init__.py", "/docs/assets/%2e%2e/__init__.py",
-                                  "/docs/assets/nothing.js", "/web/static/../__init__.py",
-                                  # Swagger UI's stock pages: no CSP, and they fetch petstore.swagger.io
-                                  "/docs/assets/index.html", "/docs/assets/oauth2-redirect.html",
-                                  "/docs/assets/swagger-initializer.js", "/docs/assets/swagger-ui.js"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/docs/assets/../__init__.py",
+        "/docs/assets/%2e%2e/__init__.py",
+        "/docs/assets/nothing.js",
+        "/web/static/../__init__.py",
+        # Swagger UI's stock pages: no CSP, and they fetch petstore.swagger.io
+        "/docs/assets/index.html",
+        "/docs/assets/oauth2-redirect.html",
+        "/docs/assets/swagger-initializer.js",
+        "/docs/assets/swagger-ui.js",
+    ],
+)
 def test_nothing_outside_the_bundled_files_is_served(client, path):
     response = client.get(path)
     assert response.status_code == 404
@@ -139,19 +162,49 @@ def test_nothing_outside_the_bundled_files_is_served(client, path):
 # Ways a script turns a string into markup or code. The page builds every element with
 # createElement and puts user content in with textContent (text, KMarkdown and card content,
 # edits, nicknames and usernames) or, for media, as an http(s) URL checked first in src/href.
-HTML_SINKS = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
-              "new Function", "setAttribute(\"on", "setAttribute('on", "srcdoc", "javascript:")
+HTML_SINKS = (
+    "innerHTML",
+    "outerHTML",
+    "insertAdjacentHTML",
+    "document.write",
+    "eval(",
+    "new Function",
+    'setAttribute("on',
+    "setAttribute('on",
+    "srcdoc",
+    "javascript:",
+)
 
 
-@pytest.mark.parametrize("script", ["js/app.js", "js/dom.js", "js/message-view.js", "js/people.js", "js/search.js",
-                                    "js/notify.js", "js/api.js", "sw.js", "docs.js"])
+@pytest.mark.parametrize(
+    "script",
+    [
+        "js/app.js",
+        "js/dom.js",
+        "js/message-view.js",
+        "js/people.js",
+        "js/search.js",
+        "js/notify.js",
+        "js/api.js",
+        "sw.js",
+        "docs.js",
+    ],
+)
 def test_the_pages_scripts_never_turn_content_into_markup(script):
     from chat.web import web_blp
 
     static = Path(web_blp.static_folder)
     assert {str(p.relative_to(static)) for p in static.rglob("*.js")} <= {
-        "js/app.js", "js/dom.js", "js/message-view.js", "js/people.js", "js/search.js", "js/notify.js", "js/api.js",
-        "sw.js", "docs.js"}  # a new script is added to the list above
+        "js/app.js",
+        "js/dom.js",
+        "js/message-view.js",
+        "js/people.js",
+        "js/search.js",
+        "js/notify.js",
+        "js/api.js",
+        "sw.js",
+        "docs.js",
+    }  # a new script is added to the list above
     source = (static / script).read_text()
     assert [sink for sink in HTML_SINKS if sink in source] == []
     # Media URLs reach src/href only after an http(s) check: as many checks as assignments.
@@ -162,8 +215,15 @@ def test_the_pages_scripts_never_turn_content_into_markup(script):
 def test_production_never_hands_the_page_the_development_key_file(tmp_path, monkeypatch):
     from config import load_config
 
-    settings = load_config({"CHAT_ENV": "production", "SECRET_KEY": "s", "DATABASE_URL": "postgresql://h/db",
-                            "REDIS_URL": "redis://h", "WEB_APP_KEY_FILE": str(tmp_path / "web-app-key")})
+    settings = load_config(
+        {
+            "CHAT_ENV": "production",
+            "SECRET_KEY": "s",
+            "DATABASE_URL": "postgresql://h/db",
+            "REDIS_URL": "redis://h",
+            "WEB_APP_KEY_FILE": str(tmp_path / "web-app-key"),
+        }
+    )
     assert settings["WEB_APP_KEY"] is None and settings["WEB_APP_KEY_FILE"] is None
 
 

@@ -13,8 +13,11 @@ from chat.auth import WEB_COOKIE
 @pytest.fixture
 def page_client(app, client, app_key, make_user):
     make_user("pat", password="pat-password")
-    answer = client.post("/auth/web-session", json={"username": "pat", "password": "pat-password"},
-                         headers={"X-APP-Key": app_key})
+    answer = client.post(
+        "/auth/web-session",
+        json={"username": "pat", "password": "pat-password"},
+        headers={"X-APP-Key": app_key},
+    )
     assert answer.status_code == 200, answer.json
     assert "session" not in answer.json["data"] and answer.json["data"]["user"]["username"] == "pat"
     cookie = answer.headers["Set-Cookie"]
@@ -45,13 +48,24 @@ def test_logout_revokes_the_session_and_takes_the_cookie_away(page_client, app_k
     page = {"X-APP-Key": app_key, "X-Chat-Web": "1"}
     answer = page_client.post("/auth/logout", headers=page)
     assert answer.status_code == 200
-    assert answer.headers["Set-Cookie"].startswith(f"{WEB_COOKIE}=;") or "Max-Age=0" in answer.headers["Set-Cookie"]
+    assert (
+        answer.headers["Set-Cookie"].startswith(f"{WEB_COOKIE}=;")
+        or "Max-Age=0" in answer.headers["Set-Cookie"]
+    )
     assert page_client.get("/auth/web-session", headers=page).status_code == 401
 
 
 def test_a_wrong_password_sets_no_cookie(client, app_key, make_user):
     make_user("quinn", password="quinn-password")
-    answer = client.post("/auth/web-session", json={"username": "quinn", "password": "wrong-password"},
-                         headers={"X-APP-Key": app_key})
+    answer = client.post(
+        "/auth/web-session",
+        json={"username": "quinn", "password": "wrong-password"},
+        headers={"X-APP-Key": app_key},
+    )
     assert answer.status_code == 401 and "Set-Cookie" not in answer.headers
-    assert client.post("/auth/web-session", json={"username": "quinn"}, headers={"X-APP-Key": app_key}).status_code == 400
+    assert (
+        client.post(
+            "/auth/web-session", json={"username": "quinn"}, headers={"X-APP-Key": app_key}
+        ).status_code
+        == 400
+    )

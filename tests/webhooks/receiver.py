@@ -38,17 +38,26 @@ class Received:
     def signature_is_valid(self, secret: str) -> bool:
         """Verify the request the way docs/webhooks.md tells a receiver to."""
         timestamp = self.headers["X-Chat-Timestamp"]
-        expected = "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + self.body,
-                                        hashlib.sha256).hexdigest()
+        expected = (
+            "sha256="
+            + hmac.new(secret.encode(), timestamp.encode() + b"." + self.body, hashlib.sha256).hexdigest()
+        )
         return hmac.compare_digest(expected, self.headers["X-Chat-Signature"])
 
 
 class Receiver:
     """``with Receiver([500, 500]) as r:`` -> ``r.url``; ``r.requests`` is what arrived."""
 
-    def __init__(self, statuses: list[int] | None = None, *, tls: tuple[Path, Path] | None = None,
-                 host: str = "127.0.0.1", headers: dict[str, str] | None = None,
-                 hold: threading.Event | None = None, hold_seconds: float = 8):
+    def __init__(
+        self,
+        statuses: list[int] | None = None,
+        *,
+        tls: tuple[Path, Path] | None = None,
+        host: str = "127.0.0.1",
+        headers: dict[str, str] | None = None,
+        hold: threading.Event | None = None,
+        hold_seconds: float = 8,
+    ):
         self.statuses = list(statuses or [])
         # A slow receiver: each request waits for ``hold`` (at most ``hold_seconds``) before
         # it is answered; ``arrived`` and ``answered`` tell a test where it stands.
@@ -120,8 +129,11 @@ def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
@@ -130,6 +142,9 @@ def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
     )
     cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return cert_path, key_path

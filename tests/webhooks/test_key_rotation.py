@@ -15,14 +15,18 @@ def test_the_fallbacks_come_from_the_environment_comma_separated():
     assert load_config({})["SECRET_KEY_FALLBACKS"] == []
 
 
-def test_a_key_rotated_with_a_fallback_then_re_encrypted_then_dropped_keeps_webhooks_signing(app, client, alice, bob):
+def test_a_key_rotated_with_a_fallback_then_re_encrypted_then_dropped_keeps_webhooks_signing(
+    app, client, alice, bob
+):
     conversation = alice.open_with(bob)
     with Receiver() as receiver:
         app.config["SECRET_KEY"] = "the key before the rotation"
         secret = create(client, bob, receiver.url).json["data"]["secret"]
 
         # 1. The new key, the old one as fallback: the stored secret still opens.
-        app.config.update(SECRET_KEY="the key after the rotation", SECRET_KEY_FALLBACKS=["the key before the rotation"])
+        app.config.update(
+            SECRET_KEY="the key after the rotation", SECRET_KEY_FALLBACKS=["the key before the rotation"]
+        )
         alice.send(conversation, "during the rotation")
         assert receiver.count() == 1  # delivered (settled) before the next step changes the keys
         # 2. Re-encrypt everything with the new key.

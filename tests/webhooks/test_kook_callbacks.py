@@ -26,8 +26,14 @@ VERIFY = "verify-me-0123"
 class KookReceiver:
     """Answers KOOK's challenge (when ``answer_challenge``), then the scripted statuses."""
 
-    def __init__(self, *, encrypt_key: str = "", compress: bool = True, answer_challenge: bool = True,
-                 statuses: list[int] | None = None):
+    def __init__(
+        self,
+        *,
+        encrypt_key: str = "",
+        compress: bool = True,
+        answer_challenge: bool = True,
+        statuses: list[int] | None = None,
+    ):
         self.cert = Cert(token="unused", verify_token=VERIFY, encrypt_key=encrypt_key)
         self.packages: list[dict] = []
         self.raw: list[bytes] = []
@@ -85,11 +91,16 @@ def receivers():
 
 
 def register(client, user, url, **body):
-    return client.post(API, headers={"Authorization": f"Bearer {user.session}"},
-                       json={"url": url, "format": "kook", "verify_token": VERIFY, **body})
+    return client.post(
+        API,
+        headers={"Authorization": f"Bearer {user.session}"},
+        json={"url": url, "format": "kook", "verify_token": VERIFY, **body},
+    )
 
 
-@pytest.mark.parametrize(("encrypt_key", "compress"), [("k" * 32, True), ("short key", False), ("", True), ("", False)])
+@pytest.mark.parametrize(
+    ("encrypt_key", "compress"), [("k" * 32, True), ("short key", False), ("", True), ("", False)]
+)
 def test_a_message_arrives_in_kooks_format(client, alice, bob, receivers, encrypt_key, compress):
     receiver = receivers(encrypt_key=encrypt_key, compress=compress)
     body = {"compress": compress, **({"encrypt_key": encrypt_key} if encrypt_key else {})}
@@ -173,6 +184,7 @@ def test_the_secrets_are_stored_encrypted(client, bob, receivers):
 
 # ---- what a callback receiver can make the server do -------------------------------------
 
+
 class HugeAnswer:
     """A receiver that answers KOOK's challenge correctly, but after ``padding`` bytes of
     JSON whitespace: valid JSON, which a server reading the whole answer would accept."""
@@ -233,8 +245,9 @@ def test_a_trickled_challenge_answer_is_given_up_at_the_attempt_deadline(app, cl
     app.config["WEBHOOK_ATTEMPT_TIMEOUT"] = 1.5
     answers = []
     with Trickler(interval=0.2) as receiver:
-        worker = threading.Thread(target=lambda: answers.append(register(client, bob, receiver.url)),
-                                  daemon=True)
+        worker = threading.Thread(
+            target=lambda: answers.append(register(client, bob, receiver.url)), daemon=True
+        )
         worker.start()
         worker.join(30)
         assert answers, "the registration was still waiting for the trickled answer after 30 s"

@@ -43,6 +43,7 @@ def deliveries(client, user, **params):
 
 # ---- registration --------------------------------------------------------------------------
 
+
 def test_generated_secret_is_shown_once_and_stored_encrypted(client, alice):
     created = create(client, alice, "http://127.0.0.1:9/hook")
     assert created.status_code == 200, created.json
@@ -53,8 +54,15 @@ def test_generated_secret_is_shown_once_and_stored_encrypted(client, alice):
     assert len(secret) >= 32
 
     listed = client.get(API, headers=auth(alice)).json["data"]["items"]
-    assert listed == [{"id": data["id"], "url": data["url"], "created_at": data["created_at"],
-                       "format": "signed", "compress": False}]
+    assert listed == [
+        {
+            "id": data["id"],
+            "url": data["url"],
+            "created_at": data["created_at"],
+            "format": "signed",
+            "compress": False,
+        }
+    ]
     assert secret not in json.dumps(listed)
 
     row = db.session.get(Webhook, int(data["id"]))
@@ -95,23 +103,26 @@ def test_the_same_url_twice_is_a_conflict(client, alice):
     assert again.status_code == 409 and again.json["code"] == 40900
 
 
-@pytest.mark.parametrize("body, field", [
-    ({}, "url"),
-    ({"url": ""}, "url"),
-    ({"url": 42}, "url"),
-    ({"url": ["http://127.0.0.1/"]}, "url"),
-    ({"url": "ftp://127.0.0.1/hook"}, "url"),
-    ({"url": "127.0.0.1/hook"}, "url"),
-    ({"url": "http:///nohost"}, "url"),
-    ({"url": "http://127.0.0.1:99999/"}, "url"),
-    ({"url": "https://127.0.0.1:0/"}, "url"),
-    ({"url": "http://[::1/"}, "url"),
-    ({"url": "http://user:pw@127.0.0.1/"}, "url"),
-    ({"url": "http://127.0.0.1/a b"}, "url"),
-    ({"url": "http://127.0.0.1/" + "a" * 2040}, "url"),
-    ({"url": "http://no-such-host.invalid/"}, "url"),
-    ({"url": "http://127.0.0.1/", "secret": 12345}, "secret"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({}, "url"),
+        ({"url": ""}, "url"),
+        ({"url": 42}, "url"),
+        ({"url": ["http://127.0.0.1/"]}, "url"),
+        ({"url": "ftp://127.0.0.1/hook"}, "url"),
+        ({"url": "127.0.0.1/hook"}, "url"),
+        ({"url": "http:///nohost"}, "url"),
+        ({"url": "http://127.0.0.1:99999/"}, "url"),
+        ({"url": "https://127.0.0.1:0/"}, "url"),
+        ({"url": "http://[::1/"}, "url"),
+        ({"url": "http://user:pw@127.0.0.1/"}, "url"),
+        ({"url": "http://127.0.0.1/a b"}, "url"),
+        ({"url": "http://127.0.0.1/" + "a" * 2040}, "url"),
+        ({"url": "http://no-such-host.invalid/"}, "url"),
+        ({"url": "http://127.0.0.1/", "secret": 12345}, "secret"),
+    ],
+)
 def test_bad_registrations_get_a_clear_400(client, alice, body, field):
     response = client.post(API, json=body, headers=auth(alice))
     assert response.status_code == 400, response.json
@@ -122,26 +133,32 @@ def test_bad_registrations_get_a_clear_400(client, alice, body, field):
 
 def test_a_token_is_required(client):
     assert client.get(API).status_code == 401
-    assert client.post(API, json={"url": "http://127.0.0.1/"}, headers={"Authorization": "Bot nope"}).status_code == 401
+    assert (
+        client.post(API, json={"url": "http://127.0.0.1/"}, headers={"Authorization": "Bot nope"}).status_code
+        == 401
+    )
 
 
-@pytest.mark.parametrize("url", [
-    "http://127.0.0.1/hook",
-    "http://localhost:8080/hook",
-    "http://10.0.0.1/hook",
-    "http://192.168.1.10/",
-    "http://172.16.0.1/",
-    "http://169.254.169.254/latest/meta-data",
-    "http://100.64.0.1/",
-    "http://0.0.0.0/",
-    "http://224.0.0.1/",
-    "http://2130706433/",  # 127.0.0.1 written as one number
-    "http://[::1]/hook",
-    "http://[::ffff:127.0.0.1]/",
-    "http://[fe80::1]/",
-    "http://[fd00::1]/",
-    "https://[::]/",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/hook",
+        "http://localhost:8080/hook",
+        "http://10.0.0.1/hook",
+        "http://192.168.1.10/",
+        "http://172.16.0.1/",
+        "http://169.254.169.254/latest/meta-data",
+        "http://100.64.0.1/",
+        "http://0.0.0.0/",
+        "http://224.0.0.1/",
+        "http://2130706433/",  # 127.0.0.1 written as one number
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/",
+        "http://[fe80::1]/",
+        "http://[fd00::1]/",
+        "https://[::]/",
+    ],
+)
 def test_private_addresses_are_refused_unless_allowed(app, client, alice, url):
     app.config["WEBHOOK_ALLOW_PRIVATE"] = False
     response = create(client, alice, url)
@@ -177,6 +194,7 @@ def test_delete_unknown_and_not_yours_look_the_same(client, alice, bob):
 
 
 # ---- delivery ------------------------------------------------------------------------------
+
 
 def test_a_message_reaches_the_recipients_webhook_signed(client, alice, bob):
     with Receiver() as receiver:
@@ -254,7 +272,11 @@ def test_an_unreachable_receiver_waits_for_the_sweeper_then_gives_up(app, client
         eager_attempts = app.config["INPROCESS_RETRY_LIMIT"]
         assert receiver.count() == eager_attempts
         item = deliveries(client, bob)["items"][0]
-        assert (item["status"], item["attempts"], item["last_status_code"]) == ("pending", eager_attempts, 500)
+        assert (item["status"], item["attempts"], item["last_status_code"]) == (
+            "pending",
+            eager_attempts,
+            500,
+        )
         assert item["last_error"] == "answered HTTP 500"
         assert item["next_attempt_at"] > item["created_at"]
 
@@ -298,10 +320,14 @@ def test_an_https_certificate_for_another_name_is_refused(app, client, alice, bo
     assert item["status"] == "pending" and item["last_error"].startswith("TLS failed")
 
 
-@pytest.mark.parametrize("scheme, interval", [("http", 0.3), ("https", 0.3), ("http", 0.05)],
-                         ids=["in-the-status-line", "https", "in-the-headers"])
-def test_a_trickling_receiver_is_cut_off_at_the_attempt_deadline(app, client, alice, bob, tmp_path,
-                                                                  scheme, interval):
+@pytest.mark.parametrize(
+    "scheme, interval",
+    [("http", 0.3), ("https", 0.3), ("http", 0.05)],
+    ids=["in-the-status-line", "https", "in-the-headers"],
+)
+def test_a_trickling_receiver_is_cut_off_at_the_attempt_deadline(
+    app, client, alice, bob, tmp_path, scheme, interval
+):
     # One byte of the answer at a time: every read succeeds well inside the read timeout, so
     # only a deadline on the whole attempt ends it. At 0.05 s a byte, a whole "200 OK" status
     # line is in before the deadline, and the headers never end: still not an answer.
@@ -348,10 +374,13 @@ def test_a_message_deleted_for_everyone_is_announced(client, alice, bob):
 
 
 def test_unpaired_surrogates_are_refused_not_a_500(client, alice):
-    for body, field in (({"url": "http://127.0.0.1/\ud800"}, "url"),
-                        ({"url": "http://127.0.0.1/", "secret": "\ud800" * 20}, "secret")):
-        response = client.post(API, data=json.dumps(body), content_type="application/json",
-                               headers=auth(alice))
+    for body, field in (
+        ({"url": "http://127.0.0.1/\ud800"}, "url"),
+        ({"url": "http://127.0.0.1/", "secret": "\ud800" * 20}, "secret"),
+    ):
+        response = client.post(
+            API, data=json.dumps(body), content_type="application/json", headers=auth(alice)
+        )
         assert response.status_code == 400, response.json
         assert field in response.json["data"]["errors"]
 
@@ -431,6 +460,7 @@ def test_deleting_a_webhook_removes_its_log(client, alice, bob):
 
 # ---- delivery log --------------------------------------------------------------------------
 
+
 def test_the_delivery_log_pages_newest_first_and_is_private(client, alice, bob):
     with Receiver() as receiver:
         hook = create(client, bob, receiver.url).json["data"]["id"]
@@ -460,11 +490,19 @@ def test_the_delivery_log_pages_newest_first_and_is_private(client, alice, bob):
 
 # ---- receivers' answers ----------------------------------------------------------------------
 
+
 def _pending_delivery(webhook_id: int, now: int) -> str:
     """A delivery as ``fan_out`` records it, without queueing its task (the tests run it)."""
-    row = WebhookDelivery(id=f"00000000-0000-4000-8000-{now % 10**12:012d}", webhook_id=webhook_id,
-                          event="message.created", payload='{"event":"message.created"}',
-                          status="pending", attempts=0, created_at=now, next_attempt_at=now)
+    row = WebhookDelivery(
+        id=f"00000000-0000-4000-8000-{now % 10**12:012d}",
+        webhook_id=webhook_id,
+        event="message.created",
+        payload='{"event":"message.created"}',
+        status="pending",
+        attempts=0,
+        created_at=now,
+        next_attempt_at=now,
+    )
     db.session.add(row)
     db.session.commit()
     return row.id
@@ -490,6 +528,7 @@ def test_a_non_ascii_digit_retry_after_gives_an_ordinary_backoff(app, client, bo
 
 
 # ---- waits the broker cannot hold ----------------------------------------------------------
+
 
 def test_a_wait_longer_than_a_countdown_may_be_is_left_to_the_sweeper(app, client, bob):
     # A Celery countdown this long would outlive the broker's visibility timeout and be handed
@@ -539,6 +578,7 @@ def test_a_first_attempt_behind_a_backlog_is_not_queued_twice(app, client, bob):
 
 
 # ---- what the delivery log keeps -----------------------------------------------------------
+
 
 def _stored() -> list[WebhookDelivery]:
     db.session.expire_all()
