@@ -321,7 +321,7 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
         # several deployments (or test runs) can share one Redis.
         "REDIS_KEY_PREFIX": environ.get("REDIS_KEY_PREFIX", "chat:"),
         # Request bodies larger than this answer 413 before any handler reads them: every
-        # route's cap, near the largest valid body of any of them (chat/http_guards.py)...
+        # route's cap, near the largest valid body of any of them (chat/platform/http_guards.py)...
         "MAX_CONTENT_LENGTH": env_int(environ, "MAX_CONTENT_LENGTH", 64 * 1024),
         # ...except the routes that carry message content: a card of 20,000 characters,
         # each escaped in JSON as a surrogate pair (12 bytes), with room for the other fields.
@@ -337,7 +337,7 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
         "ARGON2_TIME_COST": env_int(environ, "ARGON2_TIME_COST", 3),
         "ARGON2_MEMORY_COST_KIB": env_int(environ, "ARGON2_MEMORY_COST_KIB", 65536),
         # Hashes run on this many OS threads per process (off the gevent loop, see
-        # chat/passwords.py) with at most PASSWORD_HASH_QUEUE more waiting; beyond that a
+        # chat/platform/passwords.py) with at most PASSWORD_HASH_QUEUE more waiting; beyond that a
         # login or sign-up answers 503.
         "PASSWORD_HASH_THREADS": env_int(environ, "PASSWORD_HASH_THREADS", 2),
         "PASSWORD_HASH_QUEUE": env_int(environ, "PASSWORD_HASH_QUEUE", 16),

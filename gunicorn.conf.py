@@ -65,9 +65,9 @@ control_socket_disable = True
 # ---- logging ------------------------------------------------------------------------------
 # gunicorn's own lines in the service's format (LOG_FORMAT: text, or JSON in production), with
 # request ids on access lines and the event stream's ``?token=`` redacted from every atom
-# (chat/logging_setup.py). Access lines are off unless asked for (``--access-logfile -`` or
+# (chat/platform/logging_setup.py). Access lines are off unless asked for (``--access-logfile -`` or
 # GUNICORN_CMD_ARGS): the platform's router usually logs requests already.
-logger_class = "chat.logging_setup.GunicornLogger"
+logger_class = "chat.platform.logging_setup.GunicornLogger"
 
 
 # ---- start-up check -----------------------------------------------------------------------

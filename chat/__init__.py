@@ -1,6 +1,6 @@
 """The chat application. ``create_app`` (in ``chat.app``) builds a configured Flask app.
 
-The package itself imports nothing: gunicorn's master imports ``chat.logging_setup`` (its
+The package itself imports nothing: gunicorn's master imports ``chat.platform.logging_setup`` (its
 logger class) before it forks gevent workers, and a master that had imported the whole app
 (and with it ssl) would hand workers an ssl module that gevent patches too late.
 """

@@ -11,7 +11,7 @@ from flask.sessions import SessionInterface
 from sqlalchemy import event, exc
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from chat import assets, backends, green, http_guards, logging_setup, metrics, ratelimit, tasks
+from chat import assets, backends, metrics, ratelimit, tasks
 from chat.auth import SECURITY_SCHEMES
 from chat.classic.routes import blueprints as classic_blueprints
 from chat.cli import register_cli
@@ -20,7 +20,6 @@ from chat.errors import register_error_handlers
 from chat.extensions import api, db, migrate
 from chat.files import files_blp
 from chat.health import health_blp
-from chat.json_answers import OrjsonProvider
 from chat.kook.account import account_blp
 from chat.kook.aliases import aliases_blp
 from chat.kook.asset import asset_blp as kook_asset_blp
@@ -33,6 +32,8 @@ from chat.kook.user_chat import push_blp as kook_push_blp
 from chat.kook.user_chat import user_chat_blp
 from chat.kook.webhooks import webhooks_blp
 from chat.openapi_errors import ErrorEnvelopePlugin, init_api
+from chat.platform import green, http_guards, logging_setup
+from chat.platform.json_answers import OrjsonProvider
 from chat.web import warn_if_unconfigured, web_blp
 from config import Config, load_config
 

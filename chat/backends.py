@@ -26,7 +26,7 @@ from celery import Celery
 from flask import Flask, current_app
 
 from chat import celery_config
-from chat.limiter_storage import SCHEME as LIMITER_SCHEME
+from chat.platform.limiter_storage import SCHEME as LIMITER_SCHEME
 from chat.realtime import redis_client
 from chat.realtime.bus import InProcessBus, RedisStreamBus, Subscriber
 from chat.realtime.gateway_sessions import InProcessSessions, RedisSessions
@@ -204,7 +204,7 @@ def redis_settings(config: Mapping[str, Any]) -> RedisSettings | None:
 
 
 def limiter_settings(settings: RedisSettings | None) -> dict[str, Any]:
-    """Flask-Limiter's storage: Redis through ``chat.limiter_storage`` (a request's limits
+    """Flask-Limiter's storage: Redis through ``chat.platform.limiter_storage`` (a request's limits
     counted in one round trip, every key under the service's prefix), else in memory."""
     if settings is None:
         return {"RATELIMIT_STORAGE_URI": "memory://", "RATELIMIT_STORAGE_OPTIONS": {}}
@@ -222,7 +222,7 @@ def limiter_settings(settings: RedisSettings | None) -> dict[str, Any]:
 
 def celery_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     """Celery's settings (``chat.celery_config``) with the broker: Redis, through
-    ``chat.broker``'s transport, or none at all (no task goes to Celery in the embedded
+    ``chat.platform.broker``'s transport, or none at all (no task goes to Celery in the embedded
     default: the task queue runs them in this process)."""
     settings = celery_config.celery_settings(config)
     found = redis_settings(config)
@@ -231,7 +231,7 @@ def celery_settings(config: Mapping[str, Any]) -> dict[str, Any]:
         return settings
     settings.update(
         broker_url=found.url,
-        broker_transport="chat.broker:Transport",
+        broker_transport="chat.platform.broker:Transport",
         broker_connection_timeout=found.socket_timeout,
     )
     settings["broker_transport_options"].update(

@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from chat import strict_json
 from chat.errors import Kind, ServiceError
+from chat.platform import strict_json
 
 TEXT_MAX = 5000
 URL_MAX = 2048

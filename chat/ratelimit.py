@@ -15,7 +15,7 @@ address (behind ``TRUSTED_PROXIES`` proxies, the address they forwarded):
   ``POST /auth/login`` and ``POST /auth/register`` (and the account routes that check a
   password: password change, account deletion): each costs a password hash, and a burst of
   them from one address must hit its limit long before the hashing threads are saturated
-  (``chat.passwords``). Counted by address whatever username or credential the body names.
+  (``chat.platform.passwords``). Counted by address whatever username or credential the body names.
 - one sign-in bucket per account, ``auth/account`` (``RATELIMIT_LOGIN_ACCOUNT``), on the
   same routes, keyed by the account the body's ``username`` names (as login looks it up, so
   spelling it differently is the same account), or the caller when the body names none:
@@ -48,8 +48,8 @@ from chat import dialects, metrics, names
 from chat.auth import resolve_token, route_credential
 from chat.db import abandon
 from chat.endpoints import hashes_password, is_send
-from chat.limiter_fallback import FallbackLimiter
-from chat.limiter_storage import CountedAheadRedisStorage
+from chat.platform.limiter_fallback import FallbackLimiter
+from chat.platform.limiter_storage import CountedAheadRedisStorage
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def login_limit() -> str:
 def account_key() -> str:
     """The account a sign-in names: the key login looks its ``username`` up by (the PRECIS
     key when the name has one), else the caller."""
-    body = request.get_json(silent=True)  # the route's body, already capped (chat.http_guards)
+    body = request.get_json(silent=True)  # the route's body, already capped (chat.platform.http_guards)
     typed = body.get("username") if isinstance(body, dict) else None
     if not isinstance(typed, str) or not typed.strip():
         return caller_key()
@@ -315,7 +315,7 @@ def _counted_ahead_storage():
 
 def count_ahead() -> None:
     """Before Flask-Limiter's check: count the request against all of its limits in one
-    round trip (``chat.limiter_storage``), with Flask-Limiter's own limit objects, so the keys
+    round trip (``chat.platform.limiter_storage``), with Flask-Limiter's own limit objects, so the keys
     are the ones it will ask for. Anything unusual is left to Flask-Limiter."""
     storage = _counted_ahead_storage()
     if storage is None or request.endpoint is None or is_exempt():

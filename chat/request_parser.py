@@ -1,7 +1,7 @@
 """How every route reads its arguments: webargs' Flask parser, with the service's rules.
 
 Schemas decide about unknown fields (they ignore them), a validation failure answers 400,
-JSON bodies are read through ``chat.strict_json`` (no NaN, no endless digits or nesting), and
+JSON bodies are read through ``chat.platform.strict_json`` (no NaN, no endless digits or nesting), and
 one extra location, ``body_or_query``, takes the body when there is one and the query string
 otherwise (DELETE clients differ on where they put the arguments).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from webargs.core import is_json, missing
 from webargs.flaskparser import FlaskParser, abort
 
-from chat import strict_json
+from chat.platform import strict_json
 
 
 class Parser(FlaskParser):
@@ -21,7 +21,7 @@ class Parser(FlaskParser):
     DEFAULT_VALIDATION_STATUS = 400
 
     def _raw_load_json(self, req):
-        """The body through ``chat.strict_json``: no NaN, no endless digits or nesting."""
+        """The body through ``chat.platform.strict_json``: no NaN, no endless digits or nesting."""
         if not is_json(req.mimetype):
             return missing
         return strict_json.loads(req.get_data(cache=True))

@@ -43,8 +43,8 @@ from flask import Flask
 from kombu.exceptions import OperationalError as BrokerError
 
 from chat.celery_config import TASK_ROUTES
-from chat.coalesce import Coalescer
-from chat.logging_setup import request_id_var
+from chat.platform.coalesce import Coalescer
+from chat.platform.logging_setup import request_id_var
 
 log = logging.getLogger(__name__)
 

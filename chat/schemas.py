@@ -9,8 +9,8 @@ import re
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load
 
-from chat.compiled_dump import CompiledDumpSchema
 from chat.dialects import Dialect
+from chat.platform.compiled_dump import CompiledDumpSchema
 
 MAX_TIMESTAMP_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
 BIGINT_LIMIT = 2**63

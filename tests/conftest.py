@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 # Every answer the suite makes (here and in the servers it starts, which inherit this) is
-# also dumped by marshmallow itself and compared with the compiled plan's (chat.compiled_dump).
+# also dumped by marshmallow itself and compared with the compiled plan's (chat.platform.compiled_dump).
 os.environ["CHAT_CHECK_COMPILED_DUMP"] = "1"
 
 from flask_migrate import upgrade  # noqa: E402

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from marshmallow import Schema, fields, post_dump
 
-from chat import compiled_dump
-from chat.compiled_dump import CompiledDumpSchema
+from chat.platform import compiled_dump
+from chat.platform.compiled_dump import CompiledDumpSchema
 from chat.schemas import MillisString
 
 

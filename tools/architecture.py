@@ -63,29 +63,20 @@ DESCRIPTIONS: dict[str, str] = {
     "chat.request_parser": "how routes read their arguments: webargs' parser, strict JSON, `body_or_query`",
     "chat.kook_wire": "KOOK's wire format, pure: events from stream events, frames, socket and callback bytes",
     "chat.examples": "the ids the OpenAPI examples name and `flask demo` seeds",
-    "chat.json_answers": "answers' JSON written by orjson",
-    "chat.http_guards": "rules for every route: no redirects, body caps, broken chunked bodies",
-    "chat.logging_setup": "log lines (text or JSON) with request ids, credentials redacted",
-    "chat.green": "psycopg waiting on its socket with gevent's watchers",
     "chat.celery_config": "Celery's settings, derived from the app's configuration",
-    "chat.broker": "kombu's Redis transport, made to survive Redis going away",
-    "chat.limiter_fallback": "Flask-Limiter's in-process fallback, kept under concurrency",
-    "chat.endpoints": "marks a view sets on itself (a send, a password check, its body limit, uploads, "
-    "a credential in its answer)",
     "chat.names": "usernames and nicknames: PRECIS profiles, confusable skeletons",
-    "chat.passwords": "Argon2id hashing on OS threads, a few at a time",
     "chat.search": "message search: the searchable text and the index on each database",
     "chat.message_types": "the one table of message types and their content rules",
     "chat.models": "SQLAlchemy 2 typed models: the one data model",
+    "chat.platform": "wrappers and overrides of libraries, knowing no chat: gevent, Celery's broker, "
+    "Flask-Limiter's storage, JSON in and out, HTTP guards, logging, password hashing",
+    "chat.endpoints": "marks a view sets on itself (a send, a password check, its body limit, uploads, "
+    "a credential in its answer)",
     "chat.errors": "the one error type, raised one way, and its handlers",
-    "chat.strict_json": "JSON as the service accepts it (no NaN, bounded depth and numbers)",
-    "chat.compiled_dump": "schemas whose dump runs a plan made once from their fields",
     "chat.db": "the one transaction boundary: `atomic()`, `on_commit()` and the named modes (`end_read`, `autocommit`, ...)",
     "chat.extensions": "unbound extension instances (db, migrate, the OpenAPI `api`)",
     "chat.dialects": "which dialect a path speaks (KOOK: `/api/v3`, `/gateway`; classic: the rest), and each one's "
     "envelopes",
-    "chat.coalesce": "concurrent requests' Redis script calls sharing one round trip",
-    "chat.limiter_storage": "Flask-Limiter's Redis storage, a request's limits counted in one round trip",
 }
 
 _LAYERS = "importlinter:contract:layers"

@@ -18,7 +18,7 @@ from gevent.threadpool import ThreadPool
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from chat.errors import Kind, ServiceError
-from chat.passwords import running_under_gevent
+from chat.platform.passwords import running_under_gevent
 
 THUMBNAIL_SIDE = 320
 SPOOL_BYTES = 8 * 1024 * 1024
@@ -78,7 +78,7 @@ _pools_lock = threading.Lock()
 def reencode(source: BinaryIO, max_pixels: int) -> Reencoded:
     """``_reencode`` off the event loop: decoding a large image takes a second of CPU, which
     on a gevent worker's loop would stop every other request of the process (the same reason
-    password hashes run on threads, see chat/passwords.py). Pillow releases the GIL while it
+    password hashes run on threads, see chat/platform/passwords.py). Pillow releases the GIL while it
     decodes and encodes. Without gevent each request has its own thread already."""
     if not running_under_gevent():
         return _reencode(source, max_pixels)

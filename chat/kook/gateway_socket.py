@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 
-from chat.green import gevent_patched
+from chat.platform.green import gevent_patched
 
 ENVIRON_SOCKETS = ("werkzeug.socket", "gunicorn.socket")  # where simple-websocket finds it
 

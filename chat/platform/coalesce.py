@@ -1,6 +1,6 @@
 """Concurrent requests' Redis script calls, sent together in one pipelined round trip.
 
-Every send makes two Redis calls: the rate limits counted (``chat.limiter_storage``) and the
+Every send makes two Redis calls: the rate limits counted (``chat.platform.limiter_storage``) and the
 push handed to the worker (``chat.runner.Pile``). Each is a short Lua script, and under load
 a web process spent more on the round trip around each (a pooled connection taken and given
 back, the command written, a switch to gevent's loop and back, the answer read) than Redis
@@ -27,7 +27,7 @@ import redis
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
-from chat.green import gevent_patched
+from chat.platform.green import gevent_patched
 
 
 class Coalescer:

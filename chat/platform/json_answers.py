@@ -23,7 +23,7 @@ OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
 
 class OrjsonProvider(DefaultJSONProvider):
     """Flask's JSON provider, writing with orjson; reading is unchanged (request bodies go
-    through ``chat.strict_json``)."""
+    through ``chat.platform.strict_json``)."""
 
     def _encode(self, obj, option: int = 0) -> bytes:
         try:

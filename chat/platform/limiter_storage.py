@@ -22,7 +22,7 @@ import redis
 from flask import has_request_context, request
 from limits.storage import RedisStorage
 
-from chat.coalesce import Coalescer
+from chat.platform.coalesce import Coalescer
 
 STASH = "chat.limits_counted_ahead"  # request.environ key
 SCHEME = "chat+"

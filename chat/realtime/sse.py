@@ -15,7 +15,7 @@ import threading
 import time
 
 from chat.errors import Kind, ServiceError
-from chat.green import gevent_patched
+from chat.platform.green import gevent_patched
 from chat.realtime.bus import (
     SESSION_REVOKED,
     EventBusDown,

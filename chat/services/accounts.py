@@ -22,11 +22,12 @@ from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from chat import backends, names, notifications, outbox, passwords, realtime
+from chat import backends, names, notifications, outbox, realtime
 from chat.db import abandon, apart, atomic, end_read, on_commit
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.models import AppKey, Token, User, carrying, now_ms
+from chat.platform import passwords
 from chat.realtime import SESSION_REVOKED
 from chat.services import credential_cache
 from chat.services.ids import insert_with_random_id

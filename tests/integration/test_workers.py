@@ -312,7 +312,7 @@ def test_worker_and_beat_ride_out_redis_being_killed_and_restarted(stack):
     alice, bob = stack.user("alice"), stack.user("bob")
     cid = alice.open_with(bob)
     unacked = f"{stack.env['REDIS_KEY_PREFIX']}unacked"  # kombu's, under the app's key prefix
-    gave_up = "could not give"  # chat.broker's warning when the give-back fails
+    gave_up = "could not give"  # chat.platform.broker's warning when the give-back fails
 
     def gave_up_so_far() -> int:
         return worker.log_path.read_text(errors="replace").count(gave_up)

@@ -1,4 +1,4 @@
-"""Concurrent Redis script calls share round trips under gevent (``chat.coalesce``), each
+"""Concurrent Redis script calls share round trips under gevent (``chat.platform.coalesce``), each
 caller still getting its own answer or its own error, on a real Redis.
 
 gevent has to patch the process first, as gunicorn's gevent workers do, so the calls run in
@@ -14,7 +14,7 @@ import textwrap
 
 import redis
 
-from chat.coalesce import Coalescer
+from chat.platform.coalesce import Coalescer
 from devstack import ROOT
 from tests.conftest import REDIS_URL
 
@@ -24,7 +24,7 @@ CHILD = textwrap.dedent("""
 
     import json, sys
     import gevent, redis
-    from chat.coalesce import Coalescer
+    from chat.platform.coalesce import Coalescer
 
     url, prefix = sys.argv[1], sys.argv[2]
     client = redis.Redis.from_url(url, socket_timeout=5)

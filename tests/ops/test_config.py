@@ -247,7 +247,7 @@ def test_a_subclass_value_counts_in_what_is_derived_from_it():
 
     settings = load_config({}, WithRedis)
     backends.configure(settings)  # what create_app derives from the one Redis decision
-    assert settings["RATELIMIT_STORAGE_URI"] == f"chat+{REDIS_URL}"  # chat/limiter_storage.py
+    assert settings["RATELIMIT_STORAGE_URI"] == f"chat+{REDIS_URL}"  # chat/platform/limiter_storage.py
     assert settings["RATELIMIT_STORAGE_OPTIONS"]["key_prefix"] == "t:limits"
     celery = celery_settings(settings)
     assert celery["broker_url"] == REDIS_URL

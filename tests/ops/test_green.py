@@ -1,4 +1,4 @@
-"""psycopg under gevent waits with gevent's own watchers (``chat.green``), as gunicorn's
+"""psycopg under gevent waits with gevent's own watchers (``chat.platform.green``), as gunicorn's
 gevent workers make it: queries on one greenlet's connection never hold up another greenlet,
 and results, errors and large answers come through as with psycopg's own waiting."""
 
@@ -10,7 +10,7 @@ import psycopg.waiting
 import pytest
 from sqlalchemy.engine import make_url
 
-from chat import green
+from chat.platform import green
 
 
 @pytest.fixture

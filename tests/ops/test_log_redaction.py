@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from chat import create_app
-from chat.logging_setup import RedactTokensFilter, configure_logging, redact
+from chat.platform.logging_setup import RedactTokensFilter, configure_logging, redact
 from devstack import BIN, ROOT, LiveProcess, free_port, start_server, wait_until
 
 SECRET = "s3cr3t-T0KEN_value"
@@ -62,7 +62,7 @@ def test_redact(line, expected):
 
 
 def test_terminal_colours_are_taken_out_of_the_development_servers_lines():
-    from chat.logging_setup import PlainTextFilter
+    from chat.platform.logging_setup import PlainTextFilter
 
     record = logging.LogRecord(
         "werkzeug",

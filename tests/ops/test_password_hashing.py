@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 
-from chat import passwords
+from chat.platform import passwords
 from devstack import ROOT
 
 GEVENT_SCRIPT = r"""
@@ -24,7 +24,8 @@ import json, sys
 import gevent
 from flask_migrate import upgrade
 
-from chat import create_app, passwords
+from chat import create_app
+from chat.platform import passwords
 from chat.errors import ServiceError
 from chat.extensions import db
 from chat.services import accounts

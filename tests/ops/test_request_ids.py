@@ -9,7 +9,7 @@ import re
 import pytest
 import requests
 
-from chat.logging_setup import RequestIdFilter, make_formatter, request_id_var
+from chat.platform.logging_setup import RequestIdFilter, make_formatter, request_id_var
 from devstack import flask_command, start_server, start_worker, wait_until
 
 
@@ -70,7 +70,7 @@ def test_the_id_follows_a_send_into_the_web_and_worker_logs(live_env, tmp_path):
     server, base = start_server(
         env,
         tmp_path,
-        extra_args=["--logger-class", "chat.logging_setup.GunicornLogger", "--access-logfile", "-"],
+        extra_args=["--logger-class", "chat.platform.logging_setup.GunicornLogger", "--access-logfile", "-"],
     )
     worker = start_worker(env, tmp_path, concurrency=1)
     try:

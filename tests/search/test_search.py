@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import update
 
 from chat.extensions import db
-from chat.logging_setup import redact
 from chat.models import ConversationMember
+from chat.platform.logging_setup import redact
 from chat.services import accounts
 
 

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from chat import strict_json
+from chat.platform import strict_json
 from chat.services import accounts
 
 WIDE = "[" + ",".join(["[]"] * (512 * 1024 // 3)) + "]"  # half a MiB of empty arrays

@@ -1,4 +1,4 @@
-"""Rate limits counted in one round trip (chat/limiter_storage.py) count exactly as
+"""Rate limits counted in one round trip (chat/platform/limiter_storage.py) count exactly as
 Flask-Limiter does: the same answers and headers, request by request, as its own Redis
 storage gives, through breaches of a bucket and of the global limit; and each request costs
 one script call, with KOOK's headers read from its answer rather than from Redis again.
@@ -11,7 +11,7 @@ import redis
 from limits.storage import storage_from_string
 
 from chat import backends
-from chat.limiter_storage import CountedAheadRedisStorage
+from chat.platform.limiter_storage import CountedAheadRedisStorage
 from chat.services import accounts
 from config import load_config
 from devstack import start_redis
