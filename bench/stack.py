@@ -218,9 +218,15 @@ class Stack:
         another port, with ``extra_env`` on top; the caller stops it."""
         return start_gunicorn({**self.env, **(extra_env or {})}, self.log_dir)
 
+    def connect(self) -> psycopg.Connection:
+        """An autocommit connection straight to the stack's database (PostgreSQL only), for
+        set-based bulk SQL; ``with stack.connect() as conn:`` closes it."""
+        url = self.env["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
+        return psycopg.connect(url, autocommit=True)
+
     def sql(self, query: str, params: dict | None = None) -> list[tuple]:
         """Rows of one statement run straight on the stack's database (PostgreSQL only)."""
-        with psycopg.connect(self.env["DATABASE_URL"], autocommit=True) as conn:
+        with self.connect() as conn:
             cursor = conn.execute(query, params)
             return cursor.fetchall() if cursor.description else []
 
