@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import requests
 
@@ -47,15 +47,21 @@ def free_port() -> int:
 class LiveProcess:
     """A child process with a log file; ``stop()`` ends it and its children."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path):
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], log_dir: Path, *, inherit_env: bool = True
+    ):
         self.name = name
         self.argv = argv
         self.env = env
+        # False: ``env`` is the whole environment (what a platform gives a process), nothing
+        # of this one's added.
+        self.inherit_env = inherit_env
         self.log_path = log_dir / f"{name}-{time.time_ns()}.log"
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "LiveProcess":
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+    def start(self, **popen_options) -> "LiveProcess":
+        """Start it; ``popen_options`` go to ``subprocess.Popen`` (``preexec_fn``, say)."""
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env} if self.inherit_env else self.env
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             self.argv,
@@ -64,6 +70,7 @@ class LiveProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            **popen_options,
         )
         log.close()
         return self
@@ -112,6 +119,59 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "c
         time.sleep(interval)
 
 
+def wait_answering(
+    url: str,
+    *processes: LiveProcess,
+    timeout: float,
+    what: str,
+    status: int = 200,
+    interval: float = 0.05,
+    request_timeout: float = 1,
+    also: Callable[[], bool] | None = None,
+) -> None:
+    """Poll ``GET url`` until it answers ``status``. Every one of ``processes`` must keep
+    running meanwhile: one that exits fails the wait at once, with the end of its log,
+    rather than after ``timeout``. ``also``, when given, must hold as well before the
+    request is tried (a worker's "ready" line, say)."""
+
+    def answered() -> bool:
+        for process in processes:
+            if not process.alive():
+                raise AssertionError(f"{process.name} exited:\n{process.log_tail()}")
+        if also is not None and not also():
+            return False
+        try:
+            return requests.get(url, timeout=request_timeout).status_code == status
+        except requests.RequestException:
+            return False
+
+    wait_until(answered, timeout, interval=interval, what=what)
+
+
+def start_web_process(
+    name: str,
+    argv: list[str],
+    env: dict[str, str],
+    log_dir: Path,
+    port: int,
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.05,
+) -> tuple[LiveProcess, str]:
+    """Start a web server that listens on 127.0.0.1:``port``; returns (process, base URL)
+    once its ``/livez`` answers. One that never answers is stopped before the wait fails,
+    so no server outlives its caller."""
+    server = LiveProcess(name, argv, env, log_dir).start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_answering(f"{base}/livez", server, timeout=timeout, interval=interval, what=what)
+    except BaseException:
+        server.stop()
+        raise
+    return server, base
+
+
 def start_server(
     env: dict[str, str], log_dir: Path, *, port: int | None = None, extra_args: list[str] | None = None
 ) -> tuple[LiveProcess, str]:
@@ -130,19 +190,7 @@ def start_server(
         "60",
         *(extra_args or []),
     ]
-    server = LiveProcess("web", argv, env, log_dir).start()
-    base = f"http://127.0.0.1:{port}"
-
-    def up():
-        if not server.alive():
-            raise AssertionError(f"server exited:\n{server.log_tail()}")
-        try:
-            return requests.get(f"{base}/livez", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_until(up, 30, what="the web server")
-    return server, base
+    return start_web_process("web", argv, env, log_dir, port, timeout=30, what="the web server")
 
 
 def start_worker(

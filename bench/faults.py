@@ -64,6 +64,7 @@ from devstack import (
     free_port,
     procfile,
     start_redis,
+    wait_answering,
     wait_until,
 )
 
@@ -396,20 +397,21 @@ class Stack:
         return process
 
     def _wait_ready(self) -> None:
-        def ready():
-            for role, process in self.processes.items():
-                if not process.alive():
-                    raise AssertionError(f"{role} exited:\n{process.log_tail()}")
-            celery_ready = all(
+        def celery_ready() -> bool:
+            return all(
                 "ready." in self.processes[role].log_path.read_text(errors="replace")
                 for role in ("worker", "webhooks")
             )
-            try:
-                return celery_ready and requests.get(f"{self.base}/readyz", timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
 
-        wait_until(ready, 90, interval=0.3, what="the stack to be ready")
+        wait_answering(
+            f"{self.base}/readyz",
+            *self.processes.values(),
+            timeout=90,
+            interval=0.3,
+            request_timeout=2,
+            also=celery_ready,
+            what="the stack to be ready",
+        )
 
     def restart(self, role: str) -> None:
         """SIGKILL a Procfile process with everything under it, then start it again."""

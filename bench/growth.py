@@ -4,34 +4,22 @@ Data is added straight into the database with set-based SQL (PostgreSQL's genera
 so a conversation of 100,000 messages or a user with 2,000 conversations takes seconds to
 make; the reads go through the real HTTP API, timed by wrk over one connection (one request
 after another: the server's time plus loopback) at each size, for long enough to have 1,000
-samples (``bench.wrk.one_at_a_time``, at most a minute). The counters are rebuilt at the end,
-since rows added straight into the database skipped them.
-
-One user reading back to back asks for far more than a person's allowance (120 requests of a
-route per 10 s), so the reads go to a server of their own, like the stack's but with the
-per-user rate limits raised (``RAISED_LIMITS``); each row says so.
+samples (``bench.wrk.one_at_a_time``, at most a minute), on a server with the per-user
+limits raised; the counters are rebuilt at the end (bench/bulk.py).
 """
 
 from __future__ import annotations
 
-import psycopg
+from bench.bulk import on_bulk_data, read_latency, read_note
+from bench.stack import Row, Stack
+from bench.wrk import wrk_row
 
-from bench.stack import RAISED_LIMITS, Row, Stack
-from bench.wrk import errors_of, one_at_a_time, wrk_row
-from devstack import flask_command
-
-# The rows' notes: what differs from production's defaults, and why.
-RAISED = "per-user limits raised (one user back to back)"
 HISTORY_SIZES = (100, 10_000, 100_000)
 LIST_SIZES = (10, 200, 2_000)
 
 
-def _psycopg_url(stack: Stack) -> str:
-    return stack.env["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
-
-
 def _add_messages(stack: Stack, conversation_id: int, sender_id: int, count: int) -> None:
-    with psycopg.connect(_psycopg_url(stack), autocommit=True) as conn:
+    with stack.connect() as conn:
         conn.execute(
             """INSERT INTO messages (key, conversation_id, sender_id, type, content, client_time,
                                      created_at, pushed_at)
@@ -47,7 +35,7 @@ def _add_messages(stack: Stack, conversation_id: int, sender_id: int, count: int
 
 def _add_conversations(stack: Stack, user_id: int, count: int, first_peer_id: int) -> None:
     """``count`` more conversations for ``user_id``, with freshly made peer users."""
-    with psycopg.connect(_psycopg_url(stack), autocommit=True) as conn:
+    with stack.connect() as conn:
         conn.execute(
             """INSERT INTO users (id, username, username_key, nickname, avatar, identify_num, is_bot, created_at)
                SELECT %(first)s + n, 'peer' || (%(first)s + n), 'peer' || (%(first)s + n), 'peer', '', '0001', false, 0
@@ -73,19 +61,8 @@ def _add_conversations(stack: Stack, user_id: int, count: int, first_peer_id: in
         conn.execute("ANALYZE users, conversations, conversation_members")
 
 
-def _read_latency(base: str, stack: Stack, reader, path: str) -> dict:
-    """GET ``path`` as ``reader`` over one connection, one request after another."""
-    return one_at_a_time(f"{base}{path}", [stack.app_key, reader.token])
-
-
 def history_and_list_growth(stack: Stack) -> list[Row]:
-    if stack.database != "PostgreSQL":
-        return [Row("history / list growth", 0, note="skipped: needs PostgreSQL")]
-    server, base = stack.start_web(RAISED_LIMITS)
-    try:
-        return _growth(stack, base)
-    finally:
-        server.stop()
+    return on_bulk_data(stack, "history / list growth", _growth)
 
 
 def _growth(stack: Stack, base: str) -> list[Row]:
@@ -96,27 +73,22 @@ def _growth(stack: Stack, base: str) -> list[Row]:
     for size in HISTORY_SIZES:
         _add_messages(stack, cid, writer.id, size - have)
         have = size
-        newest = _read_latency(base, stack, reader, f"/message?conversationid={cid}&limit=20")
-        deep = _read_latency(base, stack, reader, f"/message?conversationid={cid}&start={size - 40}&limit=20")
+        newest = read_latency(stack, base, reader, f"/message?conversationid={cid}&limit=20")
+        deep = read_latency(stack, base, reader, f"/message?conversationid={cid}&start={size - 40}&limit=20")
         rows.append(
             wrk_row(
-                f"GET /message newest page, {size:,} msgs", newest, f"limit 20, marks read; {_note(newest)}"
+                f"GET /message newest page, {size:,} msgs",
+                newest,
+                f"limit 20, marks read; {read_note(newest)}",
             )
         )
         rows.append(
-            wrk_row(f"GET /message offset {size - 40:,}", deep, f"start= paging, limit 20; {_note(deep)}")
+            wrk_row(f"GET /message offset {size - 40:,}", deep, f"start= paging, limit 20; {read_note(deep)}")
         )
     have = 1  # the reader's conversation with the writer
     for index, size in enumerate(LIST_SIZES):
         _add_conversations(stack, reader.id, size - have, first_peer_id=1_000_000 + index * 10_000)
         have = size
-        listed = _read_latency(base, stack, reader, "/conversation?limit=20")
-        rows.append(wrk_row(f"GET /conversation, {size:,} chats", listed, f"newest 20; {_note(listed)}"))
-    # The rows added straight into the database skipped the counters: make them right, so a
-    # benchmark that checks counters after this one checks its own work.
-    flask_command(stack.env, "counters", "rebuild")
+        listed = read_latency(stack, base, reader, "/conversation?limit=20")
+        rows.append(wrk_row(f"GET /conversation, {size:,} chats", listed, f"newest 20; {read_note(listed)}"))
     return rows
-
-
-def _note(result: dict) -> str:
-    return f"wrk, 1 connection, {result['seconds']} s, {errors_of(result)}; {RAISED}"

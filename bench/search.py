@@ -18,13 +18,10 @@ import os
 import random
 from urllib.parse import quote
 
-import psycopg
-
-from bench.growth import RAISED, _psycopg_url
-from bench.stack import RAISED_LIMITS, Row, Stack
-from bench.wrk import errors_of, one_at_a_time, wrk_row
+from bench.bulk import on_bulk_data, read_latency, read_note
+from bench.stack import Row, Stack
+from bench.wrk import wrk_row
 from chat.search.text import document
-from devstack import flask_command
 
 # BENCH_SEARCH_SIZES="20000" makes a quick check of the benchmark itself.
 SIZES = tuple(int(s) for s in os.environ.get("BENCH_SEARCH_SIZES", "100000 1000000").split())
@@ -63,7 +60,7 @@ def _texts() -> list[tuple[str, str]]:
 def _add_messages(stack: Stack, chats: list[tuple[int, int]], reader_id: int, first: int, last: int) -> None:
     """Messages numbered ``first``..``last``, spread over ``chats`` (id, peer), every other
     one sent by the reader."""
-    with psycopg.connect(_psycopg_url(stack), autocommit=True) as conn:
+    with stack.connect() as conn:
         conn.execute(
             "CREATE TEMP TABLE IF NOT EXISTS bench_texts (i int PRIMARY KEY, content text, doc text)"
         )
@@ -101,13 +98,7 @@ def _add_messages(stack: Stack, chats: list[tuple[int, int]], reader_id: int, fi
 
 
 def search_latency(stack: Stack) -> list[Row]:
-    if stack.database != "PostgreSQL":
-        return [Row("search", 0, note="skipped: needs PostgreSQL")]
-    server, base = stack.start_web(RAISED_LIMITS)
-    try:
-        return _search(stack, base)
-    finally:
-        server.stop()
+    return on_bulk_data(stack, "search", _search)
 
 
 def _search(stack: Stack, base: str) -> list[Row]:
@@ -122,17 +113,12 @@ def _search(stack: Stack, base: str) -> list[Row]:
         have = size
         stack.sql("VACUUM (ANALYZE) messages")
         for label, term in (("common word", COMMON), ("rare word", RARE), ("2-char Chinese", CHINESE)):
-            path = f"/message/search?q={quote(term)}&limit=20"
-            result = one_at_a_time(f"{base}{path}", [stack.app_key, reader.token])
+            result = read_latency(stack, base, reader, f"/message/search?q={quote(term)}&limit=20")
             rows.append(
                 wrk_row(
                     f"GET /message/search {label}, {size:,} msgs",
                     result,
-                    f"one user, {CHATS} chats, newest 20 hits; wrk, 1 connection, "
-                    f"{result['seconds']} s, {errors_of(result)}; {RAISED}",
+                    f"one user, {CHATS} chats, newest 20 hits; {read_note(result)}",
                 )
             )
-    # The messages added straight into the database skipped the unread counters: make them
-    # right, so a benchmark that checks counters after this one checks its own work.
-    flask_command(stack.env, "counters", "rebuild")
     return rows

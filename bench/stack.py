@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Callable
 
 import psycopg
-import requests
 
 from devstack import (
     BIN,
@@ -58,8 +57,8 @@ from devstack import (
     start_beat,
     start_redis,
     start_seaweedfs,
+    start_web_process,
     start_worker,
-    wait_until,
 )
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -144,19 +143,8 @@ def start_gunicorn(env: dict[str, str], log_dir: Path, port: int | None = None) 
     ``GUNICORN_BIND``. Returns (process, base URL) once ``/livez`` answers."""
     port = port or free_port()
     argv = [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "wsgi:app"]
-    server = LiveProcess("web", argv, {**env, "GUNICORN_BIND": f"127.0.0.1:{port}"}, log_dir).start()
-    base = f"http://127.0.0.1:{port}"
-
-    def up():
-        if not server.alive():
-            raise AssertionError(f"gunicorn exited:\n{server.log_tail()}")
-        try:
-            return requests.get(f"{base}/livez", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_until(up, 60, interval=0.2, what="gunicorn")
-    return server, base
+    env = {**env, "GUNICORN_BIND": f"127.0.0.1:{port}"}
+    return start_web_process("web", argv, env, log_dir, port, timeout=60, interval=0.2, what="gunicorn")
 
 
 def worker_class(server: LiveProcess) -> str:
@@ -230,9 +218,15 @@ class Stack:
         another port, with ``extra_env`` on top; the caller stops it."""
         return start_gunicorn({**self.env, **(extra_env or {})}, self.log_dir)
 
+    def connect(self) -> psycopg.Connection:
+        """An autocommit connection straight to the stack's database (PostgreSQL only), for
+        set-based bulk SQL; ``with stack.connect() as conn:`` closes it."""
+        url = self.env["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
+        return psycopg.connect(url, autocommit=True)
+
     def sql(self, query: str, params: dict | None = None) -> list[tuple]:
         """Rows of one statement run straight on the stack's database (PostgreSQL only)."""
-        with psycopg.connect(self.env["DATABASE_URL"], autocommit=True) as conn:
+        with self.connect() as conn:
             cursor = conn.execute(query, params)
             return cursor.fetchall() if cursor.description else []
 

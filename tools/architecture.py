@@ -52,7 +52,8 @@ DESCRIPTIONS: dict[str, str] = {
     "chat.delivery": "after a commit: push and the sweeps, reads, the unread rule, announcements, payloads, "
     "presence notices, connection slots",
     "chat.notifications": "device notifications: devices, the when-to-notify rule, Web Push / FCM / APNs",
-    "chat.webhooks": "registry, address policy, signing, transport, deliveries, KOOK-format callbacks",
+    "chat.webhooks": "registry, address policy, signing, transport, deliveries, KOOK-format callbacks; "
+    "the claim-retry-sweep ledger device notifications share",
     "chat.outbox": "side effects recorded in a transaction, performed after its commit",
     "chat.metrics": "every Prometheus metric and `GET /metrics`",
     "chat.backends": "every backend built once from the configuration, each behind a `typing.Protocol`; the one place that asks whether Redis is configured",

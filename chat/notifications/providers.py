@@ -14,7 +14,6 @@ service account's JSON key, APNs a .p8 key with its key id and team id.
 from __future__ import annotations
 
 import json
-import re
 import ssl
 import threading
 import time
@@ -29,9 +28,8 @@ from pywebpush import WebPusher, WebPushException
 
 from chat.notifications import keys
 from chat.webhooks.addresses import Unresolvable, UnsafeAddress, resolve
-from chat.webhooks.transport import post_raw
+from chat.webhooks.transport import post_raw, retry_after_seconds
 
-_DELAY_SECONDS = re.compile(r"[0-9]+")
 USER_AGENT = "chat-push/1.0"
 
 
@@ -44,11 +42,6 @@ class Outcome(NamedTuple):
     retry_after: float = 0.0
 
 
-def _retry_after(headers) -> float:
-    value = (headers.get("Retry-After") or "").strip()
-    return float(value) if _DELAY_SECONDS.fullmatch(value) else 0.0
-
-
 def _by_status(status: int, headers, what: str, *, gone_statuses=(404, 410)) -> Outcome:
     """The common reading of an HTTP answer: 2xx sent; gone; 429/5xx transient; other 4xx
     permanent (retrying the same request cannot succeed)."""
@@ -57,7 +50,7 @@ def _by_status(status: int, headers, what: str, *, gone_statuses=(404, 410)) -> 
     if status in gone_statuses:
         return Outcome(False, status, f"{what} answered {status}: the device is gone", gone=True)
     if status == 429 or status >= 500:
-        return Outcome(False, status, f"{what} answered {status}", retry_after=_retry_after(headers))
+        return Outcome(False, status, f"{what} answered {status}", retry_after=retry_after_seconds(headers))
     return Outcome(False, status, f"{what} answered {status}", permanent=True)
 
 

@@ -16,39 +16,34 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import random
 
-from flask import current_app
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, select, update
 
-from chat import metrics, outbox
-from chat.celery_config import webhook_time_limits
+from chat import metrics
 from chat.db import atomic, end_read
 from chat.extensions import db
-from chat.models import PushDelivery, PushDevice, now_ms
+from chat.models import PushDelivery, PushDevice
 from chat.notifications import devices, providers
 from chat.runner import RetryLater
+from chat.webhooks import ledger
+from chat.webhooks.ledger import FAILED
 
 log = logging.getLogger(__name__)
 
 TASK = "send_push"
-QUEUED, SENT, FAILED, REMOVED = "queued", "sent", "failed", "removed"
-ERROR_LENGTH = 255
-LEASE_MARGIN_S = 5
-PRUNE_BATCH = 1000
-
-
-def _truncate(text: str | None) -> str | None:
-    return None if text is None else text[:ERROR_LENGTH]
-
-
-def backoff_seconds(attempts: int) -> float:
-    """Full jitter over base * 2**(attempts-1), capped."""
-    config = current_app.config
-    base, cap = config["PUSH_BACKOFF_BASE"], config["PUSH_BACKOFF_MAX"]
-    ceiling = min(cap, base * 2 ** min(max(attempts - 1, 0), 60))
-    return random.uniform(min(base, ceiling), ceiling)
+QUEUED, SENT, REMOVED = "queued", "sent", "removed"
+# The claim, retry and sweep of chat/webhooks/ledger.py, on this table. The provider's
+# Retry-After is honoured in full (not capped by our own backoff's maximum); only the
+# give-up time bounds it.
+LEDGER = ledger.Ledger(
+    model=PushDelivery,
+    task=TASK,
+    open=QUEUED,
+    done=SENT,
+    done_at="sent_at",
+    settings="PUSH",
+    cap_retry_after=False,
+)
 
 
 def _send(delivery: PushDelivery, device: PushDevice, notification: dict) -> providers.Outcome:
@@ -73,41 +68,20 @@ def _send(delivery: PushDelivery, device: PushDevice, notification: dict) -> pro
 def attempt(delivery_id: str, expected_attempts: int | None = None) -> RetryLater | None:
     """One attempt at a delivery; returns when to retry, or None (finished, someone else's,
     or left to the sweeper)."""
-    config = current_app.config
     with atomic():  # the claim is visible, and nothing is held, while the provider answers
         row = db.session.execute(
             select(PushDelivery, PushDevice)
             .outerjoin(PushDevice, PushDevice.id == PushDelivery.device_id)
             .where(PushDelivery.id == delivery_id)
         ).first()
-        if row is None or row[0].status != QUEUED:
+        if row is None or not ledger.expected(LEDGER, row[0], expected_attempts):
             return None
         delivery, device = row
-        seen = delivery.attempts
-        if expected_attempts is not None and seen != expected_attempts:
-            return None
         if device is None:
             _finish(delivery_id, FAILED, None, "the device was removed")
             return None
-        now = now_ms()
-        deadline = delivery.created_at + int(config["PUSH_GIVE_UP_AFTER"] * 1000)
-        if now >= deadline:
-            _finish(delivery_id, FAILED, delivery.last_status_code, _give_up(delivery.last_error))
-            return None
-        lease = int((webhook_time_limits(config)[1] + LEASE_MARGIN_S) * 1000)
-        claimed = (
-            db.session.execute(
-                update(PushDelivery)
-                .where(
-                    PushDelivery.id == delivery_id,
-                    PushDelivery.status == QUEUED,
-                    PushDelivery.attempts == seen,
-                )
-                .values(attempts=seen + 1, next_attempt_at=now + lease)
-            ).rowcount
-            == 1
-        )
-        if not claimed:
+        claim = ledger.claim(LEDGER, delivery, _finish)
+        if claim is None:
             return None
         notification = json.loads(delivery.payload)
 
@@ -119,36 +93,9 @@ def attempt(delivery_id: str, expected_attempts: int | None = None) -> RetryLate
     if outcome.gone:
         _finish(delivery_id, REMOVED, outcome.status_code, outcome.error, remove_device=device.id)
         return None
-    now = now_ms()
-    if outcome.permanent or now >= deadline:
-        _finish(
-            delivery_id,
-            FAILED,
-            outcome.status_code,
-            outcome.error if outcome.permanent else _give_up(outcome.error),
-        )
-        return None
-    number = seen + 1
-    # The provider's Retry-After is honoured in full (not capped by our own backoff's
-    # maximum); only the give-up time bounds it.
-    delay = min(max(backoff_seconds(number), outcome.retry_after), (deadline - now) / 1000)
-    with atomic():
-        done = (
-            db.session.execute(
-                update(PushDelivery)
-                .where(PushDelivery.id == delivery_id, PushDelivery.status == QUEUED)
-                .values(
-                    last_status_code=outcome.status_code,
-                    last_error=_truncate(outcome.error),
-                    next_attempt_at=now + math.ceil(delay * 1000),
-                )
-            ).rowcount
-            == 1
-        )
-    metrics.push_notification("retry", device.kind)
-    if not done or delay > config["CELERY_VISIBILITY_TIMEOUT"] / 2:
-        return None  # the sweeper queues it when it is due
-    return RetryLater(delay, (delivery_id, number))
+    return ledger.after_failure(
+        LEDGER, delivery_id, claim, outcome, _finish, lambda: metrics.push_notification("retry", device.kind)
+    )
 
 
 def _finish(
@@ -159,20 +106,11 @@ def _finish(
     *,
     remove_device: str | None = None,
 ) -> None:
-    values = {
-        "status": status,
-        "next_attempt_at": None,
-        "last_status_code": status_code,
-        "last_error": _truncate(error),
-        "payload": "",
-    }
-    if status == SENT:
-        values["sent_at"] = now_ms()
     with atomic():
         kind = db.session.execute(
             update(PushDelivery)
             .where(PushDelivery.id == delivery_id, PushDelivery.status == QUEUED)
-            .values(**values)
+            .values(**ledger.finished_values(LEDGER, status, status_code, error))
             .returning(PushDelivery.kind)
         ).scalar()
         if remove_device is not None:
@@ -180,81 +118,15 @@ def _finish(
     metrics.push_notification(status, kind or "unknown")
 
 
-def _give_up(error: str | None) -> str:
-    return _truncate(
-        f"gave up after {current_app.config['PUSH_GIVE_UP_AFTER']:g} s; last error: {error or 'none'}"
-    )
-
-
 def requeue_due(now: int, limit: int = 500) -> int:
     """Beat: queue again every queued delivery that is due and that no task holds (its
     lease ran out, or its task was lost), and fail the ones past the give-up time."""
-    config = current_app.config
-    grace_ms = int(config["WEBHOOK_REQUEUE_AFTER"] * 1000)
-    give_up_ms = int(config["PUSH_GIVE_UP_AFTER"] * 1000)
-    rows = db.session.execute(
-        select(PushDelivery.id, PushDelivery.attempts, PushDelivery.created_at, PushDelivery.last_error)
-        .where(
-            PushDelivery.status == QUEUED,
-            PushDelivery.next_attempt_at <= now,
-            or_(PushDelivery.attempts > 0, PushDelivery.next_attempt_at <= now - grace_ms),
-        )
-        .order_by(PushDelivery.next_attempt_at)
-        .limit(limit)
-    ).all()
-    end_read()
-    queued = 0
-    for delivery_id, attempts, created_at, last_error in rows:
-        with atomic():
-            if now >= created_at + give_up_ms:
-                db.session.execute(
-                    update(PushDelivery)
-                    .where(
-                        PushDelivery.id == delivery_id,
-                        PushDelivery.status == QUEUED,
-                        PushDelivery.attempts == attempts,
-                    )
-                    .values(status=FAILED, next_attempt_at=None, last_error=_give_up(last_error), payload="")
-                )
-                continue
-            marked = (
-                db.session.execute(
-                    update(PushDelivery)
-                    .where(
-                        PushDelivery.id == delivery_id,
-                        PushDelivery.status == QUEUED,
-                        PushDelivery.attempts == attempts,
-                    )
-                    .values(next_attempt_at=now if attempts == 0 else now + grace_ms)
-                ).rowcount
-                == 1
-            )
-            if marked:
-                outbox.enqueue(TASK, delivery_id, attempts)
-                queued += 1
-    return queued
+    return ledger.requeue_due(LEDGER, now, limit)
 
 
 def prune(now: int) -> int:
     """Beat: remove finished deliveries older than ``PUSH_LOG_RETENTION_HOURS``, in batches."""
-    cutoff = now - int(current_app.config["PUSH_LOG_RETENTION_HOURS"] * 3600 * 1000)
-    removed = 0
-    while True:
-        batch = (
-            select(PushDelivery.id)
-            .where(PushDelivery.status != QUEUED, PushDelivery.created_at < cutoff)
-            .limit(PRUNE_BATCH)
-            .scalar_subquery()
-        )
-        with atomic():
-            gone = db.session.execute(
-                delete(PushDelivery)
-                .where(PushDelivery.id.in_(batch))
-                .execution_options(synchronize_session=False)
-            ).rowcount
-        removed += gone
-        if gone < PRUNE_BATCH:
-            return removed
+    return ledger.prune_finished(LEDGER, now)
 
 
 def log_for_user(user_id: int, page: int, page_size: int):

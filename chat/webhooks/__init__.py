@@ -3,7 +3,8 @@
 ``registry`` (register, list, delete, the delivery log), ``addresses`` (where a webhook may
 go), ``signing`` (secrets kept encrypted, signatures), ``transport`` (one POST on the wire),
 ``deliveries`` (recorded with the event, attempted by a task, retried, swept, withdrawn when
-their message is deleted, pruned after the retention).
+their message is deleted, pruned after the retention), ``ledger`` (how a delivery is claimed,
+retried and swept: the protocol webhook deliveries and device notifications share).
 """
 
 from chat.webhooks.deliveries import (

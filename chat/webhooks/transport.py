@@ -40,9 +40,10 @@ ANSWER_MAX_BYTES = 4096
 _DELAY_SECONDS = re.compile(r"[0-9]+")
 
 
-def _retry_after(response: requests.Response) -> float:
-    """A receiver's ``Retry-After`` in seconds (only the seconds form), else 0."""
-    value = response.headers.get("Retry-After", "").strip()
+def retry_after_seconds(headers) -> float:
+    """An answer's ``Retry-After`` in seconds (only the seconds form), else 0: a webhook
+    receiver's, or a push provider's (chat/notifications/providers.py)."""
+    value = (headers.get("Retry-After") or "").strip()
     return float(value) if _DELAY_SECONDS.fullmatch(value) else 0.0
 
 
@@ -230,7 +231,7 @@ def post_raw(
         return None, f"no complete response within {limit:g} s"
     if not complete:
         return None, f"the answer was larger than {ANSWER_MAX_BYTES} bytes"
-    return Answer(response.status_code, answer, complete, _retry_after(response)), None
+    return Answer(response.status_code, answer, complete, retry_after_seconds(response.headers)), None
 
 
 def post(url: str, secret: str | None, delivery_id: str, event: str, body: bytes, attempt: int) -> Outcome:
@@ -275,4 +276,4 @@ def post(url: str, secret: str | None, delivery_id: str, event: str, body: bytes
     if 200 <= code < 300:
         return Outcome(True, False, code, None)
     # 410 Gone is the receiver saying "stop": the one status not retried.
-    return Outcome(False, code == 410, code, f"answered HTTP {code}", _retry_after(response))
+    return Outcome(False, code == 410, code, f"answered HTTP {code}", retry_after_seconds(response.headers))

@@ -15,10 +15,10 @@ import websocket
 from devstack import (
     BIN,
     ApiUser,
-    LiveProcess,
     flask_command,
     free_port,
     start_server,
+    start_web_process,
     start_worker,
     wait_until,
 )
@@ -373,20 +373,9 @@ def test_the_gateway_under_flask_run_never_logs_its_token(live_database_url, tmp
     bot_token = flask_command(env, "bot", "create", "embedded-bot").strip().splitlines()[-1]
     port = free_port()
     env["PORT"] = str(port)  # as `make run` passes it: the gateway's URL is built from it
-    server = LiveProcess(
-        "flask-run", [str(BIN / "flask"), "run", "--host", "127.0.0.1", "--port", str(port)], env, tmp_path
-    ).start()
-    base = f"http://127.0.0.1:{port}"
+    argv = [str(BIN / "flask"), "run", "--host", "127.0.0.1", "--port", str(port)]
+    server, base = start_web_process("flask-run", argv, env, tmp_path, port, timeout=30, what="flask run")
     try:
-
-        def up():
-            assert server.alive(), server.log_tail()
-            try:
-                return requests.get(f"{base}/livez", timeout=1).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_until(up, 30, what="flask run")
         user = ApiUser(base, key, "embedded-user")
         bot_id = requests.get(
             f"{base}/api/v3/user/me", headers={"Authorization": f"Bot {bot_token}"}, timeout=10

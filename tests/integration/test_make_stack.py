@@ -13,7 +13,7 @@ import sys
 import pytest
 import requests
 
-from devstack import ROOT, ApiUser, free_port, wait_until
+from devstack import ROOT, ApiUser, LiveProcess, free_port, wait_answering, wait_until
 from tests.conftest import REDIS_URL
 
 pytestmark = pytest.mark.integration
@@ -34,28 +34,14 @@ def test_one_command_runs_the_stack_and_one_ctrl_c_stops_it(empty_database_url, 
             "WEBHOOK_CONCURRENCY": "1",
         }
     )
-    log_path = tmp_path / "stack.log"
-    with open(log_path, "wb") as log:
-        # A session of its own stands for the terminal: Ctrl-C signals its whole group.
-        stack = subprocess.Popen(
-            [sys.executable, "devstack.py", "stack"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    # A session of its own (as every LiveProcess has) stands for the terminal: Ctrl-C signals
+    # its whole group.
+    stack = LiveProcess("stack", [sys.executable, "devstack.py", "stack"], env, tmp_path, inherit_env=False)
+    stack.start()
+    log_path = stack.log_path
     base = f"http://127.0.0.1:{port}"
     try:
-
-        def up():
-            assert stack.poll() is None, log_path.read_text()
-            try:
-                return requests.get(f"{base}/livez", timeout=1).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_until(up, 90, what="the stack's web process")
+        wait_answering(f"{base}/livez", stack, timeout=90, what="the stack's web process")
         key = (state / "web-app-key").read_text().strip()
         alice, bob = ApiUser(base, key, "stack-alice"), ApiUser(base, key, "stack-bob")
         conversation = alice.open_with(bob)
@@ -81,12 +67,11 @@ def test_one_command_runs_the_stack_and_one_ctrl_c_stops_it(empty_database_url, 
         for name in ("web.1", "worker.1", "webhooks.1", "beat.1"):
             assert f" {name}" in text and "|" in text, name
     finally:
-        if stack.poll() is None:
-            os.killpg(stack.pid, signal.SIGINT)
+        stack.kill(signal.SIGINT)
         try:
-            stack.wait(60)
+            stack.process.wait(60)
         except subprocess.TimeoutExpired:
-            os.killpg(stack.pid, signal.SIGKILL)
+            stack.kill(signal.SIGKILL)
             raise
     text = log_path.read_text()
     assert all(f"{name} stopped" in text for name in ("web.1", "worker.1", "webhooks.1", "beat.1")), text[

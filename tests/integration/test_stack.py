@@ -18,7 +18,18 @@ from contextlib import ExitStack, contextmanager
 import pytest
 import requests
 
-from devstack import BIN, ROOT, ApiUser, LiveProcess, Trickler, flask_command, free_port, procfile, wait_until
+from devstack import (
+    BIN,
+    ROOT,
+    ApiUser,
+    LiveProcess,
+    Trickler,
+    flask_command,
+    free_port,
+    procfile,
+    wait_answering,
+    wait_until,
+)
 from tests.conftest import REDIS_URL
 
 pytestmark = pytest.mark.integration
@@ -55,23 +66,6 @@ def platform_env(empty_database_url, redis_prefix, tmp_path) -> dict[str, str]:
     return env
 
 
-class ProcfileProcess(LiveProcess):
-    """One Procfile line, run the way a platform runs it: ``bash -c`` in the app's root."""
-
-    def start(self) -> "ProcfileProcess":
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            ["bash", "-c", self.argv[0]],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        return self
-
-
 @contextmanager
 def procfile_stack(env: dict[str, str], log_dir):
     """``release``, then every long-running line of the Procfile; yields the processes by
@@ -81,22 +75,22 @@ def procfile_stack(env: dict[str, str], log_dir):
         ["bash", "-c", commands["release"]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert release.returncode == 0, release.stdout + release.stderr
+    # Each line run the way a platform runs it: ``bash -c`` in the app's root, with only the
+    # platform's environment.
     processes = {
-        name: ProcfileProcess(name, [commands[name]], env, log_dir).start()
+        name: LiveProcess(name, ["bash", "-c", commands[name]], env, log_dir, inherit_env=False).start()
         for name in ("web", "worker", "webhooks", "beat")
     }
     base = f"http://127.0.0.1:{env['PORT']}"
     try:
-
-        def ready():
-            for process in processes.values():
-                assert process.alive(), f"{process.name} exited:\n{process.log_tail()}"
-            try:
-                return requests.get(f"{base}/readyz", timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_until(ready, 45, interval=0.2, what="the web process to be ready")
+        wait_answering(
+            f"{base}/readyz",
+            *processes.values(),
+            timeout=45,
+            interval=0.2,
+            request_timeout=2,
+            what="the web process to be ready",
+        )
         yield processes
         for process in processes.values():
             assert process.alive(), f"{process.name} exited:\n{process.log_tail()}"

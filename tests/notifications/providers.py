@@ -57,18 +57,6 @@ class Pushed:
     claims: dict
 
 
-def wait_for(condition, seconds: float = 10, what: str = "the condition"):
-    """Poll ``condition`` until it is truthy (returns it) or fail after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 class WebPushService:
     """``with WebPushService(vapid_public_key) as service``: ``service.subscribe()`` makes a
     subscription on it; ``service.received`` is what was pushed, decrypted and verified."""

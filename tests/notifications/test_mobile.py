@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from tests.notifications.providers import ApnsService, FcmService, wait_for
+from devstack import wait_until
+from tests.notifications.providers import ApnsService, FcmService
 from tests.test_stream import Reader, open_stream
 from tests.webhooks.receiver import self_signed, settle
 
@@ -120,7 +121,7 @@ def test_an_offline_recipient_gets_exactly_one_notification_within_the_delay_plu
     cid = alice.open_with(bob)
     started = time.monotonic()
     alice.send(cid, "hello")
-    wait_for(provider.received, app.config["NOTIFY_DELAY_SECONDS"] + 2, "the notification")
+    wait_until(provider.received, app.config["NOTIFY_DELAY_SECONDS"] + 2, what="the notification")
     assert time.monotonic() - started < app.config["NOTIFY_DELAY_SECONDS"] + 2
     settle()
     code = bob.get("/conversation").json["data"][0]["code"]
@@ -191,7 +192,7 @@ def test_a_hanging_provider_does_not_delay_another_users_event_stream(provider, 
     cid = alice.open_with(bob)
     stream = Reader(open_stream(bob.client, bob.session))
     try:
-        wait_for(lambda: provider.service.attempts, 10, "the provider to be called")  # it now hangs
+        wait_until(lambda: provider.service.attempts, 10, what="the provider to be called")  # it now hangs
         alice.send(cid, "to bob")
         (event,) = stream.events(1)  # arrives while the provider is still hanging
         assert event["data"]["content"] == "to bob" and not hang.is_set()

@@ -17,8 +17,9 @@ from sqlalchemy import select
 
 from chat.extensions import db
 from chat.models import PushDevice
+from devstack import wait_until
 from tests.conftest import ClassicUser
-from tests.notifications.providers import WebPushService, wait_for
+from tests.notifications.providers import WebPushService
 from tests.test_stream import Reader, open_stream
 from tests.webhooks.receiver import settle
 
@@ -158,10 +159,10 @@ def test_an_offline_recipient_gets_exactly_one_notification_within_the_delay_plu
     cid = alice.open_with(bob)
     started = time.monotonic()
     assert alice.send(cid, "secret plans").status_code == 200
-    (pushed,) = wait_for(
+    (pushed,) = wait_until(
         lambda: service.for_subscription(bob_device),
         app.config["NOTIFY_DELAY_SECONDS"] + 2,
-        "the notification",
+        what="the notification",
     )
     assert time.monotonic() - started < app.config["NOTIFY_DELAY_SECONDS"] + 2
     code = alice.get("/conversation").json["data"][0]["code"]
@@ -354,7 +355,7 @@ def test_a_hanging_push_service_does_not_delay_another_users_event_stream(alice,
         alice.send(alice.open_with(carol), "to carol")
         cid = alice.open_with(bob)
         stream = Reader(open_stream(bob.client, bob.session))
-        wait_for(lambda: stuck.attempts, 10, "the push service to be called")  # it now hangs
+        wait_until(lambda: stuck.attempts, 10, what="the push service to be called")  # it now hangs
         alice.send(cid, "to bob")
         (event,) = stream.events(1)  # arrives while the push service is still hanging
         assert event["data"]["content"] == "to bob" and not hang.is_set()

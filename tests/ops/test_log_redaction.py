@@ -12,7 +12,7 @@ import requests
 
 from chat import create_app
 from chat.platform.logging_setup import RedactTokensFilter, configure_logging, redact
-from devstack import BIN, ROOT, LiveProcess, free_port, start_server, wait_until
+from devstack import BIN, ROOT, LiveProcess, free_port, start_server, wait_answering, wait_until
 
 SECRET = "s3cr3t-T0KEN_value"
 
@@ -143,20 +143,15 @@ def test_flask_run_does_not_log_the_token(live_database_url, tmp_path):
         "flask-run", [str(BIN / "flask"), "run", "--host", "127.0.0.1", "--port", str(port)], env, tmp_path
     ).start()
     try:
-
-        def answered():
-            assert server.alive(), server.log_tail()
-            try:
-                return (
-                    requests.get(
-                        f"http://127.0.0.1:{port}/api/v3/events", params={"token": SECRET}, timeout=2
-                    ).status_code
-                    == 401
-                )
-            except requests.RequestException:
-                return False
-
-        wait_until(answered, 30, interval=0.1, what="flask run to answer")
+        wait_answering(
+            f"http://127.0.0.1:{port}/api/v3/events?token={SECRET}",
+            server,
+            status=401,
+            timeout=30,
+            interval=0.1,
+            request_timeout=2,
+            what="flask run to answer",
+        )
         wait_until(
             lambda: "token=[redacted]" in server.log_path.read_text(), 10, what="the request line in the log"
         )

@@ -14,10 +14,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import requests
 
 from tests.conftest import REDIS_URL
-from devstack import BIN, ROOT, free_port, procfile, wait_until
+from devstack import BIN, ROOT, LiveProcess, free_port, procfile, wait_answering
 
 PRODUCTION = {
     "SECRET_KEY": "s3cret",
@@ -115,27 +114,16 @@ def _few_open_files() -> None:
 def test_the_web_line_starts_when_the_configuration_is_complete(tmp_path):
     """The check refuses only what is wrong: with everything set, the line serves."""
     env = _platform_env(PRODUCTION)
-    log = open(tmp_path / "web.log", "wb")
-    process = subprocess.Popen(
-        ["bash", "-c", procfile()["web"]],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=_few_open_files,
-    )
-    log.close()
+    process = LiveProcess("web", ["bash", "-c", procfile()["web"]], env, tmp_path, inherit_env=False)
+    process.start(preexec_fn=_few_open_files)
     try:
-
-        def up():
-            assert process.poll() is None, (tmp_path / "web.log").read_text()
-            try:
-                return requests.get(f"http://127.0.0.1:{env['PORT']}/livez", timeout=1).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_until(up, 30, interval=0.1, what="the web line to answer /livez")
+        wait_answering(
+            f"http://127.0.0.1:{env['PORT']}/livez",
+            process,
+            timeout=30,
+            interval=0.1,
+            what="the web line to answer /livez",
+        )
         # Each gevent worker may hold thousands of connections, a file descriptor each: the
         # line raises the open-files limit (to 16384, or the hard limit when that is lower).
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -144,5 +132,5 @@ def test_the_web_line_starts_when_the_configuration_is_complete(tmp_path):
         soft = next(line.split()[3] for line in limits.splitlines() if line.startswith("Max open files"))
         assert soft == "unlimited" or int(soft) >= wanted
     finally:
-        _kill_group(process)
-        process.wait(10)
+        process.kill()
+        process.process.wait(10)

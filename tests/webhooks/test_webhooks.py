@@ -18,9 +18,9 @@ from sqlalchemy import select
 from chat import backends, webhooks
 from chat.extensions import db
 from chat.models import Webhook, WebhookDelivery
-from chat.webhooks import addresses
+from chat.webhooks import addresses, ledger
 from chat.webhooks import deliveries as attempts
-from devstack import Trickler
+from devstack import Trickler, wait_until
 from tests.webhooks.receiver import Receiver, self_signed, settle
 
 API = "/api/v3/webhooks"
@@ -345,21 +345,12 @@ def test_a_trickling_receiver_is_cut_off_at_the_attempt_deadline(
         took = time.monotonic() - started
         assert receiver.connections == 1
         # The service hung up: the receiver's side of the connection is closed too.
-        assert wait_for(lambda: receiver.open == 0, 3)
+        wait_until(lambda: receiver.open == 0, 3, what="the receiver's side to close")
     assert item["status"] == "pending" and item["attempts"] == 1
     assert item["last_error"] == "no complete response within 1.5 s"
     # The deadline is the behaviour under test: a receiver that never finishes would hold the
     # attempt for good without it; 1.5 s, with room for a busy machine around it.
     assert took < 5, f"the attempt took {took:.1f} s"
-
-
-def wait_for(predicate, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def test_a_message_deleted_for_everyone_is_announced(client, alice, bob):
@@ -561,7 +552,7 @@ def test_a_short_wait_is_a_countdown(app, client, bob):
         delivery_id = _pending_delivery(hook, int(time.time() * 1000))
         later = attempts.attempt(delivery_id, 0)
     assert later is not None and later.args == (delivery_id, 1)
-    assert 0 < later.seconds <= attempts.longest_task_wait() == 30
+    assert 0 < later.seconds <= ledger.longest_task_wait() == 30
 
 
 def test_a_first_attempt_behind_a_backlog_is_not_queued_twice(app, client, bob):
