@@ -41,11 +41,15 @@ stack: install-dev
 # The PostgreSQL server of the second test pass; the run makes and drops a database of its own.
 TEST_PG_SERVER ?= $(or $(TEST_DATABASE_URL),postgresql://postgres@127.0.0.1:5432/)
 
-## The code's shape, held by CI: ruff (imports at the top, unused names, import order) on the
-## app, import-linter's contracts (.importlinter: the layers, one way down), and mypy over
-## chat/ (mypy.ini: the backends' Protocols strictly, every function body checked).
+## The code's shape, held by CI: `ruff format` (one layout) and ruff's rules (pycodestyle's E
+## and W with 110-character lines, unused and undefined names, import order, imports at the
+## top of the app's modules; ruff.toml) over every Python file; import-linter's contracts
+## (.importlinter: the layers, one way down); mypy over chat/ (mypy.ini: the backends'
+## Protocols strictly, every function body checked).
+PYTHON_SOURCES := chat workers tests bench tools migrations config.py devstack.py gunicorn.conf.py wsgi.py
 lint: install-dev
-	$(BIN)/ruff check chat workers
+	$(BIN)/ruff format --check $(PYTHON_SOURCES)
+	$(BIN)/ruff check $(PYTHON_SOURCES)
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 

@@ -78,7 +78,8 @@ def worker_drain(stack: Stack) -> list[Row]:
         Row(
             "worker drain, 1 process",
             BACKLOG,
-            note=f"{drained / seconds:.0f} deliveries/s ({drained} queued pushes in {seconds:.1f} s after a first "
+            note=f"{drained / seconds:.0f} deliveries/s ({drained} queued pushes in {seconds:.1f} s "
+            "after a first "
             f"batch of {first_batch}; {time.monotonic() - started:.1f} s with the worker's start-up; the "
             "backlog sent through the set-up server)",
         )

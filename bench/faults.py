@@ -699,7 +699,9 @@ def run(
             "deleted messages showing content after a delete/edit race": still_there,
             "load seconds": round(load_seconds, 1),
             "send rate (msg/s)": round(len(answers.log) / load_seconds),
-            "push lag with a trickling webhook receiver, p50 / max (ms)": f"{lags[len(lags) // 2]:.0f} / {lags[-1]:.0f}",
+            "push lag with a trickling webhook receiver, p50 / max (ms)": (
+                f"{lags[len(lags) // 2]:.0f} / {lags[-1]:.0f}"
+            ),
             "trickling receiver's connections (each cut at its deadline)": trickled,
             "faults": faults,
             "processes": census["counts"],

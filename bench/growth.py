@@ -37,14 +37,17 @@ def _add_conversations(stack: Stack, user_id: int, count: int, first_peer_id: in
     """``count`` more conversations for ``user_id``, with freshly made peer users."""
     with stack.connect() as conn:
         conn.execute(
-            """INSERT INTO users (id, username, username_key, nickname, avatar, identify_num, is_bot, created_at)
-               SELECT %(first)s + n, 'peer' || (%(first)s + n), 'peer' || (%(first)s + n), 'peer', '', '0001', false, 0
+            """INSERT INTO users (id, username, username_key, nickname, avatar, identify_num, is_bot,
+                                  created_at)
+               SELECT %(first)s + n, 'peer' || (%(first)s + n), 'peer' || (%(first)s + n), 'peer', '',
+                      '0001', false, 0
                FROM generate_series(1, %(count)s) AS n""",
             {"first": first_peer_id, "count": count},
         )
         conn.execute(
             """INSERT INTO conversations (id, code, user_low, user_high, created_at)
-               SELECT -100000000 - %(first)s %% 800000000 - n, md5(random()::text || n), least(%(me)s, %(first)s + n),
+               SELECT -100000000 - %(first)s %% 800000000 - n, md5(random()::text || n),
+                      least(%(me)s, %(first)s + n),
                       greatest(%(me)s, %(first)s + n), 0
                FROM generate_series(1, %(count)s) AS n""",
             {"first": first_peer_id, "count": count, "me": user_id},

@@ -80,7 +80,8 @@ def _add_messages(stack: Stack, chats: list[tuple[int, int]], reader_id: int, fi
                       n || ' ' || CASE WHEN n %% %(every)s = 0 THEN %(rare)s ELSE t.content END, 1,
                       (extract(epoch from now()) * 1000)::bigint, (extract(epoch from now()) * 1000)::bigint,
                       ' ' || n || CASE WHEN n %% %(every)s = 0 THEN %(rare_doc)s ELSE t.doc END
-               FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS n JOIN bench_texts t ON t.i = n %% %(texts)s""",
+               FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS n
+               JOIN bench_texts t ON t.i = n %% %(texts)s""",
             {
                 "chats": [c for c, _ in chats],
                 "peers": [p for _, p in chats],

@@ -290,8 +290,12 @@ def run(
             "achieved rate (msg/s)": round(len(in_run) / measured_seconds, 1),
             "failed sends (whole load)": sum(1 for _, _, ok in sent if not ok),
             "failed sends by answer": dict(failures),
-            "send p50 / p99, first half (ms)": f"{percentile(first, 0.5):.1f} / {percentile(first, 0.99):.1f}",
-            "send p50 / p99, second half (ms)": f"{percentile(second, 0.5):.1f} / {percentile(second, 0.99):.1f}",
+            "send p50 / p99, first half (ms)": (
+                f"{percentile(first, 0.5):.1f} / {percentile(first, 0.99):.1f}"
+            ),
+            "send p50 / p99, second half (ms)": (
+                f"{percentile(second, 0.5):.1f} / {percentile(second, 0.99):.1f}"
+            ),
             "push backlog, largest sample": max(b for _, b, _ in backlog),
             "messages unpushed past PUSH_SWEEP_MIN_AGE_SECONDS, largest sample": max(
                 s for _, _, s in backlog

@@ -66,7 +66,8 @@ def _stream_tokens(stack: Stack, users: int) -> list[str]:
     now = int(time.time() * 1000)
     stack.sql(
         """INSERT INTO users (id, username, username_key, nickname, avatar, identify_num, is_bot, created_at)
-                 SELECT %(first)s + n, 'streams' || (%(first)s + n), 'streams' || (%(first)s + n), 'streams', '',
+                 SELECT %(first)s + n, 'streams' || (%(first)s + n), 'streams' || (%(first)s + n),
+                        'streams', '',
                         '0001', false, %(now)s
                  FROM generate_series(0, %(users)s - 1) AS n""",
         {"first": first, "users": users, "now": now},

@@ -22,7 +22,8 @@ class FileQuerySchema(BaseSchema):
     thumb = fields.Boolean(
         load_default=False,
         metadata={
-            "description": "1: the image's thumbnail (JPEG, at most 320 px on its longer side); 404 for other kinds"
+            "description": "1: the image's thumbnail (JPEG, at most 320 px on its longer side); 404 "
+            "for other kinds"
         },
     )
 

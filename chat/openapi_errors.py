@@ -86,7 +86,10 @@ DESCRIPTIONS = {
     "(see the message)",
     416: "The byte range asked for is outside the file (`Content-Range: bytes */<size>`)",
     429: "Rate limited: wait `Retry-After` seconds",
-    503: "A dependency (the database; Redis for the event stream) is unavailable: retry after `Retry-After` seconds",
+    503: (
+        "A dependency (the database; Redis for the event stream) is unavailable: "
+        "retry after `Retry-After` seconds"
+    ),
 }
 RETRY_AFTER = {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
 # KOOK's rate-limit headers, on every KOOK answer (chat/ratelimit.py).

@@ -28,7 +28,10 @@ CONFIG = ROOT / ".importlinter"
 DOC = ROOT / "docs" / "architecture.md"
 PACKAGE = ROOT / "chat"
 COMMAND = "python -m tools.architecture"
-BEGIN = f"<!-- generated from .importlinter by `{COMMAND}`: edit that file or tools/architecture.py, not this table -->"
+BEGIN = (
+    f"<!-- generated from .importlinter by `{COMMAND}`: edit that file or tools/architecture.py, "
+    "not this table -->"
+)
 END = "<!-- end of the generated layers -->"
 
 # What each module holds, in a few words. A module that .importlinter (or chat/) gains needs
@@ -36,11 +39,12 @@ END = "<!-- end of the generated layers -->"
 DESCRIPTIONS: dict[str, str] = {
     "chat.app": "the application factory: configuration, extensions, blueprints, error handlers, hooks",
     "chat.classic": "the classic API's blueprint: routes and schemas, `{code, msg, data}`",
-    "chat.kook": "the KOOK-compatible API under `/api/v3` and `/gateway`: routes, schemas, event stream, gateway, "
-    "webhook routes",
+    "chat.kook": "the KOOK-compatible API under `/api/v3` and `/gateway`: routes, schemas, event stream, "
+    "gateway, webhook routes",
     "chat.web": "the web page at `/` and the API docs viewer at `/docs`",
     "chat.tasks": "the Celery tasks and the job table: thin, taking ids",
-    "chat.cli": "operator commands (`flask app-key`, `bot`, `secrets`, `counters`, `search`, `assets`, `demo`)",
+    "chat.cli": "operator commands (`flask app-key`, `bot`, `secrets`, `counters`, `search`, `assets`, "
+    "`demo`)",
     "chat.health": "the probes `/livez` and `/readyz`",
     "chat.files": "`GET /files/<token>/<name>`: uploaded files by URL alone",
     "chat.ratelimit": "rate limits (Flask-Limiter) and KOOK's rate-limit headers",
@@ -56,13 +60,16 @@ DESCRIPTIONS: dict[str, str] = {
     "the claim-retry-sweep ledger device notifications share",
     "chat.outbox": "side effects recorded in a transaction, performed after its commit",
     "chat.metrics": "every Prometheus metric and `GET /metrics`",
-    "chat.backends": "every backend built once from the configuration, each behind a `typing.Protocol`; the one place that asks whether Redis is configured",
+    "chat.backends": "every backend built once from the configuration, each behind a `typing.Protocol`; "
+    "the one place that asks whether Redis is configured",
     "chat.runner": "the task queues behind one `enqueue`: Celery on Redis, or in this process",
-    "chat.realtime": "per-user event bus (Redis Streams or in-process), presence, signals, SSE, gateway sessions",
+    "chat.realtime": "per-user event bus (Redis Streams or in-process), presence, signals, SSE, "
+    "gateway sessions",
     "chat.blueprint": "the Blueprint every API route is declared on, with `operation`",
     "chat.schemas": "what both dialects' schemas share: base schema, envelopes, loose fields",
     "chat.request_parser": "how routes read their arguments: webargs' parser, strict JSON, `body_or_query`",
-    "chat.kook_wire": "KOOK's wire format, pure: events from stream events, frames, socket and callback bytes",
+    "chat.kook_wire": "KOOK's wire format, pure: events from stream events, frames, socket and "
+    "callback bytes",
     "chat.examples": "the ids the OpenAPI examples name and `flask demo` seeds",
     "chat.celery_config": "Celery's settings, derived from the app's configuration",
     "chat.names": "usernames and nicknames: PRECIS profiles, confusable skeletons",
@@ -74,10 +81,11 @@ DESCRIPTIONS: dict[str, str] = {
     "chat.endpoints": "marks a view sets on itself (a send, a password check, its body limit, uploads, "
     "a credential in its answer)",
     "chat.errors": "the one error type, raised one way, and its handlers",
-    "chat.db": "the one transaction boundary: `atomic()`, `on_commit()` and the named modes (`end_read`, `autocommit`, ...)",
+    "chat.db": "the one transaction boundary: `atomic()`, `on_commit()` and the named modes "
+    "(`end_read`, `autocommit`, ...)",
     "chat.extensions": "unbound extension instances (db, migrate, the OpenAPI `api`)",
-    "chat.dialects": "which dialect a path speaks (KOOK: `/api/v3`, `/gateway`; classic: the rest), and each one's "
-    "envelopes",
+    "chat.dialects": "which dialect a path speaks (KOOK: `/api/v3`, `/gateway`; classic: the rest), "
+    "and each one's envelopes",
 }
 
 _LAYERS = "importlinter:contract:layers"

@@ -23,7 +23,8 @@ CLASSIC_TYPES = sorted(FROM_CLASSIC, reverse=True)
 NONCE = fields.String(
     validate=validate.Length(1, 64),
     metadata={
-        "description": "Optional, up to 64 characters: a retry with the same nonce returns the original message."
+        "description": "Optional, up to 64 characters: a retry with the same nonce returns the "
+        "original message."
     },
 )
 
@@ -55,7 +56,8 @@ class LoginSchema(BaseSchema):
         load_default="",
         validate=validate.Length(max=64),
         metadata={
-            "description": "Optional: how this session is named in the list of sessions (default: the User-Agent)."
+            "description": "Optional: how this session is named in the list of sessions (default: "
+            "the User-Agent)."
         },
     )
 
@@ -127,7 +129,8 @@ class MessageSearchQuerySchema(BaseSchema):
     include_hidden = fields.Boolean(
         load_default=False,
         metadata={
-            "description": "Also search conversations I deleted from my list (their cleared history stays gone)."
+            "description": "Also search conversations I deleted from my list (their cleared history "
+            "stays gone)."
         },
     )
 

@@ -108,7 +108,8 @@ class DirectMessageListQuerySchema(PageQuerySchema, ChatRefSchema):
     msg_id = fields.String(
         validate=MSG_ID,
         metadata={
-            "description": "Reference message; without it the newest page is returned (and marks the chat read)."
+            "description": "Reference message; without it the newest page is returned (and marks "
+            "the chat read)."
         },
     )
     flag = fields.String(
@@ -343,7 +344,8 @@ class DirectMessageSchema(BaseSchema):
     kind = fields.String(
         attribute="view.message.type",
         metadata={
-            "description": "The message's kind by name (text, image, video, file, location, audio, kmarkdown, "
+            "description": "The message's kind by name (text, image, video, file, location, audio, "
+            "kmarkdown, "
             "card): KOOK has no location type and shows one as text (type 1)."
         },
     )

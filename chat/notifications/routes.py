@@ -1,6 +1,7 @@
 """The notification routes, built once per dialect: ``/push/...`` (classic envelope and auth)
 and ``/api/v3/push/...`` (KOOK envelope and token). Each dialect calls ``blueprint`` with its
-own prefix, dialect (``chat.dialects``: the envelope) and credential check, so the routes stay identical in both.
+own prefix, dialect (``chat.dialects``: the envelope) and credential check,
+so the routes stay identical in both.
 """
 
 from __future__ import annotations

@@ -72,7 +72,8 @@ class WebPushConfigSchema(LenientSchema):
     enabled = fields.Boolean()
     vapid_public_key = fields.String(
         metadata={
-            "description": "applicationServerKey for PushManager.subscribe(): base64url, uncompressed P-256 point."
+            "description": "applicationServerKey for PushManager.subscribe(): base64url, "
+            "uncompressed P-256 point."
         }
     )
 

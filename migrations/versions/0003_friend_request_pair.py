@@ -9,20 +9,20 @@ requests of pairs that are friends already are dropped.
 Revision ID: 0003_friend_request_pair
 Revises: 0002_webhook_schedule
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
-
-revision = '0003_friend_request_pair'
-down_revision = '0002_webhook_schedule'
+revision = "0003_friend_request_pair"
+down_revision = "0002_webhook_schedule"
 branch_labels = None
 depends_on = None
 
 
 def upgrade():
-    with op.batch_alter_table('friend_requests', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('pair_low', sa.BigInteger(), nullable=True))
-        batch_op.add_column(sa.Column('pair_high', sa.BigInteger(), nullable=True))
+    with op.batch_alter_table("friend_requests", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("pair_low", sa.BigInteger(), nullable=True))
+        batch_op.add_column(sa.Column("pair_high", sa.BigInteger(), nullable=True))
     op.execute("""
         UPDATE friend_requests SET
             pair_low = CASE WHEN from_user_id < to_user_id THEN from_user_id ELSE to_user_id END,
@@ -54,15 +54,16 @@ def upgrade():
                         AND older.pair_high = friend_requests.pair_high
                         AND older.id < friend_requests.id)
     """)
-    with op.batch_alter_table('friend_requests', schema=None) as batch_op:
-        batch_op.alter_column('pair_low', existing_type=sa.BigInteger(), nullable=False)
-        batch_op.alter_column('pair_high', existing_type=sa.BigInteger(), nullable=False)
-        batch_op.create_unique_constraint(batch_op.f('uq_friend_requests_pair_low_pair_high'),
-                                          ['pair_low', 'pair_high'])
+    with op.batch_alter_table("friend_requests", schema=None) as batch_op:
+        batch_op.alter_column("pair_low", existing_type=sa.BigInteger(), nullable=False)
+        batch_op.alter_column("pair_high", existing_type=sa.BigInteger(), nullable=False)
+        batch_op.create_unique_constraint(
+            batch_op.f("uq_friend_requests_pair_low_pair_high"), ["pair_low", "pair_high"]
+        )
 
 
 def downgrade():
-    with op.batch_alter_table('friend_requests', schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f('uq_friend_requests_pair_low_pair_high'), type_='unique')
-        batch_op.drop_column('pair_high')
-        batch_op.drop_column('pair_low')
+    with op.batch_alter_table("friend_requests", schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f("uq_friend_requests_pair_low_pair_high"), type_="unique")
+        batch_op.drop_column("pair_high")
+        batch_op.drop_column("pair_low")

@@ -12,12 +12,12 @@ they match what registration computes from now on.
 Revision ID: 0004_username_skeleton
 Revises: 0003_friend_request_pair
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
-
-revision = '0004_username_skeleton'
-down_revision = '0003_friend_request_pair'
+revision = "0004_username_skeleton"
+down_revision = "0003_friend_request_pair"
 branch_labels = None
 depends_on = None
 
@@ -34,15 +34,21 @@ def _skeleton_of(username: str, username_key: str) -> str:
 
 
 def upgrade():
-    with op.batch_alter_table('users', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('username_skeleton', sa.Text(), nullable=True))
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("username_skeleton", sa.Text(), nullable=True))
     conn = op.get_bind()
-    users = sa.table('users', sa.column('id', sa.BigInteger()), sa.column('username', sa.String()),
-                     sa.column('username_key', sa.String()), sa.column('created_at', sa.BigInteger()),
-                     sa.column('username_skeleton', sa.Text()))
+    users = sa.table(
+        "users",
+        sa.column("id", sa.BigInteger()),
+        sa.column("username", sa.String()),
+        sa.column("username_key", sa.String()),
+        sa.column("created_at", sa.BigInteger()),
+        sa.column("username_skeleton", sa.Text()),
+    )
     seen: set[str] = set()
-    rows = conn.execute(sa.select(users.c.id, users.c.username, users.c.username_key)
-                        .order_by(users.c.created_at, users.c.id)).all()
+    rows = conn.execute(
+        sa.select(users.c.id, users.c.username, users.c.username_key).order_by(users.c.created_at, users.c.id)
+    ).all()
     for user_id, username, username_key in rows:
         skeleton = _skeleton_of(username, username_key)
         if skeleton in seen:
@@ -51,9 +57,9 @@ def upgrade():
         conn.execute(users.update().where(users.c.id == user_id).values(username_skeleton=skeleton))
     # A unique index rather than a constraint: SQLite adds it without rebuilding the table
     # (which the foreign keys pointing at users would not allow).
-    op.create_index('ix_users_username_skeleton', 'users', ['username_skeleton'], unique=True)
+    op.create_index("ix_users_username_skeleton", "users", ["username_skeleton"], unique=True)
 
 
 def downgrade():
-    op.drop_index('ix_users_username_skeleton', table_name='users')
-    op.drop_column('users', 'username_skeleton')  # SQLite 3.35+ drops it in place
+    op.drop_index("ix_users_username_skeleton", table_name="users")
+    op.drop_column("users", "username_skeleton")  # SQLite 3.35+ drops it in place

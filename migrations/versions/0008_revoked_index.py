@@ -7,12 +7,12 @@ is the one that cannot be missed). Partial indexes keep that search to revoked r
 Revision ID: 0008_revoked_index
 Revises: 0007_read_wanted
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
-
-revision = '0008_revoked_index'
-down_revision = '0007_read_wanted'
+revision = "0008_revoked_index"
+down_revision = "0007_read_wanted"
 branch_labels = None
 depends_on = None
 
@@ -20,12 +20,14 @@ REVOKED = sa.text("revoked_at IS NOT NULL")
 
 
 def upgrade():
-    op.create_index('ix_tokens_revoked_at', 'tokens', ['revoked_at'],
-                    postgresql_where=REVOKED, sqlite_where=REVOKED)
-    op.create_index('ix_app_keys_revoked_at', 'app_keys', ['revoked_at'],
-                    postgresql_where=REVOKED, sqlite_where=REVOKED)
+    op.create_index(
+        "ix_tokens_revoked_at", "tokens", ["revoked_at"], postgresql_where=REVOKED, sqlite_where=REVOKED
+    )
+    op.create_index(
+        "ix_app_keys_revoked_at", "app_keys", ["revoked_at"], postgresql_where=REVOKED, sqlite_where=REVOKED
+    )
 
 
 def downgrade():
-    op.drop_index('ix_app_keys_revoked_at', table_name='app_keys')
-    op.drop_index('ix_tokens_revoked_at', table_name='tokens')
+    op.drop_index("ix_app_keys_revoked_at", table_name="app_keys")
+    op.drop_index("ix_tokens_revoked_at", table_name="tokens")

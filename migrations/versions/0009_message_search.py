@@ -9,19 +9,20 @@ the code being installed (the same as ``flask search rebuild``).
 Revision ID: 0009_message_search
 Revises: 0008_revoked_index
 """
+
 import sqlalchemy as sa
 from alembic import op
 
 from chat.search import index
 
-revision = '0009_message_search'
-down_revision = '0008_revoked_index'
+revision = "0009_message_search"
+down_revision = "0008_revoked_index"
 branch_labels = None
 depends_on = None
 
 
 def upgrade():
-    op.add_column('messages', sa.Column('search_text', sa.Text(), nullable=True))
+    op.add_column("messages", sa.Column("search_text", sa.Text(), nullable=True))
     bind = op.get_bind()
     index.fill(bind)  # before the index exists: one build instead of a million updates
     index.create(bind)
@@ -29,5 +30,5 @@ def upgrade():
 
 def downgrade():
     index.drop(op.get_bind())
-    with op.batch_alter_table('messages', schema=None) as batch_op:
-        batch_op.drop_column('search_text')
+    with op.batch_alter_table("messages", schema=None) as batch_op:
+        batch_op.drop_column("search_text")

@@ -8,12 +8,12 @@ deleted, leaving a tombstone row that the other side's history still points at.
 Revision ID: 0012_lifecycle
 Revises: 0011_assets
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
-
-revision = '0012_lifecycle'
-down_revision = '0011_assets'
+revision = "0012_lifecycle"
+down_revision = "0011_assets"
 branch_labels = None
 depends_on = None
 
@@ -21,11 +21,13 @@ depends_on = None
 # Plain ADD / DROP COLUMN (SQLite has both since 3.35): a batch operation would copy and drop
 # ``users``, which every other table references, and SQLite refuses that with rows present.
 COLUMNS = {
-    'tokens': (sa.Column('label', sa.String(length=128), nullable=True),
-               sa.Column('address', sa.String(length=64), nullable=True),
-               sa.Column('last_used_at', sa.BigInteger(), nullable=True)),
-    'app_keys': (sa.Column('last_used_at', sa.BigInteger(), nullable=True),),
-    'users': (sa.Column('deleted_at', sa.BigInteger(), nullable=True),),
+    "tokens": (
+        sa.Column("label", sa.String(length=128), nullable=True),
+        sa.Column("address", sa.String(length=64), nullable=True),
+        sa.Column("last_used_at", sa.BigInteger(), nullable=True),
+    ),
+    "app_keys": (sa.Column("last_used_at", sa.BigInteger(), nullable=True),),
+    "users": (sa.Column("deleted_at", sa.BigInteger(), nullable=True),),
 }
 
 
