@@ -2,7 +2,6 @@
 
 import threading
 
-from flask_migrate import Migrate
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
@@ -25,7 +24,6 @@ class Base(DeclarativeBase):
 # Rows are not expired by a commit: a request that commits and then answers builds its answer
 # from what it holds instead of reloading every row (each request has its own session).
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
-migrate = Migrate()
 
 
 class DocumentOnReadApi(Api):

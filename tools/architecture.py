@@ -83,7 +83,7 @@ DESCRIPTIONS: dict[str, str] = {
     "chat.errors": "the one error type, raised one way, and its handlers",
     "chat.db": "the one transaction boundary: `atomic()`, `on_commit()` and the named modes "
     "(`end_read`, `autocommit`, ...)",
-    "chat.extensions": "unbound extension instances (db, migrate, the OpenAPI `api`)",
+    "chat.extensions": "unbound extension instances (db, the OpenAPI `api`)",
     "chat.dialects": "which dialect a path speaks (KOOK: `/api/v3`, `/gateway`; classic: the rest), "
     "and each one's envelopes",
 }
