@@ -7,6 +7,13 @@ interleaved with the other's), then a summary line per pass. The run fails when 
 fails, pytest's exit 5 ("no tests ran") included. Each pass keeps its own temporary
 directory, database and Redis key prefixes (tests/conftest.py), so they cannot meet.
 
+Within a pass, the tests run on ``TEST_WORKERS`` pytest-xdist workers (default 2) that take
+the next test as they finish one (``--dist worksteal``). Most of the suite's time is tests
+waiting on processes they started (a server coming up, a worker being killed, a deadline
+passing), not computing: with two passes of two workers each, the machine's cores stay busy.
+Every test already has its own database, Redis key prefix, ports and directory, so two in one
+pass cannot meet either. ``TEST_WORKERS=0`` runs each pass in one process.
+
     python -m tests.passes [--only sqlite|postgres] [pytest arguments...]
 """
 
@@ -38,6 +45,9 @@ def main(argv: list[str]) -> int:
     if not passes:
         print(f"--only takes sqlite or postgres, not {only!r}", file=sys.stderr)
         return 2
+    workers = os.environ.get("TEST_WORKERS", "2")
+    if workers != "0" and not any(arg == "-n" or arg.startswith(("-n", "--numprocesses")) for arg in argv):
+        argv = ["-n", workers, "--dist", "worksteal", *argv]
     workdir = Path(tempfile.mkdtemp(prefix="chat-test-passes-"))
     print_lock = threading.Lock()
     results: dict[str, tuple[int, float]] = {}
