@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from chat.ratelimit import bucket_id
 from chat.services import accounts
-from tests.kook.test_ratelimit import _limits, limited  # noqa: F401  (the fixture)
+from tests.test_ratelimit import _limits, limited  # noqa: F401  (the fixture)
 
 
 def test_the_older_names_send_edit_list_and_delete(kalice, kbob):

@@ -2,10 +2,15 @@
 what each stream event becomes, and that the same stream event always becomes the same KOOK
 event (a session's replay numbers events as the first time)."""
 
+# ruff: noqa: F811
 from __future__ import annotations
 
 from chat import backends
 from chat.kook_wire import kook_event
+
+# The KOOK users tests/kook's conftest makes (ruff reads the tests' parameters of the same names
+# as redefinitions: F811 is off in this file for them).
+from tests.kook.conftest import kalice, kbob, make_kook_user  # noqa: F401
 
 
 def _stream(user_id: int) -> list[tuple[str, str, str]]:
