@@ -13,7 +13,7 @@ from chat.extensions import db
 from chat.models import AppKey, ConversationMember
 from chat.services import accounts
 from devstack import wait_until
-from tests.realtime.test_sse import Reader, open_stream
+from tests.realtime import Reader, open_stream
 
 
 def test_counters_rebuild_shows_progress_and_a_summary(app, make_user):

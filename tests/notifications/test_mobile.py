@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.notifications.providers import ApnsService, FcmService, wait_for
-from tests.realtime.test_sse import Reader, open_stream
+from tests.realtime import Reader, open_stream
 from tests.webhooks.receiver import self_signed, settle
 
 APNS_TOKEN = "ab" * 32

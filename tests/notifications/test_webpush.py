@@ -19,7 +19,7 @@ from chat.extensions import db
 from chat.models import PushDevice
 from tests.conftest import ClassicUser
 from tests.notifications.providers import WebPushService, wait_for
-from tests.realtime.test_sse import Reader, open_stream
+from tests.realtime import Reader, open_stream
 from tests.webhooks.receiver import settle
 
 KOOK = "/api/v3"

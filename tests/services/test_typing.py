@@ -14,7 +14,7 @@ from chat import backends
 from chat.realtime import RedisStreamBus, Subscriber, redis_client
 from chat.kook_wire import kook_signal
 from tests.conftest import REDIS_URL
-from tests.realtime.test_sse import Reader, open_stream
+from tests.realtime import Reader, open_stream
 
 
 @pytest.fixture(autouse=True)
