@@ -1,4 +1,6 @@
-"""Delivery claims, read pointers and the sweeper, in the embedded default (eager tasks).
+"""Pushing a message (``chat.delivery.push``) in the embedded default (eager tasks): its claim
+makes a delivery happen once, and a send while the event bus is down succeeds unpushed and
+the sweeper pushes it later.
 
 The event bus is swapped for a Redis one pointing at a port where nothing listens to play
 an outage: real code paths, no mocks."""
@@ -9,25 +11,11 @@ import pytest
 from sqlalchemy import select
 
 from chat import backends
+from chat.delivery import counters, push
 from chat.extensions import db
-from chat.models import ConversationMember, Message
-from chat.realtime import EventBusDown, RedisStreamBus, Subscriber, redis_client
-from chat.delivery import counters, push, reads
-from devstack import free_port
-
-
-def dead_bus() -> RedisStreamBus:
-    client = redis_client(f"redis://127.0.0.1:{free_port()}/0", 0.5)
-    return RedisStreamBus(client, Subscriber(client, "test:"), "test:", maxlen=1000)
-
-
-def unread(conversation_id: int, user_id: int) -> int:
-    db.session.rollback()
-    return db.session.get(ConversationMember, (conversation_id, user_id)).unread_count
-
-
-def message_id(key: str) -> int:
-    return db.session.scalar(select(Message.id).where(Message.key == key))
+from chat.models import Message
+from chat.realtime import EventBusDown
+from tests.delivery import dead_bus, message_id, unread
 
 
 def test_delivering_again_changes_nothing(alice, bob):
@@ -64,43 +52,3 @@ def test_delivery_fails_before_its_claim_when_the_bus_is_down(app, alice, bob):
         push.deliver_batch([message_id(sent["messagekey"])])
     db.session.rollback()
     assert db.session.scalar(select(Message.pushed_at).where(Message.key == sent["messagekey"])) is None
-
-
-def test_reading_moves_forward_only_and_tells_the_sender(app, alice, bob):
-    cid = alice.open_with(bob)
-    keys = [alice.send(cid, f"m{i}").json["data"]["messagekey"] for i in range(3)]
-    bus = backends.of(app).bus
-    assert unread(cid, bob.id) == 3
-
-    assert bob.post("/message/read", json={"conversationid": cid, "messagekey": keys[1]}).status_code == 200
-    assert unread(cid, bob.id) == 1
-    event = bus.read(alice.id, None)[-1]
-    assert event[1] == "message.read" and keys[1] in event[2]
-    # An older pointer does not move it back, and says nothing new.
-    assert reads.mark_read(bob.id, cid, message_id(keys[0])) is False
-    assert unread(cid, bob.id) == 1
-    page = alice.get("/message", query_string={"conversationid": cid}).json["data"]
-    assert [m["isread"] for m in page] == [0, 1, 1]  # newest first
-
-
-def test_a_read_whose_event_was_lost_is_announced_on_retry(app, alice, bob):
-    cid = alice.open_with(bob)
-    key = alice.send(cid).json["data"]["messagekey"]
-    bus = backends.of(app).bus
-    backends.of(app).bus = dead_bus()
-    with pytest.raises(EventBusDown):
-        reads.mark_read(bob.id, cid, message_id(key))
-    assert unread(cid, bob.id) == 0  # the read itself is committed
-
-    backends.of(app).bus = bus
-    assert reads.mark_read(bob.id, cid, message_id(key), announce=True) is False
-    event = bus.read(alice.id, None)[-1]
-    assert event[1] == "message.read" and key in event[2]
-
-
-def test_a_read_while_the_bus_is_down_still_succeeds(app, alice, bob):
-    cid = alice.open_with(bob)
-    alice.send(cid)
-    backends.of(app).bus = dead_bus()
-    assert bob.post("/message/read", json={"conversationid": cid}).status_code == 200
-    assert unread(cid, bob.id) == 0
