@@ -14,7 +14,6 @@ import itertools
 import os
 import shutil
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
@@ -185,6 +184,22 @@ def client(app):
     return app.test_client()
 
 
+# ---- rate limits, which TestingConfig turns off (tests/test_ratelimit.py and the tests of
+# other packages that need them on) ------------------------------------------------------------
+
+HEADERS = ("X-Rate-Limit-Limit", "X-Rate-Limit-Remaining", "X-Rate-Limit-Reset", "X-Rate-Limit-Bucket")
+
+
+@pytest.fixture
+def limited(app, app_with):
+    """Build an app with rate limiting on (TestingConfig turns it off) and enter it."""
+    return lambda **settings: app_with(RATELIMIT_ENABLED=True, **settings)
+
+
+def _limits(response) -> dict:
+    return {name: response.headers.get(name) for name in (*HEADERS, "X-Rate-Limit-Global")}
+
+
 class ClassicUser:
     """A registered, logged-in user and the headers their client sends."""
 
@@ -336,7 +351,7 @@ def live_env(live_database_url, redis_prefix, tmp_path) -> dict[str, str]:
         "REDIS_URL": REDIS_URL,
         "REDIS_KEY_PREFIX": redis_prefix,
         "SECRET_KEY": "integration-test-secret",
-        # Integration tests drive bursts and races, not rate limits (tests/kook covers those):
+        # Integration tests drive bursts and races, not rate limits (tests/test_ratelimit.py covers them):
         # the limiter stays on, with limits no test reaches.
         "RATELIMIT_GLOBAL": "1000000 per second",
         "RATELIMIT_ROUTE": "1000000 per second",

@@ -71,7 +71,8 @@ def main(argv: list[str]) -> int:
             sys.stdout.flush()
 
     print(
-        f"== running {' and '.join(passes)} test passes in parallel; each one's output follows when it ends ==",
+        f"== running {' and '.join(passes)} test passes in parallel; "
+        "each one's output follows when it ends ==",
         flush=True,
     )
     threads = [threading.Thread(target=run, args=item) for item in passes.items()]

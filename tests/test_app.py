@@ -1,11 +1,17 @@
-"""App-wide behaviour: error envelopes for unknown routes and methods, probes, OpenAPI, CLI."""
+"""The application factory (``chat.app``): error envelopes for unknown routes and methods,
+OpenAPI, the secrets production needs, no cookie session, UTF-8 JSON answers, and the
+connection pool it sets up surviving the database dropping its connections."""
 
 import re
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from chat import create_app
+from chat.extensions import db
 from chat.services import accounts
+from tests.conftest import ClassicUser
 
 
 def test_unknown_route_and_wrong_method_use_the_classic_envelope(client):
@@ -20,12 +26,6 @@ def test_unknown_kook_route_uses_the_kook_envelope(client):
     response = client.get("/api/v3/nope")
     assert response.status_code == 404
     assert response.json["code"] == 40400 and response.json["message"]
-
-
-def test_livez_and_readyz(client):
-    assert client.get("/livez").json == {"status": "ok"}
-    ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json["checks"]["database"] == "ok"
 
 
 def test_openapi_describes_every_route(client, app):
@@ -62,59 +62,6 @@ def test_production_needs_its_secrets(monkeypatch):
         create_app(ProductionConfig)
 
 
-def test_cli_app_key_bot_and_counters(app):
-    runner = app.test_cli_runner()
-    created = runner.invoke(args=["app-key", "create", "mobile"])
-    assert created.exit_code == 0
-    key = created.output.strip().splitlines()[-1]
-    assert accounts.app_key_is_valid(key)
-    assert runner.invoke(args=["app-key", "create", "mobile"]).exit_code != 0
-    assert runner.invoke(args=["app-key", "revoke", "mobile"]).exit_code == 0
-    assert not accounts.app_key_is_valid(key)
-
-    bot = runner.invoke(args=["bot", "create", "helper-bot"])
-    assert bot.exit_code == 0
-    token = bot.output.strip().splitlines()[-1]
-    user, _ = accounts.user_for_token(token)
-    assert user.is_bot and user.username == "helper-bot"
-
-    assert "0 member rows" in runner.invoke(args=["counters", "rebuild"]).output
-
-
-def test_demo_seeds_an_empty_database_once(app):
-    runner = app.test_cli_runner()
-    first = runner.invoke(args=["demo"])
-    assert "app key" in first.output and accounts.count_users() == 3
-    assert "already has users" in runner.invoke(args=["demo"]).output
-
-
-def test_a_second_demo_run_still_prints_an_app_key_for_curl(app, tmp_path):
-    app.config["WEB_APP_KEY_FILE"] = str(tmp_path / "web-app-key")
-    runner = app.test_cli_runner()
-    runner.invoke(args=["demo"])
-    second = runner.invoke(args=["demo"]).output
-    key = (tmp_path / "web-app-key").read_text().strip()
-    assert f"app key:  {key}" in second and f"X-APP-Key: {key}" in second
-    login = app.test_client().post(
-        "/auth/login", headers={"X-APP-Key": key}, json={"username": "alice", "password": "alice-password"}
-    )
-    assert login.status_code == 200
-
-
-def test_flask_demo_alone_shows_flask_runs_port(app):
-    runner = app.test_cli_runner()
-    output = runner.invoke(args=["demo"], env={"PORT": "", "FLASK_RUN_PORT": "5099"}).output
-    assert "http://127.0.0.1:5099/docs" in output and ":5000" not in output
-    output = runner.invoke(args=["demo", "--port", "6001"], env={"PORT": "5077"}).output
-    assert "http://127.0.0.1:6001/docs" in output
-
-
-def test_the_demo_banner_shows_the_port_make_run_serves_on(app):
-    runner = app.test_cli_runner()
-    output = runner.invoke(args=["demo"], env={"PORT": "5077"}).output
-    assert "http://127.0.0.1:5077/auth/login" in output and ":5000" not in output
-
-
 def test_no_request_opens_a_cookie_session(app):
     """Nothing signs or reads a session cookie (the service has none): a request that sends
     one gets an empty session that is never saved, and no cookie back."""
@@ -136,3 +83,50 @@ def test_answers_are_utf8_json_and_text_orjson_refuses_is_still_answered(app):
         assert body == '{"msg":"操作成功"}\n'.encode()
         assert app.json.loads(app.json.response({"bad": "\ud800"}).get_data()) == {"bad": "\ud800"}
         assert app.json.dumps({"bad": "\ud800"}) == '{"bad": "\\ud800"}'
+
+
+# ---- the connection pool (PostgreSQL only) ----------------------------------------------------
+# The connection pool after the database dropped its connections (a restart, a failover, a
+# proxy's idle cut): a connection idle for DB_PING_AFTER_IDLE_SECONDS is checked before use and
+# replaced, so no request sees it. A connection in steady use is not pinged (that would cost a
+# round trip on every request), but its socket is asked, without waiting, whether the server
+# said anything: a connection the server closed is replaced too. Only one whose server
+# vanished without closing it would cost its request a 503 (after which the pool drops them all).
+
+
+def _user_of(app_with, **settings) -> ClassicUser:
+    client = app_with(**settings)
+    user = ClassicUser(client, accounts.create_app_key("pool"), "alice", "correct horse")
+    for _ in range(3):  # connections in the pool, returned to it
+        assert user.get("/conversation").status_code == 200
+    db.session.remove()
+    return user
+
+
+def _drop_every_connection() -> None:
+    """What a database restart does to a pool: every connection it holds is ended (from a
+    connection of its own, outside the pool)."""
+    engine = create_engine(db.engine.url, poolclass=NullPool)
+    with engine.connect() as conn:
+        ended = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar()
+    engine.dispose()
+    assert ended >= 1
+
+
+@pytest.mark.usefixtures("postgres_only")
+def test_an_idle_connection_is_checked_and_replaced_before_use(app, app_with):
+    alice = _user_of(app_with, DB_PING_AFTER_IDLE_SECONDS=0.0)  # every connection counts as idle
+    _drop_every_connection()
+    assert [alice.get("/conversation").status_code for _ in range(3)] == [200, 200, 200]
+
+
+@pytest.mark.usefixtures("postgres_only")
+def test_a_busy_connection_the_server_closed_is_replaced_before_use_too(app, app_with):
+    alice = _user_of(app_with, DB_PING_AFTER_IDLE_SECONDS=3600.0)  # never idle long enough
+    _drop_every_connection()
+    assert [alice.get("/conversation").status_code for _ in range(3)] == [200, 200, 200]

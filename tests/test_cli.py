@@ -1,6 +1,6 @@
-"""Operator commands: long ones show progress and end with a summary (``flask counters
-rebuild``); credential commands list without secrets, reset and revoke, and every credential
-event is an audit line."""
+"""Operator commands (``chat.cli``): long ones show progress and end with a summary (``flask
+counters rebuild``); credential commands create, list without secrets, reset and revoke, and
+every credential event is an audit line; ``flask demo`` seeds once and says where to go."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from chat.extensions import db
 from chat.models import AppKey, ConversationMember
 from chat.services import accounts
 from devstack import wait_until
-from tests.test_stream import Reader, open_stream
+from tests.realtime import Reader, open_stream
 
 
 def test_counters_rebuild_shows_progress_and_a_summary(app, make_user):
@@ -106,3 +106,56 @@ def test_a_bot_token_can_expire(app, client):
         what="the token to expire",
     )
     assert "UTC" in _run(app, "bot", "list").splitlines()[1]
+
+
+def test_cli_app_key_bot_and_counters(app):
+    runner = app.test_cli_runner()
+    created = runner.invoke(args=["app-key", "create", "mobile"])
+    assert created.exit_code == 0
+    key = created.output.strip().splitlines()[-1]
+    assert accounts.app_key_is_valid(key)
+    assert runner.invoke(args=["app-key", "create", "mobile"]).exit_code != 0
+    assert runner.invoke(args=["app-key", "revoke", "mobile"]).exit_code == 0
+    assert not accounts.app_key_is_valid(key)
+
+    bot = runner.invoke(args=["bot", "create", "helper-bot"])
+    assert bot.exit_code == 0
+    token = bot.output.strip().splitlines()[-1]
+    user, _ = accounts.user_for_token(token)
+    assert user.is_bot and user.username == "helper-bot"
+
+    assert "0 member rows" in runner.invoke(args=["counters", "rebuild"]).output
+
+
+def test_demo_seeds_an_empty_database_once(app):
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["demo"])
+    assert "app key" in first.output and accounts.count_users() == 3
+    assert "already has users" in runner.invoke(args=["demo"]).output
+
+
+def test_a_second_demo_run_still_prints_an_app_key_for_curl(app, tmp_path):
+    app.config["WEB_APP_KEY_FILE"] = str(tmp_path / "web-app-key")
+    runner = app.test_cli_runner()
+    runner.invoke(args=["demo"])
+    second = runner.invoke(args=["demo"]).output
+    key = (tmp_path / "web-app-key").read_text().strip()
+    assert f"app key:  {key}" in second and f"X-APP-Key: {key}" in second
+    login = app.test_client().post(
+        "/auth/login", headers={"X-APP-Key": key}, json={"username": "alice", "password": "alice-password"}
+    )
+    assert login.status_code == 200
+
+
+def test_flask_demo_alone_shows_flask_runs_port(app):
+    runner = app.test_cli_runner()
+    output = runner.invoke(args=["demo"], env={"PORT": "", "FLASK_RUN_PORT": "5099"}).output
+    assert "http://127.0.0.1:5099/docs" in output and ":5000" not in output
+    output = runner.invoke(args=["demo", "--port", "6001"], env={"PORT": "5077"}).output
+    assert "http://127.0.0.1:6001/docs" in output
+
+
+def test_the_demo_banner_shows_the_port_make_run_serves_on(app):
+    runner = app.test_cli_runner()
+    output = runner.invoke(args=["demo"], env={"PORT": "5077"}).output
+    assert "http://127.0.0.1:5077/auth/login" in output and ":5000" not in output

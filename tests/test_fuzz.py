@@ -25,7 +25,7 @@ from tests.conftest import app_with_clean_database
 
 # The operations are read from the spec at collection time (no database is touched);
 # schemathesis' own pytest plugin is not used, its fixture support lags pytest 9.
-# The event stream is left out: a valid call never ends (tests/test_stream.py covers its
+# The event stream is left out: a valid call never ends (tests/realtime/test_sse.py covers its
 # parameters and errors).
 # /metrics answers Prometheus' text, not an envelope (tests/test_metrics.py covers it).
 STREAMING = {"GET /api/v3/events", "GET /metrics"}

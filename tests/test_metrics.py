@@ -10,7 +10,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import REDIS_URL
-from tests.test_stream import Reader, open_stream
+from tests.realtime import Reader, open_stream
 
 
 def scrape(client, **kwargs) -> dict[tuple, float]:

@@ -33,7 +33,7 @@ from chat.search.text import Term, document
 PG_INDEX = "ix_messages_search_text_trgm"
 FTS = "messages_search"
 # The FTS5 table and the shadow tables SQLite keeps for it: not models, left out of the
-# comparison of the models with the database (migrations/env.py, tests/ops).
+# comparison of the models with the database (migrations/env.py, tests/test_migrations.py).
 FTS_TABLES = frozenset({FTS, *(f"{FTS}_{part}" for part in ("data", "idx", "docsize", "config"))})
 INDEX_OBJECTS = FTS_TABLES | {PG_INDEX}
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from chat import backends
 from chat.extensions import db
 from chat.models import Message, Token, User, Webhook
-from tests.test_stream import Reader, open_stream
+from tests.realtime import Reader, open_stream
 
 PASSWORD = "correct horse"
 

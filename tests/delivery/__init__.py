@@ -1,8 +1,16 @@
-"""Tests of what happens after a commit: pushes, reads, counters, the send's cost."""
+"""Tests of what happens after a commit (``chat.delivery``): pushes, reads, counters, presence
+notices; and what they share: a queue that keeps a task's calls, an event bus that is down, a
+member's unread count and a message's id as the database has them."""
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
+from chat.extensions import db
+from chat.models import ConversationMember, Message
+from chat.realtime import RedisStreamBus, Subscriber, redis_client
 from chat.runner import Enqueued
+from devstack import free_port
 
 
 class KeepingQueue:
@@ -19,3 +27,17 @@ class KeepingQueue:
             self.kept.append(args)
             return Enqueued(True)
         return self.real.enqueue(name, args, countdown)
+
+
+def dead_bus() -> RedisStreamBus:
+    client = redis_client(f"redis://127.0.0.1:{free_port()}/0", 0.5)
+    return RedisStreamBus(client, Subscriber(client, "test:"), "test:", maxlen=1000)
+
+
+def unread(conversation_id: int, user_id: int) -> int:
+    db.session.rollback()
+    return db.session.get(ConversationMember, (conversation_id, user_id)).unread_count
+
+
+def message_id(key: str) -> int:
+    return db.session.scalar(select(Message.id).where(Message.key == key))

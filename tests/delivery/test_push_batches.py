@@ -1,8 +1,8 @@
 """One push batch with everything a batch can meet at once.
 
 A worker takes whatever piled up: several conversations, both directions of one, a message
-read already, one hidden by its recipient, one hidden by its sender, one deleted for everyone, one to a chat its
-recipient deleted, one quoting another, one sent just before a block. Pushes are held back
+read already, one hidden by its recipient, one hidden by its sender, one deleted for everyone,
+one to a chat its recipient deleted, one quoting another, one sent just before a block. Pushes are held back
 (a queue that keeps them) while that is set up, then run as one batch, the way a worker runs
 them. The counters must equal the rebuild, each message counted once however often it is
 queued, and only what may be announced is announced.

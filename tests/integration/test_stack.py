@@ -54,7 +54,7 @@ def platform_env(empty_database_url, redis_prefix, tmp_path) -> dict[str, str]:
             "PORT": str(free_port()),
             "WEB_CONCURRENCY": "2",  # gunicorn's worker count when its configuration sets none
             "METRICS_TOKEN": "procfile-test-metrics",
-            # Production's default is instance/metrics of the checkout (tests/ops/test_config.py);
+            # Production's default is instance/metrics of the checkout (tests/test_config.py);
             # this run keeps its numbers to itself.
             "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
             # beat's schedule file, which the Procfile keeps out of the checkout (under $TMPDIR by

@@ -164,7 +164,8 @@ class Person:
         violations = self.page.evaluate("""async () => {
             const result = await axe.run(document, {resultTypes: ["violations"]});
             return result.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
-                .map((v) => v.id + ": " + v.help + " -> " + v.nodes.map((n) => n.target.join(" ")).join(", "));
+                .map((v) => v.id + ": " + v.help + " -> "
+                    + v.nodes.map((n) => n.target.join(" ")).join(", "));
         }""")
         assert violations == [], f"{self.name}, {screen}: {violations}"
 

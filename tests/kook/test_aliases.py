@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from chat.ratelimit import bucket_id
 from chat.services import accounts
-from tests.kook.test_ratelimit import _limits, limited  # noqa: F401  (the fixture)
+from tests.conftest import _limits
 
 
 def test_the_older_names_send_edit_list_and_delete(kalice, kbob):
@@ -80,7 +80,7 @@ def test_the_older_names_are_deprecated_in_the_openapi_document(client):
     )
 
 
-def test_create_msg_shares_the_send_bucket(limited):  # noqa: F811
+def test_create_msg_shares_the_send_bucket(limited):
     client = limited(
         RATELIMIT_SEND="2 per minute", RATELIMIT_ROUTE="100 per minute", RATELIMIT_GLOBAL="100 per minute"
     )

@@ -132,8 +132,8 @@ def test_friend_errors(kalice, kbob):
 
 def test_a_block_stops_the_push_of_a_message_still_waiting_for_it(app, kalice, kbob):
     """A message stored before the block but not yet pushed (broker down) is never pushed."""
-    from chat.models import Message, now_ms
     from chat.delivery import push
+    from chat.models import Message, now_ms
     from chat.services import conversations
 
     code = kalice.open_chat(kbob)

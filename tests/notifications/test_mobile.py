@@ -15,7 +15,7 @@ import pytest
 
 from devstack import wait_until
 from tests.notifications.providers import ApnsService, FcmService
-from tests.test_stream import Reader, open_stream
+from tests.realtime import Reader, open_stream
 from tests.webhooks.receiver import self_signed, settle
 
 APNS_TOKEN = "ab" * 32

@@ -20,7 +20,7 @@ from chat.models import PushDevice
 from devstack import wait_until
 from tests.conftest import ClassicUser
 from tests.notifications.providers import WebPushService
-from tests.test_stream import Reader, open_stream
+from tests.realtime import Reader, open_stream
 from tests.webhooks.receiver import settle
 
 KOOK = "/api/v3"

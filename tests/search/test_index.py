@@ -63,7 +63,8 @@ def test_the_migration_indexes_the_messages_that_were_there(empty_database_url, 
             for user in (100000001, 100000002):
                 conn.execute(
                     text(
-                        "INSERT INTO users (id, username, username_key, nickname, avatar, identify_num, is_bot, "
+                        "INSERT INTO users (id, username, username_key, nickname, avatar, identify_num, "
+                        "is_bot, "
                         f"created_at) VALUES ({user}, 'u{user}', 'u{user}', 'u', '', '0001', false, 1)"
                     )
                 )
@@ -123,7 +124,8 @@ def test_a_common_word_reads_the_newest_messages_not_every_match(app, make_kook_
     ).scalar()
     db.session.execute(
         text(
-            "INSERT INTO messages (key, conversation_id, sender_id, type, content, client_time, created_at, search_text) "
+            "INSERT INTO messages (key, conversation_id, sender_id, type, content, client_time, "
+            "created_at, search_text) "
             "SELECT 'k' || n, :c, :s, 'text', 'weekly meeting ' || n, 1, 1, ' weekly meeting ' || n "
             "FROM generate_series(1, 20000) AS n"
         ),
@@ -207,7 +209,8 @@ def test_a_c_locale_database_still_answers_cjk_searches_and_the_rebuild_says_why
                 for user in (100000001, 100000002):
                     conn.execute(
                         text(
-                            "INSERT INTO users (id, username, username_key, nickname, avatar, identify_num, is_bot, "
+                            "INSERT INTO users (id, username, username_key, nickname, avatar, identify_num, "
+                            "is_bot, "
                             f"created_at) VALUES ({user}, 'u{user}', 'u{user}', 'u', '', '0001', false, 1)"
                         )
                     )

@@ -8,7 +8,6 @@ the address; behind ``TRUSTED_PROXIES`` proxies the address is the client's, not
 from __future__ import annotations
 
 from chat.services import accounts
-from tests.kook.test_ratelimit import limited  # noqa: F401  (the fixture)
 
 
 def _classic(client, key, token):

@@ -15,9 +15,8 @@ import pytest
 
 from chat.extensions import db
 from chat.services import accounts
-from tests.kook.test_ratelimit import limited  # noqa: F401  (the fixture)
-from tests.conftest import app_with_clean_database
 from devstack import start_redis, wait_until
+from tests.conftest import app_with_clean_database
 
 pytestmark = pytest.mark.integration
 

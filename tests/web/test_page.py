@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 import stat
+from pathlib import Path
 
 import pytest
 

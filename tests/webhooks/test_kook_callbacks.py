@@ -13,9 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from khl import Cert
 
+from chat import webhooks
 from chat.extensions import db
 from chat.models import Webhook
-from chat import webhooks
 from devstack import Trickler
 from tests.webhooks.receiver import settle
 

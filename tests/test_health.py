@@ -1,5 +1,5 @@
-"""/readyz names the dependency that is down; an unreachable database gives 503 in the
-dialect's envelope, never a 500 or a hang."""
+"""The probes (``chat.health``): /livez answers, /readyz names the dependency that is down;
+an unreachable database gives 503 in the dialect's envelope, never a 500 or a hang."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from sqlalchemy import func, select
 from chat import backends, create_app
 from chat.extensions import db
 from chat.models import User
-from tests.conftest import REDIS_URL
 from devstack import free_port
+from tests.conftest import REDIS_URL
 
 
 def _closed_port_redis() -> str:
@@ -92,3 +92,9 @@ def test_kook_request_without_a_database_gets_503_in_the_kook_envelope(config_cl
     response = app.test_client().get("/api/v3/test-probe")
     assert response.status_code == 503
     assert response.json == {"code": 50000, "message": "database is unavailable, try again", "data": {}}
+
+
+def test_livez_and_readyz(client):
+    assert client.get("/livez").json == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json["checks"]["database"] == "ok"

@@ -1,20 +1,14 @@
 """Typing signals in both dialects: the other side's event stream hears ``typing`` while it
 is open, and nothing keeps it (no id, not in the log, not replayed on resume, not across a
-block); signals closer together than the interval are dropped. Also the Redis bus, which
-carries a signal from the process that got it to the one holding the stream."""
+block); signals closer together than the interval are dropped. How a signal travels between
+processes on Redis is tests/realtime/test_signals.py."""
 
 from __future__ import annotations
-
-import threading
-import time
 
 import pytest
 
 from chat import backends
-from chat.realtime import RedisStreamBus, Subscriber, redis_client
-from chat.kook_wire import kook_signal
-from tests.conftest import REDIS_URL
-from tests.test_stream import Reader, open_stream
+from tests.realtime import Reader, open_stream
 
 
 @pytest.fixture(autouse=True)
@@ -127,42 +121,3 @@ def test_typing_is_refused_across_a_block_and_for_chats_not_mine(app, alice, bob
     assert alice.send(cid, "sorry").status_code == 200
     assert kinds(stream, 1) == ["message.created"]
     stream.close()
-
-
-def test_a_typing_signal_becomes_a_kook_system_event():
-    d = kook_signal(
-        "typing", '{"chat_code": "abc", "user_id": 123456, "expires_in_ms": 6000}', 654321, 1700000000000
-    )
-    assert (d["type"], d["channel_type"], d["target_id"], d["extra"]["type"]) == (
-        255,
-        "PERSON",
-        "654321",
-        "private_typing",
-    )
-    assert d["extra"]["body"] == {"chat_code": "abc", "user_id": "123456", "expires_in_ms": 6000}
-    assert kook_signal("message.created", "{}", 1, 0) is None
-
-
-def test_on_redis_a_signal_reaches_the_process_holding_the_stream_and_claims_are_shared(redis_prefix):
-    redis_url = REDIS_URL
-    client = redis_client(redis_url, 1)
-    here = RedisStreamBus(
-        client, Subscriber(redis_client(redis_url, 1), redis_prefix), redis_prefix, maxlen=1000
-    )
-    there = RedisStreamBus(
-        client, Subscriber(redis_client(redis_url, 1), redis_prefix), redis_prefix, maxlen=1000
-    )
-    start = there.signals.position()
-    woke: list = []
-    waiter = threading.Thread(target=lambda: woke.append(there.wait(42, "0-0", 10, signal_after=start)))
-    waiter.start()
-    deadline = time.monotonic() + 10
-    while not there.signals.after(42, start) and time.monotonic() < deadline:
-        here.signal(42, "typing", {"user_id": 7})  # again until the other subscriber listens
-        time.sleep(0.1)
-    waiter.join(10)
-    assert woke == ["0-0"]  # woken by the signal, with no event in the log
-    [(_, event, data)] = there.signals.after(42, start)[:1]
-    assert event == "typing" and data == '{"user_id": 7}'
-    assert here.read(42, None) == []  # nothing stored
-    assert here.claim("typing:1:2", 5) is True and there.claim("typing:1:2", 5) is False

@@ -2,9 +2,14 @@
 digits where a string is allowed (query strings, form bodies). A float for an integer field,
 fullwidth or Arabic-Indic digits, underscores and the like are a 400, never read as a number."""
 
+# ruff: noqa: F811
 from __future__ import annotations
 
 import pytest
+
+# The KOOK users tests/kook's conftest makes (ruff reads the tests' parameters of the same names
+# as redefinitions: F811 is off in this file for them).
+from tests.kook.conftest import kalice, kbob, make_kook_user  # noqa: F401
 
 ODD_DIGITS = ["١", "２", "1_0", "٣0", "1.5", "1e1", "¹"]
 

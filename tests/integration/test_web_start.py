@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REDIS_URL
 from devstack import BIN, ROOT, LiveProcess, free_port, procfile, wait_answering
+from tests.conftest import REDIS_URL
 
 PRODUCTION = {
     "SECRET_KEY": "s3cret",

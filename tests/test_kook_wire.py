@@ -1,11 +1,17 @@
-"""The events a KOOK client hears (gateway and KOOK callbacks), made from a user's stream:
-what each stream event becomes, and that the same stream event always becomes the same KOOK
-event (a session's replay numbers events as the first time)."""
+"""KOOK's wire format (``chat.kook_wire``): the events a KOOK client hears (gateway and KOOK
+callbacks), made from a user's stream: what each stream event becomes, that the same stream
+event always becomes the same KOOK event (a session's replay numbers events as the first
+time), and what a typing signal becomes."""
 
+# ruff: noqa: F811
 from __future__ import annotations
 
 from chat import backends
-from chat.kook_wire import kook_event
+from chat.kook_wire import kook_event, kook_signal
+
+# The KOOK users tests/kook's conftest makes (ruff reads the tests' parameters of the same names
+# as redefinitions: F811 is off in this file for them).
+from tests.kook.conftest import kalice, kbob, make_kook_user  # noqa: F401
 
 
 def _stream(user_id: int) -> list[tuple[str, str, str]]:
@@ -70,3 +76,17 @@ def test_read_markers_and_chat_updates_have_no_kook_event(kalice, kbob):
     assert names.get("message.read", "absent") is None
     assert all(kook_event(*e, kbob.id) is None for e in _stream(kbob.id) if e[1] == "chat.updated")
     assert kook_event("1-0", "message.created", "not json", kbob.id) is None
+
+
+def test_a_typing_signal_becomes_a_kook_system_event():
+    d = kook_signal(
+        "typing", '{"chat_code": "abc", "user_id": 123456, "expires_in_ms": 6000}', 654321, 1700000000000
+    )
+    assert (d["type"], d["channel_type"], d["target_id"], d["extra"]["type"]) == (
+        255,
+        "PERSON",
+        "654321",
+        "private_typing",
+    )
+    assert d["extra"]["body"] == {"chat_code": "abc", "user_id": "123456", "expires_in_ms": 6000}
+    assert kook_signal("message.created", "{}", 1, 0) is None

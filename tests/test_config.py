@@ -25,8 +25,8 @@ from config import (
     env_float,
     load_config,
 )
-from tests.conftest import REDIS_URL
 from devstack import BIN, ROOT
+from tests.conftest import REDIS_URL
 
 PRODUCTION = {
     "CHAT_ENV": "production",

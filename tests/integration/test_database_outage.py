@@ -15,8 +15,8 @@ import requests
 from sqlalchemy.engine import make_url
 
 from devstack import start_server, wait_until
+from tests.integration.test_concurrency import _headers, _seed
 from tests.netproxy import TcpProxy
-from tests.ops.test_concurrency import _headers, _seed
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("postgres_only")]
 

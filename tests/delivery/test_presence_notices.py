@@ -9,7 +9,7 @@ import pytest
 
 from chat import backends
 from chat.delivery import presence_notices
-from tests.test_stream import Reader, open_stream
+from tests.realtime import Reader, open_stream
 
 
 @pytest.fixture(autouse=True)

@@ -7,25 +7,13 @@ import pytest
 
 from chat.ratelimit import bucket_id
 from chat.services import accounts
-from tests.conftest import REDIS_URL
 from devstack import free_port
-
-HEADERS = ("X-Rate-Limit-Limit", "X-Rate-Limit-Remaining", "X-Rate-Limit-Reset", "X-Rate-Limit-Bucket")
-
-
-@pytest.fixture
-def limited(app, app_with):
-    """Build an app with rate limiting on (TestingConfig turns it off) and enter it."""
-    return lambda **settings: app_with(RATELIMIT_ENABLED=True, **settings)
+from tests.conftest import HEADERS, REDIS_URL, _limits
 
 
 def _bot(name: str) -> dict:
     _, token = accounts.create_bot(name)
     return {"Authorization": f"Bot {token}"}
-
-
-def _limits(response) -> dict:
-    return {name: response.headers.get(name) for name in (*HEADERS, "X-Rate-Limit-Global")}
 
 
 def test_every_kook_response_carries_the_four_headers_as_integers(limited):
