@@ -21,15 +21,40 @@ import pytest
 # also dumped by marshmallow itself and compared with the compiled plan's (chat.platform.compiled_dump).
 os.environ["CHAT_CHECK_COMPILED_DUMP"] = "1"
 
+from flask import Flask, has_app_context  # noqa: E402
+from flask.testing import FlaskClient  # noqa: E402
 from flask_migrate import upgrade  # noqa: E402
 from sqlalchemy.engine import make_url
 
 from chat import create_app
+from chat.db import end_read
 from chat.extensions import db
 from chat.services import accounts
 from config import TestingConfig, normalize_database_url
 
 _names = itertools.count(1)
+
+
+class ReadEndingClient(FlaskClient):
+    """The test client, ending the test's own read before each request.
+
+    A request made here runs in the test's app context, so on the test's session: a row the
+    test just read (``db.session.get(...)``) leaves that session in a transaction. On SQLite
+    every transaction holds the write lock from its start, and a write the request makes on a
+    connection of its own (a credential's last use) waited for it until the busy timeout, 10 s,
+    then failed. A real client's request never finds a read of someone else's open, so the
+    test's read ends first (its rows stay usable); a test holding changes keeps them."""
+
+    def open(self, *args, **kwargs):
+        if has_app_context():
+            try:
+                end_read()
+            except RuntimeError:  # changes or a unit of work pending: the test's to finish
+                pass
+        return super().open(*args, **kwargs)
+
+
+Flask.test_client_class = ReadEndingClient
 
 
 def postgres_server_url() -> str | None:
