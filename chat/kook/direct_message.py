@@ -15,7 +15,7 @@ from chat.errors import Kind, ServiceError
 from chat.kook import schemas as s
 from chat.message_types import FROM_KOOK
 from chat.models import now_ms
-from chat.services import conversations, messages, reactions, search
+from chat.services import conversations, message_history, message_views, messages, reactions, search
 
 direct_message_blp = Blueprint(
     "kook_direct_message",
@@ -54,15 +54,15 @@ def list_direct_messages(args):
     me = current_user()
     view = _chat(me, args)
     if args.get("msg_id"):
-        page = messages.page_relative(
+        page = message_history.page_relative(
             me, view, args["msg_id"], args.get("flag") or "before", args["page_size"]
         )
     else:
-        newest_first = messages.history(
+        newest_first = message_history.history(
             me, view, start=(args["page"] - 1) * args["page_size"], limit=args["page_size"]
         )
         page = list(reversed(newest_first))
-    return {"data": {"items": messages.details(me, page, view)}}
+    return {"data": {"items": message_history.details(me, page, view)}}
 
 
 @direct_message_blp.operation(
@@ -105,10 +105,10 @@ def search_direct_messages(args):
 def view_direct_message(args):
     """Show one message."""
     me = current_user()
-    message, view = messages.find_visible(me, args["msg_id"])
+    message, view = message_views.find_visible(me, args["msg_id"])
     if args.get("chat_code") and args["chat_code"] != view.conversation.code:
         raise ServiceError(Kind.NOT_FOUND, "message not found")
-    return {"data": messages.details(me, [messages.view_of(message, view)], view)[0]}
+    return {"data": message_history.details(me, [message_views.view_of(message, view)], view)[0]}
 
 
 @counts_as_send
