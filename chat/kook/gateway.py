@@ -70,7 +70,7 @@ from chat.models import now_ms
 from chat.realtime import SESSION_REVOKED, EventBusDown, parse_event_id
 from chat.realtime.bus import later_event_id, revokes
 from chat.schemas import BaseSchema, LenientSchema, envelope
-from chat.services import accounts
+from chat.services import credentials
 
 log = logging.getLogger(__name__)
 
@@ -433,7 +433,7 @@ def admit_socket():
     envelope). A bad token is told after the handshake, in HELLO, as KOOK does."""
     app = current_app._get_current_object()
     write_whole_frames(request.environ, float(app.config["GATEWAY_WRITE_TIMEOUT_SECONDS"]))
-    found = accounts.user_for_token(socket_token())
+    found = credentials.user_for_token(socket_token())
     if found is None:
         return
     user, token = found
@@ -466,7 +466,7 @@ def gateway_socket(ws):
 
     admission = g.get("gateway_admission")
     if admission is None:
-        problem = accounts.token_problem(socket_token())
+        problem = credentials.token_problem(socket_token())
         db.session.remove()
         send_and_close({"s": HELLO, "d": {"code": TOKEN_CODES.get(problem, INVALID_TOKEN)}})
         return
