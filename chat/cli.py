@@ -19,7 +19,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from chat import webhooks
-from chat.assets import service as assets
+from chat.assets import lifecycle as assets
 from chat.db import checkpoint
 from chat.delivery import counters
 from chat.errors import Kind, ServiceError

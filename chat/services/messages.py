@@ -16,6 +16,7 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from chat import notifications, outbox
+from chat.assets import lifecycle
 from chat.assets import service as assets
 from chat.db import atomic, autocommit
 from chat.delivery import announcements, counters, push, reads
@@ -204,7 +205,7 @@ def send(
         if not shows_chat:
             db.session.execute(chat_moved(), moved)
         if type_name in MEDIA_TYPES:
-            assets.record_use(message_id, content)
+            lifecycle.record_use(message_id, content)
         outbox.enqueue(push.TASK, message_id)
     return _sent(me, conversation, values, message_id), True
 
@@ -238,7 +239,7 @@ def delete_for_everyone(me: User, key: str) -> None:
         message.content = ""
         message.search_text = None  # found by no search from now on, in this same transaction
         counters.refresh_unread(message.conversation_id, view.target.id)
-        assets.release_for_message(message.id)  # an upload no other message uses goes with it
+        lifecycle.release_for_message(message.id)  # an upload no other message uses goes with it
         _announce_deleted(message, view)
         notifications.rule.withdraw(message, view.target.id, view.conversation)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, or_, select, update
 
-from chat.assets import service as assets
+from chat.assets import lifecycle as assets
 from chat.db import atomic, end_read
 from chat.delivery import announcements, counters
 from chat.delivery.payloads import message_payload
