@@ -427,7 +427,7 @@ def load_config(environ: Mapping[str, str] = os.environ, config_class: type[Conf
         "PUSH_SWEEP_INTERVAL_SECONDS": env_float(environ, "PUSH_SWEEP_INTERVAL_SECONDS", 10),
         "PUSH_SWEEP_MIN_AGE_SECONDS": env_float(environ, "PUSH_SWEEP_MIN_AGE_SECONDS", 5),
         "PUSH_SWEEP_BATCH": env_int(environ, "PUSH_SWEEP_BATCH", 1000),
-        # Pushes are run in batches (chat/runner.py): a worker takes up to this many of the
+        # Pushes are run in batches (chat/runner/): a worker takes up to this many of the
         # messages waiting at once, in one transaction and one round trip to the event bus;
         # one task drains for at most TASK_DRAIN_SECONDS (under the tasks' 30 s soft time
         # limit), then hands over to a fresh task. A drainer that dies stops holding the queue

@@ -18,8 +18,8 @@ the note says how many were refused.
 The streams are held by one asyncio loop in a thread of this process: raw connections, a
 minimal HTTP/1.1 request, the status line and headers read, the body drained and thrown
 away. Their users and tokens are made by direct SQL (a token is stored as the SHA-256 digest
-of the raw token, ``accounts.digest``): registering a thousand users through the API would
-take minutes of password hashing. Redis connections are matched to processes by port:
+of the raw token, ``chat.services.credentials.digest``): registering a thousand users through
+the API would take minutes of password hashing. Redis connections are matched to processes by port:
 Redis's ``CLIENT LIST`` gives each client's address, psutil each process's sockets.
 
 Environment: BENCH_STREAMS (5000), BENCH_STREAMS_PER_USER (5), BENCH_STREAMS_SEND_RATE

@@ -13,7 +13,7 @@ from flask import after_this_request, g, request
 from chat import dialects
 from chat.errors import Kind, ServiceError
 from chat.models import Token, User
-from chat.services import accounts
+from chat.services import credentials
 
 APP_KEY_HEADERS = ("X-APP-Key", "X-HA-Key")
 SESSION_HEADERS = ("X-APP-Session", "X-HA-Session")
@@ -114,7 +114,7 @@ def clear_web_cookie() -> None:
 
 def _check_app_key() -> None:
     raw = _first_header(APP_KEY_HEADERS)
-    if not accounts.app_key_is_valid(raw):
+    if not credentials.app_key_is_valid(raw):
         raise ServiceError(Kind.UNAUTHORIZED, "missing or invalid app key: send it in the X-APP-Key header")
     g.app_key = raw
 
@@ -125,7 +125,7 @@ def resolve_token(raw: str) -> tuple[User, Token] | None:
     # Kept on the request, not on ``g``: an app context (and its ``g``) can outlive a request.
     cache = request.environ.setdefault("chat.resolved_tokens", {})
     if raw not in cache:
-        cache[raw] = accounts.user_for_token(raw)
+        cache[raw] = credentials.user_for_token(raw)
     return cache[raw]
 
 
@@ -153,7 +153,7 @@ def _authenticate(raw: str, what: str) -> None:
     if found is None:
         raise ServiceError(Kind.UNAUTHORIZED, f"missing, expired or revoked {what}")
     g.user, g.token = found
-    accounts.note_use(g.token, g.pop("app_key", None), request.remote_addr)
+    credentials.note_use(g.token, g.pop("app_key", None), request.remote_addr)
 
 
 def require_app_key(view):
@@ -162,7 +162,7 @@ def require_app_key(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
         _check_app_key()
-        accounts.note_use(app_key=g.pop("app_key", None))
+        credentials.note_use(app_key=g.pop("app_key", None))
         return view(*args, **kwargs)
 
     return wrapper

@@ -28,10 +28,12 @@ from flask import Flask, current_app
 from chat import celery_config
 from chat.platform.limiter_storage import SCHEME as LIMITER_SCHEME
 from chat.realtime import redis_client
-from chat.realtime.bus import InProcessBus, RedisStreamBus, Subscriber
+from chat.realtime.bus import InProcessBus
 from chat.realtime.gateway_sessions import InProcessSessions, RedisSessions
 from chat.realtime.presence import InProcessPresence, RedisPresence, presence_ttl
+from chat.realtime.redis_bus import RedisStreamBus
 from chat.realtime.signals import SignalBox
+from chat.realtime.subscriber import Subscriber
 from chat.runner import CeleryQueue, Enqueued, InProcessQueue, Job, Pile
 
 EXTENSION = "chat.backends"  # the one app.extensions key: the app's ``Backends``

@@ -19,13 +19,13 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from chat import webhooks
-from chat.assets import service as assets
+from chat.assets import lifecycle as assets
 from chat.db import checkpoint
 from chat.delivery import counters
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.search import index as search_index
-from chat.services import accounts
+from chat.services import accounts, credentials
 from chat.services import demo as demo_data
 
 app_key_cli = AppGroup("app-key", help="Create, list and revoke app keys (X-APP-Key).")
@@ -241,7 +241,7 @@ def ensure_web_app_key() -> str:
         existing = path.read_text().strip()
     except OSError:
         existing = ""
-    if existing and accounts.app_key_is_valid(existing):
+    if existing and credentials.app_key_is_valid(existing):
         return f"the web page uses the app key in {path}"
     for name in ("web", *(f"web-{secrets.token_hex(3)}" for _ in range(5))):
         try:
@@ -329,7 +329,7 @@ def web_page_key() -> str | None:
             key = Path(config["WEB_APP_KEY_FILE"]).read_text().strip()
         except OSError:
             key = None
-    return key if key and accounts.app_key_is_valid(key) else None
+    return key if key and credentials.app_key_is_valid(key) else None
 
 
 def register_cli(app: Flask) -> None:

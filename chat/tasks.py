@@ -21,7 +21,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from chat import backends, notifications, webhooks
-from chat.assets import service as assets
+from chat.assets import lifecycle as assets
 from chat.assets.storage import StorageUnavailable
 from chat.db import abandon
 from chat.delivery import announcements, push, reads

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from chat.extensions import db
 from chat.models import AppKey, ConversationMember
-from chat.services import accounts
+from chat.services import accounts, credentials
 from devstack import wait_until
 from tests.realtime import Reader, open_stream
 
@@ -113,15 +113,15 @@ def test_cli_app_key_bot_and_counters(app):
     created = runner.invoke(args=["app-key", "create", "mobile"])
     assert created.exit_code == 0
     key = created.output.strip().splitlines()[-1]
-    assert accounts.app_key_is_valid(key)
+    assert credentials.app_key_is_valid(key)
     assert runner.invoke(args=["app-key", "create", "mobile"]).exit_code != 0
     assert runner.invoke(args=["app-key", "revoke", "mobile"]).exit_code == 0
-    assert not accounts.app_key_is_valid(key)
+    assert not credentials.app_key_is_valid(key)
 
     bot = runner.invoke(args=["bot", "create", "helper-bot"])
     assert bot.exit_code == 0
     token = bot.output.strip().splitlines()[-1]
-    user, _ = accounts.user_for_token(token)
+    user, _ = credentials.user_for_token(token)
     assert user.is_bot and user.username == "helper-bot"
 
     assert "0 member rows" in runner.invoke(args=["counters", "rebuild"]).output

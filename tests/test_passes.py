@@ -17,7 +17,7 @@ def test_a_pass_that_runs_no_test_fails_the_run_and_is_reported_by_name():
             "tests.passes",
             "--only",
             "sqlite",
-            "tests/test_models.py",
+            "tests/models/test_carrying.py",
             "-q",
             "-k",
             "no_test_has_this_name",

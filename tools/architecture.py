@@ -50,8 +50,8 @@ DESCRIPTIONS: dict[str, str] = {
     "chat.ratelimit": "rate limits (Flask-Limiter) and KOOK's rate-limit headers",
     "chat.openapi_errors": "the error answers in `/openapi.json`, in each dialect's envelope",
     "chat.auth": "credentials on requests: app keys, sessions, tokens, the web page's cookie",
-    "chat.services": "the rules, once for both dialects: accounts, my account, conversations, messages, "
-    "reactions, social graph, people, search, typing, demo data",
+    "chat.services": "the rules, once for both dialects: accounts, credentials, my account, conversations, "
+    "messages, reactions, social graph, people, search, typing, demo data",
     "chat.assets": "uploads: storage (disk, S3), sniffing, image re-encoding, lifetimes, serving",
     "chat.delivery": "after a commit: push and the sweeps, reads, the unread rule, announcements, payloads, "
     "presence notices, connection slots",
@@ -63,8 +63,8 @@ DESCRIPTIONS: dict[str, str] = {
     "chat.backends": "every backend built once from the configuration, each behind a `typing.Protocol`; "
     "the one place that asks whether Redis is configured",
     "chat.runner": "the task queues behind one `enqueue`: Celery on Redis, or in this process",
-    "chat.realtime": "per-user event bus (Redis Streams or in-process), presence, signals, SSE, "
-    "gateway sessions",
+    "chat.realtime": "per-user event bus (Redis Streams or in-process) and the process's pub/sub "
+    "subscriber, presence, signals, SSE, gateway sessions",
     "chat.blueprint": "the Blueprint every API route is declared on, with `operation`",
     "chat.schemas": "what both dialects' schemas share: base schema, envelopes, loose fields",
     "chat.request_parser": "how routes read their arguments: webargs' parser, strict JSON, `body_or_query`",
@@ -75,7 +75,7 @@ DESCRIPTIONS: dict[str, str] = {
     "chat.names": "usernames and nicknames: PRECIS profiles, confusable skeletons",
     "chat.search": "message search: the searchable text and the index on each database",
     "chat.message_types": "the one table of message types and their content rules",
-    "chat.models": "SQLAlchemy 2 typed models: the one data model",
+    "chat.models": "SQLAlchemy 2 typed models, one module per subject: the one data model",
     "chat.platform": "wrappers and overrides of libraries, knowing no chat: gevent, Celery's broker, "
     "Flask-Limiter's storage, JSON in and out, HTTP guards, logging, password hashing",
     "chat.endpoints": "marks a view sets on itself (a send, a password check, its body limit, uploads, "

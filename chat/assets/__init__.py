@@ -2,7 +2,8 @@
 of storing and deleting them, and serving them.
 
 ``init_app`` builds the configured storage once per app (``app.extensions["asset_storage"]``);
-``chat.assets.service`` holds the rules, ``chat.assets.serving`` the HTTP answer of a file.
+``chat.assets.service`` holds the rules of storing and fetching, ``chat.assets.lifecycle``
+how long a file lives, ``chat.assets.serving`` the HTTP answer of a file.
 """
 
 from __future__ import annotations

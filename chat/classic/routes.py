@@ -27,7 +27,7 @@ from chat.endpoints import body_limit, checks_password, counts_as_send, shows_cr
 from chat.notifications import devices as notification_devices
 from chat.notifications.routes import blueprint as push_blueprint
 from chat.schemas import export_download
-from chat.services import accounts, conversations, messages, my_account, search, typing
+from chat.services import accounts, conversations, message_history, messages, my_account, search, typing
 
 auth_blp = Blueprint("classic_auth", __name__, url_prefix="/auth", description="Accounts (classic envelope)")
 conversation_blp = Blueprint(
@@ -295,7 +295,9 @@ def list_messages(args):
     """Page a conversation's history, newest first; the newest page marks it read."""
     me = current_user()
     view = conversations.get_for_member(me, conversation_id=args["conversationid"])
-    page = messages.history(me, view, start=args["start"], limit=args["limit"], before_key=args.get("before"))
+    page = message_history.history(
+        me, view, start=args["start"], limit=args["limit"], before_key=args.get("before")
+    )
     return {"data": page}
 
 

@@ -12,10 +12,11 @@ from chat.blueprint import Blueprint
 from chat.dialects import KOOK_API
 from chat.endpoints import body_limit, counts_as_send
 from chat.errors import Kind, ServiceError
+from chat.kook import message_schemas as ms
 from chat.kook import schemas as s
 from chat.message_types import FROM_KOOK
 from chat.models import now_ms
-from chat.services import conversations, messages, reactions, search
+from chat.services import conversations, message_history, message_views, messages, reactions, search
 
 direct_message_blp = Blueprint(
     "kook_direct_message",
@@ -42,10 +43,10 @@ def _chat(me, args):
 @direct_message_blp.operation(
     "/list",
     "GET",
-    s.DirectMessageListEnvelope,
+    ms.DirectMessageListEnvelope,
     auth=require_token,
     security=TOKEN_SECURITY,
-    args=s.DirectMessageListQuerySchema,
+    args=ms.DirectMessageListQuerySchema,
     location="query",
 )
 def list_direct_messages(args):
@@ -54,24 +55,24 @@ def list_direct_messages(args):
     me = current_user()
     view = _chat(me, args)
     if args.get("msg_id"):
-        page = messages.page_relative(
+        page = message_history.page_relative(
             me, view, args["msg_id"], args.get("flag") or "before", args["page_size"]
         )
     else:
-        newest_first = messages.history(
+        newest_first = message_history.history(
             me, view, start=(args["page"] - 1) * args["page_size"], limit=args["page_size"]
         )
         page = list(reversed(newest_first))
-    return {"data": {"items": messages.details(me, page, view)}}
+    return {"data": {"items": message_history.details(me, page, view)}}
 
 
 @direct_message_blp.operation(
     "/search",
     "GET",
-    s.DirectMessageSearchEnvelope,
+    ms.DirectMessageSearchEnvelope,
     auth=require_token,
     security=TOKEN_SECURITY,
-    args=s.DirectMessageSearchQuerySchema,
+    args=ms.DirectMessageSearchQuerySchema,
     location="query",
     each_statement_commits=True,
 )
@@ -79,7 +80,7 @@ def search_direct_messages(args):
     """Search my messages, newest first, with a highlighted snippet of each (an extension:
     KOOK has no search)."""
     me = current_user()
-    types = s.kook_types(args["type"]) if "type" in args else None
+    types = ms.kook_types(args["type"]) if "type" in args else None
     page = search.search(
         me,
         args["q"],
@@ -96,19 +97,19 @@ def search_direct_messages(args):
 @direct_message_blp.operation(
     "/view",
     "GET",
-    s.DirectMessageEnvelope,
+    ms.DirectMessageEnvelope,
     auth=require_token,
     security=TOKEN_SECURITY,
-    args=s.DirectMessageViewQuerySchema,
+    args=ms.DirectMessageViewQuerySchema,
     location="query",
 )
 def view_direct_message(args):
     """Show one message."""
     me = current_user()
-    message, view = messages.find_visible(me, args["msg_id"])
+    message, view = message_views.find_visible(me, args["msg_id"])
     if args.get("chat_code") and args["chat_code"] != view.conversation.code:
         raise ServiceError(Kind.NOT_FOUND, "message not found")
-    return {"data": messages.details(me, [messages.view_of(message, view)], view)[0]}
+    return {"data": message_history.details(me, [message_views.view_of(message, view)], view)[0]}
 
 
 @counts_as_send
@@ -116,10 +117,10 @@ def view_direct_message(args):
 @direct_message_blp.operation(
     "/create",
     "POST",
-    s.MessageCreatedEnvelope,
+    ms.MessageCreatedEnvelope,
     auth=require_token,
     security=TOKEN_SECURITY,
-    args=s.DirectMessageCreateSchema,
+    args=ms.DirectMessageCreateSchema,
     example=ex.DIRECT_MESSAGE_CREATE,
     location="json_or_form",
 )
@@ -144,7 +145,7 @@ def create_direct_message(args):
     s.EmptyEnvelope,
     auth=require_token,
     security=TOKEN_SECURITY,
-    args=s.DirectMessageUpdateSchema,
+    args=ms.DirectMessageUpdateSchema,
     example=ex.DIRECT_MESSAGE_UPDATE,
     location="json_or_form",
 )
@@ -160,7 +161,7 @@ def update_direct_message(args):
     s.EmptyEnvelope,
     auth=require_token,
     security=TOKEN_SECURITY,
-    args=s.MsgIdSchema,
+    args=ms.MsgIdSchema,
     example=ex.MSG_ID,
     location="json_or_form",
 )
@@ -173,10 +174,10 @@ def delete_direct_message(args):
 @direct_message_blp.operation(
     "/reaction-list",
     "GET",
-    s.ReactionUsersEnvelope,
+    ms.ReactionUsersEnvelope,
     auth=require_token,
     security=TOKEN_SECURITY,
-    args=s.ReactionSchema,
+    args=ms.ReactionSchema,
     location="query",
 )
 def list_reaction_users(args):
@@ -190,7 +191,7 @@ def list_reaction_users(args):
     s.EmptyEnvelope,
     auth=require_token,
     security=TOKEN_SECURITY,
-    args=s.ReactionSchema,
+    args=ms.ReactionSchema,
     example=ex.REACTION,
     location="json_or_form",
 )
@@ -206,7 +207,7 @@ def add_reaction(args):
     s.EmptyEnvelope,
     auth=require_token,
     security=TOKEN_SECURITY,
-    args=s.ReactionDeleteSchema,
+    args=ms.ReactionDeleteSchema,
     example=ex.REACTION,
     location="json_or_form",
 )

@@ -2,8 +2,10 @@
 
 Each part has two implementations of one interface (``chat.backends`` names the interfaces
 and builds the app's): in-process (the embedded default, one process) and Redis (every web and
-worker process shares it). ``bus`` holds the event logs, ``presence`` who has a stream open,
-``gateway_sessions`` where KOOK gateway sessions can resume, ``sse`` the wire format.
+worker process shares it). ``bus`` holds the event logs (in-process; ``redis_bus`` on Redis
+Streams, woken by the process's one pub/sub ``subscriber``, which also carries broadcasts),
+``presence`` who has a stream open, ``gateway_sessions`` where KOOK gateway sessions can
+resume, ``signals`` the ephemeral events, ``sse`` the wire format.
 """
 
 from __future__ import annotations
@@ -12,16 +14,10 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from chat.realtime.bus import (
-    SESSION_REVOKED,
-    EventBusDown,
-    InProcessBus,
-    RedisStreamBus,
-    Subscriber,
-    format_event_id,
-    parse_event_id,
-)
+from chat.realtime.bus import SESSION_REVOKED, EventBusDown, InProcessBus, format_event_id, parse_event_id
 from chat.realtime.presence import InProcessPresence, RedisPresence
+from chat.realtime.redis_bus import RedisStreamBus
+from chat.realtime.subscriber import Subscriber
 
 __all__ = [
     "EventBusDown",

@@ -1,38 +1,30 @@
-"""Users, app keys and tokens: registration, login, logout, bots and credential checks.
+"""Users and their credentials: registration, login and logout, bots, app keys.
 
 Usernames and nicknames are normalised and checked by ``chat.names`` (PRECIS, TR39
-skeletons). Passwords are hashed with Argon2id (argon2-cffi). Tokens and app keys are 256-bit random
-strings; being unguessable already, they are stored as SHA-256 digests so a lookup is one
-indexed query. No secret is ever stored or logged in clear.
+skeletons). Passwords are hashed with Argon2id (argon2-cffi). Tokens and app keys are issued
+and revoked here; what one is worth on a request (looked up, cached, its use recorded) is
+``chat.services.credentials``. No secret is ever stored or logged in clear.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import logging
 import secrets
-import time
-from contextlib import contextmanager
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from cachetools import TTLCache
 from flask import current_app
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import SQLAlchemyError
 
-from chat import backends, names, notifications, outbox, realtime
-from chat.db import abandon, apart, atomic, end_read, on_commit
+from chat import names, notifications, outbox
+from chat.db import atomic, end_read, on_commit
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
-from chat.models import AppKey, Token, User, carrying, now_ms
+from chat.models import AppKey, Token, User, now_ms
 from chat.platform import passwords
 from chat.realtime import SESSION_REVOKED
-from chat.services import credential_cache
+from chat.services.credentials import audit, digest, new_secret, stop_accepting
 from chat.services.ids import insert_with_random_id
-
-log = logging.getLogger(__name__)
 
 PASSWORD_MIN = 8
 USER_ID_RANGE = (100_000_000, 2_147_483_647)
@@ -52,15 +44,6 @@ def _dummy_hash(hasher: PasswordHasher) -> str:
     if params not in _dummy_hashes:
         _dummy_hashes[params] = passwords.run(hasher.hash, "not-a-real-password")
     return _dummy_hashes[params]
-
-
-def digest(secret: str) -> str:
-    """SHA-256 hex digest of a high-entropy secret (token or app key)."""
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def new_secret() -> str:
-    return secrets.token_urlsafe(32)
 
 
 def _taken(username: str, similar: bool = False) -> ServiceError:
@@ -174,7 +157,8 @@ def login(
     user = _find_by_username(username)
     stored = user.password_hash if user is not None and user.password_hash else None
     end_read()  # no transaction (nor pooled connection) held while the hash runs
-    if not password_matches(stored, password):
+    matched = password_matches(stored, password)
+    if not matched or user is None or stored is None:  # a match implies a user and a hash
         raise ServiceError(Kind.UNAUTHORIZED, "username or password is wrong")
     new_hash = hash_password(password) if _hasher().check_needs_rehash(stored) else None
     with atomic():
@@ -196,7 +180,7 @@ def logout(token: Token) -> None:
         )
         outbox.publish(token.user_id, SESSION_REVOKED, {"token_id": token.id})
         notifications.devices.forget_session(token.id)  # a signed-out device is notified no more
-    _revoked(token.token_hash)
+    stop_accepting(token.token_hash)
     audit(
         "credential.revoked",
         kind=f"{token.kind}_token",
@@ -204,50 +188,6 @@ def logout(token: Token) -> None:
         token_id=token.id,
         reason="logout",
     )
-
-
-def user_for_token(raw: str) -> tuple[User, Token] | None:
-    """The live (unexpired, unrevoked) token's user, or None.
-
-    Cached per process (``chat.services.credential_cache``: a revocation counts at once in
-    every process while Redis is up, within AUTH_CACHE_SECONDS whatever happens); expiry is
-    checked at every use."""
-    if not raw:
-        return None
-    hashed = digest(raw)
-    cache = _cache()
-    found = _cached(cache, hashed)
-    if found is None:
-        read_at = time.monotonic()
-        with _own_read():
-            row = db.session.execute(
-                select(Token, User).join(User, User.id == Token.user_id).where(Token.token_hash == hashed)
-            ).first()
-            found = (
-                None if row is None or row[0].revoked_at is not None else (_columns(row[1]), _columns(row[0]))
-            )
-        if found is None:
-            return None
-        if cache is not None:
-            cache.put(hashed, found, read_at)
-    user_values, token_values = found
-    if token_values["expires_at"] is not None and token_values["expires_at"] <= now_ms():
-        return None
-    # Fresh instances on every use: a cached row is never shared between requests.
-    return carrying(User, user_values), carrying(Token, token_values)
-
-
-def token_problem(raw: str) -> str | None:
-    """Why ``raw`` cannot be used: "missing", "expired" (expired or revoked) or "invalid";
-    None when it is live. For protocols that tell these apart (KOOK's gateway)."""
-    if not raw:
-        return "missing"
-    token = db.session.scalar(select(Token).where(Token.token_hash == digest(raw)))
-    if token is None:
-        return "invalid"
-    if token.revoked_at is not None or (token.expires_at is not None and token.expires_at <= now_ms()):
-        return "expired"
-    return None
 
 
 def _bot_ttl(expires_days: float | None) -> int | None:
@@ -319,7 +259,7 @@ def revoke_tokens(tokens: list[Token], why: str) -> None:
 
 def _tokens_revoked(tokens: list[Token], why: str) -> None:
     for token in tokens:
-        _revoked(token.token_hash)
+        stop_accepting(token.token_hash)
         audit(
             "credential.revoked",
             kind=f"{token.kind}_token",
@@ -387,179 +327,7 @@ def revoke_app_key(name: str) -> None:
         with atomic():
             key.revoked_at = now_ms()
         audit("credential.revoked", kind="app_key", key_name=name, key_id=key.id)
-    _revoked(key.key_hash)
-
-
-# ---- audit and last use ---------------------------------------------------------------------
-
-AUDIT_LOG = logging.getLogger("chat.audit")
-
-
-def audit(event: str, **fields) -> None:
-    """One structured line per credential event: ``event`` and ``key=value`` pairs in the
-    text, and the same as fields of a JSON line (``LOG_FORMAT=json``). Never a secret."""
-    shown = " ".join(f"{key}={value}" for key, value in fields.items())
-    AUDIT_LOG.info(
-        "audit %s %s",
-        event,
-        shown,
-        extra={"audit_event": event, **{f"audit_{k}": v for k, v in fields.items()}},
-    )
-
-
-# A credential's last use is written at most this often per process: every request carries
-# one, and a write per request would double the writes of a read-heavy client.
-USE_WRITE_INTERVAL_SECONDS = 60
-
-
-def _recent_uses() -> TTLCache:
-    uses = current_app.extensions.get("credential_uses")
-    if uses is None:
-        uses = current_app.extensions["credential_uses"] = TTLCache(
-            maxsize=100_000, ttl=USE_WRITE_INTERVAL_SECONDS
-        )
-    return uses
-
-
-def note_use(token: Token | None = None, app_key: str | None = None, address: str | None = None) -> None:
-    """After a credential was accepted: record when (and for a token, from where) it was last
-    used, at most once a minute per process, in a short transaction of its own; the first use
-    ever is an audit line. A failed write is logged and forgotten: it must not fail the
-    request."""
-    uses = _recent_uses()
-    marks = []
-    if token is not None:
-        marks.append(("token", token.id))
-    if app_key:
-        marks.append(("app_key", digest(app_key)))
-    marks = [mark for mark in marks if mark not in uses]
-    if not marks:
-        return
-    stamp = now_ms()
-    try:
-        with apart() as connection:
-            for kind, ident in marks:
-                uses[(kind, ident)] = True
-                if kind == "token":
-                    model, where, values = Token, Token.id == ident, {"last_used_at": stamp}
-                    if address:
-                        values["address"] = address[:64]
-                else:
-                    model, where, values = AppKey, AppKey.key_hash == ident, {"last_used_at": stamp}
-                first = connection.execute(
-                    update(model).where(where, model.last_used_at.is_(None)).values(values)
-                ).rowcount
-                if first:
-                    audit(
-                        "credential.first_used",
-                        kind=f"{token.kind}_token" if kind == "token" else "app_key",
-                        **(
-                            {"token_id": ident, "user_id": token.user_id}
-                            if kind == "token"
-                            else {"key_id": connection.scalar(select(AppKey.id).where(where))}
-                        ),
-                    )
-                else:
-                    connection.execute(update(model).where(where).values(values))
-    except SQLAlchemyError:
-        log.warning("could not record a credential's last use", exc_info=True)
-
-
-def app_key_is_valid(raw: str) -> bool:
-    """Whether ``raw`` is a live app key (cached like tokens, see ``user_for_token``)."""
-    if not raw:
-        return False
-    hashed = digest(raw)
-    cache = _cache()
-    valid = _cached(cache, hashed)
-    if valid is None:
-        read_at = time.monotonic()
-        with _own_read():
-            key = db.session.scalar(select(AppKey).where(AppKey.key_hash == hashed))
-            valid = key is not None and key.revoked_at is None
-        if cache is not None:
-            cache.put(hashed, valid, read_at)
-    return valid
-
-
-# ---- the credential cache -------------------------------------------------------------------
-
-
-@contextmanager
-def _own_read():
-    """A credential lookup ends the read transaction it began (a request's first statement,
-    when the cache missed): the request then goes on with no transaction open, as it would
-    with the cache warm, and a send can still be its own transaction (``messages.send_to``)."""
-    began = not db.session().in_transaction()
-    try:
-        yield
-    except BaseException:
-        if began:
-            abandon()  # the look-up failed (the database is down, say): nothing to keep
-        raise
-    if began:
-        end_read()
-
-
-def _cache() -> credential_cache.CredentialCache | None:
-    """This app's credential cache (None when ``AUTH_CACHE_SECONDS`` is 0), listening to the
-    revocations broadcast by every process when the event bus can carry them."""
-    config = current_app.config
-    if config["AUTH_CACHE_SECONDS"] <= 0:
-        return None
-    cache = current_app.extensions.get("credential_cache")
-    if cache is None:
-        subscriber = backends.current().broadcasts
-        cache = credential_cache.CredentialCache(
-            config["AUTH_CACHE_SECONDS"],
-            config["AUTH_CACHE_TRUSTED_SECONDS"],
-            subscriber.listening_since if subscriber is not None else (lambda: None),
-        )
-        if subscriber is not None:
-            subscriber.on_broadcast(credential_cache.TOPIC, cache.forget)
-        current_app.extensions["credential_cache"] = cache
-    return cache
-
-
-# Revocations are looked for this much before the last look: a revocation's time is stamped
-# before its commit, and hosts' clocks differ a little.
-REVOCATION_SLACK_MS = 60_000
-
-
-def _cached(cache: credential_cache.CredentialCache | None, hashed: str):
-    """``hashed``'s cached answer (None: look it up), after the periodic sweep of the latest
-    revocations when one is due (it cannot miss one, as a broadcast can)."""
-    if cache is None:
-        return None
-    since = cache.sweep_due(now_ms(), REVOCATION_SLACK_MS)
-    if since is not None:
-        with _own_read():
-            revoked = db.session.scalars(
-                select(Token.token_hash)
-                .where(Token.revoked_at >= since)
-                .union_all(select(AppKey.key_hash).where(AppKey.revoked_at >= since))
-            ).all()
-        for revoked_digest in revoked:
-            cache.forget(revoked_digest)
-    return cache.get(hashed)
-
-
-def _revoked(hashed: str) -> None:
-    """After the commit that revoked a credential: every process stops accepting it."""
-    cache = _cache()
-    if cache is not None:
-        cache.forget(hashed)
-    subscriber = backends.current().broadcasts
-    if subscriber is not None:
-        try:
-            subscriber.broadcast(credential_cache.TOPIC, hashed)
-        except realtime.EventBusDown:
-            # The other processes find it in their next sweep (``_cached``).
-            log.warning("event bus unavailable: a revocation counts elsewhere within AUTH_CACHE_SECONDS")
-
-
-def _columns(row) -> dict:
-    return {column.key: getattr(row, column.key) for column in row.__mapper__.column_attrs}
+    stop_accepting(key.key_hash)
 
 
 def get_user(user_id: int) -> User:

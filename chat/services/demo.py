@@ -10,7 +10,7 @@ from chat.db import atomic
 from chat.extensions import db
 from chat.models import Conversation, ConversationMember, FriendRequest, Message, Token, User, Webhook, now_ms
 from chat.search.text import document as search_document
-from chat.services import accounts
+from chat.services import accounts, credentials
 from chat.webhooks import encrypt_secret
 
 USERS = (
@@ -69,14 +69,14 @@ def seed() -> dict[str, User]:
                 id=ex.WEBHOOK_ID,
                 user_id=ex.ALICE_ID,
                 url=ex.WEBHOOK_URL,
-                secret_encrypted=encrypt_secret(accounts.new_secret()),
+                secret_encrypted=encrypt_secret(credentials.new_secret()),
             )
         )
         db.session.add(
             Token(
                 id=ex.OTHER_SESSION_ID,
                 user_id=ex.ALICE_ID,
-                token_hash=accounts.digest(accounts.new_secret()),
+                token_hash=credentials.digest(credentials.new_secret()),
                 kind="session",
                 label="alice's phone",
                 expires_at=stamp + 30 * 86400 * 1000,

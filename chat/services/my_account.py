@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, or_, select, update
 
-from chat.assets import service as assets
+from chat.assets import lifecycle as assets
 from chat.db import atomic, end_read
 from chat.delivery import announcements, counters
 from chat.delivery.payloads import message_payload
@@ -42,7 +42,7 @@ from chat.models import (
     WebhookDelivery,
     now_ms,
 )
-from chat.services import accounts
+from chat.services import accounts, credentials
 
 DELETED_NICKNAME = "Deleted account"
 
@@ -80,7 +80,7 @@ def change_password(me: User, current: Token, current_password: str, new_passwor
         user.password_hash = new_hash
         others = list(db.session.scalars(_live_sessions(me.id).where(Token.id != current.id)))
         accounts.revoke_tokens(others, "password changed")
-    accounts.audit("password.changed", user_id=me.id, sessions_ended=len(others))
+    credentials.audit("password.changed", user_id=me.id, sessions_ended=len(others))
     return len(others)
 
 
@@ -199,7 +199,7 @@ def delete_account(me: User, password: str) -> None:
         user.deleted_at = stamp
         announcements.erase_stream_after_commit(uid, [token.id for token in tokens])
         accounts.revoke_tokens(tokens, "account deleted")
-    accounts.audit("account.deleted", user_id=uid, sessions_ended=len(tokens))
+    credentials.audit("account.deleted", user_id=uid, sessions_ended=len(tokens))
 
 
 def export(me: User) -> dict:

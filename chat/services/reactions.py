@@ -16,7 +16,8 @@ from chat.db import atomic
 from chat.errors import Kind, ServiceError
 from chat.extensions import db
 from chat.models import Message, Reaction, User, insert_unless_taken, now_ms
-from chat.services import messages, people, social
+from chat.services import people, social
+from chat.services.message_views import announce_update, find_visible
 
 EMOJI_MAX = 64
 
@@ -64,7 +65,7 @@ def _check_room(message_id: int, user_id: int, emoji: str) -> None:
 def add(me: User, key: str, emoji: str) -> bool:
     """React to a message the caller can see; returns whether a reaction was added."""
     emoji = _check_emoji(emoji)
-    message, view = messages.find_visible(me, key)
+    message, view = find_visible(me, key)
     social.ensure_not_blocked(me.id, view.target.id, view.relation)
     if db.session.get(Reaction, (message.id, me.id, emoji)) is not None:
         return False
@@ -80,7 +81,7 @@ def add(me: User, key: str, emoji: str) -> bool:
             is not None
         )
         if added:
-            messages.announce_update(
+            announce_update(
                 message, view, {"reaction": {"emoji": emoji, "user_id": str(me.id), "added": True}}
             )
     return added
@@ -91,7 +92,7 @@ def remove(me: User, key: str, emoji: str, user_id: int | None = None) -> bool:
     if user_id is not None and user_id != me.id:
         raise ServiceError(Kind.FORBIDDEN, "you can only remove your own reactions")
     emoji = _check_emoji(emoji)
-    message, view = messages.find_visible(me, key)
+    message, view = find_visible(me, key)
     with atomic():
         removed = (
             db.session.execute(
@@ -103,7 +104,7 @@ def remove(me: User, key: str, emoji: str, user_id: int | None = None) -> bool:
         )
         if removed:
             blocked = view.relation.i_block or view.relation.they_block
-            messages.announce_update(
+            announce_update(
                 message,
                 view,
                 {"reaction": {"emoji": emoji, "user_id": str(me.id), "added": False}},
@@ -116,7 +117,7 @@ def users(me: User, key: str, emoji: str) -> list[people.Card]:
     """Who reacted to a message with ``emoji``, with when (``reaction_time``, ms) and whether
     they are online, first reaction first."""
     emoji = _check_emoji(emoji)
-    message, _ = messages.find_visible(me, key)
+    message, _ = find_visible(me, key)
     rows = db.session.execute(
         select(User, Reaction.created_at)
         .join(Reaction, Reaction.user_id == User.id)

@@ -28,12 +28,13 @@ from chat.extensions import db
 from chat.models import Conversation, ConversationMember, Message, MessageHide, User
 from chat.search import index
 from chat.search.text import QueryTooShort, Term, plain_text, snippet, terms
-from chat.services import messages
 from chat.services.conversations import ConversationView, get_for_member
+from chat.services.message_history import MessageDetail, details
+from chat.services.message_views import MessageView, view_of
 
 
 @dataclass
-class SearchHit(messages.MessageView):
+class SearchHit(MessageView):
     """A message found, as its dialect shows messages, with an excerpt around the match."""
 
     snippet: str = ""
@@ -42,7 +43,7 @@ class SearchHit(messages.MessageView):
 
 
 @dataclass
-class SearchDetail(messages.MessageDetail):
+class SearchDetail(MessageDetail):
     """A hit with reactions and the quoted message (the KOOK dialect shows them)."""
 
     snippet: str = ""
@@ -117,7 +118,7 @@ def search(
         if chat is None:
             chat = ConversationView(conversation, member, other, me, their_pointer or 0)
             chats[conversation.id] = chat
-        hits.append(_hit(messages.view_of(message, chat), chat, wanted))
+        hits.append(_hit(view_of(message, chat), chat, wanted))
     # The page's last message, even if it went in the instant between the two reads.
     following = page[limit - 1].key if len(page) > limit else None
     return SearchPage(hits, following)
@@ -126,7 +127,7 @@ def search(
 @functools.cache
 def _members_query(one: bool, include_hidden: bool):
     """The conversations a search looks in, with what the caller cleared of each; built once
-    per form (statements are built once, see ``messages._page_query``)."""
+    per form (statements are built once, see ``message_history._page_query``)."""
     members = select(ConversationMember.conversation_id, ConversationMember.cleared_before_id).where(
         ConversationMember.user_id == bindparam("me", type_=BigInteger)
     )
@@ -192,7 +193,7 @@ def _anchor(me: User, key: str) -> int:
     return found
 
 
-def _hit(shown: messages.MessageView, chat: ConversationView, wanted: list[Term]) -> SearchHit:
+def _hit(shown: MessageView, chat: ConversationView, wanted: list[Term]) -> SearchHit:
     text, marks = snippet(plain_text(shown.message.type, shown.message.content), wanted)
     return SearchHit(
         shown.message,
@@ -212,9 +213,9 @@ def with_details(me: User, page: SearchPage) -> SearchPage:
     by_chat: dict[int, list[SearchHit]] = {}
     for hit in page.items:
         by_chat.setdefault(hit.conversation.id, []).append(hit)
-    detailed: dict[int, messages.MessageDetail] = {}
+    detailed: dict[int, MessageDetail] = {}
     for hits in by_chat.values():
-        for hit, detail in zip(hits, messages.details(me, hits, hits[0].chat)):
+        for hit, detail in zip(hits, details(me, hits, hits[0].chat)):
             detailed[id(hit)] = detail
     end_read()
     items = [

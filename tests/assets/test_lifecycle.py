@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 
-from chat.assets import service
+from chat.assets import lifecycle, service
 from chat.models import now_ms
 from devstack import wait_until
 from tests.assets.conftest import MP4
@@ -87,9 +87,9 @@ def test_an_upload_never_sent_is_swept_and_a_sent_one_is_kept(app, client, alice
     )
     assert conversation
     # Not yet stale: nothing happens.
-    assert service.sweep()["expired"] == 0
+    assert lifecycle.sweep()["expired"] == 0
     later = now_ms() + int(app.config["ASSET_UNUSED_TTL_SECONDS"] * 1000) + 1000
-    done = service.sweep(later)
+    done = lifecycle.sweep(later)
     assert done["expired"] == 1
     assert client.get(_path(unused["url"])).status_code == 410
     wait_until(lambda: not _in_storage(unused["url"]), 10, what="the unused upload to be removed")
@@ -159,7 +159,7 @@ def test_files_whose_messages_went_by_a_cascade_are_swept(app, client, alice, bo
     db.session.commit()
 
     later = now_ms() + int(app.config["ASSET_UNUSED_TTL_SECONDS"] * 1000) + 1000
-    assert service.sweep(later)["expired"] == 2
+    assert lifecycle.sweep(later)["expired"] == 2
     for url in (stored["url"], left["url"]):
         assert client.get(_path(url)).status_code == 410
         wait_until(lambda url=url: not _in_storage(url), 10, what="the objects to be removed")

@@ -4,7 +4,7 @@ from sqlalchemy import select
 
 from chat.extensions import db
 from chat.models import AppKey, Token, User
-from chat.services import accounts
+from chat.services import accounts, credentials
 
 
 def test_register_returns_the_user(client, app_key):
@@ -66,7 +66,7 @@ def test_secrets_are_stored_only_as_hashes(app, alice, app_key):
     user = db.session.scalar(select(User).where(User.username == "alice"))
     assert "correct horse" not in user.password_hash and user.password_hash.startswith("$argon2")
     hashes = db.session.scalars(select(Token.token_hash)).all()
-    assert alice.session not in hashes and accounts.digest(alice.session) in hashes
+    assert alice.session not in hashes and credentials.digest(alice.session) in hashes
     assert app_key not in db.session.scalars(select(AppKey.key_hash)).all()
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import update
 from chat import backends
 from chat.extensions import db
 from chat.models import Token, now_ms
-from chat.services import accounts
+from chat.services import accounts, credentials
 from chat.services.credential_cache import CredentialCache
 from devstack import wait_until
 from tests.conftest import REDIS_URL, ClassicUser
@@ -37,7 +37,7 @@ def _process(app_with, redis_prefix):
 def _listening(client) -> None:
     """Wait until that process hears broadcasts (its subscriber has subscribed)."""
     with client.application.app_context():
-        accounts._cache()  # the cache registers for revocations when it is made
+        credentials._cache()  # the cache registers for revocations when it is made
         subscriber = backends.of(client.application).broadcasts
         wait_until(lambda: subscriber.listening_since() is not None, 10, what="the subscriber to listen")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from chat.services import accounts
+from chat.services import accounts, credentials
 
 
 def page_key(response) -> str:
@@ -95,7 +95,7 @@ def test_demo_gives_the_page_a_key_once_and_says_what_to_open(app, client, key_f
     for url in ("http://127.0.0.1:5123/ ", "http://127.0.0.1:5123/docs", "http://127.0.0.1:5123/metrics"):
         assert url in first.output
     key = key_file.read_text().strip()
-    assert accounts.app_key_is_valid(key)
+    assert credentials.app_key_is_valid(key)
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600  # a secret: this account only
     assert page_key(client.get("/")) == key
     # Again (make run on the next day): the same key, no new one.
@@ -111,10 +111,10 @@ def test_demo_replaces_a_revoked_or_missing_page_key(app, client, key_file):
     accounts.revoke_app_key("web")
     assert runner.invoke(args=["demo"]).exit_code == 0
     new = key_file.read_text().strip()
-    assert new != old and accounts.app_key_is_valid(new) and page_key(client.get("/")) == new
+    assert new != old and credentials.app_key_is_valid(new) and page_key(client.get("/")) == new
     key_file.unlink()
     assert runner.invoke(args=["demo"]).exit_code == 0
-    assert accounts.app_key_is_valid(key_file.read_text().strip())
+    assert credentials.app_key_is_valid(key_file.read_text().strip())
 
 
 def test_web_app_key_wins_over_the_file(app, client, key_file, app_key):

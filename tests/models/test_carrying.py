@@ -42,7 +42,7 @@ def test_carrying_is_the_constructors_object_without_its_cost(app):
 
 def test_a_carried_user_is_what_a_session_answers_with(app, alice, bob):
     """The credential cache's users: the same values as the row, a new object each time."""
-    from chat.services.accounts import user_for_token
+    from chat.services.credentials import user_for_token
 
     first, _ = user_for_token(alice.session)
     again, _ = user_for_token(alice.session)
