@@ -29,7 +29,7 @@ class BotClassicUser(ClassicUser):
 
 
 class KookUser:
-    """A registered user; ``get``/``post`` speak KOOK, ``classic`` speaks seed 000."""
+    """A registered user; ``get``/``post`` speak KOOK, ``classic`` speaks the classic API."""
 
     def __init__(self, classic: ClassicUser):
         self.classic = classic
