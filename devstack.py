@@ -527,9 +527,19 @@ class EventStream:
                 return found
 
     def close(self, wait: bool = True) -> None:
-        """Disconnect; the reader thread ends at the next chunk (a heartbeat at the latest)."""
-        if self._response is not None:
-            self._response.close()
+        """Disconnect. The socket is shut down first: that wakes the reader thread, blocked in a
+        read, at once; closing the response alone left it waiting for the next chunk, a
+        heartbeat up to 15 s away."""
+        response = self._response
+        if response is not None:
+            connection = getattr(response.raw, "connection", None)
+            sock = getattr(connection, "sock", None)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:  # closed already
+                    pass
+            response.close()
         if wait:
             self._thread.join(5)
 

@@ -11,6 +11,7 @@ from sqlalchemy.pool import NullPool
 from chat import create_app
 from chat.extensions import db
 from chat.services import accounts
+from devstack import wait_until
 from tests.conftest import ClassicUser
 
 
@@ -105,17 +106,32 @@ def _user_of(app_with, **settings) -> ClassicUser:
 
 def _drop_every_connection() -> None:
     """What a database restart does to a pool: every connection it holds is ended (from a
-    connection of its own, outside the pool)."""
+    connection of its own, outside the pool), and the server processes behind them are gone.
+    ``pg_terminate_backend`` only signals a process: until it has exited, its socket is still
+    open and says nothing, which is a server vanishing mid-use, not a restart."""
     engine = create_engine(db.engine.url, poolclass=NullPool)
     with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
         ended = conn.execute(
             text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "SELECT array_agg(pid) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
         ).scalar()
+        assert ended, "no pooled connection to end"
+        conn.execute(
+            text("SELECT pg_terminate_backend(pid) FROM unnest(CAST(:pids AS int[])) AS pid"), {"pids": ended}
+        )
+        wait_until(
+            lambda: (
+                not conn.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)"), {"pids": ended}
+                ).scalar()
+            ),
+            30,
+            what="the ended connections' server processes to exit",
+        )
     engine.dispose()
-    assert ended >= 1
 
 
 @pytest.mark.usefixtures("postgres_only")

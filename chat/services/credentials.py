@@ -16,7 +16,9 @@ import hashlib
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
+from typing import TypeVar
 
 from cachetools import TTLCache
 from flask import current_app
@@ -28,6 +30,8 @@ from chat.db import abandon, apart, end_read
 from chat.extensions import db
 from chat.models import AppKey, Token, User, carrying, now_ms
 from chat.services import credential_cache
+
+Found = TypeVar("Found")
 
 log = logging.getLogger(__name__)
 AUDIT_LOG = logging.getLogger("chat.audit")
@@ -50,22 +54,9 @@ def user_for_token(raw: str) -> tuple[User, Token] | None:
     checked at every use."""
     if not raw:
         return None
-    hashed = digest(raw)
-    cache = _cache()
-    found = _cached(cache, hashed)
+    found = _looked_up(raw, _live_token_columns)
     if found is None:
-        read_at = time.monotonic()
-        with _own_read():
-            row = db.session.execute(
-                select(Token, User).join(User, User.id == Token.user_id).where(Token.token_hash == hashed)
-            ).first()
-            found = (
-                None if row is None or row[0].revoked_at is not None else (_columns(row[1]), _columns(row[0]))
-            )
-        if found is None:
-            return None
-        if cache is not None:
-            cache.put(hashed, found, read_at)
+        return None
     user_values, token_values = found
     if token_values["expires_at"] is not None and token_values["expires_at"] <= now_ms():
         return None
@@ -164,17 +155,36 @@ def app_key_is_valid(raw: str) -> bool:
     """Whether ``raw`` is a live app key (cached like tokens, see ``user_for_token``)."""
     if not raw:
         return False
+    return bool(_looked_up(raw, _app_key_is_live))
+
+
+def _live_token_columns(hashed: str) -> tuple[dict, dict] | None:
+    """The (user, token) columns of the unrevoked token ``hashed`` names, or None."""
+    row = db.session.execute(
+        select(Token, User).join(User, User.id == Token.user_id).where(Token.token_hash == hashed)
+    ).first()
+    return None if row is None or row[0].revoked_at is not None else (_columns(row[1]), _columns(row[0]))
+
+
+def _app_key_is_live(hashed: str) -> bool:
+    key = db.session.scalar(select(AppKey).where(AppKey.key_hash == hashed))
+    return key is not None and key.revoked_at is None
+
+
+def _looked_up(raw: str, read: Callable[[str], Found | None]) -> Found | None:
+    """What ``read`` says of the credential ``raw``: from this process's cache, or read (in a
+    read transaction of its own) and cached as of when the read began. None, a credential
+    that does not exist, is not cached."""
     hashed = digest(raw)
     cache = _cache()
-    valid = _cached(cache, hashed)
-    if valid is None:
+    found = _cached(cache, hashed)
+    if found is None:
         read_at = time.monotonic()
         with _own_read():
-            key = db.session.scalar(select(AppKey).where(AppKey.key_hash == hashed))
-            valid = key is not None and key.revoked_at is None
-        if cache is not None:
-            cache.put(hashed, valid, read_at)
-    return valid
+            found = read(hashed)
+        if found is not None and cache is not None:
+            cache.put(hashed, found, read_at)
+    return found
 
 
 @contextmanager
