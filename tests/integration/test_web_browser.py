@@ -273,16 +273,18 @@ def test_two_people_chat_live_in_two_browsers(site, browser, tmp_path, device):
     expect(bob.message("a reply").locator(".chip")).to_have_count(0)
     expect(alice.message("a reply").locator(".chip")).to_have_count(0, timeout=SETTLE_MS)
 
-    # alice edits her message: both sides show the new text, marked edited.
+    # alice edits her message: both sides show the new text, marked edited. She sends her next
+    # message at once, while the edit may still be on its way: it is a new message, not a
+    # second edit.
     alice.act("a reply", "Edit")
     alice.role("textbox", "Message").fill("a better reply")
     alice.role("textbox", "Message").press("Enter")
-    expect(alice.message("a better reply").locator(".edited")).to_be_visible()
-    expect(bob.message("a better reply").locator(".edited")).to_be_visible(timeout=SETTLE_MS)
 
     # A link in text is a link that opens elsewhere without the page's address; an image URL
     # from elsewhere is a link too, never loaded by the reader's browser.
     alice.send("see https://example.org/page and https://example.org/cat.png")
+    expect(alice.message("a better reply").locator(".edited")).to_be_visible(timeout=SETTLE_MS)
+    expect(bob.message("a better reply").locator(".edited")).to_be_visible(timeout=SETTLE_MS)
     link = bob.message("see https").get_by_role("link", name="https://example.org/page")
     expect(link).to_have_attribute("rel", "noopener noreferrer", timeout=SETTLE_MS)
     external = f"{base.replace('127.0.0.1', 'localhost')}/docs/assets/favicon-32x32.png"

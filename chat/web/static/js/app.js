@@ -503,12 +503,23 @@ async function submitComposer() {
   const content = input.value;
   if (!content.trim()) throw new ApiError("Type a message first.", 400);
   if (state.compose && state.compose.mode === "edit") {
+    // Out of edit mode before the request goes, as a send does: what is typed and sent while
+    // it is in flight is a new message, not a second edit of this one.
     const message = state.compose.message;
-    await api("POST", "/api/v3/direct-message/update", { msg_id: message.key, content });
+    setCompose(null);
+    fitInput();
+    try {
+      await api("POST", "/api/v3/direct-message/update", { msg_id: message.key, content });
+    } catch (error) {
+      if (!input.value.trim()) { // nothing typed since: the edit comes back, to retry or cancel
+        setCompose({ mode: "edit", message });
+        input.value = content;
+        fitInput();
+      }
+      throw error;
+    }
     message.content = content;
     message.updatedAt = Date.now();
-    setCompose(null);
-    input.value = "";
     renderMessages();
     return;
   }
