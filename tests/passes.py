@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
         print(f"--only takes sqlite or postgres, not {only!r}", file=sys.stderr)
         return 2
     workers = os.environ.get("TEST_WORKERS", "2")
-    if workers != "0" and not any(arg == "-n" or arg.startswith(("-n", "--numprocesses")) for arg in argv):
+    if workers != "0" and not any(arg.startswith(("-n", "--numprocesses")) for arg in argv):
         argv = ["-n", workers, "--dist", "worksteal", *argv]
     workdir = Path(tempfile.mkdtemp(prefix="chat-test-passes-"))
     print_lock = threading.Lock()
