@@ -54,9 +54,34 @@ def _connections_to(port: int) -> int:
     )
 
 
+# How many times the scenario below is set up, each time on a new Redis and a new app, until
+# the race it is about is seen. Whether a request fails after the switch (rather than beside the
+# first one, before it) is up to the thread scheduler; on a busy machine all of them now and then
+# fail together, and such a round proves nothing about the requests that come after the switch.
+RACE_ATTEMPTS = 8
+
+
 @pytest.mark.parametrize("trouble", ["frozen", "stopped"])
-def test_concurrent_requests_never_500_when_redis_fails_under_them(limited, private_redis, trouble, caplog):
-    server, url = private_redis
+def test_concurrent_requests_never_500_when_redis_fails_under_them(limited, tmp_path, trouble, caplog):
+    for attempt in range(RACE_ATTEMPTS):
+        caplog.clear()
+        server, url = start_redis(tmp_path)
+        try:
+            _six_requests_wait_on_redis_when_it_fails(
+                limited, server, url, trouble, f"redis-trouble-{attempt}"
+            )
+        finally:
+            server.kill(signal.SIGCONT)
+            server.stop()
+        # The race happened: a request failed on Redis after another had made the switch.
+        if any("after the switch" in r.getMessage() for r in caplog.records if r.name == "flask-limiter"):
+            return
+    pytest.fail(f"in {RACE_ATTEMPTS} rounds no request failed on Redis after another had made the switch")
+
+
+def _six_requests_wait_on_redis_when_it_fails(limited, server, url: str, trouble: str, bot_name: str) -> None:
+    """Six anonymous requests wait on a rate-limit Redis that fails under them, on a new app:
+    each is answered (401), none is a server error, and the app counts in-process afterwards."""
     # Frozen: each call gives up after 0.5 s. Stopped: the calls wait on a frozen Redis until
     # it is killed under them (SIGKILL, so its sockets close at once).
     timeout = 0.5 if trouble == "frozen" else 30
@@ -67,14 +92,15 @@ def test_concurrent_requests_never_500_when_redis_fails_under_them(limited, priv
         RATELIMIT_GLOBAL="1000 per minute",
     )
     app = client.application
-    _, token = accounts.create_bot("redis-trouble")
+    _, token = accounts.create_bot(bot_name)
     me = {"Authorization": f"Bot {token}"}
     assert client.get("/api/v3/user/me", headers=me).status_code == 200  # counted in Redis
     db.session.remove()  # the test's own session must not hold SQLite's write lock
     server.kill(signal.SIGSTOP)
     # Requests that all wait on Redis when it fails: the first to fail switches the limiter to
-    # its in-process fallback, the others fail after the switch. (Anonymous calls: they touch
-    # no database, so SQLite's single writer does not serialize them.)
+    # its in-process fallback, the others fail after the switch (or, now and then, beside the
+    # first). (Anonymous calls: they touch no database, so SQLite's single writer does not
+    # serialize them.)
     threads, statuses = _together(app.test_client, 6, lambda c: c.get("/api/v3/user/me"))
     if trouble == "stopped":
         port = int(url.rsplit(":", 1)[1].split("/")[0])
@@ -83,10 +109,6 @@ def test_concurrent_requests_never_500_when_redis_fails_under_them(limited, priv
     for thread in threads:
         thread.join(30)
     assert statuses == [401] * 6, statuses
-    # The race happened: a request failed on Redis after another had made the switch.
-    assert any("after the switch" in r.getMessage() for r in caplog.records if r.name == "flask-limiter"), [
-        r.getMessage() for r in caplog.records
-    ]
     assert client.get("/api/v3/user/me", headers=me).status_code == 200
 
 
