@@ -205,10 +205,10 @@ class Seen:
 
 class Census:
     """Every process of the stack, by pid: each Procfile process and every process under it
-    (gunicorn's workers, Celery's pool processes), and Redis, sampled a few times a second
-    with psutil from start to end. A process that disappears without the scenario having
-    killed it on purpose is an unexpected exit, named in the report; so is one started later
-    that is not a purposeful replacement's."""
+    that runs the same program (gunicorn's workers, Celery's pool processes), and Redis,
+    sampled a few times a second with psutil from start to end. A process that disappears
+    without the scenario having killed it on purpose is an unexpected exit, named in the
+    report; so is one started later that is not a purposeful replacement's."""
 
     INTERVAL = 0.25
 
@@ -229,11 +229,20 @@ class Census:
             self.roots[role] = process
 
     def tree(self, role: str, process: LiveProcess) -> list[tuple[tuple[int, float], str]]:
+        """The Procfile process of ``role`` and the processes under it that run its program.
+        A helper program one of them runs and waits for is not counted: Celery runs
+        ``uname -p`` for its start-up banner, and a sample that lands in that moment would
+        otherwise report it as a process that exited on its own."""
         try:
             root = psutil.Process(process.pid)
             found = [((root.pid, root.create_time()), f"{role} parent")]
+            program = root.exe()
             for child in root.children(recursive=True):
-                found.append(((child.pid, child.create_time()), f"{role} child"))
+                try:
+                    if child.exe() == program:
+                        found.append(((child.pid, child.create_time()), f"{role} child"))
+                except psutil.Error:
+                    continue  # gone already; if it was a process of the stack, it was seen before
         except psutil.Error:
             return []
         return found
