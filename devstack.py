@@ -39,9 +39,21 @@ def procfile() -> dict[str, str]:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` different free ports. Each is held while the next is chosen: a port is
+    released as soon as it is chosen, and the kernel may hand the same one out again (once,
+    SeaweedFS's volume server got its master's port and could not start)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 class LiveProcess:
@@ -330,8 +342,9 @@ def start_seaweedfs(log_dir: Path, bucket: str = "chat") -> ObjectStore:
             }
         )
     )
-    ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
-    grpc = {name: free_port() for name in ports}
+    names = ("master", "volume", "filer", "s3")
+    chosen = free_ports(2 * len(names))
+    ports, grpc = dict(zip(names, chosen[: len(names)])), dict(zip(names, chosen[len(names) :]))
     argv = [
         str(BIN / "weed"),
         "server",
