@@ -365,6 +365,28 @@ def redis_prefix() -> str:
         client.delete(*keys)
 
 
+def live_credential(env: dict[str, str], kind: str, name: str) -> str:
+    """What ``flask app-key create NAME`` (``kind`` "app-key") or ``flask bot create NAME``
+    ("bot") prints, made in this process on the database of ``env`` (a ``live_env``): the
+    same service call without a Python start-up and the app's imports, which cost about 2.5 s
+    of CPU per command and were most of the suite's ``flask`` commands, each only setting a
+    test up. The commands themselves are tested in tests/test_cli.py, and the README and
+    Procfile flows run them as an operator would."""
+
+    class OnLiveDatabase(TestingConfig):
+        SQLALCHEMY_DATABASE_URI = normalize_database_url(env["DATABASE_URL"])
+
+    app = create_app(OnLiveDatabase)
+    with app.app_context():
+        try:
+            if kind == "app-key":
+                return accounts.create_app_key(name)
+            return accounts.create_bot(name)[1]
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+
+
 @pytest.fixture
 def live_env(live_database_url, redis_prefix, tmp_path) -> dict[str, str]:
     """Environment for production-mode processes: the test's database, Redis and prefix."""

@@ -24,7 +24,6 @@ from PIL import Image
 
 from devstack import (
     ApiUser,
-    flask_command,
     free_port,
     start_seaweedfs,
     start_server,
@@ -32,6 +31,7 @@ from devstack import (
     wait_until,
 )
 from tests.assets.conftest import png_with_exif
+from tests.conftest import live_credential
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +45,7 @@ def s3_stack(live_env, tmp_path):
     try:
         server, base = start_server(env, tmp_path, port=port)
         try:
-            key = flask_command(env, "app-key", "create", "attachments").strip().splitlines()[-1]
+            key = live_credential(env, "app-key", "attachments")
             yield base, key, env, store, server
         finally:
             server.stop()
@@ -73,7 +73,7 @@ def test_a_khl_bot_uploads_a_photo_and_the_recipient_gets_its_pixels_without_exi
 ):
     base, key, env, store, _ = s3_stack
     monkeypatch.setattr(khl_requester, "API", f"{base}/api/v3")
-    token = flask_command(env, "bot", "create", "photo-bot").strip().splitlines()[-1]
+    token = live_credential(env, "bot", "photo-bot")
     alice = ApiUser(base, key, "alice")
     data, pixels = png_with_exif()
     photo = tmp_path / "holiday.png"

@@ -15,13 +15,13 @@ import websocket
 from devstack import (
     BIN,
     ApiUser,
-    flask_command,
     free_port,
     start_server,
     start_web_process,
     start_worker,
     wait_until,
 )
+from tests.conftest import live_credential
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +68,7 @@ def stack(live_env, tmp_path):
     env = {**live_env, "GATEWAY_RESEND_GRACE_SECONDS": "0", "TYPING_INTERVAL_SECONDS": "0.01"}
     worker = start_worker(env, tmp_path, concurrency=1)  # deliveries in the order sent
     server, base = start_server(env, tmp_path)
-    key = flask_command(env, "app-key", "create", "gateway").strip().splitlines()[-1]
+    key = live_credential(env, "app-key", "gateway")
     try:
         yield base, key
     finally:
@@ -318,7 +318,7 @@ def test_a_closed_gateway_connection_shows_offline_at_once_after_refreshing_pres
     env = {**live_env, "SSE_HEARTBEAT_SECONDS": "1"}
     server, base = start_server(env, tmp_path)
     try:
-        key = flask_command(env, "app-key", "create", "presence").strip().splitlines()[-1]
+        key = live_credential(env, "app-key", "presence")
         alice, bob = ApiUser(base, key, "alice-presence"), ApiUser(base, key, "bob-presence")
         chat = alice.open_with(bob)
         gw = Gateway(_gateway_url(base, bob.token, 0))
@@ -369,8 +369,8 @@ def test_the_gateway_under_flask_run_never_logs_its_token(live_database_url, tmp
         "SSE_HEARTBEAT_SECONDS": "1",  # a closed socket is noticed (and logged) within one
         "GATEWAY_IDLE_TIMEOUT_SECONDS": "4",
     }
-    key = flask_command(env, "app-key", "create", "embedded").strip().splitlines()[-1]
-    bot_token = flask_command(env, "bot", "create", "embedded-bot").strip().splitlines()[-1]
+    key = live_credential(env, "app-key", "embedded")
+    bot_token = live_credential(env, "bot", "embedded-bot")
     port = free_port()
     env["PORT"] = str(port)  # as `make run` passes it: the gateway's URL is built from it
     argv = [str(BIN / "flask"), "run", "--host", "127.0.0.1", "--port", str(port)]

@@ -15,7 +15,8 @@ from chat.extensions import db
 from chat.ratelimit import bucket_id
 from chat.services import accounts
 from config import DevelopmentConfig, normalize_database_url
-from devstack import flask_command, start_server
+from devstack import start_server
+from tests.conftest import live_credential
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +25,7 @@ PAGE_SIZE = 2
 
 
 def _bot(env, name: str) -> str:
-    return flask_command(env, "bot", "create", name).strip().splitlines()[-1]
+    return live_credential(env, "bot", name)
 
 
 def _client(token: str) -> khl_requester.HTTPRequester:

@@ -15,7 +15,8 @@ from khl import Bot, Message
 from khl import receiver as khl_receiver
 from khl import requester as khl_requester
 
-from devstack import ApiUser, flask_command, start_server, start_worker, wait_until
+from devstack import ApiUser, start_server, start_worker, wait_until
+from tests.conftest import live_credential
 from tests.netproxy import TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -74,8 +75,8 @@ def stack(live_env, tmp_path, monkeypatch):
     env = {**live_env, "WEBHOOK_ALLOW_PRIVATE": "1", "SSE_HEARTBEAT_SECONDS": "2"}
     worker = start_worker(env, tmp_path)
     server, base = start_server(env, tmp_path)
-    key = flask_command(env, "app-key", "create", "khl-bot").strip().splitlines()[-1]
-    bot_token = flask_command(env, "bot", "create", "hello-bot").strip().splitlines()[-1]
+    key = live_credential(env, "app-key", "khl-bot")
+    bot_token = live_credential(env, "bot", "hello-bot")
     try:
         yield base, key, bot_token, env
     finally:

@@ -9,7 +9,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from devstack import ApiUser, flask_command, start_server, start_worker, wait_until
+from devstack import ApiUser, start_server, start_worker, wait_until
+from tests.conftest import live_credential
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +33,7 @@ def value(samples, name, **labels) -> float:
 
 def test_every_process_is_counted_and_the_token_is_required(live_env, tmp_path):
     env = dict(live_env, METRICS_TOKEN=TOKEN, SSE_HEARTBEAT_SECONDS="1")
-    key = flask_command(env, "app-key", "create", "live").strip().splitlines()[-1]
+    key = live_credential(env, "app-key", "live")
     worker = start_worker(env, tmp_path, concurrency=2)
     server, base = start_server(env, tmp_path)
     try:

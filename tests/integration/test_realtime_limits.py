@@ -14,7 +14,8 @@ import pytest
 import requests
 import websocket
 
-from devstack import ApiUser, flask_command, start_server, start_worker, wait_until
+from devstack import ApiUser, start_server, start_worker, wait_until
+from tests.conftest import live_credential
 from tests.integration.test_gateway import Gateway, _gateway_url
 
 pytestmark = pytest.mark.integration
@@ -27,7 +28,7 @@ def _server(env: dict, tmp_path, *, workers: int = 1, worker: bool = True):
         processes.append(start_worker(env, tmp_path, concurrency=1))
     server, base = start_server(env, tmp_path, extra_args=["--workers", str(workers)])
     processes.append(server)
-    key = flask_command(env, "app-key", "create", "limits").strip().splitlines()[-1]
+    key = live_credential(env, "app-key", "limits")
     return processes, server, base, key
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from devstack import ROOT, ApiUser, flask_command, start_server, wait_until
+from devstack import ROOT, ApiUser, start_server, wait_until
+from tests.conftest import live_credential
 
 pytestmark = pytest.mark.integration
 
@@ -15,7 +16,7 @@ PRIVATE = "appendicitis"
 
 def test_a_search_on_gunicorn_finds_and_never_logs_its_words(live_env, tmp_path):
     access_log = tmp_path / "access.log"
-    key = flask_command(live_env, "app-key", "create", "live-search").strip().splitlines()[-1]
+    key = live_credential(live_env, "app-key", "live-search")
     server, base = start_server(
         {**live_env, "LOG_FORMAT": "text"},
         tmp_path,

@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from devstack import ROOT, ApiUser, flask_command, free_port, start_server, start_worker, wait_until
+from devstack import ROOT, ApiUser, free_port, start_server, start_worker, wait_until
+from tests.conftest import live_credential
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +63,7 @@ def site(live_env, tmp_path):
         METRICS_TOKEN="browser-test-metrics",
         AUTH_CACHE_SECONDS=str(AUTH_CACHE_SECONDS),
     )
-    env["WEB_APP_KEY"] = flask_command(env, "app-key", "create", "web").strip().splitlines()[-1]
+    env["WEB_APP_KEY"] = live_credential(env, "app-key", "web")
     worker = start_worker(env, tmp_path)
     server, base = start_server(env, tmp_path)
     site = Site(base)
@@ -597,7 +598,7 @@ def test_attachments_upload_show_inline_and_say_why_when_refused(live_env, brows
         ASSET_DIR=str(tmp_path / "assets"),
         PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
     )
-    env["WEB_APP_KEY"] = flask_command(env, "app-key", "create", "web").strip().splitlines()[-1]
+    env["WEB_APP_KEY"] = live_credential(env, "app-key", "web")
     worker = start_worker(env, tmp_path)
     server, base = start_server(env, tmp_path, port=port)
     try:

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from devstack import ApiUser, flask_command, start_server, start_worker
+from devstack import ApiUser, start_server, start_worker
+from tests.conftest import live_credential
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +54,7 @@ NICKNAME = f"<img src=x onerror={RUN}>"
 @pytest.fixture
 def site(live_env, tmp_path):
     env = dict(live_env, SSE_HEARTBEAT_SECONDS="2")
-    env["WEB_APP_KEY"] = flask_command(env, "app-key", "create", "web").strip().splitlines()[-1]
+    env["WEB_APP_KEY"] = live_credential(env, "app-key", "web")
     worker = start_worker(env, tmp_path)
     server, base = start_server(env, tmp_path)
     try:

@@ -33,7 +33,8 @@ import pytest
 import requests
 from py_vapid import Vapid
 
-from devstack import ApiUser, flask_command, start_server, start_worker, wait_until
+from devstack import ApiUser, start_server, start_worker, wait_until
+from tests.conftest import live_credential
 from tests.integration.test_web_browser import SETTLE_MS, Person, browser  # noqa: F401 (the fixture)
 from tests.notifications.providers import WebPushService
 
@@ -79,7 +80,7 @@ def notifying_site(live_env, tmp_path):
         NOTIFY_DELAY_SECONDS=str(NOTIFY_DELAY_SECONDS),
         VAPID_PRIVATE_KEY=vapid.private_pem().decode(),
     )
-    env["WEB_APP_KEY"] = flask_command(env, "app-key", "create", "web").strip().splitlines()[-1]
+    env["WEB_APP_KEY"] = live_credential(env, "app-key", "web")
     # As the Procfile runs them: events and counters on one worker, provider calls on another.
     workers = [
         start_worker(env, tmp_path, extra_args=["-Q", queues, "-n", f"{name}-{tmp_path.name}@%h"])

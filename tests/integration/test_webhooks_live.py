@@ -7,7 +7,8 @@ import json
 import pytest
 import requests
 
-from devstack import flask_command, start_server, start_worker, wait_until
+from devstack import start_server, start_worker, wait_until
+from tests.conftest import live_credential
 from tests.webhooks.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -20,7 +21,7 @@ def test_a_failing_receiver_is_retried_by_the_worker(live_env, tmp_path):
         "WEBHOOK_BACKOFF_BASE": "0.2",
         "WEBHOOK_BACKOFF_MAX": "0.5",
     }
-    key = flask_command(env, "app-key", "create", "hooks").strip().splitlines()[-1]
+    key = live_credential(env, "app-key", "hooks")
     server, base = start_server(env, tmp_path)
     worker = start_worker(env, tmp_path)
     try:

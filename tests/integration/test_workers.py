@@ -17,6 +17,7 @@ import requests
 from sqlalchemy import create_engine, text
 
 from devstack import ApiUser, flask_command, start_beat, start_redis, start_server, start_worker, wait_until
+from tests.conftest import live_credential
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +49,7 @@ def stack(live_env, tmp_path):
         def web(self):
             server, self.base = start_server(self.env, tmp_path)
             started.append(server)
-            self.app_key = flask_command(self.env, "app-key", "create", "live").strip().splitlines()[-1]
+            self.app_key = live_credential(self.env, "app-key", "live")
             return server
 
         def worker(self, **kwargs):

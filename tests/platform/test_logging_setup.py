@@ -25,13 +25,13 @@ from devstack import (
     BIN,
     ROOT,
     LiveProcess,
-    flask_command,
     free_port,
     start_server,
     start_worker,
     wait_answering,
     wait_until,
 )
+from tests.conftest import live_credential
 
 SECRET = "s3cr3t-T0KEN_value"
 
@@ -279,7 +279,7 @@ def _json_lines(path) -> list[dict]:
 @pytest.mark.integration
 def test_the_id_follows_a_send_into_the_web_and_worker_logs(live_env, tmp_path):
     env = {**live_env, "LOG_FORMAT": "json"}
-    key = flask_command(env, "app-key", "create", "logs").strip().splitlines()[-1]
+    key = live_credential(env, "app-key", "logs")
     server, base = start_server(
         env,
         tmp_path,
