@@ -185,9 +185,16 @@ def start_web_process(
 
 
 def start_server(
-    env: dict[str, str], log_dir: Path, *, port: int | None = None, extra_args: list[str] | None = None
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    port: int | None = None,
+    workers: int = 1,
+    extra_args: list[str] | None = None,
 ) -> tuple[LiveProcess, str]:
-    """gunicorn serving ``wsgi:app``; returns (process, base URL) once /livez answers."""
+    """gunicorn serving ``wsgi:app`` with ``workers`` processes; returns (process, base URL)
+    once /livez answers. One unless asked: each worker pays the app's imports again (1 to 1.5
+    CPU-seconds), and only a test about more than one web process needs a second."""
     port = port or free_port()
     argv = [
         str(BIN / "gunicorn"),
@@ -195,7 +202,7 @@ def start_server(
         "--bind",
         f"127.0.0.1:{port}",
         "--workers",
-        "2",
+        str(workers),
         "--threads",
         "4",
         "--timeout",
@@ -312,6 +319,12 @@ class ObjectStore(NamedTuple):
             aws_access_key_id=self.access_key_id,
             aws_secret_access_key=self.secret_access_key,
         )
+
+    def stop(self) -> None:
+        """Kill it at once: its data is thrown away with the caller's directory, and weed's
+        own graceful shutdown takes about 25 seconds."""
+        self.process.kill()
+        self.process.process.wait(10)
 
     def keys(self) -> list[str]:
         listed = self.client().list_objects_v2(Bucket=self.bucket)

@@ -51,7 +51,7 @@ def s3_stack(live_env, tmp_path):
             server.stop()
     finally:
         worker.stop()
-        store.process.stop()
+        store.stop()
 
 
 async def _bot_sends_a_photo(token: str, path, recipient_id: str) -> str:

@@ -30,7 +30,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("postgres_only")]
 # gunicorn.conf.py's worker class (gevent on PostgreSQL, as in production); the threads count
 # only where a case asks for gthread workers: enough that the parallel clients really are
 # served in parallel.
-SERVER_ARGS = ["--workers", "2", "--threads", "8"]
+SERVER_ARGS = ["--threads", "8"]
+# Two web processes: the races are between processes, as in production.
+WEB_WORKERS = 2
 
 
 def _seed(database_url: str, users: int) -> tuple[str, list[dict]]:
@@ -65,7 +67,7 @@ def _scalar(database_url: str, sql: str, **params):
 def test_both_sides_opening_at_once_get_one_conversation(live_env, tmp_path):
     pairs = 20
     key, users = _seed(live_env["DATABASE_URL"], pairs * 2)
-    server, base = start_server(live_env, tmp_path, extra_args=SERVER_ARGS)
+    server, base = start_server(live_env, tmp_path, workers=WEB_WORKERS, extra_args=SERVER_ARGS)
     try:
 
         def race(pair: int) -> tuple[int, int]:
@@ -107,7 +109,7 @@ SERVER_KINDS = {
     "gthread": ({}, [*SERVER_ARGS, "--worker-class", "gthread"], "gthread"),
     "gevent-small-pool": (
         {"DB_POOL_SIZE": "2", "DB_MAX_OVERFLOW": "1"},
-        ["--workers", "2", "--worker-class", "gevent", "--worker-connections", "100"],
+        ["--worker-class", "gevent", "--worker-connections", "100"],
         "gevent",
     ),
 }
@@ -118,7 +120,9 @@ def test_parallel_retries_with_one_nonce_make_one_message(live_env, tmp_path, se
     senders = 20
     key, (alice, bob) = _seed(live_env["DATABASE_URL"], 2)
     extra_env, server_args, worker_class = SERVER_KINDS[server_kind]
-    server, base = start_server({**live_env, **extra_env}, tmp_path, extra_args=server_args)
+    server, base = start_server(
+        {**live_env, **extra_env}, tmp_path, workers=WEB_WORKERS, extra_args=server_args
+    )
     try:
         # The race runs on the kind of worker it is meant for (gunicorn names it at start).
         assert f"Using worker: {worker_class}" in server.log_path.read_text(errors="replace"), (
@@ -164,7 +168,7 @@ def test_parallel_sends_never_move_the_senders_latest_time_backwards(live_env, t
     write an older time over a newer one."""
     rounds, burst = 12, 12
     key, (alice, bob) = _seed(live_env["DATABASE_URL"], 2)
-    server, base = start_server(live_env, tmp_path, extra_args=SERVER_ARGS)
+    server, base = start_server(live_env, tmp_path, workers=WEB_WORKERS, extra_args=SERVER_ARGS)
     url = live_env["DATABASE_URL"]
     stale = []
     try:
@@ -199,7 +203,7 @@ def test_parallel_sends_never_move_the_senders_latest_time_backwards(live_env, t
 def test_a_thousand_parallel_sends_count_exactly_a_thousand_unread(live_env, tmp_path):
     total = 1000
     key, (alice, bob) = _seed(live_env["DATABASE_URL"], 2)
-    server, base = start_server(live_env, tmp_path, extra_args=SERVER_ARGS)
+    server, base = start_server(live_env, tmp_path, workers=WEB_WORKERS, extra_args=SERVER_ARGS)
     worker = start_worker(live_env, tmp_path, concurrency=3)
     url = live_env["DATABASE_URL"]
     try:
@@ -248,7 +252,7 @@ def test_edits_racing_a_delete_for_everyone_never_bring_the_content_back(live_en
     edited text on a deleted message."""
     rounds, edits = 15, 11
     key, (alice, bob) = _seed(live_env["DATABASE_URL"], 2)
-    server, base = start_server(live_env, tmp_path, extra_args=SERVER_ARGS)
+    server, base = start_server(live_env, tmp_path, workers=WEB_WORKERS, extra_args=SERVER_ARGS)
     url = live_env["DATABASE_URL"]
     statuses: list[int] = []
     try:
@@ -330,7 +334,7 @@ def test_friend_requests_both_ways_at_once_make_one_friendship(live_env, tmp_pat
     the same way, not as a friendship beside two pending requests (or two requests alone)."""
     pairs = 20
     _key, users = _seed(live_env["DATABASE_URL"], pairs * 2)
-    server, base = start_server(live_env, tmp_path, extra_args=SERVER_ARGS)
+    server, base = start_server(live_env, tmp_path, workers=WEB_WORKERS, extra_args=SERVER_ARGS)
     try:
 
         def race(pair: int) -> list[int]:

@@ -35,7 +35,7 @@ def test_every_process_is_counted_and_the_token_is_required(live_env, tmp_path):
     env = dict(live_env, METRICS_TOKEN=TOKEN, SSE_HEARTBEAT_SECONDS="1")
     key = live_credential(env, "app-key", "live")
     worker = start_worker(env, tmp_path, concurrency=2)
-    server, base = start_server(env, tmp_path)
+    server, base = start_server(env, tmp_path, workers=2)
     try:
         for headers in ({}, {"Authorization": "Bearer not-it"}):
             refused = requests.get(f"{base}/metrics", headers=headers, timeout=10)

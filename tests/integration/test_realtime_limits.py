@@ -26,7 +26,7 @@ def _server(env: dict, tmp_path, *, workers: int = 1, worker: bool = True):
     processes = []
     if worker:
         processes.append(start_worker(env, tmp_path, concurrency=1))
-    server, base = start_server(env, tmp_path, extra_args=["--workers", str(workers)])
+    server, base = start_server(env, tmp_path, workers=workers)
     processes.append(server)
     key = live_credential(env, "app-key", "limits")
     return processes, server, base, key
