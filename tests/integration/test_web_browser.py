@@ -53,8 +53,10 @@ class Site(str):
 
 
 @pytest.fixture
-def site(live_env, tmp_path):
-    """gunicorn and a Celery worker, with the web page's app key; yields the base URL."""
+def site(live_env, tmp_path, request):
+    """gunicorn (one worker, or as many as the test's ``web_processes`` mark asks for) and a
+    Celery worker, with the web page's app key; yields the base URL."""
+    marked = request.node.get_closest_marker("web_processes")
     # Each web process reuses a credential lookup for AUTH_CACHE_SECONDS: a logout counts at
     # once in the process that served it, in the other one within that time (kept short here).
     env = dict(
@@ -65,7 +67,7 @@ def site(live_env, tmp_path):
     )
     env["WEB_APP_KEY"] = live_credential(env, "app-key", "web")
     worker = start_worker(env, tmp_path)
-    server, base = start_server(env, tmp_path)
+    server, base = start_server(env, tmp_path, workers=marked.args[0] if marked else 1)
     site = Site(base)
     site.app_key = env["WEB_APP_KEY"]
     try:
@@ -75,8 +77,10 @@ def site(live_env, tmp_path):
         worker.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser():
+    """One chromium for the module's tests (each person still gets a context of their own:
+    cookies, storage and service workers): a launch costs 1 to 1.5 CPU-seconds."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"no chromium at {CHROMIUM}: `apt-get install chromium` (.ci/run does), or set CHROMIUM")
     from playwright.sync_api import expect, sync_playwright
@@ -193,6 +197,7 @@ def copy_shots(shots: list[Path], named: dict[str, str]) -> None:
                     shutil.copy(path, out / name)
 
 
+@pytest.mark.web_processes(2)  # a logout and a stream's end, seen across web processes
 @pytest.mark.parametrize("device", [DESKTOP, PHONE], ids=["desktop", "phone"])
 def test_two_people_chat_live_in_two_browsers(site, browser, tmp_path, device):
     from playwright.sync_api import expect
