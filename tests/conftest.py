@@ -14,6 +14,7 @@ import itertools
 import os
 import shutil
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -94,6 +95,17 @@ def drop_database(server: str, url: str) -> None:
     name = make_url(url).database
     with psycopg.connect(_admin_url(server), autocommit=True, connect_timeout=10) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test marked ``one_pass`` never touches the pass's database (it brings its own, or
+    none): the PostgreSQL pass would repeat it exactly, so it runs in the SQLite pass only."""
+    if not postgres_server_url():
+        return
+    skip = pytest.mark.skip(reason="runs once, in the SQLite pass: it never touches the pass's database")
+    for item in items:
+        if item.get_closest_marker("one_pass"):
+            item.add_marker(skip)
 
 
 def pytest_report_header(config):
@@ -333,28 +345,27 @@ def _migrated_database_url(tmp_path_factory) -> str:
             drop_database(server, url)
 
 
-@pytest.fixture
-def live_database_url(_migrated_database_url, tmp_path) -> str:
-    """A fresh database just as the real ``flask db upgrade`` leaves a new one (a copy of
-    ``_migrated_database_url``: a file copy on SQLite, ``CREATE DATABASE ... TEMPLATE`` on
-    PostgreSQL), for processes started by the test; dropped afterwards."""
+@contextmanager
+def _fresh_live_database(migrated_url: str, directory: Path):
+    """A copy of ``migrated_url`` (a file copy on SQLite, ``CREATE DATABASE ... TEMPLATE`` on
+    PostgreSQL); dropped when the block ends."""
     server = postgres_server_url()
     if not server:
-        path = tmp_path / "live.db"
-        shutil.copyfile(make_url(_migrated_database_url).database, path)
+        path = directory / "live.db"
+        shutil.copyfile(make_url(migrated_url).database, path)
         yield f"sqlite:///{path}"
         return
-    url = create_database(server, "live", template=_migrated_database_url)
+    url = create_database(server, "live", template=migrated_url)
     try:
         yield url
     finally:
         drop_database(server, url)
 
 
-@pytest.fixture
-def redis_prefix() -> str:
-    """A key prefix of this test's own, so parallel runs can share one Redis; its keys are
-    deleted afterwards."""
+@contextmanager
+def _own_redis_prefix():
+    """A key prefix of its own, so parallel runs can share one Redis; its keys are deleted
+    when the block ends."""
     import redis
 
     prefix = f"test:{os.getpid()}:{os.urandom(4).hex()}:"
@@ -363,6 +374,21 @@ def redis_prefix() -> str:
     keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
     if keys:
         client.delete(*keys)
+
+
+@pytest.fixture
+def live_database_url(_migrated_database_url, tmp_path) -> str:
+    """A fresh database just as the real ``flask db upgrade`` leaves a new one (a copy of
+    ``_migrated_database_url``), for processes started by the test; dropped afterwards."""
+    with _fresh_live_database(_migrated_database_url, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A Redis key prefix of this test's own; its keys are deleted afterwards."""
+    with _own_redis_prefix() as prefix:
+        yield prefix
 
 
 def live_credential(env: dict[str, str], kind: str, name: str) -> str:
@@ -390,11 +416,26 @@ def live_credential(env: dict[str, str], kind: str, name: str) -> str:
 @pytest.fixture
 def live_env(live_database_url, redis_prefix, tmp_path) -> dict[str, str]:
     """Environment for production-mode processes: the test's database, Redis and prefix."""
+    return _live_env(live_database_url, redis_prefix, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_live_env(_migrated_database_url, tmp_path_factory) -> dict[str, str]:
+    """``live_env`` shared by the tests of one module (one database, key prefix and
+    directory), for a module whose tests share one running stack rather than each starting
+    its own (a web server and a Celery worker cost 4 to 5 CPU-seconds to start): each of its
+    tests keeps to users of its own."""
+    directory = tmp_path_factory.mktemp("module-live")
+    with _fresh_live_database(_migrated_database_url, directory) as url, _own_redis_prefix() as prefix:
+        yield _live_env(url, prefix, directory)
+
+
+def _live_env(database_url: str, redis_prefix: str, directory: Path) -> dict[str, str]:
     return {
         "CHAT_ENV": "production",
         # The test's own metrics directory, not the checkout's instance/metrics.
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
-        "DATABASE_URL": live_database_url,
+        "PROMETHEUS_MULTIPROC_DIR": str(directory / "metrics"),
+        "DATABASE_URL": database_url,
         "REDIS_URL": REDIS_URL,
         "REDIS_KEY_PREFIX": redis_prefix,
         "SECRET_KEY": "integration-test-secret",
@@ -405,6 +446,11 @@ def live_env(live_database_url, redis_prefix, tmp_path) -> dict[str, str]:
         "RATELIMIT_SEND": "1000000 per second",
         "RATELIMIT_LOGIN": "1000000 per second",
         "RATELIMIT_LOGIN_ACCOUNT": "1000000 per second",
+        # Argon2id at a low cost, as the benchmark's set-up server has it: each sign-up and
+        # login hashes once, which at the production cost is about half a CPU-second; the
+        # cost itself is tested in-process (tests/platform/test_passwords.py).
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_COST_KIB": "8192",
         # Stopping a server at a test's end waits this long for open event streams and
         # sockets (production: 10 s, which each such test waited out before the KILL).
         "GUNICORN_GRACEFUL_TIMEOUT": "2",

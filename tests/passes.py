@@ -32,7 +32,11 @@ PG_SERVER = "postgresql://postgres@127.0.0.1:5432/"
 
 
 def _passes(environ) -> dict[str, dict[str, str]]:
-    base = {k: v for k, v in environ.items() if k != "TEST_DATABASE_URL"}
+    # PYTHONDONTWRITEBYTECODE (some images set it) is left out: a run starts some 300 Python
+    # processes (servers, workers, commands) and every xdist worker collects every test, and
+    # without cached bytecode each of them compiles the app and the tests again. The cache is
+    # __pycache__, which git ignores.
+    base = {k: v for k, v in environ.items() if k not in ("TEST_DATABASE_URL", "PYTHONDONTWRITEBYTECODE")}
     server = environ.get("TEST_PG_SERVER") or environ.get("TEST_DATABASE_URL") or PG_SERVER
     return {"SQLite": base, "PostgreSQL": {**base, "TEST_DATABASE_URL": server}}
 

@@ -28,6 +28,7 @@ from config import (
 from devstack import BIN, ROOT
 from tests.conftest import REDIS_URL
 
+# The commands run with these never reach a database: the pass's own is not theirs (one_pass).
 PRODUCTION = {
     "CHAT_ENV": "production",
     "SECRET_KEY": "s3cret",
@@ -48,6 +49,7 @@ def _flask(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.one_pass
 @pytest.mark.parametrize("missing", ["SECRET_KEY", "DATABASE_URL", "REDIS_URL"])
 def test_production_refuses_to_start_without(missing):
     env = {k: v for k, v in PRODUCTION.items() if k != missing}
@@ -57,18 +59,21 @@ def test_production_refuses_to_start_without(missing):
     assert "CHAT_ENV=production needs" in result.stderr
 
 
+@pytest.mark.one_pass
 def test_production_names_every_missing_variable_at_once():
     result = _flask({"CHAT_ENV": "production"}, "routes")
     assert result.returncode != 0
     assert "SECRET_KEY, DATABASE_URL, REDIS_URL" in result.stderr
 
 
+@pytest.mark.one_pass
 def test_production_starts_with_all_three():
     result = _flask(PRODUCTION, "routes")
     assert result.returncode == 0, result.stderr
     assert "/readyz" in result.stdout
 
 
+@pytest.mark.one_pass
 def test_a_malformed_pool_size_is_named():
     result = _flask({**PRODUCTION, "DB_POOL_SIZE": "lots"}, "routes")
     assert result.returncode != 0
@@ -87,6 +92,7 @@ with app.app_context():
 """
 
 
+@pytest.mark.one_pass
 def test_the_pool_is_sized_from_the_environment():
     env = {
         **PRODUCTION,

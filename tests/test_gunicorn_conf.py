@@ -9,6 +9,8 @@ import pytest
 
 from devstack import ROOT
 
+pytestmark = pytest.mark.one_pass  # gunicorn.conf.py read with a given environment
+
 CONF = str(ROOT / "gunicorn.conf.py")
 
 

@@ -9,12 +9,12 @@ import sys
 import pytest
 
 from devstack import ROOT
-from tests.conftest import postgres_server_url
+
+# The run it starts is a SQLite pass either way.
+pytestmark = pytest.mark.one_pass
 
 
 def test_a_pass_that_runs_no_test_fails_the_run_and_is_reported_by_name():
-    if postgres_server_url():
-        pytest.skip("runs once, in the SQLite pass: the run it starts is a SQLite pass either way")
     result = subprocess.run(
         [
             sys.executable,

@@ -63,18 +63,26 @@ class Gateway:
         self.ws.close()
 
 
-@pytest.fixture
-def stack(live_env, tmp_path):
-    env = {**live_env, "GATEWAY_RESEND_GRACE_SECONDS": "0", "TYPING_INTERVAL_SECONDS": "0.01"}
-    worker = start_worker(env, tmp_path, concurrency=1)  # deliveries in the order sent
-    server, base = start_server(env, tmp_path)
+@pytest.fixture(scope="module")
+def running_stack(module_live_env, tmp_path_factory):
+    """One server and worker for the module's tests (each test has users of its own)."""
+    env = {**module_live_env, "GATEWAY_RESEND_GRACE_SECONDS": "0", "TYPING_INTERVAL_SECONDS": "0.01"}
+    log_dir = tmp_path_factory.mktemp("gateway")
+    worker = start_worker(env, log_dir, concurrency=1)  # deliveries in the order sent
+    server, base = start_server(env, log_dir)
     key = live_credential(env, "app-key", "gateway")
     try:
-        yield base, key
+        yield base, key, server
     finally:
-        print(server.log_tail(40))  # shown when the test fails
         server.stop()
         worker.stop()
+
+
+@pytest.fixture
+def stack(running_stack):
+    base, key, server = running_stack
+    yield base, key
+    print(server.log_tail(40))  # shown when the test fails
 
 
 def _gateway_url(base: str, token: str, compress: int) -> str:

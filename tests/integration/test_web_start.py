@@ -18,6 +18,9 @@ import pytest
 from devstack import BIN, ROOT, LiveProcess, free_port, procfile, wait_answering
 from tests.conftest import REDIS_URL
 
+# The line is started without any database it could reach (see PRODUCTION).
+pytestmark = [pytest.mark.integration, pytest.mark.one_pass]
+
 PRODUCTION = {
     "SECRET_KEY": "s3cret",
     # Never connected to: a refused start stops before any connection, and the start that

@@ -18,6 +18,9 @@ import pytest
 
 from devstack import start_server
 
+# The server has a throwaway SQLite database of its own; framing is decided before any query.
+pytestmark = pytest.mark.one_pass
+
 MALFORMED = {
     "a bad chunk size": b"zz\r\nabc\r\n0\r\n\r\n",
     "a bare-LF chunk extension": b"3;ext\nabc\r\n0\r\n\r\n",
@@ -70,7 +73,7 @@ def server(request, tmp_path_factory):
         "SECRET_KEY": "framing-test",
     }
     process, base = start_server(
-        env, log_dir, extra_args=["--workers", "1", "--worker-class", request.param, "--log-level", "info"]
+        env, log_dir, extra_args=["--worker-class", request.param, "--log-level", "info"]
     )
     yield process, int(base.rsplit(":", 1)[1])
     process.stop()
