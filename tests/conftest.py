@@ -448,7 +448,7 @@ def _live_env(database_url: str, redis_prefix: str, directory: Path) -> dict[str
         "RATELIMIT_LOGIN_ACCOUNT": "1000000 per second",
         # Argon2id at a low cost, as the benchmark's set-up server has it: each sign-up and
         # login hashes once, which at the production cost is about half a CPU-second; the
-        # cost itself is tested in-process (tests/platform/test_passwords.py).
+        # production cost is what tests/platform/test_passwords.py hashes with.
         "ARGON2_TIME_COST": "1",
         "ARGON2_MEMORY_COST_KIB": "8192",
         # Stopping a server at a test's end waits this long for open event streams and
