@@ -203,8 +203,12 @@ def start_server(
         f"127.0.0.1:{port}",
         "--workers",
         str(workers),
+        # On SQLite (gthread) each open event stream or gateway socket holds a thread, and a
+        # process keeps a fifth of its threads for ordinary requests: eight give one worker
+        # seven long-lived slots, where two workers of four had six between them. A closed
+        # socket's thread is freed only when it notices, so tests that reconnect need them.
         "--threads",
-        "4",
+        "8",
         "--timeout",
         "60",
         *(extra_args or []),
