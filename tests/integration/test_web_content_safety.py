@@ -7,8 +7,6 @@ shows each as text and nothing runs: no dialog, no global set, no element made f
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,11 +14,10 @@ import requests
 
 from devstack import ApiUser, start_server, start_worker
 from tests.conftest import live_credential
+from tests.integration.test_web_browser import CHROMIUM, SETTLE_MS
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-SETTLE_MS = 10000
 
 RUN = "window.__pwned=1"
 TEXTS = [
