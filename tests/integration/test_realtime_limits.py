@@ -148,10 +148,12 @@ def test_long_lived_connections_leave_slots_for_ordinary_requests(live_env, tmp_
         _stop(processes, server)
 
 
-@pytest.fixture
-def gateway_stack(live_env, tmp_path):
-    env = {**live_env, "GATEWAY_RESEND_GRACE_SECONDS": "0"}
-    processes, server, base, key = _server(env, tmp_path, workers=2)
+@pytest.fixture(scope="module")
+def gateway_stack(module_live_env, tmp_path_factory):
+    """Two web processes and a worker, shared by the module's gateway tests (each with people
+    of its own)."""
+    env = {**module_live_env, "GATEWAY_RESEND_GRACE_SECONDS": "0"}
+    processes, server, base, key = _server(env, tmp_path_factory.mktemp("gateway"), workers=2)
     try:
         yield base, key
     finally:

@@ -1,7 +1,9 @@
 """The workers on real processes: Redis, gunicorn (gevent), Celery worker and beat.
 
-Each test runs its own redis-server on a free port, so it can stop and restart it without
-touching the machine's shared Redis, plus a fresh database (``live_env``).
+Each test that stops, kills or restarts a part runs a stack of its own: its own
+redis-server on a free port (stopped and restarted without touching the machine's shared
+Redis) and a fresh database (``live_env``). The tests that only use the stack share one
+(``delivering_stack``), each with people of its own.
 """
 
 from __future__ import annotations
@@ -30,51 +32,74 @@ FAST = {
 }
 
 
+class Stack:
+    """What a test starts: its own redis-server, the web server, workers and beat, all on
+    ``env``; ``stop`` ends them."""
+
+    def __init__(self, env: dict[str, str], log_dir):
+        self.env = dict(env, **FAST)
+        self.log_dir = log_dir
+        self.redis = None
+        self.started = []
+
+    def start_redis(self, port=None):
+        self.redis, url = start_redis(self.log_dir, port)
+        self.started.append(self.redis)
+        self.redis_port = int(url.rsplit(":", 1)[1].split("/")[0])
+        self.env["REDIS_URL"] = url
+        return self.redis
+
+    def web(self):
+        server, self.base = start_server(self.env, self.log_dir)
+        self.started.append(server)
+        self.app_key = live_credential(self.env, "app-key", "live")
+        return server
+
+    def worker(self, **kwargs):
+        worker = start_worker(self.env, self.log_dir, **kwargs)
+        self.started.append(worker)
+        return worker
+
+    def beat(self):
+        beat = start_beat(self.env, self.log_dir)
+        self.started.append(beat)
+        return beat
+
+    def user(self, name):
+        return ApiUser(self.base, self.app_key, name)
+
+    def unpushed(self) -> int:
+        return _scalar(self.env["DATABASE_URL"], "SELECT count(*) FROM messages WHERE pushed_at IS NULL")
+
+    def rebuild_changed(self) -> int:
+        out = flask_command(self.env, "counters", "rebuild")
+        return int(re.search(r"(\d+) member rows", out).group(1))
+
+    def stop(self):
+        for process in reversed(self.started):
+            process.stop()
+
+
 @pytest.fixture
 def stack(live_env, tmp_path):
-    """Start what a test asks for; stop everything afterwards."""
-    started = []
+    """A stack of the test's own, for a test that stops, kills or configures its parts."""
+    started = Stack(live_env, tmp_path)
+    yield started
+    started.stop()
 
-    class Stack:
-        env = dict(live_env, **FAST)
-        redis = None
 
-        def start_redis(self, port=None):
-            self.redis, url = start_redis(tmp_path, port)
-            started.append(self.redis)
-            self.redis_port = int(url.rsplit(":", 1)[1].split("/")[0])
-            self.env["REDIS_URL"] = url
-            return self.redis
-
-        def web(self):
-            server, self.base = start_server(self.env, tmp_path)
-            started.append(server)
-            self.app_key = live_credential(self.env, "app-key", "live")
-            return server
-
-        def worker(self, **kwargs):
-            worker = start_worker(self.env, tmp_path, **kwargs)
-            started.append(worker)
-            return worker
-
-        def beat(self):
-            beat = start_beat(self.env, tmp_path)
-            started.append(beat)
-            return beat
-
-        def user(self, name):
-            return ApiUser(self.base, self.app_key, name)
-
-        def unpushed(self) -> int:
-            return _scalar(self.env["DATABASE_URL"], "SELECT count(*) FROM messages WHERE pushed_at IS NULL")
-
-        def rebuild_changed(self) -> int:
-            out = flask_command(self.env, "counters", "rebuild")
-            return int(re.search(r"(\d+) member rows", out).group(1))
-
-    yield Stack()
-    for process in reversed(started):
-        process.stop()
+@pytest.fixture(scope="module")
+def delivering_stack(module_live_env, tmp_path_factory):
+    """Redis, the web server and a worker, shared by the module's tests that only use them
+    (each with people of its own): starting them costs some 5 CPU-seconds."""
+    started = Stack(module_live_env, tmp_path_factory.mktemp("delivering"))
+    try:
+        started.start_redis()
+        started.web()
+        started.worker()
+        yield started
+    finally:
+        started.stop()
 
 
 def _scalar(url: str, sql: str) -> int:
@@ -86,11 +111,8 @@ def _scalar(url: str, sql: str) -> int:
         engine.dispose()
 
 
-def test_a_message_reaches_the_open_stream_and_counts_once_then_reading_clears_it(stack):
-    stack.start_redis()
-    stack.web()
-    stack.worker()
-    alice, bob = stack.user("alice"), stack.user("bob")
+def test_a_message_reaches_the_open_stream_and_counts_once_then_reading_clears_it(delivering_stack):
+    alice, bob = delivering_stack.user("alice"), delivering_stack.user("bob")
     cid = alice.open_with(bob)
 
     bob_stream = bob.stream().wait_open()  # KOOK token path: Authorization: Bearer
@@ -108,7 +130,7 @@ def test_a_message_reaches_the_open_stream_and_counts_once_then_reading_clears_i
     wait_until(lambda: _sender_view_pushed(alice, cid, 2), 10, what="ispushed to turn 1")
     # Counted exactly once each, in the classic list; the rebuild agrees.
     assert bob.conversation(cid)["unread_count"] == 2
-    assert stack.rebuild_changed() == 0
+    assert delivering_stack.rebuild_changed() == 0
 
     bob.call("POST", "/message/read", json={"conversationid": cid})
     _, _, read, _ = alice_stream.next(event="message.read")
@@ -121,7 +143,7 @@ def test_a_message_reaches_the_open_stream_and_counts_once_then_reading_clears_i
     bob_stream.close()
     wait_until(lambda: not alice.conversation(cid)["target_info"]["online"], 15, what="bob to show offline")
     alice_stream.close()
-    assert stack.rebuild_changed() == 0
+    assert delivering_stack.rebuild_changed() == 0
 
 
 def _sender_view_pushed(sender: ApiUser, cid: int, count: int) -> bool:
@@ -134,21 +156,18 @@ def _sender_view_read(sender: ApiUser, cid: int) -> bool:
     return all(m["isread"] == 1 for m in page if m["id"] == sender.id)
 
 
-def test_a_message_deleted_for_everyone_is_never_replayed_with_its_content(stack):
+def test_a_message_deleted_for_everyone_is_never_replayed_with_its_content(delivering_stack):
     # A recipient who was never connected resumes from the start after the deletion: the
     # worker's forget_message task has taken the content out of the Redis stream.
-    stack.start_redis()
-    stack.web()
-    stack.worker()
-    alice, bob = stack.user("alice"), stack.user("bob")
-    cid = alice.open_with(bob)
-    kept = alice.send(cid, "kept")["messagekey"]
-    gone = alice.send(cid, "the secret")["messagekey"]
-    wait_until(lambda: stack.unpushed() == 0, 15, what="both messages to be pushed")
-    alice.call("DELETE", "/message", json={"messagekey": gone, "type": 2})
+    carol, dave = delivering_stack.user("carol"), delivering_stack.user("dave")
+    cid = carol.open_with(dave)
+    kept = carol.send(cid, "kept")["messagekey"]
+    gone = carol.send(cid, "the secret")["messagekey"]
+    wait_until(lambda: delivering_stack.unpushed() == 0, 15, what="both messages to be pushed")
+    carol.call("DELETE", "/message", json={"messagekey": gone, "type": 2})
 
     def replay() -> list[tuple[str, dict]]:
-        stream = bob.stream(last_event_id="0").wait_open()
+        stream = dave.stream(last_event_id="0").wait_open()
         found = []
         try:
             while True:
@@ -170,28 +189,25 @@ def test_a_message_deleted_for_everyone_is_never_replayed_with_its_content(stack
     ]
 
 
-def test_a_reconnect_with_last_event_id_gets_exactly_what_it_missed(stack):
-    stack.start_redis()
-    stack.web()
-    stack.worker()
-    alice, bob = stack.user("alice"), stack.user("bob")
-    cid = alice.open_with(bob)
+def test_a_reconnect_with_last_event_id_gets_exactly_what_it_missed(delivering_stack):
+    erin, frank = delivering_stack.user("erin"), delivering_stack.user("frank")
+    cid = erin.open_with(frank)
 
-    stream = bob.stream().wait_open()
-    first = alice.send(cid, "seen")
+    stream = frank.stream().wait_open()
+    first = erin.send(cid, "seen")
     seen_id, _, data, _ = stream.next(event="message.created")
     assert data["messagekey"] == first["messagekey"]
     stream.close()
 
-    missed = [alice.send(cid, f"missed {i}")["messagekey"] for i in range(3)]
-    # (Not through alice's newest page: that would mark it read, itself an event for bob.)
-    wait_until(lambda: stack.unpushed() == 0, 15, what="the missed messages to be pushed")
+    missed = [erin.send(cid, f"missed {i}")["messagekey"] for i in range(3)]
+    # (Not through erin's newest page: that would mark it read, itself an event for frank.)
+    wait_until(lambda: delivering_stack.unpushed() == 0, 15, what="the missed messages to be pushed")
 
     # Resumed by the header (what EventSource sends), then by the query (a URL a browser
     # builds): each gets every event after the id, in order, once, and then the live ones.
     for resumed in (
-        bob.stream(last_event_id=seen_id),
-        bob.stream(query_last_event_id=seen_id, token_in_query=True),
+        frank.stream(last_event_id=seen_id),
+        frank.stream(query_last_event_id=seen_id, token_in_query=True),
     ):
         resumed.wait_open()
         got = [resumed.next(timeout=10) for _ in missed]
@@ -199,7 +215,7 @@ def test_a_reconnect_with_last_event_id_gets_exactly_what_it_missed(stack):
         assert sorted((e, d["messagekey"]) for _, e, d, _ in got) == sorted(
             ("message.created", k) for k in missed
         )
-        live = alice.send(cid, "after the reconnect")
+        live = erin.send(cid, "after the reconnect")
         _, event, data, _ = resumed.next(timeout=10)
         assert (event, data["messagekey"]) == ("message.created", live["messagekey"])
         resumed.close()
