@@ -26,6 +26,7 @@ from flask import Flask, has_app_context  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
 from flask_migrate import upgrade  # noqa: E402
 from sqlalchemy.engine import make_url
+from werkzeug.routing import Rule  # noqa: E402
 
 from chat import create_app
 from chat.db import end_read
@@ -56,6 +57,30 @@ class ReadEndingClient(FlaskClient):
 
 
 Flask.test_client_class = ReadEndingClient
+
+
+class BuilderOnFirstUseRule(Rule):
+    """A route whose URL builder is compiled when a URL is first built from it.
+
+    Werkzeug generates and compiles Python code for two URL builders per route as each route
+    is added: in ``create_app`` that was some 60% of the app's making, about 20 ms, paid again
+    for every one of the suite's two thousand apps, most of which never build a URL. The
+    builder compiled later is the same code."""
+
+    def _compile_builder(self, append_unknown: bool = True):
+        compile_builder = super()._compile_builder
+        compiled = None
+
+        def build(rule, **values):
+            nonlocal compiled
+            if compiled is None:
+                compiled = compile_builder(append_unknown)
+            return compiled(rule, **values)
+
+        return build
+
+
+Flask.url_rule_class = BuilderOnFirstUseRule
 
 
 def postgres_server_url() -> str | None:
@@ -326,11 +351,9 @@ def empty_database_url(tmp_path) -> str:
 
 @pytest.fixture(scope="session")
 def _migrated_database_url(tmp_path_factory) -> str:
-    """A database of this pass's kind that the real ``flask db upgrade`` migrated, once per
-    run: ``live_database_url`` hands each test a copy. Running the command per test cost a
-    Python start-up, the app's imports and every migration each time, to make the same bytes."""
-    from devstack import flask_command
-
+    """A database of this pass's kind that the migrations made, once per run:
+    ``live_database_url`` hands each test a copy. Migrating per test cost every migration
+    each time, to make the same bytes."""
     server = postgres_server_url()
     url = (
         create_database(server, "migrated")
@@ -338,7 +361,7 @@ def _migrated_database_url(tmp_path_factory) -> str:
         else f"sqlite:///{tmp_path_factory.mktemp('migrated') / 'migrated.db'}"
     )
     try:
-        flask_command({"DATABASE_URL": url, "CHAT_ENV": "development"}, "db", "upgrade")
+        migrate(url, "upgrade")
         yield url
     finally:
         if server:
@@ -378,7 +401,7 @@ def _own_redis_prefix():
 
 @pytest.fixture
 def live_database_url(_migrated_database_url, tmp_path) -> str:
-    """A fresh database just as the real ``flask db upgrade`` leaves a new one (a copy of
+    """A fresh database just as ``flask db upgrade`` leaves a new one (a copy of
     ``_migrated_database_url``), for processes started by the test; dropped afterwards."""
     with _fresh_live_database(_migrated_database_url, tmp_path) as url:
         yield url
@@ -408,6 +431,26 @@ def live_credential(env: dict[str, str], kind: str, name: str) -> str:
             if kind == "app-key":
                 return accounts.create_app_key(name)
             return accounts.create_bot(name)[1]
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+
+
+def migrate(url: str, direction: str, revision: str = "head") -> None:
+    """``flask db upgrade`` or ``flask db downgrade`` (``direction``) to ``revision`` on the
+    database at ``url``, run in this process: the same Alembic migrations through the same
+    Flask-Migrate calls, without a Python start-up and the app's imports, about 2 CPU-seconds
+    a command. The command itself runs as an operator runs it in the README, Procfile and
+    ``make stack`` tests."""
+    from flask_migrate import downgrade
+
+    class OnDatabase(TestingConfig):
+        SQLALCHEMY_DATABASE_URI = normalize_database_url(url)
+
+    app = create_app(OnDatabase)
+    with app.app_context():
+        try:
+            {"upgrade": upgrade, "downgrade": downgrade}[direction](revision=revision)
         finally:
             db.session.remove()
             db.engine.dispose()

@@ -1,7 +1,9 @@
 """Migrations are the only way the schema is made, and they make exactly what the models say.
 
-Each test runs the real ``flask db`` command on a fresh, empty database of the pass's kind
-(SQLite in the first pass of ``make test``, PostgreSQL in the second).
+Each test runs the migrations as ``flask db`` runs them (``tests.conftest.migrate``: the same
+Flask-Migrate calls, in the test's process) on a fresh, empty database of the pass's kind
+(SQLite in one pass of ``make test``, PostgreSQL in the other); the command itself runs in the
+README, Procfile and ``make stack`` tests.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from sqlalchemy import create_engine, inspect, text
 import chat.models  # noqa: F401  (fills db.metadata)
 from chat.extensions import db
 from chat.search.index import is_index_object
-from devstack import ROOT, flask_command
+from devstack import ROOT
+from tests.conftest import migrate
 
 
 def _differences(url: str) -> list:
@@ -46,16 +49,15 @@ def _tables(url: str) -> set[str]:
 
 
 def test_upgrade_on_an_empty_database_makes_the_schema_the_models_declare(live_database_url):
-    # live_database_url is a new database just as `flask db upgrade` leaves one.
+    # live_database_url is a new database just as the migrations leave one.
     assert _differences(live_database_url) == []
     assert _tables(live_database_url) == set(db.metadata.tables) | {"alembic_version"}
 
 
 def test_downgrade_to_base_and_upgrade_again_round_trips(live_database_url):
-    env = {"DATABASE_URL": live_database_url, "CHAT_ENV": "development"}
-    flask_command(env, "db", "downgrade", "base")
+    migrate(live_database_url, "downgrade", "base")
     assert _tables(live_database_url) <= {"alembic_version"}
-    flask_command(env, "db", "upgrade")
+    migrate(live_database_url, "upgrade")
     assert _differences(live_database_url) == []
 
 
@@ -99,8 +101,7 @@ def _users_sql(*ids: int) -> list[str]:
 def test_friend_requests_both_ways_become_a_friendship_on_upgrade(empty_database_url):
     """Rows from before the one-request-per-pair rule: settled as asking back settles them."""
     url = empty_database_url
-    env = {"DATABASE_URL": url, "CHAT_ENV": "development"}
-    flask_command(env, "db", "upgrade", "0002_webhook_schedule")
+    migrate(url, "upgrade", "0002_webhook_schedule")
     _run(
         url,
         *_users_sql(100000001, 100000002, 100000003, 100000004, 100000005),
@@ -114,7 +115,7 @@ def test_friend_requests_both_ways_become_a_friendship_on_upgrade(empty_database
         # one way: stays pending
         "INSERT INTO friend_requests (from_user_id, to_user_id, created_at) VALUES (100000005, 100000001, 4)",
     )
-    flask_command(env, "db", "upgrade")
+    migrate(url, "upgrade")
     friends, pending = _run(
         url,
         "SELECT user_low, user_high FROM friendships ORDER BY user_low",

@@ -13,7 +13,7 @@ from chat.errors import ServiceError
 from chat.extensions import db
 from chat.services import accounts
 from config import TestingConfig
-from devstack import flask_command
+from tests.conftest import migrate
 
 
 def _register(client, app_key, username, nickname=None):
@@ -95,8 +95,7 @@ def test_existing_accounts_keep_working_after_the_upgrade(empty_database_url):
     still logs in with what it typed, the oldest of a confusable group holds the skeleton and
     the later ones are flagged with none, and no new lookalike can join them."""
     url = empty_database_url
-    env = {"DATABASE_URL": url, "CHAT_ENV": "development"}
-    flask_command(env, "db", "upgrade", "0003_friend_request_pair")
+    migrate(url, "upgrade", "0003_friend_request_pair")
     hashed = PasswordHasher(time_cost=1, memory_cost=1024).hash("long enough")
     legacy = [
         (100000001, "alice"),
@@ -117,7 +116,7 @@ def test_existing_accounts_keep_working_after_the_upgrade(empty_database_url):
                 {"id": user_id, "name": name, "key": name.casefold(), "hash": hashed, "created": n},
             )
     engine.dispose()
-    flask_command(env, "db", "upgrade")
+    migrate(url, "upgrade")
 
     class Config(TestingConfig):
         SQLALCHEMY_DATABASE_URI = url

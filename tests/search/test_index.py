@@ -15,7 +15,7 @@ from chat.models import Message, User
 from chat.search.index import FTS, FTS_TABLES, PG_INDEX
 from chat.services import search
 from devstack import flask_command
-from tests.conftest import _admin_url, _server_url, drop_database, postgres_server_url
+from tests.conftest import _admin_url, _server_url, drop_database, migrate, postgres_server_url
 
 
 def _search(user, q):
@@ -55,8 +55,7 @@ def test_rebuild_repairs_stale_documents_with_a_progress_bar_and_a_summary(app, 
 
 def test_the_migration_indexes_the_messages_that_were_there(empty_database_url, is_postgres):
     url = empty_database_url
-    env = {"DATABASE_URL": url, "CHAT_ENV": "development"}
-    flask_command(env, "db", "upgrade", "0008_revoked_index")
+    migrate(url, "upgrade", "0008_revoked_index")
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
@@ -82,7 +81,7 @@ def test_the_migration_indexes_the_messages_that_were_there(empty_database_url, 
                     "(2, 'k2', -100000001, 100000001, 'text', '', 1, 1, 5)"
                 )
             )
-        flask_command(env, "db", "upgrade")
+        migrate(url, "upgrade")
         with engine.connect() as conn:
             documents = dict(conn.execute(text("SELECT key, search_text FROM messages")).all())
             assert documents == {"k1": " creme brulee 甜点", "k2": None}
@@ -95,7 +94,7 @@ def test_the_migration_indexes_the_messages_that_were_there(empty_database_url, 
                     text("SELECT rowid FROM messages_search WHERE messages_search MATCH '\" bru\"'")
                 )
                 assert hits.scalars().all() == [1]
-        flask_command(env, "db", "downgrade", "0008_revoked_index")
+        migrate(url, "downgrade", "0008_revoked_index")
         with engine.connect() as conn:
             names = {
                 r[0]
@@ -201,8 +200,7 @@ def test_a_c_locale_database_still_answers_cjk_searches_and_the_rebuild_says_why
         conn.execute(f"CREATE DATABASE \"{name}\" TEMPLATE template0 LC_CTYPE 'C' LC_COLLATE 'C'")
     url = _server_url(server, name)
     try:
-        env = {"DATABASE_URL": url, "CHAT_ENV": "development"}
-        flask_command(env, "db", "upgrade")
+        migrate(url, "upgrade")
         engine = create_engine(url)
         try:
             with engine.begin() as conn:
@@ -227,7 +225,7 @@ def test_a_c_locale_database_still_answers_cjk_searches_and_the_rebuild_says_why
                         "('k1', -100000001, 100000001, 'text', '我们明天去北京', 1, 1)"
                     )
                 )
-            summary = flask_command(env, "search", "rebuild")
+            summary = flask_command({"DATABASE_URL": url, "CHAT_ENV": "development"}, "search", "rebuild")
             assert "LC_CTYPE is C" in summary and summary.strip().splitlines()[-1].endswith(
                 "1 messages had a stale search document and are fixed"
             )
