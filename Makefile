@@ -54,8 +54,9 @@ lint: install-dev
 	$(BIN)/mypy
 
 ## Run the whole test suite twice, on SQLite and on PostgreSQL, at the same time, each pass on
-## two pytest-xdist workers (TEST_WORKERS; tests/passes.py): each pass's output is printed whole when it ends, then a summary; the
-## run fails if either pass fails, pytest's exit code 5 (no test ran) included.
+## pytest-xdist workers (two for SQLite, three for PostgreSQL, or TEST_WORKERS for both;
+## tests/passes.py): each pass's output is printed whole when it ends, then a summary; the run
+## fails if either pass fails, pytest's exit code 5 (no test ran) included.
 test: install-dev lint
 	TEST_PG_SERVER='$(TEST_PG_SERVER)' $(BIN)/python -m tests.passes $(PYTEST_ARGS)
 

@@ -7,12 +7,15 @@ interleaved with the other's), then a summary line per pass. The run fails when 
 fails, pytest's exit 5 ("no tests ran") included. Each pass keeps its own temporary
 directory, database and Redis key prefixes (tests/conftest.py), so they cannot meet.
 
-Within a pass, the tests run on ``TEST_WORKERS`` pytest-xdist workers (default 2) that take
-the next test as they finish one (``--dist worksteal``). Most of the suite's time is tests
-waiting on processes they started (a server coming up, a worker being killed, a deadline
-passing), not computing: with two passes of two workers each, the machine's cores stay busy.
-Every test already has its own database, Redis key prefix, ports and directory, so two in one
-pass cannot meet either. ``TEST_WORKERS=0`` runs each pass in one process.
+Within a pass, the tests run on pytest-xdist workers that take the next test as they finish
+one (``--dist worksteal``): two for the SQLite pass, three for the PostgreSQL pass
+(``DEFAULT_WORKERS``; ``TEST_WORKERS`` sets both, and 0 runs each pass in one process). The
+suite is bound by CPU, and the cores go to the passes about as their workers stand: the
+PostgreSQL pass has more to do (the tests that need a database server run only there), and
+with two workers each it ran on alone for a minute and a half at the end, on a machine it
+could not keep busy; with three workers each, the extra workers' own start-up and
+contention cost more CPU than the balance saved. Every test has its own database, Redis key
+prefix, ports and directory, so two in one pass cannot meet either.
 
     python -m tests.passes [--only sqlite|postgres] [pytest arguments...]
 """
@@ -29,6 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/"
+# pytest-xdist workers per pass (``TEST_WORKERS`` sets both).
+DEFAULT_WORKERS = {"SQLite": "2", "PostgreSQL": "3"}
 
 
 def _passes(environ) -> dict[str, dict[str, str]]:
@@ -49,19 +54,19 @@ def main(argv: list[str]) -> int:
     if not passes:
         print(f"--only takes sqlite or postgres, not {only!r}", file=sys.stderr)
         return 2
-    workers = os.environ.get("TEST_WORKERS", "2")
-    if workers != "0" and not any(arg.startswith(("-n", "--numprocesses")) for arg in argv):
-        argv = ["-n", workers, "--dist", "worksteal", *argv]
+    workers_given = any(arg.startswith(("-n", "--numprocesses")) for arg in argv)
     workdir = Path(tempfile.mkdtemp(prefix="chat-test-passes-"))
     print_lock = threading.Lock()
     results: dict[str, tuple[int, float]] = {}
 
     def run(name: str, env: dict[str, str]) -> None:
         log_path = workdir / f"{name}.log"
+        workers = os.environ.get("TEST_WORKERS", DEFAULT_WORKERS[name])
+        xdist = [] if workers_given or workers == "0" else ["-n", workers, "--dist", "worksteal"]
         started = time.monotonic()
         with open(log_path, "wb") as log:
             code = subprocess.call(
-                [sys.executable, "-m", "pytest", f"--basetemp={workdir / (name + '-tmp')}", *argv],
+                [sys.executable, "-m", "pytest", f"--basetemp={workdir / (name + '-tmp')}", *xdist, *argv],
                 cwd=ROOT,
                 env=env,
                 stdout=log,
