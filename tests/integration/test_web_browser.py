@@ -700,14 +700,27 @@ def test_search_shows_marked_snippets_and_opens_the_message(site, browser, tmp_p
     assert person.errors == []
 
 
-def test_the_service_worker_shows_collapsed_notifications_and_retracts_them(site, browser, tmp_path):
+@pytest.fixture
+def site_of_its_own(live_env, tmp_path):
+    """A site on an origin no other test's page has opened."""
+    with running_site(live_env, tmp_path) as site:
+        yield site
+
+
+def test_the_service_worker_shows_collapsed_notifications_and_retracts_them(
+    site_of_its_own, browser, tmp_path
+):
     """What the page's service worker does with a Web Push payload while the page is not
     showing: a notification per chat (its count), closed again by a ``retract`` for that chat.
-    The push is delivered through the DevTools protocol (a push service is outside the test)."""
+    The push is delivered through the DevTools protocol (a push service is outside the test).
+    The site is its own: the protocol reports the service workers of every context of the
+    browser, so on an origin other tests' pages had opened, the registration found could be
+    theirs."""
     import json
 
     from devstack import wait_until
 
+    site = site_of_its_own
     context = browser.new_context()
     context.grant_permissions(["notifications"], origin=site)
     page = context.new_page()
