@@ -421,19 +421,10 @@ def live_credential(env: dict[str, str], kind: str, name: str) -> str:
     of CPU per command and were most of the suite's ``flask`` commands, each only setting a
     test up. The commands themselves are tested in tests/test_cli.py, and the README and
     Procfile flows run them as an operator would."""
-
-    class OnLiveDatabase(TestingConfig):
-        SQLALCHEMY_DATABASE_URI = normalize_database_url(env["DATABASE_URL"])
-
-    app = create_app(OnLiveDatabase)
-    with app.app_context():
-        try:
-            if kind == "app-key":
-                return accounts.create_app_key(name)
-            return accounts.create_bot(name)[1]
-        finally:
-            db.session.remove()
-            db.engine.dispose()
+    with _app_on(env["DATABASE_URL"]):
+        if kind == "app-key":
+            return accounts.create_app_key(name)
+        return accounts.create_bot(name)[1]
 
 
 def migrate(url: str, direction: str, revision: str = "head") -> None:
@@ -444,13 +435,21 @@ def migrate(url: str, direction: str, revision: str = "head") -> None:
     ``make stack`` tests."""
     from flask_migrate import downgrade
 
+    with _app_on(url):
+        {"upgrade": upgrade, "downgrade": downgrade}[direction](revision=revision)
+
+
+@contextmanager
+def _app_on(url: str):
+    """An app on the database at ``url``, in its context, for set-up done in the test's
+    process; its connections are closed when the block ends."""
+
     class OnDatabase(TestingConfig):
         SQLALCHEMY_DATABASE_URI = normalize_database_url(url)
 
-    app = create_app(OnDatabase)
-    with app.app_context():
+    with create_app(OnDatabase).app_context():
         try:
-            {"upgrade": upgrade, "downgrade": downgrade}[direction](revision=revision)
+            yield
         finally:
             db.session.remove()
             db.engine.dispose()
